@@ -1,0 +1,146 @@
+"""Checkpoints: one ``.safetensors`` file, the model's JSON config in its header metadata.
+
+Layout (all tensors float32, under the papers' names):
+
+    layers.<k>.<term>_<slot>   e.g. ``layers.0.W_c``, ``layers.1.u_i``   (one per term of layer k)
+    head.weight, head.bias     a linear head, when the model has one
+    norm.mean, norm.std        input normalisation learned from the training split, when present
+
+Header metadata key ``slimedge`` holds the config: ``{"format": "slimedge/1", "kind": ...,
+"lstm": {variant, input_size, hidden_size, num_layers, gate_activation, activation, dropout},
+...}``; models with a head add their own keys. :func:`read` and :func:`write` need only numpy and
+safetensors (no torch), so exporters and the runtime can use them; :func:`save` and :func:`load`
+work with PyTorch modules. Nothing is ever unpickled.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+FORMAT = "slimedge/1"
+METADATA_KEY = "slimedge"
+
+
+class CheckpointError(ValueError):
+    """A file that is missing, truncated, foreign or inconsistent; the message names it."""
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint's config and tensors as NumPy arrays (no torch needed)."""
+
+    config: dict
+    tensors: dict[str, np.ndarray] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.config.get("kind", "slim_lstm")
+
+    @property
+    def lstm(self) -> dict:
+        return self.config["lstm"]
+
+    def layer_terms(self, k: int) -> dict[str, np.ndarray]:
+        """Layer k's weights under the papers' names (``W_c``, ``u_i``, ...)."""
+        prefix = f"layers.{k}."
+        return {name[len(prefix):]: t for name, t in self.tensors.items() if name.startswith(prefix)}
+
+
+def write(path: str | os.PathLike, config: Mapping[str, Any],
+          tensors: Mapping[str, np.ndarray]) -> Path:
+    """Write atomically: a temporary file beside ``path``, then a rename."""
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    config = {"format": FORMAT, **config}
+    arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(arrays, tmp, metadata={METADATA_KEY: json.dumps(config, sort_keys=True)})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read(path: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint without torch; a missing, truncated or foreign file raises CheckpointError."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a readable .safetensors checkpoint "
+                              f"(truncated or another kind of file): {e}") from None
+    if METADATA_KEY not in meta:
+        raise CheckpointError(f"{path}: a .safetensors file, but not a slimedge checkpoint "
+                              f"(no '{METADATA_KEY}' entry in its header metadata)")
+    try:
+        config = json.loads(meta[METADATA_KEY])
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: the '{METADATA_KEY}' header entry is not valid JSON: {e}") from None
+    if config.get("format") != FORMAT or "lstm" not in config:
+        raise CheckpointError(f"{path}: unsupported checkpoint format {config.get('format')!r} "
+                              f"(expected {FORMAT!r} with an 'lstm' section)")
+    ckpt = Checkpoint(config=config, tensors=tensors, path=path)
+    _check_shapes(ckpt)
+    return ckpt
+
+
+def _check_shapes(ckpt: Checkpoint) -> None:
+    """Every layer holds exactly its variant's terms, in the spec's shapes."""
+    from . import variants
+
+    cfg = ckpt.lstm
+    try:
+        spec = variants.from_config(cfg["variant"])
+        n, layers = int(cfg["hidden_size"]), int(cfg.get("num_layers", 1))
+        m0 = int(cfg["input_size"])
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{ckpt.path}: bad 'lstm' config: {e}") from None
+    for k in range(layers):
+        m = m0 if k == 0 else n
+        got = ckpt.layer_terms(k)
+        want = {f"{t}_{s}": spec.term_shape(t, m, n) for t in variants.TERMS
+                for s in spec.slots_with(t)}
+        if set(got) != set(want):
+            raise CheckpointError(f"{ckpt.path}: layer {k} ({spec.name}) holds terms {sorted(got)}, "
+                                  f"expected {sorted(want)}")
+        for name, shape in want.items():
+            if tuple(got[name].shape) != shape:
+                raise CheckpointError(f"{ckpt.path}: tensor layers.{k}.{name} has shape "
+                                      f"{tuple(got[name].shape)}, expected {shape}")
+
+
+def save(model, path: str | os.PathLike, **info: Any) -> Path:
+    """Save a slimedge PyTorch model (``SlimLSTM`` or a model with a head); ``info`` lands in the
+    config under ``"info"`` (metrics, data set, training settings, ...)."""
+    config, tensors = model.checkpoint_state()
+    if info:
+        config = {**config, "info": {**config.get("info", {}), **info}}
+    return write(path, config, {k: v.detach().cpu().numpy() for k, v in tensors.items()})
+
+
+def load(path: str | os.PathLike):
+    """Load a checkpoint as a PyTorch module (in eval mode) of the kind its config names."""
+    from .models import from_checkpoint
+
+    return from_checkpoint(read(path))
+
+
+__all__ = ["Checkpoint", "CheckpointError", "read", "write", "save", "load", "FORMAT", "METADATA_KEY"]

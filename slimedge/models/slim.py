@@ -1,0 +1,352 @@
+"""PyTorch SLIM LSTM layers built from a :class:`~slimedge.variants.VariantSpec`.
+
+Parameters are stored packed per term kind, one tensor each, holding only the slots the variant
+gives that term (so the module's parameter count is exactly ``spec.num_params``):
+
+    W  (k_W·n, m)   the input matrices of the slots with a W term, stacked in i, f, o, c order
+    U  (k_U·n, n)   the full recurrent matrices
+    u  (k_u, n)     the point-wise recurrent weights
+    b  (k_b, n)     the biases
+
+``SlimLSTMCell.terms()`` gives them back under the papers' names (``W_i``, ``U_f``, ``u_o``, ...).
+Over a sequence, every W·x (and the bias) is computed for all time steps in one matrix product; only
+the recurrent terms run per step.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from .. import variants as _variants
+from ..variants import SLOTS, TERMS, VariantSpec
+
+GATE_ACTIVATIONS = ("sigmoid", "hard_sigmoid")
+ACTIVATIONS = ("tanh", "sigmoid", "relu")
+INITS = ("pytorch", "paper")
+
+
+def hard_sigmoid(z: torch.Tensor) -> torch.Tensor:
+    """Keras' hard_sigmoid, clip(0.2 z + 0.5, 0, 1) (not torch's z/6 + 1/2)."""
+    return torch.clamp(0.2 * z + 0.5, 0.0, 1.0)
+
+
+_ACT = {"sigmoid": torch.sigmoid, "hard_sigmoid": hard_sigmoid, "tanh": torch.tanh,
+        "relu": torch.relu}
+
+
+def _check_choice(what: str, value: str, valid: tuple[str, ...]) -> str:
+    if value not in valid:
+        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+    return value
+
+
+class SlimLSTMCell(nn.Module):
+    """One SLIM LSTM layer, one time step at a time (or a whole sequence via :meth:`sequence`).
+
+    Args:
+        variant: a variant name or alias (``"LSTM6"``, ``"c6"``, ...) or a ``VariantSpec``.
+        input_size: m, the size of x.
+        hidden_size: n, the size of h and c.
+        gate_activation: σ, ``"sigmoid"`` (default) or ``"hard_sigmoid"`` (Keras').
+        activation: g, for the cell candidate and the output: ``"tanh"``, ``"sigmoid"``, ``"relu"``.
+        constants: values for the variant's fixed gates, e.g. ``{"f": 0.5}``; never trainable.
+        init: ``"pytorch"`` (uniform ±1/√n, like torch.nn.LSTM) or ``"paper"`` (the authors':
+            W glorot-uniform, U orthogonal, u from columns of an orthogonal matrix, biases zero).
+        input_only_cell: LSTM_C6 only: the harsher reading c~ = g(W_c x + b_c).
+    """
+
+    def __init__(self, variant: str | VariantSpec, input_size: int, hidden_size: int, *,
+                 gate_activation: str = "sigmoid", activation: str = "tanh",
+                 constants: Mapping[str, float] | None = None, init: str = "pytorch",
+                 input_only_cell: bool = False) -> None:
+        super().__init__()
+        if int(input_size) < 1 or int(hidden_size) < 1:
+            raise ValueError(f"input_size and hidden_size must be positive, got "
+                             f"{input_size} and {hidden_size}")
+        self.spec = _variants.get(variant, constants=constants, input_only_cell=input_only_cell)
+        self.input_size, self.hidden_size = int(input_size), int(hidden_size)
+        self.gate_activation = _check_choice("gate activation", gate_activation, GATE_ACTIVATIONS)
+        self.activation = _check_choice("activation", activation, ACTIVATIONS)
+        self._sigma, self._g = _ACT[gate_activation], _ACT[activation]
+
+        spec, m, n = self.spec, self.input_size, self.hidden_size
+        learned = spec.learned_slots  # always ends with "c"
+        self._learned = learned
+        self._slots_of = {t: spec.slots_with(t) for t in TERMS}
+        # position of each term's slots among the learned slots, for scattering per step
+        for t in TERMS:
+            idx = [learned.index(s) for s in self._slots_of[t]]
+            self.register_buffer(f"_idx_{t}", torch.tensor(idx, dtype=torch.long), persistent=False)
+        self.W = self._param(len(self._slots_of["W"]) * n, m)
+        self.U = self._param(len(self._slots_of["U"]) * n, n)
+        self.u = self._param(len(self._slots_of["u"]), n)
+        self.b = self._param(len(self._slots_of["b"]), n)
+        self.constants = spec.constants  # plain floats: not parameters, not trainable
+        self.reset_parameters(_check_choice("init", init, INITS))
+
+    @staticmethod
+    def _param(rows: int, cols: int) -> nn.Parameter | None:
+        return nn.Parameter(torch.empty(rows, cols)) if rows else None
+
+    # ---- parameters ------------------------------------------------------------------------
+    def reset_parameters(self, init: str = "pytorch") -> None:
+        n, m = self.hidden_size, self.input_size
+        with torch.no_grad():
+            if init == "pytorch":
+                k = 1.0 / math.sqrt(n)
+                for p in self.parameters():
+                    p.uniform_(-k, k)
+                return
+            if self.W is not None:  # glorot-uniform per slot (fan_in m, fan_out n)
+                limit = math.sqrt(6.0 / (m + n))
+                self.W.uniform_(-limit, limit)
+            if self.U is not None:
+                for block in self.U.view(-1, n, n):
+                    nn.init.orthogonal_(block)
+            if self.u is not None:
+                q = torch.empty(n, max(n, self.u.shape[0]))
+                nn.init.orthogonal_(q)
+                self.u.copy_(q[:, : self.u.shape[0]].T)
+            if self.b is not None:
+                self.b.zero_()
+
+    def terms(self) -> dict[str, torch.Tensor]:
+        """The parameters under the papers' names (views, so edits reach the module)."""
+        n, out = self.hidden_size, {}
+        for t in TERMS:
+            p = getattr(self, t)
+            for k, s in enumerate(self._slots_of[t]):
+                out[f"{t}_{s}"] = p[k * n:(k + 1) * n] if t in "WU" else p[k]
+        return out
+
+    @torch.no_grad()
+    def load_terms(self, terms: Mapping[str, "torch.Tensor | object"]) -> None:
+        """Set every parameter from a dict under the papers' names (the inverse of ``terms()``)."""
+        mine = self.terms()
+        missing, extra = set(mine) - set(terms), set(terms) - set(mine)
+        if missing or extra:
+            raise ValueError(f"{self.spec.name} terms mismatch: missing {sorted(missing)}, "
+                             f"unexpected {sorted(extra)}")
+        for name, dst in mine.items():
+            src = torch.as_tensor(terms[name], dtype=dst.dtype)
+            if tuple(src.shape) != tuple(dst.shape):
+                raise ValueError(f"term {name}: expected shape {tuple(dst.shape)}, "
+                                 f"got {tuple(src.shape)}")
+            dst.copy_(src)
+
+    def extra_repr(self) -> str:
+        consts = f", constants={self.constants}" if self.constants else ""
+        return (f"{self.spec.name}, {self.input_size}, {self.hidden_size}, "
+                f"gate_activation={self.gate_activation}, activation={self.activation}{consts}")
+
+    # ---- computation -----------------------------------------------------------------------
+    def input_part(self, x: torch.Tensor) -> torch.Tensor:
+        """The input and bias part of every learned slot: (..., m) -> (..., k, n).
+
+        One matrix product for all leading dimensions (all time steps of a sequence).
+        """
+        lead, n = x.shape[:-1], self.hidden_size
+        out = x.new_zeros(*lead, len(self._learned), n)
+        if self.W is not None:
+            xw = torch.matmul(x, self.W.t()).view(*lead, -1, n)
+            out = out.index_add(-2, self._idx_W, xw)
+        if self.b is not None:
+            out = out.index_add(-2, self._idx_b, self.b.expand(*lead, -1, -1))
+        return out
+
+    def recurrent_step(self, xpart: torch.Tensor, h: torch.Tensor,
+                       c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Advance one step given ``input_part`` of this step: (B, k, n), (B, n), (B, n)."""
+        n, z = self.hidden_size, xpart
+        if self.U is not None:
+            z = z.index_add(-2, self._idx_U, torch.matmul(h, self.U.t()).view(*h.shape[:-1], -1, n))
+        if self.u is not None:
+            z = z.index_add(-2, self._idx_u, self.u * h.unsqueeze(-2))
+        g = {"c": self._g(z[..., -1, :])}
+        if len(self._learned) > 1:
+            gates = self._sigma(z[..., :-1, :])
+            for k, s in enumerate(self._learned[:-1]):
+                g[s] = gates[..., k, :]
+        i, f, o = (g.get(s, self.constants.get(s)) for s in "ifo")
+        c_new = _scale(f, c) + _scale(i, g["c"])
+        h_new = _scale(o, self._g(c_new))
+        return h_new, c_new
+
+    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step: x (batch, m) or (m,); state (h, c) each (batch, n) or (n,). Returns (h, c)."""
+        if x.dim() not in (1, 2) or x.shape[-1] != self.input_size:
+            raise ValueError(f"{type(self).__name__}: x must be (batch, {self.input_size}) or "
+                             f"({self.input_size},), got {tuple(x.shape)}")
+        lead = x.shape[:-1]
+        if state is None:
+            h = c = x.new_zeros(*lead, self.hidden_size)
+        else:
+            h, c = state
+            for name, t in (("h", h), ("c", c)):
+                if tuple(t.shape) != (*lead, self.hidden_size):
+                    raise ValueError(f"{type(self).__name__}: state {name} must be "
+                                     f"{(*lead, self.hidden_size)}, got {tuple(t.shape)}")
+        return self.recurrent_step(self.input_part(x), h, c)
+
+
+def _scale(gate: torch.Tensor | float, value: torch.Tensor) -> torch.Tensor:
+    """gate ⊙ value, emitting no multiply for a fixed gate of exactly 1.0."""
+    if isinstance(gate, float):
+        return value if gate == 1.0 else gate * value
+    return gate * value
+
+
+class SlimLSTM(nn.Module):
+    """A multi-layer SLIM LSTM that behaves like ``torch.nn.LSTM``.
+
+    ``forward(x, state=None, lengths=None) -> (output, (h_n, c_n))`` with x of shape
+    (batch, T, m) when ``batch_first`` (the default here), else (T, batch, m), or unbatched (T, m);
+    state and (h_n, c_n) are (num_layers, batch, n). ``lengths`` (batch,) marks the valid steps of
+    padded sequences: past its length a sequence's state is carried unchanged and its output is 0,
+    so padding cannot change results. ``.cells`` holds one :class:`SlimLSTMCell` per layer.
+    """
+
+    def __init__(self, variant: str | VariantSpec, input_size: int, hidden_size: int,
+                 num_layers: int = 1, batch_first: bool = True, dropout: float = 0.0, *,
+                 gate_activation: str = "sigmoid", activation: str = "tanh",
+                 constants: Mapping[str, float] | None = None, init: str = "pytorch",
+                 input_only_cell: bool = False) -> None:
+        super().__init__()
+        if int(num_layers) < 1:
+            raise ValueError(f"num_layers must be at least 1, got {num_layers}")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        self.input_size, self.hidden_size = int(input_size), int(hidden_size)
+        self.num_layers, self.batch_first, self.dropout = int(num_layers), bool(batch_first), float(dropout)
+        self.cells = nn.ModuleList(
+            SlimLSTMCell(variant, input_size if k == 0 else hidden_size, hidden_size,
+                         gate_activation=gate_activation, activation=activation,
+                         constants=constants, init=init, input_only_cell=input_only_cell)
+            for k in range(self.num_layers))
+        self.spec = self.cells[0].spec
+        self.gate_activation, self.activation = gate_activation, activation
+
+    def config(self) -> dict:
+        """Everything needed to rebuild this module (weights aside), JSON-able."""
+        return {"variant": self.spec.to_config(), "input_size": self.input_size,
+                "hidden_size": self.hidden_size, "num_layers": self.num_layers,
+                "gate_activation": self.gate_activation, "activation": self.activation,
+                "dropout": self.dropout}
+
+    @classmethod
+    def from_config(cls, config: Mapping, *, batch_first: bool = True) -> "SlimLSTM":
+        spec = _variants.from_config(config["variant"])
+        return cls(spec, config["input_size"], config["hidden_size"], config.get("num_layers", 1),
+                   batch_first=batch_first, dropout=config.get("dropout", 0.0),
+                   gate_activation=config.get("gate_activation", "sigmoid"),
+                   activation=config.get("activation", "tanh"))
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def checkpoint_terms(self) -> dict[str, torch.Tensor]:
+        """Every layer's weights as ``layers.<k>.<paper name>`` (the checkpoint layout)."""
+        return {f"layers.{k}.{name}": t for k, cell in enumerate(self.cells)
+                for name, t in cell.terms().items()}
+
+    def load_checkpoint_terms(self, tensors: Mapping[str, object]) -> None:
+        for k, cell in enumerate(self.cells):
+            prefix = f"layers.{k}."
+            cell.load_terms({n[len(prefix):]: t for n, t in tensors.items() if n.startswith(prefix)})
+
+    def checkpoint_state(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        """(config, tensors) for :func:`slimedge.checkpoint.save`."""
+        return {"kind": "slim_lstm", "lstm": self.config()}, self.checkpoint_terms()
+
+    @classmethod
+    def from_checkpoint(cls, ckpt) -> "SlimLSTM":
+        model = cls.from_config(ckpt.lstm)
+        model.load_checkpoint_terms(ckpt.tensors)
+        return model.eval()
+
+    def macs_per_step(self) -> int:
+        return sum(c.spec.macs_per_step(c.input_size, c.hidden_size) for c in self.cells)
+
+    def extra_repr(self) -> str:
+        return f"num_layers={self.num_layers}, batch_first={self.batch_first}, dropout={self.dropout}"
+
+    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None,
+                lengths: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        name = type(self).__name__
+        if x.dim() not in (2, 3) or x.shape[-1] != self.input_size:
+            layout = "(batch, T, m)" if self.batch_first else "(T, batch, m)"
+            raise ValueError(f"{name}: input must be {layout} or (T, m) with m = {self.input_size}, "
+                             f"got shape {tuple(x.shape)}")
+        unbatched = x.dim() == 2
+        xs = x.unsqueeze(1) if unbatched else (x.transpose(0, 1) if self.batch_first else x)
+        T, B = xs.shape[0], xs.shape[1]
+        want = (self.num_layers, B, self.hidden_size) if not unbatched else (self.num_layers, self.hidden_size)
+        if state is None:
+            h0 = c0 = xs.new_zeros(self.num_layers, B, self.hidden_size)
+        else:
+            h0, c0 = state
+            for sname, t in (("h_0", h0), ("c_0", c0)):
+                if tuple(t.shape) != want:
+                    raise ValueError(f"{name}: {sname} must have shape {want}, got {tuple(t.shape)}")
+            if unbatched:
+                h0, c0 = h0.unsqueeze(1), c0.unsqueeze(1)
+        mask = None
+        if lengths is not None:
+            lengths = torch.as_tensor(lengths, device=xs.device)
+            if lengths.shape != (B,):
+                raise ValueError(f"{name}: lengths must have shape ({B},), got {tuple(lengths.shape)}")
+            if int(lengths.min()) < 1 or int(lengths.max()) > T:
+                raise ValueError(f"{name}: lengths must lie in [1, {T}], got "
+                                 f"[{int(lengths.min())}, {int(lengths.max())}]")
+            mask = (torch.arange(T, device=xs.device).unsqueeze(1) < lengths.unsqueeze(0)).unsqueeze(-1)
+        hs, cs, layer_in = [], [], xs
+        for k, cell in enumerate(self.cells):
+            if k > 0 and self.dropout > 0 and self.training:
+                layer_in = nn.functional.dropout(layer_in, self.dropout, True)
+            xpart = cell.input_part(layer_in)  # one matrix product for all T steps
+            h, c, outs = h0[k], c0[k], []
+            for t in range(T):
+                h_new, c_new = cell.recurrent_step(xpart[t], h, c)
+                if mask is not None:
+                    h_new = torch.where(mask[t], h_new, h)
+                    c_new = torch.where(mask[t], c_new, c)
+                    outs.append(h_new * mask[t])
+                else:
+                    outs.append(h_new)
+                h, c = h_new, c_new
+            layer_in = torch.stack(outs)
+            hs.append(h)
+            cs.append(c)
+        out, h_n, c_n = layer_in, torch.stack(hs), torch.stack(cs)
+        if unbatched:
+            return out.squeeze(1), (h_n.squeeze(1), c_n.squeeze(1))
+        return (out.transpose(0, 1) if self.batch_first else out), (h_n, c_n)
+
+    # ---- interop with torch.nn.LSTM ----------------------------------------------------------
+    @classmethod
+    def from_torch_lstm(cls, lstm: nn.LSTM) -> "SlimLSTM":
+        """An LSTM0 with the weights of a ``torch.nn.LSTM`` (unidirectional, no projection)."""
+        if lstm.bidirectional or lstm.proj_size:
+            raise ValueError("only unidirectional torch.nn.LSTM without proj_size can be converted")
+        model = cls("LSTM0", lstm.input_size, lstm.hidden_size, lstm.num_layers,
+                    batch_first=lstm.batch_first, dropout=lstm.dropout)
+        n = lstm.hidden_size
+        for k, cell in enumerate(model.cells):
+            w_ih, w_hh = getattr(lstm, f"weight_ih_l{k}"), getattr(lstm, f"weight_hh_l{k}")
+            bias = (getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}")
+                    if lstm.bias else w_ih.new_zeros(4 * n))
+            terms = {}
+            for j, s in enumerate("ifco"):  # torch's gate order is i, f, g(=c), o
+                terms[f"W_{s}"] = w_ih[j * n:(j + 1) * n]
+                terms[f"U_{s}"] = w_hh[j * n:(j + 1) * n]
+                terms[f"b_{s}"] = bias[j * n:(j + 1) * n]
+            cell.load_terms({k_: v.detach() for k_, v in terms.items()})
+        return model
+
+
+__all__ = ["SlimLSTMCell", "SlimLSTM", "hard_sigmoid", "GATE_ACTIVATIONS", "ACTIVATIONS", "INITS"]

@@ -1,0 +1,131 @@
+"""An independent float64 NumPy implementation of the SLIM LSTM equations.
+
+Written from shared/design/slim-variants.md alone, variant by variant, without importing slimedge:
+it is the yardstick the package is measured against, so it must not share code with it.
+Weights are given under the papers' names (W_i: (n, m), U_f: (n, n), u_o: (n,), b_c: (n,)).
+"""
+import numpy as np
+
+DEFAULT_CONSTANTS = {
+    "LSTM4a": {"f": 0.96, "o": 1.0},
+    "LSTM5a": {"f": 0.96, "o": 1.0},
+    "LSTM6": {"i": 1.0, "f": 0.4, "o": 1.0},
+    "LSTM_C6": {"i": 1.0, "f": 0.4, "o": 1.0},
+}
+
+
+def sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def hard_sigmoid(z):
+    return np.clip(0.2 * z + 0.5, 0.0, 1.0)
+
+
+GATE_FN = {"sigmoid": sigmoid, "hard_sigmoid": hard_sigmoid}
+ACT_FN = {"tanh": np.tanh, "sigmoid": sigmoid, "relu": lambda z: np.maximum(z, 0.0)}
+
+
+def step(variant, w, x, h, c, gate_activation="sigmoid", activation="tanh", constants=None,
+         input_only_cell=False):
+    """One step for a batch: x (B, m), h and c (B, n); returns (h', c')."""
+    s, g = GATE_FN[gate_activation], ACT_FN[activation]
+    k = {**DEFAULT_CONSTANTS.get(variant, {}), **(constants or {})}
+    x, h, c = (np.asarray(a, np.float64) for a in (x, h, c))
+    w = {name: np.asarray(v, np.float64) for name, v in w.items()}
+
+    def Wx(q):
+        return x @ w["W_" + q].T
+
+    def Uh(q):
+        return h @ w["U_" + q].T
+
+    def uh(q):
+        return w["u_" + q] * h
+
+    def b(q):
+        return w["b_" + q]
+
+    full_cell = lambda: g(Wx("c") + Uh("c") + b("c"))  # noqa: E731
+    pw_cell = lambda: g(Wx("c") + uh("c") + b("c"))  # noqa: E731
+    if variant == "LSTM0":
+        i, f, o = (s(Wx(q) + Uh(q) + b(q)) for q in "ifo")
+        cc = full_cell()
+    elif variant == "LSTM1":
+        i, f, o = (s(Uh(q) + b(q)) for q in "ifo")
+        cc = full_cell()
+    elif variant == "LSTM2":
+        i, f, o = (s(Uh(q)) for q in "ifo")
+        cc = full_cell()
+    elif variant == "LSTM3":
+        i, f, o = (s(b(q)) * np.ones_like(h) for q in "ifo")
+        cc = full_cell()
+    elif variant == "LSTM4":
+        i, f, o = (s(uh(q)) for q in "ifo")
+        cc = full_cell()
+    elif variant == "LSTM5":
+        i, f, o = (s(uh(q) + b(q)) for q in "ifo")
+        cc = full_cell()
+    elif variant == "LSTM4a":
+        i, f, o = s(uh("i")), k["f"], k["o"]
+        cc = full_cell()
+    elif variant == "LSTM5a":
+        i, f, o = s(uh("i") + b("i")), k["f"], k["o"]
+        cc = full_cell()
+    elif variant == "LSTM6":
+        i, f, o = k["i"], k["f"], k["o"]
+        cc = full_cell()
+    elif variant == "LSTM10":
+        i, f, o = (s(uh(q)) for q in "ifo")
+        cc = pw_cell()
+    elif variant == "LSTM11":
+        i, f, o = (s(uh(q) + b(q)) for q in "ifo")
+        cc = pw_cell()
+    elif variant == "LSTM_C6":
+        i, f, o = k["i"], k["f"], k["o"]
+        cc = g(Wx("c") + b("c")) if input_only_cell else pw_cell()
+    else:
+        raise KeyError(variant)
+    c_new = f * c + i * cc
+    h_new = o * g(c_new)
+    return h_new, c_new
+
+
+def sequence(variant, layers, xs, h0=None, c0=None, **kw):
+    """A multi-layer run: xs (T, B, m); layers is a list of weight dicts; returns
+    (outputs (T, B, n), h_n (L, B, n), c_n (L, B, n))."""
+    xs = np.asarray(xs, np.float64)
+    T, B = xs.shape[:2]
+    n = layers[0]["W_c"].shape[0]
+    L = len(layers)
+    h = np.zeros((L, B, n)) if h0 is None else np.array(h0, np.float64)
+    c = np.zeros((L, B, n)) if c0 is None else np.array(c0, np.float64)
+    out = xs
+    for k, w in enumerate(layers):
+        ys = []
+        for t in range(T):
+            h[k], c[k] = step(variant, w, out[t], h[k], c[k], **kw)
+            ys.append(h[k].copy())
+        out = np.stack(ys)
+    return out, h, c
+
+
+def random_weights(variant, m, n, rng, scale=0.5, input_only_cell=False):
+    """Random weights under the papers' names for one layer of ``variant`` (from the spec's table)."""
+    gates = {
+        "LSTM0": "WUb", "LSTM1": "Ub", "LSTM2": "U", "LSTM3": "b", "LSTM4": "u", "LSTM5": "ub",
+        "LSTM4a": None, "LSTM5a": None, "LSTM6": "", "LSTM10": "u", "LSTM11": "ub", "LSTM_C6": "",
+    }[variant]
+    cell = "Wub" if variant in ("LSTM10", "LSTM11", "LSTM_C6") else "WUb"
+    if input_only_cell:
+        cell = "Wb"
+    per_slot = {"c": cell}
+    if variant == "LSTM4a":
+        per_slot["i"] = "u"
+    elif variant == "LSTM5a":
+        per_slot["i"] = "ub"
+    else:
+        per_slot.update({q: gates for q in "ifo"})
+    shapes = {"W": (n, m), "U": (n, n), "u": (n,), "b": (n,)}
+    return {f"{t}_{q}": rng.uniform(-scale, scale, shapes[t])
+            for q, terms in per_slot.items() for t in terms}

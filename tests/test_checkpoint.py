@@ -1,0 +1,75 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import save_file
+
+from slimedge import checkpoint
+from slimedge.checkpoint import CheckpointError
+from slimedge.models import SlimLSTM
+
+
+def test_round_trip_keeps_weights_config_and_outputs(tmp_path):
+    torch.manual_seed(0)
+    model = SlimLSTM("LSTM5a", 6, 9, num_layers=2, constants={"f": 0.8},
+                     gate_activation="hard_sigmoid", activation="relu").eval()
+    path = checkpoint.save(model, tmp_path / "m.safetensors", note="hello")
+    ck = checkpoint.read(path)
+    assert ck.config["info"] == {"note": "hello"}
+    assert ck.lstm["variant"]["constants"]["f"] == 0.8
+    assert sorted(ck.layer_terms(1)) == ["U_c", "W_c", "b_c", "b_i", "u_i"]
+    loaded = checkpoint.load(path)
+    x = torch.randn(2, 15, 6)
+    with torch.no_grad():
+        assert torch.equal(model(x)[0], loaded(x)[0])
+    assert loaded.cells[0].constants == {"f": 0.8, "o": 1.0}
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_missing_truncated_and_foreign_files(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        checkpoint.read(tmp_path / "nope.safetensors")
+    model = SlimLSTM("LSTM6", 3, 4)
+    good = checkpoint.save(model, tmp_path / "good.safetensors")
+    data = good.read_bytes()
+    trunc = tmp_path / "trunc.safetensors"
+    trunc.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="trunc.safetensors: not a readable"):
+        checkpoint.read(trunc)
+    text = tmp_path / "notes.safetensors"
+    text.write_text("just some text, not a checkpoint")
+    with pytest.raises(CheckpointError, match="notes.safetensors"):
+        checkpoint.read(text)
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": np.zeros(3, np.float32)}, str(foreign))
+    with pytest.raises(CheckpointError, match="not a slimedge checkpoint"):
+        checkpoint.read(foreign)
+
+
+def test_inconsistent_tensors_are_rejected(tmp_path):
+    cfg = {"kind": "slim_lstm", "lstm": {"variant": {"name": "LSTM6"}, "input_size": 3,
+                                         "hidden_size": 4, "num_layers": 1}}
+    tensors = {"layers.0.W_c": np.zeros((4, 3)), "layers.0.U_c": np.zeros((4, 4)),
+               "layers.0.b_c": np.zeros(5)}
+    path = checkpoint.write(tmp_path / "bad.safetensors", cfg, tensors)
+    with pytest.raises(CheckpointError, match=r"layers.0.b_c has shape \(5,\), expected \(4,\)"):
+        checkpoint.read(path)
+    tensors["layers.0.b_c"] = np.zeros(4)
+    tensors["layers.0.u_i"] = np.zeros(4)
+    path = checkpoint.write(tmp_path / "bad2.safetensors", cfg, tensors)
+    with pytest.raises(CheckpointError, match="holds terms"):
+        checkpoint.read(path)
+
+
+def test_read_needs_no_torch(tmp_path):
+    path = checkpoint.save(SlimLSTM("LSTM10", 3, 4), tmp_path / "m.safetensors")
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from slimedge import checkpoint\n"
+            f"ck = checkpoint.read({str(path)!r})\n"
+            "print(ck.lstm['variant']['name'], sorted(ck.tensors))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.startswith("LSTM10")
+    assert json.loads(json.dumps(checkpoint.read(path).config))["format"] == "slimedge/1"
