@@ -73,3 +73,21 @@ def test_read_needs_no_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.startswith("LSTM10")
     assert json.loads(json.dumps(checkpoint.read(path).config))["format"] == "slimedge/1"
+
+
+def test_classifier_round_trip(tmp_path):
+    from slimedge.models import SequenceClassifier
+
+    torch.manual_seed(3)
+    model = SequenceClassifier("LSTM_C6", 5, 8, num_classes=3, num_layers=2,
+                               labels=["a", "b", "c"], constants={"f": 0.6}).eval()
+    model.set_normalization(torch.randn(5), torch.rand(5) + 0.5)
+    path = checkpoint.save(model, tmp_path / "clf.safetensors")
+    loaded = checkpoint.load(path)
+    assert type(loaded) is SequenceClassifier and loaded.labels == ["a", "b", "c"]
+    x = torch.randn(4, 11, 5)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+        steps, _ = loaded.forward_steps(x)
+        assert torch.allclose(steps[:, -1], loaded(x))
+    assert loaded.spec.constants["f"] == 0.6

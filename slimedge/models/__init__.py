@@ -3,9 +3,10 @@
 ``MODEL_KINDS`` maps a checkpoint's ``kind`` to the class that rebuilds it (each class has
 ``checkpoint_state()`` and ``from_checkpoint(ckpt)``).
 """
+from .classifier import SequenceClassifier
 from .slim import ACTIVATIONS, GATE_ACTIVATIONS, INITS, SlimLSTM, SlimLSTMCell, hard_sigmoid
 
-MODEL_KINDS = {"slim_lstm": SlimLSTM}
+MODEL_KINDS = {"slim_lstm": SlimLSTM, "classifier": SequenceClassifier}
 
 
 def from_checkpoint(ckpt):
@@ -18,5 +19,5 @@ def from_checkpoint(ckpt):
     return MODEL_KINDS[ckpt.kind].from_checkpoint(ckpt)
 
 
-__all__ = ["SlimLSTMCell", "SlimLSTM", "hard_sigmoid", "GATE_ACTIVATIONS", "ACTIVATIONS", "INITS",
+__all__ = ["SlimLSTMCell", "SlimLSTM", "SequenceClassifier", "hard_sigmoid", "GATE_ACTIVATIONS", "ACTIVATIONS", "INITS",
            "MODEL_KINDS", "from_checkpoint"]
