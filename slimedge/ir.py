@@ -1,0 +1,370 @@
+"""The step IR: one time step of a SLIM model as a graph of primitive ops, weights attached.
+
+``lower(checkpoint)`` turns a checkpoint (normalisation -> every layer -> head) into a
+:class:`Graph` whose inputs are ``x`` (batch, m), ``h`` and ``c`` (layers, batch, n) and whose
+outputs are ``y`` (batch, outputs), ``h_next`` and ``c_next``. Every exporter walks this one graph;
+:meth:`Graph.run` interprets it with NumPy (the runtime's ``numpy`` backend and a reference for the
+exporters). This module does not import torch.
+
+The lowering emits exactly the work a variant needs, read off its :class:`VariantSpec`:
+
+* a ``matmul`` only for terms that exist, one packed matmul per operand (x or h) covering every
+  slot that has that term, with the bias fused in when it covers the same slots;
+* a ``mul`` for each point-wise term u ⊙ h;
+* nothing for a gate fixed at exactly 1.0; a ``mul`` by a scalar for any other fixed gate (a gate
+  of 0.0 drops its product entirely);
+* constants folded: a gate whose pre-activation is its bias alone (LSTM3) becomes the constant
+  σ(b), so it reads neither input nor state; the normalisation (x - mean) / std becomes x·s + t.
+
+Ops (value = a named tensor; ``B`` marks the batch dimension in shapes):
+
+    matmul(a, W[, bias])   a @ W.T (+ bias); W (out, in) as in nn.Linear
+    add(a, b)  mul(a, b)   element-wise, NumPy broadcasting
+    sigmoid, hard_sigmoid (clip(0.2 z + 0.5, 0, 1)), tanh, relu
+    split(a; sizes)        along the last axis, into len(sizes) values
+    unstack(a)             along axis 0 (per-layer state), stack(a, b, ...) its inverse
+    identity(a)
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from . import variants
+from .checkpoint import Checkpoint, read
+from .variants import SLOTS
+
+B = "B"  # the symbolic batch dimension in value shapes
+
+OPS = ("matmul", "add", "mul", "sigmoid", "hard_sigmoid", "tanh", "relu", "split", "unstack",
+       "stack", "identity")
+UNARY = ("sigmoid", "hard_sigmoid", "tanh", "relu", "identity")
+
+
+@dataclass
+class Node:
+    op: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Graph:
+    """A step graph: nodes in execution order, initializers (weights and constants), value shapes."""
+
+    nodes: list[Node] = field(default_factory=list)
+    initializers: dict[str, np.ndarray] = field(default_factory=dict)
+    shapes: dict[str, tuple] = field(default_factory=dict)
+    inputs: tuple[str, ...] = ("x", "h", "c")
+    outputs: tuple[str, ...] = ("y", "h_next", "c_next")
+    config: dict = field(default_factory=dict)
+    # initializers that hold learned parameters (or constants folded from them), by role
+    param_roles: dict[str, str] = field(default_factory=dict)
+
+    # ---- facts the exporters and the profiler report ------------------------------------
+    @property
+    def input_size(self) -> int:
+        return int(self.shapes["x"][1])
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.shapes["h"][0])
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.shapes["h"][2])
+
+    @property
+    def output_size(self) -> int:
+        return int(self.shapes["y"][1])
+
+    def census(self) -> dict[str, int]:
+        """How many nodes of each op type the graph holds."""
+        return dict(sorted(Counter(n.op for n in self.nodes).items()))
+
+    def matmul_shapes(self, layer: int | None = None, role: str | None = None) -> list[tuple[int, int]]:
+        """(out, in) of each matmul's weight, optionally only those of one layer and role."""
+        return [tuple(self.initializers[n.inputs[1]].shape) for n in self.nodes
+                if n.op == "matmul" and (layer is None or n.attrs.get("layer") == layer)
+                and (role is None or n.attrs.get("role") == role)]
+
+    def num_params(self, role: str | None = None) -> int:
+        """Parameters held by the graph (``role``: 'lstm', 'head' or None for both)."""
+        return int(sum(self.initializers[k].size for k, r in self.param_roles.items()
+                       if role is None or r == role))
+
+    def macs_per_step(self, role: str | None = "lstm") -> int:
+        """Multiply-accumulates of one step: matmul weights and point-wise (u ⊙ h) terms.
+
+        With the default role 'lstm' this is what ``VariantSpec.macs_per_step`` counts, summed over
+        layers; role 'head' counts the head, None everything.
+        """
+        total = 0
+        for n in self.nodes:
+            r = n.attrs.get("role")
+            if role is not None and r != role:
+                continue
+            if n.op == "matmul":
+                total += self.initializers[n.inputs[1]].size
+            elif n.op == "mul" and n.attrs.get("term") == "u":
+                total += self.initializers[n.inputs[1]].size
+        return total
+
+    def summary(self) -> dict:
+        return {"census": self.census(), "params": self.num_params(),
+                "lstm_params": self.num_params("lstm"), "head_params": self.num_params("head"),
+                "macs_per_step": self.macs_per_step(None),
+                "lstm_macs_per_step": self.macs_per_step("lstm"),
+                "input_size": self.input_size, "hidden_size": self.hidden_size,
+                "num_layers": self.num_layers, "output_size": self.output_size}
+
+    def metadata_json(self) -> str:
+        """The model's config as the exporters store it in the file's metadata."""
+        return json.dumps({**self.config, "graph": self.summary()}, sort_keys=True)
+
+    def producers(self) -> dict[str, Node]:
+        return {o: n for n in self.nodes for o in n.outputs}
+
+    def validate(self) -> None:
+        known = set(self.inputs) | set(self.initializers)
+        for n in self.nodes:
+            if n.op not in OPS:
+                raise ValueError(f"unknown op {n.op!r}")
+            missing = [i for i in n.inputs if i not in known]
+            if missing:
+                raise ValueError(f"node {n.op} -> {n.outputs} reads undefined values {missing}")
+            known.update(n.outputs)
+        missing = [o for o in self.outputs if o not in known]
+        if missing:
+            raise ValueError(f"graph outputs {missing} are never produced")
+
+    # ---- the NumPy interpreter ------------------------------------------------------------
+    def _weights_cache(self, dtype) -> dict[str, np.ndarray]:
+        key = np.dtype(dtype).str
+        cache = self.__dict__.setdefault("_cast", {})
+        if key not in cache:
+            cache[key] = self.weights(dtype)
+        return cache[key]
+
+    def run(self, feeds: Mapping[str, np.ndarray], dtype=np.float32) -> dict[str, np.ndarray]:
+        """Run one step: feeds ``x``, ``h``, ``c``; returns ``y``, ``h_next``, ``c_next``."""
+        env: dict[str, np.ndarray] = dict(self._weights_cache(dtype))
+        for name in self.inputs:
+            if name not in feeds:
+                raise ValueError(f"missing graph input {name!r}")
+            env[name] = np.asarray(feeds[name], dtype)
+        for n in self.nodes:
+            args = [env[i] for i in n.inputs]
+            out = _KERNELS[n.op](*args, **n.attrs.get("kernel", {}))
+            if isinstance(out, tuple):
+                env.update(zip(n.outputs, out))
+            else:
+                env[n.outputs[0]] = out
+        return {o: env[o] for o in self.outputs}
+
+    def weights(self, dtype=np.float32) -> dict[str, np.ndarray]:
+        """The initializers in ``dtype`` (they are held in float64, so folded constants are exact)."""
+        return {k: np.ascontiguousarray(v, dtype=dtype) for k, v in self.initializers.items()}
+
+
+def _matmul(a, w, bias=None):
+    y = a @ w.T
+    return y if bias is None else y + bias
+
+
+def _split(a, sizes):
+    return tuple(np.split(a, np.cumsum(sizes)[:-1], axis=-1))
+
+
+_KERNELS = {
+    "matmul": _matmul,
+    "add": np.add,
+    "mul": np.multiply,
+    "sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z)),
+    "hard_sigmoid": lambda z: np.clip(z * 0.2 + 0.5, 0.0, 1.0).astype(z.dtype),
+    "tanh": np.tanh,
+    "relu": lambda z: np.maximum(z, 0),
+    "split": _split,
+    "unstack": lambda a: tuple(a[k] for k in range(a.shape[0])),
+    "stack": lambda *xs: np.stack(xs),
+    "identity": lambda a: a,
+}
+# constant-folding needs the activations as plain functions
+_ACT_FN = {k: _KERNELS[k] for k in ("sigmoid", "hard_sigmoid", "tanh", "relu")}
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.g = Graph()
+        self._count: Counter = Counter()
+
+    def name(self, stem: str) -> str:
+        self._count[stem] += 1
+        k = self._count[stem]
+        return stem if k == 1 else f"{stem}_{k}"
+
+    def const(self, stem: str, value: np.ndarray, role: str | None = None) -> str:
+        name = self.name(stem)
+        # float64 here keeps folded constants exact; run() and the exporters cast to float32
+        self.g.initializers[name] = np.ascontiguousarray(value, dtype=np.float64)
+        if role:
+            self.g.param_roles[name] = role
+        return name
+
+    def node(self, op: str, inputs: Iterable[str], stem: str, shape, n_out: int = 1,
+             shapes: list | None = None, **attrs) -> str | tuple[str, ...]:
+        outs = tuple(self.name(stem if n_out == 1 else f"{stem}.{k}") for k in range(n_out))
+        self.g.nodes.append(Node(op, tuple(inputs), outs, attrs))
+        for k, o in enumerate(outs):
+            self.g.shapes[o] = tuple(shapes[k]) if shapes else tuple(shape)
+        return outs[0] if n_out == 1 else outs
+
+
+def lower(source: Checkpoint | str | Any) -> Graph:
+    """Lower a checkpoint (a :class:`Checkpoint` or a path to one) to its step graph."""
+    ckpt = source if isinstance(source, Checkpoint) else read(source)
+    cfg = ckpt.lstm
+    spec = variants.from_config(cfg["variant"])
+    m0, n, L = int(cfg["input_size"]), int(cfg["hidden_size"]), int(cfg.get("num_layers", 1))
+    sigma, g_act = cfg.get("gate_activation", "sigmoid"), cfg.get("activation", "tanh")
+    bld = _Builder()
+    g = bld.g
+    g.shapes.update({"x": (B, m0), "h": (L, B, n), "c": (L, B, n)})
+    g.config = {k: v for k, v in ckpt.config.items() if k != "info"}
+    g.config["info"] = {k: v for k, v in ckpt.config.get("info", {}).items()
+                        if isinstance(v, (str, int, float, bool)) or k in ("metrics", "labels")}
+
+    x = "x"
+    if "norm.mean" in ckpt.tensors:  # (x - mean) / std folded to x * s + t
+        std = ckpt.tensors["norm.std"].astype(np.float64)
+        mean = ckpt.tensors["norm.mean"].astype(np.float64)
+        s = bld.const("norm.scale", 1.0 / std)
+        t = bld.const("norm.shift", -mean / std)
+        x = bld.node("mul", [x, s], "norm.scaled", (B, m0), role="norm")
+        x = bld.node("add", [x, t], "x_norm", (B, m0), role="norm")
+
+    hs = bld.node("unstack", ["h"], "h_in", None, n_out=L, shapes=[(B, n)] * L, role="state")
+    cs = bld.node("unstack", ["c"], "c_in", None, n_out=L, shapes=[(B, n)] * L, role="state")
+    hs, cs = (hs,) if isinstance(hs, str) else hs, (cs,) if isinstance(cs, str) else cs
+    h_out, c_out = [], []
+    for k in range(L):
+        h_new, c_new = _lower_layer(bld, spec, ckpt.layer_terms(k), k, x, hs[k], cs[k],
+                                    m0 if k == 0 else n, n, sigma, g_act)
+        h_out.append(h_new)
+        c_out.append(c_new)
+        x = h_new
+    bld.node("stack", h_out, "h_next", (L, B, n), role="state")
+    bld.node("stack", c_out, "c_next", (L, B, n), role="state")
+    if "head.weight" in ckpt.tensors:
+        w = bld.const("head.weight", ckpt.tensors["head.weight"], role="head")
+        b = bld.const("head.bias", ckpt.tensors["head.bias"], role="head")
+        bld.node("matmul", [x, w, b], "y", (B, g.initializers[w].shape[0]), role="head")
+    else:
+        bld.node("identity", [x], "y", (B, n), role="head")
+    g.validate()
+    return g
+
+
+def _lower_layer(bld: _Builder, spec, terms: Mapping[str, np.ndarray], k: int, x: str, h: str,
+                 c: str, m: int, n: int, sigma: str, g_act: str) -> tuple[str, str]:
+    """Emit one layer's step; returns the names of (h', c')."""
+    p = f"l{k}."
+    role = {"role": "lstm", "layer": k}
+    partial: dict[str, list[str]] = {s: [] for s in spec.learned_slots}
+    folded: dict[str, str] = {}  # gate -> constant vector σ(b) (LSTM3)
+    bias_slots = spec.slots_with("b")
+    bias_done: set[str] = set()
+
+    def packed(term: str, slots: tuple[str, ...]) -> np.ndarray:
+        return np.concatenate([terms[f"{term}_{s}"] for s in slots], axis=0)
+
+    # bias-only gates: σ(b) is a constant, folded at export
+    for s in spec.learned_slots:
+        if spec.slot(s).terms == {"b"}:
+            act = sigma if s != "c" else g_act
+            folded[s] = bld.const(f"{p}gate_{s}", _ACT_FN[act](terms[f"b_{s}"].astype(np.float64)),
+                                  role="lstm")
+            bias_done.add(s)
+            del partial[s]
+
+    # the bias rides in the matmul that covers the most of the remaining bias slots
+    open_bias = [s for s in bias_slots if s not in bias_done]
+    fits = [t for t in ("W", "U") if spec.slots_with(t) and set(spec.slots_with(t)) <= set(open_bias)]
+    bias_term = max(fits, key=lambda t: len(spec.slots_with(t)), default=None)
+    groups: list[tuple[tuple[str, ...], str]] = []  # (slots, packed value)
+    for term, operand in (("W", x), ("U", h)):
+        slots = spec.slots_with(term)
+        if not slots:
+            continue
+        inputs = [operand, bld.const(f"{p}{term}_{''.join(slots)}", packed(term, slots), role="lstm")]
+        if term == bias_term:
+            inputs.append(bld.const(f"{p}b_{''.join(slots)}", packed("b", slots), role="lstm"))
+            bias_done.update(slots)
+        val = bld.node("matmul", inputs, f"{p}{'xW' if term == 'W' else 'hU'}", (B, n * len(slots)),
+                       **role, term=term)
+        if groups and groups[-1][0] == slots:  # x and h products over the same slots: add packed
+            prev = groups.pop()[1]
+            val = bld.node("add", [prev, val], f"{p}z", (B, n * len(slots)), **role)
+        groups.append((slots, val))
+    for slots, val in groups:
+        parts = (bld.node("split", [val], f"{p}z_{''.join(slots)}", None, n_out=len(slots),
+                          shapes=[(B, n)] * len(slots), kernel={"sizes": [n] * len(slots)}, **role)
+                 if len(slots) > 1 else (val,))
+        for s, v in zip(slots, parts):
+            partial[s].append(v)
+    for s in spec.slots_with("u"):
+        u = bld.const(f"{p}u_{s}", terms[f"u_{s}"], role="lstm")
+        partial[s].append(bld.node("mul", [h, u], f"{p}uh_{s}", (B, n), **role, term="u"))
+    for s in bias_slots:
+        if s not in bias_done:
+            partial[s].append(bld.const(f"{p}b_{s}", terms[f"b_{s}"], role="lstm"))
+
+    gate: dict[str, str] = dict(folded)
+    for s, vals in partial.items():
+        z = vals[0]
+        for v in vals[1:]:
+            z = bld.node("add", [z, v], f"{p}z_{s}", (B, n), **role)
+        act = g_act if s == "c" else sigma
+        gate[s] = bld.node(act, [z], f"{p}{'cand' if s == 'c' else 'gate_' + s}", (B, n), **role)
+
+    def scale(s: str, value: str, stem: str) -> str | None:
+        """gate_s ⊙ value: nothing for a fixed 1.0, dropped for a fixed 0.0."""
+        if s in gate:
+            return bld.node("mul", [value, gate[s]], stem, (B, n), **role)
+        const = spec.constants[s]
+        if const == 1.0:
+            return value
+        if const == 0.0:
+            return None
+        return bld.node("mul", [value, bld.const(f"{p}const_{s}", np.array([const]))], stem, (B, n),
+                        **role)
+
+    fc = scale("f", c, f"{p}fc")
+    ic = scale("i", gate["c"], f"{p}ic")
+    if fc is None and ic is None:
+        raise ValueError("a layer whose forget and input gates are both fixed at 0 never changes c")
+    c_new = ic if fc is None else fc if ic is None else bld.node("add", [fc, ic], f"{p}c_next", (B, n), **role)
+    h_new = scale("o", bld.node(g_act, [c_new], f"{p}g_c", (B, n), **role), f"{p}h_next")
+    return h_new, c_new
+
+
+def rollout(graph: Graph, frames: np.ndarray, dtype=np.float32, state=None):
+    """Step the graph over frames (T, batch, m); returns (ys (T, batch, K), (h, c))."""
+    frames = np.asarray(frames)
+    L, n = graph.num_layers, graph.hidden_size
+    batch = frames.shape[1]
+    h, c = state if state is not None else (np.zeros((L, batch, n), dtype), np.zeros((L, batch, n), dtype))
+    ys = []
+    for t in range(frames.shape[0]):
+        out = graph.run({"x": frames[t], "h": h, "c": c}, dtype=dtype)
+        ys.append(out["y"])
+        h, c = out["h_next"], out["c_next"]
+    return np.stack(ys), (h, c)
+
+
+__all__ = ["Graph", "Node", "lower", "rollout", "OPS", "B"]

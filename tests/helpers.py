@@ -1,0 +1,50 @@
+"""Test helpers: checkpoints built from the independent reference's random weights (no torch)."""
+import zlib
+
+import numpy as np
+
+import reference as ref
+from slimedge import checkpoint
+
+
+def seeded(*key) -> np.random.Generator:
+    return np.random.default_rng(zlib.crc32("-".join(map(str, key)).encode()))
+
+
+def make_checkpoint(path, variant, m, n, layers=1, *, classes=None, norm=True, seed=0,
+                    gate_activation="sigmoid", activation="tanh"):
+    """Write a checkpoint with random weights; returns (path, weights per layer, extra tensors)."""
+    rng = seeded(variant, m, n, layers, classes, seed)
+    weights = [ref.random_weights(variant, m if k == 0 else n, n, rng, scale=1.0 / np.sqrt(n))
+               for k in range(layers)]
+    tensors = {f"layers.{k}.{name}": w for k, lw in enumerate(weights) for name, w in lw.items()}
+    config = {"kind": "slim_lstm", "lstm": {"variant": {"name": variant}, "input_size": m,
+                                            "hidden_size": n, "num_layers": layers,
+                                            "gate_activation": gate_activation,
+                                            "activation": activation}}
+    extra = {}
+    if classes:
+        extra = {"head.weight": rng.normal(size=(classes, n)) / np.sqrt(n),
+                 "head.bias": rng.normal(size=classes) * 0.1}
+        config.update(kind="classifier", head={"num_classes": classes,
+                                               "labels": [str(k) for k in range(classes)]})
+        if norm:
+            extra.update({"norm.mean": rng.normal(size=m), "norm.std": rng.uniform(0.5, 2.0, m)})
+            config["normalization"] = {"kind": "standard"}
+    tensors.update(extra)
+    checkpoint.write(path, config, tensors)
+    # checkpoints hold float32: give the reference exactly the stored values
+    f32 = lambda a: np.asarray(a, np.float32).astype(np.float64)  # noqa: E731
+    weights = [{k: f32(v) for k, v in lw.items()} for lw in weights]
+    return path, weights, {k: f32(v) for k, v in extra.items()}
+
+
+def reference_outputs(variant, weights, extra, frames, h0=None, c0=None, **kw):
+    """Float64 per-step outputs y (T, B, K or n) and final (h, c) from tests/reference.py."""
+    x = np.asarray(frames, np.float64)
+    if "norm.mean" in extra:
+        x = (x - extra["norm.mean"]) / extra["norm.std"]
+    out, h, c = ref.sequence(variant, weights, x, h0, c0, **kw)
+    if "head.weight" in extra:
+        out = out @ extra["head.weight"].T + extra["head.bias"]
+    return out, h, c
