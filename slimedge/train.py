@@ -1,0 +1,441 @@
+"""Training and evaluation of a :class:`~slimedge.models.SequenceClassifier` on a data set.
+
+One run writes three files beside each other (``OUT`` = ``model.safetensors``):
+
+    model.safetensors        the best model so far (highest validation accuracy; ties go to the
+                             lower validation loss), a plain checkpoint; after the last epoch its
+                             test metrics are added to the config's ``info``
+    model.state.safetensors  the last finished epoch: model, Adam's moments (``optim.*`` tensors)
+                             and the run's progress in ``info.train_state``; ``resume=True`` picks
+                             up from it and continues exactly as an uninterrupted run would
+    model.log.json           the settings, data splits, and per-epoch metrics and wall times
+
+Determinism: the initial weights come from ``seed``; epoch e's batch order and dropout come from
+(seed, e) alone; torch runs on ``threads`` threads (1 by default). So two runs with one seed on
+one machine give identical weights, and so does a run that stopped and resumed. (CUDA kernels are
+not bitwise deterministic; the guarantee is for the CPU.)
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import checkpoint, data as _data, variants
+from .models import SequenceClassifier
+
+EVAL_BATCH_SIZE = 256
+SCHEDULES = ("constant", "cosine")
+OPTIM_PREFIX = "optim."
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on (JSON-able; stored in the log and the checkpoints)."""
+
+    variant: str = "LSTM6"
+    data: str = "fsdd"
+    hidden_size: int = 64
+    num_layers: int = 1
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 3e-3
+    schedule: str = "constant"
+    clip: float = 1.0
+    dropout: float = 0.0
+    seed: int = 0
+    split_seed: int = 0
+    val_fraction: float = _data.DEFAULT_VAL_FRACTION
+    test_fraction: float = _data.DEFAULT_TEST_FRACTION
+    limit: int | None = None
+    gate_activation: str = "sigmoid"
+    activation: str = "tanh"
+    constants: dict[str, float] = field(default_factory=dict)
+    init: str = "pytorch"
+    input_only_cell: bool = False
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        self.variant = variants.canonical_name(self.variant)
+        self.constants = {str(k): float(v) for k, v in (self.constants or {}).items()}
+        for name, value, low in (("hidden size", self.hidden_size, 1), ("layers", self.num_layers, 1),
+                                 ("epochs", self.epochs, 1), ("batch size", self.batch_size, 1),
+                                 ("threads", self.threads, 1)):
+            if int(value) < low:
+                raise ValueError(f"{name} must be at least {low}, got {value}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"learning rate must be positive, got {self.lr}")
+        if self.clip < 0:
+            raise ValueError(f"gradient clip must be >= 0 (0 = off), got {self.clip}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
+        # fail on bad constants / activations before any data is read
+        variants.get(self.variant, constants=self.constants, input_only_cell=self.input_only_cell)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of epoch ``epoch`` (0-based): a pure function, so resume needs no
+        scheduler state."""
+        if self.schedule == "cosine":
+            return self.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / self.epochs))
+        return self.lr
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    name = (name or "auto").lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ValueError(f"unknown device {name!r}; valid: auto, cpu, cuda")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def side_paths(output: str | os.PathLike) -> tuple[Path, Path, Path]:
+    """(best checkpoint, training state, JSON log) for an output path."""
+    out = Path(output)
+    stem = out.name[:-len(".safetensors")] if out.name.endswith(".safetensors") else out.name
+    return out, out.with_name(stem + ".state.safetensors"), out.with_name(stem + ".log.json")
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0])
+
+
+class _Threads:
+    """Set torch's intra-op thread count for a block, then restore it."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.old = int(n), None
+
+    def __enter__(self):
+        self.old = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.old)
+
+
+# ---- model -------------------------------------------------------------------------------------
+def build_model(config: TrainConfig, splits: _data.DataSplits) -> SequenceClassifier:
+    """A fresh classifier for the data (weights from ``config.seed``), normalised by the training
+    split's per-feature mean and std."""
+    torch.manual_seed(config.seed)
+    model = SequenceClassifier(config.variant, splits.input_size, config.hidden_size,
+                               len(splits.labels), config.num_layers, config.dropout,
+                               labels=splits.labels, gate_activation=config.gate_activation,
+                               activation=config.activation, constants=config.constants or None,
+                               init=config.init, input_only_cell=config.input_only_cell)
+    mean, std = splits.train.feature_stats()
+    model.set_normalization(mean, std)
+    return model
+
+
+def _to_torch(batch, device):
+    x, lengths, y = batch
+    x = torch.from_numpy(x).to(device)
+    y = torch.from_numpy(y).to(device)
+    # all sequences full length: no masking needed (same numbers, less work)
+    lt = None if int(lengths.min()) == x.shape[1] else torch.from_numpy(lengths).to(device)
+    return x, lt, y
+
+
+@dataclass
+class Evaluation:
+    accuracy: float
+    loss: float
+    n: int
+    confusion: np.ndarray  # (K, K): rows = true class, columns = predicted
+    labels: list[str]
+
+    def to_dict(self) -> dict:
+        return {"accuracy": self.accuracy, "loss": self.loss, "n": self.n,
+                "correct": int(np.trace(self.confusion)), "confusion": self.confusion.tolist(),
+                "labels": self.labels}
+
+
+@torch.no_grad()
+def evaluate(model: SequenceClassifier, data: _data.SequenceData, *,
+             batch_size: int = EVAL_BATCH_SIZE, device: str | torch.device = "cpu") -> Evaluation:
+    """Accuracy, mean cross-entropy and the confusion matrix of ``model`` on ``data``.
+
+    Batches are the sequences sorted by length (stable), so the result is reproducible."""
+    if data.input_size != model.lstm.input_size:
+        raise ValueError(f"the model takes {model.lstm.input_size} features per step, "
+                         f"the data {data.name} has {data.input_size}")
+    if data.num_classes > model.num_classes:
+        raise ValueError(f"the data {data.name} has {data.num_classes} classes, "
+                         f"the model {model.num_classes}")
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    k = model.num_classes
+    confusion = np.zeros((k, k), dtype=np.int64)
+    total_loss = 0.0
+    try:
+        for idx in _data.batches(data, batch_size):
+            x, lengths, y = _to_torch(data.batch(idx), device)
+            logits = model(x, lengths)
+            total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
+            pred = logits.argmax(dim=1).cpu().numpy()
+            np.add.at(confusion, (y.cpu().numpy(), pred), 1)
+    finally:
+        model.train(was_training)
+    n = len(data)
+    return Evaluation(float(np.trace(confusion)) / n, total_loss / n, n, confusion,
+                      list(model.labels))
+
+
+# ---- optimizer state in a checkpoint -----------------------------------------------------------
+def _optim_tensors(model, optimizer) -> tuple[dict[str, torch.Tensor], int]:
+    out, step = {}, 0
+    for name, p in model.named_parameters():
+        st = optimizer.state.get(p)
+        if not st:
+            continue
+        out[f"{OPTIM_PREFIX}{name}.exp_avg"] = st["exp_avg"]
+        out[f"{OPTIM_PREFIX}{name}.exp_avg_sq"] = st["exp_avg_sq"]
+        step = int(st["step"])
+    return out, step
+
+
+def _load_optim(model, optimizer, tensors: Mapping[str, np.ndarray], step: int, path) -> None:
+    if step == 0:
+        return
+    state = {}
+    for k, (name, p) in enumerate(model.named_parameters()):
+        moments = {}
+        for m in ("exp_avg", "exp_avg_sq"):
+            key = f"{OPTIM_PREFIX}{name}.{m}"
+            if key not in tensors or tuple(tensors[key].shape) != tuple(p.shape):
+                raise checkpoint.CheckpointError(f"{path}: optimizer tensor {key} is missing or "
+                                                 f"has the wrong shape")
+            moments[m] = torch.as_tensor(np.array(tensors[key]), dtype=p.dtype, device=p.device)
+        state[k] = {"step": torch.tensor(float(step)), **moments}
+    sd = optimizer.state_dict()
+    optimizer.load_state_dict({"state": state, "param_groups": sd["param_groups"]})
+
+
+def _write_json(path: Path, obj) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+# ---- the loop ----------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    output: Path
+    state_path: Path
+    log_path: Path
+    history: list[dict]
+    best: dict
+    test: dict
+    model: SequenceClassifier
+    log: dict
+    diverged: bool = False
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def train(config: TrainConfig, output: str | os.PathLike, *, resume: bool = False,
+          device: str = "auto", progress: bool = True, quiet: bool = False,
+          splits: _data.DataSplits | None = None, console=None,
+          on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train, validating each epoch and keeping the best checkpoint at ``output``.
+
+    With ``resume``, the settings come from ``output``'s state file (only ``config.epochs`` is
+    taken from the argument, to train longer) and training continues after its last finished
+    epoch. ``splits`` overrides loading ``config.data`` (tests, benchmarks).
+    """
+    out, state_path, log_path = side_paths(output)
+    dev = resolve_device(device)
+    console = console or _console()
+    say = (lambda *a, **k: None) if quiet else console.print
+    start_epoch, history, best, step = 0, [], None, 0
+
+    if resume:
+        if not state_path.is_file():
+            raise FileNotFoundError(f"nothing to resume: {state_path} does not exist (train "
+                                    f"without --resume first, with the same -o)")
+        ckpt = checkpoint.read(state_path)
+        ts = ckpt.config.get("info", {}).get("train_state")
+        if not ts:
+            raise checkpoint.CheckpointError(f"{state_path}: not a training state file")
+        config = TrainConfig.from_dict({**ts["config"], "epochs": config.epochs})
+        start_epoch, history, best, step = ts["epoch"], ts["history"], ts["best"], ts["adam_step"]
+
+    with _Threads(config.threads):
+        if splits is None:
+            splits = _data.load(config.data, split_seed=config.split_seed,
+                                val_fraction=config.val_fraction,
+                                test_fraction=config.test_fraction, limit=config.limit)
+        if resume:
+            model = SequenceClassifier.from_checkpoint(ckpt).train()
+        else:
+            model = build_model(config, splits)
+        model.to(dev)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        if resume:
+            _load_optim(model, optimizer, ckpt.tensors, step, state_path)
+        params = sum(p.numel() for p in model.parameters())
+        log = {"config": config.to_dict(), "data": splits.summary(),
+               "model": {"variant": model.spec.name, "constants": model.spec.constants,
+                         "params": params, "macs_per_step": model.lstm.macs_per_step()},
+               "device": str(dev), "threads": config.threads, "torch": torch.__version__,
+               "epochs": history, "best": best}
+        say(f"[bold]{model.spec.name}[/] n={config.hidden_size} layers={config.num_layers} "
+            f"params={params:,} on {splits.name}: train {len(splits.train)}, "
+            f"val {len(splits.val)}, test {len(splits.test)}; device {dev}"
+            + (f"; resuming after epoch {start_epoch}" if resume else ""), highlight=False)
+        diverged = False
+        for epoch in range(start_epoch, config.epochs):
+            row = _train_epoch(model, optimizer, splits, config, epoch, dev, progress and not quiet,
+                               console)
+            val = evaluate(model, splits.val, device=dev)
+            row.update(val_loss=val.loss, val_accuracy=val.accuracy)
+            row["seconds"] = time.perf_counter() - row.pop("_t0")
+            improved = best is None or (val.accuracy, -val.loss) > (best["val_accuracy"],
+                                                                    -best["val_loss"])
+            diverged = not math.isfinite(row["train_loss"])
+            row["best"] = bool(improved and not diverged)
+            if row["best"]:
+                best = {"epoch": epoch + 1, "val_accuracy": val.accuracy, "val_loss": val.loss}
+                checkpoint.save(model, out, **_info(config, splits, best, history + [row]))
+            history.append(row)
+            _, step = _optim_tensors(model, optimizer)
+            _save_state(model, optimizer, state_path, config, epoch + 1, history, best)
+            log.update(epochs=history, best=best)
+            _write_json(log_path, log)
+            say(f"epoch {epoch + 1}/{config.epochs}  train loss {row['train_loss']:.4f} "
+                f"acc {row['train_accuracy']:.4f}  val loss {val.loss:.4f} acc {val.accuracy:.4f}"
+                f"  {row['seconds']:.1f} s" + ("  [green]best[/]" if row["best"] else ""),
+                highlight=False)
+            if on_epoch:
+                on_epoch(row)
+            if diverged:
+                say("[yellow]the training loss is not finite: stopping (lower --lr?)[/]")
+                break
+        if best is None:
+            raise RuntimeError("training diverged in the first epoch; no checkpoint written "
+                               "(try a lower --lr)")
+        best_model = checkpoint.load(out).to(dev)
+        test = evaluate(best_model, splits.test, device=dev)
+        info = _info(config, splits, best, history)
+        info["test"] = {"accuracy": test.accuracy, "loss": test.loss, "n": test.n}
+        checkpoint.save(best_model, out, **info)
+        log.update(test=test.to_dict(), diverged=diverged,
+                   seconds_total=float(sum(r["seconds"] for r in history)),
+                   train_seconds_per_epoch=float(np.mean([r["train_seconds"] for r in history])))
+        _write_json(log_path, log)
+        say(f"best epoch {best['epoch']}: val acc {best['val_accuracy']:.4f}; "
+            f"test acc {test.accuracy:.4f} -> {out}", highlight=False)
+    return TrainResult(out, state_path, log_path, history, best, test.to_dict(), best_model.cpu(),
+                       log, diverged)
+
+
+def _info(config: TrainConfig, splits: _data.DataSplits, best: dict, history: list) -> dict:
+    return {"data": {k: splits.info.get(k) for k in ("name", "split_seed", "val_fraction",
+                                                     "test_fraction", "limit")},
+            "train": {k: v for k, v in config.to_dict().items() if k not in ("data",)},
+            "epochs_trained": len(history), "best": best}
+
+
+def _save_state(model, optimizer, path, config, epoch, history, best) -> None:
+    cfg, tensors = model.checkpoint_state()
+    optim, step = _optim_tensors(model, optimizer)
+    cfg = {**cfg, "info": {"train_state": {"config": config.to_dict(), "epoch": epoch,
+                                           "history": history, "best": best, "adam_step": step}}}
+    arrays = {k: v.detach().cpu().numpy() for k, v in {**tensors, **optim}.items()}
+    checkpoint.write(path, cfg, arrays)
+
+
+def _train_epoch(model, optimizer, splits, config: TrainConfig, epoch: int, dev, show: bool,
+                 console) -> dict:
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    t0 = time.perf_counter()
+    eseed = _epoch_seed(config.seed, epoch)
+    torch.manual_seed(eseed)  # dropout
+    lr = config.lr_at(epoch)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    model.train()
+    train = splits.train
+    order = list(_data.batches(train, config.batch_size, shuffle=True, seed=eseed))
+    loss_sum, correct, seen = 0.0, 0, 0
+    columns = [TextColumn(f"epoch {epoch + 1}/{config.epochs}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.4f}"),
+               TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=True, disable=not show) as bar:
+        task = bar.add_task("train", total=len(order), loss=float("nan"), acc=0.0)
+        for idx in order:
+            x, lengths, y = _to_torch(train.batch(idx), dev)
+            logits = model(x, lengths)
+            loss = F.cross_entropy(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+            optimizer.step()
+            b = len(idx)
+            loss_sum += loss.item() * b
+            correct += int((logits.argmax(1) == y).sum())
+            seen += b
+            bar.update(task, advance=1, loss=loss_sum / seen, acc=correct / seen)
+            if not math.isfinite(loss_sum):
+                break
+    return {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / seen,
+            "train_accuracy": correct / seen, "train_seconds": time.perf_counter() - t0,
+            "_t0": t0}
+
+
+def evaluate_checkpoint(model_path: str | os.PathLike, data: str, split: str = "test", *,
+                        split_seed: int | None = None, limit: int | None = None,
+                        device: str = "cpu") -> tuple[Evaluation, dict]:
+    """Evaluate a checkpoint on a split of a data set. The split seed (and fractions) default to
+    those the model was trained with, as recorded in its checkpoint, so ``test`` is its test set."""
+    model = checkpoint.load(model_path)
+    recorded = (checkpoint.read(model_path).config.get("info") or {}).get("data") or {}
+    same_data = str(recorded.get("name", "")).lower() == Path(str(data)).name.lower() or \
+        str(recorded.get("name", "")).lower() == str(data).lower()
+    kw = {"split_seed": 0}
+    if same_data:
+        kw.update({k: recorded[k] for k in ("split_seed", "val_fraction", "test_fraction")
+                   if recorded.get(k) is not None})
+    if split_seed is not None:
+        kw["split_seed"] = split_seed
+    splits = _data.load(data, limit=limit, **kw)
+    dev = resolve_device(device)
+    ev = evaluate(model.to(dev), splits[split], device=dev)
+    return ev, {"data": splits.summary(), "split": split, "model": str(model_path),
+                "variant": model.spec.name}
+
+
+__all__ = ["TrainConfig", "TrainResult", "Evaluation", "train", "evaluate", "evaluate_checkpoint",
+           "build_model", "resolve_device", "side_paths", "EVAL_BATCH_SIZE", "SCHEDULES"]
