@@ -8,7 +8,8 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Optional
 
 import typer
 from rich.console import Console
@@ -82,6 +83,112 @@ def variants_cmd(
     console.print(t)
     console.print("Fixed gate constants are defaults; set them per model (never trained). "
                   "MACs count W·x, U·h and u⊙h.", style="dim")
+
+
+# ---- train / evaluate ------------------------------------------------------------------------
+def _parse_constants(items: list[str]) -> dict[str, float]:
+    """``["f=0.5", "i=1"]`` -> ``{"f": 0.5, "i": 1.0}``."""
+    out = {}
+    for item in items:
+        gate, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[gate.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--constant takes GATE=VALUE (e.g. f=0.5), got {item!r}") from None
+    return out
+
+
+@app.command("train")
+@user_errors
+def train_cmd(
+    output: Path = typer.Option(..., "--output", "-o", help="Best checkpoint (.safetensors); the "
+                                "training state (.state.safetensors) and JSON log (.log.json) go beside it."),
+    variant: str = typer.Option("LSTM6", "--variant", "-v", help="A variant name or alias (see `slimedge variants`)."),
+    data: str = typer.Option("fsdd", "--data", "-d", help="fsdd, mnist-rows, mnist-pixels, or a .npz file (see README)."),
+    hidden_size: int = typer.Option(64, "--hidden-size", "-n", help="Hidden size n."),
+    layers: int = typer.Option(1, "--layers", help="Number of stacked SLIM layers."),
+    epochs: int = typer.Option(10, "--epochs", help="Epochs in total (with --resume: train on up to this many)."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Mini-batch size."),
+    lr: float = typer.Option(3e-3, "--lr", help="Adam learning rate."),
+    schedule: str = typer.Option("constant", "--schedule", help="Learning-rate schedule: constant or cosine."),
+    clip: float = typer.Option(1.0, "--clip", help="Gradient-norm clip (0 = off)."),
+    dropout: float = typer.Option(0.0, "--dropout", help="Dropout between layers."),
+    seed: int = typer.Option(0, "--seed", help="Seed for weights, batch order and dropout."),
+    split_seed: int = typer.Option(0, "--split-seed", help="Seed of the train/val/test split."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Cap every split at N sequences (a stratified subset), for quick runs."),
+    gate_activation: str = typer.Option("sigmoid", "--gate-activation", help="σ: sigmoid or hard_sigmoid."),
+    activation: str = typer.Option("tanh", "--activation", help="g: tanh, sigmoid or relu."),
+    constant: list[str] = typer.Option([], "--constant", help="A fixed gate's value, GATE=VALUE (repeatable), e.g. f=0.5."),
+    init: str = typer.Option("pytorch", "--init", help="pytorch or paper (the authors' initialisation)."),
+    input_only_cell: bool = typer.Option(False, "--input-only-cell", help="LSTM_C6 only: c~ = g(W_c x + b_c)."),
+    threads: int = typer.Option(1, "--threads", help="Torch CPU threads (fixed, for reproducible runs)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run recorded beside -o with its own settings (only --epochs is taken from the command line)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no per-epoch lines."),
+) -> None:
+    """Train a SLIM classifier: validation each epoch, the best checkpoint kept, resumable."""
+    from .train import TrainConfig, train
+
+    config = TrainConfig(variant=variant, data=data, hidden_size=hidden_size, num_layers=layers,
+                         epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, clip=clip,
+                         dropout=dropout, seed=seed, split_seed=split_seed, limit=limit,
+                         gate_activation=gate_activation, activation=activation,
+                         constants=_parse_constants(constant), init=init,
+                         input_only_cell=input_only_cell, threads=threads)
+    try:
+        result = train(config, output, resume=resume, device=device, quiet=quiet,
+                       console=err_console)
+    except KeyboardInterrupt:
+        fail(f"interrupted; the last finished epoch is saved: continue with "
+             f"`slimedge train -o {output} --resume --epochs {epochs}`", 130)
+    console.print(f"test accuracy {result.test['accuracy']:.4f} (best epoch "
+                  f"{result.best['epoch']}) -> {result.output}; log {result.log_path}",
+                  highlight=False, soft_wrap=True)
+
+
+@app.command("evaluate")
+@user_errors
+def evaluate_cmd(
+    model: Optional[Path] = typer.Argument(None, help="A checkpoint; default: the shipped model."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="fsdd, mnist-rows, mnist-pixels or a .npz file; default: the model's training data."),
+    split: str = typer.Option("test", "--split", help="train, val or test."),
+    split_seed: Optional[int] = typer.Option(None, "--split-seed", help="Default: the seed the model was trained with."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Cap every split at N sequences."),
+    device: str = typer.Option("cpu", "--device", help="auto, cpu or cuda."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Accuracy and confusion matrix of a model on a data split."""
+    from . import checkpoint
+    from .train import evaluate_checkpoint
+    from .zoo import default_model_path
+
+    path = model if model is not None else default_model_path()
+    if data is None:
+        data = ((checkpoint.read(path).config.get("info") or {}).get("data") or {}).get("name")
+        if not data:
+            raise ValueError(f"{path} does not record its data set: pass --data")
+    ev, meta = evaluate_checkpoint(path, data, split, split_seed=split_seed, limit=limit,
+                                   device=device)
+    if as_json:
+        sys.stdout.write(json.dumps({**meta, **ev.to_dict()}, indent=2) + "\n")
+        return
+    t = Table(title=f"{meta['variant']} on {meta['data']['name']} ({split}, {ev.n} sequences): "
+                    f"rows = true class, columns = predicted")
+    t.add_column("true", justify="right")
+    for label in ev.labels:
+        t.add_column(label, justify="right")
+    t.add_column("recall", justify="right")
+    for k, label in enumerate(ev.labels):
+        row = ev.confusion[k]
+        cells = [(f"[bold]{v}[/]" if j == k else (str(v) if v else "[dim]0[/]"))
+                 for j, v in enumerate(row)]
+        recall = f"{row[k] / row.sum():.3f}" if row.sum() else "–"
+        t.add_row(label, *cells, recall)
+    console.print(t)
+    console.print(f"accuracy {ev.accuracy:.4f} ({int(ev.confusion.trace())}/{ev.n}), "
+                  f"mean cross-entropy {ev.loss:.4f}; model {path}", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -311,7 +311,8 @@ def train(config: TrainConfig, output: str | os.PathLike, *, resume: bool = Fals
         say(f"[bold]{model.spec.name}[/] n={config.hidden_size} layers={config.num_layers} "
             f"params={params:,} on {splits.name}: train {len(splits.train)}, "
             f"val {len(splits.val)}, test {len(splits.test)}; device {dev}"
-            + (f"; resuming after epoch {start_epoch}" if resume else ""), highlight=False)
+            + (f"; resuming after epoch {start_epoch}" if resume else ""), highlight=False,
+            soft_wrap=True)
         diverged = False
         for epoch in range(start_epoch, config.epochs):
             row = _train_epoch(model, optimizer, splits, config, epoch, dev, progress and not quiet,
@@ -353,7 +354,7 @@ def train(config: TrainConfig, output: str | os.PathLike, *, resume: bool = Fals
                    train_seconds_per_epoch=float(np.mean([r["train_seconds"] for r in history])))
         _write_json(log_path, log)
         say(f"best epoch {best['epoch']}: val acc {best['val_accuracy']:.4f}; "
-            f"test acc {test.accuracy:.4f} -> {out}", highlight=False)
+            f"test acc {test.accuracy:.4f} -> {out}", highlight=False, soft_wrap=True)
     return TrainResult(out, state_path, log_path, history, best, test.to_dict(), best_model.cpu(),
                        log, diverged)
 
@@ -418,8 +419,9 @@ def _train_epoch(model, optimizer, splits, config: TrainConfig, epoch: int, dev,
 def evaluate_checkpoint(model_path: str | os.PathLike, data: str, split: str = "test", *,
                         split_seed: int | None = None, limit: int | None = None,
                         device: str = "cpu") -> tuple[Evaluation, dict]:
-    """Evaluate a checkpoint on a split of a data set. The split seed (and fractions) default to
-    those the model was trained with, as recorded in its checkpoint, so ``test`` is its test set."""
+    """Evaluate a checkpoint on a split of a data set. The split seed, fractions and ``limit``
+    default to those the model was trained with, as recorded in its checkpoint, so ``test`` is its
+    test set."""
     model = checkpoint.load(model_path)
     recorded = (checkpoint.read(model_path).config.get("info") or {}).get("data") or {}
     same_data = str(recorded.get("name", "")).lower() == Path(str(data)).name.lower() or \
@@ -428,6 +430,8 @@ def evaluate_checkpoint(model_path: str | os.PathLike, data: str, split: str = "
     if same_data:
         kw.update({k: recorded[k] for k in ("split_seed", "val_fraction", "test_fraction")
                    if recorded.get(k) is not None})
+        if limit is None:
+            limit = recorded.get("limit")
     if split_seed is not None:
         kw["split_seed"] = split_seed
     splits = _data.load(data, limit=limit, **kw)

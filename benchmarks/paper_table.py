@@ -1,0 +1,186 @@
+"""The papers' comparison: every SLIM variant and LSTM0, one training budget, two tasks.
+
+    python benchmarks/paper_table.py                      # the full table (see BENCHMARKS.md)
+    python benchmarks/paper_table.py --table-only         # rewrite BENCHMARKS.md from the JSON
+    python benchmarks/paper_table.py --tasks fsdd --variants LSTM0,LSTM6 --fsdd-epochs 2  # a taste
+
+Each run trains with :func:`slimedge.train.train` (Adam, gradient clipping at 1, the same seed and
+settings for every variant), keeps the epoch with the best validation accuracy and reports its test
+accuracy, the parameter count and the mean wall time of one training epoch. Results go to
+``benchmarks/results/paper_table.json`` after every run (so a partial table survives) and, at the
+end, to the "## Paper comparison" section of ``BENCHMARKS.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import re
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "benchmarks" / "results" / "paper_table.json"
+BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+SECTION = "## Paper comparison"
+
+
+def machine() -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "torch": torch.__version__, "platform": platform.platform()}
+
+
+def tasks(args) -> dict[str, dict]:
+    return {
+        "mnist-rows": dict(data="mnist-rows", hidden_size=100, epochs=args.mnist_epochs,
+                           batch_size=128, lr=args.lr, schedule="cosine", limit=args.mnist_limit),
+        "fsdd": dict(data="fsdd", hidden_size=args.fsdd_hidden, epochs=args.fsdd_epochs,
+                     batch_size=32, lr=args.lr, schedule="cosine", limit=None),
+    }
+
+
+def run(args) -> dict:
+    import torch
+
+    from slimedge import data, variants
+    from slimedge.train import TrainConfig, train
+
+    torch.set_num_threads(args.threads)
+    names = [variants.canonical_name(v) for v in args.variants.split(",")] if args.variants \
+        else list(variants.VARIANTS)
+    result = {"machine": machine(), "date": _dt.date.today().isoformat(),
+              "command": "python " + " ".join(shlex.quote(a) for a in
+                                               [os.path.relpath(__file__, ROOT), *sys.argv[1:]]),
+              "threads": args.threads, "seed": args.seed, "tasks": {}}
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="paper_table_"))
+    for task in args.tasks.split(","):
+        settings = tasks(args)[task]
+        splits = data.load(settings["data"], limit=settings["limit"])
+        entry = {"settings": settings, "data": splits.summary(), "runs": []}
+        result["tasks"][task] = entry
+        for name in names:
+            cfg = TrainConfig(variant=name, seed=args.seed, threads=args.threads,
+                              **{k: v for k, v in settings.items()})
+            r = train(cfg, workdir / f"{task}_{name}.safetensors", device="cpu", quiet=True,
+                      progress=False, splits=splits)
+            row = {"variant": name, "params": r.log["model"]["params"],
+                   "lstm_params": variants.get(name).num_params(splits.input_size,
+                                                                settings["hidden_size"]),
+                   "test_accuracy": r.test["accuracy"], "best_val_accuracy": r.best["val_accuracy"],
+                   "best_epoch": r.best["epoch"], "epochs_run": len(r.history),
+                   "train_seconds_per_epoch": r.log["train_seconds_per_epoch"],
+                   "final_train_loss": r.history[-1]["train_loss"], "diverged": r.diverged}
+            entry["runs"].append(row)
+            print(f"{task:11s} {name:8s} params {row['params']:7,d}  test acc "
+                  f"{row['test_accuracy']:.4f}  val {row['best_val_accuracy']:.4f}  "
+                  f"{row['train_seconds_per_epoch']:.1f} s/epoch", flush=True)
+            save(result, args.out)
+    return result
+
+
+def save(result: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def markdown(result: dict) -> str:
+    m = result["machine"]
+    lines = [SECTION, "",
+             "Every variant of the catalogue and the standard LSTM (LSTM0), trained with one "
+             "budget per task by `benchmarks/paper_table.py`; test accuracy of the epoch with the "
+             "best validation accuracy. Parameter counts are the trained parameters: the "
+             "SLIM layer plus the linear head (10n + 10). Seconds per epoch = the mean wall time of one training pass "
+             f"(forward + backward + Adam), PyTorch on the CPU, {result['threads']} thread(s).", "",
+             f"- Machine: {m['cpu']}, {m['cores']} cores (shared with other work, so timings "
+             f"are noisy), Python {m['python']}, torch {m['torch']}",
+             f"- Date: {result['date']}",
+             f"- Command: `{result['command']}`", ""]
+    for task, entry in result["tasks"].items():
+        s, d = entry["settings"], entry["data"]
+        sizes = d["sizes"]
+        lines += [f"### {task}", "",
+                  f"Budget: hidden size n = {s['hidden_size']}, one layer, {s['epochs']} epochs, "
+                  f"batch {s['batch_size']}, Adam lr {s['lr']} with a {s['schedule']} schedule, "
+                  f"gradient-norm clip 1, seed {result['seed']}, PyTorch default init, "
+                  f"σ = sigmoid, g = tanh. Data: train {sizes['train']:,} / val "
+                  f"{sizes['val']:,} / test {sizes['test']:,} sequences ({d['split']}).", ""]
+        runs = entry["runs"]
+        ref = next((r for r in runs if r["variant"] == "LSTM0"), None)
+        lines += ["| variant | params | × LSTM0 | test acc | Δ vs LSTM0 (points) | best val acc "
+                  "| best epoch | s / epoch |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in runs:
+            ratio = f"{r['params'] / ref['params']:.3f}" if ref else "–"
+            delta = f"{100 * (r['test_accuracy'] - ref['test_accuracy']):+.1f}" if ref else "–"
+            flag = " (diverged)" if r["diverged"] else ""
+            lines.append(f"| {r['variant']}{flag} | {r['params']:,} | {ratio} | "
+                         f"{r['test_accuracy']:.4f} | {delta} | {r['best_val_accuracy']:.4f} | "
+                         f"{r['best_epoch']} | {r['train_seconds_per_epoch']:.1f} |")
+        if ref:
+            worse = [r["variant"] for r in runs
+                     if r["variant"] != "LSTM0" and r["test_accuracy"] < ref["test_accuracy"] - 0.02]
+            lines += ["", "More than 2 points below LSTM0 at this budget: "
+                      + (", ".join(worse) if worse else "none") + "."]
+        lines.append("")
+    lines += ["The budget is small (this table must finish in about half an hour on one CPU "
+              "thread): the numbers compare the variants at equal, short training, not at "
+              "convergence, and one seed cannot separate variants a point or two apart.", ""]
+    return "\n".join(lines)
+
+
+def update_benchmarks_md(text: str, path: Path = BENCHMARKS_MD) -> None:
+    """Replace (or append) only our section; other sections stay as they are."""
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(old):
+        new = pattern.sub(lambda _: text if text.endswith("\n") else text + "\n", old, count=1)
+    else:
+        new = old.rstrip("\n") + "\n\n" + text
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(new)
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--tasks", default="mnist-rows,fsdd")
+    p.add_argument("--variants", default="", help="comma-separated; default: all 12")
+    p.add_argument("--mnist-epochs", type=int, default=3)
+    p.add_argument("--mnist-limit", type=int, default=None,
+                   help="cap every MNIST split at this many images (default: all)")
+    p.add_argument("--fsdd-epochs", type=int, default=30)
+    p.add_argument("--fsdd-hidden", type=int, default=64)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--workdir", default=None, help="where the checkpoints go (default: a temp dir)")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--no-markdown", action="store_true", help="do not touch BENCHMARKS.md")
+    p.add_argument("--table-only", action="store_true",
+                   help="only rewrite the BENCHMARKS.md section from --out")
+    args = p.parse_args(argv)
+    result = json.loads(args.out.read_text()) if args.table_only else run(args)
+    if not args.no_markdown:
+        update_benchmarks_md(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
