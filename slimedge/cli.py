@@ -191,5 +191,62 @@ def evaluate_cmd(
                   f"mean cross-entropy {ev.loss:.4f}; model {path}", highlight=False, soft_wrap=True)
 
 
+# ---- export ------------------------------------------------------------------------------------
+@app.command("export")
+@user_errors
+def export_cmd(
+    model: Optional[Path] = typer.Argument(None, help="A checkpoint; default: the shipped model."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="The file to write; default: the model's name with the format's suffix, in the current directory."),
+    format: Optional[str] = typer.Option(None, "--format", "-f", help="onnx or tflite; default: from -o's suffix, else onnx."),
+    mode: str = typer.Option("step", "--mode", help="step (one time step: x, h, c -> y, h_next, c_next) or sequence (a whole sequence, time symbolic)."),
+    quantize: str = typer.Option("none", "--quantize", "-q", help="none, dynamic or int8."),
+    atol: Optional[float] = typer.Option(None, "--atol", help="Largest difference allowed per output in validation (default 1e-5 for float graphs)."),
+    steps: int = typer.Option(100, "--steps", min=1, help="Validation rollout length in time steps."),
+    no_validate: bool = typer.Option(False, "--no-validate", help="Skip running the file against the source model."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON instead of a table."),
+) -> None:
+    """Export a model to ONNX or TFLite; the file is validated against the model before it is kept."""
+    from . import exporters
+    from .zoo import default_model_path
+
+    path = model if model is not None else default_model_path()
+    if format is None:
+        format = "tflite" if output is not None and output.suffix.lower() == ".tflite" else "onnx"
+    if output is None:
+        output = Path(path.stem + (".sequence" if mode == "sequence" else "")
+                      + exporters.suffix(format))
+    try:
+        result = exporters.export(path, output, format=format, mode=mode, quantize=quantize,
+                                  atol=atol, validate=not no_validate, validation_steps=steps)
+    except exporters.ExportValidationError as e:
+        if not as_json:
+            _print_validation(e.report, err_console)
+        fail(str(e), code=1)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+        return
+    if result.validation is not None:
+        _print_validation(result.validation, console)
+    s = result.summary
+    console.print(f"wrote {result.path} ({result.size_bytes / 1024:.1f} KiB): {result.format} "
+                  f"{result.mode} graph, {s['params']:,} parameters, "
+                  f"{s['macs_per_step']:,} MACs per step"
+                  + ("" if result.validation else " (not validated)"),
+                  highlight=False, soft_wrap=True)
+
+
+def _print_validation(report, out: Console) -> None:
+    out.print(f"validation of the {report.mode} graph against the float64 model: {report.steps} "
+              f"steps x {report.batch} streams, {report.frames}", highlight=False, soft_wrap=True)
+    t = Table()
+    for col in ("output", "max |diff|", "atol", "max |reference|", ""):
+        t.add_column(col, justify="left" if col == "output" else "right")
+    for name, diff in report.max_abs_diff.items():
+        ok = diff <= report.atol
+        t.add_row(name, f"{diff:.2e}", f"{report.atol:.0e}", f"{report.max_abs_ref[name]:.3g}",
+                  "[green]ok[/]" if ok else "[bold red]FAIL[/]")
+    out.print(t)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

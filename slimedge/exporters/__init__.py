@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -190,10 +190,8 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
     if _same_file(path, ckpt.path):
         raise ValueError(f"{path}: refusing to overwrite the model being exported")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix(format)}",
-                                    dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    # a fresh name beside the target (created by the writer, so the umask's permissions apply)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp{suffix(format)}"
     try:
         if quantizer is None:
             EMITTERS[format](graph, tmp, mode=mode, **options)

@@ -47,8 +47,7 @@ class ValidationReport:
 
     def describe(self) -> str:
         diffs = ", ".join(f"{k} {v:.2e}" for k, v in self.max_abs_diff.items())
-        return (f"max |diff| over {self.steps} steps x batch {self.batch} ({self.frames}): {diffs}; "
-                f"atol {self.atol:g}")
+        return f"max |diff| over {self.steps} steps x {self.batch} streams, {self.frames}: {diffs}"
 
     def to_dict(self) -> dict:
         return {**asdict(self), "passed": self.passed}
