@@ -1,0 +1,413 @@
+"""The streaming runtime: step an exported model (or a checkpoint) frame by frame.
+
+    from slimedge import runtime
+    model = runtime.load("model.onnx")            # .onnx, .tflite or .safetensors; backend="auto"
+    s = model.stream()
+    y = s.step(frame)                             # frame (m,) -> output (K,), state kept inside
+    saved = s.state                               # (h, c) NumPy copies, each (layers, n)
+    s.reset(); s.state = saved                    # suspend and resume (np.savez works too)
+    batch = model.streams(16)                     # 16 streams, one backend call per step
+    ys = batch.step(frames)                       # (16, m) -> (16, K); batch.reset(3), add, remove
+    ys = model.run(sequence)                      # (T, m) -> (T, K), or (B, T, m) -> (B, T, K)
+
+Backends (one module each, same small interface, see ``_common.py``), in ``BACKENDS``:
+
+    onnxruntime   .onnx        CPU (CUDA with onnxruntime's GPU build), IO binding
+    litert        .tflite      ai-edge-litert (tflite-runtime as fallback), num_threads
+    torch         .safetensors the PyTorch model; on CUDA the step replays a CUDA graph
+    numpy         .safetensors the step IR's NumPy interpreter, nothing beyond numpy
+
+``backend="auto"`` (or the environment variable ``SLIMEDGE_BACKEND``) picks the first installed
+backend for the file type (``AUTO``), logs its choice on the ``slimedge.runtime`` logger, and
+records it in ``model.backend`` / ``model.backend_reason``. Importing this package imports no
+backend library; only loading a model imports the one it uses.
+
+Every frame, sequence and state is checked before the backend runs: a wrong shape, a non-numeric
+dtype or a NaN/inf raises :class:`InputError` naming what was expected and what came, and leaves
+the stream's state as it was. Integer frames (e.g. raw uint8 pixels) are converted to float32.
+Threads: one :class:`Model` may be shared by many threads, each stepping its own streams; a single
+``Stream`` or ``StreamBatch`` belongs to one thread at a time.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ._common import ModelFileError, sizes
+
+log = logging.getLogger(__name__)
+
+# name -> module (imported only when used); each has NAME, SUFFIXES, available(), open()
+BACKENDS = {"onnxruntime": "onnxruntime", "litert": "litert", "torch": "torch", "numpy": "numpy"}
+# file type -> backends to try under "auto", best first
+AUTO = {".onnx": ("onnxruntime",), ".tflite": ("litert",), ".safetensors": ("numpy", "torch")}
+ENV_BACKEND = "SLIMEDGE_BACKEND"
+
+
+class InputError(ValueError):
+    """A frame, sequence or state the model cannot take; the message says expected vs got."""
+
+
+def backend_module(name: str):
+    """The module of backend ``name`` (imports it, not its library)."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; valid: auto, {', '.join(BACKENDS)}")
+    return importlib.import_module(f".{BACKENDS[name]}", __name__)
+
+
+def available_backends() -> list[str]:
+    """Backends whose library is installed (checked without importing it)."""
+    return [name for name in BACKENDS if backend_module(name).available()]
+
+
+def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = None, *,
+         device: str | None = None) -> "Model":
+    """Load a model for streaming.
+
+    Args:
+        path: an exported step graph (``.onnx``, ``.tflite``) or a checkpoint (``.safetensors``).
+        backend: ``"auto"`` (by file type and what is installed; ``$SLIMEDGE_BACKEND`` overrides)
+            or one of ``BACKENDS``.
+        threads: the backend's thread count (onnxruntime intra-op threads, LiteRT num_threads,
+            torch.set_num_threads); None leaves the backend's default.
+        device: ``"cpu"`` or ``"cuda"`` where the backend supports it; None: CUDA when available
+            (torch, onnxruntime GPU build), else CPU.
+
+    Raises ModelFileError (a ValueError) naming the file when it is missing, truncated, foreign
+    or not a step graph, and ValueError/ImportError for a backend that cannot read it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    suffix = path.suffix.lower()
+    if suffix not in AUTO:
+        raise ModelFileError(f"{path}: unknown model file type {path.suffix!r}; the runtime reads "
+                             f"{', '.join(AUTO)}")
+    if threads is not None and int(threads) < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    name, reason = _choose(suffix, backend)
+    module = backend_module(name)
+    if suffix not in module.SUFFIXES:
+        raise ValueError(f"backend {name!r} reads {', '.join(module.SUFFIXES)} files, not "
+                         f"{suffix} ({path}); for {suffix} use "
+                         f"{' or '.join(AUTO[suffix])}")
+    if not module.available():
+        raise ImportError(f"backend {name!r} is not installed (needed for {path})")
+    session = module.open(path, threads=threads, device=device)
+    model = Model(path, name, session, threads, reason)
+    log.info("%s: backend %s (%s; %s)", path, name, reason, session.detail)
+    return model
+
+
+def _choose(suffix: str, backend: str) -> tuple[str, str]:
+    if backend in (None, "auto"):
+        env = os.environ.get(ENV_BACKEND, "").strip()
+        if env and env != "auto":
+            return env, f"${ENV_BACKEND}={env}"
+        for name in AUTO[suffix]:
+            if backend_module(name).available():
+                return name, f"auto: first installed of {', '.join(AUTO[suffix])} for {suffix}"
+        raise ImportError(f"no backend for {suffix} files is installed: install "
+                          f"{' or '.join(AUTO[suffix])}")
+    backend_module(backend)  # unknown name -> ValueError listing the valid ones
+    return backend, "asked for"
+
+
+class Model:
+    """A loaded model: its sizes, labels, config, and the backend session that steps it."""
+
+    def __init__(self, path: Path, backend: str, session, threads: int | None, reason: str) -> None:
+        self.path, self.backend, self.session = path, backend, session
+        self.threads, self.backend_reason = threads, reason
+        self.device: str = session.device
+        self.config: dict = session.config
+        self.input_size, self.hidden_size, self.num_layers, self.output_size = sizes(self.config)
+        labels = (self.config.get("head") or {}).get("labels")
+        self.labels: list[str] | None = [str(x) for x in labels] if labels else None
+        self._raw = None  # binding of step_raw, created on first use
+
+    @property
+    def state_shape(self) -> tuple[int, int]:
+        """Shape of each of a stream's h and c: (num_layers, hidden_size)."""
+        return (self.num_layers, self.hidden_size)
+
+    @property
+    def variant(self) -> str | None:
+        return ((self.config.get("lstm") or {}).get("variant") or {}).get("name")
+
+    def __repr__(self) -> str:
+        return (f"Model({str(self.path)!r}, backend={self.backend!r}, device={self.device!r}, "
+                f"input_size={self.input_size}, output_size={self.output_size}, "
+                f"hidden_size={self.hidden_size}, num_layers={self.num_layers})")
+
+    def stream(self) -> "Stream":
+        """A new stream at the zero state."""
+        return Stream(self)
+
+    def streams(self, k: int) -> "StreamBatch":
+        """k new streams at the zero state, stepped together in one backend call."""
+        return StreamBatch(self, k)
+
+    def bind(self, batch: int):
+        """A backend binding with preallocated buffers for ``batch`` rows (see ``_common``)."""
+        if int(batch) < 1:
+            raise ValueError(f"batch must be at least 1, got {batch}")
+        return self.session.bind(int(batch))
+
+    def step_raw(self, x: np.ndarray, h: np.ndarray, c: np.ndarray):
+        """The bare backend call on unchecked float32 arrays x (B, m), h, c (L, B, n); returns
+        (y, h_next, c_next) as the binding's own arrays (overwritten by the next call). For
+        measuring the backend alone; not thread-safe. Apps use :meth:`stream`."""
+        b = self._raw
+        if b is None or b.batch != x.shape[0]:
+            b = self._raw = self.bind(x.shape[0])
+        if x is not b.x:
+            np.copyto(b.x, x)
+        if h is not b.h:
+            np.copyto(b.h, h)
+        if c is not b.c:
+            np.copyto(b.c, c)
+        b.run()
+        return b.y, b.h_next, b.c_next
+
+    def run(self, sequence, state=None, *, return_state: bool = False):
+        """Outputs for a whole sequence: (T, m) -> (T, K), or a batch (B, T, m) -> (B, T, K).
+
+        ``state``: the initial (h, c), each (layers, n) for one sequence or (layers, B, n) for a
+        batch (default zeros). With ``return_state`` returns (outputs, (h, c)).
+        """
+        seq = np.asarray(sequence)
+        single = seq.ndim == 2
+        if seq.ndim not in (2, 3) or seq.shape[-1] != self.input_size:
+            raise InputError(f"sequence: expected shape (T, {self.input_size}) or "
+                             f"(B, T, {self.input_size}), got {seq.shape}")
+        _check_dtype("sequence", seq)
+        seq32 = _finite("sequence", seq.astype(np.float32, copy=False))
+        batch = seq32[None] if single else seq32
+        B, T = batch.shape[:2]
+        ys = np.zeros((B, T, self.output_size), np.float32)
+        h, c = (np.zeros((self.num_layers, B, self.hidden_size), np.float32) for _ in range(2))
+        if state is not None:
+            sh = self.state_shape if single else (self.num_layers, B, self.hidden_size)
+            h0, c0 = _check_state(state, sh)
+            h[:], c[:] = (h0[:, None], c0[:, None]) if single else (h0, c0)
+        if B and T:
+            b = self.bind(B)
+            b.h[:], b.c[:] = h, c
+            for t in range(T):
+                np.copyto(b.x, batch[:, t])
+                b.run()
+                ys[:, t] = b.y
+                np.copyto(b.h, b.h_next)
+                np.copyto(b.c, b.c_next)
+            h, c = b.h.copy(), b.c.copy()
+        out = ys[0] if single else ys
+        if not return_state:
+            return out
+        return out, ((h[:, 0], c[:, 0]) if single else (h, c))
+
+
+class Stream:
+    """One stream: ``step(frame) -> output``, ``reset()``, and a readable/writable ``state``."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self._b = model.bind(1)
+        self._x0, self._y0 = self._b.x[0], self._b.y[0]
+        self._frame_shape = (model.input_size,)
+        self.steps = 0  # frames stepped since the last reset
+
+    def step(self, frame) -> np.ndarray:
+        """Feed one frame (m,) (float, or integers converted to float32); returns the output (K,)."""
+        a = frame if type(frame) is np.ndarray else np.asarray(frame)
+        if a.shape != self._frame_shape:
+            raise InputError(f"frame: expected shape {self._frame_shape}, got {a.shape}")
+        if a.dtype.kind not in "fiu":
+            _check_dtype("frame", a)
+        b, x0 = self._b, self._x0
+        x0[...] = a  # (slice assignment: cheaper than np.copyto for small arrays)
+        if not math.isfinite(x0.dot(x0)):  # one reduction; a NaN/inf always shows in it
+            _finite("frame", x0)  # (or a huge but finite frame, which then passes)
+        b.run()
+        b.h[...] = b.h_next
+        b.c[...] = b.c_next
+        self.steps += 1
+        return self._y0.copy()
+
+    def reset(self) -> None:
+        """Back to the zero state."""
+        self._b.h.fill(0)
+        self._b.c.fill(0)
+        self.steps = 0
+
+    @property
+    def state(self) -> tuple[np.ndarray, np.ndarray]:
+        """A copy of (h, c), each (num_layers, hidden_size) float32."""
+        return self._b.h[:, 0].copy(), self._b.c[:, 0].copy()
+
+    @state.setter
+    def state(self, value) -> None:
+        h, c = _check_state(value, self.model.state_shape)
+        self._b.h[:, 0], self._b.c[:, 0] = h, c
+
+
+class StreamBatch:
+    """k streams stepped together: ``step(frames (k, m)) -> (k, K)`` in one backend call.
+
+    Streams are addressed by position 0..k-1; ``add`` appends one, ``remove(i)`` takes stream i
+    out (later streams move down by one) and returns its state. ``reset(i)`` resets some streams.
+    """
+
+    def __init__(self, model: Model, k: int) -> None:
+        if int(k) < 0:
+            raise ValueError(f"number of streams must be >= 0, got {k}")
+        self.model = model
+        self._k = int(k)
+        self._bindings: dict[int, object] = {}
+        self._b = self._binding(self._k)
+
+    def _binding(self, k: int):
+        if k == 0:
+            return None
+        if k not in self._bindings:
+            self._bindings[k] = self.model.bind(k)
+        return self._bindings[k]
+
+    def __len__(self) -> int:
+        return self._k
+
+    def step(self, frames) -> np.ndarray:
+        """One frame per stream, (k, m); returns the outputs (k, K)."""
+        m = self.model.input_size
+        a = np.asarray(frames)
+        if a.shape != (self._k, m):
+            raise InputError(f"frames: expected shape ({self._k}, {m}) (one frame per stream), "
+                             f"got {a.shape}")
+        _check_dtype("frames", a)
+        if self._k == 0:
+            return np.zeros((0, self.model.output_size), np.float32)
+        b = self._b
+        np.copyto(b.x, a, casting="unsafe")
+        if not math.isfinite(float(np.sum(b.x * b.x))):
+            _finite("frames", b.x)
+        b.run()
+        np.copyto(b.h, b.h_next)
+        np.copyto(b.c, b.c_next)
+        return b.y.copy()
+
+    def _indices(self, i) -> list[int]:
+        idx = [i] if isinstance(i, (int, np.integer)) else list(i)
+        for j in idx:
+            if not -self._k <= int(j) < self._k:
+                raise IndexError(f"stream index {j} out of range for {self._k} streams")
+        return [int(j) % self._k for j in idx]
+
+    def reset(self, i: int | Iterable[int] | None = None) -> None:
+        """Reset all streams (None), stream i, or the streams in an iterable of indices."""
+        if self._b is None:
+            return
+        idx = slice(None) if i is None else self._indices(i)
+        self._b.h[:, idx] = 0
+        self._b.c[:, idx] = 0
+
+    @property
+    def state(self) -> tuple[np.ndarray, np.ndarray]:
+        """A copy of every stream's (h, c), each (num_layers, k, hidden_size)."""
+        if self._b is None:
+            shape = (self.model.num_layers, 0, self.model.hidden_size)
+            return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+        return self._b.h.copy(), self._b.c.copy()
+
+    @state.setter
+    def state(self, value) -> None:
+        h, c = _check_state(value, (self.model.num_layers, self._k, self.model.hidden_size))
+        if self._b is not None:
+            self._b.h[:], self._b.c[:] = h, c
+
+    def stream_state(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """A copy of stream i's (h, c), each (num_layers, hidden_size), as ``Stream.state``."""
+        (j,) = self._indices(i)
+        return self._b.h[:, j].copy(), self._b.c[:, j].copy()
+
+    def set_stream_state(self, i: int, state) -> None:
+        (j,) = self._indices(i)
+        h, c = _check_state(state, self.model.state_shape)
+        self._b.h[:, j], self._b.c[:, j] = h, c
+
+    def add(self, state=None) -> int:
+        """Append a stream (zero state, or ``state`` as from ``Stream.state``); returns its index."""
+        new = None if state is None else _check_state(state, self.model.state_shape)
+        h, c = self.state
+        nb = self._binding(self._k + 1)
+        nb.h[:, :self._k], nb.c[:, :self._k] = h, c
+        nb.h[:, self._k], nb.c[:, self._k] = (0, 0) if new is None else new
+        self._k, self._b = self._k + 1, nb
+        return self._k - 1
+
+    def remove(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Take stream i out (later streams move down one); returns its state."""
+        (j,) = self._indices(i)
+        gone = self.stream_state(j)
+        h, c = self.state
+        keep = [q for q in range(self._k) if q != j]
+        nb = self._binding(self._k - 1)
+        if nb is not None:
+            nb.h[:], nb.c[:] = h[:, keep], c[:, keep]
+        self._k, self._b = self._k - 1, nb
+        return gone
+
+
+# ---- checks shared by Stream, StreamBatch and Model.run ----------------------------------------
+def _check_dtype(what: str, a: np.ndarray) -> None:
+    if a.dtype.kind not in "fiu":
+        raise InputError(f"{what}: expected a float (or integer) array, got dtype {a.dtype}")
+
+
+def _finite(what: str, a: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        bad = ~np.isfinite(a)
+    if bad.any():
+        where = tuple(int(v) for v in np.argwhere(bad)[0])
+        raise InputError(f"{what}: expected finite values, got {a[where]} at index "
+                         f"{where if len(where) > 1 else where[0]} (a value outside float32's "
+                         f"range also becomes inf)")
+    return a
+
+
+def _check_state(value, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        h, c = value
+    except (TypeError, ValueError):
+        raise InputError(f"state: expected a pair (h, c) of arrays each of shape {shape}, got "
+                         f"{type(value).__name__}") from None
+    out = []
+    for name, v in (("h", h), ("c", c)):
+        a = np.asarray(v)
+        if a.shape != tuple(shape):
+            raise InputError(f"state {name}: expected shape {tuple(shape)}, got {a.shape}")
+        _check_dtype(f"state {name}", a)
+        out.append(_finite(f"state {name}", a.astype(np.float32)))
+    return out[0], out[1]
+
+
+def accuracy(model: Model, data, batch_size: int = 256) -> dict:
+    """Classification accuracy of ``model`` on a :class:`slimedge.data.SequenceData`: each
+    sequence's output at its last frame, sequences stepped ``batch_size`` at a time."""
+    n, correct = len(data), 0
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, min(n, start + batch_size))
+        x, lengths, y = data.batch(idx)
+        ys = model.run(x)
+        last = ys[np.arange(len(idx)), np.asarray(lengths) - 1]
+        correct += int((last.argmax(-1) == np.asarray(y)).sum())
+    return {"accuracy": correct / n if n else float("nan"), "correct": correct, "n": n}
+
+
+__all__ = ["load", "Model", "Stream", "StreamBatch", "InputError", "ModelFileError", "BACKENDS",
+           "AUTO", "available_backends", "backend_module", "accuracy"]

@@ -1,0 +1,95 @@
+"""What every backend module shares: errors, the buffers a binding owns, reading the config JSON.
+
+A backend module (``onnxruntime.py``, ``litert.py``, ``torch.py``, ``numpy.py``) has the same small
+surface, and nothing outside ``slimedge.runtime`` needs more:
+
+    NAME, SUFFIXES          its name and the file types it reads
+    available() -> bool     is its library installed (without importing it)
+    open(path, *, threads, device) -> Session
+    Session.bind(batch) -> Binding
+    Binding.run()           one backend call: reads x, h, c; writes y, h_next, c_next
+
+``Session`` holds the loaded model (``config``, ``device``, ``detail``); a ``Binding`` holds
+preallocated float32 NumPy buffers for one batch size: inputs ``x`` (batch, m), ``h``, ``c``
+(layers, batch, n) that the caller fills, outputs ``y`` (batch, K), ``h_next``, ``c_next`` that
+``run`` overwrites. A binding belongs to one caller (one Stream); bindings of one session may run
+concurrently from different threads (a backend whose library is not thread-safe locks inside).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+METADATA_KEY = "slimedge"
+
+
+class ModelFileError(ValueError):
+    """A model file that is missing, truncated, foreign or not a step graph; the message names it."""
+
+
+class Buffers:
+    """The six preallocated float32 arrays of one batch size (a binding's base class)."""
+
+    def __init__(self, batch: int, input_size: int, hidden_size: int, num_layers: int,
+                 output_size: int) -> None:
+        f32 = np.float32
+        self.batch = batch
+        self.x = np.zeros((batch, input_size), f32)
+        self.h = np.zeros((num_layers, batch, hidden_size), f32)
+        self.c = np.zeros((num_layers, batch, hidden_size), f32)
+        self.y = np.zeros((batch, output_size), f32)
+        self.h_next = np.zeros((num_layers, batch, hidden_size), f32)
+        self.c_next = np.zeros((num_layers, batch, hidden_size), f32)
+
+    def run(self) -> None:  # pragma: no cover - every backend overrides it
+        raise NotImplementedError
+
+
+def sizes(config: dict) -> tuple[int, int, int, int]:
+    """(input_size, hidden_size, num_layers, output_size) from a config's ``graph`` section."""
+    g = config["graph"]
+    return int(g["input_size"]), int(g["hidden_size"]), int(g["num_layers"]), int(g["output_size"])
+
+
+def parse_config(path: Path, text: str | bytes | None, container: str) -> dict:
+    """The slimedge config JSON stored in a model file's metadata, checked for the graph sizes."""
+    if text is None:
+        raise ModelFileError(f"{path}: a valid {container}, but not a slimedge export (no "
+                             f"'{METADATA_KEY}' entry in its metadata)")
+    if isinstance(text, bytes):
+        text = text.rstrip(b"\0").decode("utf-8", errors="replace")
+    try:
+        config = json.loads(text)
+        sizes(config)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise ModelFileError(f"{path}: its '{METADATA_KEY}' metadata is not a slimedge config with "
+                             f"a 'graph' section (input_size, hidden_size, num_layers, "
+                             f"output_size): {e!r}") from None
+    return config
+
+
+def check_io(path: Path, config: dict, inputs: dict[str, tuple], outputs: dict[str, tuple]) -> None:
+    """The file's graph inputs and outputs are the step graph's, in the config's sizes.
+
+    ``inputs``/``outputs`` map names to shapes (a dimension may be None or a string: unknown).
+    """
+    m, n, layers, k = sizes(config)
+    want_in = {"x": (None, m), "h": (layers, None, n), "c": (layers, None, n)}
+    want_out = {"y": (None, k), "h_next": (layers, None, n), "c_next": (layers, None, n)}
+    for kind, got, want in (("inputs", inputs, want_in), ("outputs", outputs, want_out)):
+        if set(got) != set(want):
+            x_rank = len(inputs.get("x", ()))
+            hint = (" (a sequence-mode export? the runtime steps step-mode graphs: export with "
+                    "mode='step')") if x_rank == 3 else ""
+            raise ModelFileError(f"{path}: graph {kind} are {sorted(got)}, expected "
+                                 f"{sorted(want)}{hint}")
+        for name, shape in want.items():
+            g = tuple(got[name])
+            if len(g) != len(shape) or any(isinstance(a, int) and b is not None and a != b
+                                           for a, b in zip(g, shape)):
+                hint = " (a sequence-mode export?)" if name == "x" and len(g) == 3 else ""
+                shown = tuple("batch" if d is None else d for d in shape)
+                raise ModelFileError(f"{path}: graph {kind[:-1]} {name!r} has shape {g}, expected "
+                                     f"{shown} from its metadata{hint}")

@@ -1,0 +1,221 @@
+"""The ``litert`` backend: an exported ``.tflite`` step graph in LiteRT's interpreter.
+
+Uses ``ai_edge_litert`` (LiteRT); the old ``tflite_runtime`` interpreter is a fallback only for
+graphs it runs correctly: it silently ignores per-channel scales in hybrid (float input, int8
+weight) FULLY_CONNECTED, so such files are refused on it. One interpreter per batch size, resized
+and allocated once and shared by every binding of that size; interpreters are not thread-safe, so
+each one's set/invoke/get runs under its own lock. ``threads`` is the interpreter's
+``num_threads``.
+"""
+from __future__ import annotations
+
+import importlib.util
+import struct
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ._common import Buffers, ModelFileError, check_io, parse_config, sizes, METADATA_KEY
+
+NAME = "litert"
+SUFFIXES = (".tflite",)
+INTERPRETERS = ("ai_edge_litert", "tflite_runtime")  # in order of preference
+
+
+def available() -> bool:
+    return any(importlib.util.find_spec(m) is not None for m in INTERPRETERS)
+
+
+def open(path: Path, *, threads: int | None = None, device: str | None = None) -> "Session":
+    return Session(Path(path), threads, device)
+
+
+def _interpreter_module():
+    for name in INTERPRETERS:
+        if importlib.util.find_spec(name) is not None:
+            return importlib.import_module(f"{name}.interpreter"), name
+    raise ImportError("the litert backend needs LiteRT: pip install ai-edge-litert")
+
+
+class Session:
+    def __init__(self, path: Path, threads: int | None, device: str | None,
+                 interpreter: str | None = None) -> None:
+        if device not in (None, "cpu"):
+            raise ValueError(f"the litert backend runs on the CPU, not on {device!r}")
+        if interpreter is None:
+            self._mod, self.interpreter = _interpreter_module()
+        else:  # a named interpreter package (tests use it to check the refusal on the old one)
+            self._mod, self.interpreter = importlib.import_module(f"{interpreter}.interpreter"), interpreter
+        self.path, self.threads, self.device = path, threads, "cpu"
+        self._content = path.read_bytes()
+        try:
+            meta = read_metadata(self._content)
+        except ModelFileError as e:
+            raise ModelFileError(f"{path}: {e}") from None
+        self.config = parse_config(path, meta.get(METADATA_KEY), "TFLite model")
+        first = self._new_interpreter()
+        check_io(path, self.config,
+                 {d["name"]: tuple(int(s) for s in d["shape"]) for d in first.get_input_details()},
+                 {d["name"]: tuple(int(s) for s in d["shape"]) for d in first.get_output_details()})
+        if self.interpreter == "tflite_runtime":
+            refuse_on_tflite_runtime(path, first, self.config)
+        version = getattr(importlib.import_module(self.interpreter), "__version__", "?")
+        self.detail = f"{self.interpreter} {version}, {threads or 'default'} threads"
+        self._dims = sizes(self.config)
+        self._by_batch: dict[int, tuple] = {}
+        self._lock = threading.Lock()
+
+    def _new_interpreter(self):
+        kw = {"num_threads": int(self.threads)} if self.threads else {}
+        try:
+            return self._mod.Interpreter(model_content=self._content, **kw)
+        except (ValueError, RuntimeError) as e:
+            raise ModelFileError(f"{self.path}: LiteRT cannot load it: {e}") from None
+
+    def interpreter_for(self, batch: int):
+        """(interpreter, its lock, input details, output details) for one batch size."""
+        with self._lock:
+            if batch not in self._by_batch:
+                it = self._new_interpreter()
+                m, n, layers, _ = self._dims
+                want = {"x": (batch, m), "h": (layers, batch, n), "c": (layers, batch, n)}
+                for d in it.get_input_details():
+                    it.resize_tensor_input(d["index"], want[d["name"]], strict=False)
+                it.allocate_tensors()
+                ins = {d["name"]: d for d in it.get_input_details()}
+                outs = {d["name"]: d for d in it.get_output_details()}
+                self._by_batch[batch] = (it, threading.Lock(), ins, outs)
+            return self._by_batch[batch]
+
+    def bind(self, batch: int) -> "Binding":
+        return Binding(self, batch, *self._dims)
+
+
+class Binding(Buffers):
+    def __init__(self, session: Session, batch: int, *dims: int) -> None:
+        super().__init__(batch, *dims)
+        it, self._lock, ins, outs = session.interpreter_for(batch)
+        self._invoke, self._set, self._tensor = it.invoke, it.set_tensor, it.tensor
+        self._ins = [(ins[k]["index"], getattr(self, k), _quantizer(ins[k])) for k in ("x", "h", "c")]
+        self._outs = [(outs[k]["index"], getattr(self, v), _dequantizer(outs[k]))
+                      for k, v in (("y", "y"), ("h_next", "h_next"), ("c_next", "c_next"))]
+
+    def run(self) -> None:
+        with self._lock:
+            for index, arr, q in self._ins:
+                self._set(index, arr if q is None else q(arr))
+            self._invoke()
+            for index, arr, dq in self._outs:
+                # the view into the interpreter's arena is dropped before the next invoke
+                np.copyto(arr, self._tensor(index)() if dq is None else dq(self._tensor(index)()))
+
+
+def _quantizer(detail):
+    """None for a float32 input, else float -> the tensor's integer type with its scale/zero."""
+    if detail["dtype"] == np.float32:
+        return None
+    scale, zero = detail["quantization"]
+    info = np.iinfo(detail["dtype"])
+    return lambda a: np.clip(np.round(a / scale) + zero, info.min, info.max).astype(detail["dtype"])
+
+
+def _dequantizer(detail):
+    if detail["dtype"] == np.float32:
+        return None
+    scale, zero = detail["quantization"]
+    return lambda q: (q.astype(np.float32) - zero) * np.float32(scale)
+
+
+def refuse_on_tflite_runtime(path: Path, interpreter, config: dict) -> None:
+    """tflite-runtime ignores per-channel scales in hybrid FULLY_CONNECTED: refuse such graphs,
+    as the exporter's metadata flags them (``export.tflite_runtime_ok``) or as the graph shows."""
+    flagged = (config.get("export") or {}).get("tflite_runtime_ok") is False
+    tensors = {d["index"]: d for d in interpreter.get_tensor_details()}
+    for op in ([] if flagged else interpreter._get_ops_details()):
+        if op["op_name"] != "FULLY_CONNECTED" or len(op["inputs"]) < 2:
+            continue
+        a, w = (tensors.get(int(i)) for i in op["inputs"][:2])
+        if (a is not None and w is not None and a["dtype"] == np.float32
+                and w["dtype"] == np.int8
+                and len(w["quantization_parameters"]["scales"]) > 1):
+            flagged = True
+    if flagged:
+        raise ModelFileError(
+            f"{path}: uses hybrid FULLY_CONNECTED with per-channel int8 weights, which the old "
+            f"tflite-runtime interpreter silently computes wrongly; install ai-edge-litert "
+            f"(pip install ai-edge-litert) to run it, or export with compat='tflite-runtime'")
+
+
+# ---- the Metadata entries of a TFLite flatbuffer, read with struct alone ------------------------
+# Model table fields: 0 version, 1 operator_codes, 2 subgraphs, 3 description, 4 buffers,
+# 5 metadata_buffer, 6 metadata, 7 signature_defs; Metadata: 0 name, 1 buffer;
+# Buffer: 0 data, 1 offset, 2 size (offset/size: data stored after the flatbuffer, for > 2 GB).
+
+def read_metadata(buf: bytes) -> dict[str, bytes]:
+    """name -> bytes of every Metadata entry; ModelFileError if ``buf`` is not a TFLite model."""
+    if len(buf) < 8 or buf[4:8] != b"TFL3":
+        raise ModelFileError("not a TFLite model (no 'TFL3' file identifier; truncated or another "
+                             "kind of file?)")
+    try:
+        model = _u32(buf, 0)
+        buffers = _vector(buf, _field(buf, model, 4))
+        out = {}
+        for meta in _vector(buf, _field(buf, model, 6)):
+            name_at = _field(buf, meta, 0)
+            name = _string(buf, name_at) if name_at is not None else ""
+            at = _field(buf, meta, 1)
+            index = _u32(buf, at) if at is not None else 0
+            out[name] = _buffer_bytes(buf, buffers[index])
+        return out
+    except (struct.error, IndexError) as e:
+        raise ModelFileError(f"a damaged or truncated TFLite model ({e})") from None
+
+
+def _u32(b: bytes, at: int) -> int:
+    return struct.unpack_from("<I", b, at)[0]
+
+
+def _field(b: bytes, table: int, index: int) -> int | None:
+    vtable = table - struct.unpack_from("<i", b, table)[0]
+    slot = 4 + 2 * index
+    if slot >= struct.unpack_from("<H", b, vtable)[0]:
+        return None
+    off = struct.unpack_from("<H", b, vtable + slot)[0]
+    return table + off if off else None
+
+
+def _vector(b: bytes, at: int | None) -> list[int]:
+    """The table positions of a vector of tables (empty when the field is absent)."""
+    if at is None:
+        return []
+    start = at + _u32(b, at)
+    n = _u32(b, start)
+    if start + 4 + 4 * n > len(b):
+        raise IndexError("vector runs past the end of the file")
+    return [start + 4 + 4 * k + _u32(b, start + 4 + 4 * k) for k in range(n)]
+
+
+def _string(b: bytes, at: int) -> str:
+    start = at + _u32(b, at)
+    n = _u32(b, start)
+    if start + 4 + n > len(b):
+        raise IndexError("string runs past the end of the file")
+    return b[start + 4:start + 4 + n].decode("utf-8", errors="replace")
+
+
+def _buffer_bytes(b: bytes, table: int) -> bytes:
+    at = _field(b, table, 0)
+    if at is not None:
+        start = at + _u32(b, at)
+        n = _u32(b, start)
+        if start + 4 + n > len(b):
+            raise IndexError("buffer runs past the end of the file")
+        return bytes(b[start + 4:start + 4 + n])
+    off_at, size_at = _field(b, table, 1), _field(b, table, 2)
+    if off_at is None or size_at is None:
+        return b""
+    off, size = struct.unpack_from("<Q", b, off_at)[0], struct.unpack_from("<Q", b, size_at)[0]
+    if off + size > len(b):
+        raise IndexError("buffer runs past the end of the file")
+    return bytes(b[off:off + size])

@@ -1,0 +1,90 @@
+"""The ``onnxruntime`` backend: an exported ``.onnx`` step graph in an InferenceSession.
+
+Each binding binds its own preallocated NumPy buffers to the session with IO binding (OrtValues
+over the arrays' memory), so a step is one ``run_with_iobinding`` that reads the inputs in place
+and writes the outputs in place: no per-step allocation or feed dictionaries. One session serves
+every binding; onnxruntime's ``Run`` is thread-safe. ``threads`` sets the session's intra-op
+threads (inter-op: 1); the CUDA provider is used when onnxruntime's GPU build is installed (or
+``device="cuda"``), with the CPU provider as fallback.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from ._common import Buffers, ModelFileError, check_io, parse_config, sizes, METADATA_KEY
+
+NAME = "onnxruntime"
+SUFFIXES = (".onnx",)
+
+
+def available() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def open(path: Path, *, threads: int | None = None, device: str | None = None) -> "Session":
+    return Session(Path(path), threads, device)
+
+
+class Session:
+    def __init__(self, path: Path, threads: int | None, device: str | None) -> None:
+        import onnxruntime as ort
+
+        have_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+        if device is None:
+            device = "cuda" if have_cuda else "cpu"
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"the onnxruntime backend runs on 'cpu' or 'cuda', not {device!r}")
+        if device == "cuda" and not have_cuda:
+            raise ValueError("device 'cuda' asked for, but this onnxruntime build has no CUDA "
+                             "provider (install onnxruntime-gpu)")
+        providers = (["CUDAExecutionProvider"] if device == "cuda" else []) + ["CPUExecutionProvider"]
+        opts = ort.SessionOptions()
+        opts.inter_op_num_threads = 1
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        opts.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        except Exception as e:  # onnxruntime raises its own exception types for a bad file
+            raise ModelFileError(f"{path}: not a loadable ONNX model (truncated or another kind "
+                                 f"of file?): {str(e).strip()}") from None
+        meta = self._session.get_modelmeta().custom_metadata_map
+        self.config = parse_config(path, meta.get(METADATA_KEY), "ONNX model")
+        check_io(path, self.config,
+                 {i.name: tuple(i.shape) for i in self._session.get_inputs()},
+                 {o.name: tuple(o.shape) for o in self._session.get_outputs()})
+        for i in self._session.get_inputs():
+            if i.type != "tensor(float)":
+                raise ModelFileError(f"{path}: input {i.name!r} is {i.type}, expected tensor(float)")
+        self.device = device
+        self.detail = (f"onnxruntime {ort.__version__}, "
+                       f"{' + '.join(p for p in self._session.get_providers())}")
+        self._ort = ort
+
+    @property
+    def ort_session(self):
+        """The underlying ``onnxruntime.InferenceSession``."""
+        return self._session
+
+    def bind(self, batch: int) -> "Binding":
+        return Binding(self, batch, *sizes(self.config))
+
+
+class Binding(Buffers):
+    def __init__(self, session: Session, batch: int, *dims: int) -> None:
+        super().__init__(batch, *dims)
+        ort, sess = session._ort, session._session
+        self._io = sess.io_binding()
+        self._values = {}  # keep the OrtValues (views of our arrays) alive
+        for name in ("x", "h", "c"):
+            v = self._values[name] = ort.OrtValue.ortvalue_from_numpy(getattr(self, name))
+            self._io.bind_ortvalue_input(name, v)
+        for name in ("y", "h_next", "c_next"):
+            v = self._values[name] = ort.OrtValue.ortvalue_from_numpy(getattr(self, name))
+            self._io.bind_ortvalue_output(name, v)
+        self._run = sess._sess.run_with_iobinding  # the C call; the Python wrapper only forwards
+        self._run_options = None
+
+    def run(self) -> None:
+        self._run(self._io._iobinding, self._run_options)
