@@ -188,7 +188,8 @@ class Model:
             raise InputError(f"sequence: expected shape (T, {self.input_size}) or "
                              f"(B, T, {self.input_size}), got {seq.shape}")
         _check_dtype("sequence", seq)
-        seq32 = _finite("sequence", seq.astype(np.float32, copy=False))
+        with np.errstate(over="ignore"):
+            seq32 = _finite("sequence", seq.astype(np.float32, copy=False))
         batch = seq32[None] if single else seq32
         B, T = batch.shape[:2]
         ys = np.zeros((B, T, self.output_size), np.float32)
@@ -231,7 +232,11 @@ class Stream:
         if a.dtype.kind not in "fiu":
             _check_dtype("frame", a)
         b, x0 = self._b, self._x0
-        x0[...] = a  # (slice assignment: cheaper than np.copyto for small arrays)
+        if a.dtype == np.float32:
+            x0[...] = a  # (slice assignment: cheaper than np.copyto for small arrays)
+        else:
+            with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf
+                x0[...] = a
         if not math.isfinite(x0.dot(x0)):  # one reduction; a NaN/inf always shows in it
             _finite("frame", x0)  # (or a huge but finite frame, which then passes)
         b.run()
@@ -293,8 +298,9 @@ class StreamBatch:
         if self._k == 0:
             return np.zeros((0, self.model.output_size), np.float32)
         b = self._b
-        np.copyto(b.x, a, casting="unsafe")
-        if not math.isfinite(float(np.sum(b.x * b.x))):
+        with np.errstate(over="ignore"):
+            np.copyto(b.x, a, casting="unsafe")
+        if not math.isfinite(float(np.vdot(b.x, b.x))):
             _finite("frames", b.x)
         b.run()
         np.copyto(b.h, b.h_next)
@@ -392,7 +398,8 @@ def _check_state(value, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]
         if a.shape != tuple(shape):
             raise InputError(f"state {name}: expected shape {tuple(shape)}, got {a.shape}")
         _check_dtype(f"state {name}", a)
-        out.append(_finite(f"state {name}", a.astype(np.float32)))
+        with np.errstate(over="ignore"):
+            out.append(_finite(f"state {name}", a.astype(np.float32)))
     return out[0], out[1]
 
 

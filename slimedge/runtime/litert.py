@@ -60,7 +60,10 @@ class Session:
                  {d["name"]: tuple(int(s) for s in d["shape"]) for d in first.get_output_details()})
         if self.interpreter == "tflite_runtime":
             refuse_on_tflite_runtime(path, first, self.config)
-        version = getattr(importlib.import_module(self.interpreter), "__version__", "?")
+        try:
+            version = importlib.import_module(self.interpreter).__version__
+        except (ImportError, AttributeError):
+            version = "?"
         self.detail = f"{self.interpreter} {version}, {threads or 'default'} threads"
         self._dims = sizes(self.config)
         self._by_batch: dict[int, tuple] = {}
@@ -168,8 +171,9 @@ def read_metadata(buf: bytes) -> dict[str, bytes]:
             index = _u32(buf, at) if at is not None else 0
             out[name] = _buffer_bytes(buf, buffers[index])
         return out
-    except (struct.error, IndexError) as e:
-        raise ModelFileError(f"a damaged or truncated TFLite model ({e})") from None
+    except (struct.error, IndexError):
+        raise ModelFileError(f"a truncated or damaged TFLite model (its flatbuffer points past "
+                             f"the end of its {len(buf)} bytes)") from None
 
 
 def _u32(b: bytes, at: int) -> int:
