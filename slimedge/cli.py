@@ -109,7 +109,7 @@ def train_cmd(
     data: str = typer.Option("fsdd", "--data", "-d", help="fsdd, mnist-rows, mnist-pixels, or a .npz file (see README)."),
     hidden_size: int = typer.Option(64, "--hidden-size", "-n", help="Hidden size n."),
     layers: int = typer.Option(1, "--layers", help="Number of stacked SLIM layers."),
-    epochs: int = typer.Option(10, "--epochs", help="Epochs in total (with --resume: train on up to this many)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs in total [default: 10; with --resume: the run's own]."),
     batch_size: int = typer.Option(32, "--batch-size", help="Mini-batch size."),
     lr: float = typer.Option(3e-3, "--lr", help="Adam learning rate."),
     schedule: str = typer.Option("constant", "--schedule", help="Learning-rate schedule: constant or cosine."),
@@ -132,17 +132,17 @@ def train_cmd(
     from .train import TrainConfig, train
 
     config = TrainConfig(variant=variant, data=data, hidden_size=hidden_size, num_layers=layers,
-                         epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, clip=clip,
+                         epochs=10 if epochs is None else epochs, batch_size=batch_size, lr=lr, schedule=schedule, clip=clip,
                          dropout=dropout, seed=seed, split_seed=split_seed, limit=limit,
                          gate_activation=gate_activation, activation=activation,
                          constants=_parse_constants(constant), init=init,
                          input_only_cell=input_only_cell, threads=threads)
     try:
-        result = train(config, output, resume=resume, device=device, quiet=quiet,
-                       console=err_console)
+        result = train(None if resume and epochs is None else config, output, resume=resume,
+                       device=device, quiet=quiet, console=err_console)
     except KeyboardInterrupt:
         fail(f"interrupted; the last finished epoch is saved: continue with "
-             f"`slimedge train -o {output} --resume --epochs {epochs}`", 130)
+             f"`slimedge train -o {output} --resume`", 130)
     console.print(f"test accuracy {result.test['accuracy']:.4f} (best epoch "
                   f"{result.best['epoch']}) -> {result.output}; log {result.log_path}",
                   highlight=False, soft_wrap=True)
@@ -243,11 +243,13 @@ def _print_validation(report, out: Console) -> None:
     out.print(f"validation of the {report.mode} graph against the float64 model: {report.steps} "
               f"steps x {report.batch} streams, {report.frames}", highlight=False, soft_wrap=True)
     t = Table()
-    for col in ("output", "max |diff|", "atol", "max |reference|", ""):
+    for col in ("output", "max |diff|/step", "atol", "drift", "drift atol", "max |ref|", ""):
         t.add_column(col, justify="left" if col == "output" else "right")
     for name, diff in report.max_abs_diff.items():
-        ok = diff <= report.atol
-        t.add_row(name, f"{diff:.2e}", f"{report.atol:.0e}", f"{report.max_abs_ref[name]:.3g}",
+        drift = report.drift[name]
+        ok = diff <= report.atol and drift <= report.drift_atol
+        t.add_row(name, f"{diff:.2e}", f"{report.atol:.0e}", f"{drift:.2e}",
+                  f"{report.drift_atol:.0e}", f"{report.max_abs_ref[name]:.3g}",
                   "[green]ok[/]" if ok else "[bold red]FAIL[/]")
     out.print(t)
 

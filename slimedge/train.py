@@ -268,15 +268,19 @@ def _console():
     return Console(stderr=True)
 
 
-def train(config: TrainConfig, output: str | os.PathLike, *, resume: bool = False,
+class TrainingDiverged(ValueError):
+    """The training loss became NaN or infinite before any epoch could be kept."""
+
+
+def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool = False,
           device: str = "auto", progress: bool = True, quiet: bool = False,
           splits: _data.DataSplits | None = None, console=None,
           on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
     """Train, validating each epoch and keeping the best checkpoint at ``output``.
 
     With ``resume``, the settings come from ``output``'s state file (only ``config.epochs`` is
-    taken from the argument, to train longer) and training continues after its last finished
-    epoch. ``splits`` overrides loading ``config.data`` (tests, benchmarks).
+    taken from the argument, to train longer; pass ``config=None`` to keep the run's own) and
+    training continues after its last finished epoch. ``splits`` overrides loading ``config.data`` (tests, benchmarks).
     """
     out, state_path, log_path = side_paths(output)
     dev = resolve_device(device)
@@ -284,6 +288,8 @@ def train(config: TrainConfig, output: str | os.PathLike, *, resume: bool = Fals
     say = (lambda *a, **k: None) if quiet else console.print
     start_epoch, history, best, step = 0, [], None, 0
 
+    if config is None and not resume:
+        raise ValueError("a TrainConfig is needed unless resuming")
     if resume:
         if not state_path.is_file():
             raise FileNotFoundError(f"nothing to resume: {state_path} does not exist (train "
@@ -292,7 +298,8 @@ def train(config: TrainConfig, output: str | os.PathLike, *, resume: bool = Fals
         ts = ckpt.config.get("info", {}).get("train_state")
         if not ts:
             raise checkpoint.CheckpointError(f"{state_path}: not a training state file")
-        config = TrainConfig.from_dict({**ts["config"], "epochs": config.epochs})
+        epochs = ts["config"]["epochs"] if config is None else config.epochs
+        config = TrainConfig.from_dict({**ts["config"], "epochs": epochs})
         start_epoch, history, best, step = ts["epoch"], ts["history"], ts["best"], ts["adam_step"]
 
     with _Threads(config.threads):
@@ -348,7 +355,7 @@ def train(config: TrainConfig, output: str | os.PathLike, *, resume: bool = Fals
                 say("[yellow]the training loss is not finite: stopping (lower --lr?)[/]")
                 break
         if best is None:
-            raise RuntimeError("training diverged in the first epoch; no checkpoint written "
+            raise TrainingDiverged("training diverged in the first epoch; no checkpoint written "
                                "(try a lower --lr)")
         best_model = checkpoint.load(out).to(dev)
         test = evaluate(best_model, splits.test, device=dev)
@@ -447,5 +454,5 @@ def evaluate_checkpoint(model_path: str | os.PathLike, data: str, split: str = "
                 "variant": model.spec.name}
 
 
-__all__ = ["TrainConfig", "TrainResult", "Evaluation", "train", "evaluate", "evaluate_checkpoint",
+__all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "Evaluation", "train", "evaluate", "evaluate_checkpoint",
            "build_model", "resolve_device", "side_paths", "EVAL_BATCH_SIZE", "SCHEDULES"]
