@@ -39,7 +39,7 @@ RUNNERS: dict[str, Callable] = {}    # format -> runner(path) -> run(feeds) -> o
 SUFFIXES: dict[str, str] = {}        # format -> file suffix
 QUANTIZERS: dict[tuple[str, str], Callable] = {}  # (format, quantize) -> fn(graph, path, ...)
 # modules that may register quantizers, imported once on first quantised export
-QUANTIZER_MODULES: list[str] = ["slimedge.exporters.quantization"]
+QUANTIZER_MODULES: list[str] = ["slimedge.exporters.quantize"]
 # default validation tolerance per quantisation; a quantizer module adds its own
 DEFAULT_ATOL: dict[str, float] = {"none": 1e-5}
 DEFAULT_VALIDATION_STEPS = 100
@@ -58,12 +58,13 @@ class ExportResult:
     summary: dict  # the step graph's census, params and MACs (ir.Graph.summary())
     validation: ValidationReport | None = None
     notes: list[str] = field(default_factory=list)
+    quantization: dict | None = None  # what the quantizer reports (its task-level check included)
 
     def to_dict(self) -> dict:
         return {"path": str(self.path), "format": self.format, "mode": self.mode,
                 "quantize": self.quantize, "size_bytes": self.size_bytes, "summary": self.summary,
                 "validation": self.validation.to_dict() if self.validation else None,
-                "notes": self.notes}
+                "notes": self.notes, "quantization": self.quantization}
 
 
 # ---- registries -----------------------------------------------------------------------------
@@ -196,7 +197,7 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
         if quantizer is None:
             EMITTERS[format](graph, tmp, mode=mode, **options)
         else:
-            quantizer(graph, tmp, mode=mode, checkpoint=ckpt, **options)
+            qinfo = quantizer(graph, tmp, mode=mode, checkpoint=ckpt, **options)
         report = None
         if validate:
             if frames is None:
@@ -213,7 +214,10 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return ExportResult(path, format, mode, quantize, path.stat().st_size, graph.summary(), report)
+    result = ExportResult(path, format, mode, quantize, path.stat().st_size, graph.summary(), report)
+    if quantizer is not None and isinstance(qinfo, dict):
+        result.quantization = qinfo
+    return result
 
 
 __all__ = ["export", "ExportResult", "ExportValidationError", "ValidationReport", "as_checkpoint",

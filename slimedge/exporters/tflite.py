@@ -643,6 +643,25 @@ def emit(graph: ir.Graph | str | os.PathLike, path: str | os.PathLike, *, quanti
     return info
 
 
+# ---- the exporters' format interface (slimedge.exporters.export) ------------------------------
+SUFFIX = ".tflite"
+
+
+def write(graph: ir.Graph, path: str | os.PathLike, *, mode: str = "step", **options) -> dict:
+    """Write the float graph (``export(format="tflite")``); TFLite exports are step graphs."""
+    if mode != "step":
+        raise ValueError(f"TFLite export writes step graphs only (mode='step'); got mode={mode!r}. "
+                         f"Stream a sequence through the step graph, or export ONNX for a "
+                         f"sequence graph")
+    return emit(graph, path, **options)
+
+
+def runner(path: str | os.PathLike, *, threads: int = 1):
+    """A function running the file on LiteRT: feeds (x, h, c) -> outputs by name."""
+    r = Runner(path, threads=threads)
+    return lambda feeds: r.run(feeds["x"], feeds["h"], feeds["c"])
+
+
 # ---- reading back -------------------------------------------------------------------------------
 def read_metadata(path_or_bytes) -> dict:
     """The ``slimedge`` metadata JSON of a .tflite file (no interpreter needed)."""
@@ -684,5 +703,5 @@ class Runner:
         return {k: self.it.get_tensor(d["index"]).copy() for k, d in self.out.items()}
 
 
-__all__ = ["emit", "to_bytes", "read_metadata", "Runner", "QParams", "qparams_for_range",
+__all__ = ["emit", "write", "runner", "SUFFIX", "to_bytes", "read_metadata", "Runner", "QParams", "qparams_for_range",
            "QUANTIZE_MODES", "COMPAT", "METADATA_NAME"]
