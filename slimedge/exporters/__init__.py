@@ -88,6 +88,9 @@ def format_module(name: str) -> None:
     if mod is None:
         raise ValueError(f"format {name!r} is not available in this installation "
                          f"({FORMATS[name]} is missing)")
+    if not (callable(getattr(mod, "write", None)) and callable(getattr(mod, "runner", None))):
+        raise ValueError(f"format {name!r} is not available yet ({FORMATS[name]} does not "
+                         f"provide write() and runner())")
     EMITTERS[name], RUNNERS[name] = mod.write, mod.runner
     SUFFIXES[name] = getattr(mod, "SUFFIX", f".{name}")
 
@@ -148,7 +151,7 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
            quantize: str = "none", atol: float | None = None, validate: bool = True,
            validation_steps: int = DEFAULT_VALIDATION_STEPS,
            validation_batch: int = DEFAULT_VALIDATION_BATCH, frames: np.ndarray | None = None,
-           seed: int = 0, **options: Any) -> ExportResult:
+           seed: int = 0, drift_atol: float | None = None, **options: Any) -> ExportResult:
     """Export a SLIM model to one file, validate it, and only then put it at ``path``.
 
     Args:
@@ -164,7 +167,10 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
             see :data:`DEFAULT_ATOL`).
         validate: run the file against the float64 step IR over ``validation_steps`` steps of
             ``validation_batch`` streams and fail (raising
-            :class:`~slimedge.exporters.validate.ExportValidationError`) above ``atol``.
+            :class:`~slimedge.exporters.validate.ExportValidationError`) when an output differs
+            by more than ``atol`` at any step (each step run from the reference's state), or
+            drifts by more than ``drift_atol`` (default 100 x atol) when the file carries its own
+            state through the whole rollout (see :mod:`slimedge.exporters.validate`).
         frames: validation frames (steps, batch, m); default: the model's data set when installed,
             else seeded random frames.
         options: passed to the format's writer (e.g. ``opset`` for ONNX).
@@ -208,7 +214,7 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
             frames = np.asarray(frames, np.float32)
             state = initial_state(graph, frames.shape[1], seed=seed)
             report = compare(graph, RUNNERS[format](tmp), mode=mode, frames=frames, state=state,
-                             atol=atol, source=source)
+                             atol=atol, drift_atol=drift_atol, source=source)
             if not report.passed:
                 raise ExportValidationError(report, path)
         os.replace(tmp, path)

