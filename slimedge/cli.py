@@ -158,8 +158,10 @@ def evaluate_cmd(
     limit: Optional[int] = typer.Option(None, "--limit", help="Cap every split at N sequences."),
     device: str = typer.Option("cpu", "--device", help="auto, cpu or cuda."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Evaluate through the streaming runtime with this backend (auto, onnxruntime, litert, torch, numpy); exported .onnx/.tflite files always go through it."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Runtime backend threads."),
 ) -> None:
-    """Accuracy and confusion matrix of a model on a data split."""
+    """Accuracy and confusion matrix of a model (a checkpoint or an exported file) on a data split."""
     from . import checkpoint
     from .train import evaluate_checkpoint
     from .zoo import default_model_path
@@ -169,12 +171,16 @@ def evaluate_cmd(
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
     path = model if model is not None else default_model_path()
-    if data is None:
-        data = ((checkpoint.read(path).config.get("info") or {}).get("data") or {}).get("name")
-        if not data:
-            raise ValueError(f"{path} does not record its data set: pass --data")
-    ev, meta = evaluate_checkpoint(path, data, split, split_seed=split_seed, limit=limit,
-                                   device=device)
+    if backend is not None or path.suffix.lower() in (".onnx", ".tflite"):
+        ev, meta = _evaluate_runtime(path, data, split, split_seed, limit, backend or "auto",
+                                     threads)
+    else:
+        if data is None:
+            data = ((checkpoint.read(path).config.get("info") or {}).get("data") or {}).get("name")
+            if not data:
+                raise ValueError(f"{path} does not record its data set: pass --data")
+        ev, meta = evaluate_checkpoint(path, data, split, split_seed=split_seed, limit=limit,
+                                       device=device)
     if as_json:
         sys.stdout.write(json.dumps({**meta, **ev.to_dict()}, indent=2) + "\n")
         return
@@ -207,6 +213,8 @@ def export_cmd(
     atol: Optional[float] = typer.Option(None, "--atol", help="Largest difference allowed per output in validation (default 1e-5 for float graphs)."),
     steps: int = typer.Option(100, "--steps", min=1, help="Validation rollout length in time steps."),
     no_validate: bool = typer.Option(False, "--no-validate", help="Skip running the file against the source model."),
+    calibration_samples: Optional[int] = typer.Option(None, "--calibration-samples", min=1, help="int8: training sequences whose float rollouts calibrate the activation ranges (default 128)."),
+    compat: str = typer.Option("litert", "--compat", help="TFLite target interpreter: litert, or tflite-runtime (per-tensor weight scales, which that old interpreter computes correctly)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON instead of a table."),
 ) -> None:
     """Export a model to ONNX or TFLite; the file is validated against the model before it is kept."""
@@ -221,7 +229,8 @@ def export_cmd(
                       + exporters.suffix(format))
     try:
         result = exporters.export(path, output, format=format, mode=mode, quantize=quantize,
-                                  atol=atol, validate=not no_validate, validation_steps=steps)
+                                  atol=atol, validate=not no_validate, validation_steps=steps,
+                                  **_quantize_options(format, quantize, calibration_samples, compat))
     except exporters.ExportValidationError as e:
         if not as_json:
             _print_validation(e.report, err_console)
@@ -237,6 +246,29 @@ def export_cmd(
                   f"{s['macs_per_step']:,} MACs per step"
                   + ("" if result.validation else " (not validated)"),
                   highlight=False, soft_wrap=True)
+    task = (result.quantization or {}).get("task")
+    if task:
+        d = task["drift"]
+        console.print(f"{result.quantize} on the task: {task['split']} accuracy "
+                      f"{100 * task['accuracy']:.2f}% vs float {100 * task['float_accuracy']:.2f}% "
+                      f"(drop {100 * task['accuracy_drop']:+.2f} points, tolerance "
+                      f"{100 * task['tolerance']:.1f}); {d['steps']}-step drift: h "
+                      f"{d['max_abs_h_next']:.3g}, c {d['max_abs_c_next']:.3g}, same argmax "
+                      f"{100 * d['argmax_agreement']:.1f}% of steps", highlight=False, soft_wrap=True)
+
+
+def _quantize_options(format: str, quantize: str, samples: Optional[int], compat: str) -> dict:
+    """The export options of --calibration-samples and --compat (each where it means something)."""
+    opts: dict = {}
+    if samples is not None:
+        if quantize != "int8":
+            raise ValueError("--calibration-samples applies to --quantize int8 only")
+        opts["calibration_samples"] = samples
+    if compat != "litert":
+        if format != "tflite":
+            raise ValueError("--compat applies to --format tflite only")
+        opts["compat"] = compat
+    return opts
 
 
 def _print_validation(report, out: Console) -> None:
@@ -253,6 +285,123 @@ def _print_validation(report, out: Console) -> None:
                   "[green]ok[/]" if ok else "[bold red]FAIL[/]")
     out.print(t)
 
+
+
+# ---- run (the streaming runtime) ----------------------------------------------------------------
+def _load_runtime_model(path: Path, backend: str, threads: Optional[int]):
+    from . import runtime
+
+    m = runtime.load(path, backend, threads)
+    err_console.print(f"{path}: backend {m.backend} ({m.backend_reason}; {m.session.detail})",
+                      style="dim", highlight=False, soft_wrap=True)
+    return m
+
+
+def _runtime_split(model, path: Path, data: Optional[str], split: str,
+                   split_seed: Optional[int], limit: Optional[int]):
+    """The data split to evaluate ``model`` on: by default the data set, split seed, fractions and
+    limit it was trained with, as its config records them (as ``evaluate`` does for checkpoints)."""
+    from . import data as _data
+
+    if split not in _data.SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid: {', '.join(_data.SPLITS)}")
+    recorded = (model.config.get("info") or {}).get("data") or {}
+    if data is None:
+        data = recorded.get("name")
+        if not data:
+            raise ValueError(f"{path} does not record its data set: pass --data")
+    kw: dict = {"split_seed": 0}
+    name = str(recorded.get("name", "")).lower()
+    if name and name in (str(data).lower(), Path(str(data)).name.lower()):
+        kw.update({k: recorded[k] for k in ("split_seed", "val_fraction", "test_fraction")
+                   if recorded.get(k) is not None})
+        if limit is None:
+            limit = recorded.get("limit")
+    if split_seed is not None:
+        kw["split_seed"] = split_seed
+    splits = _data.load(data, limit=limit, **kw)
+    return splits, splits[split]
+
+
+def _evaluate_runtime(path: Path, data: Optional[str], split: str, split_seed: Optional[int],
+                      limit: Optional[int], backend: str, threads: Optional[int]):
+    from . import runtime
+
+    m = _load_runtime_model(path, backend, threads)
+    splits, part = _runtime_split(m, path, data, split, split_seed, limit)
+    ev = runtime.evaluate(m, part)
+    return ev, {"data": splits.summary(), "split": split, "model": str(path),
+                "variant": m.variant, "backend": m.backend}
+
+
+@app.command("run")
+@user_errors
+def run_cmd(
+    model: Optional[Path] = typer.Argument(None, help="An exported .onnx or .tflite file, or a checkpoint; default: the shipped model."),
+    input: Optional[Path] = typer.Option(None, "--input", "-i", help="Frames to stream, a .npy array (T, m): prints each frame's output."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="A data set (fsdd, mnist-rows, mnist-pixels or a .npz file): prints accuracy."),
+    split: str = typer.Option("test", "--split", help="train, val or test (with --data)."),
+    split_seed: Optional[int] = typer.Option(None, "--split-seed", help="Default: the seed the model was trained with."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Cap every split at N sequences."),
+    backend: str = typer.Option("auto", "--backend", "-b", help="auto, onnxruntime, litert, torch or numpy."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Backend threads (default: the backend's own)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Stream frames through a model with the runtime, one step per frame."""
+    import time
+
+    import numpy as np
+
+    from . import runtime
+    from .zoo import default_model_path
+
+    if (input is None) == (data is None):
+        raise ValueError("give exactly one of --input FILE.npy (print each frame's output) and "
+                         "--data NAME (print accuracy)")
+    path = model if model is not None else default_model_path()
+    m = _load_runtime_model(path, backend, threads)
+    if data is not None:
+        splits, part = _runtime_split(m, path, data, split, split_seed, limit)
+        t0 = time.perf_counter()
+        ev = runtime.evaluate(m, part)
+        seconds = time.perf_counter() - t0
+        frames = int(part.lengths.sum())
+        result = {"model": str(path), "backend": m.backend, "data": splits.info.get("name", data),
+                  "split": split, "accuracy": ev.accuracy, "correct": int(ev.confusion.trace()),
+                  "n": ev.n, "loss": ev.loss, "frames": frames, "seconds": seconds}
+        if as_json:
+            sys.stdout.write(json.dumps(result, indent=2) + "\n")
+            return
+        console.print(f"accuracy {ev.accuracy:.4f} ({result['correct']}/{ev.n}) on "
+                      f"{result['data']} {split} through {m.backend}; {frames:,} frames in "
+                      f"{seconds:.2f} s", highlight=False, soft_wrap=True)
+        return
+    try:
+        frames = np.load(input, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{input}: not a readable .npy array: {e}") from None
+    if frames.ndim == 1 and frames.shape[0] == m.input_size:
+        frames = frames[None]
+    if frames.ndim != 2 or frames.shape[1] != m.input_size:
+        raise ValueError(f"{input}: expected frames of shape (T, {m.input_size}), got "
+                         f"{frames.shape}")
+    s = m.stream()
+    outputs = np.zeros((len(frames), m.output_size), np.float32)
+    for t, frame in enumerate(frames):
+        try:
+            outputs[t] = s.step(frame)
+        except runtime.InputError as e:
+            raise ValueError(f"{input}, frame {t}: {e}") from None
+    top = outputs.argmax(-1)
+    names = [m.labels[k] if m.labels and k < len(m.labels) else str(k) for k in top]
+    if as_json:
+        sys.stdout.write(json.dumps({"model": str(path), "backend": m.backend,
+                                     "labels": m.labels, "top": names,
+                                     "outputs": outputs.tolist()}) + "\n")
+        return
+    for t, (name, out) in enumerate(zip(names, outputs)):
+        shown = " ".join(f"{v:8.4f}" for v in out[:12]) + (" ..." if len(out) > 12 else "")
+        sys.stdout.write(f"{t:5d}  {name:>8s}  {shown}\n")
 
 if __name__ == "__main__":  # pragma: no cover
     app()
