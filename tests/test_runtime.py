@@ -509,7 +509,7 @@ print("ok")
 
 
 # ---- accuracy on a data set -----------------------------------------------------------------------
-def test_accuracy_counts_the_last_frame_of_each_sequence(files):
+def test_evaluate_counts_the_last_frame_of_each_sequence(files):
     from slimedge.data import SequenceData
 
     path, w, extra = files.get("LSTM0")
@@ -521,5 +521,9 @@ def test_accuracy_counts_the_last_frame_of_each_sequence(files):
     y[1] = (y[1] + 1) % K  # one wrong label
     data = SequenceData(np.concatenate(seqs), np.cumsum([0] + [len(s) for s in seqs]), y,
                         [str(k) for k in range(K)])
-    result = runtime.accuracy(model, data, batch_size=2)
-    assert result == {"accuracy": 0.8, "correct": 4, "n": 5}
+    ev = runtime.evaluate(model, data, batch_size=2)
+    assert (ev.accuracy, ev.n, int(ev.confusion.trace())) == (0.8, 5, 4)
+    logits = np.stack(last)
+    ce = np.log(np.exp(logits).sum(-1)) - logits[np.arange(5), y]
+    assert ev.loss == pytest.approx(ce.mean(), abs=1e-5)
+    assert ev.to_dict()["correct"] == 4 and ev.labels == [str(k) for k in range(K)]

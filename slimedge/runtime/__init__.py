@@ -34,6 +34,7 @@ import importlib
 import logging
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -403,18 +404,48 @@ def _check_state(value, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]
     return out[0], out[1]
 
 
-def accuracy(model: Model, data, batch_size: int = 256) -> dict:
-    """Classification accuracy of ``model`` on a :class:`slimedge.data.SequenceData`: each
-    sequence's output at its last frame, sequences stepped ``batch_size`` at a time."""
-    n, correct = len(data), 0
+@dataclass
+class Evaluation:
+    """A classifier's results on a data split (the fields of ``slimedge.train.Evaluation``)."""
+
+    accuracy: float
+    loss: float  # mean cross-entropy of the last frame's outputs
+    n: int
+    confusion: np.ndarray  # (K, K): rows = true class, columns = predicted
+    labels: list[str]
+
+    def to_dict(self) -> dict:
+        return {"accuracy": self.accuracy, "loss": self.loss, "n": self.n,
+                "correct": int(np.trace(self.confusion)), "confusion": self.confusion.tolist(),
+                "labels": self.labels}
+
+
+def evaluate(model: Model, data, batch_size: int = 256) -> Evaluation:
+    """Classify every sequence of ``data`` (a :class:`slimedge.data.SequenceData`) by the model's
+    output at its last frame; ``batch_size`` sequences are stepped together (padded: frames after
+    a sequence's end cannot change its earlier outputs)."""
+    if data.input_size != model.input_size:
+        raise ValueError(f"the model takes {model.input_size} features per frame, the data "
+                         f"{data.name} has {data.input_size}")
+    k = model.output_size
+    if data.num_classes > k:
+        raise ValueError(f"the data {data.name} has {data.num_classes} classes, the model {k} "
+                         f"outputs")
+    n, loss = len(data), 0.0
+    confusion = np.zeros((k, k), np.int64)
     for start in range(0, n, batch_size):
         idx = np.arange(start, min(n, start + batch_size))
         x, lengths, y = data.batch(idx)
-        ys = model.run(x)
-        last = ys[np.arange(len(idx)), np.asarray(lengths) - 1]
-        correct += int((last.argmax(-1) == np.asarray(y)).sum())
-    return {"accuracy": correct / n if n else float("nan"), "correct": correct, "n": n}
+        y = np.asarray(y, np.int64)
+        logits = model.run(x)[np.arange(len(idx)), np.asarray(lengths) - 1].astype(np.float64)
+        top = logits.max(-1)
+        loss += float(np.sum(top + np.log(np.exp(logits - top[:, None]).sum(-1))
+                             - logits[np.arange(len(idx)), y]))
+        np.add.at(confusion, (y, logits.argmax(-1)), 1)
+    labels = model.labels or list(getattr(data, "labels", [])) or [str(j) for j in range(k)]
+    return Evaluation(float(np.trace(confusion)) / n if n else float("nan"),
+                      loss / n if n else float("nan"), n, confusion, labels)
 
 
 __all__ = ["load", "Model", "Stream", "StreamBatch", "InputError", "ModelFileError", "BACKENDS",
-           "AUTO", "available_backends", "backend_module", "accuracy"]
+           "AUTO", "ENV_BACKEND", "available_backends", "backend_module", "evaluate", "Evaluation"]
