@@ -392,3 +392,14 @@ def test_export_needs_no_torch(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("ok []")
     assert all((tmp_path / f).is_file() for f in ("step.onnx", "sequence.onnx", "cli.onnx"))
+
+
+# ---- docs ---------------------------------------------------------------------------------------------
+def test_docs_ops_md_is_current():
+    import importlib.util
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("op_census", root / "scripts" / "op_census.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert (root / "docs" / "ops.md").read_text() == mod.render(13, 64), \
+        "docs/ops.md is stale: run `python scripts/op_census.py`"
