@@ -403,5 +403,49 @@ def run_cmd(
         shown = " ".join(f"{v:8.4f}" for v in out[:12]) + (" ..." if len(out) > 12 else "")
         sys.stdout.write(f"{t:5d}  {name:>8s}  {shown}\n")
 
+# ---- profile -----------------------------------------------------------------------------------
+@app.command("profile")
+@user_errors
+def profile_cmd(
+    models: Optional[list[Path]] = typer.Argument(None, help="Checkpoints (.safetensors; exported here for each backend) or exports (.onnx, .tflite); default: the shipped model."),
+    backend: list[str] = typer.Option([], "--backend", "-b", help="onnxruntime, litert, torch, numpy or torch-cuda (repeatable); default: every installed one, and torch-cuda when a GPU is present."),
+    quantize: list[str] = typer.Option([], "--quantize", "-q", help="none, dynamic or int8 for checkpoints' ONNX/TFLite exports (repeatable) [default: none]."),
+    threads: int = typer.Option(1, "--threads", "-t", min=1, help="Backend threads."),
+    steps: int = typer.Option(2000, "--steps", "-n", min=1, help="Timed steps per configuration."),
+    warmup: int = typer.Option(200, "--warmup", "-w", min=0, help="Untimed steps before timing."),
+    rounds: int = typer.Option(10, "--rounds", min=1, help="The steps are split into this many rounds, each visiting every configuration in turn."),
+    streams: int = typer.Option(1, "--streams", "-k", min=1, help="Also time k streams stepped together (StreamBatch)."),
+    frame_ms: float = typer.Option(10.0, "--frame-ms", help="Frame period for the real-time factor, in ms."),
+    baseline: str = typer.Option("lstm", "--baseline", help="lstm: add LSTM0 through the same path and torch.nn.LSTM via torch.onnx on onnxruntime; none: no baselines."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report as JSON."),
+    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one row per configuration as CSV."),
+    plot_out: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG: latency distributions, and size/latency against the baselines."),
+    keep: Optional[Path] = typer.Option(None, "--keep", help="Keep the exported files in this folder."),
+) -> None:
+    """Latency, memory, size and MACs per step, each model beside the standard LSTM."""
+    from . import profile
+
+    with err_console.status("profiling", spinner="dots") as status:
+        report = profile.run(models or [None], backends=backend or None,
+                             quantize=quantize or ["none"], baseline=baseline, threads=threads,
+                             steps=steps, warmup=warmup, rounds=rounds, streams=streams,
+                             frame_ms=frame_ms, workdir=keep, log=status.update)
+    out = console if console.is_terminal else Console(width=170)
+    for t in profile.tables(report):
+        out.print(t)
+    for note in report["notes"]:
+        style = "yellow" if note == profile.NO_GPU else "dim"
+        out.print(f"note: {note}", style=style, highlight=False)
+    m = report["machine"]
+    out.print(f"{m['cpu']}, {m['cores']} cores; {report['elapsed_s']:.0f} s", style="dim",
+              highlight=False)
+    for path, write in ((json_out, profile.write_json), (csv_out, profile.write_csv),
+                        (plot_out, profile.plot)):
+        if path is not None:
+            out.print(f"wrote {write(report, path)}", highlight=False)
+    if not any(r.get("latency_us") for r in report["results"]):
+        fail("no configuration could be measured (see the notes above)", 1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -118,9 +118,10 @@ def _file_config(path: Path) -> dict:
     """The slimedge config of a model file (checkpoint, ONNX or TFLite export)."""
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
-        from . import ir
+        from . import checkpoint, ir
 
-        return json.loads(ir.lower(path).metadata_json())
+        ckpt = checkpoint.read(path)
+        return {**ckpt.config, "graph": ir.lower(ckpt).summary()}
     if suffix == ".onnx":
         import onnx
 
@@ -162,20 +163,42 @@ def file_facts(path: str | os.PathLike) -> dict:
             "num_layers": graph.get("num_layers"), "output_size": graph.get("output_size")}
 
 
-def _export(source: Path, backend: str, quantize: str, out_dir: Path, stem: str,
-            validate: bool) -> tuple[Path, dict | None]:
-    """The file ``backend`` loads for checkpoint ``source`` (exported when needed)."""
+def _export(source: Path, backend: str, quantize: str, out_dir: Path, stem: str, *,
+            validate: bool, data=None) -> tuple[Path, dict | None]:
+    """The file ``backend`` loads for checkpoint ``source`` (exported when needed).
+
+    ``validate=False`` (the random-weight baselines: only their speed matters) skips the export
+    checks; a quantised baseline is still calibrated on real frames, ``data`` (the profiled
+    model's data set)."""
     fmt = FORMAT_OF[backend]
     if fmt == "safetensors":
         return source, None
-    from . import exporters
-
     path = out_dir / f"{stem}{'' if quantize == 'none' else '.' + quantize}{SUFFIX_OF[fmt]}"
     if path.is_file():  # the same export asked for twice (e.g. for several backends)
         return path, None
+    if not validate and quantize != "none":
+        from .exporters import quantize as q
+
+        q.quantize(source, path, format=fmt, quantize=quantize, data=data, validate=False)
+        return path, None
+    from . import exporters
+
     result = exporters.export(source, path, format=fmt, mode="step", quantize=quantize,
                               validate=validate)
     return path, (result.validation.to_dict() if result.validation else None)
+
+
+def _model_data(config: dict):
+    """The data splits a model's config records (for calibrating quantised baselines), or None."""
+    rec = (config.get("info") or {}).get("data") or {}
+    if not isinstance(rec, dict) or not rec.get("name"):
+        return None
+    from .exporters.quantize import model_data
+
+    try:
+        return model_data(config)
+    except (ValueError, ImportError, OSError):
+        return None
 
 
 def plan(models: Sequence[str | os.PathLike | None], *, backends: Sequence[str] | None = None,
@@ -216,6 +239,10 @@ def plan(models: Sequence[str | os.PathLike | None], *, backends: Sequence[str] 
         notes.append(NO_GPU)
         if not wanted:
             raise ValueError(NO_GPU)
+    models = [Path(m) if m is not None else None for m in (models or [None])]
+    for model in models:  # every file checked before any work starts
+        if model is not None and not model.is_file():
+            raise FileNotFoundError(f"{model}: no such model file")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     configs: list[Config] = []
@@ -228,14 +255,11 @@ def plan(models: Sequence[str | os.PathLike | None], *, backends: Sequence[str] 
                               FORMAT_OF[backend], quantize_, str(source) if source else None,
                               group))
 
-    for group, model in enumerate(models or [None]):
+    for group, model in enumerate(models):
         if model is None:
             from .zoo import default_model_path
 
             model = default_model_path()
-        model = Path(model)
-        if not model.is_file():
-            raise FileNotFoundError(f"{model}: no such model file")
         config = _file_config(model)
         variant = ((config.get("lstm") or {}).get("variant") or {}).get("name") or model.stem
         seen_names[variant] += 1
@@ -251,7 +275,7 @@ def plan(models: Sequence[str | os.PathLike | None], *, backends: Sequence[str] 
             todo = list(dict.fromkeys(todo))
             for b, q in todo:
                 log(f"exporting {name} for {b}{'' if q == 'none' else ' (' + q + ')'}")
-                path, report = _export(source, b, q, gdir, name, validate)
+                path, report = _export(source, b, q, gdir, name, validate=validate)
                 if report:
                     validations[str(path)] = report
                 add(name, "model", b, path, q, source, group)
@@ -271,9 +295,14 @@ def plan(models: Sequence[str | os.PathLike | None], *, backends: Sequence[str] 
             continue
         # LSTM0 through exactly the same formats, quantisation and backends
         lstm0 = baselines.lstm0_checkpoint(shape_from, gdir / "LSTM0.safetensors")
+        data = _model_data(config) if any(q != "none" for _, q in todo) else None
         for b, q in todo:
+            if q != "none" and data is None:
+                notes.append(f"LSTM0 {b} {q} not profiled: a quantised baseline is calibrated on "
+                             f"the model's data set, and {model.name} records none")
+                continue
             log(f"exporting the LSTM0 baseline for {b}{'' if q == 'none' else ' (' + q + ')'}")
-            path, _ = _export(lstm0, b, q, gdir, "LSTM0", validate=False)
+            path, _ = _export(lstm0, b, q, gdir, "LSTM0", validate=False, data=data)
             add("LSTM0", "lstm0", b, path, q, lstm0, group)
         # torch.nn.LSTM through torch.onnx on onnxruntime, float and (for int8 weights) dynamic
         if "onnxruntime" in have:
