@@ -996,8 +996,12 @@ def plot(report: dict, path: str | os.PathLike) -> Path:
             for r in res]
     labels = [r["config"]["label"] for r in res]
     pos = np.arange(n)[::-1]
-    bp = ax1.boxplot(data, positions=pos, vert=False, whis=(1, 99), showfliers=False,
-                     widths=0.6, patch_artist=True, medianprops={"color": "black"})
+    box = dict(positions=pos, whis=(1, 99), showfliers=False, widths=0.6, patch_artist=True,
+               medianprops={"color": "black"})
+    try:
+        bp = ax1.boxplot(data, orientation="horizontal", **box)  # matplotlib >= 3.10
+    except TypeError:
+        bp = ax1.boxplot(data, vert=False, **box)
     for patch, r in zip(bp["boxes"], res):
         patch.set_facecolor(_COLOURS.get(r["config"]["role"], "#1f77b4"))
         patch.set_alpha(0.55)

@@ -1,0 +1,216 @@
+"""The profiler: worker processes, report structure and sanity, baselines, outputs, CLI errors.
+
+No timing thresholds: the numbers depend on the machine; only their structure and internal
+consistency are checked (p50 <= p99, counts, memory > 0, ratios present with a baseline).
+"""
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from helpers import make_checkpoint
+from slimedge import baselines, checkpoint, ir, profile, variants
+from slimedge.cli import app
+
+STEPS = 40
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = tmp_path_factory.mktemp("profile") / "tiny.safetensors"
+    make_checkpoint(path, "LSTM6", 5, 8, 1, classes=3)
+    return path
+
+
+@pytest.fixture(scope="module")
+def report(tiny, tmp_path_factory):
+    """One profile of the tiny model on onnxruntime and numpy, with the baselines."""
+    work = tmp_path_factory.mktemp("work")
+    return profile.run([tiny], backends=["onnxruntime", "numpy"], steps=STEPS, warmup=5,
+                       rounds=2, streams=4, workdir=work)
+
+
+def _by_label(report):
+    return {r["config"]["label"]: r for r in report["results"]}
+
+
+def test_report_has_every_configuration_and_baseline(report):
+    labels = set(_by_label(report))
+    assert {"LSTM6 onnxruntime", "LSTM6 numpy", "LSTM0 onnxruntime", "LSTM0 numpy",
+            f"{baselines.TORCH_ONNX} onnxruntime"} == labels
+    roles = {r["config"]["role"] for r in report["results"]}
+    assert roles == {"model", "lstm0", "torch.onnx"}
+    assert report["settings"]["steps"] == STEPS and report["settings"]["threads"] == 1
+    assert report["machine"]["cores"] >= 1 and report["machine"]["cpu"]
+
+
+def test_latency_statistics_are_consistent(report):
+    for r in report["results"]:
+        assert "error" not in r, r.get("error")
+        lat = r["latency_us"]
+        assert lat["count"] == STEPS
+        assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+        assert lat["min"] <= lat["mean"] <= lat["max"] and lat["std"] >= 0
+        assert r["steps_per_s"] == pytest.approx(1e6 / lat["mean"])
+        assert r["rtf"] == pytest.approx(lat["mean"] / (report["settings"]["frame_ms"] * 1e3))
+        assert r["load_ms"] > 0 and r["first_step_us"] > 0
+        assert r["bare_us"]["count"] == STEPS
+        assert r["stream_overhead_us"] == pytest.approx(lat["p50"] - r["bare_us"]["p50"])
+        s4 = r["streams"]["4"]
+        assert s4["call_us"]["count"] >= 1 and s4["stream_steps_per_s"] > 0
+
+
+def test_memory_is_measured_per_worker(report):
+    for r in report["results"]:
+        mem = r["memory_mb"]
+        assert mem["peak"] > 0 and mem["loaded"] > 0 and mem["after_imports"] > 0
+        assert mem["peak"] >= mem["loaded"] - 1e-6
+
+
+def test_file_facts_match_the_graph(report, tiny):
+    r = _by_label(report)["LSTM6 numpy"]
+    summary = ir.lower(tiny).summary()
+    assert r["params"] == summary["params"] and r["macs_per_step"] == summary["macs_per_step"]
+    assert r["ops"] == summary["census"] and r["size_bytes"] == tiny.stat().st_size
+    onnx_ops = _by_label(report)["LSTM6 onnxruntime"]["ops"]
+    assert onnx_ops and "LSTM" not in onnx_ops
+    torch_ops = _by_label(report)[f"{baselines.TORCH_ONNX} onnxruntime"]["ops"]
+    assert torch_ops.get("LSTM") == 1  # the fused operator a torch.onnx user deploys
+
+
+def test_ratios_to_the_baselines(report):
+    by = _by_label(report)
+    model = by["LSTM6 onnxruntime"]
+    l0, tox = model["vs_lstm0"], model["vs_torch_onnx"]
+    assert l0["baseline"] == "LSTM0 onnxruntime" and l0["same_backend"]
+    assert l0["speedup"] == pytest.approx(by["LSTM0 onnxruntime"]["latency_us"]["p50"]
+                                          / model["latency_us"]["p50"])
+    assert l0["size_ratio"] == pytest.approx(model["size_bytes"] / by["LSTM0 onnxruntime"]["size_bytes"])
+    spec = variants.get("LSTM6")
+    assert l0["params_ratio"] < 1 and l0["macs_ratio"] == pytest.approx(
+        spec.macs_per_step(5, 8) / variants.get("LSTM0").macs_per_step(5, 8), rel=0.2)
+    assert tox["baseline"] == f"{baselines.TORCH_ONNX} onnxruntime" and tox["speedup"] > 0
+    assert by["LSTM6 numpy"]["vs_lstm0"]["baseline"] == "LSTM0 numpy"
+    assert by["LSTM6 numpy"]["vs_torch_onnx"]["same_backend"] is False
+    assert by["LSTM0 onnxruntime"]["vs_lstm0"] is None  # not its own baseline
+
+
+def test_outputs_json_csv_and_plot(report, tmp_path):
+    j = json.loads(profile.write_json(report, tmp_path / "p.json").read_text())
+    assert len(j["results"]) == 5 and "_samples_us" not in j["results"][0]
+    assert j["results"][0]["latency_us"]["count"] == STEPS
+    with open(profile.write_csv(report, tmp_path / "p.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 5 and set(rows[0]) == set(profile.CSV_COLUMNS)
+    assert float(rows[0]["p50_us"]) <= float(rows[0]["p99_us"])
+    png = profile.plot(report, tmp_path / "p.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert len(profile.tables(report)) == 3  # latency, size/memory, streams
+
+
+def test_stats_and_percentiles():
+    st = profile.stats(np.arange(1, 101) * 1000)  # 1..100 µs
+    assert st["count"] == 100 and st["min"] == 1 and st["max"] == 100
+    assert st["p50"] == pytest.approx(50.5) and st["p99"] == pytest.approx(99.01)
+    assert profile.stats(np.array([], np.int64))["p50"] is None
+
+
+def test_exported_file_is_profiled_on_its_backend_with_baselines(tiny, tmp_path):
+    from slimedge import exporters
+
+    path = exporters.export(tiny, tmp_path / "tiny.onnx", format="onnx").path
+    rep = profile.run([path], backends=["onnxruntime", "numpy"], steps=10, warmup=2, rounds=1,
+                      workdir=tmp_path / "work")
+    labels = [r["config"]["label"] for r in rep["results"]]
+    assert labels == ["LSTM6 onnxruntime", "LSTM0 onnxruntime",
+                      f"{baselines.TORCH_ONNX} onnxruntime"]
+    assert all(r["latency_us"]["count"] == 10 for r in rep["results"])
+
+
+def test_no_baseline(tiny, tmp_path):
+    rep = profile.run([tiny], backends=["numpy"], baseline="none", steps=10, warmup=0, rounds=3)
+    (r,) = rep["results"]
+    assert r["config"]["role"] == "model" and r["vs_lstm0"] is None and r["vs_torch_onnx"] is None
+    assert r["latency_us"]["count"] == 10
+
+
+def test_lstm0_baseline_has_the_models_shape(tiny, tmp_path):
+    path = baselines.lstm0_checkpoint(tiny, tmp_path / "l0.safetensors")
+    ck, src = checkpoint.read(path), checkpoint.read(tiny)
+    assert variants.from_config(ck.lstm["variant"]).name == "LSTM0"
+    for key in ("input_size", "hidden_size", "num_layers"):
+        assert ck.lstm[key] == src.lstm[key]
+    g = ir.lower(ck)
+    assert g.num_params("lstm") == variants.get("LSTM0").num_params(5, 8)
+    np.testing.assert_array_equal(ck.tensors["head.weight"], src.tensors["head.weight"])
+
+
+def test_torch_onnx_baseline_runs_on_the_runtime(tiny, tmp_path):
+    import onnx
+
+    from slimedge import runtime
+
+    path = baselines.torch_onnx_lstm(tiny, tmp_path / "t.onnx")
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert "LSTM" in ops
+    m = runtime.load(path, backend="onnxruntime", threads=1)
+    assert (m.input_size, m.hidden_size, m.num_layers, m.output_size) == (5, 8, 1, 3)
+    ys = m.streams(3).step(np.ones((3, 5), np.float32))  # batch is dynamic
+    assert ys.shape == (3, 3) and np.isfinite(ys).all()
+
+
+def test_no_gpu_is_said_plainly(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(profile, "cuda_available", lambda: False)
+    with pytest.raises(ValueError, match="no GPU found"):
+        profile.plan([tiny], backends=["torch-cuda"], workdir=tmp_path)
+    configs, notes, _ = profile.plan([tiny], backends=["numpy", "cuda"], baseline="none",
+                                     workdir=tmp_path)
+    assert [c.backend for c in configs] == ["numpy"] and profile.NO_GPU in notes
+
+
+def test_worker_protocol_survives_library_prints(tiny):
+    """Replies go to a private pipe: prints to stdout inside the worker cannot corrupt them."""
+    reqs = [{"cmd": "import", "backends": ["numpy"]},
+            {"cmd": "load", "id": "0", "path": str(tiny), "backend": "numpy", "threads": 1},
+            {"cmd": "measure", "id": "0", "steps": 5, "warmup": 1},
+            {"cmd": "finish"}]
+    code = ("import os, sys, slimedge.profile as p\n"
+            "orig = p._Worker.do_import\n"
+            "def noisy(self, req):\n"
+            "    print('noise from a library', flush=True)\n"
+            "    os.write(1, b'noise from C code\\n')\n"
+            "    return orig(self, req)\n"
+            "p._Worker.do_import = noisy\n"
+            "sys.exit(p._worker_main())\n")
+    out = subprocess.run([sys.executable, "-c", code], input="\n".join(map(json.dumps, reqs)),
+                         capture_output=True, text=True, timeout=120)
+    replies = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["ok"] for r in replies] == [True] * 4, out.stderr
+    assert len(replies[2]["step_ns"]) == 5 and replies[3]["peak_rss_mb"] > 0
+
+
+def test_cli_profile_writes_files(tiny, tmp_path):
+    res = CliRunner().invoke(app, ["profile", str(tiny), "-b", "numpy", "--baseline", "none",
+                                   "--steps", "10", "--warmup", "0", "--json",
+                                   str(tmp_path / "p.json"), "--csv", str(tmp_path / "p.csv"),
+                                   "--plot", str(tmp_path / "p.png")])
+    assert res.exit_code == 0, res.output
+    assert "LSTM6 numpy" in res.output
+    assert json.loads((tmp_path / "p.json").read_text())["results"][0]["latency_us"]["count"] == 10
+    assert (tmp_path / "p.csv").is_file() and (tmp_path / "p.png").is_file()
+
+
+def test_cli_missing_model_file(tmp_path):
+    res = CliRunner().invoke(app, ["profile", str(tmp_path / "nope.safetensors")])
+    assert res.exit_code == 2
+    assert "nope.safetensors" in res.output and "no such model file" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_cli_unknown_backend(tiny):
+    res = CliRunner().invoke(app, ["profile", str(tiny), "-b", "tensorrt"])
+    assert res.exit_code == 2 and "unknown backend 'tensorrt'" in res.output
