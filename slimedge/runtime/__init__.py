@@ -51,6 +51,9 @@ AUTO = {".onnx": ("onnxruntime",), ".tflite": ("litert",), ".safetensors": ("num
 ENV_BACKEND = "SLIMEDGE_BACKEND"
 
 
+_F32_MAX_SQUARED = float(np.finfo(np.float32).max) ** 2
+
+
 class InputError(ValueError):
     """A frame, sequence or state the model cannot take; the message says expected vs got."""
 
@@ -233,13 +236,15 @@ class Stream:
         if a.dtype.kind not in "fiu":
             _check_dtype("frame", a)
         b, x0 = self._b, self._x0
-        if a.dtype == np.float32:
+        if a.dtype.itemsize > 4 and a.dtype.kind == "f":  # float64: check before the cast
+            if not a.dot(a) < _F32_MAX_SQUARED:  # NaN, inf, or maybe beyond float32's range
+                with np.errstate(over="ignore"):
+                    _finite("frame", a.astype(np.float32))
+            x0[...] = a
+        else:  # float32 and narrower, integers: the cast cannot overflow
             x0[...] = a  # (slice assignment: cheaper than np.copyto for small arrays)
-        else:
-            with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf
-                x0[...] = a
-        if not math.isfinite(x0.dot(x0)):  # one reduction; a NaN/inf always shows in it
-            _finite("frame", x0)  # (or a huge but finite frame, which then passes)
+            if not math.isfinite(x0.dot(x0)):  # one reduction; a NaN/inf always shows in it
+                _finite("frame", x0)  # (or a huge but finite frame, which then passes)
         b.run()
         b.h[...] = b.h_next
         b.c[...] = b.c_next
