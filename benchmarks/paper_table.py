@@ -68,7 +68,12 @@ def run(args) -> dict:
               "command": "python " + " ".join(shlex.quote(a) for a in
                                                [os.path.relpath(__file__, ROOT), *sys.argv[1:]]),
               "threads": args.threads, "seed": args.seed, "tasks": {}}
+    if args.keep and args.out.exists():  # start from the tasks already measured
+        old = json.loads(args.out.read_text())
+        result["tasks"].update(old.get("tasks", {}))
+        result["commands"] = old.get("commands", [old.get("command")]) + [result["command"]]
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="paper_table_"))
+    earlier = _earlier_runs(args.reuse)
     for task in args.tasks.split(","):
         settings = tasks(args)[task]
         splits = data.load(settings["data"], limit=settings["limit"])
@@ -77,8 +82,13 @@ def run(args) -> dict:
         for name in names:
             cfg = TrainConfig(variant=name, seed=args.seed, threads=args.threads,
                               **{k: v for k, v in settings.items()})
-            r = train(cfg, workdir / f"{task}_{name}.safetensors", device="cpu", quiet=True,
-                      progress=False, splits=splits)
+            key = json.dumps(cfg.to_dict(), sort_keys=True)
+            if key in earlier:  # the same deterministic run, already done (e.g. by zoo.build)
+                r, source = earlier[key]
+            else:
+                r = train(cfg, workdir / f"{task}_{name}.safetensors", device="cpu", quiet=True,
+                          progress=False, splits=splits)
+                source = None
             row = {"variant": name, "params": r.log["model"]["params"],
                    "lstm_params": variants.get(name).num_params(splits.input_size,
                                                                 settings["hidden_size"]),
@@ -86,12 +96,30 @@ def run(args) -> dict:
                    "best_epoch": r.best["epoch"], "epochs_run": len(r.history),
                    "train_seconds_per_epoch": r.log["train_seconds_per_epoch"],
                    "final_train_loss": r.history[-1]["train_loss"], "diverged": r.diverged}
+            if source:
+                row["reused_from"] = source
             entry["runs"].append(row)
             print(f"{task:11s} {name:8s} params {row['params']:7,d}  test acc "
                   f"{row['test_accuracy']:.4f}  val {row['best_val_accuracy']:.4f}  "
                   f"{row['train_seconds_per_epoch']:.1f} s/epoch", flush=True)
             save(result, args.out)
     return result
+
+
+def _earlier_runs(dirs) -> dict:
+    """Finished runs' logs (``*.log.json`` with test metrics) by their exact training config."""
+    from types import SimpleNamespace
+
+    found = {}
+    for d in dirs or []:
+        for log_path in sorted(Path(d).glob("*.log.json")):
+            log = json.loads(log_path.read_text())
+            if "test" not in log:
+                continue
+            r = SimpleNamespace(log=log, test=log["test"], best=log["best"], history=log["epochs"],
+                                diverged=log.get("diverged", False))
+            found[json.dumps(log["config"], sort_keys=True)] = (r, str(log_path))
+    return found
 
 
 def save(result: dict, path: Path) -> None:
@@ -112,7 +140,11 @@ def markdown(result: dict) -> str:
              f"- Machine: {m['cpu']}, {m['cores']} cores (shared with other work, so timings "
              f"are noisy), Python {m['python']}, torch {m['torch']}",
              f"- Date: {result['date']}",
-             f"- Command: `{result['command']}`", ""]
+             *(f"- Command: `{c}`" for c in result.get("commands", [result["command"]])),
+             "- Reproduce everything from scratch: `python benchmarks/paper_table.py` "
+             "(training is deterministic on one machine and thread count; `--reuse DIR` only "
+             "skips runs whose exact settings were already trained, e.g. by "
+             "`python -m slimedge.zoo.build`, which trains the FSDD runs with this budget)", ""]
     for task, entry in result["tasks"].items():
         s, d = entry["settings"], entry["data"]
         sizes = d["sizes"]
@@ -173,6 +205,11 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--workdir", default=None, help="where the checkpoints go (default: a temp dir)")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--reuse", action="append", default=[], metavar="DIR",
+                   help="take a run from DIR's *.log.json when its training config is identical "
+                        "(training is deterministic, so it is the same run); repeatable")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the tasks already in --out that this call does not run")
     p.add_argument("--no-markdown", action="store_true", help="do not touch BENCHMARKS.md")
     p.add_argument("--table-only", action="store_true",
                    help="only rewrite the BENCHMARKS.md section from --out")

@@ -182,3 +182,30 @@ def test_shipped_model_reproduces_its_card():
     assert "lstm0" in card and 0 < card["lstm0"]["test_accuracy"] <= 1
     md = (path.parent / "README.md").read_text()
     assert f"{card['test_accuracy']:.4f}" in md and f"{card['lstm0']['test_accuracy']:.4f}" in md
+
+
+# ---- the paper table's BENCHMARKS.md section -------------------------------------------------
+def test_paper_table_section_replaces_only_its_own(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "paper_table", Path(__file__).parents[1] / "benchmarks" / "paper_table.py")
+    pt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pt)
+    run = {"variant": "LSTM0", "params": 10, "test_accuracy": 0.9, "best_val_accuracy": 0.9,
+           "best_epoch": 1, "train_seconds_per_epoch": 1.0, "diverged": False}
+    result = {"machine": {"cpu": "X", "cores": 2, "python": "3", "torch": "2"}, "date": "d",
+              "command": "python benchmarks/paper_table.py", "threads": 1, "seed": 0,
+              "tasks": {"fsdd": {"settings": {"hidden_size": 8, "epochs": 1, "batch_size": 4,
+                                              "lr": 0.1, "schedule": "cosine"},
+                                 "data": {"sizes": {"train": 1, "val": 1, "test": 1}, "split": "s"},
+                                 "runs": [run, {**run, "variant": "LSTM6", "test_accuracy": 0.5}]}}}
+    md = tmp_path / "BENCHMARKS.md"
+    md.write_text("# Benchmarks\n\n## Latency\n\nkeep me\n\n## Paper comparison\n\nold\n\n## Other\n\nme too\n")
+    pt.update_benchmarks_md(pt.markdown(result), md)
+    text = md.read_text()
+    assert "keep me" in text and "me too" in text and "\nold\n" not in text
+    assert "| LSTM6 |" in text and "below LSTM0 at this budget: LSTM6" in text
+    pt.update_benchmarks_md(pt.markdown(result), md)  # idempotent
+    assert md.read_text() == text
