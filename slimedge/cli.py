@@ -425,7 +425,8 @@ def profile_cmd(
     """Latency, memory, size and MACs per step, each model beside the standard LSTM."""
     from . import profile
 
-    with err_console.status("profiling", spinner="dots") as status:
+    with profile.quiet_native_output() as real_err, \
+            Console(file=real_err, stderr=True).status("profiling", spinner="dots") as status:
         report = profile.run(models or [None], backends=backend or None,
                              quantize=quantize or ["none"], baseline=baseline, threads=threads,
                              steps=steps, warmup=warmup, rounds=rounds, streams=streams,
@@ -445,6 +446,25 @@ def profile_cmd(
             out.print(f"wrote {write(report, path)}", highlight=False)
     if not any(r.get("latency_us") for r in report["results"]):
         fail("no configuration could be measured (see the notes above)", 1)
+
+
+# ---- demo --------------------------------------------------------------------------------------
+@app.command("demo")
+@user_errors
+def demo_cmd(
+    out: Path = typer.Option(Path("slimedge-demo"), "--out", "-o", help="Folder for the exported files and the profile."),
+    model: Optional[Path] = typer.Option(None, "--model", help="A classifier checkpoint; default: the shipped model."),
+    steps: int = typer.Option(1000, "--steps", min=1, help="Timed steps per configuration in the profile."),
+) -> None:
+    """The shipped model exported to ONNX and TFLite in every quantisation, validated, its test
+    accuracy through the runtime, and a short profile beside the standard LSTM."""
+    from . import demo, profile
+
+    with profile.quiet_native_output() as real_err:
+        status_console = Console(file=real_err, stderr=True)
+        with status_console.status("demo", spinner="dots") as status:
+            result = demo.run(out, model=model, profile_steps=steps, log=status.update)
+    demo.render(result, console if console.is_terminal else Console(width=130))
 
 
 if __name__ == "__main__":  # pragma: no cover

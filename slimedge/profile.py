@@ -30,6 +30,7 @@ a user deploys today (``vs_torch_onnx``; int8-weight configurations are compared
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -815,6 +816,34 @@ def run(models: Sequence[str | os.PathLike | None] = (None,), *,
                          "streams": streams, "frame_ms": frame_ms, "baseline": baseline,
                          "quantize": list(quantize), "batch": 1},
             "elapsed_s": time.time() - started, "notes": notes, "results": results}
+
+
+@contextlib.contextmanager
+def quiet_native_output():
+    """Silence what native libraries write to fd 2 (LiteRT's "INFO: Created TensorFlow Lite
+    XNNPACK delegate", onnxruntime.quantization's root-logger warnings) while exporting.
+
+    Yields a text stream on the original stderr for progress output. fd 2 is restored before an
+    exception leaves the block, so tracebacks and error messages still show."""
+    import logging
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    root = logging.getLogger()
+    level = root.level
+    real = os.fdopen(os.dup(saved), "w", buffering=1)
+    try:
+        os.dup2(devnull, 2)
+        root.setLevel(logging.ERROR)
+        yield real
+    finally:
+        real.flush()
+        root.setLevel(level)
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+        real.close()
 
 
 # ---- output ------------------------------------------------------------------------------------

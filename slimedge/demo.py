@@ -1,0 +1,178 @@
+"""``slimedge demo``: the shipped model from checkpoint to deployed files, on one screen.
+
+1. the shipped spoken-digit model (its card: variant, size, accuracy beside LSTM0's);
+2. exported to ONNX and TFLite in every quantisation mode, each file validated at export (float:
+   against the float64 model step by step; int8: task accuracy and drift on real data);
+3. each file's spoken-digit test accuracy through the streaming runtime (``runtime.accuracy``);
+4. a short profile beside the baselines (:mod:`slimedge.profile`).
+
+Every file is left in the output folder (default ``./slimedge-demo``), with the profile as JSON,
+CSV and PNG, so a new user can pick one up with ``slimedge run`` or their own app.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+FORMATS = ("onnx", "tflite")
+QUANTIZE = ("none", "dynamic", "int8")
+BACKEND_OF = {"onnx": "onnxruntime", "tflite": "litert", "safetensors": "numpy"}
+PROFILE_STEPS = 1000
+
+
+@dataclass
+class DemoResult:
+    model: Path
+    out: Path
+    config: dict
+    exports: list[dict] = field(default_factory=list)
+    report: dict | None = None
+    elapsed_s: float = 0.0
+
+
+def run(out: str | os.PathLike = "slimedge-demo", *, model: str | os.PathLike | None = None,
+        formats=FORMATS, quantize=QUANTIZE, profile_steps: int = PROFILE_STEPS,
+        profile_quantize=("none", "dynamic"), log: Callable[[str], None] = lambda s: None) -> DemoResult:
+    """Export, validate, evaluate and profile ``model`` (default: the shipped one) into ``out``."""
+    from . import checkpoint, exporters, profile, runtime
+    from .exporters.quantize import model_data
+
+    t0 = time.time()
+    if model is None:
+        from .zoo import default_model_path
+
+        model = default_model_path()
+    model, out = Path(model), Path(out)
+    if not model.is_file():
+        raise FileNotFoundError(f"{model}: no such model file")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = checkpoint.read(model)
+    res = DemoResult(model, out, ckpt.config)
+    log("loading the test data")
+    splits = model_data(ckpt)
+    test = splits["test"]
+    stem = model.stem
+    files: list[tuple[str, str, Path]] = [("safetensors", "none", model)]
+    for fmt in formats:
+        for q in quantize:
+            path = out / f"{stem}{'' if q == 'none' else '.' + q}{exporters.suffix(fmt)}"
+            log(f"exporting {fmt} {q}")
+            entry = {"format": fmt, "quantize": q, "path": str(path)}
+            opts = {"data": splits} if q != "none" else {}  # quantisers calibrate on it
+            try:
+                r = exporters.export(ckpt, path, format=fmt, quantize=q, **opts)
+            except ValueError as e:  # a failed validation leaves no file: say so, go on
+                entry["error"] = str(e)
+                res.exports.append(entry)
+                continue
+            entry.update(size_bytes=r.size_bytes, validation=r.validation.to_dict()
+                         if r.validation else None,
+                         task=(r.quantization or {}).get("task"))
+            files.append((fmt, q, path))
+            res.exports.append(entry)
+    by_path = {e["path"]: e for e in res.exports}
+    for fmt, q, path in files:
+        backend = BACKEND_OF[fmt]
+        log(f"test accuracy of {path.name} on {backend}")
+        m = runtime.load(path, backend=backend, threads=1)
+        acc = runtime.evaluate(m, test)
+        entry = by_path.get(str(path))
+        if entry is None:  # the checkpoint itself, the float reference
+            entry = {"format": "safetensors", "quantize": "none", "path": str(path),
+                     "size_bytes": path.stat().st_size, "validation": None, "task": None}
+            res.exports.insert(0, entry)
+        entry.update(backend=backend, test_accuracy=acc.accuracy, test_n=acc.n)
+    log("profiling beside the baselines")
+    res.report = profile.run([model], backends=[BACKEND_OF[f] for f in formats],
+                             quantize=profile_quantize, steps=profile_steps,
+                             warmup=min(200, profile_steps), workdir=out / "profile",
+                             validate=False, log=log)
+    profile.write_json(res.report, out / "profile.json")
+    profile.write_csv(res.report, out / "profile.csv")
+    profile.plot(res.report, out / "profile.png")
+    res.elapsed_s = time.time() - t0
+    return res
+
+
+def render(res: DemoResult, console) -> None:
+    """The demo's one screen."""
+    from rich.table import Table
+
+    from . import profile
+
+    cfg = res.config
+    lstm = cfg["lstm"]
+    variant = (lstm.get("variant") or {}).get("name")
+    info = cfg.get("info") or {}
+    data = (info.get("data") or {}).get("name", "?") if isinstance(info.get("data"), dict) else "?"
+    console.print(f"[bold]slimedge demo[/]: {res.model.name}, a {variant} classifier "
+                  f"(m = {lstm['input_size']}, n = {lstm['hidden_size']}, "
+                  f"{lstm.get('num_layers', 1)} layer) for {data}", highlight=False)
+    t = Table(title="Exported, validated, and run through the runtime on the test split")
+    for col in ("file", "backend", "size", "export check", "test accuracy"):
+        t.add_column(col, justify="left" if col in ("file", "export check") else "right")
+    for e in res.exports:
+        name = Path(e["path"]).name
+        if e.get("error"):
+            t.add_row(name, "–", "–", f"[red]failed: {e['error'][:70]}[/]", "–")
+            continue
+        v, task = e.get("validation"), e.get("task")
+        if task:
+            check = (f"val acc {100 * task['accuracy']:.1f}% vs float "
+                     f"{100 * task['float_accuracy']:.1f}%")
+        elif v:
+            worst = max(v["max_abs_diff"].values())
+            check = f"max |diff| {worst:.1e} ≤ {v['atol']:g}"
+        else:
+            check = "the source model"
+        if v is not None and not v.get("passed", True):
+            check = f"[red]{check}[/]"
+        t.add_row(name, e.get("backend", "–"), profile._size(e.get("size_bytes")), check,
+                  f"{100 * e['test_accuracy']:.1f}%" if e.get("test_accuracy") is not None
+                  else "–")
+    console.print(t)
+    rep = res.report
+    if rep:
+        console.print(compact_table(rep))
+        for note in rep["notes"]:
+            console.print(f"note: {note}", style="dim", highlight=False)
+    data = ((res.config.get("info") or {}).get("data") or {})
+    data = data.get("name") if isinstance(data, dict) else None
+    try_run = (f"slimedge run {res.out}/{res.model.stem}.tflite"
+               + (f" --data {data}" if data else " --input frames.npy"))
+    console.print(f"Files in {res.out}/ (the profile too: profile.json, profile.csv, "
+                  f"profile.png). Next: [bold]{try_run}[/], [bold]slimedge profile --help[/]. "
+                  f"({res.elapsed_s:.0f} s)", highlight=False, soft_wrap=True)
+
+
+def compact_table(report: dict):
+    """One line per configuration: the numbers a new user compares."""
+    from rich.table import Table
+
+    from .profile import _fmt, _size, _times
+
+    s = report["settings"]
+    t = Table(title=(f"Profile: batch 1, {s['threads']} thread, {s['steps']} steps per "
+                     f"configuration, interleaved; × = baseline p50 / this p50 (same run)"))
+    for col in ("configuration", "p50 µs", "p99 µs", "× LSTM0", "× torch.onnx", "file",
+                "size × torch.onnx", "peak MB"):
+        t.add_column(col, justify="left" if col == "configuration" else "right", no_wrap=True)
+    style = {"model": "bold", "lstm0": "dim", "torch.onnx": "yellow"}
+    for r in report["results"]:
+        if not r.get("latency_us"):
+            continue
+        l0, tox = r.get("vs_lstm0") or {}, r.get("vs_torch_onnx") or {}
+        t.add_row(r["config"]["label"], _fmt(r["latency_us"]["p50"]),
+                  _fmt(r["latency_us"]["p99"]), _times(l0.get("speedup")),
+                  _times(tox.get("speedup")), _size(r["size_bytes"]),
+                  _times(tox.get("size_ratio")), _fmt((r.get("memory_mb") or {}).get("peak"), ".0f"),
+                  style=style.get(r["config"]["role"]))
+    return t
+
+
+__all__ = ["run", "render", "compact_table", "DemoResult"]
