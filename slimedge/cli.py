@@ -159,7 +159,7 @@ def evaluate_cmd(
     device: str = typer.Option("cpu", "--device", help="auto, cpu or cuda."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
     backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Evaluate through the streaming runtime with this backend (auto, onnxruntime, litert, torch, numpy); exported .onnx/.tflite files always go through it."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Runtime backend threads."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads of the runtime backend, or of torch for a checkpoint (default 1 there, so training's numbers repeat exactly)."),
 ) -> None:
     """Accuracy and confusion matrix of a model (a checkpoint or an exported file) on a data split."""
     from . import checkpoint
@@ -180,7 +180,7 @@ def evaluate_cmd(
             if not data:
                 raise ValueError(f"{path} does not record its data set: pass --data")
         ev, meta = evaluate_checkpoint(path, data, split, split_seed=split_seed, limit=limit,
-                                       device=device)
+                                       device=device, threads=threads or 1)
     if as_json:
         sys.stdout.write(json.dumps({**meta, **ev.to_dict()}, indent=2) + "\n")
         return

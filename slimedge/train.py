@@ -431,10 +431,11 @@ def _train_epoch(model, optimizer, splits, config: TrainConfig, epoch: int, dev,
 
 def evaluate_checkpoint(model_path: str | os.PathLike, data: str, split: str = "test", *,
                         split_seed: int | None = None, limit: int | None = None,
-                        device: str = "cpu") -> tuple[Evaluation, dict]:
+                        device: str = "cpu", threads: int = 1) -> tuple[Evaluation, dict]:
     """Evaluate a checkpoint on a split of a data set. The split seed, fractions and ``limit``
     default to those the model was trained with, as recorded in its checkpoint, so ``test`` is its
-    test set."""
+    test set. Torch runs on ``threads`` threads (1, as in training), so the numbers repeat
+    exactly."""
     model = checkpoint.load(model_path)
     recorded = (checkpoint.read(model_path).config.get("info") or {}).get("data") or {}
     same_data = str(recorded.get("name", "")).lower() == Path(str(data)).name.lower() or \
@@ -449,7 +450,8 @@ def evaluate_checkpoint(model_path: str | os.PathLike, data: str, split: str = "
         kw["split_seed"] = split_seed
     splits = _data.load(data, limit=limit, **kw)
     dev = resolve_device(device)
-    ev = evaluate(model.to(dev), splits[split], device=dev)
+    with _Threads(threads):
+        ev = evaluate(model.to(dev), splits[split], device=dev)
     return ev, {"data": splits.summary(), "split": split, "model": str(model_path),
                 "variant": model.spec.name}
 
