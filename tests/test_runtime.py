@@ -527,3 +527,54 @@ def test_evaluate_counts_the_last_frame_of_each_sequence(files):
     ce = np.log(np.exp(logits).sum(-1)) - logits[np.arange(5), y]
     assert ev.loss == pytest.approx(ce.mean(), abs=1e-5)
     assert ev.to_dict()["correct"] == 4 and ev.labels == [str(k) for k in range(K)]
+
+
+# ---- quantised exports ---------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def quantized(files, tmp_path_factory):
+    """LSTM0 exported with every quantisation of both formats, calibrated on a tiny data set."""
+    from slimedge import data, exporters
+
+    d = tmp_path_factory.mktemp("quantized")
+    rng = seeded("qdata")
+    seqs = [rng.normal(size=(10, M)).astype(np.float32) for _ in range(60)]
+    data.save_npz(d / "q.npz", seqs, np.arange(60) % K,
+                  split=["train"] * 40 + ["val"] * 10 + ["test"] * 10)
+    splits = data.load(d / "q.npz")
+    ckpt, w, extra = files.get("LSTM0")
+    out = {}
+    for fmt in ("onnx", "tflite"):
+        for q in ("dynamic", "int8"):
+            # random weights and labels: the task check says nothing here, the streams do
+            out[fmt, q] = exporters.export(ckpt, d / f"{q}.{fmt}", format=fmt, quantize=q,
+                                           validate=False, data=splits,
+                                           accuracy_tolerance=1.0).path
+    return out, w, extra
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+@pytest.mark.parametrize("quantize", ["dynamic", "int8"])
+def test_quantized_exports_stream_like_float_ones(quantized, fmt, quantize):
+    backend = {"onnx": "onnxruntime", "tflite": "litert"}[fmt]
+    if backend not in BACKENDS:
+        pytest.skip(f"{backend} not installed")
+    files_q, w, extra = quantized
+    model = runtime.load(files_q[fmt, quantize], threads=1)
+    assert model.backend == backend and model.config["export"]["quantize"] == quantize
+    frames = seeded("qframes").normal(size=(30, M)).astype(np.float32)
+    s = model.stream()
+    ys = np.stack([s.step(f) for f in frames])
+    ry, _, _ = reference_outputs("LSTM0", w, extra, frames[:, None])
+    assert np.abs(ys - ry[:, 0]).max() < 0.05
+    np.testing.assert_array_equal(model.run(frames), ys)
+    # streams in a batch stay independent, even with very different input scales
+    k = 16
+    fb = seeded("qbatch").normal(size=(20, k, M)).astype(np.float32) * np.linspace(0.1, 5, k)[:, None]
+    batch, singles = model.streams(k), [model.stream() for _ in range(k)]
+    for t in range(20):
+        if t == 7:
+            batch.reset([2, 9])
+            singles[2].reset()
+            singles[9].reset()
+        want = np.stack([s.step(fb[t, i]) for i, s in enumerate(singles)])
+        np.testing.assert_allclose(batch.step(fb[t]), want, atol=1e-6, rtol=0, err_msg=f"step {t}")
