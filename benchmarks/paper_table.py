@@ -106,6 +106,59 @@ def run(args) -> dict:
     return result
 
 
+def timing(args, result: dict) -> None:
+    """Training-step time per variant, measured round-robin (every variant once per round, the
+    median over rounds), so a machine whose load drifts slows all variants alike. Per task: one
+    fixed set of ``--timing-batches`` training batches (drawn from epoch 1's order), forward +
+    backward + clip + Adam; scaled to a whole epoch by the number of batches."""
+    import time
+
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from slimedge import data
+    from slimedge.train import TrainConfig, build_model
+
+    torch.set_num_threads(args.threads)
+    for task in args.tasks.split(","):
+        entry = result["tasks"][task]
+        settings = entry["settings"]
+        splits = data.load(settings["data"], limit=settings["limit"])
+        order = list(data.batches(splits.train, settings["batch_size"], shuffle=True, seed=0))
+        pick = np.random.default_rng(0).choice(len(order), min(args.timing_batches, len(order)),
+                                               replace=False)
+        batches = []
+        for k in sorted(pick):
+            x, lengths, y = splits.train.batch(order[k])
+            lt = None if lengths.min() == x.shape[1] else torch.from_numpy(lengths)
+            batches.append((torch.from_numpy(x), lt, torch.from_numpy(y)))
+        models = {}
+        for r in entry["runs"]:
+            cfg = TrainConfig(variant=r["variant"], seed=args.seed, threads=args.threads,
+                              **settings)
+            model = build_model(cfg, splits).train()
+            models[r["variant"]] = (model, torch.optim.Adam(model.parameters(), lr=1e-4))
+        times = {v: [] for v in models}
+        for _ in range(args.timing_rounds):
+            for v, (model, opt) in models.items():
+                t0 = time.perf_counter()
+                for x, lt, y in batches:
+                    loss = F.cross_entropy(model(x, lt), y)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                    opt.step()
+                times[v].append(time.perf_counter() - t0)
+        scale = len(order) / len(batches)
+        for r in entry["runs"]:
+            r["timed_seconds_per_epoch"] = float(np.median(times[r["variant"]]) * scale)
+        entry["timing"] = {"rounds": args.timing_rounds, "batches": len(batches),
+                           "batches_per_epoch": len(order)}
+        print(f"{task}: " + ", ".join(f"{r['variant']} {r['timed_seconds_per_epoch']:.1f}"
+                                      for r in entry["runs"]) + " s/epoch", flush=True)
+
+
 def _earlier_runs(dirs) -> dict:
     """Finished runs' logs (``*.log.json`` with test metrics) by their exact training config."""
     from types import SimpleNamespace
@@ -135,8 +188,12 @@ def markdown(result: dict) -> str:
              "Every variant of the catalogue and the standard LSTM (LSTM0), trained with one "
              "budget per task by `benchmarks/paper_table.py`; test accuracy of the epoch with the "
              "best validation accuracy. Parameter counts are the trained parameters: the "
-             "SLIM layer plus the linear head (10n + 10). Seconds per epoch = the mean wall time of one training pass "
-             f"(forward + backward + Adam), PyTorch on the CPU, {result['threads']} thread(s).", "",
+             "SLIM layer plus the linear head (10n + 10). Time per training epoch (forward + "
+             f"backward + Adam, PyTorch eager on the CPU, {result['threads']} thread): *runs* = "
+             "the mean over the training runs themselves, which ran one after another on a "
+             "shared machine whose load changed, so compare them loosely; *interleaved* = the "
+             "median of round-robin timings of one fixed set of batches, every variant once per "
+             "round, scaled to an epoch: the fairer comparison between variants.", "",
              f"- Machine: {m['cpu']}, {m['cores']} cores (shared with other work, so timings "
              f"are noisy), Python {m['python']}, torch {m['torch']}",
              f"- Date: {result['date']}",
@@ -157,15 +214,17 @@ def markdown(result: dict) -> str:
         runs = entry["runs"]
         ref = next((r for r in runs if r["variant"] == "LSTM0"), None)
         lines += ["| variant | params | × LSTM0 | test acc | Δ vs LSTM0 (points) | best val acc "
-                  "| best epoch | s / epoch |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| best epoch | s / epoch (runs) | s / epoch (interleaved) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in runs:
             ratio = f"{r['params'] / ref['params']:.3f}" if ref else "–"
             delta = f"{100 * (r['test_accuracy'] - ref['test_accuracy']):+.1f}" if ref else "–"
             flag = " (diverged)" if r["diverged"] else ""
             lines.append(f"| {r['variant']}{flag} | {r['params']:,} | {ratio} | "
                          f"{r['test_accuracy']:.4f} | {delta} | {r['best_val_accuracy']:.4f} | "
-                         f"{r['best_epoch']} | {r['train_seconds_per_epoch']:.1f} |")
+                         f"{r['best_epoch']} | {r['train_seconds_per_epoch']:.1f} | "
+                         + (f"{r['timed_seconds_per_epoch']:.1f} |"
+                            if "timed_seconds_per_epoch" in r else "– |"))
         if ref:
             worse = [r["variant"] for r in runs
                      if r["variant"] != "LSTM0" and r["test_accuracy"] < ref["test_accuracy"] - 0.02]
@@ -211,10 +270,19 @@ def main(argv=None) -> None:
     p.add_argument("--keep", action="store_true",
                    help="keep the tasks already in --out that this call does not run")
     p.add_argument("--no-markdown", action="store_true", help="do not touch BENCHMARKS.md")
+    p.add_argument("--timing-rounds", type=int, default=5,
+                   help="rounds of the interleaved step timing after training (0 = none)")
+    p.add_argument("--timing-batches", type=int, default=10, help="batches per timing round")
+    p.add_argument("--timing-only", action="store_true",
+                   help="only (re)do the interleaved timing of the runs in --out")
     p.add_argument("--table-only", action="store_true",
                    help="only rewrite the BENCHMARKS.md section from --out")
     args = p.parse_args(argv)
-    result = json.loads(args.out.read_text()) if args.table_only else run(args)
+    result = json.loads(args.out.read_text()) if args.table_only or args.timing_only \
+        else run(args)
+    if args.timing_rounds and not args.table_only:
+        timing(args, result)
+        save(result, args.out)
     if not args.no_markdown:
         update_benchmarks_md(markdown(result))
 
