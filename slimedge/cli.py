@@ -306,6 +306,10 @@ def _runtime_split(model, path: Path, data: Optional[str], split: str,
     if split not in _data.SPLITS:
         raise ValueError(f"unknown split {split!r}; valid: {', '.join(_data.SPLITS)}")
     recorded = (model.config.get("info") or {}).get("data") or {}
+    if not recorded and path.suffix.lower() == ".safetensors":  # the step graph's config omits it
+        from . import checkpoint
+
+        recorded = (checkpoint.read(path).config.get("info") or {}).get("data") or {}
     if data is None:
         data = recorded.get("name")
         if not data:
