@@ -479,6 +479,8 @@ def test_auto_picks_by_file_type_and_says_so(files, caplog, monkeypatch):
         path, _, _ = files.get("LSTM0")
         model = runtime.load(path)
         assert model.backend == "torch" and "SLIMEDGE_BACKEND" in model.backend_reason
+        if "onnxruntime" in BACKENDS:  # the override does not apply to a file torch cannot read
+            assert runtime.load(files.get("LSTM0", suffix=".onnx")[0]).backend == "onnxruntime"
     assert set(runtime.available_backends()) == set(BACKENDS)
 
 

@@ -17,9 +17,9 @@ Backends (one module each, same small interface, see ``_common.py``), in ``BACKE
     torch         .safetensors the PyTorch model; on CUDA the step replays a CUDA graph
     numpy         .safetensors the step IR's NumPy interpreter, nothing beyond numpy
 
-``backend="auto"`` (or the environment variable ``SLIMEDGE_BACKEND``) picks the first installed
-backend for the file type (``AUTO``), logs its choice on the ``slimedge.runtime`` logger, and
-records it in ``model.backend`` / ``model.backend_reason``. Importing this package imports no
+``backend="auto"`` takes the backend named by ``$SLIMEDGE_BACKEND`` where it reads the file type,
+else the first installed backend for the file type (``AUTO``); it logs its choice on the
+``slimedge.runtime`` logger and records it in ``model.backend`` / ``model.backend_reason``. Importing this package imports no
 backend library; only loading a model imports the one it uses.
 
 Every frame, sequence and state is checked before the backend runs: a wrong shape, a non-numeric
@@ -112,7 +112,7 @@ def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = N
 def _choose(suffix: str, backend: str) -> tuple[str, str]:
     if backend in (None, "auto"):
         env = os.environ.get(ENV_BACKEND, "").strip()
-        if env and env != "auto":
+        if env and env != "auto" and suffix in backend_module(env).SUFFIXES:  # else: auto
             return env, f"${ENV_BACKEND}={env}"
         for name in AUTO[suffix]:
             if backend_module(name).available():
