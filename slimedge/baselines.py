@@ -70,9 +70,15 @@ def lstm0_checkpoint(like, path: str | os.PathLike, *, seed: int = 0) -> Path:
 
     ``like``: a checkpoint path or :class:`~slimedge.checkpoint.Checkpoint`, or the slimedge
     config of an exported file (as stored in its metadata)."""
+    return random_checkpoint("LSTM0", like, path, seed=seed)
+
+
+def random_checkpoint(variant, like, path: str | os.PathLike, *, seed: int = 0) -> Path:
+    """Write a ``variant`` checkpoint with random weights (uniform ±1/√n, as torch.nn.LSTM
+    initialises) and the sizes, head and normalisation of ``like`` (as :func:`lstm0_checkpoint`)."""
     config, src, name = _source(like)
     d = _dims(config, src)
-    spec = variants.get("LSTM0")
+    spec = variants.get(variant)
     rng = np.random.default_rng(seed)
     n, bound = d["hidden_size"], 1.0 / np.sqrt(d["hidden_size"])
     tensors: dict[str, np.ndarray] = {}
@@ -87,7 +93,7 @@ def lstm0_checkpoint(like, path: str | os.PathLike, *, seed: int = 0) -> Path:
                    if key in ("input_size", "hidden_size", "num_layers", "gate_activation",
                               "activation", "dropout")}
     out["lstm"]["variant"] = spec.to_config()
-    out["info"] = {"baseline": f"LSTM0 with random weights, shaped like {name}"}
+    out["info"] = {"baseline": f"{spec.name} with random weights, shaped like {name}"}
     for key in ("head.weight", "head.bias", "norm.mean", "norm.std"):
         if key in src:
             tensors[key] = np.asarray(src[key])
@@ -178,4 +184,4 @@ def torch_onnx_lstm(like, path: str | os.PathLike, *, dynamic: bool = False,
     return path
 
 
-__all__ = ["lstm0_checkpoint", "torch_onnx_lstm", "TORCH_ONNX"]
+__all__ = ["lstm0_checkpoint", "random_checkpoint", "torch_onnx_lstm", "TORCH_ONNX"]

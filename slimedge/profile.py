@@ -620,7 +620,7 @@ class WorkerProcess:
 # ---- measuring ---------------------------------------------------------------------------------
 def measure(configs: Sequence[Config], *, steps: int = DEFAULT_STEPS,
             warmup: int = DEFAULT_WARMUP, rounds: int = DEFAULT_ROUNDS, threads: int | None = 1,
-            streams: Sequence[int] = (), stream_calls: int | None = None, bare: bool = True,
+            streams: Sequence[int] = (), stream_calls: int | dict | None = None, bare: bool = True,
             shared_worker: bool = False, keep_samples: bool = True,
             log: Callable[[str], None] = lambda s: None) -> list[dict]:
     """Time every configuration, interleaved in ``rounds``, each in its own worker process
@@ -633,8 +633,10 @@ def measure(configs: Sequence[Config], *, steps: int = DEFAULT_STEPS,
         raise ValueError("steps must be >= 1, warmup >= 0 and rounds >= 1")
     rounds = min(rounds, steps)
     per_round = [steps // rounds + (1 if r < steps % rounds else 0) for r in range(rounds)]
-    streams = [int(k) for k in streams if int(k) > 1]
-    calls = {k: (stream_calls or max(5, steps // max(1, k // 8))) for k in streams}
+    streams = [int(k) for k in streams if int(k) >= 1]
+    if not isinstance(stream_calls, dict):
+        stream_calls = {k: stream_calls for k in streams}
+    calls = {k: (stream_calls.get(k) or max(5, steps // max(1, k // 8))) for k in streams}
     calls_round = {k: [v // rounds + (1 if r < v % rounds else 0) for r in range(rounds)]
                    for k, v in calls.items()}
     results = []
