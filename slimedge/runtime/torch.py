@@ -41,6 +41,8 @@ class Session:
         self.config = json.loads(ir.lower(ckpt).metadata_json())
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"the torch backend runs on 'cpu' or 'cuda', not {device!r}")
         if device == "cuda" and not torch.cuda.is_available():
             raise ValueError("device 'cuda' asked for, but torch sees no CUDA device")
         if threads:
