@@ -45,8 +45,11 @@ SHORT = {"onnxruntime": "ORT", "litert": "LiteRT", "none": "float", "dynamic": "
 TORCH = baselines.TORCH_ONNX
 
 
+_LOG = [sys.stderr]  # progress goes here (the real stderr while native output is silenced)
+
+
 def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=_LOG[0], flush=True)
 
 
 def base_checkpoint(path: Path, n: int, splits) -> Path:
@@ -125,9 +128,13 @@ def sweep(args) -> dict:
     with tempfile.TemporaryDirectory(prefix="slimedge-bench-") as tmp:
         work = Path(tmp)
         for n in hidden:
-            with profile.quiet_native_output():
-                configs = build(work, [n], names, quantize, backends, splits,
-                                args.calibration_samples)
+            with profile.quiet_native_output() as err:
+                _LOG[0] = err
+                try:
+                    configs = build(work, [n], names, quantize, backends, splits,
+                                    args.calibration_samples)
+                finally:
+                    _LOG[0] = sys.stderr
             log(f"measure n={n}: {len(configs)} configurations, {args.steps} steps each")
             res = profile.measure(configs, steps=args.steps, warmup=args.warmup,
                                   rounds=args.rounds, threads=1, shared_worker=True,
