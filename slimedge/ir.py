@@ -236,8 +236,9 @@ def lower(source: Checkpoint | str | Any) -> Graph:
     g = bld.g
     g.shapes.update({"x": (B, m0), "h": (L, B, n), "c": (L, B, n)})
     g.config = {k: v for k, v in ckpt.config.items() if k != "info"}
-    g.config["info"] = {k: v for k, v in ckpt.config.get("info", {}).items()
-                        if isinstance(v, (str, int, float, bool)) or k in ("metrics", "labels")}
+    # what the model was trained on and how it scored travels with every export; the resumable
+    # training state (per-epoch history, optimiser step) does not
+    g.config["info"] = {k: v for k, v in ckpt.config.get("info", {}).items() if k != "train_state"}
 
     x = "x"
     if "norm.mean" in ckpt.tensors:  # (x - mean) / std folded to x * s + t
