@@ -137,8 +137,8 @@ def sweep(args) -> dict:
                     _LOG[0] = sys.stderr
             log(f"measure n={n}: {len(configs)} configurations, {args.steps} steps each")
             res = profile.measure(configs, steps=args.steps, warmup=args.warmup,
-                                  rounds=args.rounds, threads=1, shared_worker=True,
-                                  keep_samples=False, log=log)
+                                  rounds=args.rounds, round_warmup=args.round_warmup, threads=1,
+                                  shared_worker=True, keep_samples=False, log=log)
             profile.add_ratios(res)
             results += [_slim(r) for r in res]
             if n in [int(h) for h in args.stream_hidden.split(",")]:
@@ -146,8 +146,9 @@ def sweep(args) -> dict:
                 sub = [c for c in configs if c.name in keep and c.quantize in ("none", "dynamic")]
                 ks = [int(k) for k in args.streams.split(",")]
                 log(f"streams n={n}: {len(sub)} configurations, k = {ks}")
-                sres = profile.measure(sub, steps=args.rounds, warmup=5, rounds=args.rounds,
+                sres = profile.measure(sub, steps=10, warmup=5, rounds=10,
                                        threads=1, streams=ks, bare=False, shared_worker=True,
+                                       round_warmup=1,
                                        keep_samples=False,
                                        stream_calls={1: 400, 64: 100, 1024: 20}, log=log)
                 stream_results += [{"config": r["config"], "streams": r.get("streams"),
@@ -158,6 +159,7 @@ def sweep(args) -> dict:
             "command": "python benchmarks/step_latency.py " + " ".join(
                 shlex.quote(a) for a in (args.argv or [])),
             "settings": {"steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,
+                         "round_warmup": args.round_warmup,
                          "threads": 1, "batch": 1, "input_size": 13, "output_size": 10,
                          "hidden": hidden, "variants": names, "quantize": quantize,
                          "backends": backends, "calibration_samples": args.calibration_samples},
@@ -196,7 +198,8 @@ def markdown(rep: dict) -> str:
              "",
              f"Each configuration: one thread, batch 1, {s['steps']} timed `Stream.step` calls "
              f"after {s['warmup']} warm-up, split into {s['rounds']} rounds that visit every "
-             f"configuration of a hidden size in turn. Models are shaped like the spoken-digit "
+             f"configuration of a hidden size in turn ({s['steps'] // s['rounds']} steps each, after "
+             f"{s.get('round_warmup', 0)} untimed ones), all in one worker process. Models are shaped like the spoken-digit "
              f"classifier (13 inputs, 10 outputs, input normalisation, one layer) with random "
              f"weights; `dyn` = int8 weights with float activations (onnxruntime "
              f"`quantize_dynamic`, TFLite dynamic-range), `int8` = static int8 (ONNX QDQ; TFLite "
@@ -340,7 +343,11 @@ def main(argv=None) -> None:
     p.add_argument("--quantize", default="none,dynamic,int8")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--warmup", type=int, default=100)
-    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--rounds", type=int, default=50,
+                   help="rounds visiting every configuration in turn (fine interleaving: the "
+                        "load of a shared machine then falls on all configurations alike)")
+    p.add_argument("--round-warmup", type=int, default=3,
+                   help="untimed steps at the start of each later round (back into cache)")
     p.add_argument("--streams", default="1,64,1024")
     p.add_argument("--stream-hidden", default="128,512")
     p.add_argument("--calibration-samples", type=int, default=32,

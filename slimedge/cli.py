@@ -417,7 +417,7 @@ def profile_cmd(
     threads: int = typer.Option(1, "--threads", "-t", min=1, help="Backend threads."),
     steps: int = typer.Option(2000, "--steps", "-n", min=1, help="Timed steps per configuration."),
     warmup: int = typer.Option(200, "--warmup", "-w", min=0, help="Untimed steps before timing."),
-    rounds: int = typer.Option(10, "--rounds", min=1, help="The steps are split into this many rounds, each visiting every configuration in turn."),
+    rounds: int = typer.Option(20, "--rounds", min=1, help="The steps are split into this many rounds, each visiting every configuration in turn."),
     streams: int = typer.Option(1, "--streams", "-k", min=1, help="Also time k streams stepped together (StreamBatch)."),
     frame_ms: float = typer.Option(10.0, "--frame-ms", help="Frame period for the real-time factor, in ms."),
     baseline: str = typer.Option("lstm", "--baseline", help="lstm: add LSTM0 through the same path and torch.nn.LSTM via torch.onnx on onnxruntime; none: no baselines."),

@@ -50,7 +50,7 @@ import numpy as np
 
 DEFAULT_STEPS = 2000
 DEFAULT_WARMUP = 200
-DEFAULT_ROUNDS = 10
+DEFAULT_ROUNDS = 20
 DEFAULT_FRAME_MS = 10.0
 BASELINES = ("lstm", "none")
 CPU_BACKENDS = ("onnxruntime", "litert", "torch", "numpy")
@@ -622,16 +622,20 @@ def measure(configs: Sequence[Config], *, steps: int = DEFAULT_STEPS,
             warmup: int = DEFAULT_WARMUP, rounds: int = DEFAULT_ROUNDS, threads: int | None = 1,
             streams: Sequence[int] = (), stream_calls: int | dict | None = None, bare: bool = True,
             shared_worker: bool = False, keep_samples: bool = True,
+            round_warmup: int | None = None,
             log: Callable[[str], None] = lambda s: None) -> list[dict]:
     """Time every configuration, interleaved in ``rounds``, each in its own worker process
     (``shared_worker=True``: all in one process, for large sweeps; memory is then not reported).
 
-    Returns one result dict per configuration (see :func:`run` for the fields); a configuration
+    The first round runs ``warmup`` untimed steps, later rounds ``round_warmup`` (default
+    ``min(warmup, 50)``) to bring the model back into cache after the others ran. Returns one
+    result dict per configuration (see :func:`run` for the fields); a configuration
     that fails carries ``"error"`` instead of timings.
     """
     if steps < 1 or warmup < 0 or rounds < 1:
         raise ValueError("steps must be >= 1, warmup >= 0 and rounds >= 1")
     rounds = min(rounds, steps)
+    round_warmup = min(warmup, 50) if round_warmup is None else int(round_warmup)
     per_round = [steps // rounds + (1 if r < steps % rounds else 0) for r in range(rounds)]
     streams = [int(k) for k in streams if int(k) >= 1]
     if not isinstance(stream_calls, dict):
@@ -682,7 +686,7 @@ def measure(configs: Sequence[Config], *, steps: int = DEFAULT_STEPS,
                 try:
                     got = workers[i].call(configs[i].label, cmd="measure", id=str(i),
                                           steps=per_round[r],
-                                          warmup=warmup if r == 0 else min(warmup, 50),
+                                          warmup=warmup if r == 0 else round_warmup,
                                           bare=bare,
                                           streams={str(k): calls_round[k][r] for k in streams
                                                    if calls_round[k][r] > 0})
