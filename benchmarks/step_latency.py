@@ -189,7 +189,8 @@ def markdown(rep: dict) -> str:
     hidden, names = s["hidden"], s["variants"]
     backends, quantize = s["backends"], s["quantize"]
     lines = [SECTION, "",
-             f"Produced by `{rep['command']}` on {rep['date']} ({rep['elapsed_s'] / 60:.1f} min).",
+             f"Measured by `{rep['command']}` on {rep['date']} ({rep['elapsed_s'] / 60:.1f} min); "
+             f"this section is written from its JSON (`--table-only` rewrites it).",
              f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; "
              + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
              f"1-minute load average {m['loadavg_before'][0]:.1f} at the start and "

@@ -294,6 +294,8 @@ def plan(models: Sequence[str | os.PathLike | None], *, backends: Sequence[str] 
             shape_from = config
         if baseline == "none":
             continue
+        # baselines are named for their model when several models (or LSTM0 itself) are profiled
+        tag = f" [{name}]" if group > 0 or name == "LSTM0" else ""
         # LSTM0 through exactly the same formats, quantisation and backends
         lstm0 = baselines.lstm0_checkpoint(shape_from, gdir / "LSTM0.safetensors")
         data = _model_data(config) if any(q != "none" for _, q in todo) else None
@@ -304,7 +306,7 @@ def plan(models: Sequence[str | os.PathLike | None], *, backends: Sequence[str] 
                 continue
             log(f"exporting the LSTM0 baseline for {b}{'' if q == 'none' else ' (' + q + ')'}")
             path, _ = _export(lstm0, b, q, gdir, "LSTM0", validate=False, data=data)
-            add("LSTM0", "lstm0", b, path, q, lstm0, group)
+            add("LSTM0" + tag, "lstm0", b, path, q, lstm0, group)
         # torch.nn.LSTM through torch.onnx on onnxruntime, float and (for int8 weights) dynamic
         if "onnxruntime" in have:
             qs = ["none"] + (["dynamic"] if any(q != "none" for _, q in todo) else [])
@@ -316,7 +318,7 @@ def plan(models: Sequence[str | os.PathLike | None], *, backends: Sequence[str] 
                 except ImportError as e:
                     notes.append(f"torch.onnx baseline skipped: {e}")
                     break
-                add(baselines.TORCH_ONNX, "torch.onnx", "onnxruntime", path, q, None, group)
+                add(baselines.TORCH_ONNX + tag, "torch.onnx", "onnxruntime", path, q, None, group)
     return configs, notes, validations
 
 
