@@ -248,3 +248,28 @@ def test_demo_leaves_files_and_one_screen(tmp_path):
     demo.render(res, console)
     text = console.export_text()
     assert "test accuracy" in text and "× torch.onnx" in text and str(out) in text
+
+
+def test_cuda_backend_is_planned_when_a_gpu_is_present(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(profile, "cuda_available", lambda: True)
+    configs, notes, _ = profile.plan([tiny], backends=["torch-cuda"], baseline="none",
+                                     workdir=tmp_path)
+    (c,) = configs
+    assert (c.backend, c.device, c.label) == ("torch", "cuda", "LSTM6 torch-cuda") and not notes
+
+
+def test_step_latency_markdown_from_the_committed_results():
+    """benchmarks/step_latency.py writes its BENCHMARKS.md section from its JSON alone."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    results = root / "benchmarks" / "results" / "step_latency.json"
+    if not results.is_file():
+        pytest.skip("no step_latency results committed")
+    spec = importlib.util.spec_from_file_location("step_latency", root / "benchmarks" / "step_latency.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    text = mod.markdown(json.loads(results.read_text()))
+    assert text.startswith(mod.SECTION) and "### Targets" in text and "Stream.step" in text
+    assert "\n## " not in text  # subsections only: the other sections of BENCHMARKS.md stay
