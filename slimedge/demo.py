@@ -28,6 +28,7 @@ class DemoResult:
     model: Path
     out: Path
     config: dict
+    card: dict | None = None  # the shipped model's card, when the demo runs on it
     exports: list[dict] = field(default_factory=list)
     report: dict | None = None
     elapsed_s: float = 0.0
@@ -41,10 +42,15 @@ def run(out: str | os.PathLike = "slimedge-demo", *, model: str | os.PathLike | 
     from .exporters.quantize import model_data
 
     t0 = time.time()
+    card = None
     if model is None:
-        from .zoo import default_model_path
+        from .zoo import card as zoo_card, default_model_path
 
         model = default_model_path()
+        try:
+            card = zoo_card()
+        except (FileNotFoundError, ValueError):
+            card = None
     model, out = Path(model), Path(out)
     if not model.is_file():
         raise FileNotFoundError(f"{model}: no such model file")
@@ -52,7 +58,7 @@ def run(out: str | os.PathLike = "slimedge-demo", *, model: str | os.PathLike | 
         raise ValueError(f"{out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     ckpt = checkpoint.read(model)
-    res = DemoResult(model, out, ckpt.config)
+    res = DemoResult(model, out, ckpt.config, card)
     log("loading the test data")
     splits = model_data(ckpt)
     test = splits["test"]
@@ -88,10 +94,10 @@ def run(out: str | os.PathLike = "slimedge-demo", *, model: str | os.PathLike | 
             res.exports.insert(0, entry)
         entry.update(backend=backend, test_accuracy=acc.accuracy, test_n=acc.n)
     log("profiling beside the baselines")
+    # the profile's own exports (the model again, and the baselines) go to a temporary folder
     res.report = profile.run([model], backends=[BACKEND_OF[f] for f in formats],
                              quantize=profile_quantize, steps=profile_steps,
-                             warmup=min(200, profile_steps), workdir=out / "profile",
-                             validate=False, log=log)
+                             warmup=min(200, profile_steps), validate=False, log=log)
     profile.write_json(res.report, out / "profile.json")
     profile.write_csv(res.report, out / "profile.csv")
     profile.plot(res.report, out / "profile.png")
@@ -110,9 +116,19 @@ def render(res: DemoResult, console) -> None:
     variant = (lstm.get("variant") or {}).get("name")
     info = cfg.get("info") or {}
     data = (info.get("data") or {}).get("name", "?") if isinstance(info.get("data"), dict) else "?"
-    console.print(f"[bold]slimedge demo[/]: {res.model.name}, a {variant} classifier "
+    consts = (lstm.get("variant") or {}).get("constants") or {}
+    consts = {g: consts[g] for g in "ifo" if g in consts}
+    shown = f"{variant} ({', '.join(f'{g} = {v:g}' for g, v in consts.items())})" if consts else variant
+    console.print(f"[bold]slimedge demo[/]: {res.model.name}, an {shown} classifier "
                   f"(m = {lstm['input_size']}, n = {lstm['hidden_size']}, "
                   f"{lstm.get('num_layers', 1)} layer) for {data}", highlight=False)
+    card = res.card or {}
+    if card.get("test_accuracy") is not None and (card.get("lstm0") or {}).get("test_accuracy"):
+        l0 = card["lstm0"]
+        console.print(f"Model card: {card['params']:,} parameters, test accuracy "
+                      f"{100 * card['test_accuracy']:.1f}%; LSTM0 trained with the same budget: "
+                      f"{l0['params']:,} parameters, {100 * l0['test_accuracy']:.1f}% "
+                      f"(slimedge/zoo/README.md).", highlight=False, soft_wrap=True)
     t = Table(title="Exported, validated, and run through the runtime on the test split")
     for col in ("file", "backend", "size", "export check", "test accuracy"):
         t.add_column(col, justify="left" if col in ("file", "export check") else "right")
