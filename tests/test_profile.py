@@ -273,3 +273,25 @@ def test_step_latency_markdown_from_the_committed_results():
     text = mod.markdown(json.loads(results.read_text()))
     assert text.startswith(mod.SECTION) and "### Targets" in text and "Stream.step" in text
     assert "\n## " not in text  # subsections only: the other sections of BENCHMARKS.md stay
+
+
+@pytest.mark.slow
+def test_cli_profile_without_arguments_profiles_the_shipped_model(tmp_path):
+    """`slimedge profile` alone: the shipped model on every installed backend, with baselines."""
+    from slimedge.zoo import default_model_path
+
+    try:
+        default_model_path()
+    except FileNotFoundError:
+        pytest.skip("the default model is not shipped in this checkout")
+    res = CliRunner().invoke(app, ["profile", "--steps", "20", "--warmup", "2",
+                                   "--json", str(tmp_path / "p.json")])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "p.json").read_text())
+    got = {(r["config"]["role"], r["config"]["backend"]) for r in rep["results"]}
+    for b in profile.available_backends():
+        assert ("model", b) in got and ("lstm0", b) in got
+    assert ("torch.onnx", "onnxruntime") in got
+    assert all(r["latency_us"]["count"] == 20 for r in rep["results"])
+    if not profile.cuda_available():
+        assert "no GPU found" in res.output
