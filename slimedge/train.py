@@ -341,8 +341,8 @@ def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool
                 best = {"epoch": epoch + 1, "val_accuracy": val.accuracy, "val_loss": val.loss}
                 checkpoint.save(model, out, **_info(config, splits, best, history + [row]))
             history.append(row)
-            _, step = _optim_tensors(model, optimizer)
-            _save_state(model, optimizer, state_path, config, epoch + 1, history, best)
+            if not diverged:  # never leave NaN weights to resume from
+                _save_state(model, optimizer, state_path, config, epoch + 1, history, best)
             log.update(epochs=history, best=best)
             _write_json(log_path, log)
             say(f"epoch {epoch + 1}/{config.epochs}  train loss {row['train_loss']:.4f} "

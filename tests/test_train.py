@@ -209,3 +209,15 @@ def test_paper_table_section_replaces_only_its_own(tmp_path):
     assert "| LSTM6 |" in text and "below LSTM0 at this budget: LSTM6" in text
     pt.update_benchmarks_md(pt.markdown(result), md)  # idempotent
     assert md.read_text() == text
+
+
+def test_divergence_stops_with_a_clear_error(tmp_path):
+    from slimedge.train import TrainingDiverged
+
+    splits = data.load("fsdd", limit=100)
+    cfg = TrainConfig(variant="LSTM0", activation="relu", lr=1e3, clip=0, hidden_size=16,
+                      epochs=3, limit=100)
+    with pytest.raises(TrainingDiverged, match="lower --lr"):
+        train(cfg, tmp_path / "m.safetensors", quiet=True, splits=splits)
+    assert not (tmp_path / "m.safetensors").exists()
+    assert not (tmp_path / "m.state.safetensors").exists()
