@@ -189,7 +189,7 @@ def markdown(rep: dict) -> str:
     hidden, names = s["hidden"], s["variants"]
     backends, quantize = s["backends"], s["quantize"]
     lines = [SECTION, "",
-             f"Measured by `{rep['command']}` on {rep['date']} ({rep['elapsed_s'] / 60:.1f} min); "
+             f"Measured by `{rep['command'].strip()}` on {rep['date']} ({rep['elapsed_s'] / 60:.1f} min); "
              f"this section is written from its JSON (`--table-only` rewrites it).",
              f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; "
              + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
@@ -338,7 +338,28 @@ def markdown(rep: dict) -> str:
     if rep.get("streams"):
         ks = sorted({int(k) for r in rep["streams"] if r.get("streams") for k in r["streams"]})
         lines += ["### Many streams: StreamBatch, one backend call per step for k streams", "",
-                  "Stream-steps per second at the p50 call time (µs per call in brackets).", "",
+                  "Stream-steps per second at the p50 call time (µs per call in brackets).", ""]
+        by = {(r["config"]["name"], r["config"]["group"], r["config"]["backend"],
+               r["config"]["quantize"]): r["streams"] for r in rep["streams"] if r.get("streams")}
+        kmax = str(ks[-1])
+        for n in sorted({r["config"]["group"] for r in rep["streams"]}):
+            for b in backends:
+                a, l0 = by.get(("LSTM_C6", n, b, "none")), by.get(("LSTM0", n, b, "none"))
+                a6 = by.get(("LSTM6", n, b, "none"))
+                if a and l0 and a6 and kmax in a and kmax in l0:
+                    r6 = a6[kmax]["stream_steps_per_s"] / l0[kmax]["stream_steps_per_s"]
+                    rc = a[kmax]["stream_steps_per_s"] / l0[kmax]["stream_steps_per_s"]
+                    lines.append(f"- {b}, n = {n}, k = {kmax}, float: LSTM6 {r6:.2f}× and "
+                                 f"LSTM_C6 {rc:.2f}× LSTM0's stream-steps per second.")
+            ratios = []
+            for b in backends:
+                f, d = by.get(("LSTM0", n, b, "none")), by.get(("LSTM0", n, b, "dynamic"))
+                if f and d and "64" in f and "64" in d:
+                    ratios.append(f"{b} {d['64']['stream_steps_per_s'] / f['64']['stream_steps_per_s']:.2f}×")
+            if ratios:
+                lines.append(f"- `dyn` against float with batch, LSTM0 n = {n}, k = 64 "
+                             f"(throughput ratio): {', '.join(ratios)}.")
+        lines += ["",
                   "| model | " + " | ".join(f"k = {k}" for k in ks) + " |",
                   "|---|" + "---:|" * len(ks)]
         for r in rep["streams"]:
