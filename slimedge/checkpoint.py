@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+
+from ._io import atomic_path
 
 FORMAT = "slimedge/1"
 METADATA_KEY = "slimedge"
@@ -58,19 +59,11 @@ def write(path: str | os.PathLike, config: Mapping[str, Any],
     """Write atomically: a temporary file beside ``path``, then a rename."""
     from safetensors.numpy import save_file
 
-    path = Path(path)
     config = {"format": FORMAT, **config}
     arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(arrays, tmp, metadata={METADATA_KEY: json.dumps(config, sort_keys=True)})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_path(path) as tmp:
+        save_file(arrays, str(tmp), metadata={METADATA_KEY: json.dumps(config, sort_keys=True)})
+    return Path(path)
 
 
 def read(path: str | os.PathLike) -> Checkpoint:

@@ -21,7 +21,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import checkpoint, data as _data, variants
+from . import _io, checkpoint, data as _data, variants
 from .models import ACTIVATIONS, GATE_ACTIVATIONS, INITS, SequenceClassifier
 
 EVAL_BATCH_SIZE = 256
@@ -240,12 +239,7 @@ def _load_optim(model, optimizer, tensors: Mapping[str, np.ndarray], step: int, 
 
 
 def _write_json(path: Path, obj) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp's 0600 is meant for the temporary name only
-    os.replace(tmp, path)
+    _io.write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 # ---- the loop ----------------------------------------------------------------------------------

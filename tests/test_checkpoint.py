@@ -91,3 +91,19 @@ def test_classifier_round_trip(tmp_path):
         steps, _ = loaded.forward_steps(x)
         assert torch.allclose(steps[:, -1], loaded(x))
     assert loaded.spec.constants["f"] == 0.6
+
+
+def test_written_files_follow_the_umask_and_failed_writes_leave_nothing(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = checkpoint.save(SlimLSTM("LSTM6", 3, 4), tmp_path / "m.safetensors")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+    before = path.read_bytes()
+    with pytest.raises(TypeError):  # a tensor safetensors cannot store: the old file survives
+        checkpoint.write(path, {"kind": "slim_lstm"}, {"bad": object()})
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -27,6 +26,7 @@ import numpy as np
 
 from .. import checkpoint as _checkpoint
 from .. import ir
+from .._io import atomic_path
 from .validate import ExportValidationError, ValidationReport, compare, initial_state, validation_frames
 
 MODES = ("step", "sequence")
@@ -196,10 +196,7 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
         raise ValueError(f"{path}: is a directory; give a file name for the export")
     if _same_file(path, ckpt.path):
         raise ValueError(f"{path}: refusing to overwrite the model being exported")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # a fresh name beside the target (created by the writer, so the umask's permissions apply)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp{suffix(format)}"
-    try:
+    with atomic_path(path, suffix=suffix(format)) as tmp:
         if quantizer is None:
             EMITTERS[format](graph, tmp, mode=mode, **options)
         else:
@@ -217,9 +214,6 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
                              atol=atol, drift_atol=drift_atol, source=source)
             if not report.passed:
                 raise ExportValidationError(report, path)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     result = ExportResult(path, format, mode, quantize, path.stat().st_size, graph.summary(), report)
     if quantizer is not None and isinstance(qinfo, dict):
         result.quantization = qinfo

@@ -42,6 +42,7 @@ from typing import Mapping
 import numpy as np
 
 from .. import ir
+from .._io import write_bytes
 
 FILE_IDENTIFIER = b"TFL3"
 SIGNATURE_KEY = "serving_default"
@@ -634,11 +635,7 @@ def emit(graph: ir.Graph | str | os.PathLike, path: str | os.PathLike, *, quanti
     data, info = to_bytes(g, quantize=quantize, per_channel=(compat != "tflite-runtime"),
                           ranges=ranges, state_bits=state_bits, act_bits=act_bits,
                           export_info={"compat": compat, **(export_info or {})})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_bytes(path, data)
     info["file_bytes"] = len(data)
     return info
 
