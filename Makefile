@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: venv
-	$(VENV)/bin/slimedge variants
+	$(VENV)/bin/slimedge demo
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
