@@ -36,7 +36,6 @@ import numpy as np
 
 from . import variants
 from .checkpoint import Checkpoint, read
-from .variants import SLOTS
 
 B = "B"  # the symbolic batch dimension in value shapes
 

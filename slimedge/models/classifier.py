@@ -11,7 +11,7 @@ Checkpoint layout (kind ``"classifier"``): the SlimLSTM's ``layers.<k>.<term>`` 
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn

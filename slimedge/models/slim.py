@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .. import variants as _variants
-from ..variants import SLOTS, TERMS, VariantSpec
+from ..variants import TERMS, VariantSpec
 
 GATE_ACTIVATIONS = ("sigmoid", "hard_sigmoid")
 ACTIVATIONS = ("tanh", "sigmoid", "relu")

@@ -14,7 +14,6 @@ import threading
 import warnings
 from pathlib import Path
 
-import numpy as np
 
 from ._common import Buffers, sizes
 
