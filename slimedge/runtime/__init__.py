@@ -52,6 +52,7 @@ ENV_BACKEND = "SLIMEDGE_BACKEND"
 
 
 _F32_MAX_SQUARED = float(np.finfo(np.float32).max) ** 2
+_F32 = np.dtype(np.float32)
 
 
 class InputError(ValueError):
@@ -209,8 +210,7 @@ class Model:
                 np.copyto(b.x, batch[:, t])
                 b.run()
                 ys[:, t] = b.y
-                np.copyto(b.h, b.h_next)
-                np.copyto(b.c, b.c_next)
+                b.advance()
             h, c = b.h.copy(), b.c.copy()
         out = ys[0] if single else ys
         if not return_state:
@@ -230,26 +230,32 @@ class Stream:
 
     def step(self, frame) -> np.ndarray:
         """Feed one frame (m,) (float, or integers converted to float32); returns the output (K,)."""
-        a = frame if type(frame) is np.ndarray else np.asarray(frame)
+        a = frame
+        if type(a) is not np.ndarray or a.dtype is not _F32:
+            a = self._as_float32(frame)  # other types and dtypes: checked and converted
+        elif a.shape != self._frame_shape:
+            raise InputError(f"frame: expected shape {self._frame_shape}, got {a.shape}")
+        # one reduction of the frame itself: a NaN/inf always shows in it (or a huge but finite
+        # frame, which the exact check then passes)
+        if not math.isfinite(a.dot(a)):
+            _finite("frame", a)
+        self._x0[...] = a  # (slice assignment: cheaper than np.copyto for small arrays)
+        b = self._b
+        b.run()
+        b.advance()  # the new state becomes the next input, without a copy
+        self.steps += 1
+        return self._y0.copy()
+
+    def _as_float32(self, frame) -> np.ndarray:
+        a = np.asarray(frame)
         if a.shape != self._frame_shape:
             raise InputError(f"frame: expected shape {self._frame_shape}, got {a.shape}")
-        if a.dtype.kind not in "fiu":
-            _check_dtype("frame", a)
-        b, x0 = self._b, self._x0
+        _check_dtype("frame", a)
         if a.dtype.itemsize > 4 and a.dtype.kind == "f":  # float64: check before the cast
             if not a.dot(a) < _F32_MAX_SQUARED:  # NaN, inf, or maybe beyond float32's range
                 with np.errstate(over="ignore"):
                     _finite("frame", a.astype(np.float32))
-            x0[...] = a
-        else:  # float32 and narrower, integers: the cast cannot overflow
-            x0[...] = a  # (slice assignment: cheaper than np.copyto for small arrays)
-            if not math.isfinite(x0.dot(x0)):  # one reduction; a NaN/inf always shows in it
-                _finite("frame", x0)  # (or a huge but finite frame, which then passes)
-        b.run()
-        b.h[...] = b.h_next
-        b.c[...] = b.c_next
-        self.steps += 1
-        return self._y0.copy()
+        return a.astype(np.float32)  # integers and narrower floats cannot overflow
 
     def reset(self) -> None:
         """Back to the zero state."""
@@ -309,8 +315,7 @@ class StreamBatch:
         if not math.isfinite(float(np.vdot(b.x, b.x))):
             _finite("frames", b.x)
         b.run()
-        np.copyto(b.h, b.h_next)
-        np.copyto(b.c, b.c_next)
+        b.advance()
         return b.y.copy()
 
     def _indices(self, i) -> list[int]:

@@ -8,6 +8,7 @@ surface, and nothing outside ``slimedge.runtime`` needs more:
     open(path, *, threads, device) -> Session
     Session.bind(batch) -> Binding
     Binding.run()           one backend call: reads x, h, c; writes y, h_next, c_next
+    Binding.advance()       after run: h_next, c_next become the next step's h, c (no copy)
 
 ``Session`` holds the loaded model (``config``, ``device``, ``detail``); a ``Binding`` holds
 preallocated float32 NumPy buffers for one batch size: inputs ``x`` (batch, m), ``h``, ``c``
@@ -42,9 +43,25 @@ class Buffers:
         self.y = np.zeros((batch, output_size), f32)
         self.h_next = np.zeros((num_layers, batch, hidden_size), f32)
         self.c_next = np.zeros((num_layers, batch, hidden_size), f32)
+        # which of the two arrangements of the state arrays is current (see advance)
+        self.flipped = 0
 
     def run(self) -> None:  # pragma: no cover - every backend overrides it
         raise NotImplementedError
+
+    def advance(self) -> None:
+        """Make the step's outputs h_next, c_next the next step's inputs h, c, without copying:
+        the two pairs of arrays trade places. A backend that reads ``self.h`` etc. in ``run`` needs
+        nothing more; one that binds particular arrays once keeps a binding for each of the two
+        arrangements and picks it by ``self.flipped``."""
+        self.h, self.h_next = self.h_next, self.h
+        self.c, self.c_next = self.c_next, self.c
+        self.flipped ^= 1
+
+    def arrangements(self) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+        """(x, h, c, y, h_next, c_next) as the arrays stand now, and after one ``advance``."""
+        now = (self.x, self.h, self.c, self.y, self.h_next, self.c_next)
+        return now, (self.x, self.h_next, self.c_next, self.y, self.h, self.c)
 
 
 def sizes(config: dict) -> tuple[int, int, int, int]:

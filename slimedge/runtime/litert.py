@@ -100,17 +100,29 @@ class Binding(Buffers):
         super().__init__(batch, *dims)
         it, self._lock, ins, outs = session.interpreter_for(batch)
         self._invoke, self._set, self._tensor = it.invoke, it.set_tensor, it.tensor
-        self._ins = [(ins[k]["index"], getattr(self, k), _quantizer(ins[k])) for k in ("x", "h", "c")]
-        self._outs = [(outs[k]["index"], getattr(self, v), _dequantizer(outs[k]))
-                      for k, v in (("y", "y"), ("h_next", "h_next"), ("c_next", "c_next"))]
+        names = ("x", "h", "c", "y", "h_next", "c_next")
+        self._io = [(ins[k] if j < 3 else outs[k])["index"] for j, k in enumerate(names)]
+        self._q = [_quantizer(ins[k]) for k in names[:3]] + [_dequantizer(outs[k]) for k in names[3:]]
 
     def run(self) -> None:
+        # the arrays are read at each call: advance() swaps the state arrays between steps
+        ix, ih, ic, iy, ihn, icn = self._io
         with self._lock:
-            for index, arr, q in self._ins:
+            if not any(self._q):
+                self._set(ix, self.x)
+                self._set(ih, self.h)
+                self._set(ic, self.c)
+                self._invoke()
+                # each view into the interpreter's arena is dropped before the next invoke
+                np.copyto(self.y, self._tensor(iy)())
+                np.copyto(self.h_next, self._tensor(ihn)())
+                np.copyto(self.c_next, self._tensor(icn)())
+                return
+            qx, qh, qc, dy, dh, dc = self._q
+            for index, arr, q in ((ix, self.x, qx), (ih, self.h, qh), (ic, self.c, qc)):
                 self._set(index, arr if q is None else q(arr))
             self._invoke()
-            for index, arr, dq in self._outs:
-                # the view into the interpreter's arena is dropped before the next invoke
+            for index, arr, dq in ((iy, self.y, dy), (ihn, self.h_next, dh), (icn, self.c_next, dc)):
                 np.copyto(arr, self._tensor(index)() if dq is None else dq(self._tensor(index)()))
 
 

@@ -46,10 +46,10 @@ class Session:
 class Binding(Buffers):
     def __init__(self, graph, batch: int, *dims: int) -> None:
         super().__init__(batch, *dims)
-        self._run, self._feeds = graph.run, {"x": self.x, "h": self.h, "c": self.c}
+        self._run = graph.run
 
     def run(self) -> None:
-        out = self._run(self._feeds)
+        out = self._run({"x": self.x, "h": self.h, "c": self.c})
         np.copyto(self.y, out["y"])
         np.copyto(self.h_next, out["h_next"])
         np.copyto(self.c_next, out["c_next"])

@@ -2,7 +2,9 @@
 
 Each binding binds its own preallocated NumPy buffers to the session with IO binding (OrtValues
 over the arrays' memory), so a step is one ``run_with_iobinding`` that reads the inputs in place
-and writes the outputs in place: no per-step allocation or feed dictionaries. One session serves
+and writes the outputs in place: no per-step allocation or feed dictionaries. Two IO bindings per
+binding, one for each arrangement of the state arrays, so the new state becomes the next input
+without a copy (``advance``). One session serves
 every binding; onnxruntime's ``Run`` is thread-safe. ``threads`` sets the session's intra-op
 threads (inter-op: 1); the CUDA provider is used when onnxruntime's GPU build is installed (or
 ``device="cuda"``), with the CPU provider as fallback.
@@ -87,21 +89,22 @@ class Binding(Buffers):
     def __init__(self, session: Session, batch: int, *dims: int) -> None:
         super().__init__(batch, *dims)
         ort, sess = session._ort, session._session
-        self._io = sess.io_binding()
-        self._values = {}  # keep the OrtValues (views of our arrays) alive
-        for name in ("x", "h", "c"):
-            v = self._values[name] = ort.OrtValue.ortvalue_from_numpy(getattr(self, name))
-            self._io.bind_ortvalue_input(name, v)
-        for name in ("y", "h_next", "c_next"):
-            v = self._values[name] = ort.OrtValue.ortvalue_from_numpy(getattr(self, name))
-            self._io.bind_ortvalue_output(name, v)
+        self._values = []  # keep the OrtValues (views of our arrays) alive
+        self._ios = []
+        for arrays in self.arrangements():
+            io = sess.io_binding()
+            for k, name in enumerate(("x", "h", "c", "y", "h_next", "c_next")):
+                v = ort.OrtValue.ortvalue_from_numpy(arrays[k])
+                self._values.append(v)
+                (io.bind_ortvalue_input if k < 3 else io.bind_ortvalue_output)(name, v)
+            self._ios.append(io)
         try:  # the C call itself: the Python wrapper only forwards (about 1 µs a step)
-            self._run, self._arg = sess._sess.run_with_iobinding, self._io._iobinding
+            self._run, self._args = sess._sess.run_with_iobinding, [io._iobinding for io in self._ios]
         except AttributeError:  # pragma: no cover - another onnxruntime layout
-            self._run, self._arg = sess.run_with_iobinding, self._io
+            self._run, self._args = sess.run_with_iobinding, self._ios
 
     def run(self) -> None:
-        self._run(self._arg, None)
+        self._run(self._args[self.flipped], None)
 
 
 class RowwiseBinding(Buffers):

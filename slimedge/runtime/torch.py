@@ -90,12 +90,11 @@ class CpuBinding(Buffers):
         super().__init__(batch, *dims)
         self._torch = torch
         self._step = session.step
-        self._args = tuple(torch.from_numpy(a) for a in (self.x, self.h, self.c, self.y,
-                                                          self.h_next, self.c_next))
+        self._args = [tuple(torch.from_numpy(a) for a in arrays) for arrays in self.arrangements()]
 
     def run(self) -> None:
         with self._torch.inference_mode():
-            self._step(*self._args)
+            self._step(*self._args[self.flipped])
 
 
 class _CudaGraphStep:
@@ -149,8 +148,7 @@ class CudaBinding(Buffers):  # pragma: no cover - needs a GPU
 
         super().__init__(batch, *dims)
         self._captured = captured
-        self._host = [torch.from_numpy(a) for a in (self.x, self.h, self.c, self.y,
-                                                     self.h_next, self.c_next)]
+        self._host = [[torch.from_numpy(a) for a in arrays] for arrays in self.arrangements()]
 
     def run(self) -> None:
-        self._captured.run(self._host)
+        self._captured.run(self._host[self.flipped])
