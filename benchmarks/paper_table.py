@@ -16,8 +16,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import platform
-import re
 import shlex
 import sys
 import tempfile
@@ -26,24 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from slimedge._report import machine, update_markdown_section  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results" / "paper_table.json"
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 SECTION = "## Paper comparison"
-
-
-def machine() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import torch
-
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "platform": platform.platform()}
 
 
 def tasks(args) -> dict[str, dict]:
@@ -199,7 +184,7 @@ def markdown(result: dict) -> str:
              "median of round-robin timings of one fixed set of batches, every variant once per "
              "round, scaled to an epoch: the fairer comparison between variants.", "",
              f"- Machine: {m['cpu']}, {m['cores']} cores (shared with other work, so timings "
-             f"are noisy), Python {m['python']}, torch {m['torch']}",
+             f"are noisy), Python {m['python']}, torch {m.get('torch') or m.get('versions', {}).get('torch')}",
              f"- Date: {result['date']}",
              *(f"- Command: `{c}`" for c in result.get("commands", [result["command"]])),
              "- Reproduce everything from scratch: `python benchmarks/paper_table.py` "
@@ -255,15 +240,7 @@ def markdown(result: dict) -> str:
 
 def update_benchmarks_md(text: str, path: Path = BENCHMARKS_MD) -> None:
     """Replace (or append) only our section; other sections stay as they are."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: text if text.endswith("\n") else text + "\n", old, count=1)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(new)
-    os.replace(tmp, path)
+    update_markdown_section(path, SECTION, text)
 
 
 def main(argv=None) -> None:

@@ -23,8 +23,6 @@ import argparse
 import datetime as _dt
 import json
 import logging
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -35,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from slimedge import checkpoint, exporters, ir, variants  # noqa: E402
+from slimedge._report import describe, machine, update_markdown_section  # noqa: E402
 from slimedge.exporters import quantize as Q  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "quantization.json"
@@ -215,14 +214,7 @@ def acceptance(report: dict) -> list[str]:
 
 
 def write_section(text: str) -> None:
-    old = BENCH.read_text() if BENCH.exists() else "# Benchmarks\n"
-    if SECTION in old:
-        start = old.index(SECTION)
-        nxt = old.find("\n## ", start + len(SECTION))
-        old = old[:start] + text.rstrip() + "\n" + (old[nxt:] if nxt != -1 else "")
-    else:
-        old = old.rstrip() + "\n\n" + text.rstrip() + "\n"
-    BENCH.write_text(old)
+    update_markdown_section(BENCH, SECTION, text)
 
 
 def main(argv=None) -> None:
@@ -274,8 +266,7 @@ def main(argv=None) -> None:
     if reused:
         note.append(f"Reused checkpoints from {a.models}: {', '.join(reused)}.")
     report = {"date": _dt.date.today().isoformat(),
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, "
-                         f"Python {platform.python_version()}",
+              "machine": describe(machine()),
               "command": "python benchmarks/quantization.py" + (f" {' '.join(argv or sys.argv[1:])}"
                                                                 if (argv or sys.argv[1:]) else ""),
               "models_note": " ".join(note), "calibration_samples": a.calibration_samples,

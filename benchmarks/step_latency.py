@@ -22,7 +22,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import re
 import shlex
 import statistics
 import sys
@@ -34,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from slimedge import baselines, checkpoint, profile, variants  # noqa: E402
+from slimedge._report import update_markdown_section  # noqa: E402
 from slimedge.profile import Config  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "step_latency.json"
@@ -381,15 +381,7 @@ def markdown(rep: dict) -> str:
 
 def update_benchmarks_md(text: str, path: Path = BENCHMARKS_MD) -> None:
     """Replace (or append) only our section; other sections stay as they are."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: text if text.endswith("\n") else text + "\n", old, count=1)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(new)
-    os.replace(tmp, path)
+    update_markdown_section(path, SECTION, text)
 
 
 def _rounded(obj):

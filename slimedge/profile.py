@@ -35,7 +35,6 @@ import csv
 import json
 import math
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -47,6 +46,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
+
+from ._report import machine
 
 DEFAULT_STEPS = 2000
 DEFAULT_WARMUP = 200
@@ -743,29 +744,6 @@ def measure(configs: Sequence[Config], *, steps: int = DEFAULT_STEPS,
 
 
 # ---- the whole run -----------------------------------------------------------------------------
-def machine() -> dict:
-    """CPU model, core count, load average, library versions: what the numbers were taken on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = {}
-    for lib in ("numpy", "onnxruntime", "ai_edge_litert", "torch", "onnx"):
-        try:
-            from importlib.metadata import version
-
-            versions[lib] = version(lib.replace("_", "-"))
-        except Exception:
-            pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "loadavg": list(os.getloadavg()),
-            "versions": versions}
-
-
 def run(models: Sequence[str | os.PathLike | None] = (None,), *,
         backends: Sequence[str] | None = None, quantize: Sequence[str] = ("none",),
         baseline: str = "lstm", threads: int | None = 1, steps: int = DEFAULT_STEPS,

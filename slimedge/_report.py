@@ -1,0 +1,53 @@
+"""What every measurement report shares: the machine it ran on, and its section of BENCHMARKS.md."""
+from __future__ import annotations
+
+import os
+import platform
+import re
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from . import _io
+
+LIBRARIES = ("numpy", "onnxruntime", "ai_edge_litert", "torch", "onnx")
+
+
+def machine() -> dict:
+    """CPU model, core count, load average, library versions: what the numbers were taken on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for lib in LIBRARIES:
+        try:
+            versions[lib] = version(lib.replace("_", "-"))
+        except PackageNotFoundError:
+            pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "loadavg": list(os.getloadavg()),
+            "versions": versions}
+
+
+def describe(m: dict) -> str:
+    """One line for a report's header, e.g. 'AMD EPYC 7B13, 2 cores, Python 3.11.7, torch 2.13.0'."""
+    libs = ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items())
+    return f"{m['cpu']}, {m['cores']} cores, Python {m['python']}" + (f"; {libs}" if libs else "")
+
+
+def update_markdown_section(path: str | os.PathLike, heading: str, text: str) -> None:
+    """Replace the section that starts with the line ``heading`` (up to the next '## ' heading)
+    by ``text``, or append it; every other section stays as it is. Written atomically."""
+    path = Path(path)
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    text = text if text.endswith("\n") else text + "\n"
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(old):
+        new = pattern.sub(lambda _: text, old, count=1)
+    else:
+        new = old.rstrip("\n") + "\n\n" + text
+    _io.write_text(path, new)
