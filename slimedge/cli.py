@@ -162,7 +162,6 @@ def evaluate_cmd(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads of the runtime backend, or of torch for a checkpoint (default 1 there, so training's numbers repeat exactly)."),
 ) -> None:
     """Accuracy and confusion matrix of a model (a checkpoint or an exported file) on a data split."""
-    from . import checkpoint
     from .train import evaluate_checkpoint
     from .zoo import default_model_path
 
@@ -175,10 +174,6 @@ def evaluate_cmd(
         ev, meta = _evaluate_runtime(path, data, split, split_seed, limit, backend or "auto",
                                      threads)
     else:
-        if data is None:
-            data = ((checkpoint.read(path).config.get("info") or {}).get("data") or {}).get("name")
-            if not data:
-                raise ValueError(f"{path} does not record its data set: pass --data")
         ev, meta = evaluate_checkpoint(path, data, split, split_seed=split_seed, limit=limit,
                                        device=device, threads=threads or 1)
     if as_json:
@@ -305,25 +300,9 @@ def _runtime_split(model, path: Path, data: Optional[str], split: str,
 
     if split not in _data.SPLITS:
         raise ValueError(f"unknown split {split!r}; valid: {', '.join(_data.SPLITS)}")
-    recorded = (model.config.get("info") or {}).get("data") or {}
-    if not recorded and path.suffix.lower() == ".safetensors":  # the step graph's config omits it
-        from . import checkpoint
-
-        recorded = (checkpoint.read(path).config.get("info") or {}).get("data") or {}
-    if data is None:
-        data = recorded.get("name")
-        if not data:
-            raise ValueError(f"{path} does not record its data set: pass --data")
-    kw: dict = {"split_seed": 0}
-    name = str(recorded.get("name", "")).lower()
-    if name and name in (str(data).lower(), Path(str(data)).name.lower()):
-        kw.update({k: recorded[k] for k in ("split_seed", "val_fraction", "test_fraction")
-                   if recorded.get(k) is not None})
-        if limit is None:
-            limit = recorded.get("limit")
-    if split_seed is not None:
-        kw["split_seed"] = split_seed
-    splits = _data.load(data, limit=limit, **kw)
+    # every export carries its checkpoint's record of the data it was trained on
+    recorded = (model.config.get("info") or {}).get("data")
+    splits = _data.load_as_recorded(recorded, data, split_seed=split_seed, limit=limit)
     return splits, splits[split]
 
 

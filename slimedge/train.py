@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _io, checkpoint, data as _data, variants
+from .data import Evaluation
 from .models import ACTIVATIONS, GATE_ACTIVATIONS, INITS, SequenceClassifier
 
 EVAL_BATCH_SIZE = 256
@@ -160,20 +161,6 @@ def _to_torch(batch, device):
     # all sequences full length: no masking needed (same numbers, less work)
     lt = None if int(lengths.min()) == x.shape[1] else torch.from_numpy(lengths).to(device)
     return x, lt, y
-
-
-@dataclass
-class Evaluation:
-    accuracy: float
-    loss: float
-    n: int
-    confusion: np.ndarray  # (K, K): rows = true class, columns = predicted
-    labels: list[str]
-
-    def to_dict(self) -> dict:
-        return {"accuracy": self.accuracy, "loss": self.loss, "n": self.n,
-                "correct": int(np.trace(self.confusion)), "confusion": self.confusion.tolist(),
-                "labels": self.labels}
 
 
 @torch.no_grad()
@@ -423,7 +410,7 @@ def _train_epoch(model, optimizer, splits, config: TrainConfig, epoch: int, dev,
             "_t0": t0}
 
 
-def evaluate_checkpoint(model_path: str | os.PathLike, data: str, split: str = "test", *,
+def evaluate_checkpoint(model_path: str | os.PathLike, data: str | None = None, split: str = "test", *,
                         split_seed: int | None = None, limit: int | None = None,
                         device: str = "cpu", threads: int = 1) -> tuple[Evaluation, dict]:
     """Evaluate a checkpoint on a split of a data set. The split seed, fractions and ``limit``
@@ -431,18 +418,8 @@ def evaluate_checkpoint(model_path: str | os.PathLike, data: str, split: str = "
     test set. Torch runs on ``threads`` threads (1, as in training), so the numbers repeat
     exactly."""
     model = checkpoint.load(model_path)
-    recorded = (checkpoint.read(model_path).config.get("info") or {}).get("data") or {}
-    same_data = str(recorded.get("name", "")).lower() == Path(str(data)).name.lower() or \
-        str(recorded.get("name", "")).lower() == str(data).lower()
-    kw = {"split_seed": 0}
-    if same_data:
-        kw.update({k: recorded[k] for k in ("split_seed", "val_fraction", "test_fraction")
-                   if recorded.get(k) is not None})
-        if limit is None:
-            limit = recorded.get("limit")
-    if split_seed is not None:
-        kw["split_seed"] = split_seed
-    splits = _data.load(data, limit=limit, **kw)
+    recorded = (checkpoint.read(model_path).config.get("info") or {}).get("data")
+    splits = _data.load_as_recorded(recorded, data, split_seed=split_seed, limit=limit)
     dev = resolve_device(device)
     with _Threads(threads):
         ev = evaluate(model.to(dev), splits[split], device=dev)

@@ -458,6 +458,48 @@ def load(name: str | Path, *, split_seed: int = 0, val_fraction: float = DEFAULT
                      f"or a path to a .npz file")
 
 
+def load_as_recorded(recorded: dict | None, data: str | Path | None = None, *,
+                     split_seed: int | None = None, limit: int | None = None) -> DataSplits:
+    """The splits a model was trained on, from the ``info.data`` record its checkpoint (and every
+    export of it) carries: its data set, split seed, fractions and limit, so ``test`` is that
+    model's test set. ``data`` names another data set (then only ``split_seed``/``limit`` given
+    here apply); ``split_seed`` and ``limit`` override the record."""
+    recorded = recorded or {}
+    if data is None:
+        data = recorded.get("name")
+        if not data:
+            raise ValueError("the model does not record the data set it was trained on: "
+                             "pass --data")
+    kw: dict = {"split_seed": 0}
+    name = str(recorded.get("name", "")).lower()
+    if name and name in (str(data).lower(), Path(str(data)).name.lower()):
+        kw.update({k: recorded[k] for k in ("split_seed", "val_fraction", "test_fraction")
+                   if recorded.get(k) is not None})
+        if limit is None:
+            limit = recorded.get("limit")
+    if split_seed is not None:
+        kw["split_seed"] = split_seed
+    return load(data, limit=limit, **kw)
+
+
+@dataclass
+class Evaluation:
+    """A classifier's results on a data split: by ``slimedge.train.evaluate`` (PyTorch) and
+    ``slimedge.runtime.evaluate`` (an exported file) alike."""
+
+    accuracy: float
+    loss: float  # mean cross-entropy of the outputs at each sequence's last step
+    n: int
+    confusion: np.ndarray  # (K, K): rows = true class, columns = predicted
+    labels: list[str]
+
+    def to_dict(self) -> dict:
+        return {"accuracy": self.accuracy, "loss": self.loss, "n": self.n,
+                "correct": int(np.trace(self.confusion)), "confusion": self.confusion.tolist(),
+                "labels": self.labels}
+
+
 __all__ = ["SequenceData", "DataSplits", "DataPackageMissing", "DATASETS", "SPLITS", "load",
+           "load_as_recorded", "Evaluation",
            "load_fsdd", "load_mnist_rows", "load_mnist_pixels", "load_npz", "save_npz", "collate",
            "batches", "stratified_split", "stratified_subset", "fsdd_path", "mnist_path"]

@@ -34,7 +34,6 @@ import importlib
 import logging
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -414,23 +413,7 @@ def _check_state(value, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]
     return out[0], out[1]
 
 
-@dataclass
-class Evaluation:
-    """A classifier's results on a data split (the fields of ``slimedge.train.Evaluation``)."""
-
-    accuracy: float
-    loss: float  # mean cross-entropy of the last frame's outputs
-    n: int
-    confusion: np.ndarray  # (K, K): rows = true class, columns = predicted
-    labels: list[str]
-
-    def to_dict(self) -> dict:
-        return {"accuracy": self.accuracy, "loss": self.loss, "n": self.n,
-                "correct": int(np.trace(self.confusion)), "confusion": self.confusion.tolist(),
-                "labels": self.labels}
-
-
-def evaluate(model: Model, data, batch_size: int = 256) -> Evaluation:
+def evaluate(model: Model, data, batch_size: int = 256):
     """Classify every sequence of ``data`` (a :class:`slimedge.data.SequenceData`) by the model's
     output at its last frame; ``batch_size`` sequences are stepped together (padded: frames after
     a sequence's end cannot change its earlier outputs)."""
@@ -452,6 +435,8 @@ def evaluate(model: Model, data, batch_size: int = 256) -> Evaluation:
         loss += float(np.sum(top + np.log(np.exp(logits - top[:, None]).sum(-1))
                              - logits[np.arange(len(idx)), y]))
         np.add.at(confusion, (y, logits.argmax(-1)), 1)
+    from ..data import Evaluation  # numpy only
+
     labels = model.labels or list(getattr(data, "labels", [])) or [str(j) for j in range(k)]
     return Evaluation(float(np.trace(confusion)) / n if n else float("nan"),
                       loss / n if n else float("nan"), n, confusion, labels)
