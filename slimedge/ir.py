@@ -14,7 +14,9 @@ The lowering emits exactly the work a variant needs, read off its :class:`Varian
 * nothing for a gate fixed at exactly 1.0; a ``mul`` by a scalar for any other fixed gate (a gate
   of 0.0 drops its product entirely);
 * constants folded: a gate whose pre-activation is its bias alone (LSTM3) becomes the constant
-  σ(b), so it reads neither input nor state; the normalisation (x - mean) / std becomes x·s + t.
+  σ(b), so it reads neither input nor state; the normalisation (x - mean) / std becomes x·s + t,
+  and with ``lower(..., fold_normalization=True)`` it disappears into the first layer's input
+  matmul(s): W·diag(s) and b + W·t (float exports; quantisers keep it as its own value).
 
 Ops (value = a named tensor; ``B`` marks the batch dimension in shapes):
 
@@ -224,8 +226,13 @@ class _Builder:
         return outs[0] if n_out == 1 else outs
 
 
-def lower(source: Checkpoint | str | Any) -> Graph:
-    """Lower a checkpoint (a :class:`Checkpoint` or a path to one) to its step graph."""
+def lower(source: Checkpoint | str | Any, *, fold_normalization: bool = False) -> Graph:
+    """Lower a checkpoint (a :class:`Checkpoint` or a path to one) to its step graph.
+
+    ``fold_normalization=True`` folds the input normalisation x·s + t into the first layer's
+    input matmul(s) (see :func:`fold_normalization`): two fewer nodes, for float exports. Keep it
+    off for quantisation, which needs the normalised input as its own (well-scaled) value.
+    """
     ckpt = source if isinstance(source, Checkpoint) else read(source)
     cfg = ckpt.lstm
     spec = variants.from_config(cfg["variant"])
@@ -267,7 +274,57 @@ def lower(source: Checkpoint | str | Any) -> Graph:
     else:
         bld.node("identity", [x], "y", (B, n), role="head")
     g.validate()
+    return _fold_normalization(g) if fold_normalization else g
+
+
+def _fold_normalization(g: Graph) -> Graph:
+    """Fold the normalisation x·s + t into the matmuls that read its result (in place).
+
+    Each ``matmul(x·s + t, W[, b])`` becomes ``matmul(x, W', b')`` with W' = W·diag(s) and
+    b' = b + W·t (a matmul without bias gets one). W' keeps W's role, so parameter and MAC counts
+    are unchanged; a bias created here is a derived constant (no role), like s and t were.
+    Nothing changes when the graph has no normalisation or its result feeds anything else.
+    """
+    norm = [nd for nd in g.nodes if nd.attrs.get("role") == "norm"]
+    if len(norm) != 2:
+        return g
+    mul, add = norm
+    scale, shift, x_norm = mul.inputs[1], add.inputs[1], add.outputs[0]
+    if mul.op != "mul" or add.op != "add" or mul.inputs[0] != "x" or add.inputs[0] != mul.outputs[0]:
+        return g
+    readers = [nd for nd in g.nodes if x_norm in nd.inputs]
+    if not readers or any(nd.op != "matmul" or nd.inputs.index(x_norm) != 0
+                          or x_norm in nd.inputs[1:] for nd in readers):
+        return g
+    s, t = g.initializers[scale], g.initializers[shift]
+    for nd in readers:
+        w, *bias = nd.inputs[1:]
+        W = g.initializers[w]
+        g.initializers[w] = W * s
+        shifted = W @ t
+        if bias:
+            g.initializers[bias[0]] = g.initializers[bias[0]] + shifted
+        else:
+            bias = [_fresh(g, f"{w}.norm_bias")]
+            g.initializers[bias[0]] = shifted
+        nd.inputs = ("x", w, bias[0])
+    g.nodes = [nd for nd in g.nodes if nd is not mul and nd is not add]
+    for k in (scale, shift):
+        g.initializers.pop(k)
+        g.param_roles.pop(k, None)
+    for v in (*mul.outputs, x_norm):
+        g.shapes.pop(v)
+    g.__dict__.pop("_cast", None)
+    g.validate()
     return g
+
+
+def _fresh(g: Graph, stem: str) -> str:
+    name, k = stem, 1
+    while name in g.initializers or name in g.shapes:
+        k += 1
+        name = f"{stem}_{k}"
+    return name
 
 
 def _lower_layer(bld: _Builder, spec, terms: Mapping[str, np.ndarray], k: int, x: str, h: str,

@@ -109,3 +109,29 @@ def test_lowering_needs_no_torch(tmp_path):
             "print(ir.rollout(g, np.zeros((3, 1, 3), np.float32))[0].shape)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "(3, 1, 2)"
+
+
+@pytest.mark.parametrize("variant", ALL)
+@pytest.mark.parametrize("layers", [1, 2])
+def test_fold_normalization(tmp_path, variant, layers):
+    """The normalisation folded into layer 0's input matmul(s): same outputs, two fewer nodes,
+    the same parameter and MAC counts; a checkpoint without normalisation is left as it is."""
+    m, n, B, T = 5, 8, 3, 100
+    path, w, extra = make_checkpoint(tmp_path / "m.safetensors", variant, m, n, layers, classes=4)
+    g, f = ir.lower(path), ir.lower(path, fold_normalization=True)
+    assert len(f.nodes) == len(g.nodes) - 2 and not any(nd.attrs.get("role") == "norm" for nd in f.nodes)
+    assert not any(k.startswith("norm.") for k in f.initializers)
+    # x is read by matmuls alone, and only by layer 0's
+    readers = [nd for nd in f.nodes if "x" in nd.inputs]
+    assert readers and all(nd.op == "matmul" and nd.attrs["layer"] == 0 and len(nd.inputs) == 3
+                           for nd in readers)
+    for role in ("lstm", "head", None):
+        assert f.num_params(role) == g.num_params(role) and f.macs_per_step(role) == g.macs_per_step(role)
+    frames = seeded("frames", variant).normal(size=(T, B, m)) * 3
+    h0, c0 = seeded("state", variant).normal(size=(2, layers, B, n)) * 0.5
+    ys, (h, c) = ir.rollout(f, frames, dtype=np.float64, state=(h0, c0))
+    ry, rh, rc = reference_outputs(variant, w, extra, frames, h0, c0)
+    for got, want in ((ys, ry), (h, rh), (c, rc)):
+        np.testing.assert_allclose(got, want, atol=1e-9, rtol=0)
+    bare, _, _ = make_checkpoint(tmp_path / "b.safetensors", variant, m, n, layers)
+    assert ir.lower(bare, fold_normalization=True).census() == ir.lower(bare).census()
