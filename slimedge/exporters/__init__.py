@@ -196,9 +196,14 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
         raise ValueError(f"{path}: is a directory; give a file name for the export")
     if _same_file(path, ckpt.path):
         raise ValueError(f"{path}: refusing to overwrite the model being exported")
+    # the graph the file holds: a float file folds the input normalisation into the first
+    # layer's input matmul(s); quantizers get the unfolded graph (they quantise the normalised
+    # input, whose features share one range, and keep x·s + t in float). Either way the file is
+    # validated against the unfolded graph, the model as trained.
+    written = ir.lower(ckpt, fold_normalization=True) if quantizer is None else graph
     with atomic_path(path, suffix=suffix(format)) as tmp:
         if quantizer is None:
-            EMITTERS[format](graph, tmp, mode=mode, **options)
+            EMITTERS[format](written, tmp, mode=mode, **options)
         else:
             qinfo = quantizer(graph, tmp, mode=mode, checkpoint=ckpt, **options)
         report = None
@@ -214,7 +219,8 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
                              atol=atol, drift_atol=drift_atol, source=source)
             if not report.passed:
                 raise ExportValidationError(report, path)
-    result = ExportResult(path, format, mode, quantize, path.stat().st_size, graph.summary(), report)
+    result = ExportResult(path, format, mode, quantize, path.stat().st_size, written.summary(),
+                          report)
     if quantizer is not None and isinstance(qinfo, dict):
         result.quantization = qinfo
     return result

@@ -631,7 +631,8 @@ def emit(graph: ir.Graph | str | os.PathLike, path: str | os.PathLike, *, quanti
     """
     if compat not in COMPAT:
         raise ValueError(f"unknown compat target {compat!r}; valid: {', '.join(COMPAT)}")
-    g = graph if isinstance(graph, ir.Graph) else ir.lower(graph)
+    g = graph if isinstance(graph, ir.Graph) else ir.lower(
+        graph, fold_normalization=(quantize == "none"))  # float: normalisation in the weights
     data, info = to_bytes(g, quantize=quantize, per_channel=(compat != "tflite-runtime"),
                           ranges=ranges, state_bits=state_bits, act_bits=act_bits,
                           export_info={"compat": compat, **(export_info or {})})
