@@ -72,11 +72,15 @@ def render(m: int, n: int) -> str:
         f"Every variant's ONNX **step graph** (`slimedge export --mode step`), one layer, input size "
         f"m = {m}, hidden size n = {n}, no head and no normalisation (y = h), sigmoid gates and tanh. "
         "Counts are ONNX nodes. A matmul is one `Gemm` (weight kept as (out, in), bias fused); "
-        "\"W·x + U·h\" over several gates is one packed matmul per operand; a point-wise term u⊙h "
+        "\"W·x + U·h\" over several gates is one packed matmul per operand; a bias-less matmul's "
+        "product plus another value is no `Add`: the value is the `Gemm`'s C input "
+        "(Gemm(h, U, C=W·x + b)); a point-wise term u⊙h "
         "is one `Mul`; a gate fixed at 1.0 emits nothing and any other fixed gate one `Mul` by a "
         "scalar; LSTM3's bias-only gates σ(b) are folded to constants (no `Sigmoid`, no input, no "
         "state). Besides the compute ops below, every graph holds the same state plumbing: "
-        "`Squeeze` ×2 (h, c in), `Unsqueeze` ×2 (h, c out) and one `Identity` (y).",
+        "`Squeeze` ×2 (h, c in), `Unsqueeze` ×2 (h, c out) and one `Identity` (y). With "
+        "normalisation (a classifier), float files hold no node for it: x·s + t is folded into "
+        "the first layer's input matmul(s), W·diag(s) and b + W·t; quantised files keep it.",
         "",
         "MACs per step count the W·x, U·h and u⊙h products, as `slimedge variants` does (the "
         "script checks that the graph's count equals `VariantSpec.macs_per_step`, and its "

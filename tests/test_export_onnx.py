@@ -154,7 +154,65 @@ def test_custom_constants(tmp_path):
         assert_reproduces(model, "onnxruntime", mode, "LSTM_C6", w, extra, 2, 4,
                           constants={"f": 0.0, "o": 0.5})
     # per layer: u_c ⊙ h and 0.5 · g(c'); f = 0 drops f ⊙ c
-    assert op_counts(onnx.load(tmp_path / "step.onnx"))["Mul"] == 2 * 2 + 1  # + normalisation
+    assert op_counts(onnx.load(tmp_path / "step.onnx"))["Mul"] == 2 * 2  # normalisation folded
+
+
+# ---- the normalisation folded into float files; quantizers get the unfolded graph --------------
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("variant", ALL)
+def test_float_export_folds_normalization(tmp_path, variant, layers, fmt):
+    path, w, extra = make_checkpoint(tmp_path / "m.safetensors", variant, M, N, layers, classes=3)
+    r = exporters.export(path, tmp_path / f"m.{fmt}", format=fmt)
+    assert r.validation.passed  # against the unfolded graph, at the same atol
+    folded = ir.lower(path, fold_normalization=True)
+    assert r.summary == folded.summary() and r.summary["census"] != ir.lower(path).census()
+    if fmt == "onnx":  # x is read by the first layer's Gemm(s) alone: no Mul/Add on the input
+        assert {nd.op_type for nd in onnx.load(r.path).graph.node if "x" in nd.input} == {"Gemm"}
+    frames = seeded("frames", variant).normal(size=(T, 2, M)).astype(np.float32) * 3
+    h0, c0 = (seeded("state", variant).normal(size=(2, layers, 2, N)) * 0.5).astype(np.float32)
+    run = exporters.RUNNERS[fmt](r.path)
+    ys, h, c = [], h0, c0
+    for x in frames:
+        out = run({"x": x, "h": h, "c": c})
+        ys.append(out["y"])
+        h, c = out["h_next"], out["c_next"]
+    ry, rh, rc = reference_outputs(variant, w, extra, frames, h0, c0)
+    tol = 1e-5 * max(1.0, np.abs(rc).max())  # float32 rounding of LSTM4a/5a's |c| ~ 10
+    for got, want in ((np.stack(ys), ry), (h, rh), (c, rc)):
+        assert np.abs(got - want).max() <= tol
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_quantizers_get_the_unfolded_graph(tmp_path, monkeypatch, fmt):
+    seen = []
+
+    def record(graph, path, **_):
+        seen.append(graph)
+        exporters.EMITTERS[fmt](graph, path)
+        return {}
+    exporters.format_module(fmt)
+    monkeypatch.setattr(exporters, "QUANTIZERS", {(fmt, "dynamic"): record})
+    monkeypatch.setattr(exporters, "_quantizers_loaded", True)
+    path, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM0", M, N, 2, classes=3)
+    r = exporters.export(path, tmp_path / f"q.{fmt}", format=fmt, quantize="dynamic")
+    (g,) = seen
+    assert g.census() == ir.lower(path).census() and r.summary == ir.lower(path).summary()
+    assert [nd.op for nd in g.nodes if nd.attrs.get("role") == "norm"] == ["mul", "add"]
+
+
+def test_quantizer_onnx_source_is_unfused(tmp_path):
+    """The float ONNX the quantizers start from: the normalisation kept, one Gemm per IR matmul,
+    every bias-less Gemm without a C input (no Gemm-C fusion)."""
+    from slimedge.exporters import quantize as Q
+    path, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM1", M, N, 2, classes=3)
+    g = ir.lower(path)
+    model = onnx.load(Q._float_onnx(g, str(tmp_path), matmul=False))
+    assert [nd.op_type for nd in model.graph.node if "x" in nd.input] == ["Mul"]
+    gemms = [nd for nd in model.graph.node if nd.op_type == "Gemm"]
+    assert len(gemms) == sum(nd.op == "matmul" for nd in g.nodes)
+    assert sum(len(nd.input) == 3 for nd in gemms) == sum(len(nd.inputs) == 3 for nd in g.nodes
+                                                          if nd.op == "matmul")
 
 
 # ---- the I/O contract and metadata ---------------------------------------------------------------
@@ -278,6 +336,44 @@ def test_census_packed_and_reduced_matmuls(tmp_path):
     assert matmul_weights(step1.graph) == sorted([(n, m), (4 * n, n)])  # no x term in the gates
     step4a, _, _ = graphs(tmp_path, "LSTM4a")
     assert op_counts(step4a)["Sigmoid"] == 1 and op_counts(step4a)["Mul"] == 3
+
+
+@pytest.mark.parametrize("mode", ["step", "sequence"])
+@pytest.mark.parametrize("variant", ALL)
+def test_gemm_c_fusion(tmp_path, variant, mode):
+    """add(W·x + b, U·h) is one Gemm(h, U, C=W·x + b): one Add fewer per fused pair, same Gemms,
+    same outputs as the unfused graph (``optimize=False``, what the quantizers start from)."""
+    path, _, _ = make_checkpoint(tmp_path / "m.safetensors", variant, 13, 64, 2, classes=3)
+    g = ir.lower(path, fold_normalization=True)
+    fused, plain = onnx_export.build(g, mode=mode), onnx_export.build(g, mode=mode, optimize=False)
+    body = scan_body if mode == "sequence" else (lambda model: model.graph)
+    got, want = op_counts(body(fused)), op_counts(body(plain))
+    inits = {t.name for t in body(fused).initializer} | {t.name for t in fused.graph.initializer}
+    with_c = [nd for nd in body(fused).node
+              if nd.op_type == "Gemm" and len(nd.input) == 3 and nd.input[2] not in inits]
+    spec = variants.get(variant)
+    # each fused add is one Add fewer; every layer whose x and h products cover the same gates
+    # adds them, and that add is fused (LSTM1's second layer also fuses W_c·x into U·h's cell part)
+    assert want.get("Add", 0) - got.get("Add", 0) == len(with_c)
+    assert len(with_c) >= 2 * (spec.slots_with("W") == spec.slots_with("U") != ())
+    assert got.get("Gemm", 0) == want.get("Gemm", 0) and set(got) <= set(want)
+    onnx.checker.check_model(fused, full_check=True)
+    rng = seeded("fusion", variant)
+    x = rng.normal(size=((7, 3, 13) if mode == "sequence" else (3, 13))).astype(np.float32)
+    h, c = rng.normal(size=(2, 2, 3, 64)).astype(np.float32)
+    feeds = {"x": x, "h": h, "c": c}
+    for a, b in zip(run_ort(fused)(feeds), run_ort(plain)(feeds)):
+        np.testing.assert_allclose(a, b, atol=2e-6, rtol=0)
+
+
+def test_gemm_c_fusion_lstm6(tmp_path):
+    step, seq, _ = graphs(tmp_path, "LSTM6")
+    gemm = {nd.output[0]: nd for nd in step.graph.node if nd.op_type == "Gemm"}
+    (uh,) = [nd for nd in gemm.values() if len(nd.input) == 3 and nd.input[2] in gemm]
+    assert uh.input[0] == "h_in" and gemm[uh.input[2]].input[0] == "x"  # Gemm(h, U_c, C=W_c x + b_c)
+    assert op_counts(step)["Add"] == 1  # c' = f·c + c~ alone
+    (body_gemm,) = [nd for nd in scan_body(seq).node if nd.op_type == "Gemm"]
+    assert len(body_gemm.input) == 3  # the loop: Gemm(h, U_c, C=the hoisted W_c x + b_c slice)
 
 
 @pytest.mark.parametrize("variant", ALL)

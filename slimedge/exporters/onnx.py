@@ -14,7 +14,9 @@ Two graphs, both with the model's config JSON in ``metadata_props["slimedge"]``:
                      recurrence (for LSTM10/11/C6 the loop body holds no matrix product at all).
 
 Each IR op maps to ONNX nodes through one small dict, :data:`OPS`. Weights are float32
-initializers; a matmul weight keeps its (out, in) layout under ``Gemm(transB=1)``. No torch.
+initializers; a matmul weight keeps its (out, in) layout under ``Gemm(transB=1)``. One fusion on
+top (``build(optimize=True)``, the default): an ``add`` of a bias-less matmul's product, read
+nowhere else, becomes that Gemm's C input (Gemm(h, U, C=W·x + b) = U·h + W·x + b). No torch.
 """
 from __future__ import annotations
 
@@ -176,10 +178,50 @@ def _graph(name: str, scope: _Scope, inputs, outputs) -> onnx.GraphProto:
     return helper.make_graph(scope.nodes, name, inputs, outputs, initializer=inits)
 
 
-def _step_graph(g: ir.Graph) -> onnx.GraphProto:
+def gemm_bias_fusions(s: _Scope, nodes: list[ir.Node]) -> dict[int, tuple[ir.Node, str]]:
+    """The ``add`` nodes to emit as one Gemm: ``add(matmul(a, W), v)`` -> ``Gemm(a, W, C=v)``.
+
+    A matmul qualifies when it has no bias of its own, reads a 2-D operand here, and its product
+    is read by that add alone; ``v`` is a value of the product's shape or a 1-D constant. Returns
+    id(add) -> (the matmul, v); the matmul itself is then not emitted.
+    """
+    g = s.g
+    readers = Counter(i for nd in nodes for i in nd.inputs) + Counter(g.outputs)
+    producer = {o: nd for nd in nodes for o in nd.outputs}
+    plan: dict[int, tuple[ir.Node, str]] = {}
+    for nd in nodes:
+        if nd.op != "add":
+            continue
+        for k in (1, 0):  # prefer the later operand (U·h: C is then W·x, hoisted in a sequence)
+            mm, other = producer.get(nd.inputs[k]), nd.inputs[1 - k]
+            if mm is None or mm.op != "matmul" or len(mm.inputs) != 2 or other == nd.inputs[k]:
+                continue
+            out_shape = g.shapes[mm.outputs[0]]
+            fits = (g.initializers[other].shape == out_shape[-1:] if other in g.initializers
+                    else g.shapes[other] == out_shape and s.rank(other) == 2)
+            if readers[mm.outputs[0]] == 1 and s.rank(mm.inputs[0]) == 2 and fits:
+                plan[id(nd)] = (mm, other)
+                break
+    return plan
+
+
+def _emit_all(s: _Scope, nodes: list[ir.Node], optimize: bool) -> None:
+    fused = gemm_bias_fusions(s, nodes) if optimize else {}
+    skip = {id(mm) for mm, _ in fused.values()}
+    for node in nodes:
+        if id(node) in skip:
+            continue
+        if id(node) in fused:
+            mm, other = fused[id(node)]
+            s.add("Gemm", [s.v(mm.inputs[0]), s.weight(mm.inputs[1]), s.v(other)],
+                  [s.v(node.outputs[0])], transB=1)
+        else:
+            s.emit(node)
+
+
+def _step_graph(g: ir.Graph, optimize: bool = True) -> onnx.GraphProto:
     s = _Scope(g)
-    for node in g.nodes:
-        s.emit(node)
+    _emit_all(s, g.nodes, optimize)
     return _graph("slimedge_step", s,
                   [_io(k, _dims(g.shapes[k]), _DOCS[k]) for k in g.inputs],
                   [_io(k, _dims(g.shapes[k]), _DOCS[k]) for k in g.outputs])
@@ -196,7 +238,7 @@ def hoistable(g: ir.Graph) -> list[ir.Node]:
     return out
 
 
-def _sequence_graph(g: ir.Graph) -> onnx.GraphProto:
+def _sequence_graph(g: ir.Graph, optimize: bool = True) -> onnx.GraphProto:
     pre = hoistable(g)
     pre_ids = {id(n) for n in pre}
     loop = [n for n in g.nodes if id(n) not in pre_ids]
@@ -208,8 +250,7 @@ def _sequence_graph(g: ir.Graph) -> onnx.GraphProto:
         outer.emit(node)
     body = _Scope(g, prefix=_BODY)
     body._used = outer._used  # one pool of intermediate names for both graphs
-    for node in loop:
-        body.emit(node)
+    _emit_all(body, loop, optimize)
     # a weight both graphs read lives in the outer graph; the body reads it from there
     for k in set(body.inits) & set(outer.inits):
         del body.inits[k]
@@ -225,13 +266,19 @@ def _sequence_graph(g: ir.Graph) -> onnx.GraphProto:
                   [_io(k, _dims(g.shapes[k], time=k in time_major), _DOCS[k]) for k in g.outputs])
 
 
-def build(graph: ir.Graph, *, mode: str = "step", opset: int = OPSET) -> onnx.ModelProto:
-    """The ONNX model of ``graph``: one time step, or a whole sequence (``mode="sequence"``)."""
+def build(graph: ir.Graph, *, mode: str = "step", opset: int = OPSET,
+          optimize: bool = True) -> onnx.ModelProto:
+    """The ONNX model of ``graph``: one time step, or a whole sequence (``mode="sequence"``).
+
+    ``optimize`` (float files) fuses node patterns onnxruntime would run one by one (see
+    :func:`gemm_bias_fusions`); ``False`` maps every IR node on its own, the form the quantizers
+    start from.
+    """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
     if int(opset) < OPSET:
         raise ValueError(f"opset {opset} is too old: the ONNX emitter needs opset >= {OPSET}")
-    body = _step_graph(graph) if mode == "step" else _sequence_graph(graph)
+    body = (_step_graph if mode == "step" else _sequence_graph)(graph, optimize)
     model = helper.make_model(body, opset_imports=[helper.make_opsetid("", int(opset))],
                               producer_name="slimedge", producer_version=__version__,
                               ir_version=IR_VERSION if int(opset) <= 19 else onnx.IR_VERSION,
@@ -277,4 +324,5 @@ def metadata(path_or_model) -> dict:
     return json.loads(props["slimedge"])
 
 
-__all__ = ["OPS", "OPSET", "MODES", "build", "write", "runner", "metadata", "hoistable"]
+__all__ = ["OPS", "OPSET", "MODES", "build", "write", "runner", "metadata", "hoistable",
+           "gemm_bias_fusions"]

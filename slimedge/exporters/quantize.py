@@ -304,7 +304,7 @@ def _float_onnx(graph: ir.Graph, tmpdir: str, *, matmul: bool) -> str:
 
     from . import onnx as onnx_exporter
 
-    model = onnx_exporter.build(graph, mode="step")
+    model = onnx_exporter.build(graph, mode="step", optimize=False)  # one ONNX node per IR op
     if matmul:  # Gemm(a, W, b, transB=1) -> MatMul(a, W^T) + Add(b)
         g = model.graph
         inits = {i.name: i for i in g.initializer}
