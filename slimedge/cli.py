@@ -360,9 +360,14 @@ def run_cmd(
                       f"{seconds:.2f} s", highlight=False, soft_wrap=True)
         return
     try:
+        with open(input, "rb") as f:
+            if f.read(6) != b"\x93NUMPY":
+                raise ValueError(f"{input}: not a .npy file (no NumPy header); save frames with "
+                                 f"numpy.save as a (T, {m.input_size}) array")
         frames = np.load(input, allow_pickle=False)
     except (OSError, ValueError) as e:
-        raise ValueError(f"{input}: not a readable .npy array: {e}") from None
+        msg = str(e) if str(e).startswith(str(input)) else f"{input}: not a readable .npy array: {e}"
+        raise ValueError(msg) from None
     if frames.ndim == 1 and frames.shape[0] == m.input_size:
         frames = frames[None]
     if frames.ndim != 2 or frames.shape[1] != m.input_size:

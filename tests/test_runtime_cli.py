@@ -90,7 +90,9 @@ def test_run_user_errors(model_files, tmp_path):
     np.save(tmp_path / "bad.npy", np.ones((3, M + 1)))
     np.save(tmp_path / "nan.npy", np.array([[0.0] * M, [np.nan] * M]))
     (tmp_path / "junk.onnx").write_bytes(b"junk")
+    (tmp_path / "text.npy").write_text("0.1 0.2 0.3 0.4\n")
     for args, message in [
+        (["run", onnx, "-i", str(tmp_path / "text.npy")], "text.npy: not a .npy file"),
         (["run", onnx], "exactly one of --input"),
         (["run", onnx, "-i", str(tmp_path / "bad.npy"), "-d", str(data)], "exactly one of"),
         (["run", onnx, "-i", str(tmp_path / "bad.npy")], "expected frames of shape (T, 4)"),
