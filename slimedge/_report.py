@@ -44,10 +44,10 @@ def update_markdown_section(path: str | os.PathLike, heading: str, text: str) ->
     by ``text``, or append it; every other section stays as it is. Written atomically."""
     path = Path(path)
     old = path.read_text() if path.exists() else "# Benchmarks\n"
-    text = text if text.endswith("\n") else text + "\n"
+    text = text.rstrip("\n") + "\n\n"  # a blank line before the next section
     pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(old):
         new = pattern.sub(lambda _: text, old, count=1)
     else:
         new = old.rstrip("\n") + "\n\n" + text
-    _io.write_text(path, new)
+    _io.write_text(path, new.rstrip("\n") + "\n")

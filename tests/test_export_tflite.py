@@ -121,9 +121,20 @@ def test_dynamic_batch_and_signature(tmp_path):
     np.testing.assert_allclose(out["y"], g.run({"x": x, "h": z, "c": z})["y"], atol=1e-6)
 
 
+def _int8_scales(path) -> dict[tuple[int, ...], int]:
+    """Shape of each int8 tensor -> how many scales it has."""
+    from ai_edge_litert import schema_py_generated as s
+
+    sg = s.Model.GetRootAs(path.read_bytes(), 0).Subgraphs(0)
+    return {tuple(sg.Tensors(i).ShapeAsNumpy()): sg.Tensors(i).Quantization().ScaleLength()
+            for i in range(sg.TensorsLength()) if sg.Tensors(i).Type() == s.TensorType.INT8}
+
+
 def test_dynamic_range_int8_weights(tmp_path):
-    """Hybrid FULLY_CONNECTED: int8 weights (per channel, or per tensor for tflite-runtime)."""
-    path, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM0", 13, 64, 1, classes=10)
+    """Hybrid FULLY_CONNECTED: int8 weights, per channel where a row holds >= 128 weights (U·h at
+    n = 128), per tensor for shorter rows (W·x over 13 inputs) and for tflite-runtime."""
+    n = 128
+    path, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM0", 13, n, 1, classes=10)
     g = ir.lower(path)
     f = tflite.emit(g, tmp_path / "f.tflite")
     d = tflite.emit(g, tmp_path / "d.tflite", quantize="dynamic")
@@ -131,14 +142,25 @@ def test_dynamic_range_int8_weights(tmp_path):
     assert d["hybrid_per_channel_fully_connected"] and not d["tflite_runtime_ok"]
     assert not t["hybrid_per_channel_fully_connected"] and t["tflite_runtime_ok"]
     assert tflite.read_metadata(tmp_path / "d.tflite")["export"]["tflite_runtime_ok"] is False
-    assert d["weight_bytes"] < 0.45 * f["weight_bytes"]
+    assert _int8_scales(tmp_path / "d.tflite") == {(4 * n, 13): 1, (4 * n, n): 4 * n, (10, n): 10}
+    assert set(_int8_scales(tmp_path / "t.tflite").values()) == {1}
+    assert d["weight_bytes"] < 0.3 * f["weight_bytes"]
     frames = seeded("frames").normal(size=(50, 4, 13))
-    z = np.zeros((1, 4, 64))
+    z = np.zeros((1, 4, n))
     ref, _, _ = _rollout(tflite.Runner(tmp_path / "f.tflite"), frames, z, z)
     for name in ("d", "t"):
         ys, _, _ = _rollout(tflite.Runner(tmp_path / f"{name}.tflite"), frames, z, z)
         err = np.abs(ys - ref).max()
         assert 0 < err < 0.05, (name, err)
+
+
+def test_short_rows_share_one_scale(tmp_path):
+    """Below 128 weights a row, per-channel scales (12 bytes a row) cost more than they are worth:
+    a small model's dynamic file is per tensor throughout, and so runs on tflite-runtime too."""
+    path, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM6", 13, 64, 1, classes=10)
+    d = tflite.emit(path, tmp_path / "d.tflite", quantize="dynamic")
+    assert not d["per_channel"] and d["tflite_runtime_ok"]
+    assert set(_int8_scales(tmp_path / "d.tflite").values()) == {1}
 
 
 def test_bad_options(tmp_path):

@@ -125,8 +125,9 @@ def test_tflite_runtime_compat_is_per_tensor(tmp_path, fsdd_model):
         t = sg.Tensors(i)
         if t.Type() == s.TensorType.INT8:
             assert t.Quantization().ScaleLength() == 1
+    # this model's rows are short (n < 128): one scale per tensor by default as well
     exporters.export(path, tmp_path / "p.tflite", format="tflite", quantize="dynamic")
-    assert tflite.read_metadata(tmp_path / "p.tflite")["export"]["tflite_runtime_ok"] is False
+    assert tflite.read_metadata(tmp_path / "p.tflite")["export"]["tflite_runtime_ok"] is True
 
 
 def test_quantizing_needs_real_data(tmp_path):
