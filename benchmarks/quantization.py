@@ -266,7 +266,9 @@ def main(argv=None) -> None:
                     f"{a.epochs} epochs, Adam 3e-3 cosine, seed 0; not the paper-table runs): "
                     f"{', '.join(trained)}.")
     if reused:
-        note.append(f"Reused checkpoints from {a.models}: {', '.join(reused)}.")
+        note.append(f"Reused checkpoints from {a.models}: {', '.join(reused)} (the FSDD runs "
+                    f"`python benchmarks/paper_table.py --workdir DIR` leaves in DIR: n = 64, "
+                    f"30 epochs, the paper table's budget).")
     report = {"date": _dt.date.today().isoformat(),
               "machine": describe(machine()),
               "command": "python benchmarks/quantization.py" + (f" {' '.join(argv or sys.argv[1:])}"
