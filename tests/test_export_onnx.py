@@ -184,6 +184,23 @@ def test_float_export_folds_normalization(tmp_path, variant, layers, fmt):
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_inputs_far_from_zero_keep_the_normalisation_unfolded(tmp_path, fmt):
+    """mean 1000, std 1 (an offset like kelvin): folded, W'x and the bias nearly cancel and float32
+    loses 4e-5; such a graph keeps x·s + t as its own ops and exports within 1e-5."""
+    from slimedge import checkpoint
+
+    path, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM0", 5, 16, classes=3)
+    ck = checkpoint.read(path)
+    ck.tensors["norm.mean"] = np.full(5, 1000.0, np.float32)
+    ck.tensors["norm.std"] = np.ones(5, np.float32)
+    checkpoint.write(path, ck.config, ck.tensors)
+    assert ir.lower(path, fold_normalization=True).census() == ir.lower(path).census()
+    frames = seeded("kelvin").normal(1000.0, 1.0, size=(100, 2, 5)).astype(np.float32)
+    r = exporters.export(path, tmp_path / f"k.{fmt}", format=fmt, frames=frames)
+    assert r.validation.passed and max(r.validation.max_abs_diff.values()) < 1e-5
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
 def test_quantizers_get_the_unfolded_graph(tmp_path, monkeypatch, fmt):
     seen = []
 
