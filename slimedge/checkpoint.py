@@ -87,36 +87,77 @@ def read(path: str | os.PathLike) -> Checkpoint:
         config = json.loads(meta[METADATA_KEY])
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path}: the '{METADATA_KEY}' header entry is not valid JSON: {e}") from None
-    if config.get("format") != FORMAT or "lstm" not in config:
-        raise CheckpointError(f"{path}: unsupported checkpoint format {config.get('format')!r} "
+    if not isinstance(config, dict) or config.get("format") != FORMAT or not isinstance(config.get("lstm"), dict):
+        got = config.get("format") if isinstance(config, dict) else type(config).__name__
+        raise CheckpointError(f"{path}: unsupported checkpoint format {got!r} "
                               f"(expected {FORMAT!r} with an 'lstm' section)")
     ckpt = Checkpoint(config=config, tensors=tensors, path=path)
-    _check_shapes(ckpt)
+    _check(ckpt)
     return ckpt
 
 
-def _check_shapes(ckpt: Checkpoint) -> None:
-    """Every layer holds exactly its variant's terms, in the spec's shapes."""
+KINDS = ("slim_lstm", "classifier")  # slim_lstm: layers only; classifier: + head and normalisation
+TRAINING_STATE_PREFIX = "optim."     # Adam's moments in a resumable training state
+
+
+def _check(ckpt: Checkpoint) -> None:
+    """The config is one slimedge can build, and the tensors are exactly the ones it names, in the
+    spec's shapes, all finite (std positive)."""
     from . import variants
 
+    where = ckpt.path
     cfg = ckpt.lstm
     try:
         spec = variants.from_config(cfg["variant"])
         n, layers = int(cfg["hidden_size"]), int(cfg.get("num_layers", 1))
         m0 = int(cfg["input_size"])
     except (KeyError, ValueError, TypeError) as e:
-        raise CheckpointError(f"{ckpt.path}: bad 'lstm' config: {e}") from None
+        raise CheckpointError(f"{where}: bad 'lstm' config: {e}") from None
+    if min(n, layers, m0) < 1:
+        raise CheckpointError(f"{where}: input_size, hidden_size and num_layers must be at least 1, "
+                              f"got {m0}, {n}, {layers}")
+    for key, valid, default in (("gate_activation", variants.GATE_ACTIVATIONS, "sigmoid"),
+                                ("activation", variants.ACTIVATIONS, "tanh")):
+        if cfg.get(key, default) not in valid:
+            raise CheckpointError(f"{where}: unknown {key} {cfg.get(key)!r}; valid: {', '.join(valid)}")
+    kind = ckpt.kind
+    if kind not in KINDS:
+        raise CheckpointError(f"{where}: unknown model kind {kind!r}; valid: {', '.join(KINDS)}")
+    expected = {}
+    if kind == "classifier":
+        try:
+            k_out = int(ckpt.config["head"]["num_classes"])
+        except (KeyError, ValueError, TypeError) as e:
+            raise CheckpointError(f"{where}: a classifier needs head.num_classes in its config: {e!r}") from None
+        expected = {"head.weight": (k_out, n), "head.bias": (k_out,)}
+        if ckpt.config.get("normalization"):
+            expected.update({"norm.mean": (m0,), "norm.std": (m0,)})
+    for name, shape in expected.items():
+        if name not in ckpt.tensors:
+            raise CheckpointError(f"{where}: tensor {name} is missing (a {kind} needs it)")
+        if tuple(ckpt.tensors[name].shape) != shape:
+            raise CheckpointError(f"{where}: tensor {name} has shape "
+                                  f"{tuple(ckpt.tensors[name].shape)}, expected {shape}")
+    extra = [t for t in ckpt.tensors if not t.startswith(("layers.", TRAINING_STATE_PREFIX))
+             and t not in expected]
+    if extra:
+        raise CheckpointError(f"{where}: unexpected tensors {sorted(extra)} for a {kind}")
+    for name, t in ckpt.tensors.items():
+        if not np.isfinite(t).all():
+            raise CheckpointError(f"{where}: tensor {name} holds NaN or infinite values")
+    if "norm.std" in ckpt.tensors and not (ckpt.tensors["norm.std"] > 0).all():
+        raise CheckpointError(f"{where}: tensor norm.std must be positive")
     for k in range(layers):
         m = m0 if k == 0 else n
         got = ckpt.layer_terms(k)
         want = {f"{t}_{s}": spec.term_shape(t, m, n) for t in variants.TERMS
                 for s in spec.slots_with(t)}
         if set(got) != set(want):
-            raise CheckpointError(f"{ckpt.path}: layer {k} ({spec.name}) holds terms {sorted(got)}, "
+            raise CheckpointError(f"{where}: layer {k} ({spec.name}) holds terms {sorted(got)}, "
                                   f"expected {sorted(want)}")
         for name, shape in want.items():
             if tuple(got[name].shape) != shape:
-                raise CheckpointError(f"{ckpt.path}: tensor layers.{k}.{name} has shape "
+                raise CheckpointError(f"{where}: tensor layers.{k}.{name} has shape "
                                       f"{tuple(got[name].shape)}, expected {shape}")
 
 

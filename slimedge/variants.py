@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 GATES = ("i", "f", "o")
+GATE_ACTIVATIONS = ("sigmoid", "hard_sigmoid")  # σ: Keras' hard_sigmoid is clip(0.2 z + 0.5, 0, 1)
+ACTIVATIONS = ("tanh", "sigmoid", "relu")       # g: the cell candidate's and the output's
 SLOTS = ("i", "f", "o", "c")  # the three gates, then the cell candidate
 TERMS = ("W", "U", "u", "b")
 
@@ -156,6 +158,9 @@ class VariantSpec:
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{self.name}: constant for gate {gate!r} must lie in [0, 1], "
                                  f"got {value}")
+            if value == 0.0 and gate in ("i", "o"):
+                never = "the cell state c would never change from 0" if gate == "i" else "h would always be 0"
+                raise ValueError(f"{self.name}: a fixed {gate} gate of 0 is not a model: {never}")
             slots[gate] = _slot(const=value)
         return dataclasses.replace(self, slots=slots)
 
@@ -262,4 +267,5 @@ def table(input_size: int, hidden_size: int) -> list[dict]:
 
 
 __all__ = ["VariantSpec", "SlotSpec", "VARIANTS", "ALIASES", "GATES", "SLOTS", "TERMS", "get",
+           "GATE_ACTIVATIONS", "ACTIVATIONS",
            "canonical_name", "from_config", "table", "UnknownVariantError"]

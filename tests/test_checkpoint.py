@@ -107,3 +107,40 @@ def test_written_files_follow_the_umask_and_failed_writes_leave_nothing(tmp_path
         checkpoint.write(path, {"kind": "slim_lstm"}, {"bad": object()})
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+
+
+def _classifier_file(tmp_path):
+    from slimedge.models import SequenceClassifier
+
+    torch.manual_seed(0)
+    path = checkpoint.save(SequenceClassifier("LSTM6", 5, 8, num_classes=3), tmp_path / "c.safetensors")
+    return checkpoint.read(path)
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda c, t: c["lstm"].update(num_layers=0), "must be at least 1"),
+    (lambda c, t: c["lstm"].update(activation="gelu"), "unknown activation 'gelu'"),
+    (lambda c, t: c["lstm"].update(gate_activation="swish"), "unknown gate_activation 'swish'"),
+    (lambda c, t: c.update(kind="weird"), "unknown model kind 'weird'"),
+    (lambda c, t: t.pop("head.bias"), "tensor head.bias is missing"),
+    (lambda c, t: t.update({"head.weight": np.zeros((10, 3), np.float32)}),
+     r"head.weight has shape \(10, 3\), expected \(3, 8\)"),
+    (lambda c, t: t.update({"norm.std": np.zeros(5, np.float32)}), "norm.std must be positive"),
+    (lambda c, t: t["head.bias"].__setitem__(0, np.nan), "head.bias holds NaN"),
+    (lambda c, t: t.update({"extra.w": np.zeros(2, np.float32)}), r"unexpected tensors \['extra.w'\]"),
+])
+def test_damaged_checkpoints_are_refused_by_name(tmp_path, damage, message):
+    ck = _classifier_file(tmp_path)
+    tensors = {k: v.copy() for k, v in ck.tensors.items()}
+    damage(ck.config, tensors)
+    bad = checkpoint.write(tmp_path / "bad.safetensors", ck.config, tensors)
+    with pytest.raises(CheckpointError, match=message) as e:
+        checkpoint.read(bad)
+    assert "bad.safetensors" in str(e.value)
+
+
+def test_config_that_is_not_an_object_is_refused(tmp_path):
+    path = tmp_path / "list.safetensors"
+    save_file({"w": np.zeros(3, np.float32)}, str(path), metadata={"slimedge": "[1, 2]"})
+    with pytest.raises(CheckpointError, match="unsupported checkpoint format 'list'"):
+        checkpoint.read(path)

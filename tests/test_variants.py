@@ -81,6 +81,11 @@ def test_fixed_constants_default_and_configurable():
         variants.get("LSTM4a", constants={"i": 0.5})
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         variants.get("LSTM6", constants={"f": 1.5})
+    with pytest.raises(ValueError, match="h would always be 0"):
+        variants.get("LSTM6", constants={"o": 0.0})
+    with pytest.raises(ValueError, match="c would never change"):
+        variants.get("LSTM_C6", constants={"i": 0})
+    assert variants.get("LSTM6", constants={"f": 0.0}).constants["f"] == 0.0  # c' = i ⊙ c~
 
 
 def test_c6_harsher_reading_is_an_option():

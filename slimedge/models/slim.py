@@ -21,10 +21,8 @@ import torch
 from torch import nn
 
 from .. import variants as _variants
-from ..variants import TERMS, VariantSpec
+from ..variants import ACTIVATIONS, GATE_ACTIVATIONS, TERMS, VariantSpec
 
-GATE_ACTIVATIONS = ("sigmoid", "hard_sigmoid")
-ACTIVATIONS = ("tanh", "sigmoid", "relu")
 INITS = ("pytorch", "paper")
 
 
