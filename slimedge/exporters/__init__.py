@@ -169,7 +169,7 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
             ``validation_batch`` streams and fail (raising
             :class:`~slimedge.exporters.validate.ExportValidationError`) when an output differs
             by more than ``atol`` at any step (each step run from the reference's state), or
-            drifts by more than ``drift_atol`` (default 100 x atol) when the file carries its own
+            drifts by more than ``drift_atol`` (default 10 x atol) when the file carries its own
             state through the whole rollout (see :mod:`slimedge.exporters.validate`).
         frames: validation frames (steps, batch, m); default: the model's data set when installed,
             else seeded random frames.
