@@ -108,3 +108,11 @@ def test_no_model_and_no_shipped_default(tmp_path, monkeypatch):
     r = runner.invoke(app, ["export", "-o", str(tmp_path / "m.onnx")])
     assert r.exit_code == 2 and "name a model explicitly" in r.stderr
     assert files(tmp_path) == []
+
+
+def test_output_suffix_of_another_format_is_refused(tmp_path):
+    path, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM6", 3, 4)
+    r = runner.invoke(app, ["export", str(path), "-f", "tflite", "-o", str(tmp_path / "m.onnx")])
+    assert r.exit_code == 2
+    assert "the suffix .onnx is for onnx files, and this is a tflite export" in " ".join(r.output.split())
+    assert not (tmp_path / "m.onnx").exists()

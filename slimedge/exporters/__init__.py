@@ -196,6 +196,11 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
         raise ValueError(f"{path}: is a directory; give a file name for the export")
     if _same_file(path, ckpt.path):
         raise ValueError(f"{path}: refusing to overwrite the model being exported")
+    others = {s: f for f in FORMATS if f != format for s in [suffix(f)]}
+    if path.suffix.lower() in others:
+        other = others[path.suffix.lower()]
+        raise ValueError(f"{path}: the suffix {path.suffix} is for {other} files, and this is a "
+                         f"{format} export; name it *{suffix(format)} or choose --format {other}")
     # the graph the file holds: a float file folds the input normalisation into the first
     # layer's input matmul(s); quantizers get the unfolded graph (they quantise the normalised
     # input, whose features share one range, and keep x·s + t in float). Either way the file is
