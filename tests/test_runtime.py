@@ -179,6 +179,53 @@ def test_stream_batch_add_remove_and_move_states(files, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_streams_coming_and_going_keep_no_binding_per_size(files, backend):
+    """A batch grown to 40 streams one add() at a time and shrunk again holds only the binding it
+    steps; LiteRT keeps interpreters for a few recent batch sizes, not one per size ever used."""
+    import gc
+    import weakref
+
+    from slimedge.runtime import litert
+
+    model, _, _ = load(files, backend, "LSTM0")
+    rng = seeded("churn")
+    early = model.stream()  # its batch-1 binding outlives the cache's batch-1 interpreter
+    frames = rng.normal(size=(5, M)).astype(np.float32)
+    batch = model.streams(0)
+    seen, interpreters = [], []
+    for k in list(range(1, 41)) + list(range(39, 1, -1)):
+        if k > len(batch):
+            batch.add()
+        else:
+            batch.remove(int(rng.integers(len(batch))))
+        assert len(batch) == k
+        batch.step(rng.normal(size=(k, M)).astype(np.float32))
+        seen.append(weakref.ref(batch._b))
+        if backend == "litert":
+            interpreters.append(weakref.ref(batch._b._interpreter))
+            assert len(model.session._by_batch) <= litert.CACHED_SIZES
+    gc.collect()
+    assert [r() for r in seen if r() is not None] == [batch._b]
+    if backend == "litert":
+        alive = {id(r()) for r in interpreters if r() is not None}
+        assert len(alive) <= litert.CACHED_SIZES + 1  # + the batch-1 one that `early` holds
+        assert id(early._b._interpreter) in alive
+        # the most recent sizes, least recent first; batch size 1 is gone, yet `early` steps on
+        assert model.session._by_batch.keys() == [5, 4, 3, 2][-litert.CACHED_SIZES:]
+    late = model.stream()  # a fresh batch-1 binding (on LiteRT: a new interpreter)
+    ys_early = np.stack([early.step(f) for f in frames])
+    ys_late = np.stack([late.step(f) for f in frames])
+    np.testing.assert_array_equal(ys_early, ys_late)
+    # the batch still steps exactly like separate streams after all the copying
+    singles = [model.stream() for _ in range(len(batch))]
+    for i, s in enumerate(singles):
+        s.state = batch.stream_state(i)
+    f2 = rng.normal(size=(len(batch), M)).astype(np.float32)
+    np.testing.assert_allclose(batch.step(f2), np.stack([s.step(f) for s, f in zip(singles, f2)]),
+                               atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_threads_share_one_model(files, backend):
     """8 threads, each with its own streams on one Model, give exactly the serial results."""
     model, _, _ = load(files, backend, "LSTM0")

@@ -285,15 +285,13 @@ class StreamBatch:
             raise ValueError(f"number of streams must be >= 0, got {k}")
         self.model = model
         self._k = int(k)
-        self._bindings: dict[int, object] = {}
         self._b = self._binding(self._k)
 
     def _binding(self, k: int):
-        if k == 0:
-            return None
-        if k not in self._bindings:
-            self._bindings[k] = self.model.bind(k)
-        return self._bindings[k]
+        """A new binding for k streams (None for none). The batch holds only the binding it steps
+        now: add and remove make one of the new size, copy the states over and drop the old one,
+        so a batch that grows to 400 streams and shrinks again keeps no binding of every size."""
+        return None if k == 0 else self.model.bind(k)
 
     def __len__(self) -> int:
         return self._k

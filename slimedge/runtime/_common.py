@@ -19,11 +19,51 @@ concurrently from different threads (a backend whose library is not thread-safe 
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from pathlib import Path
+from typing import Callable, Hashable, TypeVar
 
 import numpy as np
 
 METADATA_KEY = "slimedge"
+
+V = TypeVar("V")
+
+
+class LruCache:
+    """At most ``size`` values by key, the most recently used ones; thread-safe.
+
+    For what a session makes per batch size (an interpreter, a captured graph): the cache keeps
+    the recent sizes ready, and a value it drops lives on only while a binding still holds it, so
+    streams that come and go (batch sizes 1, 2, ..., 400) do not pile up memory."""
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"cache size must be at least 1, got {size}")
+        self.size = size
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, make: Callable[[], V]) -> V:
+        """The value for ``key``, made by ``make()`` (under the cache's lock) when absent."""
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            value = make()
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+            return value
+
+    def keys(self) -> list:
+        """The cached keys, least recently used first."""
+        with self._lock:
+            return list(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 class ModelFileError(ValueError):

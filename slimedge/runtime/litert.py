@@ -3,9 +3,11 @@
 Uses ``ai_edge_litert`` (LiteRT); the old ``tflite_runtime`` interpreter is a fallback only for
 graphs it runs correctly: it silently ignores per-channel scales in hybrid (float input, int8
 weight) FULLY_CONNECTED, so such files are refused on it. One interpreter per batch size, resized
-and allocated once and shared by every binding of that size; interpreters are not thread-safe, so
-each one's set/invoke/get runs under its own lock. ``threads`` is the interpreter's
-``num_threads``.
+and allocated once and shared by the bindings of that size made while it is cached: the session
+keeps the ``CACHED_SIZES`` most recently used sizes, and a binding keeps its own interpreter alive
+(so a StreamBatch that grows one stream at a time holds a few interpreters, not one per size it
+ever had). Interpreters are not thread-safe, so each one's set/invoke/get runs under its own lock.
+``threads`` is the interpreter's ``num_threads``.
 """
 from __future__ import annotations
 
@@ -16,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import Buffers, ModelFileError, check_io, parse_config, sizes, METADATA_KEY
+from ._common import Buffers, LruCache, ModelFileError, check_io, parse_config, sizes, METADATA_KEY
 
 NAME = "litert"
 SUFFIXES = (".tflite",)
 INTERPRETERS = ("ai_edge_litert", "tflite_runtime")  # in order of preference
+CACHED_SIZES = 4  # batch sizes whose interpreter a session keeps ready
 
 
 def available() -> bool:
@@ -66,8 +69,8 @@ class Session:
             version = "?"
         self.detail = f"{self.interpreter} {version}, {threads or 'default'} threads"
         self._dims = sizes(self.config)
-        self._by_batch: dict[int, tuple] = {}
-        self._lock = threading.Lock()
+        # batch size -> (interpreter, its lock, input details, output details)
+        self._by_batch = LruCache(CACHED_SIZES)
 
     def _new_interpreter(self):
         kw = {"num_threads": int(self.threads)} if self.threads else {}
@@ -77,19 +80,20 @@ class Session:
             raise ModelFileError(f"{self.path}: LiteRT cannot load it: {e}") from None
 
     def interpreter_for(self, batch: int):
-        """(interpreter, its lock, input details, output details) for one batch size."""
-        with self._lock:
-            if batch not in self._by_batch:
-                it = self._new_interpreter()
-                m, n, layers, _ = self._dims
-                want = {"x": (batch, m), "h": (layers, batch, n), "c": (layers, batch, n)}
-                for d in it.get_input_details():
-                    it.resize_tensor_input(d["index"], want[d["name"]], strict=False)
-                it.allocate_tensors()
-                ins = {d["name"]: d for d in it.get_input_details()}
-                outs = {d["name"]: d for d in it.get_output_details()}
-                self._by_batch[batch] = (it, threading.Lock(), ins, outs)
-            return self._by_batch[batch]
+        """(interpreter, its lock, input details, output details) for one batch size: the cached
+        one of that size, else a new one (and the least recently used size leaves the cache)."""
+        return self._by_batch.get(batch, lambda: self._resized(batch))
+
+    def _resized(self, batch: int):
+        it = self._new_interpreter()
+        m, n, layers, _ = self._dims
+        want = {"x": (batch, m), "h": (layers, batch, n), "c": (layers, batch, n)}
+        for d in it.get_input_details():
+            it.resize_tensor_input(d["index"], want[d["name"]], strict=False)
+        it.allocate_tensors()
+        ins = {d["name"]: d for d in it.get_input_details()}
+        outs = {d["name"]: d for d in it.get_output_details()}
+        return it, threading.Lock(), ins, outs
 
     def bind(self, batch: int) -> "Binding":
         return Binding(self, batch, *self._dims)
@@ -98,7 +102,10 @@ class Session:
 class Binding(Buffers):
     def __init__(self, session: Session, batch: int, *dims: int) -> None:
         super().__init__(batch, *dims)
+        # the interpreter (held through its bound methods) and its lock stay with this binding
+        # even after the session's cache lets go of them
         it, self._lock, ins, outs = session.interpreter_for(batch)
+        self._interpreter = it
         self._invoke, self._set, self._tensor = it.invoke, it.set_tensor, it.tensor
         names = ("x", "h", "c", "y", "h_next", "c_next")
         self._io = [(ins[k] if j < 3 else outs[k])["index"] for j, k in enumerate(names)]

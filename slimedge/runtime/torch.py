@@ -2,7 +2,9 @@
 
 On the CPU the binding's NumPy buffers and the tensors the step reads and writes share memory
 (``torch.from_numpy``), so a step copies nothing but its results. On CUDA one step per batch size
-is captured in a CUDA graph and replayed (inputs copied in, outputs copied out); should capture fail,
+is captured in a CUDA graph and replayed (inputs copied in, outputs copied out; the session keeps the
+graphs of the ``CACHED_SIZES`` most recently used batch sizes, and a binding keeps its own graph
+alive); should capture fail,
 the step runs eagerly on the GPU and a warning says so. ``threads`` sets ``torch.set_num_threads``,
 which is process-wide in PyTorch.
 """
@@ -15,10 +17,11 @@ import warnings
 from pathlib import Path
 
 
-from ._common import Buffers, sizes
+from ._common import Buffers, LruCache, sizes
 
 NAME = "torch"
 SUFFIXES = (".safetensors",)
+CACHED_SIZES = 4  # batch sizes whose captured CUDA graph a session keeps ready
 
 
 def available() -> bool:
@@ -54,8 +57,7 @@ class Session:
         self._norm = ((module.norm_mean, module.norm_std) if hasattr(module, "norm_mean") else None)
         self._head = getattr(module, "head", None)
         self._module = module
-        self._graphs: dict[int, _CudaGraphStep] = {}
-        self._lock = threading.Lock()
+        self._graphs = LruCache(CACHED_SIZES)  # batch size -> _CudaGraphStep
 
     @property
     def torch_module(self):
@@ -77,10 +79,9 @@ class Session:
         dims = sizes(self.config)
         if self.device == "cpu":
             return CpuBinding(self, batch, *dims)
-        with self._lock:  # one captured graph per batch size, shared by that size's bindings
-            if batch not in self._graphs:
-                self._graphs[batch] = _CudaGraphStep(self, batch, *dims)
-        return CudaBinding(self._graphs[batch], batch, *dims)
+        # one captured graph per recently used batch size, shared by that size's bindings
+        captured = self._graphs.get(batch, lambda: _CudaGraphStep(self, batch, *dims))
+        return CudaBinding(captured, batch, *dims)
 
 
 class CpuBinding(Buffers):
