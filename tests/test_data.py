@@ -139,11 +139,35 @@ def test_npz_dense_string_labels_and_fixed_split(tmp_path):
     ({"X": np.full((3, 4, 2), np.nan), "y": np.array([0, 1, 0])}, "NaN"),
     ({"X": np.zeros((3, 4, 2)), "y": np.array([0.5, 1, 0])}, "integer"),
     ({"X": np.zeros(5), "y": np.array([0, 1, 0])}, "shape"),
+    ({"X": np.zeros((10, 2)), "lengths": np.array([5, 5.5]), "y": np.array([0, 1])},
+     "lengths must be integers"),
 ])
 def test_npz_errors_are_clear(tmp_path, arrays, message):
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(ValueError, match=message):
         data.load(tmp_path / "bad.npz")
+
+
+def test_npz_record_finds_the_same_file_and_refuses_another(tmp_path, monkeypatch):
+    """A model trained on a .npz records its path and sha256: evaluated from another folder it
+    finds the file again; a different file under that name is refused, not taken silently."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 5, 2)), np.arange(40) % 2
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    np.savez(tmp_path / "a" / "ok.npz", X=X, y=y)
+    recorded = data.load(tmp_path / "a" / "ok.npz").info
+    assert recorded["path"] == str((tmp_path / "a" / "ok.npz").resolve()) and len(recorded["sha256"]) == 64
+    monkeypatch.chdir(tmp_path / "b")
+    np.savez(tmp_path / "b" / "ok.npz", X=X + 1, y=y)  # same name, other contents
+    again = data.load_as_recorded(recorded)
+    assert again.info["sha256"] == recorded["sha256"]
+    assert np.array_equal(again.test.frames, data.load(tmp_path / "a" / "ok.npz").test.frames)
+    with pytest.raises(ValueError, match="not the file the model was trained on"):
+        data.load_as_recorded(recorded, "ok.npz")
+    (tmp_path / "a" / "ok.npz").unlink()
+    with pytest.raises(ValueError, match="sha256 differs"):
+        data.load_as_recorded(recorded)
 
 
 def test_npz_missing_file_and_unknown_name(tmp_path):

@@ -358,7 +358,7 @@ def load_npz(path: str | Path, *, split_seed: int = 0,
     y = np.asarray(y).reshape(-1)
     if X.ndim == 3:
         N, T, m = X.shape
-        lengths = np.full(N, T) if lengths is None else np.asarray(lengths).reshape(-1)
+        lengths = np.full(N, T) if lengths is None else _int_lengths(path, lengths)
         if len(lengths) != N or np.any(lengths < 1) or np.any(lengths > T):
             raise ValueError(f"{path}: lengths must be (N,) = ({N},) with values in [1, {T}]")
         keep = (np.arange(T)[None, :] < lengths[:, None]).reshape(-1)
@@ -366,7 +366,7 @@ def load_npz(path: str | Path, *, split_seed: int = 0,
     elif X.ndim == 2:
         if lengths is None:
             raise ValueError(f"{path}: X is 2-D (total_frames, m), so 'lengths' (N,) is required")
-        lengths = np.asarray(lengths).reshape(-1)
+        lengths = _int_lengths(path, lengths)
         if np.any(lengths < 1) or lengths.sum() != len(X):
             raise ValueError(f"{path}: lengths must be positive and sum to X's {len(X)} frames, "
                              f"got sum {int(lengths.sum())}")
@@ -397,10 +397,15 @@ def load_npz(path: str | Path, *, split_seed: int = 0,
     data = SequenceData(np.ascontiguousarray(frames), np.concatenate([[0], np.cumsum(lengths)]),
                         y, labels, name)
     source = f"{path} (.npz)"
+    # where the file is and what it held, so a model's test split is found again (and a different
+    # file of the same name is not silently taken for it)
+    where = {"path": str(path.resolve()), "sha256": _sha256(path)}
     if split is None:
-        return _make_splits(name, data, split_seed=split_seed, val_fraction=val_fraction,
-                            test_fraction=test_fraction, limit=limit, source=source,
-                            split_note="seeded stratified split by class")
+        splits = _make_splits(name, data, split_seed=split_seed, val_fraction=val_fraction,
+                              test_fraction=test_fraction, limit=limit, source=source,
+                              split_note="seeded stratified split by class")
+        splits.info.update(where)
+        return splits
     split = split.reshape(-1)
     bad = set(split) - set(SPLITS)
     if len(split) != len(y) or bad:
@@ -414,8 +419,26 @@ def load_npz(path: str | Path, *, split_seed: int = 0,
         if not len(d):
             raise ValueError(f"{path}: the fixed split has no '{s}' sequences")
     info = {"name": name, "source": source, "split_seed": int(split_seed), "val_fraction": None,
-            "test_fraction": None, "limit": limit, "split": "fixed by the file's 'split' array"}
+            "test_fraction": None, "limit": limit, "split": "fixed by the file's 'split' array",
+            **where}
     return DataSplits(name, *parts, info)
+
+
+def _int_lengths(path: Path, lengths) -> np.ndarray:
+    lengths = np.asarray(lengths).reshape(-1)
+    if lengths.dtype.kind not in "iu":
+        raise ValueError(f"{path}: lengths must be integers, got dtype {lengths.dtype}")
+    return lengths.astype(np.int64)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def save_npz(path: str | Path, sequences: Sequence[np.ndarray], y: Sequence, *,
@@ -470,16 +493,24 @@ def load_as_recorded(recorded: dict | None, data: str | Path | None = None, *,
         if not data:
             raise ValueError("the model does not record the data set it was trained on: "
                              "pass --data")
+        if recorded.get("path") and Path(recorded["path"]).is_file():
+            data = recorded["path"]  # a .npz file: where it was, wherever we are now
     kw: dict = {"split_seed": 0}
     name = str(recorded.get("name", "")).lower()
-    if name and name in (str(data).lower(), Path(str(data)).name.lower()):
+    same = bool(name) and name in (str(data).lower(), Path(str(data)).name.lower())
+    if same:
         kw.update({k: recorded[k] for k in ("split_seed", "val_fraction", "test_fraction")
                    if recorded.get(k) is not None})
         if limit is None:
             limit = recorded.get("limit")
     if split_seed is not None:
         kw["split_seed"] = split_seed
-    return load(data, limit=limit, **kw)
+    splits = load(data, limit=limit, **kw)
+    if same and recorded.get("sha256") and splits.info.get("sha256") != recorded["sha256"]:
+        raise ValueError(f"{data}: not the file the model was trained on (its sha256 differs "
+                         f"from the recorded {recorded['sha256'][:12]}…, trained on "
+                         f"{recorded.get('path', recorded['name'])})")
+    return splits
 
 
 @dataclass
