@@ -559,6 +559,22 @@ print("ok")
     assert out.stdout.strip() == "ok"
 
 
+def test_star_import_gives_every_public_name():
+    """``from slimedge.runtime import *`` works: every name in ``__all__`` exists."""
+    import subprocess
+    import sys
+
+    missing = [name for name in runtime.__all__ if not hasattr(runtime, name)]
+    assert not missing
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from slimedge.runtime import *\n"
+            "assert Evaluation.__name__ == 'Evaluation' and callable(evaluate)\n"
+            "print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
 # ---- accuracy on a data set -----------------------------------------------------------------------
 def test_evaluate_counts_the_last_frame_of_each_sequence(files):
     from slimedge.data import SequenceData

@@ -39,6 +39,7 @@ from typing import Iterable
 
 import numpy as np
 
+from ..data import Evaluation  # numpy only: evaluate's result, exported with it
 from ._common import ModelFileError, sizes
 
 log = logging.getLogger(__name__)
@@ -433,8 +434,6 @@ def evaluate(model: Model, data, batch_size: int = 256):
         loss += float(np.sum(top + np.log(np.exp(logits - top[:, None]).sum(-1))
                              - logits[np.arange(len(idx)), y]))
         np.add.at(confusion, (y, logits.argmax(-1)), 1)
-    from ..data import Evaluation  # numpy only
-
     labels = model.labels or list(getattr(data, "labels", [])) or [str(j) for j in range(k)]
     return Evaluation(float(np.trace(confusion)) / n if n else float("nan"),
                       loss / n if n else float("nan"), n, confusion, labels)
