@@ -125,20 +125,35 @@ def _file_config(path: Path) -> dict:
         ckpt = checkpoint.read(path)
         return {**ckpt.config, "graph": ir.lower(ckpt).summary()}
     if suffix == ".onnx":
-        import onnx
-
         from .runtime._common import parse_config
 
-        proto = onnx.load(str(path), load_external_data=False)
-        props = {p.key: p.value for p in proto.metadata_props}
+        props = {p.key: p.value for p in _load_onnx(path).metadata_props}
         return parse_config(path, props.get("slimedge"), "ONNX model")
     if suffix == ".tflite":
-        from .runtime._common import parse_config
+        from .runtime._common import ModelFileError, parse_config
         from .runtime.litert import read_metadata
 
-        return parse_config(path, read_metadata(path.read_bytes()).get("slimedge"), "TFLite model")
+        try:
+            meta = read_metadata(path.read_bytes())
+        except ModelFileError as e:
+            raise ProfileError(f"{path}: {e}") from None
+        return parse_config(path, meta.get("slimedge"), "TFLite model")
     raise ProfileError(f"{path}: unknown model file type {path.suffix!r}; profile reads "
                        f".safetensors checkpoints and .onnx / .tflite exports")
+
+
+def _load_onnx(path: Path):
+    """The ONNX proto of ``path`` (weights stored outside it not loaded); ProfileError naming the
+    file when it is not an ONNX model (onnx raises protobuf's DecodeError and others)."""
+    import onnx
+
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except OSError:
+        raise  # missing, unreadable: the message names the file
+    except Exception as e:
+        raise ProfileError(f"{path}: not a loadable ONNX model (truncated or another kind of "
+                           f"file?): {str(e).strip() or type(e).__name__}") from None
 
 
 def file_facts(path: str | os.PathLike) -> dict:
@@ -148,9 +163,7 @@ def file_facts(path: str | os.PathLike) -> dict:
     graph = config.get("graph", {})
     suffix = path.suffix.lower()
     if suffix == ".onnx":
-        import onnx
-
-        proto = onnx.load(str(path), load_external_data=False)
+        proto = _load_onnx(path)
         ops = dict(sorted(Counter(n.op_type for n in proto.graph.node).items()))
     elif suffix == ".tflite":
         ops = dict((config.get("export") or {}).get("ops") or {})

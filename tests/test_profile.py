@@ -211,6 +211,22 @@ def test_cli_missing_model_file(tmp_path):
     assert "Traceback" not in res.output
 
 
+@pytest.mark.parametrize("name,content,message", [
+    ("bad.onnx", bytes(range(256)) * 4, "not a loadable ONNX model"),
+    ("bad.tflite", b"garbage, no flatbuffer here", "not a TFLite model"),
+    ("cut.tflite", b"xxxxTFL3", "truncated or damaged TFLite model"),
+])
+@pytest.mark.parametrize("baseline", ["none", "lstm"])
+def test_cli_foreign_export_is_one_line_naming_it(tmp_path, name, content, message, baseline):
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    res = CliRunner().invoke(app, ["profile", str(bad), "--baseline", baseline])
+    assert res.exit_code == 2, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+    assert str(bad) in res.output and message in res.output
+    assert "Traceback" not in res.output and "DecodeError" not in res.output
+
+
 def test_cli_unknown_backend(tiny):
     res = CliRunner().invoke(app, ["profile", str(tiny), "-b", "tensorrt"])
     assert res.exit_code == 2 and "unknown backend 'tensorrt'" in res.output
