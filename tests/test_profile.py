@@ -227,6 +227,31 @@ def test_cli_foreign_export_is_one_line_naming_it(tmp_path, name, content, messa
     assert "Traceback" not in res.output and "DecodeError" not in res.output
 
 
+@pytest.mark.parametrize("option", ["--json", "--csv", "--plot"])
+@pytest.mark.parametrize("where, message", [
+    ("{tmp}", "is a directory"),
+    ("{tmp}/afile/p.out", "not a directory"),
+    ("/proc/nope/p.out", "cannot write there"),
+])
+def test_cli_output_paths_checked_before_measuring(tiny, tmp_path, monkeypatch, option, where,
+                                                   message):
+    (tmp_path / "afile").write_text("x")
+    out = where.format(tmp=tmp_path)
+    monkeypatch.setattr(profile, "run", lambda *a, **k: pytest.fail("measured"))
+    res = CliRunner().invoke(app, ["profile", str(tiny), "--baseline", "none", option, out])
+    assert res.exit_code == 2, res.output
+    assert f"{option} {out}" in res.output and message in res.output
+    assert "Traceback" not in res.output
+
+
+def test_cli_output_check_leaves_no_folders_behind(tiny, tmp_path, monkeypatch):
+    """The probe makes a missing folder and removes it again; the writer makes it for real."""
+    monkeypatch.setattr(profile, "run", lambda *a, **k: (_ for _ in ()).throw(ValueError("stop")))
+    res = CliRunner().invoke(app, ["profile", str(tiny), "--json", str(tmp_path / "a/b/p.json")])
+    assert res.exit_code == 2 and "stop" in res.output
+    assert not (tmp_path / "a").exists()
+
+
 def test_cli_unknown_backend(tiny):
     res = CliRunner().invoke(app, ["profile", str(tiny), "-b", "tensorrt"])
     assert res.exit_code == 2 and "unknown backend 'tensorrt'" in res.output

@@ -153,6 +153,31 @@ def test_cli_errors_are_one_line(tmp_path, monkeypatch, args, message):
     assert message in r.output and "Traceback" not in r.output
 
 
+@pytest.mark.parametrize("where, message", [
+    ("{tmp}", "is a directory"),                    # -o a folder
+    ("{tmp}/afile/m.safetensors", "not a directory"),  # under a file
+    ("/proc/nope/m.safetensors", "cannot write there"),  # a folder that cannot be made
+])
+def test_cli_train_output_checked_before_training(tmp_path, monkeypatch, where, message):
+    (tmp_path / "afile").write_text("x")
+    out = where.format(tmp=tmp_path)
+
+    def no_training(*a, **k):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(data, "load", no_training)
+    r = runner.invoke(app, ["train", "-o", out, "--data", "fsdd", "-q"])
+    assert r.exit_code == 2, r.output
+    assert out in r.output and message in r.output and "Errno" not in r.output
+
+
+def test_train_output_directory_refused_up_front(tmp_path, fsdd_small):
+    (tmp_path / "m.log.json").mkdir()  # a side file's name taken by a folder
+    with pytest.raises(ValueError, match="m.log.json: is a directory"):
+        train(TrainConfig(variant="LSTM6", hidden_size=8, epochs=1), tmp_path / "m.safetensors",
+              quiet=True, splits=fsdd_small, on_epoch=lambda row: pytest.fail("trained"))
+
+
 def test_cli_missing_package_error(monkeypatch, tmp_path):
     import importlib.util
 
