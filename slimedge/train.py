@@ -73,10 +73,23 @@ class TrainConfig:
                                  ("threads", self.threads, 1)):
             if int(value) < low:
                 raise ValueError(f"{name} must be at least {low}, got {value}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
+        # every float setting a finite number (NaN passes any comparison test), before any data
+        for name, value in (("learning rate", self.lr), ("gradient clip", self.clip),
+                            ("dropout", self.dropout), ("val fraction", self.val_fraction),
+                            ("test fraction", self.test_fraction),
+                            *((f"gate constant {k}", v) for k, v in self.constants.items())):
+            try:
+                finite = math.isfinite(float(value))
+            except (TypeError, ValueError):
+                finite = False
+            if not finite:
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if not self.lr > 0:
             raise ValueError(f"learning rate must be positive, got {self.lr}")
         if self.clip < 0:
             raise ValueError(f"gradient clip must be >= 0 (0 = off), got {self.clip}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
         # fail on bad choices and constants before any data is read

@@ -105,6 +105,32 @@ def test_bad_settings_fail_early():
             TrainConfig(**kw)
 
 
+@pytest.mark.parametrize("field", ["lr", "clip", "dropout", "val_fraction", "test_fraction"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), "abc"])
+def test_non_finite_settings_are_refused(field, value):
+    with pytest.raises(ValueError, match="must be a finite number"):
+        TrainConfig(**{field: value})
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"clip": -1.0}, "gradient clip must be >= 0"), ({"lr": 0.0}, "learning rate must be positive"),
+    ({"dropout": 1.0}, r"dropout must lie in \[0, 1\)"), ({"dropout": -0.1}, "dropout"),
+    ({"variant": "LSTM6", "constants": {"f": float("nan")}}, "gate constant f must be a finite"),
+])
+def test_out_of_range_settings_are_refused(kw, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**kw)
+
+
+@pytest.mark.parametrize("option, value", [("--clip", "nan"), ("--lr", "inf"), ("--lr", "-inf"),
+                                           ("--dropout", "nan"), ("--clip", "inf")])
+def test_cli_train_refuses_non_finite_numbers(tmp_path, monkeypatch, option, value):
+    monkeypatch.setattr(data, "load", lambda *a, **k: pytest.fail("data loaded"))
+    r = runner.invoke(app, ["train", "-o", str(tmp_path / "m.safetensors"), option, value, "-q"])
+    assert r.exit_code == 2, r.output
+    assert "must be a finite number" in r.output and "Traceback" not in r.output
+
+
 def test_state_file_is_a_loadable_checkpoint(tmp_path, fsdd_small):
     r = train(TrainConfig(variant="LSTM6", hidden_size=16, epochs=1, limit=400),
               tmp_path / "m.safetensors", quiet=True, splits=fsdd_small)
