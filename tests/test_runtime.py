@@ -1,4 +1,5 @@
 """The streaming runtime: every backend against the float64 reference, streams, batches, threads."""
+import os
 import threading
 
 import numpy as np
@@ -11,8 +12,23 @@ from slimedge.runtime import InputError, ModelFileError
 ALL = list(variants.VARIANTS)
 SUFFIX = {"onnxruntime": ".onnx", "litert": ".tflite", "torch": ".safetensors",
           "numpy": ".safetensors"}
+# the backends installed here; the parametrised tests below run on these only, so a backend that
+# failed to install would drop its tests silently (here and in test_runtime_cli.py, which imports
+# this list): test_every_backend_is_installed_under_ci says so
 BACKENDS = [b for b in runtime.BACKENDS if runtime.backend_module(b).available()]
 M, N, K = 5, 8, 4  # small sizes keep the suite fast
+
+
+def test_every_backend_is_installed_under_ci():
+    """Under CI (SLIMEDGE_NO_SKIPS=1) every backend is installed: a missing one fails here
+    instead of its parametrised tests quietly not existing. Elsewhere a missing one skips."""
+    missing = [b for b in runtime.BACKENDS if b not in BACKENDS]
+    assert set(runtime.BACKENDS) == {"onnxruntime", "litert", "torch", "numpy"}
+    if missing and os.environ.get("SLIMEDGE_NO_SKIPS") == "1":
+        pytest.fail(f"SLIMEDGE_NO_SKIPS=1 but backend(s) {', '.join(missing)} not installed: "
+                    f"their runtime tests would not run")
+    if missing:
+        pytest.skip(f"backend(s) not installed: {', '.join(missing)}")
 
 
 def export_file(ckpt, suffix, out=None, **kw):
