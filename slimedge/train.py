@@ -372,7 +372,8 @@ def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool
 
 def _info(config: TrainConfig, splits: _data.DataSplits, best: dict, history: list) -> dict:
     return {"data": {k: splits.info.get(k) for k in ("name", "split_seed", "val_fraction",
-                                                     "test_fraction", "limit")},
+                                                     "test_fraction", "limit", "path", "sha256")
+                     if k in splits.info},
             "train": {k: v for k, v in config.to_dict().items() if k not in ("data",)},
             "epochs_trained": len(history), "best": best}
 

@@ -62,9 +62,7 @@ def model_data(ckpt: Checkpoint | Mapping | None, data=None):
     if not isinstance(rec, dict) or not rec.get("name"):
         raise ValueError("quantisation needs real data for calibration and validation, and this "
                          "checkpoint records no data set (info.data); pass data=<name or DataSplits>")
-    kw = {k: rec[k] for k in ("split_seed", "val_fraction", "test_fraction", "limit")
-          if rec.get(k) is not None}
-    return _data.load(rec["name"], **kw)
+    return _data.load_as_recorded(rec)
 
 
 def _subset(d, samples: int | None, seed: int):

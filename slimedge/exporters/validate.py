@@ -91,9 +91,7 @@ def _data_set_frames(ckpt: Checkpoint, steps: int, batch: int, *, seed: int, spl
         return None, "no data set recorded in the checkpoint"
     try:
         from .. import data
-        kw = {k: rec[k] for k in ("split_seed", "val_fraction", "test_fraction", "limit")
-              if rec.get(k) is not None}
-        d = data.load(name, **kw)[split]
+        d = data.load_as_recorded(rec)[split]
     except (ImportError, ValueError, OSError, KeyError) as e:
         return None, f"data set {name!r} not available ({type(e).__name__}: {e})"
     m = int(ckpt.lstm["input_size"])
