@@ -78,6 +78,17 @@ class SlimLSTMCell(nn.Module):
         for t in TERMS:
             idx = [learned.index(s) for s in self._slots_of[t]]
             self.register_buffer(f"_idx_{t}", torch.tensor(idx, dtype=torch.long), persistent=False)
+        # How the learned slots' pre-activations are assembled, in slot order, from packed term
+        # products: runs (term, first, last + 1) of one packed tensor, or (None, k) for k slots
+        # the part lacks. Concatenating runs (rather than scattering with index_add) keeps the
+        # backward cheap. Input part: W·x (+ the bias of those slots), else the bias alone;
+        # recurrent part: U·h or u ⊙ h.
+        self._input_runs = _runs(learned, self._slots_of, ("W", "b"))
+        self._recurrent_runs = _runs(learned, self._slots_of, ("U", "u"))
+        bias_of_w = [self._slots_of["b"].index(s) for s in self._slots_of["W"] if s in self._slots_of["b"]]
+        if bias_of_w and len(bias_of_w) != len(self._slots_of["W"]):  # never in the catalogue
+            raise NotImplementedError("a variant whose W slots have a bias only in part")
+        self.register_buffer("_bias_of_w", torch.tensor(bias_of_w, dtype=torch.long), persistent=False)
         self.W = self._param(len(self._slots_of["W"]) * n, m)
         self.U = self._param(len(self._slots_of["U"]) * n, n)
         self.u = self._param(len(self._slots_of["u"]), n)
@@ -147,27 +158,33 @@ class SlimLSTMCell(nn.Module):
         One matrix product for all leading dimensions (all time steps of a sequence).
         """
         lead, n = x.shape[:-1], self.hidden_size
-        out = x.new_zeros(*lead, len(self._learned), n)
+        parts = {"W": None, "b": None}
         if self.W is not None:
-            xw = torch.matmul(x, self.W.t()).view(*lead, -1, n)
-            out = out.index_add(-2, self._idx_W, xw)
+            parts["W"] = torch.matmul(x, self.W.t()).view(*lead, -1, n)
+            if len(self._bias_of_w):
+                parts["W"] = parts["W"] + self.b.index_select(0, self._bias_of_w)
         if self.b is not None:
-            out = out.index_add(-2, self._idx_b, self.b.expand(*lead, -1, -1))
-        return out
+            parts["b"] = self.b.expand(*lead, -1, -1)
+        return _assemble(self._input_runs, parts, x, lead, n)
 
     def recurrent_step(self, xpart: torch.Tensor, h: torch.Tensor,
                        c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Advance one step given ``input_part`` of this step: (B, k, n), (B, n), (B, n)."""
-        n, z = self.hidden_size, xpart
-        if self.U is not None:
-            z = z.index_add(-2, self._idx_U, torch.matmul(h, self.U.t()).view(*h.shape[:-1], -1, n))
-        if self.u is not None:
-            z = z.index_add(-2, self._idx_u, self.u * h.unsqueeze(-2))
-        g = {"c": self._g(z[..., -1, :])}
-        if len(self._learned) > 1:
-            gates = self._sigma(z[..., :-1, :])
-            for k, s in enumerate(self._learned[:-1]):
-                g[s] = gates[..., k, :]
+        n, lead = self.hidden_size, h.shape[:-1]
+        z = xpart
+        if self.U is not None or self.u is not None:
+            parts = {"U": torch.matmul(h, self.U.t()).view(*lead, -1, n) if self.U is not None else None,
+                     "u": self.u * h.unsqueeze(-2) if self.u is not None else None}
+            z = z + _assemble(self._recurrent_runs, parts, h, lead, n)
+        # split and unbind, not indexing: the backward of each index would allocate a zero
+        # tensor of z's whole shape
+        if len(self._learned) == 1:
+            g = {"c": self._g(z.squeeze(-2))}
+        else:
+            zg, zc = z.split([len(self._learned) - 1, 1], -2)
+            g = {"c": self._g(zc.squeeze(-2))}
+            for s, gate in zip(self._learned[:-1], self._sigma(zg).unbind(-2)):
+                g[s] = gate
         i, f, o = (g.get(s, self.constants.get(s)) for s in "ifo")
         c_new = _scale(f, c) + _scale(i, g["c"])
         h_new = _scale(o, self._g(c_new))
@@ -189,6 +206,40 @@ class SlimLSTMCell(nn.Module):
                     raise ValueError(f"{type(self).__name__}: state {name} must be "
                                      f"{(*lead, self.hidden_size)}, got {tuple(t.shape)}")
         return self.recurrent_step(self.input_part(x), h, c)
+
+
+def _runs(learned: tuple[str, ...], slots_of: Mapping[str, tuple[str, ...]],
+          terms: tuple[str, str]) -> list[tuple]:
+    """The learned slots as runs of one source: the first of ``terms`` a slot has, in packed
+    order ((term, first, last + 1)), or (None, k) for k slots with neither."""
+    runs: list[tuple] = []
+    for s in learned:
+        term = next((t for t in terms if s in slots_of[t]), None)
+        if term is None:
+            if runs and runs[-1][0] is None:
+                runs[-1] = (None, runs[-1][1] + 1)
+            else:
+                runs.append((None, 1))
+            continue
+        j = slots_of[term].index(s)
+        if runs and runs[-1][0] == term and runs[-1][2] == j:
+            runs[-1] = (term, runs[-1][1], j + 1)
+        else:
+            runs.append((term, j, j + 1))
+    return runs
+
+
+def _assemble(runs: list[tuple], parts: Mapping[str, torch.Tensor | None], like: torch.Tensor,
+              lead: tuple, n: int) -> torch.Tensor:
+    """Concatenate the runs' pieces to (*lead, slots, n); zeros where a run has no source."""
+    pieces = []
+    for r in runs:
+        if r[0] is None:
+            pieces.append(like.new_zeros(*lead, r[1], n))
+        else:
+            p = parts[r[0]]
+            pieces.append(p if r[2] - r[1] == p.shape[-2] else p[..., r[1]:r[2], :])
+    return pieces[0] if len(pieces) == 1 else torch.cat(pieces, -2)
 
 
 def _scale(gate: torch.Tensor | float, value: torch.Tensor) -> torch.Tensor:
@@ -306,10 +357,12 @@ class SlimLSTM(nn.Module):
         for k, cell in enumerate(self.cells):
             if k > 0 and self.dropout > 0 and self.training:
                 layer_in = nn.functional.dropout(layer_in, self.dropout, True)
-            xpart = cell.input_part(layer_in)  # one matrix product for all T steps
+            # one matrix product for all T steps, unbound once: indexing xpart[t] instead would
+            # make every step's backward allocate and add a zero tensor of the whole sequence
+            xsteps = cell.input_part(layer_in).unbind(0)
             h, c, outs = h0[k], c0[k], []
             for t in range(T):
-                h_new, c_new = cell.recurrent_step(xpart[t], h, c)
+                h_new, c_new = cell.recurrent_step(xsteps[t], h, c)
                 if mask is not None:
                     h_new = torch.where(mask[t], h_new, h)
                     c_new = torch.where(mask[t], c_new, c)
