@@ -95,6 +95,30 @@ def run(args) -> dict:
     return result
 
 
+def _torch_lstm_classifier(input_size: int, hidden_size: int, num_classes: int, num_layers: int):
+    """The standard LSTM as a PyTorch user trains it today: torch.nn.LSTM (its fused kernel) and a
+    linear head on the last valid step; a timing reference only."""
+    import torch
+
+    class TorchLSTM(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(input_size, hidden_size, num_layers, batch_first=True)
+            self.head = torch.nn.Linear(hidden_size, num_classes)
+
+        def forward(self, x, lengths=None):
+            if lengths is not None:
+                x = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True,
+                                                            enforce_sorted=False)
+            _, (h, _) = self.lstm(x)
+            return self.head(h[-1])
+
+    return TorchLSTM()
+
+
+TORCH_LSTM = "torch.nn.LSTM"
+
+
 def timing(args, result: dict) -> None:
     """Training-step time per variant, measured round-robin (every variant once per round, the
     median over rounds), so a machine whose load drifts slows all variants alike. Per task: one
@@ -128,6 +152,9 @@ def timing(args, result: dict) -> None:
                               **settings)
             model = build_model(cfg, splits).train()
             models[r["variant"]] = (model, torch.optim.Adam(model.parameters(), lr=1e-4))
+        ref = _torch_lstm_classifier(splits.input_size, settings["hidden_size"],
+                                     len(splits.labels), settings.get("layers", 1)).train()
+        models[TORCH_LSTM] = (ref, torch.optim.Adam(ref.parameters(), lr=1e-4))
         times = {v: [] for v in models}
         for _ in range(args.timing_rounds):
             for v, (model, opt) in models.items():
@@ -143,7 +170,8 @@ def timing(args, result: dict) -> None:
         for r in entry["runs"]:
             r["timed_seconds_per_epoch"] = float(np.median(times[r["variant"]]) * scale)
         entry["timing"] = {"rounds": args.timing_rounds, "batches": len(batches),
-                           "batches_per_epoch": len(order)}
+                           "batches_per_epoch": len(order),
+                           "torch_nn_lstm_seconds_per_epoch": float(np.median(times[TORCH_LSTM]) * scale)}
         print(f"{task}: " + ", ".join(f"{r['variant']} {r['timed_seconds_per_epoch']:.1f}"
                                       for r in entry["runs"]) + " s/epoch", flush=True)
 
@@ -186,6 +214,7 @@ def markdown(result: dict) -> str:
              f"- Machine: {m['cpu']}, {m['cores']} cores (shared with other work, so timings "
              f"are noisy), Python {m['python']}, torch {m.get('torch') or m.get('versions', {}).get('torch')}",
              f"- Date: {result['date']}",
+             *(f"- Note: {t}" for t in result.get("notes", [])),
              *(f"- Command: `{c}`" for c in result.get("commands", [result["command"]])),
              "- Reproduce everything from scratch: `python benchmarks/paper_table.py` "
              "(training is deterministic on one machine and thread count; `--reuse DIR` only "
@@ -228,6 +257,13 @@ def markdown(result: dict) -> str:
                         "little training time here." if rel[0][0] > 0.7 else "")
                 lines += ["", f"Interleaved epoch time relative to LSTM0: from {rel[0][0]:.2f}× "
                           f"({rel[0][1]}) to {rel[-1][0]:.2f}× ({rel[-1][1]})." + note]
+                tl = (entry.get("timing") or {}).get("torch_nn_lstm_seconds_per_epoch")
+                if tl:
+                    faster = [r["variant"] for r in timed + [ref] if r["timed_seconds_per_epoch"] < tl]
+                    lines += ["", f"The standard LSTM as PyTorch users train it, `torch.nn.LSTM` "
+                              f"(its fused CPU kernel) with the same head, timed in the same rounds: "
+                              f"{tl:.1f} s / epoch. Faster than it: "
+                              + (", ".join(faster) if faster else "none") + "."]
         lines.append("")
     lines += ["The budget is small (the whole table trains in about half an hour on one CPU "
               "thread): the numbers compare the variants at equal, short training, not at "
