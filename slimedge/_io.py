@@ -7,8 +7,10 @@ existing target is left untouched.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -29,6 +31,38 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_writable(path: str | os.PathLike, what: str = "") -> None:
+    """Fail now, before minutes of work, if ``path`` cannot be written later: it is a directory, or
+    its folder is not one, cannot be created, or takes no new file. Probed for real (a folder made
+    and a file created, then both removed), since permission bits do not tell for root or for a
+    read-only file system."""
+    path = Path(path)
+    what = f"{what} " if what else ""
+    if path.is_dir():
+        raise ValueError(f"{what}{path}: is a directory; give a file name")
+    parent = path.parent
+    missing, top = [], parent
+    while not top.exists() and top != top.parent:
+        missing.append(top)
+        top = top.parent
+    if not top.is_dir():
+        raise ValueError(f"{what}{path}: cannot write there, {top} is not a directory")
+    made = []
+    try:
+        for d in reversed(missing):
+            d.mkdir()
+            made.append(d)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ValueError(f"{what}{path}: cannot write there ({e.strerror or e})") from None
+    finally:
+        for d in reversed(made):
+            with contextlib.suppress(OSError):
+                d.rmdir()
 
 
 def _umask() -> int:

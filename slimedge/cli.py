@@ -5,12 +5,9 @@ a non-zero exit, never a traceback.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -19,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__, variants
+from ._io import check_writable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="SLIM LSTM variants: train, export to ONNX/TFLite, run and profile.")
@@ -46,37 +44,6 @@ def user_errors(fn: Callable) -> Callable:
         except USER_ERRORS as e:
             fail(str(e) if not isinstance(e, KeyError) else str(e.args[0]))
     return wrapper
-
-
-def check_output_path(path: Path, option: str) -> None:
-    """Fail now, before minutes of work, if ``path`` cannot be written later: it is a directory, or
-    its folder is not one, cannot be created, or takes no new file. Probed for real (a folder made
-    and a file created, then both removed), since permission bits do not tell for root or for a
-    read-only file system."""
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{option} {path}: is a directory; give a file name")
-    parent = path.parent
-    missing, top = [], parent
-    while not top.exists() and top != top.parent:
-        missing.append(top)
-        top = top.parent
-    if not top.is_dir():
-        raise ValueError(f"{option} {path}: cannot write there, {top} is not a directory")
-    made = []
-    try:
-        for d in reversed(missing):
-            d.mkdir()
-            made.append(d)
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise ValueError(f"{option} {path}: cannot write there ({e.strerror or e})") from None
-    finally:
-        for d in reversed(made):
-            with contextlib.suppress(OSError):
-                d.rmdir()
 
 
 def _version(value: bool) -> None:
@@ -163,10 +130,8 @@ def train_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no per-epoch lines."),
 ) -> None:
     """Train a SLIM classifier: validation each epoch, the best checkpoint kept, resumable."""
-    from .train import TrainConfig, side_paths, train
+    from .train import TrainConfig, train
 
-    for path in side_paths(output):  # the checkpoint, and the state and log beside it
-        check_output_path(path, "-o")
     config = TrainConfig(variant=variant, data=data, hidden_size=hidden_size, num_layers=layers,
                          epochs=10 if epochs is None else epochs, batch_size=batch_size, lr=lr, schedule=schedule, clip=clip,
                          dropout=dropout, seed=seed, split_seed=split_seed, limit=limit,
@@ -451,7 +416,7 @@ def profile_cmd(
 
     for option, path in (("--json", json_out), ("--csv", csv_out), ("--plot", plot_out)):
         if path is not None:  # before the measurement, not after it
-            check_output_path(path, option)
+            check_writable(path, option)
     with profile.quiet_native_output() as real_err, \
             Console(file=real_err, stderr=True).status("profiling", spinner="dots") as status:
         report = profile.run(models or [None], backends=backend or None,

@@ -278,9 +278,7 @@ def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool
     """
     out, state_path, log_path = side_paths(output)
     for path in (out, state_path, log_path):  # not after an epoch of training
-        if path.is_dir():
-            raise ValueError(f"{path}: is a directory; the output must be a file name "
-                             f"(e.g. {path / 'model.safetensors'})")
+        _io.check_writable(path)
     dev = resolve_device(device)
     console = console or _console()
     say = (lambda *a, **k: None) if quiet else console.print

@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import checkpoint as _checkpoint
 from .. import ir
-from .._io import atomic_path
+from .._io import atomic_path, check_writable
 from .validate import ExportValidationError, ValidationReport, compare, initial_state, validation_frames
 
 MODES = ("step", "sequence")
@@ -192,8 +192,7 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
     graph = ir.lower(ckpt)
 
     path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path}: is a directory; give a file name for the export")
+    check_writable(path)
     if _same_file(path, ckpt.path):
         raise ValueError(f"{path}: refusing to overwrite the model being exported")
     others = {s: f for f in FORMATS if f != format for s in [suffix(f)]}
