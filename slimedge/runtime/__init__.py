@@ -39,7 +39,8 @@ from typing import Iterable
 
 import numpy as np
 
-from ..data import Evaluation  # numpy only: evaluate's result, exported with it
+from .. import metrics
+from ..metrics import Evaluation  # numpy only: evaluate's result, exported with it
 from ._common import ModelFileError, sizes
 
 log = logging.getLogger(__name__)
@@ -423,20 +424,15 @@ def evaluate(model: Model, data, batch_size: int = 256):
     if data.num_classes > k:
         raise ValueError(f"the data {data.name} has {data.num_classes} classes, the model {k} "
                          f"outputs")
-    n, loss = len(data), 0.0
-    confusion = np.zeros((k, k), np.int64)
-    for start in range(0, n, batch_size):
-        idx = np.arange(start, min(n, start + batch_size))
-        x, lengths, y = data.batch(idx)
-        y = np.asarray(y, np.int64)
-        logits = model.run(x)[np.arange(len(idx)), np.asarray(lengths) - 1].astype(np.float64)
-        top = logits.max(-1)
-        loss += float(np.sum(top + np.log(np.exp(logits - top[:, None]).sum(-1))
-                             - logits[np.arange(len(idx)), y]))
-        np.add.at(confusion, (y, logits.argmax(-1)), 1)
     labels = model.labels or list(getattr(data, "labels", [])) or [str(j) for j in range(k)]
-    return Evaluation(float(np.trace(confusion)) / n if n else float("nan"),
-                      loss / n if n else float("nan"), n, confusion, labels)
+
+    def predict(x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        return model.run(x)[np.arange(len(x)), np.asarray(lengths) - 1]
+
+    # batches in index order, as always: a dynamically quantised ONNX graph picks one activation
+    # scale per call, so which sequences share a batch can change its outputs
+    return metrics.evaluate(predict, data, labels, num_classes=k, batch_size=batch_size,
+                            by_length=False)
 
 
 __all__ = ["load", "Model", "Stream", "StreamBatch", "InputError", "ModelFileError", "BACKENDS",
