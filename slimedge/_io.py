@@ -10,10 +10,13 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from .errors import UsageError
 
 
 @contextmanager
@@ -33,6 +36,28 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+@contextmanager
+def atomic_files(path: str | os.PathLike, companions: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Yield ``path``'s name inside a fresh temporary folder beside it; when the block succeeds,
+    move the file there, and each companion the writer made beside it (the same stem with a
+    suffix from ``companions``, such as a C header), over their targets. On any error nothing
+    reaches the targets and the folder is removed. For writers that make several files or insist
+    on the file's own name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        tmp = folder / path.name
+        yield tmp
+        for made, target in [*((tmp.with_suffix(s), path.with_suffix(s)) for s in companions),
+                             (tmp, path)]:
+            if made.exists():
+                os.chmod(made, 0o666 & ~_umask())
+                os.replace(made, target)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def check_writable(path: str | os.PathLike, what: str = "") -> None:
     """Fail now, before minutes of work, if ``path`` cannot be written later: it is a directory, or
     its folder is not one, cannot be created, or takes no new file. Probed for real (a folder made
@@ -41,14 +66,14 @@ def check_writable(path: str | os.PathLike, what: str = "") -> None:
     path = Path(path)
     what = f"{what} " if what else ""
     if path.is_dir():
-        raise ValueError(f"{what}{path}: is a directory; give a file name")
+        raise UsageError(f"{what}{path}: is a directory; give a file name")
     parent = path.parent
     missing, top = [], parent
     while not top.exists() and top != top.parent:
         missing.append(top)
         top = top.parent
     if not top.is_dir():
-        raise ValueError(f"{what}{path}: cannot write there, {top} is not a directory")
+        raise UsageError(f"{what}{path}: cannot write there, {top} is not a directory")
     made = []
     try:
         for d in reversed(missing):
@@ -58,7 +83,7 @@ def check_writable(path: str | os.PathLike, what: str = "") -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise ValueError(f"{what}{path}: cannot write there ({e.strerror or e})") from None
+        raise UsageError(f"{what}{path}: cannot write there ({e.strerror or e})") from None
     finally:
         for d in reversed(made):
             with contextlib.suppress(OSError):

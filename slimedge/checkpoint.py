@@ -23,12 +23,13 @@ from typing import Any, Mapping
 import numpy as np
 
 from ._io import atomic_path
+from .errors import ModelFileError
+from .formats import METADATA_KEY
 
 FORMAT = "slimedge/1"
-METADATA_KEY = "slimedge"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ModelFileError):
     """A file that is missing, truncated, foreign or inconsistent; the message names it."""
 
 
@@ -66,17 +67,28 @@ def write(path: str | os.PathLike, config: Mapping[str, Any],
     return Path(path)
 
 
+def read_config(path: str | os.PathLike) -> dict:
+    """The config in a checkpoint's header, without reading its tensors (CheckpointError when the
+    file is missing, truncated, foreign or not a slimedge checkpoint)."""
+    return _read(Path(path), tensors=False).config
+
+
 def read(path: str | os.PathLike) -> Checkpoint:
     """Read a checkpoint without torch; a missing, truncated or foreign file raises CheckpointError."""
+    ckpt = _read(Path(path), tensors=True)
+    _check(ckpt)
+    return ckpt
+
+
+def _read(path: Path, *, tensors: bool) -> Checkpoint:
     from safetensors import SafetensorError, safe_open
 
-    path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            arrays = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: not a readable .safetensors checkpoint "
                               f"(truncated or another kind of file): {e}") from None
@@ -91,9 +103,7 @@ def read(path: str | os.PathLike) -> Checkpoint:
         got = config.get("format") if isinstance(config, dict) else type(config).__name__
         raise CheckpointError(f"{path}: unsupported checkpoint format {got!r} "
                               f"(expected {FORMAT!r} with an 'lstm' section)")
-    ckpt = Checkpoint(config=config, tensors=tensors, path=path)
-    _check(ckpt)
-    return ckpt
+    return Checkpoint(config=config, tensors=arrays, path=path)
 
 
 KINDS = ("slim_lstm", "classifier")  # slim_lstm: layers only; classifier: + head and normalisation
@@ -177,4 +187,4 @@ def load(path: str | os.PathLike):
     return from_checkpoint(read(path))
 
 
-__all__ = ["Checkpoint", "CheckpointError", "read", "write", "save", "load", "FORMAT", "METADATA_KEY"]
+__all__ = ["Checkpoint", "CheckpointError", "read", "read_config", "write", "save", "load", "FORMAT", "METADATA_KEY"]

@@ -12,7 +12,7 @@ from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from helpers import make_checkpoint, reference_outputs, seeded
-from slimedge import checkpoint, exporters, ir, variants
+from slimedge import checkpoint, exporters, formats, ir, variants
 from slimedge.exporters import onnx as onnx_export
 from slimedge.exporters import validate
 
@@ -98,7 +98,7 @@ def assert_reproduces(model, engine, mode, variant, w, extra, layers, batch, ste
 
 def reference_graph(model, w, extra):
     """The step IR of the checkpoint the file was exported from (from the file's metadata)."""
-    meta = onnx_export.metadata(model)
+    meta = onnx_export.read_config(model)
     tensors = {f"layers.{k}.{name}": v for k, lw in enumerate(w) for name, v in lw.items()}
     config = {k: meta[k] for k in ("kind", "lstm", "head", "normalization") if k in meta}
     return ir.lower(checkpoint.Checkpoint(config, {**tensors, **extra}))
@@ -171,7 +171,7 @@ def test_float_export_folds_normalization(tmp_path, variant, layers, fmt):
         assert {nd.op_type for nd in onnx.load(r.path).graph.node if "x" in nd.input} == {"Gemm"}
     frames = seeded("frames", variant).normal(size=(T, 2, M)).astype(np.float32) * 3
     h0, c0 = (seeded("state", variant).normal(size=(2, layers, 2, N)) * 0.5).astype(np.float32)
-    run = exporters.RUNNERS[fmt](r.path)
+    run = formats.get(fmt).function("runner")(r.path)
     ys, h, c = [], h0, c0
     for x in frames:
         out = run({"x": x, "h": h, "c": c})
@@ -206,11 +206,10 @@ def test_quantizers_get_the_unfolded_graph(tmp_path, monkeypatch, fmt):
 
     def record(graph, path, **_):
         seen.append(graph)
-        exporters.EMITTERS[fmt](graph, path)
+        formats.get(fmt).function("writer")(graph, path)
         return {}
-    exporters.format_module(fmt)
-    monkeypatch.setattr(exporters, "QUANTIZERS", {(fmt, "dynamic"): record})
-    monkeypatch.setattr(exporters, "_quantizers_loaded", True)
+    from slimedge.exporters import quantize as Q
+    monkeypatch.setattr(Q, "quantize", record)
     path, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM0", M, N, 2, classes=3)
     r = exporters.export(path, tmp_path / f"q.{fmt}", format=fmt, quantize="dynamic")
     (g,) = seen
@@ -254,7 +253,7 @@ def test_io_contract_and_metadata(tmp_path_factory):
         assert meta["export"] == {"format": "onnx", "mode": mode, "opset": onnx_export.OPSET}
         assert meta["graph"]["lstm_macs_per_step"] == (variants.get("LSTM6").macs_per_step(M, N)
                                                        + variants.get("LSTM6").macs_per_step(N, N))
-        assert onnx_export.metadata(model) == meta
+        assert onnx_export.read_config(model) == meta
 
 
 def test_opset_option_and_bad_opset(tmp_path):
@@ -472,10 +471,11 @@ def test_validation_uses_the_models_data_set(tmp_path):
 
 
 def test_quantize_without_quantizer_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(exporters, "QUANTIZERS", {})
-    monkeypatch.setattr(exporters, "_quantizers_loaded", True)
+    import dataclasses
+    row = dataclasses.replace(formats.FORMATS["onnx"], quantizers={})
+    monkeypatch.setitem(formats.FORMATS, "onnx", row)
     path, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM6", M, N)
-    with pytest.raises(ValueError, match="not implemented for format 'onnx'"):
+    with pytest.raises(ValueError, match="quantize='dynamic' is not offered for onnx"):
         exporters.export(path, tmp_path / "q.onnx", quantize="dynamic")
     with pytest.raises(ValueError, match="unknown quantize 'int4'"):
         exporters.export(path, tmp_path / "q.onnx", quantize="int4")

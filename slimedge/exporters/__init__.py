@@ -1,47 +1,29 @@
-"""Exporters: a SLIM model as an ONNX or TFLite file with only the work its variant needs.
+"""Exporters: a SLIM model as a file with only the work its variant needs, validated.
 
 One public function, :func:`export`. Every format walks the same step IR (:mod:`slimedge.ir`);
-a format is a module with
-
-    SUFFIX                               the file suffix, e.g. ".onnx"
-    write(graph, path, *, mode, **opts)  write the float graph (mode "step" or "sequence")
-    runner(path) -> run(feeds) -> dict   run the file (float32 feeds) for validation
-
-found by name in :data:`FORMATS` and imported on first use (so ``tflite`` appears as soon as
-``slimedge/exporters/tflite.py`` exists), or registered directly in :data:`EMITTERS` and
-:data:`RUNNERS`. Quantised exports are a plain dict too: :data:`QUANTIZERS` maps
-``(format, quantize)`` to ``fn(graph, path, *, mode, checkpoint, **opts)`` that writes the
-quantised file; a module ``slimedge.exporters.quantization`` is imported on first use to fill it.
-No torch is imported here.
+where a format's writer, runner and quantizers live is one row of the format table
+(:mod:`slimedge.formats`): adding a format is one module and one row, nothing here. Float files
+are written by the row's writer from the graph with the normalisation folded in; quantised ones by
+:func:`slimedge.exporters.quantize.quantize`, which calibrates on the model's data, calls the row's
+quantizer and judges the file on the task. No torch is imported here.
 """
 from __future__ import annotations
 
-import importlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from .. import checkpoint as _checkpoint
-from .. import ir
-from .._io import atomic_path, check_writable
+from .. import formats, ir
+from .._io import atomic_files, check_writable
+from ..errors import UsageError
+from ..formats import MODES, QUANTIZE
 from .validate import ExportValidationError, ValidationReport, compare, initial_state, validation_frames
 
-MODES = ("step", "sequence")
-QUANTIZE = ("none", "dynamic", "int8")
-
-# format name -> module that implements it (imported lazily)
-FORMATS: dict[str, str] = {"onnx": "slimedge.exporters.onnx", "tflite": "slimedge.exporters.tflite"}
-EMITTERS: dict[str, Callable] = {}   # format -> write(graph, path, *, mode, **options)
-RUNNERS: dict[str, Callable] = {}    # format -> runner(path) -> run(feeds) -> outputs
-SUFFIXES: dict[str, str] = {}        # format -> file suffix
-QUANTIZERS: dict[tuple[str, str], Callable] = {}  # (format, quantize) -> fn(graph, path, ...)
-# modules that may register quantizers, imported once on first quantised export
-QUANTIZER_MODULES: list[str] = ["slimedge.exporters.quantize"]
-# default validation tolerance per quantisation; a quantizer module adds its own
-DEFAULT_ATOL: dict[str, float] = {"none": 1e-5}
+FLOAT_ATOL = 1e-5  # the per-step tolerance of a float file against the float64 model
 DEFAULT_VALIDATION_STEPS = 100
 DEFAULT_VALIDATION_BATCH = 2
 
@@ -67,58 +49,6 @@ class ExportResult:
                 "notes": self.notes, "quantization": self.quantization}
 
 
-# ---- registries -----------------------------------------------------------------------------
-def _import_optional(module: str):
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name == module:  # the module itself is absent, not one of its imports
-            return None
-        raise
-
-
-def format_module(name: str) -> None:
-    """Make sure format ``name`` is registered (importing its module), or raise ValueError."""
-    if name in EMITTERS:
-        return
-    known = sorted(set(FORMATS) | set(EMITTERS))
-    if name not in FORMATS:
-        raise ValueError(f"unknown format {name!r}; valid: {', '.join(known)}")
-    mod = _import_optional(FORMATS[name])
-    if mod is None:
-        raise ValueError(f"format {name!r} is not available in this installation "
-                         f"({FORMATS[name]} is missing)")
-    if not (callable(getattr(mod, "write", None)) and callable(getattr(mod, "runner", None))):
-        raise ValueError(f"format {name!r} is not available yet ({FORMATS[name]} does not "
-                         f"provide write() and runner())")
-    EMITTERS[name], RUNNERS[name] = mod.write, mod.runner
-    SUFFIXES[name] = getattr(mod, "SUFFIX", f".{name}")
-
-
-def suffix(format: str) -> str:
-    format_module(format)
-    return SUFFIXES.get(format, f".{format}")
-
-
-_quantizers_loaded = False
-
-
-def _quantizer(format: str, quantize: str) -> Callable | None:
-    global _quantizers_loaded
-    if quantize not in QUANTIZE:
-        raise ValueError(f"unknown quantize {quantize!r}; valid: {', '.join(QUANTIZE)}")
-    if quantize == "none":
-        return None
-    if not _quantizers_loaded:
-        for module in QUANTIZER_MODULES:
-            _import_optional(module)
-        _quantizers_loaded = True
-    if (format, quantize) not in QUANTIZERS:
-        raise ValueError(f"quantize={quantize!r} is not implemented for format {format!r} yet "
-                         f"(no quantizer registered); export with quantize='none'")
-    return QUANTIZERS[(format, quantize)]
-
-
 # ---- sources --------------------------------------------------------------------------------
 def as_checkpoint(model: Any) -> _checkpoint.Checkpoint:
     """A :class:`~slimedge.checkpoint.Checkpoint` from a path, a Checkpoint, or a slimedge model
@@ -135,7 +65,7 @@ def as_checkpoint(model: Any) -> _checkpoint.Checkpoint:
             return np.asarray(t, dtype=np.float32)  # what a saved checkpoint would hold
         return _checkpoint.Checkpoint(config=dict(config),
                                       tensors={k: to_numpy(v) for k, v in tensors.items()})
-    raise ValueError(f"cannot export a {type(model).__name__}: give a checkpoint path, a "
+    raise UsageError(f"cannot export a {type(model).__name__}: give a checkpoint path, a "
                      f"Checkpoint, or a slimedge model (SlimLSTM, SequenceClassifier, ...)")
 
 
@@ -146,25 +76,51 @@ def _same_file(a: Path, b: Path | None) -> bool:
         return False
 
 
+def suffix(format: str) -> str:
+    """The file suffix of ``format`` (e.g. ``".onnx"``)."""
+    return formats.get(format).suffix
+
+
+def default_path(source: Path | None, format: str, quantize: str = "none") -> Path:
+    """Where ``export`` writes when no output is named: beside the checkpoint, the quantisation in
+    the name so that exports in different modes never replace each other (``m.int8.tflite``)."""
+    stem = source.with_suffix("") if source is not None else Path("model")
+    tag = "" if quantize == "none" else f".{quantize}"
+    return stem.parent / f"{stem.name}{tag}{suffix(format)}"
+
+
+def _target(path: Path, fmt: formats.Format, source: Path | None) -> Path:
+    """The main file to write: for a format with companion files (C: a .c and a .h), a folder
+    or a suffix-less name means the files go inside it, named after the model."""
+    if fmt.companions and (path.is_dir() or not path.suffix):
+        stem = source.stem if source is not None else "model"
+        return path / f"{stem}{fmt.suffix}"
+    return path
+
+
 # ---- the public function --------------------------------------------------------------------
 def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: str = "step",
            quantize: str = "none", atol: float | None = None, validate: bool = True,
            validation_steps: int = DEFAULT_VALIDATION_STEPS,
            validation_batch: int = DEFAULT_VALIDATION_BATCH, frames: np.ndarray | None = None,
-           seed: int = 0, drift_atol: float | None = None, **options: Any) -> ExportResult:
+           seed: int = 0, drift_atol: float | None = None, data: Any = None,
+           **options: Any) -> ExportResult:
     """Export a SLIM model to one file, validate it, and only then put it at ``path``.
 
     Args:
         model: a checkpoint path, a :class:`~slimedge.checkpoint.Checkpoint`, or a loaded slimedge
             model (``SequenceClassifier``, a bare ``SlimLSTM`` whose ``y`` is its top layer's h).
-        path: the file to write. Written atomically: a temporary file beside it is written and
-            validated first; on any failure nothing is left at ``path`` (an older file stays).
-        format: ``"onnx"`` or ``"tflite"`` (see :data:`FORMATS`).
+        path: the file to write. Written atomically: the file is written and validated in a
+            temporary folder beside it first; on any failure nothing is left at ``path`` (an older
+            file stays). For the C format a folder (or a name without suffix) takes the .c and
+            .h files named after the model.
+        format: a row of :data:`slimedge.formats.FORMATS` that export writes (``"onnx"``,
+            ``"tflite"``, ``"c"``).
         mode: ``"step"`` (one time step: x, h, c -> y, h_next, c_next) or ``"sequence"`` (a whole
-            sequence, time symbolic; initial and final state exposed).
-        quantize: ``"none"``, ``"dynamic"`` or ``"int8"`` (needs a registered quantizer).
-        atol: the largest absolute difference allowed per output (default 1e-5 for float graphs,
-            see :data:`DEFAULT_ATOL`).
+            sequence, time symbolic; initial and final state exposed; ONNX only).
+        quantize: ``"none"``, ``"dynamic"`` or ``"int8"`` (the modes the format's row offers).
+        atol: the largest absolute difference allowed per output (default 1e-5 for float files;
+            for quantised ones a loose guard, see :mod:`slimedge.exporters.quantize`).
         validate: run the file against the float64 step IR over ``validation_steps`` steps of
             ``validation_batch`` streams and fail (raising
             :class:`~slimedge.exporters.validate.ExportValidationError`) when an output differs
@@ -173,43 +129,61 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
             state through the whole rollout (see :mod:`slimedge.exporters.validate`).
         frames: validation frames (steps, batch, m); default: the model's data set when installed,
             else seeded random frames.
-        options: passed to the format's writer (e.g. ``opset`` for ONNX).
+        data: for quantised exports, the data set to calibrate and judge on (a name, a ``.npz``
+            path or a DataSplits); default: the one the checkpoint records.
+        options: passed to the format's writer (e.g. ``opset`` for ONNX), or for quantised
+            exports to :class:`~slimedge.exporters.quantize.QuantizeOptions` (an unknown name is an
+            error).
 
     Returns:
         :class:`ExportResult` with the path, size, the graph's census and the validation report.
     """
+    fmt = formats.get(format)
+    if not fmt.exportable:
+        raise UsageError(f"{fmt.name} files are not written by export; valid formats: "
+                         f"{', '.join(formats.exportable())}")
     if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
-    format_module(format)
-    quantizer = _quantizer(format, quantize)
+        raise UsageError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
+    if mode not in fmt.modes:
+        raise UsageError(f"{fmt.name} exports write {' or '.join(fmt.modes)} graphs, not "
+                         f"mode={mode!r}; export ONNX for a sequence graph")
+    if quantize not in QUANTIZE:
+        raise UsageError(f"unknown quantize {quantize!r}; valid: {', '.join(QUANTIZE)}")
+    if quantize not in fmt.quantize:
+        raise UsageError(f"quantize={quantize!r} is not offered for {fmt.name} files; valid: "
+                         f"{', '.join(fmt.quantize)}")
     if atol is None:
-        atol = DEFAULT_ATOL.get(quantize, DEFAULT_ATOL["none"])
+        atol = FLOAT_ATOL if quantize == "none" else _quantize_module().ATOL[quantize]
     if not atol > 0:
-        raise ValueError(f"atol must be positive, got {atol}")
+        raise UsageError(f"atol must be positive, got {atol}")
     if int(validation_steps) < 1 or int(validation_batch) < 1:
-        raise ValueError("validation_steps and validation_batch must be at least 1")
+        raise UsageError("validation_steps and validation_batch must be at least 1")
     ckpt = as_checkpoint(model)
     graph = ir.lower(ckpt)
 
-    path = Path(path)
+    path = _target(Path(path), fmt, ckpt.path)
     check_writable(path)
     if _same_file(path, ckpt.path):
-        raise ValueError(f"{path}: refusing to overwrite the model being exported")
-    others = {s: f for f in FORMATS if f != format for s in [suffix(f)]}
-    if path.suffix.lower() in others:
-        other = others[path.suffix.lower()]
-        raise ValueError(f"{path}: the suffix {path.suffix} is for {other} files, and this is a "
-                         f"{format} export; name it *{suffix(format)} or choose --format {other}")
+        raise UsageError(f"{path}: refusing to overwrite the model being exported")
+    other = formats.by_suffix(path.suffix)
+    if other is not None and other is not fmt:
+        hint = (f"choose --format {other.name}" if other.exportable
+                else f"name it *{fmt.suffix}")
+        raise UsageError(f"{path}: the suffix {path.suffix} is for {other.name} files, and this "
+                         f"is a {fmt.name} export; name it *{fmt.suffix} or {hint}")
     # the graph the file holds: a float file folds the input normalisation into the first
     # layer's input matmul(s); quantizers get the unfolded graph (they quantise the normalised
     # input, whose features share one range, and keep x·s + t in float). Either way the file is
     # validated against the unfolded graph, the model as trained.
-    written = ir.lower(ckpt, fold_normalization=True) if quantizer is None else graph
-    with atomic_path(path, suffix=suffix(format)) as tmp:
-        if quantizer is None:
-            EMITTERS[format](written, tmp, mode=mode, **options)
+    written = ir.lower(ckpt, fold_normalization=True) if quantize == "none" else graph
+    qinfo = None
+    with atomic_files(path, fmt.companions) as tmp:
+        if quantize == "none":
+            fmt.function("writer")(written, tmp, mode=mode, **options)
         else:
-            qinfo = quantizer(graph, tmp, mode=mode, checkpoint=ckpt, **options)
+            qinfo = _quantize_module().quantize(graph, tmp, format=fmt.name, quantize=quantize,
+                                                checkpoint=ckpt, data=data, validate=validate,
+                                                mode=mode, **options)
         report = None
         if validate:
             if frames is None:
@@ -219,17 +193,22 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
                 source = "frames given by the caller"
             frames = np.asarray(frames, np.float32)
             state = initial_state(graph, frames.shape[1], seed=seed)
-            report = compare(graph, RUNNERS[format](tmp), mode=mode, frames=frames, state=state,
-                             atol=atol, drift_atol=drift_atol, source=source)
+            report = compare(graph, fmt.function("runner")(tmp), mode=mode, frames=frames,
+                             state=state, atol=atol, drift_atol=drift_atol, source=source)
             if not report.passed:
                 raise ExportValidationError(report, path)
-    result = ExportResult(path, format, mode, quantize, path.stat().st_size, written.summary(),
+    result = ExportResult(path, fmt.name, mode, quantize, path.stat().st_size, written.summary(),
                           report)
-    if quantizer is not None and isinstance(qinfo, dict):
+    if isinstance(qinfo, dict):
         result.quantization = qinfo
     return result
 
 
+def _quantize_module():
+    from . import quantize
+
+    return quantize
+
+
 __all__ = ["export", "ExportResult", "ExportValidationError", "ValidationReport", "as_checkpoint",
-           "FORMATS", "EMITTERS", "RUNNERS", "QUANTIZERS", "DEFAULT_ATOL", "MODES", "QUANTIZE",
-           "validation_frames", "suffix"]
+           "default_path", "suffix"]

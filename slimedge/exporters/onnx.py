@@ -30,11 +30,12 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .. import __version__, ir
+from ..errors import ModelFileError
+from ..formats import METADATA_KEY
 
 OPSET = 18
 IR_VERSION = 8  # the IR version of opset 18 (onnx 1.13), so older runtimes load the files too
 MODES = ("step", "sequence")
-SUFFIX = ".onnx"
 BATCH, TIME = "batch", "time"
 _BODY = "step."  # prefix of the Scan body's values (a subgraph may not reuse outer names)
 
@@ -285,7 +286,7 @@ def build(graph: ir.Graph, *, mode: str = "step", opset: int = OPSET,
                               doc_string=f"SLIM LSTM {mode} graph exported by slimedge")
     meta = json.loads(graph.metadata_json())
     meta["export"] = {"format": "onnx", "mode": mode, "opset": int(opset)}
-    helper.set_model_props(model, {"slimedge": json.dumps(meta, sort_keys=True)})
+    helper.set_model_props(model, {METADATA_KEY: json.dumps(meta, sort_keys=True)})
     return model
 
 
@@ -314,15 +315,28 @@ def runner(path: str | os.PathLike, *, threads: int | None = 1) -> Callable[[dic
     return run
 
 
-def metadata(path_or_model) -> dict:
-    """The ``slimedge`` config JSON stored in a file's metadata_props."""
-    model = path_or_model if isinstance(path_or_model, onnx.ModelProto) else onnx.load(
-        os.fspath(path_or_model), load_external_data=False)
+def read_config(path_or_model) -> dict:
+    """The ``slimedge`` config JSON stored in a file's (or a ModelProto's) metadata_props; a file
+    that is not a slimedge ONNX export raises ModelFileError naming it."""
+    where = "ONNX model" if isinstance(path_or_model, onnx.ModelProto) else os.fspath(path_or_model)
+    try:
+        model = path_or_model if isinstance(path_or_model, onnx.ModelProto) else onnx.load(
+            os.fspath(path_or_model), load_external_data=False)
+    except Exception as e:  # onnx raises protobuf's DecodeError and others for a foreign file
+        raise ModelFileError(f"{where}: not a readable ONNX model (truncated or another kind of "
+                             f"file?): {type(e).__name__}") from None
     props = {p.key: p.value for p in model.metadata_props}
-    if "slimedge" not in props:
-        raise ValueError("not a slimedge ONNX export (no 'slimedge' entry in metadata_props)")
-    return json.loads(props["slimedge"])
+    if METADATA_KEY not in props:
+        raise ModelFileError(f"{where}: a valid ONNX model, but not a slimedge export (no "
+                             f"'{METADATA_KEY}' entry in metadata_props)")
+    try:
+        config = json.loads(props[METADATA_KEY])
+    except json.JSONDecodeError as e:
+        raise ModelFileError(f"{where}: its '{METADATA_KEY}' metadata is not valid JSON: {e}") from None
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{where}: its '{METADATA_KEY}' metadata is not a JSON object")
+    return config
 
 
-__all__ = ["OPS", "OPSET", "MODES", "build", "write", "runner", "metadata", "hoistable",
+__all__ = ["OPS", "OPSET", "MODES", "build", "write", "runner", "read_config", "hoistable",
            "gemm_bias_fusions"]

@@ -14,13 +14,15 @@ Backends (one module each, same small interface, see ``_common.py``), in ``BACKE
 
     onnxruntime   .onnx        CPU (CUDA with onnxruntime's GPU build), IO binding
     litert        .tflite      ai-edge-litert (tflite-runtime as fallback), num_threads
+    c             .c / folder  the C export compiled once into a shared library, called by ctypes
     torch         .safetensors the PyTorch model; on CUDA the step replays a CUDA graph
     numpy         .safetensors the step IR's NumPy interpreter, nothing beyond numpy
 
+Which backends read which file type, best first, is the format table's (:mod:`slimedge.formats`).
 ``backend="auto"`` takes the backend named by ``$SLIMEDGE_BACKEND`` where it reads the file type,
-else the first installed backend for the file type (``AUTO``); it logs its choice on the
-``slimedge.runtime`` logger and records it in ``model.backend`` / ``model.backend_reason``. Importing this package imports no
-backend library; only loading a model imports the one it uses.
+else the first installed backend the table lists for it; it logs its choice on the
+``slimedge.runtime`` logger and records it in ``model.backend`` / ``model.backend_reason``.
+Importing this package imports no backend library; only loading a model imports the one it uses.
 
 Every frame, sequence and state is checked before the backend runs: a wrong shape, a non-numeric
 dtype or a NaN/inf raises :class:`InputError` naming what was expected and what came, and leaves
@@ -41,14 +43,14 @@ import numpy as np
 
 from .. import metrics
 from ..metrics import Evaluation  # numpy only: evaluate's result, exported with it
-from ._common import ModelFileError, sizes
+from .. import formats
+from ..errors import MissingDependency, ModelFileError, SlimedgeError, UsageError
 
 log = logging.getLogger(__name__)
 
-# name -> module (imported only when used); each has NAME, SUFFIXES, available(), open()
-BACKENDS = {"onnxruntime": "onnxruntime", "litert": "litert", "torch": "torch", "numpy": "numpy"}
-# file type -> backends to try under "auto", best first
-AUTO = {".onnx": ("onnxruntime",), ".tflite": ("litert",), ".safetensors": ("numpy", "torch")}
+# every backend module, by name (imported only when used); which file types each reads, and which
+# is tried first under "auto", is the format table's (slimedge.formats)
+BACKENDS = ("onnxruntime", "litert", "torch", "numpy")
 ENV_BACKEND = "SLIMEDGE_BACKEND"
 
 
@@ -56,15 +58,20 @@ _F32_MAX_SQUARED = float(np.finfo(np.float32).max) ** 2
 _F32 = np.dtype(np.float32)
 
 
-class InputError(ValueError):
+class InputError(SlimedgeError, ValueError):
     """A frame, sequence or state the model cannot take; the message says expected vs got."""
 
 
 def backend_module(name: str):
     """The module of backend ``name`` (imports it, not its library)."""
     if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; valid: auto, {', '.join(BACKENDS)}")
-    return importlib.import_module(f".{BACKENDS[name]}", __name__)
+        raise UsageError(f"unknown backend {name!r}; valid: auto, {', '.join(BACKENDS)}")
+    return importlib.import_module(f".{name}", __name__)
+
+
+def reads(backend: str, fmt: formats.Format) -> bool:
+    """Does ``backend`` read files of format ``fmt``?"""
+    return backend in fmt.backends
 
 
 def available_backends() -> list[str]:
@@ -89,39 +96,37 @@ def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = N
     or not a step graph, and ValueError/ImportError for a backend that cannot read it.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ModelFileError(f"{path}: no such model file")
-    suffix = path.suffix.lower()
-    if suffix not in AUTO:
-        raise ModelFileError(f"{path}: unknown model file type {path.suffix!r}; the runtime reads "
-                             f"{', '.join(AUTO)}")
+    fmt = formats.for_path(path)
     if threads is not None and int(threads) < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
-    name, reason = _choose(suffix, backend)
+        raise UsageError(f"threads must be at least 1, got {threads}")
+    name, reason = _choose(fmt, backend)
     module = backend_module(name)
-    if suffix not in module.SUFFIXES:
-        raise ValueError(f"backend {name!r} reads {', '.join(module.SUFFIXES)} files, not "
-                         f"{suffix} ({path}); for {suffix} use "
-                         f"{' or '.join(AUTO[suffix])}")
+    if not reads(name, fmt):
+        theirs = [f.suffix for f in formats.FORMATS.values() if reads(name, f)]
+        raise UsageError(f"backend {name!r} reads {', '.join(theirs)} files, not {fmt.suffix} "
+                         f"({path}); for {fmt.suffix} use {' or '.join(fmt.backends)}")
     if not module.available():
-        raise ImportError(f"backend {name!r} is not installed (needed for {path})")
+        raise MissingDependency(f"backend {name!r} is not installed (needed for {path})")
     session = module.open(path, threads=threads, device=device)
     model = Model(path, name, session, threads, reason)
     log.info("%s: backend %s (%s; %s)", path, name, reason, session.detail)
     return model
 
 
-def _choose(suffix: str, backend: str) -> tuple[str, str]:
+def _choose(fmt: formats.Format, backend: str) -> tuple[str, str]:
     if backend in (None, "auto"):
         env = os.environ.get(ENV_BACKEND, "").strip()
-        if env and env != "auto" and suffix in backend_module(env).SUFFIXES:  # else: auto
+        if env and env != "auto" and env in BACKENDS and reads(env, fmt):  # else: auto
             return env, f"${ENV_BACKEND}={env}"
-        for name in AUTO[suffix]:
+        for name in fmt.backends:
             if backend_module(name).available():
-                return name, f"auto: first installed of {', '.join(AUTO[suffix])} for {suffix}"
-        raise ImportError(f"no backend for {suffix} files is installed: install "
-                          f"{' or '.join(AUTO[suffix])}")
-    backend_module(backend)  # unknown name -> ValueError listing the valid ones
+                return name, (f"auto: first installed of {', '.join(fmt.backends)} for "
+                              f"{fmt.suffix}")
+        raise MissingDependency(f"no backend for {fmt.suffix} files is installed: install "
+                                f"{' or '.join(fmt.backends)}")
+    backend_module(backend)  # unknown name -> UsageError listing the valid ones
     return backend, "asked for"
 
 
@@ -133,9 +138,10 @@ class Model:
         self.threads, self.backend_reason = threads, reason
         self.device: str = session.device
         self.config: dict = session.config
-        self.input_size, self.hidden_size, self.num_layers, self.output_size = sizes(self.config)
-        labels = (self.config.get("head") or {}).get("labels")
-        self.labels: list[str] | None = [str(x) for x in labels] if labels else None
+        self.info = formats.ModelInfo.from_config(self.config, path=path)
+        self.input_size, self.hidden_size = self.info.input_size, self.info.hidden_size
+        self.num_layers, self.output_size = self.info.num_layers, self.info.output_size
+        self.labels: list[str] | None = list(self.info.labels) if self.info.labels else None
         self._raw = None  # binding of step_raw, created on first use
 
     @property
@@ -144,8 +150,8 @@ class Model:
         return (self.num_layers, self.hidden_size)
 
     @property
-    def variant(self) -> str | None:
-        return ((self.config.get("lstm") or {}).get("variant") or {}).get("name")
+    def variant(self) -> str:
+        return self.info.variant
 
     def __repr__(self) -> str:
         return (f"Model({str(self.path)!r}, backend={self.backend!r}, device={self.device!r}, "
@@ -163,7 +169,7 @@ class Model:
     def bind(self, batch: int):
         """A backend binding with preallocated buffers for ``batch`` rows (see ``_common``)."""
         if int(batch) < 1:
-            raise ValueError(f"batch must be at least 1, got {batch}")
+            raise UsageError(f"batch must be at least 1, got {batch}")
         return self.session.bind(int(batch))
 
     def step_raw(self, x: np.ndarray, h: np.ndarray, c: np.ndarray):
@@ -284,7 +290,7 @@ class StreamBatch:
 
     def __init__(self, model: Model, k: int) -> None:
         if int(k) < 0:
-            raise ValueError(f"number of streams must be >= 0, got {k}")
+            raise UsageError(f"number of streams must be >= 0, got {k}")
         self.model = model
         self._k = int(k)
         self._b = self._binding(self._k)
@@ -418,11 +424,11 @@ def evaluate(model: Model, data, batch_size: int = 256):
     output at its last frame; ``batch_size`` sequences are stepped together (padded: frames after
     a sequence's end cannot change its earlier outputs)."""
     if data.input_size != model.input_size:
-        raise ValueError(f"the model takes {model.input_size} features per frame, the data "
+        raise UsageError(f"the model takes {model.input_size} features per frame, the data "
                          f"{data.name} has {data.input_size}")
     k = model.output_size
     if data.num_classes > k:
-        raise ValueError(f"the data {data.name} has {data.num_classes} classes, the model {k} "
+        raise UsageError(f"the data {data.name} has {data.num_classes} classes, the model {k} "
                          f"outputs")
     labels = model.labels or list(getattr(data, "labels", [])) or [str(j) for j in range(k)]
 
@@ -436,4 +442,4 @@ def evaluate(model: Model, data, batch_size: int = 256):
 
 
 __all__ = ["load", "Model", "Stream", "StreamBatch", "InputError", "ModelFileError", "BACKENDS",
-           "AUTO", "ENV_BACKEND", "available_backends", "backend_module", "evaluate", "Evaluation"]
+           "ENV_BACKEND", "available_backends", "backend_module", "evaluate", "Evaluation"]

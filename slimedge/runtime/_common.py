@@ -3,7 +3,7 @@
 A backend module (``onnxruntime.py``, ``litert.py``, ``torch.py``, ``numpy.py``) has the same small
 surface, and nothing outside ``slimedge.runtime`` needs more:
 
-    NAME, SUFFIXES          its name and the file types it reads
+    NAME                    its name (which file types it reads: the format table, slimedge.formats)
     available() -> bool     is its library installed (without importing it)
     open(path, *, threads, device) -> Session
     Session.bind(batch) -> Binding
@@ -26,7 +26,9 @@ from typing import Callable, Hashable, TypeVar
 
 import numpy as np
 
-METADATA_KEY = "slimedge"
+from ..errors import ModelFileError
+from ..formats import METADATA_KEY
+
 
 V = TypeVar("V")
 
@@ -64,10 +66,6 @@ class LruCache:
 
     def __len__(self) -> int:
         return len(self._items)
-
-
-class ModelFileError(ValueError):
-    """A model file that is missing, truncated, foreign or not a step graph; the message names it."""
 
 
 class Buffers:

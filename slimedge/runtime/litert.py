@@ -21,7 +21,6 @@ import numpy as np
 from ._common import Buffers, LruCache, ModelFileError, check_io, parse_config, sizes, METADATA_KEY
 
 NAME = "litert"
-SUFFIXES = (".tflite",)
 INTERPRETERS = ("ai_edge_litert", "tflite_runtime")  # in order of preference
 CACHED_SIZES = 4  # batch sizes whose interpreter a session keeps ready
 

@@ -13,7 +13,6 @@ import numpy as np
 from ._common import Buffers, sizes
 
 NAME = "numpy"
-SUFFIXES = (".safetensors",)
 
 
 def available() -> bool:

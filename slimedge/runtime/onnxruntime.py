@@ -21,7 +21,6 @@ from pathlib import Path
 from ._common import Buffers, ModelFileError, check_io, parse_config, sizes, METADATA_KEY
 
 NAME = "onnxruntime"
-SUFFIXES = (".onnx",)
 
 
 def available() -> bool:

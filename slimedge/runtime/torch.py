@@ -20,7 +20,6 @@ from pathlib import Path
 from ._common import Buffers, LruCache, sizes
 
 NAME = "torch"
-SUFFIXES = (".safetensors",)
 CACHED_SIZES = 4  # batch sizes whose captured CUDA graph a session keeps ready
 
 
