@@ -399,22 +399,36 @@ def _lower_layer(bld: _Builder, spec, terms: Mapping[str, np.ndarray], k: int, x
         act = g_act if s == "c" else sigma
         gate[s] = bld.node(act, [z], f"{p}{'cand' if s == 'c' else 'gate_' + s}", (B, n), **role)
 
+    # values that read neither x nor the state (σ(b) folded, and products of such): (n,), not (B, n)
+    free: set[str] = set(folded.values())
+
     def scale(s: str, value: str, stem: str) -> str | None:
         """gate_s ⊙ value: nothing for a fixed 1.0, dropped for a fixed 0.0."""
         if s in gate:
-            return bld.node("mul", [value, gate[s]], stem, (B, n), **role)
-        const = spec.constants[s]
-        if const == 1.0:
-            return value
-        if const == 0.0:
-            return None
-        return bld.node("mul", [value, bld.const(f"{p}const_{s}", np.array([const]))], stem, (B, n),
-                        **role)
+            is_free = value in free and gate[s] in free
+            out = bld.node("mul", [value, gate[s]], stem, (n,) if is_free else (B, n), **role)
+        else:
+            const = spec.constants[s]
+            if const == 1.0:
+                return value
+            if const == 0.0:
+                return None
+            is_free = value in free
+            out = bld.node("mul", [value, bld.const(f"{p}const_{s}", np.array([const]))], stem,
+                           (n,) if is_free else (B, n), **role)
+        if is_free:
+            free.add(out)
+        return out
 
     fc = scale("f", c, f"{p}fc")
     ic = scale("i", gate["c"], f"{p}ic")
     if fc is None and ic is None:
         raise ValueError("a layer whose forget and input gates are both fixed at 0 never changes c")
+    if fc is None and ic in free:
+        # f fixed at 0 and i ⊙ c~ reads no input: c' is one constant vector for every sequence;
+        # c ⊙ 0 + i ⊙ c~ gives it the batch's shape (B, n)
+        fc = bld.node("mul", [c, bld.const(f"{p}const_f", np.array([0.0]))], f"{p}fc", (B, n),
+                      **role)
     c_new = ic if fc is None else fc if ic is None else bld.node("add", [fc, ic], f"{p}c_next", (B, n), **role)
     h_new = scale("o", bld.node(g_act, [c_new], f"{p}g_c", (B, n), **role), f"{p}h_next")
     return h_new, c_new

@@ -12,12 +12,18 @@ or, for a gate with no terms, the fixed constant the gate takes. Everything else
 multiply-accumulates, PyTorch modules, the step IR, the exporters) is derived from these specs; the
 equations are never restated. This module does not import torch.
 
+:data:`VARIANTS` holds the papers' twelve rows; :func:`define` makes a variant of your own from the
+same data (``define("MyLSTM", i="Wb", f="Wb", o=1.0, c="WUb")``) and :func:`register` makes its
+name known to :func:`get`. A spec's :meth:`~VariantSpec.to_config` carries its structure, so a
+checkpoint of any variant reads back in any process.
+
 Spec: ``shared/design/slim-variants.md``.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -43,8 +49,11 @@ _TERM_MACS = {
 }
 
 
+SLOT_NAMES = {"i": "input gate", "f": "forget gate", "o": "output gate", "c": "cell candidate"}
+
+
 class UnknownVariantError(KeyError, ValueError):
-    """Raised for a variant name that is neither canonical nor an alias."""
+    """Raised for a variant name that is neither canonical nor an alias nor registered."""
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return str(self.args[0])
@@ -58,6 +67,9 @@ class SlotSpec:
     const: float | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "terms", frozenset(self.terms))
+        if self.const is not None:
+            object.__setattr__(self, "const", float(self.const))
         bad = set(self.terms) - set(TERMS)
         if bad:
             raise ValueError(f"unknown terms {sorted(bad)}; valid terms are {TERMS}")
@@ -72,6 +84,15 @@ class SlotSpec:
     def fixed(self) -> bool:
         return self.const is not None
 
+    @property
+    def letters(self) -> str:
+        """The terms in canonical order, e.g. ``'WUb'`` (empty for a fixed gate)."""
+        return "".join(t for t in TERMS if t in self.terms)
+
+    def to_config(self) -> str | float:
+        """``'Wb'``-style letters, or the constant of a fixed gate (JSON-able)."""
+        return self.const if self.fixed else self.letters
+
     def form(self) -> str:
         """Human-readable pre-activation, e.g. ``'W x + U h + b'`` or ``'0.96'``."""
         if self.fixed:
@@ -84,16 +105,93 @@ def _slot(terms: str = "", const: float | None = None) -> SlotSpec:
     return SlotSpec(frozenset(terms), const)
 
 
+def _slot_error(variant: str, slot: str, problem: str) -> ValueError:
+    return ValueError(f"{variant}: {SLOT_NAMES.get(slot, 'slot')} {slot!r}: {problem}")
+
+
+def _parse_slot(value: "str | float | SlotSpec", *, variant: str = "variant",
+               slot: str = "c") -> SlotSpec:
+    """A slot from its short form: letters from ``'WUub'`` (its terms) or a number (a fixed gate).
+
+    Errors are ValueErrors naming the variant and the slot."""
+    if isinstance(value, SlotSpec):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (str, numbers.Real)):
+        raise _slot_error(variant, slot, f"give terms as letters from 'WUub' or a constant in "
+                                         f"[0, 1], not {type(value).__name__} {value!r}")
+    if isinstance(value, numbers.Real):
+        if slot == "c":
+            raise _slot_error(variant, slot, "the cell candidate needs terms (letters from "
+                                             "'WUub'); only a gate can be a fixed constant")
+        _check_constant(variant, slot, float(value))
+        return _slot(const=float(value))
+    letters = value.strip()
+    if not letters:
+        raise _slot_error(variant, slot, "no terms: give letters from 'WUub' (W input matrix, "
+                                         "U recurrent matrix, u point-wise recurrence, b bias)"
+                                         + (" or a constant in [0, 1]" if slot != "c" else ""))
+    bad = sorted(set(letters) - set(TERMS))
+    if bad:
+        raise _slot_error(variant, slot, f"unknown term(s) {', '.join(map(repr, bad))} in "
+                                         f"{value!r}; the terms are W, U, u and b")
+    twice = sorted({t for t in letters if letters.count(t) > 1})
+    if twice:
+        raise _slot_error(variant, slot, f"term(s) {', '.join(twice)} given twice in {value!r}")
+    if "U" in letters and "u" in letters:
+        raise _slot_error(variant, slot, f"{value!r} has both a full (U) and a point-wise (u) "
+                                         f"recurrence; a slot has one or the other")
+    return _slot(letters)
+
+
+def _check_constant(variant: str, gate: str, value: float) -> None:
+    """A fixed gate's value: in [0, 1]; an input or output gate of 0 is not a model."""
+    if not 0.0 <= value <= 1.0:  # also refuses NaN
+        raise ValueError(f"{variant}: constant for gate {gate!r} must lie in [0, 1], got {value}")
+    if value == 0.0 and gate in ("i", "o"):
+        never = "the cell state c would never change from 0" if gate == "i" else "h would always be 0"
+        raise ValueError(f"{variant}: a fixed {gate} gate of 0 is not a model: {never}")
+
+
 @dataclass(frozen=True)
 class VariantSpec:
-    """One SLIM variant: which terms each gate and the cell candidate hold."""
+    """One SLIM variant: which terms each gate and the cell candidate hold.
+
+    Catalogue rows come from :data:`VARIANTS`; a variant of your own from :func:`define`. Every
+    spec is checked on construction (each slot's terms, the cell has terms, fixed gates' values).
+    """
 
     name: str
     slots: Mapping[str, SlotSpec]
     summary: str = ""
-    # LSTM_C6 only: the harsher reading c~ = g(W_c x + b_c) is in use
+    # the slot replacement in use: the input-only cell reading has been applied
     input_only_cell: bool = False
-    default_constants: Mapping[str, float] = field(default_factory=dict)
+    # the constants the variant was defined with (informative: not part of equality)
+    default_constants: Mapping[str, float] = field(default_factory=dict, compare=False)
+    # the slot replacement ``input_only_cell=True`` applies: the cell candidate keeps only its W
+    # and b terms. Empty where the variant offers no such reading (in the catalogue: all but C6).
+    input_only_reading: Mapping[str, SlotSpec] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip() or self.name != self.name.strip():
+            raise ValueError(f"a variant name is a non-empty string without surrounding blanks, "
+                             f"got {self.name!r}")
+        if set(self.slots) != set(SLOTS):
+            raise ValueError(f"{self.name}: a variant has exactly the slots {', '.join(SLOTS)}, "
+                             f"got {', '.join(map(str, self.slots)) or 'none'}")
+        object.__setattr__(self, "slots", {s: self.slots[s] for s in SLOTS})
+        for s, slot in self.slots.items():
+            if not isinstance(slot, SlotSpec):
+                raise TypeError(f"{self.name}: slot {s!r} must be a SlotSpec (define() turns "
+                                f"'Wb' or 0.5 into one), got {type(slot).__name__}")
+            if slot.fixed:
+                if s == "c":
+                    raise _slot_error(self.name, s, "the cell candidate needs terms; only a gate "
+                                                    "can be a fixed constant")
+                _check_constant(self.name, s, float(slot.const))
+        for s, slot in self.input_only_reading.items():
+            if s not in SLOTS or not isinstance(slot, SlotSpec) or (s == "c" and slot.fixed):
+                raise ValueError(f"{self.name}: input_only_reading must map slots to SlotSpecs "
+                                 f"(the cell with terms), got {s!r}: {slot!r}")
 
     # ---- structure -------------------------------------------------------------------------
     def slot(self, name: str) -> SlotSpec:
@@ -155,39 +253,48 @@ class VariantSpec:
                 raise ValueError(
                     f"{self.name}: gate {gate!r} is not a fixed gate (fixed gates: {fixed})")
             value = float(value)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{self.name}: constant for gate {gate!r} must lie in [0, 1], "
-                                 f"got {value}")
-            if value == 0.0 and gate in ("i", "o"):
-                never = "the cell state c would never change from 0" if gate == "i" else "h would always be 0"
-                raise ValueError(f"{self.name}: a fixed {gate} gate of 0 is not a model: {never}")
+            _check_constant(self.name, gate, value)
             slots[gate] = _slot(const=value)
         return dataclasses.replace(self, slots=slots)
 
     def with_input_only_cell(self) -> "VariantSpec":
-        """LSTM_C6's harsher reading, c~ = g(W_c x + b_c) (params mn + n)."""
-        if self.name != "LSTM_C6":
-            raise ValueError(f"the input-only cell reading applies to LSTM_C6 only, not {self.name}")
-        slots = dict(self.slots)
-        slots["c"] = _slot("Wb")
-        return dataclasses.replace(self, slots=slots, input_only_cell=True)
+        """The input-only cell reading: the slot replacement :attr:`input_only_reading` (LSTM_C6:
+        c~ = g(W_c x + b_c), params mn + n). Variants that offer none refuse it."""
+        if self.input_only_cell:
+            return self
+        if not self.input_only_reading:
+            offering = ", ".join(v.name for v in VARIANTS.values() if v.input_only_reading)
+            raise ValueError(f"the input-only cell reading applies to {offering} only (variants "
+                             f"with an input_only_reading), not {self.name}")
+        return dataclasses.replace(self, slots={**self.slots, **self.input_only_reading},
+                                   input_only_cell=True)
 
     def to_config(self) -> dict:
-        """JSON-able description that :func:`from_config` turns back into this spec."""
-        return {"name": self.name, "constants": self.constants,
-                "input_only_cell": self.input_only_cell}
+        """JSON-able description that :func:`from_config` turns back into this spec, in any
+        process: the structure itself (per slot its terms or constant), not only the name."""
+        cfg = {"name": self.name, "slots": {s: slot.to_config() for s, slot in self.slots.items()},
+               "constants": self.constants, "input_only_cell": self.input_only_cell}
+        if self.summary:
+            cfg["summary"] = self.summary
+        if self.input_only_reading:
+            cfg["input_only_reading"] = {s: v.to_config() for s, v in self.input_only_reading.items()}
+        return cfg
 
     def describe(self) -> dict:
         """Per-slot forms, for tables and JSON output."""
         return {s: self.slots[s].form() for s in SLOTS}
 
 
-def _variant(name: str, gates: SlotSpec | dict[str, SlotSpec], cell: str, summary: str) -> VariantSpec:
+def _variant(name: str, gates: SlotSpec | dict[str, SlotSpec], cell: str, summary: str,
+             input_only_reading: bool = False) -> VariantSpec:
     if isinstance(gates, SlotSpec):
         gates = {g: gates for g in GATES}
     slots = {**gates, "c": _slot(cell)}
     consts = {s: v.const for s, v in slots.items() if v.fixed}
-    return VariantSpec(name=name, slots=slots, summary=summary, default_constants=consts)
+    # the input-only reading: the cell keeps only its W and b terms
+    reading = {"c": _slot("".join(t for t in "Wb" if t in cell))} if input_only_reading else {}
+    return VariantSpec(name=name, slots=slots, summary=summary, default_constants=consts,
+                       input_only_reading=reading)
 
 
 # The catalogue: the table of slim-variants.md, row by row.
@@ -208,44 +315,133 @@ VARIANTS: dict[str, VariantSpec] = {v.name: v for v in [
     _variant("LSTM11", _slot("ub"), "Wub",
              "point-wise gates with bias and point-wise cell recurrence"),
     _variant("LSTM_C6", {"i": _slot(const=1.0), "f": _slot(const=0.4), "o": _slot(const=1.0)},
-             "Wub", "fixed gates and point-wise cell recurrence"),
+             "Wub", "fixed gates and point-wise cell recurrence", input_only_reading=True),
 ]}
 
 ALIASES: dict[str, str] = {
     "lstm": "LSTM0", "std": "LSTM0", "lstm_6": "LSTM6", "c6": "LSTM_C6", "lstmc6": "LSTM_C6",
 }
 _LOOKUP = {**{k.lower(): k for k in VARIANTS}, **ALIASES}
+# variants registered by the user in this process, by lower-case name
+_REGISTERED: dict[str, VariantSpec] = {}
+
+
+def define(name: str, *, i: "str | float", f: "str | float", o: "str | float", c: str,
+           summary: str = "") -> VariantSpec:
+    """A variant of your own: per gate its terms or a fixed constant, and the cell's terms.
+
+    Terms are letters from ``'WUub'``: ``W`` full input matrix (W x), ``U`` full recurrent matrix
+    (U h), ``u`` point-wise recurrent weight (u ⊙ h), ``b`` bias. A number fixes a gate to that
+    constant (in [0, 1]; never trainable; an input or output gate of 0 is refused). E.g.
+    ``define("MyLSTM", i="Wb", f="Wb", o=1.0, c="WUb")``. The spec trains, saves (its checkpoint
+    carries the structure), lowers and exports like a catalogue row; :func:`register` makes its
+    name known to :func:`get` and ``--variant`` in this process.
+    """
+    if not isinstance(name, str) or not name.strip() or name != name.strip():
+        raise ValueError(f"a variant name is a non-empty string without surrounding blanks, "
+                         f"got {name!r}")
+    if name.lower() in _LOOKUP:
+        raise ValueError(f"{name!r} is the catalogue's {_LOOKUP[name.lower()]}; give your "
+                         f"variant another name")
+    given = {"i": i, "f": f, "o": o, "c": c}
+    slots = {s: _parse_slot(v, variant=name, slot=s) for s, v in given.items()}
+    consts = {s: v.const for s, v in slots.items() if v.fixed}
+    return VariantSpec(name=name, slots=slots, summary=str(summary), default_constants=consts)
+
+
+def register(spec: VariantSpec, *, replace: bool = False) -> VariantSpec:
+    """Make ``spec``'s name known to :func:`get` (and so to ``--variant``) in this process."""
+    if not isinstance(spec, VariantSpec):
+        raise TypeError(f"register takes a VariantSpec (see define()), got {type(spec).__name__}")
+    key = spec.name.lower()
+    if key in _LOOKUP:
+        raise ValueError(f"{spec.name!r} is the catalogue's {_LOOKUP[key]}; a registered variant "
+                         f"needs another name")
+    old = _REGISTERED.get(key)
+    if old is not None and old != spec and not replace:
+        raise ValueError(f"another variant is registered as {old.name!r} ({old.describe()}); "
+                         f"pass replace=True to replace it")
+    _REGISTERED[key] = spec
+    return spec
+
+
+def unregister(name: str) -> None:
+    """Forget a variant :func:`register` made known."""
+    if _REGISTERED.pop(str(name).strip().lower(), None) is None:
+        raise UnknownVariantError(f"no registered variant {name!r}")
+
+
+def registered() -> dict[str, VariantSpec]:
+    """The variants registered in this process, by name."""
+    return {v.name: v for v in _REGISTERED.values()}
 
 
 def canonical_name(name: str) -> str:
-    """The canonical name for ``name`` (case-insensitive; aliases accepted)."""
+    """The canonical name for ``name`` (case-insensitive; aliases and registered names accepted)."""
     key = str(name).strip().lower()
-    if key not in _LOOKUP:
-        aliases = ", ".join(f"{a} -> {c}" for a, c in ALIASES.items())
-        raise UnknownVariantError(
-            f"unknown variant {name!r}; valid names: {', '.join(VARIANTS)} "
-            f"(case-insensitive; aliases: {aliases})")
-    return _LOOKUP[key]
+    if key in _LOOKUP:
+        return _LOOKUP[key]
+    if key in _REGISTERED:
+        return _REGISTERED[key].name
+    aliases = ", ".join(f"{a} -> {c}" for a, c in ALIASES.items())
+    mine = f"; registered: {', '.join(registered())}" if _REGISTERED else ""
+    raise UnknownVariantError(
+        f"unknown variant {name!r}; valid names: {', '.join(VARIANTS)} "
+        f"(case-insensitive; aliases: {aliases}){mine}")
 
 
 def get(name: str | VariantSpec, *, constants: Mapping[str, float] | None = None,
         input_only_cell: bool = False) -> VariantSpec:
-    """The spec for a variant name or alias, optionally with other fixed-gate constants."""
-    spec = name if isinstance(name, VariantSpec) else VARIANTS[canonical_name(name)]
+    """The spec for a variant name, alias, registered name or a spec itself, optionally with other
+    fixed-gate constants and the input-only cell reading."""
+    if isinstance(name, VariantSpec):
+        spec = name
+    else:
+        key = canonical_name(name)
+        spec = VARIANTS[key] if key in VARIANTS else _REGISTERED[key.lower()]
     spec = spec.with_constants(constants)
-    if input_only_cell and not spec.input_only_cell:
+    if input_only_cell:
         spec = spec.with_input_only_cell()
     return spec
 
 
 def from_config(config: Mapping | str) -> VariantSpec:
-    """Inverse of :meth:`VariantSpec.to_config` (accepts the dict, its JSON, or a bare name)."""
+    """Inverse of :meth:`VariantSpec.to_config` (accepts the dict, its JSON, or a bare name).
+
+    A config with ``slots`` is rebuilt from them, registered or not; a catalogue name's slots must
+    be that row's (under its constants and reading). An older config (name, constants,
+    input_only_cell only) is looked up by name. ``constants``, when given, override the values of
+    the fixed gates.
+    """
     if isinstance(config, str):
         config = json.loads(config) if config.lstrip().startswith("{") else {"name": config}
-    base = get(config["name"])
-    constants = {k: v for k, v in (config.get("constants") or {}).items()
-                 if base.constants.get(k) != v}
-    return get(base, constants=constants, input_only_cell=bool(config.get("input_only_cell")))
+    if not isinstance(config, Mapping) or "name" not in config:
+        raise ValueError(f"a variant config is a name or a mapping with a 'name', got {config!r}")
+    name = config["name"]
+    constants = dict(config.get("constants") or {})
+    input_only = bool(config.get("input_only_cell"))
+    if "slots" not in config:  # an older config: the name says it all
+        base = get(name)
+        constants = {k: v for k, v in constants.items() if base.constants.get(k) != v}
+        return get(base, constants=constants, input_only_cell=input_only)
+    raw = config["slots"]
+    if not isinstance(raw, Mapping) or set(raw) != set(SLOTS):
+        raise ValueError(f"{name}: config 'slots' must give each of {', '.join(SLOTS)}, got {raw!r}")
+    slots = {s: _parse_slot(raw[s], variant=str(name), slot=s) for s in SLOTS}
+    if str(name).strip().lower() in _LOOKUP:
+        spec = get(name, input_only_cell=input_only)
+        spec = spec.with_constants({s: v.const for s, v in slots.items() if v.fixed
+                                    and spec.slots[s].fixed})
+        if {s: v.letters for s, v in spec.slots.items()} != {s: v.letters for s, v in slots.items()}:
+            raise ValueError(f"config names the catalogue's {spec.name} but its slots {dict(raw)} "
+                             f"are not that variant's ({spec.to_config()['slots']})")
+        return spec.with_constants(constants)
+    reading = {s: _parse_slot(v, variant=str(name), slot=s)
+               for s, v in (config.get("input_only_reading") or {}).items()}
+    spec = VariantSpec(name=name, slots=slots, summary=str(config.get("summary", "")),
+                       input_only_cell=input_only, input_only_reading=reading,
+                       default_constants={s: v.const for s, v in slots.items() if v.fixed})
+    return spec.with_constants(constants)
 
 
 def table(input_size: int, hidden_size: int) -> list[dict]:
@@ -267,5 +463,5 @@ def table(input_size: int, hidden_size: int) -> list[dict]:
 
 
 __all__ = ["VariantSpec", "SlotSpec", "VARIANTS", "ALIASES", "GATES", "SLOTS", "TERMS", "get",
-           "GATE_ACTIVATIONS", "ACTIVATIONS",
+           "GATE_ACTIVATIONS", "ACTIVATIONS", "define", "register", "unregister", "registered",
            "canonical_name", "from_config", "table", "UnknownVariantError"]

@@ -129,3 +129,82 @@ def random_weights(variant, m, n, rng, scale=0.5, input_only_cell=False):
     shapes = {"W": (n, m), "U": (n, n), "u": (n,), "b": (n,)}
     return {f"{t}_{q}": rng.uniform(-scale, scale, shapes[t])
             for q, terms in per_slot.items() for t in terms}
+
+
+# ---- any structure: slots given as data --------------------------------------------------------
+# A variant of one's own is, per gate i, f, o and for the cell candidate c, either a string of
+# terms from "WUub" (W x, U h, u ⊙ h, b) or, for a gate, the fixed constant it takes:
+# e.g. {"i": "Wb", "f": "Wb", "o": 0.5, "c": "WUb"}. The pre-activation of a slot is the sum of its
+# terms; a gate is σ of it, the cell candidate g of it; c' = f ⊙ c + i ⊙ c~, h' = o ⊙ g(c').
+
+def slot_pre_activation(terms, q, w, x, h):
+    """The sum of slot q's terms for a batch (B, n); a bias-only slot broadcasts its bias."""
+    z = np.zeros_like(h)
+    for t in terms:
+        if t == "W":
+            z = z + x @ w["W_" + q].T
+        elif t == "U":
+            z = z + h @ w["U_" + q].T
+        elif t == "u":
+            z = z + w["u_" + q] * h
+        elif t == "b":
+            z = z + w["b_" + q]
+        else:
+            raise KeyError(t)
+    return z
+
+
+def step_slots(slots, w, x, h, c, gate_activation="sigmoid", activation="tanh"):
+    """One step of the variant with structure ``slots``: x (B, m), h and c (B, n) -> (h', c')."""
+    s, g = GATE_FN[gate_activation], ACT_FN[activation]
+    x, h, c = (np.asarray(a, np.float64) for a in (x, h, c))
+    w = {name: np.asarray(v, np.float64) for name, v in w.items()}
+    value = {}
+    for q in "ifoc":
+        form = slots[q]
+        if isinstance(form, str):
+            z = slot_pre_activation(form, q, w, x, h)
+            value[q] = g(z) if q == "c" else s(z)
+        else:
+            assert q != "c", "the cell candidate has terms"
+            value[q] = float(form)
+    c_new = value["f"] * c + value["i"] * value["c"]
+    h_new = value["o"] * g(c_new)
+    return h_new, c_new
+
+
+def sequence_slots(slots, layers, xs, h0=None, c0=None, **kw):
+    """As :func:`sequence`, for a structure given as slots."""
+    xs = np.asarray(xs, np.float64)
+    T, B = xs.shape[:2]
+    L = len(layers)
+    n = next(np.shape(v)[0] for v in layers[0].values())  # every term's first axis is n
+    h = np.zeros((L, B, n)) if h0 is None else np.array(h0, np.float64)
+    c = np.zeros((L, B, n)) if c0 is None else np.array(c0, np.float64)
+    out = xs
+    for k, w in enumerate(layers):
+        ys = []
+        for t in range(T):
+            h[k], c[k] = step_slots(slots, w, out[t], h[k], c[k], **kw)
+            ys.append(h[k].copy())
+        out = np.stack(ys)
+    return out, h, c
+
+
+def random_weights_slots(slots, m, n, rng, scale=0.5):
+    """Random weights under the papers' names for one layer with structure ``slots``."""
+    shapes = {"W": (n, m), "U": (n, n), "u": (n,), "b": (n,)}
+    return {f"{t}_{q}": rng.uniform(-scale, scale, shapes[t])
+            for q, form in slots.items() if isinstance(form, str) for t in form}
+
+
+def num_params_slots(slots, m, n):
+    """Parameters of one layer: mn per W, n² per U, n per u and per b."""
+    size = {"W": m * n, "U": n * n, "u": n, "b": n}
+    return sum(size[t] for form in slots.values() if isinstance(form, str) for t in form)
+
+
+def macs_slots(slots, m, n):
+    """Multiply-accumulates per step of one layer: W x, U h and u ⊙ h (a bias is an add)."""
+    cost = {"W": m * n, "U": n * n, "u": n, "b": 0}
+    return sum(cost[t] for form in slots.values() if isinstance(form, str) for t in form)

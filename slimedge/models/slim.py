@@ -45,7 +45,8 @@ class SlimLSTMCell(nn.Module):
     """One SLIM LSTM layer, one time step at a time (or a whole sequence via :meth:`sequence`).
 
     Args:
-        variant: a variant name or alias (``"LSTM6"``, ``"c6"``, ...) or a ``VariantSpec``.
+        variant: a variant name or alias (``"LSTM6"``, ``"c6"``, ...), a registered name, or a
+            ``VariantSpec`` (a catalogue row or one of your own, ``slimedge.variants.define``).
         input_size: m, the size of x.
         hidden_size: n, the size of h and c.
         gate_activation: σ, ``"sigmoid"`` (default) or ``"hard_sigmoid"`` (Keras').
@@ -53,7 +54,8 @@ class SlimLSTMCell(nn.Module):
         constants: values for the variant's fixed gates, e.g. ``{"f": 0.5}``; never trainable.
         init: ``"pytorch"`` (uniform ±1/√n, like torch.nn.LSTM) or ``"paper"`` (the authors':
             W glorot-uniform, U orthogonal, u from columns of an orthogonal matrix, biases zero).
-        input_only_cell: LSTM_C6 only: the harsher reading c~ = g(W_c x + b_c).
+        input_only_cell: the variant's input-only cell reading (LSTM_C6's harsher
+            c~ = g(W_c x + b_c)); variants that offer none refuse it.
     """
 
     def __init__(self, variant: str | VariantSpec, input_size: int, hidden_size: int, *,
@@ -73,21 +75,21 @@ class SlimLSTMCell(nn.Module):
         spec, m, n = self.spec, self.input_size, self.hidden_size
         learned = spec.learned_slots  # always ends with "c"
         self._learned = learned
-        self._slots_of = {t: spec.slots_with(t) for t in TERMS}
-        # position of each term's slots among the learned slots, for scattering per step
-        for t in TERMS:
-            idx = [learned.index(s) for s in self._slots_of[t]]
-            self.register_buffer(f"_idx_{t}", torch.tensor(idx, dtype=torch.long), persistent=False)
+        self._slots_of = slots_of = {t: spec.slots_with(t) for t in TERMS}
         # How the learned slots' pre-activations are assembled, in slot order, from packed term
         # products: runs (term, first, last + 1) of one packed tensor, or (None, k) for k slots
         # the part lacks. Concatenating runs (rather than scattering with index_add) keeps the
         # backward cheap. Input part: W·x (+ the bias of those slots), else the bias alone;
         # recurrent part: U·h or u ⊙ h.
-        self._input_runs = _runs(learned, self._slots_of, ("W", "b"))
-        self._recurrent_runs = _runs(learned, self._slots_of, ("U", "u"))
-        bias_of_w = [self._slots_of["b"].index(s) for s in self._slots_of["W"] if s in self._slots_of["b"]]
-        if bias_of_w and len(bias_of_w) != len(self._slots_of["W"]):  # never in the catalogue
-            raise NotImplementedError("a variant whose W slots have a bias only in part")
+        self._input_runs = _runs(learned, slots_of, ("W", "b"))
+        self._recurrent_runs = _runs(learned, slots_of, ("U", "u"))
+        # The bias of each W slot, as rows of b, added to the packed W·x: a W slot without a bias
+        # reads row k_b, a zero row appended at run time (only when some W slot lacks a bias).
+        k_b = len(slots_of["b"])
+        bias_of_w = [slots_of["b"].index(s) if s in slots_of["b"] else k_b for s in slots_of["W"]]
+        if k_b == 0 or all(j == k_b for j in bias_of_w):
+            bias_of_w = []  # no W slot has a bias
+        self._w_bias_partial = k_b in bias_of_w
         self.register_buffer("_bias_of_w", torch.tensor(bias_of_w, dtype=torch.long), persistent=False)
         self.W = self._param(len(self._slots_of["W"]) * n, m)
         self.U = self._param(len(self._slots_of["U"]) * n, n)
@@ -162,7 +164,8 @@ class SlimLSTMCell(nn.Module):
         if self.W is not None:
             parts["W"] = torch.matmul(x, self.W.t()).view(*lead, -1, n)
             if len(self._bias_of_w):
-                parts["W"] = parts["W"] + self.b.index_select(0, self._bias_of_w)
+                b = torch.cat([self.b, self.b.new_zeros(1, n)]) if self._w_bias_partial else self.b
+                parts["W"] = parts["W"] + b.index_select(0, self._bias_of_w)
         if self.b is not None:
             parts["b"] = self.b.expand(*lead, -1, -1)
         return _assemble(self._input_runs, parts, x, lead, n)
