@@ -15,13 +15,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__, variants
+from . import __version__, formats, variants
+from .runtime import BACKENDS as _BACKENDS
 from ._io import check_writable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="SLIM LSTM variants: train, export to ONNX/TFLite, run and profile.")
 console = Console()
 err_console = Console(stderr=True)
+
 
 # Errors a user can cause; anything else is a bug and keeps its traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, PermissionError,
@@ -159,7 +161,7 @@ def evaluate_cmd(
     limit: Optional[int] = typer.Option(None, "--limit", help="Cap every split at N sequences."),
     device: str = typer.Option("cpu", "--device", help="auto, cpu or cuda."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
-    backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Evaluate through the streaming runtime with this backend (auto, onnxruntime, litert, torch, numpy); exported .onnx/.tflite files always go through it."),
+    backend: Optional[str] = typer.Option(None, "--backend", "-b", help=f"Evaluate through the streaming runtime with this backend (auto, {', '.join(_BACKENDS)}); exported files always go through it."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads of the runtime backend, or of torch for a checkpoint (default 1 there, so training's numbers repeat exactly)."),
 ) -> None:
     """Accuracy and confusion matrix of a model (a checkpoint or an exported file) on a data split."""
@@ -171,7 +173,7 @@ def evaluate_cmd(
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
     path = model if model is not None else default_model_path()
-    if backend is not None or path.suffix.lower() in (".onnx", ".tflite"):
+    if backend is not None or formats.for_path(path) is not formats.CHECKPOINT:
         ev, meta = _evaluate_runtime(path, data, split, split_seed, limit, backend or "auto",
                                      threads)
     else:
@@ -203,9 +205,9 @@ def evaluate_cmd(
 def export_cmd(
     model: Optional[Path] = typer.Argument(None, help="A checkpoint; default: the shipped model."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="The file to write; default: the model's name with the format's suffix, in the current directory."),
-    format: Optional[str] = typer.Option(None, "--format", "-f", help="onnx or tflite; default: from -o's suffix, else onnx."),
+    format: Optional[str] = typer.Option(None, "--format", "-f", help=f"{', '.join(formats.exportable())}; default: from -o's suffix, else onnx."),
     mode: str = typer.Option("step", "--mode", help="step (one time step: x, h, c -> y, h_next, c_next) or sequence (a whole sequence, time symbolic)."),
-    quantize: str = typer.Option("none", "--quantize", "-q", help="none, dynamic or int8."),
+    quantize: str = typer.Option("none", "--quantize", "-q", help=f"{', '.join(formats.QUANTIZE)}."),
     atol: Optional[float] = typer.Option(None, "--atol", help="Largest difference allowed per output in validation (default 1e-5 for float graphs)."),
     steps: int = typer.Option(100, "--steps", min=1, help="Validation rollout length in time steps."),
     no_validate: bool = typer.Option(False, "--no-validate", help="Skip running the file against the source model."),
@@ -219,10 +221,11 @@ def export_cmd(
 
     path = model if model is not None else default_model_path()
     if format is None:
-        format = "tflite" if output is not None and output.suffix.lower() == ".tflite" else "onnx"
+        named = formats.by_suffix(output.suffix) if output is not None else None
+        format = named.name if named is not None and named.exportable else "onnx"
     if output is None:
-        output = Path(path.stem + (".sequence" if mode == "sequence" else "")
-                      + exporters.suffix(format))
+        output = Path(exporters.default_name(path.stem + (".sequence" if mode == "sequence" else ""),
+                                             format, quantize))
     try:
         result = exporters.export(path, output, format=format, mode=mode, quantize=quantize,
                                   atol=atol, validate=not no_validate, validation_steps=steps,
@@ -327,7 +330,7 @@ def run_cmd(
     split: str = typer.Option("test", "--split", help="train, val or test (with --data)."),
     split_seed: Optional[int] = typer.Option(None, "--split-seed", help="Default: the seed the model was trained with."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Cap every split at N sequences."),
-    backend: str = typer.Option("auto", "--backend", "-b", help="auto, onnxruntime, litert, torch or numpy."),
+    backend: str = typer.Option("auto", "--backend", "-b", help=f"auto, {', '.join(_BACKENDS)}."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Backend threads (default: the backend's own)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -398,7 +401,7 @@ def run_cmd(
 def profile_cmd(
     models: Optional[list[Path]] = typer.Argument(None, help="Checkpoints (.safetensors; exported here for each backend) or exports (.onnx, .tflite); default: the shipped model."),
     backend: list[str] = typer.Option([], "--backend", "-b", help="onnxruntime, litert, torch, numpy or torch-cuda (repeatable); default: every installed one, and torch-cuda when a GPU is present."),
-    quantize: list[str] = typer.Option([], "--quantize", "-q", help="none, dynamic or int8 for checkpoints' ONNX/TFLite exports (repeatable) [default: none]."),
+    quantize: list[str] = typer.Option([], "--quantize", "-q", help=f"{', '.join(formats.QUANTIZE)} for checkpoints' exports (repeatable) [default: none]."),
     threads: int = typer.Option(1, "--threads", "-t", min=1, help="Backend threads."),
     steps: int = typer.Option(2000, "--steps", "-n", min=1, help="Timed steps per configuration."),
     warmup: int = typer.Option(200, "--warmup", "-w", min=0, help="Untimed steps before timing."),

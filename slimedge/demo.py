@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-FORMATS = ("onnx", "tflite")
-QUANTIZE = ("none", "dynamic", "int8")
-BACKEND_OF = {"onnx": "onnxruntime", "tflite": "litert", "safetensors": "numpy"}
+from .formats import FORMATS as _TABLE, QUANTIZE
+
+FORMATS = ("onnx", "tflite")  # the formats the demo exports to
 PROFILE_STEPS = 1000
 
 
@@ -39,7 +39,8 @@ def run(out: str | os.PathLike = "slimedge-demo", *, model: str | os.PathLike | 
         profile_quantize=("none", "dynamic"), log: Callable[[str], None] = lambda s: None) -> DemoResult:
     """Export, validate, evaluate and profile ``model`` (default: the shipped one) into ``out``."""
     from . import checkpoint, exporters, profile, runtime
-    from .exporters.quantize import model_data
+    from .data import load_as_recorded
+    from .formats import ModelInfo
 
     t0 = time.time()
     card = None
@@ -60,7 +61,7 @@ def run(out: str | os.PathLike = "slimedge-demo", *, model: str | os.PathLike | 
     ckpt = checkpoint.read(model)
     res = DemoResult(model, out, ckpt.config, card)
     log("loading the test data")
-    splits = model_data(ckpt)
+    splits = load_as_recorded(ModelInfo.from_config(ckpt.config, path=model).data)
     test = splits["test"]
     stem = model.stem
     files: list[tuple[str, str, Path]] = [("safetensors", "none", model)]
@@ -83,7 +84,7 @@ def run(out: str | os.PathLike = "slimedge-demo", *, model: str | os.PathLike | 
             res.exports.append(entry)
     by_path = {e["path"]: e for e in res.exports}
     for fmt, q, path in files:
-        backend = BACKEND_OF[fmt]
+        backend = _TABLE[fmt].backends[0]
         log(f"test accuracy of {path.name} on {backend}")
         m = runtime.load(path, backend=backend, threads=1)
         acc = runtime.evaluate(m, test)
@@ -95,7 +96,7 @@ def run(out: str | os.PathLike = "slimedge-demo", *, model: str | os.PathLike | 
         entry.update(backend=backend, test_accuracy=acc.accuracy, test_n=acc.n)
     log("profiling beside the baselines")
     # the profile's own exports (the model again, and the baselines) go to a temporary folder
-    res.report = profile.run([model], backends=[BACKEND_OF[f] for f in formats],
+    res.report = profile.run([model], backends=[_TABLE[f].backends[0] for f in formats],
                              quantize=profile_quantize, steps=profile_steps,
                              warmup=min(200, profile_steps), validate=False, log=log)
     profile.write_json(res.report, out / "profile.json")

@@ -81,12 +81,11 @@ def suffix(format: str) -> str:
     return formats.get(format).suffix
 
 
-def default_path(source: Path | None, format: str, quantize: str = "none") -> Path:
-    """Where ``export`` writes when no output is named: beside the checkpoint, the quantisation in
-    the name so that exports in different modes never replace each other (``m.int8.tflite``)."""
-    stem = source.with_suffix("") if source is not None else Path("model")
+def default_name(stem: str, format: str, quantize: str = "none") -> str:
+    """The file name for an export of the model ``stem`` when none is given: the quantisation in
+    the name, so that exports in different modes never replace each other (``m.int8.tflite``)."""
     tag = "" if quantize == "none" else f".{quantize}"
-    return stem.parent / f"{stem.name}{tag}{suffix(format)}"
+    return f"{stem}{tag}{suffix(format)}"
 
 
 def _target(path: Path, fmt: formats.Format, source: Path | None) -> Path:
@@ -211,4 +210,4 @@ def _quantize_module():
 
 
 __all__ = ["export", "ExportResult", "ExportValidationError", "ValidationReport", "as_checkpoint",
-           "default_path", "suffix"]
+           "default_name", "suffix"]
