@@ -47,7 +47,7 @@ def test_every_quantize_mode_on_real_data(tmp_path, fsdd_model, fmt, q):
     assert task["drift"]["steps"] == Q.DRIFT_STEPS
     assert 0.5 < task["drift"]["argmax_agreement"] <= 1.0
     meta = (tflite.read_metadata(out) if fmt == "tflite"
-            else exporters.onnx.metadata(out))
+            else exporters.onnx.read_config(out))
     assert meta["export"]["quantize"] == q
     float_out = tmp_path / f"f.{fmt}"
     exporters.export(path, float_out, format=fmt)
