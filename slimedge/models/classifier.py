@@ -64,6 +64,13 @@ class SequenceClassifier(nn.Module):
         out, state = self.lstm(self.normalize(x), state, lengths=lengths)
         return self.head(out), state
 
+    def step(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One time step for streaming: raw frames x (B, m), h and c (layers, B, n) -> logits
+        (B, K), h', c'. What the exported step graphs compute."""
+        top, h, c = self.lstm.step(self.normalize(x), h, c)
+        return self.head(top), h, c
+
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (batch, K) at each sequence's last valid step; x is (batch, T, m)."""
         out, (h_n, _) = self.lstm(self.normalize(x), lengths=lengths)

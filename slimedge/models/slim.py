@@ -381,6 +381,19 @@ class SlimLSTM(nn.Module):
             return out.squeeze(1), (h_n.squeeze(1), c_n.squeeze(1))
         return (out.transpose(0, 1) if self.batch_first else out), (h_n, c_n)
 
+    def step(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One time step of every layer, for streaming: x (B, m), h and c (layers, B, n) ->
+        (the top layer's h', h', c') with h', c' (layers, B, n). What the exported step graphs
+        compute (with ``y`` the top layer's h)."""
+        hs, cs = [], []
+        for k, cell in enumerate(self.cells):
+            hk, ck = cell.recurrent_step(cell.input_part(x), h[k], c[k])
+            hs.append(hk)
+            cs.append(ck)
+            x = hk
+        return x, torch.stack(hs), torch.stack(cs)
+
     # ---- interop with torch.nn.LSTM ----------------------------------------------------------
     @classmethod
     def from_torch_lstm(cls, lstm: nn.LSTM) -> "SlimLSTM":

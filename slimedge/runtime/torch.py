@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 
+from ..errors import UsageError
 from ._common import Buffers, LruCache, sizes
 
 NAME = "torch"
@@ -43,19 +44,14 @@ class Session:
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if device not in ("cpu", "cuda"):
-            raise ValueError(f"the torch backend runs on 'cpu' or 'cuda', not {device!r}")
+            raise UsageError(f"the torch backend runs on 'cpu' or 'cuda', not {device!r}")
         if device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' asked for, but torch sees no CUDA device")
+            raise UsageError("device 'cuda' asked for, but torch sees no CUDA device")
         if threads:
             torch.set_num_threads(int(threads))
         self.device = device
         self.detail = f"torch {torch.__version__} on {device}"
-        module = from_checkpoint(ckpt).to(device).eval()
-        lstm = getattr(module, "lstm", module)
-        self._cells = list(lstm.cells)
-        self._norm = ((module.norm_mean, module.norm_std) if hasattr(module, "norm_mean") else None)
-        self._head = getattr(module, "head", None)
-        self._module = module
+        self._module = from_checkpoint(ckpt).to(device).eval()
         self._graphs = LruCache(CACHED_SIZES)  # batch size -> _CudaGraphStep
 
     @property
@@ -64,15 +60,12 @@ class Session:
         return self._module
 
     def step(self, x, h, c, y_out, h_out, c_out) -> None:
-        """One step on tensors: reads x (B, m), h, c (L, B, n); writes into the *_out tensors."""
-        if self._norm is not None:
-            x = (x - self._norm[0]) / self._norm[1]
-        for k, cell in enumerate(self._cells):
-            hk, ck = cell.recurrent_step(cell.input_part(x), h[k], c[k])
-            h_out[k].copy_(hk)
-            c_out[k].copy_(ck)
-            x = hk
-        y_out.copy_(self._head(x) if self._head is not None else x)
+        """One step on tensors: reads x (B, m), h, c (L, B, n); writes into the *_out tensors.
+        The model's own ``step`` (the classifier's, or a bare SlimLSTM's) does the work."""
+        y, h2, c2 = self._module.step(x, h, c)
+        y_out.copy_(y)
+        h_out.copy_(h2)
+        c_out.copy_(c2)
 
     def bind(self, batch: int) -> Buffers:
         dims = sizes(self.config)
