@@ -305,8 +305,7 @@ def _runtime_split(model, path: Path, data: Optional[str], split: str,
     if split not in _data.SPLITS:
         raise ValueError(f"unknown split {split!r}; valid: {', '.join(_data.SPLITS)}")
     # every export carries its checkpoint's record of the data it was trained on
-    recorded = (model.config.get("info") or {}).get("data")
-    splits = _data.load_as_recorded(recorded, data, split_seed=split_seed, limit=limit)
+    splits = _data.load_as_recorded(model.info.data, data, split_seed=split_seed, limit=limit)
     return splits, splits[split]
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .formats import FORMATS as _TABLE, QUANTIZE
+from .formats import FORMATS as _TABLE, QUANTIZE, ModelInfo
 
 FORMATS = ("onnx", "tflite")  # the formats the demo exports to
 PROFILE_STEPS = 1000
@@ -40,7 +40,6 @@ def run(out: str | os.PathLike = "slimedge-demo", *, model: str | os.PathLike | 
     """Export, validate, evaluate and profile ``model`` (default: the shipped one) into ``out``."""
     from . import checkpoint, exporters, profile, runtime
     from .data import load_as_recorded
-    from .formats import ModelInfo
 
     t0 = time.time()
     card = None
@@ -110,13 +109,13 @@ def render(res: DemoResult, console) -> None:
     """The demo's one screen."""
     from rich.table import Table
 
-    from . import profile
+    from .profile.report import _size
 
     cfg = res.config
     lstm = cfg["lstm"]
-    variant = (lstm.get("variant") or {}).get("name")
-    info = cfg.get("info") or {}
-    data = (info.get("data") or {}).get("name", "?") if isinstance(info.get("data"), dict) else "?"
+    info = ModelInfo.from_config(cfg, path=res.model)
+    variant = info.variant
+    data = (info.data or {}).get("name", "?")
     consts = (lstm.get("variant") or {}).get("constants") or {}
     consts = {g: consts[g] for g in "ifo" if g in consts}
     shown = f"{variant} ({', '.join(f'{g} = {v:g}' for g, v in consts.items())})" if consts else variant
@@ -149,7 +148,7 @@ def render(res: DemoResult, console) -> None:
             check = "the source model"
         if v is not None and not v.get("passed", True):
             check = f"[red]{check}[/]"
-        t.add_row(name, e.get("backend", "–"), profile._size(e.get("size_bytes")), check,
+        t.add_row(name, e.get("backend", "–"), _size(e.get("size_bytes")), check,
                   f"{100 * e['test_accuracy']:.1f}%" if e.get("test_accuracy") is not None
                   else "–")
     console.print(t)
@@ -158,8 +157,7 @@ def render(res: DemoResult, console) -> None:
         console.print(compact_table(rep))
         for note in rep["notes"]:
             console.print(f"note: {note}", style="dim", highlight=False)
-    data = ((res.config.get("info") or {}).get("data") or {})
-    data = data.get("name") if isinstance(data, dict) else None
+    data = (ModelInfo.from_config(res.config, path=res.model).data or {}).get("name")
     try_run = (f"slimedge run {res.out}/{res.model.stem}.tflite"
                + (f" --data {data}" if data else " --input frames.npy"))
     console.print(f"Files in {res.out}/ (the profile too: profile.json, profile.csv, "
@@ -171,7 +169,7 @@ def compact_table(report: dict):
     """One line per configuration: the numbers a new user compares."""
     from rich.table import Table
 
-    from .profile import _fmt, _size, _times
+    from .profile.report import _fmt, _size, _times
 
     s = report["settings"]
     t = Table(title=(f"Profile: batch 1, {s['threads']} thread, {s['steps']} steps per "

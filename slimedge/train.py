@@ -17,6 +17,7 @@ not bitwise deterministic; the guarantee is for the CPU.)
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import _io, checkpoint, data as _data, metrics, variants
+from . import _io, checkpoint, data as _data, formats, metrics, variants
 from .metrics import Evaluation
 from .models import ACTIVATIONS, GATE_ACTIVATIONS, INITS, SequenceClassifier
 
@@ -43,7 +44,9 @@ OPTIM_PREFIX = "optim."
 class TrainConfig:
     """Everything a run depends on (JSON-able; stored in the log and the checkpoints)."""
 
-    variant: str = "LSTM6"
+    # a catalogue name or alias, a registered name, or a VariantSpec (slimedge.variants.define);
+    # a variant outside the catalogue is kept as its spec, so its structure travels in to_dict()
+    variant: "str | variants.VariantSpec" = "LSTM6"
     data: str = "fsdd"
     hidden_size: int = 64
     num_layers: int = 1
@@ -66,7 +69,15 @@ class TrainConfig:
     threads: int = 1
 
     def __post_init__(self) -> None:
-        self.variant = variants.canonical_name(self.variant)
+        if isinstance(self.variant, Mapping):  # a spec's config, as to_dict() stores one
+            self.variant = variants.from_config(self.variant)
+        if isinstance(self.variant, variants.VariantSpec):
+            if variants.VARIANTS.get(self.variant.name) == self.variant:  # a catalogue row as is
+                self.variant = self.variant.name
+        else:
+            self.variant = variants.canonical_name(self.variant)
+            if self.variant not in variants.VARIANTS:  # registered: keep the structure itself
+                self.variant = variants.get(self.variant)
         self.constants = {str(k): float(v) for k, v in (self.constants or {}).items()}
         for name, value, low in (("hidden size", self.hidden_size, 1), ("layers", self.num_layers, 1),
                                  ("epochs", self.epochs, 1), ("batch size", self.batch_size, 1),
@@ -101,7 +112,10 @@ class TrainConfig:
         variants.get(self.variant, constants=self.constants, input_only_cell=self.input_only_cell)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self)
+             if f.name != "variant"}
+        spec = isinstance(self.variant, variants.VariantSpec)
+        return {"variant": self.variant.to_config() if spec else self.variant, **d}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
@@ -430,7 +444,7 @@ def evaluate_checkpoint(model_path: str | os.PathLike, data: str | None = None, 
     test set. Torch runs on ``threads`` threads (1, as in training), so the numbers repeat
     exactly."""
     model = checkpoint.load(model_path)
-    recorded = (checkpoint.read(model_path).config.get("info") or {}).get("data")
+    recorded = formats.info(model_path).data
     splits = _data.load_as_recorded(recorded, data, split_seed=split_seed, limit=limit)
     dev = resolve_device(device)
     with _Threads(threads):
