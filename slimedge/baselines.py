@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, variants
+from . import checkpoint, formats, variants
 
 TORCH_ONNX = "torch.onnx LSTM"  # the label of the torch.onnx baseline in tables and JSON
 OPSET = 18
@@ -37,10 +37,11 @@ OPSET = 18
 
 def _source(like) -> tuple[dict, dict[str, np.ndarray], str]:
     """(config, tensors, name) of ``like``: a checkpoint (path or Checkpoint), or the config of
-    an exported file (its ``graph`` section gives the sizes; head and normalisation are made up)."""
+    an exported file (its :class:`~slimedge.formats.ModelInfo` gives the sizes; head and
+    normalisation are made up)."""
     if isinstance(like, dict):
-        g = like["graph"]
-        m, n, k = int(g["input_size"]), int(g["hidden_size"]), int(g["output_size"])
+        info = formats.ModelInfo.from_config(like)
+        m, n, k = info.input_size, info.hidden_size, info.output_size
         tensors = {}
         if "head" in like:
             rng = np.random.default_rng(1)
@@ -48,8 +49,7 @@ def _source(like) -> tuple[dict, dict[str, np.ndarray], str]:
             tensors["head.bias"] = np.zeros(k)
         if "normalization" in like:
             tensors["norm.mean"], tensors["norm.std"] = np.zeros(m), np.ones(m)
-        lstm = {**like["lstm"], "input_size": m, "hidden_size": n,
-                "num_layers": int(g["num_layers"])}
+        lstm = {**like["lstm"], "input_size": m, "hidden_size": n, "num_layers": info.num_layers}
         return {**like, "lstm": lstm}, tensors, "an exported model"
     ckpt = like if isinstance(like, checkpoint.Checkpoint) else checkpoint.read(like)
     return ckpt.config, ckpt.tensors, ckpt.path.name if ckpt.path else "the profiled model"

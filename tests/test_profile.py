@@ -4,6 +4,7 @@ No timing thresholds: the numbers depend on the machine; only their structure an
 consistency are checked (p50 <= p99, counts, memory > 0, ratios present with a baseline).
 """
 import csv
+import importlib
 import json
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from slimedge import baselines, checkpoint, ir, profile, variants
 from slimedge.cli import app
 
 STEPS = 40
+PLAN = importlib.import_module("slimedge.profile.plan")  # the module (profile.plan is the function)
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +166,7 @@ def test_torch_onnx_baseline_runs_on_the_runtime(tiny, tmp_path):
 
 
 def test_no_gpu_is_said_plainly(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(profile, "cuda_available", lambda: False)
+    monkeypatch.setattr(PLAN, "cuda_available", lambda: False)
     with pytest.raises(ValueError, match="no GPU found"):
         profile.plan([tiny], backends=["torch-cuda"], workdir=tmp_path)
     configs, notes, _ = profile.plan([tiny], backends=["numpy", "cuda"], baseline="none",
@@ -178,14 +180,14 @@ def test_worker_protocol_survives_library_prints(tiny):
             {"cmd": "load", "id": "0", "path": str(tiny), "backend": "numpy", "threads": 1},
             {"cmd": "measure", "id": "0", "steps": 5, "warmup": 1},
             {"cmd": "finish"}]
-    code = ("import os, sys, slimedge.profile as p\n"
-            "orig = p._Worker.do_import\n"
+    code = ("import os, sys, slimedge.profile.worker as w\n"
+            "orig = w._Worker.do_import\n"
             "def noisy(self, req):\n"
             "    print('noise from a library', flush=True)\n"
             "    os.write(1, b'noise from C code\\n')\n"
             "    return orig(self, req)\n"
-            "p._Worker.do_import = noisy\n"
-            "sys.exit(p._worker_main())\n")
+            "w._Worker.do_import = noisy\n"
+            "sys.exit(w.main())\n")
     out = subprocess.run([sys.executable, "-c", code], input="\n".join(map(json.dumps, reqs)),
                          capture_output=True, text=True, timeout=120)
     replies = [json.loads(line) for line in out.stdout.splitlines()]
@@ -263,7 +265,8 @@ def test_demo_leaves_files_and_one_screen(tmp_path):
     pytest.importorskip("ai_edge_litert")
     from rich.console import Console
 
-    from slimedge import data as _data, demo
+    from slimedge import data as _data
+    from slimedge import demo
 
     try:
         _data.load("fsdd", limit=60)
@@ -292,7 +295,7 @@ def test_demo_leaves_files_and_one_screen(tmp_path):
 
 
 def test_cuda_backend_is_planned_when_a_gpu_is_present(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(profile, "cuda_available", lambda: True)
+    monkeypatch.setattr(PLAN, "cuda_available", lambda: True)
     configs, notes, _ = profile.plan([tiny], backends=["torch-cuda"], baseline="none",
                                      workdir=tmp_path)
     (c,) = configs

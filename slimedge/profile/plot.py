@@ -1,0 +1,110 @@
+"""The profile as a PNG (matplotlib): latency distributions, and size against latency."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UsageError
+
+_COLOURS = {"model": "#1f77b4", "lstm0": "#7f7f7f", "torch.onnx": "#d62728"}
+_MARKERS = {"onnxruntime": "o", "litert": "s", "torch": "^", "numpy": "D"}
+_MORE_MARKERS = "vP*XhpH<>d"  # for backends beyond those, in order of appearance
+
+
+def _markers(backends) -> dict[str, str]:
+    """A marker per backend: the usual ones, then the next free ones for any other."""
+    out = {b: m for b, m in _MARKERS.items() if b in backends}
+    spare = iter(_MORE_MARKERS)
+    for b in backends:
+        if b not in out:
+            out[b] = next(spare, "o")
+    return out
+
+
+def plot(report: dict, path: str | os.PathLike) -> Path:
+    """A PNG a person can read at a glance: left, each configuration's per-step latency
+    distribution (box: p25-p75, line: p50, whiskers: p1-p99); right, each configuration's file
+    size and p50 latency, with the baselines in grey (LSTM0) and red (torch.onnx)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    # minor ticks labelled only at 2 and 5 of each decade, so the log axes stay readable
+    plain_minor = FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else "")
+
+    res = [r for r in report["results"] if r.get("latency_us")]
+    if not res:
+        raise UsageError("nothing to plot: no configuration was measured")
+    n = len(res)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, max(4.0, 0.42 * n + 1.8)),
+                                   gridspec_kw={"width_ratios": [1.25, 1]})
+    data = [r["_samples_us"] if "_samples_us" in r else
+            np.array([r["latency_us"][k] for k in ("min", "p50", "p90", "p99", "max")])
+            for r in res]
+    labels = [r["config"]["label"] for r in res]
+    pos = np.arange(n)[::-1]
+    box = dict(positions=pos, whis=(1, 99), showfliers=False, widths=0.6, patch_artist=True,
+               medianprops={"color": "black"})
+    try:
+        bp = ax1.boxplot(data, orientation="horizontal", **box)  # matplotlib >= 3.10
+    except TypeError:
+        bp = ax1.boxplot(data, vert=False, **box)
+    for patch, r in zip(bp["boxes"], res):
+        patch.set_facecolor(_COLOURS.get(r["config"]["role"], "#1f77b4"))
+        patch.set_alpha(0.55)
+    for y, r in zip(pos, res):
+        lat = r["latency_us"]
+        ax1.text(lat["p99"], y, f"  {lat['p50']:.1f} µs", va="center", fontsize=8)
+    ax1.set_yticks(pos, labels, fontsize=8)
+    ax1.set_xscale("log")
+    ax1.xaxis.set_major_formatter(plain)
+    ax1.set_xlabel("per-step latency, µs (log; box p25–p75, line p50, whiskers p1–p99)")
+    ax1.set_title("Latency distribution per configuration")
+    ax1.grid(axis="x", alpha=0.3, which="both")
+
+    markers = _markers(list(dict.fromkeys(r["config"]["backend"] for r in res)))
+    for r in res:
+        c = r["config"]
+        ax2.scatter(r["size_bytes"] / 1024, r["latency_us"]["p50"], s=60,
+                    marker=markers[c["backend"]],
+                    color=_COLOURS.get(c["role"]), alpha=0.8,
+                    edgecolors="black" if c["quantize"] != "none" else "none")
+        ref = r.get("vs_lstm0") or r.get("vs_torch_onnx")
+        tag = c["label"]
+        if ref and ref.get("speedup") and c["role"] == "model":
+            tag += f"\n{ref['speedup']:.2f}× faster, {1 / ref['size_ratio']:.1f}× smaller" \
+                   f" than {ref['baseline']}" if ref.get("size_ratio") else ""
+        ax2.annotate(tag, (r["size_bytes"] / 1024, r["latency_us"]["p50"]), fontsize=6.5,
+                     xytext=(4, 3), textcoords="offset points")
+    ax2.set_xscale("log")
+    ax2.set_yscale("log")
+    for axis in (ax2.xaxis, ax2.yaxis):
+        axis.set_major_formatter(plain)
+        axis.set_minor_formatter(plain_minor)
+    ax2.set_xlabel("file size, KB (log)")
+    ax2.set_ylabel("p50 latency, µs (log)")
+    ax2.set_title("Size and latency against the baselines (lower left is better)")
+    ax2.grid(alpha=0.3, which="both")
+    handles = [Line2D([], [], marker="o", linestyle="", color=col, label=role)
+               for role, col in (("profiled model", _COLOURS["model"]),
+                                 ("LSTM0, same path", _COLOURS["lstm0"]),
+                                 ("torch.onnx LSTM", _COLOURS["torch.onnx"]))]
+    handles += [Line2D([], [], marker=m, linestyle="", color="black", fillstyle="none", label=b)
+                for b, m in markers.items()]
+    ax2.legend(handles=handles, fontsize=7, loc="best")
+    m = report.get("machine", {})
+    s = report.get("settings", {})
+    fig.suptitle(f"slimedge profile — {m.get('cpu', '')}, {s.get('threads')} thread(s), "
+                 f"batch 1, {report.get('date', '')}", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
