@@ -131,6 +131,14 @@ class Graph:
     def producers(self) -> dict[str, Node]:
         return {o: n for n in self.nodes for o in n.outputs}
 
+    def cell_state_values(self) -> dict[str, str]:
+        """The cell-state path as the lowering tags it (``attrs["cell_path"]``): value -> part,
+        one of "state" (c, its per-layer parts, c_next), "forget" (f ⊙ c), "input" (i ⊙ c~) where
+        they are products, "new" (c') and "activation" (g(c'))."""
+        out = {o: n.attrs["cell_path"] for n in self.nodes if "cell_path" in n.attrs
+               for o in n.outputs}
+        return {"c": "state", **out} if out else out
+
     def validate(self) -> None:
         known = set(self.inputs) | set(self.initializers)
         for n in self.nodes:
@@ -256,7 +264,8 @@ def lower(source: Checkpoint | str | Any, *, fold_normalization: bool = False) -
         x = bld.node("add", [x, t], "x_norm", (B, m0), role="norm")
 
     hs = bld.node("unstack", ["h"], "h_in", None, n_out=L, shapes=[(B, n)] * L, role="state")
-    cs = bld.node("unstack", ["c"], "c_in", None, n_out=L, shapes=[(B, n)] * L, role="state")
+    cs = bld.node("unstack", ["c"], "c_in", None, n_out=L, shapes=[(B, n)] * L, role="state",
+                  cell_path="state")
     hs, cs = (hs,) if isinstance(hs, str) else hs, (cs,) if isinstance(cs, str) else cs
     h_out, c_out = [], []
     for k in range(L):
@@ -266,7 +275,7 @@ def lower(source: Checkpoint | str | Any, *, fold_normalization: bool = False) -
         c_out.append(c_new)
         x = h_new
     bld.node("stack", h_out, "h_next", (L, B, n), role="state")
-    bld.node("stack", c_out, "c_next", (L, B, n), role="state")
+    bld.node("stack", c_out, "c_next", (L, B, n), role="state", cell_path="state")
     if "head.weight" in ckpt.tensors:
         w = bld.const("head.weight", ckpt.tensors["head.weight"], role="head")
         b = bld.const("head.bias", ckpt.tensors["head.bias"], role="head")
@@ -431,7 +440,20 @@ def _lower_layer(bld: _Builder, spec, terms: Mapping[str, np.ndarray], k: int, x
                       **role)
     c_new = ic if fc is None else fc if ic is None else bld.node("add", [fc, ic], f"{p}c_next", (B, n), **role)
     h_new = scale("o", bld.node(g_act, [c_new], f"{p}g_c", (B, n), **role), f"{p}h_next")
+    _tag_cell_path(bld.g, c, gate["c"], fc, ic, c_new)
     return h_new, c_new
+
+
+def _tag_cell_path(g: Graph, c: str, cand: str, fc: str | None, ic: str | None, c_new: str) -> None:
+    """Tag one layer's cell-state path for the exporters (:meth:`Graph.cell_state_values`; the
+    TFLite int8 export keeps it in int16): f ⊙ c and i ⊙ c~ where they are products, c', g(c')."""
+    prod = g.producers()
+    for v, part in ((fc, "forget"), (ic, "input"), (c_new, "new")):
+        if v is not None and v not in (c, cand) or v == c_new != c:
+            prod[v].attrs["cell_path"] = part
+    for nd in g.nodes:
+        if nd.op in _ACT_FN and nd.inputs == (c_new,):
+            nd.attrs["cell_path"] = "activation"
 
 
 def rollout(graph: Graph, frames: np.ndarray, dtype=np.float32, state=None):
