@@ -88,7 +88,7 @@ def test_file_structure(tmp_path):
     assert list(x.ShapeSignatureAsNumpy()) == [-1, 13]
     assert list(sg.Tensors(sg.Inputs(1)).ShapeSignatureAsNumpy()) == [2, -1, 32]
     assert m.SignatureDefs(0).SignatureKey().decode() == "serving_default"
-    meta = tflite.read_metadata(tmp_path / "m.tflite")
+    meta = tflite.read_config(tmp_path / "m.tflite")
     assert meta["lstm"]["variant"]["name"] == "LSTM0"
     assert meta["graph"] == json.loads(g.metadata_json())["graph"]
     assert meta["export"]["quantize"] == "none"
@@ -141,7 +141,7 @@ def test_dynamic_range_int8_weights(tmp_path):
     t = tflite.emit(g, tmp_path / "t.tflite", quantize="dynamic", compat="tflite-runtime")
     assert d["hybrid_per_channel_fully_connected"] and not d["tflite_runtime_ok"]
     assert not t["hybrid_per_channel_fully_connected"] and t["tflite_runtime_ok"]
-    assert tflite.read_metadata(tmp_path / "d.tflite")["export"]["tflite_runtime_ok"] is False
+    assert tflite.read_config(tmp_path / "d.tflite")["export"]["tflite_runtime_ok"] is False
     assert _int8_scales(tmp_path / "d.tflite") == {(4 * n, 13): 1, (4 * n, n): 4 * n, (10, n): 10}
     assert set(_int8_scales(tmp_path / "t.tflite").values()) == {1}
     assert d["weight_bytes"] < 0.3 * f["weight_bytes"]
@@ -172,7 +172,7 @@ def test_bad_options(tmp_path):
     with pytest.raises(ValueError, match="calibration"):
         tflite.emit(path, tmp_path / "m.tflite", quantize="int8")
     with pytest.raises(ValueError, match="TFLite"):
-        tflite.read_metadata(path)
+        tflite.read_config(path)
 
 
 def test_writing_needs_no_torch(tmp_path):

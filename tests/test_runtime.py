@@ -498,10 +498,10 @@ def test_hybrid_per_channel_refused_on_old_tflite_runtime(files, monkeypatch):
     it (simulated: LiteRT's interpreter standing in for it), per-tensor ones run."""
     from ai_edge_litert import interpreter
 
-    from slimedge.exporters import tflite
+    from slimedge.exporters.tflite import qparams
     from slimedge.runtime import litert
 
-    monkeypatch.setattr(tflite, "PER_CHANNEL_MIN_ROW", 1)  # per channel even for these short rows
+    monkeypatch.setattr(qparams, "PER_CHANNEL_MIN_ROW", 1)  # per channel even for these short rows
     per_channel, per_tensor = _dynamic_tflite(files, True), _dynamic_tflite(files, False)
     monkeypatch.setattr(litert, "_interpreter_module", lambda: (interpreter, "tflite_runtime"))
     with pytest.raises(ModelFileError, match=r"dyn-True\.tflite: uses hybrid FULLY_CONNECTED "

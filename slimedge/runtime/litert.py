@@ -12,13 +12,13 @@ ever had). Interpreters are not thread-safe, so each one's set/invoke/get runs u
 from __future__ import annotations
 
 import importlib.util
-import struct
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from ._common import Buffers, LruCache, ModelFileError, check_io, parse_config, sizes, METADATA_KEY
+from ..exporters.tflite.readback import read_metadata  # struct alone: no LiteRT, no torch
+from ._common import METADATA_KEY, Buffers, LruCache, ModelFileError, check_io, parse_config, sizes
 
 NAME = "litert"
 INTERPRETERS = ("ai_edge_litert", "tflite_runtime")  # in order of preference
@@ -166,78 +166,3 @@ def refuse_on_tflite_runtime(path: Path, interpreter, config: dict) -> None:
             f"{path}: uses hybrid FULLY_CONNECTED with per-channel int8 weights, which the old "
             f"tflite-runtime interpreter silently computes wrongly; install ai-edge-litert "
             f"(pip install ai-edge-litert) to run it, or export with compat='tflite-runtime'")
-
-
-# ---- the Metadata entries of a TFLite flatbuffer, read with struct alone ------------------------
-# Model table fields: 0 version, 1 operator_codes, 2 subgraphs, 3 description, 4 buffers,
-# 5 metadata_buffer, 6 metadata, 7 signature_defs; Metadata: 0 name, 1 buffer;
-# Buffer: 0 data, 1 offset, 2 size (offset/size: data stored after the flatbuffer, for > 2 GB).
-
-def read_metadata(buf: bytes) -> dict[str, bytes]:
-    """name -> bytes of every Metadata entry; ModelFileError if ``buf`` is not a TFLite model."""
-    if len(buf) < 8 or buf[4:8] != b"TFL3":
-        raise ModelFileError("not a TFLite model (no 'TFL3' file identifier; truncated or another "
-                             "kind of file?)")
-    try:
-        model = _u32(buf, 0)
-        buffers = _vector(buf, _field(buf, model, 4))
-        out = {}
-        for meta in _vector(buf, _field(buf, model, 6)):
-            name_at = _field(buf, meta, 0)
-            name = _string(buf, name_at) if name_at is not None else ""
-            at = _field(buf, meta, 1)
-            index = _u32(buf, at) if at is not None else 0
-            out[name] = _buffer_bytes(buf, buffers[index])
-        return out
-    except (struct.error, IndexError):
-        raise ModelFileError(f"a truncated or damaged TFLite model (its flatbuffer points past "
-                             f"the end of its {len(buf)} bytes)") from None
-
-
-def _u32(b: bytes, at: int) -> int:
-    return struct.unpack_from("<I", b, at)[0]
-
-
-def _field(b: bytes, table: int, index: int) -> int | None:
-    vtable = table - struct.unpack_from("<i", b, table)[0]
-    slot = 4 + 2 * index
-    if slot >= struct.unpack_from("<H", b, vtable)[0]:
-        return None
-    off = struct.unpack_from("<H", b, vtable + slot)[0]
-    return table + off if off else None
-
-
-def _vector(b: bytes, at: int | None) -> list[int]:
-    """The table positions of a vector of tables (empty when the field is absent)."""
-    if at is None:
-        return []
-    start = at + _u32(b, at)
-    n = _u32(b, start)
-    if start + 4 + 4 * n > len(b):
-        raise IndexError("vector runs past the end of the file")
-    return [start + 4 + 4 * k + _u32(b, start + 4 + 4 * k) for k in range(n)]
-
-
-def _string(b: bytes, at: int) -> str:
-    start = at + _u32(b, at)
-    n = _u32(b, start)
-    if start + 4 + n > len(b):
-        raise IndexError("string runs past the end of the file")
-    return b[start + 4:start + 4 + n].decode("utf-8", errors="replace")
-
-
-def _buffer_bytes(b: bytes, table: int) -> bytes:
-    at = _field(b, table, 0)
-    if at is not None:
-        start = at + _u32(b, at)
-        n = _u32(b, start)
-        if start + 4 + n > len(b):
-            raise IndexError("buffer runs past the end of the file")
-        return bytes(b[start + 4:start + 4 + n])
-    off_at, size_at = _field(b, table, 1), _field(b, table, 2)
-    if off_at is None or size_at is None:
-        return b""
-    off, size = struct.unpack_from("<Q", b, off_at)[0], struct.unpack_from("<Q", b, size_at)[0]
-    if off + size > len(b):
-        raise IndexError("buffer runs past the end of the file")
-    return bytes(b[off:off + size])

@@ -1,0 +1,47 @@
+"""The TFLite format: the step IR as a ``.tflite`` flatbuffer written without TensorFlow, and read back.
+
+One subgraph, one signature ``serving_default``; inputs ``x`` (B, m), ``h`` and ``c``
+(layers, B, n), outputs ``y``, ``h_next``, ``c_next``, all float32 with the batch dimension
+dynamic (shape_signature -1; ``resize_tensor_input`` picks it). The model's config JSON
+(``graph.metadata_json()`` plus an ``export`` section describing the quantisation) is the Metadata
+entry ``slimedge``. TFLite files are step graphs.
+
+The modules, by concept:
+
+    flatbuffer  the writer: buffers, tensors, operator codes, packing (LiteRT's schema)
+    versions    each operator code's version, by TensorFlow's op_version.cc rules
+    qparams     quantisation parameters: activation ranges, the spec's fixed outputs, int8 weights
+    plan        int8 planning: which values are float, int8 or int16, at which scale
+    emitter     the IR walked through an op table (IR op -> TFLite ops); to_bytes, emit
+    readback    the metadata read with struct alone (no LiteRT), read_config; Runner (LiteRT)
+    quantize    the format table's quantizers, ``dynamic`` and ``int8``
+
+This package's :func:`write` and :func:`runner` and :mod:`.readback`'s ``read_config`` are the
+``tflite`` row of :data:`slimedge.formats.FORMATS`; nothing here imports torch, and LiteRT only
+when a file is written or run.
+"""
+from __future__ import annotations
+
+import os
+
+from ... import ir
+from .emitter import COMPAT, QUANTIZE_MODES, emit, to_bytes
+from .flatbuffer import METADATA_NAME
+from .qparams import QParams, qparams_for_range
+from .readback import Runner, read_config, runner
+
+
+def write(graph: ir.Graph, path: str | os.PathLike, *, mode: str = "step",
+          compat: str = "litert") -> dict:
+    """Write the float graph (``export(format="tflite")``); TFLite exports are step graphs.
+
+    ``compat`` is recorded in the metadata (a float file runs on either interpreter)."""
+    if mode != "step":
+        raise ValueError(f"TFLite export writes step graphs only (mode='step'); got mode={mode!r}. "
+                         f"Stream a sequence through the step graph, or export ONNX for a "
+                         f"sequence graph")
+    return emit(graph, path, compat=compat)
+
+
+__all__ = ["write", "runner", "read_config", "emit", "to_bytes", "Runner", "QParams",
+           "qparams_for_range", "QUANTIZE_MODES", "COMPAT", "METADATA_NAME"]

@@ -1,0 +1,383 @@
+"""TFLite emission: the step IR walked once, each IR op written through the op table :data:`OPS`.
+
+IR op -> TFLite op:
+
+    matmul        FULLY_CONNECTED (weights (out, in), optional bias)
+    add, mul      ADD, MUL (broadcasting)
+    sigmoid       LOGISTIC          tanh  TANH          relu  RELU
+    hard_sigmoid  MUL 0.2, ADD 0.5, RELU_0_TO_1  (TFLite has no hard-sigmoid op)
+    split         SPLIT (equal parts) or SPLIT_V
+    unstack       UNPACK            stack PACK          identity RESHAPE
+
+``quantize="none"`` writes float32 throughout; ``"dynamic"`` int8 FULLY_CONNECTED weights with float
+activations (hybrid); ``"int8"`` integer activations as :mod:`.plan` decides, with int8 weights,
+int32 biases (int64 beside 16-bit activations) and LOGISTIC/TANH outputs at the spec's fixed
+scales. Values convert between domains (QUANTIZE / DEQUANTIZE / a requantising QUANTIZE) where a
+consumer first needs them in another; the graph keeps float32 inputs and outputs.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable, Mapping
+
+import numpy as np
+
+from ... import ir
+from ..._io import write_bytes
+from ...formats import QUANTIZE as QUANTIZE_MODES
+from .flatbuffer import Writer, options
+from .plan import Plan, plan
+from .qparams import FIXED_OUT, QParams, qparams_for_range, sym_weights, wants_per_channel
+
+COMPAT = ("litert", "tflite-runtime")
+
+
+class Emitter:
+    """Walks the IR once; every value keeps its TFLite tensor (and its quantisation, if any)."""
+
+    def __init__(self, graph: ir.Graph, quantize: str, per_channel: bool,
+                 ranges: Mapping[str, tuple[float, float]] | None, state_bits: int,
+                 act_bits: int) -> None:
+        self.g, self.quantize, self.per_channel = graph, quantize, per_channel
+        self.per_channel_used = False  # did any weight get per-channel scales
+        self.w = Writer()
+        self.s = self.w.s
+        self.weights = graph.weights(np.float64)
+        self.tensor_of: dict[tuple[str, str], str] = {}  # (IR value, domain) -> tensor name
+        self.q: dict[str, QParams] = {}                  # tensor name -> its quantisation
+        self.plan: Plan | None = None
+        self.value_q: dict[str, QParams] = {}            # IR value -> its planned quantisation
+        self._pending_requant = None
+        self._packs = {i for n in graph.nodes if n.op == "stack" for i in n.inputs}
+        if quantize == "int8":
+            if ranges is None:
+                raise ValueError("quantize='int8' needs calibration ranges "
+                                 "(slimedge.exporters.calibration.calibrate)")
+            self.plan = plan(graph, ranges, state_bits=state_bits, act_bits=act_bits)
+            self.value_q = self.plan.value_q
+
+    # -- tensors of IR values
+    def domain_of(self, v: str) -> str:
+        if self.plan is None or v in self.plan.float_values:
+            return "float"
+        return self.plan.dtype[v]
+
+    def value(self, v: str, domain: str = "float") -> str:
+        """The tensor holding IR value ``v`` in ``domain`` ('float', 'int8', 'int16'), converting
+        (QUANTIZE / DEQUANTIZE / requantising QUANTIZE) on first demand."""
+        key = (v, domain)
+        if key in self.tensor_of:
+            return self.tensor_of[key]
+        if v in self.g.initializers:
+            return self._const(v, domain)
+        have = [(d, t) for (vv, d), t in self.tensor_of.items() if vv == v]
+        if not have:
+            raise KeyError(f"IR value {v!r} used before it is produced")
+        src_dom, src = have[0]
+        shape = self.g.shapes[v]
+        name = f"{v}:{domain}"
+        if domain == "float":
+            self.w.tensor(name, shape)
+            self.w.op("DEQUANTIZE", [src], [name])
+        else:
+            if v in self.value_q and self.value_q[v].dtype == domain:
+                qp = self.value_q[v]
+            elif src_dom == "float":
+                qp = qparams_for_range(*self.plan.ranges[v], domain)
+            else:  # a requantisation int8 <-> int16 keeps the source's range
+                qp = qparams_for_range(*self.q[src].range(), domain)
+            self.w.tensor(name, shape, domain, q=qp)
+            self.q[name] = qp
+            self.w.op("QUANTIZE", [src], [name])
+        self.tensor_of[key] = name
+        return name
+
+    def _const(self, v: str, domain: str) -> str:
+        val = self.weights[v]
+        name = v if domain == "float" else f"{v}:{domain}"
+        if domain == "float":
+            self.w.tensor(name, val.shape, "float32", val)
+        else:
+            amax = float(np.abs(val).max()) or 1.0
+            qmax = 127 if domain == "int8" else 32767
+            qp = QParams(domain, amax / qmax, 0)
+            self.w.tensor(name, val.shape, domain, qp.quantize(val), q=qp)
+            self.q[name] = qp
+        self.tensor_of[(v, domain)] = name
+        return name
+
+    def new_out(self, v: str, domain: str, q: QParams | None = None) -> str:
+        name = v if (v, "float") not in self.tensor_of and domain == "float" else f"{v}:{domain}"
+        if name in self.w.index:
+            name = self.w.fresh(name)
+        qp = q if domain != "float" else None
+        self.w.tensor(name, self.g.shapes[v], domain, q=qp)
+        if qp is not None:
+            self.q[name] = qp
+        self.tensor_of[(v, domain)] = name
+        return name
+
+    def tmp(self, stem: str, shape, domain: str, q: QParams | None = None) -> str:
+        name = self.w.fresh(stem)
+        self.w.tensor(name, shape, domain, q=q if domain != "float" else None)
+        if domain != "float":
+            self.q[name] = q
+        return name
+
+    def out(self, node: ir.Node, k: int = 0, fixed: QParams | None = None) -> str:
+        """The output tensor of ``node`` (its k-th); a fixed-scale op writes to a temporary that is
+        requantised to the planned scale when some consumer needs exactly that (PACK)."""
+        v = node.outputs[k]
+        dom = self.domain_of(v)
+        if dom == "float":
+            return self.new_out(v, "float")
+        if fixed is not None:
+            planned = self.value_q[v]
+            if fixed == planned or v not in self._packs:
+                self.value_q[v] = fixed
+                return self.new_out(v, dom, fixed)
+            t = self.tmp(f"{v}:fixed", self.g.shapes[v], dom, fixed)
+            self._pending_requant = (t, v, dom, planned)
+            return t
+        return self.new_out(v, dom, self.value_q[v])
+
+    def after(self) -> None:
+        """Write the requantisation :meth:`out` left pending, once the op itself is written."""
+        if self._pending_requant:
+            t, v, dom, planned = self._pending_requant
+            self.w.op("QUANTIZE", [t], [self.new_out(v, dom, planned)])
+            self._pending_requant = None
+
+    def same_q_outputs(self, node: ir.Node, src: str, dom: str) -> list[str]:
+        """Output tensors at the source tensor's quantisation (SPLIT, UNPACK, RESHAPE)."""
+        outs = []
+        for v in node.outputs:
+            if dom != "float":
+                self.value_q[v] = self.q[src]
+            outs.append(self.new_out(v, dom, self.q.get(src)))
+        return outs
+
+    def int8_weight(self, name: str, wt: np.ndarray) -> tuple[int, np.ndarray]:
+        """The int8 tensor of a weight (out, in) and its scales (per channel where that pays)."""
+        pc = wants_per_channel(wt, self.per_channel)
+        self.per_channel_used |= pc
+        q, scale = sym_weights(wt, pc)
+        return self.w.tensor(f"{name}:int8", wt.shape, "int8", q, scales=scale), scale
+
+    # -- the walk
+    def emit(self) -> Writer:
+        g, w = self.g, self.w
+        for name in g.inputs:
+            w.tensor(name, g.shapes[name])
+            self.tensor_of[(name, "float")] = name
+        for node in g.nodes:
+            OPS[node.op](self, node)
+        # float outputs under their public names
+        for o in g.outputs:
+            if (o, "float") not in self.tensor_of:
+                src = self.value(o, self.domain_of(o))
+                w.tensor(o, g.shapes[o])
+                w.op("DEQUANTIZE", [src], [o])
+                self.tensor_of[(o, "float")] = o
+        return w
+
+
+# ---- the op table -------------------------------------------------------------------------------
+def _matmul(e: Emitter, node: ir.Node) -> None:
+    a, wname = node.inputs[0], node.inputs[1]
+    wt = e.weights[wname]
+    bias = e.weights[node.inputs[2]] if len(node.inputs) > 2 else None
+    dom = e.domain_of(node.outputs[0])
+    if e.quantize == "none" or (e.quantize == "int8" and dom == "float"):
+        ins = [e.value(a), e.value(wname)]
+        if bias is not None:
+            ins.append(e.value(node.inputs[2]))
+    elif e.quantize == "dynamic":
+        wq, _ = e.int8_weight(wname, wt)
+        ins = [e.value(a), wq]
+        if bias is not None:
+            ins.append(e.value(node.inputs[2]))
+    else:
+        xin = e.value(a, dom)
+        wq, scale = e.int8_weight(wname, wt)
+        ins = [xin, wq]
+        if bias is not None:
+            bscale = e.q[xin].scale * scale
+            btype = "int32" if dom == "int8" else "int64"
+            bq = np.round(bias / bscale).astype(btype)
+            ins.append(e.w.tensor(f"{node.inputs[2]}:{btype}", bias.shape, btype, bq,
+                                  scales=bscale))
+    e.w.op("FULLY_CONNECTED", ins, [e.out(node)], options(e.s, "FullyConnectedOptions"))
+    e.after()
+
+
+def _add_options(e: Emitter, dom: str):
+    # int16: the general-scale kernel (pot_scale_int16 false), as TF's converter writes it; the
+    # scales here are calibrated, not powers of two
+    return options(e.s, "AddOptions", **({"potScaleInt16": False} if dom == "int16" else {}))
+
+
+def _binary(code: str) -> Callable[[Emitter, ir.Node], None]:
+    def emit(e: Emitter, node: ir.Node) -> None:
+        dom = e.domain_of(node.outputs[0])
+        ins = [e.value(i, dom) for i in node.inputs]
+        opts = _add_options(e, dom) if code == "ADD" else options(e.s, "MulOptions")
+        e.w.op(code, ins, [e.out(node)], opts)
+        e.after()
+    return emit
+
+
+def _unary(code: str) -> Callable[[Emitter, ir.Node], None]:
+    def emit(e: Emitter, node: ir.Node) -> None:
+        dom = e.domain_of(node.outputs[0])
+        a = e.value(node.inputs[0], dom)
+        e.w.op(code, [a], [e.out(node, fixed=FIXED_OUT.get((node.op, dom)))])
+        e.after()
+    return emit
+
+
+def _hard_sigmoid(e: Emitter, node: ir.Node) -> None:
+    # clip(0.2 z + 0.5, 0, 1) = RELU_0_TO_1(z * 0.2 + 0.5)
+    w, v = e.w, node.outputs[0]
+    dom = e.domain_of(v)
+    z = e.value(node.inputs[0], dom)
+    shape = e.g.shapes[v]
+    if dom == "float":
+        c02 = w.tensor(w.fresh(f"{v}/0.2"), (1,), "float32", np.array([0.2]))
+        c05 = w.tensor(w.fresh(f"{v}/0.5"), (1,), "float32", np.array([0.5]))
+        t1, t2 = e.tmp(f"{v}/scaled", shape, dom), e.tmp(f"{v}/shifted", shape, dom)
+    else:
+        qmax = 127 if dom == "int8" else 32767
+        q02, q05 = QParams(dom, 0.2 / qmax), QParams(dom, 0.5 / qmax)
+        c02 = w.tensor(w.fresh(f"{v}/0.2"), (1,), dom, q02.quantize([0.2]), q=q02)
+        c05 = w.tensor(w.fresh(f"{v}/0.5"), (1,), dom, q05.quantize([0.5]), q=q05)
+        lo, hi = e.q[z].range()
+        t1 = e.tmp(f"{v}/scaled", shape, dom, qparams_for_range(0.2 * lo, 0.2 * hi, dom))
+        t2 = e.tmp(f"{v}/shifted", shape, dom,
+                   qparams_for_range(0.2 * lo + 0.5, 0.2 * hi + 0.5, dom))
+    w.op("MUL", [z, c02], [t1], options(e.s, "MulOptions"))
+    w.op("ADD", [t1, c05], [t2], _add_options(e, dom))
+    w.op("RELU_0_TO_1", [t2], [e.out(node, fixed=FIXED_OUT.get(("hard_sigmoid", dom)))])
+    e.after()
+
+
+def _split(e: Emitter, node: ir.Node) -> None:
+    sizes = list(node.attrs["kernel"]["sizes"])
+    dom = e.domain_of(node.outputs[0])
+    a = e.value(node.inputs[0], dom)
+    outs = e.same_q_outputs(node, a, dom)
+    axis = e.w.const_i32("split_axis", np.int32(len(e.g.shapes[node.inputs[0]]) - 1))
+    if len(set(sizes)) == 1:
+        e.w.op("SPLIT", [axis, a], outs, options(e.s, "SplitOptions", numSplits=len(sizes)))
+    else:
+        sz = e.w.const_i32("split_sizes", sizes)
+        e.w.op("SPLIT_V", [a, sz, axis], outs, options(e.s, "SplitVOptions", numSplits=len(sizes)))
+
+
+def _unstack(e: Emitter, node: ir.Node) -> None:
+    dom = e.domain_of(node.outputs[0])
+    a = e.value(node.inputs[0], dom)
+    outs = e.same_q_outputs(node, a, dom)
+    e.w.op("UNPACK", [a], outs, options(e.s, "UnpackOptions", num=len(outs), axis=0))
+
+
+def _stack(e: Emitter, node: ir.Node) -> None:
+    dom = e.domain_of(node.outputs[0])
+    out_q = e.value_q.get(node.outputs[0]) if dom != "float" else None
+    ins = []
+    for i in node.inputs:
+        t = e.value(i, dom)
+        if out_q is not None and e.q[t] != out_q:  # PACK needs one scale for all
+            r = e.tmp(f"{i}:requant", e.g.shapes[i], dom, out_q)
+            e.w.op("QUANTIZE", [t], [r])
+            t = r
+        ins.append(t)
+    out = e.new_out(node.outputs[0], dom, out_q)
+    e.w.op("PACK", ins, [out], options(e.s, "PackOptions", valuesCount=len(ins), axis=0))
+
+
+def _identity(e: Emitter, node: ir.Node) -> None:
+    dom = e.domain_of(node.outputs[0])
+    a = e.value(node.inputs[0], dom)
+    (out,) = e.same_q_outputs(node, a, dom)
+    shape = [-1 if d == ir.B else int(d) for d in e.g.shapes[node.outputs[0]]]
+    new_shape = e.w.const_i32("reshape_to", shape)
+    e.w.op("RESHAPE", [a, new_shape], [out], options(e.s, "ReshapeOptions"))
+
+
+OPS: dict[str, Callable[[Emitter, ir.Node], None]] = {
+    "matmul": _matmul,
+    "add": _binary("ADD"),
+    "mul": _binary("MUL"),
+    "sigmoid": _unary("LOGISTIC"),
+    "tanh": _unary("TANH"),
+    "relu": _unary("RELU"),
+    "hard_sigmoid": _hard_sigmoid,
+    "split": _split,
+    "unstack": _unstack,
+    "stack": _stack,
+    "identity": _identity,
+}
+"""IR op -> the function writing it as TFLite ops."""
+assert set(OPS) == set(ir.OPS), "every IR op needs a TFLite mapping"
+
+
+# ---- the file -----------------------------------------------------------------------------------
+def to_bytes(graph: ir.Graph, *, quantize: str = "none", per_channel: bool = True,
+             ranges: Mapping[str, tuple[float, float]] | None = None, state_bits: int = 8,
+             act_bits: int = 8, export_info: Mapping | None = None) -> tuple[bytes, dict]:
+    """The ``.tflite`` bytes of ``graph`` and a summary (ops, weight bytes, quantisation)."""
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(f"unknown quantize mode {quantize!r}; valid: {', '.join(QUANTIZE_MODES)}")
+    if state_bits not in (8, 16) or act_bits not in (8, 16):
+        raise ValueError("state_bits and act_bits must be 8 or 16")
+    em = Emitter(graph, quantize, per_channel, ranges, state_bits, act_bits)
+    w = em.emit()
+    info = {"format": "tflite", "quantize": quantize,
+            "weights": {"none": "float32", "dynamic": "int8 symmetric", "int8": "int8 symmetric"}[quantize],
+            "per_channel": em.per_channel_used,
+            "hybrid_per_channel_fully_connected": bool(quantize == "dynamic" and em.per_channel_used),
+            "tflite_runtime_ok": not (quantize == "dynamic" and em.per_channel_used),
+            "weight_bytes": int(w.weight_bytes)}
+    if quantize == "int8":
+        info["activations"] = ("int16" if act_bits == 16 else
+                               "int8, cell-state path int16" if state_bits == 16 else "int8")
+        info["activation_dtypes"] = sorted(set(em.plan.dtype.values()))
+        info["float_ops"] = "input normalisation (x*s + t) before the first QUANTIZE"
+    if quantize == "dynamic":
+        info["activations"] = "float32"
+    if export_info:
+        info.update(export_info)
+    ops: dict[str, int] = {}
+    for o in w.operators:
+        code = w.op_name(o)
+        ops[code] = ops.get(code, 0) + 1
+    info["ops"] = dict(sorted(ops.items()))
+    meta = json.loads(graph.metadata_json())
+    meta["export"] = info
+    data = w.finish(graph.inputs, graph.outputs, json.dumps(meta, sort_keys=True))
+    return data, info
+
+
+def emit(graph: ir.Graph | str | os.PathLike, path: str | os.PathLike, *, quantize: str = "none",
+         compat: str = "litert", ranges: Mapping[str, tuple[float, float]] | None = None,
+         state_bits: int = 8, act_bits: int = 8, export_info: Mapping | None = None) -> dict:
+    """Write ``graph`` (or the checkpoint at that path) to ``path`` as TFLite; returns the summary.
+
+    ``compat="tflite-runtime"`` writes per-tensor weight scales for ``quantize="dynamic"`` (the old
+    interpreter mis-computes per-channel hybrid FULLY_CONNECTED); LiteRT runs both.
+    """
+    if compat not in COMPAT:
+        raise ValueError(f"unknown compat target {compat!r}; valid: {', '.join(COMPAT)}")
+    g = graph if isinstance(graph, ir.Graph) else ir.lower(
+        graph, fold_normalization=(quantize == "none"))  # float: normalisation in the weights
+    data, info = to_bytes(g, quantize=quantize, per_channel=(compat != "tflite-runtime"),
+                          ranges=ranges, state_bits=state_bits, act_bits=act_bits,
+                          export_info={"compat": compat, **(export_info or {})})
+    write_bytes(path, data)
+    info["file_bytes"] = len(data)
+    return info
+
+
+__all__ = ["OPS", "Emitter", "to_bytes", "emit", "QUANTIZE_MODES", "COMPAT"]
