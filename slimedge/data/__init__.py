@@ -32,8 +32,14 @@ from .fsdd import fsdd_path, load_fsdd
 from .mnist import load_mnist_pixels, load_mnist_rows, mnist_path
 from .npz import load_npz, save_npz
 from .sequences import SequenceData, batches, collate
-from .splits import (DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION, SPLITS, DataSplits,
-                     stratified_split, stratified_subset)
+from .splits import (
+    DEFAULT_TEST_FRACTION,
+    DEFAULT_VAL_FRACTION,
+    SPLITS,
+    DataSplits,
+    stratified_split,
+    stratified_subset,
+)
 
 # ---- registry ----------------------------------------------------------------------------------
 DATASETS: dict[str, tuple[Callable[..., DataSplits], str]] = {

@@ -8,8 +8,14 @@ from typing import Sequence
 import numpy as np
 
 from .sequences import SequenceData
-from .splits import (DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION, SPLITS, DataSplits, make_splits,
-                     stratified_subset)
+from .splits import (
+    DEFAULT_TEST_FRACTION,
+    DEFAULT_VAL_FRACTION,
+    SPLITS,
+    DataSplits,
+    make_splits,
+    stratified_subset,
+)
 
 
 def load_npz(path: str | Path, *, split_seed: int = 0,

@@ -86,7 +86,8 @@ def make_splits(name: str, data: SequenceData, *, split_seed: int, val_fraction:
     if limit is not None:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
-        train, val, test = (d.subset(stratified_subset(d.y, limit, split_seed + 1)) for d in (train, val, test))
+        train, val, test = (d.subset(stratified_subset(d.y, limit, split_seed + 1))
+                            for d in (train, val, test))
     for s, d in zip(SPLITS, (train, val, test)):
         d.name = f"{name}:{s}"
         if not len(d):
