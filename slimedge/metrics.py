@@ -33,9 +33,9 @@ state and keeps every row's ``y`` at its last frame::
     acc = metrics.evaluate(predict, d, d.labels, num_classes=K, batch_size=1).accuracy
 
 With the default ``by_length=True`` the batches are the split's sequences sorted by length
-(stable), ``batch_size`` at a time: the same batches as ``quantize._steps`` makes, so a quantizer
-that picks one activation scale per call (onnxruntime's dynamic quantisation) sees the same rows
-together.
+(stable), ``batch_size`` at a time: the batches the quantisation check has always stepped, so a
+quantizer that picks one activation scale per call (onnxruntime's dynamic quantisation) sees the
+same rows together as before.
 """
 from __future__ import annotations
 
