@@ -1,0 +1,80 @@
+"""The ``c`` backend: a C export (``.c`` + ``.h``, or their folder) compiled once, stepped via ctypes.
+
+``open`` reads the config from the ``.c`` (no compiler needed for that), then loads a prebuilt
+shared library sitting beside it (``model.so`` for ``model.c``; ``.dylib`` on macOS) when its
+embedded config matches the source's, and otherwise compiles the source with the host compiler
+into the cache keyed by the source's hash (``$SLIMEDGE_CACHE`` or ``~/.cache/slimedge/c``; see
+:mod:`slimedge.exporters.c.toolchain`): the first load of a model compiles (about a second), later
+loads in any process find the library.
+
+A step is one C call per batch: ``PREFIX_step_io`` takes one pointer to a struct holding the
+batch size and the six buffers (x, h, c in; y, h_next, c_next out), so ctypes converts one
+argument, not seven. Each binding keeps two such structs, one per arrangement of its state arrays,
+and ``advance`` only flips which one the next call passes. The generated code has no globals and
+writes only through the pointers it is given, so bindings of one model step concurrently from
+many threads without a lock (ctypes releases the GIL for the call). ``threads`` is accepted and
+not used: a step runs on the calling thread.
+"""
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+from ._common import Buffers, ModelFileError, sizes
+
+NAME = "c"
+SUFFIXES = (".c",)
+
+
+def available() -> bool:
+    """A C compiler is on this machine (a prebuilt library beside a file needs none)."""
+    from ..exporters.c import toolchain
+
+    return toolchain.have_compiler()
+
+
+def open(path: Path, *, threads: int | None = None, device: str | None = None) -> "Session":
+    return Session(Path(path), threads, device)
+
+
+class Session:
+    def __init__(self, path: Path, threads: int | None, device: str | None) -> None:
+        from ..exporters import c as c_export
+        from ..exporters.c import toolchain
+
+        if device not in (None, "cpu"):
+            raise ValueError(f"the c backend runs on the CPU only, not on {device!r}")
+        c_path = c_export.resolve(path)
+        self.config = c_export.read_metadata(c_path)
+        try:
+            sizes(self.config)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelFileError(f"{c_path}: its slimedge config has no graph sizes ({e!r})") from None
+        export = self.config["export"]
+        self.path, self.prefix = c_path, str(export["prefix"])
+        self.lib, origin = toolchain.load(c_path, self.config)
+        try:
+            self._fn = c_export.step_function(self.lib, self.prefix)
+        except AttributeError:
+            raise ModelFileError(f"{c_path}: the compiled library has no {self.prefix}_step_io "
+                                 f"(not a slimedge C export of this version?)") from None
+        self.device = "cpu"
+        quantize = export.get("quantize", "none")
+        self.detail = f"C export ({quantize}), {origin}"
+        self._io = c_export.IO
+
+    def bind(self, batch: int) -> "Binding":
+        return Binding(self, batch, *sizes(self.config))
+
+
+class Binding(Buffers):
+    def __init__(self, session: Session, batch: int, *dims: int) -> None:
+        super().__init__(batch, *dims)
+        self._fn = session._fn
+        self._session = session  # keeps the library loaded while the binding lives
+        self._structs = [session._io(batch, *(a.ctypes.data for a in arrays))
+                         for arrays in self.arrangements()]
+        self._args = [ctypes.pointer(s) for s in self._structs]
+
+    def run(self) -> None:
+        self._fn(self._args[self.flipped])
