@@ -13,11 +13,13 @@ from typing import Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__, formats, variants
-from .runtime import BACKENDS as _BACKENDS
 from ._io import check_writable
+from .errors import SlimedgeError, UsageError
+from .runtime import BACKENDS as _BACKENDS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="SLIM LSTM variants: train, export to ONNX/TFLite, run and profile.")
@@ -25,13 +27,15 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-# Errors a user can cause; anything else is a bug and keeps its traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, PermissionError,
-                                                IsADirectoryError, KeyError, ImportError)
+# Errors a user can cause: slimedge's own (a bad file, option, frame or data set; their messages
+# name it), and the operating system's about the user's files (missing, not permitted, disk full).
+# Anything else is a bug and keeps its traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (SlimedgeError, OSError)
 
 
 def fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """One red line on stderr (the message shown as it is: no markup read from it), then exit."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -44,7 +48,7 @@ def user_errors(fn: Callable) -> Callable:
         except typer.Exit:
             raise
         except USER_ERRORS as e:
-            fail(str(e) if not isinstance(e, KeyError) else str(e.args[0]))
+            fail(str(e))
     return wrapper
 
 
@@ -99,7 +103,7 @@ def _parse_constants(items: list[str]) -> dict[str, float]:
                 raise ValueError
             out[gate.strip()] = float(value)
         except ValueError:
-            raise ValueError(f"--constant takes GATE=VALUE (e.g. f=0.5), got {item!r}") from None
+            raise UsageError(f"--constant takes GATE=VALUE (e.g. f=0.5), got {item!r}") from None
     return out
 
 
@@ -165,13 +169,12 @@ def evaluate_cmd(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads of the runtime backend, or of torch for a checkpoint (default 1 there, so training's numbers repeat exactly)."),
 ) -> None:
     """Accuracy and confusion matrix of a model (a checkpoint or an exported file) on a data split."""
+    from .data import SPLITS
     from .train import evaluate_checkpoint
     from .zoo import default_model_path
 
-    from .data import SPLITS
-
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+        raise UsageError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
     path = model if model is not None else default_model_path()
     if backend is not None or formats.for_path(path) is not formats.CHECKPOINT:
         ev, meta = _evaluate_runtime(path, data, split, split_seed, limit, backend or "auto",
@@ -261,11 +264,11 @@ def _quantize_options(format: str, quantize: str, samples: Optional[int], compat
     opts: dict = {}
     if samples is not None:
         if quantize != "int8":
-            raise ValueError("--calibration-samples applies to --quantize int8 only")
+            raise UsageError("--calibration-samples applies to --quantize int8 only")
         opts["calibration_samples"] = samples
     if compat != "litert":
         if format != "tflite":
-            raise ValueError("--compat applies to --format tflite only")
+            raise UsageError("--compat applies to --format tflite only")
         opts["compat"] = compat
     return opts
 
@@ -303,7 +306,7 @@ def _runtime_split(model, path: Path, data: Optional[str], split: str,
     from . import data as _data
 
     if split not in _data.SPLITS:
-        raise ValueError(f"unknown split {split!r}; valid: {', '.join(_data.SPLITS)}")
+        raise UsageError(f"unknown split {split!r}; valid: {', '.join(_data.SPLITS)}")
     # every export carries its checkpoint's record of the data it was trained on
     splits = _data.load_as_recorded(model.info.data, data, split_seed=split_seed, limit=limit)
     return splits, splits[split]
@@ -342,7 +345,7 @@ def run_cmd(
     from .zoo import default_model_path
 
     if (input is None) == (data is None):
-        raise ValueError("give exactly one of --input FILE.npy (print each frame's output) and "
+        raise UsageError("give exactly one of --input FILE.npy (print each frame's output) and "
                          "--data NAME (print accuracy)")
     path = model if model is not None else default_model_path()
     m = _load_runtime_model(path, backend, threads)
@@ -365,16 +368,16 @@ def run_cmd(
     try:
         with open(input, "rb") as f:
             if f.read(6) != b"\x93NUMPY":
-                raise ValueError(f"{input}: not a .npy file (no NumPy header); save frames with "
+                raise UsageError(f"{input}: not a .npy file (no NumPy header); save frames with "
                                  f"numpy.save as a (T, {m.input_size}) array")
         frames = np.load(input, allow_pickle=False)
     except (OSError, ValueError) as e:
         msg = str(e) if str(e).startswith(str(input)) else f"{input}: not a readable .npy array: {e}"
-        raise ValueError(msg) from None
+        raise UsageError(msg) from None
     if frames.ndim == 1 and frames.shape[0] == m.input_size:
         frames = frames[None]
     if frames.ndim != 2 or frames.shape[1] != m.input_size:
-        raise ValueError(f"{input}: expected frames of shape (T, {m.input_size}), got "
+        raise UsageError(f"{input}: expected frames of shape (T, {m.input_size}), got "
                          f"{frames.shape}")
     s = m.stream()
     outputs = np.zeros((len(frames), m.output_size), np.float32)
@@ -382,7 +385,7 @@ def run_cmd(
         try:
             outputs[t] = s.step(frame)
         except runtime.InputError as e:
-            raise ValueError(f"{input}, frame {t}: {e}") from None
+            raise UsageError(f"{input}, frame {t}: {e}") from None
     top = outputs.argmax(-1)
     names = [m.labels[k] if m.labels and k < len(m.labels) else str(k) for k in top]
     if as_json:

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .formats import FORMATS as _TABLE, QUANTIZE, ModelInfo
+from .errors import UsageError
+from .formats import FORMATS as _TABLE
+from .formats import QUANTIZE, ModelInfo
 
 FORMATS = ("onnx", "tflite")  # the formats the demo exports to
 PROFILE_STEPS = 1000
@@ -44,7 +46,8 @@ def run(out: str | os.PathLike = "slimedge-demo", *, model: str | os.PathLike | 
     t0 = time.time()
     card = None
     if model is None:
-        from .zoo import card as zoo_card, default_model_path
+        from .zoo import card as zoo_card
+        from .zoo import default_model_path
 
         model = default_model_path()
         try:
@@ -55,7 +58,7 @@ def run(out: str | os.PathLike = "slimedge-demo", *, model: str | os.PathLike | 
     if not model.is_file():
         raise FileNotFoundError(f"{model}: no such model file")
     if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: exists and is not a folder")
+        raise UsageError(f"{out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     ckpt = checkpoint.read(model)
     res = DemoResult(model, out, ckpt.config, card)

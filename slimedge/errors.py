@@ -18,6 +18,10 @@ class UsageError(SlimedgeError, ValueError):
     """A bad argument or option: unknown name, value out of range, conflicting settings."""
 
 
+class DataError(SlimedgeError, ValueError):
+    """A data file or data set that cannot be used: unreadable, malformed, or not the one recorded."""
+
+
 class ModelFileError(SlimedgeError, ValueError):
     """A model file that is missing, truncated, foreign or not a step graph; the message names it."""
 
@@ -26,4 +30,4 @@ class MissingDependency(SlimedgeError, ImportError):
     """An optional package that this operation needs is not installed; the message says which."""
 
 
-__all__ = ["SlimedgeError", "UsageError", "ModelFileError", "MissingDependency"]
+__all__ = ["SlimedgeError", "UsageError", "DataError", "ModelFileError", "MissingDependency"]

@@ -44,6 +44,8 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from .errors import UsageError
+
 EVAL_BATCH_SIZE = 256
 
 
@@ -73,13 +75,13 @@ def from_logits(logits, y, labels: Sequence[str]) -> Evaluation:
     logits = np.asarray(logits, dtype=np.float64)
     y = np.asarray(y).reshape(-1)
     if logits.ndim != 2 or len(logits) != len(y):
-        raise ValueError(f"logits must be (N, K) with N = {len(y)} labels, got {logits.shape}")
+        raise UsageError(f"logits must be (N, K) with N = {len(y)} labels, got {logits.shape}")
     if y.dtype.kind not in "iu":
-        raise ValueError(f"labels y must be integer class indices, got dtype {y.dtype}")
+        raise UsageError(f"labels y must be integer class indices, got dtype {y.dtype}")
     n, k = logits.shape
     y = y.astype(np.int64)
     if n and (y.min() < 0 or y.max() >= k):
-        raise ValueError(f"labels y must lie in [0, {k - 1}] for {k} logits per row")
+        raise UsageError(f"labels y must lie in [0, {k - 1}] for {k} logits per row")
     confusion = np.zeros((k, k), np.int64)
     if not n:
         return Evaluation(float("nan"), float("nan"), 0, confusion, list(labels))
@@ -92,7 +94,7 @@ def from_logits(logits, y, labels: Sequence[str]) -> Evaluation:
 
 def _index_batches(split, batch_size: int, by_length: bool) -> Iterator[np.ndarray]:
     if batch_size < 1:
-        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+        raise UsageError(f"batch size must be at least 1, got {batch_size}")
     if by_length:
         from .data.sequences import batches  # here: slimedge.data imports this module
 
@@ -117,7 +119,7 @@ def evaluate(predict: Callable[[np.ndarray, np.ndarray], np.ndarray], split,
         x, lengths, y = split.batch(idx)
         logits = np.asarray(predict(x, lengths))
         if logits.shape != (len(idx), num_classes):
-            raise ValueError(f"predict returned shape {logits.shape} for a batch of {len(idx)}; "
+            raise UsageError(f"predict returned shape {logits.shape} for a batch of {len(idx)}; "
                              f"expected ({len(idx)}, {num_classes})")
         parts.append(logits.astype(np.float64))
         ys.append(y)

@@ -31,7 +31,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import _io, checkpoint, data as _data, formats, metrics, variants
+from . import _io, checkpoint, formats, metrics, variants
+from . import data as _data
+from .errors import SlimedgeError, UsageError
 from .metrics import Evaluation
 from .models import ACTIVATIONS, GATE_ACTIVATIONS, INITS, SequenceClassifier
 
@@ -83,7 +85,7 @@ class TrainConfig:
                                  ("epochs", self.epochs, 1), ("batch size", self.batch_size, 1),
                                  ("threads", self.threads, 1)):
             if int(value) < low:
-                raise ValueError(f"{name} must be at least {low}, got {value}")
+                raise UsageError(f"{name} must be at least {low}, got {value}")
         # every float setting a finite number (NaN passes any comparison test), before any data
         for name, value in (("learning rate", self.lr), ("gradient clip", self.clip),
                             ("dropout", self.dropout), ("val fraction", self.val_fraction),
@@ -94,21 +96,21 @@ class TrainConfig:
             except (TypeError, ValueError):
                 finite = False
             if not finite:
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
+                raise UsageError(f"{name} must be a finite number, got {value!r}")
         if not self.lr > 0:
-            raise ValueError(f"learning rate must be positive, got {self.lr}")
+            raise UsageError(f"learning rate must be positive, got {self.lr}")
         if self.clip < 0:
-            raise ValueError(f"gradient clip must be >= 0 (0 = off), got {self.clip}")
+            raise UsageError(f"gradient clip must be >= 0 (0 = off), got {self.clip}")
         if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+            raise UsageError(f"dropout must lie in [0, 1), got {self.dropout}")
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
+            raise UsageError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
         # fail on bad choices and constants before any data is read
         for what, value, valid in (("gate activation", self.gate_activation, GATE_ACTIVATIONS),
                                    ("activation", self.activation, ACTIVATIONS),
                                    ("init", self.init, INITS)):
             if value not in valid:
-                raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+                raise UsageError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
         variants.get(self.variant, constants=self.constants, input_only_cell=self.input_only_cell)
 
     def to_dict(self) -> dict:
@@ -135,9 +137,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise ValueError(f"unknown device {name!r}; valid: auto, cpu, cuda")
+        raise UsageError(f"unknown device {name!r}; valid: auto, cpu, cuda")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but torch sees no CUDA device")
+        raise UsageError("--device cuda was asked for, but torch sees no CUDA device")
     return torch.device(name)
 
 
@@ -197,10 +199,10 @@ def evaluate(model: SequenceClassifier, data: _data.SequenceData, *,
 
     Batches are the sequences sorted by length (stable), so the result is reproducible."""
     if data.input_size != model.lstm.input_size:
-        raise ValueError(f"the model takes {model.lstm.input_size} features per step, "
+        raise UsageError(f"the model takes {model.lstm.input_size} features per step, "
                          f"the data {data.name} has {data.input_size}")
     if data.num_classes > model.num_classes:
-        raise ValueError(f"the data {data.name} has {data.num_classes} classes, "
+        raise UsageError(f"the data {data.name} has {data.num_classes} classes, "
                          f"the model {model.num_classes}")
     device = torch.device(device)
     was_training = model.training
@@ -272,7 +274,7 @@ def _console():
     return Console(stderr=True)
 
 
-class TrainingDiverged(ValueError):
+class TrainingDiverged(SlimedgeError, ValueError):
     """The training loss became NaN or infinite before any epoch could be kept."""
 
 
@@ -295,7 +297,7 @@ def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool
     start_epoch, history, best, step = 0, [], None, 0
 
     if config is None and not resume:
-        raise ValueError("a TrainConfig is needed unless resuming")
+        raise UsageError("a TrainConfig is needed unless resuming")
     if resume:
         if not state_path.is_file():
             raise FileNotFoundError(f"nothing to resume: {state_path} does not exist (train "
@@ -397,8 +399,14 @@ def _save_state(model, optimizer, path, config, epoch, history, best) -> None:
 
 def _train_epoch(model, optimizer, splits, config: TrainConfig, epoch: int, dev, show: bool,
                  console) -> dict:
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     t0 = time.perf_counter()
     eseed = _epoch_seed(config.seed, epoch)

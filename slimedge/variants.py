@@ -27,6 +27,8 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from .errors import SlimedgeError
+
 GATES = ("i", "f", "o")
 GATE_ACTIVATIONS = ("sigmoid", "hard_sigmoid")  # σ: Keras' hard_sigmoid is clip(0.2 z + 0.5, 0, 1)
 ACTIVATIONS = ("tanh", "sigmoid", "relu")       # g: the cell candidate's and the output's
@@ -52,7 +54,7 @@ _TERM_MACS = {
 SLOT_NAMES = {"i": "input gate", "f": "forget gate", "o": "output gate", "c": "cell candidate"}
 
 
-class UnknownVariantError(KeyError, ValueError):
+class UnknownVariantError(SlimedgeError, KeyError, ValueError):
     """Raised for a variant name that is neither canonical nor an alias nor registered."""
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message

@@ -1,4 +1,7 @@
-"""Test helpers: checkpoints built from the independent reference's random weights (no torch)."""
+"""Test helpers: checkpoints built from the independent reference's random weights (no torch),
+and running code in a fresh Python with torch blocked."""
+import subprocess
+import sys
 import zlib
 
 import numpy as np
@@ -48,3 +51,13 @@ def reference_outputs(variant, weights, extra, frames, h0=None, c0=None, **kw):
     if "head.weight" in extra:
         out = out @ extra["head.weight"].T + extra["head.bias"]
     return out, h, c
+
+
+def run_without_torch(code: str, timeout: float = 120) -> str:
+    """Run ``code`` in a fresh Python in which ``import torch`` fails; returns its stdout, and
+    fails the test with its stderr when it exits non-zero."""
+    prelude = "import sys\nsys.modules['torch'] = None  # any 'import torch' now fails\n"
+    out = subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True,
+                         timeout=timeout)
+    assert out.returncode == 0, out.stderr
+    return out.stdout

@@ -26,6 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from ..errors import DataError
 from ..metrics import Evaluation  # moved to slimedge.metrics; importable from here as before
 from ._packaged import DataPackageMissing
 from .fsdd import fsdd_path, load_fsdd
@@ -62,7 +63,7 @@ def load(name: str | Path, *, split_seed: int = 0, val_fraction: float = DEFAULT
         return DATASETS[key][0](**kw)
     if str(name).endswith(".npz") or Path(str(name)).is_file():
         return load_npz(name, **kw)
-    raise ValueError(f"unknown data set {str(name)!r}; valid: {', '.join(DATASETS)}, "
+    raise DataError(f"unknown data set {str(name)!r}; valid: {', '.join(DATASETS)}, "
                      f"or a path to a .npz file")
 
 
@@ -77,7 +78,7 @@ def load_as_recorded(recorded: dict | None, data: str | Path | None = None, *,
     if data is None:
         data = recorded.get("name")
         if not data:
-            raise ValueError("the model does not record the data set it was trained on: "
+            raise DataError("the model does not record the data set it was trained on: "
                              "pass --data")
         if recorded.get("path") and Path(recorded["path"]).is_file():
             data = recorded["path"]  # a .npz file: where it was, wherever we are now
@@ -93,7 +94,7 @@ def load_as_recorded(recorded: dict | None, data: str | Path | None = None, *,
         kw["split_seed"] = split_seed
     splits = load(data, limit=limit, **kw)
     if same and recorded.get("sha256") and splits.info.get("sha256") != recorded["sha256"]:
-        raise ValueError(f"{data}: not the file the model was trained on (its sha256 differs "
+        raise DataError(f"{data}: not the file the model was trained on (its sha256 differs "
                          f"from the recorded {recorded['sha256'][:12]}…, trained on "
                          f"{recorded.get('path', recorded['name'])})")
     return splits

@@ -4,8 +4,10 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from ..errors import MissingDependency
 
-class DataPackageMissing(ImportError):
+
+class DataPackageMissing(MissingDependency):
     """A data set's source package is not installed; the message says what to install."""
 
 

@@ -7,6 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import DataError
 from .sequences import SequenceData
 from .splits import (
     DEFAULT_TEST_FRACTION,
@@ -38,12 +39,12 @@ def load_npz(path: str | Path, *, split_seed: int = 0,
     try:
         f = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as e:
-        raise ValueError(f"{path}: not a readable .npz file: {e}") from None
+        raise DataError(f"{path}: not a readable .npz file: {e}") from None
     with f:
         keys = set(f.files)
         missing = {"X", "y"} - keys
         if missing:
-            raise ValueError(f"{path}: missing array(s) {', '.join(sorted(missing))}; the .npz "
+            raise DataError(f"{path}: missing array(s) {', '.join(sorted(missing))}; the .npz "
                              f"needs X, y and, for packed frames, lengths (see the README)")
         try:
             X, y = f["X"], f["y"]
@@ -51,34 +52,34 @@ def load_npz(path: str | Path, *, split_seed: int = 0,
             labels = [str(s) for s in f["labels"]] if "labels" in keys else None
             split = np.asarray(f["split"]).astype(str) if "split" in keys else None
         except ValueError as e:  # object arrays would need pickle
-            raise ValueError(f"{path}: {e} (store strings as fixed-width unicode arrays)") from None
+            raise DataError(f"{path}: {e} (store strings as fixed-width unicode arrays)") from None
     name = path.name
     if not np.issubdtype(X.dtype, np.number) or X.dtype.kind == "c":
-        raise ValueError(f"{path}: X must be a real numeric array, got dtype {X.dtype}")
+        raise DataError(f"{path}: X must be a real numeric array, got dtype {X.dtype}")
     y = np.asarray(y).reshape(-1)
     if X.ndim == 3:
         N, T, m = X.shape
         lengths = np.full(N, T) if lengths is None else _int_lengths(path, lengths)
         if len(lengths) != N or np.any(lengths < 1) or np.any(lengths > T):
-            raise ValueError(f"{path}: lengths must be (N,) = ({N},) with values in [1, {T}]")
+            raise DataError(f"{path}: lengths must be (N,) = ({N},) with values in [1, {T}]")
         keep = (np.arange(T)[None, :] < lengths[:, None]).reshape(-1)
         frames = X.reshape(N * T, m)[keep]
     elif X.ndim == 2:
         if lengths is None:
-            raise ValueError(f"{path}: X is 2-D (total_frames, m), so 'lengths' (N,) is required")
+            raise DataError(f"{path}: X is 2-D (total_frames, m), so 'lengths' (N,) is required")
         lengths = _int_lengths(path, lengths)
         if np.any(lengths < 1) or lengths.sum() != len(X):
-            raise ValueError(f"{path}: lengths must be positive and sum to X's {len(X)} frames, "
+            raise DataError(f"{path}: lengths must be positive and sum to X's {len(X)} frames, "
                              f"got sum {int(lengths.sum())}")
         frames = X
     else:
-        raise ValueError(f"{path}: X must be (total_frames, m) or (N, T, m), got shape {X.shape}")
+        raise DataError(f"{path}: X must be (total_frames, m) or (N, T, m), got shape {X.shape}")
     if len(y) != len(lengths):
-        raise ValueError(f"{path}: y has {len(y)} entries for {len(lengths)} sequences")
+        raise DataError(f"{path}: y has {len(y)} entries for {len(lengths)} sequences")
     if y.dtype.kind in "US":
         names = sorted(set(y.astype(str)))
         if labels is not None and set(labels) != set(names):
-            raise ValueError(f"{path}: y's class names differ from 'labels'")
+            raise DataError(f"{path}: y's class names differ from 'labels'")
         labels = labels or names
         y = np.array([labels.index(s) for s in y.astype(str)], dtype=np.int64)
     elif y.dtype.kind in "iu":
@@ -87,13 +88,13 @@ def load_npz(path: str | Path, *, split_seed: int = 0,
         if labels is None:
             labels = [str(j) for j in range(k)]
         if y.min() < 0 or k > len(labels):
-            raise ValueError(f"{path}: y must hold class indices in [0, {len(labels) - 1}]")
+            raise DataError(f"{path}: y must hold class indices in [0, {len(labels) - 1}]")
     else:
-        raise ValueError(f"{path}: y must hold integer class indices or strings, got {y.dtype}")
+        raise DataError(f"{path}: y must hold integer class indices or strings, got {y.dtype}")
     if len(labels) < 2:
-        raise ValueError(f"{path}: at least 2 classes are needed, got {len(labels)}")
+        raise DataError(f"{path}: at least 2 classes are needed, got {len(labels)}")
     if not np.all(np.isfinite(frames)):
-        raise ValueError(f"{path}: X holds NaN or infinite values")
+        raise DataError(f"{path}: X holds NaN or infinite values")
     data = SequenceData(np.ascontiguousarray(frames), np.concatenate([[0], np.cumsum(lengths)]),
                         y, labels, name)
     source = f"{path} (.npz)"
@@ -109,7 +110,7 @@ def load_npz(path: str | Path, *, split_seed: int = 0,
     split = split.reshape(-1)
     bad = set(split) - set(SPLITS)
     if len(split) != len(y) or bad:
-        raise ValueError(f"{path}: 'split' must be (N,) strings among {SPLITS}"
+        raise DataError(f"{path}: 'split' must be (N,) strings among {SPLITS}"
                          + (f", got {sorted(bad)}" if bad else ""))
     parts = [data.subset(np.flatnonzero(split == s)) for s in SPLITS]
     if limit is not None:
@@ -117,7 +118,7 @@ def load_npz(path: str | Path, *, split_seed: int = 0,
     for s, d in zip(SPLITS, parts):
         d.name = f"{name}:{s}"
         if not len(d):
-            raise ValueError(f"{path}: the fixed split has no '{s}' sequences")
+            raise DataError(f"{path}: the fixed split has no '{s}' sequences")
     info = {"name": name, "source": source, "split_seed": int(split_seed), "val_fraction": None,
             "test_fraction": None, "limit": limit, "split": "fixed by the file's 'split' array",
             **where}
@@ -127,7 +128,7 @@ def load_npz(path: str | Path, *, split_seed: int = 0,
 def _int_lengths(path: Path, lengths) -> np.ndarray:
     lengths = np.asarray(lengths).reshape(-1)
     if lengths.dtype.kind not in "iu":
-        raise ValueError(f"{path}: lengths must be integers, got dtype {lengths.dtype}")
+        raise DataError(f"{path}: lengths must be integers, got dtype {lengths.dtype}")
     return lengths.astype(np.int64)
 
 

@@ -6,6 +6,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from ..errors import DataError
+
 
 @dataclass
 class SequenceData:
@@ -22,13 +24,13 @@ class SequenceData:
         self.offsets = np.asarray(self.offsets, dtype=np.int64)
         self.y = np.asarray(self.y, dtype=np.int64)
         if self.frames.ndim != 2:
-            raise ValueError(f"{self.name}: frames must be (total_frames, m), got {self.frames.shape}")
+            raise DataError(f"{self.name}: frames must be (total_frames, m), got {self.frames.shape}")
         if self.offsets.ndim != 1 or len(self.offsets) != len(self.y) + 1 or self.offsets[0] != 0 \
                 or self.offsets[-1] != len(self.frames) or np.any(np.diff(self.offsets) < 1):
-            raise ValueError(f"{self.name}: lengths must be positive and sum to the number of "
+            raise DataError(f"{self.name}: lengths must be positive and sum to the number of "
                              f"frames ({len(self.frames)})")
         if len(self.y) and (self.y.min() < 0 or self.y.max() >= len(self.labels)):
-            raise ValueError(f"{self.name}: labels y must lie in [0, {len(self.labels) - 1}]")
+            raise DataError(f"{self.name}: labels y must lie in [0, {len(self.labels) - 1}]")
 
     def __len__(self) -> int:
         return len(self.y)
@@ -103,7 +105,7 @@ def batches(data: SequenceData, batch_size: int, *, shuffle: bool = False, seed:
     masks it), only how much work is wasted.
     """
     if batch_size < 1:
-        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+        raise DataError(f"batch size must be at least 1, got {batch_size}")
     n, lengths = len(data), data.lengths
     if not shuffle:
         order = np.argsort(lengths, kind="stable")

@@ -6,6 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import DataError
 from .sequences import SequenceData
 
 SPLITS = ("train", "val", "test")
@@ -52,7 +53,7 @@ class DataSplits:
 
     def __getitem__(self, split: str) -> SequenceData:
         if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+            raise DataError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
         return getattr(self, split)
 
     @property
@@ -73,10 +74,10 @@ def make_splits(name: str, data: SequenceData, *, split_seed: int, val_fraction:
                  limit: int | None = None, source: str = "", split_note: str = "") -> DataSplits:
     for what, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 < frac < 1.0:
-            raise ValueError(f"{what} must lie in (0, 1), got {frac}")
+            raise DataError(f"{what} must lie in (0, 1), got {frac}")
     if fixed_test is None:
         if val_fraction + test_fraction >= 1.0:
-            raise ValueError("val_fraction + test_fraction must be below 1")
+            raise DataError("val_fraction + test_fraction must be below 1")
         test_idx, val_idx, train_idx = stratified_split(data.y, [test_fraction, val_fraction],
                                                         split_seed)
         train, val, test = data.subset(train_idx), data.subset(val_idx), data.subset(test_idx)
@@ -85,13 +86,13 @@ def make_splits(name: str, data: SequenceData, *, split_seed: int, val_fraction:
         train, val, test = data.subset(train_idx), data.subset(val_idx), fixed_test
     if limit is not None:
         if limit < 1:
-            raise ValueError(f"limit must be at least 1, got {limit}")
+            raise DataError(f"limit must be at least 1, got {limit}")
         train, val, test = (d.subset(stratified_subset(d.y, limit, split_seed + 1))
                             for d in (train, val, test))
     for s, d in zip(SPLITS, (train, val, test)):
         d.name = f"{name}:{s}"
         if not len(d):
-            raise ValueError(f"{name}: the {s} split is empty; use more data or other fractions")
+            raise DataError(f"{name}: the {s} split is empty; use more data or other fractions")
     info = {"name": name, "source": source, "split_seed": int(split_seed),
             "val_fraction": float(val_fraction),
             "test_fraction": None if fixed_test is not None else float(test_fraction),

@@ -41,10 +41,9 @@ from typing import Iterable
 
 import numpy as np
 
-from .. import metrics
-from ..metrics import Evaluation  # numpy only: evaluate's result, exported with it
-from .. import formats
+from .. import formats, metrics
 from ..errors import MissingDependency, ModelFileError, SlimedgeError, UsageError
+from ..metrics import Evaluation  # numpy only: evaluate's result, exported with it
 
 log = logging.getLogger(__name__)
 

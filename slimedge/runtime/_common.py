@@ -29,7 +29,6 @@ import numpy as np
 from ..errors import ModelFileError
 from ..formats import METADATA_KEY
 
-
 V = TypeVar("V")
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UsageError
 from ._common import Buffers, sizes
 
 NAME = "numpy"
@@ -30,7 +31,7 @@ class Session:
         from .. import ir
 
         if device not in (None, "cpu"):
-            raise ValueError(f"the numpy backend runs on the CPU only, not on {device!r}")
+            raise UsageError(f"the numpy backend runs on the CPU only, not on {device!r}")
         self.graph = ir.lower(path)  # CheckpointError names a bad file
         self.config = json.loads(self.graph.metadata_json())
         self.device, self.detail = "cpu", f"numpy {np.__version__}"

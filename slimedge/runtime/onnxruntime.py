@@ -18,7 +18,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from ._common import Buffers, ModelFileError, check_io, parse_config, sizes, METADATA_KEY
+from ..errors import UsageError
+from ._common import METADATA_KEY, Buffers, ModelFileError, check_io, parse_config, sizes
 
 NAME = "onnxruntime"
 
@@ -39,9 +40,9 @@ class Session:
         if device is None:
             device = "cuda" if have_cuda else "cpu"
         if device not in ("cpu", "cuda"):
-            raise ValueError(f"the onnxruntime backend runs on 'cpu' or 'cuda', not {device!r}")
+            raise UsageError(f"the onnxruntime backend runs on 'cpu' or 'cuda', not {device!r}")
         if device == "cuda" and not have_cuda:
-            raise ValueError("device 'cuda' asked for, but this onnxruntime build has no CUDA "
+            raise UsageError("device 'cuda' asked for, but this onnxruntime build has no CUDA "
                              "provider (install onnxruntime-gpu)")
         providers = (["CUDAExecutionProvider"] if device == "cuda" else []) + ["CPUExecutionProvider"]
         opts = ort.SessionOptions()

@@ -16,7 +16,6 @@ import threading
 import warnings
 from pathlib import Path
 
-
 from ..errors import UsageError
 from ._common import Buffers, LruCache, sizes
 
