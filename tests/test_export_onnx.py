@@ -90,7 +90,8 @@ def assert_reproduces(model, engine, mode, variant, w, extra, layers, batch, ste
         assert np.abs(step[k] - ref[k]).max() <= 1e-5, k
     y, h, c = rollout(run, mode, frames, h0, c0)
     assert y.shape == ry.shape and h.shape == rh.shape == c.shape
-    ys32, (h32, c32) = ir.rollout(g, frames, state=(h0, c0))
+    r32 = ir.rollout(g, frames, (h0, c0))
+    ys32, (h32, c32) = r32.y, r32.state
     floor = max(np.abs(a - b).max() for a, b in ((ys32, ry), (h32, rh), (c32, rc)))
     for got, want in ((y, ry), (h, rh), (c, rc)):
         assert np.abs(got - want).max() <= max(1e-5, 2 * floor)
@@ -220,10 +221,10 @@ def test_quantizers_get_the_unfolded_graph(tmp_path, monkeypatch, fmt):
 def test_quantizer_onnx_source_is_unfused(tmp_path):
     """The float ONNX the quantizers start from: the normalisation kept, one Gemm per IR matmul,
     every bias-less Gemm without a C input (no Gemm-C fusion)."""
-    from slimedge.exporters import quantize as Q
+    from slimedge.exporters import onnx_quantize
     path, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM1", M, N, 2, classes=3)
     g = ir.lower(path)
-    model = onnx.load(Q._float_onnx(g, str(tmp_path), matmul=False))
+    model = onnx.load(onnx_quantize._float_onnx(g, str(tmp_path), matmul=False))
     assert [nd.op_type for nd in model.graph.node if "x" in nd.input] == ["Mul"]
     gemms = [nd for nd in model.graph.node if nd.op_type == "Gemm"]
     assert len(gemms) == sum(nd.op == "matmul" for nd in g.nodes)

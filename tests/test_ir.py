@@ -20,12 +20,13 @@ def test_step_graph_matches_reference(tmp_path, variant, layers, head):
     g = ir.lower(path)
     frames = seeded("frames", variant).normal(size=(T, B, m))
     h0, c0 = seeded("state", variant).normal(size=(2, layers, B, n)) * 0.5
-    ys, (h, c) = ir.rollout(g, frames, dtype=np.float64, state=(h0, c0))
+    r = ir.rollout(g, frames, (h0, c0), dtype=np.float64)
+    ys, (h, c) = r.y, r.state
     ry, rh, rc = reference_outputs(variant, w, extra, frames, h0, c0)
     np.testing.assert_allclose(ys, ry, atol=1e-9, rtol=0)
     np.testing.assert_allclose(h, rh, atol=1e-9, rtol=0)
     np.testing.assert_allclose(c, rc, atol=1e-9, rtol=0)
-    ys32, _ = ir.rollout(g, frames.astype(np.float32), state=(h0.astype(np.float32), c0.astype(np.float32)))
+    ys32 = ir.rollout(g, frames.astype(np.float32), (h0.astype(np.float32), c0.astype(np.float32))).y
     np.testing.assert_allclose(ys32, ry, atol=1e-5, rtol=1e-5)
 
 
@@ -35,7 +36,7 @@ def test_activations(tmp_path, variant, gate_act, act):
     path, w, extra = make_checkpoint(tmp_path / "m.safetensors", variant, 4, 6, 2, classes=3,
                                      gate_activation=gate_act, activation=act)
     frames = seeded("f").normal(size=(60, 2, 4)) * 2
-    ys, _ = ir.rollout(ir.lower(path), frames, dtype=np.float64)
+    ys = ir.rollout(ir.lower(path), frames, dtype=np.float64).y
     ry, _, _ = reference_outputs(variant, w, extra, frames, gate_activation=gate_act, activation=act)
     np.testing.assert_allclose(ys, ry, atol=1e-9, rtol=0)
 
@@ -95,7 +96,7 @@ def test_fixed_gate_zero_and_custom_constants(tmp_path):
     checkpoint.write(path, ck.config, ck.tensors)
     g = ir.lower(path)
     frames = seeded("z").normal(size=(20, 2, 3))
-    ys, _ = ir.rollout(g, frames, dtype=np.float64)
+    ys = ir.rollout(g, frames, dtype=np.float64).y
     ry, _, _ = reference_outputs("LSTM_C6", w, extra, frames, constants={"f": 0.0, "o": 0.5})
     np.testing.assert_allclose(ys, ry, atol=1e-9, rtol=0)
     assert g.census()["mul"] == 2  # u_c ⊙ h and 0.5 · g(c'); f = 0 drops f ⊙ c
@@ -106,7 +107,7 @@ def test_lowering_needs_no_torch(tmp_path):
     code = ("import sys; sys.modules['torch'] = None\n"
             "import numpy as np\nfrom slimedge import ir\n"
             f"g = ir.lower({str(path)!r})\n"
-            "print(ir.rollout(g, np.zeros((3, 1, 3), np.float32))[0].shape)")
+            "print(ir.rollout(g, np.zeros((3, 1, 3), np.float32)).y.shape)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "(3, 1, 2)"
 
@@ -129,9 +130,65 @@ def test_fold_normalization(tmp_path, variant, layers):
         assert f.num_params(role) == g.num_params(role) and f.macs_per_step(role) == g.macs_per_step(role)
     frames = seeded("frames", variant).normal(size=(T, B, m)) * 3
     h0, c0 = seeded("state", variant).normal(size=(2, layers, B, n)) * 0.5
-    ys, (h, c) = ir.rollout(f, frames, dtype=np.float64, state=(h0, c0))
+    r = ir.rollout(f, frames, (h0, c0), dtype=np.float64)
+    ys, (h, c) = r.y, r.state
     ry, rh, rc = reference_outputs(variant, w, extra, frames, h0, c0)
     for got, want in ((ys, ry), (h, rh), (c, rc)):
         np.testing.assert_allclose(got, want, atol=1e-9, rtol=0)
     bare, _, _ = make_checkpoint(tmp_path / "b.safetensors", variant, m, n, layers)
     assert ir.lower(bare, fold_normalization=True).census() == ir.lower(bare).census()
+
+
+def test_observe_sees_every_value(tmp_path):
+    path, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM0", 3, 4, 2, classes=2, norm=True)
+    g = ir.lower(path)
+    feeds = {"x": np.ones((2, 3)), "h": np.zeros((2, 2, 4)), "c": np.zeros((2, 2, 4))}
+    seen = {}
+    out = g.run(feeds, observe=lambda name, v: seen.setdefault(name, v))
+    assert set(seen) == set(g.shapes) and not set(seen) & set(g.initializers)
+    assert list(seen)[:3] == ["x", "h", "c"] and seen["x"].dtype == np.float32
+    for k, v in out.items():
+        assert seen[k] is v
+
+
+def test_rollout_of_any_step_function(tmp_path):
+    """One loop for every stepper: padded batches by lengths, recorded states and feeds, outputs
+    written into the caller's buffer, a step function that owns and returns its buffers."""
+    path, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM5", 3, 4, 2, classes=2)
+    g = ir.lower(path)
+    frames = seeded("r").normal(size=(6, 3, 3)).astype(np.float32)
+    full = ir.rollout(g, frames, record=("y", "h_next", "c_next"), states=True, feeds=True)
+    assert full.y.shape == (6, 3, 2) and full.outputs["c_next"].shape == (6, 2, 3, 4)
+    assert full.h.shape == (6, 2, 3, 4) and not full.h[0].any()
+    np.testing.assert_array_equal(full.h[1:], full.outputs["h_next"][:-1])
+    np.testing.assert_array_equal(full.state[1], full.outputs["c_next"][-1])
+    assert len(full.feeds) == 6 and np.array_equal(full.feeds[2]["x"], frames[2])
+    # padded rows: each row as if run alone on its own length
+    lengths = np.array([6, 2, 4])
+    padded = ir.rollout(g, frames, lengths=lengths, feeds=True)
+    assert [len(f["x"]) for f in padded.feeds] == [3, 3, 2, 2, 1, 1]
+    for b, n in enumerate(lengths):
+        alone = ir.rollout(g, frames[:n, b:b + 1])
+        np.testing.assert_allclose(padded.y[:n, b], alone.y[:, 0], atol=1e-6)
+        assert not padded.y[n:, b].any()
+        np.testing.assert_allclose(padded.state[0][:, b], alone.state[0][:, 0], atol=1e-6)
+        np.testing.assert_allclose(padded.at_end(lengths)[b], alone.y[-1, 0], atol=1e-6)
+    # a binding-like step: preallocated buffers, the state handed back without a copy
+    bufs = {k: np.zeros(s, np.float32) for k, s in
+            (("h", (2, 3, 4)), ("c", (2, 3, 4)), ("y", (3, 2)))}
+    copies = []
+
+    def step(f):
+        for k in ("h", "c"):
+            if f[k] is not bufs[k]:
+                copies.append(k)
+                np.copyto(bufs[k], f[k])
+        r = g.run({"x": f["x"], "h": bufs["h"], "c": bufs["c"]})
+        bufs["y"][:], bufs["h"][:], bufs["c"][:] = r["y"], r["h_next"], r["c_next"]
+        return {"y": bufs["y"], "h_next": bufs["h"], "c_next": bufs["c"]}
+    ys = np.zeros((3, 6, 2), np.float32)  # batch first, as the runtime's Model.run returns
+    r = ir.rollout(step, frames, (bufs["h"], bufs["c"]), out={"y": ys.swapaxes(0, 1)})
+    assert copies == [] and r.state[0] is bufs["h"]
+    np.testing.assert_allclose(ys, full.y.swapaxes(0, 1), atol=1e-6)
+    with pytest.raises(ValueError, match="initial state"):
+        ir.rollout(step, frames)
