@@ -8,6 +8,7 @@ import pytest
 
 from helpers import make_checkpoint
 from slimedge import checkpoint, exporters, ir
+from slimedge.exporters import calibration as C
 from slimedge.exporters import quantize as Q
 from slimedge.exporters import tflite
 
@@ -58,8 +59,8 @@ def test_calibration_uses_real_rollouts(fsdd_model):
     _, ck, splits = fsdd_model
     g = ir.lower(ck)
     train = splits["train"]
-    feeds = list(Q.rollout_feeds(g, train, samples=16, streams=2, stream_steps=50))
-    sub = Q._subset(train, 16, 0)
+    feeds = list(C.rollout_feeds(g, train, samples=16, streams=2, stream_steps=50))
+    sub = C._subset(train, 16, 0)
     assert len(feeds) == int(sub.lengths.max()) + 50
     frames = {tuple(np.round(r, 4)) for r in sub.frames}
     assert all(tuple(np.round(r, 4)) in frames for r in feeds[0]["x"])  # training frames
@@ -68,7 +69,7 @@ def test_calibration_uses_real_rollouts(fsdd_model):
     out = g.run(feeds[3])
     live = len(feeds[4]["x"])
     np.testing.assert_allclose(feeds[4]["c"], out["c_next"][:, :live], atol=1e-6)
-    ranges = Q.calibrate(g, train, samples=16)
+    ranges = C.calibrate(g, train, samples=16)
     assert -1.0 <= ranges["h_next"][0] < 0 < ranges["h_next"][1] <= 1.0
     assert ranges["l0.gate_i"][0] >= 0 and ranges["l0.gate_i"][1] <= 1
     assert set(ranges) >= set(g.shapes)
@@ -79,7 +80,7 @@ def test_int8_tflite_graph(tmp_path, fsdd_model):
 
     _, ck, splits = fsdd_model
     g = ir.lower(ck)
-    ranges = Q.calibrate(g, splits["train"], samples=32)
+    ranges = C.calibrate(g, splits["train"], samples=32)
     names = {v: k for k, v in vars(s.TensorType).items() if not k.startswith("_")}
     ops = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
     for state_bits, want in ((8, {"INT8"}), (16, {"INT8", "INT16"})):
@@ -137,6 +138,23 @@ def test_quantizing_needs_real_data(tmp_path):
     assert not (tmp_path / "m.tflite").exists()
     with pytest.raises(ValueError, match="step"):
         Q.quantize(path, tmp_path / "m.onnx", format="onnx", quantize="dynamic", mode="sequence")
+
+
+def test_misspelt_option_is_a_usage_error(tmp_path):
+    from slimedge.errors import UsageError
+
+    path, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM0", 13, 8, classes=10)
+    for call in (lambda **kw: Q.quantize(path, tmp_path / "m.onnx", format="onnx",
+                                         quantize="int8", **kw),
+                 lambda **kw: exporters.export(path, tmp_path / "m.tflite", format="tflite",
+                                               quantize="int8", **kw)):
+        with pytest.raises(UsageError, match="'calibraton_samples'") as e:
+            call(calibraton_samples=32)
+        assert all(f"{k}" in str(e.value) for k in ("calibration_samples", "state_bits", "scope"))
+    with pytest.raises(UsageError, match="quantize='int4' is not offered"):
+        Q.quantize(path, tmp_path / "m.onnx", format="onnx", quantize="int4")
+    assert Q.QuantizeOptions.of(scope="all") == Q.QuantizeOptions(scope="all")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
 
 
 def test_failed_task_check_keeps_no_file(tmp_path, fsdd_model):

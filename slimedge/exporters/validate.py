@@ -29,6 +29,9 @@ import numpy as np
 
 from .. import ir
 from ..checkpoint import Checkpoint
+from ..errors import SlimedgeError
+from ..formats import ModelInfo
+from .calibration import stream_frames
 
 OUTPUTS = ("y", "h_next", "c_next")
 # the closed-loop drift may reach this many times atol (float32 rounding accumulates, see above)
@@ -72,7 +75,7 @@ class ValidationReport:
         return {**asdict(self), "passed": self.passed}
 
 
-class ExportValidationError(ValueError):
+class ExportValidationError(SlimedgeError, ValueError):
     """The exported file does not reproduce the source model within atol (no file was kept)."""
 
     def __init__(self, report: ValidationReport, path=None) -> None:
@@ -85,8 +88,9 @@ class ExportValidationError(ValueError):
 # ---- frames -----------------------------------------------------------------------------------
 def _data_set_frames(ckpt: Checkpoint, steps: int, batch: int, *, seed: int, split: str):
     """Streams of real frames: the recorded data set's sequences, back to back."""
-    rec = (ckpt.config.get("info") or {}).get("data") or {}
-    name = rec.get("name") if isinstance(rec, dict) else None
+    info = ModelInfo.from_config(ckpt.config)
+    rec = info.data
+    name = (rec or {}).get("name")
     if not name:
         return None, "no data set recorded in the checkpoint"
     try:
@@ -94,19 +98,10 @@ def _data_set_frames(ckpt: Checkpoint, steps: int, batch: int, *, seed: int, spl
         d = data.load_as_recorded(rec)[split]
     except (ImportError, ValueError, OSError, KeyError) as e:
         return None, f"data set {name!r} not available ({type(e).__name__}: {e})"
-    m = int(ckpt.lstm["input_size"])
+    m = info.input_size
     if d.input_size != m or len(d) == 0:
         return None, f"data set {name!r} has {d.input_size} features, the model takes {m}"
-    out = np.empty((steps, batch, m), np.float32)
-    for b in range(batch):
-        k, got, parts = (b * len(d)) // batch, 0, []
-        while got < steps:
-            seq = d.sequence(k % len(d))
-            parts.append(seq)
-            got += len(seq)
-            k += 1
-        out[:, b] = np.concatenate(parts)[:steps]
-    return out, f"{name} {split} split"
+    return stream_frames(d, steps, batch), f"{name} {split} split"
 
 
 def _random_frames(ckpt: Checkpoint, steps: int, batch: int, *, seed: int, split: str):
@@ -124,7 +119,7 @@ FRAME_SOURCES: list[Callable] = [_data_set_frames, _random_frames]
 
 def validation_frames(ckpt: Checkpoint, steps: int = 100, batch: int = 2, *, seed: int = 0,
                       split: str = "test") -> tuple[np.ndarray, str]:
-    """Frames (steps, batch, m) float32 for validation (or calibration) and where they came from."""
+    """Frames (steps, batch, m) float32 for validation and where they came from."""
     why = []
     for source in FRAME_SOURCES:
         frames, desc = source(ckpt, int(steps), int(batch), seed=seed, split=split)
@@ -148,17 +143,10 @@ def reference(graph: ir.Graph, frames: np.ndarray, h: np.ndarray, c: np.ndarray,
               with_state: bool = False) -> dict:
     """Float64 rollout: per step the outputs y (T, B, K), h_next and c_next (T, L, B, n); with
     ``with_state`` also the state each step started from, h and c (T, L, B, n)."""
-    out = {k: [] for k in (*OUTPUTS, *(("h", "c") if with_state else ()))}
-    h, c = np.asarray(h, np.float64), np.asarray(c, np.float64)
-    for x in np.asarray(frames, np.float64):
-        r = graph.run({"x": x, "h": h, "c": c}, dtype=np.float64)
-        if with_state:
-            out["h"].append(h)
-            out["c"].append(c)
-        for k in OUTPUTS:
-            out[k].append(r[k])
-        h, c = r["h_next"], r["c_next"]
-    return {k: np.stack(v) for k, v in out.items()}
+    state = (np.asarray(h, np.float64), np.asarray(c, np.float64))
+    r = ir.rollout(graph, np.asarray(frames, np.float64), state, dtype=np.float64, record=OUTPUTS,
+                   states=with_state)
+    return {**r.outputs, **({"h": r.h, "c": r.c} if with_state else {})}
 
 
 def run_per_step(run: Callable[[dict], dict], mode: str, frames: np.ndarray, h: np.ndarray,
@@ -181,16 +169,7 @@ def run_closed_loop(run: Callable[[dict], dict], mode: str, frames: np.ndarray, 
     if mode == "sequence":
         r = run({"x": frames, "h": h, "c": c})
         return {"y": r["y"], "h_next": r["h_next"][None], "c_next": r["c_next"][None]}
-    out = {k: [] for k in OUTPUTS}
-    for x in frames:
-        r = run({"x": x, "h": h, "c": c})
-        for k in OUTPUTS:
-            out[k].append(r[k])
-        h, c = r["h_next"], r["c_next"]
-    return {k: np.stack(v) for k, v in out.items()}
-
-
-run_file = run_closed_loop  # the earlier name
+    return ir.rollout(run, frames, (h, c), record=OUTPUTS).outputs
 
 
 def _max_diff(got: np.ndarray, want: np.ndarray, what: str) -> float:
@@ -225,4 +204,4 @@ def compare(graph: ir.Graph, run: Callable[[dict], dict], *, mode: str, frames: 
 
 
 __all__ = ["ValidationReport", "ExportValidationError", "FRAME_SOURCES", "validation_frames",
-           "initial_state", "reference", "run_per_step", "run_closed_loop", "run_file", "compare", "DRIFT_FACTOR"]
+           "initial_state", "reference", "run_per_step", "run_closed_loop", "compare", "DRIFT_FACTOR"]
