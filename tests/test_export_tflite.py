@@ -182,3 +182,40 @@ def test_writing_needs_no_torch(tmp_path):
             f"print(tflite.emit({str(path)!r}, {str(tmp_path / 'm.tflite')!r})['quantize'])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "none"
+
+
+def test_read_config_errors_name_the_file(tmp_path, monkeypatch):
+    from slimedge.errors import ModelFileError
+    from slimedge.exporters.tflite import flatbuffer
+
+    path, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM6", 3, 4, classes=2)
+    g = ir.lower(path)
+    data, info = tflite.to_bytes(g)
+    good = tmp_path / "good.tflite"
+    good.write_bytes(data)
+    assert tflite.read_config(good)["export"] == info
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(data[:len(data) // 3])
+    bad_json = tmp_path / "json.tflite"
+    text = json.dumps({**json.loads(g.metadata_json()), "export": info}, sort_keys=True).encode()
+    assert data.count(text) == 1
+    bad_json.write_bytes(data.replace(text, b"X" + text[1:]))
+    monkeypatch.setattr(flatbuffer, "METADATA_NAME", "other")
+    foreign = tmp_path / "foreign.tflite"
+    foreign.write_bytes(tflite.to_bytes(g)[0])
+    for f, why in ((path, "not a TFLite model"), (cut, "truncated or damaged"),
+                   (foreign, "not a slimedge export"), (bad_json, "not valid JSON")):
+        with pytest.raises(ModelFileError, match=why) as e:
+            tflite.read_config(f)
+        assert str(e.value).startswith(f"{f}: ")
+
+
+def test_reading_back_needs_neither_litert_nor_torch(tmp_path):
+    path, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM5", 3, 4, classes=2)
+    tflite.emit(path, tmp_path / "m.tflite")
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['ai_edge_litert'] = None\n"
+            "from slimedge.exporters.tflite.readback import read_config\n"
+            "from slimedge.runtime import litert\n"
+            f"print(read_config({str(tmp_path / 'm.tflite')!r})['export']['format'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "tflite"
