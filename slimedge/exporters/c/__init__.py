@@ -6,6 +6,11 @@ Entry points (the format table names them):
     write_int8_weights(graph, path, *, mode, splits, options) -> dict
                                                            int8 weights, one float scale per
                                                            output row; float activations
+    write_integer(graph, path, *, mode, splits, options) -> dict
+                                                           full integer: int8 weights and
+                                                           activations, int16 cell state,
+                                                           integer-only arithmetic, calibrated
+                                                           on real rollouts (see emit_int)
     runner(path) -> run(feeds) -> outputs                  compile (cached) and step via ctypes
     read_metadata(path) -> dict                            the config, read without compiling
     resolve(path) -> Path                                  a folder holding one export -> its .c
@@ -81,6 +86,26 @@ def write_int8_weights(graph: ir.Graph, path: str | os.PathLike, *, mode: str = 
     path = Path(path)
     c_text, h_text, info = emit_float.generate(graph, source.prefix_for(path), weights="int8",
                                                header=path.with_suffix(HEADER_SUFFIX).name)
+    _write_pair(path, c_text, h_text)
+    return info
+
+
+def write_integer(graph: ir.Graph, path: str | os.PathLike, *, mode: str = "step", splits=None,
+                  options=None) -> dict:
+    """Write the full-integer step (see :mod:`.emit_int`), calibrated on the model's data.
+
+    ``splits`` (a DataSplits) provides the training split whose real rollouts give every value's
+    range; ``options.calibration_samples`` sequences of it (default 128). Returns the export
+    section: scales, calibrated ranges, and the error bounds of the integer nonlinearities.
+    """
+    from . import emit_int
+
+    _check_mode(mode)
+    path = Path(path)
+    samples = getattr(options, "calibration_samples", emit_int.DEFAULT_CALIBRATION_SAMPLES)
+    c_text, h_text, info = emit_int.generate(graph, source.prefix_for(path), splits=splits,
+                                             samples=samples,
+                                             header=path.with_suffix(HEADER_SUFFIX).name)
     _write_pair(path, c_text, h_text)
     return info
 
@@ -171,6 +196,6 @@ def runner(path: str | os.PathLike) -> Callable[[dict], dict]:
     return run
 
 
-__all__ = ["write", "write_int8_weights", "runner", "read_metadata", "resolve",
+__all__ = ["write", "write_int8_weights", "write_integer", "runner", "read_metadata", "resolve",
            "SUFFIX", "HEADER_SUFFIX", "MODES", "CompilerNotFound", "CompileError", "IO",
            "step_function"]

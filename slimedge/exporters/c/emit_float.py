@@ -257,7 +257,7 @@ def generate(graph: ir.Graph, prefix: str, *, header: str, weights: str = "float
     body = "\n".join(row.lines + ["    /* the new state and the output, after every read of the old */"]
                      + row.deferred)
     c_text = src.join([
-        f"/* {prefix}.c: a slimedge step function in C99, generated from the step IR by slimedge "
+        f"/* {header[:-2]}.c: a slimedge step function in C99, generated from the step IR by slimedge "
         f"(see {header}). No allocation, no mutable globals: the weights are const arrays and "
         f"the caller owns the state. */",
         src.config_comment(meta),

@@ -130,9 +130,10 @@ def _sources(c_path: Path) -> tuple[bytes, Path, bytes | None]:
 
 def compile_library(c_path: str | os.PathLike, out: str | os.PathLike, *,
                     flags: list[str] | None = None, cc: list[str] | None = None,
-                    extra: tuple[str, ...] = ()) -> list[str]:
+                    extra: tuple[str, ...] = (), name: str | os.PathLike | None = None) -> list[str]:
     """Compile ``c_path`` (its header beside it) into the shared library ``out``; returns the
-    command used. Raises :class:`CompileError` with the compiler's messages."""
+    command used. Raises :class:`CompileError` with the compiler's messages, naming the file
+    as ``name`` (default: ``c_path``)."""
     cc = cc or find_compiler()
     own = flags is None and user_cflags() is None
     flags = list(flags) if flags is not None else (user_cflags() or list(DEFAULT_CFLAGS))
@@ -144,7 +145,7 @@ def compile_library(c_path: str | os.PathLike, out: str | os.PathLike, *,
         cmd = [*cc, *flags, *REQUIRED_CFLAGS, *extra, "-o", os.fspath(out), os.fspath(c_path), *LIBS]
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
     if res.returncode != 0:
-        raise CompileError(f"{c_path}: the C compiler failed ({' '.join(cmd)}):\n"
+        raise CompileError(f"{name or c_path}: the C compiler failed ({' '.join(cmd)}):\n"
                            f"{(res.stderr or res.stdout).strip()[-4000:]}")
     return cmd
 
@@ -172,7 +173,7 @@ def build(c_path: str | os.PathLike) -> Path:
         if h_text is not None:
             (work / h_path.name).write_bytes(h_text)
         out = work / lib.name
-        compile_library(work / c_path.name, out, cc=cc)
+        compile_library(work / c_path.name, out, cc=cc, name=c_path)
         os.replace(out, lib)  # atomic: another process may have put the same library there
     return lib
 

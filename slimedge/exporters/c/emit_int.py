@@ -1,0 +1,391 @@
+"""The full-integer C emitter: the step IR in fixed point, integer-only arithmetic, no FPU needed.
+
+Every IR value gets an integer representation (:class:`Rep`: C type and scale), decided by what
+the value is:
+
+    normalised input x, hidden state h      int8, one calibrated scale (per layer for h)
+    cell state c, f ⊙ c, i ⊙ c~, c'         int16, one calibrated scale per layer (x 4 headroom)
+    matmul results, pre-activation sums,    int32 Q16 (scale 2^-16); y leaves as Q16 too
+    u ⊙ h terms
+    sigmoid / tanh / hard-sigmoid outputs   int16 Q15 (scale 2^-15)
+    weights W, U, head                      int8, one scale per output row
+    point-wise u, folded gate constants     int16, one scale per vector
+
+A matmul is an int32 dot product of int8 weights and the int8 input (widened to int16 once, the
+form compilers turn into multiply-add instructions), rescaled per output row to Q16 by an integer
+multiplier and shift (:mod:`.fixedpoint`); element-wise products are int64 products rescaled the
+same way; every result saturates to its type. Gate nonlinearities are one 513-entry tanh table
+with linear interpolation (the sigmoid reads it at z/2), max error 4.7e-5 (tanh) and 4.2e-5
+(sigmoid) over every input, checked exhaustively (:func:`fixedpoint.error_bounds`).
+
+Scales come from real rollouts of the float model on the training split
+(``calibration.calibrate``: every intermediate value's range). The input normalisation
+x·s + t stays float, in ``PREFIX_quantize_input``: the integer step takes the normalised frame
+as int8. The file offers integer I/O (``PREFIX_step_q``: int8 x, int8 h, int16 c, int32 y) and
+float wrappers with the float export's signatures (``PREFIX_step``, ``_step_batch``,
+``_step_io``), which quantise the float state on the way in and back on the way out (exactly:
+a state that came out of the step goes back in unchanged).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ... import ir
+from . import emit_float, fixedpoint as fx, source as src
+from .emit_int_files import files
+
+# where calibration lives (it is moving from quantize to its own module)
+try:
+    from ..calibration import calibrate
+except ImportError:
+    from ..quantize import calibrate
+
+DEFAULT_CALIBRATION_SAMPLES = 128
+STATE_HEADROOM = 4.0  # int16 cell state: calibrated range x 4 (a stream that never resets wanders)
+BOUNDED = {"tanh": 1.0, "sigmoid": 1.0, "hard_sigmoid": 1.0}  # |g(.)| <= 1: h needs no more
+
+
+@dataclass(frozen=True)
+class Rep:
+    """An integer representation: C type, scale (real = int * scale), saturation range, and
+    magnitude bits (|v| < 2^bits)."""
+
+    ctype: str
+    scale: float
+    lo: int
+    hi: int
+    bits: int
+
+
+def i8(scale: float) -> Rep:
+    return Rep("int8_t", float(scale), -127, 127, 7)
+
+
+def i16(scale: float) -> Rep:
+    return Rep("int16_t", float(scale), -fx.Q15_MAX, fx.Q15_MAX, 15)
+
+
+Q15 = i16(2.0 ** -fx.GATE_FRAC_BITS)
+Z = Rep("int32_t", 2.0 ** -fx.Z_FRAC_BITS, -fx.Z_LIMIT, fx.Z_LIMIT, 30)
+
+
+def _absmax(r) -> float:
+    return max(abs(float(r[0])), abs(float(r[1])))
+
+
+class _IntRow:
+    """The integer row function of one graph: C lines, each value's expression and Rep."""
+
+    def __init__(self, graph: ir.Graph, prefix: str, ranges: dict, xin: str,
+                 s_x: float, s_h: list[float], s_c: list[float]) -> None:
+        self.g, self.p, self.ranges = graph, prefix, ranges
+        self.lines: list[str] = []
+        self.arrays: list[str] = []
+        self.deferred: list[str] = []
+        self.expr: dict[str, str] = {xin: "xq"}
+        self.rep: dict[str, Rep] = {xin: i8(s_x)}
+        self.helpers: set[str] = set()
+        self.tmp = self.narr = 0
+        self.weight_bytes = 0
+        self.target: dict[str, Rep] = {}
+        prod = graph.producers()
+        h_new, c_new = prod["h_next"].inputs, prod["c_next"].inputs
+        for k in range(graph.num_layers):
+            self.target[h_new[k]] = i8(s_h[k])
+            self.target[c_new[k]] = i16(s_c[k])
+            node = prod.get(c_new[k])
+            if node is not None and node.op == "add":  # f ⊙ c and i ⊙ c~ at the state's scale
+                for v in node.inputs:
+                    if v in prod and prod[v].op == "mul":
+                        self.target[v] = i16(s_c[k])
+        self.state = {"h": [i8(s) for s in s_h], "c": [i16(s) for s in s_c]}
+
+    # ---- helpers ----------------------------------------------------------------------------
+    def local(self, value: str, rep: Rep, size: int) -> str:
+        name = f"t{self.tmp}"
+        self.tmp += 1
+        self.lines.append(f"    {rep.ctype} {name}[{size}]; /* {value} */")
+        self.expr[value], self.rep[value] = name, rep
+        return name
+
+    def const(self, ctype: str, values: np.ndarray, comment: str) -> str:
+        name = f"{self.p}_q{self.narr}"
+        self.narr += 1
+        self.arrays.append(src.array(ctype, name, values, comment=comment))
+        self.weight_bytes += values.size * {"int8_t": 1, "int16_t": 2, "int32_t": 4}[ctype]
+        return name
+
+    def conv(self, e: str, frm: Rep, to: Rep) -> str:
+        """Expression ``e`` (held as ``frm``) rescaled and saturated to ``to``."""
+        if frm == to:
+            return e
+        M, r = fx.multiplier(frm.scale / to.scale, frm.bits)
+        self.helpers.update(("rq", "sat"))
+        return f"({to.ctype}){self.p}_sat({self.p}_rq({e}, {M}, {r}), {to.lo}, {to.hi})"
+
+    def operand(self, value: str, *, scale_for_add: Rep | None = None):
+        """(element expression of index i, Rep) of a value or a constant. Constants in an add are
+        written at the add's own scale (int32); in a product, as int16 with their own scale."""
+        if value not in self.g.initializers:
+            e = self.expr[value]
+            return (lambda i: f"{e}[{i}]"), self.rep[value]
+        w = self.g.initializers[value].astype(np.float64).ravel()
+        if scale_for_add is not None:
+            T = scale_for_add
+            q = np.clip(np.rint(w / T.scale), T.lo, T.hi).astype(np.int64)
+            rep = Rep("int32_t", T.scale, T.lo, T.hi, T.bits)
+            ctype = "int32_t"
+        else:
+            top = float(np.abs(w).max())
+            rep = Q15 if top <= 1.0 else i16(top / fx.Q15_MAX)
+            q = np.clip(np.rint(w / rep.scale), -fx.Q15_MAX, fx.Q15_MAX).astype(np.int64)
+            ctype = "int16_t"
+        if w.size == 1:
+            lit = src.c_int(int(q[0]))
+            return (lambda i: lit), rep
+        name = self.const(ctype, q, f"{value} ({w.size},) at scale {rep.scale:.6g}")
+        return (lambda i: f"{name}[{i}]"), rep
+
+    def size(self, value: str) -> int:
+        return int(self.g.shapes[value][-1])
+
+    def int8_input(self, value: str) -> tuple[str, Rep]:
+        """The matmul operand ``value`` as an int8 array (converted when it is held wider)."""
+        rep = self.rep[value]
+        if rep.ctype == "int8_t":
+            return self.expr[value], rep
+        to = i8(_absmax(self.ranges[value]) / 127.0 or 1.0)
+        a, _ = self.operand(value)
+        name = f"t{self.tmp}"
+        self.tmp += 1
+        size = self.size(value)
+        self.lines.append(f"    int8_t {name}[{size}]; /* {value} as int8 */")
+        self.lines.append(f"    for (int i = 0; i < {size}; i++) {name}[i] = {self.conv(a('i'), rep, to)};")
+        return name, to
+
+    # ---- ops --------------------------------------------------------------------------------
+    def matmul(self, n: ir.Node) -> None:
+        a, wname, *bias = n.inputs
+        W = self.g.initializers[wname].astype(np.float64)
+        O, I = W.shape
+        ae, arep = self.int8_input(a)
+        s_w = np.abs(W).max(axis=1) / 127.0
+        s_w[s_w == 0] = 1.0
+        q = np.clip(np.rint(W / s_w[:, None]), -127, 127).astype(np.int64)
+        acc_bits = math.ceil(math.log2(127 * 127 * I + 1))
+        Ms, R = fx.multipliers(arep.scale * s_w / Z.scale, acc_bits)
+        wq = self.const("int8_t", q, f"{wname}: {O} x {I}, int8, one scale per row")
+        mq = self.const("int32_t", np.array(Ms), f"{wname}: per-row multipliers to Q16, shift {R}")
+        b = ""
+        if bias:
+            bv = self.g.initializers[bias[0]].astype(np.float64)
+            bq = np.clip(np.rint(bv / Z.scale), Z.lo, Z.hi).astype(np.int64)
+            b = f" + {self.const('int32_t', bq, f'{bias[0]} in Q16')}[i]"
+        self.helpers.update(("rq", "sat"))
+        out = self.local(n.outputs[0], Z, O)
+        P, L = self.p, self.lines
+        L.append("    {")
+        L.append(f"        int16_t a16[{I}];")
+        L.append(f"        for (int j = 0; j < {I}; j++) a16[j] = {ae}[j];")
+        L.append(f"        for (int i = 0; i < {O}; i++) {{")
+        L.append(f"            const int8_t *w = {wq} + (size_t)i * {I};")
+        L.append("            int32_t acc = 0;")
+        L.append(f"            for (int j = 0; j < {I}; j++) acc += (int32_t)w[j] * (int32_t)a16[j];")
+        L.append(f"            {out}[i] = {P}_sat({P}_rq(acc, {mq}[i], {R}){b}, {Z.lo}, {Z.hi});")
+        L.append("        }")
+        L.append("    }")
+
+    def add(self, n: ir.Node) -> None:
+        T = self.target.get(n.outputs[0], Z)
+        terms = []
+        for v in n.inputs:
+            e, rep = self.operand(v, scale_for_add=T)
+            terms.append(self.conv(e("i"), rep, T) if rep.scale != T.scale else e("i"))
+        size = self.size(n.outputs[0])
+        out = self.local(n.outputs[0], T, size)
+        self.helpers.add("sat")
+        self.lines.append(f"    for (int i = 0; i < {size}; i++) {out}[i] = ({T.ctype}){self.p}_sat("
+                          f"(int64_t){terms[0]} + (int64_t){terms[1]}, {T.lo}, {T.hi});")
+
+    def mul(self, n: ir.Node) -> None:
+        (ea, ra), (eb, rb) = (self.operand(v) for v in n.inputs)
+        out_v = n.outputs[0]
+        T = self.target.get(out_v) or (Q15 if ra.scale * (2 ** ra.bits) <= 1.0001
+                                       and rb.scale * (2 ** rb.bits) <= 1.0001 else Z)
+        prod = Rep("int64_t", ra.scale * rb.scale, 0, 0, ra.bits + rb.bits)
+        size = self.size(out_v)
+        out = self.local(out_v, T, size)
+        expr = self.conv(f"(int64_t){ea('i')} * (int64_t){eb('i')}", prod, T)
+        self.lines.append(f"    for (int i = 0; i < {size}; i++) {out}[i] = {expr};")
+
+    def gate(self, fn: str):
+        def emit(n: ir.Node) -> None:
+            e, rep = self.operand(n.inputs[0])
+            z = self.conv(e("i"), rep, Z)
+            self.helpers.add(fn)
+            T = self.target.get(n.outputs[0], Q15)
+            size = self.size(n.outputs[0])
+            out = self.local(n.outputs[0], T, size)
+            self.lines.append(f"    for (int i = 0; i < {size}; i++) "
+                              f"{out}[i] = {self.conv(f'{self.p}_{fn}({z})', Q15, T)};")
+        return emit
+
+    def relu(self, n: ir.Node) -> None:
+        e, rep = self.operand(n.inputs[0])
+        T = self.target.get(n.outputs[0], rep)
+        size = self.size(n.outputs[0])
+        out = self.local(n.outputs[0], T, size)
+        v = f"({e('i')} > 0 ? {e('i')} : 0)"
+        self.lines.append(f"    for (int i = 0; i < {size}; i++) {out}[i] = {self.conv(v, rep, T)};")
+
+    def split(self, n: ir.Node) -> None:
+        base, offset, rep = self.expr[n.inputs[0]], 0, self.rep[n.inputs[0]]
+        for o, s in zip(n.outputs, n.attrs["kernel"]["sizes"]):
+            self.expr[o] = base if offset == 0 else f"({base} + {offset})"
+            self.rep[o] = rep
+            offset += int(s)
+
+    def unstack(self, n: ir.Node) -> None:
+        (state,) = n.inputs
+        for k, o in enumerate(n.outputs):
+            self.expr[o] = f"{state}q" if k == 0 else f"({state}q + {k} * ld)"
+            self.rep[o] = self.state[state][k]
+
+    def stack(self, n: ir.Node) -> None:
+        state = {"h_next": "h", "c_next": "c"}[n.outputs[0]]
+        for k, v in enumerate(n.inputs):
+            dst = f"{state}q_out" if k == 0 else f"({state}q_out + {k} * ld)"
+            e, rep = self.operand(v)
+            self.deferred.append(f"    for (int i = 0; i < {self.size(v)}; i++) "
+                                 f"{dst}[i] = {self.conv(e('i'), rep, self.state[state][k])};")
+
+    def identity(self, n: ir.Node) -> None:
+        self.expr[n.outputs[0]] = self.expr[n.inputs[0]]
+        self.rep[n.outputs[0]] = self.rep[n.inputs[0]]
+
+    def emit(self, nodes: list[ir.Node]) -> None:
+        for n in nodes:
+            OPS[n.op](self, n)
+        e, rep = self.operand("y")
+        self.deferred.append(f"    for (int i = 0; i < {self.g.output_size}; i++) "
+                             f"yq[i] = {self.conv(e('i'), rep, Z)};")
+
+
+OPS = {
+    "matmul": _IntRow.matmul, "add": _IntRow.add, "mul": _IntRow.mul,
+    "sigmoid": lambda r, n: r.gate("sigmoid")(n),
+    "hard_sigmoid": lambda r, n: r.gate("hard_sigmoid")(n),
+    "tanh": lambda r, n: r.gate("tanh")(n),
+    "relu": _IntRow.relu, "split": _IntRow.split, "unstack": _IntRow.unstack,
+    "stack": _IntRow.stack, "identity": _IntRow.identity,
+}
+assert set(OPS) == set(ir.OPS), "every IR op needs an integer C mapping"
+
+
+# ---- the fixed-point helpers the row function calls (only those it uses are written) -----------
+def _helpers(prefix: str, used: set[str]) -> list[str]:
+    P = prefix
+    out = [f"/* The integer step relies on >> of a negative value being an arithmetic shift, as on\n"
+           f"   every compiler slimedge knows of (C99 leaves it to the implementation). */\n"
+           f"typedef char {P}_arithmetic_shift_check[((-3) >> 1) == -2 ? 1 : -1];\n"]
+    if "rq" in used or "hard_sigmoid" in used:
+        out.append(f"/* round(v * m / 2^r): rescaling by an integer multiplier and shift */\n"
+                   f"static int64_t {P}_rq(int64_t v, int64_t m, int r)\n{{\n"
+                   f"    return (v * m + ((int64_t)1 << (r - 1))) >> r;\n}}\n")
+    if used & {"sat", "rq", "hard_sigmoid"}:
+        out.append(f"static int32_t {P}_sat(int64_t v, int32_t lo, int32_t hi)\n{{\n"
+                   f"    return v < lo ? lo : v > hi ? hi : (int32_t)v;\n}}\n")
+    if used & {"tanh", "sigmoid"}:
+        table = src.array("int16_t", f"{P}_tanh_table", fx.tanh_table(),
+                          comment=f"round(32768 tanh(k / 64)), k = 0..{fx.TANH_ENTRIES - 1}, "
+                                  f"capped at 32767")
+        step, half = fx.TANH_STEP_BITS, 1 << (fx.TANH_STEP_BITS - 1)
+        out.append(table)
+        out.append(f"/* tanh: Q16 in, Q15 out; table with linear interpolation, odd symmetry */\n"
+                   f"static int32_t {P}_tanh(int32_t z)\n{{\n"
+                   f"    const int32_t t = z < 0 ? -z : z;\n"
+                   f"    int32_t y = {fx.Q15_MAX};\n"
+                   f"    if (t < ((int32_t){fx.TANH_RANGE} << {fx.Z_FRAC_BITS})) {{\n"
+                   f"        const int32_t k = t >> {step}, f = t & {(1 << step) - 1};\n"
+                   f"        y = {P}_tanh_table[k] + ((({P}_tanh_table[k + 1] - {P}_tanh_table[k]) "
+                   f"* f + {half}) >> {step});\n"
+                   f"    }}\n"
+                   f"    return z < 0 ? -y : y;\n}}\n")
+    if "sigmoid" in used:
+        out.append(f"/* sigmoid: Q16 in, Q15 out; (1 + tanh(z / 2)) / 2 */\n"
+                   f"static int32_t {P}_sigmoid(int32_t z)\n{{\n"
+                   f"    const int32_t y = ({fx.Q15_MAX + 1} + {P}_tanh(z / 2) + 1) >> 1;\n"
+                   f"    return y > {fx.Q15_MAX} ? {fx.Q15_MAX} : y;\n}}\n")
+    if "hard_sigmoid" in used:
+        M, r = fx.multiplier(0.2 * 2.0 ** (fx.GATE_FRAC_BITS - fx.Z_FRAC_BITS), 30)
+        out.append(f"/* hard sigmoid clip(0.2 z + 0.5, 0, 1): Q16 in, Q15 out */\n"
+                   f"static int32_t {P}_hard_sigmoid(int32_t z)\n{{\n"
+                   f"    return {P}_sat({P}_rq(z, {M}, {r}) + {1 << (fx.GATE_FRAC_BITS - 1)}, 0, "
+                   f"{fx.Q15_MAX});\n}}\n")
+    return out
+
+
+# ---- the files ------------------------------------------------------------------------------------
+def _scales(graph: ir.Graph, ranges: dict, xin: str) -> tuple[float, list[float], list[float]]:
+    prod = graph.producers()
+    h_new, c_new = prod["h_next"].inputs, prod["c_next"].inputs
+    h_in = [n for n in graph.nodes if n.op == "unstack" and n.inputs == ("h",)][0].outputs
+    c_in = [n for n in graph.nodes if n.op == "unstack" and n.inputs == ("c",)][0].outputs
+    g_act = (graph.config.get("lstm") or {}).get("activation", "tanh")
+    s_x = _absmax(ranges[xin]) / 127.0 or 1.0
+    s_h, s_c = [], []
+    for k in range(graph.num_layers):
+        top = max(_absmax(ranges[h_in[k]]), _absmax(ranges[h_new[k]]))
+        s_h.append(min(top, BOUNDED.get(g_act, math.inf)) / 127.0 or 1.0)
+        cell = [c_in[k], c_new[k]]
+        node = prod.get(c_new[k])
+        if node is not None and node.op == "add":
+            cell += [v for v in node.inputs if v in ranges]
+        s_c.append(STATE_HEADROOM * max(_absmax(ranges[v]) for v in cell) / fx.Q15_MAX or 1.0)
+    return s_x, s_h, s_c
+
+
+def generate(graph: ir.Graph, prefix: str, *, header: str, splits=None,
+             samples: int | None = DEFAULT_CALIBRATION_SAMPLES, seed: int = 0,
+             ranges: dict | None = None) -> tuple[str, str, dict]:
+    """The ``.c`` and ``.h`` of the full-integer step of ``graph`` (unfolded: the normalisation
+    nodes become ``PREFIX_quantize_input``), and the export section (scales, error bounds, the
+    calibration). ``ranges`` (value -> (min, max)) skips calibration; else ``splits.train`` is
+    stepped through the float model."""
+    if ranges is None:
+        if splits is None:
+            raise ValueError("the full-integer C export calibrates its scales on real data, and "
+                             "this model records no data set; give its data (--data)")
+        ranges = calibrate(graph, splits["train"], samples=samples, seed=seed)
+    norm = [n for n in graph.nodes if n.attrs.get("role") == "norm"]
+    xin = norm[-1].outputs[0] if norm else "x"
+    s_x, s_h, s_c = _scales(graph, ranges, xin)
+    row = _IntRow(graph, prefix, ranges, xin, s_x, s_h, s_c)
+    row.emit([n for n in graph.nodes if n.attrs.get("role") != "norm"])
+    fl = emit_float._Row(graph, prefix, "float")  # the normalisation, in float
+    for n in norm:
+        emit_float.OPS[n.op](fl, n)
+    bounds = dict(fx.error_bounds())
+    n_cal = len(splits["train"]) if samples is None and splits is not None else samples
+    info = {"weights": "int8 symmetric, one scale per output row (point-wise u: int16)",
+            "activations": "int8 x and h, int16 cell state, int32 Q16 pre-activations, Q15 gates",
+            "arithmetic": "integer only in PREFIX_step_q (int32, int64 products and rescaling)",
+            "scales": {"x": s_x, "h": s_h, "c": s_c, "y": Z.scale},
+            "nonlinearities": {"method": f"tanh table of {fx.TANH_ENTRIES} int16 entries "
+                                         f"(step 1/64, 0..8), linear interpolation; "
+                                         f"sigmoid(z) = (1 + tanh(z/2))/2",
+                               "max_abs_error": bounds},
+            "calibration": {"split": "train", "sequences": n_cal, "seed": seed,
+                            "state_headroom": STATE_HEADROOM},
+            "weight_bytes": row.weight_bytes + fl.weight_bytes}
+    info["weights_sha256"] = src.digest(row.arrays + fl.arrays)
+    meta = src.export_meta(graph, prefix, "int8", **info)
+    c_text, h_text = files(graph, prefix, header, meta, row, fl, _helpers(prefix, row.helpers),
+                           xin, s_x, s_h, s_c)
+    return c_text, h_text, {**meta["export"], "ranges": {k: list(v) for k, v in ranges.items()}}
+
+
+__all__ = ["generate", "OPS", "Rep", "DEFAULT_CALIBRATION_SAMPLES", "STATE_HEADROOM"]
