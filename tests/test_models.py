@@ -201,3 +201,20 @@ def test_paper_initialisation():
     assert torch.allclose(us @ us.T, torch.eye(3, dtype=torch.float64), atol=1e-5)
     limit = (6 / (10 + 16)) ** 0.5
     assert t["W_c"].abs().max() <= limit
+
+
+@pytest.mark.parametrize("slots", [
+    {"i": "Wb", "f": "W", "o": "Wub", "c": "WU"},     # W slots with a bias only in part
+    {"i": "W", "f": "Ub", "o": 0.5, "c": "Wb"},       # gate biases without W, a W gate without b
+    {"i": "b", "f": "u", "o": "WU", "c": "ub"},       # a cell without W
+])
+def test_user_variants_train_every_parameter(slots):
+    spec = variants.define("Mine", **slots)
+    torch.manual_seed(0)
+    model = SlimLSTM(spec, 5, 7, num_layers=2)
+    assert model.num_params() == spec.num_params(5, 7) + spec.num_params(7, 7)
+    assert sorted(model.cells[1].terms()) == sorted(spec.term_names())
+    y, (h, c) = model(torch.randn(3, 20, 5), lengths=torch.tensor([20, 9, 4]))
+    (y.square().sum() + c.sum()).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.count_nonzero(p.grad) > 0, name
