@@ -27,7 +27,7 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from .errors import SlimedgeError
+from .errors import SlimedgeError, UsageError
 
 GATES = ("i", "f", "o")
 GATE_ACTIVATIONS = ("sigmoid", "hard_sigmoid")  # σ: Keras' hard_sigmoid is clip(0.2 z + 0.5, 0, 1)
@@ -74,13 +74,13 @@ class SlotSpec:
             object.__setattr__(self, "const", float(self.const))
         bad = set(self.terms) - set(TERMS)
         if bad:
-            raise ValueError(f"unknown terms {sorted(bad)}; valid terms are {TERMS}")
+            raise UsageError(f"unknown terms {sorted(bad)}; valid terms are {TERMS}")
         if self.terms and self.const is not None:
-            raise ValueError("a slot has either terms or a fixed constant, not both")
+            raise UsageError("a slot has either terms or a fixed constant, not both")
         if not self.terms and self.const is None:
-            raise ValueError("a slot without terms needs a fixed constant")
+            raise UsageError("a slot without terms needs a fixed constant")
         if "U" in self.terms and "u" in self.terms:
-            raise ValueError("a slot has a full (U) or a point-wise (u) recurrence, not both")
+            raise UsageError("a slot has a full (U) or a point-wise (u) recurrence, not both")
 
     @property
     def fixed(self) -> bool:
@@ -107,15 +107,15 @@ def _slot(terms: str = "", const: float | None = None) -> SlotSpec:
     return SlotSpec(frozenset(terms), const)
 
 
-def _slot_error(variant: str, slot: str, problem: str) -> ValueError:
-    return ValueError(f"{variant}: {SLOT_NAMES.get(slot, 'slot')} {slot!r}: {problem}")
+def _slot_error(variant: str, slot: str, problem: str) -> UsageError:
+    return UsageError(f"{variant}: {SLOT_NAMES.get(slot, 'slot')} {slot!r}: {problem}")
 
 
 def _parse_slot(value: "str | float | SlotSpec", *, variant: str = "variant",
                slot: str = "c") -> SlotSpec:
     """A slot from its short form: letters from ``'WUub'`` (its terms) or a number (a fixed gate).
 
-    Errors are ValueErrors naming the variant and the slot."""
+    Errors are UsageErrors (ValueErrors) naming the variant and the slot."""
     if isinstance(value, SlotSpec):
         return value
     if isinstance(value, bool) or not isinstance(value, (str, numbers.Real)):
@@ -148,10 +148,10 @@ def _parse_slot(value: "str | float | SlotSpec", *, variant: str = "variant",
 def _check_constant(variant: str, gate: str, value: float) -> None:
     """A fixed gate's value: in [0, 1]; an input or output gate of 0 is not a model."""
     if not 0.0 <= value <= 1.0:  # also refuses NaN
-        raise ValueError(f"{variant}: constant for gate {gate!r} must lie in [0, 1], got {value}")
+        raise UsageError(f"{variant}: constant for gate {gate!r} must lie in [0, 1], got {value}")
     if value == 0.0 and gate in ("i", "o"):
         never = "the cell state c would never change from 0" if gate == "i" else "h would always be 0"
-        raise ValueError(f"{variant}: a fixed {gate} gate of 0 is not a model: {never}")
+        raise UsageError(f"{variant}: a fixed {gate} gate of 0 is not a model: {never}")
 
 
 @dataclass(frozen=True)
@@ -175,10 +175,10 @@ class VariantSpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip() or self.name != self.name.strip():
-            raise ValueError(f"a variant name is a non-empty string without surrounding blanks, "
+            raise UsageError(f"a variant name is a non-empty string without surrounding blanks, "
                              f"got {self.name!r}")
         if set(self.slots) != set(SLOTS):
-            raise ValueError(f"{self.name}: a variant has exactly the slots {', '.join(SLOTS)}, "
+            raise UsageError(f"{self.name}: a variant has exactly the slots {', '.join(SLOTS)}, "
                              f"got {', '.join(map(str, self.slots)) or 'none'}")
         object.__setattr__(self, "slots", {s: self.slots[s] for s in SLOTS})
         for s, slot in self.slots.items():
@@ -192,7 +192,7 @@ class VariantSpec:
                 _check_constant(self.name, s, float(slot.const))
         for s, slot in self.input_only_reading.items():
             if s not in SLOTS or not isinstance(slot, SlotSpec) or (s == "c" and slot.fixed):
-                raise ValueError(f"{self.name}: input_only_reading must map slots to SlotSpecs "
+                raise UsageError(f"{self.name}: input_only_reading must map slots to SlotSpecs "
                                  f"(the cell with terms), got {s!r}: {slot!r}")
 
     # ---- structure -------------------------------------------------------------------------
@@ -252,7 +252,7 @@ class VariantSpec:
         for gate, value in constants.items():
             if gate not in slots or not slots[gate].fixed:
                 fixed = sorted(self.constants) or "none"
-                raise ValueError(
+                raise UsageError(
                     f"{self.name}: gate {gate!r} is not a fixed gate (fixed gates: {fixed})")
             value = float(value)
             _check_constant(self.name, gate, value)
@@ -266,7 +266,7 @@ class VariantSpec:
             return self
         if not self.input_only_reading:
             offering = ", ".join(v.name for v in VARIANTS.values() if v.input_only_reading)
-            raise ValueError(f"the input-only cell reading applies to {offering} only (variants "
+            raise UsageError(f"the input-only cell reading applies to {offering} only (variants "
                              f"with an input_only_reading), not {self.name}")
         return dataclasses.replace(self, slots={**self.slots, **self.input_only_reading},
                                    input_only_cell=True)
@@ -340,10 +340,10 @@ def define(name: str, *, i: "str | float", f: "str | float", o: "str | float", c
     name known to :func:`get` and ``--variant`` in this process.
     """
     if not isinstance(name, str) or not name.strip() or name != name.strip():
-        raise ValueError(f"a variant name is a non-empty string without surrounding blanks, "
+        raise UsageError(f"a variant name is a non-empty string without surrounding blanks, "
                          f"got {name!r}")
     if name.lower() in _LOOKUP:
-        raise ValueError(f"{name!r} is the catalogue's {_LOOKUP[name.lower()]}; give your "
+        raise UsageError(f"{name!r} is the catalogue's {_LOOKUP[name.lower()]}; give your "
                          f"variant another name")
     given = {"i": i, "f": f, "o": o, "c": c}
     slots = {s: _parse_slot(v, variant=name, slot=s) for s, v in given.items()}
@@ -357,11 +357,11 @@ def register(spec: VariantSpec, *, replace: bool = False) -> VariantSpec:
         raise TypeError(f"register takes a VariantSpec (see define()), got {type(spec).__name__}")
     key = spec.name.lower()
     if key in _LOOKUP:
-        raise ValueError(f"{spec.name!r} is the catalogue's {_LOOKUP[key]}; a registered variant "
+        raise UsageError(f"{spec.name!r} is the catalogue's {_LOOKUP[key]}; a registered variant "
                          f"needs another name")
     old = _REGISTERED.get(key)
     if old is not None and old != spec and not replace:
-        raise ValueError(f"another variant is registered as {old.name!r} ({old.describe()}); "
+        raise UsageError(f"another variant is registered as {old.name!r} ({old.describe()}); "
                          f"pass replace=True to replace it")
     _REGISTERED[key] = spec
     return spec
@@ -418,7 +418,7 @@ def from_config(config: Mapping | str) -> VariantSpec:
     if isinstance(config, str):
         config = json.loads(config) if config.lstrip().startswith("{") else {"name": config}
     if not isinstance(config, Mapping) or "name" not in config:
-        raise ValueError(f"a variant config is a name or a mapping with a 'name', got {config!r}")
+        raise UsageError(f"a variant config is a name or a mapping with a 'name', got {config!r}")
     name = config["name"]
     constants = dict(config.get("constants") or {})
     input_only = bool(config.get("input_only_cell"))
@@ -428,14 +428,14 @@ def from_config(config: Mapping | str) -> VariantSpec:
         return get(base, constants=constants, input_only_cell=input_only)
     raw = config["slots"]
     if not isinstance(raw, Mapping) or set(raw) != set(SLOTS):
-        raise ValueError(f"{name}: config 'slots' must give each of {', '.join(SLOTS)}, got {raw!r}")
+        raise UsageError(f"{name}: config 'slots' must give each of {', '.join(SLOTS)}, got {raw!r}")
     slots = {s: _parse_slot(raw[s], variant=str(name), slot=s) for s in SLOTS}
     if str(name).strip().lower() in _LOOKUP:
         spec = get(name, input_only_cell=input_only)
         spec = spec.with_constants({s: v.const for s, v in slots.items() if v.fixed
                                     and spec.slots[s].fixed})
         if {s: v.letters for s, v in spec.slots.items()} != {s: v.letters for s, v in slots.items()}:
-            raise ValueError(f"config names the catalogue's {spec.name} but its slots {dict(raw)} "
+            raise UsageError(f"config names the catalogue's {spec.name} but its slots {dict(raw)} "
                              f"are not that variant's ({spec.to_config()['slots']})")
         return spec.with_constants(constants)
     reading = {s: _parse_slot(v, variant=str(name), slot=s)
