@@ -381,5 +381,12 @@ def test_registered_variant_trains_from_the_cli(tmp_path):
                                        "-o", str(out)])
         assert res.exit_code == 0, res.output
         assert checkpoint.read(out).lstm["variant"]["constants"] == {"f": 0.8}
+        for bad, says in ((["--constant", "o=0.5"], "gate 'o' is not a fixed gate"),
+                          (["--constant", "f=2"], "must lie in [0, 1]"),
+                          (["--input-only-cell"], "LSTM_C6 only")):  # one line, no traceback
+            res = CliRunner().invoke(app, ["train", "--variant", "CliMine", "--data", str(npz),
+                                           *bad, "-o", str(tmp_path / "no.safetensors")])
+            assert res.exit_code == 2 and says in res.output
+            assert "Traceback" not in res.output and not (tmp_path / "no.safetensors").exists()
     finally:
         variants.unregister("CliMine")
