@@ -322,9 +322,9 @@ def read_config(path_or_model) -> dict:
     try:
         model = path_or_model if isinstance(path_or_model, onnx.ModelProto) else onnx.load(
             os.fspath(path_or_model), load_external_data=False)
-    except Exception as e:  # onnx raises protobuf's DecodeError and others for a foreign file
+    except Exception:  # onnx raises protobuf's DecodeError and others for a foreign file
         raise ModelFileError(f"{where}: not a loadable ONNX model (truncated or another kind of "
-                             f"file?): {type(e).__name__}") from None
+                             f"file?)") from None
     props = {p.key: p.value for p in model.metadata_props}
     if METADATA_KEY not in props:
         raise ModelFileError(f"{where}: a valid ONNX model, but not a slimedge export (no "
