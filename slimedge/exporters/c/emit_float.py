@@ -87,8 +87,8 @@ class _Row:
     def matmul(self, n: ir.Node) -> None:
         a, wname, *bias = n.inputs
         W = self.g.initializers[wname]
-        O, I = W.shape
-        out = self.local(n.outputs[0], O)
+        n_out, n_in = W.shape
+        out = self.local(n.outputs[0], n_out)
         ae = self.expr[a]
         k = len(self.const_names)
         self.const_names[wname] = name = f"{self.p}_w{k}"
@@ -98,43 +98,43 @@ class _Row:
             scale[scale == 0] = 1.0
             q = np.clip(np.rint(W / scale[:, None]), -127, 127).astype(np.int8)
             self.weight_error[wname] = float(np.abs(q * scale[:, None] - W).max())
-            self.arrays.append(src.array("int8_t", name, q, comment=f"{wname}: {O} x {I}, int8"))
+            self.arrays.append(src.array("int8_t", name, q, comment=f"{wname}: {n_out} x {n_in}, int8"))
             self.arrays.append(src.array("float", name + "_scale", scale.astype(np.float32),
                                          comment=f"{wname}: one scale per output row"))
-            self.weight_bytes += q.size + 4 * O
+            self.weight_bytes += q.size + 4 * n_out
             scaled = True
         else:
             wt = np.ascontiguousarray(W.T)  # (in, out)
-            self.arrays.append(src.array("float", name, wt.astype(np.float32),
-                                         comment=f"{wname}: {O} x {I}, stored transposed ({I}, {O})"))
+            comment = f"{wname}: {n_out} x {n_in}, stored transposed ({n_in}, {n_out})"
+            self.arrays.append(src.array("float", name, wt.astype(np.float32), comment=comment))
             self.weight_bytes += 4 * wt.size
         L = self.lines
         if not scaled:
             init = self.operand(bias[0])("i") if bias else "0.0f"
-            L.append(f"    for (int i = 0; i < {O}; i++) {out}[i] = {init};")
-            L.append(f"    for (int j = 0; j < {I}; j++) {{")
+            L.append(f"    for (int i = 0; i < {n_out}; i++) {out}[i] = {init};")
+            L.append(f"    for (int j = 0; j < {n_in}; j++) {{")
             L.append(f"        const float aj = {ae}[j];")
-            L.append(f"        const float *w = {name} + (size_t)j * {O};")
-            L.append(f"        for (int i = 0; i < {O}; i++) {out}[i] += w[i] * aj;")
+            L.append(f"        const float *w = {name} + (size_t)j * {n_out};")
+            L.append(f"        for (int i = 0; i < {n_out}; i++) {out}[i] += w[i] * aj;")
             L.append("    }")
             return
-        # int8 weights: the input vector in int16 (scaled per call to A = activation_bound(I)),
+        # int8 weights: the input vector in int16 (scaled per call to A = activation_bound(n_in)),
         # an int32 dot product per output row, then the row's scale times the input's
-        bound = activation_bound(I)
+        bound = activation_bound(n_in)
         b = f" + {self.operand(bias[0])('i')}" if bias else ""
         L.append("    {")
         L.append("        float amax = 0.0f;")
-        L.append(f"        for (int j = 0; j < {I}; j++) amax = fmaxf(amax, fabsf({ae}[j]));")
+        L.append(f"        for (int j = 0; j < {n_in}; j++) amax = fmaxf(amax, fabsf({ae}[j]));")
         L.append(f"        const float s = amax > 0.0f ? amax / {bound}.0f : 1.0f, inv = 1.0f / s;")
-        L.append(f"        int16_t aq[{I}];")
-        L.append(f"        for (int j = 0; j < {I}; j++) {{")
+        L.append(f"        int16_t aq[{n_in}];")
+        L.append(f"        for (int j = 0; j < {n_in}; j++) {{")
         L.append(f"            const float v = {ae}[j] * inv;")
         L.append("            aq[j] = (int16_t)(v < 0.0f ? v - 0.5f : v + 0.5f);")
         L.append("        }")
-        L.append(f"        for (int i = 0; i < {O}; i++) {{")
-        L.append(f"            const int8_t *w = {name} + (size_t)i * {I};")
+        L.append(f"        for (int i = 0; i < {n_out}; i++) {{")
+        L.append(f"            const int8_t *w = {name} + (size_t)i * {n_in};")
         L.append("            int32_t acc = 0;")
-        L.append(f"            for (int j = 0; j < {I}; j++) acc += (int32_t)w[j] * (int32_t)aq[j];")
+        L.append(f"            for (int j = 0; j < {n_in}; j++) acc += (int32_t)w[j] * (int32_t)aq[j];")
         L.append(f"            {out}[i] = (float)acc * ({name}_scale[i] * s){b};")
         L.append("        }")
         L.append("    }")
@@ -223,13 +223,13 @@ def _header(prefix: str, header: str, graph: ir.Graph, meta: dict, weights: str)
         src.io_struct(prefix, ("float", "float", "float", "float")),
         f"extern const char {prefix}_config[];  /* the model's config JSON */",
         f"extern const char *const {prefix}_labels[{P}_OUTPUT_SIZE];\n",
-        f"/* one stream: x (INPUT_SIZE) -> y (OUTPUT_SIZE); h, c updated in place */",
+        "/* one stream: x (INPUT_SIZE) -> y (OUTPUT_SIZE); h, c updated in place */",
         f"void {prefix}_step(const float *x, float *h, float *c, float *y);",
-        f"/* batch streams in one call; h, c updated in place */",
+        "/* batch streams in one call; h, c updated in place */",
         f"void {prefix}_step_batch(int batch, const float *x, float *h, float *c, float *y);",
-        f"/* the general call: new state to h_next, c_next (which may be h, c) */",
+        "/* the general call: new state to h_next, c_next (which may be h, c) */",
         f"void {prefix}_step_io(const {prefix}_io *io);",
-        f"/* zero the state of one stream, or of a batch of streams */",
+        "/* zero the state of one stream, or of a batch of streams */",
         f"void {prefix}_reset(float *h, float *c);",
         f"void {prefix}_reset_batch(int batch, float *h, float *c);\n",
         "#ifdef __cplusplus\n}\n#endif\n",
@@ -253,7 +253,7 @@ def generate(graph: ir.Graph, prefix: str, *, header: str, weights: str = "float
     info["weights_sha256"] = src.digest(row.arrays)
     meta = src.export_meta(graph, prefix, quantize, **info, **(meta_info or {}))
     P = prefix.upper()
-    m, n, L, K = graph.input_size, graph.hidden_size, graph.num_layers, graph.output_size
+    m, n, K = graph.input_size, graph.hidden_size, graph.output_size
     body = "\n".join(row.lines + ["    /* the new state and the output, after every read of the old */"]
                      + row.deferred)
     c_text = src.join([

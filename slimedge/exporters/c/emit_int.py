@@ -34,7 +34,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ... import ir
-from . import emit_float, fixedpoint as fx, source as src
+from . import emit_float
+from . import fixedpoint as fx
+from . import source as src
 from .emit_int_files import files
 
 # where calibration lives (it is moving from quantize to its own module)
@@ -170,14 +172,14 @@ class _IntRow:
     def matmul(self, n: ir.Node) -> None:
         a, wname, *bias = n.inputs
         W = self.g.initializers[wname].astype(np.float64)
-        O, I = W.shape
+        n_out, n_in = W.shape
         ae, arep = self.int8_input(a)
         s_w = np.abs(W).max(axis=1) / 127.0
         s_w[s_w == 0] = 1.0
         q = np.clip(np.rint(W / s_w[:, None]), -127, 127).astype(np.int64)
-        acc_bits = math.ceil(math.log2(127 * 127 * I + 1))
+        acc_bits = math.ceil(math.log2(127 * 127 * n_in + 1))
         Ms, R = fx.multipliers(arep.scale * s_w / Z.scale, acc_bits)
-        wq = self.const("int8_t", q, f"{wname}: {O} x {I}, int8, one scale per row")
+        wq = self.const("int8_t", q, f"{wname}: {n_out} x {n_in}, int8, one scale per row")
         mq = self.const("int32_t", np.array(Ms), f"{wname}: per-row multipliers to Q16, shift {R}")
         b = ""
         if bias:
@@ -185,15 +187,15 @@ class _IntRow:
             bq = np.clip(np.rint(bv / Z.scale), Z.lo, Z.hi).astype(np.int64)
             b = f" + {self.const('int32_t', bq, f'{bias[0]} in Q16')}[i]"
         self.helpers.update(("rq", "sat"))
-        out = self.local(n.outputs[0], Z, O)
+        out = self.local(n.outputs[0], Z, n_out)
         P, L = self.p, self.lines
         L.append("    {")
-        L.append(f"        int16_t a16[{I}];")
-        L.append(f"        for (int j = 0; j < {I}; j++) a16[j] = {ae}[j];")
-        L.append(f"        for (int i = 0; i < {O}; i++) {{")
-        L.append(f"            const int8_t *w = {wq} + (size_t)i * {I};")
+        L.append(f"        int16_t a16[{n_in}];")
+        L.append(f"        for (int j = 0; j < {n_in}; j++) a16[j] = {ae}[j];")
+        L.append(f"        for (int i = 0; i < {n_out}; i++) {{")
+        L.append(f"            const int8_t *w = {wq} + (size_t)i * {n_in};")
         L.append("            int32_t acc = 0;")
-        L.append(f"            for (int j = 0; j < {I}; j++) acc += (int32_t)w[j] * (int32_t)a16[j];")
+        L.append(f"            for (int j = 0; j < {n_in}; j++) acc += (int32_t)w[j] * (int32_t)a16[j];")
         L.append(f"            {out}[i] = {P}_sat({P}_rq(acc, {mq}[i], {R}){b}, {Z.lo}, {Z.hi});")
         L.append("        }")
         L.append("    }")

@@ -17,12 +17,12 @@ def _header(graph: ir.Graph, prefix: str, header: str, meta: dict, s_x: float,
             s_h: list[float], s_c: list[float]) -> str:
     P, U = prefix, prefix.upper()
     L = graph.num_layers
-    scale_macros = [f"#define {U}_X_SCALE {src.c_float(s_x)}  /* xq = round(normalised x / X_SCALE) */",
+    scale_macros = [f"#define {U}_X_SCALE {src.c_float(s_x)}  /* xq = round(x_norm / X_SCALE) */",
                     f"#define {U}_Y_SCALE {src.c_float(2.0 ** -fx.Z_FRAC_BITS)}  /* y = yq * Y_SCALE */",
                     f"#define {U}_Y_FRAC_BITS {fx.Z_FRAC_BITS}"]
     for k in range(L):
-        scale_macros.append(f"#define {U}_H_SCALE_{k} {src.c_float(s_h[k])}  /* layer {k}: h = hq * H_SCALE */")
-        scale_macros.append(f"#define {U}_C_SCALE_{k} {src.c_float(s_c[k])}  /* layer {k}: c = cq * C_SCALE */")
+        scale_macros += [f"#define {U}_H_SCALE_{k} {src.c_float(s_h[k])}  /* h = hq * H_SCALE */",
+                         f"#define {U}_C_SCALE_{k} {src.c_float(s_c[k])}  /* c = cq * C_SCALE */"]
     return src.join([
         f"/* {header}: a slimedge {meta['lstm']['variant']['name']} step function in C99, full "
         f"integer: int8 weights and activations, int16 cell state, integer-only arithmetic in "
@@ -42,7 +42,7 @@ def _header(graph: ir.Graph, prefix: str, header: str, meta: dict, s_x: float,
         f"void {P}_step_q(const int8_t *xq, int8_t *hq, int16_t *cq, int32_t *yq);",
         f"void {P}_step_batch_q(int batch, const int8_t *xq, int8_t *hq, int16_t *cq, int32_t *yq);",
         f"void {P}_reset_q(int8_t *hq, int16_t *cq);",
-        f"/* a raw float frame (INPUT_SIZE) -> xq: the learned normalisation, then int8 */",
+        "/* a raw float frame (INPUT_SIZE) -> xq: the learned normalisation, then int8 */",
         f"void {P}_quantize_input(const float *x, int8_t *xq);\n",
         "/* Float I/O, the float export's functions: raw frames in, float state and outputs\n"
         "   (quantised on the way in and back on the way out; a state that came out of a step\n"

@@ -89,11 +89,11 @@ def array(ctype: str, name: str, values: np.ndarray, *, static: bool = True, com
 
 # ---- the config JSON --------------------------------------------------------------------------
 def config_json(meta: dict) -> str:
-    """The config as one line of ASCII JSON that is safe inside a C comment: ``/`` is written as
-    JSON's ``\\/`` (so neither ``*/`` nor ``/*`` can occur) and ``?`` as ``\\u003f`` (no trigraph)."""
+    """The config as one line of ASCII JSON that is safe inside a C comment: ``*`` is written as
+    ``\\u002a`` (so neither ``*/`` nor ``/*`` can occur) and ``?`` as ``\\u003f`` (no trigraph)."""
     text = json.dumps(meta, sort_keys=True, ensure_ascii=True)
-    # outside strings JSON has no '/' or '?', so these replacements only touch string contents
-    return text.replace("/", "\\/").replace("?", "\\u003f")
+    # outside strings JSON has no '*' or '?', so these replacements only touch string contents
+    return text.replace("*", "\\u002a").replace("?", "\\u003f")
 
 
 def config_comment(meta: dict) -> str:

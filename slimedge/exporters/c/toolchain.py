@@ -6,6 +6,8 @@
   compiler).
 * **Flags**: ``$SLIMEDGE_CFLAGS`` when set, else ``-O3 -march=native -ffast-math`` (without
   ``-march=native`` where the compiler refuses it); always ``-std=c99 -fPIC -shared`` and ``-lm``.
+* **Renamed files**: a ``.c``/``.h`` pair renamed together still builds (the header beside the
+  ``.c`` is given the name the source includes).
 * **Cache**: one library per (source, header, compiler, flags, machine), named by the SHA-256 of
   those, in ``$SLIMEDGE_CACHE`` or ``~/.cache/slimedge/c``. The source is copied into a private
   temporary folder, compiled there and renamed into the cache in one step, so two processes
@@ -22,6 +24,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import subprocess
@@ -128,6 +131,12 @@ def _sources(c_path: Path) -> tuple[bytes, Path, bytes | None]:
     return c_text, h_path, (h_path.read_bytes() if h_path.is_file() else None)
 
 
+def included_header(c_text: bytes, default: str) -> str:
+    """The header file name an export's source includes (``#include "NAME"``)."""
+    m = re.search(rb'^#include "([^"/\\\\]+)"', c_text, re.MULTILINE)
+    return m.group(1).decode("utf-8", "replace") if m else default
+
+
 def compile_library(c_path: str | os.PathLike, out: str | os.PathLike, *,
                     flags: list[str] | None = None, cc: list[str] | None = None,
                     extra: tuple[str, ...] = (), name: str | os.PathLike | None = None) -> list[str]:
@@ -170,8 +179,8 @@ def build(c_path: str | os.PathLike) -> Path:
     with tempfile.TemporaryDirectory(prefix=".build-", dir=folder) as tmp:
         work = Path(tmp)
         (work / c_path.name).write_bytes(c_text)
-        if h_text is not None:
-            (work / h_path.name).write_bytes(h_text)
+        if h_text is not None:  # under the name the .c includes (the pair may have been renamed)
+            (work / included_header(c_text, h_path.name)).write_bytes(h_text)
         out = work / lib.name
         compile_library(work / c_path.name, out, cc=cc, name=c_path)
         os.replace(out, lib)  # atomic: another process may have put the same library there

@@ -1,0 +1,168 @@
+"""The runtime's ``c`` backend: C exports stream like the numpy backend, batches equal single
+streams, threads share one model, folders and prebuilt libraries load, bad input is refused."""
+import os
+import shutil
+import threading
+
+import numpy as np
+import pytest
+
+from helpers import make_checkpoint, seeded
+from slimedge import ir, runtime, variants
+from slimedge.exporters import c as cx
+from slimedge.exporters.c import toolchain
+from slimedge.runtime import InputError
+
+M, N, K = 5, 8, 4
+
+
+@pytest.fixture(scope="session", autouse=True)
+def c_backend(tmp_path_factory):
+    """The backend registered (a no-op once the runtime lists it) and one library cache."""
+    if "c" not in runtime.BACKENDS:
+        runtime.BACKENDS = (*runtime.BACKENDS, "c")
+    old = os.environ.get(toolchain.ENV_CACHE)
+    os.environ[toolchain.ENV_CACHE] = str(tmp_path_factory.getbasetemp() / "slimedge-cache")
+    yield
+    if old is None:
+        os.environ.pop(toolchain.ENV_CACHE, None)
+    else:
+        os.environ[toolchain.ENV_CACHE] = old
+
+
+class Models:
+    """Per (variant, quantize): the checkpoint on the numpy backend and its C export."""
+
+    def __init__(self, root) -> None:
+        self.root, self.cache = root, {}
+
+    def get(self, variant, quantize="none", layers=2):
+        key = (variant, quantize, layers)
+        if key not in self.cache:
+            d = self.root / f"{variant}-{quantize}-{layers}"
+            d.mkdir()
+            ckpt, _, _ = make_checkpoint(d / "m.safetensors", variant, M, N, layers, classes=K)
+            path = d / "m.c"
+            if quantize == "none":
+                cx.write(ir.lower(ckpt, fold_normalization=True), path)
+            else:
+                cx.write_int8_weights(ir.lower(ckpt), path, splits=None, options=None)
+            self.cache[key] = (runtime.load(ckpt, "numpy"), runtime.load(path, "c", threads=1))
+        return self.cache[key]
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory):
+    return Models(tmp_path_factory.mktemp("runtime-c"))
+
+
+@pytest.mark.parametrize("variant", list(variants.VARIANTS))
+def test_stream_and_batch_match_the_numpy_backend(models, variant):
+    ref, model = models.get(variant)
+    assert model.backend == "c" and model.session.detail.startswith("C export (none)")
+    frames = seeded("frames", variant).normal(size=(40, 3, M)).astype(np.float32)
+    s, r = model.stream(), ref.stream()
+    ys = np.stack([s.step(f) for f in frames[:, 0]])
+    np.testing.assert_allclose(ys, np.stack([r.step(f) for f in frames[:, 0]]), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(s.state[1], r.state[1], atol=1e-5, rtol=0)
+    b, rb = model.streams(3), ref.streams(3)
+    got = np.stack([b.step(f) for f in frames])
+    np.testing.assert_allclose(got, np.stack([rb.step(f) for f in frames]), atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(got[:, 0], ys)  # row 0 of the batch is the single stream
+    np.testing.assert_array_equal(model.run(frames[:, 0]), ys)
+
+
+@pytest.mark.parametrize("quantize", ["none", "dynamic"])
+def test_sixteen_streams_in_a_batch_equal_sixteen_single_streams(models, quantize):
+    """Exactly: each row runs the same code on its own data (the int8-weight step scales each
+    row's matmul inputs by that row alone), with streams reset and added on the way."""
+    _, model = models.get("LSTM0", quantize)
+    frames = seeded("sixteen").normal(size=(30, 16, M)).astype(np.float32)
+    batch, singles = model.streams(16), [model.stream() for _ in range(16)]
+    for t, f in enumerate(frames):
+        if t == 10:
+            batch.reset([3, 7])
+            singles[3].reset()
+            singles[7].reset()
+        ys = batch.step(f)
+        np.testing.assert_array_equal(ys, np.stack([s.step(x) for s, x in zip(singles, f)]))
+    i = batch.add(singles[5].state)
+    assert i == 16
+    extra = model.stream()
+    extra.state = singles[5].state
+    f = np.concatenate([frames[0], frames[1][:1]])
+    np.testing.assert_array_equal(batch.step(f)[16], extra.step(frames[1][0]))
+
+
+def test_threads_share_one_model(models):
+    """8 threads stepping their own streams and batches on one Model: exactly the serial result."""
+    _, model = models.get("LSTM5")
+    frames = [seeded("thread", i).normal(size=(200, 4, M)).astype(np.float32) for i in range(8)]
+
+    def work(i):
+        b, s = model.streams(4), model.stream()
+        return np.stack([b.step(f) for f in frames[i]]), np.stack([s.step(f[0]) for f in frames[i]])
+
+    serial = [work(i) for i in range(8)]
+    results = [None] * 8
+    barrier = threading.Barrier(8)
+
+    def target(i):
+        barrier.wait()
+        results[i] = work(i)
+
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, want in zip(results, serial):
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_bad_input_is_refused_and_leaves_the_state(models):
+    _, model = models.get("LSTM11")
+    s = model.stream()
+    s.step(np.ones(M, np.float32))
+    before = s.state
+    for frame, message in [(np.zeros(M + 1, np.float32), "expected shape"),
+                           (np.array([0, 1, np.nan, 0, 0], np.float32), "finite"),
+                           (np.array(["a"] * M), "expected a float")]:
+        with pytest.raises(InputError, match=message):
+            s.step(frame)
+    np.testing.assert_array_equal(s.state[0], before[0])
+    with pytest.raises(InputError, match="frames: expected shape"):
+        model.streams(2).step(np.ones((3, M)))
+    with pytest.raises(ValueError, match="CPU only"):
+        runtime.load(model.path, "c", device="cuda")
+
+
+def test_folder_and_prebuilt_library(models, tmp_path):
+    _, model = models.get("LSTM6")
+    d = tmp_path / "export"
+    d.mkdir()
+    for suffix in (".c", ".h"):
+        shutil.copy(model.path.with_suffix(suffix), d / f"digits{suffix}")
+    from_dir = runtime.load(d)  # a renamed pair: the build gives the header its included name
+    assert from_dir.backend == "c" and "compiled" in from_dir.session.detail
+    frames = seeded("dir").normal(size=(12, M)).astype(np.float32)
+    np.testing.assert_array_equal(from_dir.run(frames), model.run(frames))
+    # a library built beside it (the compiler in place needs the header under its own name)
+    shutil.copy(model.path.with_suffix(".h"), d / "m.h")
+    toolchain.compile_library(d / "digits.c", d / f"digits{toolchain.library_suffix()}")
+    pre = runtime.load(d / "digits.c", "c")
+    assert "prebuilt" in pre.session.detail
+    np.testing.assert_allclose(pre.run(frames), model.run(frames), atol=1e-6, rtol=0)
+
+
+def test_a_broken_source_is_refused_naming_the_file(models, tmp_path):
+    _, model = models.get("LSTM0")
+    text = model.path.read_text()
+    bad = tmp_path / "half.c"
+    bad.write_text(text[:len(text) // 2])
+    with pytest.raises(ValueError, match=r"half\.c"):
+        runtime.load(bad, "c")
+    (tmp_path / "foreign.c").write_text("int x;\n")
+    with pytest.raises(ValueError, match=r"foreign\.c: not a slimedge C export"):
+        runtime.load(tmp_path / "foreign.c", "c")
