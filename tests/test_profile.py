@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from helpers import make_checkpoint
 from slimedge import baselines, checkpoint, ir, profile, variants
 from slimedge.cli import app
+from slimedge.errors import UsageError
 
 STEPS = 40
 PLAN = importlib.import_module("slimedge.profile.plan")  # the module (profile.plan is the function)
@@ -248,7 +249,7 @@ def test_cli_output_paths_checked_before_measuring(tiny, tmp_path, monkeypatch, 
 
 def test_cli_output_check_leaves_no_folders_behind(tiny, tmp_path, monkeypatch):
     """The probe makes a missing folder and removes it again; the writer makes it for real."""
-    monkeypatch.setattr(profile, "run", lambda *a, **k: (_ for _ in ()).throw(ValueError("stop")))
+    monkeypatch.setattr(profile, "run", lambda *a, **k: (_ for _ in ()).throw(UsageError("stop")))
     res = CliRunner().invoke(app, ["profile", str(tiny), "--json", str(tmp_path / "a/b/p.json")])
     assert res.exit_code == 2 and "stop" in res.output
     assert not (tmp_path / "a").exists()
