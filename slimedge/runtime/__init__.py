@@ -44,6 +44,7 @@ import numpy as np
 from .. import formats, metrics
 from ..errors import MissingDependency, ModelFileError, SlimedgeError, UsageError
 from ..metrics import Evaluation  # numpy only: evaluate's result, exported with it
+from ..rollout import rollout
 
 log = logging.getLogger(__name__)
 
@@ -212,12 +213,14 @@ class Model:
         if B and T:
             b = self.bind(B)
             b.h[:], b.c[:] = h, c
-            for t in range(T):
-                np.copyto(b.x, batch[:, t])
+
+            def step(feeds):  # the binding's own state arrays come back: advance() swaps them
+                np.copyto(b.x, feeds["x"])
                 b.run()
-                ys[:, t] = b.y
                 b.advance()
-            h, c = b.h.copy(), b.c.copy()
+                return {"y": b.y, "h_next": b.h, "c_next": b.c}
+            r = rollout(step, batch.swapaxes(0, 1), (b.h, b.c), out={"y": ys.swapaxes(0, 1)})
+            h, c = r.state[0].copy(), r.state[1].copy()
         out = ys[0] if single else ys
         if not return_state:
             return out
