@@ -53,10 +53,11 @@ def reference_outputs(variant, weights, extra, frames, h0=None, c0=None, **kw):
     return out, h, c
 
 
-def run_without_torch(code: str, timeout: float = 120) -> str:
-    """Run ``code`` in a fresh Python in which ``import torch`` fails; returns its stdout, and
-    fails the test with its stderr when it exits non-zero."""
-    prelude = "import sys\nsys.modules['torch'] = None  # any 'import torch' now fails\n"
+def run_without_torch(code: str, *, also: tuple[str, ...] = (), timeout: float = 120) -> str:
+    """Run ``code`` in a fresh Python in which ``import torch`` (and of each module in ``also``)
+    fails; returns its stdout, and fails the test with its stderr when it exits non-zero."""
+    blocked = "".join(f"sys.modules[{m!r}] = None\n" for m in ("torch", *also))
+    prelude = "import sys\n" + blocked  # any import of a blocked module now fails
     out = subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True,
                          timeout=timeout)
     assert out.returncode == 0, out.stderr

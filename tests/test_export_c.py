@@ -122,27 +122,39 @@ def test_a_file_holds_only_its_variants_work(exports):
 
 
 # ---- int8 weights (quantize "dynamic") ---------------------------------------------------------
+def rounded_weights(graph):
+    """``graph`` with every matmul weight replaced by its int8 rounding times the row's scale."""
+    for n in graph.nodes:
+        if n.op == "matmul":
+            W = graph.initializers[n.inputs[1]]
+            s = np.abs(W).max(axis=1, keepdims=True) / 127
+            graph.initializers[n.inputs[1]] = np.clip(np.rint(W / s), -127, 127) * s
+    return graph
+
+
+@pytest.mark.parametrize("width", ["narrow", "wide"])
 @pytest.mark.parametrize("variant", ALL)
-def test_int8_weights_within_stated_bound(exports, variant):
+def test_int8_weights_within_stated_bound(exports, tmp_path, variant, width):
     """The int8-weight file is the float model with its weights rounded to int8 (one scale per
-    row), plus the per-call 15-bit rounding of each matmul's input vector: against the float64
-    step of exactly those rounded weights it is within 2e-4 (the activation rounding alone), and
-    against the float model within 0.03 per step on these models (weights uniform in ±1/sqrt(n):
-    a row's rounding error is at most half its scale, 1/254 of its largest weight)."""
-    path, ckpt, _, _ = exports.get(variant, "2-layer+head+norm", quantize="dynamic")
+    row), plus, in matmuls of 32 inputs or more (the wide models, n = 40), the per-call 15-bit
+    rounding of their input vector: against the float64 step of exactly those rounded weights it
+    is within 2e-4, and against the float model within 0.03 per step on these models (weights
+    uniform in ±1/sqrt(n): a row's rounding error is at most half its scale, 1/254 of its largest
+    weight)."""
+    n = N if width == "narrow" else 40
+    if width == "narrow":
+        path, ckpt, _, _ = exports.get(variant, "2-layer+head+norm", quantize="dynamic")
+    else:
+        ckpt, _, _ = make_checkpoint(tmp_path / "w.safetensors", variant, M, n, 2, classes=3)
+        path = tmp_path / "w.c"
+        cx.write_int8_weights(ir.lower(ckpt), path, splits=None, options=None)
+        assert "int16_t aq[40]" in path.read_text()  # layer 1's and the head's matmuls
     info = cx.read_metadata(path)["export"]
     assert info["quantize"] == "dynamic" and info["max_abs_weight_error"] > 0
     run = cx.runner(path)
-    g = ir.lower(ckpt)
-    rounded = ir.lower(ckpt)
-    for n in rounded.nodes:
-        if n.op == "matmul":
-            W = rounded.initializers[n.inputs[1]]
-            s = np.abs(W).max(axis=1, keepdims=True) / 127
-            rounded.initializers[n.inputs[1]] = np.clip(np.rint(W / s), -127, 127) * s
     frames = seeded("q", variant).normal(size=(30, 2, M)).astype(np.float32)
-    h0, c0 = (seeded("qs", variant).normal(size=(2, 2, 2, N)) * 0.5).astype(np.float32)
-    for graph, bound in ((rounded, 2e-4), (g, 0.03)):
+    h0, c0 = (seeded("qs", variant).normal(size=(2, 2, 2, n)) * 0.5).astype(np.float32)
+    for graph, bound in ((rounded_weights(ir.lower(ckpt)), 2e-4), (ir.lower(ckpt), 0.03)):
         ref = validate.reference(graph, frames, h0, c0, with_state=True)
         got = validate.run_per_step(run, "step", frames, ref["h"].astype(np.float32),
                                     ref["c"].astype(np.float32))

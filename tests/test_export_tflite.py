@@ -3,13 +3,11 @@
 Quantised exports on real data (FSDD) are tested in test_quantize.py.
 """
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from helpers import make_checkpoint, reference_outputs, seeded
+from helpers import make_checkpoint, reference_outputs, run_without_torch, seeded
 from slimedge import ir, variants
 from slimedge.exporters import tflite
 
@@ -177,11 +175,9 @@ def test_bad_options(tmp_path):
 
 def test_writing_needs_no_torch(tmp_path):
     path, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM5", 3, 4, classes=2)
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "from slimedge.exporters import tflite\n"
+    code = ("from slimedge.exporters import tflite\n"
             f"print(tflite.emit({str(path)!r}, {str(tmp_path / 'm.tflite')!r})['quantize'])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "none"
+    assert run_without_torch(code).strip() == "none"
 
 
 def test_read_config_errors_name_the_file(tmp_path, monkeypatch):
@@ -213,9 +209,7 @@ def test_read_config_errors_name_the_file(tmp_path, monkeypatch):
 def test_reading_back_needs_neither_litert_nor_torch(tmp_path):
     path, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM5", 3, 4, classes=2)
     tflite.emit(path, tmp_path / "m.tflite")
-    code = ("import sys; sys.modules['torch'] = None; sys.modules['ai_edge_litert'] = None\n"
-            "from slimedge.exporters.tflite.readback import read_config\n"
+    code = ("from slimedge.exporters.tflite.readback import read_config\n"
             "from slimedge.runtime import litert\n"
             f"print(read_config({str(tmp_path / 'm.tflite')!r})['export']['format'])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "tflite"
+    assert run_without_torch(code, also=("ai_edge_litert",)).strip() == "tflite"
