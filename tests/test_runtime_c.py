@@ -18,16 +18,21 @@ M, N, K = 5, 8, 4
 
 @pytest.fixture(scope="session", autouse=True)
 def c_backend(tmp_path_factory):
-    """The backend registered (a no-op once the runtime lists it) and one library cache."""
+    """The backend registered (a no-op once the runtime lists it), one library cache, -Werror
+    builds."""
     if "c" not in runtime.BACKENDS:
         runtime.BACKENDS = (*runtime.BACKENDS, "c")
-    old = os.environ.get(toolchain.ENV_CACHE)
-    os.environ[toolchain.ENV_CACHE] = str(tmp_path_factory.getbasetemp() / "slimedge-cache")
+    env = {toolchain.ENV_CACHE: str(tmp_path_factory.getbasetemp() / "slimedge-cache"),
+           toolchain.ENV_CFLAGS: " ".join([*toolchain.DEFAULT_CFLAGS, "-Wall", "-Wextra",
+                                           "-pedantic", "-Werror"])}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     yield
-    if old is None:
-        os.environ.pop(toolchain.ENV_CACHE, None)
-    else:
-        os.environ[toolchain.ENV_CACHE] = old
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 class Models:
