@@ -212,6 +212,22 @@ def test_integer_export_tracks_float(tmp_path, variant):
         assert np.abs(got[k] - ref[k]).max() <= 0.05, k
 
 
+def test_integer_export_calibrates_on_data_or_given_ranges(tmp_path):
+    from slimedge.exporters.calibration import calibrate
+
+    ckpt, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM10", M, N, 1, classes=3)
+    g = ir.lower(ckpt)
+    with pytest.raises(ValueError, match="calibrates its scales on real data"):
+        cx.write_integer(g, tmp_path / "none.c", splits=None, options=None)
+    data = synthetic_splits(M)
+    a = cx.write_integer(g, tmp_path / "a.c", splits=data,
+                         options=SimpleNamespace(calibration_samples=None, seed=0))
+    b = cx.write_integer(g, tmp_path / "b.c", splits=None, options=SimpleNamespace(
+        ranges=calibrate(g, data.train, samples=None)))
+    assert a["calibration"]["sequences"] == 40 and b["calibration"]["ranges"] == "given by the caller"
+    assert a["scales"] == b["scales"] and a["weights_sha256"] == b["weights_sha256"]
+
+
 @pytest.fixture(scope="session")
 def shipped(tmp_path_factory):
     """The shipped model, its data, and its float and full-integer C exports."""

@@ -95,8 +95,10 @@ def write_integer(graph: ir.Graph, path: str | os.PathLike, *, mode: str = "step
     """Write the full-integer step (see :mod:`.emit_int`), calibrated on the model's data.
 
     ``splits`` (a DataSplits) provides the training split whose real rollouts give every value's
-    range; ``options.calibration_samples`` sequences of it (default 128). Returns the export
-    section: scales, calibrated ranges, and the error bounds of the integer nonlinearities.
+    range: ``options.calibration_samples`` sequences of it (default 128; None: all), chosen with
+    ``options.seed``; ``options.ranges`` (value -> (min, max)), when given, is used instead.
+    Returns the export section: scales, calibration, the integer nonlinearities' error bounds,
+    and every value's calibrated range (``ranges``).
     """
     from . import emit_int
 
@@ -104,7 +106,8 @@ def write_integer(graph: ir.Graph, path: str | os.PathLike, *, mode: str = "step
     path = Path(path)
     samples = getattr(options, "calibration_samples", emit_int.DEFAULT_CALIBRATION_SAMPLES)
     c_text, h_text, info = emit_int.generate(graph, source.prefix_for(path), splits=splits,
-                                             samples=samples,
+                                             samples=samples, seed=getattr(options, "seed", 0),
+                                             ranges=getattr(options, "ranges", None),
                                              header=path.with_suffix(HEADER_SUFFIX).name)
     _write_pair(path, c_text, h_text)
     return info

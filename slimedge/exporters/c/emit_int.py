@@ -39,11 +39,15 @@ from . import fixedpoint as fx
 from . import source as src
 from .emit_int_files import files
 
-# where calibration lives (it is moving from quantize to its own module)
+# calibration's module (older trees kept it in quantize)
 try:
     from ..calibration import calibrate
 except ImportError:
     from ..quantize import calibrate
+try:  # the package's error for a user's mistake, where this tree has it
+    from ...errors import UsageError
+except ImportError:
+    UsageError = ValueError
 
 DEFAULT_CALIBRATION_SAMPLES = 128
 STATE_HEADROOM = 4.0  # int16 cell state: calibrated range x 4 (a stream that never resets wanders)
@@ -359,9 +363,14 @@ def generate(graph: ir.Graph, prefix: str, *, header: str, splits=None,
     stepped through the float model."""
     if ranges is None:
         if splits is None:
-            raise ValueError("the full-integer C export calibrates its scales on real data, and "
+            raise UsageError("the full-integer C export calibrates its scales on real data, and "
                              "this model records no data set; give its data (--data)")
+        n_train = len(splits["train"])
+        calibration = {"split": "train", "seed": seed, "state_headroom": STATE_HEADROOM,
+                       "sequences": n_train if samples is None else min(int(samples), n_train)}
         ranges = calibrate(graph, splits["train"], samples=samples, seed=seed)
+    else:
+        calibration = {"ranges": "given by the caller", "state_headroom": STATE_HEADROOM}
     norm = [n for n in graph.nodes if n.attrs.get("role") == "norm"]
     xin = norm[-1].outputs[0] if norm else "x"
     s_x, s_h, s_c = _scales(graph, ranges, xin)
@@ -371,7 +380,6 @@ def generate(graph: ir.Graph, prefix: str, *, header: str, splits=None,
     for n in norm:
         emit_float.OPS[n.op](fl, n)
     bounds = dict(fx.error_bounds())
-    n_cal = len(splits["train"]) if samples is None and splits is not None else samples
     info = {"weights": "int8 symmetric, one scale per output row (point-wise u: int16)",
             "activations": "int8 x and h, int16 cell state, int32 Q16 pre-activations, Q15 gates",
             "arithmetic": "integer only in PREFIX_step_q (int32, int64 products and rescaling)",
@@ -380,8 +388,7 @@ def generate(graph: ir.Graph, prefix: str, *, header: str, splits=None,
                                          f"(step 1/64, 0..8), linear interpolation; "
                                          f"sigmoid(z) = (1 + tanh(z/2))/2",
                                "max_abs_error": bounds},
-            "calibration": {"split": "train", "sequences": n_cal, "seed": seed,
-                            "state_headroom": STATE_HEADROOM},
+            "calibration": calibration,
             "weight_bytes": row.weight_bytes + fl.weight_bytes}
     info["weights_sha256"] = src.digest(row.arrays + fl.arrays)
     meta = src.export_meta(graph, prefix, "int8", **info)

@@ -180,12 +180,16 @@ def include(header: str) -> str:
 
 
 def digest(arrays: Iterable[str]) -> str:
-    """SHA-256 of the weight arrays' text: a prebuilt library is trusted only when it matches."""
+    """SHA-256 of the weight arrays' types, sizes and values (not their names, which carry the
+    prefix): a prebuilt library is trusted only when its config's digest is the source's."""
     import hashlib
 
     h = hashlib.sha256()
     for a in arrays:
-        h.update(a.encode("ascii"))
+        after_comment = a.find("*/") + 2 if a.startswith("/*") else 0
+        decl = a[a.index("const ", after_comment):]
+        ctype, rest = decl.split(" ", 2)[1], decl.split("[", 1)[1]
+        h.update(f"{ctype}[{rest}".encode("ascii"))
     return h.hexdigest()
 
 
