@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -463,54 +462,6 @@ def test_names_and_labels_are_escaped(tmp_path):
     got = (ctypes.c_char_p * 5).in_dll(lib, "m_7_odd_name_v2_labels")
     assert [s.decode("utf-8") for s in got] == labels
     assert (tmp_path / "7 odd-name.v2.h").read_text().count("M_7_ODD_NAME_V2_HAS_LABELS 1") == 1
-
-
-# ---- the toolchain: cache, concurrency, prebuilt libraries ----------------------------------------
-def test_cache_is_keyed_by_source_and_safe_under_concurrent_builds(exports, tmp_path, monkeypatch):
-    monkeypatch.setenv(toolchain.ENV_CACHE, str(tmp_path / "cache"))
-    path, _, _, _ = exports.get("LSTM4", "1-layer")
-    results, errors = [], []
-
-    def build():
-        try:
-            results.append(toolchain.build(path))
-        except Exception as e:  # noqa: BLE001 - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=build) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors and len(set(results)) == 1
-    lib = results[0]
-    assert [p.name for p in lib.parent.iterdir()] == [lib.name]  # no temporary left behind
-    stamp = lib.stat().st_mtime_ns
-    assert toolchain.build(path) == lib and lib.stat().st_mtime_ns == stamp  # found, not rebuilt
-    ctypes.CDLL(str(lib))
-    monkeypatch.setenv(toolchain.ENV_CFLAGS, "-O1 -Werror")  # other flags: another library
-    assert toolchain.build(path) != lib
-
-
-def test_prebuilt_library_is_used_only_when_it_matches(exports, tmp_path):
-    """A library beside the .c is loaded when its embedded config (weights digest included) is
-    the .c's; another model's library under that name (same prefix, other weights) is not."""
-    a, _, _, _ = exports.get("LSTM5a", "1-layer")
-    b, _, _, _ = exports.get("LSTM5a", "2-layer+head+norm")
-    lib_name = a.with_suffix(toolchain.library_suffix()).name
-    for folder, built_from, want in (("good", a, "prebuilt"), ("stale", b, "compiled")):
-        d = tmp_path / folder
-        d.mkdir()
-        for p in (a, a.with_suffix(".h")):
-            shutil.copy(p, d / p.name)
-        src = tmp_path / f"src-{folder}"
-        src.mkdir()
-        for p in (built_from, built_from.with_suffix(".h")):
-            shutil.copy(p, src / p.name.replace(built_from.stem, a.stem))
-        toolchain.compile_library(src / a.name, d / lib_name)
-        lib, origin = toolchain.load(d / a.name, cx.read_metadata(d / a.name))
-        assert origin.split()[0] == want, origin
-        assert toolchain.embedded_config(lib, "m_none") == cx.read_metadata(a)
 
 
 def test_exporting_and_reading_need_no_torch(tmp_path):

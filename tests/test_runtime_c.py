@@ -1,5 +1,6 @@
 """The runtime's ``c`` backend: C exports stream like the numpy backend, batches equal single
 streams, threads share one model, folders and prebuilt libraries load, bad input is refused."""
+import ctypes
 import os
 import shutil
 import threading
@@ -171,3 +172,50 @@ def test_a_broken_source_is_refused_naming_the_file(models, tmp_path):
     (tmp_path / "foreign.c").write_text("int x;\n")
     with pytest.raises(ValueError, match=r"foreign\.c: not a slimedge C export"):
         runtime.load(tmp_path / "foreign.c", "c")
+
+
+# ---- the library the backend loads: cache, concurrency, prebuilt libraries -----------------------
+def test_cache_is_keyed_by_source_and_safe_under_concurrent_builds(models, tmp_path, monkeypatch):
+    monkeypatch.setenv(toolchain.ENV_CACHE, str(tmp_path / "cache"))
+    path = models.get("LSTM4")[1].path
+    results, errors = [], []
+
+    def build():
+        try:
+            results.append(toolchain.build(path))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=build) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(set(results)) == 1
+    lib = results[0]
+    assert [p.name for p in lib.parent.iterdir()] == [lib.name]  # no temporary left behind
+    stamp = lib.stat().st_mtime_ns
+    assert toolchain.build(path) == lib and lib.stat().st_mtime_ns == stamp  # found, not rebuilt
+    ctypes.CDLL(str(lib))
+    monkeypatch.setenv(toolchain.ENV_CFLAGS, "-O1 -Werror")  # other flags: another library
+    assert toolchain.build(path) != lib
+
+
+def test_prebuilt_library_is_used_only_when_it_matches(models, tmp_path):
+    """A library beside the .c is loaded when its embedded config (weights digest included) is
+    the .c's; another model's library under that name (same prefix, other weights) is not."""
+    a, b = models.get("LSTM5a")[1].path, models.get("LSTM5a", layers=1)[1].path
+    lib_name = a.with_suffix(toolchain.library_suffix()).name
+    for folder, built_from, want in (("good", a, "prebuilt"), ("stale", b, "compiled")):
+        d = tmp_path / folder
+        d.mkdir()
+        for p in (a, a.with_suffix(".h")):
+            shutil.copy(p, d / p.name)
+        src = tmp_path / f"src-{folder}"
+        src.mkdir()
+        for p in (built_from, built_from.with_suffix(".h")):
+            shutil.copy(p, src / p.name)
+        toolchain.compile_library(src / a.name, d / lib_name)
+        model = runtime.load(d / a.name, "c")
+        assert model.session.detail.split(", ")[1].split()[0] == want, model.session.detail
+        assert toolchain.embedded_config(model.session.lib, "m") == cx.read_metadata(a)
