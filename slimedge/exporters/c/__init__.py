@@ -37,13 +37,9 @@ from typing import Callable
 import numpy as np
 
 from ... import ir
+from ...errors import ModelFileError, UsageError
 from . import emit_float, source
 from .toolchain import CompileError, CompilerNotFound
-
-try:  # the error type every model-file reader raises, where this tree has it
-    from ...errors import ModelFileError
-except ImportError:  # an older tree: the runtime's own
-    from ...runtime._common import ModelFileError
 
 SUFFIX = ".c"
 HEADER_SUFFIX = ".h"
@@ -52,7 +48,7 @@ MODES = ("step",)
 
 def _check_mode(mode: str) -> None:
     if mode != "step":
-        raise ValueError(f"the C export has step mode only (mode='step'); got mode={mode!r}. "
+        raise UsageError(f"the C export has step mode only (mode='step'); got mode={mode!r}. "
                          f"Stream a sequence through the step function, or export ONNX for a "
                          f"sequence graph")
 

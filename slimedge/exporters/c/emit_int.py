@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ... import ir
+from ...errors import UsageError
 from . import emit_float
 from . import fixedpoint as fx
 from . import source as src
@@ -44,10 +45,6 @@ try:
     from ..calibration import calibrate
 except ImportError:
     from ..quantize import calibrate
-try:  # the package's error for a user's mistake, where this tree has it
-    from ...errors import UsageError
-except ImportError:
-    UsageError = ValueError
 
 DEFAULT_CALIBRATION_SAMPLES = 128
 STATE_HEADROOM = 4.0  # int16 cell state: calibrated range x 4 (a stream that never resets wanders)

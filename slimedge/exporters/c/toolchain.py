@@ -33,12 +33,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+from ...errors import SlimedgeError
 from . import source as src
-
-try:  # the package's base class for errors a user can cause, where this tree has it
-    from ...errors import SlimedgeError as _UserError
-except ImportError:  # an older tree: plain ValueError subclasses
-    _UserError = ValueError
 
 DEFAULT_CFLAGS = ("-O3", "-march=native", "-ffast-math")
 REQUIRED_CFLAGS = ("-std=c99", "-fPIC", "-shared")
@@ -48,11 +44,11 @@ ENV_CC, ENV_CFLAGS, ENV_CACHE = "CC", "SLIMEDGE_CFLAGS", "SLIMEDGE_CACHE"
 COMPILE_TIMEOUT_S = 300
 
 
-class CompilerNotFound(_UserError, ValueError):
+class CompilerNotFound(SlimedgeError, ValueError):
     """No C compiler on this machine (or ``$CC`` names none)."""
 
 
-class CompileError(_UserError, ValueError):
+class CompileError(SlimedgeError, ValueError):
     """The compiler refused the source (or ``$SLIMEDGE_CFLAGS``); the message holds its output."""
 
 
