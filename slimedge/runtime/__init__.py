@@ -14,6 +14,7 @@ Backends (one module each, same small interface, see ``_common.py``), in ``BACKE
 
     onnxruntime   .onnx        CPU (CUDA with onnxruntime's GPU build), IO binding
     litert        .tflite      ai-edge-litert (tflite-runtime as fallback), num_threads
+    tflm          .tflite      TensorFlow Lite Micro's interpreter (tflite-micro): batch 1, its arena
     c             .c / folder  the C export compiled once into a shared library, called by ctypes
     torch         .safetensors the PyTorch model; on CUDA the step replays a CUDA graph
     numpy         .safetensors the step IR's NumPy interpreter, nothing beyond numpy
@@ -41,7 +42,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .. import formats, metrics
+from .. import extras, formats, metrics
 from ..errors import MissingDependency, ModelFileError, SlimedgeError, UsageError
 from ..metrics import Evaluation  # numpy only: evaluate's result, exported with it
 from ..rollout import rollout
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 
 # every backend module, by name (imported only when used); which file types each reads, and which
 # is tried first under "auto", is the format table's (slimedge.formats)
-BACKENDS = ("onnxruntime", "litert", "torch", "numpy")
+BACKENDS = ("onnxruntime", "litert", "tflm", "c", "torch", "numpy")
 ENV_BACKEND = "SLIMEDGE_BACKEND"
 
 
@@ -108,7 +109,9 @@ def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = N
         raise UsageError(f"backend {name!r} reads {', '.join(theirs)} files, not {fmt.suffix} "
                          f"({path}); for {fmt.suffix} use {' or '.join(fmt.backends)}")
     if not module.available():
+        extras.require_backend(name, f"backend {name!r} (for {path})")  # names the extra
         raise MissingDependency(f"backend {name!r} is not installed (needed for {path})")
+    extras.require_backend(name, f"loading {path} on backend {name!r}")  # e.g. safetensors
     session = module.open(path, threads=threads, device=device)
     model = Model(path, name, session, threads, reason)
     log.info("%s: backend %s (%s; %s)", path, name, reason, session.detail)
@@ -124,8 +127,11 @@ def _choose(fmt: formats.Format, backend: str) -> tuple[str, str]:
             if backend_module(name).available():
                 return name, (f"auto: first installed of {', '.join(fmt.backends)} for "
                               f"{fmt.suffix}")
-        raise MissingDependency(f"no backend for {fmt.suffix} files is installed: install "
-                                f"{' or '.join(fmt.backends)}")
+        hints = [extras.hint(extras.BACKEND_EXTRAS[b][0]) for b in fmt.backends
+                 if b in extras.BACKEND_EXTRAS]
+        raise MissingDependency(f"no backend for {fmt.suffix} files is installed (it is read by "
+                                f"{' or '.join(fmt.backends)})"
+                                + (f": {' or '.join(dict.fromkeys(hints))}" if hints else ""))
     backend_module(backend)  # unknown name -> UsageError listing the valid ones
     return backend, "asked for"
 
