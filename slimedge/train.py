@@ -28,16 +28,24 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+from . import extras
+from .errors import MissingDependency, SlimedgeError, UsageError
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError as e:  # say which extra, not only "No module named 'torch'"
+    raise MissingDependency(f"training needs torch ({e}): {extras.hint('train')} (install "
+                            f"torch==2.13.0 first for the CPU wheel)") from None
 
 from . import _io, checkpoint, formats, metrics, variants
 from . import data as _data
-from .errors import SlimedgeError, UsageError
 from .metrics import Evaluation
 from .models import ACTIVATIONS, GATE_ACTIVATIONS, INITS, SequenceClassifier
 
 EVAL_BATCH_SIZE = 256
+LOG_EVERY_S = 10.0  # progress lines when not on a terminal (a log, CI): one per this many seconds
 SCHEDULES = ("constant", "cosine")
 OPTIM_PREFIX = "optim."
 
@@ -76,6 +84,8 @@ class TrainConfig:
         if isinstance(self.variant, variants.VariantSpec):
             if variants.VARIANTS.get(self.variant.name) == self.variant:  # a catalogue row as is
                 self.variant = self.variant.name
+        elif "=" in str(self.variant):  # written inline: "Mine:i=W,f=W,o=W,c=WUb"
+            self.variant = variants.parse(self.variant)
         else:
             self.variant = variants.canonical_name(self.variant)
             if self.variant not in variants.VARIANTS:  # registered: keep the structure itself
@@ -288,6 +298,10 @@ def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool
     taken from the argument, to train longer; pass ``config=None`` to keep the run's own) and
     training continues after its last finished epoch. ``splits`` overrides loading ``config.data`` (tests, benchmarks).
     """
+    extras.require("train", "training", "torch", "safetensors", "rich")  # before any work
+    if Path(output).suffix != formats.CHECKPOINT.suffix:  # `run a.pt` would refuse it
+        raise UsageError(f"{output}: a checkpoint is a {formats.CHECKPOINT.suffix} file; name it "
+                         f"{Path(output).with_suffix(formats.CHECKPOINT.suffix).name}")
     out, state_path, log_path = side_paths(output)
     for path in (out, state_path, log_path):  # not after an epoch of training
         _io.check_writable(path)
@@ -325,8 +339,11 @@ def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool
             _load_optim(model, optimizer, ckpt.tensors, step, state_path)
         params = sum(p.numel() for p in model.parameters())
         log = {"config": config.to_dict(), "data": splits.summary(),
+               # MACs as export counts them: the whole step (the head's too), and the LSTM's part
                "model": {"variant": model.spec.name, "constants": model.spec.constants,
-                         "params": params, "macs_per_step": model.lstm.macs_per_step()},
+                         "params": params,
+                         "macs_per_step": model.lstm.macs_per_step() + model.head.weight.numel(),
+                         "lstm_macs_per_step": model.lstm.macs_per_step()},
                "device": str(dev), "threads": config.threads, "torch": torch.__version__,
                "epochs": history, "best": best}
         say(f"[bold]{model.spec.name}[/] n={config.hidden_size} layers={config.num_layers} "
@@ -419,11 +436,14 @@ def _train_epoch(model, optimizer, splits, config: TrainConfig, epoch: int, dev,
     order = list(_data.batches(train, config.batch_size, shuffle=True, seed=eseed))
     loss_sum, correct, seen = 0.0, 0, 0
     columns = [TextColumn(f"epoch {epoch + 1}/{config.epochs}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.4f}"),
+               TextColumn("loss {task.fields[loss]} acc {task.fields[acc]}"),
                TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=console, transient=True, disable=not show) as bar:
-        task = bar.add_task("train", total=len(order), loss=float("nan"), acc=0.0)
-        for idx in order:
+    # not on a terminal (a log, CI): no bar, but a line every LOG_EVERY_S seconds
+    lines = show and not console.is_terminal
+    last_line = t0
+    with Progress(*columns, console=console, transient=True, disable=not show or lines) as bar:
+        task = bar.add_task("train", total=len(order), loss="–", acc="–")  # no batch seen yet
+        for done, idx in enumerate(order, 1):
             x, lengths, y = _to_torch(train.batch(idx), dev)
             logits = model(x, lengths)
             loss = F.cross_entropy(logits, y)
@@ -436,7 +456,12 @@ def _train_epoch(model, optimizer, splits, config: TrainConfig, epoch: int, dev,
             loss_sum += loss.item() * b
             correct += int((logits.argmax(1) == y).sum())
             seen += b
-            bar.update(task, advance=1, loss=loss_sum / seen, acc=correct / seen)
+            bar.update(task, advance=1, loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
+            if lines and time.perf_counter() - last_line >= LOG_EVERY_S:
+                last_line = time.perf_counter()
+                console.print(f"epoch {epoch + 1}/{config.epochs}: batch {done}/{len(order)}, "
+                              f"loss {loss_sum / seen:.4f} acc {correct / seen:.4f}, "
+                              f"{last_line - t0:.0f} s", highlight=False)
             if not math.isfinite(loss_sum):
                 break
     return {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / seen,

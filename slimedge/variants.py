@@ -351,6 +351,28 @@ def define(name: str, *, i: "str | float", f: "str | float", o: "str | float", c
     return VariantSpec(name=name, slots=slots, summary=str(summary), default_constants=consts)
 
 
+def parse(text: str) -> VariantSpec:
+    """A variant written inline, for the command line: ``"i=W,f=W,o=0.5,c=WUb"``, optionally
+    named ``"MyLSTM:i=W,f=W,o=0.5,c=WUb"`` (default name ``custom``); the same rules as
+    :func:`define`. ``slimedge train --variant "MyLSTM:i=Wb,f=Wb,o=1,c=WUb"``."""
+    name, _, body = str(text).strip().rpartition(":")
+    slots: dict[str, str | float] = {}
+    for item in body.split(","):
+        key, eq, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not eq or key not in SLOTS or key in slots:
+            raise UsageError(f"variant {text!r}: expected i=..., f=..., o=..., c=... once each "
+                             f"(terms from 'WUub' or a gate's constant), got {item.strip()!r}")
+        try:
+            slots[key] = float(value)
+        except ValueError:
+            slots[key] = value
+    missing = [k for k in SLOTS if k not in slots]
+    if missing:
+        raise UsageError(f"variant {text!r}: no {', '.join(missing)} given")
+    return define(name.strip() or "custom", **slots)
+
+
 def register(spec: VariantSpec, *, replace: bool = False) -> VariantSpec:
     """Make ``spec``'s name known to :func:`get` (and so to ``--variant``) in this process."""
     if not isinstance(spec, VariantSpec):
@@ -398,6 +420,8 @@ def get(name: str | VariantSpec, *, constants: Mapping[str, float] | None = None
     fixed-gate constants and the input-only cell reading."""
     if isinstance(name, VariantSpec):
         spec = name
+    elif "=" in str(name):
+        spec = parse(name)
     else:
         key = canonical_name(name)
         spec = VARIANTS[key] if key in VARIANTS else _REGISTERED[key.lower()]
@@ -465,5 +489,5 @@ def table(input_size: int, hidden_size: int) -> list[dict]:
 
 
 __all__ = ["VariantSpec", "SlotSpec", "VARIANTS", "ALIASES", "GATES", "SLOTS", "TERMS", "get",
-           "GATE_ACTIVATIONS", "ACTIVATIONS", "define", "register", "unregister", "registered",
+           "GATE_ACTIVATIONS", "ACTIVATIONS", "define", "parse", "register", "unregister", "registered",
            "canonical_name", "from_config", "table", "UnknownVariantError"]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from slimedge import checkpoint, data, exporters, formats, runtime, variants
-from slimedge.errors import ModelFileError
+from slimedge.errors import ModelFileError, UsageError
 from test_user_variants import WX_GATES, train_user_variant
 
 MINE = variants.define("WxGates", **WX_GATES, summary="gates from the input alone")
@@ -73,3 +73,29 @@ def test_int8_tflite_of_a_state_that_never_leaves_zero(tmp_path):
         res = exporters.export(r.output, tmp_path / "z.int8.tflite", format="tflite",
                                quantize="int8")
     assert res.validation.passed
+
+
+def test_an_inline_variant_trains_from_the_command_line(tmp_path):
+    """``--variant "NAME:i=...,f=...,o=...,c=..."``: a user variant from a shell, no Python."""
+    from typer.testing import CliRunner
+
+    from slimedge.cli import app
+    from test_user_variants import small_data
+
+    assert variants.parse("Mine:i=W,f=W,o=W,c=WUb") == variants.define("Mine", **WX_GATES)
+    assert variants.get("i=Wb,f=0.5,o=1,c=Wub").constants == {"f": 0.5, "o": 1.0}
+    for bad, why in [("i=W,f=W,o=W", "no c given"), ("i=W,f=W,o=W,c=WUb,i=U", "once each"),
+                     ("i=WUu,f=W,o=W,c=WUb", "both a full"), ("x=W,f=W,o=W,c=W", "once each")]:
+        with pytest.raises(UsageError, match=why):
+            variants.parse(bad)
+    npz = small_data(tmp_path / "d.npz", per_class=20)
+    out = tmp_path / "inline.safetensors"
+    res = CliRunner().invoke(app, ["train", "--variant", "Mine:i=W,f=W,o=W,c=WUb", "--data",
+                                   str(npz), "--hidden-size", "6", "--epochs", "1", "--quiet",
+                                   "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert checkpoint.read(out).lstm["variant"]["slots"] == {"i": "W", "f": "W", "o": "W",
+                                                             "c": "WUb"}
+    res = CliRunner().invoke(app, ["train", "--variant", "i=W,f=W", "--data", str(npz),
+                                   "-o", str(tmp_path / "x.safetensors")])
+    assert res.exit_code == 2 and "no o, c given" in res.output
