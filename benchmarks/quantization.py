@@ -28,7 +28,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -158,7 +157,7 @@ def markdown(report: dict) -> str:
     def wb(e, fmt):
         if "error" in e:
             return "–"
-        return f"{e['weight_buffers']:,}" + (f" [{e['qparams']:,}]" if fmt == "tflite" and e["qparams"] else "")
+        return f"{e['weight_buffers']:,}" + (f" [{e['qparams']:,}]" if fmt == "tflite" and e["qparams"] else "")  # noqa: E501
 
     for row in report["models"]:
         for fmt in FORMATS:
@@ -204,7 +203,7 @@ def acceptance(report: dict) -> list[str]:
                            f"({'ok' if ok_a else 'MISSES'}), weights {e['weight_ratio_with_qparams']:.2f}× "
                            f"float, scales and zero points included ({'ok' if ok_w else 'MISSES'}; "
                            f"{e['weight_ratio']:.2f}× without them)")
-    out += ["", "Why some variants above spend more than 0.3× on weights: `dynamic` quantises only matrix weights in both "
+    out += ["", "Why some variants above spend more than 0.3× on weights: `dynamic` quantises only matrix weights in both "  # noqa: E501
             "runtimes; point-wise vectors u, biases and the normalisation stay float32, so a variant "
             "whose matrices are small (LSTM10/11/C6 hold only W_c, 64×13) keeps most of its bytes; "
             "ONNX int8 (QDQ, scope `matmul`) likewise leaves the element-wise constants float. "
@@ -221,7 +220,7 @@ def write_section(text: str) -> None:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--variants", default="", help="comma-separated; default: all; 'none': only the shipped model")
+    p.add_argument("--variants", default="", help="comma-separated; default: all; 'none': only the shipped model")  # noqa: E501
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--models", type=Path, default=None, help="reuse fsdd_<VARIANT>.safetensors here")

@@ -22,6 +22,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from . import extras
 from ._io import atomic_path
 from .errors import ModelFileError
 from .formats import METADATA_KEY
@@ -58,6 +59,7 @@ class Checkpoint:
 def write(path: str | os.PathLike, config: Mapping[str, Any],
           tensors: Mapping[str, np.ndarray]) -> Path:
     """Write atomically: a temporary file beside ``path``, then a rename."""
+    extras.require("checkpoint", f"writing the checkpoint {path}", "safetensors")
     from safetensors.numpy import save_file
 
     config = {"format": FORMAT, **config}
@@ -81,6 +83,7 @@ def read(path: str | os.PathLike) -> Checkpoint:
 
 
 def _read(path: Path, *, tensors: bool) -> Checkpoint:
+    extras.require("checkpoint", f"reading the checkpoint {path}", "safetensors")
     from safetensors import SafetensorError, safe_open
 
     if not path.is_file():
@@ -99,7 +102,8 @@ def _read(path: Path, *, tensors: bool) -> Checkpoint:
         config = json.loads(meta[METADATA_KEY])
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path}: the '{METADATA_KEY}' header entry is not valid JSON: {e}") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT or not isinstance(config.get("lstm"), dict):
+    if (not isinstance(config, dict) or config.get("format") != FORMAT
+            or not isinstance(config.get("lstm"), dict)):
         got = config.get("format") if isinstance(config, dict) else type(config).__name__
         raise CheckpointError(f"{path}: unsupported checkpoint format {got!r} "
                               f"(expected {FORMAT!r} with an 'lstm' section)")
@@ -138,7 +142,8 @@ def _check(ckpt: Checkpoint) -> None:
         try:
             k_out = int(ckpt.config["head"]["num_classes"])
         except (KeyError, ValueError, TypeError) as e:
-            raise CheckpointError(f"{where}: a classifier needs head.num_classes in its config: {e!r}") from None
+            raise CheckpointError(f"{where}: a classifier needs head.num_classes in its config: "
+                                  f"{e!r}") from None
         expected = {"head.weight": (k_out, n), "head.bias": (k_out,)}
         if ckpt.config.get("normalization"):
             expected.update({"norm.mean": (m0,), "norm.std": (m0,)})
@@ -187,4 +192,4 @@ def load(path: str | os.PathLike):
     return from_checkpoint(read(path))
 
 
-__all__ = ["Checkpoint", "CheckpointError", "read", "read_config", "write", "save", "load", "FORMAT", "METADATA_KEY"]
+__all__ = ["Checkpoint", "CheckpointError", "read", "read_config", "write", "save", "load", "FORMAT"]

@@ -85,7 +85,7 @@ def run(out: str | os.PathLike = "slimedge-demo", *, model: str | os.PathLike | 
             files.append((fmt, q, path))
             res.exports.append(entry)
     by_path = {e["path"]: e for e in res.exports}
-    for fmt, q, path in files:
+    for fmt, _, path in files:
         backend = _TABLE[fmt].backends[0]
         log(f"test accuracy of {path.name} on {backend}")
         m = runtime.load(path, backend=backend, threads=1)

@@ -445,7 +445,8 @@ def _lower_layer(bld: _Builder, spec, terms: Mapping[str, np.ndarray], k: int, x
         # c ⊙ 0 + i ⊙ c~ gives it the batch's shape (B, n)
         fc = bld.node("mul", [c, bld.const(f"{p}const_f", np.array([0.0]))], f"{p}fc", (B, n),
                       **role)
-    c_new = ic if fc is None else fc if ic is None else bld.node("add", [fc, ic], f"{p}c_next", (B, n), **role)
+    c_new = (ic if fc is None else fc if ic is None
+             else bld.node("add", [fc, ic], f"{p}c_next", (B, n), **role))
     h_new = scale("o", bld.node(g_act, [c_new], f"{p}g_c", (B, n), **role), f"{p}h_next")
     _tag_cell_path(bld.g, c, gate["c"], fc, ic, c_new)
     return h_new, c_new

@@ -126,7 +126,7 @@ def test_out_of_range_settings_are_refused(kw, message):
                                            ("--dropout", "nan"), ("--clip", "inf")])
 def test_cli_train_refuses_non_finite_numbers(tmp_path, monkeypatch, option, value):
     monkeypatch.setattr(data, "load", lambda *a, **k: pytest.fail("data loaded"))
-    r = runner.invoke(app, ["train", "-o", str(tmp_path / "m.safetensors"), option, value, "-q"])
+    r = runner.invoke(app, ["train", "-o", str(tmp_path / "m.safetensors"), option, value, "--quiet"])
     assert r.exit_code == 2, r.output
     assert "must be a finite number" in r.output and "Traceback" not in r.output
 
@@ -145,12 +145,12 @@ def test_state_file_is_a_loadable_checkpoint(tmp_path, fsdd_small):
 def test_cli_train_resume_and_evaluate(tmp_path):
     out = tmp_path / "run" / "m.safetensors"
     args = ["train", "-o", str(out), "--variant", "c6", "--data", "fsdd", "--limit", "200",
-            "--hidden-size", "16", "--epochs", "1", "--constant", "f=0.9", "-q"]
+            "--hidden-size", "16", "--epochs", "1", "--constant", "f=0.9", "--quiet"]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     assert out.exists() and side_paths(out)[1].exists() and side_paths(out)[2].exists()
     assert checkpoint.load(out).spec.constants["f"] == 0.9
-    r = runner.invoke(app, ["train", "-o", str(out), "--resume", "--epochs", "2", "-q"])
+    r = runner.invoke(app, ["train", "-o", str(out), "--resume", "--epochs", "2", "--quiet"])
     assert r.exit_code == 0, r.output
     assert checkpoint.read(out).config["info"]["epochs_trained"] == 2
     r = runner.invoke(app, ["evaluate", str(out), "--json"])  # data set taken from the model
@@ -192,7 +192,7 @@ def test_cli_train_output_checked_before_training(tmp_path, monkeypatch, where, 
         raise AssertionError("training started")
 
     monkeypatch.setattr(data, "load", no_training)
-    r = runner.invoke(app, ["train", "-o", out, "--data", "fsdd", "-q"])
+    r = runner.invoke(app, ["train", "-o", out, "--data", "fsdd", "--quiet"])
     assert r.exit_code == 2, r.output
     assert out in r.output and message in r.output and "Errno" not in r.output
 
@@ -253,7 +253,7 @@ def test_paper_table_section_replaces_only_its_own(tmp_path):
                                  "data": {"sizes": {"train": 1, "val": 1, "test": 1}, "split": "s"},
                                  "runs": [run, {**run, "variant": "LSTM6", "test_accuracy": 0.5}]}}}
     md = tmp_path / "BENCHMARKS.md"
-    md.write_text("# Benchmarks\n\n## Latency\n\nkeep me\n\n## Paper comparison\n\nold\n\n## Other\n\nme too\n")
+    md.write_text("# Benchmarks\n\n## Latency\n\nkeep me\n\n## Paper comparison\n\nold\n\n## Other\n\nme too\n")  # noqa: E501
     pt.update_benchmarks_md(pt.markdown(result), md)
     text = md.read_text()
     assert "keep me" in text and "me too" in text and "\nold\n" not in text
