@@ -299,7 +299,8 @@ def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool
     training continues after its last finished epoch. ``splits`` overrides loading ``config.data`` (tests, benchmarks).
     """
     extras.require("train", "training", "torch", "safetensors", "rich")  # before any work
-    if Path(output).suffix != formats.CHECKPOINT.suffix:  # `run a.pt` would refuse it
+    if Path(output).suffix != formats.CHECKPOINT.suffix and not Path(output).is_dir():
+        # `run a.pt` would refuse it (a folder: check_writable below says so)
         raise UsageError(f"{output}: a checkpoint is a {formats.CHECKPOINT.suffix} file; name it "
                          f"{Path(output).with_suffix(formats.CHECKPOINT.suffix).name}")
     out, state_path, log_path = side_paths(output)

@@ -28,7 +28,7 @@ def test_export_prints_table_and_writes(tmp_path, model):
     for word in ("y", "h_next", "c_next", "max |diff|", "1e-05", "100 steps", "wrote"):
         assert word in r.stdout
     onnx.checker.check_model(onnx.load(out), full_check=True)
-    r = runner.invoke(app, ["export", str(model), "--mode", "sequence", "--steps", "150",
+    r = runner.invoke(app, ["export", str(model), "--mode", "sequence", "--validation-steps", "150",
                             "--json", "-o", str(tmp_path / "s.onnx")])
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)

@@ -198,7 +198,7 @@ def test_worker_protocol_survives_library_prints(tiny):
 
 def test_cli_profile_writes_files(tiny, tmp_path):
     res = CliRunner().invoke(app, ["profile", str(tiny), "-b", "numpy", "--baseline", "none",
-                                   "--steps", "10", "--warmup", "0", "--json",
+                                   "--steps", "10", "--warmup", "0", "--json-out",
                                    str(tmp_path / "p.json"), "--csv", str(tmp_path / "p.csv"),
                                    "--plot", str(tmp_path / "p.png")])
     assert res.exit_code == 0, res.output
@@ -230,7 +230,7 @@ def test_cli_foreign_export_is_one_line_naming_it(tmp_path, name, content, messa
     assert "Traceback" not in res.output and "DecodeError" not in res.output
 
 
-@pytest.mark.parametrize("option", ["--json", "--csv", "--plot"])
+@pytest.mark.parametrize("option", ["--json-out", "--csv", "--plot"])
 @pytest.mark.parametrize("where, message", [
     ("{tmp}", "is a directory"),
     ("{tmp}/afile/p.out", "not a directory"),
@@ -250,7 +250,7 @@ def test_cli_output_paths_checked_before_measuring(tiny, tmp_path, monkeypatch, 
 def test_cli_output_check_leaves_no_folders_behind(tiny, tmp_path, monkeypatch):
     """The probe makes a missing folder and removes it again; the writer makes it for real."""
     monkeypatch.setattr(profile, "run", lambda *a, **k: (_ for _ in ()).throw(UsageError("stop")))
-    res = CliRunner().invoke(app, ["profile", str(tiny), "--json", str(tmp_path / "a/b/p.json")])
+    res = CliRunner().invoke(app, ["profile", str(tiny), "--json-out", str(tmp_path / "a/b/p.json")])
     assert res.exit_code == 2 and "stop" in res.output
     assert not (tmp_path / "a").exists()
 
@@ -330,7 +330,7 @@ def test_cli_profile_without_arguments_profiles_the_shipped_model(tmp_path):
     except FileNotFoundError:
         pytest.skip("the default model is not shipped in this checkout")
     res = CliRunner().invoke(app, ["profile", "--steps", "20", "--warmup", "2",
-                                   "--json", str(tmp_path / "p.json")])
+                                   "--json-out", str(tmp_path / "p.json")])
     assert res.exit_code == 0, res.output
     rep = json.loads((tmp_path / "p.json").read_text())
     got = {(r["config"]["role"], r["config"]["backend"]) for r in rep["results"]}

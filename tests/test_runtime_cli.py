@@ -47,8 +47,9 @@ def test_run_input_prints_each_frame(model_files, backend, tmp_path):
     assert got["backend"] == backend and len(got["top"]) == 7
     r = runner.invoke(app, ["run", str(path), "-i", str(tmp_path / "f.npy"), "-b", backend])
     assert r.exit_code == 0, r.output
-    lines = r.stdout.strip().splitlines()
-    assert len(lines) == 7 and lines[0].split()[0] == "0"
+    lines = r.stdout.strip().splitlines()  # a header, then one line per frame
+    assert len(lines) == 8 and lines[0].split()[:3] == ["frame", "top", "p(top)"]
+    assert lines[1].split()[0] == "0" and lines[1].split()[1] == got["top"][0]
     assert f"backend {backend}" in r.stderr
 
 

