@@ -95,7 +95,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in [
            quantizers={"dynamic": "slimedge.exporters.onnx_quantize:dynamic",
                        "int8": "slimedge.exporters.onnx_quantize:int8"},
            modes=("step", "sequence"), summary="ONNX step (or sequence) graph, opset 18"),
-    Format("tflite", ".tflite", ("litert",),
+    Format("tflite", ".tflite", ("litert", "tflm"),
            read_config="slimedge.exporters.tflite.readback:read_config",
            writer="slimedge.exporters.tflite:write", runner="slimedge.exporters.tflite:runner",
            quantizers={"dynamic": "slimedge.exporters.tflite.quantize:dynamic",

@@ -10,7 +10,7 @@ from slimedge import runtime, variants
 from slimedge.runtime import InputError, ModelFileError
 
 ALL = list(variants.VARIANTS)
-SUFFIX = {"onnxruntime": ".onnx", "litert": ".tflite", "torch": ".safetensors",
+SUFFIX = {"onnxruntime": ".onnx", "litert": ".tflite", "tflm": ".tflite", "c": ".c", "torch": ".safetensors",
           "numpy": ".safetensors"}
 # the backends installed here; the parametrised tests below run on these only, so a backend that
 # failed to install would drop its tests silently (here and in test_runtime_cli.py, which imports
@@ -23,7 +23,7 @@ def test_every_backend_is_installed_under_ci():
     """Under CI (SLIMEDGE_NO_SKIPS=1) every backend is installed: a missing one fails here
     instead of its parametrised tests quietly not existing. Elsewhere a missing one skips."""
     missing = [b for b in runtime.BACKENDS if b not in BACKENDS]
-    assert set(runtime.BACKENDS) == {"onnxruntime", "litert", "torch", "numpy"}
+    assert set(runtime.BACKENDS) == {"onnxruntime", "litert", "tflm", "c", "torch", "numpy"}
     if missing and os.environ.get("SLIMEDGE_NO_SKIPS") == "1":
         pytest.fail(f"SLIMEDGE_NO_SKIPS=1 but backend(s) {', '.join(missing)} not installed: "
                     f"their runtime tests would not run")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..exporters.tflite.qparams import from_tensor, input_normalization, to_tensor
 from ..exporters.tflite.readback import read_metadata  # struct alone: no LiteRT, no torch
 from ._common import METADATA_KEY, Buffers, LruCache, ModelFileError, check_io, parse_config, sizes
 
@@ -108,7 +109,9 @@ class Binding(Buffers):
         self._invoke, self._set, self._tensor = it.invoke, it.set_tensor, it.tensor
         names = ("x", "h", "c", "y", "h_next", "c_next")
         self._io = [(ins[k] if j < 3 else outs[k])["index"] for j, k in enumerate(names)]
-        self._q = [_quantizer(ins[k]) for k in names[:3]] + [_dequantizer(outs[k]) for k in names[3:]]
+        norm = input_normalization(session.config)  # an integer-I/O file's x: normalised first
+        self._q = ([to_tensor(ins[k], norm if k == "x" else None) for k in names[:3]]
+                   + [from_tensor(outs[k]) for k in names[3:]])
 
     def run(self) -> None:
         # the arrays are read at each call: advance() swaps the state arrays between steps
@@ -130,22 +133,6 @@ class Binding(Buffers):
             self._invoke()
             for index, arr, dq in ((iy, self.y, dy), (ihn, self.h_next, dh), (icn, self.c_next, dc)):
                 np.copyto(arr, self._tensor(index)() if dq is None else dq(self._tensor(index)()))
-
-
-def _quantizer(detail):
-    """None for a float32 input, else float -> the tensor's integer type with its scale/zero."""
-    if detail["dtype"] == np.float32:
-        return None
-    scale, zero = detail["quantization"]
-    info = np.iinfo(detail["dtype"])
-    return lambda a: np.clip(np.round(a / scale) + zero, info.min, info.max).astype(detail["dtype"])
-
-
-def _dequantizer(detail):
-    if detail["dtype"] == np.float32:
-        return None
-    scale, zero = detail["quantization"]
-    return lambda q: (q.astype(np.float32) - zero) * np.float32(scale)
 
 
 def refuse_on_tflite_runtime(path: Path, interpreter, config: dict) -> None:

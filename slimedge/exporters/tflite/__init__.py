@@ -14,6 +14,7 @@ The modules, by concept:
     plan        int8 planning: which values are float, int8 or int16, at which scale
     emitter     the IR walked through an op table (IR op -> TFLite ops); to_bytes, emit
     readback    the metadata read with struct alone (no LiteRT), read_config; Runner (LiteRT)
+    micro       TensorFlow Lite Micro's interpreter: the runner of compat="tflm" files, the arena
     quantize    the format table's quantizers, ``dynamic`` and ``int8``
 
 This package's :func:`write` and :func:`runner` and :mod:`.readback`'s ``read_config`` are the
@@ -35,7 +36,8 @@ def write(graph: ir.Graph, path: str | os.PathLike, *, mode: str = "step",
           compat: str = "litert") -> dict:
     """Write the float graph (``export(format="tflite")``); TFLite exports are step graphs.
 
-    ``compat`` is recorded in the metadata (a float file runs on either interpreter)."""
+    ``compat`` is recorded in the metadata; ``"tflm"`` also writes hard-sigmoid gates with ops
+    TensorFlow Lite Micro has, and makes validation run the file on TFLM's interpreter."""
     if mode != "step":
         raise ValueError(f"TFLite export writes step graphs only (mode='step'); got mode={mode!r}. "
                          f"Stream a sequence through the step graph, or export ONNX for a "

@@ -5,7 +5,9 @@ IR op -> TFLite op:
     matmul        FULLY_CONNECTED (weights (out, in), optional bias)
     add, mul      ADD, MUL (broadcasting)
     sigmoid       LOGISTIC          tanh  TANH          relu  RELU
-    hard_sigmoid  MUL 0.2, ADD 0.5, RELU_0_TO_1  (TFLite has no hard-sigmoid op)
+    hard_sigmoid  MUL 0.2, ADD 0.5, RELU_0_TO_1  (TFLite has no hard-sigmoid op); for TFLite Micro,
+                  which has no RELU_0_TO_1 kernel: MUL 0.2, ADD 0.5 with a fused RELU, then in
+                  float MINIMUM 1 (integer: the ADD's fixed output scale ends at 1)
     split         SPLIT (equal parts) or SPLIT_V
     unstack       UNPACK            stack PACK          identity RESHAPE
 
@@ -13,7 +15,17 @@ IR op -> TFLite op:
 activations (hybrid); ``"int8"`` integer activations as :mod:`.plan` decides, with int8 weights,
 int32 biases (int64 beside 16-bit activations) and LOGISTIC/TANH outputs at the spec's fixed
 scales. Values convert between domains (QUANTIZE / DEQUANTIZE / a requantising QUANTIZE) where a
-consumer first needs them in another; the graph keeps float32 inputs and outputs.
+consumer first needs them in another; the graph keeps float32 inputs and outputs, unless
+``io="int"`` (int8 only): then x, h, c, y, h_next, c_next are the plan's integer tensors (h and y
+int8, c int16 with the default 16-bit cell path), so a device never converts floats. x is then
+the *normalised* frame at the int8 scale the float-I/O file quantises it to (the normalisation
+x·s + t is no op of the graph: quantising a frame is one multiply-add per feature anyway), so both
+files compute the same integers. The export info records every I/O tensor's quantisation and, for
+x, the per-feature s and t (``io_quantization``): x_q = round((x·s + t) / scale) + zero_point.
+
+``compat`` names the interpreter the file must suit: ``"litert"``, ``"tflite-runtime"``
+(per-tensor weight scales for hybrid FULLY_CONNECTED) or ``"tflm"`` (TensorFlow Lite Micro: only
+ops it has kernels for; no hybrid ``dynamic`` files, which it cannot run).
 """
 from __future__ import annotations
 
@@ -25,12 +37,34 @@ import numpy as np
 
 from ... import ir
 from ..._io import write_bytes
+from ...errors import UsageError
 from ...formats import QUANTIZE as QUANTIZE_MODES
 from .flatbuffer import Writer, options
 from .plan import Plan, plan
 from .qparams import FIXED_OUT, QParams, qparams_for_range, sym_weights, wants_per_channel
 
-COMPAT = ("litert", "tflite-runtime")
+COMPAT = ("litert", "tflite-runtime", "tflm")
+IO = ("float", "int")
+
+
+class IncompatibleTarget(UsageError):
+    """An export its target interpreter (``compat``) cannot run, refused before writing."""
+
+
+def check_target(quantize: str, compat: str, io: str = "float") -> None:
+    """Refuse (UsageError) a compat target, I/O kind or combination that cannot be written."""
+    if compat not in COMPAT:
+        raise UsageError(f"unknown compat target {compat!r}; valid: {', '.join(COMPAT)}")
+    if io not in IO:
+        raise UsageError(f"unknown io {io!r}; valid: {', '.join(IO)}")
+    if compat == "tflm" and quantize == "dynamic":
+        raise IncompatibleTarget(
+            "TensorFlow Lite Micro cannot run quantize='dynamic' (hybrid FULLY_CONNECTED: float "
+            "input, int8 weights has no kernel there); choose --quantize int8 (full integer) "
+            "or the float file (--quantize none)")
+    if io == "int" and quantize != "int8":
+        raise UsageError(f"io='int' (integer inputs and outputs) needs quantize='int8', not "
+                         f"{quantize!r}: only a full-integer file has integer tensors to expose")
 
 
 class Emitter:
@@ -38,8 +72,9 @@ class Emitter:
 
     def __init__(self, graph: ir.Graph, quantize: str, per_channel: bool,
                  ranges: Mapping[str, tuple[float, float]] | None, state_bits: int,
-                 act_bits: int) -> None:
+                 act_bits: int, compat: str = "litert", io: str = "float") -> None:
         self.g, self.quantize, self.per_channel = graph, quantize, per_channel
+        self.compat, self.io = compat, io
         self.per_channel_used = False  # did any weight get per-channel scales
         self.w = Writer()
         self.s = self.w.s
@@ -54,7 +89,8 @@ class Emitter:
             if ranges is None:
                 raise ValueError("quantize='int8' needs calibration ranges "
                                  "(slimedge.exporters.calibration.calibrate)")
-            self.plan = plan(graph, ranges, state_bits=state_bits, act_bits=act_bits)
+            self.plan = plan(graph, ranges, state_bits=state_bits, act_bits=act_bits,
+                             integer_io=(io == "int"))
             self.value_q = self.plan.value_q
 
     # -- tensors of IR values
@@ -169,18 +205,63 @@ class Emitter:
     def emit(self) -> Writer:
         g, w = self.g, self.w
         for name in g.inputs:
-            w.tensor(name, g.shapes[name])
-            self.tensor_of[(name, "float")] = name
+            dom = self.io_domain(name)
+            v = self.x_value if name == "x" else name  # integer x: the normalised input
+            q = self.value_q[v] if dom != "float" else None
+            w.tensor(name, g.shapes[name], dom, q=q)
+            if q is not None:
+                self.q[name] = q
+            self.tensor_of[(v, dom)] = name
         for node in g.nodes:
+            if self.io == "int" and node.attrs.get("role") == "norm":
+                continue  # done by whoever quantises x (io_quantization says how)
             OPS[node.op](self, node)
-        # float outputs under their public names
+        # the outputs under their public names: float, or (io="int") in their planned type
         for o in g.outputs:
-            if (o, "float") not in self.tensor_of:
+            dom = self.io_domain(o)
+            if dom == "float" and (o, "float") not in self.tensor_of:
                 src = self.value(o, self.domain_of(o))
                 w.tensor(o, g.shapes[o])
                 w.op("DEQUANTIZE", [src], [o])
                 self.tensor_of[(o, "float")] = o
+            elif dom != "float":
+                src = self.value(o, dom)
+                if src != o:  # e.g. "y:int8" -> "y"
+                    assert o not in w.index, f"tensor name {o!r} taken"
+                    w.tensors[w.index[src]].name = o
+                    w.index[o] = w.index.pop(src)
+                    self.q[o] = self.q.pop(src)
+                    self.tensor_of[(o, dom)] = o
         return w
+
+    @property
+    def x_value(self) -> str:
+        """The IR value the graph input x holds: x, or with io="int" the normalised input."""
+        norm = [n for n in self.g.nodes if n.attrs.get("role") == "norm"]
+        return norm[-1].outputs[0] if self.io == "int" and norm else "x"
+
+    def io_domain(self, v: str) -> str:
+        """The domain of a graph input or output: float, or with io="int" its planned type."""
+        if self.io != "int":
+            return "float"
+        return self.domain_of(self.x_value if v == "x" else v)
+
+    def io_quantization(self) -> dict:
+        """Each graph input's and output's integer type, scale and zero point (io="int"); for x
+        also the normalisation x·s + t (per feature, float32) applied before quantising."""
+        out = {v: {"dtype": self.q[v].dtype, "scale": float(np.float32(self.q[v].scale)),
+                   "zero_point": int(self.q[v].zero_point)}
+               for v in (*self.g.inputs, *self.g.outputs)}
+        norm = {n.op: self.g.initializers[n.inputs[1]] for n in self.g.nodes
+                if n.attrs.get("role") == "norm"}
+        if norm:
+            if set(norm) != {"mul", "add"}:
+                raise ValueError(f"unexpected input normalisation ops {sorted(norm)}")
+            m = self.g.input_size
+            s, t = (np.broadcast_to(np.asarray(norm[k], np.float32), (m,)) for k in ("mul", "add"))
+            out["x"]["normalization"] = {"scale": [float(v) for v in s],
+                                         "shift": [float(v) for v in t]}
+        return out
 
 
 # ---- the op table -------------------------------------------------------------------------------
@@ -212,10 +293,11 @@ def _matmul(e: Emitter, node: ir.Node) -> None:
     e.after()
 
 
-def _add_options(e: Emitter, dom: str):
+def _add_options(e: Emitter, dom: str, **fields):
     # int16: the general-scale kernel (pot_scale_int16 false), as TF's converter writes it; the
     # scales here are calibrated, not powers of two
-    return options(e.s, "AddOptions", **({"potScaleInt16": False} if dom == "int16" else {}))
+    return options(e.s, "AddOptions", **({"potScaleInt16": False} if dom == "int16" else {}),
+                   **fields)
 
 
 def _binary(code: str) -> Callable[[Emitter, ir.Node], None]:
@@ -257,6 +339,17 @@ def _hard_sigmoid(e: Emitter, node: ir.Node) -> None:
         t2 = e.tmp(f"{v}/shifted", shape, dom,
                    qparams_for_range(0.2 * lo + 0.5, 0.2 * hi + 0.5, dom))
     w.op("MUL", [z, c02], [t1], options(e.s, "MulOptions"))
+    if e.compat == "tflm":  # no RELU_0_TO_1 kernel in TFLite Micro
+        relu = _add_options(e, dom, fusedActivationFunction=e.s.ActivationFunctionType.RELU)
+        if dom == "float":  # max(., 0) fused into the ADD, then min(., 1)
+            one = w.tensor(w.fresh(f"{v}/1"), (1,), "float32", np.array([1.0]))
+            w.op("ADD", [t1, c05], [t2], relu)
+            w.op("MINIMUM", [t2, one], [e.out(node)])
+        else:  # the fixed output scale's integer range is [0, 1 - 1 LSB]: saturation clips at 1
+            fixed = FIXED_OUT[("hard_sigmoid", dom)]
+            w.op("ADD", [t1, c05], [e.out(node, fixed=fixed)], relu)
+        e.after()
+        return
     w.op("ADD", [t1, c05], [t2], _add_options(e, dom))
     w.op("RELU_0_TO_1", [t2], [e.out(node, fixed=FIXED_OUT.get(("hard_sigmoid", dom)))])
     e.after()
@@ -326,13 +419,15 @@ assert set(OPS) == set(ir.OPS), "every IR op needs a TFLite mapping"
 # ---- the file -----------------------------------------------------------------------------------
 def to_bytes(graph: ir.Graph, *, quantize: str = "none", per_channel: bool = True,
              ranges: Mapping[str, tuple[float, float]] | None = None, state_bits: int = 8,
-             act_bits: int = 8, export_info: Mapping | None = None) -> tuple[bytes, dict]:
+             act_bits: int = 8, export_info: Mapping | None = None, compat: str = "litert",
+             io: str = "float") -> tuple[bytes, dict]:
     """The ``.tflite`` bytes of ``graph`` and a summary (ops, weight bytes, quantisation)."""
     if quantize not in QUANTIZE_MODES:
         raise ValueError(f"unknown quantize mode {quantize!r}; valid: {', '.join(QUANTIZE_MODES)}")
     if state_bits not in (8, 16) or act_bits not in (8, 16):
         raise ValueError("state_bits and act_bits must be 8 or 16")
-    em = Emitter(graph, quantize, per_channel, ranges, state_bits, act_bits)
+    check_target(quantize, compat, io)
+    em = Emitter(graph, quantize, per_channel, ranges, state_bits, act_bits, compat, io)
     w = em.emit()
     info = {"format": "tflite", "quantize": quantize,
             "weights": {"none": "float32", "dynamic": "int8 symmetric", "int8": "int8 symmetric"}[quantize],
@@ -344,7 +439,11 @@ def to_bytes(graph: ir.Graph, *, quantize: str = "none", per_channel: bool = Tru
         info["activations"] = ("int16" if act_bits == 16 else
                                "int8, cell-state path int16" if state_bits == 16 else "int8")
         info["activation_dtypes"] = sorted(set(em.plan.dtype.values()))
-        info["float_ops"] = "input normalisation (x*s + t) before the first QUANTIZE"
+        info["float_ops"] = ("none" if io == "int" else
+                             "input normalisation (x*s + t) before the first QUANTIZE")
+        info["io"] = io
+        if io == "int":
+            info["io_quantization"] = em.io_quantization()
     if quantize == "dynamic":
         info["activations"] = "float32"
     if export_info:
@@ -362,22 +461,27 @@ def to_bytes(graph: ir.Graph, *, quantize: str = "none", per_channel: bool = Tru
 
 def emit(graph: ir.Graph | str | os.PathLike, path: str | os.PathLike, *, quantize: str = "none",
          compat: str = "litert", ranges: Mapping[str, tuple[float, float]] | None = None,
-         state_bits: int = 8, act_bits: int = 8, export_info: Mapping | None = None) -> dict:
+         state_bits: int = 8, act_bits: int = 8, export_info: Mapping | None = None,
+         io: str = "float") -> dict:
     """Write ``graph`` (or the checkpoint at that path) to ``path`` as TFLite; returns the summary.
 
     ``compat="tflite-runtime"`` writes per-tensor weight scales for ``quantize="dynamic"`` (the old
     interpreter mis-computes per-channel hybrid FULLY_CONNECTED); LiteRT runs both.
+    ``compat="tflm"`` writes only ops TensorFlow Lite Micro has and refuses ``quantize="dynamic"``
+    (:class:`IncompatibleTarget`); ``io="int"`` (int8 only) gives the graph integer inputs and
+    outputs.
     """
-    if compat not in COMPAT:
-        raise ValueError(f"unknown compat target {compat!r}; valid: {', '.join(COMPAT)}")
+    check_target(quantize, compat, io)
     g = graph if isinstance(graph, ir.Graph) else ir.lower(
         graph, fold_normalization=(quantize == "none"))  # float: normalisation in the weights
     data, info = to_bytes(g, quantize=quantize, per_channel=(compat != "tflite-runtime"),
                           ranges=ranges, state_bits=state_bits, act_bits=act_bits,
-                          export_info={"compat": compat, **(export_info or {})})
+                          export_info={"compat": compat, **(export_info or {})}, compat=compat,
+                          io=io)
     write_bytes(path, data)
     info["file_bytes"] = len(data)
     return info
 
 
-__all__ = ["OPS", "Emitter", "to_bytes", "emit", "QUANTIZE_MODES", "COMPAT"]
+__all__ = ["OPS", "Emitter", "to_bytes", "emit", "check_target", "IncompatibleTarget",
+           "QUANTIZE_MODES", "COMPAT", "IO"]

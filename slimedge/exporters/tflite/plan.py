@@ -1,7 +1,9 @@
 """Int8 planning for TFLite: which IR values stay float, which are int8 or int16, and at which scale.
 
 The input normalisation (x·s + t) stays float; every other activation is int8 (``act_bits=16``:
-int16). ``state_bits=16`` puts the cell-state path — the values the lowering tags
+int16). With integer I/O (``integer_io``) nothing is float: the graph's int8 input is the
+normalised input itself (the emitter leaves the normalisation to whoever quantises x).
+``state_bits=16`` puts the cell-state path — the values the lowering tags
 (:meth:`slimedge.ir.Graph.cell_state_values`: c, its per-layer parts, f ⊙ c, i ⊙ c~, c', g(c'),
 c_next) — in int16. Scales come from calibration ranges; each state (h and c) shares one
 quantisation across its input, per-layer parts and output, because PACK needs its inputs at the
@@ -27,9 +29,10 @@ class Plan:
 
 
 def plan(g: ir.Graph, ranges: Mapping[str, tuple[float, float]], *, state_bits: int = 8,
-         act_bits: int = 8) -> Plan:
+         act_bits: int = 8, integer_io: bool = False) -> Plan:
     """The plan of ``g`` under calibration ``ranges`` (IR value -> (min, max))."""
-    float_values = {"x"} | {o for n in g.nodes if n.attrs.get("role") == "norm" for o in n.outputs}
+    norm = {"x"} | {o for n in g.nodes if n.attrs.get("role") == "norm" for o in n.outputs}
+    float_values = set() if integer_io else norm
     base = "int16" if act_bits == 16 else "int8"
     dtype = {v: base for v in g.shapes if v not in float_values}
     if state_bits == 16 and base == "int8":

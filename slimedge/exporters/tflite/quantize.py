@@ -6,7 +6,8 @@ float op), ``splits`` the model's data set, ``options`` a
 :class:`~slimedge.exporters.quantize.QuantizeOptions`; they return the export info the file's
 metadata records. The options that concern ONNX only (``per_channel``, ``scope``) are not used:
 TFLite weight scales are per channel where a row is long enough, unless ``compat`` is
-``"tflite-runtime"``.
+``"tflite-runtime"``. ``compat="tflm"`` (TensorFlow Lite Micro) refuses ``dynamic``: it has no
+hybrid kernel; ``io="int"`` gives an ``int8`` file integer inputs and outputs.
 
 ``int8`` calibrates on real rollouts of the training split (unless ``options.ranges`` is given)
 and, with a 16-bit cell-state path (``state_bits=16``) or 16-bit activations, widens the ranges of
@@ -21,7 +22,7 @@ from typing import Any, Mapping
 
 from ... import ir
 from ..calibration import calibrate
-from .emitter import emit
+from .emitter import check_target, emit
 
 STATE_HEADROOM = 4.0
 """int16 cell state: its calibrated range widened by this factor."""
@@ -31,6 +32,7 @@ def dynamic(graph: ir.Graph, path: str | os.PathLike, *, mode: str = "step", spl
             options: Any) -> dict:
     """Hybrid FULLY_CONNECTED: int8 weights, float activations (no data needed)."""
     _step_only(mode)
+    check_target("dynamic", options.compat, options.io)  # TFLite Micro: refused, before any work
     return emit(graph, path, quantize="dynamic", compat=options.compat)
 
 
@@ -38,6 +40,7 @@ def int8(graph: ir.Graph, path: str | os.PathLike, *, mode: str = "step", splits
          options: Any) -> dict:
     """Integer activations at calibrated scales; the cell-state path in int16 with ``state_bits=16``."""
     _step_only(mode)
+    check_target("int8", options.compat, options.io)
     samples = options.calibration_samples
     ranges = options.ranges
     calibration = None
@@ -51,7 +54,7 @@ def int8(graph: ir.Graph, path: str | os.PathLike, *, mode: str = "step", splits
     if options.state_bits == 16 or options.act_bits == 16:
         ranges = state_headroom(graph, ranges)
     return emit(graph, path, quantize="int8", compat=options.compat, ranges=ranges,
-                state_bits=options.state_bits, act_bits=options.act_bits,
+                state_bits=options.state_bits, act_bits=options.act_bits, io=options.io,
                 export_info={"calibration": calibration} if calibration else None)
 
 

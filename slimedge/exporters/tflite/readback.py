@@ -3,7 +3,8 @@
 :func:`read_metadata` walks the flatbuffer by hand (the few tables on the way to the Metadata
 entries), so the runtime's ``litert`` backend, the profiler and :mod:`slimedge.formats` read a
 model's config without importing an interpreter; :func:`read_config` is the format table's reader.
-:class:`Runner` (LiteRT, imported when one is made) runs a step graph for export validation.
+:class:`Runner` (LiteRT, imported when one is made) runs a step graph for export validation;
+:func:`runner` picks TensorFlow Lite Micro's interpreter instead for a file written for it.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from ...errors import ModelFileError
 from ...formats import METADATA_KEY
+from .qparams import from_tensor, input_normalization, to_tensor
 
 FILE_IDENTIFIER = b"TFL3"
 
@@ -138,6 +140,10 @@ class Runner:
         self.inp = {d["name"]: d for d in self.it.get_input_details()}
         self.out = {d["name"]: d for d in self.it.get_output_details()}
         self.batch = None
+        try:  # an integer-I/O file's x is normalised before quantising
+            self.normalization = input_normalization(read_config(path_or_bytes))
+        except ModelFileError:  # not a slimedge export: plain tensors
+            self.normalization = None
 
     def run(self, x, h, c) -> dict[str, np.ndarray]:
         b = x.shape[0]
@@ -146,14 +152,27 @@ class Runner:
                 self.it.resize_tensor_input(self.inp[name]["index"], a.shape)
             self.it.allocate_tensors()
             self.batch = b
-        for name, a in (("x", x), ("h", h), ("c", c)):
-            self.it.set_tensor(self.inp[name]["index"], np.ascontiguousarray(a, np.float32))
+        for name, a in (("x", x), ("h", h), ("c", c)):  # integer I/O: converted here
+            q = to_tensor(self.inp[name], self.normalization if name == "x" else None)
+            a = np.asarray(a, np.float32)
+            self.it.set_tensor(self.inp[name]["index"], np.ascontiguousarray(a if q is None else q(a)))
         self.it.invoke()
-        return {k: self.it.get_tensor(d["index"]).copy() for k, d in self.out.items()}
+        out = {}
+        for k, d in self.out.items():
+            dq = from_tensor(d)
+            t = self.it.get_tensor(d["index"])
+            out[k] = t.copy() if dq is None else dq(t)
+        return out
 
 
 def runner(path: str | os.PathLike, *, threads: int = 1):
-    """A function running the file on LiteRT: feeds (x, h, c) -> outputs by name."""
+    """A function running the file: feeds (x, h, c) -> outputs by name. On LiteRT, or on TensorFlow
+    Lite Micro's own interpreter when the file was written for it (``export.compat`` "tflm";
+    the function's ``measured`` then holds TFLM's tensor-arena bytes, see :mod:`.micro`)."""
+    if (read_config(path).get("export") or {}).get("compat") == "tflm":
+        from .micro import runner as micro_runner
+
+        return micro_runner(path)
     r = Runner(path, threads=threads)
     return lambda feeds: r.run(feeds["x"], feeds["h"], feeds["c"])
 

@@ -133,6 +133,12 @@ def _dequantize(i, o, opts) -> int:
     return 1
 
 
+def _maximum_minimum(i, o, opts) -> int:  # broadcasting beyond 4-D (3) never written here
+    if i[0].type == "INT16" and o[0].type == "INT16":
+        return 4
+    return 2 if i[0].type == "INT8" else 1
+
+
 RULES: dict[str, Callable[[Sequence[Operand], Sequence[Operand], Any], int]] = {
     "FULLY_CONNECTED": _fully_connected,
     "MUL": _mul,
@@ -146,6 +152,8 @@ RULES: dict[str, Callable[[Sequence[Operand], Sequence[Operand], Any], int]] = {
     "PACK": _pack,
     "QUANTIZE": _quantize,
     "DEQUANTIZE": _dequantize,
+    "MINIMUM": _maximum_minimum,  # TFLite Micro's hard sigmoid (float)
+    "MAXIMUM": _maximum_minimum,
 }
 """op code -> its version rule. Ops without a rule here (RESHAPE, RELU_0_TO_1) are version 1 in
 every form slimedge writes them (op_version.cc's default case)."""

@@ -1,0 +1,239 @@
+"""TensorFlow Lite Micro: a .tflite step graph in TFLM's own interpreter, and its tensor arena.
+
+TFLite Micro (the ``tflite-micro`` package: ``tflite_micro.python.tflite_micro.runtime``, the
+reference kernels a microcontroller build runs) is what a file exported with ``compat="tflm"`` is
+validated on, and what the runtime's ``tflm`` backend steps. What it does differently from LiteRT,
+and how this module deals with it:
+
+* **Fixed shapes.** Nothing is resized: the batch dimension is the file's stored 1. The step
+  graph keeps no state inside (h and c are inputs and outputs), so one interpreter steps a batch
+  one row at a time, as a device steps its one stream.
+* **The arena** is fixed when the interpreter is made. One far too small for the model crashes the
+  process instead of raising, so the interpreter gets a generous one (:func:`arena_for`), and
+  :meth:`MicroInterpreter.arena` measures two figures. ``arena_used_bytes``: what the model holds
+  once allocated, TFLM's RecordingMicroAllocator's "Arena allocation total" (printed by
+  ``print_allocations``). ``arena_bytes``: the smallest arena (to 16 bytes) TFLM allocates the
+  model in, which a device must reserve: allocation also needs scratch space for the memory
+  planner, so it is larger (the shipped int8 file: 4,928 bytes held, 6,128 needed; with 4,928
+  TFLM fails, "Too many buffers"). Found by bisection from the used total upwards, where a
+  failing allocation raises (only far smaller arenas crash). Both are the host build's (64-bit
+  pointers); a 32-bit microcontroller's structs are smaller, so it needs somewhat less.
+* **Errors** (an op without a kernel, a hybrid FULLY_CONNECTED) are printed by TFLM on stderr and
+  raised as a bare RuntimeError; that text is captured and becomes a ModelFileError naming the
+  file.
+* **Integer I/O** (``io="int"`` exports): inputs are quantised and outputs dequantised here, at
+  the boundary, with each tensor's own scale and zero point (x normalised first, as the file's
+  metadata says), so callers still pass float32.
+
+Not thread-safe (one TFLM interpreter): callers that share one lock around :meth:`run`.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import sys
+import tempfile
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from ...errors import MissingDependency, ModelFileError
+from .qparams import from_tensor, input_normalization, to_tensor
+from .readback import read_config
+
+PACKAGE = "tflite_micro"
+INTERPRETER = "tflite-micro"  # the name export results and the runtime report
+INPUTS, OUTPUTS = ("x", "h", "c"), ("y", "h_next", "c_next")
+_ARENA_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
+ARENA_STEP = 16  # the arena is measured to this many bytes (TFLM aligns its buffers to 16)
+_STDERR_LOCK = threading.Lock()
+
+
+def available() -> bool:
+    """Is tflite-micro installed (checked without importing it)."""
+    return importlib.util.find_spec(PACKAGE) is not None
+
+
+def _runtime():
+    try:
+        from tflite_micro.python.tflite_micro import runtime
+    except ImportError:
+        raise MissingDependency("running a TensorFlow Lite Micro file needs tflite-micro: pip "
+                                "install tflite-micro (or 'slimedge[tflm]')") from None
+    return runtime
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as _version
+
+    try:
+        return _version("tflite-micro")
+    except PackageNotFoundError:
+        return "?"
+
+
+def arena_for(content: bytes) -> int:
+    """The arena an interpreter is made with: far more than any step graph needs (10x the file,
+    tflite-micro's own default, plus 16 KiB), because too small an arena crashes the process."""
+    return 10 * len(content) + 16 * 1024
+
+
+@contextmanager
+def captured_stderr() -> Iterator[list[str]]:
+    """What native code writes to file descriptor 2 inside the block, appended to the yielded list
+    when it ends (TFLM prints its errors and allocations there). Serialised by a lock; another
+    thread's stderr output in that window lands in the capture."""
+    out: list[str] = []
+    with _STDERR_LOCK, tempfile.TemporaryFile() as f:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(f.fileno(), 2)
+        try:
+            yield out
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            f.seek(0)
+            out.append(f.read().decode("utf-8", errors="replace"))
+
+
+class MicroInterpreter:
+    """One TFLM interpreter of a slimedge step graph: float32 (x, h, c) in, outputs out, any batch
+    (stepped a row at a time), integer I/O converted at the boundary."""
+
+    def __init__(self, content: bytes, where: str | os.PathLike = "TFLite model") -> None:
+        rt = _runtime()
+        self.where, self.content = str(where), bytes(content)
+        names = _io_names(rt, self.content, self.where)
+        config = read_config(self.content)
+        failed = None
+        with captured_stderr() as log:
+            try:
+                self.it = rt.Interpreter.from_bytes(self.content, arena_size=arena_for(self.content))
+            except (RuntimeError, ValueError) as e:
+                failed = e
+        if failed is not None:
+            why = "; ".join(dict.fromkeys(line.strip() for line in log[0].splitlines()
+                                          if line.strip())) or str(failed)
+            export = config.get("export") or {}
+            hint = "" if export.get("compat") == "tflm" else (
+                "; a dynamic (hybrid) file has no TFLite Micro kernels: export --quantize int8 or "
+                "float with --compat tflm" if export.get("quantize") == "dynamic" else
+                f"; it was written for {export.get('compat', 'litert')}: export it with "
+                f"compat='tflm' (--compat tflm) for TensorFlow Lite Micro")
+            raise ModelFileError(f"{self.where}: TensorFlow Lite Micro cannot run it: {why}{hint}")
+        # by name: the graph's own order of x, h, c and y, h_next, c_next
+        self._in = [names[0].index(k) for k in INPUTS]
+        self._out = [names[1].index(k) for k in OUTPUTS]
+        self.inputs = [self.it.get_input_details(k) for k in self._in]
+        self.outputs = [self.it.get_output_details(k) for k in self._out]
+        norm = input_normalization(config)  # integer x: normalised first
+        self._to_int = [to_tensor(d, norm if k == "x" else None)
+                        for k, d in zip(INPUTS, self.inputs)]
+        self._to_float = [from_tensor(d) for d in self.outputs]
+        self._arena = None
+
+    @property
+    def integer_io(self) -> bool:
+        return any(q is not None for q in self._to_int + self._to_float)
+
+    def arena(self) -> dict:
+        """``{"arena_bytes": the smallest arena TFLM allocates this file in, "arena_used_bytes":
+        what it holds once allocated}`` (see the module's docstring); measured once."""
+        if self._arena is None:
+            rt = _runtime()
+            with captured_stderr() as log:
+                self.it.print_allocations()
+            found = _ARENA_TOTAL.search(log[0])
+            with captured_stderr():  # what the failing allocations print
+                self._arena = {"arena_bytes": None, "arena_used_bytes": None}
+                if found:
+                    used = int(found.group(1))
+                    self._arena = {"arena_bytes": _smallest_arena(rt, self.content, used),
+                                   "arena_used_bytes": used}
+        return dict(self._arena)
+
+    def run_into(self, x: np.ndarray, h: np.ndarray, c: np.ndarray, y: np.ndarray,
+                 h_next: np.ndarray, c_next: np.ndarray) -> None:
+        """One step of every row: x (B, m), h and c (layers, B, n) -> the output arrays."""
+        it = self.it
+        ix, ih, ic = self._in
+        oy, oh, oc = self._out
+        qx, qh, qc = self._to_int
+        dy, dh, dc = self._to_float
+        for b in range(x.shape[0]):
+            it.set_input(_cast(x[b:b + 1], qx), ix)
+            it.set_input(_cast(h[:, b:b + 1], qh), ih)
+            it.set_input(_cast(c[:, b:b + 1], qc), ic)
+            it.invoke()
+            y[b:b + 1] = _back(it.get_output(oy), dy)
+            h_next[:, b:b + 1] = _back(it.get_output(oh), dh)
+            c_next[:, b:b + 1] = _back(it.get_output(oc), dc)
+
+    def run(self, x, h, c) -> dict[str, np.ndarray]:
+        """Outputs by name for float inputs of any batch."""
+        x, h, c = (np.asarray(a, np.float32) for a in (x, h, c))
+        k = int(self.outputs[0]["shape"][-1])
+        out = {"y": np.empty((x.shape[0], k), np.float32), "h_next": np.empty_like(h),
+               "c_next": np.empty_like(c)}
+        self.run_into(x, h, c, out["y"], out["h_next"], out["c_next"])
+        return out
+
+
+def _smallest_arena(rt, content: bytes, used: int) -> int:
+    """Bisection over ``used + k * ARENA_STEP`` up to :func:`arena_for` (which allocates)."""
+    def allocates(size: int) -> bool:
+        try:
+            rt.Interpreter.from_bytes(content, arena_size=size)
+            return True
+        except (RuntimeError, ValueError):
+            return False
+    lo, hi = -1, max(0, -(-(arena_for(content) - used) // ARENA_STEP))  # lo fails, hi allocates
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if allocates(used + mid * ARENA_STEP) else (mid, hi)
+    return used + hi * ARENA_STEP
+
+
+def _io_names(rt, content: bytes, where: str) -> tuple[list[str], list[str]]:
+    """The names of the file's graph inputs and outputs, in order (TFLM addresses them by index)."""
+    try:
+        model = rt.convert_bytearray_to_object(bytearray(content))
+        sg = model.subgraphs[0]
+        name = lambda i: sg.tensors[int(i)].name.decode()  # noqa: E731
+        names = [name(i) for i in sg.inputs], [name(i) for i in sg.outputs]
+    except Exception as e:  # a damaged flatbuffer fails in many ways inside the generated code
+        raise ModelFileError(f"{where}: not a readable TFLite model ({type(e).__name__}: {e})") from None
+    if sorted(names[0]) != sorted(INPUTS) or sorted(names[1]) != sorted(OUTPUTS):
+        raise ModelFileError(f"{where}: graph inputs {names[0]} and outputs {names[1]}, expected "
+                             f"{list(INPUTS)} and {list(OUTPUTS)} (a slimedge step graph)")
+    return names
+
+
+def _cast(a: np.ndarray, q) -> np.ndarray:
+    return np.ascontiguousarray(a, np.float32) if q is None else np.ascontiguousarray(q(a))
+
+
+def _back(a: np.ndarray, dq) -> np.ndarray:
+    return a if dq is None else dq(a)
+
+
+def runner(path: str | os.PathLike) -> Callable[[dict], dict]:
+    """The format table's runner for a TFLM file: feeds (x, h, c) -> outputs by name, run on TFLite
+    Micro; the function's ``measured`` holds the interpreter and its tensor-arena figures."""
+    mi = MicroInterpreter(Path(path).read_bytes(), path)
+
+    def run(feeds: dict) -> dict:
+        return mi.run(feeds["x"], feeds["h"], feeds["c"])
+    run.measured = {"interpreter": f"{INTERPRETER} {version()}", **mi.arena(),
+                    "integer_io": mi.integer_io}
+    return run
+
+
+__all__ = ["MicroInterpreter", "runner", "available", "arena_for", "captured_stderr", "version",
+           "ARENA_STEP", "INTERPRETER"]
