@@ -19,5 +19,5 @@ def from_checkpoint(ckpt):
     return MODEL_KINDS[ckpt.kind].from_checkpoint(ckpt)
 
 
-__all__ = ["SlimLSTMCell", "SlimLSTM", "SequenceClassifier", "hard_sigmoid", "GATE_ACTIVATIONS", "ACTIVATIONS", "INITS",
-           "MODEL_KINDS", "from_checkpoint"]
+__all__ = ["SlimLSTMCell", "SlimLSTM", "SequenceClassifier", "hard_sigmoid", "GATE_ACTIVATIONS",
+           "ACTIVATIONS", "INITS", "MODEL_KINDS", "from_checkpoint"]

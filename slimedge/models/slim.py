@@ -15,6 +15,7 @@ the recurrent terms run per step.
 from __future__ import annotations
 
 import math
+import os
 from typing import Mapping
 
 import torch
@@ -22,8 +23,10 @@ from torch import nn
 
 from .. import variants as _variants
 from ..variants import ACTIVATIONS, GATE_ACTIVATIONS, TERMS, VariantSpec
+from . import fused_cpu
 
 INITS = ("pytorch", "paper")
+IMPLS = ("auto", "fused", "reference")  # how SlimLSTM runs its time loop
 
 
 def hard_sigmoid(z: torch.Tensor) -> torch.Tensor:
@@ -211,6 +214,33 @@ class SlimLSTMCell(nn.Module):
         return self.recurrent_step(self.input_part(x), h, c)
 
 
+def _reference_layer(cell: SlimLSTMCell, xs: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
+                     mask: torch.Tensor | None):
+    """One layer stepped under autograd (the reference loop): xs (T, B, m) -> (out, h_T, c_T)."""
+    # one matrix product for all T steps, unbound once: indexing xpart[t] instead would make
+    # every step's backward allocate and add a zero tensor of the whole sequence
+    outs = []
+    for xt in cell.input_part(xs).unbind(0):
+        h_new, c_new = cell.recurrent_step(xt, h, c)
+        if mask is not None:
+            m = mask[len(outs)]
+            h_new, c_new = torch.where(m, h_new, h), torch.where(m, c_new, c)
+            outs.append(h_new * m)
+        else:
+            outs.append(h_new)
+        h, c = h_new, c_new
+    return torch.stack(outs), h, c
+
+
+def fused_triton_usable(cell: SlimLSTMCell) -> bool:
+    """Whether the Triton engine serves this cell's structure here (triton installed, no U term)."""
+    try:
+        from . import fused_triton
+    except ImportError:
+        return False
+    return fused_triton.supports(cell.spec)
+
+
 def _runs(learned: tuple[str, ...], slots_of: Mapping[str, tuple[str, ...]],
           terms: tuple[str, str]) -> list[tuple]:
     """The learned slots as runs of one source: the first of ``terms`` a slot has, in packed
@@ -260,14 +290,23 @@ class SlimLSTM(nn.Module):
     state and (h_n, c_n) are (num_layers, batch, n). ``lengths`` (batch,) marks the valid steps of
     padded sequences: past its length a sequence's state is carried unchanged and its output is 0,
     so padding cannot change results. ``.cells`` holds one :class:`SlimLSTMCell` per layer.
+
+    ``impl`` chooses how the time loop runs (the results are the same): ``"fused"`` runs each
+    layer's whole loop in one autograd function with a hand-written backward (``fused_cpu``; on a
+    CUDA device, element-wise recurrences run as one Triton kernel per sequence where triton is
+    installed), ``"reference"`` steps :meth:`SlimLSTMCell.recurrent_step` under autograd, and
+    ``"auto"`` (default) takes ``$SLIMEDGE_RECURRENCE`` (``fused`` or ``reference``) when set,
+    else the fused loop, except while tracing or compiling and where the fused loop cannot serve:
+    double backward and forward-mode AD need ``impl="reference"``.
     """
 
     def __init__(self, variant: str | VariantSpec, input_size: int, hidden_size: int,
                  num_layers: int = 1, batch_first: bool = True, dropout: float = 0.0, *,
                  gate_activation: str = "sigmoid", activation: str = "tanh",
                  constants: Mapping[str, float] | None = None, init: str = "pytorch",
-                 input_only_cell: bool = False) -> None:
+                 input_only_cell: bool = False, impl: str = "auto") -> None:
         super().__init__()
+        self.impl = _check_choice("impl", impl, IMPLS)
         if int(num_layers) < 1:
             raise ValueError(f"num_layers must be at least 1, got {num_layers}")
         if not 0.0 <= float(dropout) < 1.0:
@@ -337,7 +376,7 @@ class SlimLSTM(nn.Module):
         unbatched = x.dim() == 2
         xs = x.unsqueeze(1) if unbatched else (x.transpose(0, 1) if self.batch_first else x)
         T, B = xs.shape[0], xs.shape[1]
-        want = (self.num_layers, B, self.hidden_size) if not unbatched else (self.num_layers, self.hidden_size)
+        want = (self.num_layers, self.hidden_size) if unbatched else (self.num_layers, B, self.hidden_size)
         if state is None:
             h0 = c0 = xs.new_zeros(self.num_layers, B, self.hidden_size)
         else:
@@ -356,30 +395,38 @@ class SlimLSTM(nn.Module):
                 raise ValueError(f"{name}: lengths must lie in [1, {T}], got "
                                  f"[{int(lengths.min())}, {int(lengths.max())}]")
             mask = (torch.arange(T, device=xs.device).unsqueeze(1) < lengths.unsqueeze(0)).unsqueeze(-1)
+        engine = self._engine(xs)
         hs, cs, layer_in = [], [], xs
         for k, cell in enumerate(self.cells):
             if k > 0 and self.dropout > 0 and self.training:
                 layer_in = nn.functional.dropout(layer_in, self.dropout, True)
-            # one matrix product for all T steps, unbound once: indexing xpart[t] instead would
-            # make every step's backward allocate and add a zero tensor of the whole sequence
-            xsteps = cell.input_part(layer_in).unbind(0)
-            h, c, outs = h0[k], c0[k], []
-            for t in range(T):
-                h_new, c_new = cell.recurrent_step(xsteps[t], h, c)
-                if mask is not None:
-                    h_new = torch.where(mask[t], h_new, h)
-                    c_new = torch.where(mask[t], c_new, c)
-                    outs.append(h_new * mask[t])
-                else:
-                    outs.append(h_new)
-                h, c = h_new, c_new
-            layer_in = torch.stack(outs)
+            if engine is None:
+                layer_in, h, c = _reference_layer(cell, layer_in, h0[k], c0[k], mask)
+            else:
+                layer_in, h, c = fused_cpu.run_layer(cell, layer_in, h0[k], c0[k], mask, engine)
             hs.append(h)
             cs.append(c)
         out, h_n, c_n = layer_in, torch.stack(hs), torch.stack(cs)
         if unbatched:
             return out.squeeze(1), (h_n.squeeze(1), c_n.squeeze(1))
         return (out.transpose(0, 1) if self.batch_first else out), (h_n, c_n)
+
+    def _engine(self, xs: torch.Tensor) -> str | None:
+        """The fused loop's engine for this call (``"torch"`` or ``"triton"``), or None for the
+        reference loop (see the class docstring)."""
+        impl = self.impl
+        if impl == "auto":
+            impl = os.environ.get("SLIMEDGE_RECURRENCE", "").strip().lower() or "fused"
+            if impl not in ("fused", "reference"):
+                raise ValueError(f"$SLIMEDGE_RECURRENCE must be fused or reference, got {impl!r}")
+            if torch.jit.is_tracing() or torch.compiler.is_compiling() or \
+                    torch.onnx.is_in_onnx_export():
+                impl = "reference"
+        if impl == "reference":
+            return None
+        if xs.is_cuda and fused_triton_usable(self.cells[0]):
+            return "triton"
+        return "torch"
 
     def step(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -416,4 +463,5 @@ class SlimLSTM(nn.Module):
         return model
 
 
-__all__ = ["SlimLSTMCell", "SlimLSTM", "hard_sigmoid", "GATE_ACTIVATIONS", "ACTIVATIONS", "INITS"]
+__all__ = ["SlimLSTMCell", "SlimLSTM", "hard_sigmoid", "GATE_ACTIVATIONS", "ACTIVATIONS", "INITS",
+           "IMPLS"]
