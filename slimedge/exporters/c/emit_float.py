@@ -65,6 +65,7 @@ class _Row:
         self.tmp = 0
         self.weight_bytes = 0
         self.weight_error: dict[str, float] = {}
+        self.scratch_bytes = 0  # the row function's arrays on the stack
 
     # ---- names ------------------------------------------------------------------------------
     def local(self, value: str, size: int) -> str:
@@ -72,6 +73,7 @@ class _Row:
         self.tmp += 1
         self.lines.append(f"    float {name}[{size}]; /* {value} */")
         self.expr[value] = name
+        self.scratch_bytes += 4 * size
         return name
 
     def size(self, value: str) -> int:
@@ -141,6 +143,7 @@ class _Row:
         L.append(f"        const float s = amax > 0.0f ? amax / {activation_bound(n_in)}.0f : 1.0f;")
         L.append("        const float inv = 1.0f / s;")
         L.append(f"        int16_t aq[{n_in}];")
+        self.scratch_bytes += 2 * n_in
         L.append(f"        for (int j = 0; j < {n_in}; j++) {{")
         L.append(f"            const float v = {ae}[j] * inv;")
         L.append("            aq[j] = (int16_t)(v < 0.0f ? v - 0.5f : v + 0.5f);")
@@ -273,7 +276,8 @@ def generate(graph: ir.Graph, prefix: str, *, header: str, weights: str = "float
     row.emit()
     quantize = "none" if weights == "float" else "dynamic"
     info = {"weights": "float32" if weights == "float" else "int8 symmetric, one scale per row",
-            "activations": "float32", "weight_bytes": row.weight_bytes, "arithmetic": LAYOUT[weights]}
+            "activations": "float32", "weight_bytes": row.weight_bytes, "arithmetic": LAYOUT[weights],
+            "stack_bytes": row.scratch_bytes}
     if weights == "int8":
         info["max_abs_weight_error"] = max(row.weight_error.values(), default=0.0)
     info["weights_sha256"] = src.digest(row.arrays)

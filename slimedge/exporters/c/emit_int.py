@@ -71,6 +71,7 @@ def i16(scale: float) -> Rep:
     return Rep("int16_t", float(scale), -fx.Q15_MAX, fx.Q15_MAX, 15)
 
 
+BYTES = {"int8_t": 1, "int16_t": 2, "int32_t": 4}
 Q15 = i16(2.0 ** -fx.GATE_FRAC_BITS)
 Z = Rep("int32_t", 2.0 ** -fx.Z_FRAC_BITS, -fx.Z_LIMIT, fx.Z_LIMIT, 30)
 
@@ -92,7 +93,7 @@ class _IntRow:
         self.rep: dict[str, Rep] = {xin: i8(s_x)}
         self.helpers: set[str] = set()
         self.tmp = self.narr = 0
-        self.weight_bytes = 0
+        self.weight_bytes = self.scratch_bytes = 0
         self.target: dict[str, Rep] = {}
         prod = graph.producers()
         h_new, c_new = prod["h_next"].inputs, prod["c_next"].inputs
@@ -112,13 +113,14 @@ class _IntRow:
         self.tmp += 1
         self.lines.append(f"    {rep.ctype} {name}[{size}]; /* {value} */")
         self.expr[value], self.rep[value] = name, rep
+        self.scratch_bytes += BYTES[rep.ctype] * size
         return name
 
     def const(self, ctype: str, values: np.ndarray, comment: str) -> str:
         name = f"{self.p}_q{self.narr}"
         self.narr += 1
         self.arrays.append(src.array(ctype, name, values, comment=comment))
-        self.weight_bytes += values.size * {"int8_t": 1, "int16_t": 2, "int32_t": 4}[ctype]
+        self.weight_bytes += values.size * BYTES[ctype]
         return name
 
     def conv(self, e: str, frm: Rep, to: Rep) -> str:
@@ -166,6 +168,7 @@ class _IntRow:
         self.tmp += 1
         size = self.size(value)
         self.lines.append(f"    int8_t {name}[{size}]; /* {value} as int8 */")
+        self.scratch_bytes += size
         self.lines.append(f"    for (int i = 0; i < {size}; i++) {name}[i] = {self.conv(a('i'), rep, to)};")
         return name, to
 
@@ -192,6 +195,7 @@ class _IntRow:
         P, L = self.p, self.lines
         L.append("    {")
         L.append(f"        int16_t a16[{n_in}];")
+        self.scratch_bytes += 2 * n_in
         L.append(f"        for (int j = 0; j < {n_in}; j++) a16[j] = {ae}[j];")
         L.append(f"        for (int i = 0; i < {n_out}; i++) {{")
         L.append(f"            const int8_t *w = {wq} + (size_t)i * {n_in};")
@@ -386,7 +390,8 @@ def generate(graph: ir.Graph, prefix: str, *, header: str, splits=None,
                                          f"sigmoid(z) = (1 + tanh(z/2))/2",
                                "max_abs_error": bounds},
             "calibration": calibration,
-            "weight_bytes": row.weight_bytes + fl.weight_bytes}
+            "weight_bytes": row.weight_bytes + fl.weight_bytes,
+            "stack_bytes": row.scratch_bytes}
     info["weights_sha256"] = src.digest(row.arrays + fl.arrays)
     meta = src.export_meta(graph, prefix, "int8", **info)
     c_text, h_text = files(graph, prefix, header, meta, row, fl, _helpers(prefix, row.helpers),
