@@ -1,0 +1,231 @@
+"""Triton engine for the fused SLIM loop: element-wise recurrences, one kernel for the whole sequence.
+
+For a variant without a full recurrent matrix U (LSTM10, LSTM11, LSTM_C6 and user-defined ones whose
+slots hold only W, u, b terms or constants), each program owns a block of (batch row, unit) pairs
+and runs every time step inside the kernel: the slots' pre-activations (W·x + b, one matrix product
+before the kernel) are read once per step and overwritten with their activations, h and c stay in
+registers, and S (h after each step), C (c before/after each step) and G = g(c) are written for the
+backward. The backward kernel walks the steps in reverse the same way and writes every slot's
+pre-activation gradient dZ; the parameter gradients are then the same products and sums as in
+``fused_cpu`` (one per term over all steps).
+
+It plugs into ``fused_cpu._FusedLayer`` as the engine ``"triton"`` (``fused_cpu.ENGINES``) with the
+torch engine's interface and the same slot order (:class:`fused_cpu.Plan`). ``SlimLSTM`` uses it on
+CUDA tensors where triton is installed and :func:`supports` the structure; variants with U use the
+torch engine there (one matrix product and a few element-wise launches per step). On the CPU the
+kernels run under Triton's interpreter (``TRITON_INTERPRET=1``), which is how the tests check them.
+Importing this module without triton raises ImportError.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ..variants import VariantSpec
+from . import fused_cpu
+
+_KIND = {"sigmoid": 0, "hard_sigmoid": 1, "tanh": 2, "relu": 3}
+BLOCK = 128
+
+
+def supports(spec: VariantSpec) -> bool:
+    """Whether the kernels serve this structure: no slot has a full recurrent matrix U."""
+    return not spec.slots_with("U")
+
+
+@triton.jit
+def _act(z, KIND: tl.constexpr):
+    if KIND == 0:
+        a = 1.0 / (1.0 + tl.exp(-z))
+    elif KIND == 1:
+        a = tl.minimum(tl.maximum(0.2 * z + 0.5, 0.0), 1.0)
+    elif KIND == 2:
+        a = 1.0 - 2.0 / (tl.exp(2.0 * z) + 1.0)
+    else:
+        a = tl.maximum(z, 0.0)
+    return a
+
+
+@triton.jit
+def _grad(a, KIND: tl.constexpr):
+    """act'(z) from a = act(z)."""
+    if KIND == 0:
+        d = a * (1.0 - a)
+    elif KIND == 1:
+        d = tl.where((a > 0.0) & (a < 1.0), 0.2, 0.0)
+    elif KIND == 2:
+        d = 1.0 - a * a
+    else:
+        d = tl.where(a > 0.0, 1.0, 0.0)
+    return d
+
+
+@triton.jit
+def _forward_kernel(A, UW, H0, C0, S, C, G, LEN, T, B, N,
+                    K: tl.constexpr, UA: tl.constexpr, UB: tl.constexpr,
+                    PI: tl.constexpr, PF: tl.constexpr, PO: tl.constexpr,
+                    CI: tl.constexpr, CF: tl.constexpr, CO: tl.constexpr,
+                    SIG: tl.constexpr, ACT: tl.constexpr, HAS_LEN: tl.constexpr,
+                    BLOCK: tl.constexpr):
+    e = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    ok = e < B * N
+    b = e // N
+    j = e % N
+    h = tl.load(H0 + e, mask=ok, other=0.0)
+    c = tl.load(C0 + e, mask=ok, other=0.0)
+    tl.store(C + e, c, mask=ok)
+    if HAS_LEN:
+        length = tl.load(LEN + b, mask=ok, other=0)
+    for t in range(T):
+        base = t * B * K * N + b * K * N + j
+        i = CI
+        f = CF
+        o = CO
+        for p in tl.static_range(K):
+            z = tl.load(A + base + p * N, mask=ok, other=0.0)
+            if p >= UA and p < UB:
+                z += tl.load(UW + (p - UA) * N + j, mask=ok, other=0.0) * h
+            if p == K - 1:
+                a = _act(z, ACT)
+                cc = a
+            else:
+                a = _act(z, SIG)
+            tl.store(A + base + p * N, a, mask=ok)
+            if p == PI:
+                i = a
+            if p == PF:
+                f = a
+            if p == PO:
+                o = a
+        c_new = f * c + i * cc
+        if HAS_LEN:
+            c_new = tl.where(t < length, c_new, c)
+        g = _act(c_new, ACT)
+        h_new = o * g
+        if HAS_LEN:
+            h_new = tl.where(t < length, h_new, h)
+        tl.store(C + (t + 1) * B * N + e, c_new, mask=ok)
+        tl.store(G + t * B * N + e, g, mask=ok)
+        tl.store(S + t * B * N + e, h_new, mask=ok)
+        h = h_new
+        c = c_new
+
+
+@triton.jit
+def _backward_kernel(A, UW, C, G, DOUT, DHT, DCT, DZ, DH0, DC0, LEN, T, B, N,
+                     K: tl.constexpr, UA: tl.constexpr, UB: tl.constexpr,
+                     PI: tl.constexpr, PF: tl.constexpr, PO: tl.constexpr,
+                     CI: tl.constexpr, CF: tl.constexpr, CO: tl.constexpr,
+                     SIG: tl.constexpr, ACT: tl.constexpr, HAS_LEN: tl.constexpr,
+                     HAS_DOUT: tl.constexpr, BLOCK: tl.constexpr):
+    e = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    ok = e < B * N
+    b = e // N
+    j = e % N
+    dh = tl.load(DHT + e, mask=ok, other=0.0)
+    dc = tl.load(DCT + e, mask=ok, other=0.0)
+    if HAS_LEN:
+        length = tl.load(LEN + b, mask=ok, other=0)
+    for tt in range(T):
+        t = T - 1 - tt
+        base = t * B * K * N + b * K * N + j
+        dS = dh
+        if HAS_DOUT:
+            d_out = tl.load(DOUT + t * B * N + e, mask=ok, other=0.0)
+            if HAS_LEN:
+                d_out = tl.where(t < length, d_out, 0.0)
+            dS = dS + d_out
+        dhn = dS
+        dcn = dc
+        if HAS_LEN:
+            live = t < length
+            dhn = tl.where(live, dS, 0.0)
+            dcn = tl.where(live, dc, 0.0)
+        g = tl.load(G + t * B * N + e, mask=ok, other=0.0)
+        c_prev = tl.load(C + t * B * N + e, mask=ok, other=0.0)
+        cc = tl.load(A + base + (K - 1) * N, mask=ok, other=0.0)
+        dG = dhn * CO
+        if PO >= 0:
+            a_o = tl.load(A + base + PO * N, mask=ok, other=0.0)
+            dG = dhn * a_o
+            tl.store(DZ + base + PO * N, dhn * g * _grad(a_o, SIG), mask=ok)
+        dcs = dcn + dG * _grad(g, ACT)
+        dcc = dcs * CI
+        if PI >= 0:
+            a_i = tl.load(A + base + PI * N, mask=ok, other=0.0)
+            dcc = dcs * a_i
+            tl.store(DZ + base + PI * N, dcs * cc * _grad(a_i, SIG), mask=ok)
+        dzc = dcc * _grad(cc, ACT)
+        tl.store(DZ + base + (K - 1) * N, dzc, mask=ok)
+        dc_new = dcs * CF
+        if PF >= 0:
+            a_f = tl.load(A + base + PF * N, mask=ok, other=0.0)
+            dc_new = dcs * a_f
+            tl.store(DZ + base + PF * N, dcs * c_prev * _grad(a_f, SIG), mask=ok)
+        dh_new = dhn * 0.0
+        for p in tl.static_range(K):
+            if p >= UA and p < UB:
+                if p == K - 1:
+                    dz = dzc
+                else:
+                    dz = tl.load(DZ + base + p * N, mask=ok, other=0.0)
+                dh_new += dz * tl.load(UW + (p - UA) * N + j, mask=ok, other=0.0)
+        if HAS_LEN:
+            dh_new += dS - dhn
+            dc_new += dc - dcn
+        dh = dh_new
+        dc = dc_new
+    tl.store(DH0 + e, dh, mask=ok)
+    tl.store(DC0 + e, dc, mask=ok)
+
+
+def _constants(p: fused_cpu.Plan) -> dict:
+    """The kernels' compile-time description of the slots (-1 / the constant for a fixed gate)."""
+    ur = p.span("u") or (0, 0)
+    pos = {g: p.gate[g] if isinstance(p.gate[g], int) else -1 for g in "ifo"}
+    const = {g: 0.0 if isinstance(p.gate[g], int) else float(p.gate[g]) for g in "ifo"}
+    return dict(K=p.k, UA=ur[0], UB=ur[1], PI=pos["i"], PF=pos["f"], PO=pos["o"], CI=const["i"],
+                CF=const["f"], CO=const["o"], SIG=_KIND[p.gate_activation], ACT=_KIND[p.activation])
+
+
+def _lengths(mask: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    # mask[t, b] is t < length[b], so the length is the count of its valid steps
+    return (mask.reshape(mask.shape[0], -1).sum(0).to(torch.int32) if mask is not None
+            else like.new_zeros(1, dtype=torch.int32))
+
+
+def triton_forward(p, A, Uf, uf, h0, c0, mask):
+    """The torch engine's :func:`fused_cpu.torch_forward`, as one kernel launch."""
+    if Uf is not None:
+        raise ValueError("the Triton engine serves element-wise recurrences only (no U term)")
+    T, B, k, n = A.shape
+    S = A.new_empty(T, B, n)
+    C = A.new_empty(T + 1, B, n)
+    G = A.new_empty(T, B, n)
+    grid = (triton.cdiv(B * n, BLOCK),)
+    _forward_kernel[grid](A, uf if uf is not None else A, h0.contiguous(), c0.contiguous(), S, C, G,
+                          _lengths(mask, A), T, B, n, HAS_LEN=mask is not None, BLOCK=BLOCK,
+                          **_constants(p))
+    return S, C, G
+
+
+def triton_backward(p, A, S, C, G, Uf, uf, h0, dout, dhT, dcT, mask):
+    """The torch engine's :func:`fused_cpu.torch_backward`, as one kernel launch."""
+    T, B, k, n = A.shape
+    dZ = A.new_empty(T, B, k, n)
+    dh0, dc0 = A.new_empty(B, n), A.new_empty(B, n)
+    zeros = A.new_zeros(B, n)
+    grid = (triton.cdiv(B * n, BLOCK),)
+    _backward_kernel[grid](A, uf if uf is not None else A, C, G,
+                           dout.contiguous() if dout is not None else A,
+                           dhT.contiguous() if dhT is not None else zeros,
+                           dcT.contiguous() if dcT is not None else zeros,
+                           dZ, dh0, dc0, _lengths(mask, A), T, B, n, HAS_LEN=mask is not None,
+                           HAS_DOUT=dout is not None, BLOCK=BLOCK, **_constants(p))
+    return dZ, dh0, dc0
+
+
+fused_cpu.ENGINES["triton"] = (triton_forward, triton_backward)
+
+__all__ = ["supports", "triton_forward", "triton_backward"]
