@@ -19,7 +19,7 @@ M, N, K = 4, 6, 3
 def model_files(tmp_path_factory):
     d = tmp_path_factory.mktemp("runcli")
     ckpt, w, extra = make_checkpoint(d / "m.safetensors", "LSTM5", M, N, 1, classes=K)
-    out = {s: export_file(ckpt, s) for s in (".safetensors", ".onnx", ".tflite")}
+    out = {s: export_file(ckpt, s) for s in dict.fromkeys(SUFFIX.values())}  # every backend's
     # a data set of 40 sequences labelled by the reference's prediction, 10 of them relabelled
     rng = seeded("cli-data")
     seqs = [rng.normal(size=(int(rng.integers(3, 12)), M)).astype(np.float32) for _ in range(40)]
