@@ -1,0 +1,396 @@
+"""Fused SLIM recurrence: one layer's whole time loop in one autograd function, hand-written backward.
+
+:func:`run_layer` computes what :class:`~slimedge.models.slim.SlimLSTM`'s reference loop computes
+for one layer, for any variant (any legal slot structure, catalogue or user-defined), both gate
+activations, every activation g, fixed constants and ``lengths`` masking, in float32 or float64:
+
+- the input part W·x + b of every slot is one matrix product over all T·B rows, and in the backward
+  dW, dx and db are one product (or sum) each over all time steps;
+- per step only the recurrence runs, as a few in-place tensor operations on the whole (batch, units)
+  plane: one ``addmm_`` for all the U·h terms, one ``addcmul_`` for all the u ⊙ h terms, one
+  activation call per kind; slots without a recurrent term are activated for the whole sequence
+  before the loop (and differentiated after it);
+- no autograd graph is built per step: the forward saves the activations, states and g(c), and the
+  backward walks the steps in reverse, then dU and du are one product (or sum) over all steps.
+
+To make every per-step range contiguous the function keeps the learned slots in its own order
+(:class:`Plan`): the gates without a recurrent term, then those with one grouped by U and u, the
+cell candidate last. The per-step loops are pluggable (:data:`ENGINES`): ``"torch"`` (this module;
+any device) and ``"triton"`` (``fused_triton``: element-wise recurrences, one kernel per sequence).
+
+Not covered (use ``SlimLSTM(..., impl="reference")``): double backward (``create_graph=True``
+through the layer) and forward-mode AD; tracing and ``torch.compile`` pick the reference
+automatically.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from ..variants import GATES, VariantSpec
+
+_aten = torch.ops.aten
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one layer's slots are laid out inside the fused function (see the module docstring)."""
+
+    n: int
+    order: tuple[str, ...]                 # the learned slots, the cell candidate last
+    src: dict                              # term -> packed index of each slot with it, in order
+    pos: dict                              # term -> function position of each slot with it
+    static: tuple[int, int]                # gates without U or u: activated outside the loop
+    dynamic: tuple[int, int]               # gates with U or u: activated per step
+    cell_static: bool                      # the cell candidate has no recurrent term
+    gate: dict                             # "i"/"f"/"o" -> position, or the fixed constant (float)
+    gate_activation: str
+    activation: str
+
+    @property
+    def k(self) -> int:
+        return len(self.order)
+
+    def span(self, term: str) -> tuple[int, int] | None:
+        """The contiguous positions of ``term``'s slots, or None when it has none/they are apart."""
+        p = self.pos[term]
+        return (p[0], p[-1] + 1) if p and p == tuple(range(p[0], p[-1] + 1)) else None
+
+
+def _contiguous(positions) -> bool:
+    p = sorted(positions)
+    return not p or p == list(range(p[0], p[-1] + 1))
+
+
+def make_plan(spec: VariantSpec, hidden_size: int, gate_activation: str, activation: str) -> Plan:
+    """The slot order for ``spec``: U, u, static and dynamic gate ranges contiguous (always
+    possible), then W and b contiguous and the packed order kept where that is possible too."""
+    gates = [s for s in spec.learned_slots if s != "c"]
+    kind = {s: "U" if spec.has(s, "U") else "u" if spec.has(s, "u") else "" for s in spec.learned_slots}
+    best = None
+    for perm in itertools.permutations(gates):
+        order = (*perm, "c")
+        where = {s: j for j, s in enumerate(order)}
+        groups = [[where[s] for s in order if kind[s] == t] for t in ("U", "u")]
+        static = [where[s] for s in perm if not kind[s]]
+        dynamic = [where[s] for s in perm if kind[s]]
+        if not all(_contiguous(g) for g in (*groups, static, dynamic)):
+            continue
+        soft = [_contiguous([where[s] for s in order if spec.has(s, t)]) for t in ("W", "b")]
+        score = (*soft, list(perm) == gates)
+        if best is None or score > best[0]:
+            best = (score, order, static, dynamic)
+    _, order, static, dynamic = best
+    src = {t: tuple(spec.slots_with(t).index(s) for s in order if spec.has(s, t)) for t in "WUub"}
+    pos = {t: tuple(j for j, s in enumerate(order) if spec.has(s, t)) for t in "WUub"}
+    span = lambda p: (min(p), max(p) + 1) if p else (0, 0)  # noqa: E731
+    gate = {g: order.index(g) if g in order else float(spec.slots[g].const) for g in GATES}
+    return Plan(int(hidden_size), order, src, pos, span(static), span(dynamic), not kind["c"],
+                gate, gate_activation, activation)
+
+
+# ---- activations in place, and their backward from the activation's output --------------------
+def _act_(name: str, z: torch.Tensor) -> None:
+    if name == "sigmoid":
+        z.sigmoid_()
+    elif name == "tanh":
+        z.tanh_()
+    elif name == "relu":
+        z.relu_()
+    else:  # hard_sigmoid: clip(0.2 z + 0.5, 0, 1)
+        z.mul_(0.2).add_(0.5).clamp_(0.0, 1.0)
+
+
+def _act(name: str, z: torch.Tensor, out: torch.Tensor) -> None:
+    if name == "tanh":
+        torch.tanh(z, out=out)
+    elif name == "sigmoid":
+        torch.sigmoid(z, out=out)
+    elif name == "relu":
+        torch.clamp_min(z, 0.0, out=out)
+    else:
+        out.copy_(z)
+        _act_(name, out)
+
+
+def _act_backward(name: str, grad: torch.Tensor, a: torch.Tensor, out: torch.Tensor | None = None
+                  ) -> torch.Tensor:
+    """grad ⊙ act'(z) from a = act(z); ``out`` may be ``grad`` itself (element-wise in place)."""
+    if name == "tanh":
+        fn, args = _aten.tanh_backward, ()
+    elif name == "sigmoid":
+        fn, args = _aten.sigmoid_backward, ()
+    elif name == "relu":
+        fn, args = _aten.threshold_backward, (0.0,)
+    else:  # hard_sigmoid: 0.2 where 0 < a < 1
+        fn, args = _aten.hardtanh_backward, (0.0, 1.0)
+    if out is None:
+        r = fn(grad, a, *args)
+    else:
+        r = fn.grad_input(grad, a, *args, grad_input=out)
+    return r.mul_(0.2) if name == "hard_sigmoid" else r
+
+
+# ---- the packed parameters in the function's slot order ------------------------------------------
+def _gather(p: torch.Tensor | None, idx: tuple[int, ...], rows: int) -> torch.Tensor | None:
+    """Packed W/U (k·n, cols) or u/b (k, n) in the function's order of ``idx``."""
+    if p is None:
+        return None
+    if idx == tuple(range(len(idx))):
+        return p
+    blocks = p.view(len(idx), rows, -1) if rows > 1 else p
+    return blocks[list(idx)].reshape(p.shape)
+
+
+def _scatter(g: torch.Tensor | None, idx: tuple[int, ...], rows: int) -> torch.Tensor | None:
+    """The inverse of :func:`_gather` for a gradient."""
+    if g is None or idx == tuple(range(len(idx))):
+        return g
+    out = torch.empty_like(g)
+    view = out.view(len(idx), rows, -1) if rows > 1 else out
+    view[list(idx)] = g.view(len(idx), rows, -1) if rows > 1 else g
+    return out
+
+
+def _input_part(p: Plan, x2d: torch.Tensor, Wf, bf) -> torch.Tensor:
+    """W·x + b of every slot for all rows: (TB, m) -> (TB, k, n), zero where a slot has neither."""
+    TB, k, n = x2d.shape[0], p.k, p.n
+    if len(p.pos["W"]) == k and len(p.pos["b"]) == k:
+        return torch.addmm(bf.reshape(-1), x2d, Wf.t()).view(TB, k, n)
+    Y = torch.mm(x2d, Wf.t()).view(TB, -1, n) if Wf is not None else None
+    out = x2d.new_empty(TB, k, n)
+    for j in range(k):
+        dst = out[:, j]
+        w = p.pos["W"].index(j) if j in p.pos["W"] else None
+        b = p.pos["b"].index(j) if j in p.pos["b"] else None
+        if w is not None and b is not None:
+            torch.add(Y[:, w], bf[b], out=dst)
+        elif w is not None:
+            dst.copy_(Y[:, w])
+        elif b is not None:
+            dst.copy_(bf[b].expand(TB, n))
+        else:
+            dst.zero_()
+    return out
+
+
+def _rows(t: torch.Tensor, positions: tuple[int, ...], span) -> torch.Tensor:
+    """(TB, k, n) -> the slots at ``positions`` as (TB, len·n), a view where they are contiguous."""
+    if span is not None:
+        return t[:, span[0]:span[1]].reshape(t.shape[0], -1)
+    return t[:, list(positions)].reshape(t.shape[0], -1)
+
+
+# ---- the torch engine: per-step tensor operations -----------------------------------------------
+def _gate(p: Plan, At: torch.Tensor, g: str):
+    j = p.gate[g]
+    return At[:, j] if isinstance(j, int) else j
+
+
+def torch_forward(p: Plan, A, Uf, uf, h0, c0, mask):
+    """The time loop. A (T, B, k, n) holds W·x + b and is activated in place; returns the states
+    S (T, B, n) (h after each step), C (T + 1, B, n) (c before/after each step) and G (T, B, n),
+    g(c) (an alias of S where h = g(c))."""
+    T, B, k, n = A.shape
+    act, sig = p.activation, p.gate_activation
+    s0, s1 = p.static
+    if s1 > s0:
+        _act_(sig, A[:, :, s0:s1])
+    if p.cell_static:
+        _act_(act, A[:, :, k - 1])
+    d0, d1 = p.dynamic
+    Ur, ur = p.span("U"), p.span("u")
+    UfT = Uf.t() if Uf is not None else None
+    S = A.new_empty(T, B, n)
+    C = A.new_empty(T + 1, B, n)
+    C[0] = c0
+    o = p.gate["o"]
+    G = S if (isinstance(o, float) and o == 1.0 and mask is None) else A.new_empty(T, B, n)
+    h = h0
+    for t in range(T):
+        At = A[t]
+        if Ur is not None:
+            At.view(B, k * n)[:, Ur[0] * n:Ur[1] * n].addmm_(h, UfT)
+        if ur is not None:
+            At[:, ur[0]:ur[1]].addcmul_(uf, h.unsqueeze(1))
+        if d1 > d0:
+            _act_(sig, At[:, d0:d1])
+        if not p.cell_static:
+            _act_(act, At[:, k - 1])
+        c, cn = C[t], C[t + 1]
+        f, i = _gate(p, At, "f"), _gate(p, At, "i")
+        if isinstance(f, torch.Tensor):
+            torch.mul(f, c, out=cn)
+        elif f == 0.0:
+            cn.zero_()
+        elif f == 1.0:
+            cn.copy_(c)
+        else:
+            torch.mul(c, f, out=cn)
+        if isinstance(i, torch.Tensor):
+            cn.addcmul_(i, At[:, k - 1])
+        else:
+            cn.add_(At[:, k - 1], alpha=i)
+        if mask is not None:  # past a sequence's end the state is carried (its h, c unused)
+            torch.where(mask[t], cn, c, out=cn)
+        _act(act, cn, G[t])
+        oo = _gate(p, At, "o")
+        if isinstance(oo, torch.Tensor):
+            torch.mul(oo, G[t], out=S[t])
+        elif G is not S:
+            torch.mul(G[t], oo, out=S[t])
+        if mask is not None:
+            torch.where(mask[t], S[t], h, out=S[t])
+        h = S[t]
+    return S, C, G
+
+
+def torch_backward(p: Plan, A, S, C, G, Uf, uf, h0, dout, dhT, dcT, mask):
+    """The reverse time loop: dZ (T, B, k, n), the gradient of every slot's pre-activation, and
+    the gradients of h0 and c0. ``dout`` is the gradient of the layer's outputs (or None)."""
+    T, B, k, n = A.shape
+    act, sig = p.activation, p.gate_activation
+    d0, d1 = p.dynamic
+    Ur, ur = p.span("U"), p.span("u")
+    dZ = A.new_empty(T, B, k, n)
+    dh = dhT.clone() if dhT is not None else A.new_zeros(B, n)
+    dc = dcT.clone() if dcT is not None else A.new_zeros(B, n)
+    mf = mask.to(A.dtype) if mask is not None else None
+    for t in range(T - 1, -1, -1):
+        At, dZt, Gt = A[t], dZ[t], G[t]
+        if mf is not None:  # where the sequence had ended, the gradient passes to the state before
+            m = mf[t]
+            dS = torch.addcmul(dh, dout[t], m) if dout is not None else dh
+            dhn = dS * m
+            dh_carry = dS.sub_(dhn)
+            dcn = dc * m
+            dc_carry = dc.sub_(dcn)
+        else:
+            dhn = dh.add_(dout[t]) if dout is not None else dh
+            dcn = dc
+        o = _gate(p, At, "o")
+        if isinstance(o, torch.Tensor):
+            torch.mul(dhn, Gt, out=dZt[:, p.gate["o"]])
+            dG = dhn * o
+        else:
+            dG = dhn if o == 1.0 else dhn * o
+        dcs = _act_backward(act, dG, Gt).add_(dcn)
+        f, i = _gate(p, At, "f"), _gate(p, At, "i")
+        cc = At[:, k - 1]
+        if isinstance(f, torch.Tensor):
+            torch.mul(dcs, C[t], out=dZt[:, p.gate["f"]])
+        if isinstance(i, torch.Tensor):
+            torch.mul(dcs, cc, out=dZt[:, p.gate["i"]])
+            dcc = dcs * i
+        else:
+            dcc = dcs if i == 1.0 else dcs * i
+        if p.cell_static:
+            dZt[:, k - 1].copy_(dcc)
+        else:
+            _act_backward(act, dcc, cc, out=dZt[:, k - 1])
+        if d1 > d0:
+            _act_backward(sig, dZt[:, d0:d1], At[:, d0:d1], out=dZt[:, d0:d1])
+        if isinstance(f, torch.Tensor):
+            dc = dcs.mul_(f)
+        elif f == 0.0:
+            dc = dcs.zero_()
+        else:
+            dc = dcs if f == 1.0 else dcs.mul_(f)
+        dh = None
+        if Ur is not None:
+            dh = torch.mm(dZt.view(B, k * n)[:, Ur[0] * n:Ur[1] * n], Uf)
+        if ur is not None:
+            r = (dZt[:, ur[0]:ur[1]] * uf).sum(1)
+            dh = r if dh is None else dh.add_(r)
+        if dh is None:
+            dh = A.new_zeros(B, n)
+        if mf is not None:
+            dh.add_(dh_carry)
+            dc = dc.add_(dc_carry)
+    s0, s1 = p.static
+    if s1 > s0:
+        _act_backward(sig, dZ[:, :, s0:s1], A[:, :, s0:s1], out=dZ[:, :, s0:s1])
+    if p.cell_static:
+        _act_backward(act, dZ[:, :, k - 1], A[:, :, k - 1], out=dZ[:, :, k - 1])
+    return dZ, dh, dc
+
+
+ENGINES = {"torch": (torch_forward, torch_backward)}
+
+
+def engine(name: str):
+    if name not in ENGINES and name == "triton":
+        from . import fused_triton  # registers itself  # noqa: F401
+    return ENGINES[name]
+
+
+class _FusedLayer(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, h0, c0, W, U, u, b, mask, plan, engine_name):
+        T, B, m = x.shape
+        n, k = plan.n, plan.k
+        fwd, _ = engine(engine_name)
+        Wf, Uf = _gather(W, plan.src["W"], n), _gather(U, plan.src["U"], n)
+        uf, bf = _gather(u, plan.src["u"], 1), _gather(b, plan.src["b"], 1)
+        x2d = x.reshape(T * B, m)
+        with torch.no_grad():
+            A = _input_part(plan, x2d, Wf, bf).view(T, B, k, n)
+            S, C, G = fwd(plan, A, Uf, uf, h0, c0, mask)
+            out = S * mask if mask is not None else S
+            h_n = S[-1].clone()
+            c_n = C[-1].clone()
+        ctx.plan, ctx.engine_name = plan, engine_name
+        ctx.save_for_backward(x2d, h0, Wf, Uf, uf, A, S, C, G, mask, out)
+        ctx.set_materialize_grads(False)  # unused outputs (often all of them but h_n) cost nothing
+        return out, h_n, c_n
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout, dhT, dcT):
+        x2d, h0, Wf, Uf, uf, A, S, C, G, mask, _ = ctx.saved_tensors
+        p = ctx.plan
+        T, B, k, n = A.shape
+        _, bwd = engine(ctx.engine_name)
+        dZ, dh0, dc0 = bwd(p, A, S, C, G, Uf, uf, h0, dout, dhT, dcT, mask)
+        dZ2 = dZ.view(T * B, k, n)
+        need = ctx.needs_input_grad
+        dx = dW = dU = du = db = None
+        if Wf is not None:
+            dZW = _rows(dZ2, p.pos["W"], p.span("W"))
+            if need[3]:
+                dW = _scatter(torch.mm(dZW.t(), x2d), p.src["W"], n)
+            if need[0]:
+                dx = torch.mm(dZW, Wf).view(T, B, -1)
+        elif need[0]:
+            dx = x2d.new_zeros(T, B, x2d.shape[1])
+        if need[4] or need[5]:
+            hprev = torch.cat([h0.unsqueeze(0), S[:-1]]).view(T * B, n)
+            if Uf is not None and need[4]:
+                dU = _scatter(torch.mm(_rows(dZ2, p.pos["U"], p.span("U")).t(), hprev),
+                              p.src["U"], n)
+            if uf is not None and need[5]:
+                ur = p.span("u")
+                du = _scatter((dZ2[:, ur[0]:ur[1]] * hprev.unsqueeze(1)).sum(0), p.src["u"], 1)
+        if need[6]:
+            br = p.span("b")
+            dZb = dZ2[:, br[0]:br[1]] if br is not None else dZ2[:, list(p.pos["b"])]
+            db = _scatter(dZb.sum(0), p.src["b"], 1)
+        return dx, dh0, dc0, dW, dU, du, db, None, None, None
+
+
+def run_layer(cell, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
+              mask: torch.Tensor | None = None, engine_name: str = "torch"):
+    """One layer over a sequence: x (T, B, m), h0 and c0 (B, n), mask (T, B, 1) bool or None.
+    Returns (outputs (T, B, n), h_T, c_T) as the reference loop does (outputs 0 past each
+    sequence's end, the state carried)."""
+    plan = getattr(cell, "_fused_plan", None)
+    if plan is None:
+        plan = make_plan(cell.spec, cell.hidden_size, cell.gate_activation, cell.activation)
+        cell._fused_plan = plan
+    return _FusedLayer.apply(x, h0, c0, cell.W, cell.U, cell.u, cell.b, mask, plan, engine_name)
+
+
+__all__ = ["Plan", "make_plan", "run_layer", "torch_forward", "torch_backward", "ENGINES"]
