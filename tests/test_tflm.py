@@ -66,6 +66,18 @@ def test_every_variant_validates_on_tflm_or_is_refused(tmp_path, synthetic, vari
     assert not (tmp_path / "d.tflite").exists()
 
 
+def test_wide_two_layer_int8_with_per_channel_weights(tmp_path, synthetic):
+    """n = 128: U·h rows hold 128 weights, so they get per-channel scales; two layers, hard sigmoid."""
+    path, _, _ = make_checkpoint(tmp_path / "w.safetensors", "LSTM0", M, 128, 2, classes=K,
+                                 gate_activation="hard_sigmoid")
+    q = export(path, tmp_path / "w.tflite", format="tflite", quantize="int8", compat="tflm",
+               data=synthetic, accuracy_tolerance=1.0)
+    meta = tflite.read_config(q.path)["export"]
+    assert meta["per_channel"] and meta["compat"] == "tflm" and q.validation.passed
+    assert q.quantization["task"]["drift"]["argmax_agreement"] >= 0.8
+    assert q.target["arena_bytes"] > q.target["arena_used_bytes"] > 0
+
+
 def test_what_tflm_cannot_run_is_refused_with_its_reason(tmp_path):
     """LiteRT-compat files TFLM has no kernels for: the tflm backend refuses them naming the op and
     what to export instead; the format's runner validates such files on LiteRT, not TFLM."""
