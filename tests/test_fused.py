@@ -1,0 +1,176 @@
+"""The fused time loop (models/fused_cpu.py, models/fused_triton.py) against the reference loop:
+float64 gradcheck for every catalogue variant and a sample of user-defined structures, float32
+gradients at a real size, the Triton kernels through Triton's interpreter, and the dispatch."""
+import itertools
+import os
+import random
+
+import pytest
+import torch
+
+from slimedge import variants
+from slimedge.models import SlimLSTM, fused_cpu
+from slimedge.models.fused_cpu import _FusedLayer, make_plan
+
+# the structures of tests/test_user_variants.py: every non-empty set of terms, a gate also fixed
+FORMS = [w + r + b for w in ("", "W") for r in ("", "U", "u") for b in ("", "b")][1:]
+GATE_FORMS = FORMS + [0.5, 1.0, 0.0]
+ACTS = [("sigmoid", "tanh"), ("hard_sigmoid", "relu"), ("sigmoid", "sigmoid"), ("hard_sigmoid", "tanh")]
+
+
+def _structures(k, seed):
+    combos = [dict(i=i, f=f, o=o, c=c) for i, f, o, c in
+              itertools.product(GATE_FORMS, GATE_FORMS, GATE_FORMS, FORMS) if i != 0.0 and o != 0.0]
+    return random.Random(seed).sample(combos, k)
+
+
+USER = _structures(40, 15)
+
+
+def _layer_inputs(spec, acts, m=2, n=3, B=3, T=4, lengths=None, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    cell = SlimLSTM(spec, m, n, gate_activation=acts[0], activation=acts[1]).cells[0].to(dtype)
+    with torch.no_grad():
+        for prm in cell.parameters():
+            prm.copy_(torch.rand(prm.shape, generator=g, dtype=dtype) * 1.6 - 0.8)
+    rand = lambda *s: torch.randn(*s, generator=g, dtype=dtype).requires_grad_()  # noqa: E731
+    mask = None if lengths is None else \
+        (torch.arange(T)[:, None] < torch.tensor(lengths)[None]).unsqueeze(-1)
+    params = [None if prm is None else prm.detach().clone().requires_grad_()
+              for prm in (cell.W, cell.U, cell.u, cell.b)]
+    plan = make_plan(cell.spec, n, *acts)
+    return cell, [rand(T, B, m), rand(B, n), rand(B, n), *params], mask, plan
+
+
+def _gradcheck(spec, acts, lengths=None, seed=0):
+    _, inputs, mask, plan = _layer_inputs(spec, acts, lengths=lengths, seed=seed)
+
+    def f(*args):
+        return _FusedLayer.apply(*args, mask, plan, "torch")
+
+    # hard_sigmoid's and relu's kinks: finite differences there disagree with any derivative,
+    # and the random pre-activations can land within eps of them only with probability ~1e-6
+    assert torch.autograd.gradcheck(f, tuple(inputs), eps=1e-6, atol=1e-6, nondet_tol=0.0), spec
+
+
+@pytest.mark.parametrize("name", list(variants.VARIANTS))
+def test_gradcheck_every_catalogue_variant(name):
+    _gradcheck(variants.get(name), ACTS[0])
+    _gradcheck(variants.get(name), ACTS[list(variants.VARIANTS).index(name) % 3 + 1],
+               lengths=[4, 1, 2], seed=1)
+
+
+@pytest.mark.parametrize("k", range(0, len(USER), 10))
+def test_gradcheck_user_structures(k):
+    for j, slots in enumerate(USER[k:k + 10]):
+        spec = variants.define("Mine", **slots)
+        _gradcheck(spec, ACTS[j % 4], lengths=[4, 2, 3] if j % 2 else None, seed=k + j)
+
+
+def _train_grads(model, x, lengths, seed=0):
+    torch.manual_seed(seed)  # dropout between layers draws the same mask on either path
+    y, (h, c) = model(x, lengths=lengths)
+    w = torch.linspace(-1, 1, y.shape[-1])
+    loss = (y * w).mean() + h.square().mean() + 0.1 * c.mean()
+    return [y, h, c, *torch.autograd.grad(loss, [*model.parameters(), x])]
+
+
+@pytest.mark.parametrize("name", list(variants.VARIANTS))
+def test_float32_gradients_equal_reference_at_real_size(name):
+    """(T, B, m, n) = (28, 32, 28, 128), two layers with dropout, padded batch."""
+    torch.manual_seed(0)
+    ref = SlimLSTM(name, 28, 128, 2, dropout=0.2, impl="reference").train()
+    fused = SlimLSTM(name, 28, 128, 2, dropout=0.2, impl="fused").train()
+    fused.load_state_dict(ref.state_dict())
+    x = torch.randn(32, 28, 28).requires_grad_()
+    lengths = torch.randint(1, 29, (32,))
+    lengths[0] = 28
+    a, b = _train_grads(ref, x, lengths), _train_grads(fused, x, lengths)
+    for k, (p, q) in enumerate(zip(a, b)):
+        scale = float(p.abs().max()) + 1e-12
+        assert float((p - q).abs().max()) <= 2e-5 * scale, (name, k)
+    assert "_FusedLayerBackward" in _graph(b[0]) and "_FusedLayerBackward" not in _graph(a[0])
+
+
+def _graph(t) -> set[str]:
+    """The names of the autograd nodes behind ``t``."""
+    seen, todo = set(), [t.grad_fn]
+    while todo:
+        f = todo.pop()
+        if f is not None and f.name() not in seen:
+            seen.add(f.name())
+            todo += [g for g, _ in f.next_functions]
+    return seen
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_dispatch_env_and_tracing(monkeypatch):
+    model = SlimLSTM("LSTM6", 3, 4)
+    x = torch.randn(2, 5, 3, requires_grad=True)
+    assert "_FusedLayerBackward" in _graph(model(x)[0]) and model._engine(x) == "torch"
+    ref = SlimLSTM("LSTM6", 3, 4, impl="reference")
+    assert "_FusedLayerBackward" not in _graph(ref(x)[0]) and ref._engine(x) is None
+    monkeypatch.setenv("SLIMEDGE_RECURRENCE", "reference")
+    assert "_FusedLayerBackward" not in _graph(model(x)[0])
+    assert SlimLSTM("LSTM6", 3, 4, impl="fused")._engine(x) == "torch"  # explicit beats env
+    monkeypatch.setenv("SLIMEDGE_RECURRENCE", "quick")
+    with pytest.raises(ValueError, match="SLIMEDGE_RECURRENCE"):
+        model(x)
+    monkeypatch.delenv("SLIMEDGE_RECURRENCE")
+    with pytest.raises(ValueError, match="impl"):
+        SlimLSTM("LSTM6", 3, 4, impl="fast")
+    model.requires_grad_(False)
+    x = x.detach()
+    traced = torch.jit.trace(lambda t: model(t)[0], x, check_trace=False)
+    assert "FusedLayer" not in str(traced.graph)  # tracing records the reference ops
+    assert torch.allclose(traced(x), model(x)[0], atol=1e-6)
+
+
+def test_fused_training_is_deterministic():
+    def run():
+        torch.manual_seed(3)
+        model = SlimLSTM("LSTM11", 5, 16, 2, dropout=0.3)
+        opt = torch.optim.Adam(model.parameters(), 1e-2)
+        for _ in range(3):
+            y, _ = model(torch.randn(8, 12, 5), lengths=torch.randint(1, 13, (8,)))
+            opt.zero_grad()
+            y.square().mean().backward()
+            opt.step()
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    assert torch.equal(run(), run())
+
+
+# ---- the Triton kernels, on the CPU through Triton's interpreter ---------------------------------
+ELEMENTWISE = ["LSTM10", "LSTM11", "LSTM_C6"] + [
+    dict(i="Wu", f=0.0, o="b", c="u"), dict(i=1.0, f="Wub", o="W", c="Wb"),
+    dict(i="ub", f=0.25, o=0.5, c="Wu")]
+
+
+@pytest.mark.parametrize("which", range(len(ELEMENTWISE)))
+def test_triton_kernels_equal_torch_engine_in_interpreter(which):
+    pytest.importorskip("triton")
+    os.environ["TRITON_INTERPRET"] = "1"  # read when the kernels are defined: before the import
+    from slimedge.models import fused_triton
+
+    spec = ELEMENTWISE[which]
+    spec = variants.get(spec) if isinstance(spec, str) else variants.define("Mine", **spec)
+    assert fused_triton.supports(spec) and not fused_triton.supports(variants.get("LSTM5"))
+    for k, acts in enumerate(ACTS[:3]):
+        lengths = [5, 2, 4] if k != 1 else None
+        _, inputs, mask, plan = _layer_inputs(spec, acts, n=5, T=5, lengths=lengths, seed=k)
+        results = []
+        for engine in ("torch", "triton"):
+            out = _FusedLayer.apply(*inputs, mask, plan, engine)
+            loss = (out[0] * torch.linspace(-1, 1, 5, dtype=torch.float64)).sum() \
+                + out[1].square().sum() + 0.3 * out[2].sum()
+            grads = torch.autograd.grad(loss, [t for t in inputs if t is not None])
+            results.append([*out, *grads])
+        for j, (p, q) in enumerate(zip(*results)):
+            # the kernels' fixed constants (0.2 of hard_sigmoid, fixed gates) are float32
+            torch.testing.assert_close(q, p, atol=1e-6, rtol=1e-6, msg=f"{spec.name} {acts} {j}")
+    with pytest.raises(ValueError, match="element-wise"):
+        fused_triton.triton_forward(make_plan(variants.get("LSTM0"), 2, "sigmoid", "tanh"),
+                                    torch.zeros(1, 1, 4, 2), torch.zeros(8, 2), None,
+                                    torch.zeros(1, 2), torch.zeros(1, 2), None)
+    assert fused_cpu.ENGINES["triton"] == (fused_triton.triton_forward, fused_triton.triton_backward)
