@@ -1,0 +1,184 @@
+"""Training-step time of every SLIM variant against torch.nn.LSTM, measured in the same run.
+
+    python benchmarks/train_speed.py                        # the table in BENCHMARKS.md
+    python benchmarks/train_speed.py --shapes 28,128,28,128 --variants LSTM0,LSTM6 --rounds 5
+    python benchmarks/train_speed.py --reference            # also the reference (step) loop
+
+One training step = forward over a (batch, T, m) batch, a linear head (10 classes) on the top
+layer's last h, cross-entropy, backward, Adam. Each model gets the same random batch. Rounds are
+interleaved (every model once per round, torch.nn.LSTM included), so load drifting on a shared
+machine slows all alike; a model's time is the median over rounds after one warm-up round. The
+ratio is torch.nn.LSTM's step time over the variant's: above 1 is faster than torch.nn.LSTM.
+Results go to ``benchmarks/results/train_speed.json`` and the "## Training speed" section of
+``BENCHMARKS.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from slimedge._report import describe, machine, update_markdown_section  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "train_speed.json"
+BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+SECTION = "## Training speed"
+SHAPES = [(28, 128, 28, 128), (784, 128, 1, 128), (100, 64, 64, 512)]
+ROUNDS = {0: 9, 1: 3, 2: 3}  # per shape index: fewer rounds for the big shapes
+TORCH_LSTM = "torch.nn.LSTM"
+# issue 15's CPU targets at (28, 128, 28, 128): torch.nn.LSTM's step time over the variant's
+TARGETS = {"LSTM0": 0.9, "LSTM6": 3.0, "LSTM10": 6.0, "LSTM11": 6.0, "LSTM_C6": 6.0}
+
+
+def _step_fn(model, x, y):
+    import torch
+    import torch.nn.functional as F
+
+    head = torch.nn.Linear(model.hidden_size, 10)
+    opt = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=1e-3)
+
+    def step():
+        _, (h, _) = model(x)
+        loss = F.cross_entropy(head(h[-1]), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def measure(shape, names, rounds, reference=False, seed=0) -> dict:
+    import torch
+
+    from slimedge.models import SlimLSTM
+
+    T, B, m, n = shape
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, T, m, generator=g)
+    y = torch.randint(0, 10, (B,), generator=g)
+    torch.manual_seed(seed)
+    steps = {TORCH_LSTM: _step_fn(torch.nn.LSTM(m, n, batch_first=True), x, y)}
+    for name in names:
+        steps[name] = _step_fn(SlimLSTM(name, m, n), x, y)
+        if reference:
+            steps[f"{name} (reference)"] = _step_fn(SlimLSTM(name, m, n, impl="reference"), x, y)
+    times = {k: [] for k in steps}
+    for r in range(rounds + 1):
+        for k, step in steps.items():
+            t0 = time.perf_counter()
+            step()
+            if r:  # round 0 warms up
+                times[k].append(time.perf_counter() - t0)
+    base = statistics.median(times[TORCH_LSTM])
+    rows = {k: {"ms": 1e3 * statistics.median(v), "ratio": base / statistics.median(v),
+                "ms_all": [round(1e3 * t, 3) for t in v]} for k, v in times.items()}
+    return {"T": T, "batch": B, "m": m, "n": n, "rounds": rounds, "models": rows}
+
+
+def run(args) -> dict:
+    import torch
+
+    from slimedge import variants
+
+    torch.set_num_threads(args.threads)
+    names = [variants.canonical_name(v) for v in args.variants.split(",")] if args.variants \
+        else list(variants.VARIANTS)
+    shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes] if args.shapes else SHAPES
+    result = {"machine": machine(), "date": _dt.date.today().isoformat(),
+              "command": "python " + " ".join(shlex.quote(a) for a in
+                                              [os.path.relpath(__file__, ROOT), *sys.argv[1:]]),
+              "threads": args.threads, "torch_threads": torch.get_num_threads(), "shapes": []}
+    for k, shape in enumerate(shapes):
+        rounds = args.rounds or ROUNDS.get(SHAPES.index(shape) if shape in SHAPES else 0, 3)
+        entry = measure(shape, names, rounds, reference=args.reference)
+        result["shapes"].append(entry)
+        print(f"(T, batch, m, n) = {shape}: torch.nn.LSTM {entry['models'][TORCH_LSTM]['ms']:.2f} ms; "
+              + ", ".join(f"{v} {entry['models'][v]['ratio']:.2f}x" for v in names), flush=True)
+    result["targets"] = targets(result)
+    return result
+
+
+def targets(result: dict) -> list[dict]:
+    """Issue 15's CPU targets, where this run measured their shape."""
+    out = []
+    for entry in result["shapes"]:
+        if (entry["T"], entry["batch"], entry["m"], entry["n"]) != SHAPES[0]:
+            continue
+        for name, want in TARGETS.items():
+            if name in entry["models"]:
+                got = entry["models"][name]["ratio"]
+                out.append({"variant": name, "target": want, "ratio": round(got, 3),
+                            "reached": got >= want})
+    return out
+
+
+def markdown(result: dict) -> str:
+    shapes = result["shapes"]
+    names = [k for k in shapes[0]["models"]]
+    head = "| model | " + " | ".join(f"({s['T']}, {s['batch']}, {s['m']}, {s['n']}) ms | × nn.LSTM"
+                                      for s in shapes) + " |"
+    lines = [SECTION, "",
+             "One training step (forward, linear head on the last h, cross-entropy, backward, "
+             "Adam) of every variant through `SlimLSTM` (its fused time loop, the default) beside "
+             "`torch.nn.LSTM` with the same head, in the same run: interleaved rounds, median "
+             "step time after a warm-up round; × nn.LSTM = torch.nn.LSTM's time over the "
+             "model's (above 1: faster). Shapes are (T, batch, m, n), one layer.", "",
+             f"- Machine: {describe(result['machine'])} (shared with other work: timings are noisy)",
+             f"- Threads: {result['threads']}; date: {result['date']}",
+             f"- Command: `{result['command']}`",
+             "- GPU: not measured (no GPU was lent to this run); the Triton kernels are tested on "
+             "the CPU in Triton's interpreter only, so their speed is still to be measured.", "",
+             head, "|---|" + "---:|---:|" * len(shapes)]
+    for name in names:
+        cells = []
+        for s in shapes:
+            r = s["models"].get(name)
+            cells += [f"{r['ms']:.1f}", f"{r['ratio']:.2f}"] if r else ["–", "–"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if result.get("targets"):
+        lines += ["", "Issue 15's CPU targets at (28, 128, 28, 128), one thread:", ""]
+        lines += [f"- {t['variant']}: ≥ {t['target']}× wanted, {t['ratio']:.2f}× measured: "
+                  + ("reached" if t["reached"] else "**missed**") for t in result["targets"]]
+    lines += ["", *result.get("notes", []), ""]
+    return "\n".join(lines)
+
+
+def save(result: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--shapes", nargs="*", default=None, metavar="T,B,M,N",
+                   help="default: 28,128,28,128 784,128,1,128 100,64,64,512")
+    p.add_argument("--variants", default="", help="comma-separated; default: all 12")
+    p.add_argument("--rounds", type=int, default=0, help="rounds per shape (default: 9, 3, 3)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--reference", action="store_true",
+                   help="also time each variant's reference loop (impl='reference')")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--no-markdown", action="store_true", help="do not touch BENCHMARKS.md")
+    p.add_argument("--table-only", action="store_true", help="rewrite the section from --out")
+    args = p.parse_args(argv)
+    result = json.loads(args.out.read_text()) if args.table_only else run(args)
+    if not args.table_only:
+        save(result, args.out)
+    text = markdown(result)
+    print(text)
+    if not args.no_markdown:
+        update_markdown_section(BENCHMARKS_MD, SECTION, text)
+
+
+if __name__ == "__main__":
+    main()
