@@ -3,6 +3,13 @@
     python benchmarks/paper_table.py                      # the full table (see BENCHMARKS.md)
     python benchmarks/paper_table.py --table-only         # rewrite BENCHMARKS.md from the JSON
     python benchmarks/paper_table.py --tasks fsdd --variants LSTM0,LSTM6 --fsdd-epochs 2  # a taste
+    python benchmarks/paper_table.py --tasks fsdd --seeds 0,1,2 --patience 10   # to convergence
+
+With ``--patience P`` every run trains at a constant learning rate until P epochs pass without a
+better validation accuracy (or ``--max-epochs``), once per seed of ``--seeds``; the table then
+gives each variant's test accuracy as mean ± standard deviation over the seeds and whether it lies
+within 2 points of LSTM0's mean (``benchmarks/results/paper_table_converged.json``, section
+"## Paper comparison to convergence").
 
 Each run trains with :func:`slimedge.train.train` (Adam, gradient clipping at 1, the same seed and
 settings for every variant), keeps the epoch with the best validation accuracy and reports its test
@@ -27,8 +34,10 @@ sys.path.insert(0, str(ROOT))
 from slimedge._report import machine, update_markdown_section  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "paper_table.json"
+RESULTS_CONVERGED = ROOT / "benchmarks" / "results" / "paper_table_converged.json"
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 SECTION = "## Paper comparison"
+SECTION_CONVERGED = "## Paper comparison to convergence"
 
 
 def tasks(args) -> dict[str, dict]:
@@ -93,6 +102,111 @@ def run(args) -> dict:
                   f"{row['train_seconds_per_epoch']:.1f} s/epoch", flush=True)
             save(result, args.out)
     return result
+
+
+class _Stop(Exception):
+    """Raised from train()'s epoch callback: patience ran out."""
+
+
+def converge(args) -> dict:
+    """Every variant to convergence (early stopping on validation accuracy), once per seed."""
+    import numpy as np
+    import torch
+
+    from slimedge import checkpoint, data, variants
+    from slimedge.train import TrainConfig, evaluate, train
+
+    torch.set_num_threads(args.threads)
+    names = [variants.canonical_name(v) for v in args.variants.split(",")] if args.variants \
+        else list(variants.VARIANTS)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    result = {"machine": machine(), "date": _dt.date.today().isoformat(), "command": _command(),
+              "threads": args.threads, "seeds": seeds, "patience": args.patience,
+              "max_epochs": args.max_epochs, "tasks": {}}
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="paper_converged_"))
+    for task in args.tasks.split(","):
+        settings = {**tasks(args)[task], "schedule": "constant", "epochs": args.max_epochs}
+        splits = data.load(settings["data"], limit=settings["limit"])
+        entry = {"settings": settings, "data": splits.summary(), "variants": []}
+        result["tasks"][task] = entry
+        for name in names:
+            runs = []
+            for seed in seeds:
+                cfg = TrainConfig(variant=name, seed=seed, threads=args.threads, **settings)
+                path = workdir / f"{task}_{name}_s{seed}.safetensors"
+                seen = []
+
+                def on_epoch(row, seen=seen):
+                    seen.append(row)
+                    since = len(seen) - max(k + 1 for k, r in enumerate(seen) if r["best"] or k == 0)
+                    if since >= args.patience:
+                        raise _Stop
+
+                try:
+                    train(cfg, path, device="cpu", quiet=True, progress=False, splits=splits,
+                          on_epoch=on_epoch)
+                    stopped = False
+                except _Stop:
+                    stopped = True
+                log = json.loads(path.with_name(path.stem + ".log.json").read_text())
+                test = evaluate(checkpoint.load(path), splits.test)
+                runs.append({"seed": seed, "test_accuracy": test.accuracy,
+                             "best_val_accuracy": log["best"]["val_accuracy"],
+                             "best_epoch": log["best"]["epoch"], "epochs_run": len(log["epochs"]),
+                             "early_stopped": stopped,
+                             "train_seconds_per_epoch": float(np.mean(
+                                 [r["train_seconds"] for r in log["epochs"]]))})
+                print(f"{task:11s} {name:8s} seed {seed}  test acc {test.accuracy:.4f}  best epoch "
+                      f"{runs[-1]['best_epoch']}/{runs[-1]['epochs_run']}", flush=True)
+            acc = np.array([r["test_accuracy"] for r in runs])
+            entry["variants"].append({
+                "variant": name, "params": variants.get(name).num_params(
+                    splits.input_size, settings["hidden_size"]),
+                "test_accuracy_mean": float(acc.mean()),
+                "test_accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+                "runs": runs})
+            save(result, args.out)
+    return result
+
+
+def markdown_converged(result: dict) -> str:
+    m = result["machine"]
+    lines = [SECTION_CONVERGED, "",
+             f"Every variant trained until {result['patience']} epochs passed without a better "
+             f"validation accuracy (at most {result['max_epochs']}), at a constant learning "
+             f"rate, once per seed ({', '.join(map(str, result['seeds']))}); test accuracy of each "
+             "run's best-validation epoch, mean ± standard deviation over the seeds. Params: the "
+             "SLIM layer alone.", "",
+             f"- Machine: {m['cpu']}, {m['cores']} cores, {result['threads']} thread; "
+             f"date {result['date']}",
+             f"- Command: `{result['command']}`", ""]
+    for task, entry in result["tasks"].items():
+        s = entry["settings"]
+        rows = entry["variants"]
+        ref = next((r for r in rows if r["variant"] == "LSTM0"), None)
+        lines += [f"### {task}", "",
+                  f"n = {s['hidden_size']}, one layer, batch {s['batch_size']}, Adam lr {s['lr']}, "
+                  f"gradient-norm clip 1, PyTorch default init, σ = sigmoid, g = tanh. Data: train "
+                  + " / ".join(f"{k} {v:,}" for k, v in entry["data"]["sizes"].items()).removeprefix(
+                      "train ") + " sequences.", "",
+                  "| variant | params | test acc (mean ± sd) | Δ vs LSTM0 (points) | within 2 points "
+                  "| best epochs | s / epoch |", "|---|---:|---:|---:|---|---:|---:|"]
+        for r in rows:
+            delta = 100 * (r["test_accuracy_mean"] - ref["test_accuracy_mean"]) if ref else None
+            within = "–" if delta is None or r is ref else ("yes" if delta >= -2.0 else "**no**")
+            epochs = ", ".join(str(x["best_epoch"]) for x in r["runs"])
+            sec = sum(x["train_seconds_per_epoch"] for x in r["runs"]) / len(r["runs"])
+            lines.append(f"| {r['variant']} | {r['params']:,} | {100 * r['test_accuracy_mean']:.1f}"
+                         f" ± {100 * r['test_accuracy_std']:.1f} | "
+                         + (f"{delta:+.1f}" if delta is not None else "–")
+                         + f" | {within} | {epochs} | {sec:.2f} |")
+        if ref:
+            below = [r["variant"] for r in rows if r is not ref
+                     and r["test_accuracy_mean"] < ref["test_accuracy_mean"] - 0.02]
+            lines += ["", "More than 2 points below LSTM0's mean: "
+                      + (", ".join(below) if below else "none") + "."]
+        lines.append("")
+    return "\n".join(lines)
 
 
 def _torch_lstm_classifier(input_size: int, hidden_size: int, num_classes: int, num_layers: int):
@@ -290,6 +404,11 @@ def main(argv=None) -> None:
     p.add_argument("--fsdd-hidden", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default="0", help="with --patience: comma-separated seeds")
+    p.add_argument("--patience", type=int, default=0,
+                   help="train to convergence: stop after this many epochs without a better "
+                        "validation accuracy (0: the fixed budget of --*-epochs)")
+    p.add_argument("--max-epochs", type=int, default=100, help="with --patience: the cap")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--workdir", default=None, help="where the checkpoints go (default: a temp dir)")
     p.add_argument("--out", type=Path, default=RESULTS)
@@ -307,6 +426,13 @@ def main(argv=None) -> None:
     p.add_argument("--table-only", action="store_true",
                    help="only rewrite the BENCHMARKS.md section from --out")
     args = p.parse_args(argv)
+    if args.patience > 0:
+        if args.out == RESULTS:
+            args.out = RESULTS_CONVERGED
+        result = json.loads(args.out.read_text()) if args.table_only else converge(args)
+        if not args.no_markdown:
+            update_markdown_section(BENCHMARKS_MD, SECTION_CONVERGED, markdown_converged(result))
+        return
     result = json.loads(args.out.read_text()) if args.table_only or args.timing_only \
         else run(args)
     if args.timing_only:
