@@ -29,7 +29,7 @@ from rich.table import Table
 
 from . import __version__, extras, formats, variants
 from ._io import check_writable
-from .errors import SlimedgeError, UsageError
+from .errors import DataError, SlimedgeError, UsageError
 from .formats import QUANTIZE
 from .runtime import BACKENDS as _RUNTIME_BACKENDS
 
@@ -450,6 +450,12 @@ def export_cmd(
         if not as_json:
             _print_validation(e.report, err_console)
         fail(str(e), code=1)
+    except (DataError, FileNotFoundError) as e:
+        if quantize == "none" or data is not None:
+            raise
+        # the recorded data set is gone (moved, or another machine): say how to point at it
+        fail(f"{e} (the data set {path} records for calibration; give it with --data NAME or "
+             f"FILE.npz)")
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
         return
@@ -743,7 +749,7 @@ def profile_cmd(
             out.print(t)
         for note in report["notes"]:
             style = "yellow" if note == profile.NO_GPU else "dim"
-            out.print(f"note: {note}", style=style, highlight=False, soft_wrap=True)
+            out.print(f"note: {note}", style=style, highlight=False, markup=False)
         m = report["machine"]
         out.print(f"{m['cpu']}, {m['cores']} cores; {report['elapsed_s']:.0f} s", style="dim",
                   highlight=False)

