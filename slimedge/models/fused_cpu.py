@@ -366,18 +366,22 @@ class _FusedLayer(torch.autograd.Function):
                 dx = torch.mm(dZW, Wf).view(T, B, -1)
         elif need[0]:
             dx = x2d.new_zeros(T, B, x2d.shape[1])
-        if need[4] or need[5]:
-            hprev = torch.cat([h0.unsqueeze(0), S[:-1]]).view(T * B, n)
-            if Uf is not None and need[4]:
-                dU = _scatter(torch.mm(_rows(dZ2, p.pos["U"], p.span("U")).t(), hprev),
-                              p.src["U"], n)
-            if uf is not None and need[5]:
-                ur = p.span("u")
-                du = _scatter((dZ2[:, ur[0]:ur[1]] * hprev.unsqueeze(1)).sum(0), p.src["u"], 1)
         if need[6]:
             br = p.span("b")
             dZb = dZ2[:, br[0]:br[1]] if br is not None else dZ2[:, list(p.pos["b"])]
             db = _scatter(dZb.sum(0), p.src["b"], 1)
+        # h before each step: h0, then S[:-1]; used in two parts rather than concatenated
+        hp = S[:-1].reshape((T - 1) * B, n)
+        if Uf is not None and need[4]:
+            dZU = _rows(dZ2, p.pos["U"], p.span("U"))
+            dU = torch.mm(dZU[B:].t(), hp).addmm_(dZU[:B].t(), h0)
+            dU = _scatter(dU, p.src["U"], n)
+        if uf is not None and need[5]:  # the last use of dZ: multiplied in place
+            ur = p.span("u")
+            dZu = dZ[:, :, ur[0]:ur[1]]
+            dZu[1:].mul_(S[:-1].unsqueeze(2))
+            dZu[0].mul_(h0.unsqueeze(1))
+            du = _scatter(dZu.sum((0, 1)), p.src["u"], 1)
         return dx, dh0, dc0, dW, dU, du, db, None, None, None
 
 
