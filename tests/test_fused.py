@@ -174,3 +174,20 @@ def test_triton_kernels_equal_torch_engine_in_interpreter(which):
                                     torch.zeros(1, 1, 4, 2), torch.zeros(8, 2), None,
                                     torch.zeros(1, 2), torch.zeros(1, 2), None)
     assert fused_cpu.ENGINES["triton"] == (fused_triton.triton_forward, fused_triton.triton_backward)
+
+
+def test_an_engine_that_fails_falls_back_to_torch_with_a_warning(monkeypatch):
+    def broken(*args):
+        raise RuntimeError("no kernel here")
+
+    monkeypatch.setitem(fused_cpu.ENGINES, "broken", (broken, broken))
+    monkeypatch.setattr(fused_cpu, "FAILED", {})
+    spec = variants.get("LSTM11")
+    _, inputs, mask, plan = _layer_inputs(spec, ACTS[0], lengths=[4, 2, 3])
+    want = _FusedLayer.apply(*inputs, mask, plan, "torch")
+    with pytest.warns(RuntimeWarning, match="broken engine failed .*no kernel here"):
+        got = _FusedLayer.apply(*inputs, mask, plan, "broken")
+    assert all(torch.equal(a, b) for a, b in zip(got, want)) and "broken" in fused_cpu.FAILED
+    with pytest.raises(RuntimeError, match="no kernel"):  # the torch engine's own errors surface
+        monkeypatch.setitem(fused_cpu.ENGINES, "torch", (broken, broken))
+        _FusedLayer.apply(*inputs, mask, plan, "torch")

@@ -25,6 +25,7 @@ automatically.
 from __future__ import annotations
 
 import itertools
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -319,6 +320,13 @@ def torch_backward(p: Plan, A, S, C, G, Uf, uf, h0, dout, dhT, dcT, mask):
 
 
 ENGINES = {"torch": (torch_forward, torch_backward)}
+FAILED: dict[str, str] = {}  # engines that raised here: not used again in this process
+
+
+def _engine_failed(name: str, error: Exception) -> None:
+    FAILED[name] = f"{type(error).__name__}: {error}"
+    warnings.warn(f"the fused loop's {name} engine failed ({FAILED[name]}); using the torch "
+                  f"engine from now on", RuntimeWarning, stacklevel=3)
 
 
 def engine(name: str):
@@ -338,7 +346,15 @@ class _FusedLayer(torch.autograd.Function):
         x2d = x.reshape(T * B, m)
         with torch.no_grad():
             A = _input_part(plan, x2d, Wf, bf).view(T, B, k, n)
-            S, C, G = fwd(plan, A, Uf, uf, h0, c0, mask)
+            try:
+                S, C, G = fwd(plan, A, Uf, uf, h0, c0, mask)
+            except Exception as e:  # a Triton kernel that does not compile here: warn, go on
+                if engine_name == "torch":
+                    raise
+                _engine_failed(engine_name, e)
+                engine_name = "torch"
+                A = _input_part(plan, x2d, Wf, bf).view(T, B, k, n)
+                S, C, G = torch_forward(plan, A, Uf, uf, h0, c0, mask)
             out = S * mask if mask is not None else S
             h_n = S[-1].clone()
             c_n = C[-1].clone()
@@ -354,7 +370,13 @@ class _FusedLayer(torch.autograd.Function):
         p = ctx.plan
         T, B, k, n = A.shape
         _, bwd = engine(ctx.engine_name)
-        dZ, dh0, dc0 = bwd(p, A, S, C, G, Uf, uf, h0, dout, dhT, dcT, mask)
+        try:
+            dZ, dh0, dc0 = bwd(p, A, S, C, G, Uf, uf, h0, dout, dhT, dcT, mask)
+        except Exception as e:  # the kernels leave A, S, C, G as they were
+            if ctx.engine_name == "torch":
+                raise
+            _engine_failed(ctx.engine_name, e)
+            dZ, dh0, dc0 = torch_backward(p, A, S, C, G, Uf, uf, h0, dout, dhT, dcT, mask)
         dZ2 = dZ.view(T * B, k, n)
         need = ctx.needs_input_grad
         dx = dW = dU = du = db = None

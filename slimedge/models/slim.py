@@ -234,6 +234,8 @@ def _reference_layer(cell: SlimLSTMCell, xs: torch.Tensor, h: torch.Tensor, c: t
 
 def fused_triton_usable(cell: SlimLSTMCell) -> bool:
     """Whether the Triton engine serves this cell's structure here (triton installed, no U term)."""
+    if "triton" in fused_cpu.FAILED:
+        return False
     try:
         from . import fused_triton
     except ImportError:
