@@ -86,7 +86,7 @@ def _wanted(backends: Sequence[str] | None, have: list[str], notes: list[str],
     """The backends to profile on: ``backends`` checked, or every installed one (and CUDA, where
     ``cuda``: a checkpoint is profiled, which the torch CUDA backend would read)."""
     if backends is None or len(backends) == 0:
-        wanted = list(have) + ([CUDA] if cuda else [])
+        wanted = [b for b in have if b not in NOT_BY_DEFAULT] + ([CUDA] if cuda else [])
     else:
         valid = backend_names()
         wanted = []
@@ -116,20 +116,32 @@ def _suffix(quantize: str) -> str:
     return "" if quantize == "none" else "." + quantize
 
 
-def _modes(fmt: formats.Format, quantize: Sequence[str], notes: list[str]) -> list[str]:
-    """The quantisation modes a checkpoint is profiled in on ``fmt``: a format the runtime reads
-    without export (the checkpoint itself) once, in float, whatever ``quantize`` asks."""
+# What a backend needs of an export beyond its format's defaults: TFLite Micro runs only files
+# written for it (no hybrid kernels; hard-sigmoid from ops it has), and offers no `dynamic`.
+EXPORT_OPTIONS = {"tflm": {"compat": "tflm"}}
+NO_DYNAMIC = {"tflm"}
+# Profiled only when asked for (-b): TFLite Micro's reference kernels timed on this host say
+# nothing about a microcontroller (`profile --device` measures those), and are slow.
+NOT_BY_DEFAULT = ("tflm",)
+
+
+def _modes(fmt: formats.Format, quantize: Sequence[str], notes: list[str],
+           backend: str | None = None) -> list[str]:
+    """The quantisation modes a checkpoint is profiled in on ``fmt`` (read by ``backend``): a
+    format the runtime reads without export (the checkpoint itself) once, in float, whatever
+    ``quantize`` asks."""
     if not fmt.exportable:
         return ["none"]
+    offered = [q for q in fmt.quantize if not (q == "dynamic" and backend in NO_DYNAMIC)]
     for q in quantize:
-        if q not in fmt.quantize:
-            notes.append(f"{fmt.name} files offer no {q!r} quantisation: not profiled")
-    return [q for q in quantize if q in fmt.quantize]
+        if q not in offered:
+            notes.append(f"{backend or fmt.name} offers no {q!r} quantisation: not profiled")
+    return [q for q in quantize if q in offered]
 
 
 # ---- exports -----------------------------------------------------------------------------------
 def _export(source: Path, fmt: formats.Format, quantize: str, out_dir: Path, stem: str, *,
-            validate: bool, data=None) -> tuple[Path, dict | None]:
+            validate: bool, data=None, backend: str | None = None) -> tuple[Path, dict | None]:
     """The file a backend reading ``fmt`` loads for checkpoint ``source`` (exported when needed).
 
     ``validate=False`` (the random-weight baselines: only their speed matters) skips the export
@@ -137,13 +149,15 @@ def _export(source: Path, fmt: formats.Format, quantize: str, out_dir: Path, ste
     model's data set)."""
     if not fmt.exportable:  # the checkpoint itself
         return source, None
-    path = out_dir / f"{stem}{_suffix(quantize)}{fmt.suffix}"
+    options = EXPORT_OPTIONS.get(backend, {})
+    target = "".join(f".{v}" for v in options.values())  # a backend's own file: m.tflm.tflite
+    path = out_dir / f"{stem}{_suffix(quantize)}{target}{fmt.suffix}"
     if path.exists():  # the same export asked for twice (e.g. for several backends)
         return path, None
     from .. import exporters
 
     result = exporters.export(source, path, format=fmt.name, mode="step", quantize=quantize,
-                              validate=validate, data=data)
+                              validate=validate, data=data, **options)
     return path, (result.validation.to_dict() if result.validation else None)
 
 
@@ -219,12 +233,13 @@ def plan(models: Sequence[str | os.PathLike | None], *, backends: Sequence[str] 
         gdir.mkdir(exist_ok=True)
         if not fmt.exportable:  # a checkpoint: exported here to each backend's format
             source = model
-            todo = [(b, q) for b in wanted for q in _modes(format_of(b), quantize, notes)]
+            todo = [(b, q) for b in wanted for q in _modes(format_of(b), quantize, notes, b)]
             # a checkpoint's float path is profiled on numpy/torch only once, whatever --quantize
             todo = list(dict.fromkeys(todo))
             for b, q in todo:
                 log(f"exporting {name} for {b}{'' if q == 'none' else ' (' + q + ')'}")
-                path, report = _export(source, format_of(b), q, gdir, name, validate=validate)
+                path, report = _export(source, format_of(b), q, gdir, name, validate=validate,
+                                       backend=b)
                 if report:
                     validations[str(path)] = report
                 add(name, "model", b, path, q, source, group)
@@ -255,7 +270,8 @@ def _plan_baselines(baselines, add, notes, model, info, name, group, gdir, todo,
                          f"the model's data set, and {model.name} records none")
             continue
         log(f"exporting the LSTM0 baseline for {b}{'' if q == 'none' else ' (' + q + ')'}")
-        path, _ = _export(lstm0, format_of(b), q, gdir, "LSTM0", validate=False, data=data)
+        path, _ = _export(lstm0, format_of(b), q, gdir, "LSTM0", validate=False, data=data,
+                          backend=b)
         add("LSTM0" + tag, "lstm0", b, path, q, lstm0, group)
     if TORCH_ONNX_BACKEND not in have:
         return
