@@ -175,8 +175,11 @@ def user_errors(fn: Callable) -> Callable:
     filtered out of stderr while the command runs."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        global _STDERR_TTY
-        _STDERR_TTY = err_console.is_terminal
+        global _STDERR_TTY, err_console
+        # whether stderr is a terminal, decided before fd 2 becomes the filtering pipe: colours,
+        # the training bar and spinners stay as they were
+        _STDERR_TTY = Console(stderr=True).is_terminal
+        err_console = Console(stderr=True, force_terminal=_STDERR_TTY or None)
         try:
             with quiet_chatter():
                 return fn(*args, **kwargs)

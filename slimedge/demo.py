@@ -40,7 +40,11 @@ def run(out: str | os.PathLike = "slimedge-demo", *, model: str | os.PathLike | 
         formats=FORMATS, quantize=QUANTIZE, profile_steps: int = PROFILE_STEPS,
         profile_quantize=("none", "dynamic"), log: Callable[[str], None] = lambda s: None) -> DemoResult:
     """Export, validate, evaluate and profile ``model`` (default: the shipped one) into ``out``."""
-    from . import checkpoint, exporters, profile, runtime
+    from . import checkpoint, exporters, extras, profile, runtime
+
+    # every package the demo uses, before its first minute of work (it ends with the PNG)
+    extras.require("profile", "the demo", "safetensors", "onnx", "flatbuffers", "onnxruntime",
+                   "ai_edge_litert", "matplotlib")
     from .data import load_as_recorded
 
     t0 = time.time()
