@@ -345,3 +345,16 @@ def test_cli_profile_without_arguments_profiles_the_shipped_model(tmp_path):
     assert all(r["latency_us"]["count"] == 20 for r in rep["results"])
     if not profile.cuda_available():
         assert "no GPU found" in res.output
+
+
+def test_tflm_is_profiled_from_files_written_for_it(tiny, tmp_path):
+    """-b tflm: the export is written for TFLite Micro (--compat tflm), and `dynamic`, which TFLM
+    cannot run, is left out with a note."""
+    from slimedge import formats
+
+    configs, notes, _ = profile.plan([tiny], backends=["tflm"], quantize=["none", "dynamic"],
+                                     baseline="none", workdir=tmp_path)
+    (c,) = configs
+    assert c.backend == "tflm" and c.quantize == "none" and c.path.endswith(".tflm.tflite")
+    assert formats.info(c.path).export["compat"] == "tflm"
+    assert any("tflm offers no 'dynamic'" in n for n in notes)
