@@ -199,9 +199,11 @@ def test_profile_warns_that_quantize_does_not_apply_to_an_export(tmp_path, model
     onnx_file = exporters.export(model, tmp_path / "m.onnx").path
     r = runner.invoke(app, ["profile", str(onnx_file), "-q", "int8", "-b", "onnxruntime",
                             "--baseline", "none", "--steps", "5", "--warmup", "0", "--rounds",
-                            "1"])
+                            "1", "--json"])
     assert r.exit_code == 0, r.output
     assert "--quantize is ignored" in one_line(r.stderr) and "already exported" in r.stderr
+    report = json.loads(r.stdout)  # --json: the report on stdout, as in every command
+    assert [x["config"]["quantize"] for x in report["results"]] == ["none"]
 
 
 # ---- help and option names ---------------------------------------------------------------------
