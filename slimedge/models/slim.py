@@ -10,7 +10,8 @@ gives that term (so the module's parameter count is exactly ``spec.num_params``)
 
 ``SlimLSTMCell.terms()`` gives them back under the papers' names (``W_i``, ``U_f``, ``u_o``, ...).
 Over a sequence, every W·x (and the bias) is computed for all time steps in one matrix product; only
-the recurrent terms run per step.
+the recurrent terms run per step: in :class:`SlimLSTM` by default inside one autograd function per
+layer (``fused_cpu``; ``impl=`` chooses), else stepped under autograd (the reference loop).
 """
 from __future__ import annotations
 
