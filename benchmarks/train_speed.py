@@ -7,8 +7,12 @@
 One training step = forward over a (batch, T, m) batch, a linear head (10 classes) on the top
 layer's last h, cross-entropy, backward, Adam. Each model gets the same random batch. Rounds are
 interleaved (every model once per round, torch.nn.LSTM included), so load drifting on a shared
-machine slows all alike; a model's time is the median over rounds after one warm-up round. The
-ratio is torch.nn.LSTM's step time over the variant's: above 1 is faster than torch.nn.LSTM.
+machine slows all alike; a model's time is the median over rounds after one warm-up round, in the
+process's CPU time (one thread: what the step costs, not how long a shared machine kept it waiting;
+wall-clock medians are recorded too). The ratio is torch.nn.LSTM's step time over the variant's:
+above 1 is faster than torch.nn.LSTM. Denormals are flushed to zero (``--keep-denormals`` not): in
+the backward of long sequences gradients decay into the denormal range, where x86 arithmetic is
+slow; measured at (784, 128, 1, 128), torch.nn.LSTM's step took 5× the CPU time with them.
 Results go to ``benchmarks/results/train_speed.json`` and the "## Training speed" section of
 ``BENCHMARKS.md``.
 """
@@ -71,14 +75,17 @@ def measure(shape, names, rounds, reference=False, seed=0) -> dict:
         if reference:
             steps[f"{name} (reference)"] = _step_fn(SlimLSTM(name, m, n, impl="reference"), x, y)
     times = {k: [] for k in steps}
+    walls = {k: [] for k in steps}
     for r in range(rounds + 1):
         for k, step in steps.items():
-            t0 = time.perf_counter()
+            w0, t0 = time.perf_counter(), time.process_time()
             step()
             if r:  # round 0 warms up
-                times[k].append(time.perf_counter() - t0)
+                times[k].append(time.process_time() - t0)
+                walls[k].append(time.perf_counter() - w0)
     base = statistics.median(times[TORCH_LSTM])
     rows = {k: {"ms": 1e3 * statistics.median(v), "ratio": base / statistics.median(v),
+                "wall_ms": 1e3 * statistics.median(walls[k]),
                 "ms_all": [round(1e3 * t, 3) for t in v]} for k, v in times.items()}
     return {"T": T, "batch": B, "m": m, "n": n, "rounds": rounds, "models": rows}
 
@@ -89,14 +96,16 @@ def run(args) -> dict:
     from slimedge import variants
 
     torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(not args.keep_denormals)
     names = [variants.canonical_name(v) for v in args.variants.split(",")] if args.variants \
         else list(variants.VARIANTS)
     shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes] if args.shapes else SHAPES
     result = {"machine": machine(), "date": _dt.date.today().isoformat(),
               "command": "python " + " ".join(shlex.quote(a) for a in
                                               [os.path.relpath(__file__, ROOT), *sys.argv[1:]]),
-              "threads": args.threads, "torch_threads": torch.get_num_threads(), "shapes": []}
-    for k, shape in enumerate(shapes):
+              "threads": args.threads, "torch_threads": torch.get_num_threads(),
+              "flush_denormal": not args.keep_denormals, "clock": "process CPU time", "shapes": []}
+    for shape in shapes:
         rounds = args.rounds or ROUNDS.get(SHAPES.index(shape) if shape in SHAPES else 0, 3)
         entry = measure(shape, names, rounds, reference=args.reference)
         result["shapes"].append(entry)
@@ -130,7 +139,12 @@ def markdown(result: dict) -> str:
              "Adam) of every variant through `SlimLSTM` (its fused time loop, the default) beside "
              "`torch.nn.LSTM` with the same head, in the same run: interleaved rounds, median "
              "step time after a warm-up round; × nn.LSTM = torch.nn.LSTM's time over the "
-             "model's (above 1: faster). Shapes are (T, batch, m, n), one layer.", "",
+             "model's (above 1: faster). Shapes are (T, batch, m, n), one layer. Times are the "
+             "process's CPU time (one thread; the machine was shared, so wall-clock time "
+             "measured mostly the other work), with denormals flushed to zero "
+             f"({'on' if result.get('flush_denormal') else 'off'} here): in the backward of "
+             "long sequences gradients decay into the denormal range, where x86 arithmetic is "
+             "slow (torch.nn.LSTM at (784, 128, 1, 128) took 5× the CPU time with them).", "",
              f"- Machine: {describe(result['machine'])} (shared with other work: timings are noisy)",
              f"- Threads: {result['threads']}; date: {result['date']}",
              f"- Command: `{result['command']}`",
@@ -167,6 +181,9 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--reference", action="store_true",
                    help="also time each variant's reference loop (impl='reference')")
+    p.add_argument("--keep-denormals", action="store_true",
+                   help="do not flush denormals to zero (long sequences' backward then runs "
+                        "several times slower on x86, torch.nn.LSTM's too)")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--no-markdown", action="store_true", help="do not touch BENCHMARKS.md")
     p.add_argument("--table-only", action="store_true", help="rewrite the section from --out")
