@@ -694,6 +694,30 @@ def _print_frames(outputs, probs, labels, names, top) -> None:
 
 
 # ---- profile -----------------------------------------------------------------------------------
+DEVICES = ("cortex-m4", "cortex-m0plus", "aarch64")  # slimedge.devices.DEVICES (a test checks)
+
+
+def _profile_device(models, device, frame_ms, baseline, keep, as_json, json_out) -> None:
+    """``profile --device``: the C step on an emulated device (slimedge.profile.device)."""
+    from . import profile
+    from .profile import device as on_device
+
+    on_device.check(device)  # the name and the cross tools, before any work
+    with profile.quiet_native_output() as real_err, progress(f"profiling on {device}", real_err) as log:
+        report = on_device.run(models or [None], device, frame_ms=frame_ms, baseline=baseline,
+                               workdir=keep, log=log)
+    if json_out is not None:
+        err_console.print(f"wrote {profile.write_json(report, json_out)}", highlight=False)
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    out = Console(width=max(console.width, 150))
+    for t in on_device.tables(report):
+        out.print(t)
+    for note in report["notes"]:
+        out.print(f"note: {note}", style="dim", highlight=False, markup=False)
+
+
 @app.command("profile")
 @user_errors
 def profile_cmd(
@@ -714,6 +738,7 @@ def profile_cmd(
     plot_out: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png", help="Write a PNG: latency distributions, and size/latency against the baselines."),
     keep: Optional[Path] = typer.Option(None, "--keep", metavar="DIR", help="Keep the exported files in this folder."),
     wide: bool = typer.Option(False, "--wide", help="Every column (p90, mean ± std, min, max, RTF, load, first step, ...): about 170 characters wide."),
+    device: Optional[str] = typer.Option(None, "--device", metavar=_choices(DEVICES), show_default=False, help="Instead: the C export on an emulated device (flash, RAM, instructions per step, RTF), beside LSTM0 and TensorFlow Lite Micro's arena."),
 ) -> None:
     """Latency, memory, size and MACs per step, each model beside the standard LSTM."""
     from . import profile
@@ -721,6 +746,8 @@ def profile_cmd(
     for option, path in (("--json-out", json_out), ("--csv", csv_out), ("--plot", plot_out)):
         if path is not None:  # before the measurement, not after it
             check_writable(path, option)
+    if device is not None:
+        return _profile_device(models, device, frame_ms, baseline, keep, as_json, json_out)
     if plot_out is not None:
         extras.require("profile", "--plot", "matplotlib")
     files = [Path(m) for m in models or []]

