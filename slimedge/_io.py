@@ -106,3 +106,112 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+# ---- outputs vs inputs, locks, regular files ----------------------------------------------------
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Do ``a`` and ``b`` name one file (through symlinks, hard links, ``..``)? A path that does not
+    exist yet is compared by its resolved name."""
+    try:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+        return os.path.realpath(a) == os.path.realpath(b)
+    except (OSError, ValueError):
+        return False
+
+
+def check_distinct(outputs, inputs) -> None:
+    """Refuse (UsageError) an output path that is one of the command's inputs, or another of its
+    outputs: ``outputs`` and ``inputs`` are ``(what, path)`` pairs (path None: not given)."""
+    outputs = [(w, Path(p)) for w, p in outputs if p is not None]
+    inputs = [(w, Path(p)) for w, p in inputs if p is not None]
+    for i, (what, out) in enumerate(outputs):
+        for other, src in inputs:
+            if same_file(out, src):
+                raise UsageError(f"{what} {out}: it is the {other} ({src}); writing there would "
+                                 f"replace it. Give another file name")
+        for other, out2 in outputs[i + 1:]:
+            if same_file(out, out2):
+                raise UsageError(f"{what} {out} and {other} {out2} are one file; give each its "
+                                 f"own name")
+
+
+class Locked(UsageError):
+    """Another slimedge process writes to the same output now."""
+
+
+@contextmanager
+def locked(path: str | os.PathLike, what: str = "output") -> Iterator[Path]:
+    """Hold an exclusive lock on ``path``'s lock file (``.NAME.lock`` beside it) for the block; a
+    second process asking for it is refused at once (:class:`Locked`) rather than mixing its
+    files with the first's. The lock is the kernel's (``flock``): it dies with its process, so a
+    killed run leaves nothing that blocks the next (a stale lock file is simply reused)."""
+    path = Path(path)
+    lock = path.parent / f".{path.name}.lock"
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        yield lock
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise Locked(f"{what} {path}: another slimedge process is writing it now (lock "
+                         f"{lock}); wait for it to finish, or choose another file name") from None
+        try:  # the file locked is still the one at that name (not one a finishing run removed)
+            if os.fstat(fd).st_ino == os.stat(lock).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        yield lock
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        os.close(fd)
+
+
+def check_regular_file(path: str | os.PathLike, what: str = "file") -> Path:
+    """``path`` is a regular file (through symlinks): a FIFO, device or socket would block a read
+    or never end, a folder is no file; raises UsageError naming it (FileNotFoundError when absent)."""
+    import stat
+
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such {what}") from None
+    if not stat.S_ISREG(mode):
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+                else "a device or socket")
+        raise UsageError(f"{path}: {kind}, not a regular {what}; slimedge reads files only")
+    return path
+
+
+def npy_header(f, where: str, size: int | None = None):
+    """Read a ``.npy`` header from the open binary file ``f``: (shape, dtype, fortran); refuses a
+    header whose array is larger than the bytes that follow (``size``: those bytes, when known), so
+    a forged header never makes NumPy allocate terabytes. Raises ValueError naming ``where``."""
+    import numpy as np
+
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(f)
+        shape, fortran, dtype = (fmt.read_array_header_1_0(f) if version == (1, 0)
+                                 else fmt.read_array_header_2_0(f))
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as e:
+        raise ValueError(f"{where}: not a readable .npy array ({e})") from None
+    count = 1
+    for d in shape:
+        count *= int(d)
+    nbytes = count * dtype.itemsize
+    if size is not None and nbytes > size - f.tell():
+        raise ValueError(f"{where}: its header claims a {shape} {dtype} array ({nbytes:,} bytes), "
+                         f"more than the {max(size - f.tell(), 0):,} bytes the file holds "
+                         f"(truncated or forged)")
+    return shape, dtype, fortran

@@ -96,6 +96,11 @@ class TrainConfig:
                                  ("threads", self.threads, 1)):
             if int(value) < low:
                 raise UsageError(f"{name} must be at least {low}, got {value}")
+        # stated caps, before anything is allocated (formats.LIMITS: what a model file may hold)
+        for name, value, cap in (("hidden size", self.hidden_size, formats.LIMITS["hidden_size"]),
+                                 ("layers", self.num_layers, formats.LIMITS["num_layers"])):
+            if int(value) > cap:
+                raise UsageError(f"{name} is {int(value):,}, over slimedge's limit of {cap:,}")
         # every float setting a finite number (NaN passes any comparison test), before any data
         for name, value in (("learning rate", self.lr), ("gradient clip", self.clip),
                             ("dropout", self.dropout), ("val fraction", self.val_fraction),
@@ -260,6 +265,13 @@ def _load_optim(model, optimizer, tensors: Mapping[str, np.ndarray], step: int, 
     optimizer.load_state_dict({"state": state, "param_groups": sd["param_groups"]})
 
 
+def _markup_escape(text: str) -> str:
+    """``text`` shown as written in a rich line with markup (a file name with ``[/]``)."""
+    from rich.markup import escape
+
+    return escape(str(text))
+
+
 def _write_json(path: Path, obj) -> None:
     _io.write_text(path, json.dumps(obj, indent=2) + "\n")
 
@@ -325,7 +337,12 @@ def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool
         config = TrainConfig.from_dict({**ts["config"], "epochs": epochs})
         start_epoch, history, best, step = ts["epoch"], ts["history"], ts["best"], ts["adam_step"]
 
-    with _Threads(config.threads):
+    # the data file is an input: -o, the state or the log over it would replace the data set
+    _io.check_distinct([("-o", out), ("training state", state_path), ("training log", log_path)],
+                       [("--data file", config.data if isinstance(config.data, (str, os.PathLike))
+                         and Path(config.data).suffix else None)])
+    # one run per output at a time: a second `train -o` of the same file is refused, not mixed in
+    with _io.locked(out, "train -o"), _Threads(config.threads):
         if splits is None:
             splits = _data.load(config.data, split_seed=config.split_seed,
                                 val_fraction=config.val_fraction,
@@ -348,7 +365,7 @@ def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool
                "device": str(dev), "threads": config.threads, "torch": torch.__version__,
                "epochs": history, "best": best}
         say(f"[bold]{model.spec.name}[/] n={config.hidden_size} layers={config.num_layers} "
-            f"params={params:,} on {splits.name}: train {len(splits.train)}, "
+            f"params={params:,} on {_markup_escape(splits.name)}: train {len(splits.train)}, "
             f"val {len(splits.val)}, test {len(splits.test)}; device {dev}"
             + (f"; resuming after epoch {start_epoch}" if resume else ""), highlight=False,
             soft_wrap=True)

@@ -91,8 +91,11 @@ def run(models: Sequence[str | os.PathLike | None] = (None,), *,
     (after_imports, loaded, model, end, peak), ``streams`` (with ``streams`` > 1), and the ratios
     ``vs_lstm0`` / ``vs_torch_onnx`` (see :func:`add_ratios`).
     """
-    if frame_ms <= 0:
-        raise UsageError(f"frame period must be positive, got {frame_ms} ms")
+    if not (frame_ms > 0 and frame_ms < float("inf")):  # NaN fails both
+        raise UsageError(f"frame period must be a positive finite number of ms, got {frame_ms}")
+    if workdir is not None and Path(workdir).exists() and not Path(workdir).is_dir():
+        raise UsageError(f"--keep {workdir}: a file, not a folder; give a folder (new or "
+                         f"existing) for the exported files")
     if streams < 1:
         raise UsageError(f"streams must be at least 1, got {streams}")
     if threads is not None and threads < 1:

@@ -104,7 +104,11 @@ def plot(report: dict, path: str | os.PathLike) -> Path:
                  f"batch 1, {report.get('date', '')}", fontsize=10)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    from .._io import atomic_path
+
+    try:
+        with atomic_path(path, suffix=".png") as tmp:  # whole or not at all (a full disk)
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
     return path

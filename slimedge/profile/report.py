@@ -73,10 +73,9 @@ def to_json(report: dict) -> dict:
 
 
 def write_json(report: dict, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(to_json(report), indent=2) + "\n")
-    return path
+    from .._io import write_text
+
+    return write_text(path, json.dumps(to_json(report), indent=2) + "\n")  # atomic
 
 
 CSV_COLUMNS = ["label", "name", "role", "backend", "device", "format", "quantize", "size_bytes",
@@ -114,15 +113,28 @@ def rows(report: dict) -> list[dict]:
     return out
 
 
+def csv_cell(v):
+    """A CSV cell a spreadsheet will not run: text starting with = + - @ (or a tab or carriage
+    return) gets a leading apostrophe, control characters become spaces; numbers stay numbers."""
+    if v is None:
+        return ""
+    if isinstance(v, (int, float)):
+        return v
+    text = "".join(" " if (ord(ch) < 32 or ord(ch) == 127) and ch != "\t" else ch for ch in str(v))
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def write_csv(report: dict, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
-        w.writeheader()
-        for row in rows(report):
-            w.writerow({k: ("" if v is None else v) for k, v in row.items()})
-    return path
+    import io
+
+    from .._io import write_text
+
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS)
+    w.writeheader()
+    for row in rows(report):
+        w.writerow({k: csv_cell(v) for k, v in row.items()})
+    return write_text(path, buf.getvalue())  # atomic
 
 
 # ---- tables ------------------------------------------------------------------------------------
