@@ -329,13 +329,9 @@ def read_config(path_or_model) -> dict:
     if METADATA_KEY not in props:
         raise ModelFileError(f"{where}: a valid ONNX model, but not a slimedge export (no "
                              f"'{METADATA_KEY}' entry in metadata_props)")
-    try:
-        config = json.loads(props[METADATA_KEY])
-    except json.JSONDecodeError as e:
-        raise ModelFileError(f"{where}: its '{METADATA_KEY}' metadata is not valid JSON: {e}") from None
-    if not isinstance(config, dict):
-        raise ModelFileError(f"{where}: its '{METADATA_KEY}' metadata is not a JSON object")
-    return config
+    from ..formats import parse_json
+
+    return parse_json(props[METADATA_KEY], where)
 
 
 __all__ = ["OPS", "OPSET", "MODES", "build", "write", "runner", "read_config", "hoistable",

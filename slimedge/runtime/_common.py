@@ -112,15 +112,14 @@ def parse_config(path: Path, text: str | bytes | None, container: str) -> dict:
     if text is None:
         raise ModelFileError(f"{path}: a valid {container}, but not a slimedge export (no "
                              f"'{METADATA_KEY}' entry in its metadata)")
-    if isinstance(text, bytes):
-        text = text.rstrip(b"\0").decode("utf-8", errors="replace")
-    try:
-        config = json.loads(text)
-        sizes(config)
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+    from ..formats import ModelInfo, parse_json
+
+    config = parse_json(text, path)
+    if not isinstance(config.get("graph"), dict):
         raise ModelFileError(f"{path}: its '{METADATA_KEY}' metadata is not a slimedge config with "
                              f"a 'graph' section (input_size, hidden_size, num_layers, "
-                             f"output_size): {e!r}") from None
+                             f"output_size)")
+    ModelInfo.from_config(config, path=path)  # the schema: types, sizes, strings (ModelFileError)
     return config
 
 

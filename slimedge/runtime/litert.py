@@ -71,6 +71,11 @@ class Session:
         self._dims = sizes(self.config)
         # batch size -> (interpreter, its lock, input details, output details)
         self._by_batch = LruCache(CACHED_SIZES)
+        try:  # one step from the zero state: a file LiteRT loads but cannot run fails here, named
+            self.bind(1).run()
+        except (ValueError, RuntimeError) as e:
+            raise ModelFileError(f"{path}: LiteRT cannot run it ({e}); the file is damaged or "
+                                 f"not one slimedge wrote") from None
 
     def _new_interpreter(self):
         kw = {"num_threads": int(self.threads)} if self.threads else {}

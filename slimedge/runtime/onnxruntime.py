@@ -55,7 +55,11 @@ class Session:
         except Exception as e:  # onnxruntime raises its own exception types for a bad file
             raise ModelFileError(f"{path}: not a loadable ONNX model (truncated or another kind "
                                  f"of file?): {str(e).strip()}") from None
-        meta = self._session.get_modelmeta().custom_metadata_map
+        try:
+            meta = self._session.get_modelmeta().custom_metadata_map
+        except UnicodeDecodeError as e:  # a damaged metadata string
+            raise ModelFileError(f"{path}: its metadata is not UTF-8 text ({e.reason}); the file "
+                                 f"is damaged") from None
         self.config = parse_config(path, meta.get(METADATA_KEY), "ONNX model")
         check_io(path, self.config,
                  {i.name: tuple(i.shape) for i in self._session.get_inputs()},

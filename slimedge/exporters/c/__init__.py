@@ -30,6 +30,7 @@ compiler (see :mod:`.toolchain`). This package does not import torch.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 from pathlib import Path
 from typing import Callable
@@ -140,8 +141,13 @@ def read_metadata(path: str | os.PathLike) -> dict:
         raise ModelFileError(f"{path}: cannot read it ({e.strerror or e})") from None
     try:
         config = source.read_config_comment(text)
-    except ValueError as e:
-        raise ModelFileError(f"{path}: its slimedge config line is not valid JSON ({e})") from None
+    except (ValueError, RecursionError) as e:
+        raise ModelFileError(f"{path}: its slimedge config line is not valid JSON "
+                             f"({type(e).__name__})") from None
+    if config is not None:
+        from ...formats import parse_json
+
+        config = parse_json(json.dumps(config), path)  # nesting and type checks
     if config is None:
         raise ModelFileError(f"{path}: not a slimedge C export (no '/* {source.CONFIG_TAG}...' "
                              f"line with the model's config)")

@@ -68,14 +68,9 @@ def read_config(path: str | os.PathLike | bytes) -> dict:
     if METADATA_KEY not in entries:
         raise ModelFileError(f"{where}: a valid TFLite model, but not a slimedge export (no "
                              f"'{METADATA_KEY}' entry in its metadata)")
-    text = entries[METADATA_KEY].rstrip(b"\0").decode("utf-8", errors="replace")
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ModelFileError(f"{where}: its '{METADATA_KEY}' metadata is not valid JSON: {e}") from None
-    if not isinstance(config, dict):
-        raise ModelFileError(f"{where}: its '{METADATA_KEY}' metadata is not a JSON object")
-    return config
+    from ...formats import parse_json
+
+    return parse_json(entries[METADATA_KEY], where)
 
 
 def _u32(b: bytes, at: int) -> int:
