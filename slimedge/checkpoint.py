@@ -22,10 +22,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import extras
+from . import extras, integrity
 from ._io import atomic_path
 from .errors import ModelFileError
-from .formats import METADATA_KEY
+from .formats import METADATA_KEY, ModelInfo, parse_json
+
+MIN_STD = 1e-6  # the smallest norm.std training stores (models.classifier.MIN_STD): 1/std fits
+WEIGHT_LIMIT = 1e6  # |weight| above this is no trained model's, and overflows float32 logits
 
 FORMAT = "slimedge/1"
 
@@ -58,14 +61,20 @@ class Checkpoint:
 
 def write(path: str | os.PathLike, config: Mapping[str, Any],
           tensors: Mapping[str, np.ndarray]) -> Path:
-    """Write atomically: a temporary file beside ``path``, then a rename."""
+    """Write atomically: a temporary file beside ``path``, then a rename. The file is sealed with
+    its integrity digest (:mod:`slimedge.integrity`), checked when it is read."""
     extras.require("checkpoint", f"writing the checkpoint {path}", "safetensors")
+    from safetensors import SafetensorError
     from safetensors.numpy import save_file
 
-    config = {"format": FORMAT, **config}
+    config = {"format": FORMAT, **config, integrity.KEY: integrity.PLACEHOLDER}
     arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
     with atomic_path(path) as tmp:
-        save_file(arrays, str(tmp), metadata={METADATA_KEY: json.dumps(config, sort_keys=True)})
+        try:
+            save_file(arrays, str(tmp), metadata={METADATA_KEY: json.dumps(config, sort_keys=True)})
+        except SafetensorError as e:  # a full disk, a vanished folder: the OS's error, named
+            raise OSError(f"{path}: cannot write the checkpoint ({e})") from None
+        integrity.seal(tmp)
     return Path(path)
 
 
@@ -75,9 +84,12 @@ def read_config(path: str | os.PathLike) -> dict:
     return _read(Path(path), tensors=False).config
 
 
-def read(path: str | os.PathLike) -> Checkpoint:
-    """Read a checkpoint without torch; a missing, truncated or foreign file raises CheckpointError."""
-    ckpt = _read(Path(path), tensors=True)
+def read(path: str | os.PathLike, *, verify: bool = True) -> Checkpoint:
+    """Read a checkpoint without torch; a missing, truncated or foreign file raises CheckpointError,
+    a corrupted one (its integrity digest does not match) IntegrityError unless ``verify=False``."""
+    ckpt = _read(Path(path), tensors=True)  # a truncated or foreign file is named as such
+    if verify:
+        integrity.verify(path)
     _check(ckpt)
     return ckpt
 
@@ -92,6 +104,9 @@ def _read(path: Path, *, tensors: bool) -> Checkpoint:
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
             arrays = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
+    except MemoryError:
+        raise CheckpointError(f"{path}: its header claims tensors larger than memory "
+                              f"(forged or corrupted)") from None
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: not a readable .safetensors checkpoint "
                               f"(truncated or another kind of file): {e}") from None
@@ -99,14 +114,17 @@ def _read(path: Path, *, tensors: bool) -> Checkpoint:
         raise CheckpointError(f"{path}: a .safetensors file, but not a slimedge checkpoint "
                               f"(no '{METADATA_KEY}' entry in its header metadata)")
     try:
-        config = json.loads(meta[METADATA_KEY])
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path}: the '{METADATA_KEY}' header entry is not valid JSON: {e}") from None
-    if (not isinstance(config, dict) or config.get("format") != FORMAT
-            or not isinstance(config.get("lstm"), dict)):
-        got = config.get("format") if isinstance(config, dict) else type(config).__name__
-        raise CheckpointError(f"{path}: unsupported checkpoint format {got!r} "
+        config = parse_json(meta[METADATA_KEY], path)
+    except ModelFileError as e:
+        raise CheckpointError(str(e)) from None
+    if config.get("format") != FORMAT or not isinstance(config.get("lstm"), dict):
+        raise CheckpointError(f"{path}: unsupported checkpoint format {config.get('format')!r} "
                               f"(expected {FORMAT!r} with an 'lstm' section)")
+    config.pop(integrity.KEY, None)  # the file's digest, not the model's: checked by read()
+    try:
+        ModelInfo.from_config(config, path=path)  # the schema: types, sizes, strings
+    except ModelFileError as e:
+        raise CheckpointError(str(e)) from None
     return Checkpoint(config=config, tensors=arrays, path=path)
 
 
@@ -120,6 +138,10 @@ def _check(ckpt: Checkpoint) -> None:
     from . import variants
 
     where = ckpt.path
+    try:
+        ModelInfo.from_config(ckpt.config, path=where)  # the schema (a Checkpoint made in memory)
+    except ModelFileError as e:
+        raise CheckpointError(str(e)) from None
     cfg = ckpt.lstm
     try:
         spec = variants.from_config(cfg["variant"])
@@ -160,8 +182,18 @@ def _check(ckpt: Checkpoint) -> None:
     for name, t in ckpt.tensors.items():
         if not np.isfinite(t).all():
             raise CheckpointError(f"{where}: tensor {name} holds NaN or infinite values")
-    if "norm.std" in ckpt.tensors and not (ckpt.tensors["norm.std"] > 0).all():
-        raise CheckpointError(f"{where}: tensor norm.std must be positive")
+        if (t.size and not name.startswith(TRAINING_STATE_PREFIX) and name != "norm.mean"
+                and float(np.abs(t).max()) > WEIGHT_LIMIT):
+            raise CheckpointError(f"{where}: tensor {name} holds values up to "
+                                  f"{float(np.abs(t).max()):.3g}, over {WEIGHT_LIMIT:g}: no trained "
+                                  f"model's, and its outputs would overflow float32 (corrupted?)")
+    if "norm.std" in ckpt.tensors and not (ckpt.tensors["norm.std"] >= MIN_STD).all():
+        raise CheckpointError(f"{where}: tensor norm.std must be at least {MIN_STD:g} (training "
+                              f"stores 1 for a constant feature); got "
+                              f"{float(ckpt.tensors['norm.std'].min()):.3g}, whose inverse "
+                              f"overflows float32 or turns every output NaN")
+    if "norm.mean" in ckpt.tensors and float(np.abs(ckpt.tensors["norm.mean"]).max(initial=0)) > 1e30:
+        raise CheckpointError(f"{where}: tensor norm.mean holds values over 1e30 (corrupted?)")
     for k in range(layers):
         m = m0 if k == 0 else n
         got = ckpt.layer_terms(k)

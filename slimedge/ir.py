@@ -124,8 +124,12 @@ class Graph:
                 "num_layers": self.num_layers, "output_size": self.output_size}
 
     def metadata_json(self) -> str:
-        """The model's config as the exporters store it in the file's metadata."""
-        return json.dumps({**self.config, "graph": self.summary()}, sort_keys=True)
+        """The model's config as the exporters store it in the file's metadata, with the
+        placeholder of the file's integrity digest (sealed by export: slimedge.integrity)."""
+        from . import integrity
+
+        return json.dumps({**self.config, "graph": self.summary(),
+                           integrity.KEY: integrity.PLACEHOLDER}, sort_keys=True)
 
     def producers(self) -> dict[str, Node]:
         return {o: n for n in self.nodes for o in n.outputs}

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .. import checkpoint as _checkpoint
-from .. import extras, formats, ir
+from .. import extras, formats, integrity, ir
 from .._io import atomic_files, check_writable
 from ..errors import UsageError
 from ..formats import MODES, QUANTIZE
@@ -160,10 +160,17 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
                          f"{', '.join(fmt.quantize)}")
     if atol is None:
         atol = FLOAT_ATOL if quantize == "none" else _quantize_module().ATOL[quantize]
-    if not atol > 0:
-        raise UsageError(f"atol must be positive, got {atol}")
+    if not (atol > 0 and np.isfinite(atol)):  # inf would switch validation off silently
+        raise UsageError(f"atol must be positive (and finite), got {atol}")
+    if drift_atol is not None and not (drift_atol > 0 and np.isfinite(drift_atol)):
+        raise UsageError(f"drift_atol must be positive (and finite), got {drift_atol}")
     if int(validation_steps) < 1 or int(validation_batch) < 1:
         raise UsageError("validation_steps and validation_batch must be at least 1")
+    for name, value in (("validation_steps", validation_steps),
+                        ("validation_batch", validation_batch)):
+        if int(value) > formats.LIMITS[name]:
+            raise UsageError(f"{name} is {int(value):,}, over slimedge's limit of "
+                             f"{formats.LIMITS[name]:,}")
     # the packages this export needs, checked before any work (MissingDependency names the extra)
     extras.require_export(fmt.name, checkpoint_file=isinstance(model, (str, os.PathLike)),
                           validate=validate, quantize=quantize)
@@ -213,6 +220,7 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
                              state=state, atol=atol, drift_atol=drift_atol, source=source)
             if not report.passed:
                 raise ExportValidationError(report, path)
+        integrity.seal(tmp)  # the file's digest over its placeholder (checked when it is loaded)
     result = ExportResult(path, fmt.name, mode, quantize, path.stat().st_size, written.summary(),
                           report, target=measured)
     if isinstance(qinfo, dict):

@@ -84,7 +84,7 @@ def available_backends() -> list[str]:
 
 
 def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = None, *,
-         device: str | None = None) -> "Model":
+         device: str | None = None, verify: bool = True) -> "Model":
     """Load a model for streaming.
 
     Args:
@@ -95,6 +95,10 @@ def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = N
             torch.set_num_threads); None leaves the backend's default.
         device: ``"cpu"`` or ``"cuda"`` where the backend supports it; None: CUDA when available
             (torch, onnxruntime GPU build), else CPU.
+        verify: check the file against the integrity digest it records (:mod:`slimedge.integrity`)
+            before loading it: a corrupted file raises IntegrityError (a ModelFileError) naming it.
+            ``False`` loads it anyway (a file without a digest, written before there was one,
+            loads either way).
 
     Raises ModelFileError (a ValueError) naming the file when it is missing, truncated, foreign
     or not a step graph, and ValueError/ImportError for a backend that cannot read it.
@@ -103,6 +107,17 @@ def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = N
     if not path.exists():
         raise ModelFileError(f"{path}: no such model file")
     fmt = formats.for_path(path)
+    if not path.is_dir():
+        from .._io import check_regular_file
+
+        check_regular_file(path, "model file")  # a FIFO would block the reader forever
+    if verify:
+        from .. import integrity
+
+        main = path
+        if path.is_dir() or path.suffix.lower() != fmt.suffix:  # a C export's folder or header
+            main = importlib.import_module("slimedge.exporters.c").resolve(path)
+        integrity.verify(main)
     if threads is not None and int(threads) < 1:
         raise UsageError(f"threads must be at least 1, got {threads}")
     name, reason = _choose(fmt, backend)
@@ -115,7 +130,13 @@ def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = N
         extras.require_backend(name, f"backend {name!r} (for {path})")  # names the extra
         raise MissingDependency(f"backend {name!r} is not installed (needed for {path})")
     extras.require_backend(name, f"loading {path} on backend {name!r}")  # e.g. safetensors
-    session = module.open(path, threads=threads, device=device)
+    if verify:
+        session = module.open(path, threads=threads, device=device)
+    else:
+        from .. import integrity
+
+        with integrity.unchecked():
+            session = module.open(path, threads=threads, device=device)
     model = Model(path, name, session, threads, reason)
     log.info("%s: backend %s (%s; %s)", path, name, reason, session.detail)
     return model

@@ -1,0 +1,109 @@
+"""The integrity digest of a model file: one definition for every format.
+
+Every file slimedge writes (checkpoint, training state, ONNX, TFLite, C export) carries, in its
+slimedge config JSON, the key :data:`KEY` whose value is 64 hex digits: the SHA-256 of the file's
+own bytes with those 64 digits read as zeros. Since the config lies in the file verbatim in every
+format (a safetensors header, ONNX ``metadata_props``, a TFLite metadata buffer, the ``.c``'s config
+comment), sealing a file is writing it with the placeholder, hashing it and writing the digest over
+the placeholder (same length: no offset moves); checking it is the reverse. It covers everything:
+weights, graph, metadata. A one-bit flip anywhere changes the digest or (in the key or digest
+itself) makes the file look unsealed while its weights are intact.
+
+A file without the key (written before there was one) loads as before, unchecked. A mismatch is a
+:class:`IntegrityError` naming the file; ``runtime.load(..., verify=False)`` and the command line's
+``--no-verify`` load it anyway.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from .errors import ModelFileError
+
+KEY = "file_sha256"
+PLACEHOLDER = "0" * 64
+# the key and its value as they appear in the file: in plain JSON, or JSON inside a JSON string
+# (a safetensors header escapes the quotes)
+_PATTERN = re.compile(rb'"' + KEY.encode() + rb'\\?"\s*:\s*\\?"([0-9a-f]{64})\\?"')
+
+
+class IntegrityError(ModelFileError):
+    """A model file whose bytes are not the ones written (a digest mismatch): corrupted."""
+
+
+def _find(data: bytes, where) -> re.Match | None:
+    found = list(_PATTERN.finditer(data))
+    if len(found) > 1:
+        raise IntegrityError(f"{where}: {len(found)} '{KEY}' entries in the file; cannot tell which "
+                             f"is its digest (the file is damaged or forged)")
+    return found[0] if found else None
+
+
+def _digest(data: bytes, m: re.Match) -> str:
+    a, b = m.span(1)
+    return hashlib.sha256(data[:a] + PLACEHOLDER.encode() + data[b:]).hexdigest()
+
+
+def seal(path: str | os.PathLike) -> str:
+    """Write the file's digest over its placeholder (or its old digest); returns the digest.
+    ModelFileError when the file has no digest entry (its writer left the config out)."""
+    path = Path(path)
+    data = path.read_bytes()
+    m = _find(data, path)
+    if m is None:
+        raise ModelFileError(f"{path}: no '{KEY}' entry to seal (a writer that drops the config)")
+    digest = _digest(data, m)
+    a, b = m.span(1)
+    with open(path, "r+b") as f:
+        f.seek(a)
+        f.write(digest.encode())
+    return digest
+
+
+def recorded(path: str | os.PathLike) -> str | None:
+    """The digest the file records, or None when it records none."""
+    m = _find(Path(path).read_bytes(), path)
+    return None if m is None else m.group(1).decode()
+
+
+_state = threading.local()
+
+
+@contextmanager
+def unchecked() -> Iterator[None]:
+    """In this block (this thread), :func:`verify` checks nothing: loading a file anyway."""
+    old = getattr(_state, "off", False)
+    _state.off = True
+    try:
+        yield
+    finally:
+        _state.off = old
+
+
+def verify(path: str | os.PathLike) -> bool:
+    """Check the file against the digest it records: True when it matches, False when it records
+    none (an older file) or inside :func:`unchecked`; IntegrityError naming the file when it does
+    not match."""
+    if getattr(_state, "off", False):
+        return False
+    path = Path(path)
+    data = path.read_bytes()
+    m = _find(data, path)
+    if m is None:
+        return False
+    want = m.group(1).decode()
+    if want == PLACEHOLDER:
+        raise IntegrityError(f"{path}: its digest was never written (an unfinished file)")
+    if _digest(data, m) != want:
+        raise IntegrityError(f"{path}: corrupted: its bytes do not match the SHA-256 digest it "
+                             f"records; get the file again (or load it anyway with --no-verify / "
+                             f"verify=False, at your own risk)")
+    return True
+
+
+__all__ = ["KEY", "PLACEHOLDER", "IntegrityError", "seal", "verify", "recorded", "unchecked"]
