@@ -11,8 +11,12 @@ the file was made from, stepped over a rollout of real frames. The file is run o
   sequence graph runs the whole sequence). Here float32 rounding accumulates through the
   recurrence, for any float32 implementation alike (the NumPy interpreter in float32 drifts as
   much): with a forget gate near 1 (LSTM4a/5a, f = 0.96) |c| reaches 10-20 and the drift 1e-5 after
-  100 steps. The drift check still catches what the per-step check cannot see, such as a state
-  that is not carried from one step to the next.
+  100 steps, and with larger weights more (1.4e-4 over 40 steps for a two-layer LSTM4a with weights
+  of std 0.4). So the drift is judged against what float32 itself reaches on the same rollout: the
+  step IR run in float32 from the same state; the limit per output is
+  ``drift_atol + FLOAT32_DRIFT_FACTOR x that drift``. Any correct float32 file passes (its rounding
+  is float32's), and a wrong one still fails: a state that is not carried from one step to the
+  next, or a per-step error compounding, drifts by orders of magnitude more.
 
 The report holds, per output, the largest absolute difference over every step and batch row.
 
@@ -36,6 +40,9 @@ from .calibration import stream_frames
 OUTPUTS = ("y", "h_next", "c_next")
 # the closed-loop drift may reach this many times atol (float32 rounding accumulates, see above)
 DRIFT_FACTOR = 10.0
+# a correct file's closed-loop drift may reach this many times float32's own (the step IR in
+# float32 over the same rollout): its rounding differs from the interpreter's, not its size
+FLOAT32_DRIFT_FACTOR = 10.0
 
 
 @dataclass
@@ -52,18 +59,27 @@ class ValidationReport:
     mode: str
     frames: str  # where the frames came from
     notes: list[str] = field(default_factory=list)
+    # float32's own closed-loop drift on the same rollout (the step IR in float32), per output
+    float32_drift: dict[str, float] = field(default_factory=dict)
+
+    def drift_limit(self, name: str) -> float:
+        """The drift allowed for output ``name``: drift_atol plus FLOAT32_DRIFT_FACTOR times what
+        float32 itself drifts on the same rollout."""
+        return self.drift_atol + FLOAT32_DRIFT_FACTOR * self.float32_drift.get(name, 0.0)
 
     @property
     def passed(self) -> bool:
         return (all(d <= self.atol for d in self.max_abs_diff.values())
-                and all(d <= self.drift_atol for d in self.drift.values()))
+                and all(d <= self.drift_limit(k) for k, d in self.drift.items()))
 
     def failures(self) -> list[str]:
         """One phrase per output over its tolerance, e.g. ``"y differs by 3e-4 > atol 1e-05"``."""
         out = [f"{k} differs by {d:.3g} per step > atol {self.atol:g}"
                for k, d in self.max_abs_diff.items() if not d <= self.atol]
-        return out + [f"{k} drifts by {d:.3g} in closed loop > drift_atol {self.drift_atol:g}"
-                      for k, d in self.drift.items() if not d <= self.drift_atol]
+        return out + [f"{k} drifts by {d:.3g} in closed loop > {self.drift_limit(k):.3g} "
+                      f"(drift_atol {self.drift_atol:g} + {FLOAT32_DRIFT_FACTOR:g} x float32's own "
+                      f"drift {self.float32_drift.get(k, 0.0):.3g})"
+                      for k, d in self.drift.items() if not d <= self.drift_limit(k)]
 
     def describe(self) -> str:
         diffs = ", ".join(f"{k} {v:.2e}" for k, v in self.max_abs_diff.items())
@@ -72,7 +88,8 @@ class ValidationReport:
                 f"{diffs}; closed-loop drift: {drift}")
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "passed": self.passed}
+        return {**asdict(self), "drift_limit": {k: self.drift_limit(k) for k in self.drift},
+                "passed": self.passed}
 
 
 class ExportValidationError(SlimedgeError, ValueError):
@@ -199,9 +216,16 @@ def compare(graph: ir.Graph, run: Callable[[dict], dict], *, mode: str, frames: 
     diffs = {k: _max_diff(per_step[k], ref[k], k) for k in OUTPUTS}
     drift = {k: _max_diff(loop[k], final[k], k) for k in OUTPUTS}
     scale = {k: float(np.abs(ref[k]).max()) for k in OUTPUTS}
+    # what float32 itself drifts on this rollout: the step IR in float32 from the same state
+    own = ir.rollout(graph, frames, (h, c), dtype=np.float32, record=OUTPUTS).outputs
+    if mode == "sequence":
+        own = {**own, "h_next": own["h_next"][-1:], "c_next": own["c_next"][-1:]}
+    f32_drift = {k: _max_diff(own[k], final[k], k) for k in OUTPUTS}
     return ValidationReport(diffs, drift, scale, float(atol), drift_atol, frames.shape[0],
-                            frames.shape[1], mode, source or "given frames")
+                            frames.shape[1], mode, source or "given frames",
+                            float32_drift=f32_drift)
 
 
 __all__ = ["ValidationReport", "ExportValidationError", "FRAME_SOURCES", "validation_frames",
-           "initial_state", "reference", "run_per_step", "run_closed_loop", "compare", "DRIFT_FACTOR"]
+           "initial_state", "reference", "run_per_step", "run_closed_loop", "compare", "DRIFT_FACTOR",
+           "FLOAT32_DRIFT_FACTOR"]
