@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import hashlib
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from .._io import check_regular_file, npy_header
 from ..errors import DataError
+from ..formats import LIMITS
 from .sequences import SequenceData
 from .splits import (
     DEFAULT_TEST_FRACTION,
@@ -34,12 +38,18 @@ def load_npz(path: str | Path, *, split_seed: int = 0,
                  seeded stratified split by class is made (val_fraction, test_fraction)
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path}: no such data file")
+    check_regular_file(path, "data file")  # a FIFO would block the read forever
+    _check_members(path)  # before NumPy allocates what a header claims
     try:
         f = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise DataError(f"{path}: not a readable .npz file: {e}") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path}: not a readable .npz file ({type(e).__name__}: {e}); save it "
+                        f"with numpy.savez (see the README)") from None
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise DataError(f"{path}: a single .npy array, not a .npz archive of X, y (and lengths); "
+                        f"save it with numpy.savez")
     with f:
         keys = set(f.files)
         missing = {"X", "y"} - keys
@@ -53,6 +63,9 @@ def load_npz(path: str | Path, *, split_seed: int = 0,
             split = np.asarray(f["split"]).astype(str) if "split" in keys else None
         except ValueError as e:  # object arrays would need pickle
             raise DataError(f"{path}: {e} (store strings as fixed-width unicode arrays)") from None
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error, MemoryError) as e:
+            raise DataError(f"{path}: a damaged .npz archive ({type(e).__name__}: {e}); write "
+                            f"it again") from None
     name = path.name
     if not np.issubdtype(X.dtype, np.number) or X.dtype.kind == "c":
         raise DataError(f"{path}: X must be a real numeric array, got dtype {X.dtype}")
@@ -85,6 +98,9 @@ def load_npz(path: str | Path, *, split_seed: int = 0,
     elif y.dtype.kind in "iu":
         y = y.astype(np.int64)
         k = int(y.max()) + 1 if len(y) else 0
+        if k > LIMITS["classes"]:  # labels "0".."k-1" would be made for every index up to it
+            raise DataError(f"{path}: y holds the class index {k - 1:,}, over slimedge's limit of "
+                            f"{LIMITS['classes']:,} classes; number the classes 0..K-1")
         if labels is None:
             labels = [str(j) for j in range(k)]
         if y.min() < 0 or k > len(labels):
@@ -123,6 +139,26 @@ def load_npz(path: str | Path, *, split_seed: int = 0,
             "test_fraction": None, "limit": limit, "split": "fixed by the file's 'split' array",
             **where}
     return DataSplits(name, *parts, info)
+
+
+def _check_members(path: Path) -> None:
+    """Every member's .npy header against its size in the archive: a forged header (an array
+    of terabytes) or a damaged archive is a DataError naming the file, before any allocation."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                with z.open(info) as member:
+                    try:
+                        npy_header(member, f"{path}: array {info.filename[:-4]!r}", info.file_size)
+                    except ValueError as e:
+                        raise DataError(str(e)) from None
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as e:
+        raise DataError(f"{path}: not a readable .npz file ({type(e).__name__}: {e}); an empty, "
+                        f"truncated or damaged archive? save it with numpy.savez") from None
 
 
 def _int_lengths(path: Path, lengths) -> np.ndarray:
