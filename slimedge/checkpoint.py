@@ -116,6 +116,10 @@ def _read(path: Path, *, tensors: bool) -> Checkpoint:
     try:
         config = parse_json(meta[METADATA_KEY], path)
     except ModelFileError as e:
+        if "not a JSON object" in str(e):
+            got = type(json.loads(meta[METADATA_KEY])).__name__
+            raise CheckpointError(f"{path}: unsupported checkpoint format {got!r} (expected "
+                                  f"{FORMAT!r} with an 'lstm' section)") from None
         raise CheckpointError(str(e)) from None
     if config.get("format") != FORMAT or not isinstance(config.get("lstm"), dict):
         raise CheckpointError(f"{path}: unsupported checkpoint format {config.get('format')!r} "
@@ -188,7 +192,7 @@ def _check(ckpt: Checkpoint) -> None:
                                   f"{float(np.abs(t).max()):.3g}, over {WEIGHT_LIMIT:g}: no trained "
                                   f"model's, and its outputs would overflow float32 (corrupted?)")
     if "norm.std" in ckpt.tensors and not (ckpt.tensors["norm.std"] >= MIN_STD).all():
-        raise CheckpointError(f"{where}: tensor norm.std must be at least {MIN_STD:g} (training "
+        raise CheckpointError(f"{where}: tensor norm.std must be positive, at least {MIN_STD:g} (training "
                               f"stores 1 for a constant feature); got "
                               f"{float(ckpt.tensors['norm.std'].min()):.3g}, whose inverse "
                               f"overflows float32 or turns every output NaN")
