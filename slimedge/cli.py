@@ -65,15 +65,22 @@ def _choices(values) -> str:
 USER_ERRORS: tuple[type[BaseException], ...] = (SlimedgeError, OSError)
 
 
+# control characters (an ANSI escape in a file name or a model's metadata) shown, never obeyed
+_CONTROL = {i: f"\\x{i:02x}" for i in (*range(32), 127) if chr(i) not in "\n\t"}
+
+
 def fail(message: str, code: int = 2) -> None:
-    """One red line on stderr (the message shown as it is: no markup read from it), then exit."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    """One red line on stderr (the message shown as it is: no markup read from it, control
+    characters written as escapes), then exit."""
+    err_console.print(f"[bold red]error:[/] {escape(str(message).translate(_CONTROL))}",
+                      highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
 def warn(message: str) -> None:
     """One yellow line on stderr: an option ignored, or a file replaced."""
-    err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err_console.print(f"[yellow]warning:[/] {escape(str(message).translate(_CONTROL))}",
+                      highlight=False, soft_wrap=True)
 
 
 def _given(ctx: typer.Context, name: str) -> bool:
@@ -339,7 +346,7 @@ def train_cmd(
              f"`slimedge train -o {output} --resume`", 130)
     console.print(f"test accuracy {result.test['accuracy']:.4f} (best epoch "
                   f"{result.best['epoch']}) -> {result.output}; log {result.log_path}",
-                  highlight=False, soft_wrap=True)
+                  highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command("evaluate")
@@ -381,7 +388,7 @@ def evaluate_cmd(
     if as_json:
         sys.stdout.write(json.dumps({**meta, **ev.to_dict()}, indent=2) + "\n")
         return
-    t = Table(title=f"{meta['variant']} on {meta['data']['name']} ({split}, {ev.n} sequences): "
+    t = Table(title=f"{escape(str(meta['variant']))} on {escape(str(meta['data']['name']))} ({split}, {ev.n} sequences): "
                     f"rows = true class, columns = predicted")
     t.add_column("true", justify="right", overflow="fold")
     for label in ev.labels:
@@ -395,7 +402,7 @@ def evaluate_cmd(
         t.add_row(escape(label), *cells, recall)
     console.print(t)
     console.print(f"accuracy {ev.accuracy:.4f} ({int(ev.confusion.trace())}/{ev.n}), "
-                  f"mean cross-entropy {ev.loss:.4f}; model {path}", highlight=False, soft_wrap=True)
+                  f"mean cross-entropy {ev.loss:.4f}; model {path}", highlight=False, soft_wrap=True, markup=False)
 
 
 # ---- export ------------------------------------------------------------------------------------
@@ -474,7 +481,7 @@ def export_cmd(
                   f"{result.mode} graph{'' if result.quantize == 'none' else ', ' + result.quantize}"
                   f", {s['params']:,} parameters, {macs}"
                   + ("" if result.validation else " (not validated)"),
-                  highlight=False, soft_wrap=True)
+                  highlight=False, soft_wrap=True, markup=False)
     task = (result.quantization or {}).get("task")
     if task:
         d = task["drift"]
@@ -530,21 +537,21 @@ def _print_validation(report, out: Console) -> None:
         t.add_column(col, justify="left" if col == "output" else "right")
     for name, diff in report.max_abs_diff.items():
         drift = report.drift[name]
-        ok = diff <= report.atol and drift <= report.drift_atol
+        ok = diff <= report.atol and drift <= report.drift_limit(name)
         t.add_row(name, f"{diff:.2e}", f"{report.atol:.0e}", f"{drift:.2e}",
-                  f"{report.drift_atol:.0e}", f"{report.max_abs_ref[name]:.3g}",
+                  f"{report.drift_limit(name):.1e}", f"{report.max_abs_ref[name]:.3g}",
                   "[green]ok[/]" if ok else "[bold red]FAIL[/]")
     out.print(t)
 
 
 # ---- run (the streaming runtime) ----------------------------------------------------------------
 def _load_runtime_model(path: Path, backend: str, threads: Optional[int],
-                        device: Optional[str] = None):
+                        device: Optional[str] = None, verify: bool = True):
     from . import runtime
 
-    m = runtime.load(path, backend, threads, device=device)
+    m = runtime.load(path, backend, threads, device=device, verify=verify)
     err_console.print(f"{path}: backend {m.backend} ({m.backend_reason}; {m.session.detail})",
-                      style="dim", highlight=False, soft_wrap=True)
+                      style="dim", highlight=False, soft_wrap=True, markup=False)
     return m
 
 
@@ -597,6 +604,7 @@ def run_cmd(
     backend: str = typer.Option("auto", "--backend", "-b", metavar=_choices(RUN_BACKENDS), help="The runtime backend."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, show_default=False, help="Backend threads [default: the backend's own]."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Load the model even when its bytes do not match the integrity digest it records (a corrupted file: at your own risk)."),
 ) -> None:
     """Stream frames through a model with the runtime, one step per frame."""
     import numpy as np
@@ -611,7 +619,7 @@ def run_cmd(
         _ignored(ctx, [("split", "--split"), ("split_seed", "--split-seed"), ("limit", "--limit")],
                  "they choose the --data split, and --input streams a file")
     path = model if model is not None else default_model_path()
-    m = _load_runtime_model(path, backend, threads)
+    m = _load_runtime_model(path, backend, threads, verify=not no_verify)
     if data is not None:
         splits, part = _runtime_split(m, path, data, split, split_seed, limit)
         t0 = time.perf_counter()
@@ -628,13 +636,18 @@ def run_cmd(
         console.print(f"accuracy {ev.accuracy:.4f} ({result['correct']}/{ev.n}) on "
                       f"{result['data']} {split} through {m.backend}; {frames:,} frames in "
                       f"{_duration(seconds)}{per_frame} (sequences stepped in batches)",
-                      highlight=False, soft_wrap=True)
+                      highlight=False, soft_wrap=True, markup=False)
         return
+    from ._io import check_regular_file, npy_header
+
+    check_regular_file(input, ".npy file")  # a FIFO would block forever
     try:
         with open(input, "rb") as f:
             if f.read(6) != b"\x93NUMPY":
                 raise UsageError(f"{input}: not a .npy file (no NumPy header); save frames with "
                                  f"numpy.save as a (T, {m.input_size}) array")
+            f.seek(0)  # the header's size against the file's, before NumPy allocates it
+            npy_header(f, str(input), os.fstat(f.fileno()).st_size)
         frames = np.load(input, allow_pickle=False)
     except (OSError, ValueError) as e:
         msg = str(e) if str(e).startswith(str(input)) else f"{input}: not a readable .npy array: {e}"
@@ -746,6 +759,10 @@ def profile_cmd(
     for option, path in (("--json-out", json_out), ("--csv", csv_out), ("--plot", plot_out)):
         if path is not None:  # before the measurement, not after it
             check_writable(path, option)
+    from ._io import check_distinct  # a report over a model it profiles would replace the model
+
+    check_distinct([("--json-out", json_out), ("--csv", csv_out), ("--plot", plot_out)],
+                   [("model profiled", m) for m in models or []])
     if device is not None:
         return _profile_device(models, device, frame_ms, baseline, keep, as_json, json_out)
     if plot_out is not None:
@@ -770,7 +787,7 @@ def profile_cmd(
     for path, write in ((json_out, profile.write_json), (csv_out, profile.write_csv),
                         (plot_out, profile.plot)):
         if path is not None:
-            err_console.print(f"wrote {write(report, path)}", highlight=False, soft_wrap=True)
+            err_console.print(f"wrote {write(report, path)}", highlight=False, soft_wrap=True, markup=False)
     if as_json:
         sys.stdout.write(json.dumps(profile.to_json(report), indent=2) + "\n")
     else:
