@@ -108,6 +108,8 @@ def run(models: Sequence[str | os.PathLike | None] = (None,), device: str = "cor
                     if tflm_arena.available() and not (role == "model" and is_c) and q != "dynamic":
                         log(f"{role} {q}: TFLite Micro arena")
                         r["tflm"] = tflm_arena.arena(src, q, work, stem=stem, data=splits)
+                        if r["tflm"].get("arena_error"):
+                            notes.append(r["tflm"]["arena_error"])
                     results.append(r)
     finally:
         if own:
