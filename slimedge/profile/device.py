@@ -87,14 +87,17 @@ def run(models: Sequence[str | os.PathLike | None] = (None,), device: str = "cor
                 lstm0 = work / f"g{group}-LSTM0.safetensors"
                 like = info.config if is_c else path
                 sources.append(("lstm0", baselines.lstm0_checkpoint(like, lstm0), None))
+            # a C export is measured as it is, and LSTM0 in its quantisation only
+            given_q = read_c_metadata(path)["export"]["quantize"] if is_c else None
+            if is_c:
+                notes.append(f"{path.name}: a C export, measured as it is; no TFLM arena for it "
+                             f"(that needs the checkpoint)")
             for role, src, _ in sources:
                 stem = f"g{group}-{role}"
                 if role == "model" and is_c:
-                    modes = [(read_c_metadata(path)["export"]["quantize"], path)]
-                    notes.append(f"{path.name}: a C export, measured as it is; no TFLM arena "
-                                 f"(that needs the checkpoint)")
+                    modes = [(given_q, path)]
                 else:
-                    modes = [(q, None) for q in QUANTIZE[device]]
+                    modes = [(q, None) for q in ([given_q] if is_c else QUANTIZE[device])]
                 for q, given in modes:
                     log(f"{role} {q}: exporting")
                     c_path = given or export(src, work / f"{stem}.{q}.c", format="c", quantize=q,
