@@ -161,8 +161,20 @@ def markdown(result: dict) -> str:
         lines += ["", "Issue 15's CPU targets at (28, 128, 28, 128), one thread:", ""]
         lines += [f"- {t['variant']}: ≥ {t['target']}× wanted, {t['ratio']:.2f}× measured: "
                   + ("reached" if t["reached"] else "**missed**") for t in result["targets"]]
-    lines += ["", *result.get("notes", []), ""]
+    lines += ["", LIMITS, *result.get("notes", []), ""]
     return "\n".join(lines)
+
+
+LIMITS = (
+    "What limits them: the fused loop (`slimedge.models.fused_cpu`) removes the autograd graph "
+    "per step, but still issues each step as separate tensor operations (for LSTM10/11 about 7 "
+    "in the forward and 12 in the backward), each a pass over a (batch, slots, n) slice of "
+    "buffers too large for the cache. At n = 128 the element-wise variants therefore pay "
+    "per-operation dispatch and memory traffic, not arithmetic: LSTM10 does 1/20 of LSTM0's "
+    "multiply-accumulates per step yet takes over half its time. LSTM0 does torch.nn.LSTM's "
+    "matrix products plus that element-wise overhead. Reaching 6× for LSTM10/11/C6 on a CPU "
+    "needs each step's element-wise work compiled into one loop over (batch, unit) pairs, as "
+    "the Triton kernel does on a GPU; slimedge has no such CPU kernel yet.")
 
 
 def save(result: dict, path: Path) -> None:
