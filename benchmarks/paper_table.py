@@ -179,7 +179,11 @@ def markdown_converged(result: dict) -> str:
              "SLIM layer alone.", "",
              f"- Machine: {m['cpu']}, {m['cores']} cores, {result['threads']} thread; "
              f"date {result['date']}",
-             f"- Command: `{result['command']}`", ""]
+             f"- Command: `{result['command']}`",
+             "- s / epoch: the mean wall-clock training time of an epoch in these runs, on a "
+             "machine shared with other jobs: a record of the cost, not a speed comparison "
+             "(that is the \"Training speed\" section)",
+             *(f"- Note: {t}" for t in result.get("notes", [])), ""]
     for task, entry in result["tasks"].items():
         s = entry["settings"]
         rows = entry["variants"]
