@@ -1,20 +1,30 @@
-"""Step latency of every variant beside the standard LSTM, on onnxruntime and LiteRT, float and int8.
+"""Step latency of every variant beside the standard LSTM, on onnxruntime, LiteRT and C, float and int8.
 
     python benchmarks/step_latency.py                  # the full sweep (see BENCHMARKS.md)
     python benchmarks/step_latency.py --table-only     # rewrite BENCHMARKS.md from the JSON
     python benchmarks/step_latency.py --hidden 128 --variants LSTM0,LSTM6 --steps 300  # a taste
 
-Every variant × hidden size {64, 128, 256, 512} × {onnxruntime, litert} × {none, dynamic, int8},
-one thread, batch 1, each a classifier shaped like the spoken-digit model (13 MFCCs in, 10 classes
-out, input normalisation; random weights: latency does not depend on their values; int8 files are
-calibrated on real FSDD rollouts). Baselines in the same run: LSTM0 through the same path, and
-``torch.nn.LSTM`` exported by ``torch.onnx`` (the fused ONNX LSTM operator, float and
-``quantize_dynamic``) on onnxruntime. All configurations of one hidden size are loaded in one
-worker process and timed interleaved in rounds (:func:`slimedge.profile.measure`); every number
-reported as a comparison is a ratio of medians from that run. Also: ``StreamBatch`` throughput for
-1, 64 and 1,024 streams, and ``Stream.step``'s overhead over the bare backend call it wraps
-(timed alternately, step by step). Results: ``benchmarks/results/step_latency.json`` and the
-"## Step latency" section of ``BENCHMARKS.md``.
+Every variant × hidden size {64, 128, 256, 512} × {onnxruntime, litert, c} × {none, dynamic,
+int8}, one thread, batch 1, each a classifier shaped like the spoken-digit model (13 MFCCs in, 10
+classes out, input normalisation; random weights: latency does not depend on their values; int8
+files are calibrated on real FSDD rollouts). ``c`` is the C export compiled by the host compiler
+and stepped through ctypes (its ``dynamic`` = int8 weights, float activations; ``int8`` = full
+integer). Baselines in the same run: LSTM0 through the same path, and ``torch.nn.LSTM`` exported
+by ``torch.onnx`` (the fused ONNX LSTM operator, float and ``quantize_dynamic``) on onnxruntime.
+All configurations of one hidden size are loaded in one worker process and timed interleaved in
+rounds (:func:`slimedge.profile.measure`); every number reported as a comparison is a ratio of
+medians from that run. Also, in the same run:
+
+* the shipped model profiled exactly as ``slimedge profile`` does it on every backend and
+  quantisation (validated exports, LSTM0 and torch.onnx beside it), and its C exports' test
+  accuracy (full integer against float);
+* the bare C step of every C export (``PREFIX_step`` in a loop in C, no Python:
+  ``benchmarks/c_step.py``), interleaved with the torch.onnx LSTM's bare onnxruntime call;
+* ``StreamBatch`` throughput for 1, 64 and 1,024 streams, and ``Stream.step``'s overhead over the
+  bare backend call it wraps (timed alternately, step by step).
+
+Results: ``benchmarks/results/step_latency.json`` (it keeps the previous runs' target figures
+under ``earlier_runs``) and the "## Step latency" section of ``BENCHMARKS.md``.
 """
 from __future__ import annotations
 
@@ -29,6 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -36,11 +48,14 @@ from slimedge import baselines, checkpoint, profile, variants  # noqa: E402
 from slimedge._report import update_markdown_section  # noqa: E402
 from slimedge.profile import Config  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import c_step  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results" / "step_latency.json"
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 SECTION = "## Step latency"
-BACKENDS = {"onnxruntime": "onnx", "litert": "tflite"}
-SHORT = {"onnxruntime": "ORT", "litert": "LiteRT", "none": "float", "dynamic": "dyn",
+BACKENDS = {"onnxruntime": "onnx", "litert": "tflite", "c": "c"}
+SHORT = {"onnxruntime": "ORT", "litert": "LiteRT", "c": "C", "none": "float", "dynamic": "dyn",
          "int8": "int8"}
 TORCH = baselines.TORCH_ONNX
 
@@ -72,9 +87,12 @@ def base_checkpoint(path: Path, n: int, splits) -> Path:
 
 
 def build(work: Path, hidden: list[int], names: list[str], quantize: list[str],
-          backends: list[str], splits, calibration_samples: int) -> list[Config]:
+          backends: list[str], splits, calibration_samples: int,
+          torch_onnx: bool | None = None) -> list[Config]:
+    """Every variant × backend × quantisation export of the given hidden sizes (and, with
+    ``torch_onnx``, by default where onnxruntime is measured, the torch.onnx LSTM float and
+    ``quantize_dynamic``); C exports are compiled here into the c backend's cache."""
     from slimedge import exporters
-    from slimedge.exporters import quantize as q
 
     configs = []
     for n in hidden:
@@ -87,23 +105,54 @@ def build(work: Path, hidden: list[int], names: list[str], quantize: list[str],
                 fmt = BACKENDS[b]
                 for mode in quantize:
                     path = d / f"{v}.{mode}.{fmt}"
-                    log(f"export n={n} {v} {fmt} {mode}")
-                    if mode == "none":
-                        exporters.export(ck, path, format=fmt, validate=False)
-                    else:
-                        q.quantize(ck, path, format=fmt, quantize=mode, data=splits,
-                                   validate=False, calibration_samples=calibration_samples)
+                    if not path.exists():  # c_step.py may build into a kept folder again
+                        log(f"export n={n} {v} {fmt} {mode}")
+                        if mode == "none":
+                            exporters.export(ck, path, format=fmt, validate=False)
+                        else:  # random weights: only the speed matters (no validation)
+                            exporters.export(ck, path, format=fmt, quantize=mode, data=splits,
+                                             validate=False,
+                                             calibration_samples=calibration_samples)
                     role = "lstm0" if v == "LSTM0" else "model"
                     configs.append(Config(f"{v} n{n} {b} {mode}", v, role, b, "cpu", str(path),
                                           fmt, mode, str(ck), n))
-        if "onnxruntime" in backends:
+        if torch_onnx if torch_onnx is not None else "onnxruntime" in backends:
             for mode in [m for m in ("none", "dynamic") if m in quantize or m == "none"]:
                 path = d / f"torch_lstm.{mode}.onnx"
-                log(f"export n={n} torch.onnx LSTM {mode}")
-                baselines.torch_onnx_lstm(base, path, dynamic=(mode == "dynamic"))
+                if not path.exists():
+                    log(f"export n={n} torch.onnx LSTM {mode}")
+                    baselines.torch_onnx_lstm(base, path, dynamic=(mode == "dynamic"))
                 configs.append(Config(f"{TORCH} n{n} onnxruntime {mode}", TORCH, "torch.onnx",
                                       "onnxruntime", "cpu", str(path), "onnx", mode, None, n))
+    compile_c([c.path for c in configs if c.backend == "c"])
     return configs
+
+
+def compile_c(paths: list[str]) -> None:
+    """Build the c backend's libraries of ``paths`` into its cache now (two compilers at a time),
+    so that loading in the measuring process finds them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from slimedge.exporters.c import toolchain
+
+    if paths:
+        log(f"compile {len(paths)} C exports (the c backend's cache)")
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(toolchain.build, paths))
+
+
+def bare_configs(configs: list[Config]) -> list:
+    """The bare-C configurations of the C exports among ``configs``, and the torch.onnx LSTM's
+    bare onnxruntime call."""
+    out = []
+    for c in configs:
+        if c.backend == "c":
+            out += c_step.c_configs(c.name, c.group, {c.quantize: c.path}, c.role)
+        elif c.role == "torch.onnx":
+            out.append(c_step.BareConfig(f"{TORCH} n{c.group} onnxruntime {c.quantize}", TORCH,
+                                         c.group, c.quantize, "onnxruntime", c.path,
+                                         "torch.onnx"))
+    return out
 
 
 def _slim(r: dict) -> dict:
@@ -112,6 +161,61 @@ def _slim(r: dict) -> dict:
     out = {k: v for k, v in r.items() if not k.startswith("_") and k not in drop}
     out["config"] = {k: v for k, v in r["config"].items() if k not in ("path", "source")}
     return out
+
+
+def _round_p50(res: list[dict], steps: int, rounds: int) -> None:
+    """Each result's p50 per round (from its samples, which come in round order), in place."""
+    from slimedge.profile.measure import _split
+
+    sizes = _split(steps, min(rounds, steps))
+    for r in res:
+        s = r.get("_samples_us")
+        if s is None or len(s) != steps:
+            continue
+        edges = np.cumsum([0] + sizes)
+        r["rounds_p50_us"] = [float(np.median(s[a:b])) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def shipped(args, work: Path, backends: list[str], quantize: list[str]) -> tuple[dict, list]:
+    """The shipped model exactly as ``slimedge profile`` measures it (every backend and
+    quantisation, validated exports, LSTM0 and the torch.onnx LSTM beside it, a worker process
+    per configuration, one thread), and the test accuracy of its C exports. Returns the JSON part
+    and the bare-C configurations of its C exports."""
+    from slimedge import data, formats, runtime, zoo
+
+    ckpt = zoo.default_model_path()
+    log(f"shipped model {ckpt.name}: slimedge profile -b {' -b '.join(backends)} "
+        f"-q {' -q '.join(quantize)}")
+    with profile.quiet_native_output() as err:
+        _LOG[0] = err
+        try:
+            rep = profile.run([ckpt], backends=backends, quantize=quantize, threads=1,
+                              steps=args.shipped_steps, rounds=args.shipped_rounds,
+                              workdir=work / "shipped", log=log)
+        finally:
+            _LOG[0] = sys.stderr
+    _round_p50(rep["results"], args.shipped_steps, args.shipped_rounds)
+    splits = data.load_as_recorded(formats.info(ckpt).data)
+    accuracy = {"checkpoint": runtime.evaluate(runtime.load(ckpt, backend="numpy"),
+                                               splits.test).accuracy}
+    bare = []
+    for r in rep["results"]:
+        c = r["config"]
+        if c["backend"] == "c" and c["role"] == "model":
+            log(f"accuracy {c['label']} on {splits.test.name}")
+            accuracy[f"c {c['quantize']}"] = runtime.evaluate(runtime.load(c["path"]),
+                                                              splits.test).accuracy
+            bare += c_step.c_configs("shipped", 64, {c["quantize"]: c["path"]}, "shipped",
+                                     label="shipped")
+    out = {"model": ckpt.name, "variant": formats.info(ckpt).variant,
+           "hidden_size": formats.info(ckpt).hidden_size, "notes": rep["notes"],
+           "settings": rep["settings"], "test_split": splits.test.name,
+           "test_sequences": len(splits.test), "accuracy": accuracy,
+           "results": [_slim(r) for r in rep["results"]]}
+    for r in out["results"]:
+        if r.get("validation"):
+            r["validation"] = {"passed": r["validation"].get("passed")}
+    return out, bare
 
 
 def sweep(args) -> dict:
@@ -127,9 +231,13 @@ def sweep(args) -> dict:
     hidden = [int(h) for h in args.hidden.split(",")]
     quantize = args.quantize.split(",")
     backends = args.backends.split(",")
-    results, stream_results = [], []
+    bare_c = "c" in backends and not args.no_bare
+    results, stream_results, bare_results, ship = [], [], [], None
     with tempfile.TemporaryDirectory(prefix="slimedge-bench-") as tmp:
         work = Path(tmp)
+        shipped_bare: list = []
+        if not args.no_shipped:
+            ship, shipped_bare = shipped(args, work, backends, quantize)
         for n in hidden:
             with profile.quiet_native_output() as err:
                 _LOG[0] = err
@@ -138,12 +246,20 @@ def sweep(args) -> dict:
                                     args.calibration_samples)
                 finally:
                     _LOG[0] = sys.stderr
-            log(f"measure n={n}: {len(configs)} configurations, {args.steps} steps each")
-            res = profile.measure(configs, steps=args.steps, warmup=args.warmup,
+            steps = _steps(args, n)
+            log(f"measure n={n}: {len(configs)} configurations, {steps} steps each")
+            res = profile.measure(configs, steps=steps, warmup=args.warmup,
                                   rounds=args.rounds, round_warmup=args.round_warmup, threads=1,
-                                  shared_worker=True, keep_samples=False, log=log)
+                                  shared_worker=True, keep_samples=True, log=log)
+            _round_p50(res, steps, args.rounds)
             profile.add_ratios(res)
             results += [_slim(r) for r in res]
+            if bare_c:
+                bare = bare_configs(configs) + (shipped_bare if n == 64 else [])
+                log(f"bare C n={n}: {len(bare)} configurations, {args.bare_rounds} rounds")
+                bare_results += c_step.measure(bare, rounds=args.bare_rounds,
+                                               round_ns=int(args.bare_round_ms * 1e6),
+                                               workdir=work / "harness", log=log)
             if n in [int(h) for h in args.stream_hidden.split(",")]:
                 keep = {"LSTM0", "LSTM6", "LSTM10", "LSTM_C6", TORCH}
                 sub = [c for c in configs if c.name in keep and c.quantize in ("none", "dynamic")]
@@ -158,15 +274,102 @@ def sweep(args) -> dict:
                                     "error": r.get("error")} for r in sres]
     mach = profile.machine()
     mach["loadavg_before"] = load_before
-    return {"machine": mach, "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "command": "python benchmarks/step_latency.py " + " ".join(
-                shlex.quote(a) for a in (args.argv or [])),
-            "settings": {"steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,
-                         "round_warmup": args.round_warmup,
-                         "threads": 1, "batch": 1, "input_size": 13, "output_size": 10,
-                         "hidden": hidden, "variants": names, "quantize": quantize,
-                         "backends": backends, "calibration_samples": args.calibration_samples},
-            "elapsed_s": time.time() - t0, "results": results, "streams": stream_results}
+    if "c" in backends:
+        from slimedge.exporters.c import toolchain
+
+        mach["c_compiler"] = toolchain.describe()
+    rep = {"machine": mach,
+           "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+           "command": "python benchmarks/step_latency.py " + " ".join(
+               shlex.quote(a) for a in (args.argv or [])),
+           "settings": {"steps": args.steps, "steps_512": _steps(args, 512),
+                        "warmup": args.warmup, "rounds": args.rounds,
+                        "round_warmup": args.round_warmup,
+                        "threads": 1, "batch": 1, "input_size": 13, "output_size": 10,
+                        "hidden": hidden, "variants": names, "quantize": quantize,
+                        "backends": backends, "calibration_samples": args.calibration_samples,
+                        "bare_rounds": args.bare_rounds, "bare_round_ms": args.bare_round_ms,
+                        "bare_sample_us": c_step.SAMPLE_NS / 1e3},
+           "elapsed_s": time.time() - t0, "results": results, "streams": stream_results,
+           "bare_c": bare_results}
+    if ship is not None:
+        rep["shipped"] = ship
+    rep["targets"] = c_targets(rep)
+    return rep
+
+
+def _steps(args, n: int) -> int:
+    """Timed Stream.step calls per configuration at hidden size ``n`` (fewer at the largest)."""
+    return args.steps_512 if n >= 512 and args.steps_512 else args.steps
+
+
+# ---- the C export's targets (issue 11) -----------------------------------------------------
+def _bare_index(rep: dict) -> dict:
+    return {(r["config"]["name"], r["config"]["group"], r["config"]["kind"],
+             r["config"]["quantize"]): r for r in rep.get("bare_c", []) if r.get("latency_us")}
+
+
+def _target(key: str, what: str, slow: dict | None, fast: dict | None, goal: float | None,
+            **extra) -> dict | None:
+    """slow p50 / fast p50 with its per-round spread, against ``goal`` (None: for reference)."""
+    rr = c_step.round_ratios(slow, fast)
+    if rr is None:
+        return None
+    return {"key": key, "what": what, **rr, "slow_us": slow["latency_us"]["p50"],
+            "fast_us": fast["latency_us"]["p50"], "goal": goal,
+            "met": None if goal is None else rr["ratio"] >= goal, **extra}
+
+
+def c_targets(rep: dict) -> list[dict]:
+    """Issue 11's targets from a report: ratios of medians from this run, with the spread of the
+    same ratio over the interleaved rounds."""
+    out: list = []
+    sh = rep.get("shipped")
+    if sh:
+        by = {(r["config"]["role"], r["config"]["backend"], r["config"]["quantize"]): r
+              for r in sh["results"] if r.get("latency_us")}
+        for q in ("none", "dynamic", "int8"):
+            for b in ("litert", "onnxruntime"):
+                out.append(_target(
+                    f"shipped_step_c_vs_{b}_{q}",
+                    f"shipped model ({sh['variant']}, n = {sh['hidden_size']}) `Stream.step`, "
+                    f"c vs {b}, {SHORT[q]}", by.get(("model", b, q)), by.get(("model", "c", q)),
+                    2.0 if q == "none" else None))
+        acc = sh.get("accuracy", {})
+        if "c int8" in acc and "c none" in acc:
+            d = 100 * (acc["c int8"] - acc["c none"])
+            out.append({"key": "shipped_int8_accuracy",
+                        "what": "shipped model, full-integer C vs float C, test accuracy",
+                        "float": acc["c none"], "int8": acc["c int8"],
+                        "dynamic": acc.get("c dynamic"), "checkpoint": acc.get("checkpoint"),
+                        "delta_points": d, "sequences": sh.get("test_sequences"),
+                        "goal": -1.0, "met": d >= -1.0})
+    bi = _bare_index(rep)
+    n = max(rep["settings"]["hidden"])
+    for v, goal in (("LSTM6", 5.0), ("LSTM_C6", 30.0)):
+        out.append(_target(f"bare_{v}_{n}_vs_torch_onnx",
+                           f"bare C {v} n = {n}, float, vs the torch.onnx LSTM's bare "
+                           f"onnxruntime call, float", bi.get((TORCH, n, "onnxruntime", "none")),
+                           bi.get((v, n, "c", "none")), goal))
+        out.append(_target(f"bare_{v}_{n}_dyn_vs_torch_onnx_dyn",
+                           f"bare C {v} n = {n}, int8 weights, vs the torch.onnx LSTM's bare "
+                           f"onnxruntime call, quantize_dynamic",
+                           bi.get((TORCH, n, "onnxruntime", "dynamic")),
+                           bi.get((v, n, "c", "dynamic")), None))
+    out.append(_target(f"bare_LSTM0_{n}_dyn_vs_float",
+                       f"bare C LSTM0 n = {n}: int8 weights vs float",
+                       bi.get(("LSTM0", n, "c", "none")), bi.get(("LSTM0", n, "c", "dynamic")),
+                       2.0))
+    out.append(_target(f"bare_LSTM0_{n}_int8_vs_float",
+                       f"bare C LSTM0 n = {n}: full integer (float I/O) vs float",
+                       bi.get(("LSTM0", n, "c", "none")), bi.get(("LSTM0", n, "c", "int8")),
+                       None))
+    idx = _index(rep["results"])
+    out.append(_target(f"step_LSTM0_{n}_dyn_vs_float",
+                       f"`Stream.step` on c, LSTM0 n = {n}: int8 weights vs float",
+                       idx.get(("LSTM0", n, "c", "none")), idx.get(("LSTM0", n, "c", "dynamic")),
+                       None))
+    return [t for t in out if t is not None]
 
 
 # ---- the markdown ------------------------------------------------------------------------------
@@ -202,13 +405,25 @@ def markdown(rep: dict) -> str:
              "",
              f"Each configuration: one thread, batch 1, {s['steps']} timed `Stream.step` calls "
              f"after {s['warmup']} warm-up, split into {s['rounds']} rounds that visit every "
-             f"configuration of a hidden size in turn ({s['steps'] // s['rounds']} steps each, after "
-             f"{s.get('round_warmup', 0)} untimed ones), all in one worker process. Models are shaped like the spoken-digit "
+             f"configuration of a hidden size in turn ({s['steps'] // s['rounds']} steps each, "
+             f"after {s.get('round_warmup', 0)} untimed ones), all in one worker process. Models "
+             f"are shaped like the spoken-digit "
              f"classifier (13 inputs, 10 outputs, input normalisation, one layer) with random "
              f"weights; `dyn` = int8 weights with float activations (onnxruntime "
              f"`quantize_dynamic`, TFLite dynamic-range), `int8` = static int8 (ONNX QDQ; TFLite "
              f"integer activations, 16-bit cell state), calibrated on FSDD rollouts. "
              f"× = baseline p50 / variant p50 (above 1: faster).", ""]
+    if s.get("steps_512") and s["steps_512"] != s["steps"]:
+        lines[-1:-1] = [f"At n = 512 each configuration gets {s['steps_512']} timed steps in the "
+                        f"same {s['rounds']} rounds (the run's time goes mostly there)."]
+    if "c" in backends:
+        lines[-1:-1] = [
+            f"`C` = the `c` backend: the C export (`slimedge export -f c`) compiled once by the "
+            f"host compiler ({m.get('c_compiler', 'cc -O3 -march=native -ffast-math')}) and "
+            f"stepped through ctypes, one C call per step; its `dyn` = int8 weights with one "
+            f"float scale per row and float activations, its `int8` = full integer (int8 "
+            f"weights and activations, int16 cell state, integer-only arithmetic inside the "
+            f"float-I/O step), calibrated on FSDD rollouts."]
 
     # targets
     lines += ["### Targets", ""]
@@ -249,6 +464,7 @@ def markdown(rep: dict) -> str:
         lines.append(f"- For reference, LiteRT's binding (set inputs, invoke, copy outputs) costs "
                      f"a median {statistics.median(inv):.2f} µs over `Interpreter.invoke` alone.")
     lines.append("")
+    lines += c_target_lines(rep)
     lines += ["### Summary", ""]
     n_max = hidden[-1]
     for b in backends:
@@ -268,13 +484,35 @@ def markdown(rep: dict) -> str:
                 lines.append(f"- {b} {SHORT[m_]} vs float, n = {n_max}: LSTM0 "
                              f"{_x(gains.get('LSTM0'))}, LSTM6 {_x(gains.get('LSTM6'))}, LSTM_C6 "
                              f"{_x(gains.get('LSTM_C6'))}.")
-    lines += ["- int8 pays where one large matrix dominates the step (LSTM0–LSTM2 at large n); "
-              "for the point-wise variants, whose only matrix is W_c (n × m), it buys little or "
-              "costs time, and at n = 64 it costs time everywhere here.",
-              "- LSTM6 does a quarter of LSTM0's multiply-accumulates (one n × (m + n) matrix "
-              "instead of four), so about 4× is its ceiling; the fixed cost of a step (the "
-              "backend call, the element-wise ops, `Stream.step`'s own work) keeps it below "
-              "that on this machine.", ""]
+    n_min = hidden[0]
+    small = [(_p50(idx[(v, n_min, b, "none")]) / _p50(idx[(v, n_min, b, m_)]))
+             for v in names for b in backends for m_ in quantize if m_ != "none"
+             if (v, n_min, b, "none") in idx and (v, n_min, b, m_) in idx]
+    pays = sum(g > 1.05 for g in small)
+    lines.append("- int8 pays where one large matrix dominates the step (LSTM0–LSTM2 at large "
+                 "n); for the point-wise variants, whose only matrix is W_c (n × m), it buys "
+                 "little or costs time" + (
+                     f", and at n = {n_min} it costs time or gains under 5 % in {len(small) - pays}"
+                     f" of {len(small)} quantised configurations here." if small else "."))
+    m_in = s.get("input_size", 13)
+    mib0 = 4 * n_max * (m_in + n_max) * 4 / 2**20
+    r6 = {b: _p50(idx[("LSTM0", n_max, b, "none")]) / _p50(idx[("LSTM6", n_max, b, "none")])
+          for b in backends if ("LSTM0", n_max, b, "none") in idx
+          and ("LSTM6", n_max, b, "none") in idx}
+    lines.append(
+        "- LSTM6 does a quarter of LSTM0's multiply-accumulates and holds a quarter of its "
+        "weights (one n × (m + n) matrix instead of four). Where a step costs its arithmetic, "
+        "about 4× is its ceiling, and the fixed cost of a step (the backend call, the "
+        "element-wise ops, `Stream.step`'s own work) keeps it below that; where LSTM0's float "
+        f"matrices ({mib0:.1f} MiB at n = {n_max}) no longer fit the CPU's L2 cache and LSTM6's "
+        f"({mib0 / 4:.1f} MiB) do, it can go past 4×. Here, float, n = {n_max}: "
+        + ", ".join(f"{SHORT[b]} {v:.2f}×" for b, v in r6.items()) + ".")
+    bad = [r for r in rep["results"] + rep.get("bare_c", []) if r.get("error")]
+    if bad:
+        lines.append(f"- Not measured ({len(bad)}): " + "; ".join(
+            f"{r['config']['label']}: {r['error'][:120]}" for r in bad[:8])
+            + (" ..." if len(bad) > 8 else "") + ".")
+    lines.append("")
 
     # speedup vs LSTM0, per backend (float), and vs torch.onnx
     for mode in quantize:
@@ -373,10 +611,150 @@ def markdown(rep: dict) -> str:
                              if st and st.get("stream_steps_per_s") else "–")
             lines.append(f"| {c['label']} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += bare_lines(rep)
     lines += ["GPU: no GPU on this machine, so the torch CUDA backend (CUDA-graph replay) was not "
               "measured here; `slimedge profile -b torch-cuda` profiles it where one is present.",
               ""]
     return "\n".join(lines)
+
+
+def _spread(t: dict) -> str:
+    if "round_min" not in t:
+        return ""
+    return (f"; per round {t['round_q1']:.2f}–{t['round_q3']:.2f}× (quartiles), "
+            f"{t['round_min']:.2f}–{t['round_max']:.2f}× (range) over {t['rounds']} rounds")
+
+
+def _target_line(t: dict) -> str:
+    if t["key"] == "shipped_int8_accuracy":
+        return (f"- {t['what']}: **{100 * t['int8']:.2f} %** vs {100 * t['float']:.2f} % "
+                f"(**{t['delta_points']:+.2f} points**; {t['sequences']} test sequences, one is "
+                f"{100 / t['sequences']:.2f} points; int8-weight C "
+                f"{100 * (t['dynamic'] or float('nan')):.2f} %, the checkpoint on numpy "
+                f"{100 * (t['checkpoint'] or float('nan')):.2f} %) — target within 1 point: "
+                f"**{'met' if t['met'] else 'not met'}**.")
+    goal = ("for reference" if t["goal"] is None else
+            f"target ≥ {t['goal']:g}×: **{'met' if t['met'] else 'not met'}**")
+    return (f"- {t['what']}: **{t['ratio']:.2f}×** ({t['fast_us']:.3g} vs {t['slow_us']:.3g} µs "
+            f"p50{_spread(t)}) — {goal}.")
+
+
+def _SHORT_TARGET(key: str) -> str:  # noqa: N802  (a table in function form)
+    """A target's key in a few words, for the earlier runs' line."""
+    for prefix, words in (("shipped_step_c_vs_litert", "shipped c vs LiteRT"),
+                          ("shipped_step_c_vs_onnxruntime", "shipped c vs onnxruntime"),
+                          ("shipped_int8_accuracy", "full-integer accuracy"),
+                          ("bare_LSTM6_", "bare LSTM6 vs torch.onnx"),
+                          ("bare_LSTM_C6_", "bare LSTM_C6 vs torch.onnx"),
+                          ("bare_LSTM0_", "bare LSTM0 int8 weights vs float")):
+        if key.startswith(prefix):
+            return words
+    return key
+
+
+def c_target_lines(rep: dict) -> list[str]:
+    """The C export's targets (issue 11), from this run and the earlier runs the JSON keeps."""
+    targets = rep.get("targets") or c_targets(rep)
+    if not targets:
+        return []
+    lines = ["### The C export's targets (issue 11)", "",
+             "Same run, one thread, ratios of medians (slower p50 / faster p50; the spread is "
+             "the same ratio taken round by round: the rounds interleave the configurations, so "
+             "each round's pair saw the same moment of this shared machine). The shipped model "
+             "is profiled exactly as `slimedge profile -b c -b litert -b onnxruntime -q none -q "
+             "dynamic -q int8` does it (validated exports, a worker process per configuration); "
+             "bare C is the export's `PREFIX_step` in a C loop (see *Bare C step* below).", ""]
+    lines += [_target_line(t) for t in targets]
+    for old in rep.get("earlier_runs", []):
+        figs = [f"{_SHORT_TARGET(t['key'])} {t['delta_points']:+.2f} points"
+                if t["key"] == "shipped_int8_accuracy" else
+                f"{_SHORT_TARGET(t['key'])} {t['ratio']:.2f}×"
+                for t in old["targets"] if t.get("met") is not None]
+        lines.append(f"- The targets in the previous run of the same command ({old['date']}, "
+                     f"1-minute load {old.get('loadavg', '?')}): " + ", ".join(figs) + ".")
+    lines.append("")
+    return lines
+
+
+def bare_lines(rep: dict) -> list[str]:
+    """The bare-C tables: p50 per step, and the ratios to the torch.onnx LSTM and to LSTM0."""
+    bi = _bare_index(rep)
+    if not bi:
+        return []
+    s = rep["settings"]
+    hidden, names = s["hidden"], s["variants"]
+    modes = [q for q in s["quantize"]]
+    lines = ["### Bare C step: the export's step in a C loop, no Python", "",
+             f"Every C export's `PREFIX_step(x, h, c, y)` (one stream, state in place, a new "
+             f"real FSDD frame each step) called in a loop by a small C program that `dlopen`s "
+             f"the same shared library the `c` backend loads "
+             f"([benchmarks/c_step.py](benchmarks/c_step.py)); `int8 q` is a full-integer "
+             f"export's `PREFIX_step_q` (int8 input and hidden state, int16 cell state, int32 "
+             f"outputs: no float at all), the rest take and return float. The torch.onnx LSTM "
+             f"row is its bare onnxruntime call (the binding's one `session.run`, from Python, as "
+             f"`slimedge profile` times it). All configurations of one hidden size are timed in "
+             f"the same {s.get('bare_rounds')} interleaved rounds, about "
+             f"{s.get('bare_round_ms')} ms each per configuration, one thread, one process "
+             f"running at a time; a C sample is the mean of as many consecutive steps as last "
+             f"{s.get('bare_sample_us', 20):g} µs (the clock read costs under 1 %), and p50 is "
+             f"the median sample.", "",
+             "p50 per step, µs:", "",
+             "| model | " + " | ".join(f"{SHORT[q]} n={n}" for q in modes for n in hidden)
+             + " | int8 q n=" + " | int8 q n=".join(str(n) for n in (hidden[0], hidden[-1]))
+             + " |", "|---|" + "---:|" * (len(modes) * len(hidden) + 2)]
+
+    def cell(r):
+        if not r:
+            return "–"
+        v = r["latency_us"]["p50"]
+        return f"{v:.3f}" if v < 1 else f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 1e3 else f"{v:.0f}"
+
+    for v in names + (["shipped"] if any(k[0] == "shipped" for k in bi) else []):
+        cells = [cell(bi.get((v, n, "c", q))) for q in modes for n in hidden]
+        cells += [cell(bi.get((v, n, "c_q", "int8"))) for n in (hidden[0], hidden[-1])]
+        if any(c != "–" for c in cells):
+            label = "shipped model (LSTM6 n = 64, trained)" if v == "shipped" else v
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    for q in ("none", "dynamic"):
+        cells = [cell(bi.get((TORCH, n, "onnxruntime", q))) if mq == q else "–"
+                 for mq in modes for n in hidden]
+        if any(c != "–" for c in cells):
+            lines.append(f"| {TORCH}, bare onnxruntime, {SHORT[q]} | " + " | ".join(cells)
+                         + " | – | – |")
+    lines += ["", "× the torch.onnx LSTM's bare onnxruntime call (its p50 / this p50; float "
+              "against its float file, `dyn` and `int8` against its `quantize_dynamic` file), and "
+              "× bare C LSTM0 in the same mode:", "",
+              "| variant | " + " | ".join(f"{SHORT[q]} n={n}" for q in modes for n in hidden)
+              + f" | × LSTM0 float n={hidden[-1]} | × LSTM0 {SHORT[modes[-1]]} n={hidden[-1]} |",
+              "|---|" + "---:|" * (len(modes) * len(hidden) + 2)]
+    for v in names:
+        cells = []
+        for q in modes:
+            for n in hidden:
+                t = bi.get((TORCH, n, "onnxruntime", "none" if q == "none" else "dynamic"))
+                r = bi.get((v, n, "c", q))
+                cells.append(_x(_p50(t) / _p50(r), 1) if t and r else "–")
+        for q in ("none", modes[-1]):
+            r, l0 = bi.get((v, hidden[-1], "c", q)), bi.get(("LSTM0", hidden[-1], "c", q))
+            cells.append(_x(_p50(l0) / _p50(r)) if r and l0 else "–")
+        lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    lines += ["", "What int8 buys in C: float p50 / quantised p50, same variant "
+              "(`int8 q`: the integer-I/O step):", "",
+              "| variant | " + " | ".join(f"{SHORT[q]} n={n}" for q in modes if q != "none"
+                                       for n in (hidden[0], hidden[-1]))
+              + f" | int8 q n={hidden[0]} | int8 q n={hidden[-1]} |",
+              "|---|" + "---:|" * (2 * (len(modes) - 1) + 2)]
+    for v in names:
+        cells = []
+        for q in [q for q in modes if q != "none"] + ["q"]:
+            for n in (hidden[0], hidden[-1]):
+                f = bi.get((v, n, "c", "none"))
+                r = bi.get((v, n, "c_q", "int8")) if q == "q" else bi.get((v, n, "c", q))
+                cells.append(_x(_p50(f) / _p50(r)) if f and r else "–")
+        lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    lines += ["", "Every bare configuration, with its per-round p50s, is under `bare_c` in "
+              "`benchmarks/results/step_latency.json`.", ""]
+    return lines
 
 
 def update_benchmarks_md(text: str, path: Path = BENCHMARKS_MD) -> None:
@@ -397,19 +775,48 @@ def _rounded(obj):
 
 def _dumps(rep: dict) -> str:
     """JSON with one line per configuration (diffable, a third of the indented size)."""
-    head = {k: v for k, v in rep.items() if k not in ("results", "streams")}
-    text = json.dumps(head, indent=1)[:-2]
-    for key in ("results", "streams"):
-        rows = ",\n  ".join(json.dumps(r, separators=(",", ":")) for r in rep.get(key, []))
-        text += f',\n "{key}": [\n  {rows}\n ]'
-    return text + "\n}\n"
+    lists: dict[str, list] = {}
+
+    def rows(items: list) -> str:
+        tag = f"@@rows{len(lists)}@@"
+        lists[tag] = items
+        return tag
+
+    head = dict(rep)
+    for key in ("results", "streams", "bare_c", "targets"):
+        if key in head:
+            head[key] = rows(head[key])
+    if "shipped" in head:
+        head["shipped"] = {**head["shipped"], "results": rows(head["shipped"]["results"])}
+    text = json.dumps(head, indent=1)
+    for tag, items in lists.items():
+        body = ",\n  ".join(json.dumps(r, separators=(",", ":")) for r in items)
+        text = text.replace(json.dumps(tag), f"[\n  {body}\n ]" if items else "[]")
+    return text + "\n"
+
+
+def _earlier(path: Path, rep: dict, keep: int = 2) -> list[dict]:
+    """The target figures of the run ``path`` holds (and of the runs it kept), when it measured
+    the same configurations: a run on a shared machine is one draw, so the file keeps the last
+    few for their spread."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    if not old.get("targets") or old.get("settings", {}).get("hidden") != rep["settings"]["hidden"]:
+        return []
+    slim = [{k: v for k, v in t.items() if k in ("key", "ratio", "delta_points", "met")}
+            for t in old["targets"]]
+    this = {"date": old["date"], "loadavg": round(old["machine"]["loadavg_before"][0], 1),
+            "targets": slim}
+    return ([this] + old.get("earlier_runs", []))[:keep]
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--hidden", default="64,128,256,512")
     p.add_argument("--variants", default="", help="comma-separated; default: all 12")
-    p.add_argument("--backends", default="onnxruntime,litert")
+    p.add_argument("--backends", default="onnxruntime,litert,c")
     p.add_argument("--quantize", default="none,dynamic,int8")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--warmup", type=int, default=100)
@@ -420,8 +827,19 @@ def main(argv=None) -> None:
                    help="untimed steps at the start of each later round (back into cache)")
     p.add_argument("--streams", default="1,64,1024")
     p.add_argument("--stream-hidden", default="128,512")
-    p.add_argument("--calibration-samples", type=int, default=32,
+    p.add_argument("--calibration-samples", type=int, default=16,
                    help="training sequences calibrating int8 files (latency does not depend on it)")
+    p.add_argument("--steps-512", type=int, default=0,
+                   help="timed steps per configuration at n = 512 (default: --steps)")
+    p.add_argument("--shipped-steps", type=int, default=2000,
+                   help="timed Stream.step calls per configuration for the shipped model")
+    p.add_argument("--shipped-rounds", type=int, default=20)
+    p.add_argument("--no-shipped", action="store_true",
+                   help="skip the shipped model (its profile and its C exports' accuracy)")
+    p.add_argument("--no-bare", action="store_true", help="skip the bare-C timing")
+    p.add_argument("--bare-rounds", type=int, default=20)
+    p.add_argument("--bare-round-ms", type=float, default=10.0,
+                   help="time per bare configuration and round (ms)")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--no-markdown", action="store_true", help="do not touch BENCHMARKS.md")
     p.add_argument("--table-only", action="store_true",
@@ -432,8 +850,10 @@ def main(argv=None) -> None:
         rep = json.loads(args.out.read_text())
     else:
         rep = sweep(args)
+        rep["earlier_runs"] = _earlier(args.out, rep)
+        rep = _rounded(rep)  # the markdown from exactly what the JSON holds (--table-only agrees)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(_dumps(_rounded(rep)))
+        args.out.write_text(_dumps(rep))
         log(f"wrote {args.out} ({rep['elapsed_s'] / 60:.1f} min)")
     text = markdown(rep)
     if not args.no_markdown:
