@@ -103,7 +103,7 @@ def _graph(t) -> set[str]:
     return seen
 
 
-@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore:.*torch.jit.trace. is deprecated")
 def test_dispatch_env_and_tracing(monkeypatch):
     model = SlimLSTM("LSTM6", 3, 4)
     x = torch.randn(2, 5, 3, requires_grad=True)
