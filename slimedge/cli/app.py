@@ -1,0 +1,229 @@
+"""What every ``slimedge`` command shares: the typer app, choices, errors as one red line, warnings,
+progress lines and the filter for third-party chatter on stderr.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import re
+import sys
+import threading
+import time
+from typing import Callable, Iterator
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from .. import __version__, formats, variants
+from ..errors import SlimedgeError
+from ..runtime import BACKENDS as _RUNTIME_BACKENDS
+
+# rich_markup_mode=None: click's plain help, which shows every default and choice as written
+# (rich's help read "[default: ...]" in a help text as markup and dropped it)
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None,
+                  help="SLIM LSTM variants: train, export to ONNX/TFLite/C, run and profile.")
+console = Console()
+err_console = Console(stderr=True)
+
+# choices shown in --help (the library checks every value and names the valid ones)
+SPLITS = ("train", "val", "test")
+SCHEDULES = ("constant", "cosine")
+GATE_ACTIVATIONS = variants.GATE_ACTIVATIONS
+ACTIVATIONS = variants.ACTIVATIONS
+INITS = ("pytorch", "paper")
+TORCH_DEVICES = ("auto", "cpu", "cuda")
+COMPAT = ("litert", "tflite-runtime", "tflm")
+BASELINES = ("lstm", "none")
+RUN_BACKENDS = ("auto", *dict.fromkeys([*_RUNTIME_BACKENDS,
+                                        *(b for f in formats.FORMATS.values() for b in f.backends)]))
+PROFILE_BACKENDS = (*RUN_BACKENDS[1:], "torch-cuda")
+
+
+def _choices(values) -> str:
+    return "[" + "|".join(values) + "]"
+
+
+# Errors a user can cause: slimedge's own (a bad file, option, frame or data set; their messages
+# name it), and the operating system's about the user's files (missing, not permitted, disk full).
+# Anything else is a bug and keeps its traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (SlimedgeError, OSError)
+
+
+# control characters (an ANSI escape in a file name or a model's metadata) shown, never obeyed
+_CONTROL = {i: f"\\x{i:02x}" for i in (*range(32), 127) if chr(i) not in "\n\t"}
+
+
+def fail(message: str, code: int = 2) -> None:
+    """One red line on stderr (the message shown as it is: no markup read from it, control
+    characters written as escapes), then exit."""
+    err_console.print(f"[bold red]error:[/] {escape(str(message).translate(_CONTROL))}",
+                      highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    """One yellow line on stderr: an option ignored, or a file replaced."""
+    err_console.print(f"[yellow]warning:[/] {escape(str(message).translate(_CONTROL))}",
+                      highlight=False, soft_wrap=True)
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Was the parameter ``name`` (its Python name) given on the command line?"""
+    source = ctx.get_parameter_source(name)
+    # click's ParameterSource (typer vendors click in recent releases: compared by name)
+    return getattr(source, "name", None) in ("COMMANDLINE", "ENVIRONMENT")
+
+
+def _ignored(ctx: typer.Context, names: list[tuple[str, str]], why: str) -> None:
+    """Warn once for the options in ``names`` ((python name, --option) pairs) given but unused."""
+    given = [opt for name, opt in names if _given(ctx, name)]
+    if given:
+        warn(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} ignored: {why}")
+
+
+# ---- third-party chatter ----------------------------------------------------------------------
+CHATTER = (
+    re.compile(rb"^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.\s*$"),
+    re.compile(rb"^WARNING:root:Please consider (to run )?pre-?processing before quantization"),
+)
+_CHATTER_PREFIXES = (b"INFO: Created TensorFlow Lite", b"WARNING:root:Please consider")
+_CHATTER_LOG = re.compile(r"^Please consider (to run )?pre-?processing before quantization")
+
+
+class _DropChatter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _CHATTER_LOG.match(str(record.msg))
+
+
+def _is_chatter(line: bytes) -> bool:
+    return any(p.match(line) for p in CHATTER)
+
+
+def _forward(read_fd: int, write_fd: int) -> None:
+    """Copy the pipe to the real stderr without the chatter lines; a partial line goes on at once
+    unless it may still become one of them (a progress spinner is not held back)."""
+    pending = b""
+    while True:
+        try:
+            chunk = os.read(read_fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        out = b"".join(line + b"\n" for line in lines if not _is_chatter(line))
+        if pending and not any(p.startswith(pending[:len(p)]) for p in _CHATTER_PREFIXES):
+            out, pending = out + pending, b""
+        if out:
+            with contextlib.suppress(OSError):
+                os.write(write_fd, out)
+    if pending and not _is_chatter(pending):
+        with contextlib.suppress(OSError):
+            os.write(write_fd, pending)
+
+
+@contextlib.contextmanager
+def quiet_chatter() -> Iterator[None]:
+    """Drop known third-party chatter from stderr: Python log records (onnxruntime.quantization's
+    advice) by a filter on the root logger, and native libraries' lines (LiteRT's XNNPACK INFO) by
+    passing fd 2 through a filtering pipe. Everything else reaches stderr as before."""
+    root = logging.getLogger()
+    drop = _DropChatter()
+    root.addFilter(drop)
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable fd 2: the log filter alone
+        try:
+            yield
+        finally:
+            root.removeFilter(drop)
+        return
+    read_fd, write_fd = os.pipe()
+    thread = threading.Thread(target=_forward, args=(read_fd, saved), daemon=True)
+    thread.start()
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(saved, 2)  # the pipe's last writer here closes: the thread sees its end
+        thread.join(timeout=2.0)
+        with contextlib.suppress(OSError):
+            os.close(read_fd)
+        os.close(saved)
+        root.removeFilter(drop)
+
+
+_STDERR_TTY = False  # whether stderr was a terminal when the command started
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Decorator: a user error becomes one message and exit code 2; third-party chatter is
+    filtered out of stderr while the command runs."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        global _STDERR_TTY, err_console
+        # whether stderr is a terminal, decided before fd 2 becomes the filtering pipe: colours,
+        # the training bar and spinners stay as they were
+        _STDERR_TTY = Console(stderr=True).is_terminal
+        err_console = Console(stderr=True, force_terminal=_STDERR_TTY or None)
+        try:
+            with quiet_chatter():
+                return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except USER_ERRORS as e:
+            fail(str(e))
+    return wrapper
+
+
+@contextlib.contextmanager
+def progress(title: str, file=None) -> Iterator[Callable[[str], None]]:
+    """A ``log(message)`` for long work: a spinner on a terminal; otherwise (a log file, CI) one
+    line per message with the seconds elapsed, so a silent minute never looks like a hang."""
+    t0 = time.perf_counter()
+    if _STDERR_TTY:
+        out = Console(file=file, stderr=file is None, force_terminal=True)
+        with out.status(title, spinner="dots") as status:
+            yield status.update
+        return
+    out = Console(file=file, stderr=file is None, soft_wrap=True)
+    last = [None]
+
+    def log(message: str) -> None:
+        if message != last[0]:
+            last[0] = message
+            out.print(f"[{time.perf_counter() - t0:6.1f} s] {message}", style="dim",
+                      highlight=False, markup=False)
+    log(title)
+    yield log
+
+
+def _duration(seconds: float) -> str:
+    """A duration readable at any scale: 850 µs, 12.3 ms, 4.56 s."""
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f} µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:.1f} ms"
+    return f"{seconds:.2f} s"
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"slimedge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Print the version and exit.")) -> None:
+    """SLIM LSTM variants: train, export to ONNX/TFLite/C, run and profile."""
+

@@ -1,0 +1,188 @@
+"""``slimedge run``: a model through the streaming runtime, frame by frame or on a data split."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import UsageError
+from . import app as _shared  # err_console is set per command (see user_errors)
+from .app import (
+    RUN_BACKENDS,
+    SPLITS,
+    _choices,
+    _duration,
+    _ignored,
+    app,
+    console,
+    user_errors,
+)
+
+
+# ---- run (the streaming runtime) ----------------------------------------------------------------
+def _load_runtime_model(path: Path, backend: str, threads: Optional[int],
+                        device: Optional[str] = None, verify: bool = True):
+    from .. import runtime
+
+    m = runtime.load(path, backend, threads, device=device, verify=verify)
+    _shared.err_console.print(f"{path}: backend {m.backend} ({m.backend_reason}; {m.session.detail})",
+                      style="dim", highlight=False, soft_wrap=True, markup=False)
+    return m
+
+
+def _runtime_split(model, path: Path, data: Optional[str], split: str,
+                   split_seed: Optional[int], limit: Optional[int]):
+    """The data split to evaluate ``model`` on: by default the data set, split seed, fractions and
+    limit it was trained with, as its config records them (as ``evaluate`` does for checkpoints)."""
+    from .. import data as _data
+
+    if split not in _data.SPLITS:
+        raise UsageError(f"unknown split {split!r}; valid: {', '.join(_data.SPLITS)}")
+    # every export carries its checkpoint's record of the data it was trained on
+    splits = _data.load_as_recorded(model.info.data, data, split_seed=split_seed, limit=limit)
+    return splits, splits[split]
+
+
+def _evaluate_runtime(path: Path, data: Optional[str], split: str, split_seed: Optional[int],
+                      limit: Optional[int], backend: str, threads: Optional[int],
+                      device: Optional[str] = None):
+    from .. import runtime
+
+    m = _load_runtime_model(path, backend, threads, device)
+    splits, part = _runtime_split(m, path, data, split, split_seed, limit)
+    ev = runtime.evaluate(m, part)
+    return ev, {"data": splits.summary(), "split": split, "model": str(path),
+                "variant": m.variant, "backend": m.backend}
+
+
+def _softmax(outputs):
+    import numpy as np
+
+    z = outputs - outputs.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+SHOWN_CLASSES = 10  # `run --input` shows every class's probability up to this many classes
+
+
+@app.command("run")
+@user_errors
+def run_cmd(
+    ctx: typer.Context,
+    model: Optional[Path] = typer.Argument(None, help="An exported .onnx or .tflite file, or a checkpoint; default: the shipped model."),
+    input: Optional[Path] = typer.Option(None, "--input", "-i", metavar="FILE.npy", help="Frames to stream, a .npy array (T, m): prints each frame's top class and probabilities."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", metavar="NAME|FILE.npz", help="A data set (fsdd, mnist-rows, mnist-pixels or a .npz file): prints accuracy."),
+    split: str = typer.Option("test", "--split", metavar=_choices(SPLITS), help="The split to run (with --data)."),
+    split_seed: Optional[int] = typer.Option(None, "--split-seed", help="Default: the seed the model was trained with (with --data)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Cap every split at N sequences (with --data)."),
+    backend: str = typer.Option("auto", "--backend", "-b", metavar=_choices(RUN_BACKENDS), help="The runtime backend."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, show_default=False, help="Backend threads [default: the backend's own]."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Load the model even when its bytes do not match the integrity digest it records (a corrupted file: at your own risk)."),
+) -> None:
+    """Stream frames through a model with the runtime, one step per frame."""
+    import numpy as np
+
+    from .. import runtime
+    from ..zoo import default_model_path
+
+    if (input is None) == (data is None):
+        raise UsageError("give exactly one of --input FILE.npy (print each frame's output) and "
+                         "--data NAME (print accuracy)")
+    if input is not None:
+        _ignored(ctx, [("split", "--split"), ("split_seed", "--split-seed"), ("limit", "--limit")],
+                 "they choose the --data split, and --input streams a file")
+    path = model if model is not None else default_model_path()
+    m = _load_runtime_model(path, backend, threads, verify=not no_verify)
+    if data is not None:
+        splits, part = _runtime_split(m, path, data, split, split_seed, limit)
+        t0 = time.perf_counter()
+        ev = runtime.evaluate(m, part)
+        seconds = time.perf_counter() - t0
+        frames = int(part.lengths.sum())
+        result = {"model": str(path), "backend": m.backend, "data": splits.info.get("name", data),
+                  "split": split, "accuracy": ev.accuracy, "correct": int(ev.confusion.trace()),
+                  "n": ev.n, "loss": ev.loss, "frames": frames, "seconds": seconds}
+        if as_json:
+            sys.stdout.write(json.dumps(result, indent=2) + "\n")
+            return
+        per_frame = f", {_duration(seconds / frames)} per frame" if frames else ""
+        console.print(f"accuracy {ev.accuracy:.4f} ({result['correct']}/{ev.n}) on "
+                      f"{result['data']} {split} through {m.backend}; {frames:,} frames in "
+                      f"{_duration(seconds)}{per_frame} (sequences stepped in batches)",
+                      highlight=False, soft_wrap=True, markup=False)
+        return
+    from .._io import check_regular_file, npy_header
+
+    check_regular_file(input, ".npy file")  # a FIFO would block forever
+    try:
+        with open(input, "rb") as f:
+            if f.read(6) != b"\x93NUMPY":
+                raise UsageError(f"{input}: not a .npy file (no NumPy header); save frames with "
+                                 f"numpy.save as a (T, {m.input_size}) array")
+            f.seek(0)  # the header's size against the file's, before NumPy allocates it
+            npy_header(f, str(input), os.fstat(f.fileno()).st_size)
+        frames = np.load(input, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        msg = str(e) if str(e).startswith(str(input)) else f"{input}: not a readable .npy array: {e}"
+        raise UsageError(msg) from None
+    if frames.ndim == 1 and frames.shape[0] == m.input_size:
+        frames = frames[None]
+    if frames.ndim != 2 or frames.shape[1] != m.input_size:
+        raise UsageError(f"{input}: expected frames of shape (T, {m.input_size}), got "
+                         f"{frames.shape}")
+    s = m.stream()
+    outputs = np.zeros((len(frames), m.output_size), np.float32)
+    for t, frame in enumerate(frames):
+        try:
+            outputs[t] = s.step(frame)
+        except runtime.InputError as e:
+            raise UsageError(f"{input}, frame {t}: {e}") from None
+    classifier = m.labels is not None
+    labels = m.labels or [str(k) for k in range(m.output_size)]
+    top = outputs.argmax(-1)
+    names = [labels[k] if k < len(labels) else str(k) for k in top]
+    probs = _softmax(outputs.astype(np.float64)) if classifier else None
+    if as_json:
+        sys.stdout.write(json.dumps({"model": str(path), "backend": m.backend,
+                                     "labels": m.labels, "top": names,
+                                     "outputs": outputs.tolist(),
+                                     "probabilities": None if probs is None else
+                                     probs.astype(np.float32).tolist()}) + "\n")
+        return
+    _print_frames(outputs, probs, labels, names, top)
+
+
+def _print_frames(outputs, probs, labels, names, top) -> None:
+    """One line per frame under a header: the top class, its probability and every class's
+    (a classifier's softmax), or the raw outputs (a model without a head)."""
+    width = max(5, *(len(str(x)) for x in labels[:SHOWN_CLASSES]))
+    if probs is None:  # no head: y is the top layer's h
+        k = min(len(labels), 8)
+        header = "frame  " + " ".join(f"{'y' + str(j):>8s}" for j in range(k))
+        rows = (" ".join(f"{v:8.4f}" for v in out[:k]) + (" ..." if out.size > k else "")
+                for out in outputs)
+        lines = [f"{t:5d}  {r}" for t, r in enumerate(rows)]
+    else:
+        many = len(labels) > SHOWN_CLASSES
+        shown = [] if many else labels
+        header = (f"frame  {'top':>{width}s}  p(top)  "
+                  + ("(probabilities of the 3 likeliest)" if many else
+                     " ".join(f"{str(x)[:width]:>{width}s}" for x in shown)))
+        lines = []
+        for t, (name, p, k) in enumerate(zip(names, probs, top)):
+            if many:
+                best = p.argsort()[::-1][:3]
+                rest = "  ".join(f"{labels[j]} {p[j]:.3f}" for j in best)
+            else:
+                rest = " ".join(f"{v:>{width}.3f}" for v in p)
+            lines.append(f"{t:5d}  {str(name)[:width]:>{width}s}  {p[k]:6.3f}  {rest}")
+    sys.stdout.write(header.rstrip() + "\n" + "".join(line + "\n" for line in lines))
+
+

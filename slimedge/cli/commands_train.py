@@ -1,0 +1,199 @@
+"""``slimedge variants``, ``train`` and ``evaluate``."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from .. import extras, formats, variants
+from ..errors import UsageError
+from . import app as _shared  # err_console is set per command (see user_errors)
+from .app import (
+    ACTIVATIONS,
+    GATE_ACTIVATIONS,
+    INITS,
+    RUN_BACKENDS,
+    SCHEDULES,
+    SPLITS,
+    TORCH_DEVICES,
+    _choices,
+    _ignored,
+    app,
+    console,
+    fail,
+    user_errors,
+)
+
+
+@app.command("variants")
+@user_errors
+def variants_cmd(
+    input_size: int = typer.Option(28, "--input-size", "-m", min=1, help="Input size m."),
+    hidden_size: int = typer.Option(100, "--hidden-size", "-n", min=1, help="Hidden size n."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """The variant catalogue: gate forms, parameters and MACs per step, and ratios to LSTM0."""
+    rows = variants.table(input_size, hidden_size)
+    if as_json:
+        sys.stdout.write(json.dumps({"input_size": input_size, "hidden_size": hidden_size,
+                                     "variants": rows}, indent=2) + "\n")
+        return
+    t = Table(title=f"SLIM LSTM variants, one layer, m = {input_size}, n = {hidden_size}")
+    for col, just in [("variant", "left"), ("gates i, f, o", "left"), ("cell c~", "left"),
+                      ("params", "right"), ("× LSTM0", "right"), ("MACs/step", "right"),
+                      ("× LSTM0", "right")]:
+        t.add_column(col, justify=just, overflow="fold", no_wrap=just == "right")
+    for r in rows:
+        f = r["forms"]
+        gates = f["i"] if f["i"] == f["f"] == f["o"] else f"{f['i']}; {f['f']}; {f['o']}"
+        t.add_row(r["name"], gates, f["c"], f"{r['params']:,}", f"{r['params_ratio_to_lstm0']:.3f}",
+                  f"{r['macs_per_step']:,}", f"{r['macs_ratio_to_lstm0']:.3f}")
+    console.print(t)
+    console.print("Fixed gate constants are defaults; set them per model (never trained). "
+                  "MACs count W·x, U·h and u⊙h.", style="dim")
+
+
+# ---- train / evaluate ------------------------------------------------------------------------
+def _parse_constants(items: list[str]) -> dict[str, float]:
+    """``["f=0.5", "i=1"]`` -> ``{"f": 0.5, "i": 1.0}``."""
+    out = {}
+    for item in items:
+        gate, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[gate.strip()] = float(value)
+        except ValueError:
+            raise UsageError(f"--constant takes GATE=VALUE (e.g. f=0.5), got {item!r}") from None
+    return out
+
+
+# the options of `train` that --resume does not read (the run's own settings are used)
+_RUN_SETTINGS = [("variant", "--variant"), ("data", "--data"), ("hidden_size", "--hidden-size"),
+                 ("layers", "--layers"), ("batch_size", "--batch-size"), ("lr", "--lr"),
+                 ("schedule", "--schedule"), ("clip", "--clip"), ("dropout", "--dropout"),
+                 ("seed", "--seed"), ("split_seed", "--split-seed"), ("limit", "--limit"),
+                 ("gate_activation", "--gate-activation"), ("activation", "--activation"),
+                 ("constant", "--constant"), ("init", "--init"),
+                 ("input_only_cell", "--input-only-cell"), ("threads", "--threads")]
+
+
+@app.command("train")
+@user_errors
+def train_cmd(
+    ctx: typer.Context,
+    output: Path = typer.Option(..., "--output", "-o", help="Best checkpoint (*.safetensors); the training state (.state.safetensors) and JSON log (.log.json) go beside it."),
+    variant: str = typer.Option("LSTM6", "--variant", "-v", help="A variant name or alias (see `slimedge variants`)."),
+    data: str = typer.Option("fsdd", "--data", "-d", metavar="NAME|FILE.npz", help="fsdd, mnist-rows, mnist-pixels, or a .npz file (see README)."),
+    hidden_size: int = typer.Option(64, "--hidden-size", "-n", help="Hidden size n."),
+    layers: int = typer.Option(1, "--layers", help="Number of stacked SLIM layers."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", show_default=False, help="Epochs in total [default: 10; with --resume: the run's own]."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Mini-batch size."),
+    lr: float = typer.Option(3e-3, "--lr", help="Adam learning rate."),
+    schedule: str = typer.Option("constant", "--schedule", metavar=_choices(SCHEDULES), help="Learning-rate schedule."),
+    clip: float = typer.Option(1.0, "--clip", help="Gradient-norm clip (0 = off)."),
+    dropout: float = typer.Option(0.0, "--dropout", help="Dropout between layers."),
+    seed: int = typer.Option(0, "--seed", help="Seed for weights, batch order and dropout."),
+    split_seed: int = typer.Option(0, "--split-seed", help="Seed of the train/val/test split."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Cap every split at N sequences (a stratified subset), for quick runs."),
+    gate_activation: str = typer.Option("sigmoid", "--gate-activation", metavar=_choices(GATE_ACTIVATIONS), help="σ of the gates."),
+    activation: str = typer.Option("tanh", "--activation", metavar=_choices(ACTIVATIONS), help="g of the cell."),
+    constant: list[str] = typer.Option([], "--constant", metavar="GATE=VALUE", show_default=False, help="A fixed gate's value (repeatable), e.g. f=0.5."),
+    init: str = typer.Option("pytorch", "--init", metavar=_choices(INITS), help="pytorch, or paper (the authors' initialisation)."),
+    input_only_cell: bool = typer.Option(False, "--input-only-cell", help="LSTM_C6 only: c~ = g(W_c x + b_c)."),
+    threads: int = typer.Option(1, "--threads", help="Torch CPU threads (fixed, for reproducible runs)."),
+    device: str = typer.Option("auto", "--device", metavar=_choices(TORCH_DEVICES), help="Where torch trains (cuda:N for one GPU)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run recorded beside -o with its own settings (only --epochs is taken from the command line)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar and no per-epoch lines."),
+) -> None:
+    """Train a SLIM classifier: validation each epoch, the best checkpoint kept, resumable."""
+    if output.suffix != formats.CHECKPOINT.suffix and not output.is_dir():  # before torch
+        raise UsageError(f"{output}: a checkpoint is a {formats.CHECKPOINT.suffix} file (`run` and "
+                         f"`export` tell files by their suffix); name it "
+                         f"{output.with_suffix(formats.CHECKPOINT.suffix).name}")
+    extras.require("train", "slimedge train", "torch", "safetensors")
+    if resume:
+        _ignored(ctx, _RUN_SETTINGS, "--resume continues the run with its own settings (only --epochs "
+                                "is read); start a new run with another -o to change them")
+    from ..train import TrainConfig, train
+
+    config = TrainConfig(variant=variant, data=data, hidden_size=hidden_size, num_layers=layers,
+                         epochs=10 if epochs is None else epochs, batch_size=batch_size, lr=lr, schedule=schedule, clip=clip,
+                         dropout=dropout, seed=seed, split_seed=split_seed, limit=limit,
+                         gate_activation=gate_activation, activation=activation,
+                         constants=_parse_constants(constant), init=init,
+                         input_only_cell=input_only_cell, threads=threads)
+    try:
+        result = train(None if resume and epochs is None else config, output, resume=resume,
+                       device=device, quiet=quiet, console=_shared.err_console)
+    except KeyboardInterrupt:
+        fail(f"interrupted; the last finished epoch is saved: continue with "
+             f"`slimedge train -o {output} --resume`", 130)
+    console.print(f"test accuracy {result.test['accuracy']:.4f} (best epoch "
+                  f"{result.best['epoch']}) -> {result.output}; log {result.log_path}",
+                  highlight=False, soft_wrap=True, markup=False)
+
+
+@app.command("evaluate")
+@user_errors
+def evaluate_cmd(
+    ctx: typer.Context,
+    model: Optional[Path] = typer.Argument(None, help="A checkpoint or an exported file; default: the shipped model."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", metavar="NAME|FILE.npz", help="fsdd, mnist-rows, mnist-pixels or a .npz file; default: the model's training data."),
+    split: str = typer.Option("test", "--split", metavar=_choices(SPLITS), help="The split to evaluate."),
+    split_seed: Optional[int] = typer.Option(None, "--split-seed", help="Default: the seed the model was trained with."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Cap every split at N sequences."),
+    device: str = typer.Option("cpu", "--device", metavar=_choices(TORCH_DEVICES), help="Where torch evaluates a checkpoint (also the torch backend's device)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    backend: Optional[str] = typer.Option(None, "--backend", "-b", metavar=_choices(RUN_BACKENDS), show_default=False, help="Evaluate through the streaming runtime on this backend [default: exported files always go through it (auto); a checkpoint through PyTorch, or the numpy backend where torch is not installed]."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads of the runtime backend, or of torch for a checkpoint (default 1 there, so training's numbers repeat exactly)."),
+) -> None:
+    """Accuracy and confusion matrix of a model (a checkpoint or an exported file) on a data split."""
+    from ..zoo import default_model_path
+
+    if split not in SPLITS:
+        raise UsageError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+    path = model if model is not None else default_model_path()
+    is_checkpoint = formats.for_path(path) is formats.CHECKPOINT
+    if is_checkpoint and backend is None and not extras.installed("torch"):
+        backend = "numpy"  # the same numbers through the runtime, no torch needed
+        _shared.err_console.print("torch is not installed: evaluating the checkpoint on the runtime's "
+                          "numpy backend", style="dim", highlight=False)
+    if backend is not None or not is_checkpoint:
+        if backend != "torch":
+            _ignored(ctx, [("device", "--device")], "it applies to torch (a checkpoint without "
+                                               "--backend, or --backend torch)")
+        from .commands_run import _evaluate_runtime  # exports go through the runtime
+
+        ev, meta = _evaluate_runtime(path, data, split, split_seed, limit, backend or "auto",
+                                     threads, device if backend == "torch" else None)
+    else:
+        from ..train import evaluate_checkpoint
+
+        ev, meta = evaluate_checkpoint(path, data, split, split_seed=split_seed, limit=limit,
+                                       device=device, threads=threads or 1)
+    if as_json:
+        sys.stdout.write(json.dumps({**meta, **ev.to_dict()}, indent=2) + "\n")
+        return
+    t = Table(title=f"{escape(str(meta['variant']))} on {escape(str(meta['data']['name']))} ({split}, {ev.n} sequences): "
+                    f"rows = true class, columns = predicted")
+    t.add_column("true", justify="right", overflow="fold")
+    for label in ev.labels:
+        t.add_column(escape(label), justify="right", overflow="fold")
+    t.add_column("recall", justify="right", no_wrap=True)
+    for k, label in enumerate(ev.labels):
+        row = ev.confusion[k]
+        cells = [(f"[bold]{v}[/]" if j == k else (str(v) if v else "[dim]0[/]"))
+                 for j, v in enumerate(row)]
+        recall = f"{row[k] / row.sum():.3f}" if row.sum() else "–"
+        t.add_row(escape(label), *cells, recall)
+    console.print(t)
+    console.print(f"accuracy {ev.accuracy:.4f} ({int(ev.confusion.trace())}/{ev.n}), "
+                  f"mean cross-entropy {ev.loss:.4f}; model {path}", highlight=False, soft_wrap=True, markup=False)
+
+
