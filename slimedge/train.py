@@ -160,9 +160,9 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def side_paths(output: str | os.PathLike) -> tuple[Path, Path, Path]:
     """(best checkpoint, training state, JSON log) for an output path."""
-    out = Path(output)
-    stem = out.name[:-len(".safetensors")] if out.name.endswith(".safetensors") else out.name
-    return out, out.with_name(stem + ".state.safetensors"), out.with_name(stem + ".log.json")
+    out, suffix = Path(output), formats.CHECKPOINT.suffix
+    stem = out.name[:-len(suffix)] if out.name.endswith(suffix) else out.name
+    return out, out.with_name(f"{stem}.state{suffix}"), out.with_name(stem + ".log.json")
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -308,7 +308,8 @@ def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool
 
     With ``resume``, the settings come from ``output``'s state file (only ``config.epochs`` is
     taken from the argument, to train longer; pass ``config=None`` to keep the run's own) and
-    training continues after its last finished epoch. ``splits`` overrides loading ``config.data`` (tests, benchmarks).
+    training continues after its last finished epoch. ``splits`` overrides loading
+    ``config.data`` (tests, benchmarks).
     """
     extras.require("train", "training", "torch", "safetensors", "rich")  # before any work
     if Path(output).suffix != formats.CHECKPOINT.suffix and not Path(output).is_dir():
@@ -504,5 +505,5 @@ def evaluate_checkpoint(model_path: str | os.PathLike, data: str | None = None, 
                 "variant": model.spec.name}
 
 
-__all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "Evaluation", "train", "evaluate", "evaluate_checkpoint",
-           "build_model", "resolve_device", "side_paths", "EVAL_BATCH_SIZE", "SCHEDULES"]
+__all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "train", "evaluate",
+           "evaluate_checkpoint"]

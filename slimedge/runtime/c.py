@@ -23,7 +23,6 @@ from pathlib import Path
 from ._common import Buffers, ModelFileError, sizes
 
 NAME = "c"
-SUFFIXES = (".c",)
 
 
 def available() -> bool:

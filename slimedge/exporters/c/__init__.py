@@ -39,11 +39,12 @@ import numpy as np
 
 from ... import ir
 from ...errors import ModelFileError, UsageError
+from ...formats import FORMATS
 from . import emit_float, source
 from .toolchain import CompileError, CompilerNotFound
 
-SUFFIX = ".c"
-HEADER_SUFFIX = ".h"
+SUFFIX = FORMATS["c"].suffix
+HEADER_SUFFIX = FORMATS["c"].companions[0]
 MODES = ("step",)
 
 
