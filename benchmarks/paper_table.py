@@ -330,7 +330,8 @@ def markdown(result: dict) -> str:
              "median of round-robin timings of one fixed set of batches, every variant once per "
              "round, scaled to an epoch: the fairer comparison between variants.", "",
              f"- Machine: {m['cpu']}, {m['cores']} cores (shared with other work, so timings "
-             f"are noisy), Python {m['python']}, torch {m.get('torch') or m.get('versions', {}).get('torch')}",
+             f"are noisy), Python {m['python']}, "
+             f"torch {m.get('torch') or m.get('versions', {}).get('torch')}",
              f"- Date: {result['date']}",
              *(f"- Note: {t}" for t in result.get("notes", [])),
              *(f"- Command: `{c}`" for c in result.get("commands", [result["command"]])),

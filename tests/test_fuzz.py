@@ -3,7 +3,6 @@ default way, each is a clean error (SlimedgeError naming the file) or gives the 
 never a traceback, never a silent NaN or wrong answer. Loaded with ``verify=False`` (the user's
 choice), the parsers behind the digest still give a clean error or finite outputs, never an
 exception of another type (LiteRT's RuntimeError, a UnicodeDecodeError, a RecursionError)."""
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -14,7 +14,7 @@ ALL = list(variants.VARIANTS)
 def _set_random(model, variant, rng, input_only_cell=False):
     """Random weights at PyTorch's init scale (larger ones make the recurrence chaotic, so float32
     rounding would grow exponentially over the 50 steps)."""
-    for k, cell in enumerate(model.cells):
+    for cell in model.cells:
         w = ref.random_weights(variant, cell.input_size, cell.hidden_size, rng,
                                scale=1.5 / np.sqrt(cell.hidden_size), input_only_cell=input_only_cell)
         cell.load_terms({name: torch.from_numpy(v) for name, v in w.items()})
@@ -107,7 +107,7 @@ def test_gradients_reach_every_parameter_and_constants_are_not_parameters(varian
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.count_nonzero(p.grad) > 0, name
     for cell in model.cells:
-        for gate, value in cell.constants.items():
+        for value in cell.constants.values():
             assert isinstance(value, float)
 
 

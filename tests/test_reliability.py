@@ -139,7 +139,7 @@ def test_profile_outputs_are_atomic(tmp_path, monkeypatch):
         target.write_text("old\n")
         real = Path.write_text
 
-        def full_disk(self, text, *a, **k):
+        def full_disk(self, text, *a, real=real, **k):
             real(self, text[:3])
             raise OSError(28, "No space left on device")
         monkeypatch.setattr(Path, "write_text", full_disk)

@@ -18,7 +18,6 @@ concurrently from different threads (a backend whose library is not thread-safe 
 """
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
 from pathlib import Path

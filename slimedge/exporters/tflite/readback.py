@@ -8,7 +8,6 @@ model's config without importing an interpreter; :func:`read_config` is the form
 """
 from __future__ import annotations
 
-import json
 import os
 import struct
 from pathlib import Path
