@@ -72,6 +72,13 @@ def i16(scale: float) -> Rep:
 
 
 BYTES = {"int8_t": 1, "int16_t": 2, "int32_t": 4}
+TYPE_MAX = {"int8_t": 128, "int16_t": 32768}  # |v| bound of a state or input an API caller gives
+
+
+def vmax(rep: Rep) -> int:
+    """The largest |value| an expression held as ``rep`` can have (its type's for int8/int16,
+    which callers of the integer API fill; its saturation range for wider values)."""
+    return TYPE_MAX.get(rep.ctype) or max(abs(rep.lo), abs(rep.hi)) or 2 ** rep.bits - 1
 Q15 = i16(2.0 ** -fx.GATE_FRAC_BITS)
 Z = Rep("int32_t", 2.0 ** -fx.Z_FRAC_BITS, -fx.Z_LIMIT, fx.Z_LIMIT, 30)
 
@@ -94,6 +101,7 @@ class _IntRow:
         self.helpers: set[str] = set()
         self.tmp = self.narr = 0
         self.weight_bytes = self.scratch_bytes = 0
+        self.rescale = {"int32": 0, "int64": 0, "max_relative_factor_error": 0.0}
         self.target: dict[str, Rep] = {}
         prod = graph.producers()
         h_new, c_new = prod["h_next"].inputs, prod["c_next"].inputs
@@ -123,13 +131,27 @@ class _IntRow:
         self.weight_bytes += values.size * BYTES[ctype]
         return name
 
-    def conv(self, e: str, frm: Rep, to: Rep) -> str:
-        """Expression ``e`` (held as ``frm``) rescaled and saturated to ``to``."""
+    def counted(self, width: int, err: float) -> None:
+        self.rescale[f"int{width}"] += 1
+        self.rescale["max_relative_factor_error"] = max(self.rescale["max_relative_factor_error"],
+                                                        float(err))
+
+    def conv(self, e: str, frm: Rep, to: Rep, top: int | None = None) -> str:
+        """Expression ``e`` (held as ``frm``, |e| <= ``top``) rescaled and saturated to ``to``:
+        in int32 where the bound allows (:func:`fx.multipliers32`), else in int64."""
         if frm == to:
             return e
+        top = vmax(frm) if top is None else top
+        fit = fx.multipliers32([frm.scale / to.scale], top) if top <= fx.INT32_MAX else None
+        if fit is not None:
+            (M,), r, err = fit
+            self.helpers.update(("rq", "sat"))
+            self.counted(32, err)
+            return f"({to.ctype}){self.p}_sat({self.p}_rq({e}, {M}, {r}), {to.lo}, {to.hi})"
         M, r = fx.multiplier(frm.scale / to.scale, frm.bits)
-        self.helpers.update(("rq", "sat"))
-        return f"({to.ctype}){self.p}_sat({self.p}_rq({e}, {M}, {r}), {to.lo}, {to.hi})"
+        self.helpers.update(("rq64", "sat64"))
+        self.counted(64, 2.0 ** -(max(M.bit_length(), 1) - 1) if M else 0.0)
+        return f"({to.ctype}){self.p}_sat64({self.p}_rq64({e}, {M}, {r}), {to.lo}, {to.hi})"
 
     def operand(self, value: str, *, scale_for_add: Rep | None = None):
         """(element expression of index i, Rep) of a value or a constant. Constants in an add are
@@ -181,28 +203,84 @@ class _IntRow:
         s_w = np.abs(W).max(axis=1) / 127.0
         s_w[s_w == 0] = 1.0
         q = np.clip(np.rint(W / s_w[:, None]), -127, 127).astype(np.int64)
-        acc_bits = math.ceil(math.log2(127 * 127 * n_in + 1))
-        Ms, R = fx.multipliers(arep.scale * s_w / Z.scale, acc_bits)
-        wq = self.const("int8_t", q, f"{wname}: {n_out} x {n_in}, int8, one scale per row")
+        n_pad = -(-n_in // 4) * 4  # rows padded with zeros to whole 32-bit words
+        qp = np.zeros((n_out, n_pad), np.int64)
+        qp[:, :n_in] = q
+        ratios = arep.scale * s_w / Z.scale
+        # |acc| <= 128 * sum_j |w_ij| (an int8 input, even -128): a hard bound, per row
+        fit = fx.multipliers32(ratios, 128 * np.abs(q).sum(axis=1), fx.MATMUL32_TOL)
+        if fit is not None:
+            Ms, R, err = fit
+            rq, sat, wide = f"{self.p}_rq", f"{self.p}_sat", 32
+            self.helpers.update(("rq", "sat"))
+        else:
+            acc_bits = math.ceil(math.log2(127 * 127 * n_in + 1))
+            Ms, R = fx.multipliers(ratios, acc_bits)
+            err = 2.0 ** -(max(max(Ms).bit_length(), 1) - 1)
+            rq, sat, wide = f"{self.p}_rq64", f"{self.p}_sat64", 64
+            self.helpers.update(("rq64", "sat64"))
+        self.counted(wide, err)
+        pad = f" (rows padded to {n_pad})" if n_pad != n_in else ""
+        wq = self.const("int8_t", qp, f"{wname}: {n_out} x {n_in}{pad}, int8, one scale per row")
         mq = self.const("int32_t", np.array(Ms), f"{wname}: per-row multipliers to Q16, shift {R}")
         b = ""
         if bias:
             bv = self.g.initializers[bias[0]].astype(np.float64)
             bq = np.clip(np.rint(bv / Z.scale), Z.lo, Z.hi).astype(np.int64)
             b = f" + {self.const('int32_t', bq, f'{bias[0]} in Q16')}[i]"
-        self.helpers.update(("rq", "sat"))
+        self.helpers.add("dsp")
         out = self.local(n.outputs[0], Z, n_out)
-        P, L = self.p, self.lines
+        P, L, G = self.p, self.lines, n_pad // 4
+        store = f"{out}[i] = {sat}({rq}(acc, {mq}[i], {R}){b}, {Z.lo}, {Z.hi});"
         L.append("    {")
+        # Cortex-M4/M7/M33 (DSP extension): two multiply-accumulates per SMLAD, int8 pairs
+        # sign-extended by SXTB16; the sums are exact, so both paths give the same integers
+        L.append(f"#if {P.upper()}_DSP")
+        if n_pad != n_in:
+            L.append(f"        int8_t a8[{n_pad}];")
+            L.append(f"        for (int j = 0; j < {n_pad}; j++) a8[j] = j < {n_in} ? {ae}[j] : 0;")
+            a8 = "a8"
+        else:
+            a8 = ae
+        L.append(f"        int32_t ap[{2 * G}]; /* (a0, a2), (a1, a3) of every 4 inputs, int16 pairs */")
+        L.append(f"        for (int g = 0; g < {G}; g++) {{")
+        L.append(f"            int32_t x;")
+        L.append(f"            memcpy(&x, {a8} + 4 * g, 4);")
+        L.append(f"            ap[2 * g] = __sxtb16(x);")
+        L.append(f"            ap[2 * g + 1] = {P}_sxtb16_ror8(x);")
+        L.append("        }")
+        def rows(first: int, end: int, count: int) -> None:
+            """Rows ``first`` to ``end``, ``count`` (1 or 2) at a time: they share each ``ap`` load."""
+            if first >= end:
+                return
+            L.append(f"        for (int i = {first}; i < {end}; i += {count}) {{")
+            for k in range(count):
+                L.append(f"            const int8_t *w{k} = {wq} + (size_t)(i + {k}) * {n_pad};")
+            L.append("            int32_t " + ", ".join(f"acc{k} = 0, wv{k}" for k in range(count))
+                     + ", lo, hi;")
+            for g in range(G):
+                L.append(f"            lo = ap[{2 * g}]; hi = ap[{2 * g + 1}];")
+                for k in range(count):
+                    L.append(f"            memcpy(&wv{k}, w{k} + {4 * g}, 4); "
+                             f"acc{k} = __smlad(__sxtb16(wv{k}), lo, acc{k}); "
+                             f"acc{k} = __smlad({P}_sxtb16_ror8(wv{k}), hi, acc{k});")
+            for k in range(count):
+                L.append("            " + store.replace("[i]", f"[i + {k}]").replace("(acc,", f"(acc{k},"))
+            L.append("        }")
+
+        rows(0, n_out - n_out % 2, 2)
+        rows(n_out - n_out % 2, n_out, 1)
+        L.append("#else")
         L.append(f"        int16_t a16[{n_in}];")
-        self.scratch_bytes += 2 * n_in
+        self.scratch_bytes += max(2 * n_in, 2 * n_pad + (n_pad if n_pad != n_in else 0))
         L.append(f"        for (int j = 0; j < {n_in}; j++) a16[j] = {ae}[j];")
         L.append(f"        for (int i = 0; i < {n_out}; i++) {{")
-        L.append(f"            const int8_t *w = {wq} + (size_t)i * {n_in};")
+        L.append(f"            const int8_t *w = {wq} + (size_t)i * {n_pad};")
         L.append("            int32_t acc = 0;")
         L.append(f"            for (int j = 0; j < {n_in}; j++) acc += (int32_t)w[j] * (int32_t)a16[j];")
-        L.append(f"            {out}[i] = {P}_sat({P}_rq(acc, {mq}[i], {R}){b}, {Z.lo}, {Z.hi});")
+        L.append(f"            {store}")
         L.append("        }")
+        L.append("#endif")
         L.append("    }")
 
     def add(self, n: ir.Node) -> None:
@@ -214,18 +292,48 @@ class _IntRow:
         size = self.size(n.outputs[0])
         out = self.local(n.outputs[0], T, size)
         self.helpers.add("sat")
+        # every term is within +-(2^30 - 1) (Z_LIMIT, or its int8/int16 type): the sum fits int32
         self.lines.append(f"    for (int i = 0; i < {size}; i++) {out}[i] = ({T.ctype}){self.p}_sat("
-                          f"(int64_t){terms[0]} + (int64_t){terms[1]}, {T.lo}, {T.hi});")
+                          f"(int32_t){terms[0]} + (int32_t){terms[1]}, {T.lo}, {T.hi});")
+
+    def _const_rep(self, value: str) -> Rep:
+        """The Rep :meth:`operand` gives a constant in a product (without writing its array)."""
+        top = float(np.abs(self.g.initializers[value]).max())
+        return Q15 if top <= 1.0 else i16(top / fx.Q15_MAX)
 
     def mul(self, n: ir.Node) -> None:
-        (ea, ra), (eb, rb) = (self.operand(v) for v in n.inputs)
+        consts = [v in self.g.initializers for v in n.inputs]
+        ra, rb = (self._const_rep(v) if c else self.rep[v] for v, c in zip(n.inputs, consts))
         out_v = n.outputs[0]
         T = self.target.get(out_v) or (Q15 if ra.scale * (2 ** ra.bits) <= 1.0001
                                        and rb.scale * (2 ** rb.bits) <= 1.0001 else Z)
-        prod = Rep("int64_t", ra.scale * rb.scale, 0, 0, ra.bits + rb.bits)
         size = self.size(out_v)
+        if consts.count(True) == 1:  # a value times a constant: the constant folds into the multiplier
+            k = consts.index(True)
+            var, vrep = self.operand(n.inputs[1 - k])
+            w = self.g.initializers[n.inputs[k]].astype(np.float64).ravel()
+            fit = fx.multipliers32(w * vrep.scale / T.scale, vmax(vrep))
+            if fit is not None:
+                Ms, r, err = fit
+                self.counted(32, err)
+                self.helpers.update(("rq", "sat"))
+                if len(Ms) == 1:
+                    m = lambda i: src.c_int(Ms[0])  # noqa: E731
+                else:
+                    ctype = "int16_t" if max(abs(v) for v in Ms) <= fx.Q15_MAX else "int32_t"
+                    name = self.const(ctype, np.array(Ms, np.int64),
+                                      f"{n.inputs[k]} ({w.size},) folded into multipliers, shift {r}")
+                    m = lambda i: f"{name}[{i}]"  # noqa: E731
+                out = self.local(out_v, T, size)
+                self.lines.append(f"    for (int i = 0; i < {size}; i++) {out}[i] = ({T.ctype})"
+                                  f"{self.p}_sat({self.p}_rq({var('i')}, {m('i')}, {r}), {T.lo}, {T.hi});")
+                return
+        (ea, ra), (eb, rb) = (self.operand(v) for v in n.inputs)
+        top = vmax(ra) * vmax(rb)
+        wide = "int32_t" if top <= fx.INT32_MAX else "int64_t"
+        prod = Rep(wide, ra.scale * rb.scale, -top, top, ra.bits + rb.bits)
         out = self.local(out_v, T, size)
-        expr = self.conv(f"(int64_t){ea('i')} * (int64_t){eb('i')}", prod, T)
+        expr = self.conv(f"({wide}){ea('i')} * ({wide}){eb('i')}", prod, T, top)
         self.lines.append(f"    for (int i = 0; i < {size}; i++) {out}[i] = {expr};")
 
     def gate(self, fn: str):
@@ -298,12 +406,34 @@ def _helpers(prefix: str, used: set[str]) -> list[str]:
     out = [f"/* The integer step relies on >> of a negative value being an arithmetic shift, as on\n"
            f"   every compiler slimedge knows of (C99 leaves it to the implementation). */\n"
            f"typedef char {P}_arithmetic_shift_check[((-3) >> 1) == -2 ? 1 : -1];\n"]
-    if "rq" in used or "hard_sigmoid" in used:
-        out.append(f"/* round(v * m / 2^r): rescaling by an integer multiplier and shift */\n"
-                   f"static int64_t {P}_rq(int64_t v, int64_t m, int r)\n{{\n"
+    if "dsp" in used:
+        out.append(f"/* Cores with the DSP extension (Cortex-M4, M7, M33...) take the matmuls two\n"
+                   f"   multiply-accumulates at a time (SMLAD); elsewhere the plain C loops run. Both\n"
+                   f"   sum the same exact integer products. -DSLIMEDGE_NO_DSP forces the C loops. */\n"
+                   f"#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32) && "
+                   f"!defined(__ARM_BIG_ENDIAN) \\\n"
+                   f"    && defined(__GNUC__) && !defined(SLIMEDGE_NO_DSP)\n"
+                   f"#define {P.upper()}_DSP 1\n"
+                   f"#include <arm_acle.h>\n#include <string.h>\n"
+                   f"/* bytes 1 and 3 of x, sign-extended to int16 (SXTB16 of x rotated by 8) */\n"
+                   f"static int32_t {P}_sxtb16_ror8(int32_t x)\n{{\n"
+                   f"    int32_t r;\n"
+                   f"    __asm__(\"sxtb16 %0, %1, ror #8\" : \"=r\"(r) : \"r\"(x));\n"
+                   f"    return r;\n}}\n"
+                   f"#else\n#define {P.upper()}_DSP 0\n#endif\n")
+    if "rq" in used:
+        out.append(f"/* round(v * m / 2^r) in int32: the generator proved |v * m| + 2^(r-1) < 2^31 */\n"
+                   f"static int32_t {P}_rq(int32_t v, int32_t m, int r)\n{{\n"
+                   f"    return (v * m + ((int32_t)1 << (r - 1))) >> r;\n}}\n")
+    if "sat" in used:
+        out.append(f"static int32_t {P}_sat(int32_t v, int32_t lo, int32_t hi)\n{{\n"
+                   f"    return v < lo ? lo : v > hi ? hi : v;\n}}\n")
+    if "rq64" in used or "hard_sigmoid" in used:
+        out.append(f"/* round(v * m / 2^r) in int64: where the bounds leave int32 too few bits */\n"
+                   f"static int64_t {P}_rq64(int64_t v, int64_t m, int r)\n{{\n"
                    f"    return (v * m + ((int64_t)1 << (r - 1))) >> r;\n}}\n")
-    if used & {"sat", "rq", "hard_sigmoid"}:
-        out.append(f"static int32_t {P}_sat(int64_t v, int32_t lo, int32_t hi)\n{{\n"
+    if used & {"sat64", "rq64", "hard_sigmoid"}:
+        out.append(f"static int32_t {P}_sat64(int64_t v, int32_t lo, int32_t hi)\n{{\n"
                    f"    return v < lo ? lo : v > hi ? hi : (int32_t)v;\n}}\n")
     if used & {"tanh", "sigmoid"}:
         table = src.array("int16_t", f"{P}_tanh_table", fx.tanh_table(),
@@ -330,7 +460,7 @@ def _helpers(prefix: str, used: set[str]) -> list[str]:
         M, r = fx.multiplier(0.2 * 2.0 ** (fx.GATE_FRAC_BITS - fx.Z_FRAC_BITS), 30)
         out.append(f"/* hard sigmoid clip(0.2 z + 0.5, 0, 1): Q16 in, Q15 out */\n"
                    f"static int32_t {P}_hard_sigmoid(int32_t z)\n{{\n"
-                   f"    return {P}_sat({P}_rq(z, {M}, {r}) + {1 << (fx.GATE_FRAC_BITS - 1)}, 0, "
+                   f"    return {P}_sat64({P}_rq64(z, {M}, {r}) + {1 << (fx.GATE_FRAC_BITS - 1)}, 0, "
                    f"{fx.Q15_MAX});\n}}\n")
     return out
 
@@ -383,7 +513,10 @@ def generate(graph: ir.Graph, prefix: str, *, header: str, splits=None,
     bounds = dict(fx.error_bounds())
     info = {"weights": "int8 symmetric, one scale per output row (point-wise u: int16)",
             "activations": "int8 x and h, int16 cell state, int32 Q16 pre-activations, Q15 gates",
-            "arithmetic": "integer only in PREFIX_step_q (int32, int64 products and rescaling)",
+            "arithmetic": "integer only in PREFIX_step_q: int32 products and rescaling where the "
+                          "bounds prove it safe, else int64; SMLAD dot products on cores with "
+                          "the ARM DSP extension (same integers)",
+            "rescaling": dict(row.rescale),
             "scales": {"x": s_x, "h": s_h, "c": s_c, "y": Z.scale},
             "nonlinearities": {"method": f"tanh table of {fx.TANH_ENTRIES} int16 entries "
                                          f"(step 1/64, 0..8), linear interpolation; "

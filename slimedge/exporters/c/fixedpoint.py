@@ -4,7 +4,12 @@
 ``round(v * s_from / s_to)``, computed in integers as ``(v * M + 2^(r-1)) >> r`` with int64
 arithmetic (:func:`multiplier`): ``M`` has as many bits as the int64 product leaves room for
 (``|v| < 2^vbits``: ``M < 2^min(30, 62 - vbits)``), so the relative error of the factor is at most
-2^-(mantissa bits - 1) and nothing overflows.
+2^-(mantissa bits - 1) and nothing overflows. Where the values' bound allows, the same
+formula runs in int32 (:func:`multipliers32`: ``vmax·|M| + 2^(r-1) <= 2^31 - 1`` proved from
+the type's or the weights' bound, not from calibration), one multiply, add and shift on any
+32-bit core, with the factor's relative error at most 2^-14 element-wise and 2^-10 for a
+matmul row (int32 accumulators leave the multiplier 11+ bits; int8 weight rounding is 2^-8 of
+a row's largest weight); a conversion that cannot meet that stays in int64.
 
 **Nonlinearities.** tanh is one table of :data:`TANH_ENTRIES` int16 values,
 ``round(32768 * tanh(k / 64))`` for k = 0..512 (0 to 8), read with linear interpolation between
@@ -62,6 +67,34 @@ def multipliers(ratios: np.ndarray, vbits: int) -> tuple[list[int], int]:
     return [int(v) for v in M], int(r)
 
 
+INT32_MAX = 2 ** 31 - 1
+RESCALE32_TOL = 2.0 ** -14  # element-wise 32-bit rescaling: largest relative error of the factor
+MATMUL32_TOL = 2.0 ** -10   # matmul row rescaling (int32 accumulators): the same, per row
+
+
+def multipliers32(ratios, vmax, tol: float = RESCALE32_TOL):
+    """32-bit rescaling: (M list, r, worst relative factor error) with
+    round(v * ratio) ≈ (v * M + 2^(r-1)) >> r computed in int32 for every |v| <= vmax (per
+    element or one bound): the largest r <= 31 with vmax·|M| + 2^(r-1) <= 2^31 - 1, so nothing
+    overflows. Ratios may be negative (a folded constant). None when the factor's relative error
+    at that r exceeds ``tol`` (the caller then rescales in int64)."""
+    ratios = np.asarray(ratios, np.float64).ravel()
+    vmax = np.broadcast_to(np.asarray(vmax, np.float64), ratios.shape)
+    if not np.all(np.isfinite(ratios)):
+        raise ValueError(f"cannot rescale by {ratios!r}")
+    if not np.any(ratios):
+        return [0] * ratios.size, 1, 0.0
+    for r in range(31, 0, -1):
+        M = np.rint(ratios * 2.0 ** r)
+        if np.all(vmax * np.abs(M) + 2.0 ** (r - 1) <= INT32_MAX):
+            nz = ratios != 0
+            err = float(np.max(np.abs(M[nz] / 2.0 ** r - ratios[nz]) / np.abs(ratios[nz])))
+            if err > tol:
+                return None
+            return [int(m) for m in M], r, err
+    return None
+
+
 def rescale(v: np.ndarray, M, r: int) -> np.ndarray:
     """The C ``rq``: (v * M + 2^(r-1)) >> r in int64 (arithmetic shift)."""
     v = np.asarray(v, np.int64)
@@ -111,5 +144,6 @@ def error_bounds(limit: float = 40.0) -> dict[str, float]:
     return out
 
 
-__all__ = ["multiplier", "multipliers", "rescale", "tanh_table", "tanh_q15", "sigmoid_q15",
+__all__ = ["multiplier", "multipliers", "multipliers32", "rescale", "INT32_MAX",
+           "RESCALE32_TOL", "MATMUL32_TOL", "tanh_table", "tanh_q15", "sigmoid_q15",
            "error_bounds", "Z_FRAC_BITS", "GATE_FRAC_BITS", "Z_LIMIT", "TANH_ENTRIES", "Q15_MAX"]
