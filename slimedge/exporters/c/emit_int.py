@@ -12,9 +12,12 @@ the value is:
     point-wise u, folded gate constants     int16, one scale per vector
 
 A matmul is an int32 dot product of int8 weights and the int8 input (widened to int16 once, the
-form compilers turn into multiply-add instructions), rescaled per output row to Q16 by an integer
-multiplier and shift (:mod:`.fixedpoint`); element-wise products are int64 products rescaled the
-same way; every result saturates to its type. Gate nonlinearities are one 513-entry tanh table
+form compilers turn into multiply-add instructions; on cores with the ARM DSP extension, SMLAD on
+SXTB16-extended pairs, the same exact sums), rescaled per output row to Q16 by an integer
+multiplier and shift (:mod:`.fixedpoint`), in int32 where the weights bound the accumulator
+enough; element-wise products and conversions rescale the same way (a constant factor folded
+into the multiplier), in int32 where the bounds prove it safe, else int64; every result
+saturates to its type. Gate nonlinearities are one 513-entry tanh table
 with linear interpolation (the sigmoid reads it at z/2), max error 4.7e-5 (tanh) and 4.2e-5
 (sigmoid) over every input, checked exhaustively (:func:`fixedpoint.error_bounds`).
 
