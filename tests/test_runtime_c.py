@@ -217,3 +217,30 @@ def test_prebuilt_library_is_used_only_when_it_matches(models, tmp_path):
         model = runtime.load(d / a.name, "c")
         assert model.session.detail.split(", ")[1].split()[0] == want, model.session.detail
         assert toolchain.embedded_config(model.session.lib, "m") == cx.read_metadata(a)
+
+
+def test_loading_a_model_leaves_the_process_floating_point_state_alone(models, tmp_path):
+    """A library linked with -ffast-math carries gcc's crtfastmath.o, which sets flush-to-zero
+    for the whole process that loads it: numpy (and the app) would then lose every subnormal.
+    The backend's libraries are linked without it; checked in a fresh process, and for the
+    examples' `make lib`."""
+    from helpers import run_without_torch
+
+    _, model = models.get("LSTM6")
+    code = ("import numpy as np\nfrom slimedge import runtime\n"
+            f"m = runtime.load({str(model.path)!r}, 'c')\n"
+            "m.stream().step(np.zeros(m.input_size, np.float32))\n"
+            "print(bool(np.float32(1e-40) * np.float32(1.0) != 0))")
+    assert run_without_torch(code).strip() == "True"
+    make = shutil.which("make")
+    assert make, "make is needed for examples/c"
+    src = tmp_path / "m.c"
+    shutil.copy(model.path, src)
+    shutil.copy(model.path.with_suffix(".h"), tmp_path / "m.h")
+    root = os.path.join(os.path.dirname(__file__), "..", "examples", "c")
+    import subprocess
+    subprocess.run([make, "-s", "-C", root, "lib", f"MODEL={src}"], check=True, capture_output=True)
+    code = ("import ctypes, numpy as np\n"
+            f"ctypes.CDLL({str(tmp_path / 'm.so')!r})\n"
+            "print(bool(np.float32(1e-40) * np.float32(1.0) != 0))")
+    assert run_without_torch(code).strip() == "True"

@@ -5,7 +5,9 @@
   to install gcc or clang, or to export with ``--no-validate`` (writing the files needs no
   compiler).
 * **Flags**: ``$SLIMEDGE_CFLAGS`` when set, else ``-O3 -march=native -ffast-math`` (without
-  ``-march=native`` where the compiler refuses it); always ``-std=c99 -fPIC -shared`` and ``-lm``.
+  ``-march=native`` where the compiler refuses it); always ``-std=c99 -fPIC``; linked
+  ``-shared`` with ``-lm`` and no other flag, so the library never carries gcc's ``crtfastmath.o``
+  (which would set the loading process to flush denormals to zero).
 * **Renamed files**: a ``.c``/``.h`` pair renamed together still builds (the header beside the
   ``.c`` is given the name the source includes).
 * **Cache**: one library per (source, header, compiler, flags, machine), named by the SHA-256 of
@@ -37,7 +39,7 @@ from ...errors import SlimedgeError
 from . import source as src
 
 DEFAULT_CFLAGS = ("-O3", "-march=native", "-ffast-math")
-REQUIRED_CFLAGS = ("-std=c99", "-fPIC", "-shared")
+REQUIRED_CFLAGS = ("-std=c99", "-fPIC")  # then linked with -shared alone
 LIBS = ("-lm",)
 CANDIDATES = ("cc", "gcc", "clang")
 ENV_CC, ENV_CFLAGS, ENV_CACHE = "CC", "SLIMEDGE_CFLAGS", "SLIMEDGE_CACHE"
@@ -142,13 +144,24 @@ def compile_library(c_path: str | os.PathLike, out: str | os.PathLike, *,
     cc = cc or find_compiler()
     own = flags is None and user_cflags() is None
     flags = list(flags) if flags is not None else (user_cflags() or list(DEFAULT_CFLAGS))
-    cmd = [*cc, *flags, *REQUIRED_CFLAGS, *extra, "-o", os.fspath(out), os.fspath(c_path), *LIBS]
+    obj = Path(out).with_suffix(".o")
+    # Compiled and linked in two steps: linked with -ffast-math, gcc adds crtfastmath.o to the
+    # library, which switches the whole process that loads it to flush denormals to zero
+    # (numpy and everything else in the app would then compute differently).
+    compile_cmd = lambda fl: [*cc, *fl, *REQUIRED_CFLAGS, *extra, "-c", "-o", os.fspath(obj),
+                              os.fspath(c_path)]
+    cmd = compile_cmd(flags)
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
     if res.returncode != 0 and own and "-march=native" in flags:
         # some compilers (or targets) refuse -march=native: the same without it
         flags = [f for f in flags if f != "-march=native"]
-        cmd = [*cc, *flags, *REQUIRED_CFLAGS, *extra, "-o", os.fspath(out), os.fspath(c_path), *LIBS]
+        cmd = compile_cmd(flags)
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
+    if res.returncode == 0:
+        link = [*cc, "-shared", "-o", os.fspath(out), os.fspath(obj), *LIBS]
+        res = subprocess.run(link, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
+        cmd = [*cmd, "&&", *link]
+        obj.unlink(missing_ok=True)
     if res.returncode != 0:
         raise CompileError(f"{name or c_path}: the C compiler failed ({' '.join(cmd)}):\n"
                            f"{(res.stderr or res.stdout).strip()[-4000:]}")
