@@ -247,9 +247,9 @@ class _IntRow:
             a8 = ae
         L.append(f"        int32_t ap[{2 * G}]; /* (a0, a2), (a1, a3) of every 4 inputs, int16 pairs */")
         L.append(f"        for (int g = 0; g < {G}; g++) {{")
-        L.append(f"            int32_t x;")
+        L.append("            int32_t x;")
         L.append(f"            memcpy(&x, {a8} + 4 * g, 4);")
-        L.append(f"            ap[2 * g] = __sxtb16(x);")
+        L.append("            ap[2 * g] = __sxtb16(x);")
         L.append(f"            ap[2 * g + 1] = {P}_sxtb16_ror8(x);")
         L.append("        }")
         def rows(first: int, end: int, count: int) -> None:
