@@ -2,6 +2,7 @@
 and running code in a fresh Python with torch blocked."""
 import subprocess
 import sys
+import threading
 import zlib
 
 import numpy as np
@@ -62,3 +63,21 @@ def run_without_torch(code: str, *, also: tuple[str, ...] = (), timeout: float =
                          timeout=timeout)
     assert out.returncode == 0, out.stderr
     return out.stdout
+
+
+def in_threads(work, n: int = 8) -> list:
+    """``work(i)`` for i in range(n), each in its own thread, all released at once by a barrier;
+    the results in order (for checking threads against a serial run)."""
+    results: list = [None] * n
+    barrier = threading.Barrier(n)
+
+    def target(i):
+        barrier.wait()
+        results[i] = work(i)
+
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results

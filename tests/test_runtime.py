@@ -1,11 +1,10 @@
 """The streaming runtime: every backend against the float64 reference, streams, batches, threads."""
 import os
-import threading
 
 import numpy as np
 import pytest
 
-from helpers import make_checkpoint, reference_outputs, run_without_torch, seeded
+from helpers import in_threads, make_checkpoint, reference_outputs, run_without_torch, seeded
 from slimedge import runtime, variants
 from slimedge.runtime import InputError, ModelFileError
 
@@ -258,18 +257,7 @@ def test_threads_share_one_model(files, backend):
         return ys, np.stack([b.step(f) for f in batch_frames])
 
     serial = [work(i) for i in range(8)]
-    results = [None] * 8
-    barrier = threading.Barrier(8)
-
-    def target(i):
-        barrier.wait()
-        results[i] = work(i)
-
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = in_threads(work, 8)
     for i in range(8):
         if i % 2:
             np.testing.assert_array_equal(results[i], serial[i])

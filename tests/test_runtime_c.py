@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from helpers import make_checkpoint, seeded
+from helpers import in_threads, make_checkpoint, seeded
 from slimedge import ir, runtime, variants
 from slimedge.exporters import c as cx
 from slimedge.exporters.c import toolchain
@@ -108,18 +108,7 @@ def test_threads_share_one_model(models):
         return np.stack([b.step(f) for f in frames[i]]), np.stack([s.step(f[0]) for f in frames[i]])
 
     serial = [work(i) for i in range(8)]
-    results = [None] * 8
-    barrier = threading.Barrier(8)
-
-    def target(i):
-        barrier.wait()
-        results[i] = work(i)
-
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = in_threads(work, 8)
     for got, want in zip(results, serial):
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])

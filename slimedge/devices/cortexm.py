@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import UsageError
 from . import timing, toolchains
-from .reference import Export, HostReference, compare
+from .reference import Export, HostReference, check_against_host
 from .toolchains import DeviceError
 
 DEFAULT_OPT = "-O2"
@@ -278,15 +278,7 @@ def measure(path: str | os.PathLike, device: str, frames: Sequence[np.ndarray], 
     finally:
         if tmp is not None:
             tmp.cleanup()
-    checks = [compare(export, g, w, atol) for g, w in zip(got, want)]
-    check = {"sequences": len(checks), "frames": int(sum(f.shape[0] for f in frames)),
-             "passed": all(c["passed"] for c in checks), "exact": export.integer,
-             "max_abs_diff": {k: max(c["max_abs_diff"][k] for c in checks)
-                              for k in checks[0]["max_abs_diff"]} if checks else {},
-             "atol": None if export.integer else atol,
-             "argmax_agrees": all(c["argmax_agrees"] for c in checks),
-             "predicted": [int(np.argmax(g["y"][-1])) for g in got],
-             "host_compiler": compiler}
+    check = check_against_host(export, got, want, frames, atol, compiler)
     if not check["passed"]:
         raise DeviceError(f"{export.path.name} on {device}: outputs differ from the host build's "
                           f"(largest differences {check['max_abs_diff']}"

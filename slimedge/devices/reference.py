@@ -157,3 +157,17 @@ def compare(export: Export, got: dict[str, np.ndarray], want: dict[str, np.ndarr
 
 
 __all__ = ["Export", "HostReference", "compare", "HOST_FLAGS"]
+
+
+def check_against_host(export: Export, got: list[dict], want: list[dict], frames, atol: float,
+                       compiler: str) -> dict:
+    """The device's outputs of each sequence against the host build's, summed up: passed (equal
+    for the integer path, within ``atol`` for float), the largest differences, the predictions."""
+    checks = [compare(export, g, w, atol) for g, w in zip(got, want)]
+    return {"sequences": len(checks), "frames": int(sum(f.shape[0] for f in frames)),
+            "passed": all(c["passed"] for c in checks), "exact": export.integer,
+            "max_abs_diff": {k: max(c["max_abs_diff"][k] for c in checks)
+                             for k in checks[0]["max_abs_diff"]} if checks else {},
+            "atol": None if export.integer else atol,
+            "argmax_agrees": all(c["argmax_agrees"] for c in checks),
+            "predicted": [int(np.argmax(g["y"][-1])) for g in got], "host_compiler": compiler}
