@@ -115,6 +115,7 @@ def run(out: str | os.PathLike = "slimedge-demo", *, model: str | os.PathLike | 
 def render(res: DemoResult, console) -> None:
     """The demo's one screen."""
     from rich.table import Table
+    from rich.text import Text  # names from metadata: shown as written
 
     from .profile.report import _size
 
@@ -142,7 +143,7 @@ def render(res: DemoResult, console) -> None:
     for e in res.exports:
         name = Path(e["path"]).name
         if e.get("error"):
-            t.add_row(name, "–", "–", f"[red]failed: {e['error'][:70]}[/]", "–")
+            t.add_row(Text(name), "–", "–", Text(f"failed: {e['error'][:70]}", style="red"), "–")
             continue
         v, task = e.get("validation"), e.get("task")
         if task:
@@ -155,7 +156,7 @@ def render(res: DemoResult, console) -> None:
             check = "the source model"
         if v is not None and not v.get("passed", True):
             check = f"[red]{check}[/]"
-        t.add_row(name, e.get("backend", "–"), _size(e.get("size_bytes")), check,
+        t.add_row(Text(name), e.get("backend", "–"), _size(e.get("size_bytes")), check,
                   f"{100 * e['test_accuracy']:.1f}%" if e.get("test_accuracy") is not None
                   else "–")
     console.print(t)
@@ -175,6 +176,7 @@ def render(res: DemoResult, console) -> None:
 def compact_table(report: dict):
     """One line per configuration: the numbers a new user compares."""
     from rich.table import Table
+    from rich.text import Text  # names from metadata: shown as written
 
     from .profile.report import _fmt, _size, _times
 
@@ -193,7 +195,7 @@ def compact_table(report: dict):
         if not r.get("latency_us"):
             continue
         l0, tox = r.get("vs_lstm0") or {}, r.get("vs_torch_onnx") or {}
-        t.add_row(r["config"]["label"], _fmt(r["latency_us"]["p50"]),
+        t.add_row(Text(r["config"]["label"]), _fmt(r["latency_us"]["p50"]),
                   _times(l0.get("speedup")), _times(tox.get("speedup")), _size(r["size_bytes"]),
                   _fmt((r.get("memory_mb") or {}).get("peak"), ".0f"),
                   style=style.get(r["config"]["role"]))

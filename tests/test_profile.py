@@ -358,3 +358,19 @@ def test_tflm_is_profiled_from_files_written_for_it(tiny, tmp_path):
     assert c.backend == "tflm" and c.quantize == "none" and c.path.endswith(".tflm.tflite")
     assert formats.info(c.path).export["compat"] == "tflm"
     assert any("tflm offers no 'dynamic'" in n for n in notes)
+
+
+def test_a_variant_name_is_shown_as_written(tmp_path):
+    """Names come from a file's metadata: rich markup in one is shown, not obeyed, and a '/' in it
+    does not become a folder of the profile's work directory."""
+    from slimedge import variants
+
+    path, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM6", 3, 4, classes=2)
+    ck = checkpoint.read(path)
+    ck.config["lstm"]["variant"] = variants.define("[bold red]X[/]", i=1.0, f=0.5, o=1.0,
+                                                   c="WUb").to_config()
+    checkpoint.write(path, ck.config, ck.tensors)
+    res = CliRunner().invoke(app, ["profile", str(path), "-b", "numpy", "--baseline", "none",
+                                   "--steps", "5", "--warmup", "1"])
+    assert res.exit_code == 0, res.output
+    assert "[bold red]X[/] numpy" in res.output

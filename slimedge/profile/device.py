@@ -151,6 +151,7 @@ def _fmt(v, spec=",.0f"):
 def tables(report: dict) -> list:
     """Rich tables: the figures per configuration, and how each was checked."""
     from rich.table import Table
+    from rich.text import Text  # names from metadata: shown as written
 
     dev = report["device"]
     res = report["results"]
@@ -171,7 +172,7 @@ def tables(report: dict) -> list:
     for r in res:
         tf = r.get("tflm") or {}
         cycles = (r["cycles_per_step_estimate"] or {}).get("mean", r["time"]["cycles_per_step"])
-        t.add_row(_label(r), r["quantize"], _fmt(r["flash_bytes"]["total"]),
+        t.add_row(Text(_label(r)), r["quantize"], _fmt(r["flash_bytes"]["total"]),
                   _fmt(r["ram_bytes"]["total"]), _fmt(r["instructions_per_step"]["mean"]),
                   _fmt(cycles), _fmt(r["time"]["us_per_step"], ",.1f"),
                   _fmt(r["time"]["rtf"], ".4f"),
@@ -189,7 +190,7 @@ def tables(report: dict) -> list:
         ch = r["check"]
         how = ("equal" if ch["exact"] else
                f"within {max(ch['max_abs_diff'].values()):.1e} (tol {ch['atol']:g})")
-        c.add_row(_label(r), r["quantize"], str(ch["sequences"]), str(ch["frames"]),
+        c.add_row(Text(_label(r)), r["quantize"], str(ch["sequences"]), str(ch["frames"]),
                   how if ch["passed"] else "FAILED", " ".join(map(str, ch["predicted"])),
                   _fmt(r["ram_bytes"].get("stack")), _fmt(r["flash_bytes"]["code"]),
                   _fmt(r["flash_bytes"]["constants"]))

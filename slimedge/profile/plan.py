@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,7 +230,7 @@ def plan(models: Sequence[str | os.PathLike | None], *, backends: Sequence[str] 
         variant = info.variant or model.stem
         seen_names[variant] += 1
         name = variant if seen_names[variant] == 1 else f"{variant}#{seen_names[variant]}"
-        gdir = workdir / f"{group}-{name}"
+        gdir = workdir / f"{group}-{re.sub(r'[^A-Za-z0-9_.+-]', '_', name)}"  # a name is data
         gdir.mkdir(exist_ok=True)
         if not fmt.exportable:  # a checkpoint: exported here to each backend's format
             source = model

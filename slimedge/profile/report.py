@@ -177,6 +177,8 @@ def tables(report: dict, wide: bool = False) -> list:
     By default the columns a comparison needs, which fit 80 columns (the configuration's label
     folds); ``wide`` adds every statistic (p90, mean ± std, min, max, RTF, load, first step, step
     overhead, ...): give it a console as wide as it needs, about 170 columns."""
+    from rich.text import Text  # labels hold names from metadata: shown as written, no markup
+
     s = report["settings"]
     ok = [r for r in report["results"] if r.get("latency_us")]
     lat_cols = (["configuration", "p50", "p90", "p99", "mean ± std", "min", "max", "steps/s",
@@ -195,7 +197,7 @@ def tables(report: dict, wide: bool = False) -> list:
                  "max": _fmt(lat["max"], ".0f"), "steps/s": _fmt(r["steps_per_s"], ",.0f"),
                  "RTF": _fmt(r.get("rtf"), ".4f"), "× LSTM0": _times(l0.get("speedup")),
                  "× torch.onnx": _times(tox.get("speedup"))}
-        lat_t.add_row(c["label"], *(cells[k] for k in lat_cols[1:]), style=STYLE.get(c["role"]))
+        lat_t.add_row(Text(c["label"]), *(cells[k] for k in lat_cols[1:]), style=STYLE.get(c["role"]))
     size_cols = (["configuration", "file", "size × LSTM0", "size × torch.onnx", "params",
                   "MACs/step", "ops", "load ms", "1st step µs", "step overhead µs", "peak MiB",
                   "model MiB"] if wide else
@@ -210,7 +212,7 @@ def tables(report: dict, wide: bool = False) -> list:
         c, mem = r["config"], r.get("memory_mb") or {}
         l0, tox = r.get("vs_lstm0") or {}, r.get("vs_torch_onnx") or {}
         if r.get("error"):
-            size_t.add_row(c["label"], _size(r.get("size_bytes")),
+            size_t.add_row(Text(c["label"]), _size(r.get("size_bytes")),
                            *["–"] * (len(size_cols) - 2), style="red")
             continue
         cells = {"size × LSTM0": _times(l0.get("size_ratio")),
@@ -222,7 +224,7 @@ def tables(report: dict, wide: bool = False) -> list:
                  "peak MiB": _fmt(mem.get("peak"), ".0f"), "model MiB": _fmt(mem.get("model"), ".1f")}
         cells["× LSTM0"], cells["× torch.onnx"] = cells["size × LSTM0"], cells["size × torch.onnx"]
         cells["file"] = _size(r["size_bytes"])
-        size_t.add_row(c["label"], *(cells[k] for k in size_cols[1:]), style=STYLE.get(c["role"]))
+        size_t.add_row(Text(c["label"]), *(cells[k] for k in size_cols[1:]), style=STYLE.get(c["role"]))
     out = [lat_t, size_t]
     extra = [r for r in ok if r.get("streams")]
     if extra:
@@ -231,7 +233,7 @@ def tables(report: dict, wide: bool = False) -> list:
                    ["configuration", "call p50 µs", "µs per stream-step", "stream-steps/s"])
         for r in extra:
             st = r["streams"][str(k)]
-            t.add_row(r["config"]["label"], _fmt(st["call_us"]["p50"]),
+            t.add_row(Text(r["config"]["label"]), _fmt(st["call_us"]["p50"]),
                       _fmt(st["us_per_stream_step"], ".2f"), _fmt(st["stream_steps_per_s"], ",.0f"),
                       style=STYLE.get(r["config"]["role"]))
         out.append(t)
