@@ -1,5 +1,7 @@
 """Test helpers: checkpoints built from the independent reference's random weights (no torch),
 and running code in a fresh Python with torch blocked."""
+import contextlib
+import os
 import subprocess
 import sys
 import threading
@@ -81,3 +83,18 @@ def in_threads(work, n: int = 8) -> list:
     for t in threads:
         t.join()
     return results
+
+
+@contextlib.contextmanager
+def environ(values: dict[str, str]):
+    """Set environment variables for the block, then put back what was there (or nothing)."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

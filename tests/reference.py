@@ -94,17 +94,22 @@ def step(variant, w, x, h, c, gate_activation="sigmoid", activation="tanh", cons
 def sequence(variant, layers, xs, h0=None, c0=None, **kw):
     """A multi-layer run: xs (T, B, m); layers is a list of weight dicts; returns
     (outputs (T, B, n), h_n (L, B, n), c_n (L, B, n))."""
+    return _layers(lambda w, x, h, c: step(variant, w, x, h, c, **kw), layers, xs, h0, c0)
+
+
+def _layers(step_fn, layers, xs, h0, c0):
+    """Every layer over the whole sequence in turn, each step by ``step_fn(w, x, h, c)``."""
     xs = np.asarray(xs, np.float64)
     T, B = xs.shape[:2]
-    n = layers[0]["W_c"].shape[0]
     L = len(layers)
+    n = next(np.shape(v)[0] for v in layers[0].values())  # every term's first axis is n
     h = np.zeros((L, B, n)) if h0 is None else np.array(h0, np.float64)
     c = np.zeros((L, B, n)) if c0 is None else np.array(c0, np.float64)
     out = xs
     for k, w in enumerate(layers):
         ys = []
         for t in range(T):
-            h[k], c[k] = step(variant, w, out[t], h[k], c[k], **kw)
+            h[k], c[k] = step_fn(w, out[t], h[k], c[k])
             ys.append(h[k].copy())
         out = np.stack(ys)
     return out, h, c
@@ -175,20 +180,7 @@ def step_slots(slots, w, x, h, c, gate_activation="sigmoid", activation="tanh"):
 
 def sequence_slots(slots, layers, xs, h0=None, c0=None, **kw):
     """As :func:`sequence`, for a structure given as slots."""
-    xs = np.asarray(xs, np.float64)
-    T, B = xs.shape[:2]
-    L = len(layers)
-    n = next(np.shape(v)[0] for v in layers[0].values())  # every term's first axis is n
-    h = np.zeros((L, B, n)) if h0 is None else np.array(h0, np.float64)
-    c = np.zeros((L, B, n)) if c0 is None else np.array(c0, np.float64)
-    out = xs
-    for k, w in enumerate(layers):
-        ys = []
-        for t in range(T):
-            h[k], c[k] = step_slots(slots, w, out[t], h[k], c[k], **kw)
-            ys.append(h[k].copy())
-        out = np.stack(ys)
-    return out, h, c
+    return _layers(lambda w, x, h, c: step_slots(slots, w, x, h, c, **kw), layers, xs, h0, c0)
 
 
 def random_weights_slots(slots, m, n, rng, scale=0.5):

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from helpers import make_checkpoint, reference_outputs, run_without_torch, seeded
+from helpers import environ, make_checkpoint, reference_outputs, run_without_torch, seeded
 from slimedge import checkpoint, ir, variants
 from slimedge.exporters import c as cx
 from slimedge.exporters import validate
@@ -39,14 +39,8 @@ def c_cache(tmp_path_factory):
     """One library cache for the session (each export is compiled once), -Werror builds."""
     env = {toolchain.ENV_CACHE: str(tmp_path_factory.getbasetemp() / "slimedge-cache"),
            toolchain.ENV_CFLAGS: SESSION_CFLAGS}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    yield
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with environ(env):
+        yield
 
 
 class Exports:

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from helpers import in_threads, make_checkpoint, seeded
+from helpers import environ, in_threads, make_checkpoint, seeded
 from slimedge import ir, runtime, variants
 from slimedge.exporters import c as cx
 from slimedge.exporters.c import toolchain
@@ -24,14 +24,8 @@ def c_backend(tmp_path_factory):
     env = {toolchain.ENV_CACHE: str(tmp_path_factory.getbasetemp() / "slimedge-cache"),
            toolchain.ENV_CFLAGS: " ".join([*toolchain.DEFAULT_CFLAGS, "-Wall", "-Wextra",
                                            "-pedantic", "-Werror"])}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    yield
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with environ(env):
+        yield
 
 
 class Models:
