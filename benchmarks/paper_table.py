@@ -50,8 +50,18 @@ def tasks(args) -> dict[str, dict]:
 
 
 def _command() -> str:
-    return "python " + " ".join(shlex.quote(a) for a in
-                                [os.path.relpath(__file__, ROOT), *sys.argv[1:]])
+    """The command a reader can run: this script's relative path and its arguments, less
+    ``--workdir`` (a scratch folder of this machine's; it changes nothing in the results)."""
+    args, skip = [], False
+    for a in sys.argv[1:]:
+        if skip or a.startswith("--workdir="):
+            skip = False
+            continue
+        if a == "--workdir":
+            skip = True
+            continue
+        args.append(a)
+    return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT), *args])
 
 
 def run(args) -> dict:
