@@ -11,15 +11,21 @@ the value is:
     weights W, U, head                      int8, one scale per output row
     point-wise u, folded gate constants     int16, one scale per vector
 
-A matmul is an int32 dot product of int8 weights and the int8 input (widened to int16 once, the
-form compilers turn into multiply-add instructions; on cores with the ARM DSP extension, SMLAD on
-SXTB16-extended pairs, the same exact sums), rescaled per output row to Q16 by an integer
-multiplier and shift (:mod:`.fixedpoint`), in int32 where the weights bound the accumulator
-enough; element-wise products and conversions rescale the same way (a constant factor folded
-into the multiplier), in int32 where the bounds prove it safe, else int64; every result
-saturates to its type. Gate nonlinearities are one 513-entry tanh table
-with linear interpolation (the sigmoid reads it at z/2), max error 4.7e-5 (tanh) and 4.2e-5
-(sigmoid) over every input, checked exhaustively (:func:`fixedpoint.error_bounds`).
+A matmul is an int32 dot product of int8 weights and the int8 input, rescaled per output row to
+Q16 by an integer multiplier and shift (:mod:`.fixedpoint`), in int32 where the weights bound the
+accumulator enough. On cores with the ARM DSP extension it runs SMLAD on SXTB16-extended pairs,
+three rows sharing each load of the input pairs; elsewhere (Cortex-M0+, the host) the input is
+widened to int32 words once (one load each, with an immediate offset, on ARMv6-M) and two rows
+share each, four inputs per loop turn. Both sum the same exact products. Element-wise products
+and conversions rescale the same way (a constant factor folded into the multiplier), in int32
+where the bounds prove it safe, else int64; every result saturates to its type, except where the
+weights' bound proves it cannot leave the range (a matmul row, the sum of two matmul results).
+Consecutive element-wise ops (pre-activation sum -> gates -> cell update -> g(c') -> int8 h) run
+as one loop over the elements with scalar temporaries, storing only what later ops read, and
+writing the new state there when no later op reads the old one. Gate nonlinearities are one
+513-entry tanh table with linear interpolation, branch-free (the sigmoid reads it at z/2), max
+error 4.7e-5 (tanh) and 4.2e-5 (sigmoid) over every input, checked exhaustively
+(:func:`fixedpoint.error_bounds`).
 
 Scales come from real rollouts of the float model on the training split
 (``calibration.calibrate``: every intermediate value's range). The input normalisation
@@ -106,6 +112,10 @@ class _IntRow:
         self.weight_bytes = self.scratch_bytes = 0
         self.rescale = {"int32": 0, "int64": 0, "max_relative_factor_error": 0.0}
         self.target: dict[str, Rep] = {}
+        self.group: dict | None = None  # the fused element-wise loop being written
+        self.scalar: dict[str, str] = {}  # value -> its scalar in that loop
+        self.stored: set[str] = set()  # new-state values written out in a fused loop
+        self.bound: dict[str, int] = {}  # value -> a proven bound on |element| (matmul results)
         prod = graph.producers()
         h_new, c_new = prod["h_next"].inputs, prod["c_next"].inputs
         for k in range(graph.num_layers):
@@ -126,6 +136,26 @@ class _IntRow:
         self.expr[value], self.rep[value] = name, rep
         self.scratch_bytes += BYTES[rep.ctype] * size
         return name
+
+    def define(self, value: str, rep: Rep, size: int, expr: str) -> None:
+        """``value`` (``rep``, ``size`` elements) is ``expr`` at element ``i``: its own loop and
+        array outside a fused group; inside one, a scalar of the group's single loop, stored to
+        an array only where something after the group reads it."""
+        if self.group is None:
+            out = self.local(value, rep, size)
+            self.lines.append(f"    for (int i = 0; i < {size}; i++) {out}[i] = {expr};")
+            return
+        name = f"v{self.tmp}"
+        self.tmp += 1
+        self.group["body"].append(f"        const {rep.ctype} {name} = {expr}; /* {value} */")
+        self.scalar[value], self.rep[value] = name, rep
+        if value in self.group["escapes"]:
+            arr = self.local(value, rep, size)
+            self.group["body"].append(f"        {arr}[i] = {name};")
+        if value in self.group["stores"]:  # a new state, written once the element is done
+            dst, srep = self.group["stores"][value]
+            self.group["tail"].append(f"        {dst}[i] = {self.conv(name, rep, srep)};")
+            self.stored.add(value)
 
     def const(self, ctype: str, values: np.ndarray, comment: str) -> str:
         name = f"{self.p}_q{self.narr}"
@@ -159,6 +189,9 @@ class _IntRow:
     def operand(self, value: str, *, scale_for_add: Rep | None = None):
         """(element expression of index i, Rep) of a value or a constant. Constants in an add are
         written at the add's own scale (int32); in a product, as int16 with their own scale."""
+        if value in self.scalar:
+            v = self.scalar[value]
+            return (lambda i: v), self.rep[value]
         if value not in self.g.initializers:
             e = self.expr[value]
             return (lambda i: f"{e}[{i}]"), self.rep[value]
@@ -215,13 +248,13 @@ class _IntRow:
         if fit is not None:
             Ms, R, err = fit
             rq, sat, wide = f"{self.p}_rq", f"{self.p}_sat", 32
-            self.helpers.update(("rq", "sat"))
+            self.helpers.add("rq")
         else:
             acc_bits = math.ceil(math.log2(127 * 127 * n_in + 1))
             Ms, R = fx.multipliers(ratios, acc_bits)
             err = 2.0 ** -(max(max(Ms).bit_length(), 1) - 1)
             rq, sat, wide = f"{self.p}_rq64", f"{self.p}_sat64", 64
-            self.helpers.update(("rq64", "sat64"))
+            self.helpers.add("rq64")
         self.counted(wide, err)
         pad = f" (rows padded to {n_pad})" if n_pad != n_in else ""
         wq = self.const("int8_t", qp, f"{wname}: {n_out} x {n_in}{pad}, int8, one scale per row")
@@ -234,7 +267,58 @@ class _IntRow:
         self.helpers.add("dsp")
         out = self.local(n.outputs[0], Z, n_out)
         P, L, G = self.p, self.lines, n_pad // 4
-        store = f"{out}[i] = {sat}({rq}(acc, {mq}[i], {R}){b}, {Z.lo}, {Z.hi});"
+        # the saturation only where the weights' bound lets a row's result pass Z_LIMIT
+        bq_abs = np.abs(bq) if bias else np.zeros(n_out, np.int64)
+        row_top = max((128 * int(np.abs(q[i]).sum()) * abs(int(Ms[i])) + (1 << R)) >> R
+                      for i in range(n_out)) + int(bq_abs.max()) + 1
+        self.bound[n.outputs[0]] = min(row_top, Z.hi)
+        value = f"{rq}(acc, {mq}[i], {R}){b}"
+        if row_top <= Z.hi:
+            store = f"{out}[i] = (int32_t){value};"
+        else:
+            store = f"{out}[i] = {sat}({value}, {Z.lo}, {Z.hi});"
+            self.helpers.add("sat" if wide == 32 else "sat64")
+
+        def rows(first: int, end: int, count: int, dsp: bool) -> None:
+            """Rows ``first`` to ``end``, ``count`` at a time: they share each activation load."""
+            if first >= end:
+                return
+            L.append(f"        for (int i = {first}; i < {end}; i += {count}) {{")
+            L.append(f"            const int8_t *w = {wq} + (size_t)i * {n_pad};")
+            L.append("            int32_t " + ", ".join(f"acc{k} = 0" for k in range(count)) + ";")
+            if dsp:
+                step = next(u for u in (4, 2, 1) if G % u == 0)  # groups of 4 inputs per turn
+                L.append("            const int32_t *p = ap;")
+                L.append(f"            for (int g = 0; g < {G}; g += {step}) {{")
+                L.append("                int32_t lo, hi, wv;")
+                for u in range(step):
+                    L.append(f"                lo = p[{2 * u}]; hi = p[{2 * u + 1}];")
+                    for k in range(count):
+                        L.append(f"                memcpy(&wv, w + {k * n_pad + 4 * u}, 4); "
+                                 f"acc{k} = __smlad(__sxtb16(wv), lo, acc{k}); "
+                                 f"acc{k} = __smlad({P}_sxtb16_ror8(wv), hi, acc{k});")
+                L.append(f"                p += {2 * step}; w += {4 * step};")
+                L.append("            }")
+            else:
+                L.append(f"            for (int j = 0; j < {n_pad}; j += 4) {{")
+                L.append("                int32_t a;")
+                for u in range(4):
+                    L.append(f"                a = a32[j + {u}];" + "".join(
+                        f" acc{k} += (int32_t)w[{k * n_pad + u} + j] * a;" for k in range(count)))
+                L.append("            }")
+            for k in range(count):
+                L.append("            " + store.replace("[i]", f"[i + {k}]").replace("(acc,", f"(acc{k},"))
+            L.append("        }")
+
+        def all_rows(dsp: bool, most: int) -> None:
+            done = 0
+            for count in (most, 2, 1):
+                if count > most:
+                    continue
+                end = done + (n_out - done) // count * count
+                rows(done, end, count, dsp)
+                done = end
+
         L.append("    {")
         # Cortex-M4/M7/M33 (DSP extension): two multiply-accumulates per SMLAD, int8 pairs
         # sign-extended by SXTB16; the sums are exact, so both paths give the same integers
@@ -252,37 +336,17 @@ class _IntRow:
         L.append("            ap[2 * g] = __sxtb16(x);")
         L.append(f"            ap[2 * g + 1] = {P}_sxtb16_ror8(x);")
         L.append("        }")
-        def rows(first: int, end: int, count: int) -> None:
-            """Rows ``first`` to ``end``, ``count`` (1 or 2) at a time: they share each ``ap`` load."""
-            if first >= end:
-                return
-            L.append(f"        for (int i = {first}; i < {end}; i += {count}) {{")
-            for k in range(count):
-                L.append(f"            const int8_t *w{k} = {wq} + (size_t)(i + {k}) * {n_pad};")
-            L.append("            int32_t " + ", ".join(f"acc{k} = 0, wv{k}" for k in range(count))
-                     + ", lo, hi;")
-            for g in range(G):
-                L.append(f"            lo = ap[{2 * g}]; hi = ap[{2 * g + 1}];")
-                for k in range(count):
-                    L.append(f"            memcpy(&wv{k}, w{k} + {4 * g}, 4); "
-                             f"acc{k} = __smlad(__sxtb16(wv{k}), lo, acc{k}); "
-                             f"acc{k} = __smlad({P}_sxtb16_ror8(wv{k}), hi, acc{k});")
-            for k in range(count):
-                L.append("            " + store.replace("[i]", f"[i + {k}]").replace("(acc,", f"(acc{k},"))
-            L.append("        }")
-
-        rows(0, n_out - n_out % 2, 2)
-        rows(n_out - n_out % 2, n_out, 1)
+        all_rows(True, 3)
         L.append("#else")
-        L.append(f"        int16_t a16[{n_in}];")
-        self.scratch_bytes += max(2 * n_in, 2 * n_pad + (n_pad if n_pad != n_in else 0))
-        L.append(f"        for (int j = 0; j < {n_in}; j++) a16[j] = {ae}[j];")
-        L.append(f"        for (int i = 0; i < {n_out}; i++) {{")
-        L.append(f"            const int8_t *w = {wq} + (size_t)i * {n_pad};")
-        L.append("            int32_t acc = 0;")
-        L.append(f"            for (int j = 0; j < {n_in}; j++) acc += (int32_t)w[j] * (int32_t)a16[j];")
-        L.append(f"            {store}")
-        L.append("        }")
+        # elsewhere: the inputs as int32 words (one load each, with an immediate offset, on
+        # ARMv6-M), each shared by two rows, four inputs per loop turn; the rows' zero padding
+        # meets zero inputs
+        L.append(f"        int32_t a32[{n_pad}];")
+        L.append(f"        for (int j = 0; j < {n_in}; j++) a32[j] = {ae}[j];")
+        if n_pad != n_in:
+            L.append(f"        for (int j = {n_in}; j < {n_pad}; j++) a32[j] = 0;")
+        self.scratch_bytes += max(2 * n_pad + (n_pad if n_pad != n_in else 0), 4 * n_pad)
+        all_rows(False, 2)
         L.append("#endif")
         L.append("    }")
 
@@ -293,11 +357,17 @@ class _IntRow:
             e, rep = self.operand(v, scale_for_add=T)
             terms.append(self.conv(e("i"), rep, T) if rep.scale != T.scale else e("i"))
         size = self.size(n.outputs[0])
-        out = self.local(n.outputs[0], T, size)
-        self.helpers.add("sat")
         # every term is within +-(2^30 - 1) (Z_LIMIT, or its int8/int16 type): the sum fits int32
-        self.lines.append(f"    for (int i = 0; i < {size}; i++) {out}[i] = ({T.ctype}){self.p}_sat("
-                          f"(int32_t){terms[0]} + (int32_t){terms[1]}, {T.lo}, {T.hi});")
+        total = f"(int32_t){terms[0]} + (int32_t){terms[1]}"
+        tops = [self.bound.get(v) for v in n.inputs]
+        if (all(t is not None and self.rep[v].scale == T.scale for t, v in zip(tops, n.inputs))
+                and sum(tops) <= min(T.hi, -T.lo)):
+            # both terms matmul results at T's scale, their proven bounds leave the sum in range
+            self.bound[n.outputs[0]] = sum(tops)
+            self.define(n.outputs[0], T, size, f"({T.ctype})({total})")
+            return
+        self.helpers.add("sat")
+        self.define(n.outputs[0], T, size, f"({T.ctype}){self.p}_sat({total}, {T.lo}, {T.hi})")
 
     def _const_rep(self, value: str) -> Rep:
         """The Rep :meth:`operand` gives a constant in a product (without writing its array)."""
@@ -327,17 +397,14 @@ class _IntRow:
                     name = self.const(ctype, np.array(Ms, np.int64),
                                       f"{n.inputs[k]} ({w.size},) folded into multipliers, shift {r}")
                     m = lambda i: f"{name}[{i}]"  # noqa: E731
-                out = self.local(out_v, T, size)
-                self.lines.append(f"    for (int i = 0; i < {size}; i++) {out}[i] = ({T.ctype})"
-                                  f"{self.p}_sat({self.p}_rq({var('i')}, {m('i')}, {r}), {T.lo}, {T.hi});")
+                self.define(out_v, T, size, f"({T.ctype})"
+                            f"{self.p}_sat({self.p}_rq({var('i')}, {m('i')}, {r}), {T.lo}, {T.hi})")
                 return
         (ea, ra), (eb, rb) = (self.operand(v) for v in n.inputs)
         top = vmax(ra) * vmax(rb)
         wide = "int32_t" if top <= fx.INT32_MAX else "int64_t"
         prod = Rep(wide, ra.scale * rb.scale, -top, top, ra.bits + rb.bits)
-        out = self.local(out_v, T, size)
-        expr = self.conv(f"({wide}){ea('i')} * ({wide}){eb('i')}", prod, T, top)
-        self.lines.append(f"    for (int i = 0; i < {size}; i++) {out}[i] = {expr};")
+        self.define(out_v, T, size, self.conv(f"({wide}){ea('i')} * ({wide}){eb('i')}", prod, T, top))
 
     def gate(self, fn: str):
         def emit(n: ir.Node) -> None:
@@ -346,18 +413,15 @@ class _IntRow:
             self.helpers.add(fn)
             T = self.target.get(n.outputs[0], Q15)
             size = self.size(n.outputs[0])
-            out = self.local(n.outputs[0], T, size)
-            self.lines.append(f"    for (int i = 0; i < {size}; i++) "
-                              f"{out}[i] = {self.conv(f'{self.p}_{fn}({z})', Q15, T)};")
+            self.define(n.outputs[0], T, size, self.conv(f'{self.p}_{fn}({z})', Q15, T))
         return emit
 
     def relu(self, n: ir.Node) -> None:
         e, rep = self.operand(n.inputs[0])
         T = self.target.get(n.outputs[0], rep)
         size = self.size(n.outputs[0])
-        out = self.local(n.outputs[0], T, size)
         v = f"({e('i')} > 0 ? {e('i')} : 0)"
-        self.lines.append(f"    for (int i = 0; i < {size}; i++) {out}[i] = {self.conv(v, rep, T)};")
+        self.define(n.outputs[0], T, size, self.conv(v, rep, T))
 
     def split(self, n: ir.Node) -> None:
         base, offset, rep = self.expr[n.inputs[0]], 0, self.rep[n.inputs[0]]
@@ -372,10 +436,16 @@ class _IntRow:
             self.expr[o] = f"{state}q" if k == 0 else f"({state}q + {k} * ld)"
             self.rep[o] = self.state[state][k]
 
+    @staticmethod
+    def state_dst(state: str, k: int) -> str:
+        return f"{state}q_out" if k == 0 else f"({state}q_out + {k} * ld)"
+
     def stack(self, n: ir.Node) -> None:
         state = {"h_next": "h", "c_next": "c"}[n.outputs[0]]
         for k, v in enumerate(n.inputs):
-            dst = f"{state}q_out" if k == 0 else f"({state}q_out + {k} * ld)"
+            if v in self.stored:
+                continue
+            dst = self.state_dst(state, k)
             e, rep = self.operand(v)
             self.deferred.append(f"    for (int i = 0; i < {self.size(v)}; i++) "
                                  f"{dst}[i] = {self.conv(e('i'), rep, self.state[state][k])};")
@@ -384,14 +454,87 @@ class _IntRow:
         self.expr[n.outputs[0]] = self.expr[n.inputs[0]]
         self.rep[n.outputs[0]] = self.rep[n.inputs[0]]
 
+    def flush(self) -> None:
+        """Close the fused element-wise loop: the arrays it fills, then the one loop."""
+        if self.group is None:
+            return
+        g, self.group = self.group, None
+        self.scalar.clear()
+        self.lines.append(f"    for (int i = 0; i < {g['size']}; i++) {{")
+        self.lines.extend(g["body"] + g["tail"])
+        self.lines.append("    }")
+
     def emit(self, nodes: list[ir.Node]) -> None:
+        """Consecutive element-wise ops of one size run as one loop over the elements (no
+        temporary arrays but for what later ops read); the others as they come."""
+        consumers: dict[str, list[int]] = {}
+        for k, n in enumerate(nodes):
+            for v in n.inputs:
+                consumers.setdefault(v, []).append(k)
+        runs, k = {}, 0
+        while k < len(nodes):
+            end = k
+            if nodes[k].op in ELEMENTWISE:
+                size = self.size(nodes[k].outputs[0])
+                while (end + 1 < len(nodes) and nodes[end + 1].op in ELEMENTWISE
+                       and self.size(nodes[end + 1].outputs[0]) == size):
+                    end += 1
+                runs[k] = end
+            k = end + 1
+        # a new state produced in a fused loop is written there when nothing after that loop
+        # reads the old state of its layer (through aliases too): element i of the old state
+        # is read, in that loop, only before element i of the new one is written
+        prod = {o: k for k, n in enumerate(nodes) for o in n.outputs}
+        last_read: dict[tuple[str, int], int] = {}
         for n in nodes:
+            if n.op == "unstack":
+                for k, o in enumerate(n.outputs):
+                    seen, todo, last = set(), [o], -1
+                    while todo:
+                        v = todo.pop()
+                        for c in consumers.get(v, []):
+                            last = max(last, c)
+                            if nodes[c].op in ("identity", "split") and c not in seen:
+                                seen.add(c)
+                                todo.extend(nodes[c].outputs)
+                    last_read[(n.inputs[0], k)] = last
+        state_of = {}
+        for n in nodes:
+            if n.op == "stack":
+                state = {"h_next": "h", "c_next": "c"}[n.outputs[0]]
+                for k, v in enumerate(n.inputs):
+                    state_of[v] = (state, k)
+        end = -1
+        for k, n in enumerate(nodes):
+            if k in runs:
+                self.flush()
+                end = runs[k]
+                outs = {o for m in nodes[k:end + 1] for o in m.outputs}
+                escapes = {o for o in outs if o == "y" or not consumers.get(o)
+                           or any(c < k or c > end for c in consumers.get(o, []))}
+                stores = {}
+                for o in outs:
+                    if o in state_of and o in prod and nodes[prod[o]].op in ELEMENTWISE:
+                        state, layer = state_of[o]
+                        if last_read.get((state, layer), 10 ** 9) <= end and state_of[o] not in [
+                                state_of[x] for x in stores]:
+                            stores[o] = (self.state_dst(state, layer), self.state[state][layer])
+                escapes = {o for o in escapes
+                           if o not in stores or any(c < k or c > end
+                                                     for c in consumers.get(o, [])
+                                                     if nodes[c].op != "stack")}
+                self.group = {"size": self.size(n.outputs[0]), "body": [], "escapes": escapes,
+                              "stores": stores, "tail": []}
+            elif k > end:
+                self.flush()
             OPS[n.op](self, n)
+        self.flush()
         e, rep = self.operand("y")
         self.deferred.append(f"    for (int i = 0; i < {self.g.output_size}; i++) "
                              f"yq[i] = {self.conv(e('i'), rep, Z)};")
 
 
+ELEMENTWISE = ("add", "mul", "sigmoid", "hard_sigmoid", "tanh", "relu")
 OPS = {
     "matmul": _IntRow.matmul, "add": _IntRow.add, "mul": _IntRow.mul,
     "sigmoid": lambda r, n: r.gate("sigmoid")(n),

@@ -37,7 +37,7 @@ def helpers(prefix: str, used: set[str]) -> list[str]:
         out.append(f"/* round(v * m / 2^r) in int64: where the bounds leave int32 too few bits */\n"
                    f"static int64_t {P}_rq64(int64_t v, int64_t m, int r)\n{{\n"
                    f"    return (v * m + ((int64_t)1 << (r - 1))) >> r;\n}}\n")
-    if used & {"sat64", "rq64", "hard_sigmoid"}:
+    if used & {"sat64", "hard_sigmoid"}:
         out.append(f"static int32_t {P}_sat64(int64_t v, int32_t lo, int32_t hi)\n{{\n"
                    f"    return v < lo ? lo : v > hi ? hi : (int32_t)v;\n}}\n")
     if used & {"tanh", "sigmoid"}:
@@ -46,16 +46,18 @@ def helpers(prefix: str, used: set[str]) -> list[str]:
                                   f"capped at 32767")
         step, half = fx.TANH_STEP_BITS, 1 << (fx.TANH_STEP_BITS - 1)
         out.append(table)
-        out.append(f"/* tanh: Q16 in, Q15 out; table with linear interpolation, odd symmetry */\n"
-                   f"static int32_t {P}_tanh(int32_t z)\n{{\n"
-                   f"    const int32_t t = z < 0 ? -z : z;\n"
-                   f"    int32_t y = {fx.Q15_MAX};\n"
-                   f"    if (t < ((int32_t){fx.TANH_RANGE} << {fx.Z_FRAC_BITS})) {{\n"
-                   f"        const int32_t k = t >> {step}, f = t & {(1 << step) - 1};\n"
-                   f"        y = {P}_tanh_table[k] + ((({P}_tanh_table[k + 1] - {P}_tanh_table[k]) "
-                   f"* f + {half}) >> {step});\n"
-                   f"    }}\n"
-                   f"    return z < 0 ? -y : y;\n}}\n")
+        top = (fx.TANH_RANGE << fx.Z_FRAC_BITS) - 1
+        out.append(f"/* tanh: Q16 in, Q15 out; table with linear interpolation, odd symmetry,\n"
+                   f"   no branches: |z| clamps to just under {fx.TANH_RANGE}, where the last entries\n"
+                   f"   are already {fx.Q15_MAX} (the value past the table) */\n"
+                   f"static inline int32_t {P}_tanh(int32_t z)\n{{\n"
+                   f"    const int32_t s = z >> 31; /* 0 or -1 */\n"
+                   f"    int32_t t = (z ^ s) - s;\n"
+                   f"    t = t < {top} ? t : {top};\n"
+                   f"    const int32_t k = t >> {step}, f = t & {(1 << step) - 1};\n"
+                   f"    const int32_t a = {P}_tanh_table[k];\n"
+                   f"    const int32_t y = a + ((({P}_tanh_table[k + 1] - a) * f + {half}) >> {step});\n"
+                   f"    return (y ^ s) - s;\n}}\n")
     if "sigmoid" in used:
         out.append(f"/* sigmoid: Q16 in, Q15 out; (1 + tanh(z / 2)) / 2 */\n"
                    f"static int32_t {P}_sigmoid(int32_t z)\n{{\n"

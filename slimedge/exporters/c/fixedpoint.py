@@ -12,15 +12,16 @@ matmul row (int32 accumulators leave the multiplier 11+ bits; int8 weight roundi
 a row's largest weight); a conversion that cannot meet that stays in int64.
 
 **Nonlinearities.** tanh is one table of :data:`TANH_ENTRIES` int16 values,
-``round(32768 * tanh(k / 64))`` for k = 0..512 (0 to 8), read with linear interpolation between
-entries and odd symmetry; past 8 it is 32767 (1 - 2^-15). The sigmoid is the same table,
-σ(z) = (1 + tanh(z / 2)) / 2. Inputs are Q16 (int32, scale 2^-16), outputs Q15 (int16, scale
-2^-15). :func:`error_bounds` evaluates the integer formulas (numpy, bit-exact with the C) at every
-Q16 input in [-40, 40] (|z| beyond that gives the same saturated output) against the exact
-functions: max |error| 4.7e-5 for tanh and 4.2e-5 for the sigmoid (interpolation error
-≤ h²/8 · max|tanh''| = 2.4e-5 for h = 1/64, plus the entries' and the output's rounding; the
-sigmoid's floor is 1/32768 at -inf). The hard
-sigmoid clip(0.2 z + 0.5, 0, 1) is exact up to the output's rounding (one Q15 step, 3.1e-5).
+``round(32768*tanh(k/64))`` for k = 0..512 (0 to 8), read with linear interpolation between
+entries and odd symmetry; past 8 it is 32767 (1 - 2^-15). The C clamps |z| to just under 8 instead
+of branching (the table's last entries are already 32767: the values are the same). The sigmoid is
+the same table, σ(z) = (1 + tanh(z/2))/2. Inputs are Q16 (int32, scale 2^-16), outputs Q15 (int16,
+scale 2^-15). :func:`error_bounds` evaluates the integer formulas (numpy, bit-exact with the C) at
+every Q16 input in [-40, 40] (|z| beyond that gives the same saturated output) against the exact
+functions: max |error| 4.7e-5 for tanh and 4.2e-5 for the sigmoid (interpolation error ≤ h²/8 ·
+max|tanh''| = 2.4e-5 for h = 1/64, plus the entries' and the output's rounding; the sigmoid's
+floor is 1/32768 at -inf). The hard sigmoid clip(0.2 z + 0.5, 0, 1) is exact up to the output's
+rounding (one Q15 step, 3.1e-5).
 """
 from __future__ import annotations
 
