@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from . import timing, toolchains
-from .reference import Export, HostReference, check_against_host
+from .reference import Export, HostReference, check_against_host, summary
 from .toolchains import DeviceError
 
 DEFAULT_OPT = "-O3 -mcpu=cortex-a72"
@@ -203,12 +203,8 @@ def measure(path: str | os.PathLike, frames: Sequence[np.ndarray], *, opt: str =
     finally:
         if tmp is not None:
             tmp.cleanup()
-    check = check_against_host(export, got, want, frames, atol, compiler)
-    if not check["passed"]:
-        raise DeviceError(f"{export.path.name} on aarch64: outputs differ from the host build's "
-                          f"(largest differences {check['max_abs_diff']})")
-    ins = {"mean": float(counts.mean()), "min": int(counts.min()), "max": int(counts.max()),
-           "steps": int(counts.size)}
+    check = check_against_host(export, got, want, frames, atol, compiler, "aarch64")
+    ins = summary(counts)
     ram = {"state": export.state_bytes, "io": export.io_bytes}
     return {"device": "aarch64", "target": "64-bit ARM Linux (static, qemu-aarch64 user mode)",
             "file": export.path.name, "variant": export.variant, "hidden_size": export.n,

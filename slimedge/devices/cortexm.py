@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import UsageError
 from . import timing, toolchains
-from .reference import Export, HostReference, check_against_host
+from .reference import Export, HostReference, check_against_host, summary
 from .toolchains import DeviceError
 
 DEFAULT_OPT = "-O2"
@@ -253,11 +253,6 @@ def run_sequences(b: Build, export: Export, inputs: Sequence[np.ndarray]) -> tup
     return outs, counts
 
 
-def summary(values: np.ndarray) -> dict:
-    return {"mean": float(values.mean()), "min": int(values.min()), "max": int(values.max()),
-            "steps": int(values.size)}
-
-
 def measure(path: str | os.PathLike, device: str, frames: Sequence[np.ndarray], *,
             opt: str = DEFAULT_OPT, frame_ms: float = 10.0, atol: float = FLOAT_ATOL,
             workdir: str | os.PathLike | None = None) -> dict:
@@ -278,11 +273,7 @@ def measure(path: str | os.PathLike, device: str, frames: Sequence[np.ndarray], 
     finally:
         if tmp is not None:
             tmp.cleanup()
-    check = check_against_host(export, got, want, frames, atol, compiler)
-    if not check["passed"]:
-        raise DeviceError(f"{export.path.name} on {device}: outputs differ from the host build's "
-                          f"(largest differences {check['max_abs_diff']}"
-                          f"{'' if export.integer else f', tolerance {atol}'})")
+    check = check_against_host(export, got, want, frames, atol, compiler, device)
     ins = summary(counts["instructions"])
     cyc = summary(counts["cycles"])
     ram = {"state": export.state_bytes, "io": export.io_bytes, "stack": counts["stack_bytes"],

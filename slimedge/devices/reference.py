@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import UsageError
 from ..exporters import c as cexport
 from ..exporters.c import toolchain
+from .toolchains import DeviceError
 
 HOST_FLAGS = ["-O2"]
 
@@ -160,14 +161,26 @@ __all__ = ["Export", "HostReference", "compare", "HOST_FLAGS"]
 
 
 def check_against_host(export: Export, got: list[dict], want: list[dict], frames, atol: float,
-                       compiler: str) -> dict:
+                       compiler: str, where: str) -> dict:
     """The device's outputs of each sequence against the host build's, summed up: passed (equal
-    for the integer path, within ``atol`` for float), the largest differences, the predictions."""
+    for the integer path, within ``atol`` for float), the largest differences, the predictions.
+    Raises DeviceError when they differ (``where``: the device, for the message)."""
     checks = [compare(export, g, w, atol) for g, w in zip(got, want)]
-    return {"sequences": len(checks), "frames": int(sum(f.shape[0] for f in frames)),
+    check = {"sequences": len(checks), "frames": int(sum(f.shape[0] for f in frames)),
             "passed": all(c["passed"] for c in checks), "exact": export.integer,
             "max_abs_diff": {k: max(c["max_abs_diff"][k] for c in checks)
                              for k in checks[0]["max_abs_diff"]} if checks else {},
             "atol": None if export.integer else atol,
             "argmax_agrees": all(c["argmax_agrees"] for c in checks),
             "predicted": [int(np.argmax(g["y"][-1])) for g in got], "host_compiler": compiler}
+    if not check["passed"]:
+        raise DeviceError(f"{export.path.name} on {where}: outputs differ from the host build's "
+                          f"(largest differences {check['max_abs_diff']}"
+                          f"{'' if export.integer else f', tolerance {atol}'})")
+    return check
+
+
+def summary(values: np.ndarray) -> dict:
+    """Mean, min and max of a per-step count, and how many steps."""
+    return {"mean": float(values.mean()), "min": int(values.min()), "max": int(values.max()),
+            "steps": int(values.size)}
