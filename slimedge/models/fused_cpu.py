@@ -156,8 +156,9 @@ def _scatter(g: torch.Tensor | None, idx: tuple[int, ...], rows: int) -> torch.T
     return out
 
 
-def _input_part(p: Plan, x2d: torch.Tensor, Wf, bf) -> torch.Tensor:
-    """W·x + b of every slot for all rows: (TB, m) -> (TB, k, n), zero where a slot has neither."""
+def _input_part(p: Plan, x2d: torch.Tensor, Wf, bf, skip=()) -> torch.Tensor:
+    """W·x + b of every slot for all rows: (TB, m) -> (TB, k, n), zero where a slot has neither
+    (left unset for the slots in ``skip``: the engine computes those itself)."""
     TB, k, n = x2d.shape[0], p.k, p.n
     if len(p.pos["W"]) == k and len(p.pos["b"]) == k:
         return torch.addmm(bf.reshape(-1), x2d, Wf.t()).view(TB, k, n)
@@ -173,7 +174,7 @@ def _input_part(p: Plan, x2d: torch.Tensor, Wf, bf) -> torch.Tensor:
             dst.copy_(Y[:, w])
         elif b is not None:
             dst.copy_(bf[b].expand(TB, n))
-        else:
+        elif j not in skip:
             dst.zero_()
     return out
 
@@ -320,6 +321,8 @@ def torch_backward(p: Plan, A, S, C, G, Uf, uf, h0, dout, dhT, dcT, mask):
 
 
 ENGINES = {"torch": (torch_forward, torch_backward)}
+# engine -> plan -> the slots without an input part that the engine's forward sets itself
+EMPTY_SLOTS: dict = {}
 FAILED: dict[str, str] = {}  # engines that raised here: not used again in this process
 
 
@@ -332,6 +335,8 @@ def _engine_failed(name: str, error: Exception) -> None:
 def engine(name: str):
     if name not in ENGINES and name == "triton":
         from . import fused_triton  # registers itself  # noqa: F401
+    if name not in ENGINES and name == "numba":
+        from . import fused_numba  # registers itself  # noqa: F401
     return ENGINES[name]
 
 
@@ -344,8 +349,9 @@ class _FusedLayer(torch.autograd.Function):
         Wf, Uf = _gather(W, plan.src["W"], n), _gather(U, plan.src["U"], n)
         uf, bf = _gather(u, plan.src["u"], 1), _gather(b, plan.src["b"], 1)
         x2d = x.reshape(T * B, m)
+        skip = EMPTY_SLOTS[engine_name](plan) if engine_name in EMPTY_SLOTS else ()
         with torch.no_grad():
-            A = _input_part(plan, x2d, Wf, bf).view(T, B, k, n)
+            A = _input_part(plan, x2d, Wf, bf, skip).view(T, B, k, n)
             try:
                 S, C, G = fwd(plan, A, Uf, uf, h0, c0, mask)
             except Exception as e:  # a Triton kernel that does not compile here: warn, go on
@@ -370,13 +376,15 @@ class _FusedLayer(torch.autograd.Function):
         p = ctx.plan
         T, B, k, n = A.shape
         _, bwd = engine(ctx.engine_name)
-        try:
-            dZ, dh0, dc0 = bwd(p, A, S, C, G, Uf, uf, h0, dout, dhT, dcT, mask)
+        try:  # an engine may return u's and b's gradients too (function order), else None
+            dZ, dh0, dc0, du_f, db_f = (*bwd(p, A, S, C, G, Uf, uf, h0, dout, dhT, dcT, mask),
+                                        None, None)[:5]
         except Exception as e:  # the kernels leave A, S, C, G as they were
             if ctx.engine_name == "torch":
                 raise
             _engine_failed(ctx.engine_name, e)
             dZ, dh0, dc0 = torch_backward(p, A, S, C, G, Uf, uf, h0, dout, dhT, dcT, mask)
+            du_f = db_f = None
         dZ2 = dZ.view(T * B, k, n)
         need = ctx.needs_input_grad
         dx = dW = dU = du = db = None
@@ -388,7 +396,9 @@ class _FusedLayer(torch.autograd.Function):
                 dx = torch.mm(dZW, Wf).view(T, B, -1)
         elif need[0]:
             dx = x2d.new_zeros(T, B, x2d.shape[1])
-        if need[6]:
+        if need[6] and db_f is not None:
+            db = _scatter(db_f, p.src["b"], 1)
+        elif need[6]:
             br = p.span("b")
             dZb = dZ2[:, br[0]:br[1]] if br is not None else dZ2[:, list(p.pos["b"])]
             db = _scatter(dZb.sum(0), p.src["b"], 1)
@@ -398,7 +408,9 @@ class _FusedLayer(torch.autograd.Function):
             dZU = _rows(dZ2, p.pos["U"], p.span("U"))
             dU = torch.mm(dZU[B:].t(), hp).addmm_(dZU[:B].t(), h0)
             dU = _scatter(dU, p.src["U"], n)
-        if uf is not None and need[5]:  # the last use of dZ: multiplied in place
+        if uf is not None and need[5] and du_f is not None:
+            du = _scatter(du_f, p.src["u"], 1)
+        elif uf is not None and need[5]:  # the last use of dZ: multiplied in place
             ur = p.span("u")
             dZu = dZ[:, :, ur[0]:ur[1]]
             dZu[1:].mul_(S[:-1].unsqueeze(2))

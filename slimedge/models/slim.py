@@ -244,6 +244,17 @@ def fused_triton_usable(cell: SlimLSTMCell) -> bool:
     return fused_triton.supports(cell.spec)
 
 
+def fused_numba_usable(dtype: torch.dtype) -> bool:
+    """Whether the numba engine serves CPU tensors of ``dtype`` here (numba installed)."""
+    if "numba" in fused_cpu.FAILED:
+        return False
+    try:
+        from . import fused_numba
+    except ImportError:
+        return False
+    return fused_numba.supports(dtype)
+
+
 def _runs(learned: tuple[str, ...], slots_of: Mapping[str, tuple[str, ...]],
           terms: tuple[str, str]) -> list[tuple]:
     """The learned slots as runs of one source: the first of ``terms`` a slot has, in packed
@@ -429,6 +440,8 @@ class SlimLSTM(nn.Module):
             return None
         if xs.is_cuda and fused_triton_usable(self.cells[0]):
             return "triton"
+        if xs.device.type == "cpu" and fused_numba_usable(xs.dtype):
+            return "numba"
         return "torch"
 
     def step(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor
