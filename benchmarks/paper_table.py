@@ -4,6 +4,8 @@
     python benchmarks/paper_table.py --table-only         # rewrite BENCHMARKS.md from the JSON
     python benchmarks/paper_table.py --tasks fsdd --variants LSTM0,LSTM6 --fsdd-epochs 2  # a taste
     python benchmarks/paper_table.py --tasks fsdd --seeds 0,1,2 --patience 10   # to convergence
+    python benchmarks/paper_table.py --patience 5 --table-only --merge a.json --merge b.json
+                                                          # runs made in parts, as one table
 
 With ``--patience P`` every run trains at a constant learning rate until P epochs pass without a
 better validation accuracy (or ``--max-epochs``), once per seed of ``--seeds``; the table then
@@ -46,18 +48,23 @@ def tasks(args) -> dict[str, dict]:
                            batch_size=128, lr=args.lr, schedule="cosine", limit=args.mnist_limit),
         "fsdd": dict(data="fsdd", hidden_size=args.fsdd_hidden, epochs=args.fsdd_epochs,
                      batch_size=32, lr=args.lr, schedule="cosine", limit=None),
+        # 784 steps per image: a seeded, stratified subset of every split (--pixels-limit)
+        "mnist-pixels": dict(data="mnist-pixels", hidden_size=100, epochs=args.mnist_epochs,
+                             batch_size=128, lr=args.lr, schedule="cosine",
+                             limit=args.pixels_limit),
     }
 
 
 def _command() -> str:
     """The command a reader can run: this script's relative path and its arguments, less
-    ``--workdir`` (a scratch folder of this machine's; it changes nothing in the results)."""
+    ``--workdir`` and ``--out`` (this machine's scratch paths; they change nothing in the
+    results)."""
     args, skip = [], False
     for a in sys.argv[1:]:
-        if skip or a.startswith("--workdir="):
+        if skip or a.startswith(("--workdir=", "--out=")):
             skip = False
             continue
-        if a == "--workdir":
+        if a in ("--workdir", "--out"):
             skip = True
             continue
         args.append(a)
@@ -127,17 +134,22 @@ def converge(args) -> dict:
     from slimedge.train import TrainConfig, evaluate, train
 
     torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(args.flush_denormal)
     names = [variants.canonical_name(v) for v in args.variants.split(",")] if args.variants \
         else list(variants.VARIANTS)
     seeds = [int(s) for s in args.seeds.split(",")]
     result = {"machine": machine(), "date": _dt.date.today().isoformat(), "command": _command(),
               "threads": args.threads, "seeds": seeds, "patience": args.patience,
               "max_epochs": args.max_epochs, "tasks": {}}
+    # the tasks and variants already in --out stay (runs made in parts build one table)
+    earlier = json.loads(args.out.read_text()) if args.out.exists() else None
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="paper_converged_"))
     for task in args.tasks.split(","):
         settings = {**tasks(args)[task], "schedule": "constant", "epochs": args.max_epochs}
         splits = data.load(settings["data"], limit=settings["limit"])
-        entry = {"settings": settings, "data": splits.summary(), "variants": []}
+        entry = {"settings": settings, "data": splits.summary(), "variants": [],
+                 "patience": args.patience, "seeds": seeds, "command": _command(),
+                 "flush_denormal": args.flush_denormal}
         result["tasks"][task] = entry
         for name in names:
             runs = []
@@ -175,21 +187,46 @@ def converge(args) -> dict:
                 "test_accuracy_mean": float(acc.mean()),
                 "test_accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
                 "runs": runs})
-            save(result, args.out)
+            save(merge(json.loads(json.dumps(earlier)), result) if earlier else result, args.out)
     return result
+
+
+def merge(base: dict, other: dict) -> dict:
+    """``other``'s tasks and variants into ``base`` (a variant run again replaces the old row);
+    the commands of both are kept."""
+    from slimedge import variants
+
+    base.setdefault("commands", [base["command"]])
+    base["commands"] += [c for c in other.get("commands", [other["command"]])
+                         if c not in base["commands"]]
+    base["date"] = max(base["date"], other["date"])
+    for result in (base, other):  # files written before these were recorded per task
+        for entry in result["tasks"].values():
+            for key in ("command", "patience", "seeds"):
+                entry.setdefault(key, result[key])
+    for task, entry in other["tasks"].items():
+        mine = base["tasks"].setdefault(task, {**entry, "variants": []})
+        rows = {r["variant"]: r for r in mine["variants"]} | {r["variant"]: r
+                                                              for r in entry["variants"]}
+        mine["variants"] = [rows[v] for v in variants.VARIANTS if v in rows] + \
+            [r for v, r in rows.items() if v not in variants.VARIANTS]
+        if mine is not entry and mine.get("command") != entry["command"]:
+            mine["command"] = " and ".join(dict.fromkeys([mine["command"], entry["command"]]))
+    return base
 
 
 def markdown_converged(result: dict) -> str:
     m = result["machine"]
+    commands = result.get("commands", [result["command"]])
     lines = [SECTION_CONVERGED, "",
-             f"Every variant trained until {result['patience']} epochs passed without a better "
-             f"validation accuracy (at most {result['max_epochs']}), at a constant learning "
-             f"rate, once per seed ({', '.join(map(str, result['seeds']))}); test accuracy of each "
-             "run's best-validation epoch, mean ± standard deviation over the seeds. Params: the "
-             "SLIM layer alone.", "",
+             "Every variant trained until a number of epochs (the patience) passed without a "
+             "better validation accuracy, or to a cap of epochs, at a constant learning rate, "
+             "once per seed; test accuracy of each run's best-validation epoch, mean ± standard "
+             "deviation over the seeds. Params: the SLIM layer alone. A best epoch marked * is "
+             "a run that reached the cap still improving (not converged).", "",
              f"- Machine: {m['cpu']}, {m['cores']} cores, {result['threads']} thread; "
              f"date {result['date']}",
-             f"- Command: `{result['command']}`",
+             *(f"- Command: `{c}`" for c in commands),
              "- s / epoch: the mean wall-clock training time of an epoch in these runs, on a "
              "machine shared with other jobs: a record of the cost, not a speed comparison "
              "(that is the \"Training speed\" section)",
@@ -198,7 +235,12 @@ def markdown_converged(result: dict) -> str:
         s = entry["settings"]
         rows = entry["variants"]
         ref = next((r for r in rows if r["variant"] == "LSTM0"), None)
+        seeds = entry.get("seeds", result["seeds"])
         lines += [f"### {task}", "",
+                  f"Patience {entry.get('patience', result['patience'])} epochs, cap "
+                  f"{s['epochs']}, seeds {', '.join(map(str, seeds))}"
+                  + (", denormals flushed to zero" if entry.get("flush_denormal") else "")
+                  + f"; `{entry.get('command', result['command'])}`.", "",
                   f"n = {s['hidden_size']}, one layer, batch {s['batch_size']}, Adam lr {s['lr']}, "
                   f"gradient-norm clip 1, PyTorch default init, σ = sigmoid, g = tanh. Data: train "
                   + " / ".join(f"{k} {v:,}" for k, v in entry["data"]["sizes"].items()).removeprefix(
@@ -208,7 +250,8 @@ def markdown_converged(result: dict) -> str:
         for r in rows:
             delta = 100 * (r["test_accuracy_mean"] - ref["test_accuracy_mean"]) if ref else None
             within = "–" if delta is None or r is ref else ("yes" if delta >= -2.0 else "**no**")
-            epochs = ", ".join(str(x["best_epoch"]) for x in r["runs"])
+            epochs = ", ".join(f"{x['best_epoch']}" + ("" if x["early_stopped"] else "*")
+                               for x in r["runs"])
             sec = sum(x["train_seconds_per_epoch"] for x in r["runs"]) / len(r["runs"])
             lines.append(f"| {r['variant']} | {r['params']:,} | {100 * r['test_accuracy_mean']:.1f}"
                          f" ± {100 * r['test_accuracy_std']:.1f} | "
@@ -424,6 +467,13 @@ def main(argv=None) -> None:
                    help="train to convergence: stop after this many epochs without a better "
                         "validation accuracy (0: the fixed budget of --*-epochs)")
     p.add_argument("--max-epochs", type=int, default=100, help="with --patience: the cap")
+    p.add_argument("--pixels-limit", type=int, default=3000,
+                   help="mnist-pixels: cap every split at this many images")
+    p.add_argument("--flush-denormal", action="store_true",
+                   help="torch.set_flush_denormal(True) while training (with --patience): long "
+                        "sequences' backward slows several-fold on denormals")
+    p.add_argument("--merge", action="append", default=[], type=Path, metavar="JSON",
+                   help="with --patience --table-only: merge these results into --out first")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--workdir", default=None, help="where the checkpoints go (default: a temp dir)")
     p.add_argument("--out", type=Path, default=RESULTS)
@@ -445,6 +495,10 @@ def main(argv=None) -> None:
         if args.out == RESULTS:
             args.out = RESULTS_CONVERGED
         result = json.loads(args.out.read_text()) if args.table_only else converge(args)
+        for extra in args.merge:
+            result = merge(result, json.loads(extra.read_text()))
+        if args.merge:
+            save(result, args.out)
         if not args.no_markdown:
             update_markdown_section(BENCHMARKS_MD, SECTION_CONVERGED, markdown_converged(result))
         return

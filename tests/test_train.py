@@ -236,7 +236,7 @@ def test_shipped_model_reproduces_its_card():
 
 
 # ---- the paper table's BENCHMARKS.md section -------------------------------------------------
-def test_paper_table_section_replaces_only_its_own(tmp_path):
+def _paper_table():
     import importlib.util
     from pathlib import Path
 
@@ -244,6 +244,11 @@ def test_paper_table_section_replaces_only_its_own(tmp_path):
         "paper_table", Path(__file__).parents[1] / "benchmarks" / "paper_table.py")
     pt = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pt)
+    return pt
+
+
+def test_paper_table_section_replaces_only_its_own(tmp_path):
+    pt = _paper_table()
     run = {"variant": "LSTM0", "params": 10, "test_accuracy": 0.9, "best_val_accuracy": 0.9,
            "best_epoch": 1, "train_seconds_per_epoch": 1.0, "diverged": False}
     result = {"machine": {"cpu": "X", "cores": 2, "python": "3", "torch": "2"}, "date": "d",
@@ -260,6 +265,32 @@ def test_paper_table_section_replaces_only_its_own(tmp_path):
     assert "| LSTM6 |" in text and "below LSTM0 at this budget: LSTM6" in text
     pt.update_benchmarks_md(pt.markdown(result), md)  # idempotent
     assert md.read_text() == text
+
+
+def test_converged_tables_made_in_parts_merge_into_one():
+    """Runs of one task made by two commands become one table in catalogue order (a variant run
+    again replaces its row); both commands are kept, and a cap reached still improving is marked."""
+    pt = _paper_table()
+
+    def part(command, names, acc, stopped=True):
+        runs = [{"seed": 0, "test_accuracy": acc, "best_val_accuracy": acc, "best_epoch": 3,
+                 "epochs_run": 8, "early_stopped": stopped, "train_seconds_per_epoch": 1.0}]
+        rows = [{"variant": v, "params": 1, "test_accuracy_mean": acc, "test_accuracy_std": 0.0,
+                 "runs": runs} for v in names]
+        return {"machine": {"cpu": "X", "cores": 2}, "date": "2026-12-01", "command": command,
+                "threads": 1, "seeds": [0], "patience": 5, "max_epochs": 8,
+                "tasks": {"mnist-rows": {
+                    "settings": {"hidden_size": 8, "epochs": 8, "batch_size": 4, "lr": 0.1},
+                    "data": {"sizes": {"train": 1, "val": 1, "test": 1}}, "variants": rows}}}
+
+    merged = pt.merge(part("python a", ["LSTM6", "LSTM0"], 0.9),
+                      part("python b", ["LSTM10", "LSTM6"], 0.85, stopped=False))
+    rows = merged["tasks"]["mnist-rows"]["variants"]
+    assert [r["variant"] for r in rows] == ["LSTM0", "LSTM6", "LSTM10"]
+    assert rows[1]["test_accuracy_mean"] == 0.85 and merged["commands"] == ["python a", "python b"]
+    text = pt.markdown_converged(merged)
+    assert "`python a`" in text and "`python b`" in text and "| LSTM10 |" in text
+    assert "| 3* |" in text and "More than 2 points below LSTM0's mean: LSTM6, LSTM10." in text
 
 
 def test_divergence_stops_with_a_clear_error(tmp_path):
