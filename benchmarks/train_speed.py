@@ -166,15 +166,20 @@ def markdown(result: dict) -> str:
 
 
 LIMITS = (
-    "What limits them: the fused loop (`slimedge.models.fused_cpu`) removes the autograd graph "
-    "per step, but still issues each step as separate tensor operations (for LSTM10/11 about 7 "
-    "in the forward and 12 in the backward), each a pass over a (batch, slots, n) slice of "
-    "buffers too large for the cache. At n = 128 the element-wise variants therefore pay "
-    "per-operation dispatch and memory traffic, not arithmetic: LSTM10 does 1/20 of LSTM0's "
-    "multiply-accumulates per step yet takes over half its time. LSTM0 does torch.nn.LSTM's "
-    "matrix products plus that element-wise overhead. Reaching 6× for LSTM10/11/C6 on a CPU "
-    "needs each step's element-wise work compiled into one loop over (batch, unit) pairs, as "
-    "the Triton kernel does on a GPU; slimedge has no such CPU kernel yet.")
+    "What limits them (profiled at (28, 128, 28, 128), one thread): the fused loop "
+    "(`slimedge.models.fused_cpu`) runs each step's element-wise work as one compiled pass per "
+    "batch row (`fused_numba`), so per-step dispatch is gone; what is left is arithmetic and "
+    "memory. LSTM0 and LSTM1/2 do torch.nn.LSTM's matrix products, one `addmm_` per step each "
+    "way, and match it. LSTM6's step is mostly its three n×n products (per step forward and "
+    "backward, and dU over all steps). LSTM10 and LSTM11 evaluate five activations per unit and "
+    "step (three sigmoid gates, two tanh: 2.3 million per forward at this shape) and keep all "
+    "four slots' activations for the backward (7.3 MB, beyond the L2 cache): the two kernels take "
+    "about 4 ms of their ~7 ms, the W_c·x product and its gradient, the head, Adam and autograd "
+    "the rest, so 6× (3.3 ms) would need the gate activations recomputed in the backward rather "
+    "than stored and a cheaper sigmoid. LSTM_C6 (one activation slot) sits at the target's edge; "
+    "its W_c·x product, head and Adam alone take about 1.5 ms of its 3.5 ms. At T = 784 every "
+    "step's buffers (the four slots of LSTM10 are 205 MB) are fresh memory, and page faults and "
+    "memory traffic dominate the element-wise variants.")
 
 
 def save(result: dict, path: Path) -> None:

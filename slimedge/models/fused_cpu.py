@@ -16,7 +16,11 @@ activations, every activation g, fixed constants and ``lengths`` masking, in flo
 To make every per-step range contiguous the function keeps the learned slots in its own order
 (:class:`Plan`): the gates without a recurrent term, then those with one grouped by U and u, the
 cell candidate last. The per-step loops are pluggable (:data:`ENGINES`): ``"torch"`` (this module;
-any device) and ``"triton"`` (``fused_triton``: element-wise recurrences, one kernel per sequence).
+any device), ``"numba"`` (``fused_numba``: CPU, each step's element-wise work compiled into one
+pass per batch row) and ``"triton"`` (``fused_triton``: CUDA, element-wise recurrences, one kernel
+per sequence). An engine's backward may return u's and b's gradients itself (then dZ need hold
+only the slots with W or U), and :data:`EMPTY_SLOTS` names the slots without an input part that
+an engine's forward fills itself.
 
 Not covered (use ``SlimLSTM(..., impl="reference")``): double backward (``create_graph=True``
 through the layer) and forward-mode AD; tracing and ``torch.compile`` pick the reference
@@ -333,6 +337,7 @@ def _engine_failed(name: str, error: Exception) -> None:
 
 
 def engine(name: str):
+    """The (forward, backward) pair of an engine, importing its module on first use."""
     if name not in ENGINES and name == "triton":
         from . import fused_triton  # registers itself  # noqa: F401
     if name not in ENGINES and name == "numba":

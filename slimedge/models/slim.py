@@ -306,8 +306,9 @@ class SlimLSTM(nn.Module):
     so padding cannot change results. ``.cells`` holds one :class:`SlimLSTMCell` per layer.
 
     ``impl`` chooses how the time loop runs (the results are the same): ``"fused"`` runs each
-    layer's whole loop in one autograd function with a hand-written backward (``fused_cpu``; on a
-    CUDA device, element-wise recurrences run as one Triton kernel per sequence where triton is
+    layer's whole loop in one autograd function with a hand-written backward (``fused_cpu``; on the
+    CPU each step's element-wise work is compiled by numba where it is installed, ``fused_numba``;
+    on a CUDA device, element-wise recurrences run as one Triton kernel per sequence where triton is
     installed), ``"reference"`` steps :meth:`SlimLSTMCell.recurrent_step` under autograd, and
     ``"auto"`` (default) takes ``$SLIMEDGE_RECURRENCE`` (``fused`` or ``reference``) when set,
     else the fused loop, except while tracing or compiling and where the fused loop cannot serve:
@@ -426,7 +427,7 @@ class SlimLSTM(nn.Module):
         return (out.transpose(0, 1) if self.batch_first else out), (h_n, c_n)
 
     def _engine(self, xs: torch.Tensor) -> str | None:
-        """The fused loop's engine for this call (``"torch"`` or ``"triton"``), or None for the
+        """The fused loop's engine for this call (``"numba"``, ``"torch"`` or ``"triton"``), or None for the
         reference loop (see the class docstring)."""
         impl = self.impl
         if impl == "auto":
