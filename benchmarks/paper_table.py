@@ -180,20 +180,26 @@ def converge(args) -> dict:
                                  [r["train_seconds"] for r in log["epochs"]]))})
                 print(f"{task:11s} {name:8s} seed {seed}  test acc {test.accuracy:.4f}  best epoch "
                       f"{runs[-1]['best_epoch']}/{runs[-1]['epochs_run']}", flush=True)
-            acc = np.array([r["test_accuracy"] for r in runs])
-            entry["variants"].append({
+            entry["variants"].append(_summarise({
                 "variant": name, "params": variants.get(name).num_params(
-                    splits.input_size, settings["hidden_size"]),
-                "test_accuracy_mean": float(acc.mean()),
-                "test_accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
-                "runs": runs})
+                    splits.input_size, settings["hidden_size"]), "runs": runs}))
             save(merge(json.loads(json.dumps(earlier)), result) if earlier else result, args.out)
     return result
 
 
+def _summarise(row: dict) -> dict:
+    """A variant's row: mean and sample standard deviation of its runs' test accuracy."""
+    import numpy as np
+
+    acc = np.array([x["test_accuracy"] for x in row["runs"]])
+    return {**row, "test_accuracy_mean": float(acc.mean()),
+            "test_accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0}
+
+
 def merge(base: dict, other: dict) -> dict:
-    """``other``'s tasks and variants into ``base`` (a variant run again replaces the old row);
-    the commands of both are kept."""
+    """``other``'s tasks and variants into ``base``: a variant run again with the same seeds
+    replaces the old row, with other seeds its runs join the row's; the commands of both are
+    kept."""
     from slimedge import variants
 
     base.setdefault("commands", [base["command"]])
@@ -206,8 +212,15 @@ def merge(base: dict, other: dict) -> dict:
                 entry.setdefault(key, result[key])
     for task, entry in other["tasks"].items():
         mine = base["tasks"].setdefault(task, {**entry, "variants": []})
-        rows = {r["variant"]: r for r in mine["variants"]} | {r["variant"]: r
-                                                              for r in entry["variants"]}
+        rows = {r["variant"]: r for r in mine["variants"]}
+        for r in entry["variants"]:
+            old = rows.get(r["variant"])
+            seeds = {x["seed"] for x in old["runs"]} if old else set()
+            if old and not seeds & {x["seed"] for x in r["runs"]}:  # other seeds: one row
+                r = _summarise({**r, "runs": sorted(old["runs"] + r["runs"],
+                                                    key=lambda x: x["seed"])})
+                mine["seeds"] = sorted(seeds | {x["seed"] for x in r["runs"]})
+            rows[r["variant"]] = r
         mine["variants"] = [rows[v] for v in variants.VARIANTS if v in rows] + \
             [r for v, r in rows.items() if v not in variants.VARIANTS]
         if mine is not entry and mine.get("command") != entry["command"]:

@@ -291,6 +291,12 @@ def test_converged_tables_made_in_parts_merge_into_one():
     text = pt.markdown_converged(merged)
     assert "`python a`" in text and "`python b`" in text and "| LSTM10 |" in text
     assert "| 3* |" in text and "More than 2 points below LSTM0's mean: LSTM6, LSTM10." in text
+    seed1 = part("python c", ["LSTM0"], 0.8)
+    seed1["tasks"]["mnist-rows"]["variants"][0]["runs"][0]["seed"] = 1
+    row = pt.merge(merged, seed1)["tasks"]["mnist-rows"]["variants"][0]  # another seed: joins
+    assert [x["seed"] for x in row["runs"]] == [0, 1]
+    assert row["test_accuracy_mean"] == pytest.approx(0.85)
+    assert row["test_accuracy_std"] == pytest.approx(0.0707, abs=1e-4)
 
 
 def test_divergence_stops_with_a_clear_error(tmp_path):
