@@ -1,4 +1,4 @@
-"""Triton engine for the fused SLIM loop: element-wise recurrences, one kernel for the whole sequence.
+"""Triton engine for the fused SLIM loop (CUDA): element-wise recurrences as one kernel per sequence.
 
 For a variant without a full recurrent matrix U (LSTM10, LSTM11, LSTM_C6 and user-defined ones whose
 slots hold only W, u, b terms or constants), each program owns a block of (batch row, unit) pairs
@@ -11,9 +11,10 @@ pre-activation gradient dZ; the parameter gradients are then the same products a
 
 It plugs into ``fused_cpu._FusedLayer`` as the engine ``"triton"`` (``fused_cpu.ENGINES``) with the
 torch engine's interface and the same slot order (:class:`fused_cpu.Plan`). ``SlimLSTM`` uses it on
-CUDA tensors where triton is installed and :func:`supports` the structure; variants with U use the
-torch engine there (one matrix product and a few element-wise launches per step). On the CPU the
-kernels run under Triton's interpreter (``TRITON_INTERPRET=1``), which is how the tests check them.
+CUDA tensors where triton is installed. Variants with U run per step: one ``addmm_`` for the U·h
+terms (cuBLAS) and one launch of the same kernels over that step (two launches per step each
+way, where the torch engine issues about six in the forward and twelve in the backward). On the
+CPU the kernels run under Triton's interpreter (``TRITON_INTERPRET=1``), which is how the tests check them.
 Importing this module without triton raises ImportError.
 """
 from __future__ import annotations
@@ -30,7 +31,8 @@ BLOCK = 128
 
 
 def supports(spec: VariantSpec) -> bool:
-    """Whether the kernels serve this structure: no slot has a full recurrent matrix U."""
+    """Whether the kernels run this structure's whole sequence in one launch (no slot has a
+    full recurrent matrix U); any other runs one launch per step beside torch's ``addmm_``."""
     return not spec.slots_with("U")
 
 
@@ -62,7 +64,7 @@ def _grad(a, KIND: tl.constexpr):
 
 
 @triton.jit
-def _forward_kernel(A, UW, H0, C0, S, C, G, LEN, T, B, N,
+def _forward_kernel(A, UW, H0, C0, S, C, G, LEN, T0, T, B, N,
                     K: tl.constexpr, UA: tl.constexpr, UB: tl.constexpr,
                     PI: tl.constexpr, PF: tl.constexpr, PO: tl.constexpr,
                     CI: tl.constexpr, CF: tl.constexpr, CO: tl.constexpr,
@@ -100,11 +102,11 @@ def _forward_kernel(A, UW, H0, C0, S, C, G, LEN, T, B, N,
                 o = a
         c_new = f * c + i * cc
         if HAS_LEN:
-            c_new = tl.where(t < length, c_new, c)
+            c_new = tl.where(T0 + t < length, c_new, c)
         g = _act(c_new, ACT)
         h_new = o * g
         if HAS_LEN:
-            h_new = tl.where(t < length, h_new, h)
+            h_new = tl.where(T0 + t < length, h_new, h)
         tl.store(C + (t + 1) * B * N + e, c_new, mask=ok)
         tl.store(G + t * B * N + e, g, mask=ok)
         tl.store(S + t * B * N + e, h_new, mask=ok)
@@ -113,7 +115,7 @@ def _forward_kernel(A, UW, H0, C0, S, C, G, LEN, T, B, N,
 
 
 @triton.jit
-def _backward_kernel(A, UW, C, G, DOUT, DHT, DCT, DZ, DH0, DC0, LEN, T, B, N,
+def _backward_kernel(A, UW, C, G, DOUT, DHT, DCT, DZ, DH0, DC0, LEN, T0, T, B, N,
                      K: tl.constexpr, UA: tl.constexpr, UB: tl.constexpr,
                      PI: tl.constexpr, PF: tl.constexpr, PO: tl.constexpr,
                      CI: tl.constexpr, CF: tl.constexpr, CO: tl.constexpr,
@@ -134,12 +136,12 @@ def _backward_kernel(A, UW, C, G, DOUT, DHT, DCT, DZ, DH0, DC0, LEN, T, B, N,
         if HAS_DOUT:
             d_out = tl.load(DOUT + t * B * N + e, mask=ok, other=0.0)
             if HAS_LEN:
-                d_out = tl.where(t < length, d_out, 0.0)
+                d_out = tl.where(T0 + t < length, d_out, 0.0)
             dS = dS + d_out
         dhn = dS
         dcn = dc
         if HAS_LEN:
-            live = t < length
+            live = T0 + t < length
             dhn = tl.where(live, dS, 0.0)
             dcn = tl.where(live, dc, 0.0)
         g = tl.load(G + t * B * N + e, mask=ok, other=0.0)
@@ -196,33 +198,58 @@ def _lengths(mask: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
 
 
 def triton_forward(p, A, Uf, uf, h0, c0, mask):
-    """The torch engine's :func:`fused_cpu.torch_forward`, as one kernel launch."""
-    if Uf is not None:
-        raise ValueError("the Triton engine serves element-wise recurrences only (no U term)")
+    """The torch engine's :func:`fused_cpu.torch_forward`: one kernel launch for the whole
+    sequence without U; with U, per step one ``addmm_`` (the U·h terms) and one launch."""
     T, B, k, n = A.shape
     S = A.new_empty(T, B, n)
     C = A.new_empty(T + 1, B, n)
     G = A.new_empty(T, B, n)
     grid = (triton.cdiv(B * n, BLOCK),)
-    _forward_kernel[grid](A, uf if uf is not None else A, h0.contiguous(), c0.contiguous(), S, C, G,
-                          _lengths(mask, A), T, B, n, HAS_LEN=mask is not None, BLOCK=BLOCK,
-                          **_constants(p))
+    args = dict(HAS_LEN=mask is not None, BLOCK=BLOCK, **_constants(p))
+    UW, lengths = uf if uf is not None else A, _lengths(mask, A)
+    if Uf is None:
+        _forward_kernel[grid](A, UW, h0.contiguous(), c0.contiguous(), S, C, G, lengths, 0, T, B,
+                              n, **args)
+        return S, C, G
+    Ur, UfT = p.span("U"), Uf.t()
+    AU = A.view(T, B, k * n)[:, :, Ur[0] * n:Ur[1] * n]
+    C[0] = c0
+    h = h0.contiguous()
+    for t in range(T):
+        AU[t].addmm_(h, UfT)
+        _forward_kernel[grid](A[t], UW, h, C[t], S[t], C[t:t + 2], G[t], lengths, t, 1, B, n,
+                              **args)
+        h = S[t]
     return S, C, G
 
 
 def triton_backward(p, A, S, C, G, Uf, uf, h0, dout, dhT, dcT, mask):
-    """The torch engine's :func:`fused_cpu.torch_backward`, as one kernel launch."""
+    """The torch engine's :func:`fused_cpu.torch_backward`: one launch for the whole sequence
+    without U; with U, per step one launch and one ``addmm_`` (dh through U)."""
     T, B, k, n = A.shape
     dZ = A.new_empty(T, B, k, n)
     dh0, dc0 = A.new_empty(B, n), A.new_empty(B, n)
     zeros = A.new_zeros(B, n)
     grid = (triton.cdiv(B * n, BLOCK),)
-    _backward_kernel[grid](A, uf if uf is not None else A, C, G,
-                           dout.contiguous() if dout is not None else A,
-                           dhT.contiguous() if dhT is not None else zeros,
-                           dcT.contiguous() if dcT is not None else zeros,
-                           dZ, dh0, dc0, _lengths(mask, A), T, B, n, HAS_LEN=mask is not None,
-                           HAS_DOUT=dout is not None, BLOCK=BLOCK, **_constants(p))
+    args = dict(HAS_LEN=mask is not None, HAS_DOUT=dout is not None, BLOCK=BLOCK,
+                **_constants(p))
+    UW, lengths = uf if uf is not None else A, _lengths(mask, A)
+    dout = dout.contiguous() if dout is not None else A
+    dh = dhT.contiguous() if dhT is not None else zeros
+    dc = dcT.contiguous() if dcT is not None else zeros
+    if Uf is None:
+        _backward_kernel[grid](A, UW, C, G, dout, dh, dc, dZ, dh0, dc0, lengths, 0, T, B, n,
+                               **args)
+        return dZ, dh0, dc0
+    Ur = p.span("U")
+    ZU = dZ.view(T, B, k * n)[:, :, Ur[0] * n:Ur[1] * n]
+    pairs = [(A.new_empty(B, n), A.new_empty(B, n)) for _ in range(2)]
+    for idx, t in enumerate(range(T - 1, -1, -1)):
+        out = (dh0, dc0) if t == 0 else pairs[idx % 2]  # never the pair read this step
+        _backward_kernel[grid](A[t], UW, C[t], G[t], dout[t] if dout is not A else A, dh, dc,
+                               dZ[t], out[0], out[1], lengths, t, 1, B, n, **args)
+        out[0].addmm_(ZU[t], Uf)
+        dh, dc = out
     return dZ, dh0, dc0
 
 
