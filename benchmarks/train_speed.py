@@ -3,6 +3,8 @@
     python benchmarks/train_speed.py                        # the table in BENCHMARKS.md
     python benchmarks/train_speed.py --shapes 28,128,28,128 --variants LSTM0,LSTM6 --rounds 5
     python benchmarks/train_speed.py --reference            # also the reference (step) loop
+    python benchmarks/train_speed.py --device cuda --out benchmarks/results/train_speed_gpu.json
+                                                            # on a GPU (cuDNN's LSTM as the peer)
 
 One training step = forward over a (batch, T, m) batch, a linear head (10 classes) on the top
 layer's last h, cross-entropy, backward, Adam. Each model gets the same random batch. Rounds are
@@ -14,7 +16,9 @@ above 1 is faster than torch.nn.LSTM. Denormals are flushed to zero (``--keep-de
 the backward of long sequences gradients decay into the denormal range, where x86 arithmetic is
 slow; measured at (784, 128, 1, 128), torch.nn.LSTM's step took 5× the CPU time with them.
 Results go to ``benchmarks/results/train_speed.json`` and the "## Training speed" section of
-``BENCHMARKS.md``.
+``BENCHMARKS.md``. With ``--device cuda`` every model, batch and optimiser lives on the GPU, the
+clock is wall time with ``torch.cuda.synchronize()`` around each step, the card is recorded by
+name, and issue 15's GPU targets are checked instead of the CPU ones.
 """
 from __future__ import annotations
 
@@ -34,20 +38,27 @@ sys.path.insert(0, str(ROOT))
 from slimedge._report import describe, machine, update_markdown_section  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "train_speed.json"
+RESULTS_GPU = ROOT / "benchmarks" / "results" / "train_speed_gpu.json"
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 SECTION = "## Training speed"
+SECTION_GPU = "## Training speed on a GPU"
 SHAPES = [(28, 128, 28, 128), (784, 128, 1, 128), (100, 64, 64, 512)]
 ROUNDS = {0: 9, 1: 3, 2: 3}  # per shape index: fewer rounds for the big shapes
 TORCH_LSTM = "torch.nn.LSTM"
 # issue 15's CPU targets at (28, 128, 28, 128): torch.nn.LSTM's step time over the variant's
 TARGETS = {"LSTM0": 0.9, "LSTM6": 3.0, "LSTM10": 6.0, "LSTM11": 6.0, "LSTM_C6": 6.0}
+# and on a GPU against cuDNN's LSTM, at every shape: element-wise recurrences, one n×n product,
+# LSTM1/2's four
+GPU_TARGETS = {"LSTM10": 3.0, "LSTM11": 3.0, "LSTM_C6": 3.0, "LSTM3": 1.0, "LSTM4": 1.0,
+               "LSTM5": 1.0, "LSTM4a": 1.0, "LSTM5a": 1.0, "LSTM6": 1.0, "LSTM1": 0.7,
+               "LSTM2": 0.7}
 
 
 def _step_fn(model, x, y):
     import torch
     import torch.nn.functional as F
 
-    head = torch.nn.Linear(model.hidden_size, 10)
+    head = torch.nn.Linear(model.hidden_size, 10).to(x.device)
     opt = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=1e-3)
 
     def step():
@@ -59,30 +70,36 @@ def _step_fn(model, x, y):
     return step
 
 
-def measure(shape, names, rounds, reference=False, seed=0) -> dict:
+def measure(shape, names, rounds, reference=False, seed=0, device="cpu") -> dict:
     import torch
 
     from slimedge.models import SlimLSTM
 
     T, B, m, n = shape
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(B, T, m, generator=g)
-    y = torch.randint(0, 10, (B,), generator=g)
+    x = torch.randn(B, T, m, generator=g).to(device)
+    y = torch.randint(0, 10, (B,), generator=g).to(device)
     torch.manual_seed(seed)
-    steps = {TORCH_LSTM: _step_fn(torch.nn.LSTM(m, n, batch_first=True), x, y)}
+    steps = {TORCH_LSTM: _step_fn(torch.nn.LSTM(m, n, batch_first=True).to(device), x, y)}
     for name in names:
-        steps[name] = _step_fn(SlimLSTM(name, m, n), x, y)
+        steps[name] = _step_fn(SlimLSTM(name, m, n).to(device), x, y)
         if reference:
-            steps[f"{name} (reference)"] = _step_fn(SlimLSTM(name, m, n, impl="reference"), x, y)
+            steps[f"{name} (reference)"] = _step_fn(
+                SlimLSTM(name, m, n, impl="reference").to(device), x, y)
+    cuda = torch.device(device).type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     times = {k: [] for k in steps}
     walls = {k: [] for k in steps}
     for r in range(rounds + 1):
         for k, step in steps.items():
+            sync()
             w0, t0 = time.perf_counter(), time.process_time()
             step()
+            sync()
             if r:  # round 0 warms up
-                times[k].append(time.process_time() - t0)
-                walls[k].append(time.perf_counter() - w0)
+                wall = time.perf_counter() - w0
+                times[k].append(wall if cuda else time.process_time() - t0)
+                walls[k].append(wall)
     base = statistics.median(times[TORCH_LSTM])
     rows = {k: {"ms": 1e3 * statistics.median(v), "ratio": base / statistics.median(v),
                 "wall_ms": 1e3 * statistics.median(walls[k]),
@@ -97,6 +114,7 @@ def run(args) -> dict:
 
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(not args.keep_denormals)
+    cuda = torch.device(args.device).type == "cuda"
     names = [variants.canonical_name(v) for v in args.variants.split(",")] if args.variants \
         else list(variants.VARIANTS)
     shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes] if args.shapes else SHAPES
@@ -104,10 +122,12 @@ def run(args) -> dict:
               "command": "python " + " ".join(shlex.quote(a) for a in
                                               [os.path.relpath(__file__, ROOT), *sys.argv[1:]]),
               "threads": args.threads, "torch_threads": torch.get_num_threads(),
-              "flush_denormal": not args.keep_denormals, "clock": "process CPU time", "shapes": []}
+              "flush_denormal": not args.keep_denormals, "device": args.device,
+              "card": torch.cuda.get_device_name(args.device) if cuda else None,
+              "clock": "wall time, synchronized" if cuda else "process CPU time", "shapes": []}
     for shape in shapes:
         rounds = args.rounds or ROUNDS.get(SHAPES.index(shape) if shape in SHAPES else 0, 3)
-        entry = measure(shape, names, rounds, reference=args.reference)
+        entry = measure(shape, names, rounds, reference=args.reference, device=args.device)
         result["shapes"].append(entry)
         print(f"(T, batch, m, n) = {shape}: torch.nn.LSTM {entry['models'][TORCH_LSTM]['ms']:.2f} ms; "
               + ", ".join(f"{v} {entry['models'][v]['ratio']:.2f}x" for v in names), flush=True)
@@ -116,40 +136,50 @@ def run(args) -> dict:
 
 
 def targets(result: dict) -> list[dict]:
-    """Issue 15's CPU targets, where this run measured their shape."""
+    """Issue 15's targets: on the CPU at (28, 128, 28, 128); on a GPU at every shape."""
+    gpu = result.get("card") is not None
     out = []
     for entry in result["shapes"]:
-        if (entry["T"], entry["batch"], entry["m"], entry["n"]) != SHAPES[0]:
+        shape = (entry["T"], entry["batch"], entry["m"], entry["n"])
+        if not gpu and shape != SHAPES[0]:
             continue
-        for name, want in TARGETS.items():
+        for name, want in (GPU_TARGETS if gpu else TARGETS).items():
             if name in entry["models"]:
                 got = entry["models"][name]["ratio"]
-                out.append({"variant": name, "target": want, "ratio": round(got, 3),
-                            "reached": got >= want})
+                out.append({"variant": name, "shape": list(shape), "target": want,
+                            "ratio": round(got, 3), "reached": got >= want})
     return out
 
 
 def markdown(result: dict) -> str:
     shapes = result["shapes"]
+    card = result.get("card")
     names = [k for k in shapes[0]["models"]]
     head = "| model | " + " | ".join(f"({s['T']}, {s['batch']}, {s['m']}, {s['n']}) ms | × nn.LSTM"
                                       for s in shapes) + " |"
-    lines = [SECTION, "",
+    peer = "`torch.nn.LSTM` (cuDNN)" if card else "`torch.nn.LSTM`"
+    lines = [SECTION_GPU if card else SECTION, "",
              "One training step (forward, linear head on the last h, cross-entropy, backward, "
              "Adam) of every variant through `SlimLSTM` (its fused time loop, the default) beside "
-             "`torch.nn.LSTM` with the same head, in the same run: interleaved rounds, median "
+             f"{peer} with the same head, in the same run: interleaved rounds, median "
              "step time after a warm-up round; × nn.LSTM = torch.nn.LSTM's time over the "
-             "model's (above 1: faster). Shapes are (T, batch, m, n), one layer. Times are the "
-             "process's CPU time (one thread; the machine was shared, so wall-clock time "
-             "measured mostly the other work), with denormals flushed to zero "
-             f"({'on' if result.get('flush_denormal') else 'off'} here): in the backward of "
-             "long sequences gradients decay into the denormal range, where x86 arithmetic is "
-             "slow (torch.nn.LSTM at (784, 128, 1, 128) took 5× the CPU time with them).", "",
-             f"- Machine: {describe(result['machine'])} (shared with other work: timings are noisy)",
+             "model's (above 1: faster). Shapes are (T, batch, m, n), one layer. "
+             + ("Times are wall time on the GPU, synchronized before and after each step."
+                if card else
+                "Times are the process's CPU time (one thread; the machine was shared, so "
+                "wall-clock time measured mostly the other work), with denormals flushed to zero "
+                f"({'on' if result.get('flush_denormal') else 'off'} here): in the backward of "
+                "long sequences gradients decay into the denormal range, where x86 arithmetic is "
+                "slow (torch.nn.LSTM at (784, 128, 1, 128) took 5× the CPU time with them)."), "",
+             f"- Machine: {describe(result['machine'])}"
+             + (f"; GPU: {card}" if card else " (shared with other work: timings are noisy)"),
              f"- Threads: {result['threads']}; date: {result['date']}",
              f"- Command: `{result['command']}`",
-             "- GPU: not measured (no GPU was lent to this run); the Triton kernels are tested on "
-             "the CPU in Triton's interpreter only, so their speed is still to be measured.", "",
+             *([] if card else [
+                 "- GPU: not measured (no GPU was lent to this run); the Triton kernels are "
+                 "tested on the CPU in Triton's interpreter only, so their speed is still to be "
+                 "measured (`python benchmarks/train_speed.py --device cuda` on a GPU writes the "
+                 "section \"Training speed on a GPU\")."]), "",
              head, "|---|" + "---:|---:|" * len(shapes)]
     for name in names:
         cells = []
@@ -158,10 +188,13 @@ def markdown(result: dict) -> str:
             cells += [f"{r['ms']:.1f}", f"{r['ratio']:.2f}"] if r else ["–", "–"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if result.get("targets"):
-        lines += ["", "Issue 15's CPU targets at (28, 128, 28, 128), one thread:", ""]
-        lines += [f"- {t['variant']}: ≥ {t['target']}× wanted, {t['ratio']:.2f}× measured: "
+        lines += ["", f"Issue 15's GPU targets (against cuDNN), every shape, on {card}:" if card
+                  else "Issue 15's CPU targets at (28, 128, 28, 128), one thread:", ""]
+        lines += [f"- {t['variant']}"
+                  + (f" at {tuple(t['shape'])}" if card and "shape" in t else "")
+                  + f": ≥ {t['target']}× wanted, {t['ratio']:.2f}× measured: "
                   + ("reached" if t["reached"] else "**missed**") for t in result["targets"]]
-    lines += ["", LIMITS, *result.get("notes", []), ""]
+    lines += ["", *([] if card else [LIMITS]), *result.get("notes", []), ""]
     return "\n".join(lines)
 
 
@@ -196,6 +229,8 @@ def main(argv=None) -> None:
     p.add_argument("--variants", default="", help="comma-separated; default: all 12")
     p.add_argument("--rounds", type=int, default=0, help="rounds per shape (default: 9, 3, 3)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu",
+                   help="cpu, or cuda (then --out defaults to train_speed_gpu.json)")
     p.add_argument("--reference", action="store_true",
                    help="also time each variant's reference loop (impl='reference')")
     p.add_argument("--keep-denormals", action="store_true",
@@ -205,13 +240,15 @@ def main(argv=None) -> None:
     p.add_argument("--no-markdown", action="store_true", help="do not touch BENCHMARKS.md")
     p.add_argument("--table-only", action="store_true", help="rewrite the section from --out")
     args = p.parse_args(argv)
+    if args.device != "cpu" and args.out == RESULTS:
+        args.out = RESULTS_GPU
     result = json.loads(args.out.read_text()) if args.table_only else run(args)
     if not args.table_only:
         save(result, args.out)
     text = markdown(result)
     print(text)
     if not args.no_markdown:
-        update_markdown_section(BENCHMARKS_MD, SECTION, text)
+        update_markdown_section(BENCHMARKS_MD, SECTION_GPU if result.get("card") else SECTION, text)
 
 
 if __name__ == "__main__":
