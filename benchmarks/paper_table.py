@@ -223,8 +223,8 @@ def merge(base: dict, other: dict) -> dict:
             rows[r["variant"]] = r
         mine["variants"] = [rows[v] for v in variants.VARIANTS if v in rows] + \
             [r for v, r in rows.items() if v not in variants.VARIANTS]
-        if mine is not entry and mine.get("command") != entry["command"]:
-            mine["command"] = " and ".join(dict.fromkeys([mine["command"], entry["command"]]))
+        mine["commands"] = list(dict.fromkeys([*mine.get("commands", [mine["command"]]),
+                                               *entry.get("commands", [entry["command"]])]))
     return base
 
 
@@ -236,7 +236,8 @@ def markdown_converged(result: dict) -> str:
              "better validation accuracy, or to a cap of epochs, at a constant learning rate, "
              "once per seed; test accuracy of each run's best-validation epoch, mean ± standard "
              "deviation over the seeds. Params: the SLIM layer alone. A best epoch marked * is "
-             "a run that reached the cap still improving (not converged).", "",
+             "from a run that reached the cap before its patience ran out (it may not have "
+             "converged).", "",
              f"- Machine: {m['cpu']}, {m['cores']} cores, {result['threads']} thread; "
              f"date {result['date']}",
              *(f"- Command: `{c}`" for c in commands),
@@ -253,7 +254,8 @@ def markdown_converged(result: dict) -> str:
                   f"Patience {entry.get('patience', result['patience'])} epochs, cap "
                   f"{s['epochs']}, seeds {', '.join(map(str, seeds))}"
                   + (", denormals flushed to zero" if entry.get("flush_denormal") else "")
-                  + f"; `{entry.get('command', result['command'])}`.", "",
+                  + "; " + "; ".join(f"`{c}`" for c in entry.get(
+                      "commands", [entry.get("command", result["command"])])) + ".", "",
                   f"n = {s['hidden_size']}, one layer, batch {s['batch_size']}, Adam lr {s['lr']}, "
                   f"gradient-norm clip 1, PyTorch default init, σ = sigmoid, g = tanh. Data: train "
                   + " / ".join(f"{k} {v:,}" for k, v in entry["data"]["sizes"].items()).removeprefix(
