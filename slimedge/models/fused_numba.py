@@ -17,7 +17,7 @@ NumPy's float64 tanh), sigmoid(x) = (1 + tanh(x/2)) / 2. Float64 uses libm's tan
 
 It plugs into ``fused_cpu._FusedLayer`` as the engine ``"numba"`` (``fused_cpu.ENGINES``) with the
 torch engine's interface and slot order (:class:`fused_cpu.Plan`); ``SlimLSTM`` picks it for CPU
-tensors where numba is installed. The compiled loops run on one thread. Importing this module
+float32 tensors where numba is installed. The compiled loops run on one thread. Importing this module
 without numba raises ImportError.
 """
 from __future__ import annotations
@@ -42,7 +42,10 @@ _CLIP = 9.0
 
 
 def supports(dtype: torch.dtype) -> bool:
-    return dtype in (torch.float32, torch.float64)
+    """Whether ``SlimLSTM`` picks this engine for CPU tensors of ``dtype``: float32 only. The
+    kernels serve float64 too (the tests gradcheck them in float64), but float64 is for checking,
+    not for speed, and each structure's first use costs seconds of compilation."""
+    return dtype == torch.float32
 
 
 @functools.cache
