@@ -168,6 +168,12 @@ def _kernels(dtype: np.dtype, gate_kind: int, kind: int, learned: tuple[bool, bo
                     activate(ro, HO, UO, ur[2], H, True)
                 activate(rc, HC, UC, ur[3], H, False)
                 n = rc.shape[0]
+                if same and not (LF or LI):  # fixed gates, h = g(c) (LSTM6, LSTM_C6): one pass
+                    for j in range(n):
+                        x = fa * c[j] + ia * rc[j]
+                        cn[j] = x
+                        s[j] = act(x)
+                    continue
                 if LF and LI:
                     for j in range(n):
                         cn[j] = rf[j] * c[j] + ri[j] * rc[j]
@@ -209,8 +215,13 @@ def _kernels(dtype: np.dtype, gate_kind: int, kind: int, learned: tuple[bool, bo
         has_mask = mask.shape[0] > 1 or mask.shape[1] > 1
         has_dout = dout.shape[0] > 1 or dout.shape[1] > 1
         dcs = scratch[4]
+        # u's and b's sums over one step's rows in the kernels' dtype (vectorised), then added
+        # to the float64 totals once per step
+        dbt, dut = scratch[5:9], scratch[9:13]
         for t in range(t1 - 1, t0 - 1, -1):
             Hs = S[t - 1] if t > 0 else h0
+            dbt[:, :] = ZERO
+            dut[:, :] = ZERO
             for b in range(B):
                 dhr, dcr, out = dh[b], dc[b], dhp[b]
                 if has_mask and not mask[t, b]:  # the gradient passes to the carried state
@@ -252,13 +263,17 @@ def _kernels(dtype: np.dtype, gate_kind: int, kind: int, learned: tuple[bool, bo
                     for j in range(n):
                         zc[j] = dcs[j] * ia * act_grad(rc[j])
                 out[:] = ZERO  # after dhr's last use (out may be dhr)
-                collect(zc, UC, ur[3], H, out, db[3], du[3])
+                collect(zc, UC, ur[3], H, out, dbt[3], dut[3])
                 if LI:
-                    collect(zi, UI, ur[0], H, out, db[0], du[0])
+                    collect(zi, UI, ur[0], H, out, dbt[0], dut[0])
                 if LF:
-                    collect(zf, UF, ur[1], H, out, db[1], du[1])
+                    collect(zf, UF, ur[1], H, out, dbt[1], dut[1])
                 if LO:
-                    collect(zo, UO, ur[2], H, out, db[2], du[2])
+                    collect(zo, UO, ur[2], H, out, dbt[2], dut[2])
+            for q in range(4):
+                for j in range(dbt.shape[1]):
+                    db[q, j] += dbt[q, j]
+                    du[q, j] += dut[q, j]
 
     return forward, backward
 
@@ -358,7 +373,7 @@ def numba_backward(p, A, S, C, G, Uf, uf, h0, dout, dhT, dcT, mask):
     dZ = A.new_empty(T, B, k, n)
     dh = dhT.clone().contiguous() if dhT is not None else A.new_zeros(B, n)
     dc = dcT.clone().contiguous() if dcT is not None else A.new_zeros(B, n)
-    scratch = np.empty((5, n), dtype=An.dtype)
+    scratch = np.empty((13, n), dtype=An.dtype)
     du, db = np.zeros((4, n)), np.zeros((4, n))
     args = (An, S.numpy(), C.numpy(), G.numpy(), ur, _np(h0), _np(dout, (1, 1, 1), An.dtype))
     if Uf is None:
