@@ -207,9 +207,9 @@ LIMITS = (
     "backward, and dU over all steps). LSTM10 and LSTM11 evaluate five activations per unit and "
     "step (three sigmoid gates, two tanh: 2.3 million per forward at this shape) and keep all "
     "four slots' activations for the backward (7.3 MB, beyond the L2 cache): the two kernels take "
-    "about 4 ms of their ~6.5 ms, the W_c·x product and its gradient, the head, Adam and autograd "
+    "about 4 ms of their 6.5–7.5 ms, the W_c·x product and its gradient, the head, Adam and autograd "
     "the rest, so 6× (3.3 ms) would need the gate activations recomputed in the backward rather "
-    "than stored and a cheaper sigmoid. LSTM_C6 (one activation slot) sits at the target's edge; "
+    "than stored and a cheaper sigmoid. LSTM_C6 (one activation slot) comes closest; "
     "its W_c·x product, head and Adam alone take about 1.5 ms of its 3.4 ms. At T = 784 every "
     "step's buffers (the four slots of LSTM10 are 205 MB) are fresh memory, and page faults and "
     "memory traffic dominate the element-wise variants.")
