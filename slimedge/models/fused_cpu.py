@@ -28,6 +28,7 @@ automatically.
 """
 from __future__ import annotations
 
+import importlib
 import itertools
 import warnings
 from dataclasses import dataclass
@@ -336,13 +337,26 @@ def _engine_failed(name: str, error: Exception) -> None:
                   f"engine from now on", RuntimeWarning, stacklevel=3)
 
 
+_MODULES = {"triton": "fused_triton", "numba": "fused_numba"}  # register themselves on import
+
+
 def engine(name: str):
     """The (forward, backward) pair of an engine, importing its module on first use."""
-    if name not in ENGINES and name == "triton":
-        from . import fused_triton  # registers itself  # noqa: F401
-    if name not in ENGINES and name == "numba":
-        from . import fused_numba  # registers itself  # noqa: F401
+    if name not in ENGINES and name in _MODULES:
+        importlib.import_module(f".{_MODULES[name]}", __package__)
     return ENGINES[name]
+
+
+def available(name: str) -> bool:
+    """Whether engine ``name`` can run here: its module imports (triton, numba installed) and it
+    has not failed in this process."""
+    if name in FAILED:
+        return False
+    try:
+        engine(name)
+    except ImportError:
+        return False
+    return True
 
 
 class _FusedLayer(torch.autograd.Function):

@@ -12,8 +12,8 @@ Why written here: numba compiles the loops (no C toolchain at run time), but nei
 has a vectorisable tanh or sigmoid for float32 (libm is scalar, about 20× slower than the loop
 around it). Float32 uses :func:`tanh` below, the [7/6] Padé approximant from Lambert's continued
 fraction of tanh applied to x/2 and one double-angle step, so it needs no fitted constants; its
-largest error over the float32 line is 2e-7 (``tests/test_fused_numba.py`` measures it against
-NumPy's float64 tanh), sigmoid(x) = (1 + tanh(x/2)) / 2. Float64 uses libm's tanh and exp.
+largest error is below 3e-7 (``tests/test_fused.py`` measures it against NumPy's float64 tanh
+over [-20, 20]), sigmoid(x) = (1 + tanh(x/2)) / 2. Float64 uses libm's tanh and exp.
 
 It plugs into ``fused_cpu._FusedLayer`` as the engine ``"numba"`` (``fused_cpu.ENGINES``) with the
 torch engine's interface and slot order (:class:`fused_cpu.Plan`); ``SlimLSTM`` picks it for CPU
@@ -281,12 +281,17 @@ def _kernels(dtype: np.dtype, gate_kind: int, kind: int, learned: tuple[bool, bo
 _ROLES = ("i", "f", "o", "c")
 
 
+def _where(p: fused_cpu.Plan) -> list[int]:
+    """The slot of each role i, f, o, c (-1 for a fixed gate)."""
+    return [p.gate[r] if isinstance(p.gate[r], int) else -1 for r in "ifo"] + [p.k - 1]
+
+
 def _roles(p: fused_cpu.Plan, dtype) -> tuple[np.ndarray, np.ndarray]:
     """The kernels' description of the slots per role i, f, o, c (see ``forward``)."""
-    filled = set(p.pos["W"]) | set(p.pos["b"]) | set(p.pos["U"])
+    empty = empty_slots(p)
     keep = set(p.pos["W"]) | set(p.pos["U"])
-    where = [p.gate[r] if isinstance(p.gate[r], int) else -1 for r in "ifo"] + [p.k - 1]
-    slot = np.array([max(q, 0) for q in where] + [q in filled for q in where] +
+    where = _where(p)
+    slot = np.array([max(q, 0) for q in where] + [q >= 0 and q not in empty for q in where] +
                     [q in keep for q in where], dtype=np.int64)
     const = np.array([float(q >= 0) for q in where] +
                      [0.0 if q >= 0 else float(p.gate[r]) for r, q in zip(_ROLES, where)],
@@ -296,8 +301,7 @@ def _roles(p: fused_cpu.Plan, dtype) -> tuple[np.ndarray, np.ndarray]:
 
 def _pointwise(p: fused_cpu.Plan) -> tuple[bool, ...]:
     """Per role i, f, o, c: whether it has a point-wise u."""
-    where = [p.gate[r] if isinstance(p.gate[r], int) else -1 for r in "ifo"] + [p.k - 1]
-    return tuple(q in p.pos["u"] for q in where)
+    return tuple(q in p.pos["u"] for q in _where(p))
 
 
 def _role_rows(p: fused_cpu.Plan, uf: torch.Tensor | None, n: int, dtype) -> np.ndarray:
@@ -382,8 +386,8 @@ def numba_backward(p, A, S, C, G, Uf, uf, h0, dout, dhT, dcT, mask):
     else:
         Ur = p.span("U")
         ZU = dZ.view(T, B, k * n)[:, :, Ur[0] * n:Ur[1] * n].unbind(0)
-        cur, other = (dh, dh.numpy()), (torch.empty_like(dh),) * 2
-        other = (other[0], other[0].numpy())
+        spare = torch.empty_like(dh)
+        cur, other = (dh, dh.numpy()), (spare, spare.numpy())
         dcn, dZn = dc.numpy(), dZ.numpy()
         for t in range(T - 1, -1, -1):
             bwd(*args, cur[1], dcn, dZn, other[1], maskn, t, t + 1, slot, const, scratch, du, db)

@@ -233,28 +233,6 @@ def _reference_layer(cell: SlimLSTMCell, xs: torch.Tensor, h: torch.Tensor, c: t
     return torch.stack(outs), h, c
 
 
-def fused_triton_usable() -> bool:
-    """Whether the Triton engine can run here (triton installed, not failed in this process)."""
-    if "triton" in fused_cpu.FAILED:
-        return False
-    try:
-        from . import fused_triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def fused_numba_usable(dtype: torch.dtype) -> bool:
-    """Whether the numba engine serves CPU tensors of ``dtype`` here (numba installed)."""
-    if "numba" in fused_cpu.FAILED:
-        return False
-    try:
-        from . import fused_numba
-    except ImportError:
-        return False
-    return fused_numba.supports(dtype)
-
-
 def _runs(learned: tuple[str, ...], slots_of: Mapping[str, tuple[str, ...]],
           terms: tuple[str, str]) -> list[tuple]:
     """The learned slots as runs of one source: the first of ``terms`` a slot has, in packed
@@ -308,8 +286,8 @@ class SlimLSTM(nn.Module):
     ``impl`` chooses how the time loop runs (the results are the same): ``"fused"`` runs each
     layer's whole loop in one autograd function with a hand-written backward (``fused_cpu``; on the
     CPU each step's element-wise work is compiled by numba where it is installed, ``fused_numba``;
-    on a CUDA device, element-wise recurrences run as one Triton kernel per sequence where triton is
-    installed), ``"reference"`` steps :meth:`SlimLSTMCell.recurrent_step` under autograd, and
+    on a CUDA device the loop runs on Triton kernels where triton is installed, ``fused_triton``),
+    ``"reference"`` steps :meth:`SlimLSTMCell.recurrent_step` under autograd, and
     ``"auto"`` (default) takes ``$SLIMEDGE_RECURRENCE`` (``fused`` or ``reference``) when set,
     else the fused loop, except while tracing or compiling and where the fused loop cannot serve:
     double backward and forward-mode AD need ``impl="reference"``.
@@ -439,10 +417,13 @@ class SlimLSTM(nn.Module):
                 impl = "reference"
         if impl == "reference":
             return None
-        if xs.is_cuda and fused_triton_usable():
+        if xs.is_cuda and fused_cpu.available("triton"):
             return "triton"
-        if xs.device.type == "cpu" and fused_numba_usable(xs.dtype):
-            return "numba"
+        if xs.device.type == "cpu" and fused_cpu.available("numba"):
+            from . import fused_numba
+
+            if fused_numba.supports(xs.dtype):
+                return "numba"
         return "torch"
 
     def step(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor
