@@ -184,6 +184,13 @@ def _input_part(p: Plan, x2d: torch.Tensor, Wf, bf, skip=()) -> torch.Tensor:
     return out
 
 
+def columns_of_U(p: Plan, X: torch.Tensor) -> torch.Tensor:
+    """(..., k, n) -> the slots with a U term as (..., len·n), a view (make_plan keeps them
+    together): where every engine adds the U·h products, and reads their gradients."""
+    r = p.span("U")
+    return X.flatten(-2)[..., r[0] * p.n:r[1] * p.n]
+
+
 def _rows(t: torch.Tensor, positions: tuple[int, ...], span) -> torch.Tensor:
     """(TB, k, n) -> the slots at ``positions`` as (TB, len·n), a view where they are contiguous."""
     if span is not None:
@@ -220,7 +227,7 @@ def torch_forward(p: Plan, A, Uf, uf, h0, c0, mask):
     for t in range(T):
         At = A[t]
         if Ur is not None:
-            At.view(B, k * n)[:, Ur[0] * n:Ur[1] * n].addmm_(h, UfT)
+            columns_of_U(p, At).addmm_(h, UfT)
         if ur is not None:
             At[:, ur[0]:ur[1]].addcmul_(uf, h.unsqueeze(1))
         if d1 > d0:
@@ -308,7 +315,7 @@ def torch_backward(p: Plan, A, S, C, G, Uf, uf, h0, dout, dhT, dcT, mask):
             dc = dcs if f == 1.0 else dcs.mul_(f)
         dh = None
         if Ur is not None:
-            dh = torch.mm(dZt.view(B, k * n)[:, Ur[0] * n:Ur[1] * n], Uf)
+            dh = torch.mm(columns_of_U(p, dZt), Uf)
         if ur is not None:
             r = (dZt[:, ur[0]:ur[1]] * uf).sum(1)
             dh = r if dh is None else dh.add_(r)

@@ -360,8 +360,7 @@ def numba_forward(p, A, Uf, uf, h0, c0, mask):
     if Uf is None:
         fwd(*args, 0, T, slot, const)
         return S, C, G
-    UfT, Ur = Uf.t(), p.span("U")
-    AU = A.view(T, B, k * n)[:, :, Ur[0] * n:Ur[1] * n].unbind(0)  # the U·h terms' columns
+    UfT, AU = Uf.t(), fused_cpu.columns_of_U(p, A).unbind(0)
     hs = (h0, *S.unbind(0))
     for t in range(T):
         AU[t].addmm_(hs[t], UfT)
@@ -384,8 +383,7 @@ def numba_backward(p, A, S, C, G, Uf, uf, h0, dout, dhT, dcT, mask):
         dhn = dh.numpy()
         bwd(*args, dhn, dc.numpy(), dZ.numpy(), dhn, maskn, 0, T, slot, const, scratch, du, db)
     else:
-        Ur = p.span("U")
-        ZU = dZ.view(T, B, k * n)[:, :, Ur[0] * n:Ur[1] * n].unbind(0)
+        ZU = fused_cpu.columns_of_U(p, dZ).unbind(0)
         spare = torch.empty_like(dh)
         cur, other = (dh, dh.numpy()), (spare, spare.numpy())
         dcn, dZn = dc.numpy(), dZ.numpy()

@@ -211,8 +211,7 @@ def triton_forward(p, A, Uf, uf, h0, c0, mask):
         _forward_kernel[grid](A, UW, h0.contiguous(), c0.contiguous(), S, C, G, lengths, 0, T, B,
                               n, **args)
         return S, C, G
-    Ur, UfT = p.span("U"), Uf.t()
-    AU = A.view(T, B, k * n)[:, :, Ur[0] * n:Ur[1] * n]
+    UfT, AU = Uf.t(), fused_cpu.columns_of_U(p, A)
     C[0] = c0
     h = h0.contiguous()
     for t in range(T):
@@ -241,8 +240,7 @@ def triton_backward(p, A, S, C, G, Uf, uf, h0, dout, dhT, dcT, mask):
         _backward_kernel[grid](A, UW, C, G, dout, dh, dc, dZ, dh0, dc0, lengths, 0, T, B, n,
                                **args)
         return dZ, dh0, dc0
-    Ur = p.span("U")
-    ZU = dZ.view(T, B, k * n)[:, :, Ur[0] * n:Ur[1] * n]
+    ZU = fused_cpu.columns_of_U(p, dZ)
     pairs = [(A.new_empty(B, n), A.new_empty(B, n)) for _ in range(2)]
     for idx, t in enumerate(range(T - 1, -1, -1)):
         out = (dh0, dc0) if t == 0 else pairs[idx % 2]  # never the pair read this step
