@@ -144,6 +144,35 @@ def test_float32_gradients_equal_reference_at_real_size(name):
     assert "_FusedLayerBackward" in _graph(b[0]) and "_FusedLayerBackward" not in _graph(a[0])
 
 
+
+def _state_grads(model, x, state):
+    y, (h, c) = model(x, state)
+    loss = (y * torch.linspace(-1, 1, y.shape[-1])).mean() + h.square().mean() + 0.1 * c.mean()
+    return [y, h, c, *torch.autograd.grad(loss, [*model.parameters(), x])]
+
+
+@pytest.mark.parametrize("name", ["LSTM6", "LSTM_C6"])
+def test_float32_rows_taken_together_equal_reference(name):
+    """One learned slot and no padding: the numba kernels take r batch rows as one row of r·n
+    (fused_numba.rows_per_pass), here 8 rows of 128 and 5 of 200; every output and gradient as
+    the reference loop's, two layers, and h and c of every batch row."""
+    from slimedge.models import fused_numba
+
+    for B, n, r in ((32, 128, 8), (15, 200, 5)):
+        torch.manual_seed(1)
+        ref = SlimLSTM(name, 28, n, 2, impl="reference")
+        fused = SlimLSTM(name, 28, n, 2, impl="fused")
+        fused.load_state_dict(ref.state_dict())
+        x = torch.randn(B, 28, 28).requires_grad_()
+        state = tuple(torch.randn(2, B, n) for _ in range(2))
+
+        a, b = (_state_grads(model, x, state) for model in (ref, fused))
+        assert fused_numba.rows_per_pass(fused.cells[0]._fused_plan, B, None) == r
+        assert "numba" not in fused_cpu.FAILED
+        for k, (p, q) in enumerate(zip(a, b)):
+            scale = float(p.detach().abs().max()) + 1e-12
+            assert float((p - q).detach().abs().max()) <= 2e-5 * scale, (name, B, k)
+
 def _graph(t) -> set[str]:
     """The names of the autograd nodes behind ``t``."""
     seen, todo = set(), [t.grad_fn]
