@@ -103,7 +103,7 @@ def test_numba_float32_tanh_and_sigmoid_within_3e_7_of_numpy():
     for kind, want in ((2, np.tanh(x.astype(np.float64))),
                        (0, 1 / (1 + np.exp(-x.astype(np.float64))))):
         fwd, _ = fused_numba._kernels(np.dtype(np.float32), kind, kind, (False,) * 3,
-                                      (False, False, False, True), (False,) * 4)
+                                      (False, False, False, True), (False,) * 4, (False,) * 4)
         T = A.shape[0]
         a = A.copy()
         S, C, G = (np.zeros((T, 1, 1), np.float32), np.zeros((T + 1, 1, 1), np.float32),
@@ -111,7 +111,7 @@ def test_numba_float32_tanh_and_sigmoid_within_3e_7_of_numpy():
         # one step per row of x: c' = 0·c + 1·act(x), h' = g(c'); slot 0 is the cell candidate
         const = np.array([0, 0, 0, 1, 1, 0, 1, 0], np.float32)
         for t in range(0, T, 4096):  # h of the step before feeds nothing (no u): any order
-            fwd(a, np.zeros((4, 1), np.float32), np.zeros((1, 1), np.float32), S, C, G,
+            fwd(a, *np.zeros((2, 4, 1), np.float32), np.zeros((1, 1), np.float32), S, C, G,
                 np.zeros((1, 1), np.bool_), t, min(t + 4096, T),
                 np.array([0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]), const)
         err = np.abs(a[:, 0, 0, 0].astype(np.float64) - want).max()

@@ -19,8 +19,8 @@ cell candidate last. The per-step loops are pluggable (:data:`ENGINES`): ``"torc
 any device), ``"numba"`` (``fused_numba``: CPU, each step's element-wise work compiled into one
 pass per batch row) and ``"triton"`` (``fused_triton``: CUDA, element-wise recurrences, one kernel
 per sequence). An engine's backward may return u's and b's gradients itself (then dZ need hold
-only the slots with W or U), and :data:`EMPTY_SLOTS` names the slots without an input part that
-an engine's forward fills itself.
+only the slots with W or U), and an engine in :data:`OWN_BIAS` adds b itself (its A holds W·x
+only).
 
 Not covered (use ``SlimLSTM(..., impl="reference")``): double backward (``create_graph=True``
 through the layer) and forward-mode AD; tracing and ``torch.compile`` pick the reference
@@ -161,26 +161,33 @@ def _scatter(g: torch.Tensor | None, idx: tuple[int, ...], rows: int) -> torch.T
     return out
 
 
-def _input_part(p: Plan, x2d: torch.Tensor, Wf, bf, skip=()) -> torch.Tensor:
-    """W·x + b of every slot for all rows: (TB, m) -> (TB, k, n), zero where a slot has neither
-    (left unset for the slots in ``skip``: the engine computes those itself)."""
+def _input_part(p: Plan, x2d: torch.Tensor, Wf, bf, bias: bool = True) -> torch.Tensor:
+    """W·x + b of every slot for all rows: (TB, m) -> (TB, k, n), zero where a slot has neither.
+    Without ``bias`` (an engine that adds b itself: :data:`OWN_BIAS`) b is left out, and so are
+    the slots with neither W nor U: the engine sets those itself."""
     TB, k, n = x2d.shape[0], p.k, p.n
-    if len(p.pos["W"]) == k and len(p.pos["b"]) == k:
-        return torch.addmm(bf.reshape(-1), x2d, Wf.t()).view(TB, k, n)
-    Y = torch.mm(x2d, Wf.t()).view(TB, -1, n) if Wf is not None else None
-    out = x2d.new_empty(TB, k, n)
-    for j in range(k):
-        dst = out[:, j]
-        w = p.pos["W"].index(j) if j in p.pos["W"] else None
-        b = p.pos["b"].index(j) if j in p.pos["b"] else None
-        if w is not None and b is not None:
-            torch.add(Y[:, w], bf[b], out=dst)
-        elif w is not None:
-            dst.copy_(Y[:, w])
-        elif b is not None:
-            dst.copy_(bf[b].expand(TB, n))
-        elif j not in skip:
-            dst.zero_()
+    if len(p.pos["W"]) == k:
+        if bias and len(p.pos["b"]) == k:
+            return torch.addmm(bf.reshape(-1), x2d, Wf.t()).view(TB, k, n)
+        out = torch.mm(x2d, Wf.t()).view(TB, k, n)
+    else:
+        out = x2d.new_empty(TB, k, n)
+        w = p.span("W")
+        if w is not None:  # one product straight into the W slots' (strided) rows
+            torch.mm(x2d, Wf.t(), out=out[:, w[0]:w[1]].flatten(1))
+        elif Wf is not None:
+            Y = torch.mm(x2d, Wf.t()).view(TB, -1, n)
+            for q, j in enumerate(p.pos["W"]):
+                out[:, j].copy_(Y[:, q])
+        for j in range(k):
+            if j not in p.pos["W"] and ((j not in p.pos["b"]) if bias else (j in p.pos["U"])):
+                out[:, j].zero_()
+    if bias:
+        for q, j in enumerate(p.pos["b"]):
+            if j in p.pos["W"]:
+                out[:, j].add_(bf[q])
+            else:
+                out[:, j].copy_(bf[q].expand(TB, n))
     return out
 
 
@@ -333,8 +340,9 @@ def torch_backward(p: Plan, A, S, C, G, Uf, uf, h0, dout, dhT, dcT, mask):
 
 
 ENGINES = {"torch": (torch_forward, torch_backward)}
-# engine -> plan -> the slots without an input part that the engine's forward sets itself
-EMPTY_SLOTS: dict = {}
+# engines whose forward adds b itself and sets the slots with neither W nor U (A holds W·x, and
+# zeros where a slot has U but no W)
+OWN_BIAS: set[str] = set()
 FAILED: dict[str, str] = {}  # engines that raised here: not used again in this process
 
 
@@ -375,11 +383,11 @@ class _FusedLayer(torch.autograd.Function):
         Wf, Uf = _gather(W, plan.src["W"], n), _gather(U, plan.src["U"], n)
         uf, bf = _gather(u, plan.src["u"], 1), _gather(b, plan.src["b"], 1)
         x2d = x.reshape(T * B, m)
-        skip = EMPTY_SLOTS[engine_name](plan) if engine_name in EMPTY_SLOTS else ()
         with torch.no_grad():
-            A = _input_part(plan, x2d, Wf, bf, skip).view(T, B, k, n)
+            A = _input_part(plan, x2d, Wf, bf, engine_name not in OWN_BIAS).view(T, B, k, n)
             try:
-                S, C, G = fwd(plan, A, Uf, uf, h0, c0, mask)
+                S, C, G = fwd(plan, A, Uf, uf, h0, c0, mask,
+                              **({"bf": bf} if engine_name in OWN_BIAS else {}))
             except Exception as e:  # a Triton kernel that does not compile here: warn, go on
                 if engine_name == "torch":
                     raise

@@ -51,11 +51,13 @@ def supports(dtype: torch.dtype) -> bool:
 
 @functools.cache
 def _kernels(dtype: np.dtype, gate_kind: int, kind: int, learned: tuple[bool, bool, bool],
-             filled: tuple[bool, bool, bool, bool], pointwise: tuple[bool, bool, bool, bool]):
+             filled: tuple[bool, bool, bool, bool], pointwise: tuple[bool, bool, bool, bool],
+             biased: tuple[bool, bool, bool, bool]):
     """The forward and backward loops for one dtype, pair of activations, set of learned gates
-    i, f, o, and set of roles i, f, o, c whose pre-activation A holds (``filled``) or that have
-    a point-wise u (compile-time constants: float32 arithmetic stays float32, the loops have no
-    branches, and a fixed gate or a missing term costs nothing)."""
+    i, f, o, and sets of roles i, f, o, c whose A holds a part of the pre-activation (W·x or
+    U·h: ``filled``), that have a point-wise u, and that have a b (compile-time constants:
+    float32 arithmetic stays float32, the loops have no branches, and a fixed gate or a missing
+    term costs nothing)."""
     F = np.dtype(dtype).type
     FAST = F is np.float32
     ZERO, HALF, ONE, TWO, FIFTH = F(0), F(0.5), F(1), F(2), F(0.2)
@@ -106,14 +108,17 @@ def _kernels(dtype: np.dtype, gate_kind: int, kind: int, learned: tuple[bool, bo
     LI, LF, LO = learned
     HI, HF, HO, HC = filled
     UI, UF, UO, UC = pointwise
+    BI, BF, BO, BC = biased
 
     # Each loop below touches few arrays: LLVM vectorises a loop only while it can rule out
     # overlaps between everything it stores to and reads, and gives up on bigger loops.
     @jit(inline="always")
-    def activate(r, has_input, has_u, u, H, gate):
-        """r = act(r + u ⊙ h) in place (r's input part taken as 0 without one)."""
+    def activate(r, has_input, has_b, bias, has_u, u, H, gate):
+        """r = act(r + b + u ⊙ h) in place (r's part taken as 0 without one)."""
         for j in range(r.shape[0]):
             z = r[j] if has_input else ZERO
+            if has_b:
+                z += bias[j]
             if has_u:
                 z += u[j] * H[j]
             r[j] = sig(z) if gate else act(z)
@@ -132,11 +137,11 @@ def _kernels(dtype: np.dtype, gate_kind: int, kind: int, learned: tuple[bool, bo
                 dbr[j] += z[j]
 
     @jit
-    def forward(A, ur, h0, S, C, G, mask, t0, t1, slot, const):
-        """Steps t0..t1-1. A (T, B, k, n) holds each slot's pre-activation (its U·h term added;
-        anything where the slot has no W, b or U term) and is activated in place; writes S[t]
-        (h), C[t + 1] (c) and G[t] (g(c); G may be S where o = 1). Per role r = i, f, o, c:
-        slot[r] its slot (0 for a fixed gate, unused), ur[r] its u (zeros without one),
+    def forward(A, ur, br, h0, S, C, G, mask, t0, t1, slot, const):
+        """Steps t0..t1-1. A (T, B, k, n) holds each slot's W·x (its U·h term added; anything
+        where the slot has neither W nor U) and is activated in place; writes S[t] (h),
+        C[t + 1] (c) and G[t] (g(c); G may be S where o = 1). Per role r = i, f, o, c: slot[r]
+        its slot (0 for a fixed gate, unused), ur[r] and br[r] its u and b (zeros without),
         const[4 + r] the value of a fixed gate."""
         B = A.shape[1]
         pi, pf, po, pc = slot[0], slot[1], slot[2], slot[3]
@@ -162,12 +167,12 @@ def _kernels(dtype: np.dtype, gate_kind: int, kind: int, learned: tuple[bool, bo
                     continue
                 ri, rf, ro, rc = Ab[pi], Ab[pf], Ab[po], Ab[pc]
                 if LI:
-                    activate(ri, HI, UI, ur[0], H, True)
+                    activate(ri, HI, BI, br[0], UI, ur[0], H, True)
                 if LF:
-                    activate(rf, HF, UF, ur[1], H, True)
+                    activate(rf, HF, BF, br[1], UF, ur[1], H, True)
                 if LO:
-                    activate(ro, HO, UO, ur[2], H, True)
-                activate(rc, HC, UC, ur[3], H, False)
+                    activate(ro, HO, BO, br[2], UO, ur[2], H, True)
+                activate(rc, HC, BC, br[3], UC, ur[3], H, False)
                 n = rc.shape[0]
                 if same and not (LF or LI):  # fixed gates, h = g(c) (LSTM6, LSTM_C6): one pass
                     for j in range(n):
@@ -300,24 +305,24 @@ def _roles(p: fused_cpu.Plan, dtype) -> tuple[np.ndarray, np.ndarray]:
     return slot, const
 
 
-def _pointwise(p: fused_cpu.Plan) -> tuple[bool, ...]:
-    """Per role i, f, o, c: whether it has a point-wise u."""
-    return tuple(q in p.pos["u"] for q in _where(p))
+def _has(p: fused_cpu.Plan, term: str) -> tuple[bool, ...]:
+    """Per role i, f, o, c: whether it has ``term``."""
+    return tuple(q in p.pos[term] for q in _where(p))
 
 
-def _role_rows(p: fused_cpu.Plan, uf: torch.Tensor | None, n: int, dtype) -> np.ndarray:
-    """u per role (4, n), zeros for a role without one."""
+def _role_rows(p: fused_cpu.Plan, term: str, v: torch.Tensor | None, n: int, dtype) -> np.ndarray:
+    """u or b (``term``) per role (4, n), zeros for a role without one."""
     out = np.zeros((4, n), dtype=dtype)
-    if uf is not None:
-        for k, q in enumerate(p.pos["u"]):
-            out[_ROLES.index(p.order[q])] = uf[k].detach().numpy()
+    if v is not None:
+        for k, q in enumerate(p.pos[term]):
+            out[_ROLES.index(p.order[q])] = v[k].detach().numpy()
     return out
 
 
 def empty_slots(p: fused_cpu.Plan) -> tuple[int, ...]:
-    """The slots this engine computes without an input part: neither W, b nor U (the caller
-    need not fill them)."""
-    filled = set(p.pos["W"]) | set(p.pos["b"]) | set(p.pos["U"])
+    """The slots whose A holds nothing (neither W nor U): this engine adds b itself
+    (``fused_cpu.OWN_BIAS``)."""
+    filled = set(p.pos["W"]) | set(p.pos["U"])
     return tuple(q for q in range(p.k) if q not in filled)
 
 
@@ -336,7 +341,7 @@ def _compiled(p: fused_cpu.Plan, dtype: np.dtype):
         kernels = _kernels(dtype, _KIND[p.gate_activation], _KIND[p.activation],
                            tuple(isinstance(p.gate[g], int) for g in "ifo"),
                            tuple(bool(v) for v in slot[4:8]),
-                           _pointwise(p))
+                           _has(p, "u"), _has(p, "b"))
         cache[dtype] = (kernels, slot, const)
     return cache[dtype]
 
@@ -362,28 +367,28 @@ def _merge(a: np.ndarray, r: int) -> np.ndarray:
     return a.reshape(*a.shape[:-2], a.shape[-2] // r, r * a.shape[-1]) if r > 1 else a
 
 
-def _setup(p: fused_cpu.Plan, A: torch.Tensor, uf, mask, r: int):
+def _setup(p: fused_cpu.Plan, A: torch.Tensor, uf, bf, mask, r: int):
     T, B, k, n = A.shape
     An = A.numpy()
     kernels, slot, const = _compiled(p, An.dtype)
     maskn = _np(mask[..., 0] if mask is not None else None, (1, 1))
-    ur = _role_rows(p, uf, n, An.dtype)
+    ur, br = (_role_rows(p, t, v, n, An.dtype) for t, v in (("u", uf), ("b", bf)))
     if r > 1:  # k = 1: A's (B, 1, n) plane is (B/r, 1, r·n)
-        An, ur = An.reshape(T, B // r, 1, r * n), np.tile(ur, (1, r))
-    return An, kernels, slot, const, ur, maskn
+        An, ur, br = An.reshape(T, B // r, 1, r * n), np.tile(ur, (1, r)), np.tile(br, (1, r))
+    return An, kernels, slot, const, ur, br, maskn
 
 
-def numba_forward(p, A, Uf, uf, h0, c0, mask):
-    """The torch engine's :func:`fused_cpu.torch_forward`, compiled (see the module docstring);
-    A's :func:`empty_slots` may hold anything."""
+def numba_forward(p, A, Uf, uf, h0, c0, mask, bf):
+    """The torch engine's :func:`fused_cpu.torch_forward`, compiled (see the module docstring),
+    with b (``bf``) added here: A holds W·x only, and anything in its :func:`empty_slots`."""
     T, B, k, n = A.shape
     r = rows_per_pass(p, B, mask)
-    An, (fwd, _), slot, const, ur, maskn = _setup(p, A, uf, mask, r)
+    An, (fwd, _), slot, const, ur, br, maskn = _setup(p, A, uf, bf, mask, r)
     S, C = A.new_empty(T, B, n), A.new_empty(T + 1, B, n)
     o = p.gate["o"]
     G = S if (isinstance(o, float) and o == 1.0 and mask is None) else A.new_empty(T, B, n)
     C[0] = c0
-    args = (An, ur, _merge(_np(h0), r), *(_merge(t.numpy(), r) for t in (S, C, G)), maskn)
+    args = (An, ur, br, _merge(_np(h0), r), *(_merge(t.numpy(), r) for t in (S, C, G)), maskn)
     if Uf is None:
         fwd(*args, 0, T, slot, const)
         return S, C, G
@@ -400,7 +405,7 @@ def numba_backward(p, A, S, C, G, Uf, uf, h0, dout, dhT, dcT, mask):
     with a W or U term, and u's and b's gradients (function order) come computed."""
     T, B, k, n = A.shape
     r = rows_per_pass(p, B, mask)
-    An, (_, bwd), slot, const, ur, maskn = _setup(p, A, uf, mask, r)
+    An, (_, bwd), slot, const, ur, _, maskn = _setup(p, A, uf, None, mask, r)
     dZ = A.new_empty(T, B, k, n)
     dh = dhT.clone().contiguous() if dhT is not None else A.new_zeros(B, n)
     dc = dcT.clone().contiguous() if dcT is not None else A.new_zeros(B, n)
@@ -431,6 +436,6 @@ def numba_backward(p, A, S, C, G, Uf, uf, h0, dout, dhT, dcT, mask):
 
 
 fused_cpu.ENGINES["numba"] = (numba_forward, numba_backward)
-fused_cpu.EMPTY_SLOTS["numba"] = empty_slots
+fused_cpu.OWN_BIAS.add("numba")
 
 __all__ = ["supports", "empty_slots", "numba_forward", "numba_backward"]
