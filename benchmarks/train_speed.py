@@ -8,10 +8,14 @@
 
 One training step = forward over a (batch, T, m) batch, a linear head (10 classes) on the top
 layer's last h, cross-entropy, backward, Adam. Each model gets the same random batch. Rounds are
-interleaved (every model once per round, torch.nn.LSTM included), so load drifting on a shared
-machine slows all alike; a model's time is the median over rounds after one warm-up round, in the
-process's CPU time (one thread: what the step costs, not how long a shared machine kept it waiting;
-wall-clock medians are recorded too). The ratio is torch.nn.LSTM's step time over the variant's:
+interleaved (every model in turn per round, torch.nn.LSTM included), so load drifting on a shared
+machine slows all alike. In a round a model trains ``--steps`` steps back to back, as training
+does, and the first of them is not timed: a step right after another model's runs on a core that
+model left in its own state (measured here: LSTM_C6's step took 4.5–5.0 ms right after
+torch.nn.LSTM's or after 20 ms of sleep, 3.0–3.5 ms after its own step). A model's time is the
+median of its timed steps over the rounds after one warm-up round, in the process's CPU time
+(one thread: what the step costs, not how long a shared machine kept it waiting; wall-clock
+medians are recorded too). The ratio is torch.nn.LSTM's step time over the variant's:
 above 1 is faster than torch.nn.LSTM. Denormals are flushed to zero (``--keep-denormals`` not): in
 the backward of long sequences gradients decay into the denormal range, where x86 arithmetic is
 slow; measured at (784, 128, 1, 128), torch.nn.LSTM's step took 5× the CPU time with them.
@@ -70,7 +74,8 @@ def _step_fn(model, x, y):
     return step
 
 
-def measure(shape, names, rounds, reference=False, seed=0, device="cpu") -> dict:
+def measure(shape, names, rounds, reference=False, seed=0, device="cpu", steps_per_round=4
+            ) -> dict:
     import torch
 
     from slimedge.models import SlimLSTM
@@ -92,19 +97,21 @@ def measure(shape, names, rounds, reference=False, seed=0, device="cpu") -> dict
     walls = {k: [] for k in steps}
     for r in range(rounds + 1):
         for k, step in steps.items():
-            sync()
-            w0, t0 = time.perf_counter(), time.process_time()
-            step()
-            sync()
-            if r:  # round 0 warms up
-                wall = time.perf_counter() - w0
-                times[k].append(wall if cuda else time.process_time() - t0)
-                walls[k].append(wall)
+            for j in range(steps_per_round + 1):
+                sync()
+                w0, t0 = time.perf_counter(), time.process_time()
+                step()
+                sync()
+                if r and j:  # round 0 warms up; step 0 follows another model's
+                    wall = time.perf_counter() - w0
+                    times[k].append(wall if cuda else time.process_time() - t0)
+                    walls[k].append(wall)
     base = statistics.median(times[TORCH_LSTM])
     rows = {k: {"ms": 1e3 * statistics.median(v), "ratio": base / statistics.median(v),
                 "wall_ms": 1e3 * statistics.median(walls[k]),
                 "ms_all": [round(1e3 * t, 3) for t in v]} for k, v in times.items()}
-    return {"T": T, "batch": B, "m": m, "n": n, "rounds": rounds, "models": rows}
+    return {"T": T, "batch": B, "m": m, "n": n, "rounds": rounds,
+            "steps_per_round": steps_per_round, "models": rows}
 
 
 def run(args) -> dict:
@@ -127,7 +134,8 @@ def run(args) -> dict:
               "clock": "wall time, synchronized" if cuda else "process CPU time", "shapes": []}
     for shape in shapes:
         rounds = args.rounds or ROUNDS.get(SHAPES.index(shape) if shape in SHAPES else 0, 3)
-        entry = measure(shape, names, rounds, reference=args.reference, device=args.device)
+        entry = measure(shape, names, rounds, reference=args.reference, device=args.device,
+                        steps_per_round=args.steps)
         result["shapes"].append(entry)
         print(f"(T, batch, m, n) = {shape}: torch.nn.LSTM {entry['models'][TORCH_LSTM]['ms']:.2f} ms; "
               + ", ".join(f"{v} {entry['models'][v]['ratio']:.2f}x" for v in names), flush=True)
@@ -228,6 +236,8 @@ def main(argv=None) -> None:
                    help="default: 28,128,28,128 784,128,1,128 100,64,64,512")
     p.add_argument("--variants", default="", help="comma-separated; default: all 12")
     p.add_argument("--rounds", type=int, default=0, help="rounds per shape (default: 9, 3, 3)")
+    p.add_argument("--steps", type=int, default=4,
+                   help="timed steps per model and round, after one untimed (default: 4)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu",
                    help="cpu, or cuda (then --out defaults to train_speed_gpu.json)")
@@ -240,6 +250,8 @@ def main(argv=None) -> None:
     p.add_argument("--no-markdown", action="store_true", help="do not touch BENCHMARKS.md")
     p.add_argument("--table-only", action="store_true", help="rewrite the section from --out")
     args = p.parse_args(argv)
+    if args.steps < 1:
+        p.error(f"--steps must be at least 1, got {args.steps}")
     if args.device != "cpu" and args.out == RESULTS:
         args.out = RESULTS_GPU
     result = json.loads(args.out.read_text()) if args.table_only else run(args)
