@@ -310,13 +310,17 @@ def _has(p: fused_cpu.Plan, term: str) -> tuple[bool, ...]:
     return tuple(q in p.pos[term] for q in _where(p))
 
 
-def _role_rows(p: fused_cpu.Plan, term: str, v: torch.Tensor | None, n: int, dtype) -> np.ndarray:
-    """u or b (``term``) per role (4, n), zeros for a role without one."""
-    out = np.zeros((4, n), dtype=dtype)
+def _role_index(p: fused_cpu.Plan, term: str) -> np.ndarray:
+    """The role (row of the kernels' (4, n) arrays) of each slot with ``term``, function order."""
+    return np.array([_ROLES.index(p.order[q]) for q in p.pos[term]], dtype=np.int64)
+
+
+def _role_rows(index: np.ndarray, v: torch.Tensor | None, r: int, n: int, dtype) -> np.ndarray:
+    """u or b per role, repeated r times along a row (4, r·n); zeros for a role without one."""
+    out = np.zeros((4, r, n), dtype=dtype)
     if v is not None:
-        for k, q in enumerate(p.pos[term]):
-            out[_ROLES.index(p.order[q])] = v[k].detach().numpy()
-    return out
+        out[index] = v.detach().numpy()[:, None, :]
+    return out.reshape(4, r * n)
 
 
 def empty_slots(p: fused_cpu.Plan) -> tuple[int, ...]:
@@ -334,7 +338,8 @@ def _np(t: torch.Tensor | None, dummy: tuple = (), dtype=np.bool_) -> np.ndarray
 
 
 def _compiled(p: fused_cpu.Plan, dtype: np.dtype):
-    """The kernels and their slot description for a plan, kept on the plan (per dtype)."""
+    """The kernels, their slot description and the roles of u's and b's slots for a plan, kept
+    on the plan (per dtype)."""
     cache = p.__dict__.setdefault("_numba", {})
     if dtype not in cache:
         slot, const = _roles(p, dtype)
@@ -342,7 +347,7 @@ def _compiled(p: fused_cpu.Plan, dtype: np.dtype):
                            tuple(isinstance(p.gate[g], int) for g in "ifo"),
                            tuple(bool(v) for v in slot[4:8]),
                            _has(p, "u"), _has(p, "b"))
-        cache[dtype] = (kernels, slot, const)
+        cache[dtype] = (kernels, slot, const, _role_index(p, "u"), _role_index(p, "b"))
     return cache[dtype]
 
 
@@ -359,7 +364,12 @@ def rows_per_pass(p: fused_cpu.Plan, B: int, mask) -> int:
     """r: how many batch rows the loops take as one (the largest divisor of B with r·n <= ROW)."""
     if p.k != 1 or mask is not None or p.n > ROW:
         return 1
-    return max(r for r in range(1, B + 1) if B % r == 0 and r * p.n <= ROW)
+    return _largest_divisor(B, ROW // p.n)
+
+
+@functools.cache
+def _largest_divisor(B: int, most: int) -> int:
+    return max(r for r in range(1, min(B, most) + 1) if B % r == 0)
 
 
 def _merge(a: np.ndarray, r: int) -> np.ndarray:
@@ -370,12 +380,12 @@ def _merge(a: np.ndarray, r: int) -> np.ndarray:
 def _setup(p: fused_cpu.Plan, A: torch.Tensor, uf, bf, mask, r: int):
     T, B, k, n = A.shape
     An = A.numpy()
-    kernels, slot, const = _compiled(p, An.dtype)
+    kernels, slot, const, iu, ib = _compiled(p, An.dtype)
     maskn = _np(mask[..., 0] if mask is not None else None, (1, 1))
-    ur, br = (_role_rows(p, t, v, n, An.dtype) for t, v in (("u", uf), ("b", bf)))
+    ur, br = _role_rows(iu, uf, r, n, An.dtype), _role_rows(ib, bf, r, n, An.dtype)
     if r > 1:  # k = 1: A's (B, 1, n) plane is (B/r, 1, r·n)
-        An, ur, br = An.reshape(T, B // r, 1, r * n), np.tile(ur, (1, r)), np.tile(br, (1, r))
-    return An, kernels, slot, const, ur, br, maskn
+        An = An.reshape(T, B // r, 1, r * n)
+    return An, kernels, slot, const, ur, br, maskn, iu, ib
 
 
 def numba_forward(p, A, Uf, uf, h0, c0, mask, bf):
@@ -383,7 +393,7 @@ def numba_forward(p, A, Uf, uf, h0, c0, mask, bf):
     with b (``bf``) added here: A holds W·x only, and anything in its :func:`empty_slots`."""
     T, B, k, n = A.shape
     r = rows_per_pass(p, B, mask)
-    An, (fwd, _), slot, const, ur, br, maskn = _setup(p, A, uf, bf, mask, r)
+    An, (fwd, _), slot, const, ur, br, maskn, _, _ = _setup(p, A, uf, bf, mask, r)
     S, C = A.new_empty(T, B, n), A.new_empty(T + 1, B, n)
     o = p.gate["o"]
     G = S if (isinstance(o, float) and o == 1.0 and mask is None) else A.new_empty(T, B, n)
@@ -405,7 +415,7 @@ def numba_backward(p, A, S, C, G, Uf, uf, h0, dout, dhT, dcT, mask):
     with a W or U term, and u's and b's gradients (function order) come computed."""
     T, B, k, n = A.shape
     r = rows_per_pass(p, B, mask)
-    An, (_, bwd), slot, const, ur, _, maskn = _setup(p, A, uf, None, mask, r)
+    An, (_, bwd), slot, const, ur, _, maskn, iu, ib = _setup(p, A, uf, None, mask, r)
     dZ = A.new_empty(T, B, k, n)
     dh = dhT.clone().contiguous() if dhT is not None else A.new_zeros(B, n)
     dc = dcT.clone().contiguous() if dcT is not None else A.new_zeros(B, n)
@@ -426,12 +436,8 @@ def numba_backward(p, A, S, C, G, Uf, uf, h0, dout, dhT, dcT, mask):
             other[0].addmm_(ZU[t], Uf)
             cur, other = other, cur
         dh = cur[0]
-    du, db = du.reshape(4, r, n).sum(1), db.reshape(4, r, n).sum(1)
-    role = [_ROLES.index(s) for s in p.order]
-    du_t = torch.from_numpy(du[[role[q] for q in p.pos["u"]]]).to(A.dtype) if uf is not None \
-        else None
-    db_t = torch.from_numpy(db[[role[q] for q in p.pos["b"]]]).to(A.dtype) if p.pos["b"] \
-        else None
+    du_t, db_t = (torch.from_numpy(g.reshape(4, r, n).sum(1)[i].astype(An.dtype)) if len(i) else None
+                  for g, i in ((du, iu), (db, ib)))
     return dZ, dh, dc, du_t, db_t
 
 
