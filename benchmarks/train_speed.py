@@ -12,7 +12,7 @@ interleaved (every model in turn per round, torch.nn.LSTM included), so load dri
 machine slows all alike. In a round a model trains ``--steps`` steps back to back, as training
 does, and the first of them is not timed: a step right after another model's runs on a core that
 model left in its own state (measured here: LSTM_C6's step took 4.5–5.0 ms right after
-torch.nn.LSTM's or after 20 ms of sleep, 3.0–3.5 ms after its own step). A model's time is the
+torch.nn.LSTM's or after 20 ms of sleep, 2.8–3.5 ms after its own step). A model's time is the
 median of its timed steps over the rounds after one warm-up round, in the process's CPU time
 (one thread: what the step costs, not how long a shared machine kept it waiting; wall-clock
 medians are recorded too). The ratio is torch.nn.LSTM's step time over the variant's:
@@ -169,9 +169,12 @@ def markdown(result: dict) -> str:
     lines = [SECTION_GPU if card else SECTION, "",
              "One training step (forward, linear head on the last h, cross-entropy, backward, "
              "Adam) of every variant through `SlimLSTM` (its fused time loop, the default) beside "
-             f"{peer} with the same head, in the same run: interleaved rounds, median "
-             "step time after a warm-up round; × nn.LSTM = torch.nn.LSTM's time over the "
-             "model's (above 1: faster). Shapes are (T, batch, m, n), one layer. "
+             f"{peer} with the same head, in the same run: interleaved rounds, in each "
+             f"round every model trains {shapes[0]['steps_per_round']} steps back to back after "
+             "one untimed "
+             "step (as training does: a step right after another model's runs slower), median "
+             "step time over the rounds after a warm-up round; × nn.LSTM = torch.nn.LSTM's "
+             "time over the model's (above 1: faster). Shapes are (T, batch, m, n), one layer. "
              + ("Times are wall time on the GPU, synchronized before and after each step."
                 if card else
                 "Times are the process's CPU time (one thread; the machine was shared, so "
