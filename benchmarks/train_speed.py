@@ -210,20 +210,26 @@ def markdown(result: dict) -> str:
 
 
 LIMITS = (
-    "What limits them (profiled at (28, 128, 28, 128), one thread): the fused loop "
-    "(`slimedge.models.fused_cpu`) runs each step's element-wise work as one compiled pass per "
-    "batch row (`fused_numba`), so per-step dispatch is gone; what is left is arithmetic and "
-    "memory. LSTM0 and LSTM1/2 do torch.nn.LSTM's matrix products, one `addmm_` per step each "
-    "way, and match it. LSTM6's step is mostly its three n×n products (per step forward and "
-    "backward, and dU over all steps). LSTM10 and LSTM11 evaluate five activations per unit and "
-    "step (three sigmoid gates, two tanh: 2.3 million per forward at this shape) and keep all "
-    "four slots' activations for the backward (7.3 MB, beyond the L2 cache): the two kernels take "
-    "about 4 ms of their 6.5–7.5 ms, the W_c·x product and its gradient, the head, Adam and autograd "
-    "the rest, so 6× (3.3 ms) would need the gate activations recomputed in the backward rather "
-    "than stored and a cheaper sigmoid. LSTM_C6 (one activation slot) comes closest; "
-    "its W_c·x product, head and Adam alone take about 1.5 ms of its 3.4 ms. At T = 784 every "
-    "step's buffers (the four slots of LSTM10 are 205 MB) are fresh memory, and page faults and "
-    "memory traffic dominate the element-wise variants.")
+    "What limits them (profiled at (28, 128, 28, 128), one thread, steps back to back): the fused "
+    "loop (`slimedge.models.fused_cpu`) runs each step's element-wise work as one compiled pass "
+    "per batch row (`fused_numba`; with one learned slot, as in LSTM6 and LSTM_C6, 8 rows at "
+    "once), so per-step dispatch is gone; what is left is arithmetic, memory and fixed costs. "
+    "The fixed costs (the W·x product and its gradient, the head, the loss, Adam, autograd) take "
+    "about 1.8 ms of every variant's step, so no variant can pass about 10× at this shape. "
+    "LSTM0 and LSTM1/2 do torch.nn.LSTM's matrix products and match it. LSTM6's step (about "
+    "6.5 ms) is mostly its n×n products: one 128×128×128 `addmm_` per step each way (27 µs "
+    "each, 1.5 ms in all) and dU over all steps (about 0.8 ms): 3× is at its edge. LSTM10 and "
+    "LSTM11 evaluate five activations per unit and step (three sigmoid gates, two tanh: 2.3 "
+    "million per forward at this shape), and their backward makes about 15 short loops per "
+    "batch row (four slots per row: rows cannot be joined): the forward kernel takes about 1.7 "
+    "ms and the backward 2.1 ms of a 5.8 ms step. 6× (about 3.2 ms) would need both under "
+    "1.4 ms together, yet the forward alone measured 1.04 ms with no per-row set-up at all: "
+    "numba compiles 256-bit vectors on this CPU (forcing 512-bit vectors for the whole process "
+    "with NUMBA_CPU_FEATURES cut the LSTM10 kernels by 15–40% in one measurement; not done, as "
+    "it is a process-wide setting). LSTM_C6 (two activations per unit, one slot) reaches 6× in "
+    "most runs, at the edge. At T = 784 every step's buffers (the four slots of LSTM10 are 205 "
+    "MB) are fresh memory, and page faults and memory traffic dominate the element-wise "
+    "variants.")
 
 
 def save(result: dict, path: Path) -> None:

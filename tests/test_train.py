@@ -251,16 +251,18 @@ def test_train_speed_measures_and_reports_cpu_and_gpu_runs_apart():
     """A tiny CPU run through the script's own measure(); a result from a card gets its own
     section with the GPU targets checked at every shape."""
     ts = _paper_table("train_speed")
-    entry = ts.measure((5, 4, 3, 8), ["LSTM10", "LSTM6"], rounds=1)
+    entry = ts.measure((5, 4, 3, 8), ["LSTM10", "LSTM6"], rounds=1, steps_per_round=2)
     assert set(entry["models"]) == {ts.TORCH_LSTM, "LSTM10", "LSTM6"}
     assert all(r["ms"] > 0 and r["ratio"] > 0 for r in entry["models"].values())
+    # one warm-up round, then per round one untimed step and two timed ones
+    assert all(len(r["ms_all"]) == 2 for r in entry["models"].values())
     result = {"machine": {"cpu": "X", "cores": 2, "python": "3"}, "date": "d", "command": "c",
               "threads": 1, "card": "NVIDIA H200", "shapes": [entry]}
     result["targets"] = ts.targets(result)
     assert {t["variant"] for t in result["targets"]} == {"LSTM10", "LSTM6"}
     text = ts.markdown(result)
     assert text.startswith(ts.SECTION_GPU) and "NVIDIA H200" in text and "not measured" not in text
-    assert "- LSTM10 at (5, 4, 3, 8): ≥ 3.0× wanted" in text
+    assert "- LSTM10 at (5, 4, 3, 8): ≥ 3.0× wanted" in text and "trains 2 steps back to back" in text
     cpu = ts.markdown({**result, "card": None, "targets": ts.targets({**result, "card": None})})
     assert cpu.startswith(ts.SECTION + "\n") and "still to be measured" in cpu
 
