@@ -224,36 +224,60 @@ def test_fused_training_is_deterministic():
 
 
 # ---- the Triton kernels, on the CPU through Triton's interpreter ---------------------------------
-# without U (one launch per sequence), then with U (one launch per step beside an addmm_)
+# without U, then with U: one launch per sequence each way (U·h inside the kernels), and for the
+# structures with U also one launch per step beside an addmm_ (hidden sizes over MAX_N_IN_KERNEL)
 STRUCTURES = ["LSTM10", "LSTM11", "LSTM_C6"] + [
     dict(i="Wu", f=0.0, o="b", c="u"), dict(i=1.0, f="Wub", o="W", c="Wb"),
     dict(i="ub", f=0.25, o=0.5, c="Wu")] + ["LSTM0", "LSTM5", "LSTM4a", "LSTM6"] + [
     dict(i="Ub", f="u", o=1.0, c="WU"), dict(i="WUb", f=0.5, o="Wu", c="Wub")]
 
 
-@pytest.mark.parametrize("which", range(len(STRUCTURES)))
-def test_triton_kernels_equal_torch_engine_in_interpreter(which):
+@pytest.mark.parametrize("which,in_kernel", [(w, True) for w in range(len(STRUCTURES))] +
+                         [(w, False) for w in range(6, len(STRUCTURES))])
+def test_triton_kernels_equal_torch_engine_in_interpreter(which, in_kernel, monkeypatch):
     pytest.importorskip("triton")
     os.environ["TRITON_INTERPRET"] = "1"  # read when the kernels are defined: before the import
     from slimedge.models import fused_triton
 
     spec = STRUCTURES[which]
     spec = variants.get(spec) if isinstance(spec, str) else variants.define("Mine", **spec)
-    assert fused_triton.supports(spec) == (which < 6)
+    if not in_kernel:
+        monkeypatch.setattr(fused_triton, "MAX_N_IN_KERNEL", 4)
+    assert fused_triton.supports(spec, 5) == (which < 6 or in_kernel)
+    launches = []
+    for name in ("_forward_kernel", "_backward_kernel"):  # count the launches, then launch
+        kernel = getattr(fused_triton, name)
+        monkeypatch.setattr(fused_triton, name, _Counted(kernel, launches))
+    monkeypatch.setattr(fused_cpu, "FAILED", {})
     for k, acts in enumerate(ACTS[:3]):
         lengths = [5, 2, 4] if k != 1 else None
         _, inputs, mask, plan = _layer_inputs(spec, acts, n=5, T=5, lengths=lengths, seed=k)
         results = []
         for engine in ("torch", "triton"):
+            launches.clear()
             out = _FusedLayer.apply(*inputs, mask, plan, engine)
             loss = (out[0] * torch.linspace(-1, 1, 5, dtype=torch.float64)).sum() \
                 + out[1].square().sum() + 0.3 * out[2].sum()
             grads = torch.autograd.grad(loss, [t for t in inputs if t is not None])
             results.append([*out, *grads])
+        # one launch each way for the whole sequence, or one per step (T = 5) each way
+        assert len(launches) == (2 if fused_triton.supports(spec, 5) else 10)
+        assert "triton" not in fused_cpu.FAILED, fused_cpu.FAILED
         for j, (p, q) in enumerate(zip(*results)):
             # the kernels' fixed constants (0.2 of hard_sigmoid, fixed gates) are float32
             torch.testing.assert_close(q, p, atol=1e-6, rtol=1e-6, msg=f"{spec.name} {acts} {j}")
     assert fused_cpu.ENGINES["triton"] == (fused_triton.triton_forward, fused_triton.triton_backward)
+
+
+class _Counted:
+    """A Triton kernel whose launches (kernel[grid](...)) are counted."""
+
+    def __init__(self, kernel, launches: list):
+        self.kernel, self.launches = kernel, launches
+
+    def __getitem__(self, grid):
+        self.launches.append(grid)
+        return self.kernel[grid]
 
 
 def test_an_engine_that_fails_falls_back_to_torch_with_a_warning(monkeypatch):

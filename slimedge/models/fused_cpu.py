@@ -17,8 +17,8 @@ To make every per-step range contiguous the function keeps the learned slots in 
 (:class:`Plan`): the gates without a recurrent term, then those with one grouped by U and u, the
 cell candidate last. The per-step loops are pluggable (:data:`ENGINES`): ``"torch"`` (this module;
 any device), ``"numba"`` (``fused_numba``: CPU, each step's element-wise work compiled into one
-pass per batch row) and ``"triton"`` (``fused_triton``: CUDA, element-wise recurrences, one kernel
-per sequence). An engine's backward may return u's and b's gradients itself (then dZ need hold
+pass per batch row) and ``"triton"`` (``fused_triton``: CUDA, one kernel per sequence each way,
+U·h inside it up to n = 128). An engine's backward may return u's and b's gradients itself (then dZ need hold
 only the slots with W or U), and an engine in :data:`OWN_BIAS` adds b itself (its A holds W·x
 only).
 

@@ -1,21 +1,27 @@
-"""Triton engine for the fused SLIM loop (CUDA): element-wise recurrences as one kernel per sequence.
+"""Triton engine for the fused SLIM loop (CUDA): a layer's whole sequence as one kernel each way.
 
-For a variant without a full recurrent matrix U (LSTM10, LSTM11, LSTM_C6 and user-defined ones whose
-slots hold only W, u, b terms or constants), each program owns a block of (batch row, unit) pairs
-and runs every time step inside the kernel: the slots' pre-activations (W·x + b, one matrix product
-before the kernel) are read once per step and overwritten with their activations, h and c stay in
-registers, and S (h after each step), C (c before/after each step) and G = g(c) are written for the
-backward. The backward kernel walks the steps in reverse the same way and writes every slot's
-pre-activation gradient dZ; the parameter gradients are then the same products and sums as in
-``fused_cpu`` (one per term over all steps).
+Each program owns a tile of (batch row, unit) pairs and runs every time step inside the kernel:
+the slots' pre-activations (W·x + b, one matrix product before the kernel) are read once per step
+and overwritten with their activations, h and c stay in registers, and S (h after each step),
+C (c before/after each step) and G = g(c) are written for the backward. The backward kernel walks
+the steps in reverse the same way and writes every slot's pre-activation gradient dZ; the
+parameter gradients are then the same products and sums as in ``fused_cpu`` (one per term over
+all steps). Without a full recurrent matrix U (LSTM10, LSTM11, LSTM_C6 and user-defined ones whose
+slots hold only W, u, b terms or constants) a program is one batch row and up to 128 units. With
+U and n <= :data:`MAX_N_IN_KERNEL` (LSTM0-LSTM6 at n = 128) a program is 16 batch rows and every
+unit, and computes the U·h products itself (``tl.dot`` with U's (n, n) tile per slot, IEEE float32,
+as cuBLAS's default): a batch row's recurrence needs no other program's h, so the sequence is
+still one launch, a persistent kernel without grid-wide synchronisation. Above that n a variant
+with U runs per step: one ``addmm_`` for the U·h terms (cuBLAS) and one launch of the same
+kernels over that step.
 
 It plugs into ``fused_cpu._FusedLayer`` as the engine ``"triton"`` (``fused_cpu.ENGINES``) with the
 torch engine's interface and the same slot order (:class:`fused_cpu.Plan`). ``SlimLSTM`` uses it on
-CUDA tensors where triton is installed. Variants with U run per step: one ``addmm_`` for the U·h
-terms (cuBLAS) and one launch of the same kernels over that step (two launches per step each
-way, where the torch engine issues about six in the forward and twelve in the backward). On the
-CPU the kernels run under Triton's interpreter (``TRITON_INTERPRET=1``), which is how the tests check them.
-Importing this module without triton raises ImportError.
+CUDA tensors where triton is installed; a kernel that fails to compile on a card (its shared
+memory too small for the U tile, say) makes ``fused_cpu`` warn and use the torch engine. On the CPU
+the kernels run under Triton's interpreter (``TRITON_INTERPRET=1``), which is how the tests check
+them; their speed on a GPU is still to be measured. Importing this module without triton raises
+ImportError.
 """
 from __future__ import annotations
 
@@ -27,13 +33,18 @@ from ..variants import VariantSpec
 from . import fused_cpu
 
 _KIND = {"sigmoid": 0, "hard_sigmoid": 1, "tanh": 2, "relu": 3}
-BLOCK = 128
+BLOCK = 128  # units per program without U in the kernel
+# the largest n whose U·h products run inside the kernels: each program holds one (n, n) tile of U
+# per slot and step, 64 KB in float32 at n = 128 (a GPU's shared memory holds 100-228 KB), and 16
+# batch rows; above it a variant with U runs per step beside cuBLAS
+MAX_N_IN_KERNEL = 128
 
 
-def supports(spec: VariantSpec) -> bool:
-    """Whether the kernels run this structure's whole sequence in one launch (no slot has a
-    full recurrent matrix U); any other runs one launch per step beside torch's ``addmm_``."""
-    return not spec.slots_with("U")
+def supports(spec: VariantSpec, n: int) -> bool:
+    """Whether the kernels run this structure's whole sequence at hidden size n in one launch
+    each way: no slot has a full recurrent matrix U, or n <= MAX_N_IN_KERNEL; any other runs one
+    launch per step beside torch's ``addmm_``."""
+    return not spec.slots_with("U") or n <= MAX_N_IN_KERNEL
 
 
 @triton.jit
@@ -64,21 +75,29 @@ def _grad(a, KIND: tl.constexpr):
 
 
 @triton.jit
-def _forward_kernel(A, UW, H0, C0, S, C, G, LEN, T0, T, B, N,
+def _forward_kernel(A, UW, UF, H0, C0, S, C, G, LEN, T0, T, B, N,
                     K: tl.constexpr, UA: tl.constexpr, UB: tl.constexpr,
+                    VA: tl.constexpr, VB: tl.constexpr,
                     PI: tl.constexpr, PF: tl.constexpr, PO: tl.constexpr,
                     CI: tl.constexpr, CF: tl.constexpr, CO: tl.constexpr,
                     SIG: tl.constexpr, ACT: tl.constexpr, HAS_LEN: tl.constexpr,
-                    BLOCK: tl.constexpr):
-    e = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    ok = e < B * N
-    b = e // N
-    j = e % N
+                    BB: tl.constexpr, BN: tl.constexpr, DOT: tl.constexpr):
+    """Steps T0..T0+T-1 for a tile of BB batch rows and BN units. With DOT the tile holds every
+    unit (BN >= N) and the U·h terms of the slots VA..VB-1 are computed here (tl.dot with U's
+    rows UF), so the whole sequence of a variant with U is one launch."""
+    b = tl.program_id(0) * BB + tl.arange(0, BB)[:, None]
+    j = tl.program_id(1) * BN + tl.arange(0, BN)[None, :]
+    ok = (b < B) & (j < N)
+    e = b * N + j
     h = tl.load(H0 + e, mask=ok, other=0.0)
     c = tl.load(C0 + e, mask=ok, other=0.0)
     tl.store(C + e, c, mask=ok)
     if HAS_LEN:
-        length = tl.load(LEN + b, mask=ok, other=0)
+        length = tl.load(LEN + b, mask=b < B, other=0)
+    if DOT:  # U_q^T as a (BN, BN) tile: [input unit kk, output unit j] = UF[q·N + j, kk]
+        kk = tl.arange(0, BN)[:, None]
+        u_at = j * N + kk
+        u_ok = (kk < N) & (j < N)
     for t in range(T):
         base = t * B * K * N + b * K * N + j
         i = CI
@@ -87,7 +106,11 @@ def _forward_kernel(A, UW, H0, C0, S, C, G, LEN, T0, T, B, N,
         for p in tl.static_range(K):
             z = tl.load(A + base + p * N, mask=ok, other=0.0)
             if p >= UA and p < UB:
-                z += tl.load(UW + (p - UA) * N + j, mask=ok, other=0.0) * h
+                z += tl.load(UW + (p - UA) * N + j, mask=j < N, other=0.0) * h
+            if DOT:
+                if p >= VA and p < VB:
+                    ut = tl.load(UF + (p - VA) * N * N + u_at, mask=u_ok, other=0.0)
+                    z += tl.dot(h, ut, input_precision="ieee", out_dtype=z.dtype)
             if p == K - 1:
                 a = _act(z, ACT)
                 cc = a
@@ -115,20 +138,27 @@ def _forward_kernel(A, UW, H0, C0, S, C, G, LEN, T0, T, B, N,
 
 
 @triton.jit
-def _backward_kernel(A, UW, C, G, DOUT, DHT, DCT, DZ, DH0, DC0, LEN, T0, T, B, N,
+def _backward_kernel(A, UW, UF, C, G, DOUT, DHT, DCT, DZ, DH0, DC0, LEN, T0, T, B, N,
                      K: tl.constexpr, UA: tl.constexpr, UB: tl.constexpr,
+                     VA: tl.constexpr, VB: tl.constexpr,
                      PI: tl.constexpr, PF: tl.constexpr, PO: tl.constexpr,
                      CI: tl.constexpr, CF: tl.constexpr, CO: tl.constexpr,
                      SIG: tl.constexpr, ACT: tl.constexpr, HAS_LEN: tl.constexpr,
-                     HAS_DOUT: tl.constexpr, BLOCK: tl.constexpr):
-    e = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    ok = e < B * N
-    b = e // N
-    j = e % N
+                     HAS_DOUT: tl.constexpr, BB: tl.constexpr, BN: tl.constexpr,
+                     DOT: tl.constexpr):
+    """The steps in reverse; with DOT the dh through U (dZ_q · U_q) is computed here too."""
+    b = tl.program_id(0) * BB + tl.arange(0, BB)[:, None]
+    j = tl.program_id(1) * BN + tl.arange(0, BN)[None, :]
+    ok = (b < B) & (j < N)
+    e = b * N + j
     dh = tl.load(DHT + e, mask=ok, other=0.0)
     dc = tl.load(DCT + e, mask=ok, other=0.0)
     if HAS_LEN:
-        length = tl.load(LEN + b, mask=ok, other=0)
+        length = tl.load(LEN + b, mask=b < B, other=0)
+    if DOT:  # U_q as a (BN, BN) tile: [output unit jj, input unit j] = UF[q·N + jj, j]
+        jj = tl.arange(0, BN)[:, None]
+        u_at = jj * N + j
+        u_ok = (jj < N) & (j < N)
     for tt in range(T):
         t = T - 1 - tt
         base = t * B * K * N + b * K * N + j
@@ -151,28 +181,39 @@ def _backward_kernel(A, UW, C, G, DOUT, DHT, DCT, DZ, DH0, DC0, LEN, T0, T, B, N
         if PO >= 0:
             a_o = tl.load(A + base + PO * N, mask=ok, other=0.0)
             dG = dhn * a_o
-            tl.store(DZ + base + PO * N, dhn * g * _grad(a_o, SIG), mask=ok)
+            dzo = dhn * g * _grad(a_o, SIG)
+            tl.store(DZ + base + PO * N, dzo, mask=ok)
         dcs = dcn + dG * _grad(g, ACT)
         dcc = dcs * CI
         if PI >= 0:
             a_i = tl.load(A + base + PI * N, mask=ok, other=0.0)
             dcc = dcs * a_i
-            tl.store(DZ + base + PI * N, dcs * cc * _grad(a_i, SIG), mask=ok)
+            dzi = dcs * cc * _grad(a_i, SIG)
+            tl.store(DZ + base + PI * N, dzi, mask=ok)
         dzc = dcc * _grad(cc, ACT)
         tl.store(DZ + base + (K - 1) * N, dzc, mask=ok)
         dc_new = dcs * CF
         if PF >= 0:
             a_f = tl.load(A + base + PF * N, mask=ok, other=0.0)
             dc_new = dcs * a_f
-            tl.store(DZ + base + PF * N, dcs * c_prev * _grad(a_f, SIG), mask=ok)
+            dzf = dcs * c_prev * _grad(a_f, SIG)
+            tl.store(DZ + base + PF * N, dzf, mask=ok)
         dh_new = dhn * 0.0
         for p in tl.static_range(K):
+            if p == K - 1:
+                dz = dzc
+            elif p == PI:
+                dz = dzi
+            elif p == PF:
+                dz = dzf
+            else:
+                dz = dzo
             if p >= UA and p < UB:
-                if p == K - 1:
-                    dz = dzc
-                else:
-                    dz = tl.load(DZ + base + p * N, mask=ok, other=0.0)
-                dh_new += dz * tl.load(UW + (p - UA) * N + j, mask=ok, other=0.0)
+                dh_new += dz * tl.load(UW + (p - UA) * N + j, mask=j < N, other=0.0)
+            if DOT:
+                if p >= VA and p < VB:
+                    um = tl.load(UF + (p - VA) * N * N + u_at, mask=u_ok, other=0.0)
+                    dh_new += tl.dot(dz, um, input_precision="ieee", out_dtype=dz.dtype)
         if HAS_LEN:
             dh_new += dS - dhn
             dc_new += dc - dcn
@@ -184,11 +225,12 @@ def _backward_kernel(A, UW, C, G, DOUT, DHT, DCT, DZ, DH0, DC0, LEN, T0, T, B, N
 
 def _constants(p: fused_cpu.Plan) -> dict:
     """The kernels' compile-time description of the slots (-1 / the constant for a fixed gate)."""
-    ur = p.span("u") or (0, 0)
+    ur, Ur = p.span("u") or (0, 0), p.span("U") or (0, 0)
     pos = {g: p.gate[g] if isinstance(p.gate[g], int) else -1 for g in "ifo"}
     const = {g: 0.0 if isinstance(p.gate[g], int) else float(p.gate[g]) for g in "ifo"}
-    return dict(K=p.k, UA=ur[0], UB=ur[1], PI=pos["i"], PF=pos["f"], PO=pos["o"], CI=const["i"],
-                CF=const["f"], CO=const["o"], SIG=_KIND[p.gate_activation], ACT=_KIND[p.activation])
+    return dict(K=p.k, UA=ur[0], UB=ur[1], VA=Ur[0], VB=Ur[1], PI=pos["i"], PF=pos["f"],
+                PO=pos["o"], CI=const["i"], CF=const["f"], CO=const["o"],
+                SIG=_KIND[p.gate_activation], ACT=_KIND[p.activation])
 
 
 def _lengths(mask: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
@@ -197,54 +239,69 @@ def _lengths(mask: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
             else like.new_zeros(1, dtype=torch.int32))
 
 
+def _tiles(B: int, n: int, dot: bool) -> tuple[dict, tuple[int, int]]:
+    """Tile sizes and grid: with U in the kernel, 16 rows (tl.dot's least) of every unit; without,
+    one row of up to BLOCK units per program (many programs: the steps' latency hides better)."""
+    if dot:  # 8 warps: the U tile's share of registers per thread halves
+        bn = max(16, triton.next_power_of_2(n))
+        return dict(BB=16, BN=bn, DOT=True, num_warps=8), (triton.cdiv(B, 16), 1)
+    bn = min(BLOCK, max(16, triton.next_power_of_2(n)))
+    return dict(BB=1, BN=bn, DOT=False), (B, triton.cdiv(n, bn))
+
+
 def triton_forward(p, A, Uf, uf, h0, c0, mask):
     """The torch engine's :func:`fused_cpu.torch_forward`: one kernel launch for the whole
-    sequence without U; with U, per step one ``addmm_`` (the U·h terms) and one launch."""
+    sequence (U·h in the kernel where n <= MAX_N_IN_KERNEL); otherwise, with U, per step one
+    ``addmm_`` (the U·h terms) and one launch."""
     T, B, k, n = A.shape
     S = A.new_empty(T, B, n)
     C = A.new_empty(T + 1, B, n)
     G = A.new_empty(T, B, n)
-    grid = (triton.cdiv(B * n, BLOCK),)
-    args = dict(HAS_LEN=mask is not None, BLOCK=BLOCK, **_constants(p))
+    dot = Uf is not None and n <= MAX_N_IN_KERNEL
+    tiles, grid = _tiles(B, n, dot)
+    args = dict(HAS_LEN=mask is not None, **tiles, **_constants(p))
     UW, lengths = uf if uf is not None else A, _lengths(mask, A)
-    if Uf is None:
-        _forward_kernel[grid](A, UW, h0.contiguous(), c0.contiguous(), S, C, G, lengths, 0, T, B,
-                              n, **args)
+    UF = Uf.contiguous() if dot else A
+    if Uf is None or dot:
+        _forward_kernel[grid](A, UW, UF, h0.contiguous(), c0.contiguous(), S, C, G, lengths, 0,
+                              T, B, n, **args)
         return S, C, G
     UfT, AU = Uf.t(), fused_cpu.columns_of_U(p, A)
     C[0] = c0
     h = h0.contiguous()
     for t in range(T):
         AU[t].addmm_(h, UfT)
-        _forward_kernel[grid](A[t], UW, h, C[t], S[t], C[t:t + 2], G[t], lengths, t, 1, B, n,
-                              **args)
+        _forward_kernel[grid](A[t], UW, UF, h, C[t], S[t], C[t:t + 2], G[t], lengths, t, 1, B,
+                              n, **args)
         h = S[t]
     return S, C, G
 
 
 def triton_backward(p, A, S, C, G, Uf, uf, h0, dout, dhT, dcT, mask):
     """The torch engine's :func:`fused_cpu.torch_backward`: one launch for the whole sequence
-    without U; with U, per step one launch and one ``addmm_`` (dh through U)."""
+    (dh through U in the kernel where n <= MAX_N_IN_KERNEL); otherwise, with U, per step one
+    launch and one ``addmm_`` (dh through U)."""
     T, B, k, n = A.shape
     dZ = A.new_empty(T, B, k, n)
     dh0, dc0 = A.new_empty(B, n), A.new_empty(B, n)
     zeros = A.new_zeros(B, n)
-    grid = (triton.cdiv(B * n, BLOCK),)
-    args = dict(HAS_LEN=mask is not None, HAS_DOUT=dout is not None, BLOCK=BLOCK,
-                **_constants(p))
+    dot = Uf is not None and n <= MAX_N_IN_KERNEL
+    tiles, grid = _tiles(B, n, dot)
+    args = dict(HAS_LEN=mask is not None, HAS_DOUT=dout is not None, **tiles, **_constants(p))
     UW, lengths = uf if uf is not None else A, _lengths(mask, A)
+    UF = Uf.contiguous() if dot else A
     dout = dout.contiguous() if dout is not None else A
     dh = dhT.contiguous() if dhT is not None else zeros
     dc = dcT.contiguous() if dcT is not None else zeros
-    if Uf is None:
-        _backward_kernel[grid](A, UW, C, G, dout, dh, dc, dZ, dh0, dc0, lengths, 0, T, B, n,
+    if Uf is None or dot:
+        _backward_kernel[grid](A, UW, UF, C, G, dout, dh, dc, dZ, dh0, dc0, lengths, 0, T, B, n,
                                **args)
         return dZ, dh0, dc0
     ZU = fused_cpu.columns_of_U(p, dZ)
     pairs = [(A.new_empty(B, n), A.new_empty(B, n)) for _ in range(2)]
     for idx, t in enumerate(range(T - 1, -1, -1)):
         out = (dh0, dc0) if t == 0 else pairs[idx % 2]  # never the pair read this step
-        _backward_kernel[grid](A[t], UW, C[t], G[t], dout[t] if dout is not A else A, dh, dc,
+        _backward_kernel[grid](A[t], UW, UF, C[t], G[t], dout[t] if dout is not A else A, dh, dc,
                                dZ[t], out[0], out[1], lengths, t, 1, B, n, **args)
         out[0].addmm_(ZU[t], Uf)
         dh, dc = out
