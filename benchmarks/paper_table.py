@@ -363,8 +363,11 @@ def timing(args, result: dict) -> None:
 
 
 def _earlier_runs(dirs) -> dict:
-    """Finished runs' logs (``*.log.json`` with test metrics) by their exact training config."""
+    """Finished runs' logs (``*.log.json`` with test metrics) by their exact training config (as
+    TrainConfig reads it: a setting added since the log was written takes its default)."""
     from types import SimpleNamespace
+
+    from slimedge.train import TrainConfig
 
     found = {}
     for d in dirs or []:
@@ -374,7 +377,8 @@ def _earlier_runs(dirs) -> dict:
                 continue
             r = SimpleNamespace(log=log, test=log["test"], best=log["best"], history=log["epochs"],
                                 diverged=log.get("diverged", False))
-            found[json.dumps(log["config"], sort_keys=True)] = (r, str(log_path))
+            config = TrainConfig.from_dict(log["config"]).to_dict()
+            found[json.dumps(config, sort_keys=True)] = (r, str(log_path))
     return found
 
 

@@ -13,7 +13,11 @@ One run writes three files beside each other (``OUT`` = ``model.safetensors``):
 Determinism: the initial weights come from ``seed``; epoch e's batch order and dropout come from
 (seed, e) alone; torch runs on ``threads`` threads (1 by default). So two runs with one seed on
 one machine give identical weights, and so does a run that stopped and resumed. (CUDA kernels are
-not bitwise deterministic; the guarantee is for the CPU.)
+not bitwise deterministic; the guarantee is for the CPU.) With ``flush_denormals`` the run takes
+float32 values below the normal range as zero (x86; ``torch.set_flush_denormal``): in the backward
+of long sequences gradients decay into that range, where arithmetic is slow (torch.nn.LSTM's
+training step at T = 784 took 5× the time with them, ``benchmarks/train_speed.py``); the weights
+then differ from a run without it in the last bits.
 """
 from __future__ import annotations
 
@@ -77,6 +81,7 @@ class TrainConfig:
     init: str = "pytorch"
     input_only_cell: bool = False
     threads: int = 1
+    flush_denormals: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.variant, Mapping):  # a spec's config, as to_dict() stores one
@@ -170,17 +175,29 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 
 class _Threads:
-    """Set torch's intra-op thread count for a block, then restore it."""
+    """Set torch's intra-op thread count (and, with ``flush_denormals``, flush denormals to zero)
+    for a block, then restore them."""
 
-    def __init__(self, n: int) -> None:
-        self.n, self.old = int(n), None
+    def __init__(self, n: int, flush_denormals: bool = False) -> None:
+        self.n, self.old, self.flush, self.was_flushing = int(n), None, flush_denormals, None
 
     def __enter__(self):
         self.old = torch.get_num_threads()
         torch.set_num_threads(self.n)
+        if self.flush:
+            self.was_flushing = flushing_denormals()
+            torch.set_flush_denormal(True)
 
     def __exit__(self, *exc):
         torch.set_num_threads(self.old)
+        if self.flush and not self.was_flushing:
+            torch.set_flush_denormal(False)
+
+
+def flushing_denormals() -> bool:
+    """Whether torch's CPU arithmetic flushes denormals to zero now (torch has no getter: float32's
+    smallest denormal, 2^-149, times one stays itself unless it does)."""
+    return bool(torch.tensor(2.0 ** -149) * 1.0 == 0)
 
 
 # ---- model -------------------------------------------------------------------------------------
@@ -343,7 +360,7 @@ def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool
                        [("--data file", config.data if isinstance(config.data, (str, os.PathLike))
                          and Path(config.data).suffix else None)])
     # one run per output at a time: a second `train -o` of the same file is refused, not mixed in
-    with _io.locked(out, "train -o"), _Threads(config.threads):
+    with _io.locked(out, "train -o"), _Threads(config.threads, config.flush_denormals):
         if splits is None:
             splits = _data.load(config.data, split_seed=config.split_seed,
                                 val_fraction=config.val_fraction,

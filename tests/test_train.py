@@ -67,6 +67,31 @@ def test_same_seed_same_weights(tmp_path, fsdd_small):
     assert not _same(_tensors(a.output), _tensors(c.output))
 
 
+def test_flush_denormals_holds_while_training_only(tmp_path, fsdd_small):
+    """--flush-denormals: on during the run (every epoch sees it), off again after it, recorded
+    in the log; the weights are those of a run without it up to the last bits."""
+    import torch
+
+    from slimedge.train import flushing_denormals
+
+    assert not flushing_denormals()
+    torch.set_flush_denormal(True)
+    assert flushing_denormals()  # the getter reads the state torch sets
+    torch.set_flush_denormal(False)
+    seen = []
+    cfg = dict(variant="LSTM10", hidden_size=8, epochs=2, batch_size=32, limit=200)
+    r = train(TrainConfig(**cfg, flush_denormals=True), tmp_path / "a.safetensors", quiet=True,
+              splits=fsdd_small, on_epoch=lambda row: seen.append(flushing_denormals()))
+    assert seen == [True, True] and not flushing_denormals()
+    assert r.log["config"]["flush_denormals"] is True
+    plain = train(TrainConfig(**cfg), tmp_path / "b.safetensors", quiet=True, splits=fsdd_small)
+    a, b = _tensors(r.output), _tensors(plain.output)
+    assert set(a) == set(b) and all(np.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in a)
+    # a log written before the setting existed reads as a run without it
+    old = {k: v for k, v in plain.log["config"].items() if k != "flush_denormals"}
+    assert TrainConfig.from_dict(old).to_dict() == plain.log["config"]
+
+
 def test_resume_equals_uninterrupted_run(tmp_path, fsdd_small):
     # two layers with dropout: the per-epoch RNG must be restored too
     cfg = dict(variant="LSTM11", hidden_size=16, num_layers=2, dropout=0.2, batch_size=32,
