@@ -78,7 +78,7 @@ def measure(shape, names, rounds, reference=False, seed=0, device="cpu", steps_p
             ) -> dict:
     import torch
 
-    from slimedge.models import SlimLSTM
+    from slimedge.models import SlimLSTM, fused_cpu
 
     T, B, m, n = shape
     g = torch.Generator().manual_seed(seed)
@@ -86,8 +86,10 @@ def measure(shape, names, rounds, reference=False, seed=0, device="cpu", steps_p
     y = torch.randint(0, 10, (B,), generator=g).to(device)
     torch.manual_seed(seed)
     steps = {TORCH_LSTM: _step_fn(torch.nn.LSTM(m, n, batch_first=True).to(device), x, y)}
+    models = {}
     for name in names:
-        steps[name] = _step_fn(SlimLSTM(name, m, n).to(device), x, y)
+        models[name] = SlimLSTM(name, m, n).to(device)
+        steps[name] = _step_fn(models[name], x, y)
         if reference:
             steps[f"{name} (reference)"] = _step_fn(
                 SlimLSTM(name, m, n, impl="reference").to(device), x, y)
@@ -110,8 +112,12 @@ def measure(shape, names, rounds, reference=False, seed=0, device="cpu", steps_p
     rows = {k: {"ms": 1e3 * statistics.median(v), "ratio": base / statistics.median(v),
                 "wall_ms": 1e3 * statistics.median(walls[k]),
                 "ms_all": [round(1e3 * t, 3) for t in v]} for k, v in times.items()}
+    # the engine each fused loop ran on at the end (one that failed here fell back to torch's)
+    for name, model in models.items():
+        rows[name]["engine"] = model._engine(x)
     return {"T": T, "batch": B, "m": m, "n": n, "rounds": rounds,
-            "steps_per_round": steps_per_round, "models": rows}
+            "steps_per_round": steps_per_round, "models": rows,
+            "failed_engines": dict(fused_cpu.FAILED)}
 
 
 def run(args) -> dict:
@@ -198,6 +204,10 @@ def markdown(result: dict) -> str:
             r = s["models"].get(name)
             cells += [f"{r['ms']:.1f}", f"{r['ratio']:.2f}"] if r else ["–", "–"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    failed = {k: v for s in shapes for k, v in s.get("failed_engines", {}).items()}
+    if failed:
+        lines += ["", "Engines that failed in this run (their models then ran on the torch "
+                  "engine): " + "; ".join(f"{k}: {v}" for k, v in failed.items())]
     if result.get("targets"):
         lines += ["", f"Issue 15's GPU targets (against cuDNN), every shape, on {card}:" if card
                   else "Issue 15's CPU targets at (28, 128, 28, 128), one thread:", ""]

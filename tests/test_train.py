@@ -281,6 +281,7 @@ def test_train_speed_measures_and_reports_cpu_and_gpu_runs_apart():
     assert all(r["ms"] > 0 and r["ratio"] > 0 for r in entry["models"].values())
     # one warm-up round, then per round one untimed step and two timed ones
     assert all(len(r["ms_all"]) == 2 for r in entry["models"].values())
+    assert entry["models"]["LSTM10"]["engine"] == "numba" and entry["failed_engines"] == {}
     result = {"machine": {"cpu": "X", "cores": 2, "python": "3"}, "date": "d", "command": "c",
               "threads": 1, "card": "NVIDIA H200", "shapes": [entry]}
     result["targets"] = ts.targets(result)
@@ -290,6 +291,9 @@ def test_train_speed_measures_and_reports_cpu_and_gpu_runs_apart():
     assert "- LSTM10 at (5, 4, 3, 8): ≥ 3.0× wanted" in text and "trains 2 steps back to back" in text
     cpu = ts.markdown({**result, "card": None, "targets": ts.targets({**result, "card": None})})
     assert cpu.startswith(ts.SECTION + "\n") and "still to be measured" in cpu
+    assert "failed" not in cpu
+    entry["failed_engines"] = {"triton": "OutOfResources: shared memory"}
+    assert "triton: OutOfResources: shared memory" in ts.markdown(result)
 
 
 def test_paper_table_section_replaces_only_its_own(tmp_path):
