@@ -121,7 +121,7 @@ def test_numba_float32_tanh_and_sigmoid_within_3e_7_of_numpy():
 def _train_grads(model, x, lengths, seed=0):
     torch.manual_seed(seed)  # dropout between layers draws the same mask on either path
     y, (h, c) = model(x, lengths=lengths)
-    w = torch.linspace(-1, 1, y.shape[-1])
+    w = torch.linspace(-1, 1, y.shape[-1], dtype=y.dtype, device=y.device)
     loss = (y * w).mean() + h.square().mean() + 0.1 * c.mean()
     return [y, h, c, *torch.autograd.grad(loss, [*model.parameters(), x])]
 
@@ -278,6 +278,29 @@ class _Counted:
     def __getitem__(self, grid):
         self.launches.append(grid)
         return self.kernel[grid]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the interpreter "
+                    "tests above check the same kernels on the CPU)")
+@pytest.mark.parametrize("n", [128, 160])  # U·h in the kernels, then per step beside cuBLAS
+def test_triton_engine_on_a_gpu_equals_reference(n):
+    """On a real GPU: every catalogue variant's outputs and gradients through the Triton kernels
+    (float32) against the reference loop on the CPU (float64), padded batch, two layers."""
+    pytest.importorskip("triton")
+    for name in variants.VARIANTS:
+        torch.manual_seed(0)
+        ref = SlimLSTM(name, 28, n, 2, impl="reference").double()
+        gpu = SlimLSTM(name, 28, n, 2, impl="fused").cuda()
+        gpu.load_state_dict(ref.state_dict())
+        x = torch.randn(32, 28, 28, dtype=torch.float64).requires_grad_()
+        lengths = torch.randint(1, 29, (32,))
+        lengths[0] = 28
+        xg = x.detach().float().cuda().requires_grad_()
+        a, b = _train_grads(ref, x, lengths), _train_grads(gpu, xg, lengths.cuda())
+        assert gpu._engine(xg) == "triton" and "triton" not in fused_cpu.FAILED, fused_cpu.FAILED
+        for k, (p, q) in enumerate(zip(a, b)):
+            scale = float(p.detach().abs().max()) + 1e-12
+            assert float((p - q.double().cpu()).detach().abs().max()) <= 1e-4 * scale, (name, n, k)
 
 
 def test_an_engine_that_fails_falls_back_to_torch_with_a_warning(monkeypatch):
