@@ -124,11 +124,9 @@ def _kernels(dtype: np.dtype, gate_kind: int, kind: int, learned: tuple[bool, bo
             r[j] = sig(z) if gate else act(z)
 
     @jit(inline="always")
-    def collect(z, has_u, u, H, out, dbr, dur):
-        """A slot's gradient z into dh (out += z ⊙ u) and its u and b sums."""
+    def sums(z, has_u, H, dbr, dur):
+        """A slot's gradient z into its u and b sums."""
         if has_u:
-            for j in range(z.shape[0]):
-                out[j] += z[j] * u[j]
             for j in range(z.shape[0]):
                 dur[j] += z[j] * H[j]
                 dbr[j] += z[j]
@@ -268,14 +266,25 @@ def _kernels(dtype: np.dtype, gate_kind: int, kind: int, learned: tuple[bool, bo
                 else:
                     for j in range(n):
                         zc[j] = dcs[j] * ia * act_grad(rc[j])
-                out[:] = ZERO  # after dhr's last use (out may be dhr)
-                collect(zc, UC, ur[3], H, out, dbt[3], dut[3])
+                # dh before the step through the u terms, in one pass (after dhr's last use:
+                # out may be dhr)
+                ui, uf, uo, uc = ur[0], ur[1], ur[2], ur[3]
+                for j in range(n):
+                    acc = zc[j] * uc[j] if UC else ZERO
+                    if LI and UI:
+                        acc += zi[j] * ui[j]
+                    if LF and UF:
+                        acc += zf[j] * uf[j]
+                    if LO and UO:
+                        acc += zo[j] * uo[j]
+                    out[j] = acc
+                sums(zc, UC, H, dbt[3], dut[3])
                 if LI:
-                    collect(zi, UI, ur[0], H, out, dbt[0], dut[0])
+                    sums(zi, UI, H, dbt[0], dut[0])
                 if LF:
-                    collect(zf, UF, ur[1], H, out, dbt[1], dut[1])
+                    sums(zf, UF, H, dbt[1], dut[1])
                 if LO:
-                    collect(zo, UO, ur[2], H, out, dbt[2], dut[2])
+                    sums(zo, UO, H, dbt[2], dut[2])
             for q in range(4):
                 for j in range(dbt.shape[1]):
                     db[q, j] += dbt[q, j]
