@@ -30,6 +30,7 @@ import argparse
 import datetime as _dt
 import json
 import os
+import resource
 import shlex
 import statistics
 import sys
@@ -97,10 +98,12 @@ def measure(shape, names, rounds, reference=False, seed=0, device="cpu", steps_p
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     times = {k: [] for k in steps}
     walls = {k: [] for k in steps}
+    kernel = {k: [] for k in steps}  # (system CPU time, page faults) of each timed step
     for r in range(rounds + 1):
         for k, step in steps.items():
             for j in range(steps_per_round + 1):
                 sync()
+                u0 = resource.getrusage(resource.RUSAGE_SELF)
                 w0, t0 = time.perf_counter(), time.process_time()
                 step()
                 sync()
@@ -108,9 +111,14 @@ def measure(shape, names, rounds, reference=False, seed=0, device="cpu", steps_p
                     wall = time.perf_counter() - w0
                     times[k].append(wall if cuda else time.process_time() - t0)
                     walls[k].append(wall)
+                    u1 = resource.getrusage(resource.RUSAGE_SELF)
+                    kernel[k].append((u1.ru_stime - u0.ru_stime, u1.ru_minflt - u0.ru_minflt))
     base = statistics.median(times[TORCH_LSTM])
     rows = {k: {"ms": 1e3 * statistics.median(v), "ratio": base / statistics.median(v),
                 "wall_ms": 1e3 * statistics.median(walls[k]),
+                # of the CPU time, how much the OS spent (mostly page faults of fresh buffers)
+                "system_ms": 1e3 * statistics.median(s for s, _ in kernel[k]),
+                "page_faults": statistics.median(f for _, f in kernel[k]),
                 "ms_all": [round(1e3 * t, 3) for t in v]} for k, v in times.items()}
     # the engine each fused loop ran on at the end (one that failed here fell back to torch's)
     for name, model in models.items():
@@ -237,9 +245,13 @@ LIMITS = (
     "numba compiles 256-bit vectors on this CPU (forcing 512-bit vectors for the whole process "
     "with NUMBA_CPU_FEATURES cut the LSTM10 kernels by 15–40% in one measurement; not done, as "
     "it is a process-wide setting). LSTM_C6 (two activations per unit, one slot) reaches 6× in "
-    "most runs, at the edge. At T = 784 every step's buffers (the four slots of LSTM10 are 205 "
-    "MB) are fresh memory, and page faults and memory traffic dominate the element-wise "
-    "variants.")
+    "most runs, at the edge. At T = 784 every step's large buffers (the four slots of LSTM10 "
+    "are 205 MB) are fresh memory from the kernel, and page faults take a large share of "
+    "everyone's step (the JSON's system_ms and page_faults per model). With "
+    "THP_MEM_ALLOC_ENABLE=1 (torch's allocator asks for 2 MB pages) torch.nn.LSTM's step "
+    "fell to 506 ms and LSTM10 and LSTM_C6 rose to 2.5× and 7.5×, but LSTM0's fell to 0.63× "
+    "(`--shapes 784,128,1,128 --rounds 2 --steps 2` with and without it): not a setting to "
+    "recommend blindly.")
 
 
 def save(result: dict, path: Path) -> None:
