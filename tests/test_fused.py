@@ -280,8 +280,7 @@ class _Counted:
         return self.kernel[grid]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the interpreter "
-                    "tests above check the same kernels on the CPU)")
+@pytest.mark.gpu  # deselected without a CUDA device (tests/conftest.py)
 @pytest.mark.parametrize("n", [128, 160])  # U·h in the kernels, then per step beside cuBLAS
 def test_triton_engine_on_a_gpu_equals_reference(n):
     """On a real GPU: every catalogue variant's outputs and gradients through the Triton kernels
