@@ -44,7 +44,11 @@ def supports(spec: VariantSpec, n: int) -> bool:
     """Whether the kernels run this structure's whole sequence at hidden size n in one launch
     each way: no slot has a full recurrent matrix U, or n <= MAX_N_IN_KERNEL; any other runs one
     launch per step beside torch's ``addmm_``."""
-    return not spec.slots_with("U") or n <= MAX_N_IN_KERNEL
+    return _one_launch(bool(spec.slots_with("U")), n)
+
+
+def _one_launch(has_U: bool, n: int) -> bool:
+    return not has_U or n <= MAX_N_IN_KERNEL
 
 
 @triton.jit
@@ -249,6 +253,19 @@ def _tiles(B: int, n: int, dot: bool) -> tuple[dict, tuple[int, int]]:
     return dict(BB=1, BN=bn, DOT=False), (B, triton.cdiv(n, bn))
 
 
+def _launch(p, A, Uf, uf, mask, **flags):
+    """What both directions launch with: whether the whole sequence is one launch, the grid, the
+    kernels' keyword arguments, u (or a placeholder), U where the kernels compute U·h (or a
+    placeholder) and the sequences' lengths."""
+    T, B, k, n = A.shape
+    whole = _one_launch(Uf is not None, n)
+    dot = Uf is not None and whole
+    tiles, grid = _tiles(B, n, dot)
+    args = dict(HAS_LEN=mask is not None, **flags, **tiles, **_constants(p))
+    return (whole, grid, args, uf if uf is not None else A, Uf.contiguous() if dot else A,
+            _lengths(mask, A))
+
+
 def triton_forward(p, A, Uf, uf, h0, c0, mask):
     """The torch engine's :func:`fused_cpu.torch_forward`: one kernel launch for the whole
     sequence (U·h in the kernel where n <= MAX_N_IN_KERNEL); otherwise, with U, per step one
@@ -257,12 +274,8 @@ def triton_forward(p, A, Uf, uf, h0, c0, mask):
     S = A.new_empty(T, B, n)
     C = A.new_empty(T + 1, B, n)
     G = A.new_empty(T, B, n)
-    dot = Uf is not None and n <= MAX_N_IN_KERNEL
-    tiles, grid = _tiles(B, n, dot)
-    args = dict(HAS_LEN=mask is not None, **tiles, **_constants(p))
-    UW, lengths = uf if uf is not None else A, _lengths(mask, A)
-    UF = Uf.contiguous() if dot else A
-    if Uf is None or dot:
+    whole, grid, args, UW, UF, lengths = _launch(p, A, Uf, uf, mask)
+    if whole:
         _forward_kernel[grid](A, UW, UF, h0.contiguous(), c0.contiguous(), S, C, G, lengths, 0,
                               T, B, n, **args)
         return S, C, G
@@ -285,15 +298,11 @@ def triton_backward(p, A, S, C, G, Uf, uf, h0, dout, dhT, dcT, mask):
     dZ = A.new_empty(T, B, k, n)
     dh0, dc0 = A.new_empty(B, n), A.new_empty(B, n)
     zeros = A.new_zeros(B, n)
-    dot = Uf is not None and n <= MAX_N_IN_KERNEL
-    tiles, grid = _tiles(B, n, dot)
-    args = dict(HAS_LEN=mask is not None, HAS_DOUT=dout is not None, **tiles, **_constants(p))
-    UW, lengths = uf if uf is not None else A, _lengths(mask, A)
-    UF = Uf.contiguous() if dot else A
+    whole, grid, args, UW, UF, lengths = _launch(p, A, Uf, uf, mask, HAS_DOUT=dout is not None)
     dout = dout.contiguous() if dout is not None else A
     dh = dhT.contiguous() if dhT is not None else zeros
     dc = dcT.contiguous() if dcT is not None else zeros
-    if Uf is None or dot:
+    if whole:
         _backward_kernel[grid](A, UW, UF, C, G, dout, dh, dc, dZ, dh0, dc0, lengths, 0, T, B, n,
                                **args)
         return dZ, dh0, dc0
