@@ -18,9 +18,9 @@ To make every per-step range contiguous the function keeps the learned slots in 
 cell candidate last. The per-step loops are pluggable (:data:`ENGINES`): ``"torch"`` (this module;
 any device), ``"numba"`` (``fused_numba``: CPU, each step's element-wise work compiled into one
 pass per batch row) and ``"triton"`` (``fused_triton``: CUDA, one kernel per sequence each way,
-U·h inside it up to n = 128). An engine's backward may return u's and b's gradients itself (then dZ need hold
-only the slots with W or U), and an engine in :data:`OWN_BIAS` adds b itself (its A holds W·x
-only).
+U·h inside it up to n = 128). An engine's backward may return u's and b's gradients itself
+(then dZ need hold only the slots with W or U), and an engine in :data:`OWN_BIAS` adds b itself
+(its A holds W·x only).
 
 Not covered (use ``SlimLSTM(..., impl="reference")``): double backward (``create_graph=True``
 through the layer) and forward-mode AD; tracing and ``torch.compile`` pick the reference
@@ -383,11 +383,11 @@ class _FusedLayer(torch.autograd.Function):
         Wf, Uf = _gather(W, plan.src["W"], n), _gather(U, plan.src["U"], n)
         uf, bf = _gather(u, plan.src["u"], 1), _gather(b, plan.src["b"], 1)
         x2d = x.reshape(T * B, m)
+        own_bias = engine_name in OWN_BIAS  # the engine adds b: A gets W·x only
         with torch.no_grad():
-            A = _input_part(plan, x2d, Wf, bf, engine_name not in OWN_BIAS).view(T, B, k, n)
+            A = _input_part(plan, x2d, Wf, bf, not own_bias).view(T, B, k, n)
             try:
-                S, C, G = fwd(plan, A, Uf, uf, h0, c0, mask,
-                              **({"bf": bf} if engine_name in OWN_BIAS else {}))
+                S, C, G = fwd(plan, A, Uf, uf, h0, c0, mask, **({"bf": bf} if own_bias else {}))
             except Exception as e:  # a Triton kernel that does not compile here: warn, go on
                 if engine_name == "torch":
                     raise
