@@ -174,7 +174,7 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0])
 
 
-class _Threads:
+class _TorchSettings:
     """Set torch's intra-op thread count (and, with ``flush_denormals``, flush denormals to zero)
     for a block, then restore them."""
 
@@ -360,7 +360,7 @@ def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool
                        [("--data file", config.data if isinstance(config.data, (str, os.PathLike))
                          and Path(config.data).suffix else None)])
     # one run per output at a time: a second `train -o` of the same file is refused, not mixed in
-    with _io.locked(out, "train -o"), _Threads(config.threads, config.flush_denormals):
+    with _io.locked(out, "train -o"), _TorchSettings(config.threads, config.flush_denormals):
         if splits is None:
             splits = _data.load(config.data, split_seed=config.split_seed,
                                 val_fraction=config.val_fraction,
@@ -516,7 +516,7 @@ def evaluate_checkpoint(model_path: str | os.PathLike, data: str | None = None, 
     recorded = formats.info(model_path).data
     splits = _data.load_as_recorded(recorded, data, split_seed=split_seed, limit=limit)
     dev = resolve_device(device)
-    with _Threads(threads):
+    with _TorchSettings(threads):
         ev = evaluate(model.to(dev), splits[split], device=dev)
     return ev, {"data": splits.summary(), "split": split, "model": str(model_path),
                 "variant": model.spec.name}
