@@ -86,7 +86,7 @@ def run(args) -> dict:
     if args.keep and args.out.exists():  # start from the tasks already measured
         old = json.loads(args.out.read_text())
         result["tasks"].update(old.get("tasks", {}))
-        result["commands"] = old.get("commands", [old.get("command")]) + [result["command"]]
+        result["commands"] = _commands(old) + [result["command"]]
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="paper_table_"))
     earlier = _earlier_runs(args.reuse)
     for task in args.tasks.split(","):
@@ -187,6 +187,12 @@ def converge(args) -> dict:
     return result
 
 
+def _commands(d: dict, default: str | None = None) -> list[str]:
+    """A result's or task's commands: its ``commands``, or its one ``command`` (files written
+    before the list was kept), or ``default`` where it has neither."""
+    return d.get("commands", [d.get("command", default)])
+
+
 def _summarise(row: dict) -> dict:
     """A variant's row: mean and sample standard deviation of its runs' test accuracy."""
     import numpy as np
@@ -202,9 +208,7 @@ def merge(base: dict, other: dict) -> dict:
     kept."""
     from slimedge import variants
 
-    base.setdefault("commands", [base["command"]])
-    base["commands"] += [c for c in other.get("commands", [other["command"]])
-                         if c not in base["commands"]]
+    base["commands"] = list(dict.fromkeys([*_commands(base), *_commands(other)]))
     base["date"] = max(base["date"], other["date"])
     for result in (base, other):  # files written before these were recorded per task
         for entry in result["tasks"].values():
@@ -223,14 +227,13 @@ def merge(base: dict, other: dict) -> dict:
             rows[r["variant"]] = r
         mine["variants"] = [rows[v] for v in variants.VARIANTS if v in rows] + \
             [r for v, r in rows.items() if v not in variants.VARIANTS]
-        mine["commands"] = list(dict.fromkeys([*mine.get("commands", [mine["command"]]),
-                                               *entry.get("commands", [entry["command"]])]))
+        mine["commands"] = list(dict.fromkeys([*_commands(mine), *_commands(entry)]))
     return base
 
 
 def markdown_converged(result: dict) -> str:
     m = result["machine"]
-    commands = result.get("commands", [result["command"]])
+    commands = _commands(result)
     lines = [SECTION_CONVERGED, "",
              "Every variant trained until a number of epochs (the patience) passed without a "
              "better validation accuracy, or to a cap of epochs, at a constant learning rate, "
@@ -254,8 +257,7 @@ def markdown_converged(result: dict) -> str:
                   f"Patience {entry.get('patience', result['patience'])} epochs, cap "
                   f"{s['epochs']}, seeds {', '.join(map(str, seeds))}"
                   + (", denormals flushed to zero" if entry.get("flush_denormal") else "")
-                  + "; " + "; ".join(f"`{c}`" for c in entry.get(
-                      "commands", [entry.get("command", result["command"])])) + ".", "",
+                  + "; " + "; ".join(f"`{c}`" for c in _commands(entry, result["command"])) + ".", "",
                   f"n = {s['hidden_size']}, one layer, batch {s['batch_size']}, Adam lr {s['lr']}, "
                   f"gradient-norm clip 1, PyTorch default init, σ = sigmoid, g = tanh. Data: train "
                   + " / ".join(f"{k} {v:,}" for k, v in entry["data"]["sizes"].items()).removeprefix(
@@ -406,7 +408,7 @@ def markdown(result: dict) -> str:
              f"torch {m.get('torch') or m.get('versions', {}).get('torch')}",
              f"- Date: {result['date']}",
              *(f"- Note: {t}" for t in result.get("notes", [])),
-             *(f"- Command: `{c}`" for c in result.get("commands", [result["command"]])),
+             *(f"- Command: `{c}`" for c in _commands(result)),
              "- Reproduce everything from scratch: `python benchmarks/paper_table.py` "
              "(training is deterministic on one machine and thread count; `--reuse DIR` only "
              "skips runs whose exact settings were already trained, e.g. by "
@@ -524,7 +526,7 @@ def main(argv=None) -> None:
     result = json.loads(args.out.read_text()) if args.table_only or args.timing_only \
         else run(args)
     if args.timing_only:
-        result.setdefault("commands", [result["command"]]).append(_command())
+        result["commands"] = [*_commands(result), _command()]
     if args.timing_rounds and not args.table_only:
         timing(args, result)
         save(result, args.out)

@@ -98,7 +98,7 @@ def measure(shape, names, rounds, reference=False, seed=0, device="cpu", steps_p
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     times = {k: [] for k in steps}
     walls = {k: [] for k in steps}
-    kernel = {k: [] for k in steps}  # (system CPU time, page faults) of each timed step
+    system = {k: [] for k in steps}  # (system CPU time, page faults) of each timed step
     for r in range(rounds + 1):
         for k, step in steps.items():
             for j in range(steps_per_round + 1):
@@ -112,13 +112,13 @@ def measure(shape, names, rounds, reference=False, seed=0, device="cpu", steps_p
                     times[k].append(wall if cuda else time.process_time() - t0)
                     walls[k].append(wall)
                     u1 = resource.getrusage(resource.RUSAGE_SELF)
-                    kernel[k].append((u1.ru_stime - u0.ru_stime, u1.ru_minflt - u0.ru_minflt))
+                    system[k].append((u1.ru_stime - u0.ru_stime, u1.ru_minflt - u0.ru_minflt))
     base = statistics.median(times[TORCH_LSTM])
     rows = {k: {"ms": 1e3 * statistics.median(v), "ratio": base / statistics.median(v),
                 "wall_ms": 1e3 * statistics.median(walls[k]),
                 # of the CPU time, how much the OS spent (mostly page faults of fresh buffers)
-                "system_ms": 1e3 * statistics.median(s for s, _ in kernel[k]),
-                "page_faults": statistics.median(f for _, f in kernel[k]),
+                "system_ms": 1e3 * statistics.median(s for s, _ in system[k]),
+                "page_faults": statistics.median(f for _, f in system[k]),
                 "ms_all": [round(1e3 * t, 3) for t in v]} for k, v in times.items()}
     # the engine each fused loop ran on at the end (one that failed here fell back to torch's)
     for name, model in models.items():
@@ -185,8 +185,8 @@ def markdown(result: dict) -> str:
              "Adam) of every variant through `SlimLSTM` (its fused time loop, the default) beside "
              f"{peer} with the same head, in the same run: interleaved rounds, in each "
              f"round every model trains {shapes[0]['steps_per_round']} steps back to back after "
-             "one untimed "
-             "step (as training does: a step right after another model's runs slower), median "
+             "one untimed step (as training does: a step right after another model's runs "
+             "slower), median "
              "step time over the rounds after a warm-up round; × nn.LSTM = torch.nn.LSTM's "
              "time over the model's (above 1: faster). Shapes are (T, batch, m, n), one layer. "
              + ("Times are wall time on the GPU, synchronized before and after each step."
