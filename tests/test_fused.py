@@ -118,9 +118,9 @@ def test_numba_float32_tanh_and_sigmoid_within_3e_7_of_numpy():
         assert err <= 3e-7, (kind, err)
 
 
-def _train_grads(model, x, lengths, seed=0):
+def _train_grads(model, x, lengths=None, seed=0, state=None):
     torch.manual_seed(seed)  # dropout between layers draws the same mask on either path
-    y, (h, c) = model(x, lengths=lengths)
+    y, (h, c) = model(x, state, lengths=lengths)
     w = torch.linspace(-1, 1, y.shape[-1], dtype=y.dtype, device=y.device)
     loss = (y * w).mean() + h.square().mean() + 0.1 * c.mean()
     return [y, h, c, *torch.autograd.grad(loss, [*model.parameters(), x])]
@@ -145,12 +145,6 @@ def test_float32_gradients_equal_reference_at_real_size(name):
 
 
 
-def _state_grads(model, x, state):
-    y, (h, c) = model(x, state)
-    loss = (y * torch.linspace(-1, 1, y.shape[-1])).mean() + h.square().mean() + 0.1 * c.mean()
-    return [y, h, c, *torch.autograd.grad(loss, [*model.parameters(), x])]
-
-
 @pytest.mark.parametrize("name", ["LSTM6", "LSTM_C6"])
 def test_float32_rows_taken_together_equal_reference(name):
     """One learned slot and no padding: the numba kernels take r batch rows as one row of r·n
@@ -166,7 +160,7 @@ def test_float32_rows_taken_together_equal_reference(name):
         x = torch.randn(B, 28, 28).requires_grad_()
         state = tuple(torch.randn(2, B, n) for _ in range(2))
 
-        a, b = (_state_grads(model, x, state) for model in (ref, fused))
+        a, b = (_train_grads(model, x, state=state) for model in (ref, fused))
         assert fused_numba.rows_per_pass(fused.cells[0]._fused_plan, B, None) == r
         assert "numba" not in fused_cpu.FAILED
         for k, (p, q) in enumerate(zip(a, b)):
