@@ -50,8 +50,10 @@ def tasks(args) -> dict[str, dict]:
                      batch_size=32, lr=args.lr, schedule="cosine", limit=None),
         # 784 steps per image: a seeded, stratified subset of every split (--pixels-limit)
         "mnist-pixels": dict(data="mnist-pixels", hidden_size=100, epochs=args.mnist_epochs,
-                             batch_size=128, lr=args.lr, schedule="cosine",
-                             limit=args.pixels_limit),
+                             batch_size=args.pixels_batch_size, lr=args.pixels_lr or args.lr,
+                             schedule="cosine", limit=args.pixels_limit,
+                             **({"forget_bias": args.pixels_forget_bias}
+                                if args.pixels_forget_bias is not None else {})),
     }
 
 
@@ -231,6 +233,12 @@ def merge(base: dict, other: dict) -> dict:
     return base
 
 
+def _init_words(settings: dict) -> str:
+    b = settings.get("forget_bias")
+    return "PyTorch default init" + (f" and b_f = {b:g} where a variant learns it"
+                                     if b is not None else "")
+
+
 def markdown_converged(result: dict) -> str:
     m = result["machine"]
     commands = _commands(result)
@@ -259,7 +267,7 @@ def markdown_converged(result: dict) -> str:
                   + (", denormals flushed to zero" if entry.get("flush_denormal") else "")
                   + "; " + "; ".join(f"`{c}`" for c in _commands(entry, result["command"])) + ".", "",
                   f"n = {s['hidden_size']}, one layer, batch {s['batch_size']}, Adam lr {s['lr']}, "
-                  f"gradient-norm clip 1, PyTorch default init, σ = sigmoid, g = tanh. Data: train "
+                  f"gradient-norm clip 1, {_init_words(s)}, σ = sigmoid, g = tanh. Data: train "
                   + " / ".join(f"{k} {v:,}" for k, v in entry["data"]["sizes"].items()).removeprefix(
                       "train ") + " sequences.", "",
                   "| variant | params | test acc (mean ± sd) | Δ vs LSTM0 (points) | within 2 points "
@@ -419,7 +427,7 @@ def markdown(result: dict) -> str:
         lines += [f"### {task}", "",
                   f"Budget: hidden size n = {s['hidden_size']}, one layer, {s['epochs']} epochs, "
                   f"batch {s['batch_size']}, Adam lr {s['lr']} with a {s['schedule']} schedule, "
-                  f"gradient-norm clip 1, seed {result['seed']}, PyTorch default init, "
+                  f"gradient-norm clip 1, seed {result['seed']}, {_init_words(s)}, "
                   f"σ = sigmoid, g = tanh. Data: train {sizes['train']:,} / val "
                   f"{sizes['val']:,} / test {sizes['test']:,} sequences ({d['split']}).", ""]
         runs = entry["runs"]
@@ -490,6 +498,10 @@ def main(argv=None) -> None:
     p.add_argument("--max-epochs", type=int, default=100, help="with --patience: the cap")
     p.add_argument("--pixels-limit", type=int, default=3000,
                    help="mnist-pixels: cap every split at this many images")
+    p.add_argument("--pixels-batch-size", type=int, default=128, help="mnist-pixels: batch size")
+    p.add_argument("--pixels-lr", type=float, default=None, help="mnist-pixels: lr (default --lr)")
+    p.add_argument("--pixels-forget-bias", type=float, default=None,
+                   help="mnist-pixels: b_f's initial value where a variant learns one")
     p.add_argument("--flush-denormal", action="store_true",
                    help="torch.set_flush_denormal(True) while training (with --patience): long "
                         "sequences' backward slows several-fold on denormals")

@@ -79,6 +79,7 @@ class TrainConfig:
     activation: str = "tanh"
     constants: dict[str, float] = field(default_factory=dict)
     init: str = "pytorch"
+    forget_bias: float | None = None  # b_f's initial value where the variant learns one
     input_only_cell: bool = False
     threads: int = 1
     flush_denormals: bool = False
@@ -110,7 +111,9 @@ class TrainConfig:
         for name, value in (("learning rate", self.lr), ("gradient clip", self.clip),
                             ("dropout", self.dropout), ("val fraction", self.val_fraction),
                             ("test fraction", self.test_fraction),
-                            *((f"gate constant {k}", v) for k, v in self.constants.items())):
+                            *((f"gate constant {k}", v) for k, v in self.constants.items()),
+                            *((("forget bias", self.forget_bias),)
+                              if self.forget_bias is not None else ())):
             try:
                 finite = math.isfinite(float(value))
             except (TypeError, ValueError):
@@ -209,7 +212,8 @@ def build_model(config: TrainConfig, splits: _data.DataSplits) -> SequenceClassi
                                len(splits.labels), config.num_layers, config.dropout,
                                labels=splits.labels, gate_activation=config.gate_activation,
                                activation=config.activation, constants=config.constants or None,
-                               init=config.init, input_only_cell=config.input_only_cell)
+                               init=config.init, forget_bias=config.forget_bias,
+                               input_only_cell=config.input_only_cell)
     mean, std = splits.train.feature_stats()
     model.set_normalization(mean, std)
     return model

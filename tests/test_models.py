@@ -203,6 +203,25 @@ def test_paper_initialisation():
     assert t["W_c"].abs().max() <= limit
 
 
+@pytest.mark.parametrize("init", ["pytorch", "paper"])
+@pytest.mark.parametrize("variant", ["LSTM0", "LSTM3", "LSTM11", "LSTM2", "LSTM10", "LSTM5a",
+                                     "LSTM_C6"])
+def test_forget_bias_sets_b_f_only(variant, init):
+    torch.manual_seed(3)
+    plain = SlimLSTM(variant, 3, 5, num_layers=2, init=init)
+    torch.manual_seed(3)
+    biased = SlimLSTM(variant, 3, 5, num_layers=2, init=init, forget_bias=1.5)
+    learns_b_f = variants.get(variant).has("f", "b")
+    for a, b in zip(plain.cells, biased.cells):
+        ta, tb = a.terms(), b.terms()
+        assert ("b_f" in tb) == learns_b_f
+        for name in ta:
+            if name == "b_f":
+                assert torch.all(tb[name] == 1.5)
+            else:  # everything else as the init made it
+                assert torch.equal(ta[name], tb[name]), name
+
+
 @pytest.mark.parametrize("slots", [
     {"i": "Wb", "f": "W", "o": "Wub", "c": "WU"},     # W slots with a bias only in part
     {"i": "W", "f": "Ub", "o": 0.5, "c": "Wb"},       # gate biases without W, a W gate without b

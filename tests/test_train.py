@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from slimedge import checkpoint, data, zoo
@@ -130,7 +131,8 @@ def test_bad_settings_fail_early():
             TrainConfig(**kw)
 
 
-@pytest.mark.parametrize("field", ["lr", "clip", "dropout", "val_fraction", "test_fraction"])
+@pytest.mark.parametrize("field", ["lr", "clip", "dropout", "val_fraction", "test_fraction",
+                                   "forget_bias"])
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), "abc"])
 def test_non_finite_settings_are_refused(field, value):
     with pytest.raises(ValueError, match="must be a finite number"):
@@ -148,7 +150,8 @@ def test_out_of_range_settings_are_refused(kw, message):
 
 
 @pytest.mark.parametrize("option, value", [("--clip", "nan"), ("--lr", "inf"), ("--lr", "-inf"),
-                                           ("--dropout", "nan"), ("--clip", "inf")])
+                                           ("--dropout", "nan"), ("--clip", "inf"),
+                                           ("--forget-bias", "nan")])
 def test_cli_train_refuses_non_finite_numbers(tmp_path, monkeypatch, option, value):
     monkeypatch.setattr(data, "load", lambda *a, **k: pytest.fail("data loaded"))
     r = runner.invoke(app, ["train", "-o", str(tmp_path / "m.safetensors"), option, value, "--quiet"])
@@ -346,6 +349,20 @@ def test_converged_tables_made_in_parts_merge_into_one():
     assert [x["seed"] for x in row["runs"]] == [0, 1]
     assert row["test_accuracy_mean"] == pytest.approx(0.85)
     assert row["test_accuracy_std"] == pytest.approx(0.0707, abs=1e-4)
+    assert "PyTorch default init, σ" in text
+    merged["tasks"]["mnist-rows"]["settings"]["forget_bias"] = 1.0
+    assert "PyTorch default init and b_f = 1 where a variant learns it" in \
+        pt.markdown_converged(merged)
+
+
+def test_forget_bias_reaches_the_trained_model_and_its_log(tmp_path, fsdd_small):
+    from slimedge.train import build_model
+
+    cfg = TrainConfig(variant="LSTM11", hidden_size=8, epochs=1, limit=400, forget_bias=1.0)
+    model = build_model(cfg, fsdd_small)
+    assert torch.all(model.lstm.cells[0].terms()["b_f"] == 1.0)
+    r = train(cfg, tmp_path / "m.safetensors", quiet=True, splits=fsdd_small)
+    assert r.log["config"]["forget_bias"] == 1.0
 
 
 def test_divergence_stops_with_a_clear_error(tmp_path):

@@ -79,7 +79,7 @@ _RUN_SETTINGS = [("variant", "--variant"), ("data", "--data"), ("hidden_size", "
                  ("schedule", "--schedule"), ("clip", "--clip"), ("dropout", "--dropout"),
                  ("seed", "--seed"), ("split_seed", "--split-seed"), ("limit", "--limit"),
                  ("gate_activation", "--gate-activation"), ("activation", "--activation"),
-                 ("constant", "--constant"), ("init", "--init"),
+                 ("constant", "--constant"), ("init", "--init"), ("forget_bias", "--forget-bias"),
                  ("input_only_cell", "--input-only-cell"), ("threads", "--threads"),
                  ("flush_denormals", "--flush-denormals")]
 
@@ -106,6 +106,7 @@ def train_cmd(
     activation: str = typer.Option("tanh", "--activation", metavar=_choices(ACTIVATIONS), help="g of the cell."),
     constant: list[str] = typer.Option([], "--constant", metavar="GATE=VALUE", show_default=False, help="A fixed gate's value (repeatable), e.g. f=0.5."),
     init: str = typer.Option("pytorch", "--init", metavar=_choices(INITS), help="pytorch, or paper (the authors' initialisation)."),
+    forget_bias: Optional[float] = typer.Option(None, "--forget-bias", show_default=False, help="b_f's initial value where the variant learns one (LSTM0/1/3/5/11); 1 helps long sequences leave chance early [default: as --init sets it]."),
     input_only_cell: bool = typer.Option(False, "--input-only-cell", help="LSTM_C6 only: c~ = g(W_c x + b_c)."),
     threads: int = typer.Option(1, "--threads", help="Torch CPU threads (fixed, for reproducible runs)."),
     flush_denormals: bool = typer.Option(False, "--flush-denormals", help="Take float32 values below the normal range as zero (x86): long sequences (T in the hundreds) train several times faster; the weights change in the last bits."),
@@ -129,7 +130,7 @@ def train_cmd(
                          dropout=dropout, seed=seed, split_seed=split_seed, limit=limit,
                          gate_activation=gate_activation, activation=activation,
                          constants=_parse_constants(constant), init=init,
-                         input_only_cell=input_only_cell, threads=threads,
+                         forget_bias=forget_bias, input_only_cell=input_only_cell, threads=threads,
                          flush_denormals=flush_denormals)
     try:
         result = train(None if resume and epochs is None else config, output, resume=resume,

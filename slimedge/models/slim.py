@@ -58,6 +58,9 @@ class SlimLSTMCell(nn.Module):
         constants: values for the variant's fixed gates, e.g. ``{"f": 0.5}``; never trainable.
         init: ``"pytorch"`` (uniform ±1/√n, like torch.nn.LSTM) or ``"paper"`` (the authors':
             W glorot-uniform, U orthogonal, u from columns of an orthogonal matrix, biases zero).
+        forget_bias: the initial value of b_f, where the variant learns one (LSTM0/1/3/5/11;
+            after ``init``). 1 is Jozefowicz et al.'s and Keras' ``unit_forget_bias``: on long
+            sequences (MNIST pixel by pixel) it decides whether training leaves chance early.
         input_only_cell: the variant's input-only cell reading (LSTM_C6's harsher
             c~ = g(W_c x + b_c)); variants that offer none refuse it.
     """
@@ -65,7 +68,7 @@ class SlimLSTMCell(nn.Module):
     def __init__(self, variant: str | VariantSpec, input_size: int, hidden_size: int, *,
                  gate_activation: str = "sigmoid", activation: str = "tanh",
                  constants: Mapping[str, float] | None = None, init: str = "pytorch",
-                 input_only_cell: bool = False) -> None:
+                 forget_bias: float | None = None, input_only_cell: bool = False) -> None:
         super().__init__()
         if int(input_size) < 1 or int(hidden_size) < 1:
             raise ValueError(f"input_size and hidden_size must be positive, got "
@@ -100,14 +103,20 @@ class SlimLSTMCell(nn.Module):
         self.u = self._param(len(self._slots_of["u"]), n)
         self.b = self._param(len(self._slots_of["b"]), n)
         self.constants = spec.constants  # plain floats: not parameters, not trainable
-        self.reset_parameters(_check_choice("init", init, INITS))
+        self.reset_parameters(_check_choice("init", init, INITS), forget_bias)
 
     @staticmethod
     def _param(rows: int, cols: int) -> nn.Parameter | None:
         return nn.Parameter(torch.empty(rows, cols)) if rows else None
 
     # ---- parameters ------------------------------------------------------------------------
-    def reset_parameters(self, init: str = "pytorch") -> None:
+    def reset_parameters(self, init: str = "pytorch", forget_bias: float | None = None) -> None:
+        self._init_weights(init)
+        if forget_bias is not None and "f" in self._slots_of["b"]:
+            with torch.no_grad():
+                self.b[self._slots_of["b"].index("f")].fill_(float(forget_bias))
+
+    def _init_weights(self, init: str) -> None:
         n, m = self.hidden_size, self.input_size
         with torch.no_grad():
             if init == "pytorch":
@@ -297,7 +306,8 @@ class SlimLSTM(nn.Module):
                  num_layers: int = 1, batch_first: bool = True, dropout: float = 0.0, *,
                  gate_activation: str = "sigmoid", activation: str = "tanh",
                  constants: Mapping[str, float] | None = None, init: str = "pytorch",
-                 input_only_cell: bool = False, impl: str = "auto") -> None:
+                 forget_bias: float | None = None, input_only_cell: bool = False,
+                 impl: str = "auto") -> None:
         super().__init__()
         self.impl = _check_choice("impl", impl, IMPLS)
         if int(num_layers) < 1:
@@ -309,7 +319,8 @@ class SlimLSTM(nn.Module):
         self.cells = nn.ModuleList(
             SlimLSTMCell(variant, input_size if k == 0 else hidden_size, hidden_size,
                          gate_activation=gate_activation, activation=activation,
-                         constants=constants, init=init, input_only_cell=input_only_cell)
+                         constants=constants, init=init, forget_bias=forget_bias,
+                         input_only_cell=input_only_cell)
             for k in range(self.num_layers))
         self.spec = self.cells[0].spec
         self.gate_activation, self.activation = gate_activation, activation
