@@ -202,6 +202,43 @@ def test_dispatch_env_and_tracing(monkeypatch):
     assert torch.allclose(traced(x), model(x)[0], atol=1e-6)
 
 
+@pytest.mark.parametrize("name, dtype", [("LSTM10", torch.float32), ("LSTM0", torch.float32),
+                                         ("LSTM_C6", torch.float32), ("LSTM4a", torch.float64)])
+def test_reused_buffers_never_overwrite_what_is_still_held(name, dtype, monkeypatch):
+    """Every buffer pooled (fused_cpu._Buffers; float64 runs the torch engine): steps in a row
+    equal the reference loop and reuse the memory, an output held across calls keeps its values,
+    and a graph kept with retain_graph=True gives the same gradients after other calls."""
+    monkeypatch.setattr(fused_cpu._Buffers, "MIN_BYTES", 0)
+    torch.manual_seed(0)
+    ref = SlimLSTM(name, 5, 16, 2, impl="reference").to(dtype)
+    fused = SlimLSTM(name, 5, 16, 2, impl="fused").to(dtype)
+    fused.load_state_dict(ref.state_dict())
+    xs = [torch.randn(4, 9, 5, dtype=dtype, requires_grad=True) for _ in range(3)]
+    tol = 2e-5 if dtype == torch.float32 else 1e-10
+    for x, lengths in zip(xs, [None, torch.tensor([9, 3, 9, 1]), None]):
+        got, want = _train_grads(fused, x, lengths), _train_grads(ref, x, lengths)
+        for k, (p, q) in enumerate(zip(want, got)):
+            assert float((p - q).detach().abs().max()) <= tol * (float(p.detach().abs().max()) + 1e-12), k
+        del got  # nothing of this step is held now
+    pools = [cell._fused_plan.__dict__["_buffers"].kept for cell in fused.cells]
+    assert all(len(kept) == 1 for pool in pools for kept in pool.values())
+    assert {tag for tag, *_ in pools[0]} >= {"A", "S", "C", "dZ"}
+
+    with torch.no_grad():
+        y1, _ = fused(xs[0])
+        held = y1.clone()
+        y2, _ = fused(xs[1])
+    assert torch.equal(y1, held) and not torch.equal(y1, y2)
+
+    y, (h, c) = fused(xs[0])
+    loss = y.square().mean() + h.sum() + c.mean()
+    first = torch.autograd.grad(loss, list(fused.parameters()), retain_graph=True)
+    _train_grads(fused, xs[1])
+    _train_grads(fused, xs[2], torch.tensor([2, 9, 9, 4]))
+    again = torch.autograd.grad(loss, list(fused.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+
+
 def test_fused_training_is_deterministic():
     def run():
         torch.manual_seed(3)

@@ -403,9 +403,7 @@ def numba_forward(p, A, Uf, uf, h0, c0, mask, bf):
     T, B, k, n = A.shape
     r = rows_per_pass(p, B, mask)
     An, (fwd, _), slot, const, ur, br, maskn, _, _ = _setup(p, A, uf, bf, mask, r)
-    S, C = A.new_empty(T, B, n), A.new_empty(T + 1, B, n)
-    o = p.gate["o"]
-    G = S if (isinstance(o, float) and o == 1.0 and mask is None) else A.new_empty(T, B, n)
+    S, C, G = fused_cpu.states(p, A, mask)
     C[0] = c0
     args = (An, ur, br, _merge(_np(h0), r), *(_merge(t.numpy(), r) for t in (S, C, G)), maskn)
     if Uf is None:
@@ -425,7 +423,7 @@ def numba_backward(p, A, S, C, G, Uf, uf, h0, dout, dhT, dcT, mask):
     T, B, k, n = A.shape
     r = rows_per_pass(p, B, mask)
     An, (_, bwd), slot, const, ur, _, maskn, iu, ib = _setup(p, A, uf, None, mask, r)
-    dZ = A.new_empty(T, B, k, n)
+    dZ = fused_cpu.buffer(p, "dZ", (T, B, k, n), A)
     dh = dhT.clone().contiguous() if dhT is not None else A.new_zeros(B, n)
     dc = dcT.clone().contiguous() if dcT is not None else A.new_zeros(B, n)
     scratch = np.empty((13, r * n), dtype=An.dtype)
