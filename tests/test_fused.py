@@ -213,7 +213,8 @@ def test_reused_buffers_never_overwrite_what_is_still_held(name, dtype, monkeypa
     ref = SlimLSTM(name, 5, 16, 2, impl="reference").to(dtype)
     fused = SlimLSTM(name, 5, 16, 2, impl="fused").to(dtype)
     fused.load_state_dict(ref.state_dict())
-    xs = [torch.randn(4, 9, 5, dtype=dtype, requires_grad=True) for _ in range(3)]
+    # the last batch is shorter: it takes the front of the same buffers
+    xs = [torch.randn(4, T, 5, dtype=dtype, requires_grad=True) for T in (9, 9, 6)]
     tol = 2e-5 if dtype == torch.float32 else 1e-10
     for x, lengths in zip(xs, [None, torch.tensor([9, 3, 9, 1]), None]):
         got, want = _train_grads(fused, x, lengths), _train_grads(ref, x, lengths)
@@ -222,7 +223,7 @@ def test_reused_buffers_never_overwrite_what_is_still_held(name, dtype, monkeypa
         del got  # nothing of this step is held now
     pools = [cell._fused_plan.__dict__["_buffers"].kept for cell in fused.cells]
     assert all(len(kept) == 1 for pool in pools for kept in pool.values())
-    assert {tag for tag, *_ in pools[0]} >= {"A", "S", "C", "dZ"}
+    assert {tag for tag, _ in pools[0]} >= {"A", "S", "C", "dZ"}
 
     with torch.no_grad():
         y1, _ = fused(xs[0])
@@ -234,7 +235,7 @@ def test_reused_buffers_never_overwrite_what_is_still_held(name, dtype, monkeypa
     loss = y.square().mean() + h.sum() + c.mean()
     first = torch.autograd.grad(loss, list(fused.parameters()), retain_graph=True)
     _train_grads(fused, xs[1])
-    _train_grads(fused, xs[2], torch.tensor([2, 9, 9, 4]))
+    _train_grads(fused, xs[2], torch.tensor([2, 6, 6, 4]))
     again = torch.autograd.grad(loss, list(fused.parameters()))
     assert all(torch.equal(a, b) for a, b in zip(first, again))
 

@@ -111,7 +111,7 @@ class _Buffers:
     sees its memory rewritten."""
 
     MIN_BYTES = 1 << 20  # smaller ones come from the allocator's own free lists
-    KEEP = 2             # per tag and shape: a caller holding one step's output still reuses
+    KEEP = 2             # per tag: a caller holding one step's output still reuses the other
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -129,13 +129,14 @@ class _Buffers:
         if (like.device.type != "cpu" or _storage_users is None
                 or numel * like.element_size() < self.MIN_BYTES):
             return like.new_empty(shape)
-        key = (tag, tuple(shape), like.dtype)
+        # flat buffers, a call taking the front of one as big or bigger: batches of other
+        # lengths (T) reuse them too, and a layer keeps at most KEEP per tag
         with self.lock:
-            kept = self.kept.setdefault(key, [])
+            kept = self.kept.setdefault((tag, like.dtype), [])
             for t in kept:
-                if self._unused(t):
-                    return t.view(shape)
-            t = like.new_empty(shape)
+                if t.numel() >= numel and self._unused(t):
+                    return t[:numel].view(shape)
+            t = like.new_empty(numel)
             kept.append(t)
             del kept[:-self.KEEP]
             return t.view(shape)
