@@ -127,6 +127,11 @@ class _Stop(Exception):
     """Raised from train()'s epoch callback: patience ran out."""
 
 
+def _since_best(epochs: list[dict]) -> int:
+    """Epochs since the best validation accuracy so far (the first epoch counts as a best)."""
+    return len(epochs) - max(k + 1 for k, r in enumerate(epochs) if r["best"] or k == 0)
+
+
 def converge(args) -> dict:
     """Every variant to convergence (early stopping on validation accuracy), once per seed."""
     import numpy as np
@@ -158,21 +163,28 @@ def converge(args) -> dict:
             for seed in seeds:
                 cfg = TrainConfig(variant=name, seed=seed, threads=args.threads, **settings)
                 path = workdir / f"{task}_{name}_s{seed}.safetensors"
-                seen = []
+                log_path = path.with_name(path.stem + ".log.json")
+                log = json.loads(log_path.read_text()) if log_path.is_file() else None
+                if log and TrainConfig.from_dict(log["config"]).to_dict() == cfg.to_dict() and (
+                        _since_best(log["epochs"]) >= args.patience
+                        or len(log["epochs"]) >= args.max_epochs):
+                    # this run, finished in --workdir by an earlier call: taken as it is
+                    stopped = _since_best(log["epochs"]) >= args.patience
+                else:
+                    seen = []
 
-                def on_epoch(row, seen=seen):
-                    seen.append(row)
-                    since = len(seen) - max(k + 1 for k, r in enumerate(seen) if r["best"] or k == 0)
-                    if since >= args.patience:
-                        raise _Stop
+                    def on_epoch(row, seen=seen):
+                        seen.append(row)
+                        if _since_best(seen) >= args.patience:
+                            raise _Stop
 
-                try:
-                    train(cfg, path, device="cpu", quiet=True, progress=False, splits=splits,
-                          on_epoch=on_epoch)
-                    stopped = False
-                except _Stop:
-                    stopped = True
-                log = json.loads(path.with_name(path.stem + ".log.json").read_text())
+                    try:
+                        train(cfg, path, device="cpu", quiet=True, progress=False, splits=splits,
+                              on_epoch=on_epoch)
+                        stopped = False
+                    except _Stop:
+                        stopped = True
+                    log = json.loads(log_path.read_text())
                 test = evaluate(checkpoint.load(path), splits.test)
                 runs.append({"seed": seed, "test_accuracy": test.accuracy,
                              "best_val_accuracy": log["best"]["val_accuracy"],
@@ -508,7 +520,9 @@ def main(argv=None) -> None:
     p.add_argument("--merge", action="append", default=[], type=Path, metavar="JSON",
                    help="with --patience --table-only: merge these results into --out first")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--workdir", default=None, help="where the checkpoints go (default: a temp dir)")
+    p.add_argument("--workdir", default=None,
+                   help="where the checkpoints go (default: a temp dir); with --patience a run "
+                        "this directory holds finished, with the same config, is taken as it is")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--reuse", action="append", default=[], metavar="DIR",
                    help="take a run from DIR's *.log.json when its training config is identical "

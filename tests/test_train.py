@@ -355,6 +355,34 @@ def test_converged_tables_made_in_parts_merge_into_one():
         pt.markdown_converged(merged)
 
 
+def test_converged_runs_finished_in_the_workdir_are_taken_not_trained_again(tmp_path, monkeypatch):
+    pt = _paper_table()
+
+    def argv(cap=2):
+        return ["--tasks", "fsdd", "--variants", "LSTM_C6", "--fsdd-hidden", "4", "--patience",
+                "1", "--max-epochs", str(cap), "--workdir", str(tmp_path), "--out",
+                str(tmp_path / "r.json"), "--no-markdown"]
+
+    def runs():
+        return json.loads((tmp_path / "r.json").read_text())["tasks"]["fsdd"]["variants"][0]["runs"]
+
+    pt.main(argv())
+    first = runs()
+    import slimedge.train
+
+    monkeypatch.setattr(slimedge.train, "train", lambda *a, **k: pytest.fail("trained again"))
+    pt.main(argv())
+    assert runs() == first
+    # another config (here the cap), or a run that did not finish, is trained
+    with pytest.raises(pytest.fail.Exception, match="trained again"):
+        pt.main(argv(cap=3))
+    log = tmp_path / "fsdd_LSTM_C6_s0.log.json"
+    text = json.loads(log.read_text())
+    log.write_text(json.dumps({**text, "epochs": text["epochs"][:1]}))  # as if killed after one
+    with pytest.raises(pytest.fail.Exception, match="trained again"):
+        pt.main(argv())
+
+
 def test_forget_bias_reaches_the_trained_model_and_its_log(tmp_path, fsdd_small):
     from slimedge.train import build_model
 
