@@ -138,6 +138,7 @@ def converge(args) -> dict:
     import torch
 
     from slimedge import checkpoint, data, variants
+    from slimedge.cli.commands_train import _parse_constants
     from slimedge.train import TrainConfig, evaluate, train
 
     torch.set_num_threads(args.threads)
@@ -158,11 +159,16 @@ def converge(args) -> dict:
                  "patience": args.patience, "seeds": seeds, "command": _command(),
                  "flush_denormal": args.flush_denormal}
         result["tasks"][task] = entry
+        constants = _parse_constants(args.constant)
+        # a row with its own gate constants is named by them: "LSTM6 f=0.96"
+        suffix = "".join(f" {g}={v:g}" for g, v in constants.items())
         for name in names:
             runs = []
+            label = name + suffix
             for seed in seeds:
-                cfg = TrainConfig(variant=name, seed=seed, threads=args.threads, **settings)
-                path = workdir / f"{task}_{name}_s{seed}.safetensors"
+                cfg = TrainConfig(variant=name, seed=seed, threads=args.threads,
+                                  constants=constants, **settings)
+                path = workdir / f"{task}_{label.replace(' ', '_')}_s{seed}.safetensors"
                 log_path = path.with_name(path.stem + ".log.json")
                 log = json.loads(log_path.read_text()) if log_path.is_file() else None
                 if log and TrainConfig.from_dict(log["config"]).to_dict() == cfg.to_dict() and (
@@ -192,10 +198,11 @@ def converge(args) -> dict:
                              "early_stopped": stopped,
                              "train_seconds_per_epoch": float(np.mean(
                                  [r["train_seconds"] for r in log["epochs"]]))})
-                print(f"{task:11s} {name:8s} seed {seed}  test acc {test.accuracy:.4f}  best epoch "
+                print(f"{task:11s} {label:8s} seed {seed}  test acc {test.accuracy:.4f}  best epoch "
                       f"{runs[-1]['best_epoch']}/{runs[-1]['epochs_run']}", flush=True)
             entry["variants"].append(_summarise({
-                "variant": name, "params": variants.get(name).num_params(
+                "variant": label, **({"constants": constants} if constants else {}),
+                "params": variants.get(name).num_params(
                     splits.input_size, settings["hidden_size"]), "runs": runs}))
             save(merge(json.loads(json.dumps(earlier)), result) if earlier else result, args.out)
     return result
@@ -514,6 +521,9 @@ def main(argv=None) -> None:
     p.add_argument("--pixels-lr", type=float, default=None, help="mnist-pixels: lr (default --lr)")
     p.add_argument("--pixels-forget-bias", type=float, default=None,
                    help="mnist-pixels: b_f's initial value where a variant learns one")
+    p.add_argument("--constant", action="append", default=[], metavar="GATE=VALUE",
+                   help="with --patience: this value for the variants' fixed gate (repeatable); "
+                        "their rows are named by it, e.g. 'LSTM6 f=0.96'")
     p.add_argument("--flush-denormal", action="store_true",
                    help="torch.set_flush_denormal(True) while training (with --patience): long "
                         "sequences' backward slows several-fold on denormals")

@@ -381,6 +381,13 @@ def test_converged_runs_finished_in_the_workdir_are_taken_not_trained_again(tmp_
     log.write_text(json.dumps({**text, "epochs": text["epochs"][:1]}))  # as if killed after one
     with pytest.raises(pytest.fail.Exception, match="trained again"):
         pt.main(argv())
+    monkeypatch.undo()
+    pt.main([*argv(), "--constant", "f=0.9"])  # its own row, its own runs
+    rows = json.loads((tmp_path / "r.json").read_text())["tasks"]["fsdd"]["variants"]
+    assert [r["variant"] for r in rows] == ["LSTM_C6", "LSTM_C6 f=0.9"]
+    assert rows[1]["constants"] == {"f": 0.9}
+    assert json.loads((tmp_path / "fsdd_LSTM_C6_f=0.9_s0.log.json").read_text())[
+        "config"]["constants"] == {"f": 0.9}
 
 
 def test_forget_bias_reaches_the_trained_model_and_its_log(tmp_path, fsdd_small):
