@@ -240,6 +240,24 @@ def test_reused_buffers_never_overwrite_what_is_still_held(name, dtype, monkeypa
     assert all(torch.equal(a, b) for a, b in zip(first, again))
 
 
+def test_a_model_that_ran_copies_and_pickles_without_its_buffers(monkeypatch):
+    import copy
+    import io
+
+    monkeypatch.setattr(fused_cpu._Buffers, "MIN_BYTES", 0)
+    model = SlimLSTM("LSTM10", 3, 8)
+    x = torch.randn(2, 5, 3)
+    y = model(x)[0]
+    y.sum().backward()
+    assert model.cells[0]._fused_plan.__dict__["_buffers"].kept
+    saved = io.BytesIO()
+    torch.save(model, saved)
+    saved.seek(0)
+    for other in (copy.deepcopy(model), torch.load(saved, weights_only=False)):
+        assert not other.cells[0]._fused_plan.__dict__["_buffers"].kept
+        assert torch.equal(other(x)[0], y)
+
+
 def test_fused_training_is_deterministic():
     def run():
         torch.manual_seed(3)

@@ -117,6 +117,9 @@ class _Buffers:
         self.lock = threading.Lock()
         self.kept: dict[tuple, list[torch.Tensor]] = {}
 
+    def __reduce__(self):  # a copied or pickled model starts with none (and no lock to copy)
+        return _Buffers, ()
+
     @staticmethod
     def _unused(t: torch.Tensor) -> bool:
         # users of the storage: the pool's tensor, the storage object made to ask, and one per
