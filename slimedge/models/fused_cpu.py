@@ -11,7 +11,9 @@ activations, every activation g, fixed constants and ``lengths`` masking, in flo
   activation call per kind; slots without a recurrent term are activated for the whole sequence
   before the loop (and differentiated after it);
 - no autograd graph is built per step: the forward saves the activations, states and g(c), and the
-  backward walks the steps in reverse, then dU and du are one product (or sum) over all steps.
+  backward walks the steps in reverse, then dU and du are one product (or sum) over all steps;
+- on the CPU a layer keeps its big buffers (A, the states, dZ) and reuses them once nothing holds
+  them (:class:`_Buffers`): at long T fresh ones cost a page fault per 4 KB on every step.
 
 To make every per-step range contiguous the function keeps the learned slots in its own order
 (:class:`Plan`): the gates without a recurrent term, then those with one grouped by U and u, the
