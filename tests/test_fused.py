@@ -240,6 +240,22 @@ def test_reused_buffers_never_overwrite_what_is_still_held(name, dtype, monkeypa
     assert all(torch.equal(a, b) for a, b in zip(first, again))
 
 
+def test_pooled_buffers_after_inference_mode_and_outputs_changed_in_place(monkeypatch):
+    monkeypatch.setattr(fused_cpu._Buffers, "MIN_BYTES", 0)
+    assert fused_cpu._POOLING  # this torch counts storage users as the pool expects
+    torch.manual_seed(0)
+    model = SlimLSTM("LSTM10", 3, 8)
+    x = torch.randn(2, 5, 3)
+    with torch.inference_mode():
+        model(x)
+    y = model(x)[0]  # buffers made in inference mode would refuse this forward's writes
+    y.sum().backward()
+    y = model(x)[0]
+    y.mul_(2)  # an output is an ordinary tensor
+    with torch.no_grad():
+        model(x)[0].add_(1)
+
+
 def test_a_model_that_ran_copies_and_pickles_without_its_buffers(monkeypatch):
     import copy
     import io

@@ -125,13 +125,14 @@ class _Buffers:
     @staticmethod
     def _unused(t: torch.Tensor) -> bool:
         # users of the storage: the pool's tensor, the storage object made to ask, and one per
-        # tensor handed out (each hand-out is a view: a graph saving it, or an output held, holds
-        # that view, which counts; a reference to the pool's own tensor would not)
+        # tensor handed out (a graph saving it, or an output held, holds that tensor, which
+        # counts; a reference to the pool's own tensor would not, so that is never handed out)
         return _storage_users(t.untyped_storage()._cdata) == 2
 
     def empty(self, tag: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         numel = math.prod(shape)
-        if (like.device.type != "cpu" or _storage_users is None
+        # not in inference mode: its tensors cannot be written outside it later
+        if (like.device.type != "cpu" or not _POOLING or torch.is_inference_mode_enabled()
                 or numel * like.element_size() < self.MIN_BYTES):
             return like.new_empty(shape)
         # flat buffers, a call taking the front of one as big or bigger: batches of other
@@ -140,20 +141,42 @@ class _Buffers:
             kept = self.kept.setdefault((tag, like.dtype), [])
             for t in kept:
                 if t.numel() >= numel and self._unused(t):
-                    return t[:numel].view(shape)
+                    return _hand_out(t, shape)
             t = like.new_empty(numel)
             kept.append(t)
             del kept[:-self.KEEP]
-            return t.view(shape)
+            return _hand_out(t, shape)
+
+
+def _hand_out(t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """A tensor of ``shape`` on the front of ``t``'s memory: its own tensor, not a view (a layer's
+    output stays an ordinary tensor, which may be changed in place as before)."""
+    return t.new_empty(0).set_(t.untyped_storage(), 0, shape)
+
+
+def _counts_users() -> bool:
+    """Whether this torch counts a storage's users as :class:`_Buffers` relies on (else every
+    buffer is fresh, as before)."""
+    if _storage_users is None:
+        return False
+    t = torch.empty(1)
+    u = _hand_out(t, (1,))
+    held = _storage_users(t.untyped_storage()._cdata)
+    del u
+    return held == 3 and _Buffers._unused(t)
 
 
 _storage_users = getattr(torch._C, "_storage_Use_Count", None)
+_POOLING = _counts_users()
 
 
 def buffer(p: Plan, tag: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
     """An uninitialised tensor of ``shape`` with ``like``'s dtype and device, from the layer's
     :class:`_Buffers` (big CPU ones are reused between calls)."""
-    return p.__dict__.setdefault("_buffers", _Buffers()).empty(tag, shape, like)
+    pool = p.__dict__.get("_buffers")
+    if pool is None:
+        pool = p.__dict__.setdefault("_buffers", _Buffers())
+    return pool.empty(tag, shape, like)
 
 
 def states(p: Plan, A: torch.Tensor, mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
