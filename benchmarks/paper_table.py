@@ -99,7 +99,7 @@ def run(args) -> dict:
         for name in names:
             cfg = TrainConfig(variant=name, seed=args.seed, threads=args.threads,
                               **{k: v for k, v in settings.items()})
-            key = json.dumps(cfg.to_dict(), sort_keys=True)
+            key = _config_key(cfg.to_dict())
             if key in earlier:  # the same deterministic run, already done (e.g. by zoo.build)
                 r, source = earlier[key]
             else:
@@ -132,6 +132,20 @@ def _since_best(epochs: list[dict]) -> int:
     return len(epochs) - max(k + 1 for k, r in enumerate(epochs) if r["best"] or k == 0)
 
 
+def _stops_at(epochs: list[dict], patience: int, cap: int) -> int | None:
+    """After how many of these epochs a run with this patience and cap stops (None: not yet)."""
+    return next((j for j in range(1, len(epochs) + 1)
+                 if _since_best(epochs[:j]) >= patience or j >= cap), None)
+
+
+def _config_key(config: dict) -> str:
+    """A run's training config as TrainConfig reads it (a setting added since a log was written
+    takes its default), for comparing runs."""
+    from slimedge.train import TrainConfig
+
+    return json.dumps(TrainConfig.from_dict(config).to_dict(), sort_keys=True)
+
+
 def converge(args) -> dict:
     """Every variant to convergence (early stopping on validation accuracy), once per seed."""
     import numpy as np
@@ -151,17 +165,24 @@ def converge(args) -> dict:
               "max_epochs": args.max_epochs, "tasks": {}}
     # the tasks and variants already in --out stay (runs made in parts build one table)
     earlier = json.loads(args.out.read_text()) if args.out.exists() else None
+    constants = _parse_constants(args.constant)
+    for name in names:  # every variant has these fixed gates: refused before any training
+        try:
+            TrainConfig(variant=name, constants=constants)
+        except ValueError as e:
+            raise SystemExit(f"--constant: {e}") from None
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="paper_converged_"))
     for task in args.tasks.split(","):
         settings = {**tasks(args)[task], "schedule": "constant", "epochs": args.max_epochs}
+        if earlier and task in earlier["tasks"]:  # before any training
+            _same_settings(task, earlier["tasks"][task]["settings"], settings)
         splits = data.load(settings["data"], limit=settings["limit"])
         entry = {"settings": settings, "data": splits.summary(), "variants": [],
                  "patience": args.patience, "seeds": seeds, "command": _command(),
                  "flush_denormal": args.flush_denormal}
         result["tasks"][task] = entry
-        constants = _parse_constants(args.constant)
         # a row with its own gate constants is named by them: "LSTM6 f=0.96"
-        suffix = "".join(f" {g}={v:g}" for g, v in constants.items())
+        suffix = "".join(f" {g}={v!r}" for g, v in constants.items())
         for name in names:
             runs = []
             label = name + suffix
@@ -171,10 +192,10 @@ def converge(args) -> dict:
                 path = workdir / f"{task}_{label.replace(' ', '_')}_s{seed}.safetensors"
                 log_path = path.with_name(path.stem + ".log.json")
                 log = json.loads(log_path.read_text()) if log_path.is_file() else None
-                if log and TrainConfig.from_dict(log["config"]).to_dict() == cfg.to_dict() and (
-                        _since_best(log["epochs"]) >= args.patience
-                        or len(log["epochs"]) >= args.max_epochs):
-                    # this run, finished in --workdir by an earlier call: taken as it is
+                if log and _config_key(log["config"]) == _config_key(cfg.to_dict()) and \
+                        _stops_at(log["epochs"], args.patience, args.max_epochs) == len(log["epochs"]):
+                    # this run, finished in --workdir by an earlier call with the same config,
+                    # patience and cap: taken as it is
                     stopped = _since_best(log["epochs"]) >= args.patience
                 else:
                     seen = []
@@ -223,6 +244,14 @@ def _summarise(row: dict) -> dict:
             "test_accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0}
 
 
+def _same_settings(task: str, a: dict, b: dict) -> None:
+    """One table holds one task's runs under one set of settings."""
+    differ = sorted(k for k in {*a, *b} if a.get(k) != b.get(k))
+    if differ:
+        raise SystemExit(f"{task}: the results to merge were trained with other settings "
+                         f"({', '.join(differ)}): write them to another --out")
+
+
 def merge(base: dict, other: dict) -> dict:
     """``other``'s tasks and variants into ``base``: a variant run again with the same seeds
     replaces the old row, with other seeds its runs join the row's; the commands of both are
@@ -237,6 +266,7 @@ def merge(base: dict, other: dict) -> dict:
                 entry.setdefault(key, result[key])
     for task, entry in other["tasks"].items():
         mine = base["tasks"].setdefault(task, {**entry, "variants": []})
+        _same_settings(task, mine["settings"], entry["settings"])
         rows = {r["variant"]: r for r in mine["variants"]}
         for r in entry["variants"]:
             old = rows.get(r["variant"])
@@ -396,7 +426,6 @@ def _earlier_runs(dirs) -> dict:
     TrainConfig reads it: a setting added since the log was written takes its default)."""
     from types import SimpleNamespace
 
-    from slimedge.train import TrainConfig
 
     found = {}
     for d in dirs or []:
@@ -406,8 +435,7 @@ def _earlier_runs(dirs) -> dict:
                 continue
             r = SimpleNamespace(log=log, test=log["test"], best=log["best"], history=log["epochs"],
                                 diverged=log.get("diverged", False))
-            config = TrainConfig.from_dict(log["config"]).to_dict()
-            found[json.dumps(config, sort_keys=True)] = (r, str(log_path))
+            found[_config_key(log["config"])] = (r, str(log_path))
     return found
 
 
@@ -548,6 +576,8 @@ def main(argv=None) -> None:
     p.add_argument("--table-only", action="store_true",
                    help="only rewrite the BENCHMARKS.md section from --out")
     args = p.parse_args(argv)
+    if args.constant and args.patience <= 0:
+        p.error("--constant is for the converged table: give --patience too")
     if args.patience > 0:
         if args.out == RESULTS:
             args.out = RESULTS_CONVERGED

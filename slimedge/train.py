@@ -120,6 +120,8 @@ class TrainConfig:
                 finite = False
             if not finite:
                 raise UsageError(f"{name} must be a finite number, got {value!r}")
+        if self.forget_bias is not None:
+            self.forget_bias = float(self.forget_bias)
         if not self.lr > 0:
             raise UsageError(f"learning rate must be positive, got {self.lr}")
         if self.clip < 0:

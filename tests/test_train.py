@@ -358,10 +358,10 @@ def test_converged_tables_made_in_parts_merge_into_one():
 def test_converged_runs_finished_in_the_workdir_are_taken_not_trained_again(tmp_path, monkeypatch):
     pt = _paper_table()
 
-    def argv(cap=2):
+    def argv(cap=2, out="r.json"):
         return ["--tasks", "fsdd", "--variants", "LSTM_C6", "--fsdd-hidden", "4", "--patience",
                 "1", "--max-epochs", str(cap), "--workdir", str(tmp_path), "--out",
-                str(tmp_path / "r.json"), "--no-markdown"]
+                str(tmp_path / out), "--no-markdown"]
 
     def runs():
         return json.loads((tmp_path / "r.json").read_text())["tasks"]["fsdd"]["variants"][0]["runs"]
@@ -375,25 +375,53 @@ def test_converged_runs_finished_in_the_workdir_are_taken_not_trained_again(tmp_
     assert runs() == first
     # another config (here the cap), or a run that did not finish, is trained
     with pytest.raises(pytest.fail.Exception, match="trained again"):
-        pt.main(argv(cap=3))
+        pt.main(argv(cap=3, out="r3.json"))
     log = tmp_path / "fsdd_LSTM_C6_s0.log.json"
     text = json.loads(log.read_text())
     log.write_text(json.dumps({**text, "epochs": text["epochs"][:1]}))  # as if killed after one
     with pytest.raises(pytest.fail.Exception, match="trained again"):
         pt.main(argv())
+    # a run that, under a smaller patience, would have stopped before it did is trained again
+    epochs = [{**e, "best": k in (0, 3)} for k, e in enumerate(text["epochs"][:1] * 4)]
+    log.write_text(json.dumps({**text, "epochs": epochs}))
+    assert pt._stops_at(epochs, 3, 8) is None and pt._stops_at(epochs, 2, 8) == 3
+    with pytest.raises(pytest.fail.Exception, match="trained again"):
+        pt.main([*argv(cap=4, out="r4.json"), "--patience", "2"])
     monkeypatch.undo()
+    with pytest.raises(SystemExit, match="not a fixed gate"):  # before any training
+        pt.main([*argv(), "--variants", "LSTM0,LSTM_C6", "--constant", "f=0.9"])
     pt.main([*argv(), "--constant", "f=0.9"])  # its own row, its own runs
     rows = json.loads((tmp_path / "r.json").read_text())["tasks"]["fsdd"]["variants"]
     assert [r["variant"] for r in rows] == ["LSTM_C6", "LSTM_C6 f=0.9"]
     assert rows[1]["constants"] == {"f": 0.9}
     assert json.loads((tmp_path / "fsdd_LSTM_C6_f=0.9_s0.log.json").read_text())[
         "config"]["constants"] == {"f": 0.9}
+    monkeypatch.setattr(slimedge.train, "train", lambda *a, **k: pytest.fail("trained again"))
+    with pytest.raises(SystemExit, match=r"other settings \(lr\)"):  # one table, one setting
+        pt.main([*argv(), "--lr", "0.01"])
+
+
+@pytest.mark.parametrize("variant, warned", [("LSTM10", True), ("LSTM11", False)])
+def test_cli_train_says_when_forget_bias_has_no_b_f(tmp_path, monkeypatch, variant, warned):
+    import slimedge.train
+    from slimedge.errors import UsageError
+
+    def stop(config, *a, **k):
+        assert config.forget_bias == 1.0
+        raise UsageError("stopped here")
+
+    monkeypatch.setattr(slimedge.train, "train", stop)
+    r = runner.invoke(app, ["train", "-o", str(tmp_path / "m.safetensors"), "-v", variant,
+                            "--forget-bias", "1", "--quiet"])
+    assert r.exit_code == 2 and "stopped here" in r.output, r.output
+    assert ("--forget-bias is ignored: LSTM10 learns no b_f" in r.output) == warned
 
 
 def test_forget_bias_reaches_the_trained_model_and_its_log(tmp_path, fsdd_small):
     from slimedge.train import build_model
 
-    cfg = TrainConfig(variant="LSTM11", hidden_size=8, epochs=1, limit=400, forget_bias=1.0)
+    cfg = TrainConfig(variant="LSTM11", hidden_size=8, epochs=1, limit=400, forget_bias=1)
+    assert isinstance(cfg.forget_bias, float)
     model = build_model(cfg, fsdd_small)
     assert torch.all(model.lstm.cells[0].terms()["b_f"] == 1.0)
     r = train(cfg, tmp_path / "m.safetensors", quiet=True, splits=fsdd_small)
