@@ -138,6 +138,23 @@ def _stops_at(epochs: list[dict], patience: int, cap: int) -> int | None:
                  if _since_best(epochs[:j]) >= patience or j >= cap), None)
 
 
+def _recorded(path: Path, cfg) -> list[dict] | None:
+    """The epochs of the run at ``path`` (``--workdir``) where its training state and log agree
+    and its config is ``cfg``'s but for the cap of epochs, else None."""
+    from slimedge import checkpoint
+    from slimedge.train import side_paths
+
+    _, state_path, log_path = side_paths(path)
+    if not (state_path.is_file() and log_path.is_file()):
+        return None
+    state = checkpoint.read(state_path).config.get("info", {}).get("train_state")
+    log = json.loads(log_path.read_text())
+    if not state or state["history"] != log.get("epochs") or \
+            _config_key({**state["config"], "epochs": 1}) != _config_key({**cfg.to_dict(), "epochs": 1}):
+        return None
+    return state["history"]
+
+
 def _config_key(config: dict) -> str:
     """A run's training config as TrainConfig reads it (a setting added since a log was written
     takes its default), for comparing runs."""
@@ -153,7 +170,7 @@ def converge(args) -> dict:
 
     from slimedge import checkpoint, data, variants
     from slimedge.cli.commands_train import _parse_constants
-    from slimedge.train import TrainConfig, evaluate, train
+    from slimedge.train import TrainConfig, evaluate, side_paths, train
 
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(args.flush_denormal)
@@ -190,15 +207,17 @@ def converge(args) -> dict:
                 cfg = TrainConfig(variant=name, seed=seed, threads=args.threads,
                                   constants=constants, **settings)
                 path = workdir / f"{task}_{label.replace(' ', '_')}_s{seed}.safetensors"
-                log_path = path.with_name(path.stem + ".log.json")
-                log = json.loads(log_path.read_text()) if log_path.is_file() else None
-                if log and _config_key(log["config"]) == _config_key(cfg.to_dict()) and \
-                        _stops_at(log["epochs"], args.patience, args.max_epochs) == len(log["epochs"]):
-                    # this run, finished in --workdir by an earlier call with the same config,
-                    # patience and cap: taken as it is
-                    stopped = _since_best(log["epochs"]) >= args.patience
+                log_path = side_paths(path)[2]
+                # this run's epochs from an earlier call: finished under this patience and cap,
+                # taken as they are; not yet, continued; else (none, or past where this
+                # patience stops) trained from the start
+                done = _recorded(path, cfg)
+                stop = _stops_at(done, args.patience, args.max_epochs) if done else None
+                if done and stop == len(done):
+                    stopped = _since_best(done) >= args.patience
                 else:
-                    seen = []
+                    resume = bool(done) and stop is None
+                    seen = list(done) if resume else []
 
                     def on_epoch(row, seen=seen):
                         seen.append(row)
@@ -206,12 +225,12 @@ def converge(args) -> dict:
                             raise _Stop
 
                     try:
-                        train(cfg, path, device="cpu", quiet=True, progress=False, splits=splits,
-                              on_epoch=on_epoch)
+                        train(cfg, path, resume=resume, device="cpu", quiet=True, progress=False,
+                              splits=splits, on_epoch=on_epoch)
                         stopped = False
                     except _Stop:
                         stopped = True
-                    log = json.loads(log_path.read_text())
+                log = json.loads(log_path.read_text())
                 test = evaluate(checkpoint.load(path), splits.test)
                 runs.append({"seed": seed, "test_accuracy": test.accuracy,
                              "best_val_accuracy": log["best"]["val_accuracy"],

@@ -355,50 +355,54 @@ def test_converged_tables_made_in_parts_merge_into_one():
         pt.markdown_converged(merged)
 
 
-def test_converged_runs_finished_in_the_workdir_are_taken_not_trained_again(tmp_path, monkeypatch):
+def test_converged_runs_in_the_workdir_are_taken_or_continued(tmp_path, monkeypatch):
     pt = _paper_table()
 
-    def argv(cap=2, out="r.json"):
+    def argv(cap=1, out="r.json"):
         return ["--tasks", "fsdd", "--variants", "LSTM_C6", "--fsdd-hidden", "4", "--patience",
-                "1", "--max-epochs", str(cap), "--workdir", str(tmp_path), "--out",
+                "3", "--max-epochs", str(cap), "--workdir", str(tmp_path), "--out",
                 str(tmp_path / out), "--no-markdown"]
 
-    def runs():
-        return json.loads((tmp_path / "r.json").read_text())["tasks"]["fsdd"]["variants"][0]["runs"]
+    def runs(out="r.json"):
+        return json.loads((tmp_path / out).read_text())["tasks"]["fsdd"]["variants"][0]["runs"]
 
-    pt.main(argv())
-    first = runs()
     import slimedge.train
 
-    monkeypatch.setattr(slimedge.train, "train", lambda *a, **k: pytest.fail("trained again"))
-    pt.main(argv())
-    assert runs() == first
-    # another config (here the cap), or a run that did not finish, is trained
-    with pytest.raises(pytest.fail.Exception, match="trained again"):
-        pt.main(argv(cap=3, out="r3.json"))
+    real, calls = slimedge.train.train, []
+
+    def recorded(*a, **k):
+        calls.append(k["resume"])
+        return real(*a, **k)
+
+    monkeypatch.setattr(slimedge.train, "train", recorded)
+    pt.main(argv())  # one epoch: the cap
+    first = runs()
+    pt.main(argv())  # finished under this patience and cap: taken as it is
+    assert runs() == first and calls == [False]
+    pt.main(argv(cap=2, out="r2.json"))  # a higher cap: continued from its first epoch
+    assert calls == [False, True] and runs("r2.json")[0]["epochs_run"] == 2
+    # a state and a log that disagree (killed between the two): from the start
     log = tmp_path / "fsdd_LSTM_C6_s0.log.json"
     text = json.loads(log.read_text())
-    log.write_text(json.dumps({**text, "epochs": text["epochs"][:1]}))  # as if killed after one
-    with pytest.raises(pytest.fail.Exception, match="trained again"):
-        pt.main(argv())
-    # a run that, under a smaller patience, would have stopped before it did is trained again
+    log.write_text(json.dumps({**text, "epochs": text["epochs"][:1]}))
+    pt.main(argv(cap=2, out="r2.json"))
+    assert calls == [False, True, False]
+    # a run that, under this patience, would have stopped before it did is trained again
     epochs = [{**e, "best": k in (0, 3)} for k, e in enumerate(text["epochs"][:1] * 4)]
-    log.write_text(json.dumps({**text, "epochs": epochs}))
     assert pt._stops_at(epochs, 3, 8) is None and pt._stops_at(epochs, 2, 8) == 3
-    with pytest.raises(pytest.fail.Exception, match="trained again"):
-        pt.main([*argv(cap=4, out="r4.json"), "--patience", "2"])
-    monkeypatch.undo()
+    assert pt._stops_at(epochs[:2], 3, 2) == 2 and pt._stops_at(epochs[:2], 3, 8) is None
     with pytest.raises(SystemExit, match="not a fixed gate"):  # before any training
         pt.main([*argv(), "--variants", "LSTM0,LSTM_C6", "--constant", "f=0.9"])
+    assert len(calls) == 3
     pt.main([*argv(), "--constant", "f=0.9"])  # its own row, its own runs
     rows = json.loads((tmp_path / "r.json").read_text())["tasks"]["fsdd"]["variants"]
     assert [r["variant"] for r in rows] == ["LSTM_C6", "LSTM_C6 f=0.9"]
     assert rows[1]["constants"] == {"f": 0.9}
     assert json.loads((tmp_path / "fsdd_LSTM_C6_f=0.9_s0.log.json").read_text())[
         "config"]["constants"] == {"f": 0.9}
-    monkeypatch.setattr(slimedge.train, "train", lambda *a, **k: pytest.fail("trained again"))
     with pytest.raises(SystemExit, match=r"other settings \(lr\)"):  # one table, one setting
         pt.main([*argv(), "--lr", "0.01"])
+    assert len(calls) == 4
 
 
 @pytest.mark.parametrize("variant, warned", [("LSTM10", True), ("LSTM11", False)])
