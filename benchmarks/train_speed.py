@@ -234,9 +234,9 @@ LIMITS = (
     "once), so per-step dispatch is gone; what is left is arithmetic, memory and fixed costs. "
     "The fixed costs (the W·x product and its gradient, the head, the loss, Adam, autograd) take "
     "about 1.8 ms of every variant's step, so no variant can pass about 10× at this shape. "
-    "LSTM0 and LSTM1/2 do torch.nn.LSTM's matrix products and match it. LSTM6's step (about "
-    "6.5 ms) is mostly its n×n products: one 128×128×128 `addmm_` per step each way (27 µs "
-    "each, 1.5 ms in all) and dU over all steps (about 0.8 ms): it holds 3× near the edge. "
+    "LSTM0 and LSTM1/2 do torch.nn.LSTM's matrix products and match it. LSTM6's step (5.4 to "
+    "6.5 ms in these runs) is mostly its n×n products: one 128×128×128 `addmm_` per step each way (27 µs "
+    "each, 1.5 ms in all) and dU over all steps (about 0.8 ms). "
     "LSTM10 and "
     "LSTM11 evaluate five activations per unit and step (three sigmoid gates, two tanh: 2.3 "
     "million per forward at this shape), and their backward makes about 15 short loops per "
@@ -245,14 +245,16 @@ LIMITS = (
     "1.4 ms together, yet the forward alone measured 1.04 ms with no per-row set-up at all: "
     "numba compiles 256-bit vectors on this CPU (forcing 512-bit vectors for the whole process "
     "with NUMBA_CPU_FEATURES cut the LSTM10 kernels by 15–40% in one measurement; not done, as "
-    "it is a process-wide setting). LSTM_C6 (two activations per unit, one slot) reaches 6×, "
-    "near the edge too. At T = 784 every step's large buffers (the four slots of LSTM10 "
-    "are 205 MB) are fresh memory from the kernel, and page faults take a large share of "
-    "everyone's step (the JSON's system_ms and page_faults per model). With "
-    "THP_MEM_ALLOC_ENABLE=1 (torch's allocator asks for 2 MB pages) torch.nn.LSTM's step "
-    "fell to 506 ms and LSTM10 and LSTM_C6 rose to 2.5× and 7.5×, but LSTM0's fell to 0.63× "
-    "(`--shapes 784,128,1,128 --rounds 2 --steps 2` with and without it): not a setting to "
-    "recommend blindly.")
+    "it is a process-wide setting). LSTM_C6 (two activations per unit, one slot) sits at 6×: "
+    "of its 2.7 ms step the kernels take about 1.1 ms, the W·x product and its gradient about "
+    "0.45 ms (both near the core's peak), Adam 0.13 ms. LSTM6 and LSTM_C6 sit at the edge of "
+    "their targets on this shared machine: see the repeatability note. At long T every step "
+    "used to take its large buffers (the four slots of LSTM10 are 205 MB at (784, 128, 1, "
+    "128)) fresh from the kernel, and their page faults took a third to two thirds of every "
+    "model's step; each layer now keeps its big buffers and reuses them once nothing holds "
+    "them (`fused_cpu._Buffers`), so the variants' system time is zero at every shape, while "
+    "torch.nn.LSTM's is still about 40% of its step at (784, 128, 1, 128) (the JSON's "
+    "system_ms and page_faults per model).")
 
 
 def save(result: dict, path: Path) -> None:
