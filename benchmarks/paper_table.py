@@ -6,6 +6,9 @@
     python benchmarks/paper_table.py --tasks fsdd --seeds 0,1,2 --patience 10   # to convergence
     python benchmarks/paper_table.py --patience 5 --table-only --merge a.json --merge b.json
                                                           # runs made in parts, as one table
+    python benchmarks/paper_table.py --tasks mnist-pixels --variants LSTM_C6 --patience 3 \
+        --seeds 0,1,2 --constant f=0.99 --workdir px   # a fixed gate set for the run; the
+                                                          # runs in --workdir taken or continued
 
 With ``--patience P`` every run trains at a constant learning rate until P epochs pass without a
 better validation accuracy (or ``--max-epochs``), once per seed of ``--seeds``; the table then
@@ -579,7 +582,8 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--workdir", default=None,
                    help="where the checkpoints go (default: a temp dir); with --patience a run "
-                        "this directory holds finished, with the same config, is taken as it is")
+                        "this directory holds with the same config is taken as it is where this "
+                        "patience and cap would have stopped it, else continued")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--reuse", action="append", default=[], metavar="DIR",
                    help="take a run from DIR's *.log.json when its training config is identical "

@@ -133,8 +133,9 @@ def train_cmd(
                          constants=_parse_constants(constant), init=init,
                          forget_bias=forget_bias, input_only_cell=input_only_cell, threads=threads,
                          flush_denormals=flush_denormals)
-    if forget_bias is not None and not resume and not variants.get(config.variant).has("f", "b"):
-        warn(f"--forget-bias is ignored: {variants.get(config.variant).name} learns no b_f")
+    spec = variants.get(config.variant)
+    if forget_bias is not None and not resume and not spec.has("f", "b"):
+        warn(f"--forget-bias is ignored: {spec.name} learns no b_f")
     try:
         result = train(None if resume and epochs is None else config, output, resume=resume,
                        device=device, quiet=quiet, console=_shared.err_console)

@@ -386,15 +386,15 @@ def _merge(a: np.ndarray, r: int) -> np.ndarray:
     return a.reshape(*a.shape[:-2], a.shape[-2] // r, r * a.shape[-1]) if r > 1 else a
 
 
-def _setup(p: fused_cpu.Plan, A: torch.Tensor, uf, bf, mask, r: int):
+def _setup(p: fused_cpu.Plan, A: torch.Tensor, uf, mask, r: int):
     T, B, k, n = A.shape
     An = A.numpy()
     kernels, slot, const, iu, ib = _compiled(p, An.dtype)
     maskn = _np(mask[..., 0] if mask is not None else None, (1, 1))
-    ur, br = _role_rows(iu, uf, r, n, An.dtype), _role_rows(ib, bf, r, n, An.dtype)
+    ur = _role_rows(iu, uf, r, n, An.dtype)
     if r > 1:  # k = 1: A's (B, 1, n) plane is (B/r, 1, r·n)
         An = An.reshape(T, B // r, 1, r * n)
-    return An, kernels, slot, const, ur, br, maskn, iu, ib
+    return An, kernels, slot, const, ur, maskn, iu, ib
 
 
 def numba_forward(p, A, Uf, uf, h0, c0, mask, bf):
@@ -402,7 +402,8 @@ def numba_forward(p, A, Uf, uf, h0, c0, mask, bf):
     with b (``bf``) added here: A holds W·x only, and anything in its :func:`empty_slots`."""
     T, B, k, n = A.shape
     r = rows_per_pass(p, B, mask)
-    An, (fwd, _), slot, const, ur, br, maskn, _, _ = _setup(p, A, uf, bf, mask, r)
+    An, (fwd, _), slot, const, ur, maskn, _, ib = _setup(p, A, uf, mask, r)
+    br = _role_rows(ib, bf, r, n, An.dtype)
     S, C, G = fused_cpu.states(p, A, mask)
     C[0] = c0
     args = (An, ur, br, _merge(_np(h0), r), *(_merge(t.numpy(), r) for t in (S, C, G)), maskn)
@@ -422,7 +423,7 @@ def numba_backward(p, A, S, C, G, Uf, uf, h0, dout, dhT, dcT, mask):
     with a W or U term, and u's and b's gradients (function order) come computed."""
     T, B, k, n = A.shape
     r = rows_per_pass(p, B, mask)
-    An, (_, bwd), slot, const, ur, _, maskn, iu, ib = _setup(p, A, uf, None, mask, r)
+    An, (_, bwd), slot, const, ur, maskn, iu, ib = _setup(p, A, uf, mask, r)
     dZ = fused_cpu.buffer(p, "dZ", (T, B, k, n), A)
     dh = dhT.clone().contiguous() if dhT is not None else A.new_zeros(B, n)
     dc = dcT.clone().contiguous() if dcT is not None else A.new_zeros(B, n)
