@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     import unicorn
 
     from slimedge.devices import toolchains
-    from slimedge.exporters.tflite import micro
+    from slimedge.formats.tflite import micro
 
     report = {"date": _dt.date.today().isoformat(), "machine": machine(),
               "elapsed_s": time.time() - started,

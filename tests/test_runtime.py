@@ -200,7 +200,7 @@ def test_streams_coming_and_going_keep_no_binding_per_size(files, backend):
     import gc
     import weakref
 
-    from slimedge.runtime import litert
+    from slimedge.formats.tflite import litert
 
     model, _, _ = load(files, backend, "LSTM0")
     rng = seeded("churn")
@@ -458,7 +458,7 @@ needs_litert = pytest.mark.skipif("litert" not in BACKENDS, reason="LiteRT not i
 def test_tflite_metadata_reader(files):
     import json
 
-    from slimedge.runtime import litert
+    from slimedge.formats.tflite import litert
 
     path, _, _ = files.get("LSTM0", suffix=".tflite")
     meta = litert.read_metadata(path.read_bytes())
@@ -488,7 +488,7 @@ def test_hybrid_per_channel_refused_on_old_tflite_runtime(files, monkeypatch):
     from ai_edge_litert import interpreter
 
     from slimedge.exporters.tflite import qparams
-    from slimedge.runtime import litert
+    from slimedge.formats.tflite import litert
 
     monkeypatch.setattr(qparams, "PER_CHANNEL_MIN_ROW", 1)  # per channel even for these short rows
     per_channel, per_tensor = _dynamic_tflite(files, True), _dynamic_tflite(files, False)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..exporters.tflite.qparams import from_tensor, input_normalization, to_tensor
-from ..exporters.tflite.readback import read_metadata  # struct alone: no LiteRT, no torch
-from ._common import METADATA_KEY, Buffers, LruCache, ModelFileError, check_io, parse_config, sizes
+from ..binding import METADATA_KEY, Buffers, LruCache, ModelFileError, check_io, parse_config, sizes
+from .io import from_tensor, input_normalization, to_tensor
+from .reader import read_metadata  # struct alone: no LiteRT, no torch
 
 NAME = "litert"
 INTERPRETERS = ("ai_edge_litert", "tflite_runtime")  # in order of preference
