@@ -11,13 +11,16 @@ package beside the code that reads, opens and steps its files:
 The runtime, the exporters (which write files, then validate them through the runtime), the
 profiler and the command line all ask this table, and nothing else in slimedge states a suffix.
 :func:`register` adds a row (a new format: one module and one row); the backends, the extras they
-need and the command line's choices are derived from the rows. :class:`ModelInfo` is the typed
-view of any model file's config (:mod:`.model_info`).
+need and the command line's choices are derived from the rows. A format or backend of your own
+reaches every process slimedge starts (the profiler's workers) through ``$SLIMEDGE_FORMATS``: a
+comma-separated list of modules, each with a ``FORMAT`` row, registered when this package is
+imported. :class:`ModelInfo` is the typed view of any model file's config (:mod:`.model_info`).
 
 Importing this package imports no interpreter, no torch, and nothing from ``slimedge.exporters``.
 """
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -122,6 +125,26 @@ def info(path: str | os.PathLike) -> ModelInfo:
     return ModelInfo.from_config(config, path=path, format=fmt.name if fmt else None)
 
 
+ENV_FORMATS = "SLIMEDGE_FORMATS"
+
+
+def _register_from_environment() -> None:
+    for name in filter(None, (s.strip() for s in os.environ.get(ENV_FORMATS, "").split(","))):
+        try:
+            module = importlib.import_module(name)
+        except ImportError as e:
+            raise UsageError(f"${ENV_FORMATS} names the module {name!r}, which does not import: "
+                             f"{e}") from None
+        row = getattr(module, "FORMAT", None)
+        if not isinstance(row, Format):
+            raise UsageError(f"${ENV_FORMATS}: the module {name!r} has no FORMAT row "
+                             f"(a slimedge.formats.Format)")
+        register(row)
+
+
+_register_from_environment()
+
 __all__ = ["Format", "Backend", "FORMATS", "ModelInfo", "LIMITS", "MAX_DEPTH", "METADATA_KEY",
-           "QUANTIZE", "MODES", "register", "get", "backend", "backends", "for_path", "info",
-           "read_config", "exportable", "by_suffix", "parse_json", "printable"]
+           "QUANTIZE", "MODES", "ENV_FORMATS", "register", "get", "backend", "backends",
+           "format_of", "for_path", "info", "read_config", "exportable", "by_suffix", "parse_json",
+           "printable"]

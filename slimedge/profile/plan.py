@@ -58,9 +58,8 @@ def backend_names() -> list[str]:
 def format_of(backend: str) -> formats.Format:
     """The format ``backend`` reads: the first row whose ``backends`` name it."""
     name = _backend_key(backend)[0]
-    for fmt in formats.FORMATS.values():
-        if name in fmt.backends:
-            return fmt
+    if name in formats.backends():
+        return formats.format_of(name)
     raise UsageError(f"unknown backend {backend!r}; valid: {', '.join(backend_names())}")
 
 
