@@ -53,7 +53,7 @@ class ExportResult:
     notes: list[str] = field(default_factory=list)
     quantization: dict | None = None  # what the quantizer reports (its task-level check included)
     target: dict | None = None  # what the file's own interpreter measured validating it, where its
-    # runner reports it (TFLite Micro: interpreter, arena_bytes, arena_used_bytes, integer_io)
+    # backend reports it (TFLite Micro: interpreter, arena_bytes, arena_used_bytes, integer_io)
 
     def to_dict(self) -> dict:
         return {"path": str(self.path), "format": self.format, "mode": self.mode,
