@@ -3,9 +3,9 @@
 One public function, :func:`export`. Every format walks the same step IR (:mod:`slimedge.ir`);
 where a format's writer, runner and quantizers live is one row of the format table
 (:mod:`slimedge.formats`): adding a format is one module and one row, nothing here. Float files
-are written by the row's writer from the graph with the normalisation folded in; quantised ones by
-:func:`slimedge.exporters.quantize.quantize`, which calibrates on the model's data, calls the row's
-quantizer and judges the file on the task. No torch is imported here.
+are written by the row's writer from the graph with the front-end folded in where it folds;
+quantised ones by :func:`slimedge.exporters.quantize.quantize`, which calibrates on the model's
+data, calls the row's quantizer and judges the file on the task. No torch is imported here.
 """
 from __future__ import annotations
 
@@ -192,10 +192,11 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
         better = path.name + fmt.suffix if tag else path.with_suffix(fmt.suffix).name
         raise UsageError(f"{path}: a {fmt.name} export must end in {fmt.suffix} (slimedge tells "
                          f"model files by their suffix), e.g. {better}")
-    # the graph the file holds: a float file folds the input normalisation into the first
-    # layer's input matmul(s); quantizers get the unfolded graph (they quantise the normalised
-    # input, whose features share one range, and keep x·s + t in float). Either way the file is
-    # validated against the unfolded graph, the model as trained.
+    # the graph the file holds: a float file takes the front-end's lowering rule for floats (the
+    # standardisation folds into the first layer's input matmul(s)); quantizers get the unfolded
+    # graph (they quantise the front-end's output, whose features share one range, and keep the
+    # front-end in float). Either way the file is validated against the unfolded graph, the
+    # model as trained.
     written = ir.lower(ckpt, fold_normalization=True) if quantize == "none" else graph
     qinfo = None
     with atomic_files(path, fmt.companions) as tmp:

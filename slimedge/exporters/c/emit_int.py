@@ -569,8 +569,8 @@ def _scales(graph: ir.Graph, ranges: dict, xin: str) -> tuple[float, list[float]
 def generate(graph: ir.Graph, prefix: str, *, header: str, splits=None,
              samples: int | None = DEFAULT_CALIBRATION_SAMPLES, seed: int = 0,
              ranges: dict | None = None) -> tuple[str, str, dict]:
-    """The ``.c`` and ``.h`` of the full-integer step of ``graph`` (unfolded: the normalisation
-    nodes become ``PREFIX_quantize_input``), and the export section (scales, error bounds, the
+    """The ``.c`` and ``.h`` of the full-integer step of ``graph`` (unfolded: the front-end's
+    nodes become ``PREFIX_quantize_input``, in float), and the export section (scales, error bounds, the
     calibration). ``ranges`` (value -> (min, max)) skips calibration; else ``splits.train`` is
     stepped through the float model."""
     if ranges is None:
@@ -583,13 +583,12 @@ def generate(graph: ir.Graph, prefix: str, *, header: str, splits=None,
         ranges = calibrate(graph, splits["train"], samples=samples, seed=seed)
     else:
         calibration = {"ranges": "given by the caller", "state_headroom": STATE_HEADROOM}
-    norm = [n for n in graph.nodes if n.attrs.get("role") == "norm"]
-    xin = norm[-1].outputs[0] if norm else "x"
+    xin = graph.features  # the front-end's output: the integer step's input
     s_x, s_h, s_c = _scales(graph, ranges, xin)
     row = _IntRow(graph, prefix, ranges, xin, s_x, s_h, s_c)
-    row.emit([n for n in graph.nodes if n.attrs.get("role") != "norm"])
-    fl = emit_float._Row(graph, prefix, "float")  # the normalisation, in float
-    for n in norm:
+    row.emit(graph.model_nodes())
+    fl = emit_float._Row(graph, prefix, "float")  # the front-end, in float
+    for n in graph.frontend_nodes():
         emit_float.OPS[n.op](fl, n)
     bounds = dict(fx.error_bounds())
     info = {"weights": "int8 symmetric, one scale per output row (point-wise u: int16)",

@@ -18,10 +18,12 @@ scales. Values convert between domains (QUANTIZE / DEQUANTIZE / a requantising Q
 consumer first needs them in another; the graph keeps float32 inputs and outputs, unless
 ``io="int"`` (int8 only): then x, h, c, y, h_next, c_next are the plan's integer tensors (h and y
 int8, c int16 with the default 16-bit cell path), so a device never converts floats. x is then
-the *normalised* frame at the int8 scale the float-I/O file quantises it to (the normalisation
-x·s + t is no op of the graph: quantising a frame is one multiply-add per feature anyway), so both
-files compute the same integers. The export info records every I/O tensor's quantisation and, for
-x, the per-feature s and t (``io_quantization``): x_q = round((x·s + t) / scale) + zero_point.
+the front-end's output (:attr:`slimedge.ir.Graph.features`, the *normalised* frame) at the int8
+scale the float-I/O file quantises it to (the front-end is no op of the graph: the standardisation
+is one multiply-add per feature, done while quantising anyway), so both files compute the same
+integers. The export info records every I/O tensor's quantisation and, for x, what the front-end
+records for its reader (``io_quantization``; :func:`slimedge.frontend.outside` applies it):
+x_q = round((x·s + t) / scale) + zero_point.
 
 ``compat`` names the interpreter the file must suit: ``"litert"``, ``"tflite-runtime"``
 (per-tensor weight scales for hybrid FULLY_CONNECTED) or ``"tflm"`` (TensorFlow Lite Micro: only
@@ -206,14 +208,14 @@ class Emitter:
         g, w = self.g, self.w
         for name in g.inputs:
             dom = self.io_domain(name)
-            v = self.x_value if name == "x" else name  # integer x: the normalised input
+            v = self.x_value if name == "x" else name  # integer x: the front-end's output
             q = self.value_q[v] if dom != "float" else None
             w.tensor(name, g.shapes[name], dom, q=q)
             if q is not None:
                 self.q[name] = q
             self.tensor_of[(v, dom)] = name
         for node in g.nodes:
-            if self.io == "int" and node.attrs.get("role") == "norm":
+            if self.io == "int" and node.attrs.get("role") == "frontend":
                 continue  # done by whoever quantises x (io_quantization says how)
             OPS[node.op](self, node)
         # the outputs under their public names: float, or (io="int") in their planned type
@@ -236,9 +238,8 @@ class Emitter:
 
     @property
     def x_value(self) -> str:
-        """The IR value the graph input x holds: x, or with io="int" the normalised input."""
-        norm = [n for n in self.g.nodes if n.attrs.get("role") == "norm"]
-        return norm[-1].outputs[0] if self.io == "int" and norm else "x"
+        """The IR value the graph input x holds: x, or with io="int" the front-end's output."""
+        return self.g.features if self.io == "int" else "x"
 
     def io_domain(self, v: str) -> str:
         """The domain of a graph input or output: float, or with io="int" its planned type."""
@@ -248,19 +249,13 @@ class Emitter:
 
     def io_quantization(self) -> dict:
         """Each graph input's and output's integer type, scale and zero point (io="int"); for x
-        also the normalisation x·s + t (per feature, float32) applied before quantising."""
+        also what the front-end records for its reader (the standardisation's per-feature s and
+        t, float32, under ``normalization``), applied before quantising."""
         out = {v: {"dtype": self.q[v].dtype, "scale": float(np.float32(self.q[v].scale)),
                    "zero_point": int(self.q[v].zero_point)}
                for v in (*self.g.inputs, *self.g.outputs)}
-        norm = {n.op: self.g.initializers[n.inputs[1]] for n in self.g.nodes
-                if n.attrs.get("role") == "norm"}
-        if norm:
-            if set(norm) != {"mul", "add"}:
-                raise ValueError(f"unexpected input normalisation ops {sorted(norm)}")
-            m = self.g.input_size
-            s, t = (np.broadcast_to(np.asarray(norm[k], np.float32), (m,)) for k in ("mul", "add"))
-            out["x"]["normalization"] = {"scale": [float(v) for v in s],
-                                         "shift": [float(v) for v in t]}
+        if self.g.frontend_nodes():
+            out["x"].update(self.g.frontend.companion())
         return out
 
 
@@ -440,7 +435,8 @@ def to_bytes(graph: ir.Graph, *, quantize: str = "none", per_channel: bool = Tru
                                "int8, cell-state path int16" if state_bits == 16 else "int8")
         info["activation_dtypes"] = sorted(set(em.plan.dtype.values()))
         info["float_ops"] = ("none" if io == "int" else
-                             "input normalisation (x*s + t) before the first QUANTIZE")
+                             f"{graph.frontend.describe()} before the first QUANTIZE"
+                             if graph.frontend_nodes() else "none")
         info["io"] = io
         if io == "int":
             info["io_quantization"] = em.io_quantization()
@@ -473,7 +469,7 @@ def emit(graph: ir.Graph | str | os.PathLike, path: str | os.PathLike, *, quanti
     """
     check_target(quantize, compat, io)
     g = graph if isinstance(graph, ir.Graph) else ir.lower(
-        graph, fold_normalization=(quantize == "none"))  # float: normalisation in the weights
+        graph, fold_normalization=(quantize == "none"))  # float: the front-end folded
     data, info = to_bytes(g, quantize=quantize, per_channel=(compat != "tflite-runtime"),
                           ranges=ranges, state_bits=state_bits, act_bits=act_bits,
                           export_info={"compat": compat, **(export_info or {})}, compat=compat,

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ... import frontend
 from ...errors import ModelFileError
 from ...formats import METADATA_KEY
-from .qparams import from_tensor, input_normalization, to_tensor
+from .qparams import from_tensor, to_tensor
 
 FILE_IDENTIFIER = b"TFL3"
 
@@ -134,10 +135,10 @@ class Runner:
         self.inp = {d["name"]: d for d in self.it.get_input_details()}
         self.out = {d["name"]: d for d in self.it.get_output_details()}
         self.batch = None
-        try:  # an integer-I/O file's x is normalised before quantising
-            self.normalization = input_normalization(read_config(path_or_bytes))
+        try:  # an integer-I/O file's x: its front-end first, then quantised
+            self.frontend = frontend.outside(read_config(path_or_bytes))
         except ModelFileError:  # not a slimedge export: plain tensors
-            self.normalization = None
+            self.frontend = None
 
     def run(self, x, h, c) -> dict[str, np.ndarray]:
         b = x.shape[0]
@@ -147,7 +148,7 @@ class Runner:
             self.it.allocate_tensors()
             self.batch = b
         for name, a in (("x", x), ("h", h), ("c", c)):  # integer I/O: converted here
-            q = to_tensor(self.inp[name], self.normalization if name == "x" else None)
+            q = to_tensor(self.inp[name], self.frontend if name == "x" else None)
             a = np.asarray(a, np.float32)
             self.it.set_tensor(self.inp[name]["index"], np.ascontiguousarray(a if q is None else q(a)))
         self.it.invoke()
