@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import extras, frontend, integrity
+from . import activations, extras, frontend, integrity
 from ._io import atomic_path
 from .errors import ModelFileError
 from .formats import METADATA_KEY, ModelInfo, parse_json
@@ -158,8 +158,8 @@ def _check(ckpt: Checkpoint) -> None:
     if min(n, layers, m0) < 1:
         raise CheckpointError(f"{where}: input_size, hidden_size and num_layers must be at least 1, "
                               f"got {m0}, {n}, {layers}")
-    for key, valid, default in (("gate_activation", variants.GATE_ACTIVATIONS, "sigmoid"),
-                                ("activation", variants.ACTIVATIONS, "tanh")):
+    for key, valid, default in (("gate_activation", activations.gate_activations(), "sigmoid"),
+                                ("activation", activations.cell_activations(), "tanh")):
         if cfg.get(key, default) not in valid:
             raise CheckpointError(f"{where}: unknown {key} {cfg.get(key)!r}; valid: {', '.join(valid)}")
     kind = ckpt.kind

@@ -170,7 +170,8 @@ class ModelInfo:
     """What a model file says about its model, whatever its format.
 
     ``data`` is the data set the model was trained on, as recorded (``None`` when not recorded);
-    ``export`` the export section (format, quantisation, ...; empty for a checkpoint).
+    ``export`` the export section (format, quantisation, ...; empty for a checkpoint);
+    :attr:`frontend` the stages before the model (:mod:`slimedge.frontend`).
     """
 
     path: Path | None

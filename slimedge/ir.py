@@ -26,7 +26,10 @@ Ops (value = a named tensor; ``B`` marks the batch dimension in shapes):
 
     matmul(a, W[, bias])   a @ W.T (+ bias); W (out, in) as in nn.Linear
     add(a, b)  mul(a, b)   element-wise, NumPy broadcasting
-    sigmoid, hard_sigmoid (clip(0.2 z + 0.5, 0, 1)), tanh, relu
+    sigmoid, tanh          the transcendental activations
+    clip(a; lo, hi)        min(max(a, lo), hi), either bound may be None: with mul and add, every
+                           piecewise-linear activation (:mod:`slimedge.activations`: hard_sigmoid
+                           is mul 0.2, add 0.5, clip(0, 1); relu is clip(0, None))
     split(a; sizes)        along the last axis, into len(sizes) values
     unstack(a)             along axis 0 (per-layer state), stack(a, b, ...) its inverse
     identity(a)
@@ -40,14 +43,14 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
+from . import activations as _activations
 from . import frontend as _frontend
 from . import variants
 from .checkpoint import Checkpoint, read
 
 B = "B"  # the symbolic batch dimension in value shapes
 
-OPS = ("matmul", "add", "mul", "sigmoid", "hard_sigmoid", "tanh", "relu", "split", "unstack",
-       "stack", "identity")
+OPS = ("matmul", "add", "mul", "sigmoid", "tanh", "clip", "split", "unstack", "stack", "identity")
 
 
 @dataclass
@@ -227,16 +230,13 @@ _KERNELS = {
     "add": np.add,
     "mul": np.multiply,
     "sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z)),
-    "hard_sigmoid": lambda z: np.clip(z * 0.2 + 0.5, 0.0, 1.0).astype(z.dtype),
     "tanh": np.tanh,
-    "relu": lambda z: np.maximum(z, 0),
+    "clip": lambda a, lo=None, hi=None: np.clip(a, lo, hi).astype(a.dtype, copy=False),
     "split": _split,
     "unstack": lambda a: tuple(a[k] for k in range(a.shape[0])),
     "stack": lambda *xs: np.stack(xs),
     "identity": lambda a: a,
 }
-# constant-folding needs the activations as plain functions
-_ACT_FN = {k: _KERNELS[k] for k in ("sigmoid", "hard_sigmoid", "tanh", "relu")}
 
 
 class _Builder:
@@ -256,6 +256,21 @@ class _Builder:
         if role:
             self.g.param_roles[name] = role
         return name
+
+    def activation(self, name: str, z: str, stem: str, shape, **attrs) -> str:
+        """Activation ``name`` of ``z``: its own op when transcendental, else mul, add and clip
+        (:class:`slimedge.activations.PiecewiseLinear`); the result is named ``stem``."""
+        if name in _activations.TRANSCENDENTAL:
+            return self.node(name, [z], stem, shape, **attrs)
+        pwl = _activations.PIECEWISE[name]
+        if pwl.scale != 1.0:
+            z = self.node("mul", [z, self.const(f"{stem}.a", np.array([pwl.scale]))],
+                          f"{stem}.scaled", shape, **attrs)
+        if pwl.shift != 0.0:
+            z = self.node("add", [z, self.const(f"{stem}.b", np.array([pwl.shift]))],
+                          f"{stem}.shifted", shape, **attrs)
+        return self.node("clip", [z], stem, shape, kernel={"lo": pwl.lo, "hi": pwl.hi},
+                         activation=name, **attrs)
 
     def node(self, op: str, inputs: Iterable[str], stem: str, shape, n_out: int = 1,
              shapes: list | None = None, **attrs) -> str | tuple[str, ...]:
@@ -287,8 +302,9 @@ def lower(source: Checkpoint | str | Any, *, fold_normalization: bool = False) -
     # training state (per-epoch history, optimiser step) does not
     g.config["info"] = {k: v for k, v in ckpt.config.get("info", {}).items() if k != "train_state"}
 
+    # the front-end's spec travels in the config as the checkpoint wrote it (an older one's
+    # normalization field reads as the standardisation: exports of old files stay byte for byte)
     g.frontend = _frontend.of_checkpoint(ckpt)
-    g.config["frontend"] = g.frontend.to_config()
     x = g.frontend.lower(bld, "x")
 
     hs = bld.node("unstack", ["h"], "h_in", None, n_out=L, shapes=[(B, n)] * L, role="state")
@@ -339,7 +355,8 @@ def _lower_layer(bld: _Builder, spec, terms: Mapping[str, np.ndarray], k: int, x
     for s in spec.learned_slots:
         if spec.slot(s).terms == {"b"}:
             act = sigma if s != "c" else g_act
-            folded[s] = bld.const(f"{p}gate_{s}", _ACT_FN[act](terms[f"b_{s}"].astype(np.float64)),
+            folded[s] = bld.const(f"{p}gate_{s}",
+                                  _activations.function(act)(terms[f"b_{s}"].astype(np.float64)),
                                   role="lstm")
             bias_done.add(s)
             del partial[s]
@@ -382,7 +399,8 @@ def _lower_layer(bld: _Builder, spec, terms: Mapping[str, np.ndarray], k: int, x
         for v in vals[1:]:
             z = bld.node("add", [z, v], f"{p}z_{s}", (B, n), **role)
         act = g_act if s == "c" else sigma
-        gate[s] = bld.node(act, [z], f"{p}{'cand' if s == 'c' else 'gate_' + s}", (B, n), **role)
+        gate[s] = bld.activation(act, z, f"{p}{'cand' if s == 'c' else 'gate_' + s}", (B, n),
+                                 **role)
 
     # values that read neither x nor the state (σ(b) folded, and products of such): (n,), not (B, n)
     free: set[str] = set(folded.values())
@@ -416,21 +434,21 @@ def _lower_layer(bld: _Builder, spec, terms: Mapping[str, np.ndarray], k: int, x
                       **role)
     c_new = (ic if fc is None else fc if ic is None
              else bld.node("add", [fc, ic], f"{p}c_next", (B, n), **role))
-    h_new = scale("o", bld.node(g_act, [c_new], f"{p}g_c", (B, n), **role), f"{p}h_next")
-    _tag_cell_path(bld.g, c, gate["c"], fc, ic, c_new)
+    g_c = bld.activation(g_act, c_new, f"{p}g_c", (B, n), **role)
+    h_new = scale("o", g_c, f"{p}h_next")
+    _tag_cell_path(bld.g, c, gate["c"], fc, ic, c_new, g_c)
     return h_new, c_new
 
 
-def _tag_cell_path(g: Graph, c: str, cand: str, fc: str | None, ic: str | None, c_new: str) -> None:
+def _tag_cell_path(g: Graph, c: str, cand: str, fc: str | None, ic: str | None, c_new: str,
+                   g_c: str) -> None:
     """Tag one layer's cell-state path for the exporters (:meth:`Graph.cell_state_values`; the
     TFLite int8 export keeps it in int16): f ⊙ c and i ⊙ c~ where they are products, c', g(c')."""
     prod = g.producers()
     for v, part in ((fc, "forget"), (ic, "input"), (c_new, "new")):
         if v is not None and v not in (c, cand) or v == c_new != c:
             prod[v].attrs["cell_path"] = part
-    for nd in g.nodes:
-        if nd.op in _ACT_FN and nd.inputs == (c_new,):
-            nd.attrs["cell_path"] = "activation"
+    prod[g_c].attrs["cell_path"] = "activation"
 
 
 from .rollout import Rollout, rollout  # noqa: E402 - the stepping loop, re-exported (it runs a Graph)

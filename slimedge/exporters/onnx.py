@@ -90,6 +90,14 @@ class _Scope:
             self.inits[self._ints[key]] = np.asarray(values, dtype=np.int64)
         return self._ints[key]
 
+    def scalar(self, stem: str, value: float) -> str:
+        """A float32 scalar constant, shared by every node that needs the same one."""
+        key = (stem, "float", float(value))
+        if key not in self._ints:
+            self._ints[key] = self.tmp(stem)
+            self.inits[self._ints[key]] = np.asarray(value, dtype=np.float32)
+        return self._ints[key]
+
     def add(self, op_type: str, inputs, outputs, **attrs) -> None:
         self.nodes.append(helper.make_node(op_type, list(inputs), list(outputs), **attrs))
 
@@ -115,6 +123,15 @@ def _elementwise(op_type: str, **attrs) -> Callable[[_Scope, ir.Node], None]:
     def emit(s: _Scope, n: ir.Node) -> None:
         s.add(op_type, [s.v(i) for i in n.inputs], [s.v(o) for o in n.outputs], **attrs)
     return emit
+
+
+def _clip(s: _Scope, n: ir.Node) -> None:
+    """Clip(a, min, max), a missing bound an empty input (piecewise-linear activations)."""
+    bounds = [("" if v is None else s.scalar(f"clip_{'lo' if k == 0 else 'hi'}", v))
+              for k, v in enumerate((n.attrs["kernel"]["lo"], n.attrs["kernel"]["hi"]))]
+    while bounds and bounds[-1] == "":
+        bounds.pop()
+    s.add("Clip", [s.v(n.inputs[0]), *bounds], [s.v(n.outputs[0])])
 
 
 def _split(s: _Scope, n: ir.Node) -> None:
@@ -148,9 +165,8 @@ OPS: dict[str, Callable[[_Scope, ir.Node], None]] = {
     "add": _elementwise("Add"),
     "mul": _elementwise("Mul"),
     "sigmoid": _elementwise("Sigmoid"),
-    "hard_sigmoid": _elementwise("HardSigmoid", alpha=0.2, beta=0.5),  # exactly Keras'
     "tanh": _elementwise("Tanh"),
-    "relu": _elementwise("Relu"),
+    "clip": _clip,
     "split": _split,
     "unstack": _unstack,
     "stack": _stack,

@@ -7,7 +7,8 @@ the value is:
     cell state c, f ⊙ c, i ⊙ c~, c'         int16, one calibrated scale per layer (x 4 headroom)
     matmul results, pre-activation sums,    int32 Q16 (scale 2^-16); y leaves as Q16 too
     u ⊙ h terms
-    sigmoid / tanh / hard-sigmoid outputs   int16 Q15 (scale 2^-15)
+    sigmoid / tanh outputs, clip outputs    int16 Q15 (scale 2^-15); a clip whose bounds
+    within [-1, 1]                          lie within [-1, 1] (piecewise-linear activations)
     weights W, U, head                      int8, one scale per output row
     point-wise u, folded gate constants     int16, one scale per vector
 
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ... import ir
+from ... import activations, ir
 from ...errors import UsageError
 from . import emit_float, emit_int_helpers
 from . import fixedpoint as fx
@@ -57,7 +58,6 @@ except ImportError:
 
 DEFAULT_CALIBRATION_SAMPLES = 128
 STATE_HEADROOM = 4.0  # int16 cell state: calibrated range x 4 (a stream that never resets wanders)
-BOUNDED = {"tanh": 1.0, "sigmoid": 1.0, "hard_sigmoid": 1.0}  # |g(.)| <= 1: h needs no more
 
 
 @dataclass(frozen=True)
@@ -416,12 +416,21 @@ class _IntRow:
             self.define(n.outputs[0], T, size, self.conv(f'{self.p}_{fn}({z})', Q15, T))
         return emit
 
-    def relu(self, n: ir.Node) -> None:
+    def clip(self, n: ir.Node) -> None:
+        """min(max(a, lo), hi) at a's scale (the bounds rounded to it), saturating; the result
+        goes to Q15 where both bounds lie within [-1, 1] (a gate), else keeps a's scale."""
         e, rep = self.operand(n.inputs[0])
-        T = self.target.get(n.outputs[0], rep)
-        size = self.size(n.outputs[0])
-        v = f"({e('i')} > 0 ? {e('i')} : 0)"
-        self.define(n.outputs[0], T, size, self.conv(v, rep, T))
+        lo, hi = n.attrs["kernel"]["lo"], n.attrs["kernel"]["hi"]
+        top = vmax(rep)
+        lo_q = -top if lo is None else max(-top, min(top, int(round(lo / rep.scale))))
+        hi_q = top if hi is None else max(-top, min(top, int(round(hi / rep.scale))))
+        held = Rep(rep.ctype if rep.ctype == "int32_t" else "int32_t", rep.scale, lo_q, hi_q,
+                   max(abs(lo_q), abs(hi_q), 1).bit_length())
+        gate = lo is not None and hi is not None and max(abs(lo), abs(hi)) <= 1.0
+        T = self.target.get(n.outputs[0], Q15 if gate else held)
+        self.helpers.add("sat")
+        v = f"{self.p}_sat({e('i')}, {lo_q}, {hi_q})"
+        self.define(n.outputs[0], T, self.size(n.outputs[0]), self.conv(v, held, T))
 
     def split(self, n: ir.Node) -> None:
         base, offset, rep = self.expr[n.inputs[0]], 0, self.rep[n.inputs[0]]
@@ -534,13 +543,12 @@ class _IntRow:
                              f"yq[i] = {self.conv(e('i'), rep, Z)};")
 
 
-ELEMENTWISE = ("add", "mul", "sigmoid", "hard_sigmoid", "tanh", "relu")
+ELEMENTWISE = ("add", "mul", "sigmoid", "tanh", "clip")
 OPS = {
     "matmul": _IntRow.matmul, "add": _IntRow.add, "mul": _IntRow.mul,
     "sigmoid": lambda r, n: r.gate("sigmoid")(n),
-    "hard_sigmoid": lambda r, n: r.gate("hard_sigmoid")(n),
     "tanh": lambda r, n: r.gate("tanh")(n),
-    "relu": _IntRow.relu, "split": _IntRow.split, "unstack": _IntRow.unstack,
+    "clip": _IntRow.clip, "split": _IntRow.split, "unstack": _IntRow.unstack,
     "stack": _IntRow.stack, "identity": _IntRow.identity,
 }
 assert set(OPS) == set(ir.OPS), "every IR op needs an integer C mapping"
@@ -557,7 +565,7 @@ def _scales(graph: ir.Graph, ranges: dict, xin: str) -> tuple[float, list[float]
     s_h, s_c = [], []
     for k in range(graph.num_layers):
         top = max(_absmax(ranges[h_in[k]]), _absmax(ranges[h_new[k]]))
-        s_h.append(min(top, BOUNDED.get(g_act, math.inf)) / 127.0 or 1.0)
+        s_h.append(min(top, activations.bound(g_act)) / 127.0 or 1.0)  # |g(.)| bounds h
         cell = [c_in[k], c_new[k]]
         node = prod.get(c_new[k])
         if node is not None and node.op == "add":

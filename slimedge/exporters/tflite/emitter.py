@@ -4,10 +4,11 @@ IR op -> TFLite op:
 
     matmul        FULLY_CONNECTED (weights (out, in), optional bias)
     add, mul      ADD, MUL (broadcasting)
-    sigmoid       LOGISTIC          tanh  TANH          relu  RELU
-    hard_sigmoid  MUL 0.2, ADD 0.5, RELU_0_TO_1  (TFLite has no hard-sigmoid op); for TFLite Micro,
-                  which has no RELU_0_TO_1 kernel: MUL 0.2, ADD 0.5 with a fused RELU, then in
-                  float MINIMUM 1 (integer: the ADD's fixed output scale ends at 1)
+    sigmoid       LOGISTIC          tanh  TANH
+    clip          RELU, RELU6, RELU_0_TO_1 or RELU_N1_TO_1 where the bounds are one of those and
+                  the target has the kernel, else fused or composed (:mod:`.clip`); with mul and
+                  add this writes every piecewise-linear activation (hard_sigmoid is MUL 0.2,
+                  ADD 0.5, clip(0, 1); see slimedge.activations)
     split         SPLIT (equal parts) or SPLIT_V
     unstack       UNPACK            stack PACK          identity RESHAPE
 
@@ -41,9 +42,10 @@ from ... import ir
 from ..._io import write_bytes
 from ...errors import UsageError
 from ...formats import QUANTIZE as QUANTIZE_MODES
+from .clip import clip_op, emit_clip, fusable_clips
 from .flatbuffer import Writer, options
 from .plan import Plan, plan
-from .qparams import FIXED_OUT, QParams, qparams_for_range, sym_weights, wants_per_channel
+from .qparams import FIXED_OUT, QParams, clip_range, qparams_for_range, sym_weights, wants_per_channel
 
 COMPAT = ("litert", "tflite-runtime", "tflm")
 IO = ("float", "int")
@@ -94,8 +96,13 @@ class Emitter:
             self.plan = plan(graph, ranges, state_bits=state_bits, act_bits=act_bits,
                              integer_io=(io == "int"))
             self.value_q = self.plan.value_q
+        self.fused: dict[str, ir.Node] = fusable_clips(self)  # producer's value -> its clip
 
     # -- tensors of IR values
+    def clip_op(self, lo, hi, dom: str) -> str | None:
+        """The one TFLite op that is clip(lo, hi) on this target in ``dom``, or None."""
+        return clip_op(self.compat, lo, hi, dom)
+
     def domain_of(self, v: str) -> str:
         if self.plan is None or v in self.plan.float_values:
             return "float"
@@ -297,10 +304,23 @@ def _add_options(e: Emitter, dom: str, **fields):
 
 def _binary(code: str) -> Callable[[Emitter, ir.Node], None]:
     def emit(e: Emitter, node: ir.Node) -> None:
-        dom = e.domain_of(node.outputs[0])
+        v = node.outputs[0]
+        dom = e.domain_of(v)
         ins = [e.value(i, dom) for i in node.inputs]
-        opts = _add_options(e, dom) if code == "ADD" else options(e.s, "MulOptions")
-        e.w.op(code, ins, [e.out(node)], opts)
+        fused = {}
+        clip = e.fused.get(v)
+        if clip is not None:  # a clip from 0 fused: RELU here, the rest by the clip
+            fused = {"fusedActivationFunction": e.s.ActivationFunctionType.RELU}
+        opts = (_add_options(e, dom, **fused) if code == "ADD"
+                else options(e.s, "MulOptions", **fused))
+        if clip is not None and dom != "float":  # integer: straight to the clip's range
+            lo, hi = clip.attrs["kernel"]["lo"], clip.attrs["kernel"]["hi"]
+            fixed = clip_range(lo, hi, dom) if hi is not None else None
+            out = e.out(clip, fixed=fixed)
+            e.tensor_of[(v, dom)] = out
+            e.w.op(code, ins, [out], opts)
+        else:
+            e.w.op(code, ins, [e.out(node)], opts)
         e.after()
     return emit
 
@@ -312,42 +332,6 @@ def _unary(code: str) -> Callable[[Emitter, ir.Node], None]:
         e.w.op(code, [a], [e.out(node, fixed=FIXED_OUT.get((node.op, dom)))])
         e.after()
     return emit
-
-
-def _hard_sigmoid(e: Emitter, node: ir.Node) -> None:
-    # clip(0.2 z + 0.5, 0, 1) = RELU_0_TO_1(z * 0.2 + 0.5)
-    w, v = e.w, node.outputs[0]
-    dom = e.domain_of(v)
-    z = e.value(node.inputs[0], dom)
-    shape = e.g.shapes[v]
-    if dom == "float":
-        c02 = w.tensor(w.fresh(f"{v}/0.2"), (1,), "float32", np.array([0.2]))
-        c05 = w.tensor(w.fresh(f"{v}/0.5"), (1,), "float32", np.array([0.5]))
-        t1, t2 = e.tmp(f"{v}/scaled", shape, dom), e.tmp(f"{v}/shifted", shape, dom)
-    else:
-        qmax = 127 if dom == "int8" else 32767
-        q02, q05 = QParams(dom, 0.2 / qmax), QParams(dom, 0.5 / qmax)
-        c02 = w.tensor(w.fresh(f"{v}/0.2"), (1,), dom, q02.quantize([0.2]), q=q02)
-        c05 = w.tensor(w.fresh(f"{v}/0.5"), (1,), dom, q05.quantize([0.5]), q=q05)
-        lo, hi = e.q[z].range()
-        t1 = e.tmp(f"{v}/scaled", shape, dom, qparams_for_range(0.2 * lo, 0.2 * hi, dom))
-        t2 = e.tmp(f"{v}/shifted", shape, dom,
-                   qparams_for_range(0.2 * lo + 0.5, 0.2 * hi + 0.5, dom))
-    w.op("MUL", [z, c02], [t1], options(e.s, "MulOptions"))
-    if e.compat == "tflm":  # no RELU_0_TO_1 kernel in TFLite Micro
-        relu = _add_options(e, dom, fusedActivationFunction=e.s.ActivationFunctionType.RELU)
-        if dom == "float":  # max(., 0) fused into the ADD, then min(., 1)
-            one = w.tensor(w.fresh(f"{v}/1"), (1,), "float32", np.array([1.0]))
-            w.op("ADD", [t1, c05], [t2], relu)
-            w.op("MINIMUM", [t2, one], [e.out(node)])
-        else:  # the fixed output scale's integer range is [0, 1 - 1 LSB]: saturation clips at 1
-            fixed = FIXED_OUT[("hard_sigmoid", dom)]
-            w.op("ADD", [t1, c05], [e.out(node, fixed=fixed)], relu)
-        e.after()
-        return
-    w.op("ADD", [t1, c05], [t2], _add_options(e, dom))
-    w.op("RELU_0_TO_1", [t2], [e.out(node, fixed=FIXED_OUT.get(("hard_sigmoid", dom)))])
-    e.after()
 
 
 def _split(e: Emitter, node: ir.Node) -> None:
@@ -400,8 +384,7 @@ OPS: dict[str, Callable[[Emitter, ir.Node], None]] = {
     "mul": _binary("MUL"),
     "sigmoid": _unary("LOGISTIC"),
     "tanh": _unary("TANH"),
-    "relu": _unary("RELU"),
-    "hard_sigmoid": _hard_sigmoid,
+    "clip": emit_clip,
     "split": _split,
     "unstack": _unstack,
     "stack": _stack,
