@@ -263,14 +263,14 @@ class _Builder:
         if name in _activations.TRANSCENDENTAL:
             return self.node(name, [z], stem, shape, **attrs)
         pwl = _activations.PIECEWISE[name]
+        attrs = {**attrs, "activation": name}  # every node of the activation says so
         if pwl.scale != 1.0:
             z = self.node("mul", [z, self.const(f"{stem}.a", np.array([pwl.scale]))],
                           f"{stem}.scaled", shape, **attrs)
         if pwl.shift != 0.0:
             z = self.node("add", [z, self.const(f"{stem}.b", np.array([pwl.shift]))],
                           f"{stem}.shifted", shape, **attrs)
-        return self.node("clip", [z], stem, shape, kernel={"lo": pwl.lo, "hi": pwl.hi},
-                         activation=name, **attrs)
+        return self.node("clip", [z], stem, shape, kernel={"lo": pwl.lo, "hi": pwl.hi}, **attrs)
 
     def node(self, op: str, inputs: Iterable[str], stem: str, shape, n_out: int = 1,
              shapes: list | None = None, **attrs) -> str | tuple[str, ...]:

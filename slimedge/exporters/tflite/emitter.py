@@ -320,9 +320,25 @@ def _binary(code: str) -> Callable[[Emitter, ir.Node], None]:
             e.tensor_of[(v, dom)] = out
             e.w.op(code, ins, [out], opts)
         else:
+            if dom != "float" and "activation" in node.attrs:
+                e.value_q[v] = _affine_q(e, node, ins, dom)
             e.w.op(code, ins, [e.out(node)], opts)
         e.after()
     return emit
+
+
+def _affine_q(e: Emitter, node: ir.Node, ins: list[str], dom: str) -> QParams:
+    """Inside a piecewise-linear activation, a·z or z + b (a scalar constant) is quantised over
+    its input's quantised range mapped through it, not its calibrated one: no saturation can
+    happen before the clip, which is where the activation's own bounds apply."""
+    k = next((j for j, i in enumerate(node.inputs) if i in e.g.initializers), None)
+    c = e.weights[node.inputs[k]].ravel() if k is not None else None
+    if c is None or c.size != 1:
+        return e.value_q[node.outputs[0]]
+    lo, hi = e.q[ins[1 - k]].range()
+    c = float(c[0])
+    lo, hi = sorted((lo * c, hi * c)) if node.op == "mul" else (lo + c, hi + c)
+    return qparams_for_range(lo, hi, dom)
 
 
 def _unary(code: str) -> Callable[[Emitter, ir.Node], None]:
