@@ -417,20 +417,23 @@ class _IntRow:
         return emit
 
     def clip(self, n: ir.Node) -> None:
-        """min(max(a, lo), hi) at a's scale (the bounds rounded to it), saturating; the result
-        goes to Q15 where both bounds lie within [-1, 1] (a gate), else keeps a's scale."""
+        """min(max(a, lo), hi), saturating: the result goes to Q15 where both bounds lie within
+        [-1, 1] (a gate), else keeps a's scale; the bounds (rounded to the result's scale) are
+        the saturation of the conversion itself, so a clip costs no more than a rescaling."""
         e, rep = self.operand(n.inputs[0])
         lo, hi = n.attrs["kernel"]["lo"], n.attrs["kernel"]["hi"]
-        top = vmax(rep)
-        lo_q = -top if lo is None else max(-top, min(top, int(round(lo / rep.scale))))
-        hi_q = top if hi is None else max(-top, min(top, int(round(hi / rep.scale))))
-        held = Rep(rep.ctype if rep.ctype == "int32_t" else "int32_t", rep.scale, lo_q, hi_q,
-                   max(abs(lo_q), abs(hi_q), 1).bit_length())
         gate = lo is not None and hi is not None and max(abs(lo), abs(hi)) <= 1.0
-        T = self.target.get(n.outputs[0], Q15 if gate else held)
-        self.helpers.add("sat")
-        v = f"{self.p}_sat({e('i')}, {lo_q}, {hi_q})"
-        self.define(n.outputs[0], T, self.size(n.outputs[0]), self.conv(v, held, T))
+        wide = rep if rep.ctype == "int32_t" else Rep("int32_t", rep.scale, rep.lo, rep.hi, rep.bits)
+        T = self.target.get(n.outputs[0], Q15 if gate else wide)
+        lo_q = T.lo if lo is None else max(T.lo, min(T.hi, int(round(lo / T.scale))))
+        hi_q = T.hi if hi is None else max(T.lo, min(T.hi, int(round(hi / T.scale))))
+        bounded = Rep(T.ctype, T.scale, lo_q, hi_q, max(abs(lo_q), abs(hi_q), 1).bit_length())
+        if rep.scale == T.scale:
+            self.helpers.add("sat")
+            v = f"({T.ctype}){self.p}_sat({e('i')}, {lo_q}, {hi_q})"
+        else:
+            v = self.conv(e("i"), rep, bounded)
+        self.define(n.outputs[0], T, self.size(n.outputs[0]), v)
 
     def split(self, n: ir.Node) -> None:
         base, offset, rep = self.expr[n.inputs[0]], 0, self.rep[n.inputs[0]]
