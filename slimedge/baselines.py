@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, formats, variants
+from . import checkpoint, formats, frontend, variants
 
 TORCH_ONNX = "torch.onnx LSTM"  # the label of the torch.onnx baseline in tables and JSON
 OPSET = 18
@@ -47,8 +47,7 @@ def _source(like) -> tuple[dict, dict[str, np.ndarray], str]:
             rng = np.random.default_rng(1)
             tensors["head.weight"] = rng.uniform(-1, 1, (k, n)) / np.sqrt(n)
             tensors["head.bias"] = np.zeros(k)
-        if "normalization" in like:
-            tensors["norm.mean"], tensors["norm.std"] = np.zeros(m), np.ones(m)
+        tensors.update(frontend.Frontend.from_config(like).neutral_tensors(m))
         lstm = {**like["lstm"], "input_size": m, "hidden_size": n, "num_layers": info.num_layers}
         return {**like, "lstm": lstm}, tensors, "an exported model"
     ckpt = like if isinstance(like, checkpoint.Checkpoint) else checkpoint.read(like)
@@ -62,7 +61,7 @@ def _dims(config: dict, tensors: dict) -> dict:
     return {"input_size": int(cfg["input_size"]), "hidden_size": n,
             "num_layers": int(cfg.get("num_layers", 1)),
             "output_size": int(head.shape[0]) if head is not None else n,
-            "head": head is not None, "norm": "norm.mean" in tensors}
+            "head": head is not None}
 
 
 def lstm0_checkpoint(like, path: str | os.PathLike, *, seed: int = 0) -> Path:
@@ -87,14 +86,15 @@ def random_checkpoint(variant, like, path: str | os.PathLike, *, seed: int = 0) 
         for name in spec.term_names():
             term = name.split("_")[0]
             tensors[f"layers.{k}.{name}"] = rng.uniform(-bound, bound, spec.term_shape(term, m, n))
-    keep = ("kind", "lstm", "head", "normalization")
+    keep = ("kind", "lstm", "head", "normalization", "frontend")
     out = {key: v for key, v in config.items() if key in keep}
     out["lstm"] = {key: v for key, v in config["lstm"].items()
                    if key in ("input_size", "hidden_size", "num_layers", "gate_activation",
                               "activation", "dropout")}
     out["lstm"]["variant"] = spec.to_config()
     out["info"] = {"baseline": f"{spec.name} with random weights, shaped like {name}"}
-    for key in ("head.weight", "head.bias", "norm.mean", "norm.std"):
+    fe = frontend.Frontend.from_config(config)
+    for key in ("head.weight", "head.bias", *fe.tensor_shapes(d["input_size"])):
         if key in src:
             tensors[key] = np.asarray(src[key])
     return checkpoint.write(path, out, tensors)
@@ -106,6 +106,8 @@ def torch_onnx_lstm(like, path: str | os.PathLike, *, dynamic: bool = False,
     import onnx
     import torch
     from torch import nn
+
+    from .models.frontend import FrontendModule
 
     config, src, _ = _source(like)
     d = _dims(config, src)
@@ -119,14 +121,12 @@ def torch_onnx_lstm(like, path: str | os.PathLike, *, dynamic: bool = False,
             super().__init__()
             self.lstm = nn.LSTM(m, n, layers)
             self.head = nn.Linear(n, k) if d["head"] else nn.Identity()
-            mean = src.get("norm.mean", np.zeros(m))
-            std = src.get("norm.std", np.ones(m))
-            self.register_buffer("mean", torch.as_tensor(np.asarray(mean, np.float32)))
-            self.register_buffer("std", torch.as_tensor(np.asarray(std, np.float32)))
+            self.frontend = FrontendModule(frontend.Frontend.from_config(config), m)
+            self.frontend.load_tensors({k: torch.as_tensor(np.asarray(v, np.float32))
+                                        for k, v in src.items()})
 
         def forward(self, x, h, c):
-            if d["norm"]:
-                x = (x - self.mean) / self.std
+            x = self.frontend(x)
             out, (h_next, c_next) = self.lstm(x.unsqueeze(0), (h, c))
             return self.head(out[0]), h_next, c_next
 

@@ -4,11 +4,14 @@ Layout (all tensors float32, under the papers' names):
 
     layers.<k>.<term>_<slot>   e.g. ``layers.0.W_c``, ``layers.1.u_i``   (one per term of layer k)
     head.weight, head.bias     a linear head, when the model has one
-    norm.mean, norm.std        input normalisation learned from the training split, when present
+    norm.mean, norm.std        the front-end's tensors, as its stages name them (the
+                               standardisation learned from the training split)
 
 Header metadata key ``slimedge`` holds the config: ``{"format": "slimedge/1", "kind": ...,
 "lstm": {variant, input_size, hidden_size, num_layers, gate_activation, activation, dropout},
-...}``; models with a head add their own keys. :func:`read` and :func:`write` need only numpy and
+"frontend": {"stages": [...]}, ...}`` (:mod:`slimedge.frontend`; an older file's
+``normalization`` field reads as the standardisation stage); models with a head add their own
+keys. :func:`read` and :func:`write` need only numpy and
 safetensors (no torch), so exporters and the runtime can use them; :func:`save` and :func:`load`
 work with PyTorch modules. Nothing is ever unpickled.
 """
@@ -22,12 +25,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import extras, integrity
+from . import activations, extras, frontend, integrity
 from ._io import atomic_path
 from .errors import ModelFileError
 from .formats import METADATA_KEY, ModelInfo, parse_json
 
-MIN_STD = 1e-6  # the smallest norm.std training stores (models.classifier.MIN_STD): 1/std fits
 WEIGHT_LIMIT = 1e6  # |weight| above this is no trained model's, and overflows float32 logits
 
 FORMAT = "slimedge/1"
@@ -132,7 +134,7 @@ def _read(path: Path, *, tensors: bool) -> Checkpoint:
     return Checkpoint(config=config, tensors=arrays, path=path)
 
 
-KINDS = ("slim_lstm", "classifier")  # slim_lstm: layers only; classifier: + head and normalisation
+KINDS = ("slim_lstm", "classifier")  # slim_lstm: layers only; classifier: + head and front-end
 TRAINING_STATE_PREFIX = "optim."     # Adam's moments in a resumable training state
 
 
@@ -156,8 +158,8 @@ def _check(ckpt: Checkpoint) -> None:
     if min(n, layers, m0) < 1:
         raise CheckpointError(f"{where}: input_size, hidden_size and num_layers must be at least 1, "
                               f"got {m0}, {n}, {layers}")
-    for key, valid, default in (("gate_activation", variants.GATE_ACTIVATIONS, "sigmoid"),
-                                ("activation", variants.ACTIVATIONS, "tanh")):
+    for key, valid, default in (("gate_activation", activations.gate_activations(), "sigmoid"),
+                                ("activation", activations.cell_activations(), "tanh")):
         if cfg.get(key, default) not in valid:
             raise CheckpointError(f"{where}: unknown {key} {cfg.get(key)!r}; valid: {', '.join(valid)}")
     kind = ckpt.kind
@@ -171,8 +173,9 @@ def _check(ckpt: Checkpoint) -> None:
             raise CheckpointError(f"{where}: a classifier needs head.num_classes in its config: "
                                   f"{e!r}") from None
         expected = {"head.weight": (k_out, n), "head.bias": (k_out,)}
-        if ckpt.config.get("normalization"):
-            expected.update({"norm.mean": (m0,), "norm.std": (m0,)})
+    fe = frontend.Frontend.from_config(ckpt.config)  # ModelInfo checked the section
+    fe_tensors = fe.tensor_shapes(m0)
+    expected.update(fe_tensors)
     for name, shape in expected.items():
         if name not in ckpt.tensors:
             raise CheckpointError(f"{where}: tensor {name} is missing (a {kind} needs it)")
@@ -186,18 +189,15 @@ def _check(ckpt: Checkpoint) -> None:
     for name, t in ckpt.tensors.items():
         if not np.isfinite(t).all():
             raise CheckpointError(f"{where}: tensor {name} holds NaN or infinite values")
-        if (t.size and not name.startswith(TRAINING_STATE_PREFIX) and name != "norm.mean"
+        if (t.size and not name.startswith(TRAINING_STATE_PREFIX) and name not in fe.unbounded()
                 and float(np.abs(t).max()) > WEIGHT_LIMIT):
             raise CheckpointError(f"{where}: tensor {name} holds values up to "
                                   f"{float(np.abs(t).max()):.3g}, over {WEIGHT_LIMIT:g}: no trained "
                                   f"model's, and its outputs would overflow float32 (corrupted?)")
-    if "norm.std" in ckpt.tensors and not (ckpt.tensors["norm.std"] >= MIN_STD).all():
-        raise CheckpointError(f"{where}: tensor norm.std must be positive, at least {MIN_STD:g} (training "
-                              f"stores 1 for a constant feature); got "
-                              f"{float(ckpt.tensors['norm.std'].min()):.3g}, whose inverse "
-                              f"overflows float32 or turns every output NaN")
-    if "norm.mean" in ckpt.tensors and float(np.abs(ckpt.tensors["norm.mean"]).max(initial=0)) > 1e30:
-        raise CheckpointError(f"{where}: tensor norm.mean holds values over 1e30 (corrupted?)")
+    try:
+        fe.check(ckpt.tensors)
+    except ValueError as e:
+        raise CheckpointError(f"{where}: {e}") from None
     for k in range(layers):
         m = m0 if k == 0 else n
         got = ckpt.layer_terms(k)

@@ -1,6 +1,6 @@
 """The step IR: one time step of a SLIM model as a graph of primitive ops, weights attached.
 
-``lower(checkpoint)`` turns a checkpoint (normalisation -> every layer -> head) into a
+``lower(checkpoint)`` turns a checkpoint (front-end -> every layer -> head) into a
 :class:`Graph` whose inputs are ``x`` (batch, m), ``h`` and ``c`` (layers, batch, n) and whose
 outputs are ``y`` (batch, outputs), ``h_next`` and ``c_next``. Every exporter walks this one graph;
 :meth:`Graph.run` interprets it with NumPy (the runtime's ``numpy`` backend and a reference for the
@@ -14,15 +14,22 @@ The lowering emits exactly the work a variant needs, read off its :class:`Varian
 * nothing for a gate fixed at exactly 1.0; a ``mul`` by a scalar for any other fixed gate (a gate
   of 0.0 drops its product entirely);
 * constants folded: a gate whose pre-activation is its bias alone (LSTM3) becomes the constant
-  σ(b), so it reads neither input nor state; the normalisation (x - mean) / std becomes x·s + t,
-  and with ``lower(..., fold_normalization=True)`` it disappears into the first layer's input
-  matmul(s): W·diag(s) and b + W·t (float exports; quantisers keep it as its own value).
+  σ(b), so it reads neither input nor state.
+
+The front-end (:mod:`slimedge.frontend`: today the standardisation x·s + t) is lowered by its own
+stages into the same primitives, before the model's step, its nodes tagged ``role="frontend"``;
+the model's step reads :attr:`Graph.features`. With ``lower(..., fold_normalization=True)`` a stage
+that offers it folds itself into what reads it (the standardisation into the first layer's input
+matmul(s): W·diag(s) and b + W·t; float exports; quantisers keep it as its own value).
 
 Ops (value = a named tensor; ``B`` marks the batch dimension in shapes):
 
     matmul(a, W[, bias])   a @ W.T (+ bias); W (out, in) as in nn.Linear
     add(a, b)  mul(a, b)   element-wise, NumPy broadcasting
-    sigmoid, hard_sigmoid (clip(0.2 z + 0.5, 0, 1)), tanh, relu
+    sigmoid, tanh          the transcendental activations
+    clip(a; lo, hi)        min(max(a, lo), hi), either bound may be None: with mul and add, every
+                           piecewise-linear activation (:mod:`slimedge.activations`: hard_sigmoid
+                           is mul 0.2, add 0.5, clip(0, 1); relu is clip(0, None))
     split(a; sizes)        along the last axis, into len(sizes) values
     unstack(a)             along axis 0 (per-layer state), stack(a, b, ...) its inverse
     identity(a)
@@ -36,13 +43,14 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
+from . import activations as _activations
+from . import frontend as _frontend
 from . import variants
 from .checkpoint import Checkpoint, read
 
 B = "B"  # the symbolic batch dimension in value shapes
 
-OPS = ("matmul", "add", "mul", "sigmoid", "hard_sigmoid", "tanh", "relu", "split", "unstack",
-       "stack", "identity")
+OPS = ("matmul", "add", "mul", "sigmoid", "tanh", "clip", "split", "unstack", "stack", "identity")
 
 
 @dataclass
@@ -65,11 +73,27 @@ class Graph:
     config: dict = field(default_factory=dict)
     # initializers that hold learned parameters (or constants folded from them), by role
     param_roles: dict[str, str] = field(default_factory=dict)
+    # the front-end lowered before the model's step, with its parameters (slimedge.frontend)
+    frontend: _frontend.Frontend = field(default_factory=_frontend.Frontend)
 
     # ---- facts the exporters and the profiler report ------------------------------------
     @property
     def input_size(self) -> int:
         return int(self.shapes["x"][1])
+
+    @property
+    def features(self) -> str:
+        """The value the model's step reads: the front-end's output, or ``x`` (none, or folded)."""
+        stage = [n for n in self.nodes if n.attrs.get("role") == "frontend"]
+        return stage[-1].outputs[0] if stage else "x"
+
+    def frontend_nodes(self) -> list[Node]:
+        """The front-end stage's nodes (computed from x alone, before the model's step)."""
+        return [n for n in self.nodes if n.attrs.get("role") == "frontend"]
+
+    def model_nodes(self) -> list[Node]:
+        """The model's step: every node but the front-end's."""
+        return [n for n in self.nodes if n.attrs.get("role") != "frontend"]
 
     @property
     def num_layers(self) -> int:
@@ -206,16 +230,13 @@ _KERNELS = {
     "add": np.add,
     "mul": np.multiply,
     "sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z)),
-    "hard_sigmoid": lambda z: np.clip(z * 0.2 + 0.5, 0.0, 1.0).astype(z.dtype),
     "tanh": np.tanh,
-    "relu": lambda z: np.maximum(z, 0),
+    "clip": lambda a, lo=None, hi=None: np.clip(a, lo, hi).astype(a.dtype, copy=False),
     "split": _split,
     "unstack": lambda a: tuple(a[k] for k in range(a.shape[0])),
     "stack": lambda *xs: np.stack(xs),
     "identity": lambda a: a,
 }
-# constant-folding needs the activations as plain functions
-_ACT_FN = {k: _KERNELS[k] for k in ("sigmoid", "hard_sigmoid", "tanh", "relu")}
 
 
 class _Builder:
@@ -236,6 +257,21 @@ class _Builder:
             self.g.param_roles[name] = role
         return name
 
+    def activation(self, name: str, z: str, stem: str, shape, **attrs) -> str:
+        """Activation ``name`` of ``z``: its own op when transcendental, else mul, add and clip
+        (:class:`slimedge.activations.PiecewiseLinear`); the result is named ``stem``."""
+        if name in _activations.TRANSCENDENTAL:
+            return self.node(name, [z], stem, shape, **attrs)
+        pwl = _activations.PIECEWISE[name]
+        attrs = {**attrs, "activation": name}  # every node of the activation says so
+        if pwl.scale != 1.0:
+            z = self.node("mul", [z, self.const(f"{stem}.a", np.array([pwl.scale]))],
+                          f"{stem}.scaled", shape, **attrs)
+        if pwl.shift != 0.0:
+            z = self.node("add", [z, self.const(f"{stem}.b", np.array([pwl.shift]))],
+                          f"{stem}.shifted", shape, **attrs)
+        return self.node("clip", [z], stem, shape, kernel={"lo": pwl.lo, "hi": pwl.hi}, **attrs)
+
     def node(self, op: str, inputs: Iterable[str], stem: str, shape, n_out: int = 1,
              shapes: list | None = None, **attrs) -> str | tuple[str, ...]:
         outs = tuple(self.name(stem if n_out == 1 else f"{stem}.{k}") for k in range(n_out))
@@ -248,9 +284,10 @@ class _Builder:
 def lower(source: Checkpoint | str | Any, *, fold_normalization: bool = False) -> Graph:
     """Lower a checkpoint (a :class:`Checkpoint` or a path to one) to its step graph.
 
-    ``fold_normalization=True`` folds the input normalisation x·s + t into the first layer's
-    input matmul(s) (see :func:`fold_normalization`): two fewer nodes, for float exports. Keep it
-    off for quantisation, which needs the normalised input as its own (well-scaled) value.
+    ``fold_normalization=True`` lets the front-end fold itself into the model's first ops where
+    a stage offers it (the standardisation x·s + t into the first layer's input matmul(s), see
+    :meth:`slimedge.frontend.Standardize.fold`): two fewer nodes, for float exports. Keep it off
+    for quantisation, which needs the normalised input as its own (well-scaled) value.
     """
     ckpt = source if isinstance(source, Checkpoint) else read(source)
     cfg = ckpt.lstm
@@ -265,14 +302,10 @@ def lower(source: Checkpoint | str | Any, *, fold_normalization: bool = False) -
     # training state (per-epoch history, optimiser step) does not
     g.config["info"] = {k: v for k, v in ckpt.config.get("info", {}).items() if k != "train_state"}
 
-    x = "x"
-    if "norm.mean" in ckpt.tensors:  # (x - mean) / std folded to x * s + t
-        std = ckpt.tensors["norm.std"].astype(np.float64)
-        mean = ckpt.tensors["norm.mean"].astype(np.float64)
-        s = bld.const("norm.scale", 1.0 / std)
-        t = bld.const("norm.shift", -mean / std)
-        x = bld.node("mul", [x, s], "norm.scaled", (B, m0), role="norm")
-        x = bld.node("add", [x, t], "x_norm", (B, m0), role="norm")
+    # the front-end's spec travels in the config as the checkpoint wrote it (an older one's
+    # normalization field reads as the standardisation: exports of old files stay byte for byte)
+    g.frontend = _frontend.of_checkpoint(ckpt)
+    x = g.frontend.lower(bld, "x")
 
     hs = bld.node("unstack", ["h"], "h_in", None, n_out=L, shapes=[(B, n)] * L, role="state")
     cs = bld.node("unstack", ["c"], "c_in", None, n_out=L, shapes=[(B, n)] * L, role="state",
@@ -294,67 +327,15 @@ def lower(source: Checkpoint | str | Any, *, fold_normalization: bool = False) -
     else:
         bld.node("identity", [x], "y", (B, n), role="head")
     g.validate()
-    return _fold_normalization(g) if fold_normalization else g
+    return _fold_frontend(g) if fold_normalization else g
 
 
-# Folding is skipped when some feature's shift |mean/std| exceeds this: raw inputs then sit far
-# from zero against their spread (an offset such as temperatures in kelvin), so W'·x and the folded
-# bias are large numbers that nearly cancel and float32 loses the digits the unfolded graph keeps
-# (mean 1000, std 1: 4.6e-5 per-step error folded against 1.1e-7 unfolded).
-FOLD_MAX_SHIFT = 8.0
-
-
-def _fold_normalization(g: Graph) -> Graph:
-    """Fold the normalisation x·s + t into the matmuls that read its result (in place).
-
-    Each ``matmul(x·s + t, W[, b])`` becomes ``matmul(x, W', b')`` with W' = W·diag(s) and
-    b' = b + W·t (a matmul without bias gets one). W' keeps W's role, so parameter and MAC counts
-    are unchanged; a bias created here is a derived constant (no role), like s and t were.
-    Nothing changes when the graph has no normalisation, its result feeds anything else, or a shift
-    exceeds ``FOLD_MAX_SHIFT``.
-    """
-    norm = [nd for nd in g.nodes if nd.attrs.get("role") == "norm"]
-    if len(norm) != 2:
-        return g
-    mul, add = norm
-    scale, shift, x_norm = mul.inputs[1], add.inputs[1], add.outputs[0]
-    if mul.op != "mul" or add.op != "add" or mul.inputs[0] != "x" or add.inputs[0] != mul.outputs[0]:
-        return g
-    readers = [nd for nd in g.nodes if x_norm in nd.inputs]
-    if not readers or any(nd.op != "matmul" or nd.inputs.index(x_norm) != 0
-                          or x_norm in nd.inputs[1:] for nd in readers):
-        return g
-    s, t = g.initializers[scale], g.initializers[shift]
-    if np.abs(t).max() > FOLD_MAX_SHIFT:
-        return g
-    for nd in readers:
-        w, *bias = nd.inputs[1:]
-        W = g.initializers[w]
-        g.initializers[w] = W * s
-        shifted = W @ t
-        if bias:
-            g.initializers[bias[0]] = g.initializers[bias[0]] + shifted
-        else:
-            bias = [_fresh(g, f"{w}.norm_bias")]
-            g.initializers[bias[0]] = shifted
-        nd.inputs = ("x", w, bias[0])
-    g.nodes = [nd for nd in g.nodes if nd is not mul and nd is not add]
-    for k in (scale, shift):
-        g.initializers.pop(k)
-        g.param_roles.pop(k, None)
-    for v in (*mul.outputs, x_norm):
-        g.shapes.pop(v)
+def _fold_frontend(g: Graph) -> Graph:
+    """The front-end's lowering rule for float files: its last stage folded into its readers."""
+    g.frontend.fold(g)
     g.__dict__.pop("_cast", None)
     g.validate()
     return g
-
-
-def _fresh(g: Graph, stem: str) -> str:
-    name, k = stem, 1
-    while name in g.initializers or name in g.shapes:
-        k += 1
-        name = f"{stem}_{k}"
-    return name
 
 
 def _lower_layer(bld: _Builder, spec, terms: Mapping[str, np.ndarray], k: int, x: str, h: str,
@@ -374,7 +355,8 @@ def _lower_layer(bld: _Builder, spec, terms: Mapping[str, np.ndarray], k: int, x
     for s in spec.learned_slots:
         if spec.slot(s).terms == {"b"}:
             act = sigma if s != "c" else g_act
-            folded[s] = bld.const(f"{p}gate_{s}", _ACT_FN[act](terms[f"b_{s}"].astype(np.float64)),
+            folded[s] = bld.const(f"{p}gate_{s}",
+                                  _activations.function(act)(terms[f"b_{s}"].astype(np.float64)),
                                   role="lstm")
             bias_done.add(s)
             del partial[s]
@@ -417,7 +399,8 @@ def _lower_layer(bld: _Builder, spec, terms: Mapping[str, np.ndarray], k: int, x
         for v in vals[1:]:
             z = bld.node("add", [z, v], f"{p}z_{s}", (B, n), **role)
         act = g_act if s == "c" else sigma
-        gate[s] = bld.node(act, [z], f"{p}{'cand' if s == 'c' else 'gate_' + s}", (B, n), **role)
+        gate[s] = bld.activation(act, z, f"{p}{'cand' if s == 'c' else 'gate_' + s}", (B, n),
+                                 **role)
 
     # values that read neither x nor the state (σ(b) folded, and products of such): (n,), not (B, n)
     free: set[str] = set(folded.values())
@@ -451,21 +434,21 @@ def _lower_layer(bld: _Builder, spec, terms: Mapping[str, np.ndarray], k: int, x
                       **role)
     c_new = (ic if fc is None else fc if ic is None
              else bld.node("add", [fc, ic], f"{p}c_next", (B, n), **role))
-    h_new = scale("o", bld.node(g_act, [c_new], f"{p}g_c", (B, n), **role), f"{p}h_next")
-    _tag_cell_path(bld.g, c, gate["c"], fc, ic, c_new)
+    g_c = bld.activation(g_act, c_new, f"{p}g_c", (B, n), **role)
+    h_new = scale("o", g_c, f"{p}h_next")
+    _tag_cell_path(bld.g, c, gate["c"], fc, ic, c_new, g_c)
     return h_new, c_new
 
 
-def _tag_cell_path(g: Graph, c: str, cand: str, fc: str | None, ic: str | None, c_new: str) -> None:
+def _tag_cell_path(g: Graph, c: str, cand: str, fc: str | None, ic: str | None, c_new: str,
+                   g_c: str) -> None:
     """Tag one layer's cell-state path for the exporters (:meth:`Graph.cell_state_values`; the
     TFLite int8 export keeps it in int16): f ⊙ c and i ⊙ c~ where they are products, c', g(c')."""
     prod = g.producers()
     for v, part in ((fc, "forget"), (ic, "input"), (c_new, "new")):
         if v is not None and v not in (c, cand) or v == c_new != c:
             prod[v].attrs["cell_path"] = part
-    for nd in g.nodes:
-        if nd.op in _ACT_FN and nd.inputs == (c_new,):
-            nd.attrs["cell_path"] = "activation"
+    prod[g_c].attrs["cell_path"] = "activation"
 
 
 from .rollout import Rollout, rollout  # noqa: E402 - the stepping loop, re-exported (it runs a Graph)

@@ -207,8 +207,8 @@ def flushing_denormals() -> bool:
 
 # ---- model -------------------------------------------------------------------------------------
 def build_model(config: TrainConfig, splits: _data.DataSplits) -> SequenceClassifier:
-    """A fresh classifier for the data (weights from ``config.seed``), normalised by the training
-    split's per-feature mean and std."""
+    """A fresh classifier for the data (weights from ``config.seed``), its front-end fitted on the
+    training split (the standardisation: its per-feature mean and std)."""
     torch.manual_seed(config.seed)
     model = SequenceClassifier(config.variant, splits.input_size, config.hidden_size,
                                len(splits.labels), config.num_layers, config.dropout,
@@ -216,8 +216,7 @@ def build_model(config: TrainConfig, splits: _data.DataSplits) -> SequenceClassi
                                activation=config.activation, constants=config.constants or None,
                                init=config.init, forget_bias=config.forget_bias,
                                input_only_cell=config.input_only_cell)
-    mean, std = splits.train.feature_stats()
-    model.set_normalization(mean, std)
+    model.frontend.fit(splits.train)
     return model
 
 

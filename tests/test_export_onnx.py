@@ -220,7 +220,7 @@ def test_quantizers_get_the_unfolded_graph(tmp_path, monkeypatch, fmt):
                          validate=False)
     (g,) = seen
     assert g.census() == ir.lower(path).census() and r.summary == ir.lower(path).summary()
-    assert [nd.op for nd in g.nodes if nd.attrs.get("role") == "norm"] == ["mul", "add"]
+    assert [nd.op for nd in g.frontend_nodes()] == ["mul", "add"]
 
 
 def test_quantizer_onnx_source_is_unfused(tmp_path):

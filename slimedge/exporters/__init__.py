@@ -3,7 +3,8 @@
 One public function, :func:`export`. Every format walks the same step IR (:mod:`slimedge.ir`);
 where a format's writer and quantizers live is one row of the format table
 (:mod:`slimedge.formats`): adding a format is one module and one row, nothing here. Float files
-are written by the row's writer from the graph with the normalisation folded in; quantised ones by
+are written by the row's writer from the graph with the front-end folded in where it
+folds; quantised ones by
 the row's quantizer, calibrated on the model's data (:mod:`.quantize`). Exporters only write: the
 written file is then opened through the runtime, once per interpreter it is validated on, judged
 on the task (quantised files) and against the float64 step IR (:mod:`.validate`). One export reads
@@ -201,10 +202,11 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
         better = path.name + fmt.suffix if tag else path.with_suffix(fmt.suffix).name
         raise UsageError(f"{path}: a {fmt.name} export must end in {fmt.suffix} (slimedge tells "
                          f"model files by their suffix), e.g. {better}")
-    # the graph the file holds: a float file folds the input normalisation into the first
-    # layer's input matmul(s); quantizers get the unfolded graph (they quantise the normalised
-    # input, whose features share one range, and keep x·s + t in float). Either way the file is
-    # validated against the unfolded graph, the model as trained.
+    # the graph the file holds: a float file takes the front-end's lowering rule for floats (the
+    # standardisation folds into the first layer's input matmul(s)); quantizers get the unfolded
+    # graph (they quantise the front-end's output, whose features share one range, and keep the
+    # front-end in float). Either way the file is validated against the unfolded graph, the
+    # model as trained.
     written = ir.lower(ckpt, fold_normalization=True) if quantize == "none" else graph
     # the model's data set, loaded once: calibration, the task check and the validation frames
     needs_data = quantize == "int8" or (quantize != "none" and validate)

@@ -89,6 +89,14 @@ class _Scope:
             self.inits[self._ints[key]] = np.asarray(values, dtype=np.int64)
         return self._ints[key]
 
+    def scalar(self, stem: str, value: float) -> str:
+        """A float32 scalar constant, shared by every node that needs the same one."""
+        key = (stem, "float", float(value))
+        if key not in self._ints:
+            self._ints[key] = self.tmp(stem)
+            self.inits[self._ints[key]] = np.asarray(value, dtype=np.float32)
+        return self._ints[key]
+
     def add(self, op_type: str, inputs, outputs, **attrs) -> None:
         self.nodes.append(helper.make_node(op_type, list(inputs), list(outputs), **attrs))
 
@@ -114,6 +122,15 @@ def _elementwise(op_type: str, **attrs) -> Callable[[_Scope, ir.Node], None]:
     def emit(s: _Scope, n: ir.Node) -> None:
         s.add(op_type, [s.v(i) for i in n.inputs], [s.v(o) for o in n.outputs], **attrs)
     return emit
+
+
+def _clip(s: _Scope, n: ir.Node) -> None:
+    """Clip(a, min, max), a missing bound an empty input (piecewise-linear activations)."""
+    bounds = [("" if v is None else s.scalar(f"clip_{'lo' if k == 0 else 'hi'}", v))
+              for k, v in enumerate((n.attrs["kernel"]["lo"], n.attrs["kernel"]["hi"]))]
+    while bounds and bounds[-1] == "":
+        bounds.pop()
+    s.add("Clip", [s.v(n.inputs[0]), *bounds], [s.v(n.outputs[0])])
 
 
 def _split(s: _Scope, n: ir.Node) -> None:
@@ -147,9 +164,8 @@ OPS: dict[str, Callable[[_Scope, ir.Node], None]] = {
     "add": _elementwise("Add"),
     "mul": _elementwise("Mul"),
     "sigmoid": _elementwise("Sigmoid"),
-    "hard_sigmoid": _elementwise("HardSigmoid", alpha=0.2, beta=0.5),  # exactly Keras'
     "tanh": _elementwise("Tanh"),
-    "relu": _elementwise("Relu"),
+    "clip": _clip,
     "split": _split,
     "unstack": _unstack,
     "stack": _stack,
@@ -205,13 +221,48 @@ def gemm_bias_fusions(s: _Scope, nodes: list[ir.Node]) -> dict[int, tuple[ir.Nod
     return plan
 
 
+def hard_sigmoid_fusions(s: _Scope, nodes: list[ir.Node]) -> dict[int, tuple]:
+    """The piecewise-linear activations to emit as one HardSigmoid: clip(0, 1) of a·z + b (the
+    mul and add of the same activation, scalar constants, each read only by the next) ->
+    ``HardSigmoid(z, alpha=a, beta=b)``, ONNX's own op. Returns id(clip) -> (its mul and add
+    nodes, z, a, b); those are then not emitted."""
+    g = s.g
+    readers = Counter(i for nd in nodes for i in nd.inputs) + Counter(g.outputs)
+    producer = {o: nd for nd in nodes for o in nd.outputs}
+    plan = {}
+    for nd in nodes:
+        if nd.op != "clip" or (nd.attrs["kernel"]["lo"], nd.attrs["kernel"]["hi"]) != (0.0, 1.0):
+            continue
+        chain, a, b, v = [], 1.0, 0.0, nd.inputs[0]
+        while True:
+            p = producer.get(v)
+            if (p is None or p.op not in ("mul", "add") or readers[v] != 1
+                    or p.attrs.get("activation") != nd.attrs.get("activation")):
+                break
+            k = next((j for j, i in enumerate(p.inputs) if i in g.initializers
+                      and g.initializers[i].size == 1), None)
+            if k is None:
+                break
+            c = float(g.initializers[p.inputs[k]].ravel()[0])
+            a, b = (a * c, b) if p.op == "mul" else (a, b + a * c)  # out = a·(value) + b
+            chain.append(p)
+            v = p.inputs[1 - k]
+        if chain and all(q.attrs.get("activation") for q in chain):
+            plan[id(nd)] = (chain, v, a, b)
+    return plan
+
+
 def _emit_all(s: _Scope, nodes: list[ir.Node], optimize: bool) -> None:
     fused = gemm_bias_fusions(s, nodes) if optimize else {}
-    skip = {id(mm) for mm, _ in fused.values()}
+    hard = hard_sigmoid_fusions(s, nodes)
+    skip = {id(mm) for mm, _ in fused.values()} | {id(p) for c, *_ in hard.values() for p in c}
     for node in nodes:
         if id(node) in skip:
             continue
-        if id(node) in fused:
+        if id(node) in hard:
+            _, z, a, b = hard[id(node)]
+            s.add("HardSigmoid", [s.v(z)], [s.v(node.outputs[0])], alpha=a, beta=b)
+        elif id(node) in fused:
             mm, other = fused[id(node)]
             s.add("Gemm", [s.v(mm.inputs[0]), s.weight(mm.inputs[1]), s.v(other)],
                   [s.v(node.outputs[0])], transB=1)

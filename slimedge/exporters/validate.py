@@ -25,7 +25,7 @@ one that deploys it, and it is opened once per interpreter for every check of on
 
 Frames come from the first source in :data:`FRAME_SOURCES` that has them: the model's own data set
 (recorded in the checkpoint's ``info.data`` by training) when :mod:`slimedge.data` can load it, else
-seeded random frames in the model's input scale (its normalisation's mean and std when it has one).
+seeded random frames in the model's input scale (its front-end's, see ``Frontend.typical_input``).
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from typing import Callable
 
 import numpy as np
 
-from .. import ir
+from .. import frontend, ir
 from ..checkpoint import Checkpoint
 from ..errors import SlimedgeError
 from ..formats import ModelInfo
@@ -158,11 +158,11 @@ def _data_set_frames(ckpt: Checkpoint, steps: int, batch: int, *, seed: int, spl
 
 def _random_frames(ckpt: Checkpoint, steps: int, batch: int, *, seed: int, split: str,
                    splits=None):
-    """Seeded normal frames in the model's input scale (its normalisation's mean and std)."""
+    """Seeded normal frames in the model's input scale (what its front-end maps to standard
+    normal features: the standardisation's mean and std)."""
     m = int(ckpt.lstm["input_size"])
     x = np.random.default_rng(seed).standard_normal((steps, batch, m))
-    if "norm.mean" in ckpt.tensors:
-        x = x * ckpt.tensors["norm.std"].astype(np.float64) + ckpt.tensors["norm.mean"]
+    x = frontend.of_checkpoint(ckpt).typical_input(x)
     return x.astype(np.float32), f"seeded random frames (seed {seed})"
 
 

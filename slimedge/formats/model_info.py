@@ -24,7 +24,8 @@ class ModelInfo:
     """What a model file says about its model, whatever its format.
 
     ``data`` is the data set the model was trained on, as recorded (``None`` when not recorded);
-    ``export`` the export section (format, quantisation, ...; empty for a checkpoint).
+    ``export`` the export section (format, quantisation, ...; empty for a checkpoint);
+    :attr:`frontend` the stages before the model (:mod:`slimedge.frontend`).
     """
 
     path: Path | None
@@ -50,6 +51,14 @@ class ModelInfo:
     @property
     def state_shape(self) -> tuple[int, int]:
         return (self.num_layers, self.hidden_size)
+
+    @property
+    def frontend(self):
+        """The :class:`~slimedge.frontend.Frontend` the config describes (its stages' specs; an
+        older file's ``normalization`` field reads as the standardisation stage)."""
+        from .frontend import Frontend
+
+        return Frontend.from_config(self.config)
 
     @property
     def spec(self):
@@ -147,6 +156,14 @@ class ModelInfo:
             for key in ("split_seed", "limit"):
                 if data.get(key) is not None and not -2**63 <= data[key] < 2**63:
                     raise _Bad(f"info.data.{key}", f"is out of range: {data[key]}")
+        if "frontend" in config:
+            from .frontend import Frontend
+
+            _field(config, "frontend", dict)
+            try:
+                Frontend.from_config(config)
+            except ValueError as e:
+                raise _Bad("frontend", f"is not one slimedge reads: {e}") from None
         export = _field(config, "export", dict) or {}
         for key in ("format", "mode", "quantize", "prefix"):
             _text(f"export.{key}", _field(export, key, str, "export."))

@@ -218,14 +218,18 @@ def _sigmoid(a: str) -> str:
     return f"1.0f / (1.0f + expf(-fminf(fmaxf({a}, -{lim}), {lim})))"
 
 
+def _clip(a: str, lo: float | None, hi: float | None) -> str:
+    a = a if lo is None else f"fmaxf({a}, {src.c_float(lo)})"
+    return a if hi is None else f"fminf({a}, {src.c_float(hi)})"
+
+
 OPS: dict[str, Callable[[_Row, ir.Node], None]] = {
     "matmul": _Row.matmul,
     "add": lambda r, n: r.binary("+")(n),
     "mul": lambda r, n: r.binary("*")(n),
     "sigmoid": lambda r, n: r.unary(_sigmoid)(n),
-    "hard_sigmoid": lambda r, n: r.unary(lambda a: f"fminf(fmaxf(0.2f * {a} + 0.5f, 0.0f), 1.0f)")(n),
     "tanh": lambda r, n: r.unary(lambda a: f"tanhf({a})")(n),
-    "relu": lambda r, n: r.unary(lambda a: f"fmaxf({a}, 0.0f)")(n),
+    "clip": lambda r, n: r.unary(lambda a: _clip(a, **n.attrs["kernel"]))(n),
     "split": _Row.split,
     "unstack": _Row.unstack,
     "stack": _Row.stack,

@@ -7,7 +7,8 @@ the value is:
     cell state c, f ⊙ c, i ⊙ c~, c'         int16, one calibrated scale per layer (x 4 headroom)
     matmul results, pre-activation sums,    int32 Q16 (scale 2^-16); y leaves as Q16 too
     u ⊙ h terms
-    sigmoid / tanh / hard-sigmoid outputs   int16 Q15 (scale 2^-15)
+    sigmoid / tanh outputs, clip outputs    int16 Q15 (scale 2^-15); a clip whose bounds
+    within [-1, 1]                          lie within [-1, 1] (piecewise-linear activations)
     weights W, U, head                      int8, one scale per output row
     point-wise u, folded gate constants     int16, one scale per vector
 
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ... import ir
+from ... import activations, ir
 from ...errors import UsageError
 from . import emit_float, emit_int_helpers
 from . import fixedpoint as fx
@@ -57,7 +58,6 @@ except ImportError:
 
 DEFAULT_CALIBRATION_SAMPLES = 128
 STATE_HEADROOM = 4.0  # int16 cell state: calibrated range x 4 (a stream that never resets wanders)
-BOUNDED = {"tanh": 1.0, "sigmoid": 1.0, "hard_sigmoid": 1.0}  # |g(.)| <= 1: h needs no more
 
 
 @dataclass(frozen=True)
@@ -416,12 +416,24 @@ class _IntRow:
             self.define(n.outputs[0], T, size, self.conv(f'{self.p}_{fn}({z})', Q15, T))
         return emit
 
-    def relu(self, n: ir.Node) -> None:
+    def clip(self, n: ir.Node) -> None:
+        """min(max(a, lo), hi), saturating: the result goes to Q15 where both bounds lie within
+        [-1, 1] (a gate), else keeps a's scale; the bounds (rounded to the result's scale) are
+        the saturation of the conversion itself, so a clip costs no more than a rescaling."""
         e, rep = self.operand(n.inputs[0])
-        T = self.target.get(n.outputs[0], rep)
-        size = self.size(n.outputs[0])
-        v = f"({e('i')} > 0 ? {e('i')} : 0)"
-        self.define(n.outputs[0], T, size, self.conv(v, rep, T))
+        lo, hi = n.attrs["kernel"]["lo"], n.attrs["kernel"]["hi"]
+        gate = lo is not None and hi is not None and max(abs(lo), abs(hi)) <= 1.0
+        wide = rep if rep.ctype == "int32_t" else Rep("int32_t", rep.scale, rep.lo, rep.hi, rep.bits)
+        T = self.target.get(n.outputs[0], Q15 if gate else wide)
+        lo_q = T.lo if lo is None else max(T.lo, min(T.hi, int(round(lo / T.scale))))
+        hi_q = T.hi if hi is None else max(T.lo, min(T.hi, int(round(hi / T.scale))))
+        bounded = Rep(T.ctype, T.scale, lo_q, hi_q, max(abs(lo_q), abs(hi_q), 1).bit_length())
+        if rep.scale == T.scale:
+            self.helpers.add("sat")
+            v = f"({T.ctype}){self.p}_sat({e('i')}, {lo_q}, {hi_q})"
+        else:
+            v = self.conv(e("i"), rep, bounded)
+        self.define(n.outputs[0], T, self.size(n.outputs[0]), v)
 
     def split(self, n: ir.Node) -> None:
         base, offset, rep = self.expr[n.inputs[0]], 0, self.rep[n.inputs[0]]
@@ -534,13 +546,12 @@ class _IntRow:
                              f"yq[i] = {self.conv(e('i'), rep, Z)};")
 
 
-ELEMENTWISE = ("add", "mul", "sigmoid", "hard_sigmoid", "tanh", "relu")
+ELEMENTWISE = ("add", "mul", "sigmoid", "tanh", "clip")
 OPS = {
     "matmul": _IntRow.matmul, "add": _IntRow.add, "mul": _IntRow.mul,
     "sigmoid": lambda r, n: r.gate("sigmoid")(n),
-    "hard_sigmoid": lambda r, n: r.gate("hard_sigmoid")(n),
     "tanh": lambda r, n: r.gate("tanh")(n),
-    "relu": _IntRow.relu, "split": _IntRow.split, "unstack": _IntRow.unstack,
+    "clip": _IntRow.clip, "split": _IntRow.split, "unstack": _IntRow.unstack,
     "stack": _IntRow.stack, "identity": _IntRow.identity,
 }
 assert set(OPS) == set(ir.OPS), "every IR op needs an integer C mapping"
@@ -557,7 +568,7 @@ def _scales(graph: ir.Graph, ranges: dict, xin: str) -> tuple[float, list[float]
     s_h, s_c = [], []
     for k in range(graph.num_layers):
         top = max(_absmax(ranges[h_in[k]]), _absmax(ranges[h_new[k]]))
-        s_h.append(min(top, BOUNDED.get(g_act, math.inf)) / 127.0 or 1.0)
+        s_h.append(min(top, activations.bound(g_act)) / 127.0 or 1.0)  # |g(.)| bounds h
         cell = [c_in[k], c_new[k]]
         node = prod.get(c_new[k])
         if node is not None and node.op == "add":
@@ -569,8 +580,8 @@ def _scales(graph: ir.Graph, ranges: dict, xin: str) -> tuple[float, list[float]
 def generate(graph: ir.Graph, prefix: str, *, header: str, splits=None,
              samples: int | None = DEFAULT_CALIBRATION_SAMPLES, seed: int = 0,
              ranges: dict | None = None) -> tuple[str, str, dict]:
-    """The ``.c`` and ``.h`` of the full-integer step of ``graph`` (unfolded: the normalisation
-    nodes become ``PREFIX_quantize_input``), and the export section (scales, error bounds, the
+    """The ``.c`` and ``.h`` of the full-integer step of ``graph`` (unfolded: the front-end's
+    nodes become ``PREFIX_quantize_input``, in float), and the export section (scales, error bounds, the
     calibration). ``ranges`` (value -> (min, max)) skips calibration; else ``splits.train`` is
     stepped through the float model."""
     if ranges is None:
@@ -583,13 +594,12 @@ def generate(graph: ir.Graph, prefix: str, *, header: str, splits=None,
         ranges = calibrate(graph, splits["train"], samples=samples, seed=seed)
     else:
         calibration = {"ranges": "given by the caller", "state_headroom": STATE_HEADROOM}
-    norm = [n for n in graph.nodes if n.attrs.get("role") == "norm"]
-    xin = norm[-1].outputs[0] if norm else "x"
+    xin = graph.features  # the front-end's output: the integer step's input
     s_x, s_h, s_c = _scales(graph, ranges, xin)
     row = _IntRow(graph, prefix, ranges, xin, s_x, s_h, s_c)
-    row.emit([n for n in graph.nodes if n.attrs.get("role") != "norm"])
-    fl = emit_float._Row(graph, prefix, "float")  # the normalisation, in float
-    for n in norm:
+    row.emit(graph.model_nodes())
+    fl = emit_float._Row(graph, prefix, "float")  # the front-end, in float
+    for n in graph.frontend_nodes():
         emit_float.OPS[n.op](fl, n)
     bounds = dict(fx.error_bounds())
     info = {"weights": "int8 symmetric, one scale per output row (point-wise u: int16)",

@@ -33,11 +33,11 @@ def helpers(prefix: str, used: set[str]) -> list[str]:
     if "sat" in used:
         out.append(f"static int32_t {P}_sat(int32_t v, int32_t lo, int32_t hi)\n{{\n"
                    f"    return v < lo ? lo : v > hi ? hi : v;\n}}\n")
-    if "rq64" in used or "hard_sigmoid" in used:
+    if "rq64" in used:
         out.append(f"/* round(v * m / 2^r) in int64: where the bounds leave int32 too few bits */\n"
                    f"static int64_t {P}_rq64(int64_t v, int64_t m, int r)\n{{\n"
                    f"    return (v * m + ((int64_t)1 << (r - 1))) >> r;\n}}\n")
-    if used & {"sat64", "hard_sigmoid"}:
+    if "sat64" in used:
         out.append(f"static int32_t {P}_sat64(int64_t v, int32_t lo, int32_t hi)\n{{\n"
                    f"    return v < lo ? lo : v > hi ? hi : (int32_t)v;\n}}\n")
     if used & {"tanh", "sigmoid"}:
@@ -63,12 +63,6 @@ def helpers(prefix: str, used: set[str]) -> list[str]:
                    f"static int32_t {P}_sigmoid(int32_t z)\n{{\n"
                    f"    const int32_t y = ({fx.Q15_MAX + 1} + {P}_tanh(z / 2) + 1) >> 1;\n"
                    f"    return y > {fx.Q15_MAX} ? {fx.Q15_MAX} : y;\n}}\n")
-    if "hard_sigmoid" in used:
-        M, r = fx.multiplier(0.2 * 2.0 ** (fx.GATE_FRAC_BITS - fx.Z_FRAC_BITS), 30)
-        out.append(f"/* hard sigmoid clip(0.2 z + 0.5, 0, 1): Q16 in, Q15 out */\n"
-                   f"static int32_t {P}_hard_sigmoid(int32_t z)\n{{\n"
-                   f"    return {P}_sat64({P}_rq64(z, {M}, {r}) + {1 << (fx.GATE_FRAC_BITS - 1)}, 0, "
-                   f"{fx.Q15_MAX});\n}}\n")
     return out
 
 

@@ -4,10 +4,11 @@ IR op -> TFLite op:
 
     matmul        FULLY_CONNECTED (weights (out, in), optional bias)
     add, mul      ADD, MUL (broadcasting)
-    sigmoid       LOGISTIC          tanh  TANH          relu  RELU
-    hard_sigmoid  MUL 0.2, ADD 0.5, RELU_0_TO_1  (TFLite has no hard-sigmoid op); for TFLite Micro,
-                  which has no RELU_0_TO_1 kernel: MUL 0.2, ADD 0.5 with a fused RELU, then in
-                  float MINIMUM 1 (integer: the ADD's fixed output scale ends at 1)
+    sigmoid       LOGISTIC          tanh  TANH
+    clip          RELU, RELU6, RELU_0_TO_1 or RELU_N1_TO_1 where the bounds are one of those and
+                  the target has the kernel, else fused or composed (:mod:`.clip`); with mul and
+                  add this writes every piecewise-linear activation (hard_sigmoid is MUL 0.2,
+                  ADD 0.5, clip(0, 1); see slimedge.activations)
     split         SPLIT (equal parts) or SPLIT_V
     unstack       UNPACK            stack PACK          identity RESHAPE
 
@@ -18,10 +19,12 @@ scales. Values convert between domains (QUANTIZE / DEQUANTIZE / a requantising Q
 consumer first needs them in another; the graph keeps float32 inputs and outputs, unless
 ``io="int"`` (int8 only): then x, h, c, y, h_next, c_next are the plan's integer tensors (h and y
 int8, c int16 with the default 16-bit cell path), so a device never converts floats. x is then
-the *normalised* frame at the int8 scale the float-I/O file quantises it to (the normalisation
-x·s + t is no op of the graph: quantising a frame is one multiply-add per feature anyway), so both
-files compute the same integers. The export info records every I/O tensor's quantisation and, for
-x, the per-feature s and t (``io_quantization``): x_q = round((x·s + t) / scale) + zero_point.
+the front-end's output (:attr:`slimedge.ir.Graph.features`, the *normalised* frame) at the int8
+scale the float-I/O file quantises it to (the front-end is no op of the graph: the standardisation
+is one multiply-add per feature, done while quantising anyway), so both files compute the same
+integers. The export info records every I/O tensor's quantisation and, for x, what the front-end
+records for its reader (``io_quantization``; :func:`slimedge.frontend.outside` applies it):
+x_q = round((x·s + t) / scale) + zero_point.
 
 ``compat`` names the interpreter the file must suit: ``"litert"``, ``"tflite-runtime"``
 (per-tensor weight scales for hybrid FULLY_CONNECTED) or ``"tflm"`` (TensorFlow Lite Micro: only
@@ -39,9 +42,10 @@ from ... import ir
 from ..._io import write_bytes
 from ...errors import UsageError
 from ...formats import QUANTIZE as QUANTIZE_MODES
+from .clip import clip_op, emit_clip, fusable_clips
 from .flatbuffer import Writer, options
 from .plan import Plan, plan
-from .qparams import FIXED_OUT, QParams, qparams_for_range, sym_weights, wants_per_channel
+from .qparams import FIXED_OUT, QParams, clip_range, qparams_for_range, sym_weights, wants_per_channel
 
 COMPAT = ("litert", "tflite-runtime", "tflm")
 IO = ("float", "int")
@@ -92,8 +96,13 @@ class Emitter:
             self.plan = plan(graph, ranges, state_bits=state_bits, act_bits=act_bits,
                              integer_io=(io == "int"))
             self.value_q = self.plan.value_q
+        self.fused: dict[str, ir.Node] = fusable_clips(self)  # producer's value -> its clip
 
     # -- tensors of IR values
+    def clip_op(self, lo, hi, dom: str) -> str | None:
+        """The one TFLite op that is clip(lo, hi) on this target in ``dom``, or None."""
+        return clip_op(self.compat, lo, hi, dom)
+
     def domain_of(self, v: str) -> str:
         if self.plan is None or v in self.plan.float_values:
             return "float"
@@ -206,14 +215,14 @@ class Emitter:
         g, w = self.g, self.w
         for name in g.inputs:
             dom = self.io_domain(name)
-            v = self.x_value if name == "x" else name  # integer x: the normalised input
+            v = self.x_value if name == "x" else name  # integer x: the front-end's output
             q = self.value_q[v] if dom != "float" else None
             w.tensor(name, g.shapes[name], dom, q=q)
             if q is not None:
                 self.q[name] = q
             self.tensor_of[(v, dom)] = name
         for node in g.nodes:
-            if self.io == "int" and node.attrs.get("role") == "norm":
+            if self.io == "int" and node.attrs.get("role") == "frontend":
                 continue  # done by whoever quantises x (io_quantization says how)
             OPS[node.op](self, node)
         # the outputs under their public names: float, or (io="int") in their planned type
@@ -236,9 +245,8 @@ class Emitter:
 
     @property
     def x_value(self) -> str:
-        """The IR value the graph input x holds: x, or with io="int" the normalised input."""
-        norm = [n for n in self.g.nodes if n.attrs.get("role") == "norm"]
-        return norm[-1].outputs[0] if self.io == "int" and norm else "x"
+        """The IR value the graph input x holds: x, or with io="int" the front-end's output."""
+        return self.g.features if self.io == "int" else "x"
 
     def io_domain(self, v: str) -> str:
         """The domain of a graph input or output: float, or with io="int" its planned type."""
@@ -248,19 +256,13 @@ class Emitter:
 
     def io_quantization(self) -> dict:
         """Each graph input's and output's integer type, scale and zero point (io="int"); for x
-        also the normalisation x·s + t (per feature, float32) applied before quantising."""
+        also what the front-end records for its reader (the standardisation's per-feature s and
+        t, float32, under ``normalization``), applied before quantising."""
         out = {v: {"dtype": self.q[v].dtype, "scale": float(np.float32(self.q[v].scale)),
                    "zero_point": int(self.q[v].zero_point)}
                for v in (*self.g.inputs, *self.g.outputs)}
-        norm = {n.op: self.g.initializers[n.inputs[1]] for n in self.g.nodes
-                if n.attrs.get("role") == "norm"}
-        if norm:
-            if set(norm) != {"mul", "add"}:
-                raise ValueError(f"unexpected input normalisation ops {sorted(norm)}")
-            m = self.g.input_size
-            s, t = (np.broadcast_to(np.asarray(norm[k], np.float32), (m,)) for k in ("mul", "add"))
-            out["x"]["normalization"] = {"scale": [float(v) for v in s],
-                                         "shift": [float(v) for v in t]}
+        if self.g.frontend_nodes():
+            out["x"].update(self.g.frontend.companion())
         return out
 
 
@@ -302,12 +304,41 @@ def _add_options(e: Emitter, dom: str, **fields):
 
 def _binary(code: str) -> Callable[[Emitter, ir.Node], None]:
     def emit(e: Emitter, node: ir.Node) -> None:
-        dom = e.domain_of(node.outputs[0])
+        v = node.outputs[0]
+        dom = e.domain_of(v)
         ins = [e.value(i, dom) for i in node.inputs]
-        opts = _add_options(e, dom) if code == "ADD" else options(e.s, "MulOptions")
-        e.w.op(code, ins, [e.out(node)], opts)
+        fused = {}
+        clip = e.fused.get(v)
+        if clip is not None:  # a clip from 0 fused: RELU here, the rest by the clip
+            fused = {"fusedActivationFunction": e.s.ActivationFunctionType.RELU}
+        opts = (_add_options(e, dom, **fused) if code == "ADD"
+                else options(e.s, "MulOptions", **fused))
+        if clip is not None and dom != "float":  # integer: straight to the clip's range
+            lo, hi = clip.attrs["kernel"]["lo"], clip.attrs["kernel"]["hi"]
+            fixed = clip_range(lo, hi, dom) if hi is not None else None
+            out = e.out(clip, fixed=fixed)
+            e.tensor_of[(v, dom)] = out
+            e.w.op(code, ins, [out], opts)
+        else:
+            if dom != "float" and "activation" in node.attrs:
+                e.value_q[v] = _affine_q(e, node, ins, dom)
+            e.w.op(code, ins, [e.out(node)], opts)
         e.after()
     return emit
+
+
+def _affine_q(e: Emitter, node: ir.Node, ins: list[str], dom: str) -> QParams:
+    """Inside a piecewise-linear activation, a·z or z + b (a scalar constant) is quantised over
+    its input's quantised range mapped through it, not its calibrated one: no saturation can
+    happen before the clip, which is where the activation's own bounds apply."""
+    k = next((j for j, i in enumerate(node.inputs) if i in e.g.initializers), None)
+    c = e.weights[node.inputs[k]].ravel() if k is not None else None
+    if c is None or c.size != 1:
+        return e.value_q[node.outputs[0]]
+    lo, hi = e.q[ins[1 - k]].range()
+    c = float(c[0])
+    lo, hi = sorted((lo * c, hi * c)) if node.op == "mul" else (lo + c, hi + c)
+    return qparams_for_range(lo, hi, dom)
 
 
 def _unary(code: str) -> Callable[[Emitter, ir.Node], None]:
@@ -317,42 +348,6 @@ def _unary(code: str) -> Callable[[Emitter, ir.Node], None]:
         e.w.op(code, [a], [e.out(node, fixed=FIXED_OUT.get((node.op, dom)))])
         e.after()
     return emit
-
-
-def _hard_sigmoid(e: Emitter, node: ir.Node) -> None:
-    # clip(0.2 z + 0.5, 0, 1) = RELU_0_TO_1(z * 0.2 + 0.5)
-    w, v = e.w, node.outputs[0]
-    dom = e.domain_of(v)
-    z = e.value(node.inputs[0], dom)
-    shape = e.g.shapes[v]
-    if dom == "float":
-        c02 = w.tensor(w.fresh(f"{v}/0.2"), (1,), "float32", np.array([0.2]))
-        c05 = w.tensor(w.fresh(f"{v}/0.5"), (1,), "float32", np.array([0.5]))
-        t1, t2 = e.tmp(f"{v}/scaled", shape, dom), e.tmp(f"{v}/shifted", shape, dom)
-    else:
-        qmax = 127 if dom == "int8" else 32767
-        q02, q05 = QParams(dom, 0.2 / qmax), QParams(dom, 0.5 / qmax)
-        c02 = w.tensor(w.fresh(f"{v}/0.2"), (1,), dom, q02.quantize([0.2]), q=q02)
-        c05 = w.tensor(w.fresh(f"{v}/0.5"), (1,), dom, q05.quantize([0.5]), q=q05)
-        lo, hi = e.q[z].range()
-        t1 = e.tmp(f"{v}/scaled", shape, dom, qparams_for_range(0.2 * lo, 0.2 * hi, dom))
-        t2 = e.tmp(f"{v}/shifted", shape, dom,
-                   qparams_for_range(0.2 * lo + 0.5, 0.2 * hi + 0.5, dom))
-    w.op("MUL", [z, c02], [t1], options(e.s, "MulOptions"))
-    if e.compat == "tflm":  # no RELU_0_TO_1 kernel in TFLite Micro
-        relu = _add_options(e, dom, fusedActivationFunction=e.s.ActivationFunctionType.RELU)
-        if dom == "float":  # max(., 0) fused into the ADD, then min(., 1)
-            one = w.tensor(w.fresh(f"{v}/1"), (1,), "float32", np.array([1.0]))
-            w.op("ADD", [t1, c05], [t2], relu)
-            w.op("MINIMUM", [t2, one], [e.out(node)])
-        else:  # the fixed output scale's integer range is [0, 1 - 1 LSB]: saturation clips at 1
-            fixed = FIXED_OUT[("hard_sigmoid", dom)]
-            w.op("ADD", [t1, c05], [e.out(node, fixed=fixed)], relu)
-        e.after()
-        return
-    w.op("ADD", [t1, c05], [t2], _add_options(e, dom))
-    w.op("RELU_0_TO_1", [t2], [e.out(node, fixed=FIXED_OUT.get(("hard_sigmoid", dom)))])
-    e.after()
 
 
 def _split(e: Emitter, node: ir.Node) -> None:
@@ -405,8 +400,7 @@ OPS: dict[str, Callable[[Emitter, ir.Node], None]] = {
     "mul": _binary("MUL"),
     "sigmoid": _unary("LOGISTIC"),
     "tanh": _unary("TANH"),
-    "relu": _unary("RELU"),
-    "hard_sigmoid": _hard_sigmoid,
+    "clip": emit_clip,
     "split": _split,
     "unstack": _unstack,
     "stack": _stack,
@@ -440,7 +434,8 @@ def to_bytes(graph: ir.Graph, *, quantize: str = "none", per_channel: bool = Tru
                                "int8, cell-state path int16" if state_bits == 16 else "int8")
         info["activation_dtypes"] = sorted(set(em.plan.dtype.values()))
         info["float_ops"] = ("none" if io == "int" else
-                             "input normalisation (x*s + t) before the first QUANTIZE")
+                             f"{graph.frontend.describe()} before the first QUANTIZE"
+                             if graph.frontend_nodes() else "none")
         info["io"] = io
         if io == "int":
             info["io_quantization"] = em.io_quantization()
@@ -473,7 +468,7 @@ def emit(graph: ir.Graph | str | os.PathLike, path: str | os.PathLike, *, quanti
     """
     check_target(quantize, compat, io)
     g = graph if isinstance(graph, ir.Graph) else ir.lower(
-        graph, fold_normalization=(quantize == "none"))  # float: normalisation in the weights
+        graph, fold_normalization=(quantize == "none"))  # float: the front-end folded
     data, info = to_bytes(g, quantize=quantize, per_channel=(compat != "tflite-runtime"),
                           ranges=ranges, state_bits=state_bits, act_bits=act_bits,
                           export_info={"compat": compat, **(export_info or {})}, compat=compat,

@@ -1,8 +1,9 @@
 """Int8 planning for TFLite: which IR values stay float, which are int8 or int16, and at which scale.
 
-The input normalisation (x·s + t) stays float; every other activation is int8 (``act_bits=16``:
-int16). With integer I/O (``integer_io``) nothing is float: the graph's int8 input is the
-normalised input itself (the emitter leaves the normalisation to whoever quantises x).
+The front-end stage (:mod:`slimedge.frontend`; the standardisation x·s + t) stays float; every
+other activation is int8 (``act_bits=16``: int16). With integer I/O (``integer_io``) nothing is
+float: the graph's int8 input is the front-end's output itself (the emitter leaves the front-end to
+whoever quantises x).
 ``state_bits=16`` puts the cell-state path — the values the lowering tags
 (:meth:`slimedge.ir.Graph.cell_state_values`: c, its per-layer parts, f ⊙ c, i ⊙ c~, c', g(c'),
 c_next) — in int16. Scales come from calibration ranges; each state (h and c) shares one
@@ -22,7 +23,7 @@ from .qparams import QParams, qparams_for_range
 class Plan:
     """The integer form of a graph's values."""
 
-    float_values: set[str]            # IR values computed in float (x and the normalisation)
+    float_values: set[str]            # IR values computed in float (x and the front-end's)
     dtype: dict[str, str]             # every other value -> "int8" | "int16"
     value_q: dict[str, QParams]       # IR value -> its planned quantisation
     ranges: Mapping[str, tuple[float, float]]
@@ -31,8 +32,8 @@ class Plan:
 def plan(g: ir.Graph, ranges: Mapping[str, tuple[float, float]], *, state_bits: int = 8,
          act_bits: int = 8, integer_io: bool = False) -> Plan:
     """The plan of ``g`` under calibration ``ranges`` (IR value -> (min, max))."""
-    norm = {"x"} | {o for n in g.nodes if n.attrs.get("role") == "norm" for o in n.outputs}
-    float_values = set() if integer_io else norm
+    front = {"x"} | {o for n in g.frontend_nodes() for o in n.outputs}
+    float_values = set() if integer_io else front
     base = "int16" if act_bits == 16 else "int8"
     dtype = {v: base for v in g.shapes if v not in float_values}
     if state_bits == 16 and base == "int8":

@@ -59,9 +59,16 @@ def qparams_for_range(lo: float, hi: float, dtype: str) -> QParams:
 FIXED_OUT = {("sigmoid", "int8"): QParams("int8", 1 / 256, -128),
              ("sigmoid", "int16"): QParams("int16", 1 / 32768, 0),
              ("tanh", "int8"): QParams("int8", 1 / 128, 0),
-             ("tanh", "int16"): QParams("int16", 1 / 32768, 0),
-             ("hard_sigmoid", "int8"): QParams("int8", 1 / 256, -128),
-             ("hard_sigmoid", "int16"): QParams("int16", 1 / 32768, 0)}
+             ("tanh", "int16"): QParams("int16", 1 / 32768, 0)}
+
+
+def clip_range(lo: float, hi: float, dtype: str) -> QParams:
+    """The quantisation whose integer range is [lo, hi) (int8: 256 steps from lo, as the spec
+    fixes sigmoid's [0, 1) and tanh's [-1, 1); int16: symmetric): saturating to it clips."""
+    if dtype == "int16":
+        return QParams("int16", max(abs(lo), abs(hi)) / 32768, 0)
+    scale = (hi - lo) / 256
+    return QParams("int8", scale, int(np.clip(np.round(-128 - lo / scale), -128, 127)))
 
 PER_CHANNEL_MIN_ROW = 128
 """A weight gets one scale per output row only where its rows hold at least this many values."""
@@ -81,5 +88,5 @@ def sym_weights(w: np.ndarray, per_channel: bool) -> tuple[np.ndarray, np.ndarra
     return q, (scale if per_channel else scale[:1])
 
 
-__all__ = ["QParams", "qparams_for_range", "FIXED_OUT", "PER_CHANNEL_MIN_ROW", "wants_per_channel",
-           "sym_weights"]
+__all__ = ["QParams", "qparams_for_range", "FIXED_OUT", "clip_range", "PER_CHANNEL_MIN_ROW",
+           "wants_per_channel", "sym_weights"]

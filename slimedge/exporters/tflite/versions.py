@@ -146,16 +146,17 @@ RULES: dict[str, Callable[[Sequence[Operand], Sequence[Operand], Any], int]] = {
     "LOGISTIC": _logistic_tanh,
     "TANH": _logistic_tanh,
     "RELU": _relu,
+    "RELU6": _relu,  # one case with RELU in op_version.cc
     "SPLIT": _split,
     "SPLIT_V": _split_v,
     "UNPACK": _unpack,
     "PACK": _pack,
     "QUANTIZE": _quantize,
     "DEQUANTIZE": _dequantize,
-    "MINIMUM": _maximum_minimum,  # TFLite Micro's hard sigmoid (float)
+    "MINIMUM": _maximum_minimum,  # a clip with no kernel of its own (float)
     "MAXIMUM": _maximum_minimum,
 }
-"""op code -> its version rule. Ops without a rule here (RESHAPE, RELU_0_TO_1) are version 1 in
+"""op code -> its version rule. Ops without a rule here (RESHAPE, RELU_0_TO_1, RELU_N1_TO_1) are version 1 in
 every form slimedge writes them (op_version.cc's default case)."""
 
 

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ... import frontend
 from ..binding import METADATA_KEY, Buffers, LruCache, ModelFileError, check_io, parse_config, sizes
-from .io import from_tensor, input_normalization, to_tensor
+from .io import from_tensor, to_tensor
 from .micro import captured_stderr
 from .reader import read_metadata  # struct alone: no LiteRT, no torch
 
@@ -145,8 +146,8 @@ class Binding(Buffers):
         self._invoke, self._set, self._tensor = it.invoke, it.set_tensor, it.tensor
         names = ("x", "h", "c", "y", "h_next", "c_next")
         self._io = [(ins[k] if j < 3 else outs[k])["index"] for j, k in enumerate(names)]
-        norm = input_normalization(session.config)  # an integer-I/O file's x: normalised first
-        self._q = ([to_tensor(ins[k], norm if k == "x" else None) for k in names[:3]]
+        front = frontend.outside(session.config)  # an integer-I/O file's x: its front-end first
+        self._q = ([to_tensor(ins[k], front if k == "x" else None) for k in names[:3]]
                    + [from_tensor(outs[k]) for k in names[3:]])
 
     def run(self) -> None:

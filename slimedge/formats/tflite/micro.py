@@ -40,8 +40,9 @@ from typing import Iterator
 
 import numpy as np
 
+from ... import frontend
 from ...errors import MissingDependency, ModelFileError
-from .io import from_tensor, input_normalization, to_tensor
+from .io import from_tensor, to_tensor
 from .reader import read_config
 
 PACKAGE = "tflite_micro"
@@ -131,8 +132,8 @@ class MicroInterpreter:
         self._out = [names[1].index(k) for k in OUTPUTS]
         self.inputs = [self.it.get_input_details(k) for k in self._in]
         self.outputs = [self.it.get_output_details(k) for k in self._out]
-        norm = input_normalization(config)  # integer x: normalised first
-        self._to_int = [to_tensor(d, norm if k == "x" else None)
+        front = frontend.outside(config)  # integer x: its front-end first
+        self._to_int = [to_tensor(d, front if k == "x" else None)
                         for k, d in zip(INPUTS, self.inputs)]
         self._to_float = [from_tensor(d) for d in self.outputs]
         self._arena = None
