@@ -56,7 +56,7 @@ class ModelInfo:
     def frontend(self):
         """The :class:`~slimedge.frontend.Frontend` the config describes (its stages' specs; an
         older file's ``normalization`` field reads as the standardisation stage)."""
-        from .frontend import Frontend
+        from ..frontend import Frontend
 
         return Frontend.from_config(self.config)
 
@@ -157,7 +157,7 @@ class ModelInfo:
                 if data.get(key) is not None and not -2**63 <= data[key] < 2**63:
                     raise _Bad(f"info.data.{key}", f"is out of range: {data[key]}")
         if "frontend" in config:
-            from .frontend import Frontend
+            from ..frontend import Frontend
 
             _field(config, "frontend", dict)
             try:
