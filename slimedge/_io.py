@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import UsageError
+from .errors import Locked, UsageError
 
 
 @contextmanager
@@ -134,10 +134,6 @@ def check_distinct(outputs, inputs) -> None:
             if same_file(out, out2):
                 raise UsageError(f"{what} {out} and {other} {out2} are one file; give each its "
                                  f"own name")
-
-
-class Locked(UsageError):
-    """Another slimedge process writes to the same output now."""
 
 
 @contextmanager

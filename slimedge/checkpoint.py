@@ -24,17 +24,13 @@ import numpy as np
 
 from . import extras, integrity
 from ._io import atomic_path
-from .errors import ModelFileError
+from .errors import CheckpointError, ModelFileError
 from .formats import METADATA_KEY, ModelInfo, parse_json
 
 MIN_STD = 1e-6  # the smallest norm.std training stores (models.classifier.MIN_STD): 1/std fits
 WEIGHT_LIMIT = 1e6  # |weight| above this is no trained model's, and overflows float32 logits
 
 FORMAT = "slimedge/1"
-
-
-class CheckpointError(ModelFileError):
-    """A file that is missing, truncated, foreign or inconsistent; the message names it."""
 
 
 @dataclass

@@ -34,7 +34,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from . import extras
-from .errors import MissingDependency, SlimedgeError, UsageError
+from .errors import MissingDependency, TrainingDiverged, UsageError
 
 try:
     import torch
@@ -317,10 +317,6 @@ def _console():
     from rich.console import Console
 
     return Console(stderr=True)
-
-
-class TrainingDiverged(SlimedgeError, ValueError):
-    """The training loss became NaN or infinite before any epoch could be kept."""
 
 
 def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool = False,

@@ -27,7 +27,7 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from .errors import SlimedgeError, UsageError
+from .errors import UnknownVariantError, UsageError
 
 GATES = ("i", "f", "o")
 GATE_ACTIVATIONS = ("sigmoid", "hard_sigmoid")  # σ: Keras' hard_sigmoid is clip(0.2 z + 0.5, 0, 1)
@@ -52,13 +52,6 @@ _TERM_MACS = {
 
 
 SLOT_NAMES = {"i": "input gate", "f": "forget gate", "o": "output gate", "c": "cell candidate"}
-
-
-class UnknownVariantError(SlimedgeError, KeyError, ValueError):
-    """Raised for a variant name that is neither canonical nor an alias nor registered."""
-
-    def __str__(self) -> str:  # KeyError would otherwise quote the message
-        return str(self.args[0])
 
 
 @dataclass(frozen=True)

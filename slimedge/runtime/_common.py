@@ -3,7 +3,6 @@
 A backend module (``onnxruntime.py``, ``litert.py``, ``torch.py``, ``numpy.py``) has the same small
 surface, and nothing outside ``slimedge.runtime`` needs more:
 
-    NAME                    its name (which file types it reads: the format table, slimedge.formats)
     available() -> bool     is its library installed (without importing it)
     open(path, *, threads, device) -> Session
     Session.bind(batch) -> Binding

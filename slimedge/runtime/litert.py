@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UsageError
 from ..exporters.tflite.qparams import from_tensor, input_normalization, to_tensor
 from ..exporters.tflite.readback import read_metadata  # struct alone: no LiteRT, no torch
 from ._common import METADATA_KEY, Buffers, LruCache, ModelFileError, check_io, parse_config, sizes
 
-NAME = "litert"
 INTERPRETERS = ("ai_edge_litert", "tflite_runtime")  # in order of preference
 CACHED_SIZES = 4  # batch sizes whose interpreter a session keeps ready
 
@@ -45,7 +45,7 @@ class Session:
     def __init__(self, path: Path, threads: int | None, device: str | None,
                  interpreter: str | None = None) -> None:
         if device not in (None, "cpu"):
-            raise ValueError(f"the litert backend runs on the CPU, not on {device!r}")
+            raise UsageError(f"the litert backend runs on the CPU only, not on {device!r}; valid: 'cpu'")
         if interpreter is None:
             self._mod, self.interpreter = _interpreter_module()
         else:  # a named interpreter package (tests use it to check the refusal on the old one)

@@ -37,7 +37,7 @@ import numpy as np
 
 from ... import ir
 from ..._io import write_bytes
-from ...errors import UsageError
+from ...errors import IncompatibleTarget, UsageError
 from ...formats import QUANTIZE as QUANTIZE_MODES
 from .flatbuffer import Writer, options
 from .plan import Plan, plan
@@ -45,10 +45,6 @@ from .qparams import FIXED_OUT, QParams, qparams_for_range, sym_weights, wants_p
 
 COMPAT = ("litert", "tflite-runtime", "tflm")
 IO = ("float", "int")
-
-
-class IncompatibleTarget(UsageError):
-    """An export its target interpreter (``compat``) cannot run, refused before writing."""
 
 
 def check_target(quantize: str, compat: str, io: str = "float") -> None:
