@@ -36,6 +36,8 @@ QUANTIZE = ("none", "dynamic", "int8")
 """Every quantisation mode: float, int8 weights with float activations, full integer."""
 MODES = ("step", "sequence")
 """Graph modes: one time step, or a whole sequence (time symbolic)."""
+TFLITE_COMPAT = ("litert", "tflite-runtime", "tflm")
+"""The interpreters a TFLite export can target (``compat``): what it may hold and is validated on."""
 
 
 @dataclass(frozen=True)
@@ -149,11 +151,6 @@ def for_path(path: str | os.PathLike) -> Format:
                              f"slimedge reads {', '.join(suffixes())} (and a folder holding a C "
                              f"export)")
     return fmt
-
-
-def backends_for(path: str | os.PathLike) -> tuple[str, ...]:
-    """The runtime backends that read ``path``, best first."""
-    return for_path(path).backends
 
 
 def read_config(path: str | os.PathLike) -> dict:
@@ -435,4 +432,4 @@ def info(path: str | os.PathLike) -> ModelInfo:
 
 __all__ = ["Format", "FORMATS", "ModelInfo", "LIMITS", "MAX_DEPTH", "parse_json", "printable",
            "QUANTIZE", "MODES", "get", "for_path", "info",
-           "read_config", "exportable", "by_suffix", "backends_for"]
+           "read_config", "exportable", "by_suffix"]

@@ -30,7 +30,6 @@ from ..errors import UsageError
 from .toolchains import DeviceError, ToolchainNotFound, available, require
 
 DEVICES = ("cortex-m4", "cortex-m0plus", "aarch64")
-FLOAT_DEVICES = ("cortex-m4", "aarch64")  # where a float export runs (an FPU)
 
 
 def check_device(device: str) -> str:
@@ -57,5 +56,5 @@ def measure(path: str | os.PathLike, device: str, frames: Sequence[np.ndarray], 
                            frame_ms=frame_ms, workdir=workdir)
 
 
-__all__ = ["measure", "DEVICES", "FLOAT_DEVICES", "check_device", "available", "require",
+__all__ = ["measure", "DEVICES", "check_device", "available", "require",
            "DeviceError", "ToolchainNotFound"]
