@@ -32,6 +32,7 @@ from .errors import UnknownVariantError, UsageError
 GATES = ("i", "f", "o")
 GATE_ACTIVATIONS = ("sigmoid", "hard_sigmoid")  # σ: Keras' hard_sigmoid is clip(0.2 z + 0.5, 0, 1)
 ACTIVATIONS = ("tanh", "sigmoid", "relu")       # g: the cell candidate's and the output's
+INITS = ("pytorch", "paper")  # initialisation: torch.nn.LSTM's uniform, or the authors' (models.slim)
 SLOTS = ("i", "f", "o", "c")  # the three gates, then the cell candidate
 TERMS = ("W", "U", "u", "b")
 

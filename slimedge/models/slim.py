@@ -23,10 +23,9 @@ import torch
 from torch import nn
 
 from .. import variants as _variants
-from ..variants import ACTIVATIONS, GATE_ACTIVATIONS, TERMS, VariantSpec
+from ..variants import ACTIVATIONS, GATE_ACTIVATIONS, INITS, TERMS, VariantSpec
 from . import fused_cpu
 
-INITS = ("pytorch", "paper")
 IMPLS = ("auto", "fused", "reference")  # how SlimLSTM runs its time loop
 
 
