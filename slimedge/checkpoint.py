@@ -224,4 +224,4 @@ def load(path: str | os.PathLike):
     return from_checkpoint(read(path))
 
 
-__all__ = ["Checkpoint", "CheckpointError", "read", "read_config", "write", "save", "load", "FORMAT"]
+__all__ = ["save", "load", "read", "Checkpoint", "CheckpointError"]

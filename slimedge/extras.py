@@ -120,5 +120,4 @@ def require_export(format: str, *, checkpoint_file: bool, validate: bool,
     require("export", f"exporting to {format}", *modules)
 
 
-__all__ = ["EXTRAS", "DISTRIBUTIONS", "installed", "missing", "hint", "require",
-           "require_backend", "require_export"]
+__all__ = ["EXTRAS", "DISTRIBUTIONS", "installed", "missing", "require", "hint"]

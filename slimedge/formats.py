@@ -430,6 +430,5 @@ def info(path: str | os.PathLike) -> ModelInfo:
     return ModelInfo.from_config(config, path=path, format=fmt.name if fmt else None)
 
 
-__all__ = ["Format", "FORMATS", "ModelInfo", "LIMITS", "MAX_DEPTH", "parse_json", "printable",
-           "QUANTIZE", "MODES", "get", "for_path", "info",
-           "read_config", "exportable", "by_suffix"]
+__all__ = ["FORMATS", "Format", "ModelInfo", "info", "read_config", "get", "for_path", "QUANTIZE",
+           "MODES", "TFLITE_COMPAT"]

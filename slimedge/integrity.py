@@ -102,4 +102,4 @@ def verify(path: str | os.PathLike) -> bool:
     return True
 
 
-__all__ = ["KEY", "PLACEHOLDER", "IntegrityError", "seal", "verify", "recorded", "unchecked"]
+__all__ = ["seal", "verify", "recorded", "unchecked"]

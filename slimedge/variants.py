@@ -482,6 +482,4 @@ def table(input_size: int, hidden_size: int) -> list[dict]:
     return rows
 
 
-__all__ = ["VariantSpec", "SlotSpec", "VARIANTS", "ALIASES", "GATES", "SLOTS", "TERMS", "get",
-           "GATE_ACTIVATIONS", "ACTIVATIONS", "define", "parse", "register", "unregister", "registered",
-           "canonical_name", "from_config", "table", "UnknownVariantError"]
+__all__ = ["VARIANTS", "VariantSpec", "get", "define", "parse", "register", "unregister"]

@@ -26,8 +26,10 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import DeviceError as DeviceError  # offered here as before (not in __all__)
+from ..errors import ToolchainNotFound as ToolchainNotFound
 from ..errors import UsageError
-from .toolchains import DeviceError, ToolchainNotFound, available, require
+from .toolchains import available, require
 
 DEVICES = ("cortex-m4", "cortex-m0plus", "aarch64")
 
@@ -56,5 +58,4 @@ def measure(path: str | os.PathLike, device: str, frames: Sequence[np.ndarray], 
                            frame_ms=frame_ms, workdir=workdir)
 
 
-__all__ = ["measure", "DEVICES", "check_device", "available", "require",
-           "DeviceError", "ToolchainNotFound"]
+__all__ = ["measure", "DEVICES", "available", "require"]

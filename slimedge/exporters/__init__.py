@@ -234,5 +234,4 @@ def _quantize_module():
     return quantize
 
 
-__all__ = ["export", "ExportResult", "ExportValidationError", "ValidationReport", "as_checkpoint",
-           "default_name", "suffix"]
+__all__ = ["export", "ExportResult", "ValidationReport", "default_name"]

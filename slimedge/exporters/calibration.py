@@ -137,5 +137,4 @@ def reader(graph: ir.Graph, d, *, samples: int | None, seed: int = 0) -> Rollout
     return Reader(graph, d, samples=samples, seed=seed)
 
 
-__all__ = ["calibrate", "rollout_feeds", "stream_frames", "RolloutReader", "reader",
-           "DEFAULT_CALIBRATION_SAMPLES", "CALIBRATION_STREAMS", "CALIBRATION_STREAM_STEPS"]
+__all__ = ["calibrate", "rollout_feeds", "DEFAULT_CALIBRATION_SAMPLES", "STATE_HEADROOM"]

@@ -238,6 +238,4 @@ def quantize(graph: ir.Graph | str | os.PathLike, path, *, format: str, quantize
     return info
 
 
-__all__ = ["quantize", "QuantizeOptions", "task_check", "TaskReport", "evaluate", "accuracy",
-           "drift", "step_function", "model_data", "QuantizationError", "ATOL",
-           "DEFAULT_CALIBRATION_SAMPLES", "DEFAULT_ACCURACY_TOLERANCE", "DEFAULT_STATE_BITS"]
+__all__ = ["quantize", "task_check", "QuantizeOptions", "TaskReport"]
