@@ -10,7 +10,7 @@ of them::
     model = slimedge.load("model.tflite")               # runtime.load: a Model to stream through
     y = model.stream().step(frame)
     slimedge.info("model.onnx").variant                 # a ModelInfo of any model file, no interpreter
-    slimedge.export("m.safetensors", "m.int8.tflite", quantize="int8")    # exporters.export
+    slimedge.export("m.safetensors", "m.int8.tflite", format="tflite", quantize="int8")
     slimedge.train(slimedge.TrainConfig(variant="LSTM6", data="fsdd"), "m.safetensors")
     layer = slimedge.SlimLSTM("LSTM6", input_size=13, hidden_size=64)    # torch.nn.LSTM-like
     slimedge.variants.get("LSTM10").num_params(13, 64)
