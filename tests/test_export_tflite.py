@@ -8,10 +8,35 @@ import numpy as np
 import pytest
 
 from helpers import make_checkpoint, reference_outputs, run_without_torch, seeded
-from slimedge import ir, variants
+from slimedge import ir, runtime, variants
 from slimedge.exporters import tflite
+from slimedge.formats import tflite as tflite_format
 
 ALL = list(variants.VARIANTS)
+
+
+class _litert:
+    """A step graph (a file, or its bytes) on the runtime's litert backend: ``run(x, h, c)``."""
+
+    def __init__(self, path_or_bytes) -> None:
+        import os
+        import tempfile
+
+        if not isinstance(path_or_bytes, (bytes, bytearray)):
+            self.model = runtime.load(path_or_bytes, backend="litert", verify=False)
+            return
+        fd, name = tempfile.mkstemp(suffix=".tflite")
+        try:
+            with open(fd, "wb") as f:
+                f.write(path_or_bytes)
+            self.model = runtime.load(name, backend="litert", verify=False)
+        finally:
+            os.unlink(name)
+
+    def run(self, x, h, c) -> dict:
+        arrays = (np.ascontiguousarray(a, np.float32) for a in (x, h, c))
+        y, h2, c2 = self.model.step_raw(*arrays)
+        return {"y": y.copy(), "h_next": h2.copy(), "c_next": c2.copy()}
 
 
 def _rollout(runner, frames, h, c):
@@ -30,7 +55,7 @@ def test_float_tflite_matches_reference(tmp_path, variant, layers):
     path, w, extra = make_checkpoint(tmp_path / "m.safetensors", variant, m, n, layers, classes=4)
     info = tflite.emit(path, tmp_path / "m.tflite")
     assert info["quantize"] == "none" and info["tflite_runtime_ok"]
-    runner = tflite.Runner(tmp_path / "m.tflite")
+    runner = _litert(tmp_path / "m.tflite")
     frames = seeded("frames", variant).normal(size=(T, B, m))
     h0, c0 = seeded("state", variant).normal(size=(2, layers, B, n)) * 0.5
     ys, h, c = _rollout(runner, frames, h0, c0)
@@ -46,7 +71,7 @@ def test_float_tflite_matches_reference(tmp_path, variant, layers):
 @pytest.mark.parametrize("variant", ["LSTM0", "LSTM_C6"])
 def test_no_head_and_activations(tmp_path, variant):
     path, w, extra = make_checkpoint(tmp_path / "m.safetensors", variant, 4, 6, 2)
-    runner = tflite.Runner(tflite.to_bytes(ir.lower(path))[0])
+    runner = _litert(tflite.to_bytes(ir.lower(path))[0])
     frames = seeded("f").normal(size=(30, 2, 4))
     ys, _, _ = _rollout(runner, frames, np.zeros((2, 2, 6)), np.zeros((2, 2, 6)))
     ry, _, _ = reference_outputs(variant, w, extra, frames)
@@ -57,7 +82,7 @@ def test_no_head_and_activations(tmp_path, variant):
     data, info = tflite.to_bytes(ir.lower(path))
     if variant == "LSTM0":
         assert info["ops"]["RELU_0_TO_1"] == 6
-    ys, _, _ = _rollout(tflite.Runner(data), frames * 2, np.zeros((2, 2, 6)), np.zeros((2, 2, 6)))
+    ys, _, _ = _rollout(_litert(data), frames * 2, np.zeros((2, 2, 6)), np.zeros((2, 2, 6)))
     ry, _, _ = reference_outputs(variant, w, extra, frames * 2, gate_activation="hard_sigmoid",
                                  activation="sigmoid")
     np.testing.assert_allclose(ys, ry, atol=1e-5)
@@ -86,7 +111,7 @@ def test_file_structure(tmp_path):
     assert list(x.ShapeSignatureAsNumpy()) == [-1, 13]
     assert list(sg.Tensors(sg.Inputs(1)).ShapeSignatureAsNumpy()) == [2, -1, 32]
     assert m.SignatureDefs(0).SignatureKey().decode() == "serving_default"
-    meta = tflite.read_config(tmp_path / "m.tflite")
+    meta = tflite_format.read_config(tmp_path / "m.tflite")
     assert meta["lstm"]["variant"]["name"] == "LSTM0"
     assert meta["graph"] == json.loads(g.metadata_json())["graph"]
     assert meta["export"]["quantize"] == "none"
@@ -104,7 +129,7 @@ def test_dynamic_batch_and_signature(tmp_path):
     path, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM5", 3, 4, 1, classes=2)
     g = ir.lower(path)
     data, _ = tflite.to_bytes(g)
-    runner = tflite.Runner(data)
+    runner = _litert(data)
     for b in (1, 7, 2):
         x = seeded("x", b).normal(size=(b, 3)).astype(np.float32)
         h = np.zeros((1, b, 4), np.float32)
@@ -139,15 +164,15 @@ def test_dynamic_range_int8_weights(tmp_path):
     t = tflite.emit(g, tmp_path / "t.tflite", quantize="dynamic", compat="tflite-runtime")
     assert d["hybrid_per_channel_fully_connected"] and not d["tflite_runtime_ok"]
     assert not t["hybrid_per_channel_fully_connected"] and t["tflite_runtime_ok"]
-    assert tflite.read_config(tmp_path / "d.tflite")["export"]["tflite_runtime_ok"] is False
+    assert tflite_format.read_config(tmp_path / "d.tflite")["export"]["tflite_runtime_ok"] is False
     assert _int8_scales(tmp_path / "d.tflite") == {(4 * n, 13): 1, (4 * n, n): 4 * n, (10, n): 10}
     assert set(_int8_scales(tmp_path / "t.tflite").values()) == {1}
     assert d["weight_bytes"] < 0.3 * f["weight_bytes"]
     frames = seeded("frames").normal(size=(50, 4, 13))
     z = np.zeros((1, 4, n))
-    ref, _, _ = _rollout(tflite.Runner(tmp_path / "f.tflite"), frames, z, z)
+    ref, _, _ = _rollout(_litert(tmp_path / "f.tflite"), frames, z, z)
     for name in ("d", "t"):
-        ys, _, _ = _rollout(tflite.Runner(tmp_path / f"{name}.tflite"), frames, z, z)
+        ys, _, _ = _rollout(_litert(tmp_path / f"{name}.tflite"), frames, z, z)
         err = np.abs(ys - ref).max()
         assert 0 < err < 0.05, (name, err)
 
@@ -170,7 +195,7 @@ def test_bad_options(tmp_path):
     with pytest.raises(ValueError, match="calibration"):
         tflite.emit(path, tmp_path / "m.tflite", quantize="int8")
     with pytest.raises(ValueError, match="TFLite"):
-        tflite.read_config(path)
+        tflite_format.read_config(path)
 
 
 def test_writing_needs_no_torch(tmp_path):
@@ -189,7 +214,7 @@ def test_read_config_errors_name_the_file(tmp_path, monkeypatch):
     data, info = tflite.to_bytes(g)
     good = tmp_path / "good.tflite"
     good.write_bytes(data)
-    assert tflite.read_config(good)["export"] == info
+    assert tflite_format.read_config(good)["export"] == info
     cut = tmp_path / "cut.tflite"
     cut.write_bytes(data[:len(data) // 3])
     bad_json = tmp_path / "json.tflite"
@@ -202,14 +227,14 @@ def test_read_config_errors_name_the_file(tmp_path, monkeypatch):
     for f, why in ((path, "not a TFLite model"), (cut, "truncated or damaged"),
                    (foreign, "not a slimedge export"), (bad_json, "not valid JSON")):
         with pytest.raises(ModelFileError, match=why) as e:
-            tflite.read_config(f)
+            tflite_format.read_config(f)
         assert str(e.value).startswith(f"{f}: ")
 
 
 def test_reading_back_needs_neither_litert_nor_torch(tmp_path):
     path, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM5", 3, 4, classes=2)
     tflite.emit(path, tmp_path / "m.tflite")
-    code = ("from slimedge.exporters.tflite.readback import read_config\n"
-            "from slimedge.runtime import litert\n"
+    code = ("from slimedge.formats.tflite import read_config\n"
+            "from slimedge.formats.tflite import litert\n"
             f"print(read_config({str(tmp_path / 'm.tflite')!r})['export']['format'])")
     assert run_without_torch(code, also=("ai_edge_litert",)).strip() == "tflite"

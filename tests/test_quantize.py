@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from helpers import make_checkpoint
-from slimedge import checkpoint, exporters, ir
+from slimedge import checkpoint, exporters, formats, ir
 from slimedge.exporters import calibration as C
 from slimedge.exporters import quantize as Q
 from slimedge.exporters import tflite
+from slimedge.formats import tflite as tflite_format
 
 pytest.importorskip("torch")
 logging.getLogger().setLevel(logging.ERROR)  # onnxruntime.quantization's pre-processing hints
@@ -47,8 +48,8 @@ def test_every_quantize_mode_on_real_data(tmp_path, fsdd_model, fmt, q):
     assert task["accuracy_drop"] <= Q.DEFAULT_ACCURACY_TOLERANCE
     assert task["drift"]["steps"] == Q.DRIFT_STEPS
     assert 0.5 < task["drift"]["argmax_agreement"] <= 1.0
-    meta = (tflite.read_config(out) if fmt == "tflite"
-            else exporters.onnx.read_config(out))
+    meta = (tflite_format.read_config(out) if fmt == "tflite"
+            else formats.read_config(out))
     assert meta["export"]["quantize"] == q
     float_out = tmp_path / f"f.{fmt}"
     exporters.export(path, float_out, format=fmt)
@@ -104,7 +105,7 @@ def test_int8_tflite_graph(tmp_path, fsdd_model):
                 assert out.Type() in (s.TensorType.INT8, s.TensorType.INT16)
         meta = json.loads(g.metadata_json())
         assert info["activations"] == ("int8" if state_bits == 8 else "int8, cell-state path int16")
-        assert meta["lstm"] == tflite.read_config(data)["lstm"]
+        assert meta["lstm"] == tflite_format.read_config(data)["lstm"]
         f = tmp_path / f"int8_{state_bits}.tflite"
         f.write_bytes(data)
         acc = Q.accuracy(Q.step_function(g, f), splits["val"])
@@ -117,7 +118,7 @@ def test_tflite_runtime_compat_is_per_tensor(tmp_path, fsdd_model):
     path, _, _ = fsdd_model
     r = exporters.export(path, tmp_path / "t.tflite", format="tflite", quantize="dynamic",
                          compat="tflite-runtime")
-    meta = tflite.read_config(tmp_path / "t.tflite")["export"]
+    meta = tflite_format.read_config(tmp_path / "t.tflite")["export"]
     assert meta["compat"] == "tflite-runtime" and meta["tflite_runtime_ok"] is True
     assert r.quantization["hybrid_per_channel_fully_connected"] is False
     m = s.Model.GetRootAs((tmp_path / "t.tflite").read_bytes(), 0)
@@ -128,7 +129,7 @@ def test_tflite_runtime_compat_is_per_tensor(tmp_path, fsdd_model):
             assert t.Quantization().ScaleLength() == 1
     # this model's rows are short (n < 128): one scale per tensor by default as well
     exporters.export(path, tmp_path / "p.tflite", format="tflite", quantize="dynamic")
-    assert tflite.read_config(tmp_path / "p.tflite")["export"]["tflite_runtime_ok"] is True
+    assert tflite_format.read_config(tmp_path / "p.tflite")["export"]["tflite_runtime_ok"] is True
 
 
 def test_quantizing_needs_real_data(tmp_path):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from helpers import in_threads, make_checkpoint, reference_outputs, run_without_torch, seeded
-from slimedge import runtime, variants
+from slimedge import exporters, runtime, variants, zoo
 from slimedge.runtime import InputError, ModelFileError
 
 ALL = list(variants.VARIANTS)
@@ -200,7 +200,7 @@ def test_streams_coming_and_going_keep_no_binding_per_size(files, backend):
     import gc
     import weakref
 
-    from slimedge.runtime import litert
+    from slimedge.formats.tflite import litert
 
     model, _, _ = load(files, backend, "LSTM0")
     rng = seeded("churn")
@@ -458,7 +458,7 @@ needs_litert = pytest.mark.skipif("litert" not in BACKENDS, reason="LiteRT not i
 def test_tflite_metadata_reader(files):
     import json
 
-    from slimedge.runtime import litert
+    from slimedge.formats.tflite import litert
 
     path, _, _ = files.get("LSTM0", suffix=".tflite")
     meta = litert.read_metadata(path.read_bytes())
@@ -488,7 +488,7 @@ def test_hybrid_per_channel_refused_on_old_tflite_runtime(files, monkeypatch):
     from ai_edge_litert import interpreter
 
     from slimedge.exporters.tflite import qparams
-    from slimedge.runtime import litert
+    from slimedge.formats.tflite import litert
 
     monkeypatch.setattr(qparams, "PER_CHANNEL_MIN_ROW", 1)  # per channel even for these short rows
     per_channel, per_tensor = _dynamic_tflite(files, True), _dynamic_tflite(files, False)
@@ -637,3 +637,16 @@ def test_quantized_exports_stream_like_float_ones(quantized, fmt, quantize):
             singles[9].reset()
         want = np.stack([s.step(fb[t, i]) for i, s in enumerate(singles)])
         np.testing.assert_allclose(batch.step(fb[t]), want, atol=1e-6, rtol=0, err_msg=f"step {t}")
+
+
+def test_litert_says_nothing_to_library_users(tmp_path):
+    """LiteRT's native XNNPACK INFO line does not reach a library user's stderr; the step does."""
+    r = exporters.export(zoo.default_model_path(), tmp_path / "m.tflite", format="tflite")
+    code = (f"import numpy as np\nfrom slimedge import runtime\n"
+            f"m = runtime.load({str(r.path)!r}, backend='litert')\n"
+            f"print(m.stream().step(np.zeros(m.input_size, np.float32)).argmax())")
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip().isdigit(), out.stderr
+    assert "XNNPACK" not in out.stderr and out.stderr.strip() == ""

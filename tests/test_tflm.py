@@ -13,8 +13,9 @@ from slimedge import data, formats, ir, runtime, variants, zoo
 from slimedge.errors import ModelFileError, UsageError
 from slimedge.exporters import export, tflite
 from slimedge.exporters.calibration import stream_frames
-from slimedge.exporters.tflite import micro
 from slimedge.exporters.tflite.emitter import IncompatibleTarget
+from slimedge.formats import tflite as tflite_format
+from slimedge.formats.tflite import micro
 
 M, N, K = 5, 8, 3
 
@@ -37,7 +38,7 @@ def synthetic(tmp_path_factory):
 
 
 def _ops(path) -> dict:
-    return tflite.read_config(path)["export"]["ops"]
+    return tflite_format.read_config(path)["export"]["ops"]
 
 
 @pytest.mark.parametrize("gates", ["sigmoid", "hard_sigmoid"])
@@ -72,7 +73,7 @@ def test_wide_two_layer_int8_with_per_channel_weights(tmp_path, synthetic):
                                  gate_activation="hard_sigmoid")
     q = export(path, tmp_path / "w.tflite", format="tflite", quantize="int8", compat="tflm",
                data=synthetic, accuracy_tolerance=1.0)
-    meta = tflite.read_config(q.path)["export"]
+    meta = tflite_format.read_config(q.path)["export"]
     assert meta["per_channel"] and meta["compat"] == "tflm" and q.validation.passed
     assert q.quantization["task"]["drift"]["argmax_agreement"] >= 0.8
     assert q.target["arena_bytes"] > q.target["arena_used_bytes"] > 0
@@ -86,7 +87,7 @@ def test_what_tflm_cannot_run_is_refused_with_its_reason(tmp_path):
     sg, _, _ = make_checkpoint(tmp_path / "sg.safetensors", "LSTM0", M, N, classes=K)
     litert_hs = export(hs, tmp_path / "hs.tflite", format="tflite").path
     assert "RELU_0_TO_1" in _ops(litert_hs)
-    assert not hasattr(tflite.runner(litert_hs), "measured")  # LiteRT ran it
+    assert formats.get("tflite").validators(tflite_format.read_config(litert_hs)) == ("litert",)
     with pytest.raises(ModelFileError, match=r"RELU_0_TO_1.*compat='tflm'"):
         runtime.load(litert_hs, "tflm")
     dyn = tmp_path / "dyn.tflite"
@@ -165,7 +166,7 @@ def test_the_arena_figure_is_what_tflm_needs(shipped, kind):
 def test_integer_io_equals_float_io_after_dequantisation(shipped):
     files, splits = shipped
     fio, iio = files["int8"].path, files["int8 io"].path
-    meta = tflite.read_config(iio)["export"]
+    meta = tflite_format.read_config(iio)["export"]
     assert meta["io"] == "int" and meta["float_ops"] == "none" and "DEQUANTIZE" not in meta["ops"]
     q = meta["io_quantization"]
     assert {k: q[k]["dtype"] for k in q} == {"x": "int8", "h": "int8", "c": "int16", "y": "int8",

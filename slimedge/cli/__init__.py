@@ -21,6 +21,6 @@ from .app import (  # noqa: F401 - the choices the commands offer, shown in --he
     _duration,
     app,
 )
-from .commands_profile import DEVICES  # noqa: F401 - the emulated devices of profile --device
+from .commands_profile import TARGETS  # noqa: F401 - the emulated devices of profile --target
 
 __all__ = ["app"]

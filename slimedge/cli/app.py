@@ -36,7 +36,7 @@ GATE_ACTIVATIONS = variants.GATE_ACTIVATIONS
 ACTIVATIONS = variants.ACTIVATIONS
 INITS = variants.INITS
 TORCH_DEVICES = ("auto", "cpu", "cuda")
-COMPAT = formats.TFLITE_COMPAT
+COMPAT = formats.tflite.COMPAT
 BASELINES = ("lstm", "none")
 RUN_BACKENDS = ("auto", *dict.fromkeys([*_RUNTIME_BACKENDS,
                                         *(b for f in formats.FORMATS.values() for b in f.backends)]))

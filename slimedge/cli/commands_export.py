@@ -65,15 +65,19 @@ def export_cmd(
         _ignored(ctx, [("data", "--data")], "it calibrates and checks quantised files "
                                        "(--quantize dynamic or int8)")
         data = None
-    elif data is None and not (formats.info(path).data or {}).get("name"):
-        raise UsageError(f"{path}: --quantize {quantize} calibrates and checks on real data, and "
-                         f"this checkpoint records no data set: pass --data NAME or FILE.npz")
+    source = path
+    if quantize != "none" and data is None:  # the checkpoint read once, for this and the export
+        source = exporters.as_checkpoint(path)
+        if not (formats.ModelInfo.from_config(source.config, path=path).data or {}).get("name"):
+            raise UsageError(f"{path}: --quantize {quantize} calibrates and checks on real data, "
+                             f"and this checkpoint records no data set: pass --data NAME or "
+                             f"FILE.npz")
     if output is None:
         output = Path(exporters.default_name(path.stem + (".sequence" if mode == "sequence" else ""),
                                              format, quantize))
     _warn_replacing(output, format, mode, quantize)
     try:
-        result = exporters.export(path, output, format=format, mode=mode, quantize=quantize,
+        result = exporters.export(source, output, format=format, mode=mode, quantize=quantize,
                                   atol=atol, validate=not no_validate,
                                   validation_steps=validation_steps, data=data,
                                   **_quantize_options(format, quantize, calibration_samples, compat))

@@ -1,4 +1,4 @@
-"""``slimedge profile`` (host and ``--device``) and ``slimedge demo``."""
+"""``slimedge profile`` (host and ``--target``) and ``slimedge demo``."""
 from __future__ import annotations
 
 import json
@@ -11,6 +11,7 @@ from rich.console import Console
 
 from .. import extras, formats
 from .._io import check_writable
+from ..errors import UsageError
 from ..formats import QUANTIZE
 from . import app as _shared  # err_console is set per command (see user_errors)
 from .app import (
@@ -27,11 +28,11 @@ from .app import (
 )
 
 # ---- profile -----------------------------------------------------------------------------------
-DEVICES = ("cortex-m4", "cortex-m0plus", "aarch64")  # slimedge.devices.DEVICES (a test checks)
+TARGETS = ("cortex-m4", "cortex-m0plus", "aarch64")  # slimedge.devices.DEVICES (a test checks)
 
 
 def _profile_device(models, device, frame_ms, baseline, keep, as_json, json_out) -> None:
-    """``profile --device``: the C step on an emulated device (slimedge.profile.device)."""
+    """``profile --target``: the C step on an emulated device (slimedge.profile.device)."""
     from .. import profile
     from ..profile import device as on_device
 
@@ -71,7 +72,8 @@ def profile_cmd(
     plot_out: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png", help="Write a PNG: latency distributions, and size/latency against the baselines."),
     keep: Optional[Path] = typer.Option(None, "--keep", metavar="DIR", help="Keep the exported files in this folder."),
     wide: bool = typer.Option(False, "--wide", help="Every column (p90, mean ± std, min, max, RTF, load, first step, ...): about 170 characters wide."),
-    device: Optional[str] = typer.Option(None, "--device", metavar=_choices(DEVICES), show_default=False, help="Instead: the C export on an emulated device (flash, RAM, instructions per step, RTF), beside LSTM0 and TensorFlow Lite Micro's arena."),
+    target: Optional[str] = typer.Option(None, "--target", metavar=_choices(TARGETS), show_default=False, help="Instead: the C export on an emulated device (flash, RAM, instructions per step, RTF), beside LSTM0 and TensorFlow Lite Micro's arena."),
+    old_device: Optional[str] = typer.Option(None, "--device", hidden=True, help="Renamed --target."),
 ) -> None:
     """Latency, memory, size and MACs per step, each model beside the standard LSTM."""
     from .. import profile
@@ -83,8 +85,11 @@ def profile_cmd(
 
     check_distinct([("--json-out", json_out), ("--csv", csv_out), ("--plot", plot_out)],
                    [("model profiled", m) for m in models or []])
-    if device is not None:
-        return _profile_device(models, device, frame_ms, baseline, keep, as_json, json_out)
+    if old_device is not None:  # --device is a torch device in train and evaluate
+        raise UsageError(f"profile's emulated device is --target now (--target {old_device}); "
+                         f"--device names a torch device, in train and evaluate")
+    if target is not None:
+        return _profile_device(models, target, frame_ms, baseline, keep, as_json, json_out)
     if plot_out is not None:
         extras.require("profile", "--plot", "matplotlib")
     files = [Path(m) for m in models or []]

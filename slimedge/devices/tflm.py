@@ -3,7 +3,7 @@
 The model is exported as TFLite for TFLite Micro (``compat="tflm"``): float, and int8 with
 integer I/O (``io="int"``: int8 x and h, the cell state in its integer type, as the full-integer
 C step takes them, so neither side converts floats). The arena is what
-:meth:`slimedge.exporters.tflite.micro.MicroInterpreter.arena` measures on TFLM's own
+:meth:`slimedge.formats.tflite.micro.MicroInterpreter.arena` measures on TFLM's own
 interpreter: ``arena_bytes``, the smallest arena (to 16 bytes) the file allocates in, which a
 device must reserve (it holds the input, output and intermediate tensors, the state included,
 and TFLM's bookkeeping), and ``arena_used_bytes``, what stays allocated. Measured by the host
@@ -50,7 +50,7 @@ def arena(checkpoint, quantize: str, workdir: str | os.PathLike, *, stem: str = 
 _CHILD = """
 import json, sys
 from pathlib import Path
-from slimedge.exporters.tflite import micro
+from slimedge.formats.tflite import micro
 p = Path(sys.argv[1])
 a = micro.MicroInterpreter(p.read_bytes(), p).arena()
 print(json.dumps({"interpreter": f"{micro.INTERPRETER} {micro.version()}", **a}))

@@ -1,11 +1,14 @@
 """Exporters: a SLIM model as a file with only the work its variant needs, validated.
 
 One public function, :func:`export`. Every format walks the same step IR (:mod:`slimedge.ir`);
-where a format's writer, runner and quantizers live is one row of the format table
+where a format's writer and quantizers live is one row of the format table
 (:mod:`slimedge.formats`): adding a format is one module and one row, nothing here. Float files
 are written by the row's writer from the graph with the normalisation folded in; quantised ones by
-:func:`slimedge.exporters.quantize.quantize`, which calibrates on the model's data, calls the row's
-quantizer and judges the file on the task. No torch is imported here.
+the row's quantizer, calibrated on the model's data (:mod:`.quantize`). Exporters only write: the
+written file is then opened through the runtime, once per interpreter it is validated on, judged
+on the task (quantised files) and against the float64 step IR (:mod:`.validate`). One export reads
+the checkpoint once, loads its data set once, and checks every option here, at its entry. No
+torch is imported here.
 """
 from __future__ import annotations
 
@@ -21,7 +24,15 @@ from .. import extras, formats, integrity, ir
 from .._io import atomic_files, check_writable
 from ..errors import UsageError
 from ..formats import MODES, QUANTIZE
-from .validate import ExportValidationError, ValidationReport, compare, initial_state, validation_frames
+from . import quantize as _quantize
+from .validate import (
+    ExportValidationError,
+    ValidationReport,
+    compare,
+    initial_state,
+    open_file,
+    validation_frames,
+)
 
 FLOAT_ATOL = 1e-5  # the per-step tolerance of a float file against the float64 model
 DEFAULT_VALIDATION_STEPS = 100
@@ -42,7 +53,7 @@ class ExportResult:
     notes: list[str] = field(default_factory=list)
     quantization: dict | None = None  # what the quantizer reports (its task-level check included)
     target: dict | None = None  # what the file's own interpreter measured validating it, where its
-    # runner reports it (TFLite Micro: interpreter, arena_bytes, arena_used_bytes, integer_io)
+    # backend reports it (TFLite Micro: interpreter, arena_bytes, arena_used_bytes, integer_io)
 
     def to_dict(self) -> dict:
         return {"path": str(self.path), "format": self.format, "mode": self.mode,
@@ -153,13 +164,12 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
     if mode not in fmt.modes:
         raise UsageError(f"{fmt.name} exports write {' or '.join(fmt.modes)} graphs, not "
                          f"mode={mode!r}; export ONNX for a sequence graph")
-    if quantize not in QUANTIZE:
-        raise UsageError(f"unknown quantize {quantize!r}; valid: {', '.join(QUANTIZE)}")
-    if quantize not in fmt.quantize:
-        raise UsageError(f"quantize={quantize!r} is not offered for {fmt.name} files; valid: "
-                         f"{', '.join(fmt.quantize)}")
+    _quantize.check(fmt, quantize, mode)
+    if quantize != "none":
+        tolerance = options.pop("accuracy_tolerance", _quantize.DEFAULT_ACCURACY_TOLERANCE)
+        qopts = _quantize.QuantizeOptions.of(**options).check_for(fmt.name, quantize)
     if atol is None:
-        atol = FLOAT_ATOL if quantize == "none" else _quantize_module().ATOL[quantize]
+        atol = FLOAT_ATOL if quantize == "none" else _quantize.ATOL[quantize]
     if not (atol > 0 and np.isfinite(atol)):  # inf would switch validation off silently
         raise UsageError(f"atol must be positive (and finite), got {atol}")
     if drift_atol is not None and not (drift_atol > 0 and np.isfinite(drift_atol)):
@@ -171,9 +181,8 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
         if int(value) > formats.LIMITS[name]:
             raise UsageError(f"{name} is {int(value):,}, over slimedge's limit of "
                              f"{formats.LIMITS[name]:,}")
-    # the packages this export needs, checked before any work (MissingDependency names the extra)
-    extras.require_export(fmt.name, checkpoint_file=isinstance(model, (str, os.PathLike)),
-                          validate=validate, quantize=quantize)
+    _require(fmt, checkpoint_file=isinstance(model, (str, os.PathLike)), validate=validate,
+             quantize=quantize, options=options)
     ckpt = as_checkpoint(model)
     graph = ir.lower(ckpt)
 
@@ -197,29 +206,35 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
     # input, whose features share one range, and keep x·s + t in float). Either way the file is
     # validated against the unfolded graph, the model as trained.
     written = ir.lower(ckpt, fold_normalization=True) if quantize == "none" else graph
+    # the model's data set, loaded once: calibration, the task check and the validation frames
+    needs_data = quantize == "int8" or (quantize != "none" and validate)
+    splits = _quantize.model_data(ckpt, data) if needs_data else None
     qinfo = None
     with atomic_files(path, fmt.companions) as tmp:
         if quantize == "none":
-            fmt.function("writer")(written, tmp, mode=mode, **options)
+            fmt.writer()(written, tmp, mode=mode, **options)
         else:
-            qinfo = _quantize_module().quantize(graph, tmp, format=fmt.name, quantize=quantize,
-                                                checkpoint=ckpt, data=data, validate=validate,
-                                                mode=mode, **options)
+            qinfo = fmt.quantizer(quantize)(graph, tmp, mode=mode, splits=splits, options=qopts)
         report = measured = None
         if validate:
+            # the written file, opened once per interpreter it is validated on
+            opened = [open_file(tmp, b, mode) for b in fmt.validators(fmt.read_config(tmp))]
+            if quantize != "none":
+                _quantize.judge(qinfo, graph, opened[0].run, fmt.name, quantize, splits,
+                                tolerance, tmp)
             if frames is None:
                 frames, source = validation_frames(ckpt, validation_steps, validation_batch,
-                                                   seed=seed)
+                                                   seed=seed, splits=splits)
             else:
                 source = "frames given by the caller"
             frames = np.asarray(frames, np.float32)
             state = initial_state(graph, frames.shape[1], seed=seed)
-            run = fmt.function("runner")(tmp)
-            measured = getattr(run, "measured", None)
-            report = compare(graph, run, mode=mode, frames=frames,
-                             state=state, atol=atol, drift_atol=drift_atol, source=source)
-            if not report.passed:
-                raise ExportValidationError(report, path)
+            for o in opened:
+                report = compare(graph, o.run, mode=mode, frames=frames, state=state, atol=atol,
+                                 drift_atol=drift_atol, source=source)
+                if not report.passed:
+                    raise ExportValidationError(report, path)
+            measured = opened[0].measured
         integrity.seal(tmp)  # the file's digest over its placeholder (checked when it is loaded)
     result = ExportResult(path, fmt.name, mode, quantize, path.stat().st_size, written.summary(),
                           report, target=measured)
@@ -228,10 +243,17 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
     return result
 
 
-def _quantize_module():
-    from . import quantize
-
-    return quantize
+def _require(fmt: formats.Format, *, checkpoint_file: bool, validate: bool, quantize: str,
+             options: dict) -> None:
+    """What this export needs, checked before any work (MissingDependency names the extra):
+    safetensors to read a checkpoint file, the writer's packages, and the interpreters that
+    validate the file."""
+    modules = [*(("safetensors",) if checkpoint_file else ()), *fmt.write_needs,
+               *(fmt.quantize_needs if quantize != "none" else ())]
+    if validate:
+        compat = {"export": {"compat": options.get("compat")}}
+        modules += [m for b in fmt.validators(compat) for m in formats.backend(b).requires]
+    extras.require("export", f"exporting to {fmt.name}", *modules)
 
 
 __all__ = ["export", "ExportResult", "ValidationReport", "default_name"]

@@ -30,7 +30,6 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .. import __version__, ir
-from ..errors import ModelFileError
 from ..formats import METADATA_KEY, MODES
 
 OPSET = 18
@@ -298,40 +297,13 @@ def write(graph: ir.Graph, path: str | os.PathLike, *, mode: str = "step", opset
     onnx.save_model(model, os.fspath(path), save_as_external_data=False)
 
 
-def runner(path: str | os.PathLike, *, threads: int | None = 1) -> Callable[[dict], dict]:
-    """A function running the file with onnxruntime: feeds (float32 arrays) -> outputs by name."""
-    import onnxruntime as ort
+def quantizer(quantize: str):
+    """The quantizer for ``quantize`` ("dynamic" or "int8"; the format row's, see
+    :mod:`slimedge.formats.table`), in :mod:`.onnx_quantize` (imported now)."""
+    from . import onnx_quantize
 
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = opts.inter_op_num_threads = int(threads)
-    sess = ort.InferenceSession(os.fspath(path), opts, providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
-
-    def run(feeds: dict) -> dict:
-        feeds = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feeds.items()}
-        return dict(zip(names, sess.run(names, feeds)))
-    return run
+    return {"dynamic": onnx_quantize.dynamic, "int8": onnx_quantize.int8}[quantize]
 
 
-def read_config(path_or_model) -> dict:
-    """The ``slimedge`` config JSON stored in a file's (or a ModelProto's) metadata_props; a file
-    that is not a slimedge ONNX export raises ModelFileError naming it."""
-    where = "ONNX model" if isinstance(path_or_model, onnx.ModelProto) else os.fspath(path_or_model)
-    try:
-        model = path_or_model if isinstance(path_or_model, onnx.ModelProto) else onnx.load(
-            os.fspath(path_or_model), load_external_data=False)
-    except Exception:  # onnx raises protobuf's DecodeError and others for a foreign file
-        raise ModelFileError(f"{where}: not a loadable ONNX model (truncated or another kind of "
-                             f"file?)") from None
-    props = {p.key: p.value for p in model.metadata_props}
-    if METADATA_KEY not in props:
-        raise ModelFileError(f"{where}: a valid ONNX model, but not a slimedge export (no "
-                             f"'{METADATA_KEY}' entry in metadata_props)")
-    from ..formats import parse_json
-
-    return parse_json(props[METADATA_KEY], where)
-
-
-__all__ = ["OPS", "OPSET", "MODES", "build", "write", "runner", "read_config", "hoistable",
+__all__ = ["OPS", "OPSET", "MODES", "build", "write", "quantizer", "hoistable",
            "gemm_bias_fusions"]

@@ -3,8 +3,8 @@
     quantize(graph_or_path, path, *, format, quantize, checkpoint=None, data=None,
              validate=True, accuracy_tolerance=0.02, mode="step", **options) -> dict
 
-The quantizer comes from the table of formats (:mod:`slimedge.formats`: a row per format names
-one function per mode, e.g. ``slimedge.exporters.onnx_quantize:int8``), all with one signature,
+The quantizer comes from the table of formats (:mod:`slimedge.formats`: a row's exporter offers
+one function per mode, e.g. :func:`slimedge.exporters.onnx_quantize.int8`), all with one signature,
 ``quantizer(graph, path, *, mode, splits, options) -> dict``; ``options`` is a
 :class:`QuantizeOptions`, which holds every quantizer option with its default, so a misspelt
 option raises :class:`~slimedge.errors.UsageError` whatever the format. Calibration (the float
@@ -77,6 +77,13 @@ class QuantizeOptions:
             raise UsageError(f"unknown io {opts.io!r}; valid: float, int")
         return opts
 
+    def check_for(self, format: str, quantize: str) -> "QuantizeOptions":
+        """Refuse options that do not apply to ``format`` files quantised ``quantize``."""
+        if self.io != "float" and (format != "tflite" or quantize != "int8"):
+            raise UsageError(f"io={self.io!r} (integer inputs and outputs) is for TFLite int8 "
+                             f"files, not {format} {quantize}")
+        return self
+
 
 # ---- the model's data -------------------------------------------------------------------------
 def model_data(model: Checkpoint | Mapping, data=None):
@@ -110,12 +117,14 @@ class _Step:
 
 def step_function(graph: ir.Graph, path: str | os.PathLike | None = None,
                   format: str | None = None) -> _Step:
-    """The float32 IR as a step function, or (with ``path``) the file run by its format's runner
-    (the format by its suffix unless named)."""
+    """The float32 IR as a step function, or (with ``path``) the file opened through the runtime
+    on the backend its format validates it on (the format by its suffix unless named)."""
     if path is None:
         return _Step(graph.run, graph)
+    from .validate import open_file
+
     fmt = formats.get(format) if format else formats.for_path(path)
-    return _Step(fmt.function("runner")(path), graph)
+    return _Step(open_file(path, fmt.validators(fmt.read_config(path))[0]).run, graph)
 
 
 def evaluate(run: _Step, d, batch: int = EVAL_BATCH) -> metrics.Evaluation:
@@ -184,14 +193,15 @@ class TaskReport:
                 f"argmax agreement {100 * self.drift['argmax_agreement']:.1f}%")
 
 
-def task_check(graph: ir.Graph, path, format: str, quantize: str, splits, *,
+def task_check(graph: ir.Graph, run, format: str, quantize: str, splits, *,
                split: str = "val", tolerance: float = DEFAULT_ACCURACY_TOLERANCE,
                drift_steps: int = DRIFT_STEPS, drift_batch: int = EVAL_BATCH,
                details: dict | None = None) -> TaskReport:
-    """The quantised file at ``path`` against the float IR: accuracy on ``splits[split]`` and the
-    drift over ``drift_steps`` real frames (sequences back to back) of ``drift_batch`` streams."""
+    """The quantised file, opened as ``run(feeds) -> outputs`` (:func:`.validate.open_file`),
+    against the float IR: accuracy on ``splits[split]`` and the drift over ``drift_steps`` real
+    frames (sequences back to back) of ``drift_batch`` streams."""
     d = splits[split]
-    run = step_function(graph, path, format)
+    run = _Step(run, graph)
     f_acc = accuracy(step_function(graph), d)
     q_acc = accuracy(run, d)
     frames = stream_frames(d, drift_steps, drift_batch)
@@ -210,15 +220,11 @@ def quantize(graph: ir.Graph | str | os.PathLike, path, *, format: str, quantize
     ``options`` are :class:`QuantizeOptions` (UsageError for an unknown one); ``data`` the data
     set to calibrate and check on (default: the one the model records, see :func:`model_data`).
     Raises :class:`QuantizationError` (after removing the file) when the validation accuracy drops
-    by more than ``accuracy_tolerance``."""
-    opts = QuantizeOptions.of(**options)
-    if mode != "step":
-        raise UsageError(f"quantised exports are step graphs; mode={mode!r} is not supported "
-                         f"(export the sequence graph with quantize='none')")
-    quantizer = formats.get(format).function("quantizer", quantize)
-    if opts.io != "float" and (format != "tflite" or quantize != "int8"):
-        raise UsageError(f"io={opts.io!r} (integer inputs and outputs) is for TFLite int8 files, "
-                         f"not {format} {quantize}")
+    by more than ``accuracy_tolerance``. :func:`slimedge.exporters.export` does the same steps
+    (and more validation) with each input read once."""
+    fmt = formats.get(format)
+    check(fmt, quantize, mode)
+    opts = QuantizeOptions.of(**options).check_for(fmt.name, quantize)
     if not isinstance(graph, ir.Graph):
         from .. import checkpoint as _ckpt
 
@@ -227,15 +233,39 @@ def quantize(graph: ir.Graph | str | os.PathLike, path, *, format: str, quantize
     needs_data = validate or quantize == "int8"
     splits = model_data(checkpoint if checkpoint is not None else graph.config,
                         data) if needs_data else None
-    info = quantizer(graph, path, mode=mode, splits=splits, options=opts)
+    info = fmt.quantizer(quantize)(graph, path, mode=mode, splits=splits, options=opts)
     if validate:
-        report = task_check(graph, path, format, quantize, splits, tolerance=accuracy_tolerance)
-        info["task"] = report.to_dict()
-        if not report.passed:
-            Path(path).unlink(missing_ok=True)
-            raise QuantizationError(f"{format} {quantize}: {report.describe()}: exceeds the "
-                                    f"tolerance; no file written")
+        from .validate import open_file
+
+        opened = open_file(path, fmt.validators(fmt.read_config(path))[0])
+        judge(info, graph, opened.run, fmt.name, quantize, splits, accuracy_tolerance, path)
     return info
+
+
+def check(fmt: formats.Format, quantize: str, mode: str) -> None:
+    """Refuse a quantisation mode the format does not offer, or a graph mode quantisers lack."""
+    if quantize not in formats.QUANTIZE:
+        raise UsageError(f"unknown quantize {quantize!r}: quantize={quantize!r} is not offered "
+                         f"for any format; valid: {', '.join(formats.QUANTIZE)}")
+    if quantize not in fmt.quantize:
+        raise UsageError(f"quantize={quantize!r} is not offered for {fmt.name} files; valid: "
+                         f"{', '.join(fmt.quantize)}")
+    if quantize != "none" and mode != "step":
+        raise UsageError(f"quantised exports are step graphs; mode={mode!r} is not supported "
+                         f"(export the sequence graph with quantize='none')")
+
+
+def judge(info: dict, graph: ir.Graph, run, format: str, quantize: str, splits,
+          tolerance: float, path) -> TaskReport:
+    """The task check of a written file (``run``: it opened); its report goes into ``info``, and
+    a file that loses too much accuracy is removed and refused (QuantizationError)."""
+    report = task_check(graph, run, format, quantize, splits, tolerance=tolerance)
+    info["task"] = report.to_dict()
+    if not report.passed:
+        Path(path).unlink(missing_ok=True)
+        raise QuantizationError(f"{format} {quantize}: {report.describe()}: exceeds the "
+                                f"tolerance; no file written")
+    return report
 
 
 __all__ = ["quantize", "task_check", "QuantizeOptions", "TaskReport"]

@@ -20,6 +20,9 @@ the file was made from, stepped over a rollout of real frames. The file is run o
 
 The report holds, per output, the largest absolute difference over every step and batch row.
 
+The file is opened through the runtime (:func:`open_file`): the backend that validates it is the
+one that deploys it, and it is opened once per interpreter for every check of one export.
+
 Frames come from the first source in :data:`FRAME_SOURCES` that has them: the model's own data set
 (recorded in the checkpoint's ``info.data`` by training) when :mod:`slimedge.data` can load it, else
 seeded random frames in the model's input scale (its normalisation's mean and std when it has one).
@@ -92,17 +95,49 @@ class ValidationReport:
                 "passed": self.passed}
 
 
+# ---- the written file, opened through the runtime ------------------------------------------------
+@dataclass
+class Opened:
+    """A written file opened on one backend: ``run(feeds) -> outputs`` for float32 x, h, c of any
+    batch, and what the backend's interpreter says about itself (``measured``, or None)."""
+
+    backend: str
+    run: Callable[[dict], dict]
+    measured: dict | None = None
+
+
+def open_file(path, backend: str, mode: str = "step") -> Opened:
+    """Open the file at ``path`` once on ``backend`` (unverified: it is not sealed yet). A step
+    graph is stepped by the runtime's :class:`~slimedge.runtime.Model`; a sequence graph (ONNX)
+    by its backend module's ``run_graph``."""
+    from .. import formats, runtime
+
+    if mode == "sequence":
+        return Opened(backend, formats.backend(backend).module().run_graph(path))
+    model = runtime.load(path, backend=backend, threads=1, verify=False)
+
+    def run(feeds: dict) -> dict:
+        y, h, c = model.step_raw(*(np.ascontiguousarray(feeds[k], np.float32) for k in "xhc"))
+        return {"y": y.copy(), "h_next": h.copy(), "c_next": c.copy()}
+    run.state_shape, run.output_size = model.state_shape, model.output_size
+    return Opened(backend, run, getattr(model.session, "measured", None))
+
+
 # ---- frames -----------------------------------------------------------------------------------
-def _data_set_frames(ckpt: Checkpoint, steps: int, batch: int, *, seed: int, split: str):
-    """Streams of real frames: the recorded data set's sequences, back to back."""
+def _data_set_frames(ckpt: Checkpoint, steps: int, batch: int, *, seed: int, split: str,
+                     splits=None):
+    """Streams of real frames: the recorded data set's sequences, back to back (from ``splits``
+    when the caller has loaded them already)."""
     info = ModelInfo.from_config(ckpt.config)
     rec = info.data
     name = (rec or {}).get("name")
     if not name:
         return None, "no data set recorded in the checkpoint"
     try:
-        from .. import data
-        d = data.load_as_recorded(rec)[split]
+        if splits is None:
+            from .. import data
+            splits = data.load_as_recorded(rec)
+        d = splits[split]
     except (ImportError, ValueError, OSError, KeyError) as e:
         return None, f"data set {name!r} not available ({type(e).__name__}: {e})"
     m = info.input_size
@@ -111,7 +146,8 @@ def _data_set_frames(ckpt: Checkpoint, steps: int, batch: int, *, seed: int, spl
     return stream_frames(d, steps, batch), f"{name} {split} split"
 
 
-def _random_frames(ckpt: Checkpoint, steps: int, batch: int, *, seed: int, split: str):
+def _random_frames(ckpt: Checkpoint, steps: int, batch: int, *, seed: int, split: str,
+                   splits=None):
     """Seeded normal frames in the model's input scale (its normalisation's mean and std)."""
     m = int(ckpt.lstm["input_size"])
     x = np.random.default_rng(seed).standard_normal((steps, batch, m))
@@ -125,11 +161,12 @@ FRAME_SOURCES: list[Callable] = [_data_set_frames, _random_frames]
 
 
 def validation_frames(ckpt: Checkpoint, steps: int = 100, batch: int = 2, *, seed: int = 0,
-                      split: str = "test") -> tuple[np.ndarray, str]:
-    """Frames (steps, batch, m) float32 for validation and where they came from."""
+                      split: str = "test", splits=None) -> tuple[np.ndarray, str]:
+    """Frames (steps, batch, m) float32 for validation and where they came from (``splits``: the
+    model's data set, when the caller has loaded it)."""
     why = []
     for source in FRAME_SOURCES:
-        frames, desc = source(ckpt, int(steps), int(batch), seed=seed, split=split)
+        frames, desc = source(ckpt, int(steps), int(batch), seed=seed, split=split, splits=splits)
         if frames is not None:
             return frames, desc + (f"; {why[-1]}" if why else "")
         why.append(desc)
@@ -216,6 +253,6 @@ def compare(graph: ir.Graph, run: Callable[[dict], dict], *, mode: str, frames: 
                             float32_drift=f32_drift)
 
 
-__all__ = ["ValidationReport", "ExportValidationError", "FRAME_SOURCES", "validation_frames",
-           "initial_state", "reference", "run_per_step", "run_closed_loop", "compare", "DRIFT_FACTOR",
-           "FLOAT32_DRIFT_FACTOR"]
+__all__ = ["ValidationReport", "ExportValidationError", "Opened", "open_file", "FRAME_SOURCES",
+           "validation_frames", "initial_state", "reference", "run_per_step", "run_closed_loop", "compare",
+           "DRIFT_FACTOR", "FLOAT32_DRIFT_FACTOR"]

@@ -36,7 +36,7 @@ facts, the timing rounds, statistics, memory), :mod:`.report` (ratios, JSON, CSV
 attributes of this package; reach a module itself with ``from slimedge.profile.plan import ...``
 or ``importlib.import_module("slimedge.profile.plan")``.
 
-``slimedge profile --device cortex-m4`` (also ``cortex-m0plus``, ``aarch64``) measures something
+``slimedge profile --target cortex-m4`` (also ``cortex-m0plus``, ``aarch64``) measures something
 else: the model's C export on an emulated device (flash, RAM, instructions per step, estimated
 time), beside LSTM0 and TensorFlow Lite Micro's arena; that is :mod:`.device` (``device.run``,
 ``device.tables``), on top of :mod:`slimedge.devices`.

@@ -1,4 +1,4 @@
-"""``profile --device``: a model's C export measured on a microcontroller or ARM core, beside LSTM0.
+"""``profile --target``: a model's C export measured on a microcontroller or ARM core, beside LSTM0.
 
 For each model (a checkpoint, the shipped one by default, or a C export), :func:`run` exports the
 C step in float (``none``, where the device has an FPU) and full integer (``int8``), measures each
@@ -32,7 +32,7 @@ def _splits(info: formats.ModelInfo, where: str):
     from .. import data
 
     if not info.data or not info.data.get("name"):
-        raise UsageError(f"{where} records no data set: profile --device steps real test "
+        raise UsageError(f"{where} records no data set: profile --target steps real test "
                          f"frames and calibrates the full-integer export on its training split")
     return data.load_as_recorded(info.data)
 
@@ -81,7 +81,7 @@ def run(models: Sequence[str | os.PathLike | None] = (None,), device: str = "cor
             frames = [splits.test.sequence(k) for k in range(min(sequences, len(splits.test)))]
             is_c = formats.by_suffix(path.suffix) is formats.get("c")
             if not is_c and formats.by_suffix(path.suffix) is not formats.CHECKPOINT:
-                raise UsageError(f"{path}: profile --device takes a checkpoint or a C export")
+                raise UsageError(f"{path}: profile --target takes a checkpoint or a C export")
             sources = [("model", path, info.config)]
             if baseline == "lstm":
                 lstm0 = work / f"g{group}-LSTM0.safetensors"

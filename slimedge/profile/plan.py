@@ -58,9 +58,8 @@ def backend_names() -> list[str]:
 def format_of(backend: str) -> formats.Format:
     """The format ``backend`` reads: the first row whose ``backends`` name it."""
     name = _backend_key(backend)[0]
-    for fmt in formats.FORMATS.values():
-        if name in fmt.backends:
-            return fmt
+    if name in formats.backends():
+        return formats.format_of(name)
     raise UsageError(f"unknown backend {backend!r}; valid: {', '.join(backend_names())}")
 
 
@@ -122,7 +121,7 @@ def _suffix(quantize: str) -> str:
 EXPORT_OPTIONS = {"tflm": {"compat": "tflm"}}
 NO_DYNAMIC = {"tflm"}
 # Profiled only when asked for (-b): TFLite Micro's reference kernels timed on this host say
-# nothing about a microcontroller (`profile --device` measures those), and are slow.
+# nothing about a microcontroller (`profile --target` measures those), and are slow.
 NOT_BY_DEFAULT = ("tflm",)
 
 

@@ -11,16 +11,10 @@
     ys = model.step_streams([s1, s7], frames)     # any Stream objects, one backend call (servers)
     ys = model.run(sequence)                      # (T, m) -> (T, K), or (B, T, m) -> (B, T, K)
 
-Backends (one module each, same small interface, see ``_common.py``), in ``BACKENDS``:
-
-    onnxruntime   .onnx        CPU (CUDA with onnxruntime's GPU build), IO binding
-    litert        .tflite      ai-edge-litert (tflite-runtime as fallback), num_threads
-    tflm          .tflite      TensorFlow Lite Micro's interpreter (tflite-micro): batch 1, its arena
-    c             .c / folder  the C export compiled once into a shared library, called by ctypes
-    torch         .safetensors the PyTorch model; on CUDA the step replays a CUDA graph
-    numpy         .safetensors the step IR's NumPy interpreter, nothing beyond numpy
-
-Which backends read which file type, best first, is the format table's (:mod:`slimedge.formats`).
+Backends (``BACKENDS``) are the format table's (:mod:`slimedge.formats`): each format's package
+holds the modules that open and step its files, one per backend, behind one small interface
+(:mod:`slimedge.formats.binding`); which backends read which file type, best first, is its rows'.
+This package imports nothing from ``slimedge.exporters``.
 ``backend="auto"`` takes the backend named by ``$SLIMEDGE_BACKEND`` where it reads the file type,
 else the first installed backend the table lists for it; it logs its choice on the
 ``slimedge.runtime`` logger and records it in ``model.backend`` / ``model.backend_reason``.
@@ -34,7 +28,6 @@ Threads: one :class:`Model` may be shared by many threads, each stepping its own
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 import os
@@ -53,19 +46,18 @@ from .streams import InputError, Stream, StreamBatch, _check_dtype, _check_state
 
 log = logging.getLogger(__name__)
 
-# every backend module, by name (imported only when used); which file types each reads, and which
-# is tried first under "auto", is the format table's (slimedge.formats)
-BACKENDS = ("onnxruntime", "litert", "tflm", "c", "torch", "numpy")
 ENV_BACKEND = "SLIMEDGE_BACKEND"
 
 
+def __getattr__(name: str):
+    if name == "BACKENDS":  # derived from the format table's rows, so a registered row counts
+        return tuple(formats.backends())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def backend_module(name: str):
     """The module of backend ``name`` (imports it, not its library)."""
-    if name not in BACKENDS:
-        raise UsageError(f"unknown backend {name!r}; valid: auto, {', '.join(BACKENDS)}")
-    return importlib.import_module(f".{name}", __name__)
+    return formats.backend(name).module()
 
 
 def reads(backend: str, fmt: formats.Format) -> bool:
@@ -75,7 +67,7 @@ def reads(backend: str, fmt: formats.Format) -> bool:
 
 def available_backends() -> list[str]:
     """Backends whose library is installed (checked without importing it)."""
-    return [name for name in BACKENDS if backend_module(name).available()]
+    return [name for name, b in formats.backends().items() if b.available()]
 
 
 def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = None, *,
@@ -109,22 +101,20 @@ def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = N
     if verify:
         from .. import integrity
 
-        main = path
-        if path.is_dir() or path.suffix.lower() != fmt.suffix:  # a C export's folder or header
-            main = importlib.import_module("slimedge.exporters.c").resolve(path)
-        integrity.verify(main)
+        integrity.verify(fmt.main_file(path))
     if threads is not None and int(threads) < 1:
         raise UsageError(f"threads must be at least 1, got {threads}")
     name, reason = _choose(fmt, backend)
-    module = backend_module(name)
+    row = formats.backend(name)
+    module = row.module()
     if not reads(name, fmt):
         theirs = [f.suffix for f in formats.FORMATS.values() if reads(name, f)]
         raise UsageError(f"backend {name!r} reads {', '.join(theirs)} files, not {fmt.suffix} "
                          f"({path}); for {fmt.suffix} use {' or '.join(fmt.backends)}")
-    if not module.available():
-        extras.require_backend(name, f"backend {name!r} (for {path})")  # names the extra
+    if not row.available():
+        row.require(f"backend {name!r} (for {path})")  # names the extra
         raise MissingDependency(f"backend {name!r} is not installed (needed for {path})")
-    extras.require_backend(name, f"loading {path} on backend {name!r}")  # e.g. safetensors
+    row.require(f"loading {path} on backend {name!r}")  # e.g. safetensors
     if verify:
         session = module.open(path, threads=threads, device=device)
     else:
@@ -140,18 +130,17 @@ def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = N
 def _choose(fmt: formats.Format, backend: str) -> tuple[str, str]:
     if backend in (None, "auto"):
         env = os.environ.get(ENV_BACKEND, "").strip()
-        if env and env != "auto" and env in BACKENDS and reads(env, fmt):  # else: auto
+        if env and env != "auto" and reads(env, fmt):  # else: auto
             return env, f"${ENV_BACKEND}={env}"
-        for name in fmt.backends:
-            if backend_module(name).available():
-                return name, (f"auto: first installed of {', '.join(fmt.backends)} for "
-                              f"{fmt.suffix}")
-        hints = [extras.hint(extras.BACKEND_EXTRAS[b][0]) for b in fmt.backends
-                 if b in extras.BACKEND_EXTRAS]
+        for row in fmt.runtimes:
+            if row.available():
+                return row.name, (f"auto: first installed of {', '.join(fmt.backends)} for "
+                                  f"{fmt.suffix}")
+        hints = [extras.hint(b.extra) for b in fmt.runtimes if b.extra]
         raise MissingDependency(f"no backend for {fmt.suffix} files is installed (it is read by "
                                 f"{' or '.join(fmt.backends)})"
                                 + (f": {' or '.join(dict.fromkeys(hints))}" if hints else ""))
-    backend_module(backend)  # unknown name -> UsageError listing the valid ones
+    formats.backend(backend)  # unknown name -> UsageError listing the valid ones
     return backend, "asked for"
 
 
@@ -252,7 +241,8 @@ class Model:
         return b
 
     def bind(self, batch: int):
-        """A backend binding with preallocated buffers for ``batch`` rows (see ``_common``)."""
+        """A backend binding with preallocated buffers for ``batch`` rows (see
+        :mod:`slimedge.formats.binding`)."""
         if int(batch) < 1:
             raise UsageError(f"batch must be at least 1, got {batch}")
         return self.session.bind(int(batch))

@@ -166,6 +166,11 @@ class IO(ctypes.Structure):
                                             for k in source.IO_STRUCT_FIELDS[1:]]
 
 
+def quantizer(quantize: str):
+    """The quantizer for ``quantize``: "dynamic" (int8 weights) or "int8" (full integer)."""
+    return {"dynamic": write_int8_weights, "int8": write_integer}[quantize]
+
+
 def step_function(lib: ctypes.CDLL, prefix: str):
     """The export's ``PREFIX_step_io`` from a loaded library."""
     fn = getattr(lib, f"{prefix}_step_io")
@@ -202,6 +207,6 @@ def runner(path: str | os.PathLike) -> Callable[[dict], dict]:
     return run
 
 
-__all__ = ["write", "write_int8_weights", "write_integer", "runner", "read_metadata", "resolve",
+__all__ = ["write", "write_int8_weights", "write_integer", "quantizer", "runner", "read_metadata", "resolve",
            "SUFFIX", "HEADER_SUFFIX", "MODES", "CompilerNotFound", "CompileError", "IO",
            "step_function"]

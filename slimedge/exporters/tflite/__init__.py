@@ -1,4 +1,4 @@
-"""The TFLite format: the step IR as a ``.tflite`` flatbuffer written without TensorFlow, and read back.
+"""The TFLite writer: the step IR as a ``.tflite`` flatbuffer written without TensorFlow.
 
 One subgraph, one signature ``serving_default``; inputs ``x`` (B, m), ``h`` and ``c``
 (layers, B, n), outputs ``y``, ``h_next``, ``c_next``, all float32 with the batch dimension
@@ -13,23 +13,21 @@ The modules, by concept:
     qparams     quantisation parameters: activation ranges, the spec's fixed outputs, int8 weights
     plan        int8 planning: which values are float, int8 or int16, at which scale
     emitter     the IR walked through an op table (IR op -> TFLite ops); to_bytes, emit
-    readback    the metadata read with struct alone (no LiteRT), read_config; Runner (LiteRT)
-    micro       TensorFlow Lite Micro's interpreter: the runner of compat="tflm" files, the arena
     quantize    the format table's quantizers, ``dynamic`` and ``int8``
 
-This package's :func:`write` and :func:`runner` and :mod:`.readback`'s ``read_config`` are the
-``tflite`` row of :data:`slimedge.formats.FORMATS`; nothing here imports torch, and LiteRT only
-when a file is written or run.
+Reading a file's metadata and running it (LiteRT, TensorFlow Lite Micro) are the format's own
+(:mod:`slimedge.formats.tflite`); this package writes. Its :func:`write` and :func:`quantizer`
+are the ``tflite`` row's writer; nothing here imports torch.
 """
 from __future__ import annotations
 
 import os
 
 from ... import ir
+from . import quantize as _quantize
 from .emitter import COMPAT, QUANTIZE_MODES, emit, to_bytes
 from .flatbuffer import METADATA_NAME
 from .qparams import QParams, qparams_for_range
-from .readback import Runner, read_config, runner
 
 
 def write(graph: ir.Graph, path: str | os.PathLike, *, mode: str = "step",
@@ -45,5 +43,10 @@ def write(graph: ir.Graph, path: str | os.PathLike, *, mode: str = "step",
     return emit(graph, path, compat=compat)
 
 
-__all__ = ["write", "runner", "read_config", "emit", "to_bytes", "Runner", "QParams",
+def quantizer(quantize: str):
+    """The quantizer for ``quantize`` ("dynamic" or "int8"), see :mod:`.quantize`."""
+    return {"dynamic": _quantize.dynamic, "int8": _quantize.int8}[quantize]
+
+
+__all__ = ["write", "quantizer", "emit", "to_bytes", "QParams",
            "qparams_for_range", "QUANTIZE_MODES", "COMPAT", "METADATA_NAME"]

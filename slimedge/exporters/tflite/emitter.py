@@ -39,7 +39,7 @@ from ... import ir
 from ..._io import write_bytes
 from ...errors import IncompatibleTarget, UsageError
 from ...formats import QUANTIZE as QUANTIZE_MODES
-from ...formats import TFLITE_COMPAT as COMPAT
+from ...formats.tflite import COMPAT
 from .flatbuffer import Writer, options
 from .plan import Plan, plan
 from .qparams import FIXED_OUT, QParams, qparams_for_range, sym_weights, wants_per_channel

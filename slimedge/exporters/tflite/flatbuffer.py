@@ -12,8 +12,8 @@ import numpy as np
 
 from ... import ir
 from ...formats import METADATA_KEY
+from ...formats.tflite.reader import FILE_IDENTIFIER
 from .qparams import QParams
-from .readback import FILE_IDENTIFIER
 from .versions import Operand, op_version
 
 SIGNATURE_KEY = "serving_default"

@@ -1,7 +1,7 @@
 """Quantisation parameters for TFLite: activation QParams from a range, fixed op outputs, int8 weights.
 
-Also the conversion at an interpreter's boundary for integer-I/O files (:func:`to_tensor`,
-:func:`from_tensor`).
+(The conversion at an interpreter's boundary for integer-I/O files is the reader's:
+:mod:`slimedge.formats.tflite.io`.)
 
 Activations: asymmetric int8 over a calibrated [lo, hi] (widened to hold 0), or symmetric int16
 (zero point 0, as LiteRT's 16x8 kernels need). Weights: symmetric int8 in [-127, 127], one scale
@@ -81,50 +81,5 @@ def sym_weights(w: np.ndarray, per_channel: bool) -> tuple[np.ndarray, np.ndarra
     return q, (scale if per_channel else scale[:1])
 
 
-# ---- integer I/O at an interpreter's boundary ----------------------------------------------------
-def _tensor_qparams(detail) -> tuple[float, int]:
-    q = detail["quantization_parameters"]
-    return float(q["scales"][0]), int(q["zero_points"][0])
-
-
-def input_normalization(config: dict) -> tuple[np.ndarray, np.ndarray] | None:
-    """The per-feature (s, t) an integer-I/O file expects applied to a frame before quantising it
-    (its metadata's ``export.io_quantization.x.normalization``), or None."""
-    x = ((config.get("export") or {}).get("io_quantization") or {}).get("x") or {}
-    norm = x.get("normalization")
-    if not norm:
-        return None
-    return np.asarray(norm["scale"], np.float32), np.asarray(norm["shift"], np.float32)
-
-
-def to_tensor(detail, normalization: tuple[np.ndarray, np.ndarray] | None = None):
-    """float -> a graph input's type, by an interpreter's tensor details (LiteRT and TFLite Micro
-    give the same keys): None for a float32 tensor, else x·s + t first where a ``normalization``
-    (s, t) is given, then float32 division by the scale, rounding half away from zero and the zero
-    point, as TFLite's QUANTIZE does (so a float-I/O file computes the same integers inside)."""
-    dtype = np.dtype(detail["dtype"])
-    if dtype == np.float32:
-        return None
-    scale, zero = _tensor_qparams(detail)
-    lo, hi = np.iinfo(dtype).min, np.iinfo(dtype).max
-    s, t = normalization if normalization is not None else (None, None)
-
-    def convert(a):
-        a = np.asarray(a, np.float32)
-        if s is not None:
-            a = a * s + t
-        v = (a / np.float32(scale)).astype(np.float64)
-        return np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5) + zero, lo, hi).astype(dtype)
-    return convert
-
-
-def from_tensor(detail):
-    """A graph output's values -> float32 (None for a float32 tensor)."""
-    if np.dtype(detail["dtype"]) == np.float32:
-        return None
-    scale, zero = _tensor_qparams(detail)
-    return lambda q: (q.astype(np.float32) - zero) * np.float32(scale)
-
-
 __all__ = ["QParams", "qparams_for_range", "FIXED_OUT", "PER_CHANNEL_MIN_ROW", "wants_per_channel",
-           "sym_weights", "to_tensor", "from_tensor", "input_normalization"]
+           "sym_weights"]

@@ -1,10 +1,8 @@
-"""Reading a .tflite file back: its metadata with struct alone (no LiteRT), and running it on LiteRT.
+"""Reading a .tflite file's metadata with struct alone (no interpreter).
 
 :func:`read_metadata` walks the flatbuffer by hand (the few tables on the way to the Metadata
-entries), so the runtime's ``litert`` backend, the profiler and :mod:`slimedge.formats` read a
+entries), so the ``litert`` and ``tflm`` backends, the profiler and :mod:`slimedge.formats` read a
 model's config without importing an interpreter; :func:`read_config` is the format table's reader.
-:class:`Runner` (LiteRT, imported when one is made) runs a step graph for export validation;
-:func:`runner` picks TensorFlow Lite Micro's interpreter instead for a file written for it.
 """
 from __future__ import annotations
 
@@ -12,11 +10,8 @@ import os
 import struct
 from pathlib import Path
 
-import numpy as np
-
 from ...errors import ModelFileError
-from ...formats import METADATA_KEY
-from .qparams import from_tensor, input_normalization, to_tensor
+from ..model_info import METADATA_KEY, parse_json
 
 FILE_IDENTIFIER = b"TFL3"
 
@@ -67,8 +62,6 @@ def read_config(path: str | os.PathLike | bytes) -> dict:
     if METADATA_KEY not in entries:
         raise ModelFileError(f"{where}: a valid TFLite model, but not a slimedge export (no "
                              f"'{METADATA_KEY}' entry in its metadata)")
-    from ...formats import parse_json
-
     return parse_json(entries[METADATA_KEY], where)
 
 
@@ -121,54 +114,4 @@ def _buffer_bytes(b: bytes, table: int) -> bytes:
     return bytes(b[off:off + size])
 
 
-# ---- running a file ---------------------------------------------------------------------------
-class Runner:
-    """A step graph on the LiteRT interpreter: ``run(x, h, c)`` -> dict of y, h_next, c_next."""
-
-    def __init__(self, path_or_bytes, threads: int = 1) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        kw = {"model_content": bytes(path_or_bytes)} if isinstance(path_or_bytes, (bytes, bytearray)) \
-            else {"model_path": str(path_or_bytes)}
-        self.it = Interpreter(num_threads=threads, **kw)
-        self.inp = {d["name"]: d for d in self.it.get_input_details()}
-        self.out = {d["name"]: d for d in self.it.get_output_details()}
-        self.batch = None
-        try:  # an integer-I/O file's x is normalised before quantising
-            self.normalization = input_normalization(read_config(path_or_bytes))
-        except ModelFileError:  # not a slimedge export: plain tensors
-            self.normalization = None
-
-    def run(self, x, h, c) -> dict[str, np.ndarray]:
-        b = x.shape[0]
-        if b != self.batch:
-            for name, a in (("x", x), ("h", h), ("c", c)):
-                self.it.resize_tensor_input(self.inp[name]["index"], a.shape)
-            self.it.allocate_tensors()
-            self.batch = b
-        for name, a in (("x", x), ("h", h), ("c", c)):  # integer I/O: converted here
-            q = to_tensor(self.inp[name], self.normalization if name == "x" else None)
-            a = np.asarray(a, np.float32)
-            self.it.set_tensor(self.inp[name]["index"], np.ascontiguousarray(a if q is None else q(a)))
-        self.it.invoke()
-        out = {}
-        for k, d in self.out.items():
-            dq = from_tensor(d)
-            t = self.it.get_tensor(d["index"])
-            out[k] = t.copy() if dq is None else dq(t)
-        return out
-
-
-def runner(path: str | os.PathLike, *, threads: int = 1):
-    """A function running the file: feeds (x, h, c) -> outputs by name. On LiteRT, or on TensorFlow
-    Lite Micro's own interpreter when the file was written for it (``export.compat`` "tflm";
-    the function's ``measured`` then holds TFLM's tensor-arena bytes, see :mod:`.micro`)."""
-    if (read_config(path).get("export") or {}).get("compat") == "tflm":
-        from .micro import runner as micro_runner
-
-        return micro_runner(path)
-    r = Runner(path, threads=threads)
-    return lambda feeds: r.run(feeds["x"], feeds["h"], feeds["c"])
-
-
-__all__ = ["read_metadata", "read_config", "Runner", "runner", "FILE_IDENTIFIER"]
+__all__ = ["read_metadata", "read_config", "FILE_IDENTIFIER"]

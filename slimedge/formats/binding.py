@@ -1,7 +1,7 @@
-"""What every backend module shares: errors, the buffers a binding owns, reading the config JSON.
+"""What every runtime backend shares: the buffers a binding owns, a cache, reading the config JSON.
 
-A backend module (``onnxruntime.py``, ``litert.py``, ``torch.py``, ``numpy.py``) has the same small
-surface, and nothing outside ``slimedge.runtime`` needs more:
+A backend module (``formats/onnx/onnxruntime.py``, ``formats/tflite/litert.py``, ...) opens and
+steps its format's files, behind the same small surface; nothing outside needs more:
 
     available() -> bool     is its library installed (without importing it)
     open(path, *, threads, device) -> Session
@@ -9,11 +9,13 @@ surface, and nothing outside ``slimedge.runtime`` needs more:
     Binding.run()           one backend call: reads x, h, c; writes y, h_next, c_next
     Binding.advance()       after run: h_next, c_next become the next step's h, c (no copy)
 
-``Session`` holds the loaded model (``config``, ``device``, ``detail``); a ``Binding`` holds
-preallocated float32 NumPy buffers for one batch size: inputs ``x`` (batch, m), ``h``, ``c``
-(layers, batch, n) that the caller fills, outputs ``y`` (batch, K), ``h_next``, ``c_next`` that
-``run`` overwrites. A binding belongs to one caller (one Stream); bindings of one session may run
-concurrently from different threads (a backend whose library is not thread-safe locks inside).
+``Session`` holds the loaded model (``config``, ``device``, ``detail``, and optionally
+``measured``: what the interpreter says about itself); a ``Binding`` holds preallocated float32
+NumPy buffers for one batch size: inputs ``x`` (batch, m), ``h``, ``c`` (layers, batch, n) that
+the caller fills, outputs ``y`` (batch, K), ``h_next``, ``c_next`` that ``run`` overwrites. A
+binding belongs to one caller (one Stream); bindings of one session may run concurrently from
+different threads (a backend whose library is not thread-safe locks inside). Which backends read
+which format, and the extra each needs, is the format table's (:mod:`slimedge.formats`).
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from typing import Callable, Hashable, TypeVar
 import numpy as np
 
 from ..errors import ModelFileError
-from ..formats import METADATA_KEY
+from .model_info import METADATA_KEY
 
 V = TypeVar("V")
 
@@ -110,7 +112,7 @@ def parse_config(path: Path, text: str | bytes | None, container: str) -> dict:
     if text is None:
         raise ModelFileError(f"{path}: a valid {container}, but not a slimedge export (no "
                              f"'{METADATA_KEY}' entry in its metadata)")
-    from ..formats import ModelInfo, parse_json
+    from .model_info import ModelInfo, parse_json
 
     config = parse_json(text, path)
     if not isinstance(config.get("graph"), dict):

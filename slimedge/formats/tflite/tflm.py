@@ -1,7 +1,7 @@
 """The ``tflm`` backend: an exported ``.tflite`` step graph in TensorFlow Lite Micro's interpreter.
 
 Uses the ``tflite-micro`` package (its Python interpreter runs TFLite Micro's reference kernels,
-what a microcontroller build runs), through :class:`slimedge.exporters.tflite.micro.MicroInterpreter`.
+what a microcontroller build runs), through :class:`.micro.MicroInterpreter`.
 A way to check, on the host, exactly what a device will compute, and how large a tensor arena it
 needs (``session.arena``). Files exported with
 ``compat="tflm"`` are written for it; another ``.tflite`` runs when TFLM has kernels for all its
@@ -20,10 +20,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from ..errors import UsageError
-from ..exporters.tflite import micro
-from ..exporters.tflite.readback import read_metadata  # struct alone: no interpreter, no torch
-from ._common import METADATA_KEY, Buffers, ModelFileError, check_io, parse_config, sizes
+from ...errors import UsageError
+from ..binding import METADATA_KEY, Buffers, ModelFileError, check_io, parse_config, sizes
+from . import micro
+from .reader import read_metadata  # struct alone: no interpreter, no torch
 
 
 def available() -> bool:
@@ -61,6 +61,13 @@ class Session:
         device reserves) and ``arena_used_bytes`` (what it holds); measured on first use."""
         with self._lock:
             return self._mi.arena()
+
+    @property
+    def measured(self) -> dict:
+        """What TFLM says about the file: the interpreter, its arena figures, integer I/O (an
+        export validated on TFLM reports it as its ``target``)."""
+        return {"interpreter": f"{micro.INTERPRETER} {micro.version()}", **self.arena,
+                "integer_io": self._mi.integer_io}
 
     def bind(self, batch: int) -> "Binding":
         return Binding(self, batch, *self._dims)

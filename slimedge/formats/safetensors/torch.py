@@ -16,8 +16,8 @@ import threading
 import warnings
 from pathlib import Path
 
-from ..errors import UsageError
-from ._common import Buffers, LruCache, sizes
+from ...errors import UsageError
+from ..binding import Buffers, LruCache, sizes
 
 CACHED_SIZES = 4  # batch sizes whose captured CUDA graph a session keeps ready
 
@@ -34,8 +34,8 @@ class Session:
     def __init__(self, path: Path, threads: int | None, device: str | None) -> None:
         import torch
 
-        from .. import checkpoint, ir
-        from ..models import from_checkpoint
+        from ... import checkpoint, ir
+        from ...models import from_checkpoint
 
         ckpt = checkpoint.read(path)
         self.config = json.loads(ir.lower(ckpt).metadata_json())

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError
-from ._common import Buffers, sizes
+from ...errors import UsageError
+from ..binding import Buffers, sizes
 
 
 def available() -> bool:
@@ -26,7 +26,7 @@ class Session:
     """``threads`` is not used: NumPy's BLAS threads are set by its environment variables."""
 
     def __init__(self, path: Path, threads: int | None, device: str | None) -> None:
-        from .. import ir
+        from ... import ir
 
         if device not in (None, "cpu"):
             raise UsageError(f"the numpy backend runs on the CPU only, not on {device!r}")

@@ -7,20 +7,24 @@ and allocated once and shared by the bindings of that size made while it is cach
 keeps the ``CACHED_SIZES`` most recently used sizes, and a binding keeps its own interpreter alive
 (so a StreamBatch that grows one stream at a time holds a few interpreters, not one per size it
 ever had). Interpreters are not thread-safe, so each one's set/invoke/get runs under its own lock.
-``threads`` is the interpreter's ``num_threads``.
+``threads`` is the interpreter's ``num_threads``. LiteRT's native "INFO: Created TensorFlow Lite
+XNNPACK delegate for CPU." line (printed once per process, when the first interpreter allocates)
+is dropped; anything else it prints then still reaches stderr.
 """
 from __future__ import annotations
 
 import importlib.util
+import os
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError
-from ..exporters.tflite.qparams import from_tensor, input_normalization, to_tensor
-from ..exporters.tflite.readback import read_metadata  # struct alone: no LiteRT, no torch
-from ._common import METADATA_KEY, Buffers, LruCache, ModelFileError, check_io, parse_config, sizes
+from ...errors import UsageError
+from ..binding import METADATA_KEY, Buffers, LruCache, ModelFileError, check_io, parse_config, sizes
+from .io import from_tensor, input_normalization, to_tensor
+from .micro import captured_stderr
+from .reader import read_metadata  # struct alone: no LiteRT, no torch
 
 INTERPRETERS = ("ai_edge_litert", "tflite_runtime")  # in order of preference
 CACHED_SIZES = 4  # batch sizes whose interpreter a session keeps ready
@@ -32,6 +36,33 @@ def available() -> bool:
 
 def open(path: Path, *, threads: int | None = None, device: str | None = None) -> "Session":
     return Session(Path(path), threads, device)
+
+
+XNNPACK_INFO = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+_first_interpreter = threading.Lock()
+_announced = False  # LiteRT printed (and we dropped) its one-time XNNPACK line
+
+
+def _quietly(make):
+    """``make()``, with LiteRT's one-time XNNPACK INFO line dropped from what it prints to fd 2
+    (the rest written back): only the first allocation of the process pays for the capture."""
+    global _announced
+    if _announced:
+        return make()
+    with _first_interpreter:
+        if _announced:
+            return make()
+        captured: list[str] = []
+        try:
+            with captured_stderr() as captured:
+                made = make()
+            _announced = True
+            return made
+        finally:
+            rest = [line for line in "".join(captured).splitlines(keepends=True)
+                    if line.strip() != XNNPACK_INFO]
+            if rest:
+                os.write(2, "".join(rest).encode())
 
 
 def _interpreter_module():
@@ -95,7 +126,7 @@ class Session:
         want = {"x": (batch, m), "h": (layers, batch, n), "c": (layers, batch, n)}
         for d in it.get_input_details():
             it.resize_tensor_input(d["index"], want[d["name"]], strict=False)
-        it.allocate_tensors()
+        _quietly(it.allocate_tensors)
         ins = {d["name"]: d for d in it.get_input_details()}
         outs = {d["name"]: d for d in it.get_output_details()}
         return it, threading.Lock(), ins, outs

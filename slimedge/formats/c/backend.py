@@ -20,13 +20,13 @@ from __future__ import annotations
 import ctypes
 from pathlib import Path
 
-from ..errors import UsageError
-from ._common import Buffers, ModelFileError, sizes
+from ...errors import UsageError
+from ..binding import Buffers, ModelFileError, sizes
 
 
 def available() -> bool:
     """A C compiler is on this machine (a prebuilt library beside a file needs none)."""
-    from ..exporters.c import toolchain
+    from ...exporters.c import toolchain
 
     return toolchain.have_compiler()
 
@@ -37,8 +37,8 @@ def open(path: Path, *, threads: int | None = None, device: str | None = None) -
 
 class Session:
     def __init__(self, path: Path, threads: int | None, device: str | None) -> None:
-        from ..exporters import c as c_export
-        from ..exporters.c import toolchain
+        from ...exporters import c as c_export
+        from ...exporters.c import toolchain
 
         if device not in (None, "cpu"):
             raise UsageError(f"the c backend runs on the CPU only, not on {device!r}; valid: 'cpu'")

@@ -36,14 +36,13 @@ import sys
 import tempfile
 import threading
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from ...errors import MissingDependency, ModelFileError
-from .qparams import from_tensor, input_normalization, to_tensor
-from .readback import read_config
+from .io import from_tensor, input_normalization, to_tensor
+from .reader import read_config
 
 PACKAGE = "tflite_micro"
 INTERPRETER = "tflite-micro"  # the name export results and the runtime report
@@ -223,17 +222,5 @@ def _back(a: np.ndarray, dq) -> np.ndarray:
     return a if dq is None else dq(a)
 
 
-def runner(path: str | os.PathLike) -> Callable[[dict], dict]:
-    """The format table's runner for a TFLM file: feeds (x, h, c) -> outputs by name, run on TFLite
-    Micro; the function's ``measured`` holds the interpreter and its tensor-arena figures."""
-    mi = MicroInterpreter(Path(path).read_bytes(), path)
-
-    def run(feeds: dict) -> dict:
-        return mi.run(feeds["x"], feeds["h"], feeds["c"])
-    run.measured = {"interpreter": f"{INTERPRETER} {version()}", **mi.arena(),
-                    "integer_io": mi.integer_io}
-    return run
-
-
-__all__ = ["MicroInterpreter", "runner", "available", "arena_for", "captured_stderr", "version",
+__all__ = ["MicroInterpreter", "available", "arena_for", "captured_stderr", "version",
            "ARENA_STEP", "INTERPRETER"]

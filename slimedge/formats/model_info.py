@@ -1,167 +1,24 @@
-"""The table of model file formats, and :class:`ModelInfo`, one typed view of any model file.
+"""ModelInfo: one typed, schema-checked view of a model file's slimedge config, whatever its format.
 
-A format is one row of :data:`FORMATS`: its name, file suffix, the runtime backends that read it
-(best first), the quantisation modes it offers, and where its code lives — a metadata reader that
-needs no interpreter, the float writer, a runner for export validation, and one quantizer per
-mode — as ``"module:function"`` names imported on first use. Adding a format is one module that
-provides those functions plus one row here; the exporters, the runtime, the profiler, the demo and
-the command line all ask this table, and nothing else in slimedge states a suffix.
-
-The function signatures a row names:
-
-    read_config(path) -> dict                     the model's slimedge config (ModelFileError)
-    write(graph, path, *, mode) -> None           the float step graph (folded normalisation)
-    runner(path) -> run(feeds) -> outputs         run the file on float32 x, h, c (validation)
-    quantizer(graph, path, *, mode, splits, options) -> dict
-        the quantised file from the unfolded graph; ``splits`` is the model's data set
-        (:class:`~slimedge.data.DataSplits`, or None when it has none), ``options`` a
-        :class:`~slimedge.exporters.quantize.QuantizeOptions`; returns what it did
-
-This module imports neither torch nor any interpreter.
+Also the schema's pieces every reader shares: :func:`parse_json` (a config from a file's metadata
+text), :data:`LIMITS` on sizes read from files, and :func:`printable`. This module imports
+nothing beyond the standard library and :mod:`slimedge.errors`.
 """
 from __future__ import annotations
 
-import importlib
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
-from .errors import ModelFileError, UsageError
+from ..errors import ModelFileError
 
 METADATA_KEY = "slimedge"
 """The key under which every format stores the model's config JSON in its file's metadata."""
-QUANTIZE = ("none", "dynamic", "int8")
-"""Every quantisation mode: float, int8 weights with float activations, full integer."""
-MODES = ("step", "sequence")
-"""Graph modes: one time step, or a whole sequence (time symbolic)."""
-TFLITE_COMPAT = ("litert", "tflite-runtime", "tflm")
-"""The interpreters a TFLite export can target (``compat``): what it may hold and is validated on."""
+CHECKPOINT_FORMAT = "safetensors"
 
 
-@dataclass(frozen=True)
-class Format:
-    """One file format: what reads it, what writes it, and how to read its metadata."""
-
-    name: str
-    suffix: str
-    backends: tuple[str, ...]
-    read_config: str  # "module:function": path -> config dict
-    writer: str | None = None  # None: not an export format (a checkpoint)
-    runner: str | None = None
-    quantizers: Mapping[str, str] = field(default_factory=dict)  # mode -> "module:function"
-    modes: tuple[str, ...] = ("step",)
-    companions: tuple[str, ...] = ()  # suffixes of files written beside the main one (a header)
-    summary: str = ""
-
-    @property
-    def exportable(self) -> bool:
-        return self.writer is not None
-
-    @property
-    def quantize(self) -> tuple[str, ...]:
-        """The quantisation modes this format offers, in :data:`QUANTIZE` order."""
-        return tuple(q for q in QUANTIZE if q == "none" or q in self.quantizers)
-
-    def function(self, role: str, quantize: str = "none") -> Callable:
-        """The writer, runner, read_config or a quantizer, imported now."""
-        if role == "quantizer":
-            if quantize not in self.quantizers:
-                raise UsageError(f"quantize={quantize!r} is not offered for {self.name} files; "
-                                 f"valid: {', '.join(self.quantize)}")
-            ref = self.quantizers[quantize]
-        else:
-            ref = getattr(self, role)
-        if ref is None:
-            raise UsageError(f"{self.name} files are not written by export")
-        return _resolve(ref)
-
-    def read(self, path: str | os.PathLike) -> dict:
-        """The config stored in a file of this format (ModelFileError naming the file)."""
-        return self.function("read_config")(Path(path))
-
-
-def _resolve(ref: str) -> Callable:
-    module, _, name = ref.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-FORMATS: dict[str, Format] = {f.name: f for f in [
-    Format("safetensors", ".safetensors", ("numpy", "torch"),
-           read_config="slimedge.checkpoint:read_config",
-           summary="a slimedge checkpoint (weights + config), what training writes"),
-    Format("onnx", ".onnx", ("onnxruntime",),
-           read_config="slimedge.exporters.onnx:read_config",
-           writer="slimedge.exporters.onnx:write", runner="slimedge.exporters.onnx:runner",
-           quantizers={"dynamic": "slimedge.exporters.onnx_quantize:dynamic",
-                       "int8": "slimedge.exporters.onnx_quantize:int8"},
-           modes=("step", "sequence"), summary="ONNX step (or sequence) graph, opset 18"),
-    Format("tflite", ".tflite", ("litert", "tflm"),
-           read_config="slimedge.exporters.tflite.readback:read_config",
-           writer="slimedge.exporters.tflite:write", runner="slimedge.exporters.tflite:runner",
-           quantizers={"dynamic": "slimedge.exporters.tflite.quantize:dynamic",
-                       "int8": "slimedge.exporters.tflite.quantize:int8"},
-           summary="TFLite step graph (LiteRT)"),
-    Format("c", ".c", ("c",),
-           read_config="slimedge.exporters.c:read_metadata",
-           writer="slimedge.exporters.c:write", runner="slimedge.exporters.c:runner",
-           quantizers={"dynamic": "slimedge.exporters.c:write_int8_weights",
-                       "int8": "slimedge.exporters.c:write_integer"},
-           companions=(".h",), summary="C99 step function (.c + .h), no allocation"),
-]}
-
-CHECKPOINT = FORMATS["safetensors"]
-
-
-def get(name: str) -> Format:
-    """The format called ``name`` (UsageError listing the valid ones)."""
-    if isinstance(name, Format):
-        return name
-    if name not in FORMATS:
-        raise UsageError(f"unknown format {name!r}; valid: {', '.join(FORMATS)}")
-    return FORMATS[name]
-
-
-def exportable() -> list[str]:
-    """The formats ``export`` writes."""
-    return [f.name for f in FORMATS.values() if f.exportable]
-
-
-def by_suffix(suffix: str) -> Format | None:
-    """The format whose files end in ``suffix`` (case-insensitive), or None."""
-    suffix = suffix.lower()
-    return next((f for f in FORMATS.values() if f.suffix == suffix), None)
-
-
-def suffixes() -> list[str]:
-    return [f.suffix for f in FORMATS.values()]
-
-
-def for_path(path: str | os.PathLike) -> Format:
-    """The format of a model file, by its suffix; a directory is a C export's folder.
-
-    Raises ModelFileError naming the file when the suffix is no model format's."""
-    path = Path(path)
-    if path.is_dir():
-        return FORMATS["c"]
-    fmt = by_suffix(path.suffix)
-    if fmt is None:
-        raise ModelFileError(f"{path}: unknown model file type {path.suffix or '(no suffix)'!r}; "
-                             f"slimedge reads {', '.join(suffixes())} (and a folder holding a C "
-                             f"export)")
-    return fmt
-
-
-def read_config(path: str | os.PathLike) -> dict:
-    """The slimedge config stored in any model file (no interpreter, no torch)."""
-    path = Path(path)
-    if not path.exists():
-        raise ModelFileError(f"{path}: no such model file")
-    return for_path(path).read(path)
-
-
-# ---- the typed view ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ModelInfo:
     """What a model file says about its model, whatever its format.
@@ -188,7 +45,7 @@ class ModelInfo:
 
     @property
     def is_checkpoint(self) -> bool:
-        return self.format == CHECKPOINT.name
+        return self.format == CHECKPOINT_FORMAT
 
     @property
     def state_shape(self) -> tuple[int, int]:
@@ -197,7 +54,7 @@ class ModelInfo:
     @property
     def spec(self):
         """The :class:`~slimedge.variants.VariantSpec` the config describes."""
-        from . import variants
+        from .. import variants
 
         return variants.from_config(self.config["lstm"]["variant"])
 
@@ -294,7 +151,7 @@ class ModelInfo:
         for key in ("format", "mode", "quantize", "prefix"):
             _text(f"export.{key}", _field(export, key, str, "export."))
         if format is None:
-            format = export.get("format", CHECKPOINT.name if graph is None else "?")
+            format = export.get("format", CHECKPOINT_FORMAT if graph is None else "?")
         return cls(path=Path(path) if path is not None else None, format=str(format),
                    config=config, variant=str(name), input_size=m, hidden_size=n,
                    num_layers=layers, output_size=k, labels=labels, data=data,
@@ -421,14 +278,5 @@ def parse_json(text: str | bytes, where) -> dict:
     return config
 
 
-def info(path: str | os.PathLike) -> ModelInfo:
-    """The :class:`ModelInfo` of any model file (checkpoint or export), read without torch or an
-    interpreter. Raises ModelFileError naming the file when it is missing, foreign or malformed."""
-    path = Path(path)
-    fmt = for_path(path) if path.exists() else None
-    config = read_config(path)
-    return ModelInfo.from_config(config, path=path, format=fmt.name if fmt else None)
 
-
-__all__ = ["FORMATS", "Format", "ModelInfo", "info", "read_config", "get", "for_path", "QUANTIZE",
-           "MODES", "TFLITE_COMPAT"]
+__all__ = ["ModelInfo", "LIMITS", "MAX_DEPTH", "METADATA_KEY", "parse_json", "printable"]

@@ -18,8 +18,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from ..errors import UsageError
-from ._common import METADATA_KEY, Buffers, ModelFileError, check_io, parse_config, sizes
+from ...errors import UsageError
+from ..binding import METADATA_KEY, Buffers, ModelFileError, check_io, parse_config, sizes
 
 
 def available() -> bool:
@@ -127,3 +127,21 @@ class RowwiseBinding(Buffers):
             self.y[i] = one.y[0]
             self.h_next[:, i] = one.h_next[:, 0]
             self.c_next[:, i] = one.c_next[:, 0]
+
+
+def run_graph(path, *, threads: int = 1):
+    """``run(feeds) -> outputs`` by name for any ONNX graph at ``path`` (float32 feeds), one
+    onnxruntime call per run on the CPU: for graphs the streaming runtime does not step (a
+    sequence graph, validated on export)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = int(threads)
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+
+    def run(feeds: dict) -> dict:
+        feeds = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feeds.items()}
+        return dict(zip(names, sess.run(names, feeds)))
+    return run
