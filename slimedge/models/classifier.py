@@ -16,7 +16,6 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..errors import UsageError
 from .slim import SlimLSTM
 
 MIN_STD = 1e-6
@@ -28,13 +27,13 @@ class SequenceClassifier(nn.Module):
                  labels: Sequence[str] | None = None, **cell_options) -> None:
         super().__init__()
         if int(num_classes) < 2:
-            raise UsageError(f"num_classes must be at least 2, got {num_classes}")
+            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
         self.lstm = SlimLSTM(variant, input_size, hidden_size, num_layers, batch_first=True,
                              dropout=dropout, **cell_options)
         self.head = nn.Linear(hidden_size, int(num_classes))
         self.labels = [str(x) for x in labels] if labels is not None else [str(k) for k in range(num_classes)]
         if len(self.labels) != num_classes:
-            raise UsageError(f"{len(self.labels)} labels for {num_classes} classes")
+            raise ValueError(f"{len(self.labels)} labels for {num_classes} classes")
         self.register_buffer("norm_mean", torch.zeros(input_size))
         self.register_buffer("norm_std", torch.ones(input_size))
 
@@ -52,7 +51,7 @@ class SequenceClassifier(nn.Module):
         mean = torch.as_tensor(mean, dtype=self.norm_mean.dtype).reshape(-1)
         std = torch.as_tensor(std, dtype=self.norm_std.dtype).reshape(-1)
         if mean.numel() != self.lstm.input_size or std.numel() != self.lstm.input_size:
-            raise UsageError(f"normalisation needs {self.lstm.input_size} features, got "
+            raise ValueError(f"normalisation needs {self.lstm.input_size} features, got "
                              f"mean {mean.numel()} and std {std.numel()}")
         self.norm_mean.copy_(mean)
         self.norm_std.copy_(torch.where(std < MIN_STD, torch.ones_like(std), std))
