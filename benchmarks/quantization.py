@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from slimedge import checkpoint, exporters, ir, variants  # noqa: E402
+from slimedge import checkpoint, exporters, formats, ir, variants  # noqa: E402
 from slimedge._report import describe, machine, update_markdown_section  # noqa: E402
 from slimedge.exporters import quantize as Q  # noqa: E402
 
@@ -39,7 +39,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "quantization.json"
 BENCH = ROOT / "BENCHMARKS.md"
 SECTION = "## Quantisation"
 FORMATS = ("onnx", "tflite")
-MODES = ("none", "dynamic", "int8")
+MODES = formats.QUANTIZE
 MAX_DROP = 0.01      # acceptance: at most 1.0 accuracy point lost
 MAX_WEIGHT_RATIO = 0.3
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import UsageError
+from .errors import DataError, Locked, UsageError
 
 
 @contextmanager
@@ -136,10 +136,6 @@ def check_distinct(outputs, inputs) -> None:
                                  f"own name")
 
 
-class Locked(UsageError):
-    """Another slimedge process writes to the same output now."""
-
-
 @contextmanager
 def locked(path: str | os.PathLike, what: str = "output") -> Iterator[Path]:
     """Hold an exclusive lock on ``path``'s lock file (``.NAME.lock`` beside it) for the block; a
@@ -196,7 +192,7 @@ def check_regular_file(path: str | os.PathLike, what: str = "file") -> Path:
 def npy_header(f, where: str, size: int | None = None):
     """Read a ``.npy`` header from the open binary file ``f``: (shape, dtype, fortran); refuses a
     header whose array is larger than the bytes that follow (``size``: those bytes, when known), so
-    a forged header never makes NumPy allocate terabytes. Raises ValueError naming ``where``."""
+    a forged header never makes NumPy allocate terabytes. Raises DataError (a ValueError) naming ``where``."""
     import numpy as np
 
     fmt = np.lib.format
@@ -205,13 +201,13 @@ def npy_header(f, where: str, size: int | None = None):
         shape, fortran, dtype = (fmt.read_array_header_1_0(f) if version == (1, 0)
                                  else fmt.read_array_header_2_0(f))
     except (ValueError, OSError, EOFError, SyntaxError, TypeError) as e:
-        raise ValueError(f"{where}: not a readable .npy array ({e})") from None
+        raise DataError(f"{where}: not a readable .npy array ({e})") from None
     count = 1
     for d in shape:
         count *= int(d)
     nbytes = count * dtype.itemsize
     if size is not None and nbytes > size - f.tell():
-        raise ValueError(f"{where}: its header claims a {shape} {dtype} array ({nbytes:,} bytes), "
-                         f"more than the {max(size - f.tell(), 0):,} bytes the file holds "
-                         f"(truncated or forged)")
+        raise DataError(f"{where}: its header claims a {shape} {dtype} array ({nbytes:,} bytes), "
+                        f"more than the {max(size - f.tell(), 0):,} bytes the file holds "
+                        f"(truncated or forged)")
     return shape, dtype, fortran

@@ -27,16 +27,12 @@ import numpy as np
 
 from . import activations, extras, frontend, integrity
 from ._io import atomic_path
-from .errors import ModelFileError
+from .errors import CheckpointError, ModelFileError
 from .formats import METADATA_KEY, ModelInfo, parse_json
 
 WEIGHT_LIMIT = 1e6  # |weight| above this is no trained model's, and overflows float32 logits
 
 FORMAT = "slimedge/1"
-
-
-class CheckpointError(ModelFileError):
-    """A file that is missing, truncated, foreign or inconsistent; the message names it."""
 
 
 @dataclass
@@ -228,4 +224,4 @@ def load(path: str | os.PathLike):
     return from_checkpoint(read(path))
 
 
-__all__ = ["Checkpoint", "CheckpointError", "read", "read_config", "write", "save", "load", "FORMAT"]
+__all__ = ["save", "load", "read", "Checkpoint", "CheckpointError"]

@@ -4,8 +4,33 @@ Everything a user can cause (a bad file, option, frame or data set) raises a sub
 :class:`SlimedgeError` whose message names the problem (the file or tensor, what was expected and
 what came); the command line prints it as one line and exits non-zero. Any other exception is a
 bug in slimedge and keeps its traceback. Each class also derives from the built-in type that
-callers caught before there was a base class (``ValueError``, ``ImportError``), so existing
-``except ValueError`` code keeps working.
+callers caught before there was a base class (``ValueError``, ``ImportError``, ``KeyError``,
+``RuntimeError``), so existing ``except ValueError`` code keeps working.
+
+Every error class is declared here, grouped under its kind; the modules that raise one import
+it from here (and the ones that first defined it still offer it under the old name, e.g.
+``slimedge.checkpoint.CheckpointError``). This module imports nothing.
+
+    SlimedgeError
+      UsageError            a bad argument or option (ValueError)
+        InputError            a frame, sequence or state the model cannot take
+        UnknownVariantError   a variant name nobody defined (also KeyError)
+        IncompatibleTarget    an export its target interpreter cannot run
+        Locked                another process writes the same output
+      DataError             a data file or data set that cannot be used (ValueError)
+      ModelFileError        a model file missing, truncated, foreign, not a step graph (ValueError)
+        CheckpointError       ... a .safetensors checkpoint
+        IntegrityError        ... whose bytes are not the ones written (a digest mismatch)
+      MissingDependency     an optional package is not installed (ImportError)
+        DataPackageMissing    the package a data set ships in
+        ToolchainNotFound     a cross-compiler or emulator (also RuntimeError)
+        CompilerNotFound      a host C compiler (also ValueError)
+      ExportValidationError an exported file that does not reproduce its model (ValueError)
+      QuantizationError     a quantised export that fails its task check (ValueError)
+      CompileError          the C compiler refused a source (ValueError)
+      DeviceError           a device build or run failed (RuntimeError)
+      ProfileError          a configuration that cannot be profiled (ValueError)
+      TrainingDiverged      the training loss became NaN or infinite (ValueError)
 """
 from __future__ import annotations
 
@@ -14,6 +39,7 @@ class SlimedgeError(Exception):
     """Base class of every error a user of slimedge can cause."""
 
 
+# ---- the kinds ---------------------------------------------------------------------------------
 class UsageError(SlimedgeError, ValueError):
     """A bad argument or option: unknown name, value out of range, conflicting settings."""
 
@@ -30,4 +56,85 @@ class MissingDependency(SlimedgeError, ImportError):
     """An optional package that this operation needs is not installed; the message says which."""
 
 
-__all__ = ["SlimedgeError", "UsageError", "DataError", "ModelFileError", "MissingDependency"]
+# ---- usage -------------------------------------------------------------------------------------
+class InputError(UsageError):
+    """A frame, sequence or state the model cannot take; the message says expected vs got."""
+
+
+class UnknownVariantError(UsageError, KeyError):
+    """Raised for a variant name that is neither canonical nor an alias nor registered."""
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0])
+
+
+class IncompatibleTarget(UsageError):
+    """An export its target interpreter (``compat``) cannot run, refused before writing."""
+
+
+class Locked(UsageError):
+    """Another slimedge process writes to the same output now."""
+
+
+# ---- model files -------------------------------------------------------------------------------
+class CheckpointError(ModelFileError):
+    """A file that is missing, truncated, foreign or inconsistent; the message names it."""
+
+
+class IntegrityError(ModelFileError):
+    """A model file whose bytes are not the ones written (a digest mismatch): corrupted."""
+
+
+# ---- missing software --------------------------------------------------------------------------
+class DataPackageMissing(MissingDependency):
+    """A data set's source package is not installed; the message says what to install."""
+
+
+class ToolchainNotFound(MissingDependency, RuntimeError):
+    """A cross-compiler or emulator that a device measurement needs is not installed."""
+
+
+class CompilerNotFound(MissingDependency, ValueError):
+    """No C compiler on this machine (or ``$CC`` names none)."""
+
+
+# ---- work that failed on the user's model, data or machine -------------------------------------
+class ExportValidationError(SlimedgeError, ValueError):
+    """The exported file does not reproduce the source model within atol (no file was kept).
+
+    ``report`` is the :class:`~slimedge.exporters.validate.ValidationReport` (its ``failures()``
+    and ``describe()`` make the message), ``path`` the file that was to be written."""
+
+    def __init__(self, report, path=None) -> None:
+        self.report, self.path = report, path
+        where = f"{path}: " if path is not None else ""
+        super().__init__(f"{where}validation failed: {'; '.join(report.failures())} "
+                         f"({report.describe()}); no file written")
+
+
+class QuantizationError(SlimedgeError, ValueError):
+    """A quantised export that fails its task-level check (no file is kept)."""
+
+
+class CompileError(SlimedgeError, ValueError):
+    """The compiler refused the source (or ``$SLIMEDGE_CFLAGS``); the message holds its output."""
+
+
+class DeviceError(SlimedgeError, RuntimeError):
+    """A device build or run failed: the compiler refused the source, the emulated CPU faulted,
+    or the outputs differ from the host build's. The message says which and where."""
+
+
+class ProfileError(SlimedgeError, ValueError):
+    """A configuration that cannot be profiled (bad file, backend error); the message says which."""
+
+
+class TrainingDiverged(SlimedgeError, ValueError):
+    """The training loss became NaN or infinite before any epoch could be kept."""
+
+
+__all__ = ["SlimedgeError", "UsageError", "DataError", "ModelFileError", "MissingDependency",
+           "InputError", "UnknownVariantError", "IncompatibleTarget", "Locked", "CheckpointError",
+           "IntegrityError", "DataPackageMissing", "ToolchainNotFound", "CompilerNotFound",
+           "ExportValidationError", "QuantizationError", "CompileError", "DeviceError",
+           "ProfileError", "TrainingDiverged"]

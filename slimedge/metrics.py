@@ -128,4 +128,4 @@ def evaluate(predict: Callable[[np.ndarray, np.ndarray], np.ndarray], split,
     return from_logits(logits, y, labels)
 
 
-__all__ = ["Evaluation", "from_logits", "evaluate", "EVAL_BATCH_SIZE"]
+__all__ = ["Evaluation", "from_logits", "evaluate"]

@@ -6,6 +6,7 @@ opened through the runtime, or a runtime binding. NumPy only.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -57,9 +58,8 @@ def rollout(step, frames, state=None, *, dtype=np.float32, lengths=None,
     feeds (the rows fed). ``out``: arrays (T, *shape) to record into, by name, instead of new
     ones (e.g. ``{"y": ys.swapaxes(0, 1)}`` for a caller's (B, T, K) buffer).
     """
-    from .ir import Graph
-
-    if isinstance(step, Graph):
+    ir = sys.modules.get(f"{__package__}.ir")  # a Graph exists only once ir is imported: no cycle
+    if ir is not None and isinstance(step, ir.Graph):
         shape, run = (step.num_layers, step.hidden_size), step.run
         step = lambda f: run(f, dtype=dtype)
     else:

@@ -18,23 +18,26 @@ float32 values below the normal range as zero (x86; ``torch.set_flush_denormal``
 of long sequences gradients decay into that range, where arithmetic is slow (torch.nn.LSTM's
 training step at T = 784 took 5× the time with them, ``benchmarks/train_speed.py``); the weights
 then differ from a run without it in the last bits.
+
+The settings are :class:`~slimedge.train_config.TrainConfig` (no torch: ``train_config.py``); what
+a run keeps on disk and resumes from is ``train_state.py``. Called, this module is :func:`train`:
+``slimedge.train(TrainConfig(...), "m.safetensors")`` is ``slimedge.train.train(...)``.
 """
 from __future__ import annotations
 
-import copy
-import dataclasses
-import json
 import math
 import os
+import sys
 import time
-from dataclasses import dataclass, field
+import types
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Callable
 
 import numpy as np
 
 from . import extras
-from .errors import MissingDependency, SlimedgeError, UsageError
+from .errors import MissingDependency, TrainingDiverged, UsageError
 
 try:
     import torch
@@ -43,118 +46,16 @@ except ImportError as e:  # say which extra, not only "No module named 'torch'"
     raise MissingDependency(f"training needs torch ({e}): {extras.hint('train')} (install "
                             f"torch==2.13.0 first for the CPU wheel)") from None
 
-from . import _io, checkpoint, formats, metrics, variants
+from . import _io, checkpoint, formats, metrics
 from . import data as _data
 from .metrics import Evaluation
-from .models import ACTIVATIONS, GATE_ACTIVATIONS, INITS, SequenceClassifier
+from .models import SequenceClassifier
+from .train_config import SCHEDULES as SCHEDULES  # the schedules TrainConfig takes
+from .train_config import TrainConfig
+from .train_state import load_optim, read_state, run_info, save_state, side_paths, write_json
 
 EVAL_BATCH_SIZE = 256
 LOG_EVERY_S = 10.0  # progress lines when not on a terminal (a log, CI): one per this many seconds
-SCHEDULES = ("constant", "cosine")
-OPTIM_PREFIX = "optim."
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run depends on (JSON-able; stored in the log and the checkpoints)."""
-
-    # a catalogue name or alias, a registered name, or a VariantSpec (slimedge.variants.define);
-    # a variant outside the catalogue is kept as its spec, so its structure travels in to_dict()
-    variant: "str | variants.VariantSpec" = "LSTM6"
-    data: str = "fsdd"
-    hidden_size: int = 64
-    num_layers: int = 1
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 3e-3
-    schedule: str = "constant"
-    clip: float = 1.0
-    dropout: float = 0.0
-    seed: int = 0
-    split_seed: int = 0
-    val_fraction: float = _data.DEFAULT_VAL_FRACTION
-    test_fraction: float = _data.DEFAULT_TEST_FRACTION
-    limit: int | None = None
-    gate_activation: str = "sigmoid"
-    activation: str = "tanh"
-    constants: dict[str, float] = field(default_factory=dict)
-    init: str = "pytorch"
-    forget_bias: float | None = None  # b_f's initial value where the variant learns one
-    input_only_cell: bool = False
-    threads: int = 1
-    flush_denormals: bool = False
-
-    def __post_init__(self) -> None:
-        if isinstance(self.variant, Mapping):  # a spec's config, as to_dict() stores one
-            self.variant = variants.from_config(self.variant)
-        if isinstance(self.variant, variants.VariantSpec):
-            if variants.VARIANTS.get(self.variant.name) == self.variant:  # a catalogue row as is
-                self.variant = self.variant.name
-        elif "=" in str(self.variant):  # written inline: "Mine:i=W,f=W,o=W,c=WUb"
-            self.variant = variants.parse(self.variant)
-        else:
-            self.variant = variants.canonical_name(self.variant)
-            if self.variant not in variants.VARIANTS:  # registered: keep the structure itself
-                self.variant = variants.get(self.variant)
-        self.constants = {str(k): float(v) for k, v in (self.constants or {}).items()}
-        for name, value, low in (("hidden size", self.hidden_size, 1), ("layers", self.num_layers, 1),
-                                 ("epochs", self.epochs, 1), ("batch size", self.batch_size, 1),
-                                 ("threads", self.threads, 1)):
-            if int(value) < low:
-                raise UsageError(f"{name} must be at least {low}, got {value}")
-        # stated caps, before anything is allocated (formats.LIMITS: what a model file may hold)
-        for name, value, cap in (("hidden size", self.hidden_size, formats.LIMITS["hidden_size"]),
-                                 ("layers", self.num_layers, formats.LIMITS["num_layers"])):
-            if int(value) > cap:
-                raise UsageError(f"{name} is {int(value):,}, over slimedge's limit of {cap:,}")
-        # every float setting a finite number (NaN passes any comparison test), before any data
-        for name, value in (("learning rate", self.lr), ("gradient clip", self.clip),
-                            ("dropout", self.dropout), ("val fraction", self.val_fraction),
-                            ("test fraction", self.test_fraction),
-                            *((f"gate constant {k}", v) for k, v in self.constants.items()),
-                            *((("forget bias", self.forget_bias),)
-                              if self.forget_bias is not None else ())):
-            try:
-                finite = math.isfinite(float(value))
-            except (TypeError, ValueError):
-                finite = False
-            if not finite:
-                raise UsageError(f"{name} must be a finite number, got {value!r}")
-        if self.forget_bias is not None:
-            self.forget_bias = float(self.forget_bias)
-        if not self.lr > 0:
-            raise UsageError(f"learning rate must be positive, got {self.lr}")
-        if self.clip < 0:
-            raise UsageError(f"gradient clip must be >= 0 (0 = off), got {self.clip}")
-        if not 0 <= self.dropout < 1:
-            raise UsageError(f"dropout must lie in [0, 1), got {self.dropout}")
-        if self.schedule not in SCHEDULES:
-            raise UsageError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
-        # fail on bad choices and constants before any data is read
-        for what, value, valid in (("gate activation", self.gate_activation, GATE_ACTIVATIONS),
-                                   ("activation", self.activation, ACTIVATIONS),
-                                   ("init", self.init, INITS)):
-            if value not in valid:
-                raise UsageError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
-        variants.get(self.variant, constants=self.constants, input_only_cell=self.input_only_cell)
-
-    def to_dict(self) -> dict:
-        d = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self)
-             if f.name != "variant"}
-        spec = isinstance(self.variant, variants.VariantSpec)
-        return {"variant": self.variant.to_config() if spec else self.variant, **d}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-    def lr_at(self, epoch: int) -> float:
-        """The learning rate of epoch ``epoch`` (0-based): a pure function, so resume needs no
-        scheduler state."""
-        if self.schedule == "cosine":
-            return self.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / self.epochs))
-        return self.lr
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -166,13 +67,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device cuda was asked for, but torch sees no CUDA device")
     return torch.device(name)
-
-
-def side_paths(output: str | os.PathLike) -> tuple[Path, Path, Path]:
-    """(best checkpoint, training state, JSON log) for an output path."""
-    out, suffix = Path(output), formats.CHECKPOINT.suffix
-    stem = out.name[:-len(suffix)] if out.name.endswith(suffix) else out.name
-    return out, out.with_name(f"{stem}.state{suffix}"), out.with_name(stem + ".log.json")
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -257,45 +151,11 @@ def evaluate(model: SequenceClassifier, data: _data.SequenceData, *,
         model.train(was_training)
 
 
-# ---- optimizer state in a checkpoint -----------------------------------------------------------
-def _optim_tensors(model, optimizer) -> tuple[dict[str, torch.Tensor], int]:
-    out, step = {}, 0
-    for name, p in model.named_parameters():
-        st = optimizer.state.get(p)
-        if not st:
-            continue
-        out[f"{OPTIM_PREFIX}{name}.exp_avg"] = st["exp_avg"]
-        out[f"{OPTIM_PREFIX}{name}.exp_avg_sq"] = st["exp_avg_sq"]
-        step = int(st["step"])
-    return out, step
-
-
-def _load_optim(model, optimizer, tensors: Mapping[str, np.ndarray], step: int, path) -> None:
-    if step == 0:
-        return
-    state = {}
-    for k, (name, p) in enumerate(model.named_parameters()):
-        moments = {}
-        for m in ("exp_avg", "exp_avg_sq"):
-            key = f"{OPTIM_PREFIX}{name}.{m}"
-            if key not in tensors or tuple(tensors[key].shape) != tuple(p.shape):
-                raise checkpoint.CheckpointError(f"{path}: optimizer tensor {key} is missing or "
-                                                 f"has the wrong shape")
-            moments[m] = torch.as_tensor(np.array(tensors[key]), dtype=p.dtype, device=p.device)
-        state[k] = {"step": torch.tensor(float(step)), **moments}
-    sd = optimizer.state_dict()
-    optimizer.load_state_dict({"state": state, "param_groups": sd["param_groups"]})
-
-
 def _markup_escape(text: str) -> str:
     """``text`` shown as written in a rich line with markup (a file name with ``[/]``)."""
     from rich.markup import escape
 
     return escape(str(text))
-
-
-def _write_json(path: Path, obj) -> None:
-    _io.write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 # ---- the loop ----------------------------------------------------------------------------------
@@ -316,10 +176,6 @@ def _console():
     from rich.console import Console
 
     return Console(stderr=True)
-
-
-class TrainingDiverged(SlimedgeError, ValueError):
-    """The training loss became NaN or infinite before any epoch could be kept."""
 
 
 def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool = False,
@@ -349,15 +205,7 @@ def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool
     if config is None and not resume:
         raise UsageError("a TrainConfig is needed unless resuming")
     if resume:
-        if not state_path.is_file():
-            raise FileNotFoundError(f"nothing to resume: {state_path} does not exist (train "
-                                    f"without --resume first, with the same -o)")
-        ckpt = checkpoint.read(state_path)
-        ts = ckpt.config.get("info", {}).get("train_state")
-        if not ts:
-            raise checkpoint.CheckpointError(f"{state_path}: not a training state file")
-        epochs = ts["config"]["epochs"] if config is None else config.epochs
-        config = TrainConfig.from_dict({**ts["config"], "epochs": epochs})
+        ckpt, config, ts = read_state(state_path, config)
         start_epoch, history, best, step = ts["epoch"], ts["history"], ts["best"], ts["adam_step"]
 
     # the data file is an input: -o, the state or the log over it would replace the data set
@@ -377,7 +225,7 @@ def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool
         model.to(dev)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         if resume:
-            _load_optim(model, optimizer, ckpt.tensors, step, state_path)
+            load_optim(model, optimizer, ckpt.tensors, step, state_path)
         params = sum(p.numel() for p in model.parameters())
         log = {"config": config.to_dict(), "data": splits.summary(),
                # MACs as export counts them: the whole step (the head's too), and the LSTM's part
@@ -405,12 +253,12 @@ def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool
             row["best"] = bool(improved and not diverged)
             if row["best"]:
                 best = {"epoch": epoch + 1, "val_accuracy": val.accuracy, "val_loss": val.loss}
-                checkpoint.save(model, out, **_info(config, splits, best, history + [row]))
+                checkpoint.save(model, out, **run_info(config, splits, best, history + [row]))
             history.append(row)
             if not diverged:  # never leave NaN weights to resume from
-                _save_state(model, optimizer, state_path, config, epoch + 1, history, best)
+                save_state(model, optimizer, state_path, config, epoch + 1, history, best)
             log.update(epochs=history, best=best)
-            _write_json(log_path, log)
+            write_json(log_path, log)
             say(f"epoch {epoch + 1}/{config.epochs}  train loss {row['train_loss']:.4f} "
                 f"acc {row['train_accuracy']:.4f}  val loss {val.loss:.4f} acc {val.accuracy:.4f}"
                 f"  {row['seconds']:.1f} s" + ("  [green]best[/]" if row["best"] else ""),
@@ -425,34 +273,17 @@ def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool
                                "(try a lower --lr)")
         best_model = checkpoint.load(out).to(dev)
         test = evaluate(best_model, splits.test, device=dev)
-        info = _info(config, splits, best, history)
+        info = run_info(config, splits, best, history)
         info["test"] = {"accuracy": test.accuracy, "loss": test.loss, "n": test.n}
         checkpoint.save(best_model, out, **info)
         log.update(test=test.to_dict(), diverged=diverged,
                    seconds_total=float(sum(r["seconds"] for r in history)),
                    train_seconds_per_epoch=float(np.mean([r["train_seconds"] for r in history])))
-        _write_json(log_path, log)
+        write_json(log_path, log)
         say(f"best epoch {best['epoch']}: val acc {best['val_accuracy']:.4f}; "
             f"test acc {test.accuracy:.4f} -> {out}", highlight=False, soft_wrap=True)
     return TrainResult(out, state_path, log_path, history, best, test.to_dict(), best_model.cpu(),
                        log, diverged)
-
-
-def _info(config: TrainConfig, splits: _data.DataSplits, best: dict, history: list) -> dict:
-    return {"data": {k: splits.info.get(k) for k in ("name", "split_seed", "val_fraction",
-                                                     "test_fraction", "limit", "path", "sha256")
-                     if k in splits.info},
-            "train": {k: v for k, v in config.to_dict().items() if k not in ("data",)},
-            "epochs_trained": len(history), "best": best}
-
-
-def _save_state(model, optimizer, path, config, epoch, history, best) -> None:
-    cfg, tensors = model.checkpoint_state()
-    optim, step = _optim_tensors(model, optimizer)
-    cfg = {**cfg, "info": {"train_state": {"config": config.to_dict(), "epoch": epoch,
-                                           "history": history, "best": best, "adam_step": step}}}
-    arrays = {k: v.detach().cpu().numpy() for k, v in {**tensors, **optim}.items()}
-    checkpoint.write(path, cfg, arrays)
 
 
 def _train_epoch(model, optimizer, splits, config: TrainConfig, epoch: int, dev, show: bool,
@@ -527,5 +358,15 @@ def evaluate_checkpoint(model_path: str | os.PathLike, data: str | None = None, 
                 "variant": model.spec.name}
 
 
-__all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "train", "evaluate",
-           "evaluate_checkpoint"]
+class _CallableModule(types.ModuleType):
+    """This module, callable as :func:`train`: ``slimedge.train(config, path)``. The package offers
+    the name ``train``, and importing this module sets the package's attribute ``train`` to the
+    module, so the module itself is what that name gives, whichever was imported first."""
+
+    def __call__(self, *args, **kwargs) -> TrainResult:
+        return train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+
+__all__ = ["TrainConfig", "TrainResult", "train", "evaluate", "evaluate_checkpoint", "side_paths"]

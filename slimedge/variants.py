@@ -27,11 +27,12 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from .errors import SlimedgeError, UsageError
+from .errors import UnknownVariantError, UsageError
 
 GATES = ("i", "f", "o")
 GATE_ACTIVATIONS = ("sigmoid", "hard_sigmoid")  # σ: Keras' hard_sigmoid is clip(0.2 z + 0.5, 0, 1)
 ACTIVATIONS = ("tanh", "sigmoid", "relu")       # g: the cell candidate's and the output's
+INITS = ("pytorch", "paper")  # initialisation: torch.nn.LSTM's uniform, or the authors' (models.slim)
 SLOTS = ("i", "f", "o", "c")  # the three gates, then the cell candidate
 TERMS = ("W", "U", "u", "b")
 
@@ -52,13 +53,6 @@ _TERM_MACS = {
 
 
 SLOT_NAMES = {"i": "input gate", "f": "forget gate", "o": "output gate", "c": "cell candidate"}
-
-
-class UnknownVariantError(SlimedgeError, KeyError, ValueError):
-    """Raised for a variant name that is neither canonical nor an alias nor registered."""
-
-    def __str__(self) -> str:  # KeyError would otherwise quote the message
-        return str(self.args[0])
 
 
 @dataclass(frozen=True)
@@ -488,6 +482,4 @@ def table(input_size: int, hidden_size: int) -> list[dict]:
     return rows
 
 
-__all__ = ["VariantSpec", "SlotSpec", "VARIANTS", "ALIASES", "GATES", "SLOTS", "TERMS", "get",
-           "GATE_ACTIVATIONS", "ACTIVATIONS", "define", "parse", "register", "unregister", "registered",
-           "canonical_name", "from_config", "table", "UnknownVariantError"]
+__all__ = ["VARIANTS", "VariantSpec", "get", "define", "parse", "register", "unregister"]

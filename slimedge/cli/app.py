@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .. import __version__, formats, variants
+from .. import __version__, formats, train_config, variants
 from ..errors import SlimedgeError
 from ..runtime import BACKENDS as _RUNTIME_BACKENDS
 
@@ -31,12 +31,12 @@ err_console = Console(stderr=True)
 
 # choices shown in --help (the library checks every value and names the valid ones)
 SPLITS = ("train", "val", "test")
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = train_config.SCHEDULES
 GATE_ACTIVATIONS = variants.GATE_ACTIVATIONS
 ACTIVATIONS = variants.ACTIVATIONS
-INITS = ("pytorch", "paper")
+INITS = variants.INITS
 TORCH_DEVICES = ("auto", "cpu", "cuda")
-COMPAT = ("litert", "tflite-runtime", "tflm")
+COMPAT = formats.tflite.COMPAT
 BASELINES = ("lstm", "none")
 RUN_BACKENDS = ("auto", *dict.fromkeys([*_RUNTIME_BACKENDS,
                                         *(b for f in formats.FORMATS.values() for b in f.backends)]))

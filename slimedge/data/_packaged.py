@@ -4,12 +4,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from ..errors import MissingDependency
-
-
-class DataPackageMissing(MissingDependency):
-    """A data set's source package is not installed; the message says what to install."""
-
+from ..errors import DataPackageMissing
 
 
 def package_file(package: str, relpath: str, install: str) -> Path:

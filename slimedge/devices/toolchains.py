@@ -24,7 +24,7 @@ import subprocess
 from pathlib import Path
 
 from .. import extras
-from ..errors import MissingDependency, SlimedgeError
+from ..errors import DeviceError, MissingDependency, ToolchainNotFound
 
 APT = "apt-get install -y"
 TOOLS = {
@@ -38,15 +38,6 @@ TOOLS = {
 }
 PACKAGES = {"unicorn": "unicorn", "elftools": "pyelftools"}
 NEWLIB_HEADER = Path("/usr/lib/arm-none-eabi/include/math.h")
-
-
-class ToolchainNotFound(SlimedgeError, RuntimeError):
-    """A cross-compiler or emulator that a device measurement needs is not installed."""
-
-
-class DeviceError(SlimedgeError, RuntimeError):
-    """A device build or run failed: the compiler refused the source, the emulated CPU faulted,
-    or the outputs differ from the host build's. The message says which and where."""
 
 
 def find(tool: str) -> str:

@@ -258,5 +258,4 @@ def _require(fmt: formats.Format, *, checkpoint_file: bool, validate: bool, quan
     extras.require("export", f"exporting to {fmt.name}", *modules)
 
 
-__all__ = ["export", "ExportResult", "ExportValidationError", "ValidationReport", "as_checkpoint",
-           "default_name", "suffix"]
+__all__ = ["export", "ExportResult", "ValidationReport", "default_name"]

@@ -27,6 +27,9 @@ DEFAULT_CALIBRATION_SAMPLES = 128  # training sequences stepped from a zero stat
 CALIBRATION_BATCH = 256            # of those, stepped together
 CALIBRATION_STREAMS = 4            # then: streams of training sequences back to back,
 CALIBRATION_STREAM_STEPS = 500     # this many frames each, never reset
+STATE_HEADROOM = 4.0
+"""A 16-bit cell-state path's calibrated ranges are widened by this factor: int16 has precision
+to spare, and a stream that never resets lets c wander past the calibrated range."""
 
 Ranges = dict[str, tuple[float, float]]
 
@@ -134,5 +137,4 @@ def reader(graph: ir.Graph, d, *, samples: int | None, seed: int = 0) -> Rollout
     return Reader(graph, d, samples=samples, seed=seed)
 
 
-__all__ = ["calibrate", "rollout_feeds", "stream_frames", "RolloutReader", "reader",
-           "DEFAULT_CALIBRATION_SAMPLES", "CALIBRATION_STREAMS", "CALIBRATION_STREAM_STEPS"]
+__all__ = ["calibrate", "rollout_feeds", "DEFAULT_CALIBRATION_SAMPLES", "STATE_HEADROOM"]

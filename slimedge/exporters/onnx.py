@@ -30,11 +30,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .. import __version__, ir
-from ..formats import METADATA_KEY
+from ..formats import METADATA_KEY, MODES
 
 OPSET = 18
 IR_VERSION = 8  # the IR version of opset 18 (onnx 1.13), so older runtimes load the files too
-MODES = ("step", "sequence")
 BATCH, TIME = "batch", "time"
 _BODY = "step."  # prefix of the Scan body's values (a subgraph may not reuse outer names)
 

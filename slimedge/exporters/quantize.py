@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import formats, ir, metrics
 from ..checkpoint import Checkpoint
-from ..errors import SlimedgeError, UsageError
+from ..errors import QuantizationError, UsageError
 from .calibration import DEFAULT_CALIBRATION_SAMPLES, stream_frames
 
 DEFAULT_ACCURACY_TOLERANCE = 0.02   # export-time check: val accuracy within 2 points of float
@@ -37,10 +37,6 @@ EVAL_BATCH = 1  # streams per call when judging a file: the streaming deployment
 # loose guards for export()'s max-diff check against the float64 model (100 steps, 2 streams, one
 # from a random state): they catch a broken file; the accuracy statement is task_check's
 ATOL = {"dynamic": 2.0, "int8": 2.0}
-
-
-class QuantizationError(SlimedgeError, ValueError):
-    """A quantised export that fails its task-level check (no file is kept)."""
 
 
 @dataclass(frozen=True)
@@ -272,6 +268,4 @@ def judge(info: dict, graph: ir.Graph, run, format: str, quantize: str, splits,
     return report
 
 
-__all__ = ["quantize", "check", "judge", "QuantizeOptions", "task_check", "TaskReport", "evaluate",
-           "accuracy", "drift", "step_function", "model_data", "QuantizationError", "ATOL",
-           "DEFAULT_CALIBRATION_SAMPLES", "DEFAULT_ACCURACY_TOLERANCE", "DEFAULT_STATE_BITS"]
+__all__ = ["quantize", "task_check", "QuantizeOptions", "TaskReport"]

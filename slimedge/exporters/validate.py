@@ -36,7 +36,7 @@ import numpy as np
 
 from .. import frontend, ir
 from ..checkpoint import Checkpoint
-from ..errors import SlimedgeError
+from ..errors import ExportValidationError
 from ..formats import ModelInfo
 from .calibration import stream_frames
 
@@ -93,16 +93,6 @@ class ValidationReport:
     def to_dict(self) -> dict:
         return {**asdict(self), "drift_limit": {k: self.drift_limit(k) for k in self.drift},
                 "passed": self.passed}
-
-
-class ExportValidationError(SlimedgeError, ValueError):
-    """The exported file does not reproduce the source model within atol (no file was kept)."""
-
-    def __init__(self, report: ValidationReport, path=None) -> None:
-        self.report, self.path = report, path
-        where = f"{path}: " if path is not None else ""
-        super().__init__(f"{where}validation failed: {'; '.join(report.failures())} "
-                         f"({report.describe()}); no file written")
 
 
 # ---- the written file, opened through the runtime ------------------------------------------------

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..errors import ModelFileError, UsageError
 from . import c, onnx, safetensors, tflite
-from .model_info import LIMITS, MAX_DEPTH, METADATA_KEY, ModelInfo, parse_json, printable
+from .model_info import LIMITS, MAX_DEPTH, METADATA_KEY, ModelInfo, parse_json, printable  # noqa: F401
 from .table import MODES, QUANTIZE, Backend, Format
 
 FORMATS: dict[str, Format] = {m.FORMAT.name: m.FORMAT for m in (onnx, tflite, c, safetensors)}
@@ -144,7 +144,6 @@ def _register_from_environment() -> None:
 
 _register_from_environment()
 
-__all__ = ["Format", "Backend", "FORMATS", "ModelInfo", "LIMITS", "MAX_DEPTH", "METADATA_KEY",
-           "QUANTIZE", "MODES", "ENV_FORMATS", "register", "get", "backend", "backends",
-           "format_of", "for_path", "info", "read_config", "exportable", "by_suffix", "parse_json",
-           "printable"]
+# LIMITS, METADATA_KEY, parse_json, ...: used as formats.X in the library, not taught
+__all__ = ["FORMATS", "Format", "Backend", "ModelInfo", "info", "read_config", "get", "register",
+           "for_path", "QUANTIZE", "MODES"]

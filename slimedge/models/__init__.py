@@ -3,21 +3,19 @@
 ``MODEL_KINDS`` maps a checkpoint's ``kind`` to the class that rebuilds it (each class has
 ``checkpoint_state()`` and ``from_checkpoint(ckpt)``).
 """
+from ..errors import CheckpointError
 from .classifier import SequenceClassifier
-from .slim import ACTIVATIONS, GATE_ACTIVATIONS, INITS, SlimLSTM, SlimLSTMCell, hard_sigmoid
+from .slim import SlimLSTM, SlimLSTMCell
 
 MODEL_KINDS = {"slim_lstm": SlimLSTM, "classifier": SequenceClassifier}
 
 
 def from_checkpoint(ckpt):
     """Rebuild the PyTorch module a :class:`slimedge.checkpoint.Checkpoint` describes."""
-    from ..checkpoint import CheckpointError
-
     if ckpt.kind not in MODEL_KINDS:
         raise CheckpointError(f"{ckpt.path}: unknown model kind {ckpt.kind!r} "
                               f"(known: {', '.join(MODEL_KINDS)})")
     return MODEL_KINDS[ckpt.kind].from_checkpoint(ckpt)
 
 
-__all__ = ["SlimLSTMCell", "SlimLSTM", "SequenceClassifier", "hard_sigmoid", "GATE_ACTIVATIONS",
-           "ACTIVATIONS", "INITS", "MODEL_KINDS", "from_checkpoint"]
+__all__ = ["SlimLSTMCell", "SlimLSTM", "SequenceClassifier"]

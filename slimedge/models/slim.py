@@ -23,10 +23,10 @@ import torch
 from torch import nn
 
 from .. import variants as _variants
-from ..variants import ACTIVATIONS, GATE_ACTIVATIONS, TERMS, VariantSpec
+from ..errors import UsageError
+from ..variants import ACTIVATIONS, GATE_ACTIVATIONS, INITS, TERMS, VariantSpec
 from . import fused_cpu
 
-INITS = ("pytorch", "paper")
 IMPLS = ("auto", "fused", "reference")  # how SlimLSTM runs its time loop
 
 
@@ -41,7 +41,7 @@ _ACT = {"sigmoid": torch.sigmoid, "hard_sigmoid": hard_sigmoid, "tanh": torch.ta
 
 def _check_choice(what: str, value: str, valid: tuple[str, ...]) -> str:
     if value not in valid:
-        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+        raise UsageError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
     return value
 
 
@@ -71,7 +71,7 @@ class SlimLSTMCell(nn.Module):
                  forget_bias: float | None = None, input_only_cell: bool = False) -> None:
         super().__init__()
         if int(input_size) < 1 or int(hidden_size) < 1:
-            raise ValueError(f"input_size and hidden_size must be positive, got "
+            raise UsageError(f"input_size and hidden_size must be positive, got "
                              f"{input_size} and {hidden_size}")
         self.spec = _variants.get(variant, constants=constants, input_only_cell=input_only_cell)
         self.input_size, self.hidden_size = int(input_size), int(hidden_size)
@@ -152,12 +152,12 @@ class SlimLSTMCell(nn.Module):
         mine = self.terms()
         missing, extra = set(mine) - set(terms), set(terms) - set(mine)
         if missing or extra:
-            raise ValueError(f"{self.spec.name} terms mismatch: missing {sorted(missing)}, "
+            raise UsageError(f"{self.spec.name} terms mismatch: missing {sorted(missing)}, "
                              f"unexpected {sorted(extra)}")
         for name, dst in mine.items():
             src = torch.as_tensor(terms[name], dtype=dst.dtype)
             if tuple(src.shape) != tuple(dst.shape):
-                raise ValueError(f"term {name}: expected shape {tuple(dst.shape)}, "
+                raise UsageError(f"term {name}: expected shape {tuple(dst.shape)}, "
                                  f"got {tuple(src.shape)}")
             dst.copy_(src)
 
@@ -210,7 +210,7 @@ class SlimLSTMCell(nn.Module):
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """One step: x (batch, m) or (m,); state (h, c) each (batch, n) or (n,). Returns (h, c)."""
         if x.dim() not in (1, 2) or x.shape[-1] != self.input_size:
-            raise ValueError(f"{type(self).__name__}: x must be (batch, {self.input_size}) or "
+            raise UsageError(f"{type(self).__name__}: x must be (batch, {self.input_size}) or "
                              f"({self.input_size},), got {tuple(x.shape)}")
         lead = x.shape[:-1]
         if state is None:
@@ -219,7 +219,7 @@ class SlimLSTMCell(nn.Module):
             h, c = state
             for name, t in (("h", h), ("c", c)):
                 if tuple(t.shape) != (*lead, self.hidden_size):
-                    raise ValueError(f"{type(self).__name__}: state {name} must be "
+                    raise UsageError(f"{type(self).__name__}: state {name} must be "
                                      f"{(*lead, self.hidden_size)}, got {tuple(t.shape)}")
         return self.recurrent_step(self.input_part(x), h, c)
 
@@ -311,9 +311,9 @@ class SlimLSTM(nn.Module):
         super().__init__()
         self.impl = _check_choice("impl", impl, IMPLS)
         if int(num_layers) < 1:
-            raise ValueError(f"num_layers must be at least 1, got {num_layers}")
+            raise UsageError(f"num_layers must be at least 1, got {num_layers}")
         if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+            raise UsageError(f"dropout must lie in [0, 1), got {dropout}")
         self.input_size, self.hidden_size = int(input_size), int(hidden_size)
         self.num_layers, self.batch_first, self.dropout = int(num_layers), bool(batch_first), float(dropout)
         self.cells = nn.ModuleList(
@@ -375,7 +375,7 @@ class SlimLSTM(nn.Module):
         name = type(self).__name__
         if x.dim() not in (2, 3) or x.shape[-1] != self.input_size:
             layout = "(batch, T, m)" if self.batch_first else "(T, batch, m)"
-            raise ValueError(f"{name}: input must be {layout} or (T, m) with m = {self.input_size}, "
+            raise UsageError(f"{name}: input must be {layout} or (T, m) with m = {self.input_size}, "
                              f"got shape {tuple(x.shape)}")
         unbatched = x.dim() == 2
         xs = x.unsqueeze(1) if unbatched else (x.transpose(0, 1) if self.batch_first else x)
@@ -387,16 +387,16 @@ class SlimLSTM(nn.Module):
             h0, c0 = state
             for sname, t in (("h_0", h0), ("c_0", c0)):
                 if tuple(t.shape) != want:
-                    raise ValueError(f"{name}: {sname} must have shape {want}, got {tuple(t.shape)}")
+                    raise UsageError(f"{name}: {sname} must have shape {want}, got {tuple(t.shape)}")
             if unbatched:
                 h0, c0 = h0.unsqueeze(1), c0.unsqueeze(1)
         mask = None
         if lengths is not None:
             lengths = torch.as_tensor(lengths, device=xs.device)
             if lengths.shape != (B,):
-                raise ValueError(f"{name}: lengths must have shape ({B},), got {tuple(lengths.shape)}")
+                raise UsageError(f"{name}: lengths must have shape ({B},), got {tuple(lengths.shape)}")
             if int(lengths.min()) < 1 or int(lengths.max()) > T:
-                raise ValueError(f"{name}: lengths must lie in [1, {T}], got "
+                raise UsageError(f"{name}: lengths must lie in [1, {T}], got "
                                  f"[{int(lengths.min())}, {int(lengths.max())}]")
             mask = (torch.arange(T, device=xs.device).unsqueeze(1) < lengths.unsqueeze(0)).unsqueeze(-1)
         engine = self._engine(xs)
@@ -422,7 +422,7 @@ class SlimLSTM(nn.Module):
         if impl == "auto":
             impl = os.environ.get("SLIMEDGE_RECURRENCE", "").strip().lower() or "fused"
             if impl not in ("fused", "reference"):
-                raise ValueError(f"$SLIMEDGE_RECURRENCE must be fused or reference, got {impl!r}")
+                raise UsageError(f"$SLIMEDGE_RECURRENCE must be fused or reference, got {impl!r}")
             if torch.jit.is_tracing() or torch.compiler.is_compiling() or \
                     torch.onnx.is_in_onnx_export():
                 impl = "reference"
@@ -455,7 +455,7 @@ class SlimLSTM(nn.Module):
     def from_torch_lstm(cls, lstm: nn.LSTM) -> "SlimLSTM":
         """An LSTM0 with the weights of a ``torch.nn.LSTM`` (unidirectional, no projection)."""
         if lstm.bidirectional or lstm.proj_size:
-            raise ValueError("only unidirectional torch.nn.LSTM without proj_size can be converted")
+            raise UsageError("only unidirectional torch.nn.LSTM without proj_size can be converted")
         model = cls("LSTM0", lstm.input_size, lstm.hidden_size, lstm.num_layers,
                     batch_first=lstm.batch_first, dropout=lstm.dropout)
         n = lstm.hidden_size

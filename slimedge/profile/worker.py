@@ -26,15 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SlimedgeError
+from ..errors import ProfileError
 
 # the libraries a backend loads, imported up front so that "after imports" memory includes them
 _LIBS = {"onnxruntime": ("onnxruntime",), "litert": ("ai_edge_litert.interpreter",),
          "torch": ("torch",), "numpy": ()}
-
-
-class ProfileError(SlimedgeError, ValueError):
-    """A configuration that cannot be profiled (bad file, backend error); the message says which."""
 
 
 # ---- memory of this process --------------------------------------------------------------------

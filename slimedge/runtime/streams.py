@@ -11,17 +11,13 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from ..errors import SlimedgeError, UsageError
+from ..errors import InputError, UsageError
 
 if TYPE_CHECKING:
     from . import Model
 
 _F32_MAX_SQUARED = float(np.finfo(np.float32).max) ** 2
 _F32 = np.dtype(np.float32)
-
-
-class InputError(SlimedgeError, ValueError):
-    """A frame, sequence or state the model cannot take; the message says expected vs got."""
 
 
 class Stream:

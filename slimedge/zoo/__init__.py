@@ -32,4 +32,4 @@ def card() -> dict:
     return json.loads(_file(CARD).read_text())
 
 
-__all__ = ["default_model_path", "card", "DEFAULT_MODEL"]
+__all__ = ["default_model_path", "card"]

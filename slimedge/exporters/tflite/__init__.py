@@ -25,9 +25,12 @@ import os
 
 from ... import ir
 from . import quantize as _quantize
-from .emitter import COMPAT, QUANTIZE_MODES, emit, to_bytes
-from .flatbuffer import METADATA_NAME
-from .qparams import QParams, qparams_for_range
+from .emitter import COMPAT as COMPAT
+from .emitter import QUANTIZE_MODES as QUANTIZE_MODES
+from .emitter import emit, to_bytes
+from .flatbuffer import METADATA_NAME as METADATA_NAME
+from .qparams import QParams as QParams
+from .qparams import qparams_for_range as qparams_for_range
 
 
 def write(graph: ir.Graph, path: str | os.PathLike, *, mode: str = "step",
@@ -48,5 +51,5 @@ def quantizer(quantize: str):
     return {"dynamic": _quantize.dynamic, "int8": _quantize.int8}[quantize]
 
 
-__all__ = ["write", "quantizer", "emit", "to_bytes", "QParams",
-           "qparams_for_range", "QUANTIZE_MODES", "COMPAT", "METADATA_NAME"]
+# a name imported `as` itself (COMPAT, QParams, ...) is offered here as before, not in __all__
+__all__ = ["write", "quantizer", "emit", "to_bytes"]

@@ -40,19 +40,15 @@ import numpy as np
 
 from ... import ir
 from ..._io import write_bytes
-from ...errors import UsageError
+from ...errors import IncompatibleTarget, UsageError
 from ...formats import QUANTIZE as QUANTIZE_MODES
+from ...formats.tflite import COMPAT
 from .clip import clip_op, emit_clip, fusable_clips
 from .flatbuffer import Writer, options
 from .plan import Plan, plan
 from .qparams import FIXED_OUT, QParams, clip_range, qparams_for_range, sym_weights, wants_per_channel
 
-COMPAT = ("litert", "tflite-runtime", "tflm")
 IO = ("float", "int")
-
-
-class IncompatibleTarget(UsageError):
-    """An export its target interpreter (``compat``) cannot run, refused before writing."""
 
 
 def check_target(quantize: str, compat: str, io: str = "float") -> None:

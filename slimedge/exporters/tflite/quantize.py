@@ -12,8 +12,8 @@ hybrid kernel; ``io="int"`` gives an ``int8`` file integer inputs and outputs.
 ``int8`` calibrates on real rollouts of the training split (unless ``options.ranges`` is given)
 and, with a 16-bit cell-state path (``state_bits=16``) or 16-bit activations, widens the ranges of
 the state values — c, its parts, f ⊙ c, i ⊙ c~, c' as the lowering tags them, not g(c'), which
-its activation bounds — by :data:`STATE_HEADROOM`: int16 has precision to spare, and a stream
-that never resets lets c wander past the calibrated range.
+its activation bounds — by :data:`~slimedge.exporters.calibration.STATE_HEADROOM`: int16 has
+precision to spare, and a stream that never resets lets c wander past the calibrated range.
 """
 from __future__ import annotations
 
@@ -21,11 +21,8 @@ import os
 from typing import Any, Mapping
 
 from ... import ir
-from ..calibration import calibrate
+from ..calibration import STATE_HEADROOM, calibrate
 from .emitter import check_target, emit
-
-STATE_HEADROOM = 4.0
-"""int16 cell state: its calibrated range widened by this factor."""
 
 
 def dynamic(graph: ir.Graph, path: str | os.PathLike, *, mode: str = "step", splits: Any = None,

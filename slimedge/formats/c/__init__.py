@@ -37,3 +37,5 @@ FORMAT = Format(
                                              "called by ctypes"),),
     exporter=_exporter, quantize=("none", "dynamic", "int8"), companions=(".h",), locate=resolve,
     summary="C99 step function (.c + .h), no allocation")
+
+__all__ = ["FORMAT", "read_config", "resolve"]

@@ -20,9 +20,8 @@ from __future__ import annotations
 import ctypes
 from pathlib import Path
 
+from ...errors import UsageError
 from ..binding import Buffers, ModelFileError, sizes
-
-NAME = "c"
 
 
 def available() -> bool:
@@ -42,7 +41,7 @@ class Session:
         from ...exporters.c import toolchain
 
         if device not in (None, "cpu"):
-            raise ValueError(f"the c backend runs on the CPU only, not on {device!r}")
+            raise UsageError(f"the c backend runs on the CPU only, not on {device!r}; valid: 'cpu'")
         c_path = c_export.resolve(path)
         self.config = c_export.read_metadata(c_path)
         try:

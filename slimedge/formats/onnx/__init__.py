@@ -24,3 +24,5 @@ FORMAT = Format(
                       summary="CPU (CUDA with onnxruntime's GPU build), IO binding"),),
     exporter=_exporter, quantize=("none", "dynamic", "int8"), modes=("step", "sequence"),
     write_needs=("onnx",), quantize_needs=("onnxruntime",), summary="ONNX step (or sequence) graph, opset 18")
+
+__all__ = ["FORMAT", "read_config"]

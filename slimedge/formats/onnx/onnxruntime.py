@@ -21,8 +21,6 @@ from pathlib import Path
 from ...errors import UsageError
 from ..binding import METADATA_KEY, Buffers, ModelFileError, check_io, parse_config, sizes
 
-NAME = "onnxruntime"
-
 
 def available() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None

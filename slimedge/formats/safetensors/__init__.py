@@ -30,3 +30,5 @@ FORMAT = Format(
               Backend("torch", _torch, extra="torch", requires=("torch", "safetensors"),
                       summary="the PyTorch model; on CUDA the step replays a CUDA graph")),
     summary="a slimedge checkpoint (weights + config), what training writes")
+
+__all__ = ["FORMAT", "read_config"]

@@ -13,8 +13,6 @@ import numpy as np
 from ...errors import UsageError
 from ..binding import Buffers, sizes
 
-NAME = "numpy"
-
 
 def available() -> bool:
     return True

@@ -19,7 +19,6 @@ from pathlib import Path
 from ...errors import UsageError
 from ..binding import Buffers, LruCache, sizes
 
-NAME = "torch"
 CACHED_SIZES = 4  # batch sizes whose captured CUDA graph a session keeps ready
 
 

@@ -6,6 +6,10 @@ from __future__ import annotations
 from ..table import Backend, Format
 from .reader import read_config
 
+COMPAT = ("litert", "tflite-runtime", "tflm")
+"""The interpreters a TFLite export can target (``compat``): what the file may hold and what
+validates it."""
+
 
 def _litert():
     from . import litert
@@ -40,3 +44,5 @@ FORMAT = Format(
                               "arena")),
     exporter=_exporter, quantize=("none", "dynamic", "int8"), write_needs=("flatbuffers",),
     validate_on=_validate_on, summary="TFLite step graph (LiteRT)")
+
+__all__ = ["FORMAT", "COMPAT", "read_config"]

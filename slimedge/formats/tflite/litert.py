@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from ... import frontend
+from ...errors import UsageError
 from ..binding import METADATA_KEY, Buffers, LruCache, ModelFileError, check_io, parse_config, sizes
 from .io import from_tensor, to_tensor
 from .micro import captured_stderr
 from .reader import read_metadata  # struct alone: no LiteRT, no torch
 
-NAME = "litert"
 INTERPRETERS = ("ai_edge_litert", "tflite_runtime")  # in order of preference
 CACHED_SIZES = 4  # batch sizes whose interpreter a session keeps ready
 
@@ -77,7 +77,7 @@ class Session:
     def __init__(self, path: Path, threads: int | None, device: str | None,
                  interpreter: str | None = None) -> None:
         if device not in (None, "cpu"):
-            raise ValueError(f"the litert backend runs on the CPU, not on {device!r}")
+            raise UsageError(f"the litert backend runs on the CPU only, not on {device!r}; valid: 'cpu'")
         if interpreter is None:
             self._mod, self.interpreter = _interpreter_module()
         else:  # a named interpreter package (tests use it to check the refusal on the old one)

@@ -20,11 +20,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from ...errors import UsageError
 from ..binding import METADATA_KEY, Buffers, ModelFileError, check_io, parse_config, sizes
 from . import micro
 from .reader import read_metadata  # struct alone: no interpreter, no torch
-
-NAME = "tflm"
 
 
 def available() -> bool:
@@ -38,7 +37,7 @@ def open(path: Path, *, threads: int | None = None, device: str | None = None) -
 class Session:
     def __init__(self, path: Path, threads: int | None, device: str | None) -> None:
         if device not in (None, "cpu"):
-            raise ValueError(f"the tflm backend runs on the CPU, not on {device!r}")
+            raise UsageError(f"the tflm backend runs on the CPU only, not on {device!r}; valid: 'cpu'")
         self.path, self.threads, self.device = path, threads, "cpu"
         content = path.read_bytes()
         try:

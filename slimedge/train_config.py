@@ -1,0 +1,127 @@
+"""What a training run depends on: :class:`TrainConfig`, JSON-able, stored in the run's log and
+checkpoints, and checked in full when it is made (before any data is read).
+
+This module imports no torch: a config can be built, checked and stored anywhere
+(``slimedge.TrainConfig``); :func:`slimedge.train.train` runs it.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from . import formats, variants
+from .data.splits import DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION
+from .errors import UsageError
+from .variants import ACTIVATIONS, GATE_ACTIVATIONS, INITS
+
+SCHEDULES = ("constant", "cosine")
+"""Learning-rate schedules: constant, or cosine from ``lr`` down to 0 over the epochs."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on (JSON-able; stored in the log and the checkpoints)."""
+
+    # a catalogue name or alias, a registered name, or a VariantSpec (slimedge.variants.define);
+    # a variant outside the catalogue is kept as its spec, so its structure travels in to_dict()
+    variant: "str | variants.VariantSpec" = "LSTM6"
+    data: str = "fsdd"
+    hidden_size: int = 64
+    num_layers: int = 1
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 3e-3
+    schedule: str = "constant"
+    clip: float = 1.0
+    dropout: float = 0.0
+    seed: int = 0
+    split_seed: int = 0
+    val_fraction: float = DEFAULT_VAL_FRACTION
+    test_fraction: float = DEFAULT_TEST_FRACTION
+    limit: int | None = None
+    gate_activation: str = "sigmoid"
+    activation: str = "tanh"
+    constants: dict[str, float] = field(default_factory=dict)
+    init: str = "pytorch"
+    forget_bias: float | None = None  # b_f's initial value where the variant learns one
+    input_only_cell: bool = False
+    threads: int = 1
+    flush_denormals: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.variant, Mapping):  # a spec's config, as to_dict() stores one
+            self.variant = variants.from_config(self.variant)
+        if isinstance(self.variant, variants.VariantSpec):
+            if variants.VARIANTS.get(self.variant.name) == self.variant:  # a catalogue row as is
+                self.variant = self.variant.name
+        elif "=" in str(self.variant):  # written inline: "Mine:i=W,f=W,o=W,c=WUb"
+            self.variant = variants.parse(self.variant)
+        else:
+            self.variant = variants.canonical_name(self.variant)
+            if self.variant not in variants.VARIANTS:  # registered: keep the structure itself
+                self.variant = variants.get(self.variant)
+        self.constants = {str(k): float(v) for k, v in (self.constants or {}).items()}
+        for name, value, low in (("hidden size", self.hidden_size, 1), ("layers", self.num_layers, 1),
+                                 ("epochs", self.epochs, 1), ("batch size", self.batch_size, 1),
+                                 ("threads", self.threads, 1)):
+            if int(value) < low:
+                raise UsageError(f"{name} must be at least {low}, got {value}")
+        # stated caps, before anything is allocated (formats.LIMITS: what a model file may hold)
+        for name, value, cap in (("hidden size", self.hidden_size, formats.LIMITS["hidden_size"]),
+                                 ("layers", self.num_layers, formats.LIMITS["num_layers"])):
+            if int(value) > cap:
+                raise UsageError(f"{name} is {int(value):,}, over slimedge's limit of {cap:,}")
+        # every float setting a finite number (NaN passes any comparison test), before any data
+        for name, value in (("learning rate", self.lr), ("gradient clip", self.clip),
+                            ("dropout", self.dropout), ("val fraction", self.val_fraction),
+                            ("test fraction", self.test_fraction),
+                            *((f"gate constant {k}", v) for k, v in self.constants.items()),
+                            *((("forget bias", self.forget_bias),)
+                              if self.forget_bias is not None else ())):
+            try:
+                finite = math.isfinite(float(value))
+            except (TypeError, ValueError):
+                finite = False
+            if not finite:
+                raise UsageError(f"{name} must be a finite number, got {value!r}")
+        if self.forget_bias is not None:
+            self.forget_bias = float(self.forget_bias)
+        if not self.lr > 0:
+            raise UsageError(f"learning rate must be positive, got {self.lr}")
+        if self.clip < 0:
+            raise UsageError(f"gradient clip must be >= 0 (0 = off), got {self.clip}")
+        if not 0 <= self.dropout < 1:
+            raise UsageError(f"dropout must lie in [0, 1), got {self.dropout}")
+        if self.schedule not in SCHEDULES:
+            raise UsageError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
+        # fail on bad choices and constants before any data is read
+        for what, value, valid in (("gate activation", self.gate_activation, GATE_ACTIVATIONS),
+                                   ("activation", self.activation, ACTIVATIONS),
+                                   ("init", self.init, INITS)):
+            if value not in valid:
+                raise UsageError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+        variants.get(self.variant, constants=self.constants, input_only_cell=self.input_only_cell)
+
+    def to_dict(self) -> dict:
+        d = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self)
+             if f.name != "variant"}
+        spec = isinstance(self.variant, variants.VariantSpec)
+        return {"variant": self.variant.to_config() if spec else self.variant, **d}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of epoch ``epoch`` (0-based): a pure function, so resume needs no
+        scheduler state."""
+        if self.schedule == "cosine":
+            return self.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / self.epochs))
+        return self.lr
+
+
+__all__ = ["TrainConfig", "SCHEDULES"]
