@@ -18,6 +18,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..errors import UsageError
 from ..frontend import Frontend, Standardize
 from .frontend import FrontendModule
 from .slim import SlimLSTM
@@ -33,13 +34,13 @@ class SequenceClassifier(nn.Module):
                  **cell_options) -> None:
         super().__init__()
         if int(num_classes) < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+            raise UsageError(f"num_classes must be at least 2, got {num_classes}")
         self.lstm = SlimLSTM(variant, input_size, hidden_size, num_layers, batch_first=True,
                              dropout=dropout, **cell_options)
         self.head = nn.Linear(hidden_size, int(num_classes))
         self.labels = [str(x) for x in labels] if labels is not None else [str(k) for k in range(num_classes)]
         if len(self.labels) != num_classes:
-            raise ValueError(f"{len(self.labels)} labels for {num_classes} classes")
+            raise UsageError(f"{len(self.labels)} labels for {num_classes} classes")
         self.frontend = FrontendModule(frontend, input_size)
 
     @property
@@ -55,7 +56,7 @@ class SequenceClassifier(nn.Module):
         front-end's standardisation stage."""
         stage = self.frontend.stage("standardize")
         if stage is None:
-            raise ValueError("this model's front-end has no standardisation stage")
+            raise UsageError("this model's front-end has no standardisation stage")
         stage.set_stats(mean, std)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
