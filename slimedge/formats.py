@@ -50,7 +50,8 @@ class Format:
     runner: str | None = None
     quantizers: Mapping[str, str] = field(default_factory=dict)  # mode -> "module:function"
     modes: tuple[str, ...] = ("step",)
-    companions: tuple[str, ...] = ()  # suffixes of files written beside the main one (a header)
+    companions: tuple[str, ...] = ()  # files written beside the main one: a suffix (".h", the
+    # same stem) or a fixed file name (a header shared by every export)
     summary: str = ""
 
     @property
@@ -106,7 +107,8 @@ FORMATS: dict[str, Format] = {f.name: f for f in [
            writer="slimedge.exporters.c:write", runner="slimedge.exporters.c:runner",
            quantizers={"dynamic": "slimedge.exporters.c:write_int8_weights",
                        "int8": "slimedge.exporters.c:write_integer"},
-           companions=(".h",), summary="C99 step function (.c + .h), no allocation"),
+           companions=(".h", "slimedge_kernels.h"),
+           summary="C99 step function (.c + .h + the kernel header), no allocation"),
 ]}
 
 CHECKPOINT = FORMATS["safetensors"]
