@@ -71,6 +71,7 @@ class _Row:
         self.group: fusion.Group | None = None  # the fused element-wise loop being written
         self.scalar: dict[str, str] = {}  # value -> its scalar in that loop
         self.stored: set[str] = set()  # new-state values written out in a fused loop
+        self.accumulate: dict[str, str] = {}  # matmul result -> the result it is added onto
 
     # ---- names ------------------------------------------------------------------------------
     def local(self, value: str, size: int, ctype: str = "float") -> str:
@@ -146,7 +147,13 @@ class _Row:
         a, wname, *bias = n.inputs
         W = self.g.initializers[wname]
         n_out, n_in = W.shape
-        out = self.local(n.outputs[0], n_out)
+        into = self.accumulate.get(n.outputs[0])
+        if n.outputs[0] == "y" and self.weights == "float":  # the output array itself
+            out = self.expr["y"] = "y"
+        elif into is None:
+            out = self.local(n.outputs[0], n_out)
+        else:  # onto the other matmul's result: y = W·a + y
+            out = self.expr[n.outputs[0]] = self.expr[into]
         ae = self.expr[a]
         name = self.names.get(wname)
         self.const_names[wname] = name
@@ -155,9 +162,10 @@ class _Row:
             comment = f"{wname}: {n_out} x {n_in}, row-major (out, in)"
             self.arrays.append(src.array("float", name, W.astype(np.float32), comment=comment))
             self.weight_bytes += 4 * W.size
-            bias_arr = self.const_names[bias[0]] if bias else "NULL"
+            bias_arr = out if into is not None else self.const_names[bias[0]] if bias else "NULL"
+            note = f" /* {into} + {n.outputs[0]} */" if into is not None else ""
             self.lines.append(f"    slimedge_matvec_f32({ae}, {n_in}, {name}, {n_out}, {bias_arr}, "
-                              f"{out});")
+                              f"{out});{note}")
             return
         scale = np.abs(W).max(axis=1) / 127.0
         scale[scale == 0] = 1.0
@@ -241,15 +249,42 @@ class _Row:
             self.deferred.append(f"    for (int i = 0; i < {self.size(v)}; i++) "
                                  f"{_state_dst(state, k)}[i] = {self.operand(v)('i')};")
 
+    def accumulating(self, nodes: list[ir.Node]) -> list[ir.Node]:
+        """``nodes`` with each sum of two matmul results that nothing else reads (W·x + b + U·h)
+        made one array: the second matmul accumulates into the first's result (its bias
+        argument), the add becomes an alias of it. Float weights only."""
+        if self.weights != "float":
+            return list(nodes)
+        readers: dict[str, int] = {}
+        for n in nodes:
+            for v in n.inputs:
+                readers[v] = readers.get(v, 0) + 1
+        made = {o: k for k, n in enumerate(nodes) for o in n.outputs}
+        out = list(nodes)
+        for k, n in enumerate(nodes):
+            if n.op != "add" or len(n.inputs) != 2 or n.inputs[0] == n.inputs[1]:
+                continue
+            src_ = [made.get(v) for v in n.inputs]
+            if any(j is None or nodes[j].op != "matmul" or readers[v] != 1
+                   for j, v in zip(src_, n.inputs)):
+                continue
+            first, second = sorted(src_)
+            if len(nodes[second].inputs) != 2:  # the second has a bias of its own
+                continue
+            self.accumulate[nodes[second].outputs[0]] = nodes[first].outputs[0]
+            out[k] = ir.Node("identity", (nodes[first].outputs[0],), n.outputs, {})
+        return out
+
     def identity(self, n: ir.Node) -> None:
         if n.inputs[0] in self.scalar:
             self.scalar[n.outputs[0]] = self.scalar[n.inputs[0]]
         self.expr[n.outputs[0]] = self.expr.get(n.inputs[0], "")
 
     def emit(self) -> None:
-        groups = fusion.plan(self.g.nodes, self.size)
+        nodes = self.accumulating(self.g.nodes)
+        groups = fusion.plan(nodes, self.size)
         end = -1
-        for k, n in enumerate(self.g.nodes):
+        for k, n in enumerate(nodes):
             if k in groups:
                 self.flush()
                 self.group, end = groups[k], groups[k].end
@@ -258,7 +293,8 @@ class _Row:
             OPS[n.op](self, n)
         self.flush()
         K = self.g.output_size
-        self.deferred.append(f"    for (int i = 0; i < {K}; i++) y[i] = {self.operand('y')('i')};")
+        if self.expr.get("y") != "y":
+            self.deferred.append(f"    for (int i = 0; i < {K}; i++) y[i] = {self.operand('y')('i')};")
 
 
 def _state_dst(state: str, k: int) -> str:

@@ -102,7 +102,9 @@ static inline void slimedge_reset(const slimedge_model *m, float *h, float *c)
 /* ---- float kernels -------------------------------------------------------------------------- */
 
 /* y[i] = bias[i] + sum_j w[i * cols + j] x[j], i < rows: w row-major (rows, cols), bias may be
-   NULL (zero). Four rows share each load of x; each row's sum stays in a register. */
+   NULL (zero). Four rows share each load of x; each row's sum stays in a register, one fused
+   multiply-add per weight where the core has one (gcc is told to contract a * b + c, which ISO C
+   modes forbid by default; clang contracts within an expression anyway). */
 SLIMEDGE_KERNEL_DECL void slimedge_matvec_f32(const float *x, int cols, const float *w, int rows,
                                               const float *bias, float *y);
 
@@ -298,6 +300,9 @@ SLIMEDGE_ALWAYS_INLINE void slimedge_matvec_s8(const int8_t *x, int cols, int co
 /* ==== definitions: in the file of each model that uses them ================================= */
 #if defined(SLIMEDGE_KERNELS_F32) && !defined(SLIMEDGE_KERNELS_F32_DEFINED)
 #define SLIMEDGE_KERNELS_F32_DEFINED 1
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("fp-contract=fast")))
+#endif
 SLIMEDGE_KERNEL void slimedge_matvec_f32(const float *x, int cols, const float *w, int rows,
                                          const float *bias, float *y)
 {
