@@ -251,29 +251,15 @@ class _Row:
 
     def accumulating(self, nodes: list[ir.Node]) -> list[ir.Node]:
         """``nodes`` with each sum of two matmul results that nothing else reads (W·x + b + U·h)
-        made one array: the second matmul accumulates into the first's result (its bias
+        made one array: the second matmul accumulates onto the first's result (its bias
         argument), the add becomes an alias of it. Float weights only."""
         if self.weights != "float":
             return list(nodes)
-        readers: dict[str, int] = {}
-        for n in nodes:
-            for v in n.inputs:
-                readers[v] = readers.get(v, 0) + 1
-        made = {o: k for k, n in enumerate(nodes) for o in n.outputs}
-        out = list(nodes)
-        for k, n in enumerate(nodes):
-            if n.op != "add" or len(n.inputs) != 2 or n.inputs[0] == n.inputs[1]:
-                continue
-            src_ = [made.get(v) for v in n.inputs]
-            if any(j is None or nodes[j].op != "matmul" or readers[v] != 1
-                   for j, v in zip(src_, n.inputs)):
-                continue
-            first, second = sorted(src_)
-            if len(nodes[second].inputs) != 2:  # the second has a bias of its own
-                continue
-            self.accumulate[nodes[second].outputs[0]] = nodes[first].outputs[0]
-            out[k] = ir.Node("identity", (nodes[first].outputs[0],), n.outputs, {})
-        return out
+        pairs = fusion.matmul_sums(nodes)
+        total = {t: first for first, t in pairs.values()}
+        self.accumulate = {second: first for second, (first, _) in pairs.items()}
+        return [ir.Node("identity", (total[n.outputs[0]],), n.outputs, {})
+                if n.op == "add" and n.outputs[0] in total else n for n in nodes]
 
     def identity(self, n: ir.Node) -> None:
         if n.inputs[0] in self.scalar:

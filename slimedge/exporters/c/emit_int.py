@@ -115,6 +115,8 @@ class _IntRow:
         self.rep: dict[str, Rep] = {xin: i8(s_x)}
         self.weight_bytes = self.scratch_bytes = 0
         self.matvec_scratch = 0  # int32 words the matvec kernels need (the widest input)
+        self.pairs: dict[str, tuple[str, str]] = {}  # see fusion.matmul_sums
+        self.merged: set[str] = set()  # adds the second matmul did
         self.rescale = {"int32": 0, "int64": 0, "max_relative_factor_error": 0.0}
         self.target: dict[str, Rep] = {}
         self.group: fusion.Group | None = None  # the fused element-wise loop being written
@@ -273,13 +275,30 @@ class _IntRow:
         row_top = max((128 * int(np.abs(q[i]).sum()) * abs(int(Ms[i])) + (1 << R)) >> R
                       for i in range(n_out)) + int(bq_abs.max()) + 1
         self.bound[n.outputs[0]] = min(row_top, Z.hi)
+        saturate, note = row_top > Z.hi, ""
+        onto = self.pairs.get(n.outputs[0])
+        if onto is not None and not bias and not saturate and self.target.get(onto[1], Z) == Z:
+            # W·x + b + U·h: this (unsaturated) result added onto the other's in the kernel,
+            # the sum saturated where their bounds let it leave the range, as the add would
+            first, total = onto
+            top = self.bound[first] + row_top
+            saturate, b, note = top > Z.hi, self.expr[first], f" /* {first} + {n.outputs[0]} */"
+            assert self.lines[-1].startswith(f"    int32_t {out}[")
+            self.lines.pop()  # no array of its own
+            self.scratch_bytes -= 4 * n_out
+            out = self.expr[n.outputs[0]] = self.expr[total] = self.expr[first]
+            self.rep[total] = Z
+            self.bound[total] = min(top, Z.hi)
+            self.merged.add(total)
         flags = "SLIMEDGE_RESCALE" + ("64" if wide == 64 else "32") + (
-            " | SLIMEDGE_SATURATE" if row_top > Z.hi else "")
+            " | SLIMEDGE_SATURATE" if saturate else "")
         self.matvec_scratch = max(self.matvec_scratch, n_pad)
         self.lines.append(f"    slimedge_matvec_s8({ae}, {n_in}, {n_pad}, {wq}, {n_out}, {mq}, "
-                          f"{wq}_shift, {b},\n                       {flags}, {out}, scratch);")
+                          f"{wq}_shift, {b},\n                       {flags}, {out}, scratch);{note}")
 
     def add(self, n: ir.Node) -> None:
+        if n.outputs[0] in self.merged:  # summed by the second matmul (see matmul)
+            return
         T = self.target.get(n.outputs[0], Z)
         terms = []
         for v in n.inputs:
@@ -404,6 +423,7 @@ class _IntRow:
         """Consecutive element-wise ops of one size run as one loop over the elements (no
         temporary arrays but for what later ops read, see :mod:`.fusion`); the others as they
         come. The matvecs share one scratch array, declared first."""
+        self.pairs = fusion.matmul_sums(nodes)
         groups = fusion.plan(nodes, self.size)
         end = -1
         for k, n in enumerate(nodes):

@@ -85,4 +85,27 @@ def plan(nodes: list[ir.Node], size) -> dict[int, Group]:
     return groups
 
 
-__all__ = ["plan", "Group", "ELEMENTWISE"]
+def matmul_sums(nodes: list[ir.Node]) -> dict[str, tuple[str, str]]:
+    """The sums of two matmul results that nothing else reads (W·x + b + U·h), which the second
+    matmul can compute by accumulating onto the first's result: second's result -> (first's
+    result, the sum). Only a second matmul without a bias of its own qualifies."""
+    readers: dict[str, int] = {}
+    for n in nodes:
+        for v in n.inputs:
+            readers[v] = readers.get(v, 0) + 1
+    made = {o: k for k, n in enumerate(nodes) for o in n.outputs}
+    out = {}
+    for n in nodes:
+        if n.op != "add" or len(n.inputs) != 2 or n.inputs[0] == n.inputs[1]:
+            continue
+        src = [made.get(v) for v in n.inputs]
+        if any(j is None or nodes[j].op != "matmul" or readers[v] != 1
+               for j, v in zip(src, n.inputs)):
+            continue
+        first, second = sorted(src)
+        if len(nodes[second].inputs) == 2:
+            out[nodes[second].outputs[0]] = (nodes[first].outputs[0], n.outputs[0])
+    return out
+
+
+__all__ = ["plan", "Group", "ELEMENTWISE", "matmul_sums"]
