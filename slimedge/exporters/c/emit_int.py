@@ -11,21 +11,22 @@ the value is:
     weights W, U, head                      int8, one scale per output row
     point-wise u, folded gate constants     int16, one scale per vector
 
-A matmul is an int32 dot product of int8 weights and the int8 input, rescaled per output row to
-Q16 by an integer multiplier and shift (:mod:`.fixedpoint`), in int32 where the weights bound the
-accumulator enough. On cores with the ARM DSP extension it runs SMLAD on SXTB16-extended pairs,
-three rows sharing each load of the input pairs; elsewhere (Cortex-M0+, the host) the input is
-widened to int32 words once (one load each, with an immediate offset, on ARMv6-M) and two rows
-share each, four inputs per loop turn. Both sum the same exact products. Element-wise products
-and conversions rescale the same way (a constant factor folded into the multiplier), in int32
-where the bounds prove it safe, else int64; every result saturates to its type, except where the
-weights' bound proves it cannot leave the range (a matmul row, the sum of two matmul results).
-Consecutive element-wise ops (pre-activation sum -> gates -> cell update -> g(c') -> int8 h) run
-as one loop over the elements with scalar temporaries, storing only what later ops read, and
-writing the new state there when no later op reads the old one. Gate nonlinearities are one
-513-entry tanh table with linear interpolation, branch-free (the sigmoid reads it at z/2), max
-error 4.7e-5 (tanh) and 4.2e-5 (sigmoid) over every input, checked exhaustively
-(:func:`fixedpoint.error_bounds`).
+Representations and the state's scales are in :mod:`.intrep`; the arithmetic runs in the fixed
+kernels of ``slimedge_kernels.h``, which the generated code calls with named arrays and constants.
+A matmul is one call of ``slimedge_matvec_s8``: an int32 dot product of int8 weights (laid out
+by :func:`_kernel_layout`) and the int8 input, rescaled per output row to Q16 by an integer
+multiplier and shift (:mod:`.fixedpoint`), in int32 where the weights bound the accumulator
+enough (SMLAD on cores with the ARM DSP extension, plain C elsewhere: the same exact sums). Where
+W·x + b + U·h is read by nothing else, U·h accumulates onto W·x + b in the kernel. Element-wise
+products and conversions rescale the same way (a constant factor folded into the multiplier,
+named after the constant: ``l0_const_f_mult``), in int32 where the bounds prove it safe, else
+int64; every result saturates to its type, except where the weights' bound proves it cannot
+leave the range (a matmul row, the sum of two matmul results). Consecutive element-wise ops
+(pre-activation sum -> gates -> cell update -> g(c') -> int8 h) run as one loop over the elements
+with scalar temporaries (:mod:`.fusion`), storing only what later ops read, and writing the new
+state there when no later op reads the old one. Gate nonlinearities are one 513-entry tanh table
+with linear interpolation, branch-free (the sigmoid reads it at z/2), max error 4.7e-5 (tanh)
+and 4.2e-5 (sigmoid) over every input, checked exhaustively (:func:`fixedpoint.error_bounds`).
 
 Scales come from real rollouts of the float model on the training split
 (``calibration.calibrate``: every intermediate value's range). The input normalisation
@@ -38,7 +39,6 @@ a state that came out of the step goes back in unchanged).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -49,46 +49,9 @@ from . import emit_float, fusion
 from . import fixedpoint as fx
 from . import source as src
 from .emit_int_files import files
+from .intrep import BYTES, Q15, STATE_HEADROOM, Rep, Z, absmax, i8, i16, scales, vmax
 
 DEFAULT_CALIBRATION_SAMPLES = 128
-STATE_HEADROOM = 4.0  # int16 cell state: calibrated range x 4 (a stream that never resets wanders)
-BOUNDED = {"tanh": 1.0, "sigmoid": 1.0, "hard_sigmoid": 1.0}  # |g(.)| <= 1: h needs no more
-
-
-@dataclass(frozen=True)
-class Rep:
-    """An integer representation: C type, scale (real = int * scale), saturation range, and
-    magnitude bits (|v| < 2^bits)."""
-
-    ctype: str
-    scale: float
-    lo: int
-    hi: int
-    bits: int
-
-
-def i8(scale: float) -> Rep:
-    return Rep("int8_t", float(scale), -127, 127, 7)
-
-
-def i16(scale: float) -> Rep:
-    return Rep("int16_t", float(scale), -fx.Q15_MAX, fx.Q15_MAX, 15)
-
-
-BYTES = {"int8_t": 1, "int16_t": 2, "int32_t": 4}
-TYPE_MAX = {"int8_t": 128, "int16_t": 32768}  # |v| bound of a state or input an API caller gives
-
-
-def vmax(rep: Rep) -> int:
-    """The largest |value| an expression held as ``rep`` can have (its type's for int8/int16,
-    which callers of the integer API fill; its saturation range for wider values)."""
-    return TYPE_MAX.get(rep.ctype) or max(abs(rep.lo), abs(rep.hi)) or 2 ** rep.bits - 1
-Q15 = i16(2.0 ** -fx.GATE_FRAC_BITS)
-Z = Rep("int32_t", 2.0 ** -fx.Z_FRAC_BITS, -fx.Z_LIMIT, fx.Z_LIMIT, 30)
-
-
-def _absmax(r) -> float:
-    return max(abs(float(r[0])), abs(float(r[1])))
 
 
 def _kernel_layout(q: np.ndarray, n_pad: int) -> np.ndarray:
@@ -224,7 +187,7 @@ class _IntRow:
         rep = self.rep[value]
         if rep.ctype == "int8_t":
             return self.expr[value], rep
-        to = i8(_absmax(self.ranges[value]) / 127.0 or 1.0)
+        to = i8(absmax(self.ranges[value]) / 127.0 or 1.0)
         a, _ = self.operand(value)
         name = self.names.get(value, "_q")
         size = self.size(value)
@@ -456,25 +419,6 @@ assert set(OPS) == set(ir.OPS), "every IR op needs an integer C mapping"
 
 
 # ---- the files ------------------------------------------------------------------------------------
-def _scales(graph: ir.Graph, ranges: dict, xin: str) -> tuple[float, list[float], list[float]]:
-    prod = graph.producers()
-    h_new, c_new = prod["h_next"].inputs, prod["c_next"].inputs
-    h_in = [n for n in graph.nodes if n.op == "unstack" and n.inputs == ("h",)][0].outputs
-    c_in = [n for n in graph.nodes if n.op == "unstack" and n.inputs == ("c",)][0].outputs
-    g_act = (graph.config.get("lstm") or {}).get("activation", "tanh")
-    s_x = _absmax(ranges[xin]) / 127.0 or 1.0
-    s_h, s_c = [], []
-    for k in range(graph.num_layers):
-        top = max(_absmax(ranges[h_in[k]]), _absmax(ranges[h_new[k]]))
-        s_h.append(min(top, BOUNDED.get(g_act, math.inf)) / 127.0 or 1.0)
-        cell = [c_in[k], c_new[k]]
-        node = prod.get(c_new[k])
-        if node is not None and node.op == "add":
-            cell += [v for v in node.inputs if v in ranges]
-        s_c.append(STATE_HEADROOM * max(_absmax(ranges[v]) for v in cell) / fx.Q15_MAX or 1.0)
-    return s_x, s_h, s_c
-
-
 def _api_stack(graph: ir.Graph, row: _IntRow, fl) -> int:
     """Bytes of arrays a float-API step has on the stack: the integer row's, the normalised
     frame's, and the wrapper's int8 frame and integer state and output."""
@@ -501,7 +445,7 @@ def generate(graph: ir.Graph, prefix: str, *, header: str, splits=None,
         calibration = {"ranges": "given by the caller", "state_headroom": STATE_HEADROOM}
     norm = [n for n in graph.nodes if n.attrs.get("role") == "norm"]
     xin = norm[-1].outputs[0] if norm else "x"
-    s_x, s_h, s_c = _scales(graph, ranges, xin)
+    s_x, s_h, s_c = scales(graph, ranges, xin)
     names = src.Names()
     row = _IntRow(graph, prefix, ranges, xin, s_x, s_h, s_c, names)
     row.emit([n for n in graph.nodes if n.attrs.get("role") != "norm"])
