@@ -48,7 +48,6 @@ typedef struct slimedge_model {
     int input_size, hidden_size, num_layers, output_size;
     int state_size;                  /* floats of h (and of c) per stream: layers x hidden */
     size_t stack_bytes;              /* an upper bound of the stack one step uses */
-    const char *config;              /* the model's config JSON */
     const char *const *labels;       /* output_size names (the indices when it has none) */
     void (*step_io)(const slimedge_io *io);
 } slimedge_model;

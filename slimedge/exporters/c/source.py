@@ -269,10 +269,12 @@ def api_functions(prefix: str, graph: ir.Graph) -> list[str]:
 
 
 def descriptor(prefix: str) -> str:
+    """``const slimedge_model PREFIX_model`` (the config JSON is not in it: a firmware that does
+    not read ``PREFIX_config`` keeps it out of flash)."""
     P, U = prefix, prefix.upper()
     return (f"const slimedge_model {P}_model = {{\n"
             f"    {c_string(P)}, {U}_INPUT_SIZE, {U}_HIDDEN_SIZE, {U}_NUM_LAYERS, {U}_OUTPUT_SIZE,\n"
-            f"    {U}_STATE_SIZE, {U}_STACK_BYTES, {P}_config, {P}_labels, {P}_step_io\n}};\n")
+            f"    {U}_STATE_SIZE, {U}_STACK_BYTES, {P}_labels, {P}_step_io\n}};\n")
 
 
 def include(header: str) -> str:
