@@ -428,8 +428,9 @@ int main(int argc, char **argv)
 def test_two_models_link_into_one_program_with_one_copy_of_the_kernels(tmp_path, cc):
     """Four exports (two float, two full-integer, different variants) and a main that steps each
     through the one descriptor API link into one program under -Werror: no symbol clash (each
-    object defines only its prefix's and the kernels' global symbols), the kernels once (weak
-    definitions, merged), and every model's outputs equal its own runtime's."""
+    object defines only its prefix's global symbols and, full integer, the kernels' tanh table as
+    a weak symbol), the table once in the program, and every model's outputs equal its own
+    runtime's."""
     d = tmp_path / "fw"
     d.mkdir()
     for name, variant in (("fa", "LSTM6"), ("fb", "LSTM0"), ("qa", "LSTM10"), ("qb", "LSTM5")):
@@ -454,8 +455,8 @@ def test_two_models_link_into_one_program_with_one_copy_of_the_kernels(tmp_path,
     subprocess.run([cc, "-o", str(exe), *(f"{u}.o" for u in units + ["main"]), "-lm"], cwd=d,
                    check=True)
     table = subprocess.run(["nm", str(exe)], check=True, capture_output=True, text=True).stdout
-    for kernel in ("slimedge_matvec_f32", "slimedge_tanh_table"):
-        assert sum(line.split()[-1] == kernel for line in table.splitlines()) == 1, kernel
+    kernels = [line.split()[-1] for line in table.splitlines() if " slimedge_" in line]
+    assert kernels == ["slimedge_tanh_table"]  # the one table; the functions are all inlined
     frames = seeded("fw").normal(size=(6, M)).astype(np.float32) * 2
     (d / "frames.txt").write_text(" ".join(f"{v:.9g}" for v in frames.ravel()))
     printed = subprocess.run([str(exe), str(d / "frames.txt")], check=True, capture_output=True,

@@ -159,8 +159,9 @@ class _Row:
         self.const_names[wname] = name
         b = self.operand(bias[0])("i") if bias else None
         if self.weights == "float":
-            comment = f"{wname}: {n_out} x {n_in}, row-major (out, in)"
-            self.arrays.append(src.array("float", name, W.astype(np.float32), comment=comment))
+            comment = (f"{wname}: {n_out} x {n_in}, blocks of 8 rows column by column "
+                       f"(SLIMEDGE_F32_INDEX)")
+            self.arrays.append(src.array("float", name, f32_layout(W), comment=comment))
             self.weight_bytes += 4 * W.size
             bias_arr = out if into is not None else self.const_names[bias[0]] if bias else "NULL"
             note = f" /* {into} + {n.outputs[0]} */" if into is not None else ""
@@ -269,6 +270,12 @@ class _Row:
     def emit(self) -> None:
         nodes = self.accumulating(self.g.nodes)
         groups = fusion.plan(nodes, self.size)
+        for g in groups.values():
+            # the new state goes to arrays and is written after the row: a fused loop that
+            # writes only its own arrays may be vectorised (tanhf and expf included, where the
+            # C library has vector versions), one that might write over its inputs may not
+            g.escapes |= set(g.stores)
+            g.stores = {}
         end = -1
         for k, n in enumerate(nodes):
             if k in groups:
@@ -281,6 +288,16 @@ class _Row:
         K = self.g.output_size
         if self.expr.get("y") != "y":
             self.deferred.append(f"    for (int i = 0; i < {K}; i++) y[i] = {self.operand('y')('i')};")
+
+
+def f32_layout(W: np.ndarray) -> np.ndarray:
+    """Float weights (out, in) as ``slimedge_matvec_f32`` reads them: blocks of eight rows stored
+    column by column, the last rows % 8 rows row-major after them (``SLIMEDGE_F32_INDEX``)."""
+    W = np.asarray(W, np.float32)
+    rows, cols = W.shape
+    full = rows // 8 * 8
+    blocks = W[:full].reshape(rows // 8, 8, cols).transpose(0, 2, 1)
+    return np.concatenate([blocks.ravel(), W[full:].ravel()])
 
 
 def _state_dst(state: str, k: int) -> str:
@@ -352,7 +369,6 @@ def generate(graph: ir.Graph, prefix: str, *, header: str, weights: str = "float
         f"/* {header[:-2]}.c: a slimedge step function in C99, generated from the step IR by slimedge "
         f"(see {header}).\n   No allocation, no mutable globals: the weights are const arrays and "
         f"the caller owns the state. */",
-        "#define SLIMEDGE_KERNELS_F32 1 /* this file defines the float kernels it calls */",
         "#include <math.h>\n#include <stddef.h>\n#include <stdint.h>\n" + src.include(header),
         *row.arrays,
         src.labels_array(prefix, graph),

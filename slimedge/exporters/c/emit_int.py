@@ -13,8 +13,8 @@ the value is:
 
 Representations and the state's scales are in :mod:`.intrep`; the arithmetic runs in the fixed
 kernels of ``slimedge_kernels.h``, which the generated code calls with named arrays and constants.
-A matmul is one call of ``slimedge_matvec_s8``: an int32 dot product of int8 weights (laid out
-by :func:`_kernel_layout`) and the int8 input, rescaled per output row to Q16 by an integer
+A matmul is one call of ``slimedge_matvec_s8``: an int32 dot product of int8 weights (row-major,
+rows padded to whole 32-bit words) and the int8 input, rescaled per output row to Q16 by an integer
 multiplier and shift (:mod:`.fixedpoint`), in int32 where the weights bound the accumulator
 enough (SMLAD on cores with the ARM DSP extension, plain C elsewhere: the same exact sums). Where
 W·x + b + U·h is read by nothing else, U·h accumulates onto W·x + b in the kernel. Element-wise
@@ -52,17 +52,6 @@ from .emit_int_files import files
 from .intrep import BYTES, Q15, STATE_HEADROOM, Rep, Z, absmax, i8, i16, scales, vmax
 
 DEFAULT_CALIBRATION_SAMPLES = 128
-
-
-def _kernel_layout(q: np.ndarray, n_pad: int) -> np.ndarray:
-    """int8 weights (rows, cols) as ``slimedge_matvec_s8`` reads them: rows padded with zeros to
-    ``n_pad``, in blocks of three rows interleaved by 4 bytes, the last rows % 3 row-major."""
-    rows, cols = q.shape
-    qp = np.zeros((rows, n_pad), np.int64)
-    qp[:, :cols] = q
-    full = rows // 3 * 3
-    blocks = qp[:full].reshape(rows // 3, 3, n_pad // 4, 4).transpose(0, 2, 1, 3)
-    return np.concatenate([blocks.ravel(), qp[full:].ravel()])
 
 
 class _IntRow:
@@ -209,7 +198,8 @@ class _IntRow:
         s_w[s_w == 0] = 1.0
         q = np.clip(np.rint(W / s_w[:, None]), -127, 127).astype(np.int64)
         n_pad = -(-n_in // 4) * 4  # rows padded with zeros to whole 32-bit words
-        qp = _kernel_layout(q, n_pad)
+        qp = np.zeros((n_out, n_pad), np.int64)
+        qp[:, :n_in] = q
         ratios = arep.scale * s_w / Z.scale
         # |acc| <= 128 * sum_j |w_ij| (an int8 input, even -128): a hard bound, per row
         fit = fx.multipliers32(ratios, 128 * np.abs(q).sum(axis=1), fx.MATMUL32_TOL)

@@ -5,13 +5,14 @@
    the integer requantisation, and the tanh table with the integer gate functions. A model's .c
    holds only its weights (named arrays) and its step, written as calls to these.
 
-   Linkage. The integer helpers and the int8 matvec are static inline (the matvec always inlined:
-   each call is specialised to its constant sizes; no symbol). The float matvec and the tanh table
-   have external linkage and are defined in the file of every model that needs them (the model's
-   .c defines SLIMEDGE_KERNELS_F32 or SLIMEDGE_KERNELS_S8 before including its header) as weak
-   symbols: with gcc or clang (ELF, Mach-O) a firmware that links several models keeps one copy.
-   Elsewhere they are static: each model's file keeps its own copy. Define SLIMEDGE_KERNELS_STATIC
-   to get that everywhere.
+   Linkage. The functions are static inline, no symbols: the small helpers inline anywhere, and
+   the two matvecs are always inlined, so each call is specialised to its constant sizes (the
+   trip counts and offsets of a loop written out for the model, which the instruction budgets
+   of a Cortex-M4 and the vector units of a desktop CPU both need). The tanh table has external
+   linkage and is defined in the file of every full-integer model (its .c defines
+   SLIMEDGE_KERNELS_S8 before including its header) as a weak symbol: with gcc or clang (ELF,
+   Mach-O) a firmware that links several models keeps one copy. Elsewhere it is static: each
+   model's file keeps its own. Define SLIMEDGE_KERNELS_STATIC to get that everywhere.
 
    Integer arithmetic relies on >> of a negative value being an arithmetic shift, as on every
    compiler slimedge knows of (C99 leaves it to the implementation; checked below). */
@@ -20,6 +21,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -82,14 +84,12 @@ static inline void slimedge_reset(const slimedge_model *m, float *h, float *c)
     slimedge_reset_batch(m, 1, h, c);
 }
 
-/* ---- linkage of the out-of-line kernels ----------------------------------------------------- */
+/* ---- linkage of the kernels' data ---------------------------------------------------------- */
 #if !defined(SLIMEDGE_KERNELS_STATIC) && defined(__GNUC__) && (defined(__ELF__) || defined(__APPLE__))
 #define SLIMEDGE_KERNEL __attribute__((weak, visibility("hidden")))
-#define SLIMEDGE_KERNEL_DECL __attribute__((visibility("hidden")))
 #define SLIMEDGE_KERNEL_DATA_DECL extern __attribute__((visibility("hidden")))
 #else
 #define SLIMEDGE_KERNEL static
-#define SLIMEDGE_KERNEL_DECL static
 #define SLIMEDGE_KERNEL_DATA_DECL static
 #endif
 #if defined(__GNUC__)
@@ -100,12 +100,80 @@ static inline void slimedge_reset(const slimedge_model *m, float *h, float *c)
 
 /* ---- float kernels -------------------------------------------------------------------------- */
 
-/* y[i] = bias[i] + sum_j w[i * cols + j] x[j], i < rows: w row-major (rows, cols), bias may be
-   NULL (zero). Four rows share each load of x; each row's sum stays in a register, one fused
-   multiply-add per weight where the core has one (gcc is told to contract a * b + c, which ISO C
-   modes forbid by default; clang contracts within an expression anyway). */
-SLIMEDGE_KERNEL_DECL void slimedge_matvec_f32(const float *x, int cols, const float *w, int rows,
-                                              const float *bias, float *y);
+/* a * b + c in one fused multiply-add on cores that have one (Cortex-M4F, M7: VFMA); elsewhere
+   a * b + c as written (which the compiler may contract itself) */
+#if defined(__GNUC__) && defined(__ARM_FEATURE_FMA) && defined(__ARM_FP) && (__ARM_FP & 4)
+#define SLIMEDGE_FMA(a, b, c) __builtin_fmaf((a), (b), (c))
+#else
+#define SLIMEDGE_FMA(a, b, c) ((a) * (b) + (c))
+#endif
+
+#if defined(__GNUC__)
+typedef float slimedge_f32x8 __attribute__((vector_size(32)));
+#endif
+
+/* where W[i][j] lies in a slimedge_matvec_f32 weight array: blocks of eight rows stored column
+   by column (the eight rows' weights of input j side by side), the last rows % 8 rows row-major
+   after them */
+#define SLIMEDGE_F32_INDEX(i, j, rows, cols) \
+    ((i) < (rows) / 8 * 8 ? (size_t)(i) / 8 * 8 * (size_t)(cols) + (size_t)(j) * 8 + (size_t)(i) % 8 \
+                          : (size_t)(i) * (size_t)(cols) + (size_t)(j))
+
+/* y[i] = bias[i] + sum_j W[i][j] x[j], i < rows: W laid out as SLIMEDGE_F32_INDEX says, bias may
+   be NULL (zero), and may be y itself (y += W x). Eight rows at a time: each input element is
+   loaded once and scales eight contiguous weights into eight sums that stay in registers (on a
+   Cortex-M4F eight FP registers and VFMAs; on a desktop CPU one vector FMA). Always inlined:
+   called with constant sizes, the compiler specialises each call. */
+SLIMEDGE_ALWAYS_INLINE void slimedge_matvec_f32(const float *x, int cols, const float *w,
+                                                int rows, const float *bias, float *y)
+{
+    int i = 0;
+    const float *wp = w;
+    for (; i + 8 <= rows; i += 8) {
+#if defined(__ARM_ARCH_PROFILE) && __ARM_ARCH_PROFILE == 'M'
+        /* a microcontroller: eight named sums, eight FP registers */
+        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, a4 = 0.0f, a5 = 0.0f, a6 = 0.0f,
+              a7 = 0.0f;
+        for (int j = 0; j < cols; j++, wp += 8) {
+            const float v = x[j];
+            a0 = SLIMEDGE_FMA(wp[0], v, a0); a1 = SLIMEDGE_FMA(wp[1], v, a1);
+            a2 = SLIMEDGE_FMA(wp[2], v, a2); a3 = SLIMEDGE_FMA(wp[3], v, a3);
+            a4 = SLIMEDGE_FMA(wp[4], v, a4); a5 = SLIMEDGE_FMA(wp[5], v, a5);
+            a6 = SLIMEDGE_FMA(wp[6], v, a6); a7 = SLIMEDGE_FMA(wp[7], v, a7);
+        }
+        const float a[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
+#elif defined(__GNUC__)
+        /* a desktop CPU: the eight sums as one vector (gcc and clang vector types), each input
+           element broadcast to a multiply-add */
+        slimedge_f32x8 acc[8] = {{0.0f}, {0.0f}, {0.0f}, {0.0f}, {0.0f}, {0.0f}, {0.0f}, {0.0f}};
+        slimedge_f32x8 wv;  /* eight independent chains of multiply-adds */
+        int j = 0;
+        for (; j + 8 <= cols; j += 8, wp += 64) {
+            for (int u = 0; u < 8; u++) {
+                memcpy(&wv, wp + 8 * u, sizeof wv);
+                acc[u] += wv * x[j + u];
+            }
+        }
+        for (; j < cols; j++, wp += 8) {
+            memcpy(&wv, wp, sizeof wv);
+            acc[0] += wv * x[j];
+        }
+        acc[0] += acc[1] + (acc[2] + acc[3]) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+        float a[8];
+        memcpy(a, &acc[0], sizeof a);
+#else
+        float a[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+        for (int j = 0; j < cols; j++, wp += 8)
+            for (int r = 0; r < 8; r++) a[r] += wp[r] * x[j];
+#endif
+        for (int r = 0; r < 8; r++) y[i + r] = bias ? a[r] + bias[i + r] : a[r];
+    }
+    for (int rest = rows - i; rest > 0; rest--, i++, wp += cols) {
+        float a0 = 0.0f;
+        for (int j = 0; j < cols; j++) a0 = SLIMEDGE_FMA(wp[j], x[j], a0);
+        y[i] = bias ? a0 + bias[i] : a0;
+    }
+}
 
 /* ---- integer kernels ------------------------------------------------------------------------ */
 #define SLIMEDGE_Z_FRAC_BITS 16      /* pre-activations: int32 Q16 */
@@ -192,22 +260,17 @@ SLIMEDGE_ALWAYS_INLINE int32_t slimedge_sxtb16_ror8(int32_t x)
 #define SLIMEDGE_RESCALE64 1  /* rescale in int64 (slimedge_rq64) */
 #define SLIMEDGE_SATURATE 2   /* clamp each result to +-SLIMEDGE_Z_LIMIT (else proved inside) */
 
-/* where W[i][j] lies in a slimedge_matvec_s8 weight array: blocks of three rows interleaved by
-   4 bytes, the last rows % 3 rows row-major after them */
-#define SLIMEDGE_S8_INDEX(i, j, rows, cols_pad) \
-    ((i) < (rows) / 3 * 3 ? ((size_t)(i) / 3 * 3 * (cols_pad) + (size_t)(j) / 4 * 12 \
-                             + (size_t)(i) % 3 * 4 + (size_t)(j) % 4) \
-                          : (size_t)(i) * (cols_pad) + (size_t)(j))
 #define SLIMEDGE_MATVEC_S8_SCRATCH(cols_pad) (4 * (size_t)(cols_pad))  /* bytes */
 
 /* Matrix-vector product of int8 weights and an int8 vector, rescaled per row to Q16:
      y[i] = rescale(sum_j W[i][j] x[j], mult[i], shift) + bias[i]          i < rows
-   W's rows are padded with zeros from cols to cols_pad (a multiple of 4) and laid out as
-   SLIMEDGE_S8_INDEX says (one pointer walks three rows). bias may be NULL. flags:
+   W is row-major, each row padded with zeros from cols to cols_pad (a multiple of 4). bias may
+   be NULL. flags:
    SLIMEDGE_RESCALE32 or _RESCALE64, optionally | SLIMEDGE_SATURATE. scratch:
    SLIMEDGE_MATVEC_S8_SCRATCH(cols_pad) bytes, int32-aligned. With the ARM DSP extension two
-   multiply-accumulates run per SMLAD on SXTB16-extended pairs; elsewhere x is widened to int32
-   once; either way three rows share each load of x, and both sum the same exact products.
+   multiply-accumulates run per SMLAD on SXTB16-extended pairs, three rows sharing each load of
+   x; elsewhere x is widened to int32 once and two rows share each load of it (a loop the
+   compiler vectorises on a desktop CPU). Both sum the same exact products.
    Always inlined: called with constant sizes and flags, the compiler specialises each call
    (trip counts and offsets become constants), as a loop written out for the model would be. */
 SLIMEDGE_ALWAYS_INLINE void slimedge_matvec_s8(const int8_t *x, int cols, int cols_pad,
@@ -216,7 +279,6 @@ SLIMEDGE_ALWAYS_INLINE void slimedge_matvec_s8(const int8_t *x, int cols, int co
                                                int32_t *y, int32_t *scratch)
 {
     int i = 0;
-    const int8_t *wp = w;
 #define SLIMEDGE_OUT(k) do { \
         const int32_t b_ = bias ? bias[i + (k)] : 0; \
         if (flags & SLIMEDGE_RESCALE64) { \
@@ -244,27 +306,29 @@ SLIMEDGE_ALWAYS_INLINE void slimedge_matvec_s8(const int8_t *x, int cols, int co
         scratch[2 * g] = __sxtb16(v);
         scratch[2 * g + 1] = slimedge_sxtb16_ror8(v);
     }
-#define SLIMEDGE_MAC(k, at) memcpy(&wv, wp + (at), 4); \
+#define SLIMEDGE_MAC(k, at) memcpy(&wv, wr + (k) * cols_pad + (at), 4); \
     a##k = __smlad(__sxtb16(wv), lo2, a##k); a##k = __smlad(slimedge_sxtb16_ror8(wv), hi2, a##k)
     for (; i + 3 <= rows; i += 3) {
+        const int8_t *wr = w + (size_t)i * (size_t)cols_pad;
         int32_t a0 = 0, a1 = 0, a2 = 0, lo2, hi2, wv;
         const int32_t *p = scratch;
         int g = 0;
-        for (; g + 4 <= groups; g += 4, p += 8, wp += 48) { /* four groups of 4 inputs a turn */
-            lo2 = p[0]; hi2 = p[1]; SLIMEDGE_MAC(0, 0); SLIMEDGE_MAC(1, 4); SLIMEDGE_MAC(2, 8);
-            lo2 = p[2]; hi2 = p[3]; SLIMEDGE_MAC(0, 12); SLIMEDGE_MAC(1, 16); SLIMEDGE_MAC(2, 20);
-            lo2 = p[4]; hi2 = p[5]; SLIMEDGE_MAC(0, 24); SLIMEDGE_MAC(1, 28); SLIMEDGE_MAC(2, 32);
-            lo2 = p[6]; hi2 = p[7]; SLIMEDGE_MAC(0, 36); SLIMEDGE_MAC(1, 40); SLIMEDGE_MAC(2, 44);
+        for (; g + 4 <= groups; g += 4, p += 8, wr += 16) { /* four groups of 4 inputs a turn */
+            lo2 = p[0]; hi2 = p[1]; SLIMEDGE_MAC(0, 0); SLIMEDGE_MAC(1, 0); SLIMEDGE_MAC(2, 0);
+            lo2 = p[2]; hi2 = p[3]; SLIMEDGE_MAC(0, 4); SLIMEDGE_MAC(1, 4); SLIMEDGE_MAC(2, 4);
+            lo2 = p[4]; hi2 = p[5]; SLIMEDGE_MAC(0, 8); SLIMEDGE_MAC(1, 8); SLIMEDGE_MAC(2, 8);
+            lo2 = p[6]; hi2 = p[7]; SLIMEDGE_MAC(0, 12); SLIMEDGE_MAC(1, 12); SLIMEDGE_MAC(2, 12);
         }
-        for (; g < groups; g++, p += 2, wp += 12) {
-            lo2 = p[0]; hi2 = p[1]; SLIMEDGE_MAC(0, 0); SLIMEDGE_MAC(1, 4); SLIMEDGE_MAC(2, 8);
+        for (; g < groups; g++, p += 2, wr += 4) {
+            lo2 = p[0]; hi2 = p[1]; SLIMEDGE_MAC(0, 0); SLIMEDGE_MAC(1, 0); SLIMEDGE_MAC(2, 0);
         }
         SLIMEDGE_OUT(0); SLIMEDGE_OUT(1); SLIMEDGE_OUT(2);
     }
     for (; i < rows; i++) {
+        const int8_t *wr = w + (size_t)i * (size_t)cols_pad;
         int32_t a0 = 0, lo2, hi2, wv;
         const int32_t *p = scratch;
-        for (int g = 0; g < groups; g++, p += 2, wp += 4) {
+        for (int g = 0; g < groups; g++, p += 2, wr += 4) {
             lo2 = p[0]; hi2 = p[1]; SLIMEDGE_MAC(0, 0);
         }
         SLIMEDGE_OUT(0);
@@ -274,22 +338,25 @@ SLIMEDGE_ALWAYS_INLINE void slimedge_matvec_s8(const int8_t *x, int cols, int co
     /* x widened to int32 words (one load each, with an immediate offset, on ARMv6-M); zeros past
        cols meet the rows' zero padding */
     for (int j = 0; j < cols_pad; j++) scratch[j] = j < cols ? x[j] : 0;
-    for (; i + 3 <= rows; i += 3) {
-        int32_t a0 = 0, a1 = 0, a2 = 0;
-        for (int j = 0; j < cols_pad; j += 4, wp += 12) {
+    for (; i + 2 <= rows; i += 2) {
+        const int8_t *wr = w + (size_t)i * (size_t)cols_pad;
+        int32_t a0 = 0, a1 = 0;
+        for (int j = 0; j < cols_pad; j += 4) {
             int32_t v;
-            v = scratch[j]; a0 += wp[0] * v; a1 += wp[4] * v; a2 += wp[8] * v;
-            v = scratch[j + 1]; a0 += wp[1] * v; a1 += wp[5] * v; a2 += wp[9] * v;
-            v = scratch[j + 2]; a0 += wp[2] * v; a1 += wp[6] * v; a2 += wp[10] * v;
-            v = scratch[j + 3]; a0 += wp[3] * v; a1 += wp[7] * v; a2 += wp[11] * v;
+            v = scratch[j]; a0 += (int32_t)wr[j] * v; a1 += (int32_t)wr[cols_pad + j] * v;
+            v = scratch[j + 1]; a0 += (int32_t)wr[j + 1] * v; a1 += (int32_t)wr[cols_pad + j + 1] * v;
+            v = scratch[j + 2]; a0 += (int32_t)wr[j + 2] * v; a1 += (int32_t)wr[cols_pad + j + 2] * v;
+            v = scratch[j + 3]; a0 += (int32_t)wr[j + 3] * v; a1 += (int32_t)wr[cols_pad + j + 3] * v;
         }
-        SLIMEDGE_OUT(0); SLIMEDGE_OUT(1); SLIMEDGE_OUT(2);
+        SLIMEDGE_OUT(0); SLIMEDGE_OUT(1);
     }
-    for (; i < rows; i++, wp += cols_pad) {
+    for (; i < rows; i++) {
+        const int8_t *wr = w + (size_t)i * (size_t)cols_pad;
         int32_t a0 = 0;
-        for (int j = 0; j < cols_pad; j += 4)
-            a0 += wp[j] * scratch[j] + wp[j + 1] * scratch[j + 1] + wp[j + 2] * scratch[j + 2]
-                + wp[j + 3] * scratch[j + 3];
+        for (int j = 0; j < cols_pad; j += 4) {
+            a0 += (int32_t)wr[j] * scratch[j]; a0 += (int32_t)wr[j + 1] * scratch[j + 1];
+            a0 += (int32_t)wr[j + 2] * scratch[j + 2]; a0 += (int32_t)wr[j + 3] * scratch[j + 3];
+        }
         SLIMEDGE_OUT(0);
     }
 #endif
@@ -297,34 +364,6 @@ SLIMEDGE_ALWAYS_INLINE void slimedge_matvec_s8(const int8_t *x, int cols, int co
 }
 
 /* ==== definitions: in the file of each model that uses them ================================= */
-#if defined(SLIMEDGE_KERNELS_F32) && !defined(SLIMEDGE_KERNELS_F32_DEFINED)
-#define SLIMEDGE_KERNELS_F32_DEFINED 1
-#if defined(__GNUC__) && !defined(__clang__)
-__attribute__((optimize("fp-contract=fast")))
-#endif
-SLIMEDGE_KERNEL void slimedge_matvec_f32(const float *x, int cols, const float *w, int rows,
-                                         const float *bias, float *y)
-{
-    int i = 0;
-    for (; i + 4 <= rows; i += 4) {
-        const float *w0 = w + (size_t)i * (size_t)cols, *w1 = w0 + cols, *w2 = w1 + cols,
-                    *w3 = w2 + cols;
-        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
-        for (int j = 0; j < cols; j++) {
-            const float v = x[j];
-            a0 += w0[j] * v; a1 += w1[j] * v; a2 += w2[j] * v; a3 += w3[j] * v;
-        }
-        if (bias) { a0 += bias[i]; a1 += bias[i + 1]; a2 += bias[i + 2]; a3 += bias[i + 3]; }
-        y[i] = a0; y[i + 1] = a1; y[i + 2] = a2; y[i + 3] = a3;
-    }
-    for (; i < rows; i++) {
-        const float *w0 = w + (size_t)i * (size_t)cols;
-        float a0 = 0.0f;
-        for (int j = 0; j < cols; j++) a0 += w0[j] * x[j];
-        y[i] = bias ? a0 + bias[i] : a0;
-    }
-}
-#endif /* SLIMEDGE_KERNELS_F32 */
 
 #if defined(SLIMEDGE_KERNELS_S8) && !defined(SLIMEDGE_KERNELS_S8_DEFINED)
 #define SLIMEDGE_KERNELS_S8_DEFINED 1
