@@ -112,7 +112,8 @@ class _IntRow:
         if value in self.group.stores:  # a new state, written once the element is done
             state, k = self.group.stores[value]
             dst, srep = self.state_dst(state, k), self.state[state][k]
-            self.group.tail.append(f"        {dst}[i] = {self.conv(name, rep, srep)};")
+            conv = self.conv(name, rep, srep, f"{value}_to_{state}{k}")
+            self.group.tail.append(f"        {dst}[i] = {conv};")
             self.stored.add(value)
 
     def const(self, ctype: str, values: np.ndarray, comment: str, name: str) -> str:
@@ -127,9 +128,10 @@ class _IntRow:
         self.rescale["max_relative_factor_error"] = max(self.rescale["max_relative_factor_error"],
                                                         float(err))
 
-    def conv(self, e: str, frm: Rep, to: Rep, top: int | None = None) -> str:
+    def conv(self, e: str, frm: Rep, to: Rep, name: str, top: int | None = None) -> str:
         """Expression ``e`` (held as ``frm``, |e| <= ``top``) rescaled and saturated to ``to``:
-        in int32 where the bound allows (:func:`fx.multipliers32`), else in int64."""
+        in int32 where the bound allows (:func:`fx.multipliers32`), else in int64; the
+        multiplier and shift are the named constants ``NAME_rescale`` and ``_shift``."""
         if frm == to:
             return e
         top = vmax(frm) if top is None else top
@@ -137,10 +139,16 @@ class _IntRow:
         if fit is not None:
             (M,), r, err = fit
             self.counted(32, err)
-            return f"({to.ctype})slimedge_sat(slimedge_rq({e}, {M}, {r}), {to.lo}, {to.hi})"
-        M, r = fx.multiplier(frm.scale / to.scale, frm.bits)
-        self.counted(64, 2.0 ** -(max(M.bit_length(), 1) - 1) if M else 0.0)
-        return f"({to.ctype})slimedge_sat64(slimedge_rq64({e}, {M}, {r}), {to.lo}, {to.hi})"
+            wide = ""
+        else:
+            M, r = fx.multiplier(frm.scale / to.scale, frm.bits)
+            self.counted(64, 2.0 ** -(max(M.bit_length(), 1) - 1) if M else 0.0)
+            wide = "64"
+        m = self.names.get(name, "_rescale")
+        self.arrays.append(f"enum {{ {m} = {src.c_int(M)}, {m}_shift = {r} }}; "
+                           f"/* scale {frm.scale:.6g} -> {to.scale:.6g} */\n")
+        return (f"({to.ctype})slimedge_sat{wide}(slimedge_rq{wide}({e}, {m}, {m}_shift), "
+                f"{to.lo}, {to.hi})")
 
     def operand(self, value: str, *, scale_for_add: Rep | None = None):
         """(element expression of index i, Rep) of a value or a constant. Constants in an add are
@@ -182,7 +190,8 @@ class _IntRow:
         size = self.size(value)
         self.lines.append(f"    int8_t {name}[{size}]; /* {value} as int8 */")
         self.scratch_bytes += size
-        self.lines.append(f"    for (int i = 0; i < {size}; i++) {name}[i] = {self.conv(a('i'), rep, to)};")
+        self.lines.append(f"    for (int i = 0; i < {size}; i++) {name}[i] = "
+                          f"{self.conv(a('i'), rep, to, name)};")
         return name, to
 
     # ---- ops --------------------------------------------------------------------------------
@@ -256,7 +265,8 @@ class _IntRow:
         terms = []
         for v in n.inputs:
             e, rep = self.operand(v, scale_for_add=T)
-            terms.append(self.conv(e("i"), rep, T) if rep.scale != T.scale else e("i"))
+            terms.append(self.conv(e("i"), rep, T, f"{v}_in_{n.outputs[0]}")
+                         if rep.scale != T.scale else e("i"))
         size = self.size(n.outputs[0])
         # every term is within +-(2^30 - 1) (Z_LIMIT, or its int8/int16 type): the sum fits int32
         total = f"(int32_t){terms[0]} + (int32_t){terms[1]}"
@@ -313,15 +323,17 @@ class _IntRow:
         top = vmax(ra) * vmax(rb)
         wide = "int32_t" if top <= fx.INT32_MAX else "int64_t"
         prod = Rep(wide, ra.scale * rb.scale, -top, top, ra.bits + rb.bits)
-        self.define(out_v, T, size, self.conv(f"({wide}){ea('i')} * ({wide}){eb('i')}", prod, T, top))
+        self.define(out_v, T, size, self.conv(f"({wide}){ea('i')} * ({wide}){eb('i')}", prod, T,
+                                              out_v, top))
 
     def gate(self, fn: str):
         def emit(n: ir.Node) -> None:
             e, rep = self.operand(n.inputs[0])
-            z = self.conv(e("i"), rep, Z)
+            z = self.conv(e("i"), rep, Z, f"{n.inputs[0]}_to_q16")
             T = self.target.get(n.outputs[0], Q15)
             size = self.size(n.outputs[0])
-            self.define(n.outputs[0], T, size, self.conv(f'slimedge_{fn}_q15({z})', Q15, T))
+            self.define(n.outputs[0], T, size, self.conv(f'slimedge_{fn}_q15({z})', Q15, T,
+                                                         n.outputs[0]))
         return emit
 
     def relu(self, n: ir.Node) -> None:
@@ -329,7 +341,7 @@ class _IntRow:
         T = self.target.get(n.outputs[0], rep)
         size = self.size(n.outputs[0])
         v = f"({e('i')} > 0 ? {e('i')} : 0)"
-        self.define(n.outputs[0], T, size, self.conv(v, rep, T))
+        self.define(n.outputs[0], T, size, self.conv(v, rep, T, n.outputs[0]))
 
     def split(self, n: ir.Node) -> None:
         base, offset, rep = self.expr[n.inputs[0]], 0, self.rep[n.inputs[0]]
@@ -356,7 +368,8 @@ class _IntRow:
             dst = self.state_dst(state, k)
             e, rep = self.operand(v)
             self.deferred.append(f"    for (int i = 0; i < {self.size(v)}; i++) "
-                                 f"{dst}[i] = {self.conv(e('i'), rep, self.state[state][k])};")
+                                 f"{dst}[i] = "
+                                 f"{self.conv(e('i'), rep, self.state[state][k], f'{v}_to_{state}{k}')};")
 
     def identity(self, n: ir.Node) -> None:
         self.expr[n.outputs[0]] = self.expr[n.inputs[0]]
@@ -389,7 +402,7 @@ class _IntRow:
         self.flush()
         e, rep = self.operand("y")
         self.deferred.append(f"    for (int i = 0; i < {self.g.output_size}; i++) "
-                             f"yq[i] = {self.conv(e('i'), rep, Z)};")
+                             f"yq[i] = {self.conv(e('i'), rep, Z, 'y_to_q16')};")
         if self.matvec_scratch:
             words = self.matvec_scratch
             self.lines.insert(0, f"    int32_t scratch[{words}]; /* the matvec kernels' */")
