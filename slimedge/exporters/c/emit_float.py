@@ -3,17 +3,23 @@
 Two weight formats (``weights=``): ``"float"`` (float32 weights, the float export) and ``"int8"``
 (int8 weights with one float scale per output row: ``--quantize dynamic``).
 
-The generated step walks the graph for one stream (one batch row) in a ``static`` row function:
-each IR value is a small array on the stack (a split's parts and the per-layer state are pointers
-into their parent), each op is one loop (the table :data:`OPS`, checked against ``ir.OPS``), and
-every write of the new state is deferred to the end of the row, after the last read of the old
-state, so ``h_next``/``c_next`` may be ``h``/``c`` themselves (in place).
+The generated step walks the graph for one stream (one batch row) in a ``static`` row function,
+calling the kernels of ``slimedge_kernels.h`` with arrays and constants named after the model's
+tensors (``l0_W_c``, ``l0_const_f``). A matmul is one call of ``slimedge_matvec_f32``; where
+W·x + b + U·h is read by nothing else, U·h accumulates onto W·x + b (one array). Consecutive
+element-wise ops run as one loop over the elements with scalar temporaries (:mod:`.fusion`), an
+array only for what later ops read; each op's C expression comes from the table :data:`OPS`
+(checked against ``ir.OPS``). Every write of the new state is deferred to the end of the row,
+after the last read of the old state, so ``h_next``/``c_next`` may be ``h``/``c`` themselves (in
+place), and the fused loops write only their own arrays (so a compiler may vectorise them).
 
-Matmuls, as measured on this project's CPU (gcc 12, -O3 -march=native -ffast-math):
+Matmuls, as measured on this project's CPU (gcc 12, -O3 -march=native -ffast-math) and on the
+emulated Cortex-M4 (arm-none-eabi-gcc -O2):
 
-* float weights are stored transposed, (in, out): each input element scales one contiguous
-  weight row into the outputs, a loop the compiler vectorises with no horizontal sums (faster
-  than one dot product per output row at n = 64 and n = 512);
+* float weights are stored in blocks of eight rows, column by column (:func:`f32_layout`): the
+  kernel keeps eight rows' sums in registers and each input element scales eight contiguous
+  weights (on the Cortex-M4 eight VFMAs, 20 instructions per 8 multiply-adds; on a desktop CPU
+  vector multiply-adds, 64 rows at a time);
 * int8 weights with at least :data:`SMALL_INPUT` inputs are stored (out, in): the input
   vector is scaled once per call to int16
   (:func:`activation_bound`, 15 bits: a relative rounding of 2^-16 of its largest element, far
@@ -22,7 +28,7 @@ Matmuls, as measured on this project's CPU (gcc 12, -O3 -march=native -ffast-mat
   the row's scale times the input's. Each stream row scales its own input, so rows stay
   independent in a batch. LSTM0 n = 512: 3.5x faster than the float step (the int8 matrix fits
   the L2 cache, the float one does not, and the dot product does 16 multiply-adds an instruction);
-* int8 weights with fewer inputs (W·x over 13 MFCCs) are stored (in, out) like float ones and
+* int8 weights with fewer inputs (W·x over 13 MFCCs) are stored transposed, (in, out), and
   converted to float in the loop: a short dot product per row costs more than it saves.
 """
 from __future__ import annotations
@@ -263,9 +269,7 @@ class _Row:
                 if n.op == "add" and n.outputs[0] in total else n for n in nodes]
 
     def identity(self, n: ir.Node) -> None:
-        if n.inputs[0] in self.scalar:
-            self.scalar[n.outputs[0]] = self.scalar[n.inputs[0]]
-        self.expr[n.outputs[0]] = self.expr.get(n.inputs[0], "")
+        self.expr[n.outputs[0]] = self.expr[n.inputs[0]]
 
     def emit(self) -> None:
         nodes = self.accumulating(self.g.nodes)
