@@ -9,7 +9,9 @@ Cortex-M4F (float and integer) and Cortex-M0+ (integer), each against LSTM0 of t
 and TensorFlow Lite Micro's tensor arena for the same model's ``.tflite`` (float; int8 with
 integer I/O). Every step of every run is checked against the host build (integer: equal; float:
 within 1e-4). Then the shipped (trained) model on the three devices with ``profile --target``'s
-own code, and the shipped model's integer step at -Os/-O2/-O3. Writes
+own code, and the shipped model's integer step at -Os/-O2/-O3. The float step's instructions per
+multiply-accumulate (the whole step, nonlinearities included, over its matmuls' MACs) and stack
+high-water mark are in the per-variant tables. Writes
 ``benchmarks/results/mcu.json`` and the ``## Microcontrollers`` section of BENCHMARKS.md.
 
     python benchmarks/mcu.py [--sizes 32,64,128] [--variants LSTM0,LSTM6] [--jobs 2]
@@ -65,15 +67,20 @@ def _like(n: int):
     return checkpoint.Checkpoint(config=config, tensors=tensors)
 
 
-def _brief(r: dict) -> dict:
-    return {"flash_bytes": r["flash_bytes"], "ram_bytes": r["ram_bytes"],
-            "instructions_per_step": r["instructions_per_step"],
+def _brief(r: dict, macs: int | None = None) -> dict:
+    out = {"flash_bytes": r["flash_bytes"], "ram_bytes": r["ram_bytes"],
+           "instructions_per_step": r["instructions_per_step"],
             "cycles_per_step_estimate": r["cycles_per_step_estimate"], "time": r["time"],
-            "check": {k: r["check"][k] for k in ("passed", "exact", "frames", "max_abs_diff")}}
+           "check": {k: r["check"][k] for k in ("passed", "exact", "frames", "max_abs_diff")}}
+    if macs:  # the whole step (nonlinearities included) per multiply-accumulate of its matmuls
+        out["macs_per_step"] = macs
+        out["instructions_per_mac"] = r["instructions_per_step"]["mean"] / macs
+    return out
 
 
 def one(job: tuple[str, int, int]) -> dict:
     """Every run of one variant at one size (a worker process)."""
+    from slimedge import ir
     from slimedge.exporters import export
 
     variant, n, sequences = job
@@ -83,13 +90,14 @@ def one(job: tuple[str, int, int]) -> dict:
     with tempfile.TemporaryDirectory(prefix="slimedge-mcu-") as tmp:
         work = Path(tmp)
         ckpt = baselines.random_checkpoint(variant, _like(n), work / f"{variant}-{n}.safetensors")
+        macs = ir.lower(ckpt).macs_per_step(None)
         for q in ("none", "int8"):
             c = export(ckpt, work / f"m_{q}.c", format="c", quantize=q, data=splits,
                        validate=False).path
             for device, quant in RUNS:
                 if quant == q:
                     r = cortexm.measure(c, device, frames, workdir=work / f"{device}-{q}")
-                    out["runs"][f"{device}/{q}"] = _brief(r)
+                    out["runs"][f"{device}/{q}"] = _brief(r, macs)
             if tflm.available():
                 out["tflm"][q] = tflm.arena(ckpt, q, work, stem="m", data=splits)
     return out
@@ -182,8 +190,9 @@ def markdown(report: dict) -> str:
         lines += ["", f"### Every variant at n = {n} (random weights, FSDD frames)", "",
                   "| variant | int8 flash B | int8 RAM B | M4 int8 instr | ×LSTM0 | M0+ int8 instr | "
                   "×LSTM0 | TFLM int8 arena B | int8 RAM/arena | float flash B | float RAM B | "
-                  "M4 float instr | ×LSTM0 | TFLM float arena B |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "M4 float instr | ×LSTM0 | M4 float instr/MAC | M4 float stack B | "
+                  "TFLM float arena B |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in (r for r in rows if r["hidden_size"] == n):
             i, z, f = (r["runs"][k] for k in ("cortex-m4/int8", "cortex-m0plus/int8", "cortex-m4/none"))
             ti, tf = ((r["tflm"].get(q) or {}).get("arena_bytes") for q in ("int8", "none"))
@@ -196,6 +205,7 @@ def markdown(report: dict) -> str:
                 f"{f'{ra:.2f}' if ra else '–'} | "
                 f"{_k(f['flash_bytes']['total'])} | {_k(f['ram_bytes']['total'])} | "
                 f"{_k(f['instructions_per_step']['mean'])} | {f['vs_lstm0']['instructions']:.2f} | "
+                f"{f['instructions_per_mac']:.2f} | {_k(f['ram_bytes']['stack'])} | "
                 f"{_k(tf) if tf else '–'} |")
     crashed = [f"{r['variant']} n={r['hidden_size']} {q}" for r in rows
                for q, t in r["tflm"].items() if t.get("arena_error")]

@@ -40,7 +40,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
 def atomic_files(path: str | os.PathLike, companions: tuple[str, ...] = ()) -> Iterator[Path]:
     """Yield ``path``'s name inside a fresh temporary folder beside it; when the block succeeds,
     move the file there, and each companion the writer made beside it (the same stem with a
-    suffix from ``companions``, such as a C header), over their targets. On any error nothing
+    suffix from ``companions``, such as a C header, or a fixed file name from it), over their
+    targets. On any error nothing
     reaches the targets and the folder is removed. For writers that make several files or insist
     on the file's own name."""
     path = Path(path)
@@ -49,7 +50,8 @@ def atomic_files(path: str | os.PathLike, companions: tuple[str, ...] = ()) -> I
     try:
         tmp = folder / path.name
         yield tmp
-        for made, target in [*((tmp.with_suffix(s), path.with_suffix(s)) for s in companions),
+        beside = lambda p, s: p.with_suffix(s) if s.startswith(".") else p.with_name(s)  # noqa: E731
+        for made, target in [*((beside(tmp, s), beside(path, s)) for s in companions),
                              (tmp, path)]:
             if made.exists():
                 os.chmod(made, 0o666 & ~_umask())

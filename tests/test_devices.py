@@ -81,6 +81,54 @@ def test_cortex_m4_float_step_is_within_tolerance_of_the_host(exports, frames):
     assert r["ram_bytes"]["state"] == 64 * 8 and r["flash_bytes"]["constants"] > 4 * 5642
 
 
+class _FloatAPI(Export):
+    """An export stepped through its float API (``PREFIX_step``), whatever its quantisation."""
+
+    @property
+    def function(self) -> str:
+        return f"{self.prefix}_step"
+
+
+@needs("cortex-m4")
+def test_stated_stack_bound_holds_on_cortex_m4(exports, fsdd, tmp_path):
+    """PREFIX_STACK_BYTES (the header's macro, also the config's stack_bytes) is at least the
+    stack high-water mark measured on the emulated Cortex-M4 (the stack painted, the deepest
+    overwritten word), stepping the float API of every kind of export (and the integer one's
+    PREFIX_step_q), and within the stated frame allowance of it: the shipped model and a
+    2-layer LSTM0 (n = 48), float, int8 weights and full integer."""
+    import re
+
+    from helpers import make_checkpoint
+    from slimedge.exporters import c as cx
+    from slimedge.exporters.c import source
+
+    ckpt, _, _ = make_checkpoint(tmp_path / "l0.safetensors", "LSTM0", 13, 48, 2, classes=10)
+    paths = [exports["none"], exports["int8"]]
+    paths += [export(ckpt, tmp_path / f"l0_{q}.c", format="c", quantize=q, data=fsdd,
+                     validate=False).path for q in ("none", "dynamic", "int8")]
+    frames = fsdd.test.sequence(0)[:6].astype(np.float32)
+    for path in paths:
+        e = _FloatAPI.read(path)
+        header = path.with_suffix(".h").read_text()
+        bound = int(re.search(rf"#define {e.prefix.upper()}_STACK_BYTES (\d+)", header).group(1))
+        assert bound == cx.read_metadata(path)["export"]["stack_bytes"]
+        m = cortexm.Machine(cortexm.build(e, "cortex-m4", tmp_path / path.stem))
+        m_in, state, k_out = e.sizes[0], e.sizes[1], e.sizes[3]
+        bufs = [m.alloc(4 * size) for size in (m_in, state, state, k_out)]
+        m.write(bufs[1], np.zeros(state, np.float32))
+        m.write(bufs[2], np.zeros(state, np.float32))
+        for x in frames:
+            m.write(bufs[0], x)
+            m.call(e.function, *bufs)
+        used = m.stack_high_water()
+        assert used <= bound, (path.name, used, bound)
+        assert bound - used <= source.FRAME_BYTES + 256, (path.name, used, bound)  # not loose
+    q = cortexm.measure(exports["int8"], "cortex-m4", [frames])  # the integer API's step_q
+    assert q["ram_bytes"]["stack"] <= int(re.search(
+        r"#define DIGITS_INT8_STACK_BYTES (\d+)",
+        exports["int8"].with_suffix(".h").read_text()).group(1))
+
+
 @needs("cortex-m0plus")
 def test_cortex_m0plus_counts_every_instruction(exports, frames, tmp_path):
     """ARMv6-M has no IT blocks, so the block-hook count must equal a per-instruction hook's."""

@@ -5,6 +5,7 @@ the shipped model like the runtime does."""
 import ctypes
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -116,9 +117,11 @@ def test_a_file_holds_only_its_variants_work(exports):
     path, ckpt, _, _ = exports.get("LSTM6", "1-layer")
     text = path.read_text()
     g = ir.lower(ckpt, fold_normalization=True)
-    assert text.count("const float *w =") == len(g.matmul_shapes()) == 2  # W_c·x, U_c·h
+    assert text.count("slimedge_matvec_f32(") == len(g.matmul_shapes()) == 2  # W_c·x, U_c·h
     assert "expf" not in text and text.count("tanhf(") == 2
-    assert "* 0.400000006f" in text and "* 1.0f" not in text
+    # the fixed gate f = 0.4 is a named constant, the gates at 1.0 are not multiplied at all
+    assert "static const float l0_const_f = 0.400000006f;" in text
+    assert "* l0_const_f" in text and "* 1.0f" not in text
     lstm0, _, _, _ = exports.get("LSTM0", "1-layer")
     assert lstm0.read_text().count("expf") == 3  # the i, f, o sigmoids
 
@@ -265,13 +268,23 @@ def _function(text: str, name: str) -> str:
 
 
 def test_integer_step_has_no_floating_point(tmp_path, shipped):
+    """The integer API's functions, and every kernel they call, have no floating point."""
     path, _, _ = integer_export(tmp_path, "LSTM0", gate="hard_sigmoid")
-    for p, fns in ((shipped.int, ["tanh"]), (path, ["tanh"])):  # hard sigmoid: rq, sat (clip)
+    kernels = (path.parent / source.KERNELS).read_text()
+    assert kernels == (shipped.int.parent / source.KERNELS).read_text() == source.kernels_text()
+    units = [(kernels, f"slimedge_{name}") for name in
+             ("rq", "sat", "rq64", "sat64", "tanh_q15", "sigmoid_q15",
+              "matvec_s8")]
+    for p in (shipped.int, path):
         text, prefix = p.read_text(), cx.read_metadata(p)["export"]["prefix"]
-        for name in ["row_q", "step_batch_q", "step_q", "reset_q", "rq", "sat", *fns]:
-            body = _function(text, f"{prefix}_{name}")
-            for word in ("float", "double", "expf", "tanhf", "f)", ".0f"):
-                assert word not in body, (p.name, name, word)
+        units += [(text, f"{prefix}_{name}") for name in ("row_q", "step_batch_q", "step_q",
+                                                          "reset_q")]
+        called = set(re.findall(r"\b(slimedge_\w+)\(", _function(text, f"{prefix}_row_q")))
+        assert called <= {name for _, name in units}, called
+    for text, name in units:
+        body = _function(text, name)
+        for word in ("float", "double", "expf", "tanhf", "f)", ".0f"):
+            assert word not in body, (name, word)
     assert "float" in _function(shipped.int.read_text(), "fsdd_int_step_io")  # the wrappers
 
 
@@ -306,13 +319,12 @@ def test_nonlinearities_in_c_match_their_stated_bound(tmp_path):
     """The C tanh and sigmoid equal the bit-exact model in fixedpoint.py at every Q16 input in
     [-12, 12], whose error against the exact functions is the bound the export states."""
     path, _, info = integer_export(tmp_path, "LSTM0")
-    prefix = cx.read_metadata(path)["export"]["prefix"]
     probe = tmp_path / "probe.c"
     probe.write_text(f'#include "{path.name}"\n'
                      f"void probe(int n, const int32_t *z, int32_t *t, int32_t *s);\n"
                      f"void probe(int n, const int32_t *z, int32_t *t, int32_t *s)\n{{\n"
-                     f"    for (int i = 0; i < n; i++) {{ t[i] = {prefix}_tanh(z[i]); "
-                     f"s[i] = {prefix}_sigmoid(z[i]); }}\n}}\n")
+                     f"    for (int i = 0; i < n; i++) {{ t[i] = slimedge_tanh_q15(z[i]); "
+                     f"s[i] = slimedge_sigmoid_q15(z[i]); }}\n}}\n")
     toolchain.compile_library(probe, tmp_path / "probe.so")
     lib = ctypes.CDLL(str(tmp_path / "probe.so"))
     z = np.arange(-12 * 65536, 12 * 65536 + 1, dtype=np.int32)
@@ -376,6 +388,92 @@ def test_exports_build_without_warnings(build_set, tmp_path, cc, flags):
                           f"BUILD={tmp_path}", f"CC={cc}", "all", "bench"],
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]
+
+
+TWO_MODEL_MAIN = r"""
+#include <stdio.h>
+#include "fa.h"
+#include "fb.h"
+#include "qa.h"
+#include "qb.h"
+
+/* any model through the descriptor: reset, then step the frames, printing y each step */
+static void run(const slimedge_model *m, int steps, const float *frames)
+{
+    static float h[4096], c[4096], y[64];
+    slimedge_reset(m, h, c);
+    for (int t = 0; t < steps; t++) {
+        slimedge_step(m, frames + t * m->input_size, h, c, y);
+        printf("%s", m->name);
+        for (int k = 0; k < m->output_size; k++) printf(" %.9g", y[k]);
+        printf("\n");
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static const slimedge_model *const models[] = {&fa_model, &fb_model, &qa_model, &qb_model};
+    static float frames[4096];
+    int steps = 0;
+    FILE *f = fopen(argv[argc - 1], "r");
+    while (steps < 4096 && fscanf(f, "%f", &frames[steps]) == 1) steps++;
+    fclose(f);
+    for (int k = 0; k < 4; k++) run(models[k], steps / models[k]->input_size, frames);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("cc", COMPILERS)
+def test_two_models_link_into_one_program_with_one_copy_of_the_kernels(tmp_path, cc):
+    """Four exports (two float, two full-integer, different variants) and a main that steps each
+    through the one descriptor API link into one program under -Werror: no symbol clash (each
+    object defines only its prefix's global symbols and, full integer, the kernels' tanh table as
+    a weak symbol), the table once in the program, and every model's outputs equal its own
+    runtime's."""
+    d = tmp_path / "fw"
+    d.mkdir()
+    for name, variant in (("fa", "LSTM6"), ("fb", "LSTM0"), ("qa", "LSTM10"), ("qb", "LSTM5")):
+        ckpt, _, _ = make_checkpoint(tmp_path / f"{name}.safetensors", variant, M, N, 2, classes=3)
+        if name.startswith("f"):
+            cx.write(ir.lower(ckpt, fold_normalization=True), d / f"{name}.c")
+        else:
+            cx.write_integer(ir.lower(ckpt), d / f"{name}.c", splits=synthetic_splits(M),
+                             options=SimpleNamespace(calibration_samples=None))
+    (d / "main.c").write_text(TWO_MODEL_MAIN)
+    units = ["fa", "fb", "qa", "qb"]
+    for u in units + ["main"]:
+        subprocess.run([cc, *WERROR, "-O2", "-c", f"{u}.c", "-o", f"{u}.o"], cwd=d, check=True)
+    for u in units:  # global symbols: the model's own, or the kernels' (weak)
+        out = subprocess.run(["nm", "-g", "--defined-only", f"{u}.o"], cwd=d, check=True,
+                             capture_output=True, text=True).stdout.split("\n")
+        syms = [line.split() for line in out if line.strip()]
+        assert syms and all(name.startswith(f"{u}_") or (name.startswith("slimedge_")
+                                                          and kind in "VW")
+                            for _, kind, name in syms), syms
+    exe = d / "fw"
+    subprocess.run([cc, "-o", str(exe), *(f"{u}.o" for u in units + ["main"]), "-lm"], cwd=d,
+                   check=True)
+    table = subprocess.run(["nm", str(exe)], check=True, capture_output=True, text=True).stdout
+    kernels = [line.split()[-1] for line in table.splitlines() if " slimedge_" in line]
+    assert kernels == ["slimedge_tanh_table"]  # the one table; the functions are all inlined
+    frames = seeded("fw").normal(size=(6, M)).astype(np.float32) * 2
+    (d / "frames.txt").write_text(" ".join(f"{v:.9g}" for v in frames.ravel()))
+    printed = subprocess.run([str(exe), str(d / "frames.txt")], check=True, capture_output=True,
+                             text=True).stdout.splitlines()
+    assert len(printed) == 4 * len(frames)
+    for u in units:
+        got = np.array([[float(v) for v in line.split()[1:]] for line in printed
+                        if line.split()[0] == u])
+        run = cx.runner(d / f"{u}.c")
+        h = np.zeros((2, 1, N), np.float32)
+        c = np.zeros((2, 1, N), np.float32)
+        want = []
+        for x in frames:
+            out = run({"x": x[None], "h": h, "c": c})
+            h, c = out["h_next"], out["c_next"]
+            want.append(out["y"][0])
+        np.testing.assert_allclose(got, np.array(want), atol=1e-4, rtol=0, err_msg=u)
 
 
 # ---- metadata, names, errors ------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 from helpers import environ, in_threads, make_checkpoint, seeded
 from slimedge import ir, runtime, variants
 from slimedge.exporters import c as cx
-from slimedge.exporters.c import toolchain
+from slimedge.exporters.c import source, toolchain
 from slimedge.runtime import InputError
 
 M, N, K = 5, 8, 4
@@ -220,6 +220,7 @@ def test_loading_a_model_leaves_the_process_floating_point_state_alone(models, t
     src = tmp_path / "m.c"
     shutil.copy(model.path, src)
     shutil.copy(model.path.with_suffix(".h"), tmp_path / "m.h")
+    shutil.copy(model.path.with_name(source.KERNELS), tmp_path / source.KERNELS)  # third file
     root = os.path.join(os.path.dirname(__file__), "..", "examples", "c")
     import subprocess
     subprocess.run([make, "-s", "-C", root, "lib", f"MODEL={src}"], check=True, capture_output=True)

@@ -1,28 +1,21 @@
 /* slimedge examples/mcu: stream one utterance's frames, stored as a constant array (frames.h,
    written by frames.py), through a slimedge C export and print the predicted digit.
 
-   Built by the Makefile against one export, named by three macros (as examples/c):
+   The firmware is the same for every model: it calls the kernel header's one API on the
+   model's descriptor (slimedge_reset, slimedge_step on a const slimedge_model) and reads the
+   sizes and labels from it. The Makefile names the export by macros:
      SLIMEDGE_MODEL_HEADER  the export's header file, as a string ("model.h")
-     SLIMEDGE_PREFIX        its identifier prefix (model -> model_step, model_labels, ...)
-     SLIMEDGE_PREFIX_UPPER  the same in capitals (MODEL_INPUT_SIZE, ...)
-   Every export has the float functions used here (PREFIX_reset, PREFIX_step); a full-integer
-   one computes in integers inside them. */
+     SLIMEDGE_MODEL         its descriptor (PREFIX_model: model.c -> model_model)
+     STATE_CAPACITY, OUTPUT_CAPACITY  the room for the state and output (the model's sizes,
+                            PREFIX_STATE_SIZE and PREFIX_OUTPUT_SIZE; checked at start)
+   Every export has the float API used here; a full-integer one computes in integers inside. */
 #include <stdint.h>
 
 #include SLIMEDGE_MODEL_HEADER
 #include "frames.h"
 #include "semihost.h"
 
-#define CAT2(a, b) a##b
-#define CAT(a, b) CAT2(a, b)
-#define FN(name) CAT(SLIMEDGE_PREFIX, name)
-#define SIZE(name) CAT(SLIMEDGE_PREFIX_UPPER, name)
-
-#if SIZE(_INPUT_SIZE) != FRAMES_INPUT_SIZE
-#error "frames.h was written for another input size than the model's"
-#endif
-
-static float h[SIZE(_STATE_SIZE)], c[SIZE(_STATE_SIZE)], y[SIZE(_OUTPUT_SIZE)];
+static float h[STATE_CAPACITY], c[STATE_CAPACITY], y[OUTPUT_CAPACITY];
 
 static void put_int(const char *before, long v, const char *after)
 {
@@ -40,15 +33,22 @@ static void put_int(const char *before, long v, const char *after)
 
 int main(void)
 {
-    FN(_reset)(h, c);
+    const slimedge_model *const model = &SLIMEDGE_MODEL;
+    if (model->input_size != FRAMES_INPUT_SIZE || model->state_size > STATE_CAPACITY
+            || model->output_size > OUTPUT_CAPACITY) {
+        semihost_write("frames.h does not fit this model (input size), or the model is larger "
+                       "than STATE_CAPACITY / OUTPUT_CAPACITY\n");
+        return 1;
+    }
+    slimedge_reset(model, h, c);
     for (int t = 0; t < FRAMES_COUNT; t++)
-        FN(_step)(frames[t], h, c, y);
+        slimedge_step(model, frames[t], h, c, y);
     int best = 0;
-    for (int k = 1; k < SIZE(_OUTPUT_SIZE); k++)
+    for (int k = 1; k < model->output_size; k++)
         if (y[k] > y[best]) best = k;
     put_int("frames: ", FRAMES_COUNT, "\n");
     semihost_write("predicted: ");
-    semihost_write(FN(_labels)[best]);
+    semihost_write(model->labels[best]);
     semihost_write("\n");
     put_int("expected: ", FRAMES_LABEL, "\n");
     return 0;

@@ -64,7 +64,8 @@ class Format:
     exporter: Callable[[], ModuleType] | None = None  # None: not written by export (a checkpoint)
     quantize: tuple[str, ...] = ("none",)
     modes: tuple[str, ...] = ("step",)
-    companions: tuple[str, ...] = ()  # suffixes of files written beside the main one (a header)
+    companions: tuple[str, ...] = ()  # files written beside the main one: a suffix (".h", the
+    # same stem) or a fixed file name (a header shared by every export)
     write_needs: tuple[str, ...] = ()  # import names writing the file needs
     quantize_needs: tuple[str, ...] = ()  # and quantising it, validated or not
     # a folder or companion file -> the main file (a C export's folder or header -> its .c)

@@ -15,14 +15,20 @@ Entry points (the format table names them):
     read_metadata(path) -> dict                            the config, read without compiling
     resolve(path) -> Path                                  a folder holding one export -> its .c
 
-Every file is C99 with no allocation and no mutable globals: weights are ``static const`` arrays,
-the caller owns the state. The header has the sizes as macros, the labels, and
+Every file is C99 with no allocation and no mutable globals: weights are ``static const`` arrays
+named after the model's tensors (``l0_W_c``), the caller owns the state. Beside the ``.c`` and its
+``.h`` lies the fixed kernel header ``slimedge_kernels.h`` (the same for every export: the
+matvecs, the integer requantisation and tables, the model descriptor and its API). The model's
+header has the sizes and ``PREFIX_STACK_BYTES`` (an upper bound of the stack a step uses) as
+macros, the labels, the descriptor ``const slimedge_model PREFIX_model`` (firmware calls
+``slimedge_step(&PREFIX_model, x, h, c, y)`` for any model) and, as thin wrappers over it,
 ``PREFIX_step`` (one stream, state in place), ``PREFIX_step_batch`` (B streams, state laid out
 (layers, B, n) like the ONNX/TFLite step graphs), ``PREFIX_step_io`` (one struct argument; new
 state to separate arrays or in place: the runtime's call) and ``PREFIX_reset``. The identifier
-prefix is the file's stem made a C identifier (``digits-v2.c`` -> ``digits_v2_step``). The
-model's config JSON (with an ``export`` section: format ``c``, the quantisation, the prefix) is
-both a comment line that :func:`read_metadata` finds and ``const char PREFIX_config[]``.
+prefix is the file's stem made a C identifier (``digits-v2.c`` -> ``digits_v2_step``); several
+models link into one program, the kernels once. The model's config JSON (with an ``export``
+section: format ``c``, the quantisation, the prefix) is the string ``const char
+PREFIX_config[]`` at the end of the ``.c``, which :func:`read_metadata` reads without compiling.
 
 Writing needs no compiler; :func:`runner` and the runtime's ``c`` backend compile with the host
 compiler (see :mod:`.toolchain`). This package does not import torch.
@@ -56,11 +62,16 @@ def _check_mode(mode: str) -> None:
 
 
 def _write_pair(path: Path, c_text: str, h_text: str) -> None:
+    """The ``.c``, its ``.h`` and the kernel header (the package's, the same for every export)."""
     path = Path(path)
     if path.suffix != SUFFIX:
         raise ValueError(f"{path}: a C export is written to a file ending in {SUFFIX}")
     path.write_text(c_text, encoding="ascii")
     path.with_suffix(HEADER_SUFFIX).write_text(h_text, encoding="ascii")
+    kernels = path.with_name(source.KERNELS)
+    text = source.kernels_text()
+    if not kernels.is_file() or kernels.read_text(encoding="ascii", errors="replace") != text:
+        kernels.write_text(text, encoding="ascii")
 
 
 def write(graph: ir.Graph, path: str | os.PathLike, *, mode: str = "step") -> None:
@@ -120,11 +131,11 @@ def resolve(path: str | os.PathLike) -> Path:
     found = []
     for c in sorted(path.glob(f"*{SUFFIX}")):
         try:
-            head = c.read_text(encoding="ascii", errors="replace")[:1 << 16]
-        except OSError:
+            text = c.read_text(encoding="ascii", errors="replace")
+            if source.read_config(text) is not None:
+                found.append(c)
+        except (OSError, ValueError, RecursionError):
             continue
-        if source.read_config_comment(head) is not None:
-            found.append(c)
     if len(found) != 1:
         what = "no slimedge C export" if not found else (
             f"{len(found)} slimedge C exports ({', '.join(p.name for p in found)}); name one")
@@ -136,12 +147,14 @@ def read_metadata(path: str | os.PathLike) -> dict:
     """The model's config JSON stored in a C export (the ``.c``, its ``.h``, or their folder),
     read without compiling. Raises ModelFileError (a ValueError) naming the file."""
     path = resolve(path)
+    if path.suffix == HEADER_SUFFIX and path.with_suffix(SUFFIX).is_file():
+        path = path.with_suffix(SUFFIX)  # the config is in the .c
     try:
         text = path.read_text(encoding="ascii", errors="replace")
     except OSError as e:
         raise ModelFileError(f"{path}: cannot read it ({e.strerror or e})") from None
     try:
-        config = source.read_config_comment(text)
+        config = source.read_config(text)
     except (ValueError, RecursionError) as e:
         raise ModelFileError(f"{path}: its slimedge config line is not valid JSON "
                              f"({type(e).__name__})") from None
@@ -150,8 +163,8 @@ def read_metadata(path: str | os.PathLike) -> dict:
 
         config = parse_json(json.dumps(config), path)  # nesting and type checks
     if config is None:
-        raise ModelFileError(f"{path}: not a slimedge C export (no '/* {source.CONFIG_TAG}...' "
-                             f"line with the model's config)")
+        raise ModelFileError(f"{path}: not a slimedge C export (no 'const char PREFIX_config[]' "
+                             f"string with the model's config)")
     if not isinstance(config, dict) or not isinstance(config.get("export"), dict) \
             or "prefix" not in config["export"]:
         raise ModelFileError(f"{path}: its slimedge config has no export section naming the "
@@ -160,7 +173,7 @@ def read_metadata(path: str | os.PathLike) -> dict:
 
 
 class IO(ctypes.Structure):
-    """The generated ``PREFIX_io`` struct (int batch, then six pointers)."""
+    """The kernel header's ``slimedge_io`` struct, ``PREFIX_io`` (int batch, then six pointers)."""
 
     _fields_ = [("batch", ctypes.c_int)] + [(k, ctypes.c_void_p)
                                             for k in source.IO_STRUCT_FIELDS[1:]]

@@ -3,17 +3,23 @@
 Two weight formats (``weights=``): ``"float"`` (float32 weights, the float export) and ``"int8"``
 (int8 weights with one float scale per output row: ``--quantize dynamic``).
 
-The generated step walks the graph for one stream (one batch row) in a ``static`` row function:
-each IR value is a small array on the stack (a split's parts and the per-layer state are pointers
-into their parent), each op is one loop (the table :data:`OPS`, checked against ``ir.OPS``), and
-every write of the new state is deferred to the end of the row, after the last read of the old
-state, so ``h_next``/``c_next`` may be ``h``/``c`` themselves (in place).
+The generated step walks the graph for one stream (one batch row) in a ``static`` row function,
+calling the kernels of ``slimedge_kernels.h`` with arrays and constants named after the model's
+tensors (``l0_W_c``, ``l0_const_f``). A matmul is one call of ``slimedge_matvec_f32``; where
+W·x + b + U·h is read by nothing else, U·h accumulates onto W·x + b (one array). Consecutive
+element-wise ops run as one loop over the elements with scalar temporaries (:mod:`.fusion`), an
+array only for what later ops read; each op's C expression comes from the table :data:`OPS`
+(checked against ``ir.OPS``). Every write of the new state is deferred to the end of the row,
+after the last read of the old state, so ``h_next``/``c_next`` may be ``h``/``c`` themselves (in
+place), and the fused loops write only their own arrays (so a compiler may vectorise them).
 
-Matmuls, as measured on this project's CPU (gcc 12, -O3 -march=native -ffast-math):
+Matmuls, as measured on this project's CPU (gcc 12, -O3 -march=native -ffast-math) and on the
+emulated Cortex-M4 (arm-none-eabi-gcc -O2):
 
-* float weights are stored transposed, (in, out): each input element scales one contiguous
-  weight row into the outputs, a loop the compiler vectorises with no horizontal sums (faster
-  than one dot product per output row at n = 64 and n = 512);
+* float weights are stored in blocks of eight rows, column by column (:func:`f32_layout`): the
+  kernel keeps eight rows' sums in registers and each input element scales eight contiguous
+  weights (on the Cortex-M4 eight VFMAs, 20 instructions per 8 multiply-adds; on a desktop CPU
+  vector multiply-adds, 64 rows at a time);
 * int8 weights with at least :data:`SMALL_INPUT` inputs are stored (out, in): the input
   vector is scaled once per call to int16
   (:func:`activation_bound`, 15 bits: a relative rounding of 2^-16 of its largest element, far
@@ -22,7 +28,7 @@ Matmuls, as measured on this project's CPU (gcc 12, -O3 -march=native -ffast-mat
   the row's scale times the input's. Each stream row scales its own input, so rows stay
   independent in a batch. LSTM0 n = 512: 3.5x faster than the float step (the int8 matrix fits
   the L2 cache, the float one does not, and the dot product does 16 multiply-adds an instruction);
-* int8 weights with fewer inputs (W·x over 13 MFCCs) are stored (in, out) like float ones and
+* int8 weights with fewer inputs (W·x over 13 MFCCs) are stored transposed, (in, out), and
   converted to float in the loop: a short dot product per row costs more than it saves.
 """
 from __future__ import annotations
@@ -32,6 +38,7 @@ from typing import Callable
 import numpy as np
 
 from ... import ir
+from . import fusion
 from . import source as src
 
 WEIGHTS = ("float", "int8")
@@ -55,25 +62,29 @@ SIGMOID_CLAMP = 30.0  # |z| beyond this: σ(z) is 0 or 1 in float32; keeps expf 
 class _Row:
     """The body of the row function for one graph: C lines and each value's C expression."""
 
-    def __init__(self, graph: ir.Graph, prefix: str, weights: str) -> None:
+    def __init__(self, graph: ir.Graph, prefix: str, weights: str,
+                 names: src.Names | None = None) -> None:
         self.g, self.p, self.weights = graph, prefix, weights
+        self.names = names or src.Names()
         self.lines: list[str] = []
-        self.arrays: list[str] = []  # const array definitions (file scope)
+        self.arrays: list[str] = []  # const definitions (file scope)
         self.expr: dict[str, str] = {"x": "x"}  # value -> C expression of a float pointer
         self.const_names: dict[str, str] = {}
         self.deferred: list[str] = []  # state and output writes, after every read
-        self.tmp = 0
         self.weight_bytes = 0
         self.weight_error: dict[str, float] = {}
         self.scratch_bytes = 0  # the row function's arrays on the stack
+        self.group: fusion.Group | None = None  # the fused element-wise loop being written
+        self.scalar: dict[str, str] = {}  # value -> its scalar in that loop
+        self.stored: set[str] = set()  # new-state values written out in a fused loop
+        self.accumulate: dict[str, str] = {}  # matmul result -> the result it is added onto
 
     # ---- names ------------------------------------------------------------------------------
-    def local(self, value: str, size: int) -> str:
-        name = f"t{self.tmp}"
-        self.tmp += 1
-        self.lines.append(f"    float {name}[{size}]; /* {value} */")
+    def local(self, value: str, size: int, ctype: str = "float") -> str:
+        name = self.names.get(value)
+        self.lines.append(f"    {ctype} {name}[{size}]; /* {value} */")
         self.expr[value] = name
-        self.scratch_bytes += 4 * size
+        self.scratch_bytes += (4 if ctype == "float" else 2) * size
         return name
 
     def size(self, value: str) -> int:
@@ -82,40 +93,86 @@ class _Row:
 
     def operand(self, value: str) -> Callable[[str], str]:
         """A function of the loop index giving the element expression of ``value``."""
+        if value in self.scalar:
+            v = self.scalar[value]
+            return lambda i: v
         if value in self.g.initializers:
-            w = self.g.initializers[value]
-            if w.size == 1:
-                lit = src.c_float(w.ravel()[0])
-                return lambda i: lit
-            name = self.const_array(value, w)
+            name = self.const_array(value, self.g.initializers[value])
+            if self.g.initializers[value].size == 1:
+                return lambda i: name
             return lambda i: f"{name}[{i}]"
         e = self.expr[value]
         return lambda i: f"{e}[{i}]"
 
     def const_array(self, value: str, w: np.ndarray) -> str:
+        """A named constant (one value) or const array of a graph initializer."""
         if value not in self.const_names:
-            name = f"{self.p}_k{len(self.const_names)}"
-            self.arrays.append(src.array("float", name, w.astype(np.float32),
-                                         comment=f"{value} {tuple(w.shape)}"))
+            name = self.names.get(value)
+            if w.size == 1:
+                self.arrays.append(f"static const float {name} = {src.c_float(w.ravel()[0])};"
+                                   f" /* {value} */\n")
+            else:
+                self.arrays.append(src.array("float", name, w.astype(np.float32),
+                                             comment=f"{value} {tuple(w.shape)}"))
             self.const_names[value] = name
             self.weight_bytes += 4 * w.size
         return self.const_names[value]
+
+    def define(self, value: str, size: int, expr) -> None:
+        """``value`` (``size`` floats) is ``expr(i)`` at element ``i``: its own loop and array
+        outside a fused group; inside one, a scalar of the group's loop, stored to an array only
+        where something after the group reads it, and to the new state where that is its place
+        (see :mod:`.fusion`)."""
+        if self.group is None:
+            out = self.local(value, size)
+            self.lines.append(f"    for (int i = 0; i < {size}; i++) {out}[i] = {expr('i')};")
+            return
+        name = self.names.get(value)
+        self.group.body.append(f"        const float {name} = {expr('i')}; /* {value} */")
+        self.scalar[value] = name
+        if value in self.group.escapes:
+            arr = self.local(value, size)
+            self.group.body.append(f"        {arr}[i] = {name};")
+        if value in self.group.stores:
+            state, k = self.group.stores[value]
+            self.group.tail.append(f"        {_state_dst(state, k)}[i] = {name};")
+            self.stored.add(value)
+
+    def flush(self) -> None:
+        """Close the fused element-wise loop: the arrays it fills, then the one loop."""
+        if self.group is None:
+            return
+        g, self.group = self.group, None
+        self.scalar.clear()
+        self.lines.append(f"    for (int i = 0; i < {g.size}; i++) {{")
+        self.lines.extend(g.body + g.tail)
+        self.lines.append("    }")
 
     # ---- ops --------------------------------------------------------------------------------
     def matmul(self, n: ir.Node) -> None:
         a, wname, *bias = n.inputs
         W = self.g.initializers[wname]
         n_out, n_in = W.shape
-        out = self.local(n.outputs[0], n_out)
+        into = self.accumulate.get(n.outputs[0])
+        if n.outputs[0] == "y" and self.weights == "float":  # the output array itself
+            out = self.expr["y"] = "y"
+        elif into is None:
+            out = self.local(n.outputs[0], n_out)
+        else:  # onto the other matmul's result: y = W·a + y
+            out = self.expr[n.outputs[0]] = self.expr[into]
         ae = self.expr[a]
-        name = f"{self.p}_w{len(self.const_names)}"
+        name = self.names.get(wname)
         self.const_names[wname] = name
         b = self.operand(bias[0])("i") if bias else None
         if self.weights == "float":
-            comment = f"{wname}: {n_out} x {n_in}, stored transposed ({n_in}, {n_out})"
-            self.arrays.append(src.array("float", name, W.T.astype(np.float32), comment=comment))
+            comment = (f"{wname}: {n_out} x {n_in}, blocks of 8 rows column by column "
+                       f"(SLIMEDGE_F32_INDEX)")
+            self.arrays.append(src.array("float", name, f32_layout(W), comment=comment))
             self.weight_bytes += 4 * W.size
-            self._columns(out, ae, name, "float", n_out, n_in, b or "0.0f")
+            bias_arr = out if into is not None else self.const_names[bias[0]] if bias else "NULL"
+            note = f" /* {into} + {n.outputs[0]} */" if into is not None else ""
+            self.lines.append(f"    slimedge_matvec_f32({ae}, {n_in}, {name}, {n_out}, {bias_arr}, "
+                              f"{out});{note}")
             return
         scale = np.abs(W).max(axis=1) / 127.0
         scale[scale == 0] = 1.0
@@ -159,30 +216,25 @@ class _Row:
     def _columns(self, out: str, a: str, w: str, wtype: str, n_out: int, n_in: int,
                  init: str) -> None:
         """out = init + W·a with W stored (in, out): one contiguous weight row per input."""
-        cast = "(float)" if wtype != "float" else ""
         L = self.lines
         L.append(f"    for (int i = 0; i < {n_out}; i++) {out}[i] = {init};")
         L.append(f"    for (int j = 0; j < {n_in}; j++) {{")
         L.append(f"        const float aj = {a}[j];")
         L.append(f"        const {wtype} *w = {w} + (size_t)j * {n_out};")
-        L.append(f"        for (int i = 0; i < {n_out}; i++) {out}[i] += {cast}w[i] * aj;")
+        L.append(f"        for (int i = 0; i < {n_out}; i++) {out}[i] += (float)w[i] * aj;")
         L.append("    }")
 
     def binary(self, symbol: str) -> Callable[[ir.Node], None]:
         def emit(n: ir.Node) -> None:
             a, b = (self.operand(v) for v in n.inputs)
-            size = self.size(n.outputs[0])
-            out = self.local(n.outputs[0], size)
-            self.lines.append(f"    for (int i = 0; i < {size}; i++) "
-                              f"{out}[i] = {a('i')} {symbol} {b('i')};")
+            self.define(n.outputs[0], self.size(n.outputs[0]),
+                        lambda i: f"{a(i)} {symbol} {b(i)}")
         return emit
 
     def unary(self, fn: Callable[[str], str]) -> Callable[[ir.Node], None]:
         def emit(n: ir.Node) -> None:
             a = self.operand(n.inputs[0])
-            size = self.size(n.outputs[0])
-            out = self.local(n.outputs[0], size)
-            self.lines.append(f"    for (int i = 0; i < {size}; i++) {out}[i] = {fn(a('i'))};")
+            self.define(n.outputs[0], self.size(n.outputs[0]), lambda i: fn(a(i)))
         return emit
 
     def split(self, n: ir.Node) -> None:
@@ -197,20 +249,64 @@ class _Row:
             self.expr[o] = state if k == 0 else f"({state} + {k} * ld)"
 
     def stack(self, n: ir.Node) -> None:
-        target = {"h_next": "h_out", "c_next": "c_out"}[n.outputs[0]]
+        state = fusion.STATE_OF_STACK[n.outputs[0]]
         for k, v in enumerate(n.inputs):
-            dst = target if k == 0 else f"({target} + {k} * ld)"
+            if v in self.stored:
+                continue
             self.deferred.append(f"    for (int i = 0; i < {self.size(v)}; i++) "
-                                 f"{dst}[i] = {self.operand(v)('i')};")
+                                 f"{_state_dst(state, k)}[i] = {self.operand(v)('i')};")
+
+    def accumulating(self, nodes: list[ir.Node]) -> list[ir.Node]:
+        """``nodes`` with each sum of two matmul results that nothing else reads (W·x + b + U·h)
+        made one array: the second matmul accumulates onto the first's result (its bias
+        argument), the add becomes an alias of it. Float weights only."""
+        if self.weights != "float":
+            return list(nodes)
+        pairs = fusion.matmul_sums(nodes)
+        total = {t: first for first, t in pairs.values()}
+        self.accumulate = {second: first for second, (first, _) in pairs.items()}
+        return [ir.Node("identity", (total[n.outputs[0]],), n.outputs, {})
+                if n.op == "add" and n.outputs[0] in total else n for n in nodes]
 
     def identity(self, n: ir.Node) -> None:
         self.expr[n.outputs[0]] = self.expr[n.inputs[0]]
 
     def emit(self) -> None:
-        for n in self.g.nodes:
+        nodes = self.accumulating(self.g.nodes)
+        groups = fusion.plan(nodes, self.size)
+        for g in groups.values():
+            # the new state goes to arrays and is written after the row: a fused loop that
+            # writes only its own arrays may be vectorised (tanhf and expf included, where the
+            # C library has vector versions), one that might write over its inputs may not
+            g.escapes |= set(g.stores)
+            g.stores = {}
+        end = -1
+        for k, n in enumerate(nodes):
+            if k in groups:
+                self.flush()
+                self.group, end = groups[k], groups[k].end
+            elif k > end:
+                self.flush()
             OPS[n.op](self, n)
+        self.flush()
         K = self.g.output_size
-        self.deferred.append(f"    for (int i = 0; i < {K}; i++) y[i] = {self.operand('y')('i')};")
+        if self.expr.get("y") != "y":
+            self.deferred.append(f"    for (int i = 0; i < {K}; i++) y[i] = {self.operand('y')('i')};")
+
+
+def f32_layout(W: np.ndarray) -> np.ndarray:
+    """Float weights (out, in) as ``slimedge_matvec_f32`` reads them: blocks of eight rows stored
+    column by column, the last rows % 8 rows row-major after them (``SLIMEDGE_F32_INDEX``)."""
+    W = np.asarray(W, np.float32)
+    rows, cols = W.shape
+    full = rows // 8 * 8
+    blocks = W[:full].reshape(rows // 8, 8, cols).transpose(0, 2, 1)
+    return np.concatenate([blocks.ravel(), W[full:].ravel()])
+
+
+def _state_dst(state: str, k: int) -> str:
+    target = {"h": "h_out", "c": "c_out"}[state]
+    return target if k == 0 else f"({target} + {k} * ld)"
 
 
 def _sigmoid(a: str) -> str:
@@ -238,33 +334,21 @@ OPS: dict[str, Callable[[_Row, ir.Node], None]] = {
 assert set(OPS) == set(ir.OPS), "every IR op needs a C mapping"
 
 
-def _header(prefix: str, header: str, graph: ir.Graph, meta: dict, weights: str) -> str:
-    P = prefix.upper()
+def _header(prefix: str, header: str, graph: ir.Graph, meta: dict, weights: str,
+            stack_bytes: int) -> str:
     what = ("float32 weights and arithmetic" if weights == "float" else
             "int8 weights (one float scale per output row), float32 activations")
     return src.join([
         f"/* {header}: a slimedge {meta['lstm']['variant']['name']} step function in C99 "
-        f"({what}). Generated by slimedge; do not edit. */",
-        src.config_comment(meta),
+        f"({what}).\n   Generated by slimedge; do not edit. The model's config JSON is "
+        f"{prefix}_config, in the .c. */",
         f"#ifndef {src.guard(prefix)}\n#define {src.guard(prefix)}\n",
         "#ifdef __cplusplus\nextern \"C\" {\n#endif\n",
-        "\n".join(src.size_macros(prefix, graph)) + "\n",
         "/* State: h and c hold NUM_LAYERS x HIDDEN_SIZE floats per stream, owned by the caller;\n"
         "   zero them (reset) to start a stream. Batched calls lay x out (batch, INPUT_SIZE), y\n"
         "   (batch, OUTPUT_SIZE) and h, c (NUM_LAYERS, batch, HIDDEN_SIZE), like the ONNX and\n"
         "   TFLite step graphs. Inputs are raw frames: the learned normalisation is inside. */",
-        src.io_struct(prefix, ("float", "float", "float", "float")),
-        f"extern const char {prefix}_config[];  /* the model's config JSON */",
-        f"extern const char *const {prefix}_labels[{P}_OUTPUT_SIZE];\n",
-        "/* one stream: x (INPUT_SIZE) -> y (OUTPUT_SIZE); h, c updated in place */",
-        f"void {prefix}_step(const float *x, float *h, float *c, float *y);",
-        "/* batch streams in one call; h, c updated in place */",
-        f"void {prefix}_step_batch(int batch, const float *x, float *h, float *c, float *y);",
-        "/* the general call: new state to h_next, c_next (which may be h, c) */",
-        f"void {prefix}_step_io(const {prefix}_io *io);",
-        "/* zero the state of one stream, or of a batch of streams */",
-        f"void {prefix}_reset(float *h, float *c);",
-        f"void {prefix}_reset_batch(int batch, float *h, float *c);\n",
+        *src.api_header(prefix, graph, stack_bytes),
         "#ifdef __cplusplus\n}\n#endif\n",
         f"#endif /* {src.guard(prefix)} */",
     ])
@@ -281,26 +365,23 @@ def generate(graph: ir.Graph, prefix: str, *, header: str, weights: str = "float
     quantize = "none" if weights == "float" else "dynamic"
     info = {"weights": "float32" if weights == "float" else "int8 symmetric, one scale per row",
             "activations": "float32", "weight_bytes": row.weight_bytes, "arithmetic": LAYOUT[weights],
-            "stack_bytes": row.scratch_bytes}
+            "stack_bytes": row.scratch_bytes + src.FRAME_BYTES}
     if weights == "int8":
         info["max_abs_weight_error"] = max(row.weight_error.values(), default=0.0)
     info["weights_sha256"] = src.digest(row.arrays)
     meta = src.export_meta(graph, prefix, quantize, **info, **(meta_info or {}))
-    P = prefix.upper()
     m, n, K = graph.input_size, graph.hidden_size, graph.output_size
     body = "\n".join(row.lines + ["    /* the new state and the output, after every read of the old */"]
                      + row.deferred)
     c_text = src.join([
         f"/* {header[:-2]}.c: a slimedge step function in C99, generated from the step IR by slimedge "
-        f"(see {header}). No allocation, no mutable globals: the weights are const arrays and "
+        f"(see {header}).\n   No allocation, no mutable globals: the weights are const arrays and "
         f"the caller owns the state. */",
-        src.config_comment(meta),
         "#include <math.h>\n#include <stddef.h>\n#include <stdint.h>\n" + src.include(header),
         *row.arrays,
-        src.config_array(prefix, meta),
         src.labels_array(prefix, graph),
         f"/* One stream: x ({m}), state layer k at h + k * ld, output y ({K}). Every read of h and c\n"
-        f"   comes before the first write of h_out and c_out, so they may be the same arrays. */\n"
+        f"   comes before the write of its element of h_out and c_out, so they may be the same. */\n"
         f"static void {prefix}_row(const float *x, const float *h, const float *c, size_t ld,\n"
         f"                         float *y, float *h_out, float *c_out)\n{{\n"
         f"    (void)ld;\n{body}\n}}\n",
@@ -311,20 +392,11 @@ def generate(graph: ir.Graph, prefix: str, *, header: str, weights: str = "float
         f"io->c + (size_t)b * {n}, ld,\n"
         f"                     io->y + (size_t)b * {K}, io->h_next + (size_t)b * {n}, "
         f"io->c_next + (size_t)b * {n});\n}}\n",
-        f"void {prefix}_step_batch(int batch, const float *x, float *h, float *c, float *y)\n{{\n"
-        f"    {prefix}_io io;\n"
-        f"    io.batch = batch; io.x = x; io.h = h; io.c = c;\n"
-        f"    io.y = y; io.h_next = h; io.c_next = c;\n"
-        f"    {prefix}_step_io(&io);\n}}\n",
-        f"void {prefix}_step(const float *x, float *h, float *c, float *y)\n{{\n"
-        f"    {prefix}_step_batch(1, x, h, c, y);\n}}\n",
-        f"void {prefix}_reset_batch(int batch, float *h, float *c)\n{{\n"
-        f"    const size_t size = (size_t)batch * {P}_STATE_SIZE;\n"
-        f"    for (size_t i = 0; i < size; i++) h[i] = c[i] = 0.0f;\n}}\n",
-        f"void {prefix}_reset(float *h, float *c)\n{{\n"
-        f"    {prefix}_reset_batch(1, h, c);\n}}\n",
+        *src.api_functions(prefix, graph),
+        src.config_literal(prefix, meta),
+        src.descriptor(prefix),
     ])
-    return c_text, _header(prefix, header, graph, meta, weights), meta["export"]
+    return c_text, _header(prefix, header, graph, meta, weights, row.scratch_bytes), meta["export"]
 
 
 __all__ = ["generate", "OPS", "WEIGHTS"]

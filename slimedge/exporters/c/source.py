@@ -3,15 +3,16 @@
 Shared by the float emitter (:mod:`.emit_float`) and the full-integer one (:mod:`.emit_int`).
 Everything here produces text that compiles cleanly under ``-std=c99 -Wall -Wextra -pedantic``:
 string literals escape ``?`` (no trigraphs) and every non-ASCII byte, and the config JSON is
-stored as a char array (C99 promises only 4,095 characters in one string literal) and once more
-in a comment line that :func:`read_config_comment` finds without a compiler.
+one string literal at the end of the ``.c`` (``PREFIX_config``), which :func:`read_config` reads
+without a compiler. Identifiers come from the IR's names (:class:`Names`); the kernels every step
+calls are in the fixed header ``slimedge_kernels.h`` (:data:`KERNELS`), written beside each export.
 """
 from __future__ import annotations
 
 import json
 import re
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 
@@ -88,28 +89,58 @@ def array(ctype: str, name: str, values: np.ndarray, *, static: bool = True, com
 
 
 # ---- the config JSON --------------------------------------------------------------------------
-def config_json(meta: dict) -> str:
-    """The config as one line of ASCII JSON that is safe inside a C comment: ``*`` is written as
-    ``\\u002a`` (so neither ``*/`` nor ``/*`` can occur) and ``?`` as ``\\u003f`` (no trigraph)."""
+CONFIG_LINE = 96  # characters of JSON per line of the config's string literal
+
+
+def config_literal(prefix: str, meta: dict) -> str:
+    """``const char PREFIX_config[]``: the config JSON as one string literal (adjacent pieces,
+    one line each, split after a ``", "``), which :func:`read_config` reads back without a
+    compiler. Longer than the 4,095 characters C99 promises in one literal, it is written
+    under a pragma that tells gcc and clang not to warn (every compiler slimedge knows of takes
+    it)."""
     text = json.dumps(meta, sort_keys=True, ensure_ascii=True)
-    # outside strings JSON has no '*' or '?', so these replacements only touch string contents
-    return text.replace("*", "\\u002a").replace("?", "\\u003f")
+    pieces, line = [], ""
+    for part in text.split(", "):
+        piece = part if not line else ", " + part
+        if line and len(line) + len(piece) > CONFIG_LINE:
+            pieces.append(line + ", ")
+            piece = part
+            line = ""
+        line += piece
+    pieces.append(line)
+    body = "\n".join("    " + c_string(p) for p in pieces)
+    out = (f"/* the model's config JSON (slimedge's read_metadata reads it without compiling) */\n"
+           f"const char {prefix}_config[] =\n{body};\n")
+    if len(text) > 4095:
+        out = ("#if defined(__GNUC__)\n#pragma GCC diagnostic ignored \"-Woverlength-strings\"\n"
+               "#endif\n" + out)
+    return out
 
 
-def config_comment(meta: dict) -> str:
-    return f"/* {CONFIG_TAG}{config_json(meta)} */\n"
+_LITERAL = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_ESCAPE = re.compile(r'\\([0-7]{1,3}|.)')
 
 
-def config_array(prefix: str, meta: dict) -> str:
-    """``const char PREFIX_config[]``: the config JSON, NUL-terminated, as character codes."""
-    data = json.dumps(meta, sort_keys=True, ensure_ascii=True).encode("ascii") + b"\0"
-    return array("char", f"{prefix}_config", np.frombuffer(data, np.uint8), static=False,
-                 comment="the model's config JSON (the same as the comment line at the top)",
-                 per_line=24)
+def _unescape(body: str) -> bytes:
+    def one(m: re.Match) -> str:
+        e = m.group(1)
+        return chr(int(e, 8)) if e[0] in "01234567" else e
+    return _ESCAPE.sub(one, body).encode("latin-1")
+
+
+def read_config(text: str) -> dict | None:
+    """The config JSON of an export's ``.c`` text: its ``PREFIX_config`` string literal (or, in a
+    file written before there was one, the tagged comment line); None when it has neither."""
+    m = re.search(r"^const char \w+_config\[\] =\n((?:[ \t]*\"(?:[^\"\\\n]|\\.)*\"\s*)+);",
+                  text, re.MULTILINE)
+    if m is None:
+        return read_config_comment(text)
+    data = b"".join(_unescape(lit) for lit in _LITERAL.findall(m.group(1)))
+    return json.loads(data.decode("utf-8"))
 
 
 def read_config_comment(text: str) -> dict | None:
-    """The config JSON from the tagged comment line, or None when the text has none."""
+    """The config JSON from the tagged comment line of an older export, or None."""
     start = text.find("/* " + CONFIG_TAG)
     if start < 0:
         return None
@@ -157,18 +188,93 @@ def labels_array(prefix: str, graph: ir.Graph) -> str:
             f"const char *const {prefix}_labels[{len(names)}] = {{\n    {items}\n}};\n")
 
 
-def io_struct(prefix: str, ctypes_: Sequence[str]) -> str:
-    """The ``PREFIX_io`` struct: batch, then pointers x, h, c (in), y, h_next, c_next (out)."""
-    x, s_h, s_c, y = ctypes_
-    return (f"typedef struct {{\n"
-            f"    int batch;            /* streams (rows) in this call */\n"
-            f"    const {x} *x;     /* (batch, INPUT_SIZE) */\n"
-            f"    const {s_h} *h;     /* (NUM_LAYERS, batch, HIDDEN_SIZE) */\n"
-            f"    const {s_c} *c;     /* (NUM_LAYERS, batch, HIDDEN_SIZE) */\n"
-            f"    {y} *y;           /* (batch, OUTPUT_SIZE) */\n"
-            f"    {s_h} *h_next;      /* like h; may be h itself (in place) */\n"
-            f"    {s_c} *c_next;      /* like c; may be c itself (in place) */\n"
-            f"}} {prefix}_io;\n")
+KERNELS = "slimedge_kernels.h"
+"""The fixed kernel header every export includes, written beside it (the package's own copy)."""
+FRAME_BYTES = 512
+"""Allowance in ``PREFIX_STACK_BYTES`` for what the step's arrays do not count: the call frames
+and register spills of the step, the kernels and the C library's tanhf/expf."""
+
+
+def kernels_text() -> str:
+    """The kernel header, as shipped in this package."""
+    return (Path(__file__).with_name(KERNELS)).read_text(encoding="ascii")
+
+
+_RESERVED = {"x", "h", "c", "y", "ld", "i", "j", "b", "k", "io", "xq", "hq", "cq", "yq", "h_out",
+             "c_out", "hq_out", "cq_out", "scratch", "auto", "break", "case", "char", "const",
+             "continue", "default", "do", "double", "else", "enum", "extern", "float", "for",
+             "goto", "if", "inline", "int", "long", "register", "restrict", "return", "short",
+             "signed", "sizeof", "static", "struct", "switch", "typedef", "union", "unsigned",
+             "void", "volatile", "while"}
+
+
+class Names:
+    """Readable C identifiers from IR names (``l0.W_c`` -> ``l0_W_c``), each given once per file:
+    a name already taken (or a parameter's, a keyword) gets ``_v``, ``_v2``... appended."""
+
+    def __init__(self) -> None:
+        self.used = set(_RESERVED)
+
+    def get(self, name: str, suffix: str = "") -> str:
+        base = re.sub(r"[^A-Za-z0-9_]", "_", name) + suffix
+        if not base or base[0].isdigit():
+            base = "v_" + base
+        out, k = base, 1
+        while out in self.used or out.startswith("slimedge_"):
+            out = f"{base}_v{k if k > 1 else ''}"
+            k += 1
+        self.used.add(out)
+        return out
+
+
+def api_header(prefix: str, graph: ir.Graph, stack_bytes: int) -> list[str]:
+    """The header's common part: the kernel header, the sizes, the stack bound, the io type, the
+    descriptor and the float API's prototypes."""
+    P, U = prefix, prefix.upper()
+    return [
+        include(KERNELS),
+        "\n".join(size_macros(prefix, graph)),
+        f"/* An upper bound of the stack one {P}_step or {P}_step_io call uses (bytes): the step's\n"
+        f"   arrays plus {FRAME_BYTES} for call frames and the C library's functions. */\n"
+        f"#define {U}_STACK_BYTES {stack_bytes + FRAME_BYTES}\n",
+        f"typedef slimedge_io {P}_io;  /* batch, x, h, c (in), y, h_next, c_next (out) */",
+        f"extern const char {P}_config[];  /* the model's config JSON */",
+        f"extern const char *const {P}_labels[{U}_OUTPUT_SIZE];",
+        f"/* the descriptor: slimedge_step(&{P}_model, x, h, c, y), slimedge_reset(&{P}_model, h, c) */",
+        f"extern const slimedge_model {P}_model;\n",
+        "/* The same as functions of this model: one stream (x (INPUT_SIZE) -> y (OUTPUT_SIZE); h, c\n"
+        "   updated in place), batch streams, the general call (new state to h_next, c_next, which\n"
+        "   may be h, c), and zeroing the state of one stream or of a batch. */",
+        f"void {P}_step(const float *x, float *h, float *c, float *y);",
+        f"void {P}_step_batch(int batch, const float *x, float *h, float *c, float *y);",
+        f"void {P}_step_io(const {P}_io *io);",
+        f"void {P}_reset(float *h, float *c);",
+        f"void {P}_reset_batch(int batch, float *h, float *c);\n",
+    ]
+
+
+def api_functions(prefix: str, graph: ir.Graph) -> list[str]:
+    """The thin wrappers over ``PREFIX_step_io`` and the descriptor (after the config)."""
+    P = prefix
+    return [
+        f"void {P}_step_batch(int batch, const float *x, float *h, float *c, float *y)\n{{\n"
+        f"    slimedge_step_batch(&{P}_model, batch, x, h, c, y);\n}}\n",
+        f"void {P}_step(const float *x, float *h, float *c, float *y)\n{{\n"
+        f"    slimedge_step(&{P}_model, x, h, c, y);\n}}\n",
+        f"void {P}_reset_batch(int batch, float *h, float *c)\n{{\n"
+        f"    slimedge_reset_batch(&{P}_model, batch, h, c);\n}}\n",
+        f"void {P}_reset(float *h, float *c)\n{{\n"
+        f"    slimedge_reset(&{P}_model, h, c);\n}}\n",
+    ]
+
+
+def descriptor(prefix: str) -> str:
+    """``const slimedge_model PREFIX_model`` (the config JSON is not in it: a firmware that does
+    not read ``PREFIX_config`` keeps it out of flash)."""
+    P, U = prefix, prefix.upper()
+    return (f"const slimedge_model {P}_model = {{\n"
+            f"    {c_string(P)}, {U}_INPUT_SIZE, {U}_HIDDEN_SIZE, {U}_NUM_LAYERS, {U}_OUTPUT_SIZE,\n"
+            f"    {U}_STATE_SIZE, {U}_STACK_BYTES, {P}_labels, {P}_step_io\n}};\n")
 
 
 def include(header: str) -> str:
@@ -187,9 +293,9 @@ def digest(arrays: Iterable[str]) -> str:
     h = hashlib.sha256()
     for a in arrays:
         after_comment = a.find("*/") + 2 if a.startswith("/*") else 0
-        decl = a[a.index("const ", after_comment):]
-        ctype, rest = decl.split(" ", 2)[1], decl.split("[", 1)[1]
-        h.update(f"{ctype}[{rest}".encode("ascii"))
+        m = re.search(r"const (\w+) \w+(.*)", a[after_comment:], re.DOTALL)
+        # an array or constant: its type and value; anything else (an enum of shifts): all
+        h.update((f"{m.group(1)}{m.group(2)}" if m else a).encode("ascii"))
     return h.hexdigest()
 
 
@@ -201,6 +307,7 @@ def join(parts: Iterable[str]) -> str:
     return "\n".join(p.rstrip("\n") + "\n" for p in parts if p)
 
 
-__all__ = ["prefix_for", "c_string", "c_float", "c_int", "array", "config_comment",
-           "config_array", "read_config_comment", "export_meta", "labels", "size_macros",
-           "labels_array", "io_struct", "guard", "include", "digest", "CONFIG_TAG", "ABI", "IO_STRUCT_FIELDS"]
+__all__ = ["prefix_for", "c_string", "c_float", "c_int", "array", "config_literal", "read_config",
+           "read_config_comment", "export_meta", "labels", "size_macros", "labels_array",
+           "api_header", "api_functions", "descriptor", "Names", "kernels_text", "guard",
+           "include", "digest", "CONFIG_TAG", "ABI", "IO_STRUCT_FIELDS", "KERNELS", "FRAME_BYTES"]

@@ -10,8 +10,10 @@
   (which would set the loading process to flush denormals to zero).
 * **Renamed files**: a ``.c``/``.h`` pair renamed together still builds (the header beside the
   ``.c`` is given the name the source includes).
-* **Cache**: one library per (source, header, compiler, flags, machine), named by the SHA-256 of
-  those, in ``$SLIMEDGE_CACHE`` or ``~/.cache/slimedge/c``. The source is copied into a private
+* **Kernels**: the export's ``slimedge_kernels.h`` beside it is compiled with it (the package's
+  own copy where it is missing).
+* **Cache**: one library per (source, header, kernel header, compiler, flags, machine), named by
+  the SHA-256 of those, in ``$SLIMEDGE_CACHE`` or ``~/.cache/slimedge/c``. The source is copied into a private
   temporary folder, compiled there and renamed into the cache in one step, so two processes
   compiling one model at once both end with a whole library, and an edit to the file during a
   build cannot leave a library that does not match its key.
@@ -148,8 +150,11 @@ def compile_library(c_path: str | os.PathLike, out: str | os.PathLike, *,
     # Compiled and linked in two steps: linked with -ffast-math, gcc adds crtfastmath.o to the
     # library, which switches the whole process that loads it to flush denormals to zero
     # (numpy and everything else in the app would then compute differently).
-    compile_cmd = lambda fl: [*cc, *fl, *REQUIRED_CFLAGS, *extra, "-c", "-o", os.fspath(obj),
-                              os.fspath(c_path)]
+    # the kernel header: beside the source first (a quoted #include looks there), else the
+    # package's own copy
+    kernels = f"-I{Path(__file__).parent}"
+    compile_cmd = lambda fl: [*cc, *fl, *REQUIRED_CFLAGS, *extra, kernels, "-c", "-o",
+                              os.fspath(obj), os.fspath(c_path)]
     cmd = compile_cmd(flags)
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
     if res.returncode != 0 and own and "-march=native" in flags:
@@ -172,9 +177,11 @@ def build(c_path: str | os.PathLike) -> Path:
     """The shared library of the export ``c_path``, from the cache or compiled into it now."""
     c_path = Path(c_path)
     c_text, h_path, h_text = _sources(c_path)
+    k_path = c_path.with_name(src.KERNELS)  # the kernel header beside it, else the package's
+    k_text = k_path.read_bytes() if k_path.is_file() else src.kernels_text().encode("ascii")
     cc = find_compiler()
     flags = user_cflags() or list(DEFAULT_CFLAGS)
-    key = _key([c_text, h_text or b"", compiler_identity(cc).encode(), " ".join(flags).encode(),
+    key = _key([c_text, h_text or b"", k_text, compiler_identity(cc).encode(), " ".join(flags).encode(),
                 f"{platform.system()} {platform.machine()} {sys.platform}".encode(),
                 str(src.ABI).encode()])
     folder = cache_dir()
@@ -190,6 +197,7 @@ def build(c_path: str | os.PathLike) -> Path:
         (work / c_path.name).write_bytes(c_text)
         if h_text is not None:  # under the name the .c includes (the pair may have been renamed)
             (work / included_header(c_text, h_path.name)).write_bytes(h_text)
+        (work / src.KERNELS).write_bytes(k_text)
         out = work / lib.name
         compile_library(work / c_path.name, out, cc=cc, name=c_path)
         os.replace(out, lib)  # atomic: another process may have put the same library there

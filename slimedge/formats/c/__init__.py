@@ -35,7 +35,8 @@ FORMAT = Format(
     "c", ".c", read_config,
     runtimes=(Backend("c", _backend, summary="the C export compiled once into a shared library, "
                                              "called by ctypes"),),
-    exporter=_exporter, quantize=("none", "dynamic", "int8"), companions=(".h",), locate=resolve,
-    summary="C99 step function (.c + .h), no allocation")
+    exporter=_exporter, quantize=("none", "dynamic", "int8"),
+    companions=(".h", "slimedge_kernels.h"), locate=resolve,
+    summary="C99 step function (.c + .h + the kernel header), no allocation")
 
 __all__ = ["FORMAT", "read_config", "resolve"]
