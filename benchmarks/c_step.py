@@ -207,7 +207,7 @@ class HarnessError(RuntimeError):
 def compile_harness(folder: Path) -> Path:
     """The harness program, compiled into ``folder`` with the host compiler (-O2; the loop calls
     into the exports' libraries, which carry their own flags)."""
-    from slimedge.exporters.c import toolchain
+    from slimedge.formats.c import toolchain
 
     src = folder / "c_step_harness.c"
     src.write_text(HARNESS)
@@ -266,9 +266,9 @@ def real_frames(m: int, folder: Path) -> Path:
 
 
 def _c_sizes(c_path: str) -> tuple[str, int, int, int]:
-    from slimedge.exporters import c as c_export
+    from slimedge.formats import c as c_format
 
-    cfg = c_export.read_metadata(c_path)
+    cfg = c_format.read_config(c_path)
     g = cfg["graph"]
     return (cfg["export"]["prefix"], int(g["input_size"]),
             int(g["num_layers"]) * int(g["hidden_size"]), int(g["output_size"]))
@@ -295,7 +295,7 @@ def measure(configs: Sequence[BareConfig], *, rounds: int = 20, round_ns: int = 
             workdir: str | os.PathLike, log: Callable[[str], None] = lambda s: None) -> list[dict]:
     """Time ``configs`` interleaved in ``rounds``; one result dict per configuration (p50 and
     other statistics in µs, per-round p50s, the samples' settings; ``error`` when it failed)."""
-    from slimedge.exporters.c import toolchain
+    from slimedge.formats.c import toolchain
     from slimedge.profile.measure import stats
     from slimedge.profile.worker import ProfileError, WorkerProcess
 

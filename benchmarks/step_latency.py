@@ -133,7 +133,7 @@ def compile_c(paths: list[str]) -> None:
     so that loading in the measuring process finds them."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from slimedge.exporters.c import toolchain
+    from slimedge.formats.c import toolchain
 
     if paths:
         log(f"compile {len(paths)} C exports (the c backend's cache)")
@@ -275,7 +275,7 @@ def sweep(args) -> dict:
     mach = profile.machine()
     mach["loadavg_before"] = load_before
     if "c" in backends:
-        from slimedge.exporters.c import toolchain
+        from slimedge.formats.c import toolchain
 
         mach["c_compiler"] = toolchain.describe()
     rep = {"machine": mach,

@@ -98,3 +98,11 @@ def environ(values: dict[str, str]):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def c_runner(path):
+    """A C export compiled and stepped by the runtime's ``c`` backend, as export validation runs
+    it: ``run(feeds) -> outputs`` for float32 x (B, m), h, c (L, B, n) of any batch."""
+    from slimedge.exporters.validate import open_file
+
+    return open_file(path, "c").run

@@ -99,8 +99,8 @@ def test_stated_stack_bound_holds_on_cortex_m4(exports, fsdd, tmp_path):
     import re
 
     from helpers import make_checkpoint
-    from slimedge.exporters import c as cx
     from slimedge.exporters.c import source
+    from slimedge.formats.c import reader as c_reader
 
     ckpt, _, _ = make_checkpoint(tmp_path / "l0.safetensors", "LSTM0", 13, 48, 2, classes=10)
     paths = [exports["none"], exports["int8"]]
@@ -111,7 +111,7 @@ def test_stated_stack_bound_holds_on_cortex_m4(exports, fsdd, tmp_path):
         e = _FloatAPI.read(path)
         header = path.with_suffix(".h").read_text()
         bound = int(re.search(rf"#define {e.prefix.upper()}_STACK_BYTES (\d+)", header).group(1))
-        assert bound == cx.read_metadata(path)["export"]["stack_bytes"]
+        assert bound == c_reader.read_config(path)["export"]["stack_bytes"]
         m = cortexm.Machine(cortexm.build(e, "cortex-m4", tmp_path / path.stem))
         m_in, state, k_out = e.sizes[0], e.sizes[1], e.sizes[3]
         bufs = [m.alloc(4 * size) for size in (m_in, state, state, k_out)]

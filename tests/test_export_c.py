@@ -14,11 +14,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from helpers import environ, make_checkpoint, reference_outputs, run_without_torch, seeded
+from helpers import c_runner, environ, make_checkpoint, reference_outputs, run_without_torch, seeded
 from slimedge import checkpoint, ir, variants
+from slimedge.errors import CompilerNotFound
 from slimedge.exporters import c as cx
 from slimedge.exporters import validate
-from slimedge.exporters.c import fixedpoint, source, toolchain
+from slimedge.exporters.c import fixedpoint, source
+from slimedge.formats.c import reader as c_reader
+from slimedge.formats.c import toolchain
 
 ALL = list(variants.VARIANTS)
 M, N, T = 5, 8, 100
@@ -92,7 +95,7 @@ def test_float_export_reproduces_reference(exports, variant, config, gate):
     more than twice the float32 interpreter's own drift."""
     path, ckpt, w, extra = exports.get(variant, config, gate)
     layers, batch = CONFIGS[config][0], 3
-    run = cx.runner(path)
+    run = c_runner(path)
     g = ir.lower(ckpt)
     frames = seeded("frames", variant, config).normal(size=(T, batch, M)).astype(np.float32)
     h0, c0 = (seeded("state", variant).normal(size=(2, layers, batch, N)) * 0.5).astype(np.float32)
@@ -154,9 +157,9 @@ def test_int8_weights_within_stated_bound(exports, tmp_path, variant, width):
         path = tmp_path / "w.c"
         cx.write_int8_weights(ir.lower(ckpt), path, splits=None, options=None)
         assert "int16_t aq[40]" in path.read_text()  # layer 1's and the head's matmuls
-    info = cx.read_metadata(path)["export"]
+    info = c_reader.read_config(path)["export"]
     assert info["quantize"] == "dynamic" and info["max_abs_weight_error"] > 0
-    run = cx.runner(path)
+    run = c_runner(path)
     frames = seeded("q", variant).normal(size=(30, 2, M)).astype(np.float32)
     h0, c0 = (seeded("qs", variant).normal(size=(2, 2, 2, n)) * 0.5).astype(np.float32)
     for graph, bound in ((rounded_weights(ir.lower(ckpt)), 2e-4), (ir.lower(ckpt), 0.03)):
@@ -198,7 +201,7 @@ def test_integer_export_tracks_float(tmp_path, variant):
     path, ckpt, info = integer_export(tmp_path, variant, gate="hard_sigmoid" if variant in
                                       ("LSTM1", "LSTM5", "LSTM11") else "sigmoid")
     assert info["quantize"] == "int8" and len(info["scales"]["h"]) == 2
-    run = cx.runner(path)
+    run = c_runner(path)
     g = ir.lower(ckpt)
     frames = synthetic_splits(M).train.sequence(0)[:, None].astype(np.float32)
     ref = validate.reference(g, frames, np.zeros((2, 1, N)), np.zeros((2, 1, N)), with_state=True)
@@ -251,8 +254,8 @@ def accuracy(run, d, state_shape):
 
 def test_full_integer_accuracy_within_a_point_of_float(shipped):
     shape = (1, 64)
-    f_acc = accuracy(cx.runner(shipped.float), shipped.splits.test, shape)
-    q_acc = accuracy(cx.runner(shipped.int), shipped.splits.test, shape)
+    f_acc = accuracy(c_runner(shipped.float), shipped.splits.test, shape)
+    q_acc = accuracy(c_runner(shipped.int), shipped.splits.test, shape)
     assert f_acc == pytest.approx(shipped.ckpt.config["info"]["test"]["accuracy"], abs=1e-9)
     assert abs(q_acc - f_acc) <= 0.01, (q_acc, f_acc)
     assert shipped.info["calibration"]["sequences"] == 128
@@ -270,13 +273,13 @@ def _function(text: str, name: str) -> str:
 def test_integer_step_has_no_floating_point(tmp_path, shipped):
     """The integer API's functions, and every kernel they call, have no floating point."""
     path, _, _ = integer_export(tmp_path, "LSTM0", gate="hard_sigmoid")
-    kernels = (path.parent / source.KERNELS).read_text()
-    assert kernels == (shipped.int.parent / source.KERNELS).read_text() == source.kernels_text()
+    kernels = (path.parent / c_reader.KERNELS).read_text()
+    assert kernels == (shipped.int.parent / c_reader.KERNELS).read_text() == c_reader.kernels_text()
     units = [(kernels, f"slimedge_{name}") for name in
              ("rq", "sat", "rq64", "sat64", "tanh_q15", "sigmoid_q15",
               "matvec_s8")]
     for p in (shipped.int, path):
-        text, prefix = p.read_text(), cx.read_metadata(p)["export"]["prefix"]
+        text, prefix = p.read_text(), c_reader.read_config(p)["export"]["prefix"]
         units += [(text, f"{prefix}_{name}") for name in ("row_q", "step_batch_q", "step_q",
                                                           "reset_q")]
         called = set(re.findall(r"\b(slimedge_\w+)\(", _function(text, f"{prefix}_row_q")))
@@ -290,7 +293,7 @@ def test_integer_step_has_no_floating_point(tmp_path, shipped):
 
 def test_integer_io_agrees_with_the_float_wrappers(shipped):
     """PREFIX_step_batch_q on integers equals PREFIX_step_io on the same values as floats."""
-    meta = cx.read_metadata(shipped.int)
+    meta = c_reader.read_config(shipped.int)
     lib, _ = toolchain.load(shipped.int, meta, allow_prebuilt=False)
     B, L, n, m, K = 3, 1, 64, 13, 10
     rng = seeded("intio")
@@ -304,7 +307,7 @@ def test_integer_io_agrees_with_the_float_wrappers(shipped):
     s_h, s_c = meta["export"]["scales"]["h"][0], meta["export"]["scales"]["c"][0]
     h = (hq * np.float32(s_h)).astype(np.float32)
     c = (cq * np.float32(s_c)).astype(np.float32)
-    out = cx.runner(shipped.int)({"x": x, "h": h, "c": c})
+    out = c_runner(shipped.int)({"x": x, "h": h, "c": c})
     yq = np.zeros((B, K), np.int32)
     lib.fsdd_int_step_batch_q(B, *(a.ctypes.data_as(ctypes.c_void_p) for a in (xq, hq, cq, yq)))
     np.testing.assert_array_equal(out["h_next"], hq * np.float32(s_h))
@@ -465,7 +468,7 @@ def test_two_models_link_into_one_program_with_one_copy_of_the_kernels(tmp_path,
     for u in units:
         got = np.array([[float(v) for v in line.split()[1:]] for line in printed
                         if line.split()[0] == u])
-        run = cx.runner(d / f"{u}.c")
+        run = c_runner(d / f"{u}.c")
         h = np.zeros((2, 1, N), np.float32)
         c = np.zeros((2, 1, N), np.float32)
         want = []
@@ -481,27 +484,27 @@ def test_metadata_reads_back_without_a_compiler(exports, monkeypatch, tmp_path):
     path, ckpt, _, _ = exports.get("LSTM5", "2-layer+head+norm")
     monkeypatch.setenv("PATH", str(tmp_path))  # no compiler, no make: reading needs neither
     monkeypatch.delenv("CC", raising=False)
-    meta = cx.read_metadata(path)
+    meta = c_reader.read_config(path)
     want = json.loads(ir.lower(ckpt, fold_normalization=True).metadata_json())
     assert {k: v for k, v in meta.items() if k != "export"} == want
     assert meta["export"]["format"] == "c" and meta["export"]["quantize"] == "none"
     assert meta["export"]["prefix"] == "m_none" and meta["export"]["mode"] == "step"
-    assert cx.read_metadata(path.with_suffix(".h")) == meta
+    assert c_reader.read_config(path.with_suffix(".h")) == meta
     # writing needs no compiler either; running says what to install
     out = tmp_path / "w.c"
     cx.write(ir.lower(ckpt, fold_normalization=True), out)
-    assert cx.read_metadata(out)["export"]["prefix"] == "w"
-    with pytest.raises(cx.CompilerNotFound, match="install gcc or clang.*--no-validate"):
-        cx.runner(out)
+    assert c_reader.read_config(out)["export"]["prefix"] == "w"
+    with pytest.raises(CompilerNotFound, match="install gcc or clang.*--no-validate"):
+        c_runner(out)
     monkeypatch.setenv("CC", "no-such-cc --flag")
-    with pytest.raises(cx.CompilerNotFound, match="'no-such-cc' is not an executable"):
-        cx.runner(out)
-    assert isinstance(cx.CompilerNotFound("x"), ValueError)
+    with pytest.raises(CompilerNotFound, match="'no-such-cc' is not an executable"):
+        c_runner(out)
+    assert isinstance(CompilerNotFound("x"), ValueError)
 
 
 def test_config_is_in_the_library_too(exports):
     path, _, _, _ = exports.get("LSTM10", "1-layer")
-    meta = cx.read_metadata(path)
+    meta = c_reader.read_config(path)
     lib, _ = toolchain.load(path, meta, allow_prebuilt=False)
     assert toolchain.embedded_config(lib, meta["export"]["prefix"]) == meta
 
@@ -511,19 +514,19 @@ def test_folder_holding_one_export(tmp_path, exports):
 
     src_path, _, _, _ = exports.get("LSTM6", "1-layer")
     with pytest.raises(ModelFileError, match="no slimedge C export"):
-        cx.resolve(tmp_path)
+        c_reader.resolve(tmp_path)
     (tmp_path / "notes.c").write_text("int main(void) { return 0; }\n")
     with pytest.raises(ModelFileError, match=r"notes\.c: not a slimedge C export"):
-        cx.read_metadata(tmp_path / "notes.c")
+        c_reader.read_config(tmp_path / "notes.c")
     for name in ("a", "b"):
         shutil.copy(src_path, tmp_path / f"{name}.c")
     with pytest.raises(ModelFileError, match=r"2 slimedge C exports \(a\.c, b\.c\)"):
-        cx.resolve(tmp_path)
+        c_reader.resolve(tmp_path)
     (tmp_path / "b.c").unlink()
-    assert cx.resolve(tmp_path) == tmp_path / "a.c"
-    assert cx.read_metadata(tmp_path) == cx.read_metadata(src_path)
+    assert c_reader.resolve(tmp_path) == tmp_path / "a.c"
+    assert c_reader.read_config(tmp_path) == c_reader.read_config(src_path)
     with pytest.raises(ModelFileError, match=r"missing\.c: cannot read it"):
-        cx.read_metadata(tmp_path / "missing.c")
+        c_reader.read_config(tmp_path / "missing.c")
 
 
 def test_step_mode_only(exports, tmp_path):
@@ -544,7 +547,7 @@ def test_names_and_labels_are_escaped(tmp_path):
     g.config["head"]["labels"] = labels
     path = tmp_path / "7 odd-name.v2.c"
     cx.write(g, path)
-    meta = cx.read_metadata(path)
+    meta = c_reader.read_config(path)
     assert meta["export"]["prefix"] == "m_7_odd_name_v2" and meta["head"]["labels"] == labels
     for cc in COMPILERS:
         res = subprocess.run([cc, *WERROR, "-O2", "-c", str(path), "-o", os.devnull],
@@ -560,12 +563,14 @@ def test_exporting_and_reading_need_no_torch(tmp_path):
     run_without_torch(f"""
 from pathlib import Path
 from slimedge import ir, zoo
+from slimedge import runtime
 from slimedge.exporters import c as cx
+from slimedge.formats.c import read_config
 p, d = zoo.default_model_path(), Path({str(tmp_path)!r})
 cx.write(ir.lower(p, fold_normalization=True), d / "f.c")
 cx.write_int8_weights(ir.lower(p), d / "q.c", splits=None, options=None)
-assert cx.read_metadata(d / "q.c")["export"]["quantize"] == "dynamic"
-print(cx.runner(d / "f.c") is not None)
+assert read_config(d / "q.c")["export"]["quantize"] == "dynamic"
+print(runtime.load(d / "f.c", verify=False) is not None)
 """)
 
 
@@ -576,7 +581,7 @@ def test_export_writes_and_validates_c(shipped, tmp_path):
     result = exporters.export(shipped.path, tmp_path / "digits.c", format="c")
     assert result.validation.passed and result.validation.max_abs_diff["y"] <= 1e-5
     assert (tmp_path / "digits.h").is_file()
-    assert cx.read_metadata(tmp_path / "digits.c")["export"]["prefix"] == "digits"
+    assert c_reader.read_config(tmp_path / "digits.c")["export"]["prefix"] == "digits"
 
 
 def test_example_streams_like_the_runtime(shipped, tmp_path):

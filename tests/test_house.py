@@ -45,10 +45,11 @@ def test_one_int8_tflite_export_reads_loads_and_opens_each_once(tmp_path, monkey
 
 # ---- the runtime imports no exporter ---------------------------------------------------------
 def test_runtime_loads_exports_without_importing_exporters(tmp_path):
-    """Loading and stepping a .tflite and an .onnx export imports nothing from slimedge.exporters,
-    nor the step IR, the checkpoint reader or training."""
+    """Loading and stepping a .c, a .tflite and an .onnx export imports nothing from
+    slimedge.exporters, nor the step IR, the checkpoint reader or training."""
     model = zoo.default_model_path()
-    files = [exporters.export(model, tmp_path / f"m.{f}", format=f).path for f in ("tflite", "onnx")]
+    files = [exporters.export(model, tmp_path / f"m.{f}", format=f).path
+             for f in ("c", "tflite", "onnx")]
     code = textwrap.dedent(f"""
         import json, sys
         import numpy as np

@@ -11,7 +11,8 @@ import pytest
 from helpers import environ, in_threads, make_checkpoint, seeded
 from slimedge import ir, runtime, variants
 from slimedge.exporters import c as cx
-from slimedge.exporters.c import source, toolchain
+from slimedge.formats.c import reader as c_reader
+from slimedge.formats.c import toolchain
 from slimedge.runtime import InputError
 
 M, N, K = 5, 8, 4
@@ -199,7 +200,7 @@ def test_prebuilt_library_is_used_only_when_it_matches(models, tmp_path):
         toolchain.compile_library(src / a.name, d / lib_name)
         model = runtime.load(d / a.name, "c")
         assert model.session.detail.split(", ")[1].split()[0] == want, model.session.detail
-        assert toolchain.embedded_config(model.session.lib, "m") == cx.read_metadata(a)
+        assert toolchain.embedded_config(model.session.lib, "m") == c_reader.read_config(a)
 
 
 def test_loading_a_model_leaves_the_process_floating_point_state_alone(models, tmp_path):
@@ -220,7 +221,7 @@ def test_loading_a_model_leaves_the_process_floating_point_state_alone(models, t
     src = tmp_path / "m.c"
     shutil.copy(model.path, src)
     shutil.copy(model.path.with_suffix(".h"), tmp_path / "m.h")
-    shutil.copy(model.path.with_name(source.KERNELS), tmp_path / source.KERNELS)  # third file
+    shutil.copy(model.path.with_name(c_reader.KERNELS), tmp_path / c_reader.KERNELS)  # third file
     root = os.path.join(os.path.dirname(__file__), "..", "examples", "c")
     import subprocess
     subprocess.run([make, "-s", "-C", root, "lib", f"MODEL={src}"], check=True, capture_output=True)

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
-from ..exporters import c as cexport
-from ..exporters.c import toolchain
+from ..formats.c import reader as c_reader
+from ..formats.c import toolchain
 from .toolchains import DeviceError
 
 HOST_FLAGS = ["-O2"]
@@ -39,8 +39,8 @@ class Export:
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> "Export":
-        path = cexport.resolve(path)
-        config = cexport.read_metadata(path)
+        path = c_reader.resolve(path)
+        config = c_reader.read_config(path)
         g = config["graph"]
         return cls(path, config["export"]["prefix"], config["export"].get("quantize", "none"),
                    int(g["input_size"]), int(g["hidden_size"]), int(g["num_layers"]),

@@ -6,7 +6,8 @@ import their module when called (``from . import onnxruntime``), so the table it
 interpreter, and grep and static tracing see every module a row uses. The modules' surfaces:
 
     reader: read_config(path) -> dict           the config, read without an interpreter
-    backend module: available() -> bool; open(path, *, threads, device) -> Session
+    backend module: available() -> bool; open(path, *, threads, device) -> Session; optionally
+        require(what) raising MissingDependency that says what to install when not available
         Session: config, device, detail, bind(batch) -> Binding (see :mod:`.backend`);
         optional ``measured`` (what the interpreter reports about itself, e.g. TFLM's arena)
     exporter module: write(graph, path, *, mode, **options); quantizer(mode) -> a quantizer,
@@ -48,9 +49,14 @@ class Backend:
         return not extras.missing(*self.requires) and self.module().available()
 
     def require(self, what: str) -> None:
-        """MissingDependency naming the extra unless every package it needs is installed."""
+        """MissingDependency naming the extra unless every package it needs is installed; then
+        the module's own ``require(what)``, where it has one, says what else is missing (the C
+        backend: a compiler)."""
         if self.extra is not None:
             extras.require(self.extra, what, *self.requires)
+        check = getattr(self.module(), "require", None)
+        if check is not None:
+            check(what)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from .. import baselines, devices, formats
 from ..devices import tflm as tflm_arena
 from ..devices import timing
 from ..errors import UsageError
-from ..exporters.c import read_metadata as read_c_metadata
+from ..formats.c import read_config as read_c_metadata
 
 DEFAULT_SEQUENCES = 3
 QUANTIZE = {"cortex-m4": ("none", "int8"), "cortex-m0plus": ("int8",), "aarch64": ("none", "int8")}

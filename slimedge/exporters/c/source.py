@@ -3,37 +3,25 @@
 Shared by the float emitter (:mod:`.emit_float`) and the full-integer one (:mod:`.emit_int`).
 Everything here produces text that compiles cleanly under ``-std=c99 -Wall -Wextra -pedantic``:
 string literals escape ``?`` (no trigraphs) and every non-ASCII byte, and the config JSON is
-one string literal at the end of the ``.c`` (``PREFIX_config``), which :func:`read_config` reads
-without a compiler. Identifiers come from the IR's names (:class:`Names`); the kernels every step
-calls are in the fixed header ``slimedge_kernels.h`` (:data:`KERNELS`), written beside each export.
+one string literal at the end of the ``.c`` (``PREFIX_config``), which
+:func:`slimedge.formats.c.reader.read_config` reads without a compiler. Identifiers come from
+the IR's names (:class:`Names`); the kernels every step calls are in the fixed header
+``slimedge_kernels.h`` (the format's, :mod:`slimedge.formats.c`), written beside each export.
 """
 from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
 from ... import ir
+from ...formats.c.reader import ABI, KERNELS
 
-CONFIG_TAG = "slimedge-config: "
-"""The comment line holding the model's config JSON starts with ``/* `` and this tag."""
-ABI = 1
-"""Version of the generated functions' interface (recorded in the config's export section)."""
-IO_STRUCT_FIELDS = ("batch", "x", "h", "c", "y", "h_next", "c_next")
-"""Members of the generated ``PREFIX_io`` struct, in order (int batch, then six pointers)."""
-
-
-def prefix_for(path: str | Path) -> str:
-    """The C identifier prefix of an export: the file's stem, with every character that cannot be
-    part of an identifier replaced by ``_`` (and ``m_`` in front of a leading digit)."""
-    stem = Path(path).stem
-    name = re.sub(r"[^A-Za-z0-9_]", "_", stem)
-    if not name or name[0].isdigit():
-        name = "m_" + name
-    return name
+FRAME_BYTES = 512
+"""Allowance in ``PREFIX_STACK_BYTES`` for what the step's arrays do not count: the call frames
+and register spills of the step, the kernels and the C library's tanhf/expf."""
 
 
 def c_string(text: str) -> str:
@@ -94,7 +82,7 @@ CONFIG_LINE = 96  # characters of JSON per line of the config's string literal
 
 def config_literal(prefix: str, meta: dict) -> str:
     """``const char PREFIX_config[]``: the config JSON as one string literal (adjacent pieces,
-    one line each, split after a ``", "``), which :func:`read_config` reads back without a
+    one line each, split after a ``", "``), which the format's reader reads back without a
     compiler. Longer than the 4,095 characters C99 promises in one literal, it is written
     under a pragma that tells gcc and clang not to warn (every compiler slimedge knows of takes
     it)."""
@@ -109,46 +97,12 @@ def config_literal(prefix: str, meta: dict) -> str:
         line += piece
     pieces.append(line)
     body = "\n".join("    " + c_string(p) for p in pieces)
-    out = (f"/* the model's config JSON (slimedge's read_metadata reads it without compiling) */\n"
+    out = (f"/* the model's config JSON (slimedge reads it without compiling) */\n"
            f"const char {prefix}_config[] =\n{body};\n")
     if len(text) > 4095:
         out = ("#if defined(__GNUC__)\n#pragma GCC diagnostic ignored \"-Woverlength-strings\"\n"
                "#endif\n" + out)
     return out
-
-
-_LITERAL = re.compile(r'"((?:[^"\\]|\\.)*)"')
-_ESCAPE = re.compile(r'\\([0-7]{1,3}|.)')
-
-
-def _unescape(body: str) -> bytes:
-    def one(m: re.Match) -> str:
-        e = m.group(1)
-        return chr(int(e, 8)) if e[0] in "01234567" else e
-    return _ESCAPE.sub(one, body).encode("latin-1")
-
-
-def read_config(text: str) -> dict | None:
-    """The config JSON of an export's ``.c`` text: its ``PREFIX_config`` string literal (or, in a
-    file written before there was one, the tagged comment line); None when it has neither."""
-    m = re.search(r"^const char \w+_config\[\] =\n((?:[ \t]*\"(?:[^\"\\\n]|\\.)*\"\s*)+);",
-                  text, re.MULTILINE)
-    if m is None:
-        return read_config_comment(text)
-    data = b"".join(_unescape(lit) for lit in _LITERAL.findall(m.group(1)))
-    return json.loads(data.decode("utf-8"))
-
-
-def read_config_comment(text: str) -> dict | None:
-    """The config JSON from the tagged comment line of an older export, or None."""
-    start = text.find("/* " + CONFIG_TAG)
-    if start < 0:
-        return None
-    start += 3 + len(CONFIG_TAG)
-    end = text.find(" */", start)
-    if end < 0:
-        return None
-    return json.loads(text[start:end])
 
 
 def export_meta(graph: ir.Graph, prefix: str, quantize: str, **info) -> dict:
@@ -186,18 +140,6 @@ def labels_array(prefix: str, graph: ir.Graph) -> str:
     items = ",\n    ".join(c_string(s) for s in names)
     return (f"/* output labels (the output indices when the model has none) */\n"
             f"const char *const {prefix}_labels[{len(names)}] = {{\n    {items}\n}};\n")
-
-
-KERNELS = "slimedge_kernels.h"
-"""The fixed kernel header every export includes, written beside it (the package's own copy)."""
-FRAME_BYTES = 512
-"""Allowance in ``PREFIX_STACK_BYTES`` for what the step's arrays do not count: the call frames
-and register spills of the step, the kernels and the C library's tanhf/expf."""
-
-
-def kernels_text() -> str:
-    """The kernel header, as shipped in this package."""
-    return (Path(__file__).with_name(KERNELS)).read_text(encoding="ascii")
 
 
 _RESERVED = {"x", "h", "c", "y", "ld", "i", "j", "b", "k", "io", "xq", "hq", "cq", "yq", "h_out",
@@ -307,7 +249,6 @@ def join(parts: Iterable[str]) -> str:
     return "\n".join(p.rstrip("\n") + "\n" for p in parts if p)
 
 
-__all__ = ["prefix_for", "c_string", "c_float", "c_int", "array", "config_literal", "read_config",
-           "read_config_comment", "export_meta", "labels", "size_macros", "labels_array",
-           "api_header", "api_functions", "descriptor", "Names", "kernels_text", "guard",
-           "include", "digest", "CONFIG_TAG", "ABI", "IO_STRUCT_FIELDS", "KERNELS", "FRAME_BYTES"]
+__all__ = ["c_string", "c_float", "c_int", "array", "config_literal", "export_meta", "labels",
+           "size_macros", "labels_array", "api_header", "api_functions", "descriptor", "Names",
+           "guard", "include", "digest", "FRAME_BYTES"]

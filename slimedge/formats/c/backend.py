@@ -4,7 +4,7 @@
 shared library sitting beside it (``model.so`` for ``model.c``; ``.dylib`` on macOS) when its
 embedded config matches the source's, and otherwise compiles the source with the host compiler
 into the cache keyed by the source's hash (``$SLIMEDGE_CACHE`` or ``~/.cache/slimedge/c``; see
-:mod:`slimedge.exporters.c.toolchain`): the first load of a model compiles (about a second), later
+:mod:`.toolchain`): the first load of a model compiles (about a second), later
 loads in any process find the library.
 
 A step is one C call per batch: ``PREFIX_step_io`` takes one pointer to a struct holding the
@@ -22,13 +22,31 @@ from pathlib import Path
 
 from ...errors import UsageError
 from ..binding import Buffers, ModelFileError, sizes
+from . import reader, toolchain
+
+
+class IO(ctypes.Structure):
+    """The kernel header's ``slimedge_io`` struct, ``PREFIX_io`` (int batch, then six pointers)."""
+
+    _fields_ = [("batch", ctypes.c_int)] + [(k, ctypes.c_void_p)
+                                            for k in reader.IO_STRUCT_FIELDS[1:]]
+
+
+def step_function(lib: ctypes.CDLL, prefix: str):
+    """The export's ``PREFIX_step_io`` from a loaded library."""
+    fn = getattr(lib, f"{prefix}_step_io")
+    fn.restype = None
+    return fn
 
 
 def available() -> bool:
     """A C compiler is on this machine (a prebuilt library beside a file needs none)."""
-    from ...exporters.c import toolchain
-
     return toolchain.have_compiler()
+
+
+def require(what: str) -> None:
+    """CompilerNotFound (a MissingDependency) saying what to install, where there is no compiler."""
+    toolchain.find_compiler()
 
 
 def open(path: Path, *, threads: int | None = None, device: str | None = None) -> "Session":
@@ -37,13 +55,10 @@ def open(path: Path, *, threads: int | None = None, device: str | None = None) -
 
 class Session:
     def __init__(self, path: Path, threads: int | None, device: str | None) -> None:
-        from ...exporters import c as c_export
-        from ...exporters.c import toolchain
-
         if device not in (None, "cpu"):
             raise UsageError(f"the c backend runs on the CPU only, not on {device!r}; valid: 'cpu'")
-        c_path = c_export.resolve(path)
-        self.config = c_export.read_metadata(c_path)
+        c_path = reader.resolve(path)
+        self.config = reader.read_config(c_path)
         try:
             sizes(self.config)
         except (KeyError, TypeError, ValueError) as e:
@@ -52,14 +67,13 @@ class Session:
         self.path, self.prefix = c_path, str(export["prefix"])
         self.lib, origin = toolchain.load(c_path, self.config)
         try:
-            self._fn = c_export.step_function(self.lib, self.prefix)
+            self._fn = step_function(self.lib, self.prefix)
         except AttributeError:
             raise ModelFileError(f"{c_path}: the compiled library has no {self.prefix}_step_io "
                                  f"(not a slimedge C export of this version?)") from None
         self.device = "cpu"
         quantize = export.get("quantize", "none")
         self.detail = f"C export ({quantize}), {origin}"
-        self._io = c_export.IO
 
     def bind(self, batch: int) -> "Binding":
         return Binding(self, batch, *sizes(self.config))
@@ -70,7 +84,7 @@ class Binding(Buffers):
         super().__init__(batch, *dims)
         self._fn = session._fn
         self._session = session  # keeps the library loaded while the binding lives
-        self._structs = [session._io(batch, *(a.ctypes.data for a in arrays))
+        self._structs = [IO(batch, *(a.ctypes.data for a in arrays))
                          for arrays in self.arrangements()]
         self._args = [ctypes.pointer(s) for s in self._structs]
 

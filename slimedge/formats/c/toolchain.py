@@ -37,8 +37,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-from ...errors import SlimedgeError
-from . import source as src
+from ...errors import CompileError, CompilerNotFound
+from . import reader as src
 
 DEFAULT_CFLAGS = ("-O3", "-march=native", "-ffast-math")
 REQUIRED_CFLAGS = ("-std=c99", "-fPIC")  # then linked with -shared alone
@@ -46,14 +46,6 @@ LIBS = ("-lm",)
 CANDIDATES = ("cc", "gcc", "clang")
 ENV_CC, ENV_CFLAGS, ENV_CACHE = "CC", "SLIMEDGE_CFLAGS", "SLIMEDGE_CACHE"
 COMPILE_TIMEOUT_S = 300
-
-
-class CompilerNotFound(SlimedgeError, ValueError):
-    """No C compiler on this machine (or ``$CC`` names none)."""
-
-
-class CompileError(SlimedgeError, ValueError):
-    """The compiler refused the source (or ``$SLIMEDGE_CFLAGS``); the message holds its output."""
 
 
 def library_suffix() -> str:
