@@ -59,7 +59,7 @@ def activation_bound(inputs: int) -> int:
 SIGMOID_CLAMP = 30.0  # |z| beyond this: σ(z) is 0 or 1 in float32; keeps expf finite
 
 
-class _Row:
+class _Row(fusion.FusedRow):
     """The body of the row function for one graph: C lines and each value's C expression."""
 
     def __init__(self, graph: ir.Graph, prefix: str, weights: str,
@@ -137,16 +137,6 @@ class _Row:
             state, k = self.group.stores[value]
             self.group.tail.append(f"        {_state_dst(state, k)}[i] = {name};")
             self.stored.add(value)
-
-    def flush(self) -> None:
-        """Close the fused element-wise loop: the arrays it fills, then the one loop."""
-        if self.group is None:
-            return
-        g, self.group = self.group, None
-        self.scalar.clear()
-        self.lines.append(f"    for (int i = 0; i < {g.size}; i++) {{")
-        self.lines.extend(g.body + g.tail)
-        self.lines.append("    }")
 
     # ---- ops --------------------------------------------------------------------------------
     def matmul(self, n: ir.Node) -> None:
@@ -280,15 +270,7 @@ class _Row:
             # C library has vector versions), one that might write over its inputs may not
             g.escapes |= set(g.stores)
             g.stores = {}
-        end = -1
-        for k, n in enumerate(nodes):
-            if k in groups:
-                self.flush()
-                self.group, end = groups[k], groups[k].end
-            elif k > end:
-                self.flush()
-            OPS[n.op](self, n)
-        self.flush()
+        self.walk(nodes, groups, OPS)
         K = self.g.output_size
         if self.expr.get("y") != "y":
             self.deferred.append(f"    for (int i = 0; i < {K}; i++) y[i] = {self.operand('y')('i')};")

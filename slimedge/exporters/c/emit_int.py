@@ -53,7 +53,7 @@ from .emit_int_files import files
 from .intrep import BYTES, Q15, Rep, Z, absmax, i8, i16, scales, vmax
 
 
-class _IntRow:
+class _IntRow(fusion.FusedRow):
     """The integer row function of one graph: C lines, each value's expression and Rep."""
 
     def __init__(self, graph: ir.Graph, prefix: str, ranges: dict, xin: str,
@@ -385,31 +385,13 @@ class _IntRow:
         self.expr[n.outputs[0]] = self.expr[n.inputs[0]]
         self.rep[n.outputs[0]] = self.rep[n.inputs[0]]
 
-    def flush(self) -> None:
-        """Close the fused element-wise loop: the arrays it fills, then the one loop."""
-        if self.group is None:
-            return
-        g, self.group = self.group, None
-        self.scalar.clear()
-        self.lines.append(f"    for (int i = 0; i < {g.size}; i++) {{")
-        self.lines.extend(g.body + g.tail)
-        self.lines.append("    }")
-
     def emit(self, nodes: list[ir.Node]) -> None:
         """Consecutive element-wise ops of one size run as one loop over the elements (no
         temporary arrays but for what later ops read, see :mod:`.fusion`); the others as they
         come. The matvecs share one scratch array, declared first."""
         self.pairs = fusion.matmul_sums(nodes)
         groups = fusion.plan(nodes, self.size)
-        end = -1
-        for k, n in enumerate(nodes):
-            if k in groups:
-                self.flush()
-                self.group, end = groups[k], groups[k].end
-            elif k > end:
-                self.flush()
-            OPS[n.op](self, n)
-        self.flush()
+        self.walk(nodes, groups, OPS)
         e, rep = self.operand("y")
         self.deferred.append(f"    for (int i = 0; i < {self.g.output_size}; i++) "
                              f"yq[i] = {self.conv(e('i'), rep, Z, 'y_to_q16')};")

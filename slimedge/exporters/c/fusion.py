@@ -32,6 +32,37 @@ class Group:
     tail: list[str] = field(default_factory=list)
 
 
+class FusedRow:
+    """What both emitters' rows share: walking the nodes, each run of a :func:`plan` group
+    written as one loop (``group``: the loop being written; ``scalar``: its scalar temporaries;
+    ``lines``: the function's body)."""
+
+    group: Group | None = None
+
+    def flush(self) -> None:
+        """Close the fused element-wise loop: the arrays it fills, then the one loop."""
+        if self.group is None:
+            return
+        g, self.group = self.group, None
+        self.scalar.clear()
+        self.lines.append(f"    for (int i = 0; i < {g.size}; i++) {{")
+        self.lines.extend(g.body + g.tail)
+        self.lines.append("    }")
+
+    def walk(self, nodes: list[ir.Node], groups: dict[int, Group], ops: dict) -> None:
+        """Each node through ``ops`` (op -> emitting function), inside its group's loop where it
+        has one."""
+        end = -1
+        for k, n in enumerate(nodes):
+            if k in groups:
+                self.flush()
+                self.group, end = groups[k], groups[k].end
+            elif k > end:
+                self.flush()
+            ops[n.op](self, n)
+        self.flush()
+
+
 def plan(nodes: list[ir.Node], size) -> dict[int, Group]:
     """The fused loops of ``nodes`` keyed by their first node's index; ``size(value)`` is a
     value's element count."""
