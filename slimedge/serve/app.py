@@ -1,0 +1,220 @@
+"""The aiohttp application: ``GET /v1/stream`` (WebSocket, one stream per connection),
+``POST /v1/run`` (one sequence in, its outputs out), ``GET /health``, ``GET /metrics``; and
+:class:`Server`, which runs it on a port and shuts it down gracefully."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+
+from aiohttp import WSMsgType, web
+
+from .batcher import Batcher, Chunk, Session
+from .limits import Limits
+from .metrics import Metrics
+from .protocol import ProtocolError, encode_binary, encode_json, parse_binary, parse_json
+
+BINARY_TYPES = ("application/octet-stream",)
+
+
+def _error_response(status: int, name: str, message: str) -> web.Response:
+    return web.json_response({"type": "error", "error": name, "message": message}, status=status)
+
+
+class Server:
+    """A model served on ``host:port`` (``port=0``: a free one, read back from :attr:`port`)."""
+
+    def __init__(self, model, limits: Limits | None = None, *, host: str = "127.0.0.1",
+                 port: int = 8000):
+        self.model, self.limits = model, limits or Limits()
+        self.host, self.port = host, port
+        self.metrics = Metrics()
+        self.closing = False
+        self.sessions: set[Session] = set()
+        self._readers: set[asyncio.Task] = set()
+        self._runner: web.AppRunner | None = None
+        self.batcher: Batcher | None = None
+        self.app = web.Application(client_max_size=self.limits.max_request_bytes)
+        self.app.router.add_get("/v1/stream", self._stream)
+        self.app.router.add_post("/v1/run", self._run)
+        self.app.router.add_get("/health", self._health)
+        self.app.router.add_get("/metrics", self._metrics)
+        self.app.on_shutdown.append(self._on_shutdown)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.batcher = Batcher(self.model, self.limits, self.metrics)
+        self.batcher.start()
+        self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None,
+                                     shutdown_timeout=self.limits.shutdown_timeout_s)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop accepting, let every stream's queued frames be stepped and answered (up to
+        ``shutdown_timeout_s``), close each connection with 1001, then stop the batcher."""
+        if self._runner is not None:
+            await self._runner.cleanup()   # closes the listener, then _on_shutdown, then waits
+        if self.batcher is not None:
+            await self.batcher.stop()
+
+    async def serve_until_signalled(self, on_ready=None) -> None:
+        """Run until SIGINT or SIGTERM, then :meth:`stop`."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        if on_ready is not None:
+            on_ready(self)
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+    async def _on_shutdown(self, app) -> None:
+        self.closing = True
+        for task in list(self._readers):   # stop reading; what was read is still answered
+            task.cancel()
+
+    def _admit(self) -> web.Response | None:
+        if self.closing:
+            self.metrics.refused["shutting_down"] += 1
+            return _error_response(503, "shutting_down", "the server is shutting down")
+        if self.metrics.streams + self.metrics.requests_in_flight >= self.limits.max_connections:
+            self.metrics.refused["server_full"] += 1
+            return _error_response(503, "server_full", f"the server is full "
+                                   f"({self.limits.max_connections} connections)")
+        return None
+
+    def _session(self) -> Session:
+        return Session(self.model.stream(), self.limits, self.metrics, self.model.output_size)
+
+    # -- WebSocket streams ---------------------------------------------------------------------
+    async def _stream(self, request: web.Request):
+        refused = self._admit()
+        if refused is not None:
+            return refused
+        ws = web.WebSocketResponse(max_msg_size=self.limits.max_message_bytes, compress=False)
+        await ws.prepare(request)
+        session = self._session()
+        self.sessions.add(session)
+        self.metrics.streams += 1
+        self.metrics.connections_total += 1
+        writer = asyncio.create_task(self._write(ws, session))
+        reader = asyncio.create_task(self._read(ws, session))
+        self._readers.add(reader)
+        try:
+            await ws.send_str(json.dumps(self._ready()))
+            error = await reader
+            if error is None and self.closing and not ws.closed:   # shutdown: answer, then close
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(session.drained(), self.limits.shutdown_timeout_s)
+                error = ProtocolError("shutting_down", "the server is shutting down; every "
+                                      "chunk received before was answered")
+            session.close()
+            writer.cancel()
+            if error is not None and not ws.closed:
+                if error.name != "shutting_down":
+                    self.metrics.errors[error.name] += 1
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await ws.send_str(error.to_json())
+                await ws.close(code=error.close_code, message=error.name.encode())
+            elif not ws.closed:
+                await ws.close()
+        finally:
+            session.close()
+            reader.cancel()
+            writer.cancel()
+            self._readers.discard(reader)
+            self.sessions.discard(session)
+            self.metrics.streams -= 1
+        return ws
+
+    def _ready(self) -> dict:
+        m = self.model
+        return {"type": "ready", "input_size": m.input_size, "output_size": m.output_size,
+                "labels": list(m.labels) if m.labels else None, "backend": m.backend,
+                "max_frames_per_message": self.limits.max_frames_per_message,
+                "max_queued_frames": self.limits.max_queued_frames,
+                "max_frames_per_second": self.limits.max_frames_per_second}
+
+    async def _read(self, ws: web.WebSocketResponse, session: Session) -> ProtocolError | None:
+        """Read chunks until the client leaves (None), breaks the protocol (the error), or the
+        server shuts down (cancelled: None)."""
+        m, most = self.model.input_size, self.limits.max_frames_per_message
+        try:
+            while True:
+                await session.room()
+                msg = await ws.receive()
+                if msg.type == WSMsgType.BINARY:
+                    frames, binary = parse_binary(msg.data, m, most), True
+                elif msg.type == WSMsgType.TEXT:
+                    frames, binary = parse_json(msg.data, m, most), False
+                else:    # CLOSE, CLOSED, ERROR (a message over max_message_bytes: closed 1009)
+                    return None
+                session.charge(len(frames))
+                self.batcher.submit(session, Chunk(frames, self.model.output_size, binary))
+        except ProtocolError as e:
+            return e
+        except asyncio.CancelledError:
+            return None
+
+    async def _write(self, ws: web.WebSocketResponse, session: Session) -> None:
+        while True:
+            chunk = await session.replies.get()
+            try:
+                if chunk.binary:
+                    await ws.send_bytes(encode_binary(chunk.outputs))
+                else:
+                    await ws.send_str(encode_json(chunk.outputs))
+            except (ConnectionError, RuntimeError):
+                return
+            session.answered(chunk)
+
+    # -- one-shot HTTP -------------------------------------------------------------------------
+    async def _run(self, request: web.Request):
+        refused = self._admit()
+        if refused is not None:
+            return refused
+        body = await request.read()
+        binary = request.content_type in BINARY_TYPES
+        m, most = self.model.input_size, self.limits.max_frames_per_request
+        try:
+            frames = parse_binary(body, m, most) if binary else parse_json(body.decode("utf-8", "replace"),
+                                                                         m, most)
+        except ProtocolError as e:
+            self.metrics.errors[e.name] += 1
+            return _error_response(413 if e.name == "too_many_frames" else 400, e.name, e.message)
+        session = self._session()
+        self.metrics.requests_in_flight += 1
+        self.metrics.requests_total += 1
+        try:
+            self.batcher.submit(session, Chunk(frames, self.model.output_size, binary))
+            chunk = await session.replies.get()
+            session.answered(chunk)
+        finally:
+            session.close()
+            self.metrics.requests_in_flight -= 1
+        if binary:
+            return web.Response(body=encode_binary(chunk.outputs), content_type=BINARY_TYPES[0])
+        return web.Response(text=encode_json(chunk.outputs), content_type="application/json")
+
+    # -- health and metrics --------------------------------------------------------------------
+    async def _health(self, request: web.Request):
+        m = self.model
+        return web.json_response(
+            {"status": "shutting_down" if self.closing else "ok", "streams": self.metrics.streams,
+             "backend": m.backend, "variant": m.variant, "input_size": m.input_size,
+             "output_size": m.output_size}, status=503 if self.closing else 200)
+
+    async def _metrics(self, request: web.Request):
+        return web.Response(text=self.metrics.render(), content_type="text/plain",
+                            charset="utf-8", headers={"X-Content-Type-Options": "nosniff"})

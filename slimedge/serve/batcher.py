@@ -1,0 +1,216 @@
+"""Batching across connections: every tick, the frames that arrived since the last one are stepped
+through :meth:`Model.step_streams`, one backend call per round (round i holds the i-th waiting
+frame of every stream that has one), in a single worker thread that alone touches the streams.
+
+A :class:`Session` is one client's stream: its :class:`~slimedge.runtime.Stream` (the state), the
+chunks it sent that wait for the batcher or for their reply, and its backpressure and rate-limit
+accounting. The event loop only queues frames and sends replies; while the worker steps one tick,
+the loop reads the next tick's frames."""
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import time
+
+import numpy as np
+
+from .limits import Limits
+from .metrics import Metrics
+from .protocol import ProtocolError
+
+
+class Chunk:
+    """One message's frames and, as they are stepped, their outputs."""
+
+    __slots__ = ("frames", "outputs", "taken", "done", "received", "binary")
+
+    def __init__(self, frames: np.ndarray, output_size: int, binary: bool):
+        self.frames = frames
+        self.outputs = np.empty((len(frames), output_size), np.float32)
+        self.taken = self.done = 0
+        self.received = time.perf_counter()
+        self.binary = binary
+
+
+class Session:
+    """One client's stream and its queue. ``unanswered``: frames received and not yet replied to
+    (waiting, being stepped, or stepped and not yet written); reading waits while another message
+    could take it past ``max_queued_frames``."""
+
+    def __init__(self, stream, limits: Limits, metrics: Metrics, output_size: int):
+        self.stream = stream
+        self.limits, self.metrics, self.output_size = limits, metrics, output_size
+        self.chunks: collections.deque[Chunk] = collections.deque()   # not fully stepped
+        self.replies: asyncio.Queue[Chunk] = asyncio.Queue()             # stepped, to write
+        self.waiting = 0        # frames not yet taken by the batcher
+        self.unanswered = 0
+        self.closed = False
+        self._room = asyncio.Event()
+        self._room.set()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._tokens = float(limits.max_queued_frames)
+        self._refilled = time.monotonic()
+
+    # -- the reader's side ---------------------------------------------------------------------
+    async def room(self) -> None:
+        """Wait until one more message of the largest size fits (backpressure)."""
+        await self._room.wait()
+
+    def _update_room(self) -> None:
+        if self.unanswered + self.limits.max_frames_per_message <= self.limits.max_queued_frames:
+            self._room.set()
+        else:
+            self._room.clear()
+        if self.unanswered == 0:
+            self._drained.set()
+        else:
+            self._drained.clear()
+
+    def charge(self, n: int) -> None:
+        """The rate limit: a token bucket of ``max_queued_frames`` frames refilled at
+        ``max_frames_per_second``."""
+        rate = self.limits.max_frames_per_second
+        if rate is None:
+            return
+        now = time.monotonic()
+        self._tokens = min(self.limits.max_queued_frames,
+                           self._tokens + (now - self._refilled) * rate)
+        self._refilled = now
+        if n > self._tokens:
+            raise ProtocolError("too_fast", f"more than {rate:g} frames per second sustained "
+                                            f"(a burst of {self.limits.max_queued_frames} allowed)")
+        self._tokens -= n
+
+    def add(self, chunk: Chunk) -> None:
+        n = len(chunk.frames)
+        self.chunks.append(chunk)
+        self.waiting += n
+        self.unanswered += n
+        self.metrics.queued_frames += n
+        self.metrics.queue_high_water = max(self.metrics.queue_high_water, self.unanswered)
+        self._update_room()
+
+    async def drained(self) -> None:
+        """Every frame received so far has been answered."""
+        await self._drained.wait()
+
+    # -- the batcher's side --------------------------------------------------------------------
+    def take(self, most: int) -> np.ndarray:
+        """Up to ``most`` waiting frames, oldest first."""
+        parts, left = [], most
+        for c in self.chunks:
+            if left == 0:
+                break
+            part = c.frames[c.taken:c.taken + left]
+            if len(part):
+                c.taken += len(part)
+                left -= len(part)
+                parts.append(part)
+        frames = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        self.waiting -= len(frames)
+        self.metrics.queued_frames -= len(frames)
+        return frames
+
+    def give(self, outputs: np.ndarray) -> None:
+        """The outputs of the frames last taken, in order: finished chunks go to the writer."""
+        i = 0
+        while i < len(outputs):
+            c = self.chunks[0]
+            n = min(c.taken - c.done, len(outputs) - i)
+            c.outputs[c.done:c.done + n] = outputs[i:i + n]
+            c.done += n
+            i += n
+            if c.done == len(c.frames):
+                self.chunks.popleft()
+                self.replies.put_nowait(c)
+
+    def answered(self, chunk: Chunk) -> None:
+        self.unanswered -= len(chunk.frames)
+        self.metrics.chunk_done(time.perf_counter() - chunk.received)
+        self._update_room()
+
+    def close(self) -> None:
+        """Drop whatever is still waiting (the client left or broke the protocol)."""
+        self.closed = True
+        self.metrics.queued_frames -= self.waiting
+        self.waiting = 0
+        self.chunks.clear()
+
+
+class Batcher:
+    """The tick loop: waits for frames, then steps every session with frames waiting (at most
+    ``max_frames_per_message`` frames each per tick, so one long request does not hold up the
+    others) in the worker thread, and hands the outputs back."""
+
+    def __init__(self, model, limits: Limits, metrics: Metrics):
+        self.model, self.limits, self.metrics = model, limits, metrics
+        self.ready: dict[Session, None] = {}     # sessions with frames waiting, in arrival order
+        self._wake = asyncio.Event()
+        self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="slimedge-step")
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="slimedge-batcher")
+
+    def submit(self, session: Session, chunk: Chunk) -> None:
+        session.add(chunk)
+        self.ready[session] = None
+        self._wake.set()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self._worker.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = 0.0
+        while True:
+            await self._wake.wait()
+            wait = self.limits.tick_s - (time.perf_counter() - last)
+            if wait > 0:
+                await asyncio.sleep(wait)
+            last = time.perf_counter()
+            self._wake.clear()
+            work = []
+            for s in list(self.ready):
+                if not s.closed and s.waiting:
+                    work.append((s, s.take(self.limits.max_frames_per_message)))
+                if s.closed or not s.waiting:
+                    del self.ready[s]
+            if self.ready:
+                self._wake.set()     # more than one tick's worth waiting: go on at the next tick
+            if not work:
+                continue
+            outputs, calls, seconds = await loop.run_in_executor(self._worker, self._step, work)
+            self.metrics.tick(sum(len(f) for _, f in work), calls, seconds)
+            for s, y in outputs:
+                if not s.closed:
+                    s.give(y)
+
+    def _step(self, work):
+        """In the worker thread: round i steps the i-th frame of each session that has one."""
+        work = sorted(work, key=lambda w: -len(w[1]))       # round i: a prefix of the sessions
+        counts = [len(f) for _, f in work]
+        k, rounds = len(work), counts[0]
+        m = work[0][1].shape[1]
+        x = np.zeros((rounds, k, m), np.float32)
+        for j, (_, f) in enumerate(work):
+            x[:len(f), j] = f
+        y = np.empty((rounds, k, self.model.output_size), np.float32)
+        streams = [s.stream for s, _ in work]
+        seconds = 0.0
+        width = k
+        for i in range(rounds):
+            while counts[width - 1] <= i:
+                width -= 1
+            t = time.perf_counter()
+            y[i, :width] = self.model.step_streams(streams[:width], x[i, :width])
+            seconds += time.perf_counter() - t
+        return [(s, y[:c, j]) for j, ((s, _), c) in enumerate(zip(work, counts))], rounds, seconds
