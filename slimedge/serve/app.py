@@ -108,17 +108,18 @@ class Server:
         self.sessions.add(session)
         self.metrics.streams += 1
         self.metrics.connections_total += 1
-        writer = asyncio.create_task(self._write(ws, session))
         reader = asyncio.create_task(self._read(ws, session))
+        writer = asyncio.create_task(self._write(ws, session, reader))
         self._readers.add(reader)
         try:
             await ws.send_str(json.dumps(self._ready()))
             error = await reader
-            if error is None and self.closing and not ws.closed:   # shutdown: answer, then close
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(session.drained(), self.limits.shutdown_timeout_s)
+            if error is None and self.closing and not ws.closed:
                 error = ProtocolError("shutting_down", "the server is shutting down; every "
                                       "chunk received before was answered")
+            if error is not None and not ws.closed:   # answer what came before, then close
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(session.drained(), self.limits.shutdown_timeout_s)
             session.close()
             writer.cancel()
             if error is not None and not ws.closed:
@@ -167,7 +168,10 @@ class Server:
         except asyncio.CancelledError:
             return None
 
-    async def _write(self, ws: web.WebSocketResponse, session: Session) -> None:
+    async def _write(self, ws: web.WebSocketResponse, session: Session,
+                     reader: asyncio.Task) -> None:
+        """Write each stepped chunk's reply; a connection gone stops the reader too (it may be
+        waiting for room that only replies make)."""
         while True:
             chunk = await session.replies.get()
             try:
@@ -176,6 +180,7 @@ class Server:
                 else:
                     await ws.send_str(encode_json(chunk.outputs))
             except (ConnectionError, RuntimeError):
+                reader.cancel()
                 return
             session.answered(chunk)
 

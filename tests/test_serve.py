@@ -1,0 +1,430 @@
+"""slimedge serve over real sockets on 127.0.0.1: a real aiohttp client against the real server
+(in a thread with its own event loop, or ``python -m slimedge serve`` in a subprocess), every
+client's outputs bit-equal to a local Stream of the same model on the same backend.
+
+The model is the shipped one exported to ONNX, on onnxruntime (one thread) both sides: its rows do
+not depend on the batch size (the numpy backend's BLAS does: batched rows differ from a single
+stream's by up to 6e-7, which the runtime's own step_streams test allows)."""
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+aiohttp = pytest.importorskip("aiohttp")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from slimedge import exporters, runtime, zoo  # noqa: E402
+from slimedge.errors import UsageError  # noqa: E402
+from slimedge.serve import Limits  # noqa: E402
+from slimedge.serve.app import Server  # noqa: E402
+from slimedge.serve.metrics import parse  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+M, K = 13, 10
+TIMEOUT = aiohttp.ClientTimeout(total=30)
+
+
+class ThreadServer:
+    """A Server on a free loopback port, run by its own event loop in a thread."""
+
+    def __init__(self, model, limits):
+        self.server = Server(model, limits, host="127.0.0.1", port=0)
+        self.loop = asyncio.new_event_loop()
+        started = threading.Event()
+
+        def run():
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(self.server.start())
+            started.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        assert started.wait(20), "server did not start"
+        self.url = self.server.url
+        self.ws_url = self.url + "/v1/stream"
+
+    def call(self, fn):
+        """Run ``fn()`` on the server's loop (its state belongs to that thread)."""
+        return asyncio.run_coroutine_threadsafe(_call(fn), self.loop).result(10)
+
+    def stop(self):
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+async def _call(fn):
+    return fn()
+
+
+@pytest.fixture(scope="module")
+def onnx_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("serve") / "digits.onnx"
+    return exporters.export(zoo.default_model_path(), path, validate=False).path
+
+
+@pytest.fixture(scope="module")
+def model(onnx_path):
+    return runtime.load(onnx_path, backend="onnxruntime", threads=1)
+
+
+@pytest.fixture(scope="module")
+def local(onnx_path):
+    """The client side's own copy of the model: what a local Stream gives."""
+    return runtime.load(onnx_path, backend="onnxruntime", threads=1)
+
+
+@pytest.fixture(scope="module")
+def server(model):
+    s = ThreadServer(model, Limits(max_connections=64, max_frames_per_message=10,
+                                   max_queued_frames=40, max_message_bytes=4096, tick_s=0.002))
+    yield s
+    s.stop()
+
+
+def expected(local, frames):
+    s = local.stream()
+    return np.stack([s.step(f) for f in frames])
+
+
+def chunks_of(frames, sizes):
+    out, i = [], 0
+    for n in sizes:
+        out.append(frames[i:i + n])
+        i += n
+    return out
+
+
+async def send_chunk(ws, chunk, binary):
+    if binary:
+        await ws.send_bytes(chunk.astype("<f4").tobytes())
+    else:
+        await ws.send_str(json.dumps({"frames": chunk.astype(np.float64).tolist()}))
+
+
+async def read_reply(ws, binary):
+    msg = await ws.receive(timeout=20)
+    if binary:
+        assert msg.type == aiohttp.WSMsgType.BINARY, msg
+        return np.frombuffer(msg.data, "<f4").reshape(-1, K)
+    assert msg.type == aiohttp.WSMsgType.TEXT, msg
+    doc = json.loads(msg.data)
+    assert doc["type"] == "outputs", doc
+    return np.asarray(doc["outputs"], np.float64).astype(np.float32)
+
+
+async def stream_all(session, url, chunks, binary):
+    """Send every chunk (at once, reading replies concurrently); returns the outputs stacked."""
+    async with session.ws_connect(url) as ws:
+        ready = await ws.receive_json(timeout=20)
+        assert ready["type"] == "ready" and ready["input_size"] == M and ready["output_size"] == K
+
+        async def send():
+            for c in chunks:
+                await send_chunk(ws, c, binary)
+
+        sender = asyncio.create_task(send())
+        replies = [await read_reply(ws, binary) for _ in chunks]
+        await sender
+        for c, r in zip(chunks, replies):
+            assert r.shape == (len(c), K)
+        return np.concatenate(replies)
+
+
+async def expect_error(ws, name, code):
+    """The error message naming the problem, then the close with its code."""
+    msg = await ws.receive(timeout=20)
+    assert msg.type == aiohttp.WSMsgType.TEXT, msg
+    doc = json.loads(msg.data)
+    assert doc["type"] == "error" and doc["error"] == name, doc
+    assert doc["message"]
+    msg = await ws.receive(timeout=20)
+    assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == code and msg.extra == name, msg
+    return doc["message"]
+
+
+def state(server):
+    """(sessions, open streams, queued frames, sessions waiting for the batcher), as the server's
+    own loop sees them."""
+    return server.call(lambda: (len(server.server.sessions), server.server.metrics.streams,
+                                server.server.metrics.queued_frames,
+                                len(server.server.batcher.ready)))
+
+
+def idle(server):
+    return state(server) == (0, 0, 0, 0)
+
+
+async def wait_idle(server):
+    for _ in range(200):
+        if idle(server):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"the server still holds streams or queued frames: {state(server)}")
+
+
+def test_many_concurrent_clients_get_exactly_a_local_streams_outputs(server, local):
+    rng = np.random.default_rng(27)
+    clients = []
+    for i in range(32):
+        sizes = rng.integers(1, 11, size=int(rng.integers(2, 7)))
+        frames = rng.normal(size=(int(sizes.sum()), M)).astype(np.float32)
+        clients.append((frames, chunks_of(frames, sizes), i % 2 == 0))
+
+    async def main():
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
+            return await asyncio.gather(*(stream_all(s, server.ws_url, c, b) for _, c, b in clients))
+
+    got = asyncio.run(main())
+    for (frames, _, _), y in zip(clients, got):
+        np.testing.assert_array_equal(y, expected(local, frames))   # bit-equal, JSON included
+    # the 32 streams were batched: fewer backend calls than frames
+    metrics = parse(server.call(server.server.metrics.render))
+    assert metrics["slimedge_serve_backend_calls_total"] < metrics["slimedge_serve_frames_total"]
+    asyncio.run(wait_idle(server))
+
+
+def test_client_that_disconnects_mid_stream_leaves_nothing_behind(server, local):
+    rng = np.random.default_rng(1)
+    good = rng.normal(size=(60, M)).astype(np.float32)
+
+    async def leaver(s):
+        ws = await s.ws_connect(server.ws_url)
+        await ws.receive_json(timeout=20)
+        for _ in range(4):   # 40 frames queued, no reply read, then the socket is dropped
+            await send_chunk(ws, rng.normal(size=(10, M)).astype(np.float32), True)
+        ws._response.connection.transport.abort()   # no close handshake: a crashed client
+
+    async def main():
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
+            await asyncio.gather(*(leaver(s) for _ in range(4)))
+            y = await stream_all(s, server.ws_url, chunks_of(good, [10] * 6), True)
+            await wait_idle(server)
+            return y
+
+    np.testing.assert_array_equal(asyncio.run(main()), expected(local, good))
+
+
+GARBAGE = [
+    (b"\x00" * (4 * M + 1), "frame_size", 1007, "multiple of 52"),
+    ('{"frames": [[1, 2, 3]]}', "frame_size", 1007, "expected 13 numbers, got 3"),
+    ('{"frame": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, "x"]}', "not_a_number", 1007, '"x"'),
+    ('{"frame": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, true]}', "not_a_number", 1007, "true"),
+    ('{"frame": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, NaN]}', "not_finite", 1007, "nan"),
+    ('{"frame": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 1e39]}', "not_finite", 1007, "1e+39"),
+    (np.full((2, M), np.nan, "<f4").tobytes(), "not_finite", 1007, "finite"),
+    ("hello", "bad_message", 1007, "not JSON"),
+    ('[1, 2]', "bad_message", 1007, '"frames"'),
+    (np.zeros((11, M), "<f4").tobytes(), "too_many_frames", 1009, "at most 10"),
+]
+
+
+def test_garbage_gets_a_named_error_and_a_close_code_others_unaffected(server, local):
+    rng = np.random.default_rng(2)
+    good = rng.normal(size=(50, M)).astype(np.float32)
+
+    async def garbage(s, payload, name, code, words):
+        async with s.ws_connect(server.ws_url) as ws:
+            await ws.receive_json(timeout=20)
+            await send_chunk(ws, good[:3], True)        # a good chunk first: answered
+            np.testing.assert_array_equal(await read_reply(ws, True), expected(local, good[:3]))
+            await (ws.send_bytes(payload) if isinstance(payload, bytes) else ws.send_str(payload))
+            message = await expect_error(ws, name, code)
+            assert words.lower() in message.lower(), message
+
+    async def main():
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
+            results = await asyncio.gather(
+                stream_all(s, server.ws_url, chunks_of(good, [10] * 5), False),
+                *(garbage(s, *g) for g in GARBAGE))
+            # a message over max_message_bytes is refused by the WebSocket layer unread: 1009
+            async with s.ws_connect(server.ws_url) as ws:
+                await ws.receive_json(timeout=20)
+                await ws.send_bytes(b"\x00" * 8192)
+                msg = await ws.receive(timeout=20)
+                assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1009, msg
+            await wait_idle(server)
+            return results[0]
+
+    np.testing.assert_array_equal(asyncio.run(main()), expected(local, good))
+    errors = parse(server.call(server.server.metrics.render))
+    assert errors['slimedge_serve_protocol_errors_total{error="not_finite"}'] >= 3
+
+
+def test_a_client_sending_too_fast_is_held_back_memory_bounded(model, local):
+    """No rate limit: the server stops reading the connection while 40 frames are unanswered;
+    all 2,000 frames, sent as fast as the socket takes them, are answered exactly."""
+    srv = ThreadServer(model, Limits(max_frames_per_message=10, max_queued_frames=40,
+                                     tick_s=0.005))
+    frames = np.random.default_rng(3).normal(size=(2000, M)).astype(np.float32)
+    try:
+        async def main():
+            async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
+                return await stream_all(s, srv.ws_url, chunks_of(frames, [10] * 200), True)
+
+        np.testing.assert_array_equal(asyncio.run(main()), expected(local, frames))
+        m = parse(srv.call(srv.server.metrics.render))
+        assert m["slimedge_serve_queue_high_water_frames"] <= 40
+        assert m["slimedge_serve_frames_total"] == 2000
+    finally:
+        srv.stop()
+
+
+def test_rate_limit_refuses_a_client_over_it(model, local):
+    srv = ThreadServer(model, Limits(max_frames_per_message=10, max_queued_frames=30,
+                                     max_frames_per_second=100.0, max_connections=2))
+    try:
+        async def main():
+            async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
+                async with s.ws_connect(srv.ws_url) as ws:
+                    ready = await ws.receive_json(timeout=20)
+                    assert ready["max_frames_per_second"] == 100.0
+                    for _ in range(4):    # 40 frames at once: the burst allowed is 30
+                        await send_chunk(ws, np.zeros((10, M), np.float32), True)
+                    for _ in range(3):    # the first 30 are answered
+                        await read_reply(ws, True)
+                    message = await expect_error(ws, "too_fast", 1008)
+                    assert "100 frames per second" in message
+                # the connection limit: 2 open, the third refused with 503 server_full
+                async with s.ws_connect(srv.ws_url) as a, s.ws_connect(srv.ws_url) as b:
+                    await a.receive_json(timeout=20)
+                    await b.receive_json(timeout=20)
+                    with pytest.raises(aiohttp.WSServerHandshakeError) as e:
+                        await s.ws_connect(srv.ws_url)
+                    assert e.value.status == 503
+                    async with s.post(srv.url + "/v1/run", json={"frame": [0] * M}) as r:
+                        assert r.status == 503 and (await r.json())["error"] == "server_full"
+
+        asyncio.run(main())
+    finally:
+        srv.stop()
+
+
+def test_http_one_shot_sequence_json_and_binary(server, local):
+    frames = np.random.default_rng(4).normal(size=(37, M)).astype(np.float32)
+
+    async def main():
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
+            async with s.post(server.url + "/v1/run",
+                              json={"frames": frames.astype(np.float64).tolist()}) as r:
+                assert r.status == 200
+                y_json = np.asarray((await r.json())["outputs"], np.float64).astype(np.float32)
+            async with s.post(server.url + "/v1/run", data=frames.astype("<f4").tobytes(),
+                              headers={"Content-Type": "application/octet-stream"}) as r:
+                assert r.status == 200
+                y_bin = np.frombuffer(await r.read(), "<f4").reshape(-1, K)
+            async with s.post(server.url + "/v1/run", data="[[1]]",
+                              headers={"Content-Type": "application/json"}) as r:
+                assert r.status == 400 and (await r.json())["error"] == "bad_message"
+            async with s.post(server.url + "/v1/run", data=b"\0" * 53) as r:   # octet-stream
+                body = await r.json()
+                assert r.status == 400 and body["error"] == "frame_size", body
+                assert "multiple of 52" in body["message"]
+            async with s.post(server.url + "/v1/run", json={"frame": [1] * (M - 1)}) as r:
+                assert r.status == 400 and (await r.json())["error"] == "frame_size"
+            return y_json, y_bin
+
+    y_json, y_bin = asyncio.run(main())
+    want = expected(local, frames)
+    np.testing.assert_array_equal(y_json, want)
+    np.testing.assert_array_equal(y_bin, want)
+
+
+def test_health_and_metrics_parse(server):
+    async def main():
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
+            async with s.ws_connect(server.ws_url) as ws:
+                await ws.receive_json(timeout=20)
+                await send_chunk(ws, np.zeros((5, M), np.float32), True)
+                await read_reply(ws, True)
+                async with s.get(server.url + "/health") as r:
+                    health = await r.json()
+                    assert r.status == 200
+                async with s.get(server.url + "/metrics") as r:
+                    assert r.content_type == "text/plain"
+                    return health, await r.text()
+
+    health, text = asyncio.run(main())
+    assert health["status"] == "ok" and health["streams"] == 1 and health["input_size"] == M
+    m = parse(text)
+    assert m["slimedge_serve_streams"] == 1
+    assert m["slimedge_serve_frames_total"] >= 5 and m["slimedge_serve_steps_per_second"] > 0
+    q50, q99 = (m[f'slimedge_serve_chunk_latency_seconds{{quantile="{q}"}}'] for q in (0.5, 0.99))
+    assert 0 < q50 <= q99 < 10
+    assert m["slimedge_serve_chunk_latency_seconds_count"] >= 1
+    for line in text.splitlines():     # every sample declared with HELP and TYPE
+        if not line.startswith("#"):
+            base = line.split("{")[0].split(" ")[0]
+            for suffix in ("_sum", "_count"):
+                base = base.removesuffix(suffix) if base.endswith("latency_seconds" + suffix) else base
+            assert f"# TYPE {base} " in text, line
+
+
+def test_limits_are_checked():
+    with pytest.raises(UsageError, match="max_connections"):
+        Limits(max_connections=0)
+    with pytest.raises(UsageError, match="must hold at least one message"):
+        Limits(max_frames_per_message=100, max_queued_frames=50)
+    with pytest.raises(UsageError, match="max_frames_per_second"):
+        Limits(max_frames_per_second=0)
+
+
+def _start_cli(*args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.Popen([sys.executable, "-m", "slimedge", "serve", *args], cwd=ROOT, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    if "serving" not in line:
+        p.kill()
+        raise AssertionError(f"no server: {line!r} {p.stderr.read()}")
+    return p, line.split(" on ")[1].split(" ")[0]
+
+
+def test_cli_serve_sigterm_answers_queued_frames_then_closes_1001(onnx_path, local):
+    """SIGTERM with 40 frames queued (a 300 ms tick holds them): every one is answered, then the
+    close 1001 and a clean exit; new connections are no longer accepted."""
+    p, url = _start_cli(str(onnx_path), "--port", "0", "--tick-ms", "300", "--threads", "1",
+                        "--max-frames-per-message", "10", "--max-queue", "40")
+    frames = np.random.default_rng(5).normal(size=(40, M)).astype(np.float32)
+    try:
+        async def main():
+            async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
+                async with s.ws_connect(url + "/v1/stream") as ws:
+                    await ws.receive_json(timeout=20)
+                    for c in chunks_of(frames, [10] * 4):
+                        await send_chunk(ws, c, True)
+                    await asyncio.sleep(0.05)
+                    p.send_signal(signal.SIGTERM)
+                    replies = [await read_reply(ws, True) for _ in range(4)]
+                    await expect_error(ws, "shutting_down", 1001)
+                with pytest.raises(aiohttp.ClientError):
+                    await s.ws_connect(url + "/v1/stream")
+                return np.concatenate(replies)
+
+        np.testing.assert_array_equal(asyncio.run(main()), expected(local, frames))
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 0, err
+        assert out.strip().endswith("stopped")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_cli_serve_user_errors(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    missing = tmp_path / "missing.onnx"
+    r = subprocess.run([sys.executable, "-m", "slimedge", "serve", str(missing), "--port", "0"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "missing.onnx" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
