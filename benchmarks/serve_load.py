@@ -13,11 +13,11 @@ it). For each N of the ladder (stopping at the first N that fails): N streams co
 random phases, run ``--warmup`` s unmeasured, then ``--seconds`` s measured. Latency is measured
 by the client, from a chunk's send to its reply's arrival; a chunk without a reply by the end
 counts as late. N passes when p99 <= 100 ms and every stream kept real time. Where the time goes,
-per chunk over the measured window: the backend calls (``Model.step_streams``, timed by the
-server: ``slimedge_serve_backend_seconds_total``), the rest of the server's user CPU (aiohttp,
-asyncio and slimedge's Python), its kernel CPU (the loopback TCP stack, epoll), and the load
-generator's CPU. Memory per idle stream: the server's RSS growth over 1,000 idle connections
-(connected, nothing sent), divided by 1,000.
+per chunk over the run: the backend calls (``Model.step_streams``, the CPU time of the server's
+stepping thread during them: ``slimedge_serve_backend_cpu_seconds_total``), the rest of the
+server's user CPU (aiohttp, asyncio and slimedge's Python), its kernel CPU (the loopback TCP
+stack, epoll), and the load generator's CPU. Memory per idle stream: the server's RSS growth
+over 1,000 idle connections (connected, nothing sent), divided by 1,000.
 
 The frames are random normal values (the model's inputs are standardised MFCCs; the server's work
 does not depend on the values). Only with ``--update`` does it write
@@ -156,7 +156,10 @@ async def one_level(url: str, pid: int, n: int, warmup: float, seconds: float) -
                   - before["slimedge_serve_chunk_latency_seconds_count"])
     lat = np.sort(np.asarray(latencies)) if latencies else np.asarray([np.inf])
     q = {p: float(np.quantile(lat, p / 100)) for p in (50, 90, 99)}
-    backend_s = after["slimedge_serve_backend_seconds_total"] - before["slimedge_serve_backend_seconds_total"]
+    backend_s = (after["slimedge_serve_backend_cpu_seconds_total"]
+                 - before["slimedge_serve_backend_cpu_seconds_total"])
+    backend_wall = (after["slimedge_serve_backend_seconds_total"]
+                    - before["slimedge_serve_backend_seconds_total"])
     frames = after["slimedge_serve_frames_total"] - before["slimedge_serve_frames_total"]
     calls = after["slimedge_serve_backend_calls_total"] - before["slimedge_serve_backend_calls_total"]
     server_user, server_sys = cpu_s1[0] - cpu_s0[0], cpu_s1[1] - cpu_s0[1]
@@ -173,6 +176,7 @@ async def one_level(url: str, pid: int, n: int, warmup: float, seconds: float) -
         "cpu_cores_used": {"server_user": server_user / (wall1 - wall0),
                            "server_kernel": server_sys / (wall1 - wall0),
                            "generator": (cpu_c1 - cpu_c0) / (wall1 - wall0)},
+        "backend_wall_us_per_chunk": per_chunk(backend_wall),
         "us_per_chunk": {"backend_step_streams": per_chunk(backend_s),
                          "server_python_other": per_chunk(server_user - backend_s),
                          "server_kernel_network": per_chunk(server_sys),
@@ -300,7 +304,8 @@ def main() -> None:
               "command": command.strip(), "backend": args.backend, "tick_ms": args.tick_ms,
               "warmup_s": args.warmup, "seconds_s": args.seconds, "loadavg_before": load_before,
               "capacity_streams": cap, "levels": rows, "idle_memory": mem,
-              "notes": "Per chunk (10 frames): backend = the server's step_streams calls (their "
+              "notes": "CPU µs per chunk (10 frames), over each level's whole run: backend = the "
+                       "CPU time of the server's stepping thread in its step_streams calls (their "
                        "Python gather/scatter of each stream's state included); server Python = "
                        "the rest of its user CPU (aiohttp framing, asyncio, batching, replies); "
                        "server kernel = its system CPU (loopback TCP, epoll); load generator = "

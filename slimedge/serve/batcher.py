@@ -188,8 +188,8 @@ class Batcher:
                 self._wake.set()     # more than one tick's worth waiting: go on at the next tick
             if not work:
                 continue
-            outputs, calls, seconds = await loop.run_in_executor(self._worker, self._step, work)
-            self.metrics.tick(sum(len(f) for _, f in work), calls, seconds)
+            outputs, calls, seconds, cpu = await loop.run_in_executor(self._worker, self._step, work)
+            self.metrics.tick(sum(len(f) for _, f in work), calls, seconds, cpu)
             for s, y in outputs:
                 if not s.closed:
                     s.give(y)
@@ -205,12 +205,14 @@ class Batcher:
             x[:len(f), j] = f
         y = np.empty((rounds, k, self.model.output_size), np.float32)
         streams = [s.stream for s, _ in work]
-        seconds = 0.0
+        seconds = cpu = 0.0
         width = k
         for i in range(rounds):
             while counts[width - 1] <= i:
                 width -= 1
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             y[i, :width] = self.model.step_streams(streams[:width], x[i, :width])
             seconds += time.perf_counter() - t
-        return [(s, y[:c, j]) for j, ((s, _), c) in enumerate(zip(work, counts))], rounds, seconds
+            cpu += time.thread_time() - c
+        outputs = [(s, y[:c, j]) for j, ((s, _), c) in enumerate(zip(work, counts))]
+        return outputs, rounds, seconds, cpu

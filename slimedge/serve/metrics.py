@@ -27,6 +27,7 @@ class Metrics:
         self.frames_total = 0               # stream-steps
         self.backend_calls_total = 0
         self.backend_seconds_total = 0.0
+        self.backend_cpu_seconds_total = 0.0
         self.ticks_total = 0
         self.queued_frames = 0              # frames waiting for the batcher, all streams
         self.queue_high_water = 0           # the most any one stream ever had waiting
@@ -40,12 +41,13 @@ class Metrics:
         self.latency_sum += seconds
         self.latency_count += 1
 
-    def tick(self, frames: int, calls: int, seconds: float) -> None:
+    def tick(self, frames: int, calls: int, seconds: float, cpu_seconds: float) -> None:
         now = time.monotonic()
         self.ticks_total += 1
         self.frames_total += frames
         self.backend_calls_total += calls
         self.backend_seconds_total += seconds
+        self.backend_cpu_seconds_total += cpu_seconds
         self._steps.append((now, frames))
         while self._steps and self._steps[0][0] < now - RATE_WINDOW_S:
             self._steps.popleft()
@@ -90,8 +92,11 @@ class Metrics:
                f"{RATE_WINDOW_S:g} s.", [("", self.steps_per_second())])
         metric("backend_calls_total", "counter", "Batched backend calls (Model.step_streams).",
                [("", self.backend_calls_total)])
-        metric("backend_seconds_total", "counter", "Seconds spent in backend calls.",
+        metric("backend_seconds_total", "counter", "Seconds spent in backend calls (wall clock).",
                [("", self.backend_seconds_total)])
+        metric("backend_cpu_seconds_total", "counter", "CPU seconds of the thread making the "
+               "backend calls, during them (single-threaded backends: their compute).",
+               [("", self.backend_cpu_seconds_total)])
         metric("ticks_total", "counter", "Batcher ticks that stepped frames.", [("", self.ticks_total)])
         metric("queued_frames", "gauge", "Frames waiting for the batcher.", [("", self.queued_frames)])
         metric("queue_high_water_frames", "gauge", "The most frames one stream ever had waiting.",
