@@ -14,6 +14,7 @@ it from here (and the ones that first defined it still offer it under the old na
     SlimedgeError
       UsageError            a bad argument or option (ValueError)
         InputError            a frame, sequence or state the model cannot take
+          ProtocolError         ... a ``slimedge serve`` client's message the protocol refuses
         UnknownVariantError   a variant name nobody defined (also KeyError)
         IncompatibleTarget    an export its target interpreter cannot run
         Locked                another process writes the same output
@@ -59,6 +60,16 @@ class MissingDependency(SlimedgeError, ImportError):
 # ---- usage -------------------------------------------------------------------------------------
 class InputError(UsageError):
     """A frame, sequence or state the model cannot take; the message says expected vs got."""
+
+
+class ProtocolError(InputError):
+    """A ``slimedge serve`` client's message the protocol refuses: ``name`` names the problem
+    (``frame_size``, ``not_finite``, ...; :data:`slimedge.serve.protocol.CLOSE_CODES` gives each
+    its WebSocket close code), the message says expected vs got."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(message)
+        self.name, self.message = name, message
 
 
 class UnknownVariantError(UsageError, KeyError):
@@ -134,7 +145,8 @@ class TrainingDiverged(SlimedgeError, ValueError):
 
 
 __all__ = ["SlimedgeError", "UsageError", "DataError", "ModelFileError", "MissingDependency",
-           "InputError", "UnknownVariantError", "IncompatibleTarget", "Locked", "CheckpointError",
+           "InputError", "ProtocolError", "UnknownVariantError", "IncompatibleTarget", "Locked",
+           "CheckpointError",
            "IntegrityError", "DataPackageMissing", "ToolchainNotFound", "CompilerNotFound",
            "ExportValidationError", "QuantizationError", "CompileError", "DeviceError",
            "ProfileError", "TrainingDiverged"]

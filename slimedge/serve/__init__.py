@@ -23,8 +23,9 @@ from __future__ import annotations
 import asyncio
 
 from .. import extras
+from ..errors import ProtocolError
 from .limits import Limits
-from .protocol import CLOSE_CODES, ProtocolError
+from .protocol import CLOSE_CODES
 
 
 def serve(model, limits: Limits | None = None, *, host: str = "127.0.0.1", port: int = 8000,

@@ -10,10 +10,11 @@ import signal
 
 from aiohttp import WSMsgType, web
 
+from ..errors import ProtocolError
 from .batcher import Batcher, Chunk, Session
 from .limits import Limits
 from .metrics import Metrics
-from .protocol import ProtocolError, encode_binary, encode_json, parse_binary, parse_json
+from .protocol import close_code, encode_binary, encode_json, error_json, parse_binary, parse_json
 
 BINARY_TYPES = ("application/octet-stream",)
 
@@ -126,8 +127,8 @@ class Server:
                 if error.name != "shutting_down":
                     self.metrics.errors[error.name] += 1
                 with contextlib.suppress(ConnectionError, RuntimeError):
-                    await ws.send_str(error.to_json())
-                await ws.close(code=error.close_code, message=error.name.encode())
+                    await ws.send_str(error_json(error))
+                await ws.close(code=close_code(error), message=error.name.encode())
             elif not ws.closed:
                 await ws.close()
         finally:

@@ -15,9 +15,9 @@ import time
 
 import numpy as np
 
+from ..errors import ProtocolError
 from .limits import Limits
 from .metrics import Metrics
-from .protocol import ProtocolError
 
 
 class Chunk:

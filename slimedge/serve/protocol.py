@@ -21,6 +21,8 @@ import json
 
 import numpy as np
 
+from ..errors import ProtocolError
+
 # RFC 6455 close codes
 GOING_AWAY = 1001          # graceful shutdown
 INVALID_DATA = 1007        # wrong frame size, not a number, NaN/inf, not JSON
@@ -34,19 +36,13 @@ CLOSE_CODES = {"frame_size": INVALID_DATA, "not_a_number": INVALID_DATA,
                "server_full": TRY_AGAIN_LATER}
 
 
-class ProtocolError(Exception):
-    """A client's mistake: ``name`` (one of :data:`CLOSE_CODES`) and a one-line message."""
+def close_code(error: ProtocolError) -> int:
+    return CLOSE_CODES[error.name]
 
-    def __init__(self, name: str, message: str):
-        super().__init__(message)
-        self.name, self.message = name, message
 
-    @property
-    def close_code(self) -> int:
-        return CLOSE_CODES[self.name]
-
-    def to_json(self) -> str:
-        return json.dumps({"type": "error", "error": self.name, "message": self.message})
+def error_json(error: ProtocolError) -> str:
+    """The error message a client gets before the close."""
+    return json.dumps({"type": "error", "error": error.name, "message": error.message})
 
 
 def _finite(a: np.ndarray) -> np.ndarray:
