@@ -332,6 +332,8 @@ def test_http_one_shot_sequence_json_and_binary(server, local):
                 assert "multiple of 52" in body["message"]
             async with s.post(server.url + "/v1/run", json={"frame": [1] * (M - 1)}) as r:
                 assert r.status == 400 and (await r.json())["error"] == "frame_size"
+            async with s.post(server.url + "/v1/run", data=b"\0" * (2 << 20)) as r:
+                assert r.status == 413 and (await r.json())["error"] == "too_big"
             return y_json, y_bin
 
     y_json, y_bin = asyncio.run(main())

@@ -103,11 +103,15 @@ class Server:
         refused = self._admit()
         if refused is not None:
             return refused
-        ws = web.WebSocketResponse(max_msg_size=self.limits.max_message_bytes, compress=False)
-        await ws.prepare(request)
+        self.metrics.streams += 1      # counted before the handshake's await: no overshoot
+        try:
+            ws = web.WebSocketResponse(max_msg_size=self.limits.max_message_bytes, compress=False)
+            await ws.prepare(request)
+        except BaseException:
+            self.metrics.streams -= 1
+            raise
         session = self._session()
         self.sessions.add(session)
-        self.metrics.streams += 1
         self.metrics.connections_total += 1
         reader = asyncio.create_task(self._read(ws, session))
         writer = asyncio.create_task(self._write(ws, session, reader))
@@ -190,24 +194,32 @@ class Server:
         refused = self._admit()
         if refused is not None:
             return refused
-        body = await request.read()
-        binary = request.content_type in BINARY_TYPES
-        m, most = self.model.input_size, self.limits.max_frames_per_request
+        self.metrics.requests_in_flight += 1     # counted before the body's await
         try:
-            frames = parse_binary(body, m, most) if binary else parse_json(body.decode("utf-8", "replace"),
-                                                                         m, most)
-        except ProtocolError as e:
-            self.metrics.errors[e.name] += 1
-            return _error_response(413 if e.name == "too_many_frames" else 400, e.name, e.message)
-        session = self._session()
-        self.metrics.requests_in_flight += 1
-        self.metrics.requests_total += 1
-        try:
-            self.batcher.submit(session, Chunk(frames, self.model.output_size, binary))
-            chunk = await session.replies.get()
-            session.answered(chunk)
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                self.metrics.errors["too_big"] += 1
+                return _error_response(413, "too_big", f"request body over "
+                                       f"{self.limits.max_request_bytes} bytes")
+            binary = request.content_type in BINARY_TYPES
+            m, most = self.model.input_size, self.limits.max_frames_per_request
+            try:
+                frames = (parse_binary(body, m, most) if binary
+                          else parse_json(body.decode("utf-8", "replace"), m, most))
+            except ProtocolError as e:
+                self.metrics.errors[e.name] += 1
+                return _error_response(413 if e.name == "too_many_frames" else 400, e.name,
+                                       e.message)
+            self.metrics.requests_total += 1
+            session = self._session()
+            try:
+                self.batcher.submit(session, Chunk(frames, self.model.output_size, binary))
+                chunk = await session.replies.get()
+                session.answered(chunk)
+            finally:
+                session.close()
         finally:
-            session.close()
             self.metrics.requests_in_flight -= 1
         if binary:
             return web.Response(body=encode_binary(chunk.outputs), content_type=BINARY_TYPES[0])

@@ -13,7 +13,7 @@ WebSocket, one stream per connection. The server first sends ``{"type": "ready",
 Replies come in the order of the chunks. A mistake gets ``{"type": "error", "error": NAME,
 "message": "..."}`` and the connection is closed with the close code below (the reason is NAME).
 The one-shot HTTP endpoint (``POST /v1/run``) takes the same payloads as a whole sequence and
-answers 400/413 with the same JSON error object.
+answers 400/413 with the same JSON error object (``too_big``: a body over ``max_request_bytes``).
 """
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ TRY_AGAIN_LATER = 1013     # the server is full
 
 CLOSE_CODES = {"frame_size": INVALID_DATA, "not_a_number": INVALID_DATA,
                "not_finite": INVALID_DATA, "bad_message": INVALID_DATA,
-               "too_many_frames": TOO_BIG, "too_fast": POLICY, "shutting_down": GOING_AWAY,
-               "server_full": TRY_AGAIN_LATER}
+               "too_many_frames": TOO_BIG, "too_big": TOO_BIG, "too_fast": POLICY,
+               "shutting_down": GOING_AWAY, "server_full": TRY_AGAIN_LATER}
 
 
 def close_code(error: ProtocolError) -> int:
