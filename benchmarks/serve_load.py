@@ -212,6 +212,19 @@ async def idle_memory(url: str, pid: int, n: int) -> dict:
             "kb_per_idle_stream": round(1024 * (rss1 - rss0) / n, 1)}
 
 
+def stream_kb(model: Path, backend: str, n: int = 2000) -> float:
+    """KB of one runtime Stream of this model and backend (its state and backend binding), measured
+    in this process: the part of an idle connection that is the model's."""
+    from slimedge import runtime
+
+    m = runtime.load(model, backend, 1)
+    m.stream()
+    before = rss_mb(os.getpid())
+    streams = [m.stream() for _ in range(n)]
+    kb = 1024 * (rss_mb(os.getpid()) - before) / len(streams)
+    return round(kb, 1)
+
+
 def markdown(result: dict) -> str:
     r = result
     cap = r["capacity_streams"]
@@ -246,7 +259,10 @@ def markdown(result: dict) -> str:
     mem = r["idle_memory"]
     lines += ["", f"Memory per idle stream (connected, nothing sent): "
               f"{mem['kb_per_idle_stream']:.1f} KB (server RSS {mem['rss_before_mb']} → "
-              f"{mem['rss_after_mb']} MB over {mem['idle_streams']:,} connections).", "",
+              f"{mem['rss_after_mb']} MB over {mem['idle_streams']:,} connections), of which "
+              f"{mem['kb_per_runtime_stream']:.1f} KB is the runtime `Stream` ({r['backend']}: "
+              f"its state and backend binding); the rest is the connection (aiohttp's request, "
+              f"WebSocket reader and writer, three asyncio tasks, the session's queues).", "",
               r["notes"], ""]
     return "\n".join(lines)
 
@@ -297,6 +313,7 @@ def main() -> None:
         p, url = start_server(model, args.backend, max(levels) + args.idle + 16, args.tick_ms)
         try:
             mem = asyncio.run(idle_memory(url, p.pid, args.idle))
+            mem["kb_per_runtime_stream"] = stream_kb(model, args.backend)
             print(f"idle: {mem['kb_per_idle_stream']} KB per stream "
                   f"({mem['rss_before_mb']} -> {mem['rss_after_mb']} MB)", flush=True)
             for n in levels:
