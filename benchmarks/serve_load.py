@@ -212,17 +212,26 @@ async def idle_memory(url: str, pid: int, n: int) -> dict:
             "kb_per_idle_stream": round(1024 * (rss1 - rss0) / n, 1)}
 
 
-def stream_kb(model: Path, backend: str, n: int = 2000) -> float:
-    """KB of one runtime Stream of this model and backend (its state and backend binding), measured
-    in this process: the part of an idle connection that is the model's."""
-    from slimedge import runtime
+STREAM_KB = r"""
+import os, sys
+from slimedge import runtime
+def rss_kb():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1024
+m = runtime.load(sys.argv[1], sys.argv[2], 1)
+m.stream()
+before = rss_kb()
+streams = [m.stream() for _ in range(2000)]
+print((rss_kb() - before) / len(streams))
+"""
 
-    m = runtime.load(model, backend, 1)
-    m.stream()
-    before = rss_mb(os.getpid())
-    streams = [m.stream() for _ in range(n)]
-    kb = 1024 * (rss_mb(os.getpid()) - before) / len(streams)
-    return round(kb, 1)
+
+def stream_kb(model: Path, backend: str) -> float:
+    """KB of one runtime Stream of this model and backend (its state and backend binding), in a
+    fresh process (2,000 of them): the part of an idle connection that is the model's."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-c", STREAM_KB, str(model), backend], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    return round(float(out.strip().splitlines()[-1]), 1)
 
 
 def markdown(result: dict) -> str:
