@@ -234,6 +234,16 @@ def stream_kb(model: Path, backend: str) -> float:
     return round(float(out.strip().splitlines()[-1]), 1)
 
 
+def summary(result: dict) -> dict:
+    """One run in a line: when, how loaded, the capacity and its p99."""
+    at = [row for row in result["levels"] if row["streams"] == result["capacity_streams"]]
+    return {"date": result["date"], "loadavg_before": result["loadavg_before"],
+            "capacity_streams": result["capacity_streams"],
+            "p99_ms_at_capacity": round(at[0]["p99_ms"], 1) if at else None,
+            "failed": [(row["streams"], round(row["p99_ms"], 1)) for row in result["levels"]
+                       if not row["passed"]]}
+
+
 def markdown(result: dict) -> str:
     r = result
     cap = r["capacity_streams"]
@@ -251,7 +261,11 @@ def markdown(result: dict) -> str:
              f"what the server and generator reached with a share of the machine.", "",
              f"**Capacity found: {cap if cap else 'none of the levels tried'} concurrent real-time "
              f"streams** with p99 ≤ 100 ms (the issue's target: ≥ 1,000 — "
-             f"{'reached' if cap and cap >= 1000 else 'not reached'}).", "",
+             f"{'reached' if cap and cap >= 1000 else 'not reached'})."
+             + "".join(f" Earlier run, {e['date']} (load average {e['loadavg_before']}): "
+                       f"{e['capacity_streams']} streams (p99 {e['p99_ms_at_capacity']} ms); failed "
+                       + ", ".join(f"{n} at p99 {q} ms" for n, q in e["failed"]) + "."
+                       for e in r.get("earlier_runs", [])), "",
              "| streams | load avg | p50 ms | p90 ms | p99 ms | server p99 ms | stream-steps/s | frames per "
              "backend call | µs/chunk: backend | server Python | server kernel (TCP) | load "
              "generator | CPU ceiling (streams) | passed |",
@@ -361,6 +375,9 @@ def main() -> None:
                        "× 10 chunks per stream-second): the streams that would saturate every core "
                        "with nothing else running, an upper bound, not a capacity."}
     if args.update:
+        if RESULTS.exists():       # the capacity of each earlier run stays on record
+            prev = json.loads(RESULTS.read_text())
+            result["earlier_runs"] = [*prev.get("earlier_runs", []), summary(prev)]
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(result, indent=2) + "\n")
         update_markdown(markdown(result))
