@@ -430,3 +430,17 @@ def test_cli_serve_user_errors(tmp_path):
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "missing.onnx" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_without_aiohttp_serve_names_its_extra():
+    """slimedge.serve imports without aiohttp; serving without it is one line naming the extra."""
+    code = ("import sys\nsys.modules['aiohttp'] = None\n"
+            "import slimedge.serve\n"
+            "from slimedge.cli import app\n"
+            "app(['serve', '--port', '0'])\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert "aiohttp" in r.stderr and "pip install 'slimedge[serve]'" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
