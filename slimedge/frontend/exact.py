@@ -38,6 +38,12 @@ def cos(x: float) -> float:
     return float(_cos_dec(Decimal(x)))
 
 
+def cosf(x: float) -> float:
+    """cos of the float32 ``x``, correctly rounded to float32 (C's ``cosf``)."""
+    with decimal.localcontext(_CTX):
+        return to_float32(_cos_dec(Decimal(float(x))))
+
+
 def sin(x: float) -> float:
     """sin of the float64 ``x`` (cos(x - pi/2) in exact arithmetic), rounded to float64."""
     with decimal.localcontext(_CTX):
@@ -48,6 +54,12 @@ def log1p(x: float) -> float:
     """ln(1 + x) of the float64 ``x``, correctly rounded to float64."""
     with decimal.localcontext(_CTX):
         return float((1 + Decimal(x)).ln())
+
+
+def log1pf(x: float) -> float:
+    """ln(1 + x) of the float32 ``x``, correctly rounded to float32 (C's ``log1pf``)."""
+    with decimal.localcontext(_CTX):
+        return to_float32((1 + Decimal(float(x))).ln())
 
 
 def powf(a: float, b: float) -> float:
@@ -66,4 +78,4 @@ def to_float32(d: Decimal) -> float:
     return float(f)
 
 
-__all__ = ["cos", "sin", "log1p", "powf", "to_float32", "DIGITS"]
+__all__ = ["cos", "cosf", "sin", "log1p", "log1pf", "powf", "to_float32", "DIGITS"]
