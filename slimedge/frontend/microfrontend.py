@@ -181,12 +181,24 @@ class Micro:
 
     def step(self, signal: np.ndarray, estimate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Steps 4-6 for one frame's filterbank output (channels,): (features, new estimate)."""
+        out, est = self.steps(np.asarray(signal)[None], estimate)
+        return out[0], est
+
+    def steps(self, signal: np.ndarray, estimate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Steps 4-6 for frames' filterbank outputs (T, channels) from the noise ``estimate``
+        before them: (features (T, channels), the estimate after the last frame). Only the
+        estimate's recursion runs frame by frame; the rest is elementwise over all frames."""
         t, sb = self.tables, self.smoothing_bits
-        s = signal & 0xFFFFFFFF
+        s = np.asarray(signal, np.int64) & 0xFFFFFFFF
         smooth = np.where(np.arange(self.channels) % 2 == 0, t["even"], t["odd"])
+        keep = (1 << mt.NOISE_REDUCTION_BITS) - smooth
         up = (s << sb) & 0xFFFFFFFF
-        est = ((up * smooth + estimate * ((1 << mt.NOISE_REDUCTION_BITS) - smooth))
-               >> mt.NOISE_REDUCTION_BITS) & 0xFFFFFFFF
+        pushed = up * smooth
+        est = np.empty_like(s)
+        e = np.asarray(estimate, np.int64)
+        for k in range(len(s)):
+            e = ((pushed[k] + e * keep) >> mt.NOISE_REDUCTION_BITS) & 0xFFFFFFFF
+            est[k] = e
         floor_ = (s * t["min_remaining"]) >> mt.NOISE_REDUCTION_BITS
         sub = (up - np.minimum(est, up)) >> sb
         s = np.maximum(sub, floor_)
@@ -201,7 +213,7 @@ class Micro:
                           - (1 << mt.PCAN_OUTPUT_BITS)) & 0xFFFFFFFF)
         if self.log:
             s = self._log(s)
-        return np.minimum(s, 0xFFFF), est
+        return np.minimum(s, 0xFFFF), (est[-1] if len(est) else e)
 
     def _wide_dynamic(self, x: np.ndarray) -> np.ndarray:
         lut = self.tables["gain_lut"]
@@ -237,10 +249,7 @@ class Micro:
         """Every step for int16 frames (T, window) from ``estimate``: (T, channels) int64 and the
         estimate after the last frame."""
         energy, _ = self.spectrum_energy(frames)
-        out = np.empty((len(energy), self.channels), np.int64)
-        for k, e in enumerate(energy):
-            out[k], estimate = self.step(e, estimate)
-        return out, estimate
+        return self.steps(energy, estimate)
 
     # ---- the float description -----------------------------------------------------------------
     def describe_float(self, frames: np.ndarray) -> np.ndarray:
