@@ -231,3 +231,34 @@ def test_checkpoint_records_the_audio_frontend(tmp_path):
     wrong = SequenceClassifier("LSTM0", 12, 8, 10, frontend=spec)
     with pytest.raises(ValueError, match="audio front-end makes 13"):
         checkpoint.read(checkpoint.save(wrong, tmp_path / "w.safetensors"))
+
+
+# ---- the runtime takes audio -------------------------------------------------------------------
+@pytest.mark.parametrize("spec", [{"kind": "logmel", "dct": 13}, MF8])
+def test_audio_stream_steps_the_model_on_the_frontends_frames(tmp_path, spec):
+    import torch
+
+    from slimedge import checkpoint, runtime
+    from slimedge.frontend import Standardize
+    from slimedge.models import SequenceClassifier
+    fa = audio.from_config(spec)
+    torch.manual_seed(0)
+    model = SequenceClassifier("LSTM0", fa.output_size, 8, 10,
+                               frontend=Frontend((Standardize(),), fa))
+    x = clip(CLIPS[0])
+    feats = audio.features(fa, x)
+    # a training split's statistics, so the model sees unit-scale inputs
+    model.frontend.stage("standardize").set_stats(feats.mean(0), feats.std(0))
+    path = checkpoint.save(model, tmp_path / "m.safetensors")
+    m = runtime.load(path, backend="numpy")
+    want = m.run(feats.astype(np.float32))
+    for chunk in (1, 37, 4096):
+        s = m.audio_stream()
+        got = np.concatenate([s.push(x[i:i + chunk]) for i in range(0, len(x), chunk)])
+        assert got.shape == want.shape and np.allclose(got, want, atol=1e-5), chunk
+    s.reset()
+    assert np.allclose(s.push(x / 32768.0), want, atol=1e-4)  # float PCM
+    plain = SequenceClassifier("LSTM0", 13, 8, 10)
+    with pytest.raises(ValueError, match="no audio front-end"):
+        runtime.load(checkpoint.save(plain, tmp_path / "p.safetensors"), backend="numpy") \
+            .audio_stream()
