@@ -262,3 +262,25 @@ def test_audio_stream_steps_the_model_on_the_frontends_frames(tmp_path, spec):
     with pytest.raises(ValueError, match="no audio front-end"):
         runtime.load(checkpoint.save(plain, tmp_path / "p.safetensors"), backend="numpy") \
             .audio_stream()
+
+
+def test_an_onnx_export_keeps_the_audio_frontend_for_its_runtime(tmp_path):
+    """ONNX (like every format) holds the model's step; the audio front-end's spec travels in
+    the file's config and the runtime applies it (a companion, not part of the graph)."""
+    pytest.importorskip("onnxruntime")
+    from slimedge import checkpoint, runtime
+    from slimedge.exporters import export
+    from slimedge.frontend import Standardize
+    from slimedge.models import SequenceClassifier
+    fa = audio.from_config(MF8)
+    x = clip(CLIPS[2])
+    feats = audio.features(fa, x)
+    model = SequenceClassifier("LSTM0", 40, 8, 10, frontend=Frontend((Standardize(),), fa))
+    model.frontend.stage("standardize").set_stats(feats.mean(0), feats.std(0))
+    path = checkpoint.save(model, tmp_path / "m.safetensors")
+    m = runtime.load(export(path, tmp_path / "m.onnx").path)
+    assert m.info.frontend.audio == fa
+    s = m.audio_stream()
+    got = np.concatenate([s.push(x[i:i + 500]) for i in range(0, len(x), 500)])
+    want = runtime.load(path, backend="numpy").run(feats.astype(np.float32))
+    assert np.abs(got - want).max() < 1e-5
