@@ -24,7 +24,7 @@ _PI = 3.141592653589793  # the double nearest pi (both of KISS FFT's spellings r
 
 
 def wrap16(x: np.ndarray) -> np.ndarray:
-    """int64 values as the int16 a C assignment stores (two's complement wrap)."""
+    """int64 values as the int16 a C assignment stores (two's complement wrap), kept in int64."""
     return ((x + 32768) & 0xFFFF) - 32768
 
 
@@ -32,16 +32,20 @@ def wrap32(x: np.ndarray) -> np.ndarray:
     return ((x + 2**31) & 0xFFFFFFFF) - 2**31
 
 
+# The butterflies keep C's types: int16 values, int32 products and sums (NumPy's integer
+# arithmetic wraps like the two's complement machines the C code runs on).
 def _sround(x: np.ndarray) -> np.ndarray:
-    return wrap16((wrap32(x) + (1 << 14)) >> 15)
+    """``sround``: int32 (x + 2**14) >> 15, stored as int16."""
+    return ((x + np.int32(1 << 14)) >> 15).astype(np.int16)
 
 
 def _fixdiv(x: np.ndarray, p: int) -> np.ndarray:
-    return _sround(x * (SAMP_MAX // p))
+    return _sround(x.astype(np.int32) * np.int32(SAMP_MAX // p))
 
 
 def _cmul(ar, ai, br, bi):
-    return _sround(wrap32(ar * br) - wrap32(ai * bi)), _sround(wrap32(ar * bi) + wrap32(ai * br))
+    ar, ai = ar.astype(np.int32), ai.astype(np.int32)
+    return _sround(ar * br - ai * bi), _sround(ar * bi + ai * br)
 
 
 def factors(n: int) -> list[tuple[int, int]]:
@@ -60,8 +64,8 @@ def factors(n: int) -> list[tuple[int, int]]:
 
 @lru_cache(maxsize=None)
 def twiddles(n: int) -> np.ndarray:
-    """The n complex twiddles (n, 2) int16 of an n-point forward FFT (``kiss_fft_alloc``)."""
-    out = np.empty((n, 2), np.int64)
+    """The n complex twiddles (n, 2) of an n-point forward FFT (``kiss_fft_alloc``), as int32."""
+    out = np.empty((n, 2), np.int32)
     for i in range(n):
         phase = -2 * _PI * i / n
         out[i] = (floor(0.5 + SAMP_MAX * exact.cos(phase)), floor(0.5 + SAMP_MAX * exact.sin(phase)))
@@ -72,7 +76,7 @@ def twiddles(n: int) -> np.ndarray:
 def super_twiddles(nfft: int) -> np.ndarray:
     """The nfft/4 twiddles (., 2) of ``kiss_fftr_alloc`` for a real FFT of nfft points."""
     ncfft = nfft // 2
-    out = np.empty((ncfft // 2, 2), np.int64)
+    out = np.empty((ncfft // 2, 2), np.int32)
     for i in range(ncfft // 2):
         phase = -_PI * ((i + 1) / ncfft + 0.5)
         out[i] = (floor(0.5 + SAMP_MAX * exact.cos(phase)), floor(0.5 + SAMP_MAX * exact.sin(phase)))
@@ -95,7 +99,7 @@ def _plan(n: int) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
 
 
 def cfft(re: np.ndarray, im: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``kiss_fft`` (forward, fixed point) over the last axis of int16 values held in int64."""
+    """``kiss_fft`` (forward, fixed point) over the last axis of int16 arrays."""
     n = re.shape[-1]
     perm, stages = _plan(n)
     tw = twiddles(n)
@@ -109,22 +113,20 @@ def cfft(re: np.ndarray, im: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if p == 2:
             t = tw[k * fstride]
             tr, ti = _cmul(r[..., 1, :], i[..., 1, :], t[:, 0], t[:, 1])
-            out_r = np.stack([wrap16(r[..., 0, :] + tr), wrap16(r[..., 0, :] - tr)], -2)
-            out_i = np.stack([wrap16(i[..., 0, :] + ti), wrap16(i[..., 0, :] - ti)], -2)
+            out_r = np.stack([r[..., 0, :] + tr, r[..., 0, :] - tr], -2)
+            out_i = np.stack([i[..., 0, :] + ti, i[..., 0, :] - ti], -2)
         elif p == 4:
             t1, t2, t3 = tw[k * fstride], tw[2 * k * fstride], tw[3 * k * fstride]
             s0r, s0i = _cmul(r[..., 1, :], i[..., 1, :], t1[:, 0], t1[:, 1])
             s1r, s1i = _cmul(r[..., 2, :], i[..., 2, :], t2[:, 0], t2[:, 1])
             s2r, s2i = _cmul(r[..., 3, :], i[..., 3, :], t3[:, 0], t3[:, 1])
             f0r, f0i = r[..., 0, :], i[..., 0, :]
-            s5r, s5i = wrap16(f0r - s1r), wrap16(f0i - s1i)
-            f0r, f0i = wrap16(f0r + s1r), wrap16(f0i + s1i)
-            s3r, s3i = wrap16(s0r + s2r), wrap16(s0i + s2i)
-            s4r, s4i = wrap16(s0r - s2r), wrap16(s0i - s2i)
-            out_r = np.stack([wrap16(f0r + s3r), wrap16(s5r + s4i), wrap16(f0r - s3r),
-                              wrap16(s5r - s4i)], -2)
-            out_i = np.stack([wrap16(f0i + s3i), wrap16(s5i - s4r), wrap16(f0i - s3i),
-                              wrap16(s5i + s4r)], -2)
+            s5r, s5i = f0r - s1r, f0i - s1i
+            f0r, f0i = f0r + s1r, f0i + s1i
+            s3r, s3i = s0r + s2r, s0i + s2i
+            s4r, s4i = s0r - s2r, s0i - s2i
+            out_r = np.stack([f0r + s3r, s5r + s4i, f0r - s3r, s5r - s4i], -2)
+            out_i = np.stack([f0i + s3i, s5i - s4r, f0i - s3i, s5i + s4r], -2)
         else:
             raise ValueError(f"a {n}-point FFT needs radix {p}; the microfrontend's FFT sizes are "
                              f"powers of two")
@@ -133,26 +135,28 @@ def cfft(re: np.ndarray, im: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def rfft(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``kiss_fftr``: int16 frames (..., nfft) -> (real, imag) int16 (..., nfft/2 + 1) in int64."""
-    x = np.asarray(x, np.int64)
+    """``kiss_fftr``: int16 frames (..., nfft) -> (real, imag) (..., nfft/2 + 1), int16 values
+    in int64."""
+    x = np.asarray(x).astype(np.int16)
     nfft = x.shape[-1]
     ncfft = nfft // 2
     tr, ti = cfft(x[..., 0::2], x[..., 1::2])
     out_r = np.zeros((*x.shape[:-1], ncfft + 1), np.int64)
     out_i = np.zeros_like(out_r)
     dr, di = _fixdiv(tr[..., 0], 2), _fixdiv(ti[..., 0], 2)
-    out_r[..., 0], out_r[..., ncfft] = wrap16(dr + di), wrap16(dr - di)
+    out_r[..., 0], out_r[..., ncfft] = dr + di, dr - di
     k = np.arange(1, ncfft // 2 + 1)
     fpk_r, fpk_i = _fixdiv(tr[..., k], 2), _fixdiv(ti[..., k], 2)
-    fpnk_r, fpnk_i = _fixdiv(tr[..., ncfft - k], 2), _fixdiv(wrap16(-ti[..., ncfft - k]), 2)
-    f1r, f1i = wrap16(fpk_r + fpnk_r), wrap16(fpk_i + fpnk_i)
-    f2r, f2i = wrap16(fpk_r - fpnk_r), wrap16(fpk_i - fpnk_i)
+    fpnk_r, fpnk_i = _fixdiv(tr[..., ncfft - k], 2), _fixdiv(-ti[..., ncfft - k], 2)
+    f1r, f1i = fpk_r + fpnk_r, fpk_i + fpnk_i
+    f2r, f2i = fpk_r - fpnk_r, fpk_i - fpnk_i
     st = super_twiddles(nfft)
     twr, twi = _cmul(f2r, f2i, st[:, 0], st[:, 1])
-    out_r[..., k] = wrap16((f1r + twr) >> 1)
-    out_i[..., k] = wrap16((f1i + twi) >> 1)
-    out_r[..., ncfft - k] = wrap16((f1r - twr) >> 1)
-    out_i[..., ncfft - k] = wrap16((twi - f1i) >> 1)
+    f1r, f1i, twr, twi = (v.astype(np.int32) for v in (f1r, f1i, twr, twi))
+    out_r[..., k] = ((f1r + twr) >> 1).astype(np.int16)  # HALF_OF in int, stored as int16
+    out_i[..., k] = ((f1i + twi) >> 1).astype(np.int16)
+    out_r[..., ncfft - k] = ((f1r - twr) >> 1).astype(np.int16)
+    out_i[..., ncfft - k] = ((twi - f1i) >> 1).astype(np.int16)
     return out_r, out_i
 
 
