@@ -212,7 +212,8 @@ def test_spec_round_trips_and_is_checked():
     lm = Frontend.from_config({"frontend": {"audio": {"kind": "logmel"}, "stages": []}})
     assert (lm.samples_per_frame, lm.samples_per_hop, lm.state_size) == (200, 80, 120)
     assert "audio" not in Frontend.from_config({"normalization": {"kind": "standard"}}).to_config()
-    for bad in ({"kind": "logmel", "mel_bands": 3}, {"kind": "nope"},
+    for bad in ({"kind": "logmel", "mel_bands": 3}, {"kind": "nope"}, {"kind": "logmel", "dct": "13"},
+                {"kind": "microfrontend", "pcan": 1}, {"kind": "logmel", "mel_channels": 4.0},
                 {"kind": "logmel", "f_max": 5000.0}, {"kind": "microfrontend", "hop_ms": 40}):
         with pytest.raises(ValueError):
             Frontend.from_config({"frontend": {"audio": bad, "stages": []}})

@@ -16,11 +16,12 @@ samples [t * hop, t * hop + window): the first after ``window`` samples, then on
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from functools import cached_property
-from typing import Mapping
 
 import numpy as np
+
+from .audio_spec import AudioSpec
 
 KIND = "logmel"
 WINDOWS = ("hann", "hamming", "rect")
@@ -35,7 +36,7 @@ def mel_to_hz(m):
 
 
 @dataclass(frozen=True)
-class LogMel:
+class LogMel(AudioSpec):
     sample_rate: int = 8000
     window_ms: float = 25
     hop_ms: float = 10
@@ -71,25 +72,6 @@ class LogMel:
         return f"{what} ({self.window_ms} ms {self.window} window, {self.hop_ms} ms hop)"
 
     # ---- the spec ------------------------------------------------------------------------------
-    def to_config(self) -> dict:
-        return {"kind": KIND, **asdict(self)}
-
-    @classmethod
-    def from_config(cls, spec: Mapping) -> "LogMel":
-        names = {f.name for f in fields(cls)}
-        extra = sorted(set(spec) - names - {"kind"})
-        if extra:
-            raise ValueError(f"unknown fields {extra} for a {KIND} front-end; valid: {sorted(names)}")
-        return cls(**{k: v for k, v in spec.items() if k != "kind"})
-
-    @property
-    def window_samples(self) -> int:
-        return int(self.window_ms * self.sample_rate // 1000)
-
-    @property
-    def hop_samples(self) -> int:
-        return int(self.hop_ms * self.sample_rate // 1000)
-
     @property
     def n_fft(self) -> int:
         n = self.fft_size or 1 << (self.window_samples - 1).bit_length()

@@ -27,14 +27,14 @@ Frames are uint16 as float64 (multiply by ``FEATURE_SCALE`` for pymicro-features
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from functools import cached_property
-from typing import Mapping
 
 import numpy as np
 
 from . import kissfft
 from . import micro_tables as mt
+from .audio_spec import AudioSpec
 
 KIND = "microfrontend"
 FEATURE_SCALE = 0.0390625  # pymicro-features' float output = uint16 value * 1/25.6
@@ -63,7 +63,7 @@ def _rounded_sqrt(n: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=True)
-class Micro:
+class Micro(AudioSpec):
     sample_rate: int = 16000
     window_ms: int = 30
     hop_ms: int = 10
@@ -95,25 +95,6 @@ class Micro:
                 raise ValueError(f"{KIND}: {name} must lie in [0, 1]")
 
     # ---- the spec ------------------------------------------------------------------------------
-    def to_config(self) -> dict:
-        return {"kind": KIND, **asdict(self)}
-
-    @classmethod
-    def from_config(cls, spec: Mapping) -> "Micro":
-        names = {f.name for f in fields(cls)}
-        extra = sorted(set(spec) - names - {"kind"})
-        if extra:
-            raise ValueError(f"unknown fields {extra} for a {KIND} front-end; valid: {sorted(names)}")
-        return cls(**{k: v for k, v in spec.items() if k != "kind"})
-
-    @property
-    def window_samples(self) -> int:
-        return self.window_ms * self.sample_rate // 1000
-
-    @property
-    def hop_samples(self) -> int:
-        return self.hop_ms * self.sample_rate // 1000
-
     @property
     def fft_size(self) -> int:
         n = 1
