@@ -71,7 +71,7 @@ class LogMel(AudioSpec):
         what = f"{self.dct} MFCCs" if self.dct else f"{self.mel_channels} log-mel energies"
         return f"{what} ({self.window_ms} ms {self.window} window, {self.hop_ms} ms hop)"
 
-    # ---- the spec ------------------------------------------------------------------------------
+    # ---- sizes (to_config, from_config, window/hop in samples: AudioSpec) --------------------
     @property
     def n_fft(self) -> int:
         n = self.fft_size or 1 << (self.window_samples - 1).bit_length()

@@ -94,7 +94,7 @@ class Micro(AudioSpec):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{KIND}: {name} must lie in [0, 1]")
 
-    # ---- the spec ------------------------------------------------------------------------------
+    # ---- sizes (to_config, from_config, window/hop in samples: AudioSpec) --------------------
     @property
     def fft_size(self) -> int:
         n = 1
