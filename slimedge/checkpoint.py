@@ -170,6 +170,9 @@ def _check(ckpt: Checkpoint) -> None:
                                   f"{e!r}") from None
         expected = {"head.weight": (k_out, n), "head.bias": (k_out,)}
     fe = frontend.Frontend.from_config(ckpt.config)  # ModelInfo checked the section
+    if fe.audio is not None and fe.audio.output_size != m0:
+        raise CheckpointError(f"{where}: its audio front-end makes {fe.audio.output_size} "
+                              f"features per frame, the model reads {m0}")
     fe_tensors = fe.tensor_shapes(m0)
     expected.update(fe_tensors)
     for name, shape in expected.items():

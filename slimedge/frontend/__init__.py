@@ -26,6 +26,11 @@ A stage provides: ``kind``, ``to_config()``, ``from_config(spec)``, ``output_siz
 ``tensor_shapes(m)``, ``check(tensors)``, ``bind(tensors)``, ``reference(x)`` (float64),
 ``typical_input(z)``, ``lower(builder, x) -> value``, optionally ``fold(graph)``, and
 ``companion()`` / ``from_companion(record)``. No torch is imported here.
+
+An audio front-end (samples -> frames: :mod:`.audio`, kinds ``logmel`` and ``microfrontend``) is
+the optional ``audio`` section before the stages, ``{"audio": {"kind": "logmel", ...}, "stages":
+[...]}``; :meth:`Frontend.stream` then takes PCM samples. It runs outside the step graph (the
+model's step reads its frames); a config without it is unchanged.
 """
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from . import audio as audio_frontends
 from . import standardize
 from .standardize import Standardize
 
@@ -43,12 +49,35 @@ STAGES: dict[str, type] = {standardize.KIND: Standardize}
 
 @dataclass(frozen=True)
 class Frontend:
-    """The stages before the model, in order (empty: the model reads raw frames)."""
+    """The stages before the model, in order (empty: the model reads raw frames), after the
+    audio front-end ``audio`` when the model reads audio (None: it reads frames)."""
 
     stages: tuple = ()
+    audio: object = None
 
     def __bool__(self) -> bool:
-        return bool(self.stages)
+        return bool(self.stages) or self.audio is not None
+
+    # ---- an audio front-end's framing --------------------------------------------------------
+    @property
+    def samples_per_frame(self) -> int | None:
+        """Samples in one frame's window (None without an audio front-end)."""
+        return None if self.audio is None else self.audio.window_samples
+
+    @property
+    def samples_per_hop(self) -> int | None:
+        """Samples between frames (None without an audio front-end)."""
+        return None if self.audio is None else self.audio.hop_samples
+
+    @property
+    def sample_rate(self) -> int | None:
+        return None if self.audio is None else self.audio.sample_rate
+
+    @property
+    def state_size(self) -> int:
+        """Numbers a stream keeps between pushes (sample overlap, noise estimates; 0 for the
+        per-frame stages)."""
+        return 0 if self.audio is None else self.audio.state_size
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -56,11 +85,16 @@ class Frontend:
 
     def describe(self) -> str:
         """The stages in words (an export's notes)."""
-        return ", then ".join(s.description for s in self.stages) or "none"
+        parts = ([self.audio.description] if self.audio is not None else []) \
+            + [s.description for s in self.stages]
+        return ", then ".join(parts) or "none"
 
     # ---- the spec ------------------------------------------------------------------------------
     def to_config(self) -> dict:
-        return {"stages": [s.to_config() for s in self.stages]}
+        out: dict = {"stages": [s.to_config() for s in self.stages]}
+        if self.audio is not None:
+            out = {"audio": self.audio.to_config(), **out}
+        return out
 
     @classmethod
     def from_config(cls, config: Mapping) -> "Frontend":
@@ -73,6 +107,9 @@ class Frontend:
             if not isinstance(section, Mapping) or not isinstance(section.get("stages"), list):
                 raise ValueError("frontend must be an object with a list of stages")
             specs = section["stages"]
+        audio = None
+        if section is not None and section.get("audio") is not None:
+            audio = audio_frontends.from_config(section["audio"])
         stages = []
         for j, spec in enumerate(specs):
             if not isinstance(spec, Mapping) or not isinstance(spec.get("kind"), str):
@@ -81,7 +118,7 @@ class Frontend:
                 raise ValueError(f"frontend.stages[{j}]: unknown front-end stage "
                                  f"{spec['kind']!r}; valid: {', '.join(STAGES)}")
             stages.append(STAGES[spec["kind"]].from_config(spec))
-        return cls(tuple(stages))
+        return cls(tuple(stages), audio)
 
     def tensor_shapes(self, input_size: int) -> dict[str, tuple[int, ...]]:
         """The checkpoint tensors the stages need, by name, for ``input_size`` raw features."""
@@ -109,7 +146,7 @@ class Frontend:
 
     def bind(self, tensors: Mapping[str, np.ndarray]) -> "Frontend":
         """The same stages with their parameters from ``tensors``."""
-        return Frontend(tuple(s.bind(tensors) for s in self.stages))
+        return Frontend(tuple(s.bind(tensors) for s in self.stages), self.audio)
 
     # ---- the reference -------------------------------------------------------------------------
     def reference(self, x: np.ndarray) -> np.ndarray:
@@ -152,18 +189,22 @@ class Frontend:
 
 
 class Stream:
-    """A front-end run as a stream: :meth:`push` raw frames, get the model's input frames. The
-    stages today work frame by frame (no state); a stage with state (an audio front-end's
-    overlapping windows) keeps it here."""
+    """A front-end run as a stream: :meth:`push` raw frames (or, with an audio front-end, PCM
+    samples of any length), get the model's input frames completed so far. The per-frame stages
+    keep no state; the audio front-end's (window overlap, noise estimates) lives here."""
 
     def __init__(self, frontend: Frontend) -> None:
         self.frontend = frontend
+        self.audio = None if frontend.audio is None else audio_frontends.AudioStream(frontend.audio)
 
     def push(self, x: np.ndarray) -> np.ndarray:
+        if self.audio is not None:
+            x = self.audio.push(x)
         return self.frontend.reference(x)
 
     def reset(self) -> None:
-        pass
+        if self.audio is not None:
+            self.audio.reset()
 
 
 def of_checkpoint(ckpt) -> Frontend:

@@ -57,7 +57,8 @@ class FrontendModule(nn.Module):
 
     def __init__(self, spec: Frontend, input_size: int) -> None:
         super().__init__()
-        self.spec = Frontend(tuple(type(s)() for s in spec.stages))  # the spec, no parameters
+        # the spec without parameters (an audio front-end, data only, is kept)
+        self.spec = Frontend(tuple(type(s)() for s in spec.stages), spec.audio)
         mods, m = [], int(input_size)
         for s in spec.stages:
             mods.append(MODULES[s.kind](m))

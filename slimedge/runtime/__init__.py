@@ -10,6 +10,8 @@
     ys = batch.step(frames)                       # (16, m) -> (16, K); batch.reset(3), add, remove
     ys = model.step_streams([s1, s7], frames)     # any Stream objects, one backend call (servers)
     ys = model.run(sequence)                      # (T, m) -> (T, K), or (B, T, m) -> (B, T, K)
+    a = model.audio_stream()                      # a model that records an audio front-end:
+    ys = a.push(pcm)                              # PCM of any length -> (frames completed, K)
 
 Backends (``BACKENDS``) are the format table's (:mod:`slimedge.formats`): each format's package
 holds the modules that open and step its files, one per backend, behind one small interface
@@ -175,6 +177,13 @@ class Model:
     def stream(self) -> "Stream":
         """A new stream at the zero state."""
         return Stream(self)
+
+    def audio_stream(self):
+        """A new stream of audio through the model (:class:`~slimedge.runtime.audio.AudioStream`:
+        ``push(pcm)`` -> one output per completed frame), for a model whose config records an
+        audio front-end; UsageError otherwise."""
+        from .audio import AudioStream
+        return AudioStream(self)
 
     def streams(self, k: int) -> "StreamBatch":
         """k new streams at the zero state, stepped together in one backend call."""

@@ -1,0 +1,168 @@
+"""A folder of WAV clips as a labelled data set: labels, speakers, speaker-disjoint splits, and the
+frames an audio front-end makes of each clip.
+
+:func:`scan_wavs` lists the clips of a folder: with a ``labels.csv`` manifest (columns ``path``,
+``label`` and optionally ``speaker``; paths relative to the folder), exactly its rows; otherwise
+every ``*.wav`` below it, the label being the file name's prefix before the first ``_`` and, for
+names shaped like the Free Spoken Digit Dataset's ``{digit}_{speaker}_{index}.wav``, the second
+field the speaker and the third the index. :func:`split_clips` divides them:
+
+* ``"random"``: seeded, stratified by label (``val_fraction``, ``test_fraction``);
+* ``"speaker"``: the clips of ``test_speakers`` are the test set (no speaker in two sets), the
+  validation set a seeded, stratified ``val_fraction`` of the other speakers' clips;
+* ``"fsdd"``: the dataset's own rule, index 0-4 test, a stratified ``val_fraction`` of the rest.
+
+:func:`clip_frames` runs an audio front-end (:mod:`slimedge.frontend.audio`) over every clip from
+a fresh state, exactly as a stream would, into :class:`~slimedge.data.sequences.SequenceData`;
+:func:`load_wav_folder` does it all into :class:`~slimedge.data.splits.DataSplits`.
+"""
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import DataError
+from .sequences import SequenceData
+from .splits import DataSplits, stratified_split, stratified_subset
+from .wav import read_wav
+
+MANIFEST = "labels.csv"
+SPLITS = ("random", "speaker", "fsdd")
+FSDD_TEST_INDICES = range(5)
+_FSDD_NAME = re.compile(r"^([^_]+)_([^_]+)_(\d+)$")
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    label: str
+    speaker: str | None = None
+    index: int | None = None
+
+
+def scan_wavs(folder: str | Path) -> list[Clip]:
+    """The clips of ``folder`` (its ``labels.csv`` rows, or every WAV file's name), sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder of WAV files")
+    manifest = folder / MANIFEST
+    if manifest.exists():
+        return _read_manifest(manifest)
+    clips = []
+    for p in sorted(folder.rglob("*.wav")):
+        label, _, rest = p.stem.partition("_")
+        m = _FSDD_NAME.match(p.stem)
+        speaker, index = (m.group(2), int(m.group(3))) if m else (rest.split("_")[0] or None, None)
+        if not label or not rest:
+            raise DataError(f"{p}: no label in its name (expected LABEL_..., e.g. "
+                            f"3_jackson_7.wav), and {folder} has no {MANIFEST}")
+        clips.append(Clip(p, label, speaker, index))
+    if not clips:
+        raise DataError(f"{folder}: no .wav files")
+    return clips
+
+
+def _read_manifest(manifest: Path) -> list[Clip]:
+    with open(manifest, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"path", "label"} <= set(rows[0]):
+        raise DataError(f"{manifest}: needs a header with the columns path and label "
+                        f"(and optionally speaker)")
+    clips = []
+    for k, row in enumerate(rows, start=2):
+        if not row.get("path") or not row.get("label"):
+            raise DataError(f"{manifest}, line {k}: empty path or label")
+        m = _FSDD_NAME.match(Path(row["path"]).stem)
+        clips.append(Clip(manifest.parent / row["path"], row["label"].strip(),
+                          (row.get("speaker") or "").strip() or None,
+                          int(m.group(3)) if m else None))
+    return clips
+
+
+def split_clips(clips: Sequence[Clip], split: str = "random", *,
+                test_speakers: Sequence[str] = (), val_fraction: float = 0.1,
+                test_fraction: float = 0.1, seed: int = 0) -> dict[str, list[Clip]]:
+    """{"train", "val", "test"}: lists of clips, by one of :data:`SPLITS`."""
+    labels = sorted({c.label for c in clips})
+    y = np.array([labels.index(c.label) for c in clips])
+    idx = np.arange(len(clips))
+    if split == "random":
+        va, te, tr = stratified_split(y, [val_fraction, test_fraction], seed)
+        return _pick(clips, tr, va, te)
+    if split == "speaker":
+        if not test_speakers:
+            raise DataError("split 'speaker' needs test_speakers")
+        known = {c.speaker for c in clips}
+        missing = sorted(set(test_speakers) - known)
+        if missing or None in known:
+            raise DataError(f"speakers {missing} are not in the data" if missing else
+                            "some clips have no speaker (name them {label}_{speaker}_... or "
+                            "give a speaker column in labels.csv)")
+        test = np.array([c.speaker in set(test_speakers) for c in clips])
+    elif split == "fsdd":
+        if any(c.index is None for c in clips):
+            raise DataError("split 'fsdd' needs FSDD names ({digit}_{speaker}_{index}.wav)")
+        test = np.array([c.index in FSDD_TEST_INDICES for c in clips])
+    else:
+        raise DataError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+    rest = idx[~test]
+    va, tr = stratified_split(y[rest], [val_fraction], seed)
+    return _pick(clips, rest[tr], rest[va], idx[test])
+
+
+def _pick(clips, tr, va, te) -> dict[str, list[Clip]]:
+    return {name: [clips[i] for i in sorted(part)] for name, part in
+            (("train", tr), ("val", va), ("test", te))}
+
+
+def clip_frames(clips: Sequence[Clip], audio, labels: Sequence[str], name: str = "") \
+        -> SequenceData:
+    """Every clip through the audio front-end ``audio`` from a fresh state. A clip shorter than
+    one frame raises DataError naming it."""
+    from ..frontend.audio import features
+    frames, lengths = [], []
+    for c in clips:
+        x, _ = read_wav(c.path, sample_rate=audio.sample_rate)
+        f = features(audio, x)
+        if len(f) == 0:
+            raise DataError(f"{c.path}: {len(x)} samples, shorter than one frame "
+                            f"({audio.window_samples} samples)")
+        frames.append(f.astype(np.float32))
+        lengths.append(len(f))
+    if not frames:
+        return SequenceData(np.zeros((0, audio.output_size), np.float32), np.zeros(1, np.int64),
+                            np.zeros(0, np.int64), list(labels), name)
+    return SequenceData(np.concatenate(frames), np.concatenate([[0], np.cumsum(lengths)]),
+                        np.array([list(labels).index(c.label) for c in clips]), list(labels), name)
+
+
+def load_wav_folder(folder: str | Path, audio, *, split: str = "random",
+                    test_speakers: Sequence[str] = (), val_fraction: float = 0.1,
+                    test_fraction: float = 0.1, seed: int = 0,
+                    limit: int | None = None) -> DataSplits:
+    """A folder of WAVs as train/val/test frames through ``audio`` (an audio front-end or its
+    spec). ``limit`` keeps a seeded, stratified ``limit`` clips per split (quick runs)."""
+    from ..frontend.audio import from_config
+    if isinstance(audio, dict):
+        audio = from_config(audio)
+    clips = scan_wavs(folder)
+    labels = sorted({c.label for c in clips})
+    parts = split_clips(clips, split, test_speakers=test_speakers, val_fraction=val_fraction,
+                        test_fraction=test_fraction, seed=seed)
+    if limit is not None:
+        parts = {k: [v[i] for i in stratified_subset(
+            np.array([labels.index(c.label) for c in v]), limit, seed)] for k, v in parts.items()}
+    data = {k: clip_frames(v, audio, labels, f"{Path(folder).name}/{k}")
+            for k, v in parts.items()}
+    info = {"source": str(folder), "split": split, "test_speakers": list(test_speakers),
+            "frontend": {"audio": audio.to_config()},
+            "speakers": {k: sorted({c.speaker for c in v if c.speaker}) for k, v in parts.items()}}
+    return DataSplits(Path(folder).name, data["train"], data["val"], data["test"], info)
+
+
+__all__ = ["Clip", "scan_wavs", "split_clips", "clip_frames", "load_wav_folder", "SPLITS"]

@@ -1,0 +1,55 @@
+"""A model stepped on live audio: PCM chunks in, one output per completed frame out.
+
+    model = runtime.load("model.safetensors")     # its config records an audio front-end
+    s = model.audio_stream()
+    ys = s.push(pcm_chunk)                        # int16 or float [-1, 1), any length -> (n, K)
+
+The audio front-end (:mod:`slimedge.frontend.audio`, recorded in the model's config) runs here in
+NumPy, exactly as in training; each frame it completes is one :meth:`Stream.step
+<slimedge.runtime.streams.Stream.step>` of the model on its backend (which applies the per-frame
+stages, e.g. the standardisation, inside the file's graph). State: the front-end's (sample
+overlap, noise estimates) and the model's (h, c); :meth:`reset` clears both.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UsageError
+from ..frontend import Frontend
+from ..frontend.audio import AudioStream as FrontendStream
+
+
+class AudioStream:
+    """One stream of audio through a model: :meth:`push` samples, get the outputs (n, K) of the
+    n frames they completed (n may be 0)."""
+
+    def __init__(self, model) -> None:
+        fe = Frontend.from_config(model.config)
+        if fe.audio is None:
+            raise UsageError(f"{model.path}: its config records no audio front-end (the model "
+                             f"reads frames of {model.input_size} features: use model.stream())")
+        if fe.audio.output_size != model.input_size:
+            raise UsageError(f"{model.path}: its audio front-end makes {fe.audio.output_size} "
+                             f"features per frame, the model reads {model.input_size}")
+        self.model, self.audio = model, fe.audio
+        self.frontend = FrontendStream(fe.audio)
+        self.stream = model.stream()
+
+    @property
+    def sample_rate(self) -> int:
+        return self.audio.sample_rate
+
+    def push(self, samples) -> np.ndarray:
+        """Samples (1-D int16 PCM, or float in [-1, 1)) -> the outputs of the frames completed."""
+        frames = self.frontend.push(samples)
+        out = np.empty((len(frames), self.model.output_size), np.float32)
+        for k, frame in enumerate(frames.astype(np.float32)):
+            out[k] = self.stream.step(frame)
+        return out
+
+    def reset(self) -> None:
+        self.frontend.reset()
+        self.stream.reset()
+
+
+__all__ = ["AudioStream"]
