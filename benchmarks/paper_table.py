@@ -107,7 +107,7 @@ def run(args) -> dict:
                 r, source = earlier[key]
             else:
                 r = train(cfg, workdir / f"{task}_{name}.safetensors", device="cpu", quiet=True,
-                          progress=False, splits=splits)
+                          progress=False, splits=splits, overwrite=True)  # its scratch folder
                 source = None
             row = {"variant": name, "params": r.log["model"]["params"],
                    "lstm_params": variants.get(name).num_params(splits.input_size,
@@ -228,8 +228,8 @@ def converge(args) -> dict:
                             raise _Stop
 
                     try:
-                        train(cfg, path, resume=resume, device="cpu", quiet=True, progress=False,
-                              splits=splits, on_epoch=on_epoch)
+                        train(cfg, path, resume=resume, overwrite=not resume, device="cpu",
+                              quiet=True, progress=False, splits=splits, on_epoch=on_epoch)
                         stopped = False
                     except _Stop:
                         stopped = True

@@ -133,7 +133,8 @@ def train_variant(variant: str, out: Path, epochs: int, hidden: int) -> Path:
     from slimedge.train import TrainConfig, train
 
     train(TrainConfig(variant=variant, hidden_size=hidden, epochs=epochs, schedule="cosine",
-                      lr=3e-3, seed=0, split_seed=0, threads=1), out, progress=False, quiet=True)
+                      lr=3e-3, seed=0, split_seed=0, threads=1), out, progress=False, quiet=True,
+          overwrite=True)  # its work folder: a run not reused is trained again
     return out
 
 

@@ -60,7 +60,7 @@ def build(out_dir: Path = HERE, workdir: Path | None = None, threads: int = 1,
         tag = _tag(name, constants)
         cfg = TrainConfig(variant=name, constants=constants, threads=threads, **budget)
         r = train(cfg, work / f"{tag}.safetensors", device="cpu", quiet=True, progress=False,
-                  splits=splits)
+                  splits=splits, overwrite=True)  # its work folder
         row = {"tag": tag, "variant": name, "constants": r.model.spec.constants,
                "params": r.log["model"]["params"], "val_accuracy": r.best["val_accuracy"],
                "val_loss": r.best["val_loss"], "best_epoch": r.best["epoch"],
