@@ -151,6 +151,28 @@ def _k(v: float) -> str:
     return f"{v:,.0f}"
 
 
+def shipped_table(ship: dict) -> list[str]:
+    """The shipped model's table (README.md quotes it as it is: tests/test_readme.py checks)."""
+    lines = [
+        "| device | model | C | flash B | RAM B | stack B | instr/step | ×LSTM0 | est. cycles | "
+        "µs/step | RTF at 10 ms | TFLM arena B | RAM/arena |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for dev, rs in ship["devices"].items():
+        for r in rs:
+            cyc = r["time"]["cycles_per_step"]
+            tf = (r["tflm"] or {}).get("arena_bytes")
+            ra = r["ram_vs_tflm_arena"]
+            lines.append(
+                f"| {dev} | {r['variant']}{' (random)' if r['role'] == 'lstm0' else ''} | "
+                f"{r['quantize']} | {_k(r['flash_bytes']['total'])} | {_k(r['ram_bytes']['total'])} | "
+                f"{_k(r['ram_bytes']['stack']) if 'stack' in r['ram_bytes'] else '–'} | "
+                f"{_k(r['instructions_per_step']['mean'])} | "
+                f"{(r['vs_lstm0'] or {}).get('instructions', 0):.2f} | {_k(cyc)} | "
+                f"{r['time']['us_per_step']:,.1f} | {r['time']['rtf']:.4f} | "
+                f"{_k(tf) if tf else '–'} | {f'{ra:.2f}' if ra else '–'} |")
+    return lines
+
+
 def markdown(report: dict) -> str:
     rows, ship = report["variants"], report["shipped"]
     lines = [SECTION, "",
@@ -165,22 +187,7 @@ def markdown(report: dict) -> str:
              f"Every step of every run equals the host build's (integer) or is within 1e-4 of it "
              f"(float).", "",
              "### The shipped model (trained LSTM6, n = 64) and LSTM0 of its size", "",
-             "| device | model | C | flash B | RAM B | stack B | instr/step | ×LSTM0 | est. cycles | "
-             "µs/step | RTF at 10 ms | TFLM arena B | RAM/arena |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for dev, rs in ship["devices"].items():
-        for r in rs:
-            cyc = r["time"]["cycles_per_step"]
-            tf = (r["tflm"] or {}).get("arena_bytes")
-            ra = r["ram_vs_tflm_arena"]
-            lines.append(
-                f"| {dev} | {r['variant']}{' (random)' if r['role'] == 'lstm0' else ''} | "
-                f"{r['quantize']} | {_k(r['flash_bytes']['total'])} | {_k(r['ram_bytes']['total'])} | "
-                f"{_k(r['ram_bytes']['stack']) if 'stack' in r['ram_bytes'] else '–'} | "
-                f"{_k(r['instructions_per_step']['mean'])} | "
-                f"{(r['vs_lstm0'] or {}).get('instructions', 0):.2f} | {_k(cyc)} | "
-                f"{r['time']['us_per_step']:,.1f} | {r['time']['rtf']:.4f} | "
-                f"{_k(tf) if tf else '–'} | {f'{ra:.2f}' if ra else '–'} |")
+             *shipped_table(ship)]
     lines += ["", "aarch64: flash is the export's whole object file (every function, the config "
               "JSON), RAM the state and I/O only (no stack measured), so no RAM/arena ratio. "
               "TFLM arena: float file for `none`, int8 with integer I/O for `int8`; measured by "
