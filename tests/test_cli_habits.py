@@ -555,3 +555,28 @@ def test_profile_device_is_renamed_target(tmp_path):
     res = runner.invoke(app, ["profile", "--device", "cortex-m4"])
     assert res.exit_code != 0
     assert "--target cortex-m4" in one_line(res.output)
+
+
+def test_profile_target_tables_fit_80_columns_and_wide_shows_everything():
+    """`profile --device` (now --target) printed 144-column tables, unreadable at 80."""
+    from slimedge.profile import device as on_device
+
+    shipped = json.loads((ROOT / "benchmarks" / "results" / "mcu.json").read_text())["shipped"]
+    rows = []
+    for dev, rs in shipped["devices"].items():
+        for r in rs:
+            ch = {"host_compiler": "gcc", "atol": 1e-4, "sequences": 3,
+                  "predicted": [7, 3, 1], **r["check"]}
+            rows.append({**r, "check": ch, "target": dev, "hidden_size": 64,
+                         "compiler": "arm-none-eabi-gcc 13.2"})
+        report = {"device": dev, "results": [r for r in rows if r["target"] == dev]}
+        text = _render(on_device.tables(report), 80)
+        assert "…" not in text and max(map(len, text.splitlines())) <= 80, text
+        for word in ("LSTM6", "(baseline)", "instr/step", "µs/step", "×LSTM0",
+                     "RAM B" if dev != "aarch64" else "state+I/O B", "outputs and state"):
+            assert word in text, (dev, word)
+        wide = _render(on_device.tables(report, wide=True), 150)
+        assert "…" not in wide
+        for word in ("RTF", "TFLM arena B", "RAM/arena", "flash code B", "flash constants B",
+                     "sequences"):
+            assert word in wide
