@@ -7,6 +7,7 @@ the packages the runtime must not need cannot be imported (``sys.modules[name] =
 shipped model's ``.tflite``. (The README's sizes were measured in fresh virtual environments.)"""
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -202,6 +203,67 @@ def test_cli_choices_match_the_library():
     assert cli.INITS == INITS and cli.SCHEDULES == SCHEDULES
 
 
+# ---- the shipped exports -------------------------------------------------------------------------
+def test_runtime_only_install_loads_the_default_model_with_no_path():
+    """`pip install ".[litert]"` had nothing to step until the user exported the model with the
+    export extra: the package ships the .tflite, and slimedge.load() with no path finds it."""
+    pytest.importorskip("ai_edge_litert")
+    code = """
+import numpy as np, slimedge
+from slimedge import zoo
+model = slimedge.load()
+assert model.path == zoo.default_model_path("tflite"), model.path
+assert model.backend == "litert", model.backend
+y = model.stream().step(np.zeros(model.input_size, np.float32))
+print(y.shape)
+"""
+    out = run_blocked(code)
+    assert out.stdout.strip() == "(10,)"
+    ok = run_blocked("import slimedge; print(slimedge.load(backend='numpy').path.name)",
+                     blocked=("torch",))
+    assert ok.stdout.strip() == "fsdd_default.safetensors"
+
+
+def test_for_runtime_takes_the_first_format_an_installed_backend_reads(monkeypatch):
+    from slimedge import formats
+
+    installed = set()
+    monkeypatch.setattr(formats.table.Backend, "available", lambda self: self.name in installed)
+    for names, want in [({"numpy"}, "fsdd_default.safetensors"), ({"litert"}, "fsdd_default.tflite"),
+                        ({"onnxruntime", "c"}, "fsdd_default.onnx"), ({"c"}, "fsdd_default.c")]:
+        installed = names
+        assert zoo.for_runtime().name == want, names
+    installed = {"numpy", "litert"}
+    assert zoo.for_runtime("litert").name == "fsdd_default.tflite"
+    installed = set()
+    with pytest.raises(MissingDependency, match="pip install 'slimedge\\[litert\\]'"):
+        zoo.for_runtime()
+
+
+def test_the_shipped_exports_are_the_checkpoints(tmp_path):
+    """The wheel's exports are what `python -m slimedge.zoo.build --exports-only` writes from the
+    shipped checkpoint now (byte for byte), and each steps as the checkpoint does."""
+    pytest.importorskip("ai_edge_litert")
+    pytest.importorskip("onnxruntime")
+    from slimedge.formats.c import toolchain
+
+    if not toolchain.have_compiler():
+        pytest.skip("no C compiler for the C export's validation")
+    from slimedge.zoo import build
+
+    shutil.copy(zoo.default_model_path(), tmp_path / zoo.DEFAULT_MODEL)
+    written = build.write_exports(tmp_path)
+    assert [p.name for p in written] == list(zoo.EXPORTS.values())
+    for name in [*zoo.EXPORTS.values(), "fsdd_default.h", "slimedge_kernels.h"]:
+        assert (tmp_path / name).read_bytes() == (Path(zoo.__file__).parent / name).read_bytes(), (
+            f"{name} is stale: run python -m slimedge.zoo.build --exports-only")
+    frames = np.random.default_rng(3).normal(size=(30, 13)).astype(np.float32) * 20
+    want = runtime.load(zoo.default_model_path(), backend="numpy").run(frames)
+    for fmt in zoo.EXPORTS:
+        got = runtime.load(zoo.default_model_path(fmt)).run(frames)
+        np.testing.assert_allclose(got, want, atol=1e-4, err_msg=fmt)
+
+
 # ---- the sdist and the wheel ---------------------------------------------------------------------
 def test_sdist_is_complete_and_builds_a_typed_wheel(tmp_path):
     """The sdist holds LICENSE and everything the tests import (conftest, helpers, reference);
@@ -230,6 +292,8 @@ def test_sdist_is_complete_and_builds_a_typed_wheel(tmp_path):
         names = set(z.namelist())
         meta = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
     assert "slimedge/py.typed" in names and "slimedge/zoo/fsdd_default.safetensors" in names
+    for name in [*zoo.EXPORTS.values(), "fsdd_default.h", "slimedge_kernels.h"]:
+        assert f"slimedge/zoo/{name}" in names, name  # a runtime-only install steps these
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert "Provides-Extra: litert" in meta and "Requires-Dist: numpy>=1.26" in meta
     assert not any(n.startswith("tests/") for n in names)
