@@ -42,3 +42,37 @@ def test_mcu_frames_without_slimedge_names_the_fix(tmp_path):
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert "frames.py needs slimedge" in r.stderr and "PYTHON=/path/to/.venv/bin/python" in r.stderr
+
+
+def _blocks(readme: Path, lang: str) -> list[str]:
+    import re
+
+    return re.findall(rf"^```{lang}\n(.*?)^```", readme.read_text(), re.S | re.M)
+
+
+def test_c_example_readme_runs_as_written(tmp_path):
+    """examples/c needed a frames.txt nobody said how to make (its snippet looped over an
+    undefined `sequences`): its Python block writes it, then its commands run to a printed
+    label per utterance."""
+    for tool in ("make", "cc"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"no {tool}")
+    work = tmp_path / "c"
+    shutil.copytree(ROOT / "examples" / "c", work)
+    (shell,), (python,) = _blocks(work / "README.md", "sh"), _blocks(work / "README.md", "python")
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "slimedge").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m slimedge "$@"\n')
+    (bin_ / "slimedge").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-c", python], cwd=work, env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", shell], cwd=work, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    per_sequence = [line.split() for line in r.stdout.splitlines()
+                    if len(line.split()) == 3 and all(w.isdigit() for w in line.split())]
+    assert [int(s[0]) for s in per_sequence[:5]] == [0, 1, 2, 3, 4], r.stdout
+    assert (work / "model.so").is_file()
