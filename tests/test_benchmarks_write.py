@@ -41,20 +41,25 @@ def test_every_benchmark_that_writes_results_takes_update():
             assert "add_output_arguments(" in text and "settle_outputs(" in text, script.name
 
 
-@pytest.mark.parametrize("name", sorted(FROM_JSON))
-def test_without_update_the_tracked_files_stay(name, capsys, tmp_path):
+def script(name: str, tmp_path: Path):
+    """The benchmark module, its markdown-from-JSON option, and a copy of its tracked JSON."""
     option, results = FROM_JSON[name]
     if not (BENCH / "results" / results).is_file():
         pytest.skip(f"no {results} committed")
-    mod = load(name)
+    copy = tmp_path / results
+    shutil.copy(BENCH / "results" / results, copy)
+    return load(name), option, copy
+
+
+@pytest.mark.parametrize("name", sorted(FROM_JSON))
+def test_without_update_the_tracked_files_stay(name, capsys, tmp_path):
+    mod, option, copy = script(name, tmp_path)
     before = tracked()
     mod.main([option])
     out = capsys.readouterr().out
     assert tracked() == before
     assert out.lstrip().startswith("## ")
     # --out: the JSON goes where it is told (--from-json re-derives and writes it), nothing else
-    copy = tmp_path / results
-    shutil.copy(BENCH / "results" / results, copy)
     mod.main([option, "--out", str(copy)])
     assert tracked() == before
     assert json.loads(copy.read_text())
@@ -62,10 +67,7 @@ def test_without_update_the_tracked_files_stay(name, capsys, tmp_path):
 
 @pytest.mark.parametrize("name", sorted(FROM_JSON))
 def test_update_writes_the_section(name, tmp_path, monkeypatch):
-    option, results = FROM_JSON[name]
-    if not (BENCH / "results" / results).is_file():
-        pytest.skip(f"no {results} committed")
-    mod = load(name)
+    mod, option, copy = script(name, tmp_path)
     md = tmp_path / "BENCHMARKS.md"
     md.write_text("# Benchmarks\n")
     for attr in ("BENCHMARKS_MD", "BENCH"):
@@ -77,8 +79,6 @@ def test_update_writes_the_section(name, tmp_path, monkeypatch):
     if name == "step_latency":
         monkeypatch.setattr(mod, "update_benchmarks_md",
                             lambda text: mod.update_markdown_section(md, mod.SECTION, text))
-    copy = tmp_path / results
-    shutil.copy(BENCH / "results" / results, copy)
     mod.main([option, "--update", "--out", str(copy)])
     assert md.read_text().count("\n## ") == 1
 
