@@ -4,7 +4,10 @@ extras in pyproject.toml are the ones slimedge.extras names, and the sdist and w
 
 The runtime-only promise is proved cheaply in the full dev environment: a fresh Python in which
 the packages the runtime must not need cannot be imported (``sys.modules[name] = None``) steps the
-shipped model's ``.tflite``. (The README's sizes were measured in fresh virtual environments.)"""
+shipped model's ``.tflite``; and in fresh virtual environments, where a built wheel and the
+checkout (``pip install ".[litert]"``) are installed with LiteRT's packages beside them and no
+index, ``slimedge.load()`` steps it. (The README's sizes were measured in fresh virtual
+environments.)"""
 import json
 import re
 import shutil
@@ -314,3 +317,87 @@ def test_model_card_front_matter_states_the_weights_licence():
     assert "recipe: unknown" in front and "13 MFCCs" in front
     assert f"accuracy: {zoo.card()['test_accuracy']:.4f}" in front
     assert "CC BY-SA 4.0" in text and "Not known" in text
+
+
+# ---- fresh virtual environments ------------------------------------------------------------------
+# what `pip install ".[litert]"` brings beside slimedge, taken from this environment (no index)
+LITERT_RUNTIME = ("numpy", "numpy.libs", "ai_edge_litert", "backports", "flatbuffers", "ml_dtypes",
+                  "google", "tqdm", "typing_extensions.py")
+
+
+def _fresh_venv(tmp_path: Path, extra: tuple[str, ...] = ()) -> Path:
+    """A new virtual environment that sees only LITERT_RUNTIME (and ``extra``) of this one's
+    packages, through a .pth file: what a runtime-only install holds, without an index."""
+    import site
+    import venv
+
+    env = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True).create(env)
+    ours = Path(next(p for p in site.getsitepackages() if Path(p, "numpy").is_dir()))
+    deps = tmp_path / "deps"
+    deps.mkdir()
+    for name in (*LITERT_RUNTIME, *extra):
+        for found in [ours / name, *ours.glob(f"{name}-*.dist-info")]:  # entry points too
+            if found.exists():
+                (deps / found.name).symlink_to(found)
+    site_dir = next(env.glob("lib/python3*/site-packages"))
+    for own in site_dir.iterdir():  # the venv's own (older) setuptools would shadow ours
+        if extra and own.name.split("-")[0] in ("setuptools", "pkg_resources", "_distutils_hack"):
+            shutil.rmtree(own) if own.is_dir() else own.unlink()
+    (site_dir / "deps.pth").write_text(str(deps) + "\n")
+    return env
+
+
+def _clean_env() -> dict:
+    """This process's environment without PYTHONPATH (which names the checkout)."""
+    import os
+
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+def _step_default(env: Path, cwd: Path) -> str:
+    code = ("import sys, numpy as np, slimedge; m = slimedge.load(); "
+            "y = m.stream().step(np.zeros(m.input_size, np.float32)); "
+            "bad = [n for n in ('torch', 'onnx', 'onnxruntime', 'safetensors') if n in sys.modules]; "
+            "print(m.path.name, m.backend, y.shape, bad, slimedge.__file__)")
+    r = subprocess.run([str(env / "bin" / "python"), "-c", code], cwd=cwd, env=_clean_env(),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+@pytest.mark.slow
+def test_a_wheel_in_a_fresh_venv_steps_the_default_model(tmp_path):
+    """`pip install dist/slimedge-*.whl` (with LiteRT beside it, no torch) then
+    `slimedge.load()` steps the shipped model: the wheel carries its .tflite."""
+    pytest.importorskip("ai_edge_litert")
+    code = ("from setuptools import build_meta as b; import sys; "
+            "print(b.build_wheel(sys.argv[1]))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "dist")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    wheel = tmp_path / "dist" / out.stdout.strip().splitlines()[-1]
+    env = _fresh_venv(tmp_path)
+    r = subprocess.run([str(env / "bin" / "pip"), "install", "--no-deps", "--no-index", str(wheel)],
+                       capture_output=True, text=True, timeout=300, env=_clean_env(), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    said = _step_default(env, tmp_path)
+    assert said.startswith("fsdd_default.tflite litert (10,) []"), said
+    assert str(env) in said  # slimedge from the wheel, not this checkout
+
+
+@pytest.mark.slow
+def test_a_checkout_installs_into_a_fresh_venv(tmp_path):
+    """`pip install ".[litert]"` from a checkout (its dependencies already there: --no-deps,
+    --no-build-isolation with setuptools beside them), then the same runtime-only step."""
+    pytest.importorskip("ai_edge_litert")
+    env = _fresh_venv(tmp_path, extra=("setuptools", "pkg_resources", "_distutils_hack"))
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info",
+                                                             "__pycache__", ".pytest_cache"))
+    r = subprocess.run([str(env / "bin" / "pip"), "install", "--no-deps", "--no-index",
+                        "--no-build-isolation", ".[litert]"], cwd=src, capture_output=True,
+                       text=True, timeout=300, env=_clean_env())
+    assert r.returncode == 0, r.stdout + r.stderr
+    said = _step_default(env, tmp_path)
+    assert said.startswith("fsdd_default.tflite litert (10,) []") and str(env) in said, said
