@@ -268,15 +268,20 @@ def test_the_shipped_exports_are_the_checkpoints(tmp_path):
 
 
 # ---- the sdist and the wheel ---------------------------------------------------------------------
+def _build(kind: str, src: Path, out_dir: Path) -> Path:
+    """``kind`` ("sdist" or "wheel") of the project at ``src``, built by setuptools into out_dir."""
+    code = ("from setuptools import build_meta as b; import sys; "
+            f"print(b.build_{kind}(sys.argv[1]))")
+    out = subprocess.run([sys.executable, "-c", code, str(out_dir)], cwd=src,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return out_dir / out.stdout.strip().splitlines()[-1]
+
+
 def test_sdist_is_complete_and_builds_a_typed_wheel(tmp_path):
     """The sdist holds LICENSE and everything the tests import (conftest, helpers, reference);
     a wheel built from it carries py.typed, the shipped model and its card, and the licence."""
-    code = ("from setuptools import build_meta as b; import sys; "
-            "print(b.build_sdist(sys.argv[1]))")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "dist")], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    sdist = tmp_path / "dist" / out.stdout.strip().splitlines()[-1]
+    sdist = _build("sdist", ROOT, tmp_path / "dist")
     with tarfile.open(sdist) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
         tar.extractall(tmp_path / "src", filter="data")
@@ -284,13 +289,7 @@ def test_sdist_is_complete_and_builds_a_typed_wheel(tmp_path):
                  "tests/reference.py", "tests/test_install.py", "slimedge/py.typed",
                  "slimedge/zoo/fsdd_default.safetensors", "slimedge/zoo/README.md"):
         assert need in names, need
-    src = next((tmp_path / "src").iterdir())
-    code = ("from setuptools import build_meta as b; import sys; "
-            "print(b.build_wheel(sys.argv[1]))")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "wheel")], cwd=src,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    wheel = tmp_path / "wheel" / out.stdout.strip().splitlines()[-1]
+    wheel = _build("wheel", next((tmp_path / "src").iterdir()), tmp_path / "wheel")
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
         meta = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
@@ -371,12 +370,7 @@ def test_a_wheel_in_a_fresh_venv_steps_the_default_model(tmp_path):
     """`pip install dist/slimedge-*.whl` (with LiteRT beside it, no torch) then
     `slimedge.load()` steps the shipped model: the wheel carries its .tflite."""
     pytest.importorskip("ai_edge_litert")
-    code = ("from setuptools import build_meta as b; import sys; "
-            "print(b.build_wheel(sys.argv[1]))")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "dist")], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    wheel = tmp_path / "dist" / out.stdout.strip().splitlines()[-1]
+    wheel = _build("wheel", ROOT, tmp_path / "dist")
     env = _fresh_venv(tmp_path)
     r = subprocess.run([str(env / "bin" / "pip"), "install", "--no-deps", "--no-index", str(wheel)],
                        capture_output=True, text=True, timeout=300, env=_clean_env(), cwd=tmp_path)
