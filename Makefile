@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.slimedge-installed
 PIP    := $(PY) -m pip install --disable-pip-version-check --progress-bar on
-PYTEST_ARGS ?= -n 2  # the suite on two worker processes (pytest-xdist); see README for its duration
+PYTEST_ARGS ?= -n 2  # the suite on two worker processes (pytest-xdist); README, "On a fresh machine": its measured duration
 
 .PHONY: venv demo test clean
 

@@ -11,10 +11,10 @@ integer I/O). Every step of every run is checked against the host build (integer
 within 1e-4). Then the shipped (trained) model on the three devices with ``profile --target``'s
 own code, and the shipped model's integer step at -Os/-O2/-O3. The float step's instructions per
 multiply-accumulate (the whole step, nonlinearities included, over its matmuls' MACs) and stack
-high-water mark are in the per-variant tables. Writes
+high-water mark are in the per-variant tables. Prints the tables; ``--update`` writes
 ``benchmarks/results/mcu.json`` and the ``## Microcontrollers`` section of BENCHMARKS.md.
 
-    python benchmarks/mcu.py [--sizes 32,64,128] [--variants LSTM0,LSTM6] [--jobs 2]
+    python benchmarks/mcu.py [--sizes 32,64,128] [--variants LSTM0,LSTM6] [--jobs 2] [--update]
 """
 from __future__ import annotations
 
@@ -32,7 +32,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from slimedge import baselines, data, devices, formats, variants, zoo  # noqa: E402
-from slimedge._report import describe, machine, update_markdown_section  # noqa: E402
+from slimedge._report import (  # noqa: E402
+    add_output_arguments,
+    describe,
+    machine,
+    nothing_written,
+    settle_outputs,
+    update_markdown_section,
+)
 from slimedge.devices import cortexm, tflm, timing  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "mcu.json"
@@ -144,6 +151,28 @@ def _k(v: float) -> str:
     return f"{v:,.0f}"
 
 
+def shipped_table(ship: dict) -> list[str]:
+    """The shipped model's table (README.md quotes it as it is: tests/test_readme.py checks)."""
+    lines = [
+        "| device | model | C | flash B | RAM B | stack B | instr/step | ×LSTM0 | est. cycles | "
+        "µs/step | RTF at 10 ms | TFLM arena B | RAM/arena |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for dev, rs in ship["devices"].items():
+        for r in rs:
+            cyc = r["time"]["cycles_per_step"]
+            tf = (r["tflm"] or {}).get("arena_bytes")
+            ra = r["ram_vs_tflm_arena"]
+            lines.append(
+                f"| {dev} | {r['variant']}{' (random)' if r['role'] == 'lstm0' else ''} | "
+                f"{r['quantize']} | {_k(r['flash_bytes']['total'])} | {_k(r['ram_bytes']['total'])} | "
+                f"{_k(r['ram_bytes']['stack']) if 'stack' in r['ram_bytes'] else '–'} | "
+                f"{_k(r['instructions_per_step']['mean'])} | "
+                f"{(r['vs_lstm0'] or {}).get('instructions', 0):.2f} | {_k(cyc)} | "
+                f"{r['time']['us_per_step']:,.1f} | {r['time']['rtf']:.4f} | "
+                f"{_k(tf) if tf else '–'} | {f'{ra:.2f}' if ra else '–'} |")
+    return lines
+
+
 def markdown(report: dict) -> str:
     rows, ship = report["variants"], report["shipped"]
     lines = [SECTION, "",
@@ -158,22 +187,7 @@ def markdown(report: dict) -> str:
              f"Every step of every run equals the host build's (integer) or is within 1e-4 of it "
              f"(float).", "",
              "### The shipped model (trained LSTM6, n = 64) and LSTM0 of its size", "",
-             "| device | model | C | flash B | RAM B | stack B | instr/step | ×LSTM0 | est. cycles | "
-             "µs/step | RTF at 10 ms | TFLM arena B | RAM/arena |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for dev, rs in ship["devices"].items():
-        for r in rs:
-            cyc = r["time"]["cycles_per_step"]
-            tf = (r["tflm"] or {}).get("arena_bytes")
-            ra = r["ram_vs_tflm_arena"]
-            lines.append(
-                f"| {dev} | {r['variant']}{' (random)' if r['role'] == 'lstm0' else ''} | "
-                f"{r['quantize']} | {_k(r['flash_bytes']['total'])} | {_k(r['ram_bytes']['total'])} | "
-                f"{_k(r['ram_bytes']['stack']) if 'stack' in r['ram_bytes'] else '–'} | "
-                f"{_k(r['instructions_per_step']['mean'])} | "
-                f"{(r['vs_lstm0'] or {}).get('instructions', 0):.2f} | {_k(cyc)} | "
-                f"{r['time']['us_per_step']:,.1f} | {r['time']['rtf']:.4f} | "
-                f"{_k(tf) if tf else '–'} | {f'{ra:.2f}' if ra else '–'} |")
+             *shipped_table(ship)]
     lines += ["", "aarch64: flash is the export's whole object file (every function, the config "
               "JSON), RAM the state and I/O only (no stack measured), so no RAM/arena ratio. "
               "TFLM arena: float file for `none`, int8 with integer I/O for `int8`; measured by "
@@ -221,8 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default=",".join(variants.VARIANTS))
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--sequences", type=int, default=SEQUENCES)
-    ap.add_argument("--no-write", action="store_true", help="print, do not write the files")
+    add_output_arguments(ap, RESULTS)
     args = ap.parse_args(argv)
+    settle_outputs(args, RESULTS)
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     if "LSTM0" not in names:
         names.insert(0, "LSTM0")  # every ratio needs it
@@ -256,11 +271,15 @@ def main(argv: list[str] | None = None) -> int:
               "variants": rows, "shipped": ship}
     text = markdown(report)
     print(text)
-    if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(report, indent=1, default=float) + "\n")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1, default=float) + "\n")
+        print(f"wrote {args.out}")
+    if args.markdown:
         update_markdown_section(BENCH, SECTION, text)
-        print(f"wrote {RESULTS} and the {SECTION!r} section of {BENCH}")
+        print(f"wrote the {SECTION!r} section of {BENCH}")
+    elif args.out is None:
+        print(nothing_written(RESULTS))
     return 0
 
 

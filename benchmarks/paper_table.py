@@ -1,7 +1,7 @@
 """The papers' comparison: every SLIM variant and LSTM0, one training budget, two tasks.
 
     python benchmarks/paper_table.py                      # the full table (see BENCHMARKS.md)
-    python benchmarks/paper_table.py --table-only         # rewrite BENCHMARKS.md from the JSON
+    python benchmarks/paper_table.py --table-only --update  # rewrite BENCHMARKS.md from the JSON
     python benchmarks/paper_table.py --tasks fsdd --variants LSTM0,LSTM6 --fsdd-epochs 2  # a taste
     python benchmarks/paper_table.py --tasks fsdd --seeds 0,1,2 --patience 10   # to convergence
     python benchmarks/paper_table.py --patience 5 --table-only --merge a.json --merge b.json
@@ -36,7 +36,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from slimedge._report import machine, update_markdown_section  # noqa: E402
+from slimedge._report import (  # noqa: E402
+    add_output_arguments,
+    machine,
+    nothing_written,
+    settle_outputs,
+    update_markdown_section,
+)
 
 RESULTS = ROOT / "benchmarks" / "results" / "paper_table.json"
 RESULTS_CONVERGED = ROOT / "benchmarks" / "results" / "paper_table_converged.json"
@@ -88,8 +94,8 @@ def run(args) -> dict:
     result = {"machine": machine(), "date": _dt.date.today().isoformat(),
               "command": _command(),
               "threads": args.threads, "seed": args.seed, "tasks": {}}
-    if args.keep and args.out.exists():  # start from the tasks already measured
-        old = json.loads(args.out.read_text())
+    if args.keep and args.source.exists():  # start from the tasks already measured
+        old = json.loads(args.source.read_text())
         result["tasks"].update(old.get("tasks", {}))
         result["commands"] = _commands(old) + [result["command"]]
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="paper_table_"))
@@ -107,7 +113,7 @@ def run(args) -> dict:
                 r, source = earlier[key]
             else:
                 r = train(cfg, workdir / f"{task}_{name}.safetensors", device="cpu", quiet=True,
-                          progress=False, splits=splits)
+                          progress=False, splits=splits, overwrite=True)  # its scratch folder
                 source = None
             row = {"variant": name, "params": r.log["model"]["params"],
                    "lstm_params": variants.get(name).num_params(splits.input_size,
@@ -184,7 +190,7 @@ def converge(args) -> dict:
               "threads": args.threads, "seeds": seeds, "patience": args.patience,
               "max_epochs": args.max_epochs, "tasks": {}}
     # the tasks and variants already in --out stay (runs made in parts build one table)
-    earlier = json.loads(args.out.read_text()) if args.out.exists() else None
+    earlier = json.loads(args.source.read_text()) if args.source.exists() else None
     constants = _parse_constants(args.constant)
     for name in names:  # every variant has these fixed gates: refused before any training
         try:
@@ -228,8 +234,8 @@ def converge(args) -> dict:
                             raise _Stop
 
                     try:
-                        train(cfg, path, resume=resume, device="cpu", quiet=True, progress=False,
-                              splits=splits, on_epoch=on_epoch)
+                        train(cfg, path, resume=resume, overwrite=not resume, device="cpu",
+                              quiet=True, progress=False, splits=splits, on_epoch=on_epoch)
                         stopped = False
                     except _Stop:
                         stopped = True
@@ -461,7 +467,10 @@ def _earlier_runs(dirs) -> dict:
     return found
 
 
-def save(result: dict, path: Path) -> None:
+def save(result: dict, path: Path | None) -> None:
+    """Write the results JSON (atomically); None (neither --update nor --out): nowhere."""
+    if path is None:
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")
@@ -584,43 +593,52 @@ def main(argv=None) -> None:
                    help="where the checkpoints go (default: a temp dir); with --patience a run "
                         "this directory holds with the same config is taken as it is where this "
                         "patience and cap would have stopped it, else continued")
-    p.add_argument("--out", type=Path, default=RESULTS)
+    add_output_arguments(p, RESULTS)
     p.add_argument("--reuse", action="append", default=[], metavar="DIR",
                    help="take a run from DIR's *.log.json when its training config is identical "
                         "(training is deterministic, so it is the same run); repeatable")
     p.add_argument("--keep", action="store_true",
-                   help="keep the tasks already in --out that this call does not run")
-    p.add_argument("--no-markdown", action="store_true", help="do not touch BENCHMARKS.md")
+                   help="keep the tasks already in the JSON (--out, else the tracked one) "
+                        "that this call does not run")
+    p.add_argument("--no-markdown", action="store_true", help="with --update: not BENCHMARKS.md")
     p.add_argument("--timing-rounds", type=int, default=5,
                    help="rounds of the interleaved step timing after training (0 = none)")
     p.add_argument("--timing-batches", type=int, default=10, help="batches per timing round")
     p.add_argument("--timing-only", action="store_true",
-                   help="only (re)do the interleaved timing of the runs in --out")
+                   help="only (re)do the interleaved timing of the runs in the JSON")
     p.add_argument("--table-only", action="store_true",
-                   help="only rewrite the BENCHMARKS.md section from --out")
+                   help="only the BENCHMARKS.md section, from the JSON (--out, else the tracked one)")
     args = p.parse_args(argv)
     if args.constant and args.patience <= 0:
         p.error("--constant is for the converged table: give --patience too")
+    tracked = RESULTS_CONVERGED if args.patience > 0 else RESULTS
+    settle_outputs(args, tracked)
     if args.patience > 0:
-        if args.out == RESULTS:
-            args.out = RESULTS_CONVERGED
-        result = json.loads(args.out.read_text()) if args.table_only else converge(args)
+        result = json.loads(args.source.read_text()) if args.table_only else converge(args)
         for extra in args.merge:
             result = merge(result, json.loads(extra.read_text()))
         if args.merge:
             save(result, args.out)
-        if not args.no_markdown:
-            update_markdown_section(BENCHMARKS_MD, SECTION_CONVERGED, markdown_converged(result))
+        _finish(args, tracked, SECTION_CONVERGED, markdown_converged(result))
         return
-    result = json.loads(args.out.read_text()) if args.table_only or args.timing_only \
+    result = json.loads(args.source.read_text()) if args.table_only or args.timing_only \
         else run(args)
     if args.timing_only:
         result["commands"] = [*_commands(result), _command()]
     if args.timing_rounds and not args.table_only:
         timing(args, result)
         save(result, args.out)
-    if not args.no_markdown:
-        update_benchmarks_md(markdown(result))
+    _finish(args, tracked, SECTION, markdown(result))
+
+
+def _finish(args, tracked: Path, section: str, text: str) -> None:
+    """The BENCHMARKS.md section written with --update, else printed."""
+    if args.markdown:
+        update_markdown_section(BENCHMARKS_MD, section, text)
+        return
+    print(text)
+    if args.out is None:
+        print(nothing_written(tracked))
 
 
 if __name__ == "__main__":

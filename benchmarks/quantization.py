@@ -12,7 +12,7 @@ an int64 zero point per output channel). Whole file sizes are reported beside th
 
 Variant models come from ``--models DIR`` (``fsdd_<VARIANT>.safetensors``, e.g. paper_table.py's
 ``--workdir --keep``) or are trained here briefly (``--epochs``, n = 64, one layer, cosine lr 3e-3,
-seed 0); the report says which. Writes ``benchmarks/results/quantization.json`` and the
+seed 0); the report says which. ``--update`` writes ``benchmarks/results/quantization.json`` and the
 ``## Quantisation`` section of BENCHMARKS.md.
 
     python benchmarks/quantization.py [--variants LSTM0,LSTM6] [--epochs 10] [--models DIR]
@@ -32,7 +32,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from slimedge import checkpoint, exporters, formats, ir, variants  # noqa: E402
-from slimedge._report import describe, machine, update_markdown_section  # noqa: E402
+from slimedge._report import (  # noqa: E402
+    add_output_arguments,
+    describe,
+    machine,
+    nothing_written,
+    settle_outputs,
+    update_markdown_section,
+)
 from slimedge.exporters import quantize as Q  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "quantization.json"
@@ -133,7 +140,8 @@ def train_variant(variant: str, out: Path, epochs: int, hidden: int) -> Path:
     from slimedge.train import TrainConfig, train
 
     train(TrainConfig(variant=variant, hidden_size=hidden, epochs=epochs, schedule="cosine",
-                      lr=3e-3, seed=0, split_seed=0, threads=1), out, progress=False, quiet=True)
+                      lr=3e-3, seed=0, split_seed=0, threads=1), out, progress=False, quiet=True,
+          overwrite=True)  # its work folder: a run not reused is trained again
     return out
 
 
@@ -226,15 +234,16 @@ def main(argv=None) -> None:
     p.add_argument("--models", type=Path, default=None, help="reuse fsdd_<VARIANT>.safetensors here")
     p.add_argument("--calibration-samples", type=int, default=Q.DEFAULT_CALIBRATION_SAMPLES)
     p.add_argument("--no-shipped", action="store_true")
-    p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument("--no-markdown", action="store_true")
-    p.add_argument("--from-json", action="store_true", help="only rewrite BENCHMARKS.md from --out")
+    add_output_arguments(p, RESULTS)
+    p.add_argument("--no-markdown", action="store_true", help="with --update: not BENCHMARKS.md")
+    p.add_argument("--from-json", action="store_true",
+                   help="only the markdown from the JSON (--out, else the tracked one)")
     a = p.parse_args(argv)
+    settle_outputs(a, RESULTS)
     if a.from_json:
-        report = json.loads(a.out.read_text())
+        report = json.loads(a.source.read_text())
         report["acceptance_lines"] = acceptance(report)
-        a.out.write_text(json.dumps(report, indent=2) + "\n")
-        write_section(markdown(report))
+        _finish(a, report)
         return
     logging.disable(logging.WARNING)  # onnxruntime.quantization's pre-processing hints
     names = [v.strip() for v in a.variants.split(",") if v.strip()] or list(variants.VARIANTS)
@@ -276,11 +285,23 @@ def main(argv=None) -> None:
               "test_n": len(Q.model_data(checkpoint.read(models[0][1]))["test"]),
               "models": rows}
     report["acceptance_lines"] = acceptance(report)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(report, indent=2) + "\n")
-    if not a.no_markdown:
-        write_section(markdown(report))
+    _finish(a, report)
     print("\n".join(report["acceptance_lines"]))
+
+
+def _finish(a, report: dict) -> None:
+    """The JSON to --out (--update: the tracked file) and the section to BENCHMARKS.md with
+    --update; else the section printed."""
+    if a.out is not None:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {a.out}")
+    if a.markdown:
+        write_section(markdown(report))
+    else:
+        print(markdown(report))
+        if a.out is None:
+            print(nothing_written(RESULTS))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ process's RSS at the start and end of the steps and whether every output stayed 
 
     .venv/bin/python benchmarks/soak.py [--steps 1000000] [--backends onnxruntime,litert,c]
 
-Writes benchmarks/results/soak.json and prints one line per backend. The frames are the model's
+Prints one line per backend (``--update``: also benchmarks/results/soak.json). The frames are the model's
 own test split, cycled (a stream reset at each sequence's start), so the state stays in range.
 """
 from __future__ import annotations
@@ -58,8 +58,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=1_000_000)
     ap.add_argument("--backends", default="onnxruntime,litert,c,numpy")
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    from slimedge._report import add_output_arguments, nothing_written, settle_outputs
+
+    add_output_arguments(ap, RESULTS, markdown=False)
     args = ap.parse_args()
+    settle_outputs(args, RESULTS)
     from slimedge import exporters, runtime
     from slimedge.zoo import default_model_path
 
@@ -91,6 +94,9 @@ def main() -> None:
                   f"finite {row['finite']}", flush=True)
     from slimedge._report import machine
 
+    if args.out is None:
+        print(nothing_written(RESULTS))
+        return
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": machine(), "steps": args.steps, "results": rows},
                                    indent=2) + "\n")

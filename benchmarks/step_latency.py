@@ -1,7 +1,7 @@
 """Step latency of every variant beside the standard LSTM, on onnxruntime, LiteRT and C, float and int8.
 
-    python benchmarks/step_latency.py                  # the full sweep (see BENCHMARKS.md)
-    python benchmarks/step_latency.py --table-only     # rewrite BENCHMARKS.md from the JSON
+    python benchmarks/step_latency.py --update         # the full sweep, into BENCHMARKS.md
+    python benchmarks/step_latency.py --table-only --update  # rewrite BENCHMARKS.md from the JSON
     python benchmarks/step_latency.py --hidden 128 --variants LSTM0,LSTM6 --steps 300  # a taste
 
 Every variant × hidden size {64, 128, 256, 512} × {onnxruntime, litert, c} × {none, dynamic,
@@ -45,7 +45,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from slimedge import baselines, checkpoint, profile, variants  # noqa: E402
-from slimedge._report import update_markdown_section  # noqa: E402
+from slimedge._report import (  # noqa: E402
+    add_output_arguments,
+    nothing_written,
+    settle_outputs,
+    update_markdown_section,
+)
 from slimedge.profile import Config  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -840,25 +845,29 @@ def main(argv=None) -> None:
     p.add_argument("--bare-rounds", type=int, default=20)
     p.add_argument("--bare-round-ms", type=float, default=10.0,
                    help="time per bare configuration and round (ms)")
-    p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument("--no-markdown", action="store_true", help="do not touch BENCHMARKS.md")
+    add_output_arguments(p, RESULTS)
+    p.add_argument("--no-markdown", action="store_true", help="with --update: not BENCHMARKS.md")
     p.add_argument("--table-only", action="store_true",
-                   help="only rewrite the BENCHMARKS.md section from --out")
+                   help="only the BENCHMARKS.md section, from the JSON (--out, else the tracked one)")
     args = p.parse_args(argv)
+    settle_outputs(args, RESULTS)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.table_only:
-        rep = json.loads(args.out.read_text())
+        rep = json.loads(args.source.read_text())
     else:
         rep = sweep(args)
-        rep["earlier_runs"] = _earlier(args.out, rep)
+        rep["earlier_runs"] = _earlier(args.source, rep)
         rep = _rounded(rep)  # the markdown from exactly what the JSON holds (--table-only agrees)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(_dumps(rep))
-        log(f"wrote {args.out} ({rep['elapsed_s'] / 60:.1f} min)")
+        if args.out is not None:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(_dumps(rep))
+            log(f"wrote {args.out} ({rep['elapsed_s'] / 60:.1f} min)")
     text = markdown(rep)
-    if not args.no_markdown:
+    if args.markdown:
         update_benchmarks_md(text)
     print(text)
+    if args.out is None and not args.table_only:
+        print(nothing_written(RESULTS))
 
 
 if __name__ == "__main__":

@@ -40,7 +40,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from slimedge._report import describe, machine, update_markdown_section  # noqa: E402
+from slimedge._report import (  # noqa: E402
+    add_output_arguments,
+    describe,
+    machine,
+    nothing_written,
+    settle_outputs,
+    update_markdown_section,
+)
 
 RESULTS = ROOT / "benchmarks" / "results" / "train_speed.json"
 RESULTS_GPU = ROOT / "benchmarks" / "results" / "train_speed_gpu.json"
@@ -274,27 +281,30 @@ def main(argv=None) -> None:
                    help="timed steps per model and round, after one untimed (default: 4)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu",
-                   help="cpu, or cuda (then --out defaults to train_speed_gpu.json)")
+                   help="cpu, or cuda (then --update writes train_speed_gpu.json)")
     p.add_argument("--reference", action="store_true",
                    help="also time each variant's reference loop (impl='reference')")
     p.add_argument("--keep-denormals", action="store_true",
                    help="do not flush denormals to zero (long sequences' backward then runs "
                         "several times slower on x86, torch.nn.LSTM's too)")
-    p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument("--no-markdown", action="store_true", help="do not touch BENCHMARKS.md")
-    p.add_argument("--table-only", action="store_true", help="rewrite the section from --out")
+    add_output_arguments(p, RESULTS)
+    p.add_argument("--no-markdown", action="store_true", help="with --update: not BENCHMARKS.md")
+    p.add_argument("--table-only", action="store_true",
+                   help="only the section, from the JSON (--out, else the tracked one)")
     args = p.parse_args(argv)
     if args.steps < 1:
         p.error(f"--steps must be at least 1, got {args.steps}")
-    if args.device != "cpu" and args.out == RESULTS:
-        args.out = RESULTS_GPU
-    result = json.loads(args.out.read_text()) if args.table_only else run(args)
-    if not args.table_only:
+    tracked = RESULTS if args.device == "cpu" else RESULTS_GPU
+    settle_outputs(args, tracked)
+    result = json.loads(args.source.read_text()) if args.table_only else run(args)
+    if not args.table_only and args.out is not None:
         save(result, args.out)
     text = markdown(result)
     print(text)
-    if not args.no_markdown:
+    if args.markdown:
         update_markdown_section(BENCHMARKS_MD, SECTION_GPU if result.get("card") else SECTION, text)
+    elif args.out is None and not args.table_only:
+        print(nothing_written(tracked))
 
 
 if __name__ == "__main__":

@@ -51,3 +51,33 @@ def update_markdown_section(path: str | os.PathLike, heading: str, text: str) ->
     else:
         new = old.rstrip("\n") + "\n\n" + text
     _io.write_text(path, new.rstrip("\n") + "\n")
+
+
+# ---- where a benchmark writes -------------------------------------------------------------------
+def add_output_arguments(parser, results: Path, markdown: bool = True) -> None:
+    """``--update`` and ``--out`` of a benchmark: by default it changes no tracked file (the
+    results are printed); ``--update`` writes ``results`` and, where ``markdown``, its section of
+    BENCHMARKS.md; ``--out`` writes the JSON to a path of one's own."""
+    name = f"benchmarks/results/{Path(results).name}"
+    parser.add_argument("--update", action="store_true",
+                        help=f"write the tracked results ({name}"
+                             + (" and BENCHMARKS.md's section" if markdown else "")
+                             + "); without it no tracked file changes")
+    parser.add_argument("--out", type=Path, default=None, metavar="JSON",
+                        help=f"write the JSON results here [default: {name} with --update, "
+                             f"else nowhere]")
+
+
+def settle_outputs(args, results: Path) -> None:
+    """Set ``args.out`` (the JSON to write, None: none), ``args.source`` (the JSON an option
+    such as ``--table-only`` reads) and ``args.markdown`` (whether BENCHMARKS.md is rewritten)."""
+    if args.out is None and args.update:
+        args.out = Path(results)
+    args.source = args.out or Path(results)
+    args.markdown = bool(args.update) and not getattr(args, "no_markdown", False)
+
+
+def nothing_written(results: Path) -> str:
+    """The line a benchmark ends with when it wrote no file (neither --update nor --out)."""
+    return (f"(no file written: --update writes benchmarks/results/{Path(results).name} and "
+            f"BENCHMARKS.md; --out JSON writes the results where you say)")

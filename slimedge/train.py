@@ -51,7 +51,7 @@ from . import data as _data
 from .metrics import Evaluation
 from .models import SequenceClassifier
 from .train_config import SCHEDULES as SCHEDULES  # the schedules TrainConfig takes
-from .train_config import TrainConfig
+from .train_config import TrainConfig, check_new_run
 from .train_state import load_optim, read_state, run_info, save_state, side_paths, write_json
 
 EVAL_BATCH_SIZE = 256
@@ -179,14 +179,16 @@ def _console():
 
 
 def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool = False,
-          device: str = "auto", progress: bool = True, quiet: bool = False,
+          overwrite: bool = False, device: str = "auto", progress: bool = True, quiet: bool = False,
           splits: _data.DataSplits | None = None, console=None,
           on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
     """Train, validating each epoch and keeping the best checkpoint at ``output``.
 
     With ``resume``, the settings come from ``output``'s state file (only ``config.epochs`` is
     taken from the argument, to train longer; pass ``config=None`` to keep the run's own) and
-    training continues after its last finished epoch. ``splits`` overrides loading
+    training continues after its last finished epoch. A new run never starts over another
+    one's files (the checkpoint, state or log at ``output``) unless ``overwrite`` says to: a
+    :class:`UsageError` names both ways on. ``splits`` overrides loading
     ``config.data`` (tests, benchmarks).
     """
     extras.require("train", "training", "torch", "safetensors", "rich")  # before any work
@@ -212,6 +214,7 @@ def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool
     _io.check_distinct([("-o", out), ("training state", state_path), ("training log", log_path)],
                        [("--data file", config.data if isinstance(config.data, (str, os.PathLike))
                          and Path(config.data).suffix else None)])
+    check_new_run(output, resume, overwrite)  # after those: a data file named as -o says so
     # one run per output at a time: a second `train -o` of the same file is refused, not mixed in
     with _io.locked(out, "train -o"), _TorchSettings(config.threads, config.flush_denormals):
         if splits is None:
@@ -240,6 +243,9 @@ def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool
             f"val {len(splits.val)}, test {len(splits.test)}; device {dev}"
             + (f"; resuming after epoch {start_epoch}" if resume else ""), highlight=False,
             soft_wrap=True)
+        if overwrite:  # the old run's files go once the new one is set up (no mix if it diverges)
+            for path in (out, state_path, log_path):
+                path.unlink(missing_ok=True)
         diverged = False
         for epoch in range(start_epoch, config.epochs):
             row = _train_epoch(model, optimizer, splits, config, epoch, dev, progress and not quiet,

@@ -9,7 +9,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 from . import formats, variants
@@ -125,3 +127,27 @@ class TrainConfig:
 
 
 __all__ = ["TrainConfig", "SCHEDULES"]
+
+
+# ---- a run's files ---------------------------------------------------------------------------
+def side_paths(output: str | os.PathLike) -> tuple[Path, Path, Path]:
+    """(best checkpoint, training state, JSON log) for an output path."""
+    out, suffix = Path(output), formats.CHECKPOINT.suffix
+    stem = out.name[:-len(suffix)] if out.name.endswith(suffix) else out.name
+    return out, out.with_name(f"{stem}.state{suffix}"), out.with_name(stem + ".log.json")
+
+
+def check_new_run(output: str | os.PathLike, resume: bool, overwrite: bool,
+                  flags: tuple[str, str] = ("resume=True", "overwrite=True")) -> None:
+    """Refuse to start a run over another one's files unless asked to: ``resume`` continues it,
+    ``overwrite`` starts over (``flags``: how the caller spells the two, e.g. the CLI's)."""
+    if resume and overwrite:
+        raise UsageError(f"{flags[0]} continues the run at {output} and {flags[1]} replaces it: "
+                         f"give one of them")
+    if resume or overwrite:
+        return
+    there = [p.name for p in side_paths(output) if p.is_file()]
+    if there:
+        raise UsageError(f"{output}: a run is there already ({', '.join(there)}); continue it with "
+                         f"{flags[0]}, replace it with {flags[1]}, or choose another output")
+

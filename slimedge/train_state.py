@@ -5,25 +5,17 @@ training state file (the model, Adam's moments as ``optim.*`` tensors, the run's
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 import torch
 
-from . import _io, checkpoint, formats
+from . import _io, checkpoint
 from . import data as _data
-from .train_config import TrainConfig
+from .train_config import TrainConfig, side_paths
 
 OPTIM_PREFIX = "optim."
-
-
-def side_paths(output: str | os.PathLike) -> tuple[Path, Path, Path]:
-    """(best checkpoint, training state, JSON log) for an output path."""
-    out, suffix = Path(output), formats.CHECKPOINT.suffix
-    stem = out.name[:-len(suffix)] if out.name.endswith(suffix) else out.name
-    return out, out.with_name(f"{stem}.state{suffix}"), out.with_name(stem + ".log.json")
 
 
 # ---- optimizer state in a checkpoint -----------------------------------------------------------

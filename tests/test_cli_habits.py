@@ -92,6 +92,29 @@ def test_replacing_another_kind_of_export_is_said(tmp_path, trained):
     assert "holds a onnx step graph (quantize none) and will be replaced" in one_line(r.stderr)
 
 
+def test_replacing_a_tflite_file_for_another_interpreter_is_said(tmp_path, trained, monkeypatch):
+    """`--compat tflm` exports replaced the LiteRT files of the same name without a word; without
+    -o each interpreter's file now has its own name."""
+    pytest.importorskip("ai_edge_litert")
+    out = tmp_path / "a.tflite"
+    assert runner.invoke(app, ["export", str(trained), "-o", str(out), "--no-validate"]).exit_code == 0
+    r = runner.invoke(app, ["export", str(trained), "-o", str(out), "--compat", "tflm",
+                            "--no-validate"])
+    assert r.exit_code == 0, r.output
+    assert ("holds a tflite step graph (quantize none, for litert) and will be replaced by a "
+            "tflite step graph (quantize none, for tflm)") in one_line(r.stderr)
+    r = runner.invoke(app, ["export", str(trained), "-o", str(out), "--compat", "tflm",
+                            "--no-validate"])
+    assert r.exit_code == 0 and "replaced" not in r.stderr  # the same kind again: no warning
+    monkeypatch.chdir(tmp_path)
+    for compat in ("litert", "tflm"):
+        r = runner.invoke(app, ["export", str(trained), "-f", "tflite", "--compat", compat,
+                                "--no-validate"])
+        assert r.exit_code == 0 and "replaced" not in r.stderr, r.output
+    assert files(tmp_path) == ["a.tflite", "m.tflite", "m.tflm.tflite"]
+    assert formats.info(tmp_path / "m.tflm.tflite").export["compat"] == "tflm"
+
+
 @pytest.mark.parametrize("name, says", [
     ("m.pb", "a onnx export must end in .onnx (slimedge tells model files by their suffix), e.g. m.onnx"),
     ("m.int8", "e.g. m.int8.onnx"),
@@ -143,6 +166,36 @@ def test_resume_warns_about_the_settings_it_ignores(tmp_path, dataset):
     assert log["config"]["lr"] == 3e-3 and log["config"]["hidden_size"] == 4
     r = runner.invoke(app, ["train", "-o", str(out), "--resume", "--epochs", "3", "--quiet"])
     assert r.exit_code == 0 and "warning" not in r.stderr
+
+
+def test_train_onto_an_existing_run_needs_resume_or_overwrite(tmp_path, dataset):
+    """A second `train -o runs/mine.safetensors` replaced the first run's checkpoint, state and
+    log without a word."""
+    pytest.importorskip("torch")
+    from slimedge.train import TrainConfig, train
+
+    out = tmp_path / "r.safetensors"
+    base = ["train", "-o", str(out), "--data", str(dataset), "-n", "4", "--quiet", "--epochs", "1"]
+    assert runner.invoke(app, base).exit_code == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert sorted(before) == ["r.log.json", "r.safetensors", "r.state.safetensors"]
+    r = runner.invoke(app, [*base, "--seed", "3"])
+    assert r.exit_code == 2
+    assert (f"{out}: a run is there already (r.safetensors, r.state.safetensors, r.log.json); "
+            "continue it with --resume, replace it with --overwrite, or choose another output"
+            ) in one_line(r.stderr)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    r = runner.invoke(app, [*base, "--resume", "--overwrite"])
+    assert r.exit_code == 2 and "give one of them" in r.stderr
+    config = TrainConfig(data=str(dataset), hidden_size=4, epochs=1, seed=3)
+    with pytest.raises(ValueError, match="continue it with resume=True, replace it with "
+                                         "overwrite=True"):
+        train(config, out, quiet=True)
+    r = runner.invoke(app, [*base, "--seed", "3", "--overwrite"])
+    assert r.exit_code == 0, r.output
+    log = json.loads((tmp_path / "r.log.json").read_text())
+    assert log["config"]["seed"] == 3 and len(log["epochs"]) == 1
+    assert (tmp_path / "r.safetensors").read_bytes() != before["r.safetensors"]
 
 
 def test_export_data_points_calibration_at_a_moved_file(tmp_path, dataset, trained):
@@ -502,3 +555,28 @@ def test_profile_device_is_renamed_target(tmp_path):
     res = runner.invoke(app, ["profile", "--device", "cortex-m4"])
     assert res.exit_code != 0
     assert "--target cortex-m4" in one_line(res.output)
+
+
+def test_profile_target_tables_fit_80_columns_and_wide_shows_everything():
+    """`profile --device` (now --target) printed 144-column tables, unreadable at 80."""
+    from slimedge.profile import device as on_device
+
+    shipped = json.loads((ROOT / "benchmarks" / "results" / "mcu.json").read_text())["shipped"]
+    rows = []
+    for dev, rs in shipped["devices"].items():
+        for r in rs:
+            ch = {"host_compiler": "gcc", "atol": 1e-4, "sequences": 3,
+                  "predicted": [7, 3, 1], **r["check"]}
+            rows.append({**r, "check": ch, "target": dev, "hidden_size": 64,
+                         "compiler": "arm-none-eabi-gcc 13.2"})
+        report = {"device": dev, "results": [r for r in rows if r["target"] == dev]}
+        text = _render(on_device.tables(report), 80)
+        assert "…" not in text and max(map(len, text.splitlines())) <= 80, text
+        for word in ("LSTM6", "(baseline)", "instr/step", "µs/step", "×LSTM0",
+                     "RAM B" if dev != "aarch64" else "state+I/O B", "outputs and state"):
+            assert word in text, (dev, word)
+        wide = _render(on_device.tables(report, wide=True), 150)
+        assert "…" not in wide
+        for word in ("RTF", "TFLM arena B", "RAM/arena", "flash code B", "flash constants B",
+                     "sequences"):
+            assert word in wide

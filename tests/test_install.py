@@ -4,9 +4,13 @@ extras in pyproject.toml are the ones slimedge.extras names, and the sdist and w
 
 The runtime-only promise is proved cheaply in the full dev environment: a fresh Python in which
 the packages the runtime must not need cannot be imported (``sys.modules[name] = None``) steps the
-shipped model's ``.tflite``. (The README's sizes were measured in fresh virtual environments.)"""
+shipped model's ``.tflite``; and in fresh virtual environments, where a built wheel and the
+checkout (``pip install ".[litert]"``) are installed with LiteRT's packages beside them and no
+index, ``slimedge.load()`` steps it. (The README's sizes were measured in fresh virtual
+environments.)"""
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -202,16 +206,82 @@ def test_cli_choices_match_the_library():
     assert cli.INITS == INITS and cli.SCHEDULES == SCHEDULES
 
 
+# ---- the shipped exports -------------------------------------------------------------------------
+def test_runtime_only_install_loads_the_default_model_with_no_path():
+    """`pip install ".[litert]"` had nothing to step until the user exported the model with the
+    export extra: the package ships the .tflite, and slimedge.load() with no path finds it."""
+    pytest.importorskip("ai_edge_litert")
+    code = """
+import numpy as np, slimedge
+from slimedge import zoo
+model = slimedge.load()
+assert model.path == zoo.default_model_path("tflite"), model.path
+assert model.backend == "litert", model.backend
+y = model.stream().step(np.zeros(model.input_size, np.float32))
+print(y.shape)
+"""
+    out = run_blocked(code)
+    assert out.stdout.strip() == "(10,)"
+    ok = run_blocked("import slimedge; print(slimedge.load(backend='numpy').path.name)",
+                     blocked=("torch",))
+    assert ok.stdout.strip() == "fsdd_default.safetensors"
+
+
+def test_for_runtime_takes_the_first_format_an_installed_backend_reads(monkeypatch):
+    from slimedge import formats
+
+    installed = set()
+    monkeypatch.setattr(formats.table.Backend, "available", lambda self: self.name in installed)
+    for names, want in [({"numpy"}, "fsdd_default.safetensors"), ({"litert"}, "fsdd_default.tflite"),
+                        ({"onnxruntime", "c"}, "fsdd_default.onnx"), ({"c"}, "fsdd_default.c")]:
+        installed = names
+        assert zoo.for_runtime().name == want, names
+    installed = {"numpy", "litert"}
+    assert zoo.for_runtime("litert").name == "fsdd_default.tflite"
+    installed = set()
+    with pytest.raises(MissingDependency, match="pip install 'slimedge\\[litert\\]'"):
+        zoo.for_runtime()
+
+
+def test_the_shipped_exports_are_the_checkpoints(tmp_path):
+    """The wheel's exports are what `python -m slimedge.zoo.build --exports-only` writes from the
+    shipped checkpoint now (byte for byte), and each steps as the checkpoint does."""
+    pytest.importorskip("ai_edge_litert")
+    pytest.importorskip("onnxruntime")
+    from slimedge.formats.c import toolchain
+
+    if not toolchain.have_compiler():
+        pytest.skip("no C compiler for the C export's validation")
+    from slimedge.zoo import build
+
+    shutil.copy(zoo.default_model_path(), tmp_path / zoo.DEFAULT_MODEL)
+    written = build.write_exports(tmp_path)
+    assert [p.name for p in written] == list(zoo.EXPORTS.values())
+    for name in [*zoo.EXPORTS.values(), "fsdd_default.h", "slimedge_kernels.h"]:
+        assert (tmp_path / name).read_bytes() == (Path(zoo.__file__).parent / name).read_bytes(), (
+            f"{name} is stale: run python -m slimedge.zoo.build --exports-only")
+    frames = np.random.default_rng(3).normal(size=(30, 13)).astype(np.float32) * 20
+    want = runtime.load(zoo.default_model_path(), backend="numpy").run(frames)
+    for fmt in zoo.EXPORTS:
+        got = runtime.load(zoo.default_model_path(fmt)).run(frames)
+        np.testing.assert_allclose(got, want, atol=1e-4, err_msg=fmt)
+
+
 # ---- the sdist and the wheel ---------------------------------------------------------------------
+def _build(kind: str, src: Path, out_dir: Path) -> Path:
+    """``kind`` ("sdist" or "wheel") of the project at ``src``, built by setuptools into out_dir."""
+    code = ("from setuptools import build_meta as b; import sys; "
+            f"print(b.build_{kind}(sys.argv[1]))")
+    out = subprocess.run([sys.executable, "-c", code, str(out_dir)], cwd=src,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return out_dir / out.stdout.strip().splitlines()[-1]
+
+
 def test_sdist_is_complete_and_builds_a_typed_wheel(tmp_path):
     """The sdist holds LICENSE and everything the tests import (conftest, helpers, reference);
     a wheel built from it carries py.typed, the shipped model and its card, and the licence."""
-    code = ("from setuptools import build_meta as b; import sys; "
-            "print(b.build_sdist(sys.argv[1]))")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "dist")], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    sdist = tmp_path / "dist" / out.stdout.strip().splitlines()[-1]
+    sdist = _build("sdist", ROOT, tmp_path / "dist")
     with tarfile.open(sdist) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
         tar.extractall(tmp_path / "src", filter="data")
@@ -219,17 +289,13 @@ def test_sdist_is_complete_and_builds_a_typed_wheel(tmp_path):
                  "tests/reference.py", "tests/test_install.py", "slimedge/py.typed",
                  "slimedge/zoo/fsdd_default.safetensors", "slimedge/zoo/README.md"):
         assert need in names, need
-    src = next((tmp_path / "src").iterdir())
-    code = ("from setuptools import build_meta as b; import sys; "
-            "print(b.build_wheel(sys.argv[1]))")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "wheel")], cwd=src,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    wheel = tmp_path / "wheel" / out.stdout.strip().splitlines()[-1]
+    wheel = _build("wheel", next((tmp_path / "src").iterdir()), tmp_path / "wheel")
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
         meta = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
     assert "slimedge/py.typed" in names and "slimedge/zoo/fsdd_default.safetensors" in names
+    for name in [*zoo.EXPORTS.values(), "fsdd_default.h", "slimedge_kernels.h"]:
+        assert f"slimedge/zoo/{name}" in names, name  # a runtime-only install steps these
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert "Provides-Extra: litert" in meta and "Requires-Dist: numpy>=1.26" in meta
     assert not any(n.startswith("tests/") for n in names)
@@ -250,3 +316,82 @@ def test_model_card_front_matter_states_the_weights_licence():
     assert "recipe: unknown" in front and "13 MFCCs" in front
     assert f"accuracy: {zoo.card()['test_accuracy']:.4f}" in front
     assert "CC BY-SA 4.0" in text and "Not known" in text
+
+
+# ---- fresh virtual environments ------------------------------------------------------------------
+# what `pip install ".[litert]"` brings beside slimedge, taken from this environment (no index)
+LITERT_RUNTIME = ("numpy", "numpy.libs", "ai_edge_litert", "backports", "flatbuffers", "ml_dtypes",
+                  "google", "tqdm", "typing_extensions.py")
+
+
+def _fresh_venv(tmp_path: Path, extra: tuple[str, ...] = ()) -> Path:
+    """A new virtual environment that sees only LITERT_RUNTIME (and ``extra``) of this one's
+    packages, through a .pth file: what a runtime-only install holds, without an index."""
+    import site
+    import venv
+
+    env = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True).create(env)
+    ours = Path(next(p for p in site.getsitepackages() if Path(p, "numpy").is_dir()))
+    deps = tmp_path / "deps"
+    deps.mkdir()
+    for name in (*LITERT_RUNTIME, *extra):
+        for found in [ours / name, *ours.glob(f"{name}-*.dist-info")]:  # entry points too
+            if found.exists():
+                (deps / found.name).symlink_to(found)
+    site_dir = next(env.glob("lib/python3*/site-packages"))
+    for own in site_dir.iterdir():  # the venv's own (older) setuptools would shadow ours
+        if extra and own.name.split("-")[0] in ("setuptools", "pkg_resources", "_distutils_hack"):
+            shutil.rmtree(own) if own.is_dir() else own.unlink()
+    (site_dir / "deps.pth").write_text(str(deps) + "\n")
+    return env
+
+
+def _clean_env() -> dict:
+    """This process's environment without PYTHONPATH (which names the checkout)."""
+    import os
+
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+def _step_default(env: Path, cwd: Path) -> str:
+    code = ("import sys, numpy as np, slimedge; m = slimedge.load(); "
+            "y = m.stream().step(np.zeros(m.input_size, np.float32)); "
+            "bad = [n for n in ('torch', 'onnx', 'onnxruntime', 'safetensors') if n in sys.modules]; "
+            "print(m.path.name, m.backend, y.shape, bad, slimedge.__file__)")
+    r = subprocess.run([str(env / "bin" / "python"), "-c", code], cwd=cwd, env=_clean_env(),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+@pytest.mark.slow
+def test_a_wheel_in_a_fresh_venv_steps_the_default_model(tmp_path):
+    """`pip install dist/slimedge-*.whl` (with LiteRT beside it, no torch) then
+    `slimedge.load()` steps the shipped model: the wheel carries its .tflite."""
+    pytest.importorskip("ai_edge_litert")
+    wheel = _build("wheel", ROOT, tmp_path / "dist")
+    env = _fresh_venv(tmp_path)
+    r = subprocess.run([str(env / "bin" / "pip"), "install", "--no-deps", "--no-index", str(wheel)],
+                       capture_output=True, text=True, timeout=300, env=_clean_env(), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    said = _step_default(env, tmp_path)
+    assert said.startswith("fsdd_default.tflite litert (10,) []"), said
+    assert str(env) in said  # slimedge from the wheel, not this checkout
+
+
+@pytest.mark.slow
+def test_a_checkout_installs_into_a_fresh_venv(tmp_path):
+    """`pip install ".[litert]"` from a checkout (its dependencies already there: --no-deps,
+    --no-build-isolation with setuptools beside them), then the same runtime-only step."""
+    pytest.importorskip("ai_edge_litert")
+    env = _fresh_venv(tmp_path, extra=("setuptools", "pkg_resources", "_distutils_hack"))
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info",
+                                                             "__pycache__", ".pytest_cache"))
+    r = subprocess.run([str(env / "bin" / "pip"), "install", "--no-deps", "--no-index",
+                        "--no-build-isolation", ".[litert]"], cwd=src, capture_output=True,
+                       text=True, timeout=300, env=_clean_env())
+    assert r.returncode == 0, r.stdout + r.stderr
+    said = _step_default(env, tmp_path)
+    assert said.startswith("fsdd_default.tflite litert (10,) []") and str(env) in said, said

@@ -115,6 +115,21 @@ def test_outputs_json_csv_and_plot(report, tmp_path):
     assert len(profile.tables(report)) == 3  # latency, size/memory, streams
 
 
+def test_plot_says_kib_like_the_tables(report, tmp_path, monkeypatch):
+    """The plot's axis said KB where every table says KiB."""
+    import matplotlib.figure
+
+    labels, save = [], matplotlib.figure.Figure.savefig
+
+    def spy(fig, *a, **k):
+        labels.extend(ax.get_xlabel() for ax in fig.axes)
+        return save(fig, *a, **k)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+    profile.plot(report, tmp_path / "p.png")
+    assert "file size, KiB (log)" in labels and not any("KB" in label for label in labels)
+
+
 def test_stats_and_percentiles():
     st = profile.stats(np.arange(1, 101) * 1000)  # 1..100 µs
     assert st["count"] == 100 and st["min"] == 1 and st["max"] == 100

@@ -380,7 +380,7 @@ def test_registered_variant_trains_from_the_cli(tmp_path):
         assert checkpoint.read(out).lstm["variant"] == spec.to_config()
         res = CliRunner().invoke(app, ["train", "--variant", "climine", "--constant", "f=0.8",
                                        "--data", str(npz), "--hidden-size", "6", "--epochs", "1", "--quiet",
-                                       "-o", str(out)])
+                                       "-o", str(out), "--overwrite"])  # a new run over the first
         assert res.exit_code == 0, res.output
         assert checkpoint.read(out).lstm["variant"]["constants"] == {"f": 0.8}
         for bad, says in ((["--constant", "o=0.5"], "gate 'o' is not a fixed gate"),

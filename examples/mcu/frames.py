@@ -31,7 +31,12 @@ def header(frames: np.ndarray, label: int, source: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from slimedge import data, formats, zoo
+    try:
+        from slimedge import data, formats, zoo
+    except ImportError as e:  # python3 outside the venv: one line naming the fix
+        print(f"frames.py needs slimedge ({e}): activate its virtual environment, or give make "
+              f"PYTHON=/path/to/.venv/bin/python", file=sys.stderr)
+        return 2
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="checkpoint or export (default: the shipped model)")

@@ -32,7 +32,7 @@ from .app import (
 def export_cmd(
     ctx: typer.Context,
     model: Optional[Path] = typer.Argument(None, help="A checkpoint (*.safetensors); default: the shipped model."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="The file to write, ending in the format's suffix; default: the model's name, the quantisation and the format's suffix (model.int8.tflite), in the current directory."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="The file to write, ending in the format's suffix; default: the model's name, the mode and interpreter where not the default, the quantisation and the format's suffix (model.int8.tflite, model.tflm.int8.tflite), in the current directory."),
     format: Optional[str] = typer.Option(None, "--format", "-f", metavar=_choices(formats.exportable()), show_default=False, help="[default: from -o's suffix, else onnx]"),
     mode: str = typer.Option("step", "--mode", metavar=_choices(formats.MODES), help="step (one time step: x, h, c -> y, h_next, c_next) or sequence (a whole sequence, time symbolic)."),
     quantize: str = typer.Option("none", "--quantize", "-q", metavar=_choices(QUANTIZE), help="none (float32), dynamic (int8 weights) or int8 (int8 weights and activations)."),
@@ -73,9 +73,12 @@ def export_cmd(
                              f"and this checkpoint records no data set: pass --data NAME or "
                              f"FILE.npz")
     if output is None:
-        output = Path(exporters.default_name(path.stem + (".sequence" if mode == "sequence" else ""),
-                                             format, quantize))
-    _warn_replacing(output, format, mode, quantize)
+        # each kind its own name: the mode and a TFLite file's interpreter (m.tflm.int8.tflite)
+        stem = (path.stem + (".sequence" if mode == "sequence" else "")
+                + (f".{compat}" if format == "tflite" and compat != "litert" else ""))
+        output = Path(exporters.default_name(stem, format, quantize))
+    _warn_replacing(output, format, mode, quantize,
+                    compat if format == "tflite" else None)
     try:
         result = exporters.export(source, output, format=format, mode=mode, quantize=quantize,
                                   atol=atol, validate=not no_validate,
@@ -124,20 +127,31 @@ def export_cmd(
                       highlight=False, soft_wrap=True)
 
 
-def _warn_replacing(output: Path, format: str, mode: str, quantize: str) -> None:
-    """A named output that holds another kind of export (float vs int8, step vs sequence) is
-    replaced only with a warning saying what it held (default names never collide)."""
+def _warn_replacing(output: Path, format: str, mode: str, quantize: str,
+                    compat: Optional[str] = None) -> None:
+    """A named output that holds another kind of export (float vs int8, step vs sequence, a
+    TFLite file for another interpreter) is replaced only with a warning saying what it held
+    (default names never collide)."""
     if not output.is_file():
         return
     try:
         old = formats.info(output)
     except (SlimedgeError, OSError):
         return  # not a model file we can read: the suffix checks decide
-    was = (old.format, old.export.get("mode", "step"), old.quantize)
-    if old.is_checkpoint or was == (format, mode, quantize):
+    if old.is_checkpoint:
         return
-    warn(f"{output} holds a {was[0]} {was[1]} graph (quantize {was[2]}) and will be replaced by "
-         f"a {format} {mode} graph (quantize {quantize}); without -o each kind gets its own name")
+    was = _export_kind(old.format, old.export.get("mode", "step"), old.quantize,
+                       old.export.get("compat", "litert") if old.format == "tflite" else None)
+    now = _export_kind(format, mode, quantize, compat or "litert" if format == "tflite" else None)
+    if was != now:
+        warn(f"{output} holds {was} and will be replaced by {now}; without -o each kind gets its "
+             f"own name")
+
+
+def _export_kind(format: str, mode: str, quantize: str, compat: Optional[str]) -> str:
+    """``a tflite step graph (quantize int8, for tflm)``: what tells two exports apart."""
+    return (f"a {format} {mode} graph (quantize {quantize}"
+            + (f", for {compat}" if compat is not None else "") + ")")
 
 
 def _quantize_options(format: str, quantize: str, samples: Optional[int], compat: str) -> dict:

@@ -31,7 +31,8 @@ from .app import (
 TARGETS = ("cortex-m4", "cortex-m0plus", "aarch64")  # slimedge.devices.DEVICES (a test checks)
 
 
-def _profile_device(models, device, frame_ms, baseline, keep, as_json, json_out) -> None:
+def _profile_device(models, device, frame_ms, baseline, keep, as_json, json_out,
+                    wide: bool = False) -> None:
     """``profile --target``: the C step on an emulated device (slimedge.profile.device)."""
     from .. import profile
     from ..profile import device as on_device
@@ -45,8 +46,8 @@ def _profile_device(models, device, frame_ms, baseline, keep, as_json, json_out)
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
-    out = Console(width=max(console.width, 150))
-    for t in on_device.tables(report):
+    out = Console(width=max(console.width, 150)) if wide else console
+    for t in on_device.tables(report, wide=wide):
         out.print(t)
     for note in report["notes"]:
         out.print(f"note: {note}", style="dim", highlight=False, markup=False)
@@ -71,7 +72,7 @@ def profile_cmd(
     csv_out: Optional[Path] = typer.Option(None, "--csv", metavar="FILE", help="Write one row per configuration as CSV."),
     plot_out: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png", help="Write a PNG: latency distributions, and size/latency against the baselines."),
     keep: Optional[Path] = typer.Option(None, "--keep", metavar="DIR", help="Keep the exported files in this folder."),
-    wide: bool = typer.Option(False, "--wide", help="Every column (p90, mean ± std, min, max, RTF, load, first step, ...): about 170 characters wide."),
+    wide: bool = typer.Option(False, "--wide", help="Every column (p90, mean ± std, min, max, RTF, load, first step, ...; with --target: cycles, RTF, TFLM arena, code and constants): about 170 characters wide."),
     target: Optional[str] = typer.Option(None, "--target", metavar=_choices(TARGETS), show_default=False, help="Instead: the C export on an emulated device (flash, RAM, instructions per step, RTF), beside LSTM0 and TensorFlow Lite Micro's arena."),
     old_device: Optional[str] = typer.Option(None, "--device", hidden=True, help="Renamed --target."),
 ) -> None:
@@ -89,7 +90,7 @@ def profile_cmd(
         raise UsageError(f"profile's emulated device is --target now (--target {old_device}); "
                          f"--device names a torch device, in train and evaluate")
     if target is not None:
-        return _profile_device(models, target, frame_ms, baseline, keep, as_json, json_out)
+        return _profile_device(models, target, frame_ms, baseline, keep, as_json, json_out, wide)
     if plot_out is not None:
         extras.require("profile", "--plot", "matplotlib")
     files = [Path(m) for m in models or []]

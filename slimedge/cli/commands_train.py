@@ -113,6 +113,7 @@ def train_cmd(
     flush_denormals: bool = typer.Option(False, "--flush-denormals", help="Take float32 values below the normal range as zero (x86): long sequences (T in the hundreds) train several times faster; the weights change in the last bits."),
     device: str = typer.Option("auto", "--device", metavar=_choices(TORCH_DEVICES), help="Where torch trains (cuda:N for one GPU)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run recorded beside -o with its own settings (only --epochs is taken from the command line)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start a new run at -o, replacing the run there (its checkpoint, training state and log); without it or --resume an existing run is refused."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar and no per-epoch lines."),
 ) -> None:
     """Train a SLIM classifier: validation each epoch, the best checkpoint kept, resumable."""
@@ -120,6 +121,9 @@ def train_cmd(
         raise UsageError(f"{output}: a checkpoint is a {formats.CHECKPOINT.suffix} file (`run` and "
                          f"`export` tell files by their suffix); name it "
                          f"{output.with_suffix(formats.CHECKPOINT.suffix).name}")
+    from ..train_config import check_new_run
+
+    check_new_run(output, resume, overwrite, ("--resume", "--overwrite"))  # before torch
     extras.require("train", "slimedge train", "torch", "safetensors")
     if resume:
         _ignored(ctx, _RUN_SETTINGS, "--resume continues the run with its own settings (only --epochs "
@@ -138,7 +142,7 @@ def train_cmd(
         warn(f"--forget-bias is ignored: {spec.name} learns no b_f")
     try:
         result = train(None if resume and epochs is None else config, output, resume=resume,
-                       device=device, quiet=quiet, console=_shared.err_console)
+                       overwrite=overwrite, device=device, quiet=quiet, console=_shared.err_console)
     except KeyboardInterrupt:
         fail(f"interrupted; the last finished epoch is saved: continue with "
              f"`slimedge train -o {output} --resume`", 130)

@@ -148,8 +148,10 @@ def _fmt(v, spec=",.0f"):
     return "–" if v is None else format(v, spec)
 
 
-def tables(report: dict) -> list:
-    """Rich tables: the figures per configuration, and how each was checked."""
+def tables(report: dict, wide: bool = False) -> list:
+    """Rich tables: the figures per configuration, and how each was checked; in 80 columns, or
+    with ``wide`` every column (cycles, RTF, TFLM's arena and RAM/arena, the check's sequences,
+    stack and the flash's code and constants: about 150 columns)."""
     from rich.table import Table
     from rich.text import Text  # names from metadata: shown as written
 
@@ -166,34 +168,43 @@ def tables(report: dict) -> list:
                       f".tflite on TensorFlow Lite Micro (int8: integer I/O)",
               caption_justify="left")
     mcu = "stack" in res[0]["ram_bytes"]
-    for col in ("model", "C", "flash B" if mcu else "object B", "RAM B" if mcu else "state+I/O B",
-                "instr/step", cyc, "µs/step", "RTF", "×LSTM0", "TFLM arena B", "RAM/arena"):
-        t.add_column(col, justify="left" if col in ("model", "C") else "right")
+    cols = ["model", "C", "flash B" if mcu else "object B", "RAM B" if mcu else "state+I/O B",
+            "instr/step", cyc, "µs/step", "RTF", "×LSTM0", "TFLM arena B", "RAM/arena"]
+    keep = set(cols) - ({cyc, "RTF", "TFLM arena B", "RAM/arena"} if not wide else set())
+    for col in cols:
+        if col in keep:
+            t.add_column(col, justify="left" if col in ("model", "C") else "right")
     for r in res:
         tf = r.get("tflm") or {}
         cycles = (r["cycles_per_step_estimate"] or {}).get("mean", r["time"]["cycles_per_step"])
-        t.add_row(Text(_label(r)), r["quantize"], _fmt(r["flash_bytes"]["total"]),
-                  _fmt(r["ram_bytes"]["total"]), _fmt(r["instructions_per_step"]["mean"]),
-                  _fmt(cycles), _fmt(r["time"]["us_per_step"], ",.1f"),
-                  _fmt(r["time"]["rtf"], ".4f"),
-                  _fmt((r.get("vs_lstm0") or {}).get("instructions"), ".2f"),
-                  _fmt(tf.get("arena_bytes")), _fmt(r.get("ram_vs_tflm_arena"), ".2f"),
+        cells = [Text(_label(r)), r["quantize"], _fmt(r["flash_bytes"]["total"]),
+                 _fmt(r["ram_bytes"]["total"]), _fmt(r["instructions_per_step"]["mean"]),
+                 _fmt(cycles), _fmt(r["time"]["us_per_step"], ",.1f"),
+                 _fmt(r["time"]["rtf"], ".4f"),
+                 _fmt((r.get("vs_lstm0") or {}).get("instructions"), ".2f"),
+                 _fmt(tf.get("arena_bytes")), _fmt(r.get("ram_vs_tflm_arena"), ".2f")]
+        t.add_row(*[v for col, v in zip(cols, cells) if col in keep],
                   style="dim" if r["role"] == "lstm0" else "bold")
     c = Table(title=f"{dev}: every step checked against the host build "
                     f"({res[0]['check']['host_compiler']}, -O2)",
               caption=f"built with {res[0]['compiler']}: {res[0]['flags']}", caption_justify="left")
-    for col in ("model", "C export", "sequences", "frames", "outputs and state", "predicted",
-                "stack B", "flash code B", "flash constants B"):
-        c.add_column(col, justify="left" if col in ("model", "C export", "outputs and state",
-                                                    "predicted") else "right")
+    cols = ["model", "C export", "sequences", "frames", "outputs and state", "predicted",
+            "stack B", "flash code B", "flash constants B"]
+    keep = set(cols) - ({"sequences", "stack B", "flash code B", "flash constants B"}
+                        if not wide else set())
+    for col in cols:
+        if col in keep:
+            c.add_column(col, justify="left" if col in ("model", "C export", "outputs and state",
+                                                        "predicted") else "right")
     for r in res:
         ch = r["check"]
         how = ("equal" if ch["exact"] else
                f"within {max(ch['max_abs_diff'].values()):.1e} (tol {ch['atol']:g})")
-        c.add_row(Text(_label(r)), r["quantize"], str(ch["sequences"]), str(ch["frames"]),
-                  how if ch["passed"] else "FAILED", " ".join(map(str, ch["predicted"])),
-                  _fmt(r["ram_bytes"].get("stack")), _fmt(r["flash_bytes"]["code"]),
-                  _fmt(r["flash_bytes"]["constants"]))
+        cells = [Text(_label(r)), r["quantize"], str(ch["sequences"]), str(ch["frames"]),
+                 how if ch["passed"] else "FAILED", " ".join(map(str, ch["predicted"])),
+                 _fmt(r["ram_bytes"].get("stack")), _fmt(r["flash_bytes"]["code"]),
+                 _fmt(r["flash_bytes"]["constants"])]
+        c.add_row(*[v for col, v in zip(cols, cells) if col in keep])
     return [t, c]
 
 

@@ -87,7 +87,7 @@ def plot(report: dict, path: str | os.PathLike) -> Path:
     for axis in (ax2.xaxis, ax2.yaxis):
         axis.set_major_formatter(plain)
         axis.set_minor_formatter(plain_minor)
-    ax2.set_xlabel("file size, KB (log)")
+    ax2.set_xlabel("file size, KiB (log)")  # the unit of every table
     ax2.set_ylabel("p50 latency, µs (log)")
     ax2.set_title("Size and latency against the baselines (lower left is better)")
     ax2.grid(alpha=0.3, which="both")

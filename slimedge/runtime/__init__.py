@@ -72,12 +72,15 @@ def available_backends() -> list[str]:
     return [name for name, b in formats.backends().items() if b.available()]
 
 
-def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = None, *,
-         device: str | None = None, verify: bool = True) -> "Model":
+def load(path: str | os.PathLike | None = None, backend: str = "auto",
+         threads: int | None = None, *, device: str | None = None,
+         verify: bool = True) -> "Model":
     """Load a model for streaming.
 
     Args:
-        path: an exported step graph (``.onnx``, ``.tflite``) or a checkpoint (``.safetensors``).
+        path: an exported step graph (``.onnx``, ``.tflite``) or a checkpoint (``.safetensors``);
+            None: the shipped default model, in a format an installed backend reads
+            (:func:`slimedge.zoo.for_runtime`: a runtime-only install gets its ``.tflite``).
         backend: ``"auto"`` (by file type and what is installed; ``$SLIMEDGE_BACKEND`` overrides)
             or one of ``BACKENDS``.
         threads: the backend's thread count (onnxruntime intra-op threads, LiteRT num_threads,
@@ -92,6 +95,10 @@ def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = N
     Raises ModelFileError (a ValueError) naming the file when it is missing, truncated, foreign
     or not a step graph, and ValueError/ImportError for a backend that cannot read it.
     """
+    if path is None:
+        from .. import zoo
+
+        path = zoo.for_runtime(backend)
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"{path}: no such model file")

@@ -1,7 +1,12 @@
 """The shipped default model: a small SLIM classifier for spoken digits (FSDD, 13 MFCCs).
 
 Every command that takes an optional model uses :func:`default_model_path` when none is named.
-Its model card (how it was trained, its test accuracy, and LSTM0's at the same budget) is
+The package also carries the model's exports (``.tflite``, ``.onnx`` and the C sources), so an
+install with only the runtime and one interpreter (``pip install ".[litert]"``) steps it with no
+torch and no export step: :func:`for_runtime` picks the file an installed backend reads, and
+``slimedge.load()`` with no path loads it. ``python -m slimedge.zoo.build --exports-only``
+rewrites the exports from the checkpoint (a test checks they compute what it computes). Its model
+card (how it was trained, its test accuracy, and LSTM0's at the same budget) is
 ``README.md`` beside it; :func:`card` returns the same facts as a dict.
 """
 from __future__ import annotations
@@ -12,6 +17,8 @@ from pathlib import Path
 
 DEFAULT_MODEL = "fsdd_default.safetensors"
 CARD = "fsdd_default.json"
+# the shipped exports, by format, in the order a runtime-only install looks for them
+EXPORTS = {"tflite": "fsdd_default.tflite", "onnx": "fsdd_default.onnx", "c": "fsdd_default.c"}
 
 
 def _file(name: str) -> Path:
@@ -22,9 +29,36 @@ def _file(name: str) -> Path:
     return path
 
 
-def default_model_path() -> Path:
-    """Path of the shipped default model (a ``.safetensors`` checkpoint)."""
-    return _file(DEFAULT_MODEL)
+def default_model_path(format: str | None = None) -> Path:
+    """Path of the shipped default model: the ``.safetensors`` checkpoint, or with ``format``
+    (``tflite``, ``onnx``, ``c``) its shipped export."""
+    if format is None or format == "safetensors":
+        return _file(DEFAULT_MODEL)
+    if format not in EXPORTS:
+        from ..errors import UsageError
+
+        raise UsageError(f"the default model ships as safetensors, {', '.join(EXPORTS)}; "
+                         f"not {format!r}")
+    return _file(EXPORTS[format])
+
+
+def for_runtime(backend: str = "auto") -> Path:
+    """The shipped model in a format this install can step: the checkpoint where a backend that
+    reads it is installed (it is the source), else the first of ``.tflite``, ``.onnx``, ``.c``
+    whose backend is; with a named ``backend``, the first shipped file that backend reads."""
+    from .. import formats
+
+    candidates = [(formats.CHECKPOINT, DEFAULT_MODEL)] + [
+        (formats.FORMATS[f], name) for f, name in EXPORTS.items()]
+    for fmt, name in candidates:
+        names = fmt.backends if backend == "auto" else [b for b in fmt.backends if b == backend]
+        if any(formats.backend(b).available() for b in names):
+            return _file(name)
+    from ..errors import MissingDependency
+
+    want = "no backend" if backend == "auto" else f"backend {backend!r}"
+    raise MissingDependency(f"{want} that reads the shipped model is installed: pip install "
+                            f"'slimedge[litert]' (or onnxruntime)")
 
 
 def card() -> dict:
@@ -32,4 +66,4 @@ def card() -> dict:
     return json.loads(_file(CARD).read_text())
 
 
-__all__ = ["default_model_path", "card"]
+__all__ = ["default_model_path", "for_runtime", "card", "EXPORTS"]

@@ -60,7 +60,7 @@ def build(out_dir: Path = HERE, workdir: Path | None = None, threads: int = 1,
         tag = _tag(name, constants)
         cfg = TrainConfig(variant=name, constants=constants, threads=threads, **budget)
         r = train(cfg, work / f"{tag}.safetensors", device="cpu", quiet=True, progress=False,
-                  splits=splits)
+                  splits=splits, overwrite=True)  # its work folder
         row = {"tag": tag, "variant": name, "constants": r.model.spec.constants,
                "params": r.log["model"]["params"], "val_accuracy": r.best["val_accuracy"],
                "val_loss": r.best["val_loss"], "best_epoch": r.best["epoch"],
@@ -211,6 +211,17 @@ the file as `norm.mean` and `norm.std` (c0: mean -303, std 144; c1: 26, 51; c12:
 """
 
 
+def write_exports(out_dir: Path = HERE) -> list[Path]:
+    """The shipped checkpoint's exports a runtime-only install steps (float step graphs: the
+    ``.tflite``, the ``.onnx``, the C sources), each validated against it as ``export`` does."""
+    from .. import exporters
+    from . import DEFAULT_MODEL, EXPORTS
+
+    source = Path(out_dir) / DEFAULT_MODEL
+    return [exporters.export(source, Path(out_dir) / name, format=fmt).path
+            for fmt, name in EXPORTS.items()]
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description="Rebuild the shipped default model and its card.")
     p.add_argument("--out", type=Path, default=HERE, help="where the model and card go")
@@ -219,12 +230,20 @@ def main(argv=None) -> None:
     p.add_argument("--epochs", type=int, default=None, help="override the budget (quick checks)")
     p.add_argument("--card-only", action="store_true",
                    help="only rewrite README.md from the card JSON in --out (no training)")
+    p.add_argument("--exports-only", action="store_true",
+                   help="only rewrite the shipped exports (.tflite, .onnx, C) from the checkpoint "
+                        "in --out (no training)")
     a = p.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
+    if a.exports_only:
+        for path in write_exports(a.out):
+            print(f"wrote {path}")
+        return
     if a.card_only:
         (a.out / "README.md").write_text(model_card_md(json.loads((a.out / CARD).read_text())))
         return
     card = build(a.out, a.workdir, a.threads, a.epochs)
+    write_exports(a.out)
     print(f"chosen {card['variant']} {card['constants']}: test {card['test_accuracy']:.4f}, "
           f"LSTM0 {card['lstm0']['test_accuracy']:.4f}")
 

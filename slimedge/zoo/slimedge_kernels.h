@@ -1,0 +1,426 @@
+/* slimedge_kernels.h: the fixed kernels every slimedge C export calls (C99).
+
+   One file, the same for every model and written beside every export: the model descriptor and
+   its one API, the matrix-vector products (float; int8 with the ARM DSP extension and portable),
+   the integer requantisation, and the tanh table with the integer gate functions. A model's .c
+   holds only its weights (named arrays) and its step, written as calls to these.
+
+   Linkage. The functions are static inline, no symbols: the small helpers inline anywhere, and
+   the two matvecs are always inlined, so each call is specialised to its constant sizes (the
+   trip counts and offsets of a loop written out for the model, which the instruction budgets
+   of a Cortex-M4 and the vector units of a desktop CPU both need). The tanh table has external
+   linkage and is defined in the file of every full-integer model (its .c defines
+   SLIMEDGE_KERNELS_S8 before including its header) as a weak symbol: with gcc or clang (ELF,
+   Mach-O) a firmware that links several models keeps one copy. Elsewhere it is static: each
+   model's file keeps its own. Define SLIMEDGE_KERNELS_STATIC to get that everywhere.
+
+   Integer arithmetic relies on >> of a negative value being an arithmetic shift, as on every
+   compiler slimedge knows of (C99 leaves it to the implementation; checked below). */
+#ifndef SLIMEDGE_KERNELS_H
+#define SLIMEDGE_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SLIMEDGE_KERNELS_VERSION 1
+
+/* ---- the model descriptor: one API for every model ------------------------------------------ */
+
+/* One call's arrays. Batched: x (batch, input_size), y (batch, output_size), h, c
+   (num_layers, batch, hidden_size). h_next and c_next may be h and c themselves (in place). */
+typedef struct {
+    int batch;            /* streams (rows) in this call */
+    const float *x;       /* (batch, input_size) */
+    const float *h;       /* (num_layers, batch, hidden_size) */
+    const float *c;       /* (num_layers, batch, hidden_size) */
+    float *y;             /* (batch, output_size) */
+    float *h_next;        /* like h; may be h itself (in place) */
+    float *c_next;        /* like c; may be c itself (in place) */
+} slimedge_io;
+
+/* What firmware needs to know of a model, and its step. Every export defines one,
+   const slimedge_model PREFIX_model, in flash. */
+typedef struct slimedge_model {
+    const char *name;                /* the export's identifier prefix */
+    int input_size, hidden_size, num_layers, output_size;
+    int state_size;                  /* floats of h (and of c) per stream: layers x hidden */
+    size_t stack_bytes;              /* an upper bound of the stack one step uses */
+    const char *const *labels;       /* output_size names (the indices when it has none) */
+    void (*step_io)(const slimedge_io *io);
+} slimedge_model;
+
+/* one stream: x (input_size) -> y (output_size); h, c (state_size each) updated in place */
+static inline void slimedge_step(const slimedge_model *m, const float *x, float *h, float *c,
+                                 float *y)
+{
+    slimedge_io io;
+    io.batch = 1; io.x = x; io.h = h; io.c = c; io.y = y; io.h_next = h; io.c_next = c;
+    m->step_io(&io);
+}
+
+/* batch streams in one call; h, c updated in place */
+static inline void slimedge_step_batch(const slimedge_model *m, int batch, const float *x,
+                                       float *h, float *c, float *y)
+{
+    slimedge_io io;
+    io.batch = batch; io.x = x; io.h = h; io.c = c; io.y = y; io.h_next = h; io.c_next = c;
+    m->step_io(&io);
+}
+
+/* zero the state of batch streams: a fresh start */
+static inline void slimedge_reset_batch(const slimedge_model *m, int batch, float *h, float *c)
+{
+    const size_t size = (size_t)batch * (size_t)m->state_size;
+    for (size_t i = 0; i < size; i++) h[i] = c[i] = 0.0f;
+}
+
+static inline void slimedge_reset(const slimedge_model *m, float *h, float *c)
+{
+    slimedge_reset_batch(m, 1, h, c);
+}
+
+/* ---- linkage of the kernels' data ---------------------------------------------------------- */
+#if !defined(SLIMEDGE_KERNELS_STATIC) && defined(__GNUC__) && (defined(__ELF__) || defined(__APPLE__))
+#define SLIMEDGE_KERNEL __attribute__((weak, visibility("hidden")))
+#define SLIMEDGE_KERNEL_DATA_DECL extern __attribute__((visibility("hidden")))
+#else
+#define SLIMEDGE_KERNEL static
+#define SLIMEDGE_KERNEL_DATA_DECL static
+#endif
+#if defined(__GNUC__)
+#define SLIMEDGE_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define SLIMEDGE_ALWAYS_INLINE static inline
+#endif
+
+/* ---- float kernels -------------------------------------------------------------------------- */
+
+/* a * b + c in one fused multiply-add on cores that have one (Cortex-M4F, M7: VFMA); elsewhere
+   a * b + c as written (which the compiler may contract itself) */
+#if defined(__GNUC__) && defined(__ARM_FEATURE_FMA) && defined(__ARM_FP) && (__ARM_FP & 4)
+#define SLIMEDGE_FMA(a, b, c) __builtin_fmaf((a), (b), (c))
+#else
+#define SLIMEDGE_FMA(a, b, c) ((a) * (b) + (c))
+#endif
+
+#if defined(__GNUC__)
+typedef float slimedge_f32x8 __attribute__((vector_size(32)));
+#endif
+
+/* where W[i][j] lies in a slimedge_matvec_f32 weight array: blocks of eight rows stored column
+   by column (the eight rows' weights of input j side by side), the last rows % 8 rows row-major
+   after them */
+#define SLIMEDGE_F32_INDEX(i, j, rows, cols) \
+    ((i) < (rows) / 8 * 8 ? (size_t)(i) / 8 * 8 * (size_t)(cols) + (size_t)(j) * 8 + (size_t)(i) % 8 \
+                          : (size_t)(i) * (size_t)(cols) + (size_t)(j))
+
+/* y[i] = bias[i] + sum_j W[i][j] x[j], i < rows: W laid out as SLIMEDGE_F32_INDEX says, bias may
+   be NULL (zero), and may be y itself (y += W x). Eight rows at a time: each input element is
+   loaded once and scales eight contiguous weights into eight sums that stay in registers (on a
+   Cortex-M4F eight FP registers and VFMAs; on a desktop CPU one vector FMA). Always inlined:
+   called with constant sizes, the compiler specialises each call. */
+SLIMEDGE_ALWAYS_INLINE void slimedge_matvec_f32(const float *x, int cols, const float *w,
+                                                int rows, const float *bias, float *y)
+{
+    int i = 0;
+    const float *wp = w;
+#if defined(__GNUC__) && !(defined(__ARM_ARCH_PROFILE) && __ARM_ARCH_PROFILE == 'M')
+    /* a desktop CPU: 64 rows (eight blocks) at a time, each input element loaded once for eight
+       vector multiply-adds, one per block (eight independent chains) */
+    for (; i + 64 <= rows; i += 64, wp += 64 * (size_t)cols) {
+        slimedge_f32x8 acc[8] = {{0.0f}, {0.0f}, {0.0f}, {0.0f}, {0.0f}, {0.0f}, {0.0f}, {0.0f}};
+        for (int j = 0; j < cols; j++) {
+            const float v = x[j];
+            for (int b = 0; b < 8; b++) {
+                slimedge_f32x8 wv;
+                memcpy(&wv, wp + (size_t)b * 8 * (size_t)cols + 8 * (size_t)j, sizeof wv);
+                acc[b] += wv * v;
+            }
+        }
+        for (int b = 0; b < 8; b++) {
+            float a[8];
+            memcpy(a, &acc[b], sizeof a);
+            for (int r = 0; r < 8; r++)
+                y[i + 8 * b + r] = bias ? a[r] + bias[i + 8 * b + r] : a[r];
+        }
+    }
+#endif
+    for (; i + 8 <= rows; i += 8) {
+#if defined(__ARM_ARCH_PROFILE) && __ARM_ARCH_PROFILE == 'M'
+        /* a microcontroller: eight named sums, eight FP registers */
+        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, a4 = 0.0f, a5 = 0.0f, a6 = 0.0f,
+              a7 = 0.0f;
+        for (int j = 0; j < cols; j++, wp += 8) {
+            const float v = x[j];
+            a0 = SLIMEDGE_FMA(wp[0], v, a0); a1 = SLIMEDGE_FMA(wp[1], v, a1);
+            a2 = SLIMEDGE_FMA(wp[2], v, a2); a3 = SLIMEDGE_FMA(wp[3], v, a3);
+            a4 = SLIMEDGE_FMA(wp[4], v, a4); a5 = SLIMEDGE_FMA(wp[5], v, a5);
+            a6 = SLIMEDGE_FMA(wp[6], v, a6); a7 = SLIMEDGE_FMA(wp[7], v, a7);
+        }
+        const float a[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
+#elif defined(__GNUC__)
+        /* a desktop CPU: the eight sums as one vector (gcc and clang vector types), each input
+           element broadcast to a multiply-add */
+        slimedge_f32x8 acc[8] = {{0.0f}, {0.0f}, {0.0f}, {0.0f}, {0.0f}, {0.0f}, {0.0f}, {0.0f}};
+        slimedge_f32x8 wv;  /* eight independent chains of multiply-adds */
+        int j = 0;
+        for (; j + 8 <= cols; j += 8, wp += 64) {
+            for (int u = 0; u < 8; u++) {
+                memcpy(&wv, wp + 8 * u, sizeof wv);
+                acc[u] += wv * x[j + u];
+            }
+        }
+        for (; j < cols; j++, wp += 8) {
+            memcpy(&wv, wp, sizeof wv);
+            acc[0] += wv * x[j];
+        }
+        acc[0] += acc[1] + (acc[2] + acc[3]) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+        float a[8];
+        memcpy(a, &acc[0], sizeof a);
+#else
+        float a[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+        for (int j = 0; j < cols; j++, wp += 8)
+            for (int r = 0; r < 8; r++) a[r] += wp[r] * x[j];
+#endif
+        for (int r = 0; r < 8; r++) y[i + r] = bias ? a[r] + bias[i + r] : a[r];
+    }
+    for (int rest = rows - i; rest > 0; rest--, i++, wp += cols) {
+        float a0 = 0.0f;
+        for (int j = 0; j < cols; j++) a0 = SLIMEDGE_FMA(wp[j], x[j], a0);
+        y[i] = bias ? a0 + bias[i] : a0;
+    }
+}
+
+/* ---- integer kernels ------------------------------------------------------------------------ */
+#define SLIMEDGE_Z_FRAC_BITS 16      /* pre-activations: int32 Q16 */
+#define SLIMEDGE_GATE_FRAC_BITS 15   /* gate and tanh outputs: int16 Q15 */
+#define SLIMEDGE_Z_LIMIT 1073741823  /* |pre-activation| clamp (2^30 - 1): two add in int32 */
+#define SLIMEDGE_TANH_ENTRIES 513    /* tanh table: k / 64 for k = 0..512 */
+
+typedef char slimedge_arithmetic_shift_check[((-3) >> 1) == -2 ? 1 : -1];
+
+/* round(v * m / 2^r) in int32: the generator proved |v * m| + 2^(r-1) < 2^31 */
+static inline int32_t slimedge_rq(int32_t v, int32_t m, int r)
+{
+    return (v * m + ((int32_t)1 << (r - 1))) >> r;
+}
+
+static inline int32_t slimedge_sat(int32_t v, int32_t lo, int32_t hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* round(v * m / 2^r) in int64: where the bounds leave int32 too few bits */
+static inline int64_t slimedge_rq64(int64_t v, int64_t m, int r)
+{
+    return (v * m + ((int64_t)1 << (r - 1))) >> r;
+}
+
+static inline int32_t slimedge_sat64(int64_t v, int32_t lo, int32_t hi)
+{
+    return v < lo ? lo : v > hi ? hi : (int32_t)v;
+}
+
+/* round(32768 tanh(k / 64)), k = 0..512, capped at 32767 */
+SLIMEDGE_KERNEL_DATA_DECL const int16_t slimedge_tanh_table[SLIMEDGE_TANH_ENTRIES];
+
+/* tanh: Q16 in, Q15 out; the table with linear interpolation, odd symmetry, no branches: |z|
+   clamps to just under 8, where the last entries are already 32767 (the value past the table).
+   Max |error| 4.7e-5 over every input. */
+static inline int32_t slimedge_tanh_q15(int32_t z)
+{
+    const int32_t s = z >> 31; /* 0 or -1 */
+    int32_t t = (z ^ s) - s;
+    t = t < 524287 ? t : 524287;
+    const int32_t k = t >> 10, f = t & 1023;
+    const int32_t a = slimedge_tanh_table[k];
+    const int32_t y = a + (((slimedge_tanh_table[k + 1] - a) * f + 512) >> 10);
+    return (y ^ s) - s;
+}
+
+/* sigmoid: Q16 in, Q15 out; (1 + tanh(z / 2)) / 2. Max |error| 4.2e-5. */
+static inline int32_t slimedge_sigmoid_q15(int32_t z)
+{
+    const int32_t y = (32768 + slimedge_tanh_q15(z / 2) + 1) >> 1;
+    return y > 32767 ? 32767 : y;
+}
+
+/* Cores with the DSP extension (Cortex-M4, M7, M33...) take the int8 matvecs two
+   multiply-accumulates at a time (SMLAD); elsewhere the plain C loops run. Both sum the same
+   exact integer products. -DSLIMEDGE_NO_DSP forces the C loops. */
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32) && !defined(__ARM_BIG_ENDIAN) \
+    && defined(__GNUC__) && !defined(SLIMEDGE_NO_DSP)
+#define SLIMEDGE_DSP 1
+#include <arm_acle.h>
+#include <string.h>
+/* bytes 1 and 3 of x, sign-extended to int16 (SXTB16 of x rotated by 8) */
+SLIMEDGE_ALWAYS_INLINE int32_t slimedge_sxtb16_ror8(int32_t x)
+{
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+#else
+#define SLIMEDGE_DSP 0
+#endif
+
+/* slimedge_matvec_s8's flags */
+#define SLIMEDGE_RESCALE32 0  /* rescale in int32 (slimedge_rq): the generator proved it fits */
+#define SLIMEDGE_RESCALE64 1  /* rescale in int64 (slimedge_rq64) */
+#define SLIMEDGE_SATURATE 2   /* clamp each result to +-SLIMEDGE_Z_LIMIT (else proved inside) */
+
+#define SLIMEDGE_MATVEC_S8_SCRATCH(cols_pad) (4 * (size_t)(cols_pad))  /* bytes */
+
+/* Matrix-vector product of int8 weights and an int8 vector, rescaled per row to Q16:
+     y[i] = rescale(sum_j W[i][j] x[j], mult[i], shift) + bias[i]          i < rows
+   W is row-major, each row padded with zeros from cols to cols_pad (a multiple of 4). bias may
+   be NULL. flags:
+   SLIMEDGE_RESCALE32 or _RESCALE64, optionally | SLIMEDGE_SATURATE. scratch:
+   SLIMEDGE_MATVEC_S8_SCRATCH(cols_pad) bytes, int32-aligned. With the ARM DSP extension two
+   multiply-accumulates run per SMLAD on SXTB16-extended pairs, three rows sharing each load of
+   x; elsewhere x is widened to int32 once and two rows share each load of it (a loop the
+   compiler vectorises on a desktop CPU). Both sum the same exact products.
+   Always inlined: called with constant sizes and flags, the compiler specialises each call
+   (trip counts and offsets become constants), as a loop written out for the model would be. */
+SLIMEDGE_ALWAYS_INLINE void slimedge_matvec_s8(const int8_t *x, int cols, int cols_pad,
+                                               const int8_t *w, int rows, const int32_t *mult,
+                                               int shift, const int32_t *bias, int flags,
+                                               int32_t *y, int32_t *scratch)
+{
+    int i = 0;
+#define SLIMEDGE_OUT(k) do { \
+        const int32_t b_ = bias ? bias[i + (k)] : 0; \
+        if (flags & SLIMEDGE_RESCALE64) { \
+            const int64_t v_ = slimedge_rq64(a##k, mult[i + (k)], shift) + b_; \
+            y[i + (k)] = (flags & SLIMEDGE_SATURATE) \
+                ? slimedge_sat64(v_, -SLIMEDGE_Z_LIMIT, SLIMEDGE_Z_LIMIT) : (int32_t)v_; \
+        } else { \
+            const int32_t v_ = slimedge_rq(a##k, mult[i + (k)], shift) + b_; \
+            y[i + (k)] = (flags & SLIMEDGE_SATURATE) \
+                ? slimedge_sat(v_, -SLIMEDGE_Z_LIMIT, SLIMEDGE_Z_LIMIT) : v_; \
+        } \
+    } while (0)
+#if SLIMEDGE_DSP
+    /* x as int16 pairs: (x0, x2), (x1, x3) of every 4 inputs; zeros past cols */
+    const int groups = cols_pad / 4;
+    for (int g = 0; g < groups; g++) {
+        int32_t v;
+        if (4 * g + 4 <= cols) {
+            memcpy(&v, x + 4 * g, 4);
+        } else {
+            int8_t b4[4];
+            for (int u = 0; u < 4; u++) b4[u] = (int8_t)(4 * g + u < cols ? x[4 * g + u] : 0);
+            memcpy(&v, b4, 4);
+        }
+        scratch[2 * g] = __sxtb16(v);
+        scratch[2 * g + 1] = slimedge_sxtb16_ror8(v);
+    }
+#define SLIMEDGE_MAC(k, at) memcpy(&wv, wr + (k) * cols_pad + (at), 4); \
+    a##k = __smlad(__sxtb16(wv), lo2, a##k); a##k = __smlad(slimedge_sxtb16_ror8(wv), hi2, a##k)
+    for (; i + 3 <= rows; i += 3) {
+        const int8_t *wr = w + (size_t)i * (size_t)cols_pad;
+        int32_t a0 = 0, a1 = 0, a2 = 0, lo2, hi2, wv;
+        const int32_t *p = scratch;
+        int g = 0;
+        for (; g + 4 <= groups; g += 4, p += 8, wr += 16) { /* four groups of 4 inputs a turn */
+            lo2 = p[0]; hi2 = p[1]; SLIMEDGE_MAC(0, 0); SLIMEDGE_MAC(1, 0); SLIMEDGE_MAC(2, 0);
+            lo2 = p[2]; hi2 = p[3]; SLIMEDGE_MAC(0, 4); SLIMEDGE_MAC(1, 4); SLIMEDGE_MAC(2, 4);
+            lo2 = p[4]; hi2 = p[5]; SLIMEDGE_MAC(0, 8); SLIMEDGE_MAC(1, 8); SLIMEDGE_MAC(2, 8);
+            lo2 = p[6]; hi2 = p[7]; SLIMEDGE_MAC(0, 12); SLIMEDGE_MAC(1, 12); SLIMEDGE_MAC(2, 12);
+        }
+        for (; g < groups; g++, p += 2, wr += 4) {
+            lo2 = p[0]; hi2 = p[1]; SLIMEDGE_MAC(0, 0); SLIMEDGE_MAC(1, 0); SLIMEDGE_MAC(2, 0);
+        }
+        SLIMEDGE_OUT(0); SLIMEDGE_OUT(1); SLIMEDGE_OUT(2);
+    }
+    for (; i < rows; i++) {
+        const int8_t *wr = w + (size_t)i * (size_t)cols_pad;
+        int32_t a0 = 0, lo2, hi2, wv;
+        const int32_t *p = scratch;
+        for (int g = 0; g < groups; g++, p += 2, wr += 4) {
+            lo2 = p[0]; hi2 = p[1]; SLIMEDGE_MAC(0, 0);
+        }
+        SLIMEDGE_OUT(0);
+    }
+#undef SLIMEDGE_MAC
+#else
+    /* x widened to int32 words (one load each, with an immediate offset, on ARMv6-M); zeros past
+       cols meet the rows' zero padding */
+    for (int j = 0; j < cols_pad; j++) scratch[j] = j < cols ? x[j] : 0;
+    for (; i + 2 <= rows; i += 2) {
+        const int8_t *wr = w + (size_t)i * (size_t)cols_pad;
+        int32_t a0 = 0, a1 = 0;
+        for (int j = 0; j < cols_pad; j += 4) {
+            int32_t v;
+            v = scratch[j]; a0 += (int32_t)wr[j] * v; a1 += (int32_t)wr[cols_pad + j] * v;
+            v = scratch[j + 1]; a0 += (int32_t)wr[j + 1] * v; a1 += (int32_t)wr[cols_pad + j + 1] * v;
+            v = scratch[j + 2]; a0 += (int32_t)wr[j + 2] * v; a1 += (int32_t)wr[cols_pad + j + 2] * v;
+            v = scratch[j + 3]; a0 += (int32_t)wr[j + 3] * v; a1 += (int32_t)wr[cols_pad + j + 3] * v;
+        }
+        SLIMEDGE_OUT(0); SLIMEDGE_OUT(1);
+    }
+    for (; i < rows; i++) {
+        const int8_t *wr = w + (size_t)i * (size_t)cols_pad;
+        int32_t a0 = 0;
+        for (int j = 0; j < cols_pad; j += 4) {
+            a0 += (int32_t)wr[j] * scratch[j]; a0 += (int32_t)wr[j + 1] * scratch[j + 1];
+            a0 += (int32_t)wr[j + 2] * scratch[j + 2]; a0 += (int32_t)wr[j + 3] * scratch[j + 3];
+        }
+        SLIMEDGE_OUT(0);
+    }
+#endif
+#undef SLIMEDGE_OUT
+}
+
+/* ==== definitions: in the file of each model that uses them ================================= */
+
+#if defined(SLIMEDGE_KERNELS_S8) && !defined(SLIMEDGE_KERNELS_S8_DEFINED)
+#define SLIMEDGE_KERNELS_S8_DEFINED 1
+SLIMEDGE_KERNEL const int16_t slimedge_tanh_table[SLIMEDGE_TANH_ENTRIES] = {
+    0, 512, 1024, 1535, 2045, 2555, 3063, 3570, 4075, 4578, 5079, 5577, 6073, 6566, 7056, 7542,
+    8025, 8505, 8980, 9452, 9919, 10382, 10840, 11294, 11743, 12186, 12625, 13058, 13486, 13909, 14326, 14737,
+    15143, 15542, 15936, 16324, 16706, 17082, 17452, 17816, 18173, 18525, 18870, 19209, 19542, 19869, 20189, 20504,
+    20813, 21115, 21411, 21702, 21986, 22265, 22538, 22804, 23066, 23321, 23571, 23815, 24054, 24287, 24516, 24738,
+    24956, 25168, 25376, 25578, 25776, 25969, 26157, 26340, 26519, 26694, 26864, 27029, 27191, 27348, 27502, 27651,
+    27797, 27938, 28076, 28211, 28341, 28469, 28592, 28713, 28830, 28944, 29055, 29163, 29268, 29370, 29470, 29566,
+    29660, 29751, 29840, 29926, 30010, 30091, 30170, 30247, 30322, 30394, 30465, 30533, 30600, 30664, 30727, 30788,
+    30847, 30904, 30960, 31014, 31067, 31118, 31167, 31215, 31262, 31307, 31351, 31394, 31435, 31476, 31515, 31553,
+    31589, 31625, 31659, 31693, 31726, 31757, 31788, 31817, 31846, 31874, 31901, 31928, 31953, 31978, 32002, 32025,
+    32048, 32070, 32091, 32112, 32132, 32151, 32170, 32188, 32206, 32223, 32240, 32256, 32271, 32287, 32301, 32316,
+    32329, 32343, 32356, 32368, 32381, 32392, 32404, 32415, 32426, 32436, 32447, 32456, 32466, 32475, 32484, 32493,
+    32501, 32509, 32517, 32525, 32532, 32540, 32547, 32553, 32560, 32566, 32573, 32579, 32584, 32590, 32596, 32601,
+    32606, 32611, 32616, 32620, 32625, 32629, 32634, 32638, 32642, 32646, 32649, 32653, 32657, 32660, 32663, 32667,
+    32670, 32673, 32676, 32678, 32681, 32684, 32686, 32689, 32691, 32694, 32696, 32698, 32700, 32702, 32704, 32706,
+    32708, 32710, 32712, 32714, 32715, 32717, 32718, 32720, 32721, 32723, 32724, 32726, 32727, 32728, 32729, 32731,
+    32732, 32733, 32734, 32735, 32736, 32737, 32738, 32739, 32740, 32741, 32741, 32742, 32743, 32744, 32745, 32745,
+    32746, 32747, 32747, 32748, 32749, 32749, 32750, 32750, 32751, 32751, 32752, 32752, 32753, 32753, 32754, 32754,
+    32755, 32755, 32755, 32756, 32756, 32757, 32757, 32757, 32758, 32758, 32758, 32759, 32759, 32759, 32759, 32760,
+    32760, 32760, 32760, 32761, 32761, 32761, 32761, 32762, 32762, 32762, 32762, 32762, 32762, 32763, 32763, 32763,
+    32763, 32763, 32763, 32764, 32764, 32764, 32764, 32764, 32764, 32764, 32764, 32765, 32765, 32765, 32765, 32765,
+    32765, 32765, 32765, 32765, 32765, 32765, 32766, 32766, 32766, 32766, 32766, 32766, 32766, 32766, 32766, 32766,
+    32766, 32766, 32766, 32766, 32766, 32766, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767,
+    32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767,
+    32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767,
+    32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767,
+    32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767,
+    32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767,
+    32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767,
+    32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767,
+    32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767,
+    32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767,
+    32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767,
+    32767
+};
+
+#endif /* SLIMEDGE_KERNELS_S8 */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SLIMEDGE_KERNELS_H */

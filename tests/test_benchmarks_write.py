@@ -1,0 +1,101 @@
+"""The benchmarks change no tracked file unless asked (issue 25): `python benchmarks/mcu.py`
+rewrote BENCHMARKS.md and benchmarks/results/mcu.json. Without --update a benchmark prints its
+results (or writes them to --out); --update writes the tracked JSON and BENCHMARKS.md's section.
+Each script's --table-only (or --from-json) path is run here: it needs no measurement."""
+import importlib.util
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+# script -> (the option that rebuilds the markdown from the JSON, the tracked JSON)
+FROM_JSON = {"step_latency": ("--table-only", "step_latency.json"),
+             "paper_table": ("--table-only", "paper_table.json"),
+             "train_speed": ("--table-only", "train_speed.json"),
+             "quantization": ("--from-json", "quantization.json")}
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def tracked() -> dict:
+    return {p: p.read_bytes() for p in [ROOT / "BENCHMARKS.md", *sorted((BENCH / "results").glob("*"))]}
+
+
+def test_every_benchmark_that_writes_results_takes_update():
+    """Each script naming a results file or BENCHMARKS.md writes through --update / --out."""
+    for script in sorted(BENCH.glob("*.py")):
+        text = script.read_text()
+        writes = re.search(r"\.write_text\(|update_markdown_section\(|\bsave\(", text)
+        if script.name == "c_step.py":  # it writes only its harness, in a temporary folder
+            continue
+        if writes:
+            assert "add_output_arguments(" in text and "settle_outputs(" in text, script.name
+
+
+def script(name: str, tmp_path: Path):
+    """The benchmark module, its markdown-from-JSON option, and a copy of its tracked JSON."""
+    option, results = FROM_JSON[name]
+    if not (BENCH / "results" / results).is_file():
+        pytest.skip(f"no {results} committed")
+    copy = tmp_path / results
+    shutil.copy(BENCH / "results" / results, copy)
+    return load(name), option, copy
+
+
+@pytest.mark.parametrize("name", sorted(FROM_JSON))
+def test_without_update_the_tracked_files_stay(name, capsys, tmp_path):
+    mod, option, copy = script(name, tmp_path)
+    before = tracked()
+    mod.main([option])
+    out = capsys.readouterr().out
+    assert tracked() == before
+    assert out.lstrip().startswith("## ")
+    # --out: the JSON goes where it is told (--from-json re-derives and writes it), nothing else
+    mod.main([option, "--out", str(copy)])
+    assert tracked() == before
+    assert json.loads(copy.read_text())
+
+
+@pytest.mark.parametrize("name", sorted(FROM_JSON))
+def test_update_writes_the_section(name, tmp_path, monkeypatch):
+    mod, option, copy = script(name, tmp_path)
+    md = tmp_path / "BENCHMARKS.md"
+    md.write_text("# Benchmarks\n")
+    for attr in ("BENCHMARKS_MD", "BENCH"):
+        if isinstance(getattr(mod, attr, None), Path) and getattr(mod, attr).suffix == ".md":
+            monkeypatch.setattr(mod, attr, md)
+    if name == "quantization":
+        monkeypatch.setattr(mod, "write_section",
+                            lambda text: mod.update_markdown_section(md, mod.SECTION, text))
+    if name == "step_latency":
+        monkeypatch.setattr(mod, "update_benchmarks_md",
+                            lambda text: mod.update_markdown_section(md, mod.SECTION, text))
+    mod.main([option, "--update", "--out", str(copy)])
+    assert md.read_text().count("\n## ") == 1
+
+
+def test_settle_outputs():
+    import argparse
+
+    from slimedge._report import add_output_arguments, settle_outputs
+
+    p = argparse.ArgumentParser()
+    add_output_arguments(p, Path("benchmarks/results/x.json"))
+    a = p.parse_args([])
+    settle_outputs(a, Path("r/x.json"))
+    assert (a.out, a.source, a.markdown) == (None, Path("r/x.json"), False)
+    a = p.parse_args(["--update"])
+    settle_outputs(a, Path("r/x.json"))
+    assert (a.out, a.markdown) == (Path("r/x.json"), True)
+    a = p.parse_args(["--out", "mine.json"])
+    settle_outputs(a, Path("r/x.json"))
+    assert (a.out, a.source, a.markdown) == (Path("mine.json"), Path("mine.json"), False)
