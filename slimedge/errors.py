@@ -17,6 +17,7 @@ it from here (and the ones that first defined it still offer it under the old na
         UnknownVariantError   a variant name nobody defined (also KeyError)
         IncompatibleTarget    an export its target interpreter cannot run
         Locked                another process writes the same output
+        CacheError            a library cache folder that is not private to the user
       DataError             a data file or data set that cannot be used (ValueError)
       ModelFileError        a model file missing, truncated, foreign, not a step graph (ValueError)
         CheckpointError       ... a .safetensors checkpoint
@@ -74,6 +75,11 @@ class IncompatibleTarget(UsageError):
 
 class Locked(UsageError):
     """Another slimedge process writes to the same output now."""
+
+
+class CacheError(UsageError):
+    """The C library cache folder is not a private folder of this user (another owner, or open to
+    others): a library in it would run in this process, so it is not used."""
 
 
 # ---- model files -------------------------------------------------------------------------------
@@ -134,7 +140,7 @@ class TrainingDiverged(SlimedgeError, ValueError):
 
 
 __all__ = ["SlimedgeError", "UsageError", "DataError", "ModelFileError", "MissingDependency",
-           "InputError", "UnknownVariantError", "IncompatibleTarget", "Locked", "CheckpointError",
-           "IntegrityError", "DataPackageMissing", "ToolchainNotFound", "CompilerNotFound",
+           "InputError", "UnknownVariantError", "IncompatibleTarget", "Locked", "CacheError",
+           "CheckpointError", "IntegrityError", "DataPackageMissing", "ToolchainNotFound", "CompilerNotFound",
            "ExportValidationError", "QuantizationError", "CompileError", "DeviceError",
            "ProfileError", "TrainingDiverged"]

@@ -30,6 +30,9 @@ PLACEHOLDER = "0" * 64
 # the key and its value as they appear in the file: in plain JSON, or JSON inside a JSON string
 # (a safetensors header escapes the quotes)
 _PATTERN = re.compile(rb'"' + KEY.encode() + rb'\\?"\s*:\s*\\?"([0-9a-f]{64})\\?"')
+# the key followed by anything: a value that is not 64 hex digits (a flipped bit in the digest)
+# must not make the file look unsealed (that would turn the check off without a word)
+_LOOSE = re.compile(rb'"' + KEY.encode() + rb'\\?"\s*:')
 
 
 def _find(data: bytes, where) -> re.Match | None:
@@ -37,6 +40,10 @@ def _find(data: bytes, where) -> re.Match | None:
     if len(found) > 1:
         raise IntegrityError(f"{where}: {len(found)} '{KEY}' entries in the file; cannot tell which "
                              f"is its digest (the file is damaged or forged)")
+    if not found and _LOOSE.search(data):
+        raise IntegrityError(f"{where}: corrupted: its '{KEY}' entry is not 64 hexadecimal digits, "
+                             f"so the file cannot be checked; get the file again (or load it "
+                             f"anyway with --no-verify / verify=False, at your own risk)")
     return found[0] if found else None
 
 
@@ -67,6 +74,12 @@ def recorded(path: str | os.PathLike) -> str | None:
     return None if m is None else m.group(1).decode()
 
 
+def recorded_bytes(data: bytes, where="the file") -> str | None:
+    """:func:`recorded` of bytes already read."""
+    m = _find(data, where)
+    return None if m is None else m.group(1).decode()
+
+
 _state = threading.local()
 
 
@@ -81,14 +94,27 @@ def unchecked() -> Iterator[None]:
         _state.off = old
 
 
+def checking() -> bool:
+    """Whether :func:`verify` checks files in this thread now (False inside :func:`unchecked`)."""
+    return not getattr(_state, "off", False)
+
+
 def verify(path: str | os.PathLike) -> bool:
     """Check the file against the digest it records: True when it matches, False when it records
     none (an older file) or inside :func:`unchecked`; IntegrityError naming the file when it does
-    not match."""
+    not match, or when its digest entry does not parse."""
     if getattr(_state, "off", False):
         return False
     path = Path(path)
-    data = path.read_bytes()
+    return verify_bytes(path.read_bytes(), path)
+
+
+def verify_bytes(data: bytes, where) -> bool:
+    """:func:`verify` on bytes already read (``where`` names them in errors), for a reader that
+    must use exactly the bytes it checked (the C backend compiles them)."""
+    if getattr(_state, "off", False):
+        return False
+    path = where
     m = _find(data, path)
     if m is None:
         return False
@@ -102,4 +128,4 @@ def verify(path: str | os.PathLike) -> bool:
     return True
 
 
-__all__ = ["seal", "verify", "recorded", "unchecked"]
+__all__ = ["seal", "verify", "verify_bytes", "checking", "recorded", "recorded_bytes", "unchecked"]
