@@ -22,6 +22,7 @@ it from here (and the ones that first defined it still offer it under the old na
       ModelFileError        a model file missing, truncated, foreign, not a step graph (ValueError)
         CheckpointError       ... a .safetensors checkpoint
         IntegrityError        ... whose bytes are not the ones written (a digest mismatch)
+          UnsealedError         ... that records no digest to check it against
       MissingDependency     an optional package is not installed (ImportError)
         DataPackageMissing    the package a data set ships in
         ToolchainNotFound     a cross-compiler or emulator (also RuntimeError)
@@ -91,6 +92,11 @@ class IntegrityError(ModelFileError):
     """A model file whose bytes are not the ones written (a digest mismatch): corrupted."""
 
 
+class UnsealedError(IntegrityError):
+    """A model file that records no integrity digest (older, written by a format's writer directly,
+    or with its digest entry damaged): loaded only when the user turns verification off."""
+
+
 # ---- missing software --------------------------------------------------------------------------
 class DataPackageMissing(MissingDependency):
     """A data set's source package is not installed; the message says what to install."""
@@ -141,6 +147,7 @@ class TrainingDiverged(SlimedgeError, ValueError):
 
 __all__ = ["SlimedgeError", "UsageError", "DataError", "ModelFileError", "MissingDependency",
            "InputError", "UnknownVariantError", "IncompatibleTarget", "Locked", "CacheError",
-           "CheckpointError", "IntegrityError", "DataPackageMissing", "ToolchainNotFound", "CompilerNotFound",
+           "CheckpointError", "IntegrityError",
+           "UnsealedError", "DataPackageMissing", "ToolchainNotFound", "CompilerNotFound",
            "ExportValidationError", "QuantizationError", "CompileError", "DeviceError",
            "ProfileError", "TrainingDiverged"]

@@ -9,9 +9,12 @@ the placeholder (same length: no offset moves); checking it is the reverse. It c
 weights, graph, metadata. A one-bit flip anywhere changes the digest or (in the key or digest
 itself) makes the file look unsealed while its weights are intact.
 
-A file without the key (written before there was one) loads as before, unchecked. A mismatch is a
-:class:`IntegrityError` naming the file; ``runtime.load(..., verify=False)`` and the command line's
-``--no-verify`` load it anyway.
+Checking fails closed: a file without the key (written before there was one), with the
+placeholder, or whose digest entry does not parse is an :class:`IntegrityError`
+(:class:`UnsealedError` for the first two) naming the file and the way to load it anyway
+(``$SLIMEDGE_ALLOW_UNSEALED=1``, ``verify=False``); a mismatch is an :class:`IntegrityError`
+naming the file; ``runtime.load(..., verify=False)`` and the command line's ``--no-verify`` load
+it anyway. Every writer seals what it writes (the format writers too, not only export).
 """
 from __future__ import annotations
 
@@ -23,10 +26,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import IntegrityError, ModelFileError
+from .errors import IntegrityError, ModelFileError, UnsealedError
 
 KEY = "file_sha256"
 PLACEHOLDER = "0" * 64
+ENV_ALLOW_UNSEALED = "SLIMEDGE_ALLOW_UNSEALED"
+"""Set to 1, files that record no digest (written before there was one) load unchecked."""
 # the key and its value as they appear in the file: in plain JSON, or JSON inside a JSON string
 # (a safetensors header escapes the quotes)
 _PATTERN = re.compile(rb'"' + KEY.encode() + rb'\\?"\s*:\s*\\?"([0-9a-f]{64})\\?"')
@@ -116,11 +121,16 @@ def verify_bytes(data: bytes, where) -> bool:
         return False
     path = where
     m = _find(data, path)
-    if m is None:
-        return False
-    want = m.group(1).decode()
-    if want == PLACEHOLDER:  # written by a format's writer directly, not sealed by export
-        return False
+    want = None if m is None else m.group(1).decode()
+    if want is None or want == PLACEHOLDER:  # fail closed: no digest, no check, no load
+        if os.environ.get(ENV_ALLOW_UNSEALED, "").strip() == "1":
+            return False
+        what = "is the placeholder" if want else "missing"
+        raise UnsealedError(f"{path}: records no integrity digest ('{KEY}' {what}: "
+                            f"written by an older slimedge, by a format's writer directly, or "
+                            f"damaged), so it cannot be checked; export it again, or load it "
+                            f"anyway if you trust it: {ENV_ALLOW_UNSEALED}=1 (any command), "
+                            f"--no-verify (slimedge run) or verify=False")
     if _digest(data, m) != want:
         raise IntegrityError(f"{path}: corrupted: its bytes do not match the SHA-256 digest it "
                              f"records; get the file again (or load it anyway with --no-verify / "

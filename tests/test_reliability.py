@@ -228,9 +228,12 @@ def rewrite_checkpoint(src, dst, edit=None, raw=None):
     cfg = json.loads(json.dumps(ck.config))
     if edit:
         edit(cfg)
-    text = raw if raw is not None else json.dumps({**cfg, "format": checkpoint.FORMAT})
+    text = raw if raw is not None else json.dumps({**cfg, "format": checkpoint.FORMAT,
+                                                   integrity.KEY: integrity.PLACEHOLDER})
     save_file({k: np.asarray(v, np.float32) for k, v in ck.tensors.items()}, str(dst),
               metadata={"slimedge": text})
+    if raw is None:
+        integrity.seal(dst)  # a forged file with a recomputed digest: checked, then refused
     return dst
 
 

@@ -146,7 +146,22 @@ def _check_members(path: Path) -> None:
     of terabytes) or a damaged archive is a DataError naming the file, before any allocation."""
     try:
         with zipfile.ZipFile(path) as z:
-            for info in z.infolist():
+            members = z.infolist()
+            if len(members) > LIMITS["npz_members"]:
+                raise DataError(f"{path}: {len(members):,} members in the archive, more than the "
+                                f"{LIMITS['npz_members']} a data file may hold")
+            total = sum(i.file_size for i in members)
+            if total > LIMITS["npz_bytes"]:
+                raise DataError(f"{path}: its arrays decompress to {total:,} bytes, more than the "
+                                f"{LIMITS['npz_bytes']:,} a data file may hold")
+            for info in members:
+                if info.file_size > 16 << 20 and \
+                        info.file_size > LIMITS["npz_ratio"] * max(info.compress_size, 1):
+                    raise DataError(f"{path}: array {info.filename!r} decompresses to "
+                                    f"{info.file_size:,} bytes from {info.compress_size:,} (more "
+                                    f"than {LIMITS['npz_ratio']}:1: a zip bomb?); save real data "
+                                    f"with numpy.savez or savez_compressed")
+            for info in members:
                 if not info.filename.endswith(".npy"):
                     continue
                 with z.open(info) as member:

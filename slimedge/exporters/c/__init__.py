@@ -38,7 +38,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from ... import ir
+from ... import integrity, ir
 from ...errors import UsageError
 from ...formats.c.reader import (
     HEADER_DIGEST,
@@ -73,6 +73,7 @@ def _write_pair(path: Path, c_text: str, h_text: str) -> None:
     c_text = c_text.replace(slot, slot.replace(HEADER_PLACEHOLDER, h_digest))
     path.write_text(c_text, encoding="ascii")
     path.with_suffix(HEADER_SUFFIX).write_text(h_text, encoding="ascii")
+    integrity.seal(path)  # a file written here loads checked, as an exported one does
     kernels = path.with_name(KERNELS)
     text = kernels_text()
     if not kernels.is_file() or kernels.read_text(encoding="ascii", errors="replace") != text:

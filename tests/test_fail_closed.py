@@ -1,0 +1,71 @@
+"""The integrity check fails closed (issue 22, item 7): a digest entry that does not parse is an
+error, a file with no digest (or the placeholder) loads only when the user says so, and the
+format writers seal what they write."""
+import shutil
+
+import pytest
+
+from helpers import environ, make_checkpoint
+from slimedge import checkpoint, exporters, integrity, ir, runtime
+from slimedge.errors import IntegrityError, UnsealedError
+from slimedge.exporters import c as cx
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A sealed checkpoint, ONNX export and C export (with its headers)."""
+    d = tmp_path_factory.mktemp("sealed")
+    ckpt, _, _ = make_checkpoint(d / "m.safetensors", "LSTM6", 5, 8, 1, classes=3)
+    onnx_path = exporters.export(ckpt, d / "m.onnx", format="onnx").path
+    (d / "c").mkdir()
+    cx.write(ir.lower(checkpoint.read(ckpt), fold_normalization=True), d / "c" / "m.c")
+    return {"checkpoint": ckpt, "onnx": onnx_path, "c": d / "c" / "m.c"}
+
+
+def copy(files, kind, tmp_path):
+    src = files[kind]
+    if kind == "c":
+        shutil.copytree(src.parent, tmp_path / "c")
+        return tmp_path / "c" / src.name
+    return shutil.copy(src, tmp_path / src.name)
+
+
+def load(path):
+    return checkpoint.read(path) if path.suffix == ".safetensors" else runtime.load(path)
+
+
+def edit_digest(path, new: bytes):
+    data = path.read_bytes()
+    digest = integrity.recorded(path).encode()
+    assert data.count(digest) == 1
+    path.write_bytes(data.replace(digest, new))
+
+
+@pytest.mark.parametrize("kind", ["checkpoint", "onnx", "c"])
+def test_writers_seal_and_the_files_load_checked(files, kind, tmp_path):
+    path = copy(files, kind, tmp_path)
+    assert integrity.recorded(path) not in (None, integrity.PLACEHOLDER)
+    assert integrity.verify(path)
+    load(path)
+
+
+@pytest.mark.parametrize("kind", ["checkpoint", "onnx", "c"])
+def test_a_flipped_bit_in_the_digest_is_an_error_not_a_skip(files, kind, tmp_path):
+    path = copy(files, kind, tmp_path)
+    digest = integrity.recorded(path)
+    edit_digest(path, (chr(ord(digest[0]) ^ 0x40) + digest[1:]).encode())  # '3' -> 's', 'a' -> '!'
+    with pytest.raises(IntegrityError, match=r"m\.\w+: corrupted: its 'file_sha256' entry is not 64"):
+        load(path)
+
+
+@pytest.mark.parametrize("kind", ["checkpoint", "onnx", "c"])
+def test_a_file_without_a_digest_loads_only_when_told(files, kind, tmp_path):
+    path = copy(files, kind, tmp_path)
+    edit_digest(path, integrity.PLACEHOLDER.encode())  # the check would be off
+    with pytest.raises(UnsealedError, match=r"m\.\w+: records no integrity digest.*"
+                                            r"SLIMEDGE_ALLOW_UNSEALED=1.*verify=False"):
+        load(path)
+    with environ({integrity.ENV_ALLOW_UNSEALED: "1"}):
+        load(path)
+    if kind != "checkpoint":
+        runtime.load(path, verify=False)
