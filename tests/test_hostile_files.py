@@ -129,7 +129,7 @@ def test_fifos_are_refused_everywhere_a_model_is_read(tmp_path):
 def test_threads_and_batch_sizes_are_capped(onnx_file):
     cap = formats.LIMITS["threads"]
     for threads in (0, cap + 1, 100_000):
-        with pytest.raises(UsageError, match=f"threads must be between 1 and {cap}"):
+        with pytest.raises(UsageError, match=f"threads must be at least 1 and at most {cap}"):
             runtime.load(onnx_file, "onnxruntime", threads=threads)
     got = child(f"from slimedge import runtime\n"
                 f"runtime.load({str(onnx_file)!r}, 'onnxruntime', threads=100_000)")
@@ -142,3 +142,17 @@ def test_threads_and_batch_sizes_are_capped(onnx_file):
         with pytest.raises(UsageError, match="batch"):
             model.bind(batch)
     assert model.streams(3).step(np.zeros((3, 5), np.float32)).shape == (3, 3)
+
+
+def test_threads_are_capped_on_the_command_line(onnx_file, tmp_path):
+    """`slimedge run`, `profile` and `train` refuse --threads above the cap with exit 2."""
+    from typer.testing import CliRunner
+
+    from slimedge.cli import app
+
+    cap = formats.LIMITS["threads"]
+    for args in (["run", str(onnx_file), "--input", str(tmp_path / "x.npy")],
+                 ["profile", str(onnx_file)], ["train", "-o", str(tmp_path / "t.safetensors")]):
+        r = CliRunner().invoke(app, [*args, "--threads", str(cap + 1)])
+        out = " ".join(r.output.split())
+        assert r.exit_code == 2 and "threads" in out and f"{cap}" in out, (args, r.output)

@@ -109,7 +109,7 @@ def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = N
             fmt.read_config(path)
             raise
     if threads is not None and not 1 <= int(threads) <= formats.LIMITS["threads"]:
-        raise UsageError(f"threads must be between 1 and {formats.LIMITS['threads']}, got "
+        raise UsageError(f"threads must be at least 1 and at most {formats.LIMITS['threads']}, got "
                          f"{threads}")
     name, reason = _choose(fmt, backend)
     row = formats.backend(name)
