@@ -7,7 +7,7 @@ import pytest
 
 from helpers import environ, make_checkpoint
 from slimedge import checkpoint, exporters, integrity, ir, runtime
-from slimedge.errors import IntegrityError, UnsealedError
+from slimedge.errors import IntegrityError, ModelFileError, UnsealedError
 from slimedge.exporters import c as cx
 
 
@@ -69,3 +69,20 @@ def test_a_file_without_a_digest_loads_only_when_told(files, kind, tmp_path):
         load(path)
     if kind != "checkpoint":
         runtime.load(path, verify=False)
+
+
+def test_onnx_external_data_is_refused(files, tmp_path):
+    """Weights kept in a file beside the .onnx are outside its digest: refused, even resealed."""
+    import onnx
+
+    model = onnx.load(files["onnx"])
+    path = tmp_path / "m.onnx"
+    onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="weights.bin", size_threshold=0)
+    assert (tmp_path / "weights.bin").stat().st_size > 0
+    integrity.seal(path)  # a forger recomputes the digest
+    for verify in (True, False):
+        with pytest.raises(ModelFileError, match=r"m\.onnx: its tensors keep their data in "
+                                                 r"external files"):
+            runtime.load(path, "onnxruntime", verify=verify)
+    runtime.load(files["onnx"], "onnxruntime")  # the export itself holds its weights
