@@ -86,3 +86,15 @@ def test_onnx_external_data_is_refused(files, tmp_path):
                                                  r"external files"):
             runtime.load(path, "onnxruntime", verify=verify)
     runtime.load(files["onnx"], "onnxruntime")  # the export itself holds its weights
+
+
+def test_a_checkpoint_is_never_overwritten_by_a_companion_file(files, tmp_path):
+    """Issue 22, item 11: exporting m.h (a checkpoint) to C as m.c would write m.h over it."""
+    from slimedge.errors import UsageError
+
+    ckpt = shutil.copy(files["checkpoint"], tmp_path / "m.h")
+    before = open(ckpt, "rb").read()
+    with pytest.raises(UsageError, match=r"m\.c: its companion file m\.h would overwrite the model"):
+        exporters.export(ckpt, tmp_path / "m.c", format="c", validate=False)
+    assert open(ckpt, "rb").read() == before
+    assert not (tmp_path / "m.c").exists()

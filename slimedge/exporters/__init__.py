@@ -191,6 +191,13 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
     check_writable(path)
     if _same_file(path, ckpt.path):
         raise UsageError(f"{path}: refusing to overwrite the model being exported")
+    for companion in fmt.companions:  # a C export's .h beside it: never over the model itself
+        beside = path.with_suffix(companion) if companion.startswith(".") else \
+            path.with_name(companion)
+        if _same_file(beside, ckpt.path):
+            raise UsageError(f"{path}: its companion file {beside.name} would overwrite the model "
+                             f"being exported ({ckpt.path}); give the export another name or "
+                             f"folder")
     other = formats.by_suffix(path.suffix)
     if other is not None and other is not fmt:
         hint = (f"choose --format {other.name}" if other.exportable
