@@ -191,6 +191,9 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
     check_writable(path)
     if _same_file(path, ckpt.path):
         raise UsageError(f"{path}: refusing to overwrite the model being exported")
+    check_path = getattr(fmt.exporter(), "check_path", None)  # names the format cannot write
+    if check_path is not None:
+        check_path(path)
     for companion in fmt.companions:  # a C export's .h beside it: never over the model itself
         beside = path.with_suffix(companion) if companion.startswith(".") else \
             path.with_name(companion)

@@ -59,9 +59,19 @@ def _check_mode(mode: str) -> None:
                          f"sequence graph")
 
 
+def check_path(path: str | os.PathLike) -> None:
+    """A C export's file name must be ASCII without quotes or backslashes: the ``.c`` names its
+    header in an ``#include`` line. UsageError naming the file, before anything is written."""
+    name = Path(path).name
+    if not name.isascii() or not name.isprintable() or any(ch in name for ch in '"\\'):
+        raise UsageError(f"{path}: a C export's file name must be printable ASCII without quotes or "
+                         f"backslashes (its .c includes its .h by name); choose a plainer name")
+
+
 def _write_pair(path: Path, c_text: str, h_text: str) -> None:
     """The ``.c``, its ``.h`` and the kernel header (the package's, the same for every export)."""
     path = Path(path)
+    check_path(path)
     if path.suffix != SUFFIX:
         raise ValueError(f"{path}: a C export is written to a file ending in {SUFFIX}")
     # the .h's digest into the .c's config: the .c's own digest then covers the header too

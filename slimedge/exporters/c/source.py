@@ -18,6 +18,7 @@ from typing import Iterable
 import numpy as np
 
 from ... import ir
+from ...errors import UsageError
 from ...formats.c.reader import ABI, HEADER_DIGEST, HEADER_PLACEHOLDER, KERNELS, KERNELS_DIGEST, kernels_text
 
 FRAME_BYTES = 512
@@ -226,8 +227,8 @@ def descriptor(prefix: str) -> str:
 
 def include(header: str) -> str:
     """``#include`` of the export's own header by its file name."""
-    if any(ch in header for ch in '"\\\n') or not header.isprintable():
-        raise ValueError(f"the header name {header!r} cannot be written in an #include line; "
+    if any(ch in header for ch in '"\\\n') or not header.isprintable() or not header.isascii():
+        raise UsageError(f"the header name {header!r} cannot be written in an #include line; "
                          f"choose a plainer file name")
     return f'#include "{header}"\n'
 

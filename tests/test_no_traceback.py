@@ -1,0 +1,38 @@
+"""A user's mistake is a SlimedgeError naming the file and field, never a traceback (issue 22,
+item 9)."""
+import json
+
+import numpy as np
+import pytest
+
+from helpers import make_checkpoint
+from slimedge import checkpoint, exporters, integrity, runtime
+from slimedge.errors import UsageError
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tb")
+    return make_checkpoint(d / "m.safetensors", "LSTM1", 5, 8, 1, classes=3)[0]
+
+
+@pytest.mark.parametrize("name", ["mödel.c", 'a"b.c', "a\\b.c"])
+def test_c_output_names_it_cannot_include_are_refused_before_writing(ckpt, tmp_path, name):
+    with pytest.raises(UsageError, match="file name must be printable ASCII without quotes"):
+        exporters.export(ckpt, tmp_path / name, format="c", validate=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_info_null_loads_and_exports(ckpt, tmp_path):
+    """`"info": null` is an absent section (the schema's rule), not an AttributeError later."""
+    from safetensors.numpy import save_file
+
+    ck = checkpoint.read(ckpt)
+    config = {**json.loads(json.dumps(ck.config)), "info": None, "format": checkpoint.FORMAT,
+              integrity.KEY: integrity.PLACEHOLDER}
+    path = tmp_path / "n.safetensors"
+    save_file({k: np.asarray(v, np.float32) for k, v in ck.tensors.items()}, str(path),
+              metadata={"slimedge": json.dumps(config)})
+    integrity.seal(path)
+    runtime.load(path, "numpy").stream().step(np.zeros(5, np.float32))
+    exporters.export(path, tmp_path / "n.onnx")
