@@ -36,3 +36,26 @@ def test_info_null_loads_and_exports(ckpt, tmp_path):
     integrity.seal(path)
     runtime.load(path, "numpy").stream().step(np.zeros(5, np.float32))
     exporters.export(path, tmp_path / "n.onnx")
+
+
+def test_features_with_a_huge_spread_train_into_checkpoints_that_load(tmp_path):
+    """Issue 22, item 8: a feature with std above 1e6 (timestamps) trained fully and left a
+    checkpoint every later load refused as corrupted (the weight limit read norm.std)."""
+    import torch
+
+    from slimedge.data import load_npz
+    from slimedge.train import TrainConfig, train
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 6, 3)).astype(np.float32)
+    X[:, :, 0] = 1.7e9 + rng.standard_normal((40, 6)) * 3e7  # seconds since 1970
+    y = (X[:, -1, 1] > 0).astype(np.int64)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    out = tmp_path / "m.safetensors"
+    torch.manual_seed(0)
+    train(TrainConfig(variant="LSTM1", hidden_size=4, epochs=1, batch_size=8), out,
+          device="cpu", progress=False, quiet=True, splits=load_npz(tmp_path / "d.npz"))
+    ck = checkpoint.read(out)
+    assert float(ck.tensors["norm.std"].max()) > 1e6
+    model = runtime.load(out, "numpy")
+    assert np.isfinite(model.run(X[0])).all()
