@@ -59,3 +59,32 @@ def test_features_with_a_huge_spread_train_into_checkpoints_that_load(tmp_path):
     assert float(ck.tensors["norm.std"].max()) > 1e6
     model = runtime.load(out, "numpy")
     assert np.isfinite(model.run(X[0])).all()
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the float rollout overflows, as it should
+@pytest.mark.parametrize("fmt", ["c", "tflite"])
+def test_an_int8_export_of_a_diverging_model_is_refused_with_the_way_out(tmp_path, fmt):
+    """Issue 22, item 9: a relu model whose streamed state reaches inf gave a ValueError
+    traceback (C: cannot rescale by inf; TFLite: cannot convert NaN to integer)."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    from slimedge.data import load_npz
+    from slimedge.errors import QuantizationError
+
+    path, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM11", 5, 8, 1, classes=3,
+                                 activation="relu")
+    tensors = load_file(str(path))
+    with safe_open(str(path), "np") as f:
+        meta = f.metadata()
+    save_file({k: v * 30 if k.startswith("layers.") else v for k, v in tensors.items()},
+              str(path), metadata=meta)
+    integrity.seal(path)
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", X=rng.standard_normal((60, 20, 5)).astype(np.float32),
+             y=rng.integers(0, 3, 60))
+    with pytest.raises(QuantizationError, match=r"m\.safetensors: the model's streamed state "
+                                                   r"diverges.*--quantize none"):
+        exporters.export(path, tmp_path / f"m.{fmt}", format=fmt, quantize="int8",
+                         data=load_npz(tmp_path / "d.npz"))
+    assert not (tmp_path / f"m.{fmt}").exists()

@@ -23,7 +23,7 @@ import numpy as np
 from .. import checkpoint as _checkpoint
 from .. import extras, formats, integrity, ir
 from .._io import atomic_files, check_writable
-from ..errors import UsageError
+from ..errors import QuantizationError, UsageError
 from ..formats import MODES, QUANTIZE
 from . import quantize as _quantize
 from .validate import (
@@ -226,7 +226,13 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
         if quantize == "none":
             fmt.writer()(written, tmp, mode=mode, **options)
         else:
-            qinfo = fmt.quantizer(quantize)(graph, tmp, mode=mode, splits=splits, options=qopts)
+            try:
+                qinfo = fmt.quantizer(quantize)(graph, tmp, mode=mode, splits=splits,
+                                                options=qopts)
+            except QuantizationError as e:  # named by the model it quantises
+                if ckpt.path is None or str(ckpt.path) in str(e):
+                    raise
+                raise QuantizationError(f"{ckpt.path}: {e}") from None
         report = measured = None
         if validate:
             # the written file, opened once per interpreter it is validated on
