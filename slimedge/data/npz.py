@@ -94,7 +94,8 @@ def load_npz(path: str | Path, *, split_seed: int = 0,
         if labels is not None and set(labels) != set(names):
             raise DataError(f"{path}: y's class names differ from 'labels'")
         labels = labels or names
-        y = np.array([labels.index(s) for s in y.astype(str)], dtype=np.int64)
+        index = {name: i for i, name in enumerate(labels)}  # one look-up per y, not a scan
+        y = np.array([index[s] for s in y.astype(str)], dtype=np.int64)
     elif y.dtype.kind in "iu":
         y = y.astype(np.int64)
         k = int(y.max()) + 1 if len(y) else 0
