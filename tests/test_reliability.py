@@ -218,6 +218,8 @@ BAD_CONFIGS = [
     ("head.labels[0]", lambda c: c["head"].update(labels=["\x1b[31mred", "1", "2"])),
     ("lstm.hidden_size", lambda c: c["lstm"].update(hidden_size=100_000_000)),
     ("lstm.num_layers", lambda c: c["lstm"].update(num_layers=1_000_000)),
+    ("lstm.variant.constants", lambda c: c["lstm"]["variant"].update(constants=[0.5])),
+    ("lstm.variant.constants.f", lambda c: c["lstm"]["variant"].update(constants={"f": "1"})),
 ]
 
 

@@ -98,6 +98,9 @@ class ModelInfo:
             name = variant
         elif isinstance(variant, dict):
             name = _field(variant, "name", str, "lstm.variant.", required=True)
+            # a type-wrong value would be read as no constants (the defaults), without a word
+            for key, value in (_field(variant, "constants", dict, "lstm.variant.") or {}).items():
+                _number(f"lstm.variant.constants.{key}", value)
         else:
             raise _Bad("lstm.variant", f"must be a name or an object, got {_kind(variant)}")
         _text("lstm.variant", name)
