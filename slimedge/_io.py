@@ -213,3 +213,29 @@ def npy_header(f, where: str, size: int | None = None):
                         f"more than the {max(size - f.tell(), 0):,} bytes the file holds "
                         f"(truncated or forged)")
     return shape, dtype, fortran
+
+
+def read_regular(path: str | os.PathLike, what: str = "file", limit: int | None = None) -> bytes:
+    """The bytes of the regular file ``path``, checked on the open file itself (a FIFO, device or
+    socket is refused without blocking, UsageError; a file swapped in after a check cannot slip
+    through), and refused (UsageError) when it holds more than ``limit`` bytes."""
+    import stat
+
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such {what}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO (named pipe)"
+                    if stat.S_ISFIFO(st.st_mode) else "a device or socket")
+            raise UsageError(f"{path}: {kind}, not a regular {what}; slimedge reads files only")
+        if limit is not None and st.st_size > limit:
+            raise UsageError(f"{path}: {st.st_size:,} bytes, more than the {limit:,} a {what} may "
+                             f"hold")
+        data = f.read() if limit is None else f.read(limit + 1)
+    if limit is not None and len(data) > limit:
+        raise UsageError(f"{path}: more than the {limit:,} bytes a {what} may hold")
+    return data

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, formats, frontend, variants
+from . import checkpoint, formats, frontend, integrity, variants
 
 TORCH_ONNX = "torch.onnx LSTM"  # the label of the torch.onnx baseline in tables and JSON
 OPSET = 18
@@ -174,12 +174,14 @@ def torch_onnx_lstm(like, path: str | os.PathLike, *, dynamic: bool = False,
                          "quantize": "dynamic" if dynamic else "none"},
             "graph": graph,
             "export": {"format": "onnx", "mode": "step",
-                       "quantize": "dynamic" if dynamic else "none", "exporter": "torch.onnx"}}
+                       "quantize": "dynamic" if dynamic else "none", "exporter": "torch.onnx"},
+            integrity.KEY: integrity.PLACEHOLDER}
     props = {p.key: p.value for p in proto.metadata_props}
     props["slimedge"] = json.dumps(meta, sort_keys=True)
     onnx.helper.set_model_props(proto, props)
     tmp_path = path.with_name(f".{path.name}.tmp")
     onnx.save_model(proto, str(tmp_path), save_as_external_data=False)
+    integrity.seal(tmp_path)  # loads checked, as every file slimedge writes
     os.replace(tmp_path, path)
     return path
 

@@ -216,7 +216,7 @@ def save(model, path: str | os.PathLike, **info: Any) -> Path:
     config under ``"info"`` (metrics, data set, training settings, ...)."""
     config, tensors = model.checkpoint_state()
     if info:
-        config = {**config, "info": {**config.get("info", {}), **info}}
+        config = {**config, "info": {**(config.get("info") or {}), **info}}
     return write(path, config, {k: v.detach().cpu().numpy() for k, v in tensors.items()})
 
 

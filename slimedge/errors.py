@@ -18,10 +18,12 @@ it from here (and the ones that first defined it still offer it under the old na
         UnknownVariantError   a variant name nobody defined (also KeyError)
         IncompatibleTarget    an export its target interpreter cannot run
         Locked                another process writes the same output
+        CacheError            a library cache folder that is not private to the user
       DataError             a data file or data set that cannot be used (ValueError)
       ModelFileError        a model file missing, truncated, foreign, not a step graph (ValueError)
         CheckpointError       ... a .safetensors checkpoint
         IntegrityError        ... whose bytes are not the ones written (a digest mismatch)
+          UnsealedError         ... that records no digest to check it against
       MissingDependency     an optional package is not installed (ImportError)
         DataPackageMissing    the package a data set ships in
         ToolchainNotFound     a cross-compiler or emulator (also RuntimeError)
@@ -87,6 +89,11 @@ class Locked(UsageError):
     """Another slimedge process writes to the same output now."""
 
 
+class CacheError(UsageError):
+    """The C library cache folder is not a private folder of this user (another owner, or open to
+    others): a library in it would run in this process, so it is not used."""
+
+
 # ---- model files -------------------------------------------------------------------------------
 class CheckpointError(ModelFileError):
     """A file that is missing, truncated, foreign or inconsistent; the message names it."""
@@ -94,6 +101,11 @@ class CheckpointError(ModelFileError):
 
 class IntegrityError(ModelFileError):
     """A model file whose bytes are not the ones written (a digest mismatch): corrupted."""
+
+
+class UnsealedError(IntegrityError):
+    """A model file that records no integrity digest (older, written by a format's writer directly,
+    or with its digest entry damaged): loaded only when the user turns verification off."""
 
 
 # ---- missing software --------------------------------------------------------------------------
@@ -146,7 +158,7 @@ class TrainingDiverged(SlimedgeError, ValueError):
 
 __all__ = ["SlimedgeError", "UsageError", "DataError", "ModelFileError", "MissingDependency",
            "InputError", "ProtocolError", "UnknownVariantError", "IncompatibleTarget", "Locked",
-           "CheckpointError",
-           "IntegrityError", "DataPackageMissing", "ToolchainNotFound", "CompilerNotFound",
+           "CacheError", "CheckpointError", "IntegrityError", "UnsealedError", "DataPackageMissing",
+           "ToolchainNotFound", "CompilerNotFound",
            "ExportValidationError", "QuantizationError", "CompileError", "DeviceError",
            "ProfileError", "TrainingDiverged"]

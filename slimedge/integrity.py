@@ -9,9 +9,12 @@ the placeholder (same length: no offset moves); checking it is the reverse. It c
 weights, graph, metadata. A one-bit flip anywhere changes the digest or (in the key or digest
 itself) makes the file look unsealed while its weights are intact.
 
-A file without the key (written before there was one) loads as before, unchecked. A mismatch is a
-:class:`IntegrityError` naming the file; ``runtime.load(..., verify=False)`` and the command line's
-``--no-verify`` load it anyway.
+Checking fails closed: a file without the key (written before there was one), with the
+placeholder, or whose digest entry does not parse is an :class:`IntegrityError`
+(:class:`UnsealedError` for the first two) naming the file and the way to load it anyway
+(``$SLIMEDGE_ALLOW_UNSEALED=1``, ``verify=False``); a mismatch is an :class:`IntegrityError`
+naming the file; ``runtime.load(..., verify=False)`` and the command line's ``--no-verify`` load
+it anyway. Every writer seals what it writes (the format writers too, not only export).
 """
 from __future__ import annotations
 
@@ -23,13 +26,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import IntegrityError, ModelFileError
+from .errors import IntegrityError, ModelFileError, UnsealedError
 
 KEY = "file_sha256"
 PLACEHOLDER = "0" * 64
+ENV_ALLOW_UNSEALED = "SLIMEDGE_ALLOW_UNSEALED"
+"""Set to 1, files that record no digest (written before there was one) load unchecked."""
 # the key and its value as they appear in the file: in plain JSON, or JSON inside a JSON string
 # (a safetensors header escapes the quotes)
 _PATTERN = re.compile(rb'"' + KEY.encode() + rb'\\?"\s*:\s*\\?"([0-9a-f]{64})\\?"')
+# the key followed by anything: a value that is not 64 hex digits (a flipped bit in the digest)
+# must not make the file look unsealed (that would turn the check off without a word)
+_LOOSE = re.compile(rb'"' + KEY.encode() + rb'\\?"\s*:')
 
 
 def _find(data: bytes, where) -> re.Match | None:
@@ -37,6 +45,10 @@ def _find(data: bytes, where) -> re.Match | None:
     if len(found) > 1:
         raise IntegrityError(f"{where}: {len(found)} '{KEY}' entries in the file; cannot tell which "
                              f"is its digest (the file is damaged or forged)")
+    if not found and _LOOSE.search(data):
+        raise IntegrityError(f"{where}: corrupted: its '{KEY}' entry is not 64 hexadecimal digits, "
+                             f"so the file cannot be checked; get the file again (or load it "
+                             f"anyway with --no-verify / verify=False, at your own risk)")
     return found[0] if found else None
 
 
@@ -67,6 +79,12 @@ def recorded(path: str | os.PathLike) -> str | None:
     return None if m is None else m.group(1).decode()
 
 
+def recorded_bytes(data: bytes, where="the file") -> str | None:
+    """:func:`recorded` of bytes already read."""
+    m = _find(data, where)
+    return None if m is None else m.group(1).decode()
+
+
 _state = threading.local()
 
 
@@ -81,20 +99,38 @@ def unchecked() -> Iterator[None]:
         _state.off = old
 
 
+def checking() -> bool:
+    """Whether :func:`verify` checks files in this thread now (False inside :func:`unchecked`)."""
+    return not getattr(_state, "off", False)
+
+
 def verify(path: str | os.PathLike) -> bool:
     """Check the file against the digest it records: True when it matches, False when it records
     none (an older file) or inside :func:`unchecked`; IntegrityError naming the file when it does
-    not match."""
+    not match, or when its digest entry does not parse."""
     if getattr(_state, "off", False):
         return False
     path = Path(path)
-    data = path.read_bytes()
+    return verify_bytes(path.read_bytes(), path)
+
+
+def verify_bytes(data: bytes, where) -> bool:
+    """:func:`verify` on bytes already read (``where`` names them in errors), for a reader that
+    must use exactly the bytes it checked (the C backend compiles them)."""
+    if getattr(_state, "off", False):
+        return False
+    path = where
     m = _find(data, path)
-    if m is None:
-        return False
-    want = m.group(1).decode()
-    if want == PLACEHOLDER:  # written by a format's writer directly, not sealed by export
-        return False
+    want = None if m is None else m.group(1).decode()
+    if want is None or want == PLACEHOLDER:  # fail closed: no digest, no check, no load
+        if os.environ.get(ENV_ALLOW_UNSEALED, "").strip() == "1":
+            return False
+        what = "is the placeholder" if want else "missing"
+        raise UnsealedError(f"{path}: records no integrity digest ('{KEY}' {what}: "
+                            f"written by an older slimedge, by a format's writer directly, or "
+                            f"damaged), so it cannot be checked; export it again, or load it "
+                            f"anyway if you trust it: {ENV_ALLOW_UNSEALED}=1 (any command), "
+                            f"--no-verify (slimedge run) or verify=False")
     if _digest(data, m) != want:
         raise IntegrityError(f"{path}: corrupted: its bytes do not match the SHA-256 digest it "
                              f"records; get the file again (or load it anyway with --no-verify / "
@@ -102,4 +138,4 @@ def verify(path: str | os.PathLike) -> bool:
     return True
 
 
-__all__ = ["seal", "verify", "recorded", "unchecked"]
+__all__ = ["seal", "verify", "verify_bytes", "checking", "recorded", "recorded_bytes", "unchecked"]

@@ -300,7 +300,7 @@ def lower(source: Checkpoint | str | Any, *, fold_normalization: bool = False) -
     g.config = {k: v for k, v in ckpt.config.items() if k != "info"}
     # what the model was trained on and how it scored travels with every export; the resumable
     # training state (per-epoch history, optimiser step) does not
-    g.config["info"] = {k: v for k, v in ckpt.config.get("info", {}).items() if k != "train_state"}
+    g.config["info"] = {k: v for k, v in (ckpt.config.get("info") or {}).items() if k != "train_state"}
 
     # the front-end's spec travels in the config as the checkpoint wrote it (an older one's
     # normalization field reads as the standardisation: exports of old files stay byte for byte)

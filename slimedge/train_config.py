@@ -73,7 +73,8 @@ class TrainConfig:
                 raise UsageError(f"{name} must be at least {low}, got {value}")
         # stated caps, before anything is allocated (formats.LIMITS: what a model file may hold)
         for name, value, cap in (("hidden size", self.hidden_size, formats.LIMITS["hidden_size"]),
-                                 ("layers", self.num_layers, formats.LIMITS["num_layers"])):
+                                 ("layers", self.num_layers, formats.LIMITS["num_layers"]),
+                                 ("threads", self.threads, formats.LIMITS["threads"])):
             if int(value) > cap:
                 raise UsageError(f"{name} is {int(value):,}, over slimedge's limit of {cap:,}")
         # every float setting a finite number (NaN passes any comparison test), before any data

@@ -73,7 +73,7 @@ def read_state(state_path: Path,
         raise FileNotFoundError(f"nothing to resume: {state_path} does not exist (train "
                                 f"without --resume first, with the same -o)")
     ckpt = checkpoint.read(state_path)
-    ts = ckpt.config.get("info", {}).get("train_state")
+    ts = (ckpt.config.get("info") or {}).get("train_state")
     if not ts:
         raise checkpoint.CheckpointError(f"{state_path}: not a training state file")
     epochs = ts["config"]["epochs"] if config is None else config.epochs

@@ -1,7 +1,11 @@
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/reference.py
+# the C backend's library cache: a private folder of this run (never a shared home's), unless set
+os.environ.setdefault("SLIMEDGE_CACHE", tempfile.mkdtemp(prefix="slimedge-test-cache-"))
 
 
 def pytest_collection_modifyitems(config, items):

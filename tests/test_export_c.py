@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from helpers import c_runner, environ, make_checkpoint, reference_outputs, run_without_torch, seeded
-from slimedge import checkpoint, ir, variants
+from slimedge import checkpoint, integrity, ir, variants
 from slimedge.errors import CompilerNotFound
 from slimedge.exporters import c as cx
 from slimedge.exporters import validate
@@ -486,6 +486,8 @@ def test_metadata_reads_back_without_a_compiler(exports, monkeypatch, tmp_path):
     monkeypatch.delenv("CC", raising=False)
     meta = c_reader.read_config(path)
     want = json.loads(ir.lower(ckpt, fold_normalization=True).metadata_json())
+    assert integrity.KEY in meta and meta[integrity.KEY] != integrity.PLACEHOLDER  # sealed
+    want[integrity.KEY] = meta[integrity.KEY]
     assert {k: v for k, v in meta.items() if k != "export"} == want
     assert meta["export"]["format"] == "c" and meta["export"]["quantize"] == "none"
     assert meta["export"]["prefix"] == "m_none" and meta["export"]["mode"] == "step"

@@ -22,6 +22,11 @@ def files(tmp_path_factory):
     for fmt, backend in (("onnx", "onnxruntime"), ("tflite", "litert")):
         if runtime.backend_module(backend).available():
             out[fmt] = (exporters.export(ckpt, d / f"m.{fmt}", format=fmt).path, backend)
+    from slimedge.formats.c import toolchain
+
+    if toolchain.have_compiler():
+        (d / "c").mkdir()
+        out["c"] = (exporters.export(ckpt, d / "c" / "m.c", format="c").path, "c")
     return out
 
 
@@ -64,6 +69,39 @@ def test_mutated_files_clean_error_or_correct(files, fmt, tmp_path):
         np.testing.assert_array_equal(got, want)
         outcome["correct"] += 1
     assert outcome["error"] > 0
+
+
+@pytest.mark.parametrize("part", ["m.c", "m.h", "slimedge_kernels.h"])
+def test_mutated_c_exports_clean_error_or_correct(files, part, tmp_path, monkeypatch):
+    """The C format: a mutated .c, .h or kernel header is refused before anything is compiled
+    (the .c's digest covers all three), or (the kernel header beside it) not used: this package's
+    recorded copy is compiled instead. The unverified route compiles what it is given (a C file is
+    a program; see SECURITY.md), so it is not fuzzed."""
+    import shutil
+
+    from slimedge.formats.c import toolchain
+
+    if not toolchain.have_compiler():
+        pytest.skip("no C compiler")
+    monkeypatch.setenv(toolchain.ENV_CACHE, str(tmp_path / "cache"))
+    src = files["c"][0]
+    want = runtime.load(src, "c").run(FRAMES)
+    data = src.with_name(part).read_bytes()
+    rng = np.random.default_rng(41)
+    outcome = {"error": 0, "correct": 0}
+    for i in range(MUTATIONS):
+        d = tmp_path / f"bad{i}"
+        shutil.copytree(src.parent, d)
+        (d / part).write_bytes(mutate(data, rng))
+        try:
+            got = runtime.load(d / "m.c", "c").run(FRAMES)
+        except SlimedgeError as e:
+            assert str(d / "m") in str(e) or str(d / part) in str(e), str(e)
+            outcome["error"] += 1
+            continue
+        np.testing.assert_array_equal(got, want)
+        outcome["correct"] += 1
+    assert outcome["error" if part != "slimedge_kernels.h" else "correct"] == MUTATIONS
 
 
 @pytest.mark.parametrize("fmt", ["safetensors", "onnx", "tflite"])

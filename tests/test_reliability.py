@@ -218,6 +218,8 @@ BAD_CONFIGS = [
     ("head.labels[0]", lambda c: c["head"].update(labels=["\x1b[31mred", "1", "2"])),
     ("lstm.hidden_size", lambda c: c["lstm"].update(hidden_size=100_000_000)),
     ("lstm.num_layers", lambda c: c["lstm"].update(num_layers=1_000_000)),
+    ("lstm.variant.constants", lambda c: c["lstm"]["variant"].update(constants=[0.5])),
+    ("lstm.variant.constants.f", lambda c: c["lstm"]["variant"].update(constants={"f": "1"})),
 ]
 
 
@@ -228,9 +230,12 @@ def rewrite_checkpoint(src, dst, edit=None, raw=None):
     cfg = json.loads(json.dumps(ck.config))
     if edit:
         edit(cfg)
-    text = raw if raw is not None else json.dumps({**cfg, "format": checkpoint.FORMAT})
+    text = raw if raw is not None else json.dumps({**cfg, "format": checkpoint.FORMAT,
+                                                   integrity.KEY: integrity.PLACEHOLDER})
     save_file({k: np.asarray(v, np.float32) for k, v in ck.tensors.items()}, str(dst),
               metadata={"slimedge": text})
+    if raw is None:
+        integrity.seal(dst)  # a forged file with a recomputed digest: checked, then refused
     return dst
 
 
@@ -319,8 +324,10 @@ def test_bad_npz_is_a_clean_error(tmp_path, kind):
         hdr = np.lib.format
         import io
         buf = io.BytesIO()
+        # 200 MB: NumPy would allocate it (a terabyte claim fails in NumPy anyway), so only the
+        # check before allocation refuses it, by what the header claims
         hdr.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False,
-                                         "shape": (1 << 40, 13)})
+                                         "shape": (10_000_000, 5)})
         with zipfile.ZipFile(p) as z:
             members = {n: z.read(n) for n in z.namelist() if n != "X.npy"}
         with zipfile.ZipFile(p, "w") as z:
@@ -334,7 +341,7 @@ def test_bad_npz_is_a_clean_error(tmp_path, kind):
         arrays["y"] = arrays["y"].copy()
         arrays["y"][0] = 10_000_000
         np.savez(p, **arrays)
-    with pytest.raises(DataError, match="d.npz"):
+    with pytest.raises(DataError, match="d.npz.*claims" if kind == "forged" else "d.npz"):
         load_npz(p)
     r = runner.invoke(app, ["train", "--data", str(p), "-o", str(tmp_path / "m.safetensors")])
     clean_error(r, "d.npz")
@@ -465,3 +472,8 @@ def test_control_characters_in_messages_are_shown_escaped(tmp_path):
     r = runner.invoke(app, ["run", str(tmp_path / "x\x1b[2J.onnx"), "--input", "f.npy"])
     out = clean_error(r, "\\x1b")
     assert "\x1b" not in out
+    # C1 (the one-byte CSI), bidi overrides and zero-width characters too (issue 22, item 12)
+    for ch, shown in (("\x9b", "\\x9b"), ("\u202e", "\\u202e"), ("\u2066", "\\u2066"),
+                      ("\u200b", "\\u200b"), ("\x07", "\\x07")):
+        r = runner.invoke(app, ["run", str(tmp_path / f"x{ch}y.onnx"), "--input", "f.npy"])
+        assert r.exit_code == 2 and ch not in r.output and shown in r.output, (ch, r.output)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from helpers import environ, in_threads, make_checkpoint, seeded
-from slimedge import ir, runtime, variants
+from slimedge import integrity, ir, runtime, variants
 from slimedge.exporters import c as cx
 from slimedge.formats.c import reader as c_reader
 from slimedge.formats.c import toolchain
@@ -136,10 +136,14 @@ def test_folder_and_prebuilt_library(models, tmp_path):
     assert from_dir.backend == "c" and "compiled" in from_dir.session.detail
     frames = seeded("dir").normal(size=(12, M)).astype(np.float32)
     np.testing.assert_array_equal(from_dir.run(frames), model.run(frames))
-    # a library built beside it (the compiler in place needs the header under its own name)
+    # a library built beside the sealed export (the compiler in place needs the header under its
+    # own name), used when the user allows prebuilt libraries
+    integrity.seal(d / "digits.c")
     shutil.copy(model.path.with_suffix(".h"), d / "m.h")
     toolchain.compile_library(d / "digits.c", d / f"digits{toolchain.library_suffix()}")
-    pre = runtime.load(d / "digits.c", "c")
+    assert "compiled" in runtime.load(d / "digits.c", "c").session.detail  # not allowed
+    with environ({toolchain.ENV_PREBUILT: "1"}):
+        pre = runtime.load(d / "digits.c", "c")
     assert "prebuilt" in pre.session.detail
     np.testing.assert_allclose(pre.run(frames), model.run(frames), atol=1e-6, rtol=0)
 
@@ -193,14 +197,17 @@ def test_prebuilt_library_is_used_only_when_it_matches(models, tmp_path):
         d.mkdir()
         for p in (a, a.with_suffix(".h")):
             shutil.copy(p, d / p.name)
+        integrity.seal(d / a.name)
         src = tmp_path / f"src-{folder}"
         src.mkdir()
         for p in (built_from, built_from.with_suffix(".h")):
             shutil.copy(p, src / p.name)
+        integrity.seal(src / a.name)
         toolchain.compile_library(src / a.name, d / lib_name)
-        model = runtime.load(d / a.name, "c")
+        with environ({toolchain.ENV_PREBUILT: "1"}):
+            model = runtime.load(d / a.name, "c")
         assert model.session.detail.split(", ")[1].split()[0] == want, model.session.detail
-        assert toolchain.embedded_config(model.session.lib, "m") == c_reader.read_config(a)
+        assert toolchain.embedded_config(model.session.lib, "m") == c_reader.read_config(d / a.name)
 
 
 def test_loading_a_model_leaves_the_process_floating_point_state_alone(models, tmp_path):

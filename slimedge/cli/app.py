@@ -54,7 +54,12 @@ USER_ERRORS: tuple[type[BaseException], ...] = (SlimedgeError, OSError)
 
 
 # control characters (an ANSI escape in a file name or a model's metadata) shown, never obeyed
-_CONTROL = {i: f"\\x{i:02x}" for i in (*range(32), 127) if chr(i) not in "\n\t"}
+# (C0 but newline and tab, DEL, C1 such as the one-byte CSI 0x9b, and the bidi overrides and
+# other invisible format characters that reorder or hide what a line shows)
+_CONTROL = {i: f"\\x{i:02x}" for i in (*range(32), *range(127, 160)) if chr(i) not in "\n\t"}
+_CONTROL.update({i: f"\\u{i:04x}" for i in (0x061c, 0x200b, 0x200c, 0x200d, 0x200e, 0x200f,
+                                            *range(0x202a, 0x202f), *range(0x2060, 0x2070),
+                                            0xfeff)})
 
 
 def fail(message: str, code: int = 2) -> None:

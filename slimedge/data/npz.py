@@ -94,7 +94,8 @@ def load_npz(path: str | Path, *, split_seed: int = 0,
         if labels is not None and set(labels) != set(names):
             raise DataError(f"{path}: y's class names differ from 'labels'")
         labels = labels or names
-        y = np.array([labels.index(s) for s in y.astype(str)], dtype=np.int64)
+        index = {name: i for i, name in enumerate(labels)}  # one look-up per y, not a scan
+        y = np.array([index[s] for s in y.astype(str)], dtype=np.int64)
     elif y.dtype.kind in "iu":
         y = y.astype(np.int64)
         k = int(y.max()) + 1 if len(y) else 0
@@ -146,7 +147,22 @@ def _check_members(path: Path) -> None:
     of terabytes) or a damaged archive is a DataError naming the file, before any allocation."""
     try:
         with zipfile.ZipFile(path) as z:
-            for info in z.infolist():
+            members = z.infolist()
+            if len(members) > LIMITS["npz_members"]:
+                raise DataError(f"{path}: {len(members):,} members in the archive, more than the "
+                                f"{LIMITS['npz_members']} a data file may hold")
+            total = sum(i.file_size for i in members)
+            if total > LIMITS["npz_bytes"]:
+                raise DataError(f"{path}: its arrays decompress to {total:,} bytes, more than the "
+                                f"{LIMITS['npz_bytes']:,} a data file may hold")
+            for info in members:
+                if info.file_size > 16 << 20 and \
+                        info.file_size > LIMITS["npz_ratio"] * max(info.compress_size, 1):
+                    raise DataError(f"{path}: array {info.filename!r} decompresses to "
+                                    f"{info.file_size:,} bytes from {info.compress_size:,} (more "
+                                    f"than {LIMITS['npz_ratio']}:1: a zip bomb?); save real data "
+                                    f"with numpy.savez or savez_compressed")
+            for info in members:
                 if not info.filename.endswith(".npy"):
                     continue
                 with z.open(info) as member:

@@ -23,7 +23,7 @@ import numpy as np
 from .. import checkpoint as _checkpoint
 from .. import extras, formats, integrity, ir
 from .._io import atomic_files, check_writable
-from ..errors import UsageError
+from ..errors import QuantizationError, UsageError
 from ..formats import MODES, QUANTIZE
 from . import quantize as _quantize
 from .validate import (
@@ -191,6 +191,16 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
     check_writable(path)
     if _same_file(path, ckpt.path):
         raise UsageError(f"{path}: refusing to overwrite the model being exported")
+    check_path = getattr(fmt.exporter(), "check_path", None)  # names the format cannot write
+    if check_path is not None:
+        check_path(path)
+    for companion in fmt.companions:  # a C export's .h beside it: never over the model itself
+        beside = path.with_suffix(companion) if companion.startswith(".") else \
+            path.with_name(companion)
+        if _same_file(beside, ckpt.path):
+            raise UsageError(f"{path}: its companion file {beside.name} would overwrite the model "
+                             f"being exported ({ckpt.path}); give the export another name or "
+                             f"folder")
     other = formats.by_suffix(path.suffix)
     if other is not None and other is not fmt:
         hint = (f"choose --format {other.name}" if other.exportable
@@ -216,7 +226,13 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
         if quantize == "none":
             fmt.writer()(written, tmp, mode=mode, **options)
         else:
-            qinfo = fmt.quantizer(quantize)(graph, tmp, mode=mode, splits=splits, options=qopts)
+            try:
+                qinfo = fmt.quantizer(quantize)(graph, tmp, mode=mode, splits=splits,
+                                                options=qopts)
+            except QuantizationError as e:  # named by the model it quantises
+                if ckpt.path is None or str(ckpt.path) in str(e):
+                    raise
+                raise QuantizationError(f"{ckpt.path}: {e}") from None
         report = measured = None
         if validate:
             # the written file, opened once per interpreter it is validated on

@@ -17,11 +17,13 @@ the task check's drift. NumPy only; onnxruntime is imported by :func:`reader` al
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
 
 from .. import ir
+from ..errors import QuantizationError
 
 DEFAULT_CALIBRATION_SAMPLES = 128  # training sequences stepped from a zero state
 CALIBRATION_BATCH = 256            # of those, stepped together
@@ -108,6 +110,14 @@ def calibrate(graph: ir.Graph, d, *, samples: int | None = DEFAULT_CALIBRATION_S
 
     _run_schedule(graph, d, samples=samples, seed=seed, streams=streams,
                   stream_steps=stream_steps, feeds=False, observe=widen)
+    bad = sorted(n for n, (lo, hi) in ranges.items() if not (math.isfinite(lo) and math.isfinite(hi)))
+    if bad:
+        raise QuantizationError(
+            f"the model's streamed state diverges on its training data: {', '.join(bad[:4])}"
+            f"{' ...' if len(bad) > 4 else ''} reach(es) inf or NaN within {stream_steps} steps, "
+            f"so no int8 scale can hold them; an integer export needs bounded values. Export it "
+            f"in float (--quantize none), or retrain it so its state stays bounded (e.g. "
+            f"--activation tanh, or more epochs)")
     return ranges
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .. import __version__, ir
+from .. import __version__, integrity, ir
 from ..formats import METADATA_KEY, MODES
 
 OPSET = 18
@@ -346,6 +346,7 @@ def write(graph: ir.Graph, path: str | os.PathLike, *, mode: str = "step", opset
     if check:
         onnx.checker.check_model(model, full_check=True)
     onnx.save_model(model, os.fspath(path), save_as_external_data=False)
+    integrity.seal(path)  # a file written here loads checked, as an exported one does
 
 
 def quantizer(quantize: str):

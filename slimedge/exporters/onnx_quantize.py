@@ -25,7 +25,7 @@ import tempfile
 
 import numpy as np
 
-from .. import ir
+from .. import integrity, ir
 from ..errors import UsageError
 from . import calibration
 
@@ -90,6 +90,7 @@ def _tag_onnx(path, info: dict) -> None:
     props["slimedge"] = json.dumps(meta, sort_keys=True)
     onnx.helper.set_model_props(model, props)
     onnx.save_model(model, os.fspath(path), save_as_external_data=False)
+    integrity.seal(path)  # a file written here loads checked, as an exported one does
 
 
 def _step_only(mode: str) -> None:

@@ -113,6 +113,10 @@ def read_config(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"{path}: no such model file")
+    if not path.is_dir():
+        from .._io import check_regular_file
+
+        check_regular_file(path, "model file")  # a FIFO would block the reader forever
     return for_path(path).read_config(path)
 
 

@@ -26,7 +26,7 @@ from typing import Callable, Hashable, TypeVar
 
 import numpy as np
 
-from ..errors import ModelFileError
+from ..errors import ModelFileError, UsageError
 from .model_info import METADATA_KEY
 
 V = TypeVar("V")
@@ -67,12 +67,31 @@ class LruCache:
         return len(self._items)
 
 
+def check_batch(batch: int, input_size: int, hidden_size: int, num_layers: int,
+                output_size: int) -> None:
+    """A batch size the buffers can be allocated for: a whole number of streams from 1 to
+    ``LIMITS["batch"]``, whose six buffers hold at most ``LIMITS["batch_floats"]`` floats
+    (UsageError saying so, before anything is allocated)."""
+    from .model_info import LIMITS
+
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) \
+            or not 1 <= batch <= LIMITS["batch"]:
+        raise UsageError(f"batch size must be a whole number of streams from 1 to "
+                         f"{LIMITS['batch']:,}, got {batch!r}")
+    floats = batch * (input_size + output_size + 4 * num_layers * hidden_size)
+    if floats > LIMITS["batch_floats"]:
+        raise UsageError(f"batch size {batch:,} needs {floats * 4:,} bytes of buffers for this "
+                         f"model, more than the {LIMITS['batch_floats'] * 4:,} allowed; step "
+                         f"fewer streams at once")
+
+
 class Buffers:
     """The six preallocated float32 arrays of one batch size (a binding's base class)."""
 
     def __init__(self, batch: int, input_size: int, hidden_size: int, num_layers: int,
                  output_size: int) -> None:
         f32 = np.float32
+        check_batch(batch, input_size, hidden_size, num_layers, output_size)
         self.batch = batch
         self.x = np.zeros((batch, input_size), f32)
         self.h = np.zeros((num_layers, batch, hidden_size), f32)

@@ -98,6 +98,9 @@ class ModelInfo:
             name = variant
         elif isinstance(variant, dict):
             name = _field(variant, "name", str, "lstm.variant.", required=True)
+            # a type-wrong value would be read as no constants (the defaults), without a word
+            for key, value in (_field(variant, "constants", dict, "lstm.variant.") or {}).items():
+                _number(f"lstm.variant.constants.{key}", value)
         else:
             raise _Bad("lstm.variant", f"must be a name or an object, got {_kind(variant)}")
         _text("lstm.variant", name)
@@ -178,9 +181,16 @@ class ModelInfo:
 # ---- the schema's pieces ----------------------------------------------------------------------
 LIMITS = {"input_size": 65_536, "hidden_size": 8_192, "num_layers": 64, "output_size": 65_536,
           "params": 1 << 28, "classes": 65_536, "validation_steps": 100_000,
-          "validation_batch": 1_024, "sequence_frames": 1 << 27}
+          "validation_batch": 1_024, "sequence_frames": 1 << 27,
+          "batch": 65_536, "batch_floats": 1 << 28, "threads": 256,
+          "npz_members": 64, "npz_bytes": 1 << 32, "npz_ratio": 200,
+          "tflite_metadata": 1_024}
 """Stated caps on sizes read from files, options and labels, checked before anything is
-allocated: the largest model slimedge builds is about 2^28 parameters (1 GiB of float32)."""
+allocated: the largest model slimedge builds is about 2^28 parameters (1 GiB of float32). Also:
+streams in one batch (``batch``) and the floats of one batch's buffers (``batch_floats``, 1 GiB),
+backend threads (``threads``), a ``.npz``'s members, their total decompressed bytes (4 GiB) and
+the compression ratio of a member over 16 MiB (``npz_ratio``: a zip bomb), and the Metadata
+entries of a TFLite file."""
 MAX_DEPTH = 32
 """The deepest nesting of objects and lists a model's config may have."""
 _MISSING = object()

@@ -36,7 +36,9 @@ class Standardize:
     std: np.ndarray | None = None
     kind = KIND
     description = "input normalisation (x*s + t)"
-    unbounded = (MEAN,)  # tensors in the raw data's units: no weight limit applies
+    # tensors in the raw data's units: no weight limit applies (a std of 1e9, timestamps, is a real
+    # feature's; its inverse only gets smaller, and the tensors are checked finite)
+    unbounded = (MEAN, STD)
 
     # ---- the spec ------------------------------------------------------------------------------
     def to_config(self) -> dict:

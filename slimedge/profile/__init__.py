@@ -98,8 +98,11 @@ def run(models: Sequence[str | os.PathLike | None] = (None,), *,
                          f"existing) for the exported files")
     if streams < 1:
         raise UsageError(f"streams must be at least 1, got {streams}")
-    if threads is not None and threads < 1:
-        raise UsageError(f"threads must be at least 1, got {threads}")
+    from ..formats import LIMITS
+
+    if threads is not None and not 1 <= threads <= LIMITS["threads"]:
+        raise UsageError(f"threads must be at least 1 and at most {LIMITS['threads']}, got "
+                         f"{threads}")
     started = time.time()
     own_dir = workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="slimedge-profile-")) if own_dir else Path(workdir)

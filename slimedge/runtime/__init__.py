@@ -109,10 +109,17 @@ def load(path: str | os.PathLike | None = None, backend: str = "auto",
         check_regular_file(path, "model file")  # a FIFO would block the reader forever
     if verify:
         from .. import integrity
+        from ..errors import UnsealedError
 
-        integrity.verify(fmt.main_file(path))
-    if threads is not None and int(threads) < 1:
-        raise UsageError(f"threads must be at least 1, got {threads}")
+        try:
+            integrity.verify(fmt.main_file(path))
+        except UnsealedError:
+            # a foreign or junk file has no digest either: say what it is, when its reader can
+            fmt.read_config(path)
+            raise
+    if threads is not None and not 1 <= int(threads) <= formats.LIMITS["threads"]:
+        raise UsageError(f"threads must be at least 1 and at most {formats.LIMITS['threads']}, got "
+                         f"{threads}")
     name, reason = _choose(fmt, backend)
     row = formats.backend(name)
     module = row.module()
@@ -259,8 +266,9 @@ class Model:
     def bind(self, batch: int):
         """A backend binding with preallocated buffers for ``batch`` rows (see
         :mod:`slimedge.formats.binding`)."""
-        if int(batch) < 1:
-            raise UsageError(f"batch must be at least 1, got {batch}")
+        from ..formats.binding import check_batch
+
+        check_batch(batch, self.input_size, self.hidden_size, self.num_layers, self.output_size)
         return self.session.bind(int(batch))
 
     def step_raw(self, x: np.ndarray, h: np.ndarray, c: np.ndarray):

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Iterable
 import numpy as np
 
 from ..errors import InputError, UsageError
+from ..formats.model_info import LIMITS
 
 if TYPE_CHECKING:
     from . import Model
@@ -86,8 +87,10 @@ class StreamBatch:
     """
 
     def __init__(self, model: Model, k: int) -> None:
-        if int(k) < 0:
-            raise UsageError(f"number of streams must be >= 0, got {k}")
+        cap = LIMITS["batch"]
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= cap:
+            raise UsageError(f"number of streams must be a whole number from 0 to {cap:,}, "
+                             f"got {k!r}")
         self.model = model
         self._k = int(k)
         self._b = self._binding(self._k)

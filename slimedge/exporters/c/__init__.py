@@ -34,12 +34,21 @@ them (the runtime's ``c`` backend, which export validation uses) are the format'
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
-from ... import ir
+from ... import integrity, ir
 from ...errors import UsageError
-from ...formats.c.reader import HEADER_SUFFIX, KERNELS, SUFFIX, kernels_text, prefix_for
+from ...formats.c.reader import (
+    HEADER_DIGEST,
+    HEADER_PLACEHOLDER,
+    HEADER_SUFFIX,
+    KERNELS,
+    SUFFIX,
+    kernels_text,
+    prefix_for,
+)
 from . import emit_float
 
 
@@ -50,13 +59,31 @@ def _check_mode(mode: str) -> None:
                          f"sequence graph")
 
 
+def check_path(path: str | os.PathLike) -> None:
+    """A C export's file name must be ASCII without quotes or backslashes: the ``.c`` names its
+    header in an ``#include`` line. UsageError naming the file, before anything is written."""
+    name = Path(path).name
+    if not name.isascii() or not name.isprintable() or any(ch in name for ch in '"\\'):
+        raise UsageError(f"{path}: a C export's file name must be printable ASCII without quotes or "
+                         f"backslashes (its .c includes its .h by name); choose a plainer name")
+
+
 def _write_pair(path: Path, c_text: str, h_text: str) -> None:
     """The ``.c``, its ``.h`` and the kernel header (the package's, the same for every export)."""
     path = Path(path)
+    check_path(path)
     if path.suffix != SUFFIX:
         raise ValueError(f"{path}: a C export is written to a file ending in {SUFFIX}")
+    # the .h's digest into the .c's config: the .c's own digest then covers the header too
+    # (in the config's C string literal, whose quotes are escaped)
+    slot = f'\\"{HEADER_DIGEST}\\": \\"{HEADER_PLACEHOLDER}\\"'
+    if c_text.count(slot) != 1:
+        raise AssertionError(f"the generated C source has {c_text.count(slot)} header digest slots")
+    h_digest = hashlib.sha256(h_text.encode("ascii")).hexdigest()
+    c_text = c_text.replace(slot, slot.replace(HEADER_PLACEHOLDER, h_digest))
     path.write_text(c_text, encoding="ascii")
     path.with_suffix(HEADER_SUFFIX).write_text(h_text, encoding="ascii")
+    integrity.seal(path)  # a file written here loads checked, as an exported one does
     kernels = path.with_name(KERNELS)
     text = kernels_text()
     if not kernels.is_file() or kernels.read_text(encoding="ascii", errors="replace") != text:

@@ -10,6 +10,7 @@ the IR's names (:class:`Names`); the kernels every step calls are in the fixed h
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from typing import Iterable
@@ -17,7 +18,8 @@ from typing import Iterable
 import numpy as np
 
 from ... import ir
-from ...formats.c.reader import ABI, KERNELS
+from ...errors import UsageError
+from ...formats.c.reader import ABI, HEADER_DIGEST, HEADER_PLACEHOLDER, KERNELS, KERNELS_DIGEST, kernels_text
 
 FRAME_BYTES = 512
 """Allowance in ``PREFIX_STACK_BYTES`` for what the step's arrays do not count: the call frames
@@ -110,7 +112,11 @@ def export_meta(graph: ir.Graph, prefix: str, quantize: str, **info) -> dict:
     file was made (format, mode, quantisation, the identifier prefix and the interface version)."""
     meta = json.loads(graph.metadata_json())
     meta["export"] = {"format": "c", "mode": "step", "quantize": quantize, "prefix": prefix,
-                      "abi": ABI, "language": "C99", **info}
+                      "abi": ABI, "language": "C99", **info,
+                      # the files compiled with the .c, covered by its digest (the writer fills
+                      # in the .h's once it is generated)
+                      HEADER_DIGEST: HEADER_PLACEHOLDER,
+                      KERNELS_DIGEST: hashlib.sha256(kernels_text().encode("ascii")).hexdigest()}
     return meta
 
 
@@ -221,8 +227,8 @@ def descriptor(prefix: str) -> str:
 
 def include(header: str) -> str:
     """``#include`` of the export's own header by its file name."""
-    if any(ch in header for ch in '"\\\n') or not header.isprintable():
-        raise ValueError(f"the header name {header!r} cannot be written in an #include line; "
+    if any(ch in header for ch in '"\\\n') or not header.isprintable() or not header.isascii():
+        raise UsageError(f"the header name {header!r} cannot be written in an #include line; "
                          f"choose a plainer file name")
     return f'#include "{header}"\n'
 

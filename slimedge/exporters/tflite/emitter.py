@@ -38,7 +38,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from ... import ir
+from ... import integrity, ir
 from ..._io import write_bytes
 from ...errors import IncompatibleTarget, UsageError
 from ...formats import QUANTIZE as QUANTIZE_MODES
@@ -470,6 +470,7 @@ def emit(graph: ir.Graph | str | os.PathLike, path: str | os.PathLike, *, quanti
                           export_info={"compat": compat, **(export_info or {})}, compat=compat,
                           io=io)
     write_bytes(path, data)
+    integrity.seal(path)  # a file written here loads checked, as an exported one does
     info["file_bytes"] = len(data)
     return info
 

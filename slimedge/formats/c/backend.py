@@ -1,11 +1,12 @@
 """The ``c`` backend: a C export (``.c`` + ``.h``, or their folder) compiled once, stepped via ctypes.
 
-``open`` reads the config from the ``.c`` (no compiler needed for that), then loads a prebuilt
-shared library sitting beside it (``model.so`` for ``model.c``; ``.dylib`` on macOS) when its
-embedded config matches the source's, and otherwise compiles the source with the host compiler
-into the cache keyed by the source's hash (``$SLIMEDGE_CACHE`` or ``~/.cache/slimedge/c``; see
-:mod:`.toolchain`): the first load of a model compiles (about a second), later
-loads in any process find the library.
+``open`` reads the config from the ``.c`` (no compiler needed for that), checks the ``.c``
+against its digest and its ``.h`` and kernel header against the digests the config records,
+then compiles exactly those checked bytes into the private library cache (``$SLIMEDGE_CACHE`` or
+``~/.cache/slimedge/c``; see :mod:`.toolchain`): the first load of a model compiles (about a
+second), later loads in any process find the library (checked by its hash). A prebuilt library
+beside the ``.c`` (``model.so``) is used only when ``$SLIMEDGE_C_PREBUILT=1`` and it was built
+from this sealed export (checked in its bytes, without loading it).
 
 A step is one C call per batch: ``PREFIX_step_io`` takes one pointer to a struct holding the
 batch size and the six buffers (x, h, c in; y, h_next, c_next out), so ctypes converts one

@@ -13,7 +13,8 @@ import os
 import re
 from pathlib import Path
 
-from ...errors import ModelFileError
+from ..._io import read_regular
+from ...errors import ModelFileError, UsageError
 from ..model_info import parse_json
 
 SUFFIX, HEADER_SUFFIX = ".c", ".h"
@@ -24,6 +25,17 @@ ABI = 1
 IO_STRUCT_FIELDS = ("batch", "x", "h", "c", "y", "h_next", "c_next")
 """Members of the generated ``PREFIX_io`` struct, in order (int batch, then six pointers)."""
 
+
+SOURCE_LIMIT = 1 << 30
+"""The most bytes a ``.c`` may hold (float weights at the parameter cap take about that much)."""
+HEADER_LIMIT = 16 << 20
+"""The most bytes the ``.h`` or the kernel header may hold."""
+HEADER_DIGEST, KERNELS_DIGEST = "header_sha256", "kernels_sha256"
+"""Keys of the config's ``export`` section holding the SHA-256 of the ``.h`` and of the kernel
+header written with the ``.c``: the ``.c``'s own digest covers them, so the digest covers every
+file that is compiled."""
+HEADER_PLACEHOLDER = "f" * 64
+"""The ``.h`` digest as the generator writes it, before the writer fills in the real one."""
 
 KERNELS = "slimedge_kernels.h"
 """The fixed kernel header every export includes, written beside it (the package's own copy)."""
@@ -58,12 +70,20 @@ def _unescape(body: str) -> bytes:
 def config_of_text(text: str) -> dict | None:
     """The config JSON of an export's ``.c`` text: its ``PREFIX_config`` string literal (or, in a
     file written before there was one, the tagged comment line); None when it has neither."""
+    data = config_bytes(text)
+    if data is None:
+        return read_config_comment(text)
+    return json.loads(data.decode("utf-8"))
+
+
+def config_bytes(text: str) -> bytes | None:
+    """The bytes of the ``.c`` text's ``PREFIX_config`` string (as a compiler stores them), or
+    None when it has none."""
     m = re.search(r"^const char \w+_config\[\] =\n((?:[ \t]*\"(?:[^\"\\\n]|\\.)*\"\s*)+);",
                   text, re.MULTILINE)
     if m is None:
-        return read_config_comment(text)
-    data = b"".join(_unescape(lit) for lit in _LITERAL.findall(m.group(1)))
-    return json.loads(data.decode("utf-8"))
+        return None
+    return b"".join(_unescape(lit) for lit in _LITERAL.findall(m.group(1)))
 
 
 def read_config_comment(text: str) -> dict | None:
@@ -85,8 +105,8 @@ def resolve(path: str | os.PathLike) -> Path:
         return path
     found = []
     for c in sorted(path.glob(f"*{SUFFIX}")):
-        try:
-            text = c.read_text(encoding="ascii", errors="replace")
+        try:  # a FIFO or device named *.c is skipped (reading it would block), so is a huge file
+            text = read_regular(c, "C source", SOURCE_LIMIT).decode("ascii", errors="replace")
             if config_of_text(text) is not None:
                 found.append(c)
         except (OSError, ValueError, RecursionError):
@@ -104,10 +124,23 @@ def read_config(path: str | os.PathLike) -> dict:
     path = resolve(path)
     if path.suffix == HEADER_SUFFIX and path.with_suffix(SUFFIX).is_file():
         path = path.with_suffix(SUFFIX)  # the config is in the .c
+    return config_of_bytes(read_source(path), path)
+
+
+def read_source(path: str | os.PathLike) -> bytes:
+    """The bytes of an export's ``.c`` (a regular file of at most :data:`SOURCE_LIMIT` bytes).
+    Raises ModelFileError naming it."""
     try:
-        text = path.read_text(encoding="ascii", errors="replace")
+        return read_regular(path, "C source", SOURCE_LIMIT)
+    except UsageError as e:
+        raise ModelFileError(str(e)) from None
     except OSError as e:
         raise ModelFileError(f"{path}: cannot read it ({e.strerror or e})") from None
+
+
+def config_of_bytes(data: bytes, path: str | os.PathLike) -> dict:
+    """The checked config of the ``.c`` bytes ``data`` (read from ``path``, named in errors)."""
+    text = data.decode("ascii", errors="replace")
     try:
         config = config_of_text(text)
     except (ValueError, RecursionError) as e:
@@ -125,5 +158,7 @@ def read_config(path: str | os.PathLike) -> dict:
     return config
 
 
-__all__ = ["read_config", "resolve", "prefix_for", "kernels_text", "KERNELS", "ABI", "CONFIG_TAG",
+__all__ = ["read_config", "read_source", "config_of_bytes", "resolve", "SOURCE_LIMIT",
+           "HEADER_LIMIT", "HEADER_DIGEST", "KERNELS_DIGEST", "HEADER_PLACEHOLDER", "config_bytes",
+           "prefix_for", "kernels_text", "KERNELS", "ABI", "CONFIG_TAG",
            "IO_STRUCT_FIELDS"]

@@ -10,41 +10,61 @@
   (which would set the loading process to flush denormals to zero).
 * **Renamed files**: a ``.c``/``.h`` pair renamed together still builds (the header beside the
   ``.c`` is given the name the source includes).
-* **Kernels**: the export's ``slimedge_kernels.h`` beside it is compiled with it (the package's
-  own copy where it is missing).
-* **Cache**: one library per (source, header, kernel header, compiler, flags, machine), named by
-  the SHA-256 of those, in ``$SLIMEDGE_CACHE`` or ``~/.cache/slimedge/c``. The source is copied into a private
-  temporary folder, compiled there and renamed into the cache in one step, so two processes
-  compiling one model at once both end with a whole library, and an edit to the file during a
-  build cannot leave a library that does not match its key.
-* **Prebuilt**: a shared library beside the ``.c`` with the same stem (``model.so``; ``.dylib`` on
-  macOS, ``.dll`` on Windows) is loaded instead of compiling, when its embedded config equals the
-  ``.c``'s (which includes a digest of the weights).
+* **What is compiled**: only bytes the sealed ``.c`` covers. The ``.c`` is read once and checked
+  against its digest; its config records the SHA-256 of its ``.h`` and of the kernel header
+  (``export.header_sha256``, ``export.kernels_sha256``), and those files are compiled only when
+  they match (the kernel header: this package's copy when it is the recorded one, else the
+  export's own). The checked bytes are copied into a private build folder and compiled there;
+  nothing is read again from the export's folder. An export recording no header digests (an
+  older slimedge's) is refused, naming ``--no-verify`` / ``verify=False``, which compile the
+  files beside the ``.c`` as they are.
+* **Cache**: ``$SLIMEDGE_CACHE/c`` or ``~/.cache/slimedge/c``, created 0700 and refused
+  (:class:`CacheError`) when it is owned by another user or open to others (a library in it runs
+  in this process). One library per (source, header, kernel header, source name, compiler
+  identity, flags, the CPU ``-march=native`` targets, machine, ABI), named by the SHA-256 of
+  those and by the SHA-256 of its own bytes, which is checked before it is loaded: a damaged
+  entry is removed and rebuilt. Built in a temporary folder inside the cache and renamed into it
+  in one step, so two processes compiling one model at once both end with a whole library.
+* **Prebuilt**: a shared library beside the ``.c`` with the same stem (``model.so``; ``.dylib``
+  on macOS, ``.dll`` on Windows) runs its own code, so it is used only when
+  ``$SLIMEDGE_C_PREBUILT=1`` and then only when the ``.c`` is sealed and the library's bytes hold
+  the ``.c``'s whole config (its digest included). It is checked as bytes, never loaded to find
+  out, and the checked bytes are what is loaded (a copy in the private cache, named by their
+  hash).
 """
 from __future__ import annotations
 
 import ctypes
 import hashlib
 import json
+import logging
 import os
 import platform
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import NamedTuple
 
-from ...errors import CompileError, CompilerNotFound
+from ... import integrity
+from ..._io import read_regular
+from ...errors import CacheError, CompileError, CompilerNotFound, IntegrityError, ModelFileError, UsageError
 from . import reader as src
+
+log = logging.getLogger("slimedge.runtime")
 
 DEFAULT_CFLAGS = ("-O3", "-march=native", "-ffast-math")
 REQUIRED_CFLAGS = ("-std=c99", "-fPIC")  # then linked with -shared alone
 LIBS = ("-lm",)
 CANDIDATES = ("cc", "gcc", "clang")
 ENV_CC, ENV_CFLAGS, ENV_CACHE = "CC", "SLIMEDGE_CFLAGS", "SLIMEDGE_CACHE"
+ENV_PREBUILT = "SLIMEDGE_C_PREBUILT"
+LIBRARY_LIMIT = 1 << 30  # bytes of a shared library read to be hashed
 COMPILE_TIMEOUT_S = 300
 
 
@@ -114,15 +134,6 @@ def _key(parts: list[bytes]) -> str:
     return h.hexdigest()
 
 
-def _sources(c_path: Path) -> tuple[bytes, Path, bytes | None]:
-    try:
-        c_text = c_path.read_bytes()
-    except OSError as e:
-        raise FileNotFoundError(f"{c_path}: cannot read the C source ({e.strerror})") from None
-    h_path = c_path.with_suffix(".h")
-    return c_text, h_path, (h_path.read_bytes() if h_path.is_file() else None)
-
-
 def included_header(c_text: bytes, default: str) -> str:
     """The header file name an export's source includes (``#include "NAME"``)."""
     m = re.search(rb'^#include "([^"/\\\\]+)"', c_text, re.MULTILINE)
@@ -131,7 +142,8 @@ def included_header(c_text: bytes, default: str) -> str:
 
 def compile_library(c_path: str | os.PathLike, out: str | os.PathLike, *,
                     flags: list[str] | None = None, cc: list[str] | None = None,
-                    extra: tuple[str, ...] = (), name: str | os.PathLike | None = None) -> list[str]:
+                    extra: tuple[str, ...] = (), name: str | os.PathLike | None = None,
+                    own_kernels: bool = True) -> list[str]:
     """Compile ``c_path`` (its header beside it) into the shared library ``out``; returns the
     command used. Raises :class:`CompileError` with the compiler's messages, naming the file
     as ``name`` (default: ``c_path``)."""
@@ -144,8 +156,9 @@ def compile_library(c_path: str | os.PathLike, out: str | os.PathLike, *,
     # (numpy and everything else in the app would then compute differently).
     # the kernel header: beside the source first (a quoted #include looks there), else the
     # package's own copy
-    kernels = f"-I{Path(__file__).parent}"
-    compile_cmd = lambda fl: [*cc, *fl, *REQUIRED_CFLAGS, *extra, kernels, "-c", "-o",
+    # (``own_kernels=False``: only the files beside the source, as the cache's builds copy them)
+    kernels = [f"-I{Path(__file__).parent}"] if own_kernels else []
+    compile_cmd = lambda fl: [*cc, *fl, *REQUIRED_CFLAGS, *extra, *kernels, "-c", "-o",
                               os.fspath(obj), os.fspath(c_path)]
     cmd = compile_cmd(flags)
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
@@ -165,33 +178,194 @@ def compile_library(c_path: str | os.PathLike, out: str | os.PathLike, *,
     return cmd
 
 
-def build(c_path: str | os.PathLike) -> Path:
-    """The shared library of the export ``c_path``, from the cache or compiled into it now."""
+class Sources(NamedTuple):
+    """The bytes compiled into an export's library: read once, checked, then copied by the build
+    (never read again from the export's folder)."""
+
+    c: bytes
+    h: bytes | None
+    kernels: bytes
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _companion(path: Path, what: str) -> bytes | None:
+    """The bytes of a file beside the ``.c`` (None when there is none); a FIFO or a file over
+    :data:`~.reader.HEADER_LIMIT` is refused naming it."""
+    if not os.path.lexists(path):
+        return None
+    try:
+        return read_regular(path, what, src.HEADER_LIMIT)
+    except UsageError as e:
+        raise ModelFileError(str(e)) from None
+    except OSError as e:
+        raise ModelFileError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+
+
+def sources(c_path: str | os.PathLike, c_bytes: bytes | None = None, config: dict | None = None, *,
+            check: bool | None = None) -> Sources:
+    """The bytes to compile for the export ``c_path``: its ``.c`` (``c_bytes`` when already read),
+    its ``.h`` and the kernel header.
+
+    Checked (``check``; default: unless inside :func:`slimedge.integrity.unchecked`): the ``.c``
+    against its own digest, and the ``.h`` and kernel header against the digests its config
+    records (``export.header_sha256``, ``export.kernels_sha256``), so nothing is compiled that the
+    ``.c``'s digest does not cover. The kernel header is this package's copy when it is the one
+    recorded, else the export's own when that is. An export that records no header digests
+    (written before there were any) is refused, naming the option that loads it anyway.
+    Unchecked: the files beside the ``.c`` as they are (the package's kernel header where it has
+    none)."""
     c_path = Path(c_path)
-    c_text, h_path, h_text = _sources(c_path)
-    k_path = c_path.with_name(src.KERNELS)  # the kernel header beside it, else the package's
-    k_text = k_path.read_bytes() if k_path.is_file() else src.kernels_text().encode("ascii")
-    cc = find_compiler()
-    flags = user_cflags() or list(DEFAULT_CFLAGS)
-    key = _key([c_text, h_text or b"", k_text, compiler_identity(cc).encode(), " ".join(flags).encode(),
-                f"{platform.system()} {platform.machine()} {sys.platform}".encode(),
-                str(src.ABI).encode()])
+    if c_bytes is None:
+        c_bytes = src.read_source(c_path)
+    if config is None:
+        config = src.config_of_bytes(c_bytes, c_path)
+    check = integrity.checking() if check is None else check
+    h_path, k_path = c_path.with_suffix(src.HEADER_SUFFIX), c_path.with_name(src.KERNELS)
+    h = _companion(h_path, "C header")
+    beside = _companion(k_path, "kernel header")
+    own = src.kernels_text().encode("ascii")
+    if not check:
+        return Sources(c_bytes, h, beside if beside is not None else own)
+    integrity.verify_bytes(c_bytes, c_path)
+    export = config["export"]
+    want_h, want_k = export.get(src.HEADER_DIGEST), export.get(src.KERNELS_DIGEST)
+    if not (isinstance(want_h, str) and isinstance(want_k, str)):
+        raise IntegrityError(
+            f"{c_path}: its config records no digest of the headers compiled with it "
+            f"('export.{src.HEADER_DIGEST}', 'export.{src.KERNELS_DIGEST}'; written by an older "
+            f"slimedge), so they cannot be checked before they are compiled and run; export it "
+            f"again, or load it anyway with --no-verify / verify=False if you trust its folder")
+    if h is None:
+        raise ModelFileError(f"{h_path}: missing: the C export {c_path} is compiled with its "
+                             f"header; copy the .h with the .c")
+    if _sha(h) != want_h:
+        raise IntegrityError(f"{h_path}: corrupted: the header does not match the digest its "
+                             f"source records ('export.{src.HEADER_DIGEST}' in {c_path}); get the "
+                             f"files again (or load them anyway with --no-verify / verify=False, "
+                             f"at your own risk)")
+    for kernels in (own, beside):
+        if kernels is not None and _sha(kernels) == want_k:
+            return Sources(c_bytes, h, kernels)
+    raise IntegrityError(f"{k_path}: the kernel header is {'missing' if beside is None else 'not the one'} "
+                         f"the export was written with ('export.{src.KERNELS_DIGEST}' in {c_path}) "
+                         f"and this slimedge's own differs; copy the export's {src.KERNELS} with "
+                         f"it (or load it anyway with --no-verify / verify=False, at your own risk)")
+
+
+_cpu: list[str] = []
+
+
+def target_cpu(flags: list[str]) -> str:
+    """What ``-march=native`` (or ``-mcpu``/``-mtune=native``) compiles for: this machine's CPU
+    model and feature flags (empty when the flags name no native target). Part of the cache key,
+    so a cache shared by machines (a network home) never hands one a library with instructions
+    its CPU lacks."""
+    if not any(f.endswith("=native") for f in flags):
+        return ""
+    with _lock:
+        if not _cpu:
+            lines = []
+            try:
+                with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                    for line in f:
+                        name = line.split(":", 1)[0].strip()
+                        if name in ("vendor_id", "model name", "cpu family", "model", "flags",
+                                    "Features", "CPU implementer", "CPU part", "isa"):
+                            if line not in lines:
+                                lines.append(line)
+                        elif not line.strip() and lines:
+                            break  # the first processor is enough
+            except OSError:
+                pass
+            _cpu.append("".join(lines) or f"{platform.machine()} {platform.processor()}")
+        return _cpu[0]
+
+
+def _private(folder: Path) -> Path:
+    """``folder`` is a private folder of this user: a directory owned by the user, closed to
+    everyone else (CacheError otherwise: a library in it is loaded into the process)."""
+    st = os.stat(folder)
+    if not stat.S_ISDIR(st.st_mode):
+        raise CacheError(f"{folder}: the C library cache is not a folder; set ${ENV_CACHE} to a "
+                         f"private folder")
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise CacheError(f"{folder}: the C library cache belongs to another user (uid "
+                         f"{st.st_uid}); its libraries would run in this process, so it is not "
+                         f"used. Set ${ENV_CACHE} to a folder of your own")
+    if os.name == "posix" and st.st_mode & 0o077:
+        raise CacheError(f"{folder}: the C library cache is open to other users (mode "
+                         f"{stat.S_IMODE(st.st_mode):o}); its libraries would run in this "
+                         f"process, so it must be private: chmod 700 {folder}, or set "
+                         f"${ENV_CACHE} to another folder")
+    return folder
+
+
+_fallback: list[Path] = []
+
+
+def private_cache() -> Path:
+    """The library cache folder (:func:`cache_dir`), created 0700 and checked to be private; where
+    it cannot be created (an unwritable home), a private temporary folder for this process."""
     folder = cache_dir()
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:  # an unwritable home: a private cache for this process
-        folder = Path(tempfile.mkdtemp(prefix="slimedge-c-"))
-    lib = folder / f"{src.prefix_for(c_path)}-{key[:32]}{library_suffix()}"
-    if lib.is_file():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        with _lock:
+            if not _fallback:
+                _fallback.append(Path(tempfile.mkdtemp(prefix="slimedge-c-")))
+            return _fallback[0]
+    return _private(folder)
+
+
+def _entry(folder: Path, key: str) -> Path | None:
+    """The cache's library for ``key`` when its bytes still hash to the digest in its name; a
+    damaged entry (truncated, bit-flipped) is removed, to be rebuilt."""
+    for lib in sorted(folder.glob(f"{key}-*{library_suffix()}")):
+        digest = lib.name[len(key) + 1:-len(library_suffix())]
+        try:
+            if _sha(read_regular(lib, "cached library", LIBRARY_LIMIT)) == digest:
+                return lib
+        except (OSError, UsageError):
+            pass
+        lib.unlink(missing_ok=True)
+    return None
+
+
+def build(c_path: str | os.PathLike, srcs: Sources | None = None) -> Path:
+    """The shared library of the export ``c_path``, from the cache or compiled into it now.
+
+    ``srcs``: the bytes to compile (default: :func:`sources`, checked). The library is named by
+    the SHA-256 of everything that went into it (the three files, the source's name, the
+    compiler's identity, the flags, the target CPU of ``-march=native``, the machine, the ABI)
+    and by the SHA-256 of its own bytes, checked before it is used."""
+    c_path = Path(c_path)
+    srcs = srcs if srcs is not None else sources(c_path)
+    cc = find_compiler()
+    flags = user_cflags() or list(DEFAULT_CFLAGS)
+    key = _key([srcs.c, srcs.h if srcs.h is not None else b"\0none", srcs.kernels,
+                c_path.name.encode("utf-8", "surrogateescape"), compiler_identity(cc).encode(),
+                "\0".join(flags).encode(), target_cpu(flags).encode(),
+                f"{platform.system()} {platform.machine()} {sys.platform}".encode(),
+                str(src.ABI).encode()])
+    folder = private_cache()
+    lib = _entry(folder, key)
+    if lib is not None:
         return lib
     with tempfile.TemporaryDirectory(prefix=".build-", dir=folder) as tmp:
         work = Path(tmp)
-        (work / c_path.name).write_bytes(c_text)
-        if h_text is not None:  # under the name the .c includes (the pair may have been renamed)
-            (work / included_header(c_text, h_path.name)).write_bytes(h_text)
-        (work / src.KERNELS).write_bytes(k_text)
-        out = work / lib.name
-        compile_library(work / c_path.name, out, cc=cc, name=c_path)
+        (work / c_path.name).write_bytes(srcs.c)
+        if srcs.h is not None:  # under the name the .c includes (the pair may have been renamed)
+            (work / included_header(srcs.c, c_path.with_suffix(src.HEADER_SUFFIX).name)).write_bytes(srcs.h)
+        (work / src.KERNELS).write_bytes(srcs.kernels)
+        out = work / f"lib{library_suffix()}"
+        compile_library(work / c_path.name, out, cc=cc, name=c_path, own_kernels=False)
+        lib = folder / f"{key}-{_sha(out.read_bytes())}{library_suffix()}"
         os.replace(out, lib)  # atomic: another process may have put the same library there
     return lib
 
@@ -199,11 +373,68 @@ def build(c_path: str | os.PathLike) -> Path:
 def prebuilt(c_path: Path) -> Path | None:
     """The shared library beside the ``.c`` (same stem), if there is one."""
     lib = c_path.with_suffix(library_suffix())
-    return lib if lib.is_file() else None
+    return lib if os.path.lexists(lib) else None
+
+
+def _use_prebuilt(c_path: Path, srcs: Sources, check: bool) -> Path | None:
+    """A private copy of the prebuilt library beside the ``.c``, checked without loading it: used
+    only when ``$SLIMEDGE_C_PREBUILT=1`` and its bytes hold the ``.c``'s whole config (which
+    holds the ``.c``'s digest, and that the digests of the headers; checked: the ``.c`` must be
+    sealed). The checked bytes are what is loaded (copied into the private cache under their
+    hash), so the file cannot change between check and load."""
+    lib = prebuilt(c_path)
+    if lib is None:
+        return None
+    if os.environ.get(ENV_PREBUILT, "").strip() != "1":
+        log.info("%s: not loaded (a prebuilt library runs its own code; set $%s=1 to use libraries "
+                 "built from the sealed export beside it)", lib, ENV_PREBUILT)
+        return None
+    raw = src.config_bytes(srcs.c.decode("ascii", errors="replace"))
+    if raw is None or (check and integrity.recorded_bytes(srcs.c) in (None, integrity.PLACEHOLDER)):
+        log.info("%s: not loaded (its source %s is not a sealed export)", lib, c_path)
+        return None
+    try:
+        data = read_regular(lib, "shared library", LIBRARY_LIMIT)
+    except UsageError as e:
+        raise ModelFileError(str(e)) from None
+    if raw + b"\0" not in data:
+        log.info("%s: not loaded (built from another source than %s)", lib, c_path)
+        return None
+    folder = private_cache()
+    copy = folder / f"prebuilt-{_sha(data)}{library_suffix()}"
+    if _entry(folder, "prebuilt") != copy:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".prebuilt-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, copy)
+    return copy
+
+
+def load(c_path: str | os.PathLike, config: dict, *, allow_prebuilt: bool = True) -> tuple[ctypes.CDLL, str]:
+    """The export's shared library loaded with ctypes, and where it came from.
+
+    The ``.c`` is read once; checked (unless inside :func:`slimedge.integrity.unchecked`), it must
+    match its digest and the headers the digests it records (:func:`sources`), before anything is
+    compiled or loaded. A prebuilt library beside the file is used when allowed (see
+    :func:`_use_prebuilt`; never opened to find out); otherwise the library is built (or found,
+    checked) in the private cache.
+    """
+    c_path = Path(c_path)
+    c_bytes = src.read_source(c_path)
+    if src.config_of_bytes(c_bytes, c_path) != config:
+        raise ModelFileError(f"{c_path}: the file changed while it was being loaded; load it again")
+    check = integrity.checking()
+    srcs = sources(c_path, c_bytes, config, check=check)
+    lib_path = _use_prebuilt(c_path, srcs, check) if allow_prebuilt else None
+    if lib_path is not None:
+        return ctypes.CDLL(os.fspath(lib_path)), f"prebuilt {prebuilt(c_path)}"
+    lib_path = build(c_path, srcs)
+    return ctypes.CDLL(os.fspath(lib_path)), f"compiled {lib_path}"
 
 
 def embedded_config(lib: ctypes.CDLL, prefix: str) -> dict | None:
-    """The config JSON a compiled export carries (``PREFIX_config``), or None."""
+    """The config JSON a loaded library carries (``PREFIX_config``), or None. (The backend never
+    loads a library to read this: see :func:`load`.)"""
     try:
         first = ctypes.c_char.in_dll(lib, f"{prefix}_config")
     except ValueError:
@@ -214,31 +445,13 @@ def embedded_config(lib: ctypes.CDLL, prefix: str) -> dict | None:
         return None
 
 
-def load(c_path: str | os.PathLike, config: dict, *, allow_prebuilt: bool = True) -> tuple[ctypes.CDLL, str]:
-    """The export's shared library loaded with ctypes, and where it came from.
-
-    A prebuilt library beside the file is used when its embedded config equals ``config`` (the
-    ``.c``'s own); otherwise the library is built (or found) in the cache.
-    """
-    c_path = Path(c_path)
-    prefix = config["export"]["prefix"]
-    lib_path = prebuilt(c_path) if allow_prebuilt else None
-    if lib_path is not None:
-        lib = ctypes.CDLL(os.fspath(lib_path.resolve()))
-        if embedded_config(lib, prefix) == config:
-            return lib, f"prebuilt {lib_path}"
-        lib_path = None  # a stale or foreign library: compile the source instead
-    lib_path = build(c_path)
-    lib = ctypes.CDLL(os.fspath(lib_path))
-    return lib, f"compiled {lib_path}"
-
-
 def describe() -> str:
     """The compiler and flags in use, in words (``"gcc ... -O3 -march=native -ffast-math"``)."""
     cc = find_compiler()
     return f"{compiler_identity(cc)}; {' '.join(user_cflags() or DEFAULT_CFLAGS)}"
 
 
-__all__ = ["find_compiler", "have_compiler", "build", "load", "compile_library", "prebuilt",
+__all__ = ["find_compiler", "have_compiler", "build", "load", "sources", "Sources", "private_cache",
+           "target_cpu", "ENV_PREBUILT", "compile_library", "prebuilt",
            "cache_dir", "describe", "library_suffix", "CompilerNotFound", "CompileError",
            "DEFAULT_CFLAGS", "embedded_config"]

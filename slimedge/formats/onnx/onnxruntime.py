@@ -48,6 +48,10 @@ class Session:
         if threads:
             opts.intra_op_num_threads = int(threads)
         opts.log_severity_level = 3
+        from ..._io import read_regular
+        from .reader import check_no_external_data
+
+        check_no_external_data(read_regular(path, "model file"), path)
         try:
             self._session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types for a bad file

@@ -11,7 +11,7 @@ import struct
 from pathlib import Path
 
 from ...errors import ModelFileError
-from ..model_info import METADATA_KEY, parse_json
+from ..model_info import LIMITS, METADATA_KEY, parse_json
 
 FILE_IDENTIFIER = b"TFL3"
 
@@ -29,13 +29,21 @@ def read_metadata(buf: bytes) -> dict[str, bytes]:
     try:
         model = _u32(buf, 0)
         buffers = _vector(buf, _field(buf, model, 4))
-        out = {}
-        for meta in _vector(buf, _field(buf, model, 6)):
+        out, copied = {}, 0
+        entries = _vector(buf, _field(buf, model, 6))
+        if len(entries) > LIMITS["tflite_metadata"]:
+            raise ModelFileError(f"a TFLite model with {len(entries):,} Metadata entries, more than "
+                                 f"the {LIMITS['tflite_metadata']:,} slimedge reads (forged?)")
+        for meta in entries:
             name_at = _field(buf, meta, 0)
             name = _string(buf, name_at) if name_at is not None else ""
             at = _field(buf, meta, 1)
             index = _u32(buf, at) if at is not None else 0
             out[name] = _buffer_bytes(buf, buffers[index])
+            copied += len(out[name])
+            if copied > len(buf):  # entries sharing one large buffer: a copy each would add up
+                raise ModelFileError(f"a TFLite model whose Metadata entries hold more bytes "
+                                     f"({copied:,}) than the file ({len(buf):,}); forged?")
         return out
     except (struct.error, IndexError):
         raise ModelFileError(f"a truncated or damaged TFLite model (its flatbuffer points past "

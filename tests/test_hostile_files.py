@@ -1,0 +1,168 @@
+"""Hostile files and options (issue 22, items 5, 6, 10): each is opened in a child process under
+a memory limit and a timeout, and must be refused with a SlimedgeError naming the file, before
+anything large is allocated or anything blocks. The files are small."""
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+import zipfile
+
+import numpy as np
+import pytest
+
+from helpers import make_checkpoint
+from slimedge import exporters, formats, runtime
+from slimedge.errors import UsageError
+
+MEMORY = 1536 << 20  # address space of the child: far below what the unchecked files take
+TIMEOUT = 60
+
+
+def child(code: str, timeout: float = TIMEOUT) -> str:
+    """Run ``code`` in a fresh Python under MEMORY and TIMEOUT; returns the SlimedgeError it
+    raised as "REFUSED <class>: <message>" (or "OK"). A traceback, crash or hang fails the test."""
+    prelude = textwrap.dedent(f"""\
+        import resource, sys
+        resource.setrlimit(resource.RLIMIT_AS, ({MEMORY}, {MEMORY}))
+        from slimedge.errors import SlimedgeError
+        try:
+        """)
+    body = textwrap.indent(textwrap.dedent(code), "    ")
+    tail = ("\nexcept SlimedgeError as e:\n    print('REFUSED', type(e).__name__ + ':', e)\n"
+            "else:\n    print('OK')\n")
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", prelude + body + tail], capture_output=True,
+                         text=True, timeout=timeout, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip()
+
+
+def tflite_with_metadata(path, entries: int, data: int) -> None:
+    """A TFLite flatbuffer whose ``entries`` Metadata entries all name one buffer of ``data``
+    bytes (a reader copying each entry's bytes takes entries x data)."""
+    out = bytearray(struct.pack("<I", 28) + b"TFL3")
+    out += struct.pack("<9H", 18, 12, 0, 0, 0, 0, 4, 0, 8) + b"\0\0"  # Model vtable at 8
+    vec_buffers, vec_meta = 40, 48
+    out += struct.pack("<iII", 28 - 8, vec_buffers - 32, vec_meta - 36)  # Model table at 28
+    m0 = vec_meta + 4 + 4 * entries  # Buffer vtable, then the Buffer table
+    out += struct.pack("<II", 1, (m0 + 8) - (vec_buffers + 4))
+    m1 = m0 + 16  # Metadata vtable, then the tables
+    tables = [m1 + 8 + 12 * k for k in range(entries)]
+    out += struct.pack("<I", entries) + b"".join(
+        struct.pack("<I", t - (vec_meta + 4 + 4 * k)) for k, t in enumerate(tables))
+    strings = m1 + 8 + 12 * entries
+    names = [f"m{k}".encode() for k in range(entries)]
+    name_at, at = [], strings
+    for n in names:
+        name_at.append(at)
+        at += (4 + len(n) + 1 + 3) // 4 * 4
+    data_at = at
+    out += struct.pack("<3H", 6, 8, 4) + b"\0\0"
+    out += struct.pack("<iI", 8, data_at - (m0 + 8 + 4))
+    out += struct.pack("<4H", 8, 12, 4, 8)
+    for k, t in enumerate(tables):
+        out += struct.pack("<iII", t - m1, name_at[k] - (t + 4), 0)
+    for n in names:
+        blob = struct.pack("<I", len(n)) + n + b"\0"
+        out += blob + b"\0" * ((-len(blob)) % 4)
+    assert len(out) == data_at
+    out += struct.pack("<I", data) + b"\x01" * data
+    path.write_bytes(bytes(out))
+
+
+@pytest.mark.parametrize("entries,data,message", [
+    (6_000, 1_000, "6,000 Metadata entries"),
+    (1_000, 700_000, "Metadata entries hold more bytes"),
+])
+def test_a_tflite_file_whose_metadata_would_take_gigabytes(tmp_path, entries, data, message):
+    path = tmp_path / "bomb.tflite"
+    tflite_with_metadata(path, entries, data)
+    assert path.stat().st_size < 1 << 20
+    got = child(f"from slimedge import formats\nformats.info({str(path)!r})")
+    assert got.startswith("REFUSED ModelFileError:") and "bomb.tflite" in got and message in got, got
+
+
+def test_an_npz_zip_bomb_is_refused_before_it_is_inflated(tmp_path):
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        with z.open("X.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_1_0(
+                f, {"descr": "<f4", "fortran_order": False, "shape": (1000, 100, 200)})
+            zeros = bytes(1 << 20)
+            for _ in range(80_000_000 // len(zeros)):
+                f.write(zeros)
+        z.writestr("y.npy", b"")
+    assert path.stat().st_size < 1 << 20
+    got = child(f"from slimedge.data.npz import load_npz\nload_npz({str(path)!r})")
+    assert got.startswith("REFUSED DataError:") and "bomb.npz" in got and "zip bomb" in got, got
+
+
+def test_an_npz_with_thousands_of_members_is_refused(tmp_path):
+    path = tmp_path / "many.npz"
+    np.savez(path, **{f"a{k}": np.zeros(1) for k in range(1000)}, X=np.zeros((2, 3)), y=[0, 1])
+    got = child(f"from slimedge.data.npz import load_npz\nload_npz({str(path)!r})")
+    assert got.startswith("REFUSED DataError:") and "1,002 members" in got, got
+
+
+@pytest.fixture(scope="module")
+def onnx_file(tmp_path_factory):
+    d = tmp_path_factory.mktemp("hostile")
+    ckpt, _, _ = make_checkpoint(d / "m.safetensors", "LSTM1", 5, 8, 1, classes=3)
+    return exporters.export(ckpt, d / "m.onnx", format="onnx").path
+
+
+def test_fifos_are_refused_everywhere_a_model_is_read(tmp_path):
+    fifo = tmp_path / "model.onnx"
+    os.mkfifo(fifo)
+    for code in (f"from slimedge import formats\nformats.info({str(fifo)!r})",
+                 f"from slimedge import runtime\nruntime.load({str(fifo)!r})"):
+        got = child(code)
+        assert got.startswith("REFUSED UsageError:") and "a FIFO" in got, got
+    out = subprocess.run([sys.executable, "-m", "slimedge", "profile", str(fifo)], text=True,
+                         capture_output=True, timeout=TIMEOUT,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.returncode == 2 and "FIFO" in out.stdout + out.stderr, out.stdout + out.stderr
+
+
+def test_threads_and_batch_sizes_are_capped(onnx_file):
+    cap = formats.LIMITS["threads"]
+    for threads in (0, cap + 1, 100_000):
+        with pytest.raises(UsageError, match=f"threads must be at least 1 and at most {cap}"):
+            runtime.load(onnx_file, "onnxruntime", threads=threads)
+    got = child(f"from slimedge import runtime\n"
+                f"runtime.load({str(onnx_file)!r}, 'onnxruntime', threads=100_000)")
+    assert got.startswith("REFUSED UsageError:"), got
+    model = runtime.load(onnx_file, "onnxruntime", threads=1)
+    for batch in (-1, formats.LIMITS["batch"] + 1, 10**12, 2.5):
+        with pytest.raises(UsageError, match="number of streams must be a whole number"):
+            model.streams(batch)
+    for batch in (0, formats.LIMITS["batch"] + 1, 10**12):
+        with pytest.raises(UsageError, match="batch"):
+            model.bind(batch)
+    assert model.streams(3).step(np.zeros((3, 5), np.float32)).shape == (3, 3)
+
+
+def test_threads_are_capped_on_the_command_line(onnx_file, tmp_path):
+    """`slimedge run`, `profile` and `train` refuse --threads above the cap with exit 2."""
+    from typer.testing import CliRunner
+
+    from slimedge.cli import app
+
+    cap = formats.LIMITS["threads"]
+    for args in (["run", str(onnx_file), "--input", str(tmp_path / "x.npy")],
+                 ["profile", str(onnx_file)], ["train", "-o", str(tmp_path / "t.safetensors")]):
+        r = CliRunner().invoke(app, [*args, "--threads", str(cap + 1)])
+        out = " ".join(r.output.split())
+        assert r.exit_code == 2 and "threads" in out and f"{cap}" in out, (args, r.output)
+
+
+def test_string_class_names_map_in_linear_time(tmp_path):
+    """Issue 22, item 12: y as class names was mapped by a list scan per entry (a 4.8 MB file took
+    137 s); 200,000 names of 60,000 classes now take a few seconds (a minute before)."""
+    path = tmp_path / "names.npz"
+    y = np.array([f"c{k % 60_000:05d}" for k in range(200_000)])
+    np.savez(path, X=np.zeros((len(y), 1, 1), np.float32), y=y)
+    got = child(f"from slimedge.data.npz import load_npz\nload_npz({str(path)!r})", timeout=30)
+    assert got == "OK" or "names.npz" in got, got
