@@ -290,18 +290,7 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def update_markdown(text: str) -> None:
-    md = BENCH.read_text()
-    if SECTION in md:
-        start = md.index(SECTION)
-        nxt = md.find("\n## ", start + len(SECTION))
-        md = md[:start] + text + (md[nxt + 1:] if nxt != -1 else "")
-    else:
-        md = md.rstrip("\n") + "\n\n" + text
-    BENCH.write_text(md)
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--streams", default="200,300,400,500,600,700,850,1000,1200",
                     help="the ladder of concurrent streams (stops after two failures in a row)")
@@ -311,20 +300,30 @@ def main() -> None:
     ap.add_argument("--tick-ms", type=float, default=20.0,
                     help="the server's --tick-ms (20: larger batches, within the 100 ms budget)")
     ap.add_argument("--idle", type=int, default=1000, help="idle connections for memory")
-    ap.add_argument("--update", action="store_true",
-                    help="write benchmarks/results/serve_load.json and BENCHMARKS.md")
     ap.add_argument("--table-only", action="store_true",
-                    help="with --update: rewrite BENCHMARKS.md from the JSON, measure nothing")
-    args = ap.parse_args()
+                    help="the BENCHMARKS.md section from the JSON (printed; written with "
+                         "--update), measure nothing")
+    sys.path.insert(0, str(ROOT))
+    from slimedge._report import (
+        add_output_arguments,
+        machine,
+        nothing_written,
+        settle_outputs,
+        update_markdown_section,
+    )
+
+    add_output_arguments(ap, RESULTS)
+    args = ap.parse_args(argv)
+    settle_outputs(args, RESULTS)
     if args.table_only:
-        if args.update:
-            update_markdown(markdown(json.loads(RESULTS.read_text())))
-            print("rewrote BENCHMARKS.md from", RESULTS.relative_to(ROOT))
+        text = markdown(json.loads(args.source.read_text()))
+        if args.markdown:
+            update_markdown_section(BENCH, SECTION, text)
+            print("rewrote BENCHMARKS.md from", args.source)
         else:
-            print(markdown(json.loads(RESULTS.read_text())))
+            print(text)
         return
     from slimedge import exporters, zoo
-    from slimedge._report import machine
 
     levels = [int(x) for x in args.streams.split(",")]
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -374,14 +373,18 @@ def main() -> None:
                        "this process's CPU. CPU ceiling = the machine's cores / (the four per chunk "
                        "× 10 chunks per stream-second): the streams that would saturate every core "
                        "with nothing else running, an upper bound, not a capacity."}
-    if args.update:
-        if RESULTS.exists():       # the capacity of each earlier run stays on record
-            prev = json.loads(RESULTS.read_text())
-            result["earlier_runs"] = [*prev.get("earlier_runs", []), summary(prev)]
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-        update_markdown(markdown(result))
-        print(f"wrote {RESULTS.relative_to(ROOT)} and BENCHMARKS.md")
+    if args.out is None:
+        print(nothing_written(RESULTS))
+        return
+    if args.out.exists():       # the capacity of each earlier run stays on record
+        prev = json.loads(args.out.read_text())
+        result["earlier_runs"] = [*prev.get("earlier_runs", []), summary(prev)]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    if args.markdown:
+        update_markdown_section(BENCH, SECTION, markdown(result))
+        print("and BENCHMARKS.md's section")
 
 
 if __name__ == "__main__":

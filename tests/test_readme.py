@@ -155,6 +155,9 @@ def fixtures(tmp_path_factory):
 def _run(block: Block, fixtures: Path, tmp_path: Path) -> subprocess.CompletedProcess:
     work = tmp_path / "work"
     shutil.copytree(fixtures, work)
+    shared = ROOT.parent / "shared"  # ../shared beside the checkout, as the README's paths say
+    if shared.is_dir():
+        (tmp_path / "shared").symlink_to(shared)
     code = "".join(line for line in block.code.splitlines(keepends=True)
                    if not line.startswith("pip install "))
     for old, new in block.replace:
