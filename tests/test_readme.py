@@ -12,6 +12,9 @@ which the reader sees in the source:
 - ``<!-- readme-test: slow -->``: run in the slow tier (``-m slow``; CI runs it).
 - ``<!-- readme-test: with "OLD" -> "NEW"; ... -->``: run with these replacements (a 30-epoch
   training as 1 epoch); each OLD must occur in the block.
+- ``<!-- readme-test: server ARGS -->``: run while ``slimedge serve ARGS --port 0`` serves from the
+  block's folder, with the block's ``127.0.0.1:8000`` pointed at the port it took (the server is
+  stopped after the block).
 
 ``pip install`` lines are not run here (this environment has every extra): each must install from
 a checkout or a built wheel (``.``, ``".[extra]"``, ``dist/...whl``) or name a pinned public
@@ -49,6 +52,7 @@ class Block:
     skip: str | None = None
     slow: bool = False
     replace: list[tuple[str, str]] = field(default_factory=list)
+    server: list[str] | None = None
 
     @property
     def id(self) -> str:
@@ -73,6 +77,8 @@ def blocks(text: str) -> list[Block]:
                 b.skip = directive[len("skip:"):].strip()
             elif directive == "slow":
                 b.slow = True
+            elif directive.startswith("server"):
+                b.server = directive.split()[1:]
             elif directive.startswith("with "):
                 pair = re.fullmatch(r'with "(.*)" -> "(.*)"', directive)
                 assert pair, f"README.md:{i}: write a replacement as with \"OLD\" -> \"NEW\""
@@ -97,6 +103,8 @@ def test_every_block_runs_or_says_why_not():
             assert len(b.skip.split()) >= 3, f"README.md:{b.line}: say why it cannot run here"
         for old, _ in b.replace:
             assert old in b.code, f"README.md:{b.line}: {old!r} is not in the block"
+        if b.server is not None:
+            assert "127.0.0.1:8000" in b.code, f"README.md:{b.line}: the block's server address"
 
 
 PIP = re.compile(r"pip install (.*?)(?:\s+#|\s*&&|$)")
@@ -169,8 +177,22 @@ def _run(block: Block, fixtures: Path, tmp_path: Path) -> subprocess.CompletedPr
         cmd = ["bash", "-e", "-o", "pipefail", "-c", code]
     else:
         cmd = [sys.executable, "-c", code]
-    return subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True,
-                          timeout=TIMEOUT_S)
+    if block.server is None:
+        return subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True,
+                              timeout=TIMEOUT_S)
+    server = subprocess.Popen([sys.executable, "-m", "slimedge", "serve", *block.server,
+                               "--port", "0"], cwd=work, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()  # "serving MODEL on http://127.0.0.1:PORT ..."
+        assert " on " in line, f"README.md:{block.line}: no server: {line!r} {server.stderr.read()}"
+        address = line.split(" on ")[1].split()[0].split("//")[1]
+        cmd[-1] = code.replace("127.0.0.1:8000", address)
+        return subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True,
+                              timeout=TIMEOUT_S)
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
 
 
 @pytest.mark.parametrize("block", [pytest.param(b, id=b.id, marks=[pytest.mark.slow] if b.slow
