@@ -11,7 +11,8 @@ time.
         --frames frames.npy --out outputs.npz [--restart-at 20] [--first-id 1]
 
 ``frames.npy`` is (k, T, m) float32; ``outputs.npz`` holds ``y`` (k, T, K), ``latency_s``
-(T, k), ``wall_s`` (the whole run) and ``errors`` (the text of any error replies).
+(T, k), ``wall_s`` and ``cpu_s`` (the client's wall and CPU time over the run, its threads
+included) and ``errors`` (the text of any error replies).
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def stream(url: str, model: str, frames: np.ndarray, *, restart_at=(), first_id:
     latency = np.zeros((T, k))
     errors: list[str] = []
     restart = set(int(r) for r in restart_at)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     try:
         for t in range(T):
             sent = {}
@@ -62,11 +63,12 @@ def stream(url: str, model: str, frames: np.ndarray, *, restart_at=(), first_id:
     finally:
         client.stop_stream()
         client.close()
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     if errors:
-        return {"errors": np.array(errors), "wall_s": wall}
+        return {"errors": np.array(errors), "wall_s": wall, "cpu_s": cpu}
     y = np.stack([np.stack(row) for row in ys]).swapaxes(0, 1)
-    return {"y": y, "latency_s": latency, "wall_s": wall, "errors": np.array([], str)}
+    return {"y": y, "latency_s": latency, "wall_s": wall, "cpu_s": cpu,
+            "errors": np.array([], str)}
 
 
 def main(argv: list[str] | None = None) -> None:
