@@ -249,15 +249,16 @@ def test_cli_export_triton(tmp_path):
     from slimedge.cli import app
 
     runner = CliRunner()
-    r = runner.invoke(app, ["export", "--triton", str(tmp_path / "repo"), "--format", "c",
-                            "--json"])
+    # --compat is the TFLite file's option alone (the ONNX export does not take it)
+    r = runner.invoke(app, ["export", "--triton", str(tmp_path / "repo"), "--format", "tflite",
+                            "--compat", "tflite-runtime", "--json"])
     assert r.exit_code == 0, r.output
     got = json.loads(r.stdout)
     assert Path(got["python_model"]).name == "fsdd_default_python"
-    assert got["exports"]["python"]["format"] == "c"
+    assert got["exports"]["python"]["format"] == "tflite"
     assert got["exports"]["onnx"]["validation"]["max_abs_diff"]
     assert (tmp_path / "repo" / "fsdd_default" / "1" / "model.onnx").is_file()
-    assert (tmp_path / "repo" / "fsdd_default_python" / "1" / "fsdd_default.c").is_file()
+    assert (tmp_path / "repo" / "fsdd_default_python" / "1" / "fsdd_default.tflite").is_file()
     for args, message in ((["-o", str(tmp_path / "m.onnx")], "drop -o"),
                           (["--mode", "sequence"], "drop --mode sequence"),
                           ([], "already exists")):

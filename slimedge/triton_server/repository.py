@@ -235,7 +235,8 @@ def write(model, root: str | os.PathLike, *, format: str = "onnx", quantize: str
     with tempfile.TemporaryDirectory(prefix=f".{name}.", suffix=".tmp", dir=root) as tmp:
         tmp = Path(tmp)
         step = exporters.export(ckpt, tmp / f"{name}.onnx", format="onnx", quantize=quantize,
-                                validate=validate, **export_options)
+                                validate=validate, **{k: v for k, v in export_options.items()
+                                                      if k != "compat"})  # TFLite's option
         results["onnx"] = step
         a = tmp / "onnx"
         (a / VERSION).mkdir(parents=True)
