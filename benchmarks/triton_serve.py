@@ -23,7 +23,6 @@ work does not depend on them). Only with ``--update`` does it write
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -144,26 +143,14 @@ def main(argv: list[str] | None = None) -> None:
                          "--update), measure nothing")
     sys.path.insert(0, str(ROOT))
     from slimedge import runtime, triton_server, zoo
-    from slimedge._report import (
-        add_output_arguments,
-        machine,
-        nothing_written,
-        settle_outputs,
-        update_markdown_section,
-    )
+    from slimedge._report import add_output_arguments, machine, publish, settle_outputs
     from slimedge.triton_server import bundled
 
     add_output_arguments(ap, RESULTS)
     args = ap.parse_args(argv)
     settle_outputs(args, RESULTS)
     if args.table_only:
-        text = markdown(json.loads(args.source.read_text()))
-        if args.markdown:
-            update_markdown_section(BENCH, SECTION, text)
-            print("rewrote BENCHMARKS.md from", args.source)
-        else:
-            print(text)
-        return
+        return publish(args, None, RESULTS, BENCH, SECTION, markdown)
     python = bundled.env_python()
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     rng = np.random.default_rng(0)
@@ -220,15 +207,7 @@ def main(argv: list[str] | None = None) -> None:
                        "the model) over the level's run, and the client's (gRPC, tritonclient) over "
                        "its streaming loop (its start-up left out), user + system. Bit-equal: every "
                        "served output equals a local Stream's."}
-    if args.out is None:
-        print(nothing_written(RESULTS))
-        return
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
-    if args.markdown:
-        update_markdown_section(BENCH, SECTION, markdown(result))
-        print("and BENCHMARKS.md's section")
+    publish(args, result, RESULTS, BENCH, SECTION, markdown)
 
 
 if __name__ == "__main__":
