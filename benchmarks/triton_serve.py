@@ -42,18 +42,21 @@ SECTION = "## Triton: the sequence batcher on the bundled server (`benchmarks/tr
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def group_cpu_s(pgid: int) -> float:
-    """User + system CPU seconds of every live process in the process group ``pgid`` (the server
-    and its Python-backend stub)."""
-    total = 0
+def group_cpu_s(pgid: int) -> dict:
+    """User + system CPU seconds of the live processes in the process group ``pgid``: the
+    server's own (``tritonserver``: gRPC, the sequence batcher) and its Python-backend stub's
+    (the request hand-off and the Python model, which steps the slimedge runtime)."""
+    total = {"tritonserver": 0, "python_stub": 0}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            head, tail = stat.read_text().rsplit(")", 1)
         except OSError:
             continue
+        fields = tail.split()
         if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total / TICK
+            key = "tritonserver" if head.endswith("(tritonserver") else "python_stub"
+            total[key] += int(fields[11]) + int(fields[12])
+    return {k: v / TICK for k, v in total.items()}
 
 
 def run_client(python: Path, url: str, model: str, frames: np.ndarray, folder: Path) -> dict:
@@ -80,7 +83,10 @@ def one_run(python: Path, server, frames: np.ndarray, folder: Path) -> dict:
     return {"stream_steps_per_s": round(k * T / float(got["wall_s"]), 1),
             "request_p50_ms": pct(lat, 50), "request_p99_ms": pct(lat, 99),
             "round_p50_ms": pct(rounds, 50), "round_p99_ms": pct(rounds, 99),
-            "server_cpu_us_per_request": round((cpu1 - cpu0) / (k * T) * 1e6, 1),
+            "server_cpu_us_per_request": round((sum(cpu1.values()) - sum(cpu0.values()))
+                                               / (k * T) * 1e6, 1),
+            **{f"{key}_cpu_us_per_request": round((cpu1[key] - cpu0[key]) / (k * T) * 1e6, 1)
+               for key in cpu0},
             "client_cpu_us_per_request": round(float(got["cpu_s"]) / (k * T) * 1e6, 1),
             "y": got["y"]}
 
@@ -116,14 +122,17 @@ def markdown(r: dict) -> str:
              f"`make triton-env`).", "",
              "| streams | steps each | stream-steps/s | request p50 ms | request p99 ms | "
              "step round p50 ms | step round p99 ms | in-process step_streams /s | served / "
-             "in-process | CPU µs/request: server | client | bit-equal |",
+             "in-process | CPU µs/request: server (tritonserver + Python stub) | client | "
+             "bit-equal |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|"]
     for row in r["levels"]:
         lines.append(f"| {row['streams']} | {row['steps']} | {row['stream_steps_per_s']:,.0f} | "
                      f"{row['request_p50_ms']:.1f} | {row['request_p99_ms']:.1f} | "
                      f"{row['round_p50_ms']:.1f} | {row['round_p99_ms']:.1f} | "
                      f"{row['in_process_steps_per_s']:,.0f} | {row['served_over_in_process']:.3f} "
-                     f"| {row['server_cpu_us_per_request']:.0f} | "
+                     f"| {row['server_cpu_us_per_request']:.0f} "
+                     f"({row.get('tritonserver_cpu_us_per_request', float('nan')):.0f} + "
+                     f"{row.get('python_stub_cpu_us_per_request', float('nan')):.0f}) | "
                      f"{row['client_cpu_us_per_request']:.0f} | "
                      f"{'yes' if row['bit_equal'] else 'NO'} |")
     lines += ["", r["notes"]]
@@ -183,7 +192,9 @@ def main(argv: list[str] | None = None) -> None:
                       f"{row['request_p50_ms']:.1f} p99 {row['request_p99_ms']:.1f} ms; round "
                       f"p50 {row['round_p50_ms']:.1f} p99 {row['round_p99_ms']:.1f} ms; in-process "
                       f"{inproc:,.0f}/s (x{row['served_over_in_process']:.3f}); CPU µs/request "
-                      f"server {row['server_cpu_us_per_request']:.0f} client "
+                      f"server {row['server_cpu_us_per_request']:.0f} (tritonserver "
+                      f"{row['tritonserver_cpu_us_per_request']:.0f}, Python stub "
+                      f"{row['python_stub_cpu_us_per_request']:.0f}) client "
                       f"{row['client_cpu_us_per_request']:.0f}; bit-equal {row['bit_equal']}",
                       flush=True)
     command = "python benchmarks/triton_serve.py " + " ".join(
@@ -203,10 +214,12 @@ def main(argv: list[str] | None = None) -> None:
                        "Model.step_streams on the same k streams, one call per step, in this "
                        "process; served / in-process is what gRPC, Triton's scheduler and the "
                        "Python backend's shared-memory hand-off cost. CPU per request: the "
-                       "server's (tritonserver and its Python-backend stub, whose Python steps "
-                       "the model) over the level's run, and the client's (gRPC, tritonclient) over "
-                       "its streaming loop (its start-up left out), user + system. Bit-equal: every "
-                       "served output equals a local Stream's."}
+                       "server's over the level's run, split into tritonserver's own (gRPC, the "
+                       "sequence batcher) and its Python-backend stub's (the per-request hand-off "
+                       "through shared memory, the Python model, the slimedge runtime's step), "
+                       "and the client's (gRPC, tritonclient) over its streaming loop (its "
+                       "start-up left out), user + system. Bit-equal: every served output equals "
+                       "a local Stream's."}
     publish(args, result, RESULTS, BENCH, SECTION, markdown)
 
 
