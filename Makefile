@@ -31,11 +31,13 @@ $(STAMP): pyproject.toml Makefile
 # the Triton tests' own venv (nvidia-pytriton pins numpy < 2): its tritonserver, tritonclient, onnxruntime
 triton-env: $(TRITON_STAMP)
 
-$(TRITON_STAMP): scripts/triton-requirements.txt
+$(TRITON_STAMP): scripts/triton-requirements.txt pyproject.toml
 	@echo "== Setting up $(TRITON_VENV) for the Triton tests: nvidia-pytriton's tritonserver (numpy < 2,"
 	@echo "== so a venv of its own), tritonclient, onnxruntime: about 450 MB (nothing to do on later runs)."
 	test -x $(TRITON_VENV)/bin/python || $(PYTHON) -m venv $(TRITON_VENV)
 	$(TRITON_VENV)/bin/python -m pip install --disable-pip-version-check --progress-bar on -r scripts/triton-requirements.txt
+	@echo "== this checkout into it, editable: the Python backend's stub imports slimedge from there"
+	$(TRITON_VENV)/bin/python -m pip install --disable-pip-version-check --no-deps -e .
 	touch $(TRITON_STAMP)
 
 demo: venv

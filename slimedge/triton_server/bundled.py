@@ -7,8 +7,9 @@ numpy < 2, so it lives in a virtual environment of its own: ``make triton-env`` 
 ``scripts/triton-requirements.txt``. :class:`Server` starts that binary on free loopback ports
 with the Python backend's stub for the environment's Python, loads only the ``*_python`` model
 (the bundled binary cannot load the onnxruntime one), waits until it is ready, and stops it.
-The stub process imports slimedge from this checkout and numpy and the model's runtime backend
-from the environment.
+The stub process imports slimedge, numpy and the model's runtime backend from the environment
+(``make triton-env`` installs this checkout into it, editable; the stub finds the environment as
+its ``python3`` on the PATH).
 
     python -m slimedge.triton_server.bundled REPO MODEL_python     # serve until Ctrl-C
 """
@@ -32,9 +33,11 @@ from ..errors import MissingDependency, UsageError
 ENV_VAR = "SLIMEDGE_TRITON_ENV"
 CHECKOUT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 60.0
-_PROBE = ("import json, site, sys, sysconfig; print(json.dumps({'version': '%d.%d' % "
-          "sys.version_info[:2], 'site': site.getsitepackages(), 'libdir': "
-          "sysconfig.get_config_var('LIBDIR'), 'ldlibrary': sysconfig.get_config_var('LDLIBRARY')}))")
+_PROBE = ("import importlib.util, json, site, sys, sysconfig; s = importlib.util.find_spec("
+          "'slimedge'); print(json.dumps({'version': '%d.%d' % sys.version_info[:2], 'site': "
+          "site.getsitepackages(), 'libdir': sysconfig.get_config_var('LIBDIR'), 'ldlibrary': "
+          "sysconfig.get_config_var('LDLIBRARY'), 'slimedge': s and s.submodule_search_locations"
+          " and list(s.submodule_search_locations)}))")
 
 
 def env_path() -> Path:
@@ -83,8 +86,15 @@ class Server:
 
     def start(self, timeout: float = STARTUP_TIMEOUT_S) -> None:
         py = env_python()
-        probe = json.loads(subprocess.run([str(py), "-c", _PROBE], check=True,
-                                          capture_output=True, text=True).stdout)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        probe = json.loads(subprocess.run([str(py), "-c", _PROBE], check=True, env=env,
+                                          capture_output=True, text=True, cwd="/").stdout)
+        mine = str(CHECKOUT / "slimedge")
+        if mine not in (probe["slimedge"] or []):  # the stub imports the env's slimedge
+            raise MissingDependency(f"{env_path()}: its Python imports slimedge from "
+                                    f"{probe['slimedge'] or 'nowhere'}, not this checkout's "
+                                    f"{mine}; run `make triton-env` here (it installs the "
+                                    f"checkout into the env, editable)")
         site = Path(probe["site"][0])
         root = site / "pytriton" / "tritonserver"
         stub = root / "python_backend_stubs" / probe["version"] / "triton_python_backend_stub"
@@ -99,9 +109,7 @@ class Server:
         libs = [str(site / "nvidia_pytriton.libs")]
         if probe["libdir"] and (Path(probe["libdir"]) / str(probe["ldlibrary"])).exists():
             libs.append(probe["libdir"])  # the stub embeds this Python's own libpython
-        env = dict(os.environ)
         env["LD_LIBRARY_PATH"] = ":".join([*libs, *filter(None, [env.get("LD_LIBRARY_PATH")])])
-        env["PYTHONPATH"] = ":".join([str(site), str(CHECKOUT)])
         env["PATH"] = f"{py.parent}:{env['PATH']}"
         env.update(self.extra_env)
         self.http_port, self.grpc_port = free_port(), free_port()
@@ -163,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
         if not (repo / m / "config.pbtxt").is_file():
             raise SystemExit(str(UsageError(f"{repo / m}: no config.pbtxt (not a model of this "
                                             f"repository)")))
-    with Server(repo, args[1:]) as s:
+    with tempfile.TemporaryDirectory() as d, Server(repo, args[1:], log=Path(d) / "log") as s:
         print(f"tritonserver serving {', '.join(s.models)} from {repo}: HTTP "
               f"127.0.0.1:{s.http_port}, gRPC {s.grpc_url} (Ctrl-C stops it)", flush=True)
         try:
