@@ -40,19 +40,27 @@ class Sequences:
             self._sweep(now)
         m = self.model.input_size
         out: list = [None] * len(corrids)
-        group: list[tuple[int, int, object, np.ndarray, bool]] = []
+        frames = [x if isinstance(x, np.ndarray) else np.asarray(x) for x in frames]
+        shapes = [x.shape for x in frames]
+        ok = [s in ((1, m), (m,)) for s in shapes]
+        X = np.zeros((len(frames), m), np.float32)  # every frame of the right shape, one array
+        if any(ok):
+            rows = [i for i, good in enumerate(ok) if good]
+            with np.errstate(over="ignore"):
+                X[rows] = np.concatenate([frames[i].reshape(1, m) for i in rows])
+        finite = np.isfinite(X).all(axis=1)
+        group: list[tuple[int, int, object, bool]] = []
         seen: set[int] = set()
-        for i, (cid, start, end, x) in enumerate(zip(corrids, starts, ends, frames)):
+        for i, (cid, start, end) in enumerate(zip(corrids, starts, ends)):
             cid = int(cid)
             if cid in seen:  # a second request of one sequence: after the first is stepped
-                self._run(group, out)
+                self._run(group, X, out)
                 group, seen = [], set()
-            x = np.asarray(x, np.float32).reshape(-1) if np.size(x) == m else np.asarray(x)
-            if x.shape != (m,):
-                out[i] = (f"sequence {cid}: input x has shape {tuple(np.shape(x))}, expected "
-                          f"(1, {m}) (one frame per request)")
+            if not ok[i]:
+                out[i] = (f"sequence {cid}: input x has shape {shapes[i]}, expected (1, {m}) (one "
+                          f"frame per request)")
                 continue
-            if not np.isfinite(x).all():
+            if not finite[i]:
                 out[i] = f"sequence {cid}: input x holds NaN or inf"
                 continue
             entry = self.streams.get(cid)
@@ -64,15 +72,16 @@ class Sequences:
                 continue
             entry[1] = now
             seen.add(cid)
-            group.append((i, cid, entry[0], x, bool(end)))
-        self._run(group, out)
+            group.append((i, cid, entry[0], bool(end)))
+        self._run(group, X, out)
         return out
 
-    def _run(self, group, out) -> None:
+    def _run(self, group, X: np.ndarray, out) -> None:
         if not group:
             return
-        ys = self.model.step_streams([g[2] for g in group], np.stack([g[3] for g in group]))
-        for (i, cid, _, _, end), y in zip(group, ys):
+        rows = [g[0] for g in group]
+        ys = self.model.step_streams([g[2] for g in group], X[rows])
+        for (i, cid, _, end), y in zip(group, ys):
             out[i] = y
             if end:
                 self.streams.pop(cid, None)
