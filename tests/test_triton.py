@@ -251,7 +251,8 @@ def test_cli_export_triton(tmp_path):
     runner = CliRunner()
     # --compat is the TFLite file's option alone (the ONNX export does not take it)
     r = runner.invoke(app, ["export", "--triton", str(tmp_path / "repo"), "--format", "tflite",
-                            "--compat", "tflite-runtime", "--json"])
+                            "--compat", "tflite-runtime", "--triton-max-sequences", "4096",
+                            "--json"])
     assert r.exit_code == 0, r.output
     got = json.loads(r.stdout)
     assert Path(got["python_model"]).name == "fsdd_default_python"
@@ -259,6 +260,9 @@ def test_cli_export_triton(tmp_path):
     assert got["exports"]["onnx"]["validation"]["max_abs_diff"]
     assert (tmp_path / "repo" / "fsdd_default" / "1" / "model.onnx").is_file()
     assert (tmp_path / "repo" / "fsdd_default_python" / "1" / "fsdd_default.tflite").is_file()
+    for model in ("fsdd_default", "fsdd_default_python"):
+        assert "max_candidate_sequences: 4096" in (tmp_path / "repo" / model /
+                                                   "config.pbtxt").read_text()
     for args, message in ((["-o", str(tmp_path / "m.onnx")], "drop -o"),
                           (["--mode", "sequence"], "drop --mode sequence"),
                           ([], "already exists")):
