@@ -268,3 +268,23 @@ def test_cli_export_triton(tmp_path):
                           ([], "already exists")):
         r = runner.invoke(app, ["export", "--triton", str(tmp_path / "repo"), *args])
         assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
+
+
+def test_readme_quotes_the_benchmark_results():
+    """The README's Triton figures are the ones in benchmarks/results/triton_serve.json."""
+    r = json.loads((ROOT / "benchmarks" / "results" / "triton_serve.json").read_text())
+    levels = {x["streams"]: x for x in r["levels"]}
+    text = " ".join((ROOT / "README.md").read_text().split())
+    rates = ", ".join(f"{levels[k]['stream_steps_per_s']:,.0f}" for k in (16, 64))
+    cpu = ", ".join(f"{levels[k]['server_cpu_us_per_request']:.0f}" for k in (16, 64))
+    quoted = [f"{rates} and {levels[256]['stream_steps_per_s']:,.0f} stream-steps/s for 16, 64 "
+              f"and 256 lockstep streams",
+              f"with {cpu} and {levels[256]['server_cpu_us_per_request']:.0f} µs of server CPU",
+              f"(load average {float(r['loadavg_before'].split()[0]):.0f})"]
+    stale = [q for q in quoted if q not in text]
+    assert not stale, "README.md no longer quotes triton_serve.json:\n" + "\n".join(stale)
+    lo = min(x["in_process_us_per_stream_step"] for x in levels.values())
+    hi = max(x["in_process_us_per_stream_step"] for x in levels.values())
+    assert f"takes {lo:.0f}–{hi:.0f} µs a stream-step" in text
+    ratios = [x["served_over_in_process"] * 100 for x in levels.values()]
+    assert f"{min(ratios):.0f}–{max(ratios):.0f} % of `step_streams`" in text
