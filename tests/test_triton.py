@@ -187,6 +187,11 @@ def test_sequences_per_correlation_id():
     assert set(seqs.streams) == {8}  # 7 ended
     out = seqs.step([8, 8], [0, 0], [0, 0], [np.zeros(12, np.float32), np.full(13, np.nan)])
     assert "shape (12,)" in out[0] and "(1, 13)" in out[0] and "NaN" in out[1]
+    # START with a refused frame: a fresh state all the same; END with one: dropped all the same
+    out = seqs.step([5, 6], [1, 1], [0, 1], [np.full(13, np.inf), np.zeros(5)])
+    assert "NaN or inf" in out[0] and "shape (5,)" in out[1] and set(seqs.streams) == {5, 8}
+    out = seqs.step([5], [0], [1], [f[1]])
+    assert np.array_equal(out[0], model.stream().step(f[1])) and set(seqs.streams) == {8}
     ref[8].reset()  # START on a live sequence starts it again from the zero state
     out = seqs.step([8], [1], [0], [f[2]])
     assert np.array_equal(out[0], ref[8].step(f[2]))
@@ -204,6 +209,37 @@ def test_write_refuses_existing_model_folders_and_bad_options(repo, tmp_path):
         triton_server.write(zoo.default_model_path(), tmp_path / "r",
                      sequencing=triton_server.Sequencing(max_batch=0))
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+BAD_REQUESTS = """
+import json, sys
+import numpy as np
+import tritonclient.grpc as g
+from tritonclient.utils import InferenceServerException
+
+c = g.InferenceServerClient(sys.argv[1])
+def send(frame, **seq):
+    x = g.InferInput("x", list(frame.shape), "FP32")
+    x.set_data_from_numpy(frame.astype(np.float32))
+    try:
+        c.infer("digits_python", [x], **seq)
+        return "ok"
+    except InferenceServerException as e:
+        return e.message()
+out = {"nan": send(np.full((1, 13), np.nan), sequence_id=991, sequence_start=True),
+       "after_nan": send(np.zeros((1, 13)), sequence_id=991, sequence_end=True),
+       "no_start": send(np.zeros((1, 13)), sequence_id=992),
+       "wrong_shape": send(np.zeros((1, 12)), sequence_id=993, sequence_start=True)}
+print(json.dumps(out))
+"""
+
+
+def bad_requests(url: str) -> dict:
+    """The error replies to a NaN frame, a sequence without START and a wrong-sized frame."""
+    r = subprocess.run([str(triton_python()), "-c", BAD_REQUESTS, url], capture_output=True,
+                       text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout)
 
 
 @pytest.mark.slow
@@ -230,6 +266,7 @@ def test_bundled_tritonserver_streams_equal_local_streams(repo, tmp_path):
                                capture_output=True, text=True, timeout=120)
             assert r.returncode == 0, r.stderr[-3000:]
             results[name] = np.load(tmp_path / f"{name}.npz")
+        errors = bad_requests(server.grpc_url)
         code = server.stop()
     assert code == 0, log.read_text()[-3000:]
     for name, (model, frames, restarts) in runs.items():
@@ -238,6 +275,12 @@ def test_bundled_tritonserver_streams_equal_local_streams(repo, tmp_path):
         want = local_streams(model, frames.astype(np.float32), set(restarts))
         np.testing.assert_array_equal(got["y"], want)
         assert (got["latency_s"] > 0).all()
+    # a NaN frame is refused by the model, alone: the next request of its sequence steps
+    assert "sequence 991: input x holds NaN or inf" in errors["nan"], errors
+    assert errors["after_nan"] == "ok", errors
+    # Triton itself refuses a sequence without START and a frame of the wrong size
+    assert "START" in errors["no_start"], errors
+    assert "[1,12]" in errors["wrong_shape"].replace(" ", ""), errors
     # without the restart the outputs after step 20 would differ: START did reset the state
     assert not np.array_equal(local_streams(digits, runs["digits_python"][1].astype(np.float32)),
                               results["digits_python"]["y"])

@@ -8,7 +8,8 @@ and CORRID; :class:`Sequences` starts a fresh :class:`~slimedge.runtime.Stream` 
 every request of the list in one ``Model.step_streams`` call, and drops a stream on END or after
 ``idle_s`` without a request (Triton drops the sequence then too). A request that cannot be
 stepped (no state for its id, a frame of the wrong shape or with NaN/inf) gets its own error
-response; the others in the batch are stepped.
+response and leaves its stream's state as it was (zeros, if it carried START); the others in
+the batch are stepped.
 """
 from __future__ import annotations
 
@@ -56,21 +57,21 @@ class Sequences:
             if cid in seen:  # a second request of one sequence: after the first is stepped
                 self._run(group, X, out)
                 group, seen = [], set()
-            if not ok[i]:
-                out[i] = (f"sequence {cid}: input x has shape {shapes[i]}, expected (1, {m}) (one "
-                          f"frame per request)")
-                continue
-            if not finite[i]:
-                out[i] = f"sequence {cid}: input x holds NaN or inf"
-                continue
             entry = self.streams.get(cid)
-            if start:
+            if start:  # a fresh state, even when this request's frame is refused below
                 entry = self.streams[cid] = [self.model.stream(), now]
             elif entry is None:
                 out[i] = (f"sequence {cid}: no state (a sequence's first request carries START; "
                           f"one that ended, or sat idle over {self.idle_s:g} s, is dropped)")
                 continue
             entry[1] = now
+            if not (ok[i] and finite[i]):  # a refused frame leaves the state as it was
+                out[i] = (f"sequence {cid}: input x has shape {shapes[i]}, expected (1, {m}) (one "
+                          f"frame per request)" if not ok[i]
+                          else f"sequence {cid}: input x holds NaN or inf")
+                if end:  # Triton ends the sequence all the same
+                    self.streams.pop(cid, None)
+                continue
             seen.add(cid)
             group.append((i, cid, entry[0], bool(end)))
         self._run(group, X, out)
