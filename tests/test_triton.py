@@ -200,6 +200,13 @@ def test_sequences_per_correlation_id():
     assert "sequence 8: no state" in out[0] and len(seqs) == 0
 
 
+def test_the_runtime_refuses_the_triton_onnx_with_a_clear_error(repo):
+    from slimedge.errors import ModelFileError
+
+    with pytest.raises(ModelFileError, match="a Triton repository's model .* batch first"):
+        runtime.load(repo["two"].onnx_model / "1" / "model.onnx", backend="onnxruntime")
+
+
 def test_write_refuses_existing_model_folders_and_bad_options(repo, tmp_path):
     with pytest.raises(UsageError, match="already exists"):
         triton_server.write(zoo.default_model_path(), repo["root"], name="digits")

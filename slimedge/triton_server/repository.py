@@ -22,6 +22,7 @@ carry implicit state (Triton accepts the config and passes nothing), so its mode
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -32,6 +33,7 @@ from pathlib import Path
 from .. import formats, integrity
 from .._io import _umask
 from ..errors import UsageError
+from ..formats import METADATA_KEY
 
 VERSION = "1"
 MODEL_PY = "from slimedge.triton_server.python_model import TritonPythonModel  # noqa: F401\n"
@@ -40,6 +42,7 @@ DEFAULT_MAX_SEQUENCES = 1024
 DEFAULT_IDLE_S = 60.0
 DEFAULT_QUEUE_DELAY_US = 500
 _NAME = re.compile(r"[^A-Za-z0-9_.-]")
+STATE_LAYOUT = "batch_first"  # the Triton ONNX file's export.state_layout (h, c: (B, layers, n))
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,11 @@ def batch_first_state(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     nodes = [*first, *g.node, *last]
     del g.node[:]
     g.node.extend(nodes)
+    for prop in model.metadata_props:  # the config says so: the runtime refuses this layout
+        if prop.key == METADATA_KEY:
+            config = json.loads(prop.value)
+            config.setdefault("export", {})["state_layout"] = STATE_LAYOUT
+            prop.value = json.dumps(config, sort_keys=True)
     onnx.checker.check_model(model, full_check=True)
     onnx.save_model(model, os.fspath(dst), save_as_external_data=False)
     integrity.seal(dst)  # the slimedge config stays in the file, with this file's digest
