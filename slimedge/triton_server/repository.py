@@ -271,4 +271,5 @@ def write(model, root: str | os.PathLike, *, format: str = "onnx", quantize: str
             raise
     for key, r in results.items():  # the files as they lie in the repository now
         r.path = targets[key] / VERSION / (file if key == "python" else "model.onnx")
+        r.size_bytes = r.path.stat().st_size
     return Repository(root, targets["onnx"], targets["python"], results)
