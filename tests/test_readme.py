@@ -424,3 +424,28 @@ def test_tflite_weight_scale_figures_are_the_results_file():
             f"dynamic and int8) and the int8 files' weight bytes, scales included, at "
             f"{tfl['int8']['weight_ratio_with_qparams']:.2f}× of the float file's"],
            "quantization.json")
+
+
+def test_tflm_table_is_measured(tmp_path):
+    """The README's TFLite Micro table of the shipped model (its sizes had gone stale): each
+    row's file size (KiB), test accuracy on TFLM and arena, measured here on fresh exports."""
+    pytest.importorskip("tflite_micro")
+    from slimedge import data, exporters, formats, runtime, zoo
+    from slimedge.devices import tflm
+    from slimedge.profile.report import _size
+
+    model = zoo.default_model_path()
+    test = data.load_as_recorded(formats.info(model).data).test
+    rows = []
+    for name, q, opts in (("float", "none", {}), ("int8", "int8", {}),
+                          ('int8, `io="int"`', "int8", {"io": "int"})):
+        path = tmp_path / f"m{len(rows)}.tflite"
+        exporters.export(model, path, format="tflite", quantize=q, compat="tflm", validate=False,
+                         **opts)
+        arena = tflm.measure(path)
+        acc = runtime.evaluate(runtime.load(path, backend="tflm"), test)
+        assert acc.n == 300
+        rows.append(f"| {name} | {_size(path.stat().st_size)} | {100 * acc.accuracy:.1f}% | "
+                    f"{arena['arena_bytes']:,} B | {arena['arena_used_bytes']:,} B |")
+    table = "\n".join(rows)
+    assert table in README.read_text(), f"the README's TFLM table is now:\n{table}"
