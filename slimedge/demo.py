@@ -137,10 +137,11 @@ def render(res: DemoResult, console) -> None:
                       f"{100 * card['test_accuracy']:.1f}%; LSTM0 trained with the same budget: "
                       f"{l0['params']:,} parameters, {100 * l0['test_accuracy']:.1f}% "
                       f"(slimedge/zoo/README.md).", highlight=False, soft_wrap=True)
-    t = Table(title="Exported, validated, and run through the runtime on the test split")
-    for col in ("file", "backend", "size", "export check", "test accuracy"):
+    t = Table(title="Exported, validated, and run through the runtime: accuracy on the test split")
+    for col in ("file", "backend", "size", "export check", "accuracy"):
+        # in 80 columns a file name keeps up to 22 cells (fsdd_def…dynamic.tflite); the check wraps
         t.add_column(col, justify="left" if col in ("file", "export check") else "right",
-                     **({"ratio": 1, "min_width": 12} if col == "file" else {}))
+                     no_wrap=col != "export check", **({"max_width": 22} if col == "file" else {}))
     shown = names([Path(e["path"]).name for e in res.exports])
     for e, name in zip(res.exports, shown):
         if e.get("error"):

@@ -8,6 +8,7 @@ import importlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -304,10 +305,14 @@ def test_demo_leaves_files_and_one_screen(tmp_path):
         assert (out / f).is_file()
     roles = {r["config"]["role"] for r in res.report["results"]}
     assert roles == {"model", "lstm0", "torch.onnx"}
-    console = Console(record=True, width=130)
+    console = Console(record=True, width=80)
     demo.render(res, console)
     text = console.export_text()
-    assert "test accuracy" in text and "× torch.onnx" in text and str(out) in text
+    assert "accuracy" in text and "× torch.onnx" in text and str(out) in text
+    rows = [line for line in text.splitlines() if line[:1] in "┏┃┡│└"]
+    assert rows and max(len(line) for line in rows) <= 80  # the tables fit 80 columns
+    for e in res.exports:  # each file's whole name (these fit), on one line
+        assert any(line.startswith(f"│ {Path(e['path']).name} ") for line in rows), e["path"]
 
 
 def test_cuda_backend_is_planned_when_a_gpu_is_present(tiny, tmp_path, monkeypatch):
