@@ -23,20 +23,6 @@ static int8_t hq[STATE_SIZE];
 static int16_t cq[STATE_SIZE];
 static int32_t yq[OUTPUT_SIZE];
 
-static void put_int(const char *before, long v, const char *after)
-{
-    char buf[64], digits[24];
-    int n = 0, k = 0;
-    for (const char *p = before; *p && n < 20; p++) buf[n++] = *p;
-    unsigned long u = v < 0 ? -(unsigned long)v : (unsigned long)v;
-    do { digits[k++] = (char)('0' + u % 10); u /= 10; } while (u);
-    if (v < 0) buf[n++] = '-';
-    while (k) buf[n++] = digits[--k];
-    for (const char *p = after; *p && n < 62; p++) buf[n++] = *p;
-    buf[n] = 0;
-    semihost_write(buf);
-}
-
 int main(void)
 {
     RESET_Q(hq, cq);
@@ -45,10 +31,10 @@ int main(void)
     int best = 0;  /* yq is y in fixed point (one scale for all): its argmax is y's */
     for (int k = 1; k < OUTPUT_SIZE; k++)
         if (yq[k] > yq[best]) best = k;
-    put_int("frames: ", FRAMES_COUNT, "\n");
+    semihost_write_int("frames: ", FRAMES_COUNT, "\n");
     semihost_write("predicted: ");
     semihost_write(LABELS[best]);
     semihost_write("\n");
-    put_int("expected: ", FRAMES_LABEL, "\n");
+    semihost_write_int("expected: ", FRAMES_LABEL, "\n");
     return 0;
 }
