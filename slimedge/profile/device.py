@@ -175,7 +175,10 @@ def tables(report: dict, wide: bool = False) -> list:
     for col in cols:
         if col in keep:
             t.add_column(col, justify="left" if col in ("model", "C") else "right")
-    shown = names([_label(r) for r in res])
+    from rich.text import Text
+
+    labels = [_label(r) for r in res]
+    shown = [Text(x) for x in labels] if wide else names(labels)  # whole with --wide
     for r, name in zip(res, shown):
         tf = r.get("tflm") or {}
         cycles = (r["cycles_per_step_estimate"] or {}).get("mean", r["time"]["cycles_per_step"])

@@ -229,7 +229,7 @@ def _table(title: str, columns: list[str], caption: str | None = None):
     t = Table(title=title, caption=caption, caption_justify="left", title_justify="left")
     for k, col in enumerate(columns):
         if k == 0:
-            t.add_column(col, justify="left", ratio=1, min_width=12)
+            t.add_column(col, justify="left", overflow="fold", ratio=1, min_width=12)
         else:
             t.add_column(col, justify="right", no_wrap=True)
     return t
@@ -251,8 +251,11 @@ def tables(report: dict, wide: bool = False) -> list:
     lat_t = _table(f"Per-step latency (µs), batch 1, {s['threads']} thread(s): {s['steps']} "
                    f"steps after {s['warmup']} warm-up, interleaved in {s['rounds']} rounds",
                    lat_cols, caption)
-    shown = dict(zip((r["config"]["label"] for r in report["results"]),
-                     names([r["config"]["label"] for r in report["results"]])))
+    from rich.text import Text
+
+    labels = [r["config"]["label"] for r in report["results"]]
+    # whole labels (folded) with --wide; else one line each, shortened from the middle
+    shown = dict(zip(labels, [Text(x) for x in labels] if wide else names(labels)))
     for r in ok:
         lat, c = r["latency_us"], r["config"]
         l0, tox = r.get("vs_lstm0") or {}, r.get("vs_torch_onnx") or {}
@@ -262,9 +265,10 @@ def tables(report: dict, wide: bool = False) -> list:
                  "RTF": _fmt(r.get("rtf"), ".4f"), "× LSTM0": _times(l0.get("speedup")),
                  "× torch.onnx": _times(tox.get("speedup"))}
         lat_t.add_row(shown[c["label"]], *(cells[k] for k in lat_cols[1:]), style=STYLE.get(c["role"]))
-    size_cols = (["configuration", "file", "C source", "size × LSTM0", "size × torch.onnx",
-                  "params", "MACs/step", "ops", "load ms", "1st step µs", "step overhead µs",
-                  "peak MiB", "model MiB"] if wide else
+    has_c = any(r.get("source_bytes") is not None for r in report["results"])
+    size_cols = (["configuration", "file", *(["C source"] if has_c else []), "size × LSTM0",
+                  "size × torch.onnx", "params", "MACs/step", "ops", "load ms", "1st step µs",
+                  "step overhead µs", "peak MiB", "model MiB"] if wide else
                  ["configuration", "file", "× LSTM0", "× torch.onnx", "MACs/step", "peak MiB"])
     c_note = ("file = the file's size; for a C export (c) its compiled code + constants, as "
               "flash holds them")
