@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .. import formats
-from ..errors import UsageError
+from ..errors import CompileError, CompilerNotFound, UsageError
 from .plan import Config
 from .worker import ProfileError, WorkerProcess
 
@@ -53,7 +53,11 @@ def _compiled(path: Path) -> dict:
     from ..formats.c import toolchain
 
     extras.require("profile", f"the compiled size of {path.name}", "elftools")
-    sizes = toolchain.compiled_size(path)
+    try:
+        sizes = toolchain.compiled_size(path)
+    except (CompileError, CompilerNotFound) as e:  # the c backend's load says so for its row
+        return {"size_bytes": None, "source_bytes": _size_bytes(path), "size_of": None,
+                "size_error": str(e).splitlines()[0]}
     return {"size_bytes": sizes["total"], "source_bytes": _size_bytes(path),
             "size_of": f"compiled code + constants ({sizes['flags']})"}
 
