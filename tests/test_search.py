@@ -1,0 +1,268 @@
+"""slimedge search: the space, the budget and its size model against measured exports, and the
+search end to end (a SIGKILL mid-trial and a resume; the front; exporting a front model), on
+SQLite (the default), PostgreSQL (a real server started here) and a real local Ray cluster.
+
+Trials are tiny (FSDD capped at a few dozen sequences, 1-2 epochs): these check behaviour, not
+accuracy."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+optuna = pytest.importorskip("optuna")
+
+from slimedge import checkpoint, data, runtime  # noqa: E402
+from slimedge.errors import UsageError  # noqa: E402
+from slimedge.search import Budget, SearchSpace, SizeModel, parse_bytes, parse_count  # noqa: E402
+from slimedge.search import budget as budget_mod  # noqa: E402
+from slimedge.search import study as study_mod  # noqa: E402
+from slimedge.search.space import train_settings  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+LIMIT = 40
+
+
+def _cli(*args, timeout=300, **kw):
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run([sys.executable, "-m", "slimedge", *map(str, args)], env=env,
+                          capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def _search_args(out, *extra):
+    return ["search", "run", out, "--target", "cortex-m4", "--variants", "LSTM6",
+            "--hidden-sizes", "4,8,12", "--quantize", "none", "--data", "fsdd", "--limit", LIMIT,
+            "--epochs", 2, "--no-prune", *extra]
+
+
+# ---- the space and the budget ------------------------------------------------------------------
+def test_sizes_and_rates_parse_and_bad_ones_say_what_was_expected():
+    assert parse_bytes("32KB") == 32768 and parse_bytes("8k") == 8192
+    assert parse_bytes("1.5KiB") == 1536 and parse_bytes("4096") == 4096
+    assert parse_count("4M") == 4e6 and parse_count("250k") == 2.5e5
+    with pytest.raises(UsageError, match="--flash: expected a size such as 32KB.*'lots'"):
+        parse_bytes("lots", "--flash")
+    with pytest.raises(UsageError, match="cannot be limited"):
+        Budget("host", {"ram": 1024})
+    with pytest.raises(UsageError, match="unknown target 'esp32'"):
+        Budget("esp32")
+
+
+def test_space_checks_every_dimension_and_keeps_constants_only_where_the_gate_is_fixed():
+    with pytest.raises(UsageError, match="unknown dimension 'hidden'"):
+        SearchSpace.from_dict({"hidden": [8]})
+    with pytest.raises(UsageError, match="'quantize': unknown choice 'int4'"):
+        SearchSpace.from_dict({"quantize": ["none", "int4"]})
+    with pytest.raises(UsageError, match="unknown variant|LSTM99"):
+        SearchSpace.from_dict({"variant": ["LSTM99"]})
+    space = SearchSpace.from_dict({"variant": ["LSTM0", "LSTM6"], "hidden_size": {"low": 8,
+                                   "high": 32, "step": 8}, "constant.f": [0.5, 0.9],
+                                   "lr": [1e-3]})
+    trial = optuna.trial.FixedTrial({"variant": "LSTM6", "hidden_size": 24, "constant.f": 0.9,
+                                     "lr": 1e-3})
+    cand = space.suggest(trial)
+    assert cand == {"variant": "LSTM6", "hidden_size": 24, "constant.f": 0.9, "lr": 1e-3}
+    assert train_settings(cand, {"data": "fsdd"})["constants"] == {"f": 0.9}
+    # LSTM0 fixes no gate: the constant is not passed on (TrainConfig would refuse it)
+    assert train_settings({**cand, "variant": "LSTM0"}, {})["constants"] == {}
+    assert SearchSpace.from_dict(space.to_dict()) == space
+
+
+def test_the_size_models_features_count_what_a_checkpoint_holds(tmp_path):
+    from slimedge.train import TrainConfig, build_model
+
+    splits = data.load("fsdd", limit=LIMIT)
+    for variant, n, layers in (("LSTM0", 8, 1), ("LSTM6", 12, 2), ("LSTM3", 5, 1)):
+        path = tmp_path / f"{variant}.safetensors"
+        checkpoint.save(build_model(TrainConfig(variant=variant, hidden_size=n, num_layers=layers),
+                                    splits), path)
+        held = sum(int(np.prod(t.shape)) for t in checkpoint.read(path).tensors.values())
+        from slimedge import variants
+
+        f = budget_mod.features(variants.get(variant), 13, n, layers, 10)
+        assert f["params"] == held, (variant, f, held)
+        assert f["units"] == n * layers
+
+
+def test_the_size_model_predicts_held_out_measured_exports_within_its_margin(tmp_path):
+    """Fitted on the smallest and largest models of a space, measured on the emulated
+    Cortex-M4; its predictions for sizes between are checked against their measurements."""
+    from slimedge.search.trial import calibration_point
+
+    splits = data.load("fsdd", limit=LIMIT)
+    budget = Budget("cortex-m4")
+    base = {"data": "fsdd", "limit": LIMIT}
+    fit_on = [{"variant": v, "hidden_size": n, "quantize": "none"}
+              for v in ("LSTM0", "LSTM6") for n in (4, 16, 32)]
+    points = [calibration_point(c, base, budget, splits, tmp_path / f"fit{k}")
+              for k, c in enumerate(fit_on)]
+    model = SizeModel.fit(points)
+    for k, c in enumerate({"variant": v, "hidden_size": n, "quantize": "none"}
+                          for v in ("LSTM0", "LSTM6") for n in (10, 24)):
+        p = calibration_point(c, base, budget, splits, tmp_path / f"held{k}")
+        pred = model.predict("none", c["variant"], p["features"])
+        assert set(pred) == {"flash", "ram", "cycles_per_second"}
+        for metric, (value, margin) in pred.items():
+            assert abs(value - p["measured"][metric]) <= margin, (c, metric, value, margin,
+                                                                  p["measured"][metric])
+        flash = p["measured"]["flash"]
+        # a limit the model cannot meet even at the low end of the margin is rejected; one
+        # at its measured size never is (no candidate that fits is thrown away)
+        v = c["variant"]
+        assert model.rejection(Budget("cortex-m4", {"flash": flash}), "none", v,
+                               p["features"]) is None
+        below = pred["flash"][0] - pred["flash"][1] - 1
+        assert "predicted flash" in model.rejection(Budget("cortex-m4", {"flash": below}), "none",
+                                                    v, p["features"])
+
+
+def test_bad_search_input_is_one_line_and_writes_nothing(tmp_path):
+    out = tmp_path / "s"
+    r = _cli("search", "run", out, "--variants", "LSTM6,LSTM99", "--flash", "32KB")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "LSTM99" in r.stderr, r.stderr
+    r = _cli("search", "run", out, "--flash", "many")
+    assert r.returncode == 2 and "--flash" in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists()
+
+
+# ---- end to end on SQLite: kill, resume, front, export ------------------------------------------
+def _trials(url, name="search"):
+    return optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+
+
+def test_a_search_killed_mid_trial_resumes_with_no_trial_lost_or_run_twice(tmp_path):
+    out = tmp_path / "s"
+    url = f"sqlite:///{(out / 'study.db').resolve()}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = _search_args(out, "--trials", 3, "--workers", 1, "--flash", "64KB")
+    proc = subprocess.Popen([sys.executable, "-m", "slimedge", *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    killed = None
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(0.3)
+            try:
+                ts = _trials(url)
+            except Exception:  # the study is not created yet
+                continue
+            done = [t for t in ts if t.state == optuna.trial.TrialState.COMPLETE]
+            running = [t for t in ts if t.state == optuna.trial.TrialState.RUNNING
+                       and "quantize" in t.params]
+            if done and running:
+                os.killpg(proc.pid, signal.SIGKILL)
+                killed = running[0].number
+                break
+    finally:
+        if proc.poll() is None and killed is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert killed is not None, proc.stdout.read().decode()[-2000:]
+    time.sleep(study_mod.GRACE_S + 1)  # its heartbeat goes stale
+    r = _cli(*args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ts = {t.number: t for t in _trials(url)}
+    assert ts[killed].state == optuna.trial.TrialState.FAIL
+    assert [n for n, t in ts.items() if t.state == optuna.trial.TrialState.FAIL] == [killed]
+    retries = [t for t in ts.values() if t.system_attrs.get("failed_trial") == killed]
+    assert len(retries) == 1 and retries[0].state == optuna.trial.TrialState.COMPLETE
+    assert retries[0].params == ts[killed].params
+    complete = [t for t in ts.values() if t.state == optuna.trial.TrialState.COMPLETE]
+    # every candidate of the space trained exactly once
+    assert sorted(t.params["hidden_size"] for t in complete) == [4, 8, 12]
+    trained_dirs = sorted(p.name for p in (out / "trials").iterdir()
+                          if (p / "model.safetensors").exists())
+    assert sorted(f"{t.number:05d}" for t in complete) == [d for d in trained_dirs
+                                                           if int(d) != killed]
+
+    # the front: non-dominated, written as JSON and CSV, each with its checkpoint
+    summary = json.loads((out / "front.json").read_text())
+    front = summary["front"]
+    assert front and (out / "front.png").stat().st_size > 0
+    assert (out / "front.csv").read_text().count("\n") == len(front) + 1
+    vals = {t.number: t.values for t in complete}
+    for row in front:  # no complete trial dominates a front row
+        v = vals[row["trial"]]
+        assert not any(w[0] >= v[0] and all(a <= b for a, b in zip(w[1:], v[1:])) and w != v
+                       for w in vals.values())
+    # one command exports a front model; the file scores what the search recorded, on val
+    best = front[0]
+    r = _cli("search", "export", out, "--trial", best["trial"], "-o", tmp_path / "best.c")
+    assert r.returncode == 0, r.stderr
+    splits = data.load("fsdd", limit=LIMIT)
+    ev = runtime.evaluate(runtime.load(tmp_path / "best.c"), splits.val)
+    assert ev.accuracy == best["val_accuracy"]
+    r = _cli("search", "export", out, "--trial", killed, "-o", tmp_path / "x.c")
+    assert r.returncode == 2 and "has no model" in r.stderr
+
+
+# ---- PostgreSQL: one study, two workers --------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pg_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found:
+        pytest.fail("PostgreSQL's server is not installed (Debian package postgresql; "
+                    ".ci/run installs it)")
+    return found[-1].parent
+
+
+@pytest.fixture
+def postgres():
+    """A real PostgreSQL server in a temporary folder, on a free port, as a non-root user."""
+    bindir = _pg_bin()
+    root = os.geteuid() == 0
+    d = Path(tempfile.mkdtemp(prefix="slimedge-pg-"))
+    os.chmod(d, 0o755)
+    pgdata = d / "data"
+    as_user = []
+    if root:  # initdb refuses root: run the server as Debian's postgres user
+        import pwd
+
+        pw = pwd.getpwnam("postgres")
+        os.chown(d, pw.pw_uid, pw.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = _free_port()
+
+    def run(*cmd):
+        subprocess.run([*as_user, *map(str, cmd)], check=True, capture_output=True, timeout=120)
+    run(bindir / "initdb", "-D", pgdata, "-A", "trust", "-U", "slimedge", "--no-sync")
+    run(bindir / "pg_ctl", "-D", pgdata, "-l", d / "log", "-w", "-o",
+        f"-p {port} -k {d} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+    try:
+        run(bindir / "createdb", "-h", "127.0.0.1", "-p", port, "-U", "slimedge", "search")
+        yield f"postgresql+psycopg://slimedge@127.0.0.1:{port}/search"
+    finally:
+        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(pgdata), "-m", "immediate",
+                        "-w", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_two_workers_share_one_study_through_postgresql(tmp_path, postgres):
+    r = _cli(*_search_args(tmp_path / "a", "--trials", 3, "--workers", 2, "--storage", postgres))
+    assert r.returncode == 0, r.stderr[-3000:]
+    ts = _trials(postgres)
+    complete = [t for t in ts if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(t.params["hidden_size"] for t in complete) == [4, 8, 12]
+    assert len({t.user_attrs["worker"] for t in complete}) == 2  # both workers trained
+    assert not [t for t in ts if t.state in (optuna.trial.TrialState.FAIL,
+                                             optuna.trial.TrialState.RUNNING)]
+    # a third worker joining the finished study finds nothing left to do
+    r = _cli("search", "worker", tmp_path / "b", "--storage", postgres)
+    assert r.returncode == 0 and "ran 0 trial(s)" in r.stdout, r.stderr[-2000:]
+    assert len(_trials(postgres)) == len(ts)
