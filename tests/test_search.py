@@ -31,11 +31,14 @@ from slimedge.search.space import train_settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT = 40
+# the reference recurrence: the fused loop's numba kernels cost ~10 s of compiling per process,
+# more than these tiny trials train
+ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+       "SLIMEDGE_RECURRENCE": "reference"}
 
 
 def _cli(*args, timeout=300, **kw):
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.run([sys.executable, "-m", "slimedge", *map(str, args)], env=env,
+    return subprocess.run([sys.executable, "-m", "slimedge", *map(str, args)], env=ENV,
                           capture_output=True, text=True, timeout=timeout, **kw)
 
 
@@ -143,9 +146,8 @@ def _trials(url, name="search"):
 def test_a_search_killed_mid_trial_resumes_with_no_trial_lost_or_run_twice(tmp_path):
     out = tmp_path / "s"
     url = f"sqlite:///{(out / 'study.db').resolve()}"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     args = _search_args(out, "--trials", 3, "--workers", 1, "--flash", "64KB")
-    proc = subprocess.Popen([sys.executable, "-m", "slimedge", *map(str, args)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "slimedge", *map(str, args)], env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     killed = None
@@ -266,3 +268,70 @@ def test_two_workers_share_one_study_through_postgresql(tmp_path, postgres):
     r = _cli("search", "worker", tmp_path / "b", "--storage", postgres)
     assert r.returncode == 0 and "ran 0 trial(s)" in r.stdout, r.stderr[-2000:]
     assert len(_trials(postgres)) == len(ts)
+
+
+# ---- Ray: a real local cluster (a head and one more node), started and stopped here -----------
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """``ray start --head`` and a second ``ray start --address`` node, each in its own session
+    (``--block``: stopping it stops the processes it started, and nothing else)."""
+    pytest.importorskip("ray")
+    ray = str(Path(sys.executable).parent / "ray")
+    port = _free_port()
+    tmp = Path(tempfile.mkdtemp(prefix="slimedge-ray-"))
+    env = {**ENV, "RAY_USAGE_STATS_ENABLED": "0"}
+    common = ["--block", "--disable-usage-stats", f"--temp-dir={tmp}"]
+    procs = [subprocess.Popen([ray, "start", "--head", f"--port={port}", "--num-cpus=1",
+                               "--include-dashboard=false", *common], env=env,
+                              stdout=open(tmp / "head.log", "w"), stderr=subprocess.STDOUT,
+                              start_new_session=True)]
+    address = f"127.0.0.1:{port}"
+    try:
+        probe = ("import ray; ray.init(address=%r, log_to_driver=False); "
+                 "print(int(ray.cluster_resources().get('CPU', 0)))" % address)
+        up = False
+        for _ in range(60):
+            r = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                               text=True, timeout=120)
+            if r.returncode == 0:
+                up = True
+                break
+            time.sleep(1)
+        assert up, (tmp / "head.log").read_text()[-2000:]
+        procs.append(subprocess.Popen([ray, "start", f"--address={address}", "--num-cpus=1",
+                                       *common], env=env, stdout=open(tmp / "node.log", "w"),
+                                      stderr=subprocess.STDOUT, start_new_session=True))
+        for _ in range(60):
+            r = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                               text=True, timeout=120)
+            if r.returncode == 0 and r.stdout.strip() == "2":
+                break
+            time.sleep(1)
+        else:
+            pytest.fail(f"the second Ray node did not join: {r.stdout} {r.stderr[-1000:]}")
+        yield address
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in reversed(procs):
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_the_same_search_runs_on_a_ray_cluster(tmp_path, ray_cluster):
+    out = tmp_path / "r"
+    r = _cli(*_search_args(out, "--trials", 2, "--workers", 2, "--backend", "ray",
+                           "--address", ray_cluster, "--hidden-sizes", "4,8"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    ts = _trials(f"sqlite:///{(out / 'study.db').resolve()}")
+    complete = [t for t in ts if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(t.params["hidden_size"] for t in complete) == [4, 8]
+    # run by Ray's worker processes (one per node's CPU), not by the command's own process
+    workers = {t.user_attrs["worker"] for t in complete}
+    assert len(workers) == 2, workers
+    assert json.loads((out / "front.json").read_text())["front"]

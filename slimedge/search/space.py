@@ -164,6 +164,13 @@ def train_settings(candidate: Mapping[str, Any], base: Mapping[str, Any]) -> dic
     return out
 
 
+def effective(candidate: Mapping[str, Any]) -> dict:
+    """The candidate less the gate constants its variant does not fix (they change nothing)."""
+    fixed = spec_of(candidate.get("variant", TrainConfig.variant)).constants
+    return {k: v for k, v in candidate.items()
+            if not k.startswith(CONSTANT) or k[len(CONSTANT):] in fixed}
+
+
 def candidate_label(candidate: Mapping[str, Any]) -> str:
     """A short name: ``LSTM6 n=16 L1 f=0.9 int8``."""
     parts = [str(candidate.get("variant", TrainConfig.variant)),
@@ -182,4 +189,5 @@ def candidate_label(candidate: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
-__all__ = ["SearchSpace", "Dimension", "spec_of", "train_settings", "candidate_label", "QUANTIZE", "FORMATS"]
+__all__ = ["SearchSpace", "Dimension", "spec_of", "effective", "train_settings", "candidate_label",
+           "QUANTIZE", "FORMATS"]

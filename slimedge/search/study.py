@@ -30,7 +30,7 @@ from typing import Mapping
 
 from ..errors import ExportValidationError, QuantizationError, TrainingDiverged, UsageError
 from .budget import Budget, SizeModel
-from .space import SearchSpace, candidate_label
+from .space import SearchSpace, candidate_label, effective
 
 SETTINGS_KEY = "slimedge_search"
 SIZE_MODEL_KEY = "size_model"
@@ -248,8 +248,9 @@ def _seed(url: str, name: str, worker: int) -> int:
 
 
 def _duplicate(study, trial, candidate: Mapping) -> int | None:
-    """A trial finished or running with these parameters (the earliest; a trial that failed,
-    whose retry ``trial`` may be, does not count)."""
+    """A trial finished or running with the same model (:func:`~.space.effective`: a gate
+    constant the variant does not fix is no difference); the earliest of two running ones
+    runs; a trial that failed, whose retry ``trial`` may be, does not count."""
     import optuna
 
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
@@ -257,7 +258,7 @@ def _duplicate(study, trial, candidate: Mapping) -> int | None:
                                                        optuna.trial.TrialState.RUNNING)):
         if t.state == optuna.trial.TrialState.RUNNING and t.number > trial.number:
             continue  # two asking at once: the earlier one runs it
-        if t.number != trial.number and t.params == dict(candidate) and \
+        if t.number != trial.number and effective(t.params) == effective(candidate) and \
                 "duplicate_of" not in t.user_attrs:
             return t.number
     return None
