@@ -335,3 +335,25 @@ def test_the_same_search_runs_on_a_ray_cluster(tmp_path, ray_cluster):
     workers = {t.user_attrs["worker"] for t in complete}
     assert len(workers) == 2, workers
     assert json.loads((out / "front.json").read_text())["front"]
+
+
+def test_paper_tables_grid_runs_on_the_executor_with_the_results_of_a_serial_run(tmp_path,
+                                                                                  monkeypatch):
+    """benchmarks/paper_table.py's cells on two spawned worker processes train exactly what
+    they train one after another in this process (each run is deterministic)."""
+    import importlib
+
+    from slimedge.search.executor import map_calls
+
+    monkeypatch.setenv("SLIMEDGE_RECURRENCE", "reference")
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    paper_table = importlib.import_module("paper_table")
+    settings = {"data": "fsdd", "hidden_size": 4, "epochs": 1, "batch_size": 16, "lr": 3e-3,
+                "schedule": "constant", "limit": LIMIT}
+    cells = [("fsdd", settings, v, 0, 1, str(tmp_path / f"{v}_{k}.safetensors"))
+             for k, v in enumerate(("LSTM0", "LSTM6"))]
+    parallel = map_calls(paper_table._train_cell, cells, workers=2)
+    serial = [paper_table._train_cell(*c[:-1], c[-1].replace(".safetensors", "_s.safetensors"))
+              for c in cells]
+    keys = ("variant", "params", "test_accuracy", "best_val_accuracy", "final_train_loss")
+    assert [{k: r[k] for k in keys} for r in parallel] == [{k: r[k] for k in keys} for r in serial]
