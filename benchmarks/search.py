@@ -3,8 +3,8 @@
 
     python benchmarks/search.py                       # the default: see --help; prints the front
     python benchmarks/search.py --update              # and writes results/search_m4.json + BENCHMARKS.md
-    python benchmarks/search.py --target cortex-m0plus --flash 16KB --ram 4KB --quantize int8 \\
-        --results search_m0plus.json
+    python benchmarks/search.py --target cortex-m0plus --flash 16KB --ram 4KB \\
+        --max-cycles-per-second "" --quantize int8 --results search_m0plus.json
 
 Each trial trains with the same seed and settings, is exported as C in its quantisation,
 scored on the validation split through the exported file itself, and measured on the emulated
@@ -43,9 +43,9 @@ DEFAULT_VARIANTS = "LSTM0,LSTM2,LSTM3,LSTM5,LSTM6,LSTM_C6"
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--target", default="cortex-m4")
-    p.add_argument("--flash", default="32KB")
-    p.add_argument("--ram", default="8KB")
-    p.add_argument("--max-cycles-per-second", default="4M")
+    p.add_argument("--flash", default="32KB", help='"" for no limit')
+    p.add_argument("--ram", default="8KB", help='"" for no limit')
+    p.add_argument("--max-cycles-per-second", default="4M", help='"" for no limit')
     p.add_argument("--frame-ms", type=float, default=25.0, help="FSDD's MFCC hop: 200 samples at 8 kHz")
     p.add_argument("--variants", default=DEFAULT_VARIANTS)
     p.add_argument("--hidden-sizes", default="8,16,32,64")
@@ -58,7 +58,10 @@ def parse(argv=None):
     p.add_argument("--backend", default="local")
     p.add_argument("--address", default=None)
     p.add_argument("--workdir", default=None, help="the search's folder (default: a temporary one)")
-    p.add_argument("--results", default="search_m4.json")
+    p.add_argument("--results", default="search_m4.json",
+                   help="the tracked results' file name under benchmarks/results")
+    p.add_argument("--table-only", action="store_true",
+                   help="no search: BENCHMARKS.md's section from the results JSON (--out or the tracked one)")
     add_output_arguments(p, RESULTS_DIR / "search_m4.json")
     args = p.parse_args(argv)
     settle_outputs(args, RESULTS_DIR / args.results)
@@ -83,8 +86,10 @@ def run(args) -> dict:
     from slimedge.search import Budget, parse_bytes, parse_count, settings_of
     from slimedge.search import run as run_search
 
-    limits = {"flash": parse_bytes(args.flash), "ram": parse_bytes(args.ram),
-              "cycles_per_second": parse_count(args.max_cycles_per_second)}
+    limits = {k: f(v) for k, f, v in (("flash", parse_bytes, args.flash),
+                                      ("ram", parse_bytes, args.ram),
+                                      ("cycles_per_second", parse_count,
+                                       args.max_cycles_per_second)) if v}
     budget = Budget(args.target, limits, args.frame_ms)
     space = _space(None, args.variants, args.hidden_sizes, "1",
                    [args.constant] if args.constant else [], args.quantize, "onnx", args.target)
@@ -167,16 +172,20 @@ def markdown(result: dict) -> str:
 
 def main(argv=None) -> None:
     args = parse(argv)
-    result = run(args)
+    if args.table_only:
+        result = json.loads(args.source.read_text())
+        args.out = None if args.out == args.source else args.out
+    else:
+        result = run(args)
     text = markdown(result)
     print(text)
-    if args.out:
+    if args.out and not args.table_only:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     if args.markdown:
         heading = text.splitlines()[0]
         update_markdown_section(BENCHMARKS_MD, heading, text)
-    if not args.out:
+    if not args.out and not args.markdown:
         print(nothing_written(RESULTS_DIR / args.results))
 
 

@@ -266,14 +266,17 @@ def _duplicate(study, trial, candidate: Mapping) -> int | None:
 
 def _pruner(url: str, name: str, settings: Mapping):
     """The companion single-objective study of per-epoch validation accuracy (Optuna's pruners
-    read intermediate values, which a multi-objective trial cannot report)."""
+    read intermediate values, which a multi-objective trial cannot report). Its median rule
+    starts after 3 trials have finished and never stops a trial in the first half of its epochs
+    (a small model is always behind after one epoch)."""
     import optuna
 
     return optuna.create_study(
         study_name=f"{name}:curves", storage=_storage(url, heartbeat=False), direction="maximize",
         load_if_exists=True,
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=int(settings.get("prune_startup", 3)),
-                                           n_warmup_steps=0))
+        pruner=optuna.pruners.MedianPruner(
+            n_startup_trials=int(settings.get("prune_startup", 3)),
+            n_warmup_steps=int(settings["base"].get("epochs", 10)) // 2))
 
 
 def front(study) -> list:
