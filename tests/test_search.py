@@ -255,17 +255,58 @@ def postgres():
         shutil.rmtree(d, ignore_errors=True)
 
 
-def test_two_workers_share_one_study_through_postgresql(tmp_path, postgres):
-    r = _cli(*_search_args(tmp_path / "a", "--trials", 3, "--workers", 2, "--storage", postgres))
-    assert r.returncode == 0, r.stderr[-3000:]
-    ts = _trials(postgres)
-    complete = [t for t in ts if t.state == optuna.trial.TrialState.COMPLETE]
-    assert sorted(t.params["hidden_size"] for t in complete) == [4, 8, 12]
-    assert len({t.user_attrs["worker"] for t in complete}) == 2  # both workers trained
-    assert not [t for t in ts if t.state in (optuna.trial.TrialState.FAIL,
-                                             optuna.trial.TrialState.RUNNING)]
+def test_two_workers_on_one_postgresql_study_lose_nothing_when_one_is_killed(tmp_path,
+                                                                             postgres):
+    """``search run`` (one worker) and ``search worker`` (a second process joining through the
+    database); the second is SIGKILLed mid-trial: the first takes its trial over once its
+    heartbeat is stale, and every candidate trains exactly once."""
+    args = _search_args(tmp_path / "a", "--trials", 6, "--workers", 1, "--storage", postgres,
+                        "--hidden-sizes", "4,8,12,16,20,24")
+    first = subprocess.Popen([sys.executable, "-m", "slimedge", *map(str, args)], env=ENV,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+    second = killed = None
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and first.poll() is None and killed is None:
+            time.sleep(0.2)
+            try:
+                st = optuna.load_study(study_name="search", storage=postgres)
+            except Exception:  # not created yet
+                continue
+            if second is None:
+                if study_mod.SIZE_MODEL_KEY in st.user_attrs:
+                    second = subprocess.Popen(
+                        [sys.executable, "-m", "slimedge", "search", "worker", tmp_path / "b",
+                         "--storage", postgres], env=ENV, stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT, start_new_session=True)
+                continue
+            mine = [t for t in st.get_trials(deepcopy=False)
+                    if t.state == optuna.trial.TrialState.RUNNING
+                    and t.user_attrs.get("worker", "").endswith(f":{second.pid}")]
+            if mine:
+                os.killpg(second.pid, signal.SIGKILL)
+                killed = mine[0].number
+        out, _ = first.communicate(timeout=300)
+    finally:
+        for p in (first, second):
+            if p is not None and p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+            if p is not None:
+                p.wait()
+    assert killed is not None, "the second worker never ran a trial"
+    assert first.returncode == 0, out.decode()[-3000:]
+    ts = {t.number: t for t in _trials(postgres)}
+    assert ts[killed].state == optuna.trial.TrialState.FAIL
+    assert [n for n, t in ts.items() if t.state == optuna.trial.TrialState.FAIL] == [killed]
+    retries = [t for t in ts.values() if t.system_attrs.get("failed_trial") == killed]
+    assert len(retries) == 1 and retries[0].state == optuna.trial.TrialState.COMPLETE
+    assert retries[0].params == ts[killed].params
+    complete = [t for t in ts.values() if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(t.params["hidden_size"] for t in complete) == [4, 8, 12, 16, 20, 24]
+    assert not [t for t in ts.values() if t.state == optuna.trial.TrialState.RUNNING]
     # a third worker joining the finished study finds nothing left to do
-    r = _cli("search", "worker", tmp_path / "b", "--storage", postgres)
+    r = _cli("search", "worker", tmp_path / "c", "--storage", postgres)
     assert r.returncode == 0 and "ran 0 trial(s)" in r.stdout, r.stderr[-2000:]
     assert len(_trials(postgres)) == len(ts)
 

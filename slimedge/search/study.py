@@ -24,6 +24,7 @@ import math
 import os
 import shutil
 import socket
+import time
 import warnings
 from pathlib import Path
 from typing import Mapping
@@ -153,9 +154,10 @@ def _space_size(space: SearchSpace) -> float:
 
 
 def work(url: str, name: str, out: str, worker: int = 0) -> dict:
-    """One worker: run trials of the study until ``n_trials`` have trained or are training
-    (counted over every worker; a trial queued again after its worker died is run first), the
-    space is exhausted, or CAP_FACTOR x n_trials were asked. Returns its counts."""
+    """One worker: run trials of the study until ``n_trials`` have trained (counted over every
+    worker; while the last ones run elsewhere it waits, and takes over one whose worker died:
+    a trial queued again is run first), the space is exhausted, or CAP_FACTOR x n_trials were
+    asked. Returns its counts."""
     import optuna
 
     from .trial import load_splits
@@ -233,9 +235,13 @@ def work(url: str, name: str, out: str, worker: int = 0) -> dict:
             optuna.storages.fail_stale_trials(study)
         done = progress(study)
         finished = done["trained"] + done["rejected"]
-        if done["trained"] + done["running"] >= n_trials or finished >= total \
+        if done["trained"] >= n_trials or finished >= total \
                 or done["asked"] >= CAP_FACTOR * n_trials:
             break
+        if done["trained"] + done["running"] >= n_trials:
+            # the rest is running elsewhere: wait, to take over a trial whose worker dies
+            time.sleep(HEARTBEAT_S)
+            continue
         study.optimize(objective, n_trials=1, catch=())
         ran += 1
     return {"worker": worker, "trials_run": ran}
