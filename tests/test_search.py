@@ -129,6 +129,26 @@ def test_the_size_model_predicts_held_out_measured_exports_within_its_margin(tmp
                                                     v, p["features"])
 
 
+def test_a_host_candidate_is_scored_on_its_exported_file_and_sized_on_disk(tmp_path):
+    """--target host: the exported file's bytes are its flash, its step is timed on the runtime,
+    and its accuracy is the file's own on the validation split."""
+    from slimedge.search.trial import calibration_point, measure_export
+
+    splits = data.load("fsdd", limit=LIMIT)
+    budget = Budget("host", {"latency_us": 1e6})
+    cand = {"variant": "LSTM6", "hidden_size": 8, "quantize": "dynamic", "format": "tflite"}
+    p = calibration_point(cand, {"data": "fsdd", "limit": LIMIT}, budget, splits, tmp_path / "a")
+    ckpt = tmp_path / "a" / "model.safetensors"
+    r = measure_export(ckpt, cand, budget, splits, tmp_path / "b")
+    path = Path(r["export"])
+    assert path.suffix == ".tflite"
+    assert r["measured"]["flash"] == path.stat().st_size == p["measured"]["flash"]
+    assert 0 < r["measured"]["latency_us"] < 1e6
+    ev = runtime.evaluate(runtime.load(path), splits.val)
+    assert r["val_accuracy"] == ev.accuracy
+    assert budget.violations(r["measured"]) == [(r["measured"]["latency_us"] - 1e6) / 1e6]
+
+
 def test_bad_search_input_is_one_line_and_writes_nothing(tmp_path):
     out = tmp_path / "s"
     r = _cli("search", "run", out, "--variants", "LSTM6,LSTM99", "--flash", "32KB")
