@@ -28,7 +28,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import shlex
 import sys
 import tempfile
 import time
@@ -39,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from slimedge._report import (  # noqa: E402
     add_output_arguments,
+    command_line,
     machine,
     nothing_written,
     settle_outputs,
@@ -68,19 +68,8 @@ def tasks(args) -> dict[str, dict]:
 
 
 def _command() -> str:
-    """The command a reader can run: this script's relative path and its arguments, less
-    ``--workdir`` and ``--out`` (this machine's scratch paths; they change nothing in the
-    results)."""
-    args, skip = [], False
-    for a in sys.argv[1:]:
-        if skip or a.startswith(("--workdir=", "--out=")):
-            skip = False
-            continue
-        if a in ("--workdir", "--out"):
-            skip = True
-            continue
-        args.append(a)
-    return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT), *args])
+    """The command a reader can run (less --workdir and --out: scratch paths)."""
+    return command_line(__file__, sys.argv[1:], ROOT)
 
 
 def _train_cell(task: str, settings: dict, name: str, seed: int, threads: int, path: str) -> dict:

@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import os
-import shlex
 import sys
 import tempfile
 import time
@@ -29,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from slimedge._report import (  # noqa: E402
     add_output_arguments,
+    command_line,
     machine,
     nothing_written,
     settle_outputs,
@@ -69,16 +68,8 @@ def parse(argv=None):
 
 
 def _command() -> str:
-    args, skip = [], False
-    for a in sys.argv[1:]:
-        if skip or a.startswith(("--workdir=", "--out=")):
-            skip = False
-            continue
-        if a in ("--workdir", "--out"):
-            skip = True
-            continue
-        args.append(a)
-    return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT), *args])
+    """The command a reader can run (less --workdir and --out: scratch paths)."""
+    return command_line(__file__, sys.argv[1:], ROOT)
 
 
 def run(args) -> dict:

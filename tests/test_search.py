@@ -163,6 +163,20 @@ def _trials(url, name="search"):
     return optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
 
 
+def _check_recovered(url, killed: int, sizes: list[int]) -> None:
+    """The killed trial failed and was run again exactly once, to completion; every candidate
+    (its hidden size) trained exactly once; nothing else failed or is left running."""
+    ts = {t.number: t for t in _trials(url)}
+    assert ts[killed].state == optuna.trial.TrialState.FAIL
+    assert [n for n, t in ts.items() if t.state == optuna.trial.TrialState.FAIL] == [killed]
+    retries = [t for t in ts.values() if t.system_attrs.get("failed_trial") == killed]
+    assert len(retries) == 1 and retries[0].state == optuna.trial.TrialState.COMPLETE
+    assert retries[0].params == ts[killed].params
+    complete = [t for t in ts.values() if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(t.params["hidden_size"] for t in complete) == sizes
+    assert not [t for t in ts.values() if t.state == optuna.trial.TrialState.RUNNING]
+
+
 def test_a_search_killed_mid_trial_resumes_with_no_trial_lost_or_run_twice(tmp_path):
     out = tmp_path / "s"
     url = f"sqlite:///{(out / 'study.db').resolve()}"
@@ -194,15 +208,8 @@ def test_a_search_killed_mid_trial_resumes_with_no_trial_lost_or_run_twice(tmp_p
     time.sleep(study_mod.GRACE_S + 1)  # its heartbeat goes stale
     r = _cli(*args)
     assert r.returncode == 0, r.stderr[-3000:]
-    ts = {t.number: t for t in _trials(url)}
-    assert ts[killed].state == optuna.trial.TrialState.FAIL
-    assert [n for n, t in ts.items() if t.state == optuna.trial.TrialState.FAIL] == [killed]
-    retries = [t for t in ts.values() if t.system_attrs.get("failed_trial") == killed]
-    assert len(retries) == 1 and retries[0].state == optuna.trial.TrialState.COMPLETE
-    assert retries[0].params == ts[killed].params
-    complete = [t for t in ts.values() if t.state == optuna.trial.TrialState.COMPLETE]
-    # every candidate of the space trained exactly once
-    assert sorted(t.params["hidden_size"] for t in complete) == [4, 8, 12]
+    _check_recovered(url, killed, [4, 8, 12])
+    complete = [t for t in _trials(url) if t.state == optuna.trial.TrialState.COMPLETE]
     trained_dirs = sorted(p.name for p in (out / "trials").iterdir()
                           if (p / "model.safetensors").exists())
     assert sorted(f"{t.number:05d}" for t in complete) == [d for d in trained_dirs
@@ -316,15 +323,8 @@ def test_two_workers_on_one_postgresql_study_lose_nothing_when_one_is_killed(tmp
                 p.wait()
     assert killed is not None, "the second worker never ran a trial"
     assert first.returncode == 0, out.decode()[-3000:]
-    ts = {t.number: t for t in _trials(postgres)}
-    assert ts[killed].state == optuna.trial.TrialState.FAIL
-    assert [n for n, t in ts.items() if t.state == optuna.trial.TrialState.FAIL] == [killed]
-    retries = [t for t in ts.values() if t.system_attrs.get("failed_trial") == killed]
-    assert len(retries) == 1 and retries[0].state == optuna.trial.TrialState.COMPLETE
-    assert retries[0].params == ts[killed].params
-    complete = [t for t in ts.values() if t.state == optuna.trial.TrialState.COMPLETE]
-    assert sorted(t.params["hidden_size"] for t in complete) == [4, 8, 12, 16, 20, 24]
-    assert not [t for t in ts.values() if t.state == optuna.trial.TrialState.RUNNING]
+    _check_recovered(postgres, killed, [4, 8, 12, 16, 20, 24])
+    ts = _trials(postgres)
     # a third worker joining the finished study finds nothing left to do
     r = _cli("search", "worker", tmp_path / "c", "--storage", postgres)
     assert r.returncode == 0 and "ran 0 trial(s)" in r.stdout, r.stderr[-2000:]
