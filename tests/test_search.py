@@ -156,6 +156,12 @@ def test_bad_search_input_is_one_line_and_writes_nothing(tmp_path):
     r = _cli("search", "run", out, "--flash", "many")
     assert r.returncode == 2 and "--flash" in r.stderr and "Traceback" not in r.stderr
     assert not out.exists()
+    for args in (["front", out], ["export", out, "--trial", 0, "-o", tmp_path / "m.c"],
+                 ["front", out, "--storage", "postgresql+psycopg://u@127.0.0.1:1/nothing"]):
+        r = _cli("search", *args)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert ("no search here" in r.stderr or "cannot open the study storage" in r.stderr)
+    assert not out.exists()  # reading a search never creates one
 
 
 # ---- end to end on SQLite: kill, resume, front, export ------------------------------------------

@@ -53,7 +53,7 @@ def _space(space_file, variants_, hidden, layers, constants, quantize, formats_,
 def _run_options(study: str, storage: Optional[str], out: Path):
     from ..search.study import storage_url
 
-    return storage_url(storage, out), study
+    return storage_url(storage, out, existing=True), study
 
 
 @search_app.command("run")

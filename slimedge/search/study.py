@@ -41,10 +41,15 @@ CAP_FACTOR = 20       # trials asked at most: CAP_FACTOR x n_trials (duplicates 
 CANDIDATE_ERRORS = (TrainingDiverged, ExportValidationError, QuantizationError)
 
 
-def storage_url(storage: str | None, out: Path) -> str:
-    """``None``: SQLite in ``out``; a URL as given (sqlite:///..., postgresql://...)."""
+def storage_url(storage: str | None, out: Path, *, existing: bool = False) -> str:
+    """``None``: SQLite in ``out`` (with ``existing``, it must be there: a command that reads a
+    search never creates one); a URL as given (sqlite:///..., postgresql://...)."""
     if storage is None:
-        return f"sqlite:///{(Path(out) / 'study.db').resolve()}"
+        db = Path(out) / "study.db"
+        if existing and not db.is_file():
+            raise UsageError(f"{out}: no search here (no study.db); start one with "
+                             f"`slimedge search run {out} ...`, or name its --storage")
+        return f"sqlite:///{db.resolve()}"
     if "://" not in storage:
         raise UsageError(f"--storage takes a database URL (sqlite:///path.db, "
                          f"postgresql://user@host:port/db), got {storage!r}")
@@ -55,16 +60,22 @@ def _storage(url: str, heartbeat: bool = True):
     """Optuna's RDB storage of ``url``; with ``heartbeat``, a trial whose worker stopped beating
     is failed and its parameters queued once more (RetryHeartbeatStaleTrialCallback)."""
     import optuna
+    import sqlalchemy.exc
 
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    if not heartbeat:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-    with warnings.catch_warnings():  # heartbeat_interval is "experimental" since Optuna 2.9
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=1))
+    try:
+        with warnings.catch_warnings():  # the heartbeat is "experimental" since Optuna 2.9
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            extra = {} if not heartbeat else {
+                "heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S,
+                "heartbeat_stale_trial_callback":
+                    optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **extra)
+    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.ArgumentError,
+            ModuleNotFoundError) as e:  # unreachable, refused, a bad URL, no driver
+        reason = getattr(e, "orig", None) or e
+        raise UsageError(f"cannot open the study storage {_safe(url)}: "
+                         f"{str(reason).splitlines()[0]}") from None
 
 
 def objectives(budget: Budget) -> list[str]:
@@ -112,7 +123,9 @@ def open_study(url: str, name: str, settings: Mapping | None = None, *, seed: in
                          f"name a new --study")
     # a finite space no larger than the budget: every candidate once (brute force); else TPE
     if _space_size(SearchSpace.from_dict(stored["space"])) <= int(stored["n_trials"]):
-        sampler = optuna.samplers.BruteForceSampler(seed=seed)
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.1
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.BruteForceSampler(seed=seed)
     else:
         sampler = optuna.samplers.TPESampler(
             seed=seed, n_startup_trials=int(stored.get("startup_trials", 10)))
