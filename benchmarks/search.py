@@ -93,7 +93,26 @@ def run(args) -> dict:
     wall = time.time() - t0
     return {"machine": machine(), "date": _dt.date.today().isoformat(), "command": _command(),
             "wall_seconds": wall, "workers": args.workers, "backend": args.backend,
-            "summary": s, "analysis": analyse(out, s)}
+            "summary": s, "analysis": analyse(out, s), "shipped": shipped(budget)}
+
+
+def shipped(budget) -> dict | None:
+    """The shipped model's recorded validation accuracy and its device figures on the budget's
+    target (benchmarks/results/mcu.json, same compiler and emulator), per quantisation."""
+    from slimedge import formats, zoo
+
+    info = formats.info(zoo.default_model_path()).config
+    mcu = RESULTS_DIR / "mcu.json"
+    rows = json.loads(mcu.read_text())["shipped"]["devices"].get(budget.target, []) \
+        if mcu.exists() else []
+    lstm = info["lstm"]
+    return {"variant": lstm["variant"]["name"], "constants": lstm["variant"].get("constants"),
+            "hidden_size": lstm["hidden_size"], "val_accuracy": info["info"]["best"]["val_accuracy"],
+            "epochs": info["info"]["best"]["epoch"],
+            "figures": {r["quantize"]: {
+                "flash": r["flash_bytes"]["total"], "ram": r["ram_bytes"]["total"],
+                "cycles_per_second": r["cycles_per_step_estimate"]["mean"] * 1000 / budget.frame_ms}
+                for r in rows if r.get("role") == "model"}}
 
 
 def analyse(out: Path, s: dict) -> dict:
@@ -158,6 +177,23 @@ def markdown(result: dict) -> str:
                     for m, e in sorted(a["size_model_relative_error"].items()))
     lines += ["", f"Size model (fitted on exports with initial weights) against the trained "
                   f"trials' measurements: {err}."]
+    sh = result.get("shipped")
+    if sh:
+        figs = "; ".join(f"{q}: {f['flash']:,.0f} B flash, {f['cycles_per_second']:,.0f} cycles/s"
+                         for q, f in sorted(sh["figures"].items()))
+        beats = [r for r in s["front"] for q, f in sh["figures"].items()
+                 if r["val_accuracy"] > sh["val_accuracy"] and r["flash"] <= f["flash"]
+                 and r["cycles_per_second"] <= f["cycles_per_second"]]
+        lines += ["", f"The shipped model ({sh['variant']} n={sh['hidden_size']}, "
+                      f"{', '.join(f'{k}={v:g}' for k, v in (sh['constants'] or {}).items())}; "
+                      f"{figs}) has validation accuracy {sh['val_accuracy']:.4f} (its own training "
+                      f"run, the zoo's: best epoch {sh['epochs']}, on the full training split). "
+                      + (f"Front models that beat it at equal or smaller flash and cycles: "
+                         f"{', '.join(str(r['trial']) for r in beats)}." if beats else
+                         "No front model beats it at equal or smaller flash and cycles: this "
+                         "search's budget per trial (the training subset and epochs above) is far "
+                         "smaller than the shipped model's, so its accuracies are lower across "
+                         "the board; a longer budget per trial is the next run.")]
     return "\n".join(lines) + "\n"
 
 
