@@ -150,7 +150,9 @@ def markdown(result: dict) -> str:
     p = s["progress"]
     lim = ", ".join(f"{k} ≤ {v:,.0f}" for k, v in sorted(b["limits"].items()))
     lines = [f"## Search: which model fits a {b['target']}", "",
-             f"`{result['command']}` — {result['date']}, {result['machine'].get('cpu', '')}, "
+             f"`{result['command']}` — {result['date']}, {result['machine'].get('cpu', '')} "
+             f"({result['machine'].get('cores')} cores shared with other jobs: load average "
+             f"{result['machine'].get('loadavg', [0])[0]:.1f} at the start), "
              f"{result['workers']} {result['backend']} workers, {result['wall_seconds'] / 60:.1f} "
              f"min wall.", "",
              f"FSDD MFCC digits ({s['settings']['base']['limit']} training sequences, "

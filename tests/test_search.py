@@ -183,6 +183,7 @@ def _check_recovered(url, killed: int, sizes: list[int]) -> None:
     assert not [t for t in ts.values() if t.state == optuna.trial.TrialState.RUNNING]
 
 
+@pytest.mark.slow
 def test_a_search_killed_mid_trial_resumes_with_no_trial_lost_or_run_twice(tmp_path):
     out = tmp_path / "s"
     url = f"sqlite:///{(out / 'study.db').resolve()}"
@@ -288,6 +289,7 @@ def postgres():
         shutil.rmtree(d, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_two_workers_on_one_postgresql_study_lose_nothing_when_one_is_killed(tmp_path,
                                                                              postgres):
     """``search run`` (one worker) and ``search worker`` (a second process joining through the
@@ -390,6 +392,7 @@ def ray_cluster():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_the_same_search_runs_on_a_ray_cluster(tmp_path, ray_cluster):
     out = tmp_path / "r"
     r = _cli(*_search_args(out, "--trials", 2, "--workers", 2, "--backend", "ray",
@@ -404,6 +407,7 @@ def test_the_same_search_runs_on_a_ray_cluster(tmp_path, ray_cluster):
     assert json.loads((out / "front.json").read_text())["front"]
 
 
+@pytest.mark.slow
 def test_paper_tables_grid_runs_on_the_executor_with_the_results_of_a_serial_run(tmp_path,
                                                                                   monkeypatch):
     """benchmarks/paper_table.py's cells on two spawned worker processes train exactly what
