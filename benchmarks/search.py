@@ -152,7 +152,7 @@ def markdown(result: dict) -> str:
     lines = [f"## Search: which model fits a {b['target']}", "",
              f"`{result['command']}` — {result['date']}, {result['machine'].get('cpu', '')} "
              f"({result['machine'].get('cores')} cores shared with other jobs: load average "
-             f"{result['machine'].get('loadavg', [0])[0]:.1f} at the start), "
+             f"{result['machine'].get('loadavg', [0])[0]:.1f} as it ended), "
              f"{result['workers']} {result['backend']} workers, {result['wall_seconds'] / 60:.1f} "
              f"min wall.", "",
              f"FSDD MFCC digits ({s['settings']['base']['limit']} training sequences, "
