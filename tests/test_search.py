@@ -31,6 +31,7 @@ from slimedge.search.space import train_settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT = 40
+GRACE_S = 8  # a killed worker's trial is taken over this long after its last heartbeat
 # the reference recurrence: the fused loop's numba kernels cost ~10 s of compiling per process,
 # more than these tiny trials train
 ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
@@ -45,7 +46,7 @@ def _cli(*args, timeout=300, **kw):
 def _search_args(out, *extra):
     return ["search", "run", out, "--target", "cortex-m4", "--variants", "LSTM6",
             "--hidden-sizes", "4,8,12", "--quantize", "none", "--data", "fsdd", "--limit", LIMIT,
-            "--epochs", 2, "--no-prune", *extra]
+            "--epochs", 2, "--no-prune", "--heartbeat-grace", GRACE_S, *extra]
 
 
 # ---- the space and the budget ------------------------------------------------------------------
@@ -212,7 +213,7 @@ def test_a_search_killed_mid_trial_resumes_with_no_trial_lost_or_run_twice(tmp_p
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert killed is not None, proc.stdout.read().decode()[-2000:]
-    time.sleep(study_mod.GRACE_S + 1)  # its heartbeat goes stale
+    time.sleep(GRACE_S + 1)  # its heartbeat goes stale
     r = _cli(*args)
     assert r.returncode == 0, r.stderr[-3000:]
     _check_recovered(url, killed, [4, 8, 12])

@@ -89,6 +89,7 @@ def run_cmd(
     address: Optional[str] = typer.Option(None, "--address", help="--backend ray: the cluster's address (ray start --head prints it)."),
     storage: Optional[str] = typer.Option(None, "--storage", help="The study's database URL (postgresql://... for workers on many machines) [default: sqlite in OUT]."),
     study: str = typer.Option("search", "--study", help="The study's name in the storage."),
+    grace: float = typer.Option(60.0, "--heartbeat-grace", help="Seconds a trial's heartbeat may be silent before its worker is taken for dead and the trial queued again."),
 ) -> None:
     """Search variants, sizes, gate constants and quantisation for the most accurate models that
     fit a target's budget; print the Pareto front. The same command resumes a killed search."""
@@ -121,7 +122,8 @@ def run_cmd(
     from ..train_config import TrainConfig
 
     TrainConfig(**{k: v for k, v in base.items()})  # every setting checked before any work
-    settings = settings_of(space, budget, base, trials, prune=prune, startup_trials=startup_trials)
+    settings = settings_of(space, budget, base, trials, prune=prune, startup_trials=startup_trials,
+                           grace_s=grace)
     with progress(f"search on {target}: {trials} trials, {workers} worker(s)") as log:
         s = run(out, settings, study_name=study, storage=storage, backend=backend,
                 workers=workers, address=address, log=log)

@@ -17,7 +17,7 @@ from ..errors import UsageError
 from . import executor, report
 from .budget import Budget, SizeModel
 from .space import SearchSpace
-from .study import SIZE_MODEL_KEY, open_study, storage_url, summary, work
+from .study import GRACE_S, SIZE_MODEL_KEY, open_study, storage_url, summary, work
 
 
 def calibration_candidates(space: SearchSpace) -> list[dict]:
@@ -51,9 +51,15 @@ def _calibrate(candidate, base, budget_dict, workdir):
 
 
 def settings_of(space: SearchSpace, budget: Budget, base: Mapping, n_trials: int, *,
-                prune: bool = True, startup_trials: int = 10) -> dict:
+                prune: bool = True, startup_trials: int = 10,
+                grace_s: float = GRACE_S) -> dict:
+    """A study's settings; ``grace_s``: how long a trial's heartbeat may be silent before its
+    worker is taken for dead and the trial queued again."""
+    if not grace_s >= 2:
+        raise UsageError(f"the heartbeat grace must be at least 2 s, got {grace_s}")
     return {"space": space.to_dict(), "budget": budget.to_dict(), "base": dict(base),
-            "n_trials": int(n_trials), "prune": bool(prune), "startup_trials": int(startup_trials)}
+            "n_trials": int(n_trials), "prune": bool(prune), "startup_trials": int(startup_trials),
+            "grace_s": float(grace_s)}
 
 
 def run(out: str | Path, settings: Mapping | None, *, study_name: str = "search",

@@ -35,8 +35,8 @@ from .space import SearchSpace, candidate_label, effective
 
 SETTINGS_KEY = "slimedge_search"
 SIZE_MODEL_KEY = "size_model"
-HEARTBEAT_S = 1       # a running trial's heartbeat; stale after GRACE_S without one
-GRACE_S = 4
+HEARTBEAT_S = 1       # a running trial's heartbeat
+GRACE_S = 60          # stale after this long without one (default; a study's own: settings)
 CAP_FACTOR = 20       # trials asked at most: CAP_FACTOR x n_trials (duplicates and rejections)
 CANDIDATE_ERRORS = (TrainingDiverged, ExportValidationError, QuantizationError)
 
@@ -56,9 +56,11 @@ def storage_url(storage: str | None, out: Path, *, existing: bool = False) -> st
     return storage
 
 
-def _storage(url: str, heartbeat: bool = True):
-    """Optuna's RDB storage of ``url``; with ``heartbeat``, a trial whose worker stopped beating
-    is failed and its parameters queued once more (RetryHeartbeatStaleTrialCallback)."""
+def _storage(url: str, grace_s: float | None = None):
+    """Optuna's RDB storage of ``url``; with ``grace_s``, a trial whose worker has not beaten for
+    that long is failed and its parameters queued once more (RetryHeartbeatStaleTrialCallback).
+    The grace must outlast a heartbeat delayed by a loaded machine or a busy database: a live
+    trial taken for dead is run twice."""
     import optuna
     import sqlalchemy.exc
 
@@ -66,8 +68,8 @@ def _storage(url: str, heartbeat: bool = True):
     try:
         with warnings.catch_warnings():  # the heartbeat is "experimental" since Optuna 2.9
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            extra = {} if not heartbeat else {
-                "heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S,
+            extra = {} if grace_s is None else {
+                "heartbeat_interval": HEARTBEAT_S, "grace_period": int(grace_s),
                 "heartbeat_stale_trial_callback":
                     optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
             return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **extra)
@@ -96,7 +98,7 @@ def open_study(url: str, name: str, settings: Mapping | None = None, *, seed: in
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = _storage(url)
+    storage = _storage(url)  # without a heartbeat until the study's grace is known
     try:
         existing = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
@@ -129,7 +131,8 @@ def open_study(url: str, name: str, settings: Mapping | None = None, *, seed: in
     else:
         sampler = optuna.samplers.TPESampler(
             seed=seed, n_startup_trials=int(stored.get("startup_trials", 10)))
-    return optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+    return optuna.load_study(study_name=name, sampler=sampler,
+                             storage=_storage(url, float(stored.get("grace_s", GRACE_S))))
 
 
 def _safe(url: str) -> str:
@@ -255,7 +258,12 @@ def work(url: str, name: str, out: str, worker: int = 0) -> dict:
             # the rest is running elsewhere: wait, to take over a trial whose worker dies
             time.sleep(HEARTBEAT_S)
             continue
-        study.optimize(objective, n_trials=1, catch=())
+        try:
+            study.optimize(objective, n_trials=1, catch=())
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # another worker took this trial for dead (no heartbeat for the grace) and queued
+            # it again: its retry runs; raise the study's grace if this happens on a live one
+            pass
         ran += 1
     return {"worker": worker, "trials_run": ran}
 
@@ -291,7 +299,7 @@ def _pruner(url: str, name: str, settings: Mapping):
     import optuna
 
     return optuna.create_study(
-        study_name=f"{name}:curves", storage=_storage(url, heartbeat=False), direction="maximize",
+        study_name=f"{name}:curves", storage=_storage(url), direction="maximize",
         load_if_exists=True,
         pruner=optuna.pruners.MedianPruner(
             n_startup_trials=int(settings.get("prune_startup", 3)),
