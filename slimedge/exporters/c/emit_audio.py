@@ -59,66 +59,104 @@ def _arr(ctype: str, name: str, values, comment: str = "") -> str:
 # ---- the integer microfrontend -------------------------------------------------------------------
 _MICRO_C = r"""
 /* ---- the audio front-end: integer microfrontend ------------------------------------------ */
-static int @P@_bitlength(uint64_t x)
+/* the bit length of x (0 for 0): CLZ where the compiler has it */
+static inline int @P@_bits32(uint32_t x)
 {
+#if defined(__GNUC__)
+    return x ? 32 - __builtin_clz(x) : 0;
+#else
     int n = 0;
     while (x) { n++; x >>= 1; }
     return n;
+#endif
 }
 
-/* floor(sqrt(v)), + 1 when the remainder exceeds the root (TFLM's Sqrt64 rounding) */
-static uint32_t @P@_sqrt64(uint64_t v)
+static uint32_t @P@_isqrt32(uint32_t v)  /* floor(sqrt(v)) */
 {
-    uint64_t rem = v, root = 0, bit = (uint64_t)1 << 62;
-    while (bit > v) bit >>= 2;
+    uint32_t root = 0, bit;
+    if (v == 0) return 0;
+    bit = (uint32_t)1 << ((@P@_bits32(v) - 1) & ~1);
     while (bit) {
-        if (rem >= root + bit) { rem -= root + bit; root = (root >> 1) + bit; }
+        if (v >= root + bit) { v -= root + bit; root = (root >> 1) + bit; }
         else root >>= 1;
         bit >>= 2;
     }
-    if (rem > root && root != ((v >> 32) == 0 ? 0xFFFFu : 0xFFFFFFFFu)) root++;
-    return (uint32_t)root;
+    return root;
 }
 
-static int16_t @P@_sround(int32_t v) { return (int16_t)((v + (1 << 14)) >> 15); }
-static int16_t @P@_fixdiv(int16_t v, int p) { return @P@_sround((int32_t)v * (32767 / p)); }
+/* floor(sqrt(v)), + 1 when the remainder exceeds the root (TFLM's Sqrt64 rounding, which stops
+   at 0xFFFF for a value under 2**32 and at 0xFFFFFFFF above) */
+static uint32_t @P@_sqrt64(uint64_t v)
+{
+    const uint32_t hi = (uint32_t)(v >> 32);
+    uint32_t root, cap;
+    if (hi == 0) {
+        root = @P@_isqrt32((uint32_t)v);
+        cap = 0xFFFFu;
+    } else {
+        /* the top bits' root, then the s low bits of the root one at a time */
+        const int s = (32 + @P@_bits32(hi) - 31) / 2;
+        root = @P@_isqrt32((uint32_t)(v >> (2 * s))) << s;
+        for (uint32_t bit = (uint32_t)1 << (s - 1); bit; bit >>= 1) {
+            const uint64_t t = (uint64_t)(root | bit);
+            if (t * t <= v) root |= bit;
+        }
+        cap = 0xFFFFFFFFu;
+    }
+    if (v - (uint64_t)root * root > root && root != cap) root++;
+    return root;
+}
+
+static inline int16_t @P@_sround(int32_t v) { return (int16_t)((v + (1 << 14)) >> 15); }
+/* C_FIXDIV: v / p as sround(v * (32767 / p)) */
+#define @U@_DIV4(v) @P@_sround((int32_t)(v) * 8191)
+#define @U@_DIV2(v) @P@_sround((int32_t)(v) * 16383)
 
 /* the fixed-point complex FFT (KISS FFT, FIXED_POINT=16) over re, im already in its input
    order: the stages innermost first, radix 4 or 2 */
 static void @P@_cfft(int16_t *re, int16_t *im)
 {
     for (int s = 0; s < @U@_FFT_STAGES; s++) {
-        const int p = @P@_stage_radix[s], m = @P@_stage_m[s], fs = @P@_stage_stride[s];
-        for (int g = 0; g < @U@_NCFFT; g += p * m)
-            for (int k = 0; k < m; k++) {
-                int16_t r[4], i[4];
-                for (int q = 0; q < p; q++) {
-                    r[q] = @P@_fixdiv(re[g + q * m + k], p);
-                    i[q] = @P@_fixdiv(im[g + q * m + k], p);
-                }
-                if (p == 2) {
+        const int m = @P@_stage_m[s], fs = @P@_stage_stride[s];
+        if (@P@_stage_radix[s] == 2) {
+            for (int g = 0; g < @U@_NCFFT; g += 2 * m)
+                for (int k = 0; k < m; k++) {
+                    int16_t *r0 = re + g + k, *i0 = im + g + k;
+                    const int16_t ar = @U@_DIV2(r0[0]), ai = @U@_DIV2(i0[0]);
+                    const int16_t br = @U@_DIV2(r0[m]), bi = @U@_DIV2(i0[m]);
                     const int16_t *t = @P@_twiddles + 2 * (k * fs);
-                    const int16_t tr = @P@_sround((int32_t)r[1] * t[0] - (int32_t)i[1] * t[1]);
-                    const int16_t ti = @P@_sround((int32_t)r[1] * t[1] + (int32_t)i[1] * t[0]);
-                    re[g + k] = (int16_t)(r[0] + tr);          im[g + k] = (int16_t)(i[0] + ti);
-                    re[g + m + k] = (int16_t)(r[0] - tr);      im[g + m + k] = (int16_t)(i[0] - ti);
-                } else {
-                    int16_t sr[3], si[3];
-                    for (int q = 1; q < 4; q++) {
-                        const int16_t *t = @P@_twiddles + 2 * (q * k * fs);
-                        sr[q - 1] = @P@_sround((int32_t)r[q] * t[0] - (int32_t)i[q] * t[1]);
-                        si[q - 1] = @P@_sround((int32_t)r[q] * t[1] + (int32_t)i[q] * t[0]);
-                    }
-                    const int16_t s5r = (int16_t)(r[0] - sr[1]), s5i = (int16_t)(i[0] - si[1]);
-                    const int16_t f0r = (int16_t)(r[0] + sr[1]), f0i = (int16_t)(i[0] + si[1]);
-                    const int16_t s3r = (int16_t)(sr[0] + sr[2]), s3i = (int16_t)(si[0] + si[2]);
-                    const int16_t s4r = (int16_t)(sr[0] - sr[2]), s4i = (int16_t)(si[0] - si[2]);
-                    re[g + k] = (int16_t)(f0r + s3r);          im[g + k] = (int16_t)(f0i + s3i);
-                    re[g + m + k] = (int16_t)(s5r + s4i);      im[g + m + k] = (int16_t)(s5i - s4r);
-                    re[g + 2 * m + k] = (int16_t)(f0r - s3r);  im[g + 2 * m + k] = (int16_t)(f0i - s3i);
-                    re[g + 3 * m + k] = (int16_t)(s5r - s4i);  im[g + 3 * m + k] = (int16_t)(s5i + s4r);
+                    const int16_t tr = @P@_sround((int32_t)br * t[0] - (int32_t)bi * t[1]);
+                    const int16_t ti = @P@_sround((int32_t)br * t[1] + (int32_t)bi * t[0]);
+                    r0[0] = (int16_t)(ar + tr);  i0[0] = (int16_t)(ai + ti);
+                    r0[m] = (int16_t)(ar - tr);  i0[m] = (int16_t)(ai - ti);
                 }
-            }
+        } else {
+            for (int g = 0; g < @U@_NCFFT; g += 4 * m)
+                for (int k = 0; k < m; k++) {
+                    int16_t *r0 = re + g + k, *i0 = im + g + k;
+                    const int16_t ar = @U@_DIV4(r0[0]), ai = @U@_DIV4(i0[0]);
+                    const int16_t br = @U@_DIV4(r0[m]), bi = @U@_DIV4(i0[m]);
+                    const int16_t cr = @U@_DIV4(r0[2 * m]), ci = @U@_DIV4(i0[2 * m]);
+                    const int16_t dr = @U@_DIV4(r0[3 * m]), di = @U@_DIV4(i0[3 * m]);
+                    const int16_t *t1 = @P@_twiddles + 2 * (k * fs);
+                    const int16_t *t2 = @P@_twiddles + 2 * (2 * k * fs);
+                    const int16_t *t3 = @P@_twiddles + 2 * (3 * k * fs);
+                    const int16_t s0r = @P@_sround((int32_t)br * t1[0] - (int32_t)bi * t1[1]);
+                    const int16_t s0i = @P@_sround((int32_t)br * t1[1] + (int32_t)bi * t1[0]);
+                    const int16_t s1r = @P@_sround((int32_t)cr * t2[0] - (int32_t)ci * t2[1]);
+                    const int16_t s1i = @P@_sround((int32_t)cr * t2[1] + (int32_t)ci * t2[0]);
+                    const int16_t s2r = @P@_sround((int32_t)dr * t3[0] - (int32_t)di * t3[1]);
+                    const int16_t s2i = @P@_sround((int32_t)dr * t3[1] + (int32_t)di * t3[0]);
+                    const int16_t s5r = (int16_t)(ar - s1r), s5i = (int16_t)(ai - s1i);
+                    const int16_t f0r = (int16_t)(ar + s1r), f0i = (int16_t)(ai + s1i);
+                    const int16_t s3r = (int16_t)(s0r + s2r), s3i = (int16_t)(s0i + s2i);
+                    const int16_t s4r = (int16_t)(s0r - s2r), s4i = (int16_t)(s0i - s2i);
+                    r0[0] = (int16_t)(f0r + s3r);      i0[0] = (int16_t)(f0i + s3i);
+                    r0[m] = (int16_t)(s5r + s4i);      i0[m] = (int16_t)(s5i - s4r);
+                    r0[2 * m] = (int16_t)(f0r - s3r);  i0[2 * m] = (int16_t)(f0i - s3i);
+                    r0[3 * m] = (int16_t)(s5r - s4i);  i0[3 * m] = (int16_t)(s5i + s4r);
+                }
+        }
     }
 }
 
@@ -126,7 +164,7 @@ static void @P@_cfft(int16_t *re, int16_t *im)
 static int16_t @P@_gain(uint32_t x)
 {
     if (x <= 2) return @P@_gain_lut[x];
-    const int interval = @P@_bitlength(x);
+    const int interval = @P@_bits32(x);
     const int16_t *lut = @P@_gain_lut + 4 * interval - 6;
     const int32_t frac = (int32_t)((interval < 11 ? x << (11 - interval) : x >> (interval - 11))
                                    & 0x3FF);
@@ -141,7 +179,7 @@ static int16_t @P@_gain(uint32_t x)
 static uint32_t @P@_log(uint32_t v)
 {
     if (v <= 1) return 0;
-    const int integer = @P@_bitlength(v) - 1;
+    const int integer = @P@_bits32(v) - 1;
     int32_t frac = (int32_t)(v - ((uint32_t)1 << integer));
     frac = integer < 16 ? frac << (16 - integer) : frac >> (integer - 16);
     const int seg = frac >> 9;
@@ -152,19 +190,22 @@ static uint32_t @P@_log(uint32_t v)
     return (uint32_t)((((uint64_t)(uint32_t)(loge << @U@_SCALE_SHIFT)) + 32768) >> 16);
 }
 
-/* one frame of WINDOW int16 samples -> FEATURES values (0..65535), the noise estimate updated */
-static void @P@_audio_frame(const int16_t *x, uint32_t *noise, float *out)
+/* one frame: the WINDOW int16 samples of the ring from `head` -> FEATURES values (0..65535),
+   the noise estimate updated */
+static void @P@_audio_frame(const int16_t *ring, int head, uint32_t *noise, float *out)
 {
     int16_t re[@U@_NCFFT + 1], im[@U@_NCFFT + 1];
     int32_t mag = 0;
     for (int j = 0; j < @U@_NCFFT; j++) { re[j] = 0; im[j] = 0; }
-    for (int i = 0; i < @U@_AUDIO_WINDOW; i++) {
-        const int32_t w = ((int32_t)x[i] * @P@_window[i]) >> 12;
-        if (w != -32768 && (w < 0 ? -w : w) > mag) mag = w < 0 ? -w : w;
-        const int at = @P@_fft_slot[i >> 1];
-        if (i & 1) im[at] = (int16_t)w; else re[at] = (int16_t)w;
+    for (int i = 0, at = head; i < @U@_AUDIO_WINDOW; i++) {
+        const int32_t w = ((int32_t)ring[at] * @P@_window[i]) >> 12;
+        if (++at == @U@_AUDIO_WINDOW) at = 0;
+        const int32_t a = w < 0 ? -w : w;
+        if (a > mag && w != -32768) mag = a;
+        const int slot = @P@_fft_slot[i >> 1];
+        if (i & 1) im[slot] = (int16_t)w; else re[slot] = (int16_t)w;
     }
-    const int shift = 15 - @P@_bitlength((uint64_t)mag);
+    const int shift = 15 - @P@_bits32((uint32_t)mag);
     for (int j = 0; j < @U@_NCFFT; j++) {
         re[j] = (int16_t)(uint16_t)((uint32_t)(uint16_t)re[j] << shift);
         im[j] = (int16_t)(uint16_t)((uint32_t)(uint16_t)im[j] << shift);
@@ -172,14 +213,14 @@ static void @P@_audio_frame(const int16_t *x, uint32_t *noise, float *out)
     @P@_cfft(re, im);
     /* the real FFT's split, in place (each pair k, NCFFT - k read before it is written) */
     {
-        const int16_t dr = @P@_fixdiv(re[0], 2), di = @P@_fixdiv(im[0], 2);
+        const int16_t dr = @U@_DIV2(re[0]), di = @U@_DIV2(im[0]);
         re[0] = (int16_t)(dr + di);
         re[@U@_NCFFT] = (int16_t)(dr - di);
         im[0] = 0; im[@U@_NCFFT] = 0;
         for (int k = 1; k <= @U@_NCFFT / 2; k++) {
             const int nk = @U@_NCFFT - k;
-            const int16_t pkr = @P@_fixdiv(re[k], 2), pki = @P@_fixdiv(im[k], 2);
-            const int16_t pnr = @P@_fixdiv(re[nk], 2), pni = @P@_fixdiv((int16_t)(-im[nk]), 2);
+            const int16_t pkr = @U@_DIV2(re[k]), pki = @U@_DIV2(im[k]);
+            const int16_t pnr = @U@_DIV2(re[nk]), pni = @U@_DIV2((int16_t)(-im[nk]));
             const int16_t f1r = (int16_t)(pkr + pnr), f1i = (int16_t)(pki + pni);
             const int16_t f2r = (int16_t)(pkr - pnr), f2i = (int16_t)(pki - pni);
             const int16_t *t = @P@_super_twiddles + 2 * (k - 1);
@@ -191,18 +232,25 @@ static void @P@_audio_frame(const int16_t *x, uint32_t *noise, float *out)
             im[nk] = (int16_t)(((int32_t)twi - f1i) >> 1);
         }
     }
-    /* filterbank: band c's weighted energies to channel c - 1, its unweighted ones to c */
+    /* filterbank: band c's weighted energies to channel c - 1, its unweighted ones to c. An
+       energy is the int32 re^2 + im^2 (it wraps to -2^31 only for re = im = -32768), taken to
+       64 bits with its sign as in TFLM */
     uint64_t carry = 0;
     int at = 0;
     for (int c = 0; c <= @U@_AUDIO_FEATURES; c++) {
         uint64_t w = carry, u = 0;
-        for (int j = 0; j < @P@_band_width[c]; j++, at++) {
-            const int bin = @P@_band_start[c] + j;
-            const int32_t e = (int32_t)((uint32_t)((int32_t)re[bin] * re[bin])
-                                        + (uint32_t)((int32_t)im[bin] * im[bin]));
-            const uint64_t energy = (uint64_t)(int64_t)e;
-            w += (uint64_t)@P@_weights[at] * energy;
-            u += (uint64_t)@P@_unweights[at] * energy;
+        const int start = @P@_band_start[c], width = @P@_band_width[c];
+        for (int j = 0; j < width; j++, at++) {
+            const int bin = start + j;
+            const uint32_t e = (uint32_t)((int32_t)re[bin] * re[bin])
+                               + (uint32_t)((int32_t)im[bin] * im[bin]);
+            if (e & 0x80000000u) {  /* (uint64)(int64)(int32)e = e - 2^32 */
+                w += (uint64_t)@P@_weights[at] * e - ((uint64_t)@P@_weights[at] << 32);
+                u += (uint64_t)@P@_unweights[at] * e - ((uint64_t)@P@_unweights[at] << 32);
+            } else {
+                w += (uint64_t)@P@_weights[at] * e;
+                u += (uint64_t)@P@_unweights[at] * e;
+            }
         }
         carry = u;
         if (c == 0) continue;
@@ -279,13 +327,15 @@ def _micro(a: Micro, P: str, U: str) -> tuple[list[str], list[str]]:
 # ---- the float log-mel / MFCC ----------------------------------------------------------------------
 _LOGMEL_C = r"""
 /* ---- the audio front-end: float log-mel / MFCC ------------------------------------------- */
-/* one frame of WINDOW samples -> FEATURES values */
-static void @P@_audio_frame(const float *x, float *out)
+/* one frame: the WINDOW samples of the ring from `head` -> FEATURES values */
+static void @P@_audio_frame(const float *ring, int head, float *out)
 {
     float re[@U@_NFFT], im[@U@_NFFT];
     for (int j = 0; j < @U@_NFFT; j++) {
         const int i = @P@_bitrev[j];
-        re[j] = i < @U@_AUDIO_WINDOW ? x[i] * @P@_window[i] : 0.0f;
+        int at = head + i;
+        if (at >= @U@_AUDIO_WINDOW) at -= @U@_AUDIO_WINDOW;
+        re[j] = i < @U@_AUDIO_WINDOW ? ring[at] * @P@_window[i] : 0.0f;
         im[j] = 0.0f;
     }
     for (int len = 2; len <= @U@_NFFT; len <<= 1) {
@@ -367,21 +417,26 @@ void @P@_audio_reset(@P@_audio_state *s)
     memset(s, 0, sizeof(*s));
 }
 
-/* Takes up to `count` samples into the window; returns how many it took and sets *frame_ready
-   when the window is full (the caller computes the frame, then calls @P@_audio_slide). */
+/* Takes up to `count` samples into the window (a ring: the oldest at `head`); returns how many
+   it took. The window is full (a frame is due) when fill reaches WINDOW. */
 static int @P@_audio_take(@P@_audio_state *s, const @P@_audio_sample *pcm, int count)
 {
     int take = @U@_AUDIO_WINDOW - (int)s->fill;
     if (take > count) take = count;
-    memcpy(s->samples + s->fill, pcm, (size_t)take * sizeof(*pcm));
+    int at = (int)s->head + (int)s->fill;
+    if (at >= @U@_AUDIO_WINDOW) at -= @U@_AUDIO_WINDOW;
+    const int first = take < @U@_AUDIO_WINDOW - at ? take : @U@_AUDIO_WINDOW - at;
+    memcpy(s->samples + at, pcm, (size_t)first * sizeof(*pcm));
+    memcpy(s->samples, pcm + first, (size_t)(take - first) * sizeof(*pcm));
     s->fill += take;
     return take;
 }
 
+/* after a frame: the oldest HOP samples leave the window */
 static void @P@_audio_slide(@P@_audio_state *s)
 {
-    memmove(s->samples, s->samples + @U@_AUDIO_HOP,
-            (size_t)(@U@_AUDIO_WINDOW - @U@_AUDIO_HOP) * sizeof(s->samples[0]));
+    s->head += @U@_AUDIO_HOP;
+    if (s->head >= @U@_AUDIO_WINDOW) s->head -= @U@_AUDIO_WINDOW;
     s->fill = @U@_AUDIO_WINDOW - @U@_AUDIO_HOP;
 }
 
@@ -392,7 +447,7 @@ int @P@_audio_push(@P@_audio_state *s, const @P@_audio_sample *pcm, int count, f
         const int took = @P@_audio_take(s, pcm, count);
         pcm += took; count -= took;
         if (s->fill < @U@_AUDIO_WINDOW) break;
-        @P@_audio_frame(s->samples, @NOISE@features + (size_t)frames * @U@_AUDIO_FEATURES);
+        @P@_audio_frame(s->samples, (int)s->head, @NOISE@features + (size_t)frames * @U@_AUDIO_FEATURES);
         @P@_audio_slide(s);
         frames++;
     }
@@ -412,7 +467,7 @@ int @P@_listen(@P@_listener *l, const @P@_audio_sample *pcm, int count, float *y
         pcm += took; count -= took;
         if (l->audio.fill < @U@_AUDIO_WINDOW) break;
         float x[@U@_AUDIO_FEATURES];
-        @P@_audio_frame(l->audio.samples, @LNOISE@x);
+        @P@_audio_frame(l->audio.samples, (int)l->audio.head, @LNOISE@x);
         @P@_audio_slide(&l->audio);
         @STEP@
         frames++;
@@ -455,8 +510,9 @@ def _header(a, P: str, U: str, integer_model: bool) -> str:
         "/* the most frames one call with `count` samples completes */",
         f"#define {U}_AUDIO_MAX_FRAMES(count) (((count) + {U}_AUDIO_HOP - 1) / {U}_AUDIO_HOP)\n",
         f"typedef {sample} {P}_audio_sample;",
-        f"typedef struct {{\n    {P}_audio_sample samples[{U}_AUDIO_WINDOW];  /* the window being "
-        f"filled */\n    int32_t fill;\n{noise}}} {P}_audio_state;",
+        f"typedef struct {{\n    {P}_audio_sample samples[{U}_AUDIO_WINDOW];  /* the window, a ring "
+        f"*/\n    int32_t fill, head;  /* samples in it, where the oldest is */\n{noise}}} "
+        f"{P}_audio_state;",
         f"typedef struct {{\n    {P}_audio_state audio;\n{model_state}}} {P}_listener;",
         f"extern const size_t {P}_audio_state_bytes, {P}_listener_bytes;  /* their sizes */\n",
         f"void {P}_audio_reset({P}_audio_state *s);",
