@@ -49,6 +49,33 @@ def _host_listener(host: HostReference, export: Export):
     return caudio.Listener(session)
 
 
+def output_hash(outputs: np.ndarray) -> int:
+    """FNV-1a (32-bit) over the float32 bytes of every output of every frame, in order: what
+    examples/mcu's audio firmware prints."""
+    h = 2166136261
+    for b in np.ascontiguousarray(outputs, np.float32).tobytes():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def host_outputs(export: Export, pcm_clips, buffer: int) -> tuple[list[np.ndarray], str, list[int]]:
+    """The host build's (-O2, no fast math) listener outputs for each clip pushed in
+    ``buffer``-sample calls from a zero state; the compiler; the sizes of the C front-end's
+    state and of the listener."""
+    with HostReference(export) as host:
+        listener = _host_listener(host, export)
+        want = []
+        for x in pcm_clips:
+            listener.reset()
+            want.append(np.concatenate([listener.push(x[i:i + buffer])
+                                        for i in range(0, len(x), buffer)]))
+        # the structs hold only 8-, 16- and 32-bit integers and floats: the same size on the
+        # host as on a 32-bit Arm core
+        sizes = [ctypes.c_size_t.in_dll(host.lib, f"{export.prefix}_{k}").value
+                 for k in ("audio_state_bytes", "listener_bytes")]
+        return want, host.compiler, sizes
+
+
 def _run(b: cortexm.Build, fn: str, state_bytes: int, pcm_clips, width: int, hop: int,
          buffer: int, sample_dtype) -> tuple[list[np.ndarray], dict]:
     """Push each clip in ``buffer``-sample calls of ``fn`` (state, pcm, count, out) from a zero
@@ -108,18 +135,7 @@ def measure(path: str | os.PathLike, device: str, clips: Sequence[np.ndarray], *
         b_fe = cortexm.build(export, device, wd, opt=opt, function=f"{P}_audio_push")
         b_model = cortexm.build(export, device, wd, opt=opt)
         b_all = cortexm.build(export, device, wd, opt=opt, function=f"{P}_listen")
-        with HostReference(export) as host:
-            listener = _host_listener(host, export)
-            want = []
-            for x in pcm:
-                listener.reset()
-                want.append(np.concatenate([listener.push(x[i:i + buffer])
-                                            for i in range(0, len(x), buffer)]))
-            compiler = host.compiler
-            # the structs hold only 8-, 16- and 32-bit integers and floats: the same size on
-            # the host as on a 32-bit Arm core
-            sizes = [ctypes.c_size_t.in_dll(host.lib, f"{P}_{k}").value
-                     for k in ("audio_state_bytes", "listener_bytes")]
+        want, compiler, sizes = host_outputs(export, pcm, buffer)
         feats, fe = _run(b_fe, f"{P}_audio_push", sizes[0], pcm, fa.output_size, hop, buffer,
                          sample_dtype)
         outs, both = _run(b_all, f"{P}_listen", sizes[1], pcm, export.k, hop, buffer,
@@ -138,6 +154,7 @@ def measure(path: str | os.PathLike, device: str, clips: Sequence[np.ndarray], *
              "atol": None if exact else atol, "passed": bool(passed),
              "predicted": [int(np.argmax(g[-1])) if len(g) else -1 for g in outs],
              "host_predicted": [int(np.argmax(w[-1])) if len(w) else -1 for w in want],
+             "hashes": [output_hash(g) for g in outs],
              "host_compiler": compiler}
     if not passed:
         raise toolchains.DeviceError(
@@ -168,4 +185,4 @@ def measure(path: str | os.PathLike, device: str, clips: Sequence[np.ndarray], *
     }
 
 
-__all__ = ["measure", "FLOAT_ATOL"]
+__all__ = ["measure", "host_outputs", "output_hash", "FLOAT_ATOL"]
