@@ -71,17 +71,17 @@ static inline int @P@_bits32(uint32_t x)
 #endif
 }
 
-static uint32_t @P@_isqrt32(uint32_t v)  /* floor(sqrt(v)) */
+/* floor(sqrt(v)): Newton's iteration from above (from 2^ceil(bits / 2) > sqrt(v), it
+   decreases to the floor of the root and stops there) */
+static uint32_t @P@_isqrt32(uint32_t v)
 {
-    uint32_t root = 0, bit;
-    if (v == 0) return 0;
-    bit = (uint32_t)1 << ((@P@_bits32(v) - 1) & ~1);
-    while (bit) {
-        if (v >= root + bit) { v -= root + bit; root = (root >> 1) + bit; }
-        else root >>= 1;
-        bit >>= 2;
+    if (v < 2) return v;
+    uint32_t x = (uint32_t)1 << ((@P@_bits32(v) + 1) >> 1);
+    for (;;) {
+        const uint32_t y = (x + v / x) >> 1;
+        if (y >= x) return x;
+        x = y;
     }
-    return root;
 }
 
 /* floor(sqrt(v)), + 1 when the remainder exceeds the root (TFLM's Sqrt64 rounding, which stops
@@ -107,54 +107,120 @@ static uint32_t @P@_sqrt64(uint64_t v)
     return root;
 }
 
-static inline int16_t @P@_sround(int32_t v) { return (int16_t)((v + (1 << 14)) >> 15); }
-/* C_FIXDIV: v / p as sround(v * (32767 / p)) */
-#define @U@_DIV4(v) @P@_sround((int32_t)(v) * 8191)
-#define @U@_DIV2(v) @P@_sround((int32_t)(v) * 16383)
+/* Complex values packed in 32 bits, the real part in the low half (as KISS FFT's int16 pairs):
+   the Arm DSP extension works on both halves at once; elsewhere the same arithmetic in C
+   (every value wraps to int16 like the C assignment in KISS FFT, every product is exact). */
+#if defined(__ARM_FEATURE_SIMD32) && defined(__ARM_FEATURE_DSP) && !defined(SLIMEDGE_NO_DSP)
+#include <arm_acle.h>
+#define @U@_DSP 1
+#else
+#define @U@_DSP 0
+#endif
+static inline int32_t @P@_lo(uint32_t z) { return (int16_t)(uint16_t)z; }
+static inline int32_t @P@_hi(uint32_t z) { return (int16_t)(uint16_t)(z >> 16); }
+static inline uint32_t @P@_pack(int32_t lo, int32_t hi)
+{
+    return (uint32_t)(uint16_t)lo | ((uint32_t)(uint16_t)hi << 16);
+}
+/* (re >> 15, im >> 15) packed: bits 31..16 of im << 1 are those of im >> 15 (one PKHBT) */
+static inline uint32_t @P@_pack_q15(int32_t re, int32_t im)
+{
+    return ((uint32_t)(re >> 15) & 0xFFFFu) | (((uint32_t)im << 1) & 0xFFFF0000u);
+}
+static inline uint32_t @P@_add(uint32_t a, uint32_t b)
+{
+#if @U@_DSP
+    return (uint32_t)__sadd16((int32_t)a, (int32_t)b);
+#else
+    return @P@_pack(@P@_lo(a) + @P@_lo(b), @P@_hi(a) + @P@_hi(b));
+#endif
+}
+static inline uint32_t @P@_sub(uint32_t a, uint32_t b)
+{
+#if @U@_DSP
+    return (uint32_t)__ssub16((int32_t)a, (int32_t)b);
+#else
+    return @P@_pack(@P@_lo(a) - @P@_lo(b), @P@_hi(a) - @P@_hi(b));
+#endif
+}
+/* a + (-i) b: (a.re + b.im, a.im - b.re) */
+static inline uint32_t @P@_add_mi(uint32_t a, uint32_t b)
+{
+#if @U@_DSP
+    return (uint32_t)__ssax((int32_t)a, (int32_t)b);
+#else
+    return @P@_pack(@P@_lo(a) + @P@_hi(b), @P@_hi(a) - @P@_lo(b));
+#endif
+}
+/* a + i b: (a.re - b.im, a.im + b.re) */
+static inline uint32_t @P@_add_i(uint32_t a, uint32_t b)
+{
+#if @U@_DSP
+    return (uint32_t)__sasx((int32_t)a, (int32_t)b);
+#else
+    return @P@_pack(@P@_lo(a) - @P@_hi(b), @P@_hi(a) + @P@_lo(b));
+#endif
+}
+/* C_MUL with sround: a * t, Q15 */
+static inline uint32_t @P@_cmul(uint32_t a, uint32_t t)
+{
+#if @U@_DSP
+    const int32_t re = __smusd((int32_t)a, (int32_t)t), im = __smuadx((int32_t)a, (int32_t)t);
+#else
+    const int32_t re = @P@_lo(a) * @P@_lo(t) - @P@_hi(a) * @P@_hi(t);
+    const int32_t im = @P@_lo(a) * @P@_hi(t) + @P@_hi(a) * @P@_lo(t);
+#endif
+    return @P@_pack_q15(re + (1 << 14), im + (1 << 14));
+}
+/* C_FIXDIV: both halves times k = 32767 / p, with sround */
+static inline uint32_t @P@_div(uint32_t z, int32_t k)
+{
+#if @U@_DSP
+    const int32_t re = __smlabb((int32_t)z, k, 1 << 14), im = __smlatb((int32_t)z, k, 1 << 14);
+#else
+    const int32_t re = @P@_lo(z) * k + (1 << 14), im = @P@_hi(z) * k + (1 << 14);
+#endif
+    return @P@_pack_q15(re, im);
+}
+/* re^2 + im^2 as the int32 KISS FFT's energy computes it (wrapping), in its uint32 bits */
+static inline uint32_t @P@_energy(uint32_t z)
+{
+#if @U@_DSP
+    return (uint32_t)__smuad((int32_t)z, (int32_t)z);
+#else
+    return (uint32_t)(@P@_lo(z) * @P@_lo(z)) + (uint32_t)(@P@_hi(z) * @P@_hi(z));
+#endif
+}
 
-/* the fixed-point complex FFT (KISS FFT, FIXED_POINT=16) over re, im already in its input
-   order: the stages innermost first, radix 4 or 2 */
-static void @P@_cfft(int16_t *re, int16_t *im)
+/* the fixed-point complex FFT (KISS FFT, FIXED_POINT=16) over z, already in its input order:
+   the stages innermost first, radix 4 or 2 */
+static void @P@_cfft(uint32_t *z)
 {
     for (int s = 0; s < @U@_FFT_STAGES; s++) {
         const int m = @P@_stage_m[s], fs = @P@_stage_stride[s];
         if (@P@_stage_radix[s] == 2) {
             for (int g = 0; g < @U@_NCFFT; g += 2 * m)
                 for (int k = 0; k < m; k++) {
-                    int16_t *r0 = re + g + k, *i0 = im + g + k;
-                    const int16_t ar = @U@_DIV2(r0[0]), ai = @U@_DIV2(i0[0]);
-                    const int16_t br = @U@_DIV2(r0[m]), bi = @U@_DIV2(i0[m]);
-                    const int16_t *t = @P@_twiddles + 2 * (k * fs);
-                    const int16_t tr = @P@_sround((int32_t)br * t[0] - (int32_t)bi * t[1]);
-                    const int16_t ti = @P@_sround((int32_t)br * t[1] + (int32_t)bi * t[0]);
-                    r0[0] = (int16_t)(ar + tr);  i0[0] = (int16_t)(ai + ti);
-                    r0[m] = (int16_t)(ar - tr);  i0[m] = (int16_t)(ai - ti);
+                    uint32_t *f = z + g + k;
+                    const uint32_t a = @P@_div(f[0], 16383);
+                    const uint32_t t = @P@_cmul(@P@_div(f[m], 16383), @P@_twiddles[k * fs]);
+                    f[0] = @P@_add(a, t);
+                    f[m] = @P@_sub(a, t);
                 }
         } else {
             for (int g = 0; g < @U@_NCFFT; g += 4 * m)
                 for (int k = 0; k < m; k++) {
-                    int16_t *r0 = re + g + k, *i0 = im + g + k;
-                    const int16_t ar = @U@_DIV4(r0[0]), ai = @U@_DIV4(i0[0]);
-                    const int16_t br = @U@_DIV4(r0[m]), bi = @U@_DIV4(i0[m]);
-                    const int16_t cr = @U@_DIV4(r0[2 * m]), ci = @U@_DIV4(i0[2 * m]);
-                    const int16_t dr = @U@_DIV4(r0[3 * m]), di = @U@_DIV4(i0[3 * m]);
-                    const int16_t *t1 = @P@_twiddles + 2 * (k * fs);
-                    const int16_t *t2 = @P@_twiddles + 2 * (2 * k * fs);
-                    const int16_t *t3 = @P@_twiddles + 2 * (3 * k * fs);
-                    const int16_t s0r = @P@_sround((int32_t)br * t1[0] - (int32_t)bi * t1[1]);
-                    const int16_t s0i = @P@_sround((int32_t)br * t1[1] + (int32_t)bi * t1[0]);
-                    const int16_t s1r = @P@_sround((int32_t)cr * t2[0] - (int32_t)ci * t2[1]);
-                    const int16_t s1i = @P@_sround((int32_t)cr * t2[1] + (int32_t)ci * t2[0]);
-                    const int16_t s2r = @P@_sround((int32_t)dr * t3[0] - (int32_t)di * t3[1]);
-                    const int16_t s2i = @P@_sround((int32_t)dr * t3[1] + (int32_t)di * t3[0]);
-                    const int16_t s5r = (int16_t)(ar - s1r), s5i = (int16_t)(ai - s1i);
-                    const int16_t f0r = (int16_t)(ar + s1r), f0i = (int16_t)(ai + s1i);
-                    const int16_t s3r = (int16_t)(s0r + s2r), s3i = (int16_t)(s0i + s2i);
-                    const int16_t s4r = (int16_t)(s0r - s2r), s4i = (int16_t)(s0i - s2i);
-                    r0[0] = (int16_t)(f0r + s3r);      i0[0] = (int16_t)(f0i + s3i);
-                    r0[m] = (int16_t)(s5r + s4i);      i0[m] = (int16_t)(s5i - s4r);
-                    r0[2 * m] = (int16_t)(f0r - s3r);  i0[2 * m] = (int16_t)(f0i - s3i);
-                    r0[3 * m] = (int16_t)(s5r - s4i);  i0[3 * m] = (int16_t)(s5i + s4r);
+                    uint32_t *f = z + g + k;
+                    const uint32_t a = @P@_div(f[0], 8191);
+                    const uint32_t s0 = @P@_cmul(@P@_div(f[m], 8191), @P@_twiddles[k * fs]);
+                    const uint32_t s1 = @P@_cmul(@P@_div(f[2 * m], 8191), @P@_twiddles[2 * k * fs]);
+                    const uint32_t s2 = @P@_cmul(@P@_div(f[3 * m], 8191), @P@_twiddles[3 * k * fs]);
+                    const uint32_t s5 = @P@_sub(a, s1), f0 = @P@_add(a, s1);
+                    const uint32_t s3 = @P@_add(s0, s2), s4 = @P@_sub(s0, s2);
+                    f[0] = @P@_add(f0, s3);
+                    f[m] = @P@_add_mi(s5, s4);
+                    f[2 * m] = @P@_sub(f0, s3);
+                    f[3 * m] = @P@_add_i(s5, s4);
                 }
         }
     }
@@ -194,42 +260,40 @@ static uint32_t @P@_log(uint32_t v)
    the noise estimate updated */
 static void @P@_audio_frame(const int16_t *ring, int head, uint32_t *noise, float *out)
 {
-    int16_t re[@U@_NCFFT + 1], im[@U@_NCFFT + 1];
+    uint32_t z[@U@_NCFFT + 1];
     int32_t mag = 0;
-    for (int j = 0; j < @U@_NCFFT; j++) { re[j] = 0; im[j] = 0; }
-    for (int i = 0, at = head; i < @U@_AUDIO_WINDOW; i++) {
-        const int32_t w = ((int32_t)ring[at] * @P@_window[i]) >> 12;
-        if (++at == @U@_AUDIO_WINDOW) at = 0;
-        const int32_t a = w < 0 ? -w : w;
-        if (a > mag && w != -32768) mag = a;
-        const int slot = @P@_fft_slot[i >> 1];
-        if (i & 1) im[slot] = (int16_t)w; else re[slot] = (int16_t)w;
+    for (int j = 0; j <= @U@_NCFFT; j++) z[j] = 0;
+    /* windowed sample pairs (2j, 2j + 1) are complex input j of the FFT, at z[fft_slot[j]];
+       WINDOW and HOP are even, so the oldest sample (head) is at an even place of the ring and
+       no pair wraps */
+    for (int j = 0, at = head; j < @U@_AUDIO_WINDOW / 2; j++) {
+        const int32_t w0 = ((int32_t)ring[at] * @P@_window[2 * j]) >> 12;
+        const int32_t w1 = ((int32_t)ring[at + 1] * @P@_window[2 * j + 1]) >> 12;
+        at += 2;
+        if (at == @U@_AUDIO_WINDOW) at = 0;
+        const int32_t a0 = w0 < 0 ? -w0 : w0, a1 = w1 < 0 ? -w1 : w1;
+        if (a0 > mag && w0 != -32768) mag = a0;
+        if (a1 > mag && w1 != -32768) mag = a1;
+        z[@P@_fft_slot[j]] = @P@_pack(w0, w1);
     }
     const int shift = 15 - @P@_bits32((uint32_t)mag);
-    for (int j = 0; j < @U@_NCFFT; j++) {
-        re[j] = (int16_t)(uint16_t)((uint32_t)(uint16_t)re[j] << shift);
-        im[j] = (int16_t)(uint16_t)((uint32_t)(uint16_t)im[j] << shift);
-    }
-    @P@_cfft(re, im);
+    for (int j = 0; j < @U@_NCFFT; j++)  /* both halves << shift, each wrapping to 16 bits */
+        z[j] = ((z[j] & 0xFFFF0000u) << shift) | ((z[j] << shift) & 0xFFFFu);
+    @P@_cfft(z);
     /* the real FFT's split, in place (each pair k, NCFFT - k read before it is written) */
     {
-        const int16_t dr = @U@_DIV2(re[0]), di = @U@_DIV2(im[0]);
-        re[0] = (int16_t)(dr + di);
-        re[@U@_NCFFT] = (int16_t)(dr - di);
-        im[0] = 0; im[@U@_NCFFT] = 0;
+        const uint32_t dc = @P@_div(z[0], 16383);
+        z[0] = @P@_pack(@P@_lo(dc) + @P@_hi(dc), 0);
+        z[@U@_NCFFT] = @P@_pack(@P@_lo(dc) - @P@_hi(dc), 0);
         for (int k = 1; k <= @U@_NCFFT / 2; k++) {
             const int nk = @U@_NCFFT - k;
-            const int16_t pkr = @U@_DIV2(re[k]), pki = @U@_DIV2(im[k]);
-            const int16_t pnr = @U@_DIV2(re[nk]), pni = @U@_DIV2((int16_t)(-im[nk]));
-            const int16_t f1r = (int16_t)(pkr + pnr), f1i = (int16_t)(pki + pni);
-            const int16_t f2r = (int16_t)(pkr - pnr), f2i = (int16_t)(pki - pni);
-            const int16_t *t = @P@_super_twiddles + 2 * (k - 1);
-            const int16_t twr = @P@_sround((int32_t)f2r * t[0] - (int32_t)f2i * t[1]);
-            const int16_t twi = @P@_sround((int32_t)f2r * t[1] + (int32_t)f2i * t[0]);
-            re[k] = (int16_t)(((int32_t)f1r + twr) >> 1);
-            im[k] = (int16_t)(((int32_t)f1i + twi) >> 1);
-            re[nk] = (int16_t)(((int32_t)f1r - twr) >> 1);
-            im[nk] = (int16_t)(((int32_t)twi - f1i) >> 1);
+            const uint32_t pk = @P@_div(z[k], 16383);
+            const uint32_t pnk = @P@_div(@P@_pack(@P@_lo(z[nk]), -@P@_hi(z[nk])), 16383);
+            const uint32_t f1 = @P@_add(pk, pnk), f2 = @P@_sub(pk, pnk);
+            const uint32_t tw = @P@_cmul(f2, @P@_super_twiddles[k - 1]);
+            const int32_t f1r = @P@_lo(f1), f1i = @P@_hi(f1), twr = @P@_lo(tw), twi = @P@_hi(tw);
+            z[k] = @P@_pack((f1r + twr) >> 1, (f1i + twi) >> 1);
+            z[nk] = @P@_pack((f1r - twr) >> 1, (twi - f1i) >> 1);
         }
     }
     /* filterbank: band c's weighted energies to channel c - 1, its unweighted ones to c. An
@@ -241,9 +305,7 @@ static void @P@_audio_frame(const int16_t *ring, int head, uint32_t *noise, floa
         uint64_t w = carry, u = 0;
         const int start = @P@_band_start[c], width = @P@_band_width[c];
         for (int j = 0; j < width; j++, at++) {
-            const int bin = start + j;
-            const uint32_t e = (uint32_t)((int32_t)re[bin] * re[bin])
-                               + (uint32_t)((int32_t)im[bin] * im[bin]);
+            const uint32_t e = @P@_energy(z[start + j]);
             if (e & 0x80000000u) {  /* (uint64)(int64)(int32)e = e - 2^32 */
                 w += (uint64_t)@P@_weights[at] * e - ((uint64_t)@P@_weights[at] << 32);
                 u += (uint64_t)@P@_unweights[at] * e - ((uint64_t)@P@_unweights[at] << 32);
@@ -281,6 +343,12 @@ static void @P@_audio_frame(const int16_t *ring, int head, uint32_t *noise, floa
 """
 
 
+def _packed(t: np.ndarray) -> np.ndarray:
+    """(n, 2) int16 values as n uint32: the real part in the low half."""
+    t = np.asarray(t, np.int64)
+    return (t[:, 0] & 0xFFFF) | ((t[:, 1] & 0xFFFF) << 16)
+
+
 def _micro(a: Micro, P: str, U: str) -> tuple[list[str], list[str]]:
     """(the .c's constants and functions, the .h's macros) of the integer microfrontend."""
     t = a.tables
@@ -300,6 +368,10 @@ def _micro(a: Micro, P: str, U: str) -> tuple[list[str], list[str]]:
               f"#define {U}_PCAN {int(a.pcan)}", f"#define {U}_LOG {int(a.log)}",
               f"#define {U}_SNR_SHIFT {snr_shift}", f"#define {U}_SCALE_SHIFT {a.scale_shift}",
               f"#define {U}_CORRECT(v) ((uint32_t){correct})"]
+    if a.window_samples % 2 or a.hop_samples % 2:
+        raise UsageError(f"the C export's microfrontend needs an even number of samples per "
+                         f"window and hop, got {a.window_samples} and {a.hop_samples}: choose "
+                         f"window_ms and hop_ms that give them")
     if n > 1 << 15 or fb.end_index > ncfft:
         raise UsageError(f"the microfrontend's FFT of {n} points is too large for the C export")
     c = [
@@ -310,9 +382,10 @@ def _micro(a: Micro, P: str, U: str) -> tuple[list[str], list[str]]:
         _arr("uint8_t", f"{P}_stage_radix", [p for p, _, _ in stages], "FFT stages, innermost first"),
         _arr("uint16_t", f"{P}_stage_m", [m for _, m, _ in stages]),
         _arr("uint16_t", f"{P}_stage_stride", [f for _, _, f in stages]),
-        _arr("int16_t", f"{P}_twiddles", kissfft.twiddles(ncfft), "complex twiddles, Q15"),
-        _arr("int16_t", f"{P}_super_twiddles", kissfft.super_twiddles(n),
-             "the real FFT's twiddles, Q15"),
+        _arr("uint32_t", f"{P}_twiddles", _packed(kissfft.twiddles(ncfft)),
+             "complex twiddles, Q15 (re | im << 16)"),
+        _arr("uint32_t", f"{P}_super_twiddles", _packed(kissfft.super_twiddles(n)),
+             "the real FFT's twiddles, Q15 (re | im << 16)"),
         _arr("uint16_t", f"{P}_band_start", fb.starts, "filterbank: first bin of each band"),
         _arr("uint16_t", f"{P}_band_width", [len(w) for w in fb.weights], "its bins"),
         _arr("uint16_t", f"{P}_weights", np.concatenate(fb.weights), "weights, Q12"),
