@@ -185,4 +185,4 @@ def measure(path: str | os.PathLike, device: str, clips: Sequence[np.ndarray], *
     }
 
 
-__all__ = ["measure", "host_outputs", "output_hash", "FLOAT_ATOL"]
+__all__ = ["measure", "host_outputs", "output_hash", "python_features", "FLOAT_ATOL"]
