@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import shutil
 import subprocess
 import sys
@@ -40,9 +39,8 @@ from slimedge._report import (  # noqa: E402
     add_output_arguments,
     describe,
     machine,
-    nothing_written,
     settle_outputs,
-    update_markdown_section,
+    write_outputs,
 )
 from slimedge.data import audio as wavs  # noqa: E402
 from slimedge.data.wav import read_wav  # noqa: E402
@@ -201,15 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     text = markdown(report)
     print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1, default=float) + "\n")
-        print(f"wrote {args.out}")
-    if args.markdown:
-        update_markdown_section(BENCH, SECTION, text)
-        print(f"wrote the {SECTION!r} section of {BENCH}")
-    elif args.out is None:
-        print(nothing_written(RESULTS))
+    write_outputs(args, RESULTS, report, text, BENCH, SECTION)
     return 0
 
 

@@ -105,3 +105,38 @@ def clips_of(wav: Path) -> np.ndarray:
     import wave
     with wave.open(str(wav)) as w:
         return np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.int16)
+
+
+@needs_m4
+def test_profile_target_measures_frontend_and_model_per_second_of_audio(tmp_path):
+    """``profile --target`` on a model that reads audio, PCM from a folder of WAVs (its FSDD
+    test split): the audio rows for float and full integer, checked, in its tables."""
+    import shutil as sh
+
+    from rich.console import Console
+
+    from slimedge.profile import device as on_device
+    folder = tmp_path / "wavs"
+    folder.mkdir()
+    for d in range(10):
+        for i in range(7):
+            sh.copy(FSDD / f"{d}_jackson_{i}.wav", folder)
+    ckpt = audio_model(tmp_path, MF8, n=16)
+    report = on_device.run([ckpt], "cortex-m4", sequences=1, baseline="none", audio=folder)
+    rows = {r["quantize"]: r for r in report["results"]}
+    assert set(rows) == {"none", "int8"}
+    for q, r in rows.items():
+        a = r["audio"]
+        assert a["check"]["passed"] and a["check"]["clips"] == 1 and a["check"]["exact"] == (q == "int8")
+        assert a["frontend"] == MF8 | {k: v for k, v in a["frontend"].items() if k not in MF8}
+        assert r["time"]["frame_ms"] == 20  # the model's frames are the front-end's
+    text = "\n".join(str(line) for line in report["notes"])
+    assert "test clips of" in text and "(fsdd split)" in text
+    console = Console(width=150, record=True)
+    for t in on_device.tables(report):
+        console.print(t)
+    out = console.export_text()
+    for words in ("per second of audio", "front-end", "together", "% core", "80 MHz"):
+        assert words in out, words
+    with pytest.raises(Exception, match="--audio"):
+        on_device.run([ckpt], "cortex-m4", sequences=1, baseline="none")

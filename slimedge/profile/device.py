@@ -58,8 +58,9 @@ def _audio_inputs(info: formats.ModelInfo, given: str | os.PathLike | None, fa, 
     from ..data.splits import DataSplits
     from ..data.wav import read_wav
 
-    source = Path(given) if given is not None else Path(str((info.data or {}).get("source", "")))
-    if given is None and not source.is_dir():
+    recorded = (info.data or {}).get("source")
+    source = Path(given) if given is not None else Path(str(recorded or ""))
+    if given is None and (not recorded or not source.is_dir()):
         raise UsageError(f"{where} reads audio: give --audio (a WAV file, or a folder of them) "
                          f"to measure its front-end and model on the device")
     if source.is_file():
@@ -74,7 +75,8 @@ def _audio_inputs(info: formats.ModelInfo, given: str | os.PathLike | None, fa, 
     labels = sorted({c.label for c in clips})
     train = parts["train"][::max(1, len(parts["train"]) // AUDIO_CALIBRATION_CLIPS)]
     data = {k: wavs.clip_frames(v, fa, labels, f"{source.name}/{k}")
-            for k, v in (("train", train), ("val", parts["val"][:20]), ("test", test))}
+            for k, v in (("train", train), ("val", parts["val"][:20] or parts["test"][:20]),
+                         ("test", test))}
     splits = DataSplits(source.name, data["train"], data["val"], data["test"])
     pcm = [read_wav(c.path, sample_rate=fa.sample_rate)[0] for c in test]
     return pcm, splits, f"{len(test)} test clips of {source} ({split} split)"
