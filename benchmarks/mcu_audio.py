@@ -92,11 +92,11 @@ def firmware(c_path: Path, clips: list, work: Path) -> dict:
                             f"{build}/audio-file.elf"], capture_output=True, text=True)
     if first.returncode:
         raise SystemExit(first.stdout + first.stderr)
-    e = Export.read(c_path)
     hop = frontends.from_config(FRONTEND).hop_samples
+    pcm = [read_wav(c.path, sample_rate=8000)[0] for c in clips]
+    host, _, _ = daudio.host_outputs(Export.read(c_path), pcm, hop)
     agree = correct = 0
-    for c in clips:
-        x, _ = read_wav(c.path, sample_rate=8000)
+    for c, x, want in zip(clips, pcm, host):
         (build / "clip.pcm").write_bytes(np.asarray(x, "<i2").tobytes())
         res = subprocess.run(["qemu-system-arm", "-M", "mps2-an386", "-display", "none",
                               "-monitor", "none", "-serial", "none", "-chardev", "stdio,id=console",
@@ -104,7 +104,6 @@ def firmware(c_path: Path, clips: list, work: Path) -> dict:
                               "-kernel", str(build / "audio-file.elf")],
                              capture_output=True, text=True, timeout=120, cwd=MCU)
         out = dict(line.split(": ", 1) for line in res.stdout.splitlines() if ": " in line)
-        (want,), _, _ = daudio.host_outputs(e, [x], hop)
         same = (out.get("outputs hash") == f"0x{daudio.output_hash(want):08x}"
                 and out.get("predicted") == str(int(np.argmax(want[-1]))))
         agree += same
