@@ -217,3 +217,17 @@ def test_audio_stream_on_every_backend(tmp_path, fmt, quantize, backend):
     else:
         assert np.abs(got - m.run(feats)).max() < 1e-6
         assert np.mean(got.argmax(1) == ref.argmax(1)) >= 0.8
+
+
+def test_slimedge_export_says_where_the_frontend_is(tmp_path):
+    """The CLI's export reports the front-end's check: in C (bit-exact), or a companion."""
+    from typer.testing import CliRunner
+
+    from slimedge.cli import app
+    model = audio_model(tmp_path, MF8)
+    for fmt, out, words in (("c", "m.c", "in C, "), ("onnx", "m.onnx", "a companion")):
+        r = CliRunner().invoke(app, ["export", str(model), "-f", fmt, "-o", str(tmp_path / out)])
+        assert r.exit_code == 0, r.output
+        line = next(s for s in r.output.splitlines() if s.startswith("audio front-end"))
+        assert "(microfrontend)" in line and words in line
+        assert fmt != "c" or "equal to the Python one" in line

@@ -27,7 +27,7 @@ needs_m4 = pytest.mark.skipif(not devices.available("cortex-m4"),
 
 @pytest.fixture(scope="module")
 def int8_export(tmp_path_factory):
-    """A random LSTM6-like model (n = 16) behind the 60/20 ms microfrontend, full integer."""
+    """A random LSTM0 (n = 16) behind the 60/20 ms microfrontend, full integer."""
     d = tmp_path_factory.mktemp("audio-dev")
     path = audio_model(d, MF8, n=16)
     return export(path, d / "m.c", format="c", quantize="int8", data=feature_splits(MF8),
