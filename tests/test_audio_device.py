@@ -140,3 +140,52 @@ def test_profile_target_measures_frontend_and_model_per_second_of_audio(tmp_path
         assert words in out, words
     with pytest.raises(Exception, match="--audio"):
         on_device.run([ckpt], "cortex-m4", sequences=1, baseline="none")
+
+
+AARCH64_HARNESS = r"""/* the export's C front-end on a PCM file, in pushes of 1, 37, 160, 4096, ... samples */
+#include <stdio.h>
+#include <stdlib.h>
+#include "m.h"
+int main(int argc, char **argv)
+{
+    static int16_t pcm[1 << 20];
+    static float out[(1 << 20) / M_AUDIO_HOP * M_AUDIO_FEATURES + M_AUDIO_FEATURES];
+    static const int sizes[] = {1, 37, 160, 4096, 7, 999};
+    FILE *f = fopen(argv[1], "rb");
+    const int n = (int)fread(pcm, sizeof(int16_t), 1 << 20, f);
+    fclose(f);
+    m_audio_state s;
+    m_audio_reset(&s);
+    int frames = 0;
+    for (int i = 0, k = 0; i < n; k++) {
+        const int take = n - i < sizes[k % 6] ? n - i : sizes[k % 6];
+        frames += m_audio_push(&s, pcm + i, take, out + (size_t)frames * M_AUDIO_FEATURES);
+        i += take;
+    }
+    f = fopen(argv[2], "wb");
+    fwrite(out, sizeof(float), (size_t)frames * M_AUDIO_FEATURES, f);
+    fclose(f);
+    return 0;
+}
+"""
+
+
+@pytest.mark.skipif(not devices.available("aarch64"), reason="the aarch64 tools are not installed")
+def test_the_c_microfrontend_is_bit_exact_on_aarch64(int8_export, tmp_path):
+    """The same .c built for 64-bit ARM Linux (-O3, no Arm DSP extension there: the portable
+    arithmetic, vectorised as the compiler likes) gives the Python front-end's integers."""
+    from slimedge.devices import toolchains
+    from slimedge.frontend import audio as frontends
+    (tmp_path / "harness.c").write_text(AARCH64_HARNESS)
+    exe = tmp_path / "fe.aarch64"
+    toolchains.run([toolchains.find("aarch64-linux-gnu-gcc"), "-O3", "-mcpu=cortex-a72",
+                    "-std=c99", "-static", f"-I{int8_export.parent}", "-o", str(exe),
+                    str(tmp_path / "harness.c"), str(int8_export), "-lm"], "compiling")
+    fa = frontends.from_config(MF8)
+    x = np.concatenate(clips(8))
+    (tmp_path / "in.pcm").write_bytes(x.astype("<i2").tobytes())
+    toolchains.run([toolchains.find("qemu-aarch64"), str(exe), str(tmp_path / "in.pcm"),
+                    str(tmp_path / "out.bin")], "running under qemu-aarch64")
+    got = np.fromfile(tmp_path / "out.bin", "<f4").reshape(-1, fa.output_size)
+    want = frontends.features(fa, x)
+    assert got.shape == want.shape and len(got) > 150 and np.array_equal(got, want)
