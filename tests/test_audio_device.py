@@ -189,3 +189,13 @@ def test_the_c_microfrontend_is_bit_exact_on_aarch64(int8_export, tmp_path):
     got = np.fromfile(tmp_path / "out.bin", "<f4").reshape(-1, fa.output_size)
     want = frontends.features(fa, x)
     assert got.shape == want.shape and len(got) > 150 and np.array_equal(got, want)
+
+
+@pytest.mark.skipif(not devices.available("cortex-m0plus"), reason="the Cortex-M tools are not installed")
+def test_the_audio_stage_is_bit_exact_on_a_cortex_m0plus(int8_export):
+    """ARMv6-M: no DSP extension, no divide instruction, no FPU (the portable arithmetic,
+    libgcc's division, soft float for the input's normalisation): the same outputs."""
+    r = daudio.measure(int8_export, "cortex-m0plus", clips(1))
+    assert r["check"]["passed"] and r["check"]["exact"]
+    assert r["check"]["outputs_max_abs_diff_vs_host"] == 0.0
+    assert r["check"]["frontend_max_abs_diff_vs_python"] == 0.0
