@@ -128,7 +128,7 @@ def markdown(r: dict) -> str:
             p = a["per_second_of_audio"][part]
             ram = a["ram_bytes"].get(part, {})
             bold = "**" if part == "together" else ""
-            cells = [format(ram[k], ",") if ram else "–" for k in ("state", "stack", "total")]
+            cells = [format(ram[k], ",") if k in ram else "–" for k in ("state", "stack", "total")]
             lines.append(f"| {q} | {bold}{part}{bold} | {p['instructions']:,.0f} | "
                          f"{bold}{p['cycles']:,.0f}{bold} | {100 * p['rtf']:.2f} | "
                          f"{a['flash_bytes'][part]['total']:,} | {' | '.join(cells)} |")
@@ -141,7 +141,10 @@ def markdown(r: dict) -> str:
     lines += ["", "model = together − front-end (the step, the input's normalisation and "
               "quantisation, the outputs' conversion). RAM = the listener's state (window, noise "
               "estimates, h, c) + the PCM buffer + one call's outputs + the stack's high-water "
-              "mark + .data/.bss (0). Flash: the image's code and constants (no config JSON).", "",
+              f"mark (the front-end's scratch, the FFT's buffer of "
+              f"{i['ram_bytes']['frontend']['frontend_scratch_in_stack']:,} B, is in it) + "
+              ".data/.bss (0); the model's state is the listener's less the front-end's. "
+              "Flash: the image's code and constants (no config JSON).", "",
               f"Targets, integer front-end + model: {cyc / 1e6:.2f} M cycles per second of audio "
               f"(≤ {t['cycles_per_second'] / 1e6:g} M: {ok(cyc, t['cycles_per_second'])}), RAM "
               f"{ram:,} B (≤ {t['ram_bytes']:,}: {ok(ram, t['ram_bytes'])}), flash {flash:,} B "

@@ -16,7 +16,9 @@ samples (default one hop) from a zero state through the front-end image and the 
 * **flash**: each image's code and constants (the model's config JSON and labels excluded).
 * **RAM**: the listener's state (``sizeof(PREFIX_listener)``: the window's samples, the noise
   estimates, h and c), the PCM buffer and the outputs one call writes, the stack's high-water
-  mark over every call (the front-end's FFT scratch lives there), and ``.data`` + ``.bss``.
+  mark over every call (the front-end's scratch, ``PREFIX_AUDIO_SCRATCH_BYTES``, the FFT's
+  buffer, lives there: reported beside it, not added), and ``.data`` + ``.bss``. The model's
+  state is the listener's less the front-end's.
 * **check**: every output of every frame against the host build of the same ``.c``
   (:class:`~.reference.HostReference`, -O2 without fast math) pushed the same way: equal bit for
   bit for the integer microfrontend with a full-integer model; within ``atol`` otherwise. The
@@ -74,6 +76,14 @@ def host_outputs(export: Export, pcm_clips, buffer: int) -> tuple[list[np.ndarra
         sizes = [ctypes.c_size_t.in_dll(host.lib, f"{export.prefix}_{k}").value
                  for k in ("audio_state_bytes", "listener_bytes")]
         return want, host.compiler, sizes
+
+
+def _header_macro(export: Export, name: str) -> int | None:
+    """An integer macro of the export's header (None when it has none)."""
+    import re
+    text = export.path.with_suffix(".h").read_text(encoding="ascii", errors="replace")
+    m = re.search(rf"^#define {re.escape(name)} (\d+)\s*$", text, re.M)
+    return int(m.group(1)) if m else None
 
 
 def _run(b: cortexm.Build, fn: str, state_bytes: int, pcm_clips, width: int, hop: int,
@@ -168,6 +178,10 @@ def measure(path: str | os.PathLike, device: str, clips: Sequence[np.ndarray], *
                 "cpi": cyc / ins if ins else None, "rtf": cyc / seconds / clock,
                 "us_per_frame": cyc / frames / clock * 1e6}
     model_ins, model_cyc = both["instructions"] - fe["instructions"], both["cycles"] - fe["cycles"]
+    scratch = _header_macro(export, f"{P.upper()}_AUDIO_SCRATCH_BYTES")
+    for ram in (fe["ram"], both["ram"]):
+        ram["frontend_scratch_in_stack"] = scratch
+    model_ram = {"state": both["ram"]["state"] - fe["ram"]["state"]}
     return {
         "device": device, "target": cortexm.TARGETS[device].summary, "file": export.path.name,
         "variant": export.variant, "hidden_size": export.n, "quantize": export.quantize,
@@ -180,7 +194,7 @@ def measure(path: str | os.PathLike, device: str, clips: Sequence[np.ndarray], *
                                 "model": per_second(model_ins, model_cyc),
                                 "together": per_second(both["instructions"], both["cycles"])},
         "flash_bytes": {"frontend": b_fe.flash, "model": b_model.flash, "together": b_all.flash},
-        "ram_bytes": {"frontend": fe["ram"], "together": both["ram"]},
+        "ram_bytes": {"frontend": fe["ram"], "model": model_ram, "together": both["ram"]},
         "check": check,
     }
 

@@ -287,12 +287,14 @@ def audio_tables(report: dict) -> list:
                         f"Hz, {fe['window_ms']:g}/{fe['hop_ms']:g} ms), per second of audio",
                   caption=f"{a['basis']}, {a['clock']}; % core = cycles / clock. model = "
                           f"together - front-end (its step, the input's quantisation). RAM: "
-                          f"state + PCM buffer ({a['buffer_samples']} samples) + outputs + stack. "
+                          f"state + PCM buffer ({a['buffer_samples']} samples) + outputs + stack "
+                          f"(with the front-end's scratch, "
+                          f"{a['ram_bytes']['frontend'].get('frontend_scratch_in_stack')} B). "
                           f"{a['check']['clips']} clips, {a['audio_seconds']:.1f} s; outputs "
                           f"{'equal to' if a['check']['exact'] else 'within tolerance of'} the "
                           f"host build's", caption_justify="left")
         for col in ("part", "instr/s", "cycles/s", "% core", "flash B", "state B", "stack B",
-                    "RAM B"):
+                    "RAM B"):  # the front-end's scratch is in its stack (caption)
             t.add_column(col, justify="left" if col == "part" else "right")
         ram = a["ram_bytes"]
         for part in ("frontend", "model", "together"):

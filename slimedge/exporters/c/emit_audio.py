@@ -570,6 +570,7 @@ def _header(a, P: str, U: str, integer_model: bool) -> str:
         (f"    float h[{U}_STATE_SIZE];     /* the model's state */\n"
          f"    float c[{U}_STATE_SIZE];\n")
     what = ("int16 PCM" if micro else "float PCM in [-1, 1)")
+    scratch = 4 * (a.fft_size // 2 + 1) if micro else 4 * (2 * a.n_fft + a.mel_channels)
     return src.join([
         f"/* ---- the audio front-end: {a.description} ----\n"
         f"   Samples are {what} at {U}_AUDIO_SAMPLE_RATE Hz; a frame of {U}_AUDIO_WINDOW samples\n"
@@ -580,6 +581,8 @@ def _header(a, P: str, U: str, integer_model: bool) -> str:
         f"#define {U}_AUDIO_HOP {a.hop_samples}",
         f"#define {U}_AUDIO_FEATURES {a.output_size}",
         f"#define {U}_AUDIO_INTEGER {int(micro)}",
+        "/* the front-end's scratch per frame, on the stack (the FFT's buffer) */",
+        f"#define {U}_AUDIO_SCRATCH_BYTES {scratch}",
         "/* the most frames one call with `count` samples completes */",
         f"#define {U}_AUDIO_MAX_FRAMES(count) (((count) + {U}_AUDIO_HOP - 1) / {U}_AUDIO_HOP)\n",
         f"typedef {sample} {P}_audio_sample;",
