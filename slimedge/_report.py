@@ -96,6 +96,22 @@ def command_line(script: str | os.PathLike, argv: list[str], root: str | os.Path
     return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(script, root), *args])
 
 
+def write_outputs(args, results: Path, report: dict, text: str, bench: Path,
+                  section: str) -> None:
+    """Write what ``settle_outputs`` decided: the JSON ``report`` to ``args.out``, ``text`` as
+    ``section`` of ``bench`` (BENCHMARKS.md); says what it wrote, or that it wrote nothing."""
+    import json
+
+    if args.out is not None:
+        _io.write_text(Path(args.out), json.dumps(report, indent=1, default=float) + "\n")
+        print(f"wrote {args.out}")
+    if args.markdown:
+        update_markdown_section(bench, section, text)
+        print(f"wrote the {section!r} section of {bench}")
+    elif args.out is None:
+        print(nothing_written(results))
+
+
 def nothing_written(results: Path) -> str:
     """The line a benchmark ends with when it wrote no file (neither --update nor --out)."""
     return (f"(no file written: --update writes benchmarks/results/{Path(results).name} and "

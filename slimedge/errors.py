@@ -135,6 +135,10 @@ class ExportValidationError(SlimedgeError, ValueError):
                          f"({report.describe()}); no file written")
 
 
+class AudioValidationError(SlimedgeError, ValueError):
+    """An export's audio front-end does not reproduce the model's (no file was kept)."""
+
+
 class QuantizationError(SlimedgeError, ValueError):
     """A quantised export that fails its task-level check (no file is kept)."""
 

@@ -128,6 +128,14 @@ def export_cmd(
                       f"tolerated); {d['steps']}-step drift: h "
                       f"{d['max_abs_h_next']:.3g}, c {d['max_abs_c_next']:.3g}, same argmax "
                       f"{100 * d['argmax_agreement']:.1f}% of steps", highlight=False, soft_wrap=True)
+    a = result.audio
+    if a is not None:
+        console.print(f"audio front-end ({a.kind}): in C, {a.frames} frames of a test signal "
+                      f"{'equal to' if a.atol == 0 else f'within {a.max_abs_diff:.1e} of'} the "
+                      f"Python one in any push size; front-end + model (PREFIX_listen) checked"
+                      if a.where == "C" else
+                      f"audio front-end ({a.kind}): a companion the file's config records (the "
+                      f"runtime applies it: audio_stream())", highlight=False, soft_wrap=True)
     arena = (result.target or {}).get("arena_bytes")
     if arena:
         console.print(f"ran on {result.target['interpreter']}: tensor arena {arena:,} bytes "

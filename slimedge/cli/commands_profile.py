@@ -32,7 +32,7 @@ TARGETS = ("cortex-m4", "cortex-m0plus", "aarch64")  # slimedge.devices.DEVICES 
 
 
 def _profile_device(models, device, frame_ms, baseline, keep, as_json, json_out,
-                    wide: bool = False) -> None:
+                    wide: bool = False, audio: Optional[Path] = None) -> None:
     """``profile --target``: the C step on an emulated device (slimedge.profile.device)."""
     from .. import profile
     from ..profile import device as on_device
@@ -40,7 +40,7 @@ def _profile_device(models, device, frame_ms, baseline, keep, as_json, json_out,
     on_device.check(device)  # the name and the cross tools, before any work
     with profile.quiet_native_output() as real_err, progress(f"profiling on {device}", real_err) as log:
         report = on_device.run(models or [None], device, frame_ms=frame_ms, baseline=baseline,
-                               workdir=keep, log=log)
+                               workdir=keep, audio=audio, log=log)
     if json_out is not None:
         _shared.err_console.print(f"wrote {profile.write_json(report, json_out)}", highlight=False)
     if as_json:
@@ -75,6 +75,7 @@ def profile_cmd(
     wide: bool = typer.Option(False, "--wide", help="Every column (p90, mean ± std, min, max, RTF, load, first step, ...; with --target: cycles, RTF, TFLM arena, code and constants): about 170 characters wide."),
     target: Optional[str] = typer.Option(None, "--target", metavar=_choices(TARGETS), show_default=False, help="Instead: the C export on an emulated device (flash, RAM, instructions per step, RTF), beside LSTM0 and TensorFlow Lite Micro's arena."),
     old_device: Optional[str] = typer.Option(None, "--device", hidden=True, help="Renamed --target."),
+    audio: Optional[Path] = typer.Option(None, "--audio", help="With --target, for a model that reads audio: a WAV file or a folder of them (its test split) to run through the export's C front-end and model."),
 ) -> None:
     """Latency, memory, size and MACs per step, each model beside the standard LSTM."""
     from .. import profile
@@ -90,7 +91,8 @@ def profile_cmd(
         raise UsageError(f"profile's emulated device is --target now (--target {old_device}); "
                          f"--device names a torch device, in train and evaluate")
     if target is not None:
-        return _profile_device(models, target, frame_ms, baseline, keep, as_json, json_out, wide)
+        return _profile_device(models, target, frame_ms, baseline, keep, as_json, json_out, wide,
+                               audio)
     if plot_out is not None:
         extras.require("profile", "--plot", "matplotlib")
     files = [Path(m) for m in models or []]

@@ -109,9 +109,12 @@ class Build:
         return self.sections.get(".data", 0) + self.sections.get(".bss", 0)
 
 
-def build(export: Export, device: str, workdir: str | os.PathLike, *, opt: str = DEFAULT_OPT) -> Build:
-    """Cross-compile and link ``export``'s step function for ``device`` into ``workdir``;
-    ``opt``: the optimisation flags (one string, e.g. ``"-O3 -funroll-loops"``)."""
+def build(export: Export, device: str, workdir: str | os.PathLike, *, opt: str = DEFAULT_OPT,
+          function: str | None = None) -> Build:
+    """Cross-compile and link ``export``'s step function (or ``function``, another of its
+    functions) for ``device`` into ``workdir``; ``opt``: the optimisation flags (one string,
+    e.g. ``"-O3 -funroll-loops"``)."""
+    function = function or export.function
     from elftools.elf.elffile import ELFFile
 
     tgt = target(device)
@@ -122,10 +125,10 @@ def build(export: Export, device: str, workdir: str | os.PathLike, *, opt: str =
     workdir.mkdir(parents=True, exist_ok=True)
     ld = workdir / "step.ld"
     ld.write_text(LINKER_SCRIPT)
-    elf = workdir / f"{export.prefix}.{device}{re.sub(r'[^A-Za-z0-9]+', '_', opt)}.elf"
+    elf = workdir / f"{function}.{device}{re.sub(r'[^A-Za-z0-9]+', '_', opt)}.elf"
     cmd = [toolchains.find("arm-none-eabi-gcc"), *tgt.cflags, *shlex.split(opt), "-std=c99", "-Wall",
            "-ffunction-sections", "-fdata-sections", "-nostartfiles", "-Wl,--gc-sections",
-           f"-Wl,-T,{ld}", f"-Wl,-e,{export.function}", "--specs=nano.specs",
+           f"-Wl,-T,{ld}", f"-Wl,-e,{function}", "--specs=nano.specs",
            "--specs=nosys.specs", "-o", str(elf), str(export.path), "-lm"]
     toolchains.run(cmd, f"compiling {export.path.name} for {device}")
     with open(elf, "rb") as f:
@@ -136,7 +139,7 @@ def build(export: Export, device: str, workdir: str | os.PathLike, *, opt: str =
                    if s.name}
     dump = toolchains.run([toolchains.find("arm-none-eabi-objdump"), "-d", "--no-show-raw-insn",
                            str(elf)], "disassembling", text=True).stdout
-    return Build(elf, device, export.function, sections, symbols,
+    return Build(elf, device, function, sections, symbols,
                  timing.disassemble(dump, device), cmd)
 
 

@@ -26,6 +26,7 @@ from .._io import atomic_files, check_writable
 from ..errors import QuantizationError, UsageError
 from ..formats import MODES, QUANTIZE
 from . import quantize as _quantize
+from . import validate_audio
 from .validate import (
     ExportValidationError,
     ValidationReport,
@@ -53,6 +54,7 @@ class ExportResult:
     validation: ValidationReport | None = None
     notes: list[str] = field(default_factory=list)
     quantization: dict | None = None  # what the quantizer reports (its task-level check included)
+    audio: Any = None  # the audio front-end's check (validate_audio.AudioReport), if it has one
     target: dict | None = None  # what the file's own interpreter measured validating it, where its
     # backend reports it (TFLite Micro: interpreter, arena_bytes, arena_used_bytes, integer_io)
 
@@ -60,7 +62,8 @@ class ExportResult:
         return {"path": str(self.path), "format": self.format, "mode": self.mode,
                 "quantize": self.quantize, "size_bytes": self.size_bytes, "summary": self.summary,
                 "validation": self.validation.to_dict() if self.validation else None,
-                "notes": self.notes, "quantization": self.quantization, "target": self.target}
+                "notes": self.notes, "quantization": self.quantization, "target": self.target,
+                "audio": self.audio.to_dict() if self.audio else None}
 
 
 # ---- sources --------------------------------------------------------------------------------
@@ -233,7 +236,7 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
                 if ckpt.path is None or str(ckpt.path) in str(e):
                     raise
                 raise QuantizationError(f"{ckpt.path}: {e}") from None
-        report = measured = None
+        report = measured = audio_report = None
         if validate:
             # the written file, opened once per interpreter it is validated on
             opened = [open_file(tmp, b, mode) for b in fmt.validators(fmt.read_config(tmp))]
@@ -252,12 +255,15 @@ def export(model: Any, path: str | os.PathLike, *, format: str = "onnx", mode: s
                                  drift_atol=drift_atol, source=source)
                 if not report.passed:
                     raise ExportValidationError(report, path)
+                audio_report = validate_audio.check(ckpt.config, fmt.read_config(tmp), o.model,
+                                                    path, atol=atol) or audio_report
             measured = opened[0].measured
         integrity.seal(tmp)  # the file's digest over its placeholder (checked when it is loaded)
     result = ExportResult(path, fmt.name, mode, quantize, path.stat().st_size, written.summary(),
                           report, target=measured)
     if isinstance(qinfo, dict):
         result.quantization = qinfo
+    result.audio = audio_report
     return result
 
 

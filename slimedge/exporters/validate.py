@@ -104,6 +104,7 @@ class Opened:
     backend: str
     run: Callable[[dict], dict]
     measured: dict | None = None
+    model: object = None  # the runtime's Model (a step graph)
 
 
 def open_file(path, backend: str, mode: str = "step") -> Opened:
@@ -120,7 +121,7 @@ def open_file(path, backend: str, mode: str = "step") -> Opened:
         y, h, c = model.step_raw(*(np.ascontiguousarray(feeds[k], np.float32) for k in "xhc"))
         return {"y": y.copy(), "h_next": h.copy(), "c_next": c.copy()}
     run.state_shape, run.output_size = model.state_shape, model.output_size
-    return Opened(backend, run, getattr(model.session, "measured", None))
+    return Opened(backend, run, getattr(model.session, "measured", None), model)
 
 
 # ---- frames -----------------------------------------------------------------------------------

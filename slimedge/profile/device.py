@@ -8,6 +8,14 @@ same for a standard LSTM (LSTM0, random weights, same sizes and head, calibrated
 data), and exports the model for TensorFlow Lite Micro to measure the tensor arena the same
 model needs there (:mod:`slimedge.devices.tflm`). Ratios: instructions and flash against LSTM0's
 in the same quantisation; RAM against the TFLM arena.
+
+A model that reads audio (its config records an audio front-end) is also measured as a firmware
+runs it: PCM through the export's C front-end and model (:mod:`slimedge.devices.audio`), per
+second of audio, the front-end and the model separately and together (``audio`` in its
+results). The PCM comes from ``audio`` (a WAV file, or a folder of them: its test split's
+clips, FSDD's official one where the names allow), else from the folder the model's data record
+names; the model's frames are the Python front-end's on those clips, and a full-integer export
+is calibrated on the folder's training clips when the model's data set cannot be loaded.
 """
 from __future__ import annotations
 
@@ -19,10 +27,12 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .. import baselines, devices, formats
+from ..devices import audio as devices_audio
 from ..devices import tflm as tflm_arena
 from ..devices import timing
-from ..errors import UsageError
+from ..errors import DataError, UsageError
 from ..formats.c import read_config as read_c_metadata
+from ..frontend import Frontend
 
 DEFAULT_SEQUENCES = 3
 QUANTIZE = {"cortex-m4": ("none", "int8"), "cortex-m0plus": ("int8",), "aarch64": ("none", "int8")}
@@ -35,6 +45,41 @@ def _splits(info: formats.ModelInfo, where: str):
         raise UsageError(f"{where} records no data set: profile --target steps real test "
                          f"frames and calibrates the full-integer export on its training split")
     return data.load_as_recorded(info.data)
+
+
+AUDIO_CALIBRATION_CLIPS = 100  # training clips through the front-end, to calibrate int8
+
+
+def _audio_inputs(info: formats.ModelInfo, given: str | os.PathLike | None, fa, sequences: int,
+                  where: str):
+    """(PCM clips to measure, DataSplits to calibrate on or None, what they are) for a model
+    that reads audio through ``fa``."""
+    from ..data import audio as wavs
+    from ..data.splits import DataSplits
+    from ..data.wav import read_wav
+
+    recorded = (info.data or {}).get("source")
+    source = Path(given) if given is not None else Path(str(recorded or ""))
+    if given is None and (not recorded or not source.is_dir()):
+        raise UsageError(f"{where} reads audio: give --audio (a WAV file, or a folder of them) "
+                         f"to measure its front-end and model on the device")
+    if source.is_file():
+        pcm = [read_wav(source, sample_rate=fa.sample_rate)[0]]
+        return pcm, None, f"{source.name}"
+    if not source.is_dir():
+        raise UsageError(f"--audio {source}: no such file or folder")
+    clips = wavs.scan_wavs(source)
+    split = "fsdd" if all(c.index is not None for c in clips) else "random"
+    parts = wavs.split_clips(clips, split)
+    test = parts["test"][:sequences]
+    labels = sorted({c.label for c in clips})
+    train = parts["train"][::max(1, len(parts["train"]) // AUDIO_CALIBRATION_CLIPS)]
+    data = {k: wavs.clip_frames(v, fa, labels, f"{source.name}/{k}")
+            for k, v in (("train", train), ("val", parts["val"][:20] or parts["test"][:20]),
+                         ("test", test))}
+    splits = DataSplits(source.name, data["train"], data["val"], data["test"])
+    pcm = [read_wav(c.path, sample_rate=fa.sample_rate)[0] for c in test]
+    return pcm, splits, f"{len(test)} test clips of {source} ({split} split)"
 
 
 def _ratio(a, b):
@@ -50,7 +95,7 @@ def check(device: str) -> None:
 def run(models: Sequence[str | os.PathLike | None] = (None,), device: str = "cortex-m4", *,
         sequences: int = DEFAULT_SEQUENCES, frame_ms: float = 10.0, opt: str | None = None,
         baseline: str = "lstm", workdir: str | os.PathLike | None = None, validate: bool = True,
-        log: Callable[[str], None] = lambda s: None) -> dict:
+        audio: str | os.PathLike | None = None, log: Callable[[str], None] = lambda s: None) -> dict:
     """Measure ``models`` (None: the shipped model) on ``device``; returns the report (JSON-able):
     ``device``, ``settings``, ``assumptions``, ``notes`` and ``results`` (one per model, LSTM0 and
     quantisation: the device figures of :func:`slimedge.devices.measure` plus ``role``,
@@ -77,8 +122,20 @@ def run(models: Sequence[str | os.PathLike | None] = (None,), device: str = "cor
         for group, model in enumerate(models or [None]):
             path = Path(model) if model is not None else zoo.default_model_path()
             info = formats.info(path)
-            splits = _splits(info, str(path))
-            frames = [splits.test.sequence(k) for k in range(min(sequences, len(splits.test)))]
+            fa = Frontend.from_config(info.config).audio
+            clips = None
+            if fa is None:
+                splits = _splits(info, str(path))
+                frames = [splits.test.sequence(k) for k in range(min(sequences, len(splits.test)))]
+            else:
+                clips, calibration, what = _audio_inputs(info, audio, fa, sequences, str(path))
+                try:
+                    splits = _splits(info, str(path))
+                except (UsageError, DataError):
+                    splits = calibration
+                notes.append(f"{path.name}: PCM from {what}; front-end + model per second of "
+                             f"audio in its audio rows")
+                frames = [devices_audio.python_features(fa, x) for x in clips]
             is_c = formats.by_suffix(path.suffix) is formats.get("c")
             if not is_c and formats.by_suffix(path.suffix) is not formats.CHECKPOINT:
                 raise UsageError(f"{path}: profile --target takes a checkpoint or a C export")
@@ -104,8 +161,14 @@ def run(models: Sequence[str | os.PathLike | None] = (None,), device: str = "cor
                                              data=splits, validate=validate and role == "model"
                                              ).path
                     log(f"{role} {q}: running on {device}")
-                    r = devices.measure(c_path, device, frames, opt=opt, frame_ms=frame_ms,
+                    r = devices.measure(c_path, device, frames, opt=opt,
+                                        frame_ms=fa.hop_ms if fa is not None else frame_ms,
                                         workdir=work / f"{stem}.{q}.{device}")
+                    if clips is not None and role == "model" and device != "aarch64":
+                        log(f"{role} {q}: front-end + model on {device}")
+                        r["audio"] = devices_audio.measure(
+                            c_path, device, clips, opt=opt or devices_audio.cortexm.DEFAULT_OPT,
+                            workdir=work / f"{stem}.{q}.{device}.audio")
                     r.update(role=role, group=group, source=str(src if role == "model" else "LSTM0"))
                     r["tflm"] = None
                     if tflm_arena.available() and not (role == "model" and is_c) and q != "dynamic":
@@ -120,7 +183,7 @@ def run(models: Sequence[str | os.PathLike | None] = (None,), device: str = "cor
     _add_ratios(results)
     return {"device": device, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "settings": {"sequences": sequences, "frame_ms": frame_ms, "opt": opt,
-                         "baseline": baseline},
+                         "baseline": baseline, "audio": None if audio is None else str(audio)},
             "assumptions": timing.__doc__.split("\n\n", 1)[1].strip(),
             "elapsed_s": time.time() - started, "notes": notes, "results": results}
 
@@ -210,7 +273,45 @@ def tables(report: dict, wide: bool = False) -> list:
                  _fmt(r["ram_bytes"].get("stack")), _fmt(r["flash_bytes"]["code"]),
                  _fmt(r["flash_bytes"]["constants"])]
         c.add_row(*[v for col, v in zip(cols, cells) if col in keep])
-    return [t, c]
+    return [t, c] + audio_tables(report)
+
+
+def audio_tables(report: dict) -> list:
+    """Per model that reads audio: front-end, model and both per second of audio (instructions,
+    cycles, share of the core at the assumed clock), flash and RAM (state, stack, total)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    out = []
+    for r in report["results"]:
+        a = r.get("audio")
+        if not a:
+            continue
+        fe = a["frontend"]
+        t = Table(title=f"{_label(r)} {r['quantize']}: audio in ({fe['kind']}, {fe['sample_rate']} "
+                        f"Hz, {fe['window_ms']:g}/{fe['hop_ms']:g} ms), per second of audio",
+                  caption=f"{a['basis']}, {a['clock']}; % core = cycles / clock. model = "
+                          f"together - front-end (its step, the input's quantisation). RAM: "
+                          f"state + PCM buffer ({a['buffer_samples']} samples) + outputs + stack "
+                          f"(with the front-end's scratch, "
+                          f"{a['ram_bytes']['frontend'].get('frontend_scratch_in_stack')} B). "
+                          f"{a['check']['clips']} clips, {a['audio_seconds']:.1f} s; outputs "
+                          f"{'equal to' if a['check']['exact'] else 'within tolerance of'} the "
+                          f"host build's", caption_justify="left")
+        for col in ("part", "instr/s", "cycles/s", "% core", "flash B", "state B", "stack B",
+                    "RAM B"):  # the front-end's scratch is in its stack (caption)
+            t.add_column(col, justify="left" if col == "part" else "right")
+        ram = a["ram_bytes"]
+        for part in ("frontend", "model", "together"):
+            p = a["per_second_of_audio"][part]
+            rb = ram.get(part, {})
+            t.add_row(Text({"frontend": "front-end"}.get(part, part)), _fmt(p["instructions"]),
+                      _fmt(p["cycles"]), _fmt(100 * p["rtf"], ".2f"),
+                      _fmt(a["flash_bytes"][part]["total"]), _fmt(rb.get("state")),
+                      _fmt(rb.get("stack")), _fmt(rb.get("total")),
+                      style="bold" if part == "together" else None)
+        out.append(t)
+    return out
 
 
 __all__ = ["run", "tables", "check", "QUANTIZE", "DEFAULT_SEQUENCES"]

@@ -7,8 +7,11 @@
 The audio front-end (:mod:`slimedge.frontend.audio`, recorded in the model's config) runs here in
 NumPy, exactly as in training; each frame it completes is one :meth:`Stream.step
 <slimedge.runtime.streams.Stream.step>` of the model on its backend (which applies the per-frame
-stages, e.g. the standardisation, inside the file's graph). State: the front-end's (sample
-overlap, noise estimates) and the model's (h, c); :meth:`reset` clears both.
+stages, e.g. the standardisation, inside the file's graph). On the ``c`` backend, a C export that
+carries its front-end runs it in C instead: ``PREFIX_listen``, front-end and step in one call,
+as a firmware does (:mod:`slimedge.formats.c.audio`). ONNX and TFLite files hold the model's step
+only: the front-end is a companion their config records and this class applies. State: the
+front-end's (sample overlap, noise estimates) and the model's (h, c); :meth:`reset` clears both.
 """
 from __future__ import annotations
 
@@ -32,8 +35,18 @@ class AudioStream:
             raise UsageError(f"{model.path}: its audio front-end makes {fe.audio.output_size} "
                              f"features per frame, the model reads {model.input_size}")
         self.model, self.audio = model, fe.audio
+        self.listener = None
+        if model.backend == "c":
+            from ..formats.c import audio as caudio
+            if caudio.has_frontend(model.config):
+                self.listener = caudio.Listener(model.session)
         self.frontend = FrontendStream(fe.audio)
         self.stream = model.stream()
+
+    @property
+    def where(self) -> str:
+        """Where the front-end runs: "C" (the export's own) or "numpy"."""
+        return "numpy" if self.listener is None else "C"
 
     @property
     def sample_rate(self) -> int:
@@ -41,6 +54,8 @@ class AudioStream:
 
     def push(self, samples) -> np.ndarray:
         """Samples (1-D int16 PCM, or float in [-1, 1)) -> the outputs of the frames completed."""
+        if self.listener is not None:
+            return self.listener.push(samples)
         frames = self.frontend.push(samples)
         out = np.empty((len(frames), self.model.output_size), np.float32)
         for k, frame in enumerate(frames.astype(np.float32)):
@@ -48,6 +63,8 @@ class AudioStream:
         return out
 
     def reset(self) -> None:
+        if self.listener is not None:
+            self.listener.reset()
         self.frontend.reset()
         self.stream.reset()
 

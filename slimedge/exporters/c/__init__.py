@@ -49,7 +49,7 @@ from ...formats.c.reader import (
     kernels_text,
     prefix_for,
 )
-from . import emit_float
+from . import emit_audio, emit_float
 
 
 def _check_mode(mode: str) -> None:
@@ -68,10 +68,14 @@ def check_path(path: str | os.PathLike) -> None:
                          f"backslashes (its .c includes its .h by name); choose a plainer name")
 
 
-def _write_pair(path: Path, c_text: str, h_text: str) -> None:
-    """The ``.c``, its ``.h`` and the kernel header (the package's, the same for every export)."""
+def _write_pair(path: Path, c_text: str, h_text: str, graph: ir.Graph, *,
+                integer_model: bool = False) -> None:
+    """The ``.c``, its ``.h`` (with the audio front-end, when the model has one: see
+    :mod:`.emit_audio`) and the kernel header (the package's, the same for every export)."""
     path = Path(path)
     check_path(path)
+    c_text, h_text = emit_audio.attach(c_text, h_text, graph.config, prefix_for(path),
+                                       integer_model=integer_model)
     if path.suffix != SUFFIX:
         raise ValueError(f"{path}: a C export is written to a file ending in {SUFFIX}")
     # the .h's digest into the .c's config: the .c's own digest then covers the header too
@@ -96,7 +100,7 @@ def write(graph: ir.Graph, path: str | os.PathLike, *, mode: str = "step") -> No
     path = Path(path)
     c_text, h_text, _ = emit_float.generate(graph, prefix_for(path),
                                             header=path.with_suffix(HEADER_SUFFIX).name)
-    _write_pair(path, c_text, h_text)
+    _write_pair(path, c_text, h_text, graph)
 
 
 def write_int8_weights(graph: ir.Graph, path: str | os.PathLike, *, mode: str = "step",
@@ -111,7 +115,7 @@ def write_int8_weights(graph: ir.Graph, path: str | os.PathLike, *, mode: str = 
     path = Path(path)
     c_text, h_text, info = emit_float.generate(graph, prefix_for(path), weights="int8",
                                                header=path.with_suffix(HEADER_SUFFIX).name)
-    _write_pair(path, c_text, h_text)
+    _write_pair(path, c_text, h_text, graph)
     return info
 
 
@@ -134,7 +138,7 @@ def write_integer(graph: ir.Graph, path: str | os.PathLike, *, mode: str = "step
                                              samples=samples, seed=getattr(options, "seed", 0),
                                              ranges=getattr(options, "ranges", None),
                                              header=path.with_suffix(HEADER_SUFFIX).name)
-    _write_pair(path, c_text, h_text)
+    _write_pair(path, c_text, h_text, graph, integer_model=True)
     return info
 
 

@@ -117,6 +117,9 @@ def export_meta(graph: ir.Graph, prefix: str, quantize: str, **info) -> dict:
                       # in the .h's once it is generated)
                       HEADER_DIGEST: HEADER_PLACEHOLDER,
                       KERNELS_DIGEST: hashlib.sha256(kernels_text().encode("ascii")).hexdigest()}
+    audio = (graph.config.get("frontend") or {}).get("audio")
+    if audio:  # the .c carries it (emit_audio): PREFIX_audio_push, PREFIX_listen
+        meta["export"]["audio_frontend"] = audio["kind"]
     return meta
 
 

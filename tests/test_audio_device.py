@@ -1,0 +1,205 @@
+"""Audio in, digit out on an emulated Cortex-M4: the C export's front-end + model measured in
+unicorn (per second of audio, flash, RAM) and checked bit for bit against the host build, and
+examples/mcu's audio firmware under QEMU printing the host's digit and outputs hash."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from slimedge import devices
+from slimedge.devices import audio as daudio
+from slimedge.devices import timing
+from slimedge.devices.reference import Export
+from slimedge.errors import DeviceError
+from slimedge.exporters import export
+from test_audio_c import FSDD, audio_model, clips, feature_splits
+
+ROOT = Path(__file__).resolve().parent.parent
+MCU = ROOT / "examples" / "mcu"
+# the microfrontend of the feasibility study (facts.md): 60 ms windows every 20 ms at 8 kHz
+MF8 = {"kind": "microfrontend", "sample_rate": 8000, "window_ms": 60, "hop_ms": 20,
+       "upper_hz": 3800.0}
+needs_m4 = pytest.mark.skipif(not devices.available("cortex-m4"),
+                              reason="the cortex-m4 tools are not installed")
+
+
+@pytest.fixture(scope="module")
+def int8_export(tmp_path_factory):
+    """A random LSTM0 (n = 16) behind the 60/20 ms microfrontend, full integer."""
+    d = tmp_path_factory.mktemp("audio-dev")
+    path = audio_model(d, MF8, n=16)
+    return export(path, d / "m.c", format="c", quantize="int8", data=feature_splits(MF8),
+                  accuracy_tolerance=1.0).path
+
+
+@needs_m4
+def test_the_audio_stage_on_the_device_is_bit_exact_and_measured(int8_export):
+    pcm = clips(2)
+    r = daudio.measure(int8_export, "cortex-m4", pcm)
+    ch = r["check"]
+    assert ch["passed"] and ch["exact"] and ch["outputs_max_abs_diff_vs_host"] == 0.0
+    assert ch["frontend_max_abs_diff_vs_python"] == 0.0 and ch["predicted"] == ch["host_predicted"]
+    assert r["audio_seconds"] == pytest.approx(sum(len(x) for x in pcm) / 8000)
+    assert r["frames"] == sum((len(x) - 480) // 160 + 1 for x in pcm)
+    per = r["per_second_of_audio"]
+    for part in ("frontend", "model", "together"):
+        assert per[part]["instructions"] > 0 and per[part]["cycles"] >= per[part]["instructions"]
+        assert per[part]["rtf"] == pytest.approx(per[part]["cycles"] / timing.CLOCK_HZ["cortex-m4"])
+    assert per["frontend"]["cycles"] + per["model"]["cycles"] == pytest.approx(per["together"]["cycles"])
+    flash = r["flash_bytes"]
+    # together: both, and the glue (the input's normalisation and quantisation, the outputs)
+    assert max(flash["frontend"]["total"], flash["model"]["total"]) < flash["together"]["total"] \
+        < flash["frontend"]["total"] + flash["model"]["total"] + 1024
+    ram = r["ram_bytes"]["together"]
+    m = Export.read(int8_export)
+    # the listener: the window's 480 int16 samples, fill and head, 40 noise estimates, the
+    # model's int8 h and int16 c
+    assert ram["state"] == 480 * 2 + 8 + 40 * 4 + m.n * 3
+    assert 0 < ram["stack"] < 4096
+    assert ram["total"] == sum(ram[k] for k in ("state", "pcm_buffer", "outputs", "stack", "data_bss"))
+    # the FFT's buffer (257 packed complex values) is in the stack, not beside it
+    assert ram["frontend_scratch_in_stack"] == 257 * 4 < ram["stack"]
+    assert r["ram_bytes"]["model"]["state"] == m.n * 3
+
+
+@needs_m4
+def test_a_device_that_differs_from_the_host_is_refused(int8_export, monkeypatch):
+    real = daudio.host_outputs
+
+    def off_by_one_ulp(*a, **k):
+        want, compiler, sizes = real(*a, **k)
+        want[0] = want[0].copy()
+        want[0][-1, 0] = np.nextafter(want[0][-1, 0], np.float32(np.inf))
+        return want, compiler, sizes
+    monkeypatch.setattr(daudio, "host_outputs", off_by_one_ulp)
+    with pytest.raises(DeviceError, match="differ from the host"):
+        daudio.measure(int8_export, "cortex-m4", clips(1))
+
+
+def _firmware(target: str, model: Path, wav: Path, build: Path) -> dict:
+    res = subprocess.run(["make", "-C", str(MCU), "-f", "audio.mk", target, f"MODEL={model}",
+                          f"WAV={wav}", f"BUILD={build}", f"PYTHON={sys.executable}"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return dict(line.split(": ", 1) for line in res.stdout.splitlines() if ": " in line)
+
+
+@needs_m4
+def test_the_audio_firmware_prints_the_hosts_digit_and_outputs(int8_export, tmp_path):
+    """examples/mcu/audio.c under QEMU, PCM from flash and from a semihosting file: the frames,
+    the digit and the hash of every output equal the host build's (pushed in 20 ms buffers)."""
+    names = sorted(p.name for p in FSDD.glob("*.wav"))[::500][:3]
+    e = Export.read(int8_export)
+    for k, name in enumerate(names):
+        wav = FSDD / name
+        x = clips_of(wav)
+        (want,), _, _ = daudio.host_outputs(e, [x], 160)
+        out = _firmware("run", int8_export, wav, tmp_path / f"b{k}")
+        assert out["frames"] == str(len(want))
+        assert out["predicted"] == str(int(np.argmax(want[-1])))
+        assert out["expected"] == name.split("_")[0]
+        assert out["outputs hash"] == f"0x{daudio.output_hash(want):08x}"
+    got = _firmware("run-file", int8_export, wav, tmp_path / "file")
+    assert got["outputs hash"] == out["outputs hash"] and got["frames"] == out["frames"]
+
+
+def clips_of(wav: Path) -> np.ndarray:
+    import wave
+    with wave.open(str(wav)) as w:
+        return np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.int16)
+
+
+@needs_m4
+def test_profile_target_measures_frontend_and_model_per_second_of_audio(tmp_path):
+    """``profile --target`` on a model that reads audio, PCM from a folder of WAVs (its FSDD
+    test split): the audio rows for float and full integer, checked, in its tables."""
+    import shutil as sh
+
+    from rich.console import Console
+
+    from slimedge.profile import device as on_device
+    folder = tmp_path / "wavs"
+    folder.mkdir()
+    for d in range(10):
+        for i in range(7):
+            sh.copy(FSDD / f"{d}_jackson_{i}.wav", folder)
+    ckpt = audio_model(tmp_path, MF8, n=16)
+    report = on_device.run([ckpt], "cortex-m4", sequences=1, baseline="none", audio=folder)
+    rows = {r["quantize"]: r for r in report["results"]}
+    assert set(rows) == {"none", "int8"}
+    for q, r in rows.items():
+        a = r["audio"]
+        assert a["check"]["passed"] and a["check"]["clips"] == 1 and a["check"]["exact"] == (q == "int8")
+        assert a["frontend"] == MF8 | {k: v for k, v in a["frontend"].items() if k not in MF8}
+        assert r["time"]["frame_ms"] == 20  # the model's frames are the front-end's
+    text = "\n".join(str(line) for line in report["notes"])
+    assert "test clips of" in text and "(fsdd split)" in text
+    console = Console(width=150, record=True)
+    for t in on_device.tables(report):
+        console.print(t)
+    out = console.export_text()
+    for words in ("per second of audio", "front-end", "together", "% core", "80 MHz"):
+        assert words in out, words
+    with pytest.raises(Exception, match="--audio"):
+        on_device.run([ckpt], "cortex-m4", sequences=1, baseline="none")
+
+
+AARCH64_HARNESS = r"""/* the export's C front-end on a PCM file, in pushes of 1, 37, 160, 4096, ... samples */
+#include <stdio.h>
+#include <stdlib.h>
+#include "m.h"
+int main(int argc, char **argv)
+{
+    static int16_t pcm[1 << 20];
+    static float out[(1 << 20) / M_AUDIO_HOP * M_AUDIO_FEATURES + M_AUDIO_FEATURES];
+    static const int sizes[] = {1, 37, 160, 4096, 7, 999};
+    FILE *f = fopen(argv[1], "rb");
+    const int n = (int)fread(pcm, sizeof(int16_t), 1 << 20, f);
+    fclose(f);
+    m_audio_state s;
+    m_audio_reset(&s);
+    int frames = 0;
+    for (int i = 0, k = 0; i < n; k++) {
+        const int take = n - i < sizes[k % 6] ? n - i : sizes[k % 6];
+        frames += m_audio_push(&s, pcm + i, take, out + (size_t)frames * M_AUDIO_FEATURES);
+        i += take;
+    }
+    f = fopen(argv[2], "wb");
+    fwrite(out, sizeof(float), (size_t)frames * M_AUDIO_FEATURES, f);
+    fclose(f);
+    return 0;
+}
+"""
+
+
+@pytest.mark.skipif(not devices.available("aarch64"), reason="the aarch64 tools are not installed")
+def test_the_c_microfrontend_is_bit_exact_on_aarch64(int8_export, tmp_path):
+    """The same .c built for 64-bit ARM Linux (-O3, no Arm DSP extension there: the portable
+    arithmetic, vectorised as the compiler likes) gives the Python front-end's integers."""
+    from slimedge.devices import toolchains
+    from slimedge.frontend import audio as frontends
+    (tmp_path / "harness.c").write_text(AARCH64_HARNESS)
+    exe = tmp_path / "fe.aarch64"
+    toolchains.run([toolchains.find("aarch64-linux-gnu-gcc"), "-O3", "-mcpu=cortex-a72",
+                    "-std=c99", "-static", f"-I{int8_export.parent}", "-o", str(exe),
+                    str(tmp_path / "harness.c"), str(int8_export), "-lm"], "compiling")
+    fa = frontends.from_config(MF8)
+    x = np.concatenate(clips(8))
+    (tmp_path / "in.pcm").write_bytes(x.astype("<i2").tobytes())
+    toolchains.run([toolchains.find("qemu-aarch64"), str(exe), str(tmp_path / "in.pcm"),
+                    str(tmp_path / "out.bin")], "running under qemu-aarch64")
+    got = np.fromfile(tmp_path / "out.bin", "<f4").reshape(-1, fa.output_size)
+    want = frontends.features(fa, x)
+    assert got.shape == want.shape and len(got) > 150 and np.array_equal(got, want)
+
+
+@pytest.mark.skipif(not devices.available("cortex-m0plus"), reason="the Cortex-M tools are not installed")
+def test_the_audio_stage_is_bit_exact_on_a_cortex_m0plus(int8_export):
+    """ARMv6-M: no DSP extension, no divide instruction, no FPU (the portable arithmetic,
+    libgcc's division, soft float for the input's normalisation): the same outputs."""
+    r = daudio.measure(int8_export, "cortex-m0plus", clips(1))
+    assert r["check"]["passed"] and r["check"]["exact"]
+    assert r["check"]["outputs_max_abs_diff_vs_host"] == 0.0
+    assert r["check"]["frontend_max_abs_diff_vs_python"] == 0.0
