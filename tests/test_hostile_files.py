@@ -166,3 +166,71 @@ def test_string_class_names_map_in_linear_time(tmp_path):
     np.savez(path, X=np.zeros((len(y), 1, 1), np.float32), y=y)
     got = child(f"from slimedge.data.npz import load_npz\nload_npz({str(path)!r})", timeout=30)
     assert got == "OK" or "names.npz" in got, got
+
+
+def reseal(path, data: bytes) -> None:
+    """Write ``data`` with its digest recomputed: a hostile file that passes verification (the
+    digest is not a signature)."""
+    from slimedge import integrity
+
+    path.write_bytes(data)
+    integrity.seal(path)
+
+
+def test_a_tflite_file_that_crashes_tflm_is_refused_not_a_crash(tmp_path):
+    """Issue 22, item 10: one operator input pointing past the tensor table, the digest
+    recomputed: TFLM reads out of bounds and kills the process (SIGSEGV). The file is tried in a
+    separate process first, so loading it is a ModelFileError and this process lives on."""
+    from slimedge.formats.tflite import micro
+
+    if not micro.available():
+        pytest.skip("tflite-micro not installed")
+    ckpt, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM4a", 4, 6, 2, classes=3)
+    good = exporters.export(ckpt, tmp_path / "m.tflite", format="tflite", compat="tflm").path
+    data = bytearray(good.read_bytes())
+    from tflite_micro.python.tflite_micro import runtime as rt
+
+    ops = rt.convert_bytearray_to_object(bytearray(data)).subgraphs[0].operators
+    inputs = next(list(map(int, op.inputs)) for op in ops if len(op.inputs) == 3)
+    vector = struct.pack(f"<{1 + len(inputs)}i", len(inputs), *inputs)
+    assert data.count(vector) == 1
+    at = data.index(vector) + 4 * 2  # the operator's second input: a weight
+    data[at:at + 4] = struct.pack("<i", 0x3FFFFFFF)
+    bad = tmp_path / "crash.tflite"
+    reseal(bad, bytes(data))
+    crashed = subprocess.run(  # what TFLM does with it in a process of its own
+        [sys.executable, "-c", "import sys\nfrom tflite_micro.python.tflite_micro import runtime\n"
+         "runtime.Interpreter.from_bytes(open(sys.argv[1], 'rb').read(), arena_size=1 << 20)",
+         str(bad)], capture_output=True, timeout=TIMEOUT)
+    assert crashed.returncode < 0, crashed
+    got = child(f"from slimedge import runtime\nruntime.load({str(bad)!r}, 'tflm')")
+    assert got.startswith("REFUSED ModelFileError:") and "crash.tflite" in got, got
+    assert "crashed (SIGSEGV)" in got, got
+    x = np.random.default_rng(0).standard_normal((1, 5, 4)).astype(np.float32)
+    want = runtime.load(good, "litert").run(x) if runtime.backend_module("litert").available() \
+        else None
+    got_good = runtime.load(good, "tflm").run(x)  # the file it came from still loads and runs
+    if want is not None:
+        np.testing.assert_allclose(got_good, want, atol=1e-5)
+
+
+def test_an_onnx_graph_that_fails_in_a_step_is_a_clean_error(tmp_path):
+    """Issue 22, item 9: a sealed ONNX file whose Gather reads a state row that is not there
+    (index 7 of 2 layers) loads, and onnxruntime refuses its first step: a ModelFileError naming
+    the file and what onnxruntime said, not onnxruntime's RuntimeError."""
+    import onnx
+    from onnx import numpy_helper
+
+    from slimedge.errors import ModelFileError
+
+    ckpt, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM4a", 5, 6, 2, classes=3)
+    model = onnx.load(exporters.export(ckpt, tmp_path / "m.onnx", format="onnx").path)
+    gathered = {n.input[1] for n in model.graph.node if n.op_type == "Gather"}
+    index = next(t for t in model.graph.initializer if t.name in gathered)
+    index.CopyFrom(numpy_helper.from_array(np.array(7, np.int64), index.name))
+    bad = tmp_path / "gather.onnx"
+    reseal(bad, model.SerializeToString())
+    m = runtime.load(bad, "onnxruntime")
+    with pytest.raises(ModelFileError, match=r"gather\.onnx: onnxruntime failed to run a step of "
+                                             r"it: .*Gather.*out of"):
+        m.run(np.zeros((1, 3, 5), np.float32))

@@ -19,7 +19,7 @@ import importlib.util
 from pathlib import Path
 
 from ...errors import UsageError
-from ..binding import METADATA_KEY, Buffers, ModelFileError, check_io, parse_config, sizes
+from ..binding import METADATA_KEY, Buffers, ModelFileError, check_io, parse_config, sizes, step_failed
 
 
 def available() -> bool:
@@ -73,6 +73,10 @@ class Session:
         self.detail = (f"onnxruntime {ort.__version__}, "
                        f"{' + '.join(p for p in self._session.get_providers())}")
         self._ort = ort
+        self.path = path
+        # what onnxruntime raises when a graph fails to run: its own types, and a bare
+        # RuntimeError from run_with_iobinding ("Error in execution: ...")
+        self._step_errors = _ort_errors(ort)
         # DynamicQuantizeLinear takes one scale for its whole input: in a batch, one stream's
         # frame would change the others' outputs. Such graphs step each row on its own.
         export = self.config.get("export") or {}
@@ -104,13 +108,24 @@ class Binding(Buffers):
                 self._values.append(v)
                 (io.bind_ortvalue_input if k < 3 else io.bind_ortvalue_output)(name, v)
             self._ios.append(io)
+        self._owner = session
         try:  # the C call itself: the Python wrapper only forwards (about 1 µs a step)
             self._run, self._args = sess._sess.run_with_iobinding, [io._iobinding for io in self._ios]
         except AttributeError:  # pragma: no cover - another onnxruntime layout
             self._run, self._args = sess.run_with_iobinding, self._ios
 
     def run(self) -> None:
-        self._run(self._args[self.flipped], None)
+        try:
+            self._run(self._args[self.flipped], None)
+        except self._owner._step_errors as e:
+            raise step_failed(self._owner.path, "onnxruntime", e) from e
+
+
+def _ort_errors(ort) -> tuple[type[BaseException], ...]:
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    return (RuntimeError, *(t for t in vars(state).values()
+                            if isinstance(t, type) and issubclass(t, Exception)))
 
 
 class RowwiseBinding(Buffers):
