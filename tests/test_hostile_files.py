@@ -234,3 +234,100 @@ def test_an_onnx_graph_that_fails_in_a_step_is_a_clean_error(tmp_path):
     with pytest.raises(ModelFileError, match=r"gather\.onnx: onnxruntime failed to run a step of "
                                              r"it: .*Gather.*out of"):
         m.run(np.zeros((1, 3, 5), np.float32))
+
+
+def grafted_onnx(tmp_path, name, nodes, initializers, *, sparse=()):
+    """A sealed step graph whose ``y`` is the export's plus ``extra * 0`` (``extra`` a (1, 3)
+    tensor the grafted ``nodes`` compute): it steps to the export's answers while making
+    onnxruntime compute whatever ``nodes`` ask for."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    ckpt, _, _ = make_checkpoint(tmp_path / "g.safetensors", "LSTM4a", 5, 6, 2, classes=3)
+    model = onnx.load(exporters.export(ckpt, tmp_path / "g.onnx", format="onnx").path)
+    for node in model.graph.node:
+        node.output[:] = ["y.export" if o == "y" else o for o in node.output]
+    model.graph.initializer.extend(numpy_helper.from_array(np.asarray(v), k)
+                                   for k, v in {**initializers, "zero": np.float32(0)}.items())
+    model.graph.sparse_initializer.extend(sparse)
+    model.graph.node.extend([*nodes, helper.make_node("Mul", ["extra", "zero"], ["extra0"]),
+                             helper.make_node("Add", ["y.export", "extra0"], ["y"])])
+    path = tmp_path / name
+    reseal(path, model.SerializeToString())
+    return path
+
+
+def test_an_onnx_file_that_makes_a_tensor_from_values_is_refused(tmp_path):
+    """Issue 22, item 5: a 4 kB sealed ONNX step graph whose ConstantOfShape asks onnxruntime for
+    a 40,000 x 40,000 tensor (6.4 GB) in every step; refused before onnxruntime loads it."""
+    from onnx import helper, numpy_helper
+
+    nodes = [helper.make_node("ConstantOfShape", ["shape"], ["big"],
+                              value=numpy_helper.from_array(np.ones(1, np.float32))),
+             helper.make_node("Gather", ["big", "row"], ["big0"], axis=0),
+             helper.make_node("Gather", ["big0", "cols"], ["extra"], axis=1)]
+    path = grafted_onnx(tmp_path, "shape.onnx", nodes,
+                        {"shape": np.array([40_000, 40_000]), "row": np.array([0]),
+                         "cols": np.array([0, 1, 2])})
+    assert path.stat().st_size < 8_000
+    got = child(f"import numpy as np\nfrom slimedge import runtime\n"
+                f"runtime.load({str(path)!r}, 'onnxruntime').run(np.zeros((1, 2, 5), np.float32))")
+    assert got.startswith("REFUSED ModelFileError:") and "shape.onnx" in got, got
+    assert "operator ConstantOfShape is not one a slimedge step graph uses" in got, got
+
+
+def test_an_onnx_file_that_broadcasts_to_gigabytes_is_refused(tmp_path):
+    """Issue 22, item 5: Add of a (20000, 1) and a (1, 20000) weight, allowed operators only,
+    makes a 1.6 GB tensor from 160 kB; shape inference at batch 1 refuses it by its size."""
+    from onnx import helper
+
+    nodes = [helper.make_node("Add", ["col", "row"], ["big"]),
+             helper.make_node("Gather", ["big", "first"], ["big0"], axis=0),
+             helper.make_node("Gather", ["big0", "cols"], ["extra"], axis=1)]
+    path = grafted_onnx(tmp_path, "broadcast.onnx", nodes,
+                        {"col": np.ones((20_000, 1), np.float32),
+                         "row": np.ones((1, 20_000), np.float32), "first": np.array([0]),
+                         "cols": np.array([0, 1, 2])})
+    got = child(f"import numpy as np\nfrom slimedge import runtime\n"
+                f"runtime.load({str(path)!r}, 'onnxruntime').run(np.zeros((1, 2, 5), np.float32))")
+    assert got.startswith("REFUSED ModelFileError:") and "broadcast.onnx" in got, got
+    assert "'big' would hold 400,000,000 values at batch 1" in got, got
+
+
+def test_an_onnx_sparse_initializer_is_refused(tmp_path):
+    """Issue 22, item 5: a sparse initializer of 20,000 x 20,000 with one value, made dense on
+    load (1.6 GB; onnxruntime's own limit is 2 GB)."""
+    from onnx import helper, numpy_helper
+
+    sparse = helper.make_sparse_tensor(
+        numpy_helper.from_array(np.ones(1, np.float32), "sparse"),
+        numpy_helper.from_array(np.array([0], np.int64), "sparse.indices"), [20_000, 20_000])
+    nodes = [helper.make_node("Gather", ["sparse", "first"], ["s0"], axis=0),
+             helper.make_node("Gather", ["s0", "cols"], ["extra"], axis=1)]
+    path = grafted_onnx(tmp_path, "sparse.onnx", nodes,
+                        {"first": np.array([0]), "cols": np.array([0, 1, 2])}, sparse=[sparse])
+    got = child(f"from slimedge import runtime\nruntime.load({str(path)!r}, 'onnxruntime')")
+    assert got.startswith("REFUSED ModelFileError:") and "sparse.onnx" in got, got
+    assert "sparse initializers" in got, got
+
+
+@pytest.mark.parametrize("shape,offsets,header_size", [
+    ([100_000, 100_000], [0, 40_000_000_000], None),  # 40 GB stated, 8 bytes held
+    ([100_000, 100_000], [0, 8], None),  # a shape its bytes do not fill
+    ([2], [0, 8], 1 << 40),  # a header said to be 1 TB long
+])
+def test_a_safetensors_header_that_states_gigabytes_is_refused(tmp_path, shape, offsets,
+                                                               header_size):
+    """Issue 22, item 5 (a regression guard: the safetensors library already refuses these, as
+    SECURITY.md says): a checkpoint whose header states more than the file holds is refused
+    without allocating what it states."""
+    import json
+
+    header = json.dumps({"__metadata__": {"slimedge": "{}"},
+                         "t": {"dtype": "F32", "shape": shape, "data_offsets": offsets}}).encode()
+    path = tmp_path / "big.safetensors"
+    path.write_bytes(struct.pack("<Q", header_size or len(header)) + header + bytes(8))
+    for code in (f"from slimedge import checkpoint\ncheckpoint.read({str(path)!r})",
+                 f"from slimedge import runtime\nruntime.load({str(path)!r}, 'numpy')"):
+        got = child(code)
+        assert got.startswith("REFUSED") and "big.safetensors" in got, got

@@ -19,7 +19,7 @@ import importlib.util
 from pathlib import Path
 
 from ...errors import UsageError
-from ..binding import METADATA_KEY, Buffers, ModelFileError, check_io, parse_config, sizes, step_failed
+from ..binding import Buffers, ModelFileError, check_io, sizes, step_failed
 
 
 def available() -> bool:
@@ -48,21 +48,20 @@ class Session:
         if threads:
             opts.intra_op_num_threads = int(threads)
         opts.log_severity_level = 3
+        from ... import extras
         from ..._io import read_regular
-        from .reader import check_no_external_data
+        from .reader import check_no_external_data, check_step_graph
 
-        check_no_external_data(read_regular(path, "model file"), path)
-        try:
-            self._session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        extras.require("onnxruntime", f"checking {path} before onnxruntime loads it", "onnx")
+
+        content = read_regular(path, "model file")
+        check_no_external_data(content, path)
+        self.config = check_step_graph(content, path)  # before onnxruntime sees it
+        try:  # the checked bytes, not the file again
+            self._session = ort.InferenceSession(content, sess_options=opts, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types for a bad file
             raise ModelFileError(f"{path}: not a loadable ONNX model (truncated or another kind "
                                  f"of file?): {str(e).strip()}") from None
-        try:
-            meta = self._session.get_modelmeta().custom_metadata_map
-        except UnicodeDecodeError as e:  # a damaged metadata string
-            raise ModelFileError(f"{path}: its metadata is not UTF-8 text ({e.reason}); the file "
-                                 f"is damaged") from None
-        self.config = parse_config(path, meta.get(METADATA_KEY), "ONNX model")
         check_io(path, self.config,
                  {i.name: tuple(i.shape) for i in self._session.get_inputs()},
                  {o.name: tuple(o.shape) for o in self._session.get_outputs()})
