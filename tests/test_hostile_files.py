@@ -13,7 +13,7 @@ import pytest
 
 from helpers import make_checkpoint
 from slimedge import exporters, formats, runtime
-from slimedge.errors import UsageError
+from slimedge.errors import ModelFileError, UsageError
 
 MEMORY = 1536 << 20  # address space of the child: far below what the unchecked files take
 TIMEOUT = 60
@@ -331,3 +331,42 @@ def test_a_safetensors_header_that_states_gigabytes_is_refused(tmp_path, shape, 
                  f"from slimedge import runtime\nruntime.load({str(path)!r}, 'numpy')"):
         got = child(code)
         assert got.startswith("REFUSED") and "big.safetensors" in got, got
+
+
+@pytest.mark.parametrize("over,copies", [(0, 1), (1, 1), (0, 15), (0, 16)])
+def test_the_onnx_size_bound_is_the_one_security_md_states(tmp_path, over, copies):
+    """The bounds of SECURITY.md, to the value: at batch 1 a tensor may hold 8 (m + layers n + K)
+    + P values (P: the values the initializers hold), and all of them together 16 times that. A
+    broadcast Add of a (2, 1) and a (1, b) weight to exactly the bound loads and steps as the
+    export does; one value more is refused; so are 16 more such tensors (15 load)."""
+    import onnx
+    from onnx import helper
+
+    m, n, layers, k = 5, 6, 2, 3  # grafted_onnx's model
+    ckpt, _, _ = make_checkpoint(tmp_path / "p.safetensors", "LSTM4a", m, n, layers, classes=k)
+    base = exporters.export(ckpt, tmp_path / "p.onnx", format="onnx").path
+    p0 = sum(int(np.prod(t.dims)) for t in onnx.load(base).graph.initializer)
+    q = 8 * (m + layers * n + k) + p0 + 5  # + first (1), cols (3), zero (1)
+    b = q + 2 + over  # 2 b = bound (+ 1) where bound = q + 2 + b
+    nodes = [helper.make_node("Add", ["col", "row"], ["big"]),
+             *(helper.make_node("Add", ["col", "row"], [f"big.{j}"]) for j in range(copies - 1)),
+             helper.make_node("Gather", ["big", "first"], ["big0"], axis=0),
+             helper.make_node("Gather", ["big0", "cols"], ["extra"], axis=1)]
+    path = grafted_onnx(tmp_path, "edge.onnx", nodes,
+                        {"col": np.ones((2, 1), np.float32), "row": np.ones((1, b), np.float32),
+                         "first": np.array([0]), "cols": np.array([0, 1, 2])})
+    bound = 8 * (m + layers * n + k) + sum(
+        int(np.prod(t.dims)) for t in onnx.load(path).graph.initializer)
+    assert 2 * b == bound + over
+    x = np.random.default_rng(0).standard_normal((1, 4, m)).astype(np.float32)
+    if over:
+        with pytest.raises(ModelFileError, match=rf"'big' would hold {2 * b:,} values at batch 1, "
+                                                 rf"more than the {bound:,}"):
+            runtime.load(path, "onnxruntime")
+    elif copies == 16:  # the export's own tensors and the gathers on top: more than 16 bounds
+        with pytest.raises(ModelFileError, match=rf"its tensors would hold [\d,]+ values in all "
+                                                 rf"at batch 1, more than the {16 * bound:,}"):
+            runtime.load(path, "onnxruntime")
+    else:
+        np.testing.assert_array_equal(runtime.load(path, "onnxruntime").run(x),
+                                      runtime.load(base, "onnxruntime").run(x))
