@@ -48,11 +48,8 @@ class Session:
         if threads:
             opts.intra_op_num_threads = int(threads)
         opts.log_severity_level = 3
-        from ... import extras
         from ..._io import read_regular
         from .reader import check_no_external_data, check_step_graph
-
-        extras.require("onnxruntime", f"checking {path} before onnxruntime loads it", "onnx")
 
         content = read_regular(path, "model file")
         check_no_external_data(content, path)
