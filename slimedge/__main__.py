@@ -12,8 +12,13 @@ def main() -> None:
         sys.stderr.write(f"error: the slimedge command needs {', '.join(gone)}, not installed "
                          f"here: {extras.hint('cli')}\n")
         raise SystemExit(2)
+    import signal
+
     from .cli import app
 
+    # a plain kill (SIGTERM) exits as an error does: the temporary files of an output being
+    # written are removed on the way out (SIGKILL's are removed by the next write beside them)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     app()
 
 

@@ -4,19 +4,54 @@ A writer gets a fresh temporary name beside the target (so the final rename stay
 system) and creates the file; it gets the permissions the user's umask gives a new file, and is renamed
 over the target only when the writer returns; on any error the temporary file is removed and an
 existing target is left untouched.
+
+A process killed while it writes (SIGKILL, a power cut) cannot remove its temporary file or
+folder; the name holds the writing process's host and PID (``.NAME.HOST-PID-RANDOM.tmp``), so the
+next write beside the same target removes those of this host's processes that are gone. (The
+command line turns SIGTERM into a normal exit, which removes its own.)
 """
 from __future__ import annotations
 
 import contextlib
+import glob
+import hashlib
 import os
 import secrets
 import shutil
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from .errors import DataError, Locked, UsageError
+
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _temp_prefix(path: Path) -> str:
+    """The start of this process's temporary names beside ``path``; old ones of dead processes
+    are removed first (see the module's docstring)."""
+    mine = f".{path.name}.{_HOST}-"
+    for old in path.parent.glob(f"{glob.escape(mine)}*-*.tmp*"):
+        pid = old.name[len(mine):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    old.unlink()
+    return f"{mine}{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
 
 
 @contextmanager
@@ -27,7 +62,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp{suffix}"
+    tmp = path.parent / f"{_temp_prefix(path)}{secrets.token_hex(4)}.tmp{suffix}"
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # some writers (safetensors) create files 0600
@@ -46,7 +81,7 @@ def atomic_files(path: str | os.PathLike, companions: tuple[str, ...] = ()) -> I
     on the file's own name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    folder = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         tmp = folder / path.name
         yield tmp

@@ -20,7 +20,6 @@ Only :func:`torch_onnx_lstm` imports torch (inside the function).
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -177,7 +176,7 @@ def torch_onnx_lstm(like, path: str | os.PathLike, *, dynamic: bool = False,
                        "quantize": "dynamic" if dynamic else "none", "exporter": "torch.onnx"},
             integrity.KEY: integrity.PLACEHOLDER}
     props = {p.key: p.value for p in proto.metadata_props}
-    props["slimedge"] = json.dumps(meta, sort_keys=True)
+    props["slimedge"] = integrity.dumps(meta)
     onnx.helper.set_model_props(proto, props)
     tmp_path = path.with_name(f".{path.name}.tmp")
     onnx.save_model(proto, str(tmp_path), save_as_external_data=False)

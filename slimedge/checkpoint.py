@@ -69,7 +69,7 @@ def write(path: str | os.PathLike, config: Mapping[str, Any],
     arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         try:
-            save_file(arrays, str(tmp), metadata={METADATA_KEY: json.dumps(config, sort_keys=True)})
+            save_file(arrays, str(tmp), metadata={METADATA_KEY: integrity.dumps(config)})
         except SafetensorError as e:  # a full disk, a vanished folder: the OS's error, named
             raise OSError(f"{path}: cannot write the checkpoint ({e})") from None
         integrity.seal(tmp)

@@ -143,11 +143,20 @@ class QuantizationError(SlimedgeError, ValueError):
     """A quantised export that fails its task-level check (no file is kept)."""
 
 
-class CompileError(SlimedgeError, ValueError):
-    """The compiler refused the source (or ``$SLIMEDGE_CFLAGS``); the message holds its output."""
+class _ToolOutput:
+    """An error that carries a tool's output: ``message`` (one line) and ``output`` (the tool's
+    lines); ``str()`` is both, the command line prints the output as an indented block."""
+
+    def __init__(self, message: str, output: str = "") -> None:
+        super().__init__(f"{message}:\n{output}" if output else message)
+        self.message, self.output = message, output
 
 
-class DeviceError(SlimedgeError, RuntimeError):
+class CompileError(_ToolOutput, SlimedgeError, ValueError):
+    """The compiler refused the source (or ``$SLIMEDGE_CFLAGS``); ``output`` holds its output."""
+
+
+class DeviceError(_ToolOutput, SlimedgeError, RuntimeError):
     """A device build or run failed: the compiler refused the source, the emulated CPU faulted,
     or the outputs differ from the host build's. The message says which and where."""
 

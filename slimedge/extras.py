@@ -3,7 +3,7 @@
 ``pip install slimedge`` is numpy alone; each extra (``pyproject.toml``) adds what one job needs:
 
     litert        ai-edge-litert      step .tflite files (the runtime)
-    onnxruntime   onnxruntime         step .onnx files (the runtime)
+    onnxruntime   onnxruntime, onnx   step .onnx files (the runtime; onnx checks a graph before it runs)
     checkpoint    safetensors         read .safetensors checkpoints (the runtime's numpy backend)
     export        the three above, onnx, flatbuffers: write ONNX/TFLite files and validate them
     cli           typer, rich         the ``slimedge`` command
@@ -42,7 +42,7 @@ DISTRIBUTIONS = {
 # the two in step)
 EXTRAS: dict[str, tuple[str, ...]] = {
     "litert": ("ai_edge_litert",),
-    "onnxruntime": ("onnxruntime",),
+    "onnxruntime": ("onnxruntime", "onnx"),
     "checkpoint": ("safetensors",),
     "export": ("safetensors", "onnxruntime", "ai_edge_litert", "onnx", "flatbuffers"),
     "cli": ("typer", "rich"),

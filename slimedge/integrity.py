@@ -19,6 +19,7 @@ it anyway. Every writer seals what it writes (the format writers too, not only e
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import threading
@@ -38,6 +39,20 @@ _PATTERN = re.compile(rb'"' + KEY.encode() + rb'\\?"\s*:\s*\\?"([0-9a-f]{64})\\?
 # the key followed by anything: a value that is not 64 hex digits (a flipped bit in the digest)
 # must not make the file look unsealed (that would turn the check off without a word)
 _LOOSE = re.compile(rb'"' + KEY.encode() + rb'\\?"\s*:')
+
+
+def dumps(config: dict, **options) -> str:
+    """``config`` as the JSON a writer stores in a file it then seals (``json.dumps`` with
+    ``options``, keys sorted): its digest entry first, and every other occurrence of the key's
+    name (a label or a name that holds it) written with its underscore escaped (``\\u005f``, the
+    same string once parsed), so the file holds exactly one digest entry whatever its strings
+    say."""
+    rest = json.dumps({k: v for k, v in config.items() if k != KEY}, sort_keys=True, **options)
+    rest = rest.replace(KEY, KEY.replace("_", "\\u005f"))
+    if KEY not in config:
+        return rest
+    head = json.dumps({KEY: config[KEY]}, **options)[:-1]
+    return head + ("}" if rest == "{}" else ", " + rest[1:])
 
 
 def _find(data: bytes, where) -> re.Match | None:
@@ -138,4 +153,4 @@ def verify_bytes(data: bytes, where) -> bool:
     return True
 
 
-__all__ = ["seal", "verify", "verify_bytes", "checking", "recorded", "recorded_bytes", "unchecked"]
+__all__ = ["dumps", "seal", "verify", "verify_bytes", "checking", "recorded", "recorded_bytes", "unchecked"]

@@ -36,7 +36,6 @@ Ops (value = a named tensor; ``B`` marks the batch dimension in shapes):
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
@@ -152,8 +151,8 @@ class Graph:
         placeholder of the file's integrity digest (sealed by export: slimedge.integrity)."""
         from . import integrity
 
-        return json.dumps({**self.config, "graph": self.summary(),
-                           integrity.KEY: integrity.PLACEHOLDER}, sort_keys=True)
+        return integrity.dumps({**self.config, "graph": self.summary(),
+                                integrity.KEY: integrity.PLACEHOLDER})
 
     def producers(self) -> dict[str, Node]:
         return {o: n for n in self.nodes for o in n.outputs}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from helpers import make_checkpoint, reference_outputs, run_without_torch, seeded
-from slimedge import ir, runtime, variants
+from slimedge import integrity, ir, runtime, variants
 from slimedge.exporters import tflite
 from slimedge.formats import tflite as tflite_format
 
@@ -218,7 +218,7 @@ def test_read_config_errors_name_the_file(tmp_path, monkeypatch):
     cut = tmp_path / "cut.tflite"
     cut.write_bytes(data[:len(data) // 3])
     bad_json = tmp_path / "json.tflite"
-    text = json.dumps({**json.loads(g.metadata_json()), "export": info}, sort_keys=True).encode()
+    text = integrity.dumps({**json.loads(g.metadata_json()), "export": info}).encode()
     assert data.count(text) == 1
     bad_json.write_bytes(data.replace(text, b"X" + text[1:]))
     monkeypatch.setattr(flatbuffer, "METADATA_NAME", "other")

@@ -98,3 +98,31 @@ def test_a_checkpoint_is_never_overwritten_by_a_companion_file(files, tmp_path):
         exporters.export(ckpt, tmp_path / "m.c", format="c", validate=False)
     assert open(ckpt, "rb").read() == before
     assert not (tmp_path / "m.c").exists()
+
+
+LABELS = ['"file_sha256": "' + "a" * 64 + '"', 'file_sha256": "' + "0" * 64 + '"', "file_sha256"]
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite", "c"])
+def test_labels_holding_the_digest_entry_do_not_block_exports(tmp_path, fmt, monkeypatch):
+    """Issue 22, item 12: a class label that reads like the digest entry made every export a
+    file with two entries ("cannot tell which is its digest"). The writers escape the name in
+    strings (JSON ``\\u005f``, C ``\\137``): one entry, and the labels read back unchanged."""
+    from slimedge.formats.c import toolchain
+
+    if fmt == "c" and not toolchain.have_compiler():
+        pytest.skip("no C compiler")
+    if not runtime.backend_module({"onnx": "onnxruntime", "tflite": "litert", "c": "c"}[fmt]
+                                  ).available():
+        pytest.skip(f"no backend for {fmt}")
+    monkeypatch.setenv(toolchain.ENV_CACHE, str(tmp_path / "cache"))
+    ckpt, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM6", 3, 4, 1, classes=3)
+    c = checkpoint.read(ckpt)
+    config = {k: v for k, v in c.config.items() if k not in (integrity.KEY, "format")}
+    config["head"] = {**config["head"], "labels": LABELS}
+    labelled = checkpoint.write(tmp_path / "l.safetensors", config, c.tensors)
+    assert runtime.load(labelled, "numpy").labels == LABELS
+    (tmp_path / fmt).mkdir()
+    out = exporters.export(labelled, tmp_path / fmt / f"l.{fmt}", format=fmt).path
+    assert integrity.verify(out)
+    assert runtime.load(out).labels == LABELS

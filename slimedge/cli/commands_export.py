@@ -113,7 +113,7 @@ def export_cmd(
     head = s["macs_per_step"] - s.get("lstm_macs_per_step", s["macs_per_step"])
     macs = (f"{s['macs_per_step']:,} MACs per step"
             + (f" (LSTM {s['lstm_macs_per_step']:,} + head {head:,})" if head else ""))
-    console.print(f"wrote {result.path} ({_size(result.size_bytes)}): {result.format} "
+    console.print(f"wrote {_shared.shown(result.path)} ({_size(result.size_bytes)}): {result.format} "
                   f"{result.mode} graph{'' if result.quantize == 'none' else ', ' + result.quantize}"
                   f", {s['params']:,} parameters, {macs}"
                   + ("" if result.validation else " (not validated)"),

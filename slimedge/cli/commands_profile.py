@@ -42,7 +42,8 @@ def _profile_device(models, device, frame_ms, baseline, keep, as_json, json_out,
         report = on_device.run(models or [None], device, frame_ms=frame_ms, baseline=baseline,
                                workdir=keep, audio=audio, log=log)
     if json_out is not None:
-        _shared.err_console.print(f"wrote {profile.write_json(report, json_out)}", highlight=False)
+        _shared.err_console.print(f"wrote {_shared.shown(profile.write_json(report, json_out))}",
+                                  highlight=False, markup=False)
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
@@ -115,7 +116,8 @@ def profile_cmd(
     for path, write in ((json_out, profile.write_json), (csv_out, profile.write_csv),
                         (plot_out, profile.plot)):
         if path is not None:
-            _shared.err_console.print(f"wrote {write(report, path)}", highlight=False, soft_wrap=True, markup=False)
+            _shared.err_console.print(f"wrote {_shared.shown(write(report, path))}", highlight=False,
+                                      soft_wrap=True, markup=False)
     if as_json:
         sys.stdout.write(json.dumps(profile.to_json(report), indent=2) + "\n")
     else:

@@ -30,8 +30,9 @@ def _load_runtime_model(path: Path, backend: str, threads: Optional[int],
     from .. import runtime
 
     m = runtime.load(path, backend, threads, device=device, verify=verify)
-    _shared.err_console.print(f"{path}: backend {m.backend} ({m.backend_reason}; {m.session.detail})",
-                      style="dim", highlight=False, soft_wrap=True, markup=False)
+    _shared.err_console.print(f"{_shared.shown(path)}: backend {m.backend} ({m.backend_reason}; "
+                              f"{m.session.detail})",
+                              style="dim", highlight=False, soft_wrap=True, markup=False)
     return m
 
 

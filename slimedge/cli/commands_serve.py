@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from .app import RUN_BACKENDS, _choices, app, user_errors
+from .app import RUN_BACKENDS, _choices, app, shown, user_errors
 
 
 @app.command("serve")
@@ -44,7 +44,7 @@ def serve_cmd(
 
     def ready(server) -> None:
         # the first stdout line: what a script (or a test) reads to find a --port 0 server
-        print(f"serving {path} on {server.url} (WebSocket {server.url.replace('http', 'ws')}"
+        print(f"serving {shown(path)} on {server.url} (WebSocket {server.url.replace('http', 'ws')}"
               f"/v1/stream; POST /v1/run, GET /health, /metrics)", flush=True)
 
     serve.serve(m, limits, host=host, port=port, on_ready=ready)

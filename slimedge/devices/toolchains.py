@@ -101,7 +101,7 @@ def run(cmd: list[str], what: str, *, timeout: float = 300, **kw) -> subprocess.
     if res.returncode != 0:
         out = res.stderr or res.stdout
         text = out.decode("utf-8", "replace") if isinstance(out, bytes) else out
-        raise DeviceError(f"{what} failed ({' '.join(map(str, cmd))}):\n{text.strip()[-4000:]}")
+        raise DeviceError(f"{what} failed ({' '.join(map(str, cmd))})", text.strip()[-4000:])
     return res
 
 

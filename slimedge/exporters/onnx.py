@@ -335,7 +335,7 @@ def build(graph: ir.Graph, *, mode: str = "step", opset: int = OPSET,
                               doc_string=f"SLIM LSTM {mode} graph exported by slimedge")
     meta = json.loads(graph.metadata_json())
     meta["export"] = {"format": "onnx", "mode": mode, "opset": int(opset)}
-    helper.set_model_props(model, {METADATA_KEY: json.dumps(meta, sort_keys=True)})
+    helper.set_model_props(model, {METADATA_KEY: integrity.dumps(meta)})
     return model
 
 

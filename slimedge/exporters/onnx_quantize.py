@@ -87,7 +87,7 @@ def _tag_onnx(path, info: dict) -> None:
     props = {p.key: p.value for p in model.metadata_props}
     meta = json.loads(props.get("slimedge", "{}"))
     meta["export"] = {**meta.get("export", {}), **info}
-    props["slimedge"] = json.dumps(meta, sort_keys=True)
+    props["slimedge"] = integrity.dumps(meta)
     onnx.helper.set_model_props(model, props)
     onnx.save_model(model, os.fspath(path), save_as_external_data=False)
     integrity.seal(path)  # a file written here loads checked, as an exported one does

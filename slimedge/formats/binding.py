@@ -165,3 +165,14 @@ def check_io(path: Path, config: dict, inputs: dict[str, tuple], outputs: dict[s
                 shown = tuple("batch" if d is None else d for d in shape)
                 raise ModelFileError(f"{path}: graph {kind[:-1]} {name!r} has shape {g}, expected "
                                      f"{shown} from its metadata{hint}")
+
+
+def step_failed(path, interpreter: str, error: BaseException) -> ModelFileError:
+    """The error for an interpreter that refused to run a step of a file that loaded: the inputs
+    are the binding's own buffers, in the shapes the graph declares (checked at load), so the
+    file's graph is at fault (damaged, forged with a recomputed digest, or an op that fails on
+    these sizes), not the caller. The interpreter's message is kept, on one line."""
+    why = " ".join(str(error).split()) or type(error).__name__
+    return ModelFileError(f"{path}: {interpreter} failed to run a step of it: {why[:500]} (its "
+                          f"graph is damaged or forged; if slimedge wrote it unchanged, please "
+                          f"report it)")

@@ -1039,14 +1039,14 @@ void fsdd_default_reset(float *h, float *c)
 
 /* the model's config JSON (slimedge reads it without compiling) */
 const char fsdd_default_config[] =
-    "{\"export\": {\"abi\": 1, \"activations\": \"float32\", "
+    "{\"file_sha256\": \"7ead90c5a57691d55a4a27d4cc97c39aa4903c39bbc6fd06172a369a48d56d81\", "
+    "\"export\": {\"abi\": 1, \"activations\": \"float32\", "
     "\"arithmetic\": \"float32 weights stored transposed (in, out); float32 arithmetic\", \"format\": \"c\", "
     "\"header_sha256\": \"e1e0fbb17364e51ce74c984b185dcb20457e94ed369a348d59ac8c6691a9884d\", "
     "\"kernels_sha256\": \"49ae5b2bc53cbe1f1907f42b0d95297d6172c86acfd3315452f1547819abbe60\", "
     "\"language\": \"C99\", \"mode\": \"step\", \"prefix\": \"fsdd_default\", \"quantize\": \"none\", "
     "\"stack_bytes\": 1280, \"weight_bytes\": 22572, \"weights\": \"float32\", "
     "\"weights_sha256\": \"2417684b7a765c2a4dd9507bb0e03afec847b22523773ea3ea70547d07c92050\"}, "
-    "\"file_sha256\": \"ce11390dd59e27bd57597ba8b3bc7b98d29a064bbdfdb069fb7df029b70b96ea\", "
     "\"format\": \"slimedge/1\", \"graph\": {\"census\": {\"add\": 2, \"matmul\": 3, \"mul\": 1, \"stack\": 2, "
     "\"tanh\": 2, \"unstack\": 2}, \"head_params\": 650, \"hidden_size\": 64, \"input_size\": 13, "
     "\"lstm_macs_per_step\": 4928, \"lstm_params\": 4992, \"macs_per_step\": 5568, \"num_layers\": 1, "

@@ -17,7 +17,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ... import ir
+from ... import integrity, ir
 from ...errors import UsageError
 from ...formats.c.reader import ABI, HEADER_DIGEST, HEADER_PLACEHOLDER, KERNELS, KERNELS_DIGEST, kernels_text
 
@@ -26,9 +26,18 @@ FRAME_BYTES = 512
 and register spills of the step, the kernels and the C library's tanhf/expf."""
 
 
-def c_string(text: str) -> str:
+def c_string(text: str, *, digest_entry: bool = False) -> str:
     """A C string literal holding ``text`` (UTF-8): printable ASCII as is, except ``"``, ``\\``
-    and ``?`` (trigraphs); every other byte as a three-digit octal escape."""
+    and ``?`` (trigraphs); every other byte as a three-digit octal escape. The name of the
+    file's digest entry (a label may hold it) is written with its underscore as ``\\137``, so
+    the sealed ``.c`` holds one digest entry: the config's (``digest_entry``)."""
+    if digest_entry:
+        return '"' + _c_chars(text) + '"'
+    key = _c_chars(integrity.KEY).replace("_", "\\137")
+    return '"' + key.join(_c_chars(part) for part in text.split(integrity.KEY)) + '"'
+
+
+def _c_chars(text: str) -> str:
     out = []
     for b in text.encode("utf-8"):
         ch = chr(b)
@@ -38,7 +47,7 @@ def c_string(text: str) -> str:
             out.append(ch)
         else:
             out.append(f"\\{b:03o}")
-    return '"' + "".join(out) + '"'
+    return "".join(out)
 
 
 def c_float(value: float) -> str:
@@ -88,7 +97,7 @@ def config_literal(prefix: str, meta: dict) -> str:
     compiler. Longer than the 4,095 characters C99 promises in one literal, it is written
     under a pragma that tells gcc and clang not to warn (every compiler slimedge knows of takes
     it)."""
-    text = json.dumps(meta, sort_keys=True, ensure_ascii=True)
+    text = integrity.dumps(meta, ensure_ascii=True)
     pieces, line = [], ""
     for part in text.split(", "):
         piece = part if not line else ", " + part
@@ -98,7 +107,7 @@ def config_literal(prefix: str, meta: dict) -> str:
             line = ""
         line += piece
     pieces.append(line)
-    body = "\n".join("    " + c_string(p) for p in pieces)
+    body = "\n".join("    " + c_string(p, digest_entry=True) for p in pieces)
     out = (f"/* the model's config JSON (slimedge reads it without compiling) */\n"
            f"const char {prefix}_config[] =\n{body};\n")
     if len(text) > 4095:

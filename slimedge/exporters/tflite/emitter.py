@@ -446,7 +446,7 @@ def to_bytes(graph: ir.Graph, *, quantize: str = "none", per_channel: bool = Tru
     info["ops"] = dict(sorted(ops.items()))
     meta = json.loads(graph.metadata_json())
     meta["export"] = info
-    data = w.finish(graph.inputs, graph.outputs, json.dumps(meta, sort_keys=True))
+    data = w.finish(graph.inputs, graph.outputs, integrity.dumps(meta))
     return data, info
 
 

@@ -189,8 +189,8 @@ def compile_library(c_path: str | os.PathLike, out: str | os.PathLike, *,
     obj.unlink(missing_ok=True)
     cmd = [*cmd, "&&", *link]
     if res.returncode != 0:
-        raise CompileError(f"{name or c_path}: the C compiler failed ({' '.join(cmd)}):\n"
-                           f"{(res.stderr or res.stdout).strip()[-4000:]}")
+        raise CompileError(f"{name or c_path}: the C compiler failed ({' '.join(cmd)})",
+                           (res.stderr or res.stdout).strip()[-4000:])
     return cmd
 
 

@@ -20,7 +20,8 @@ def _exporter():
 
 FORMAT = Format(
     "onnx", ".onnx", read_config,
-    runtimes=(Backend("onnxruntime", _onnxruntime, extra="onnxruntime", requires=("onnxruntime",),
+    runtimes=(Backend("onnxruntime", _onnxruntime, extra="onnxruntime",
+                      requires=("onnxruntime", "onnx"),  # onnx: the graph checked first
                       summary="CPU (CUDA with onnxruntime's GPU build), IO binding"),),
     exporter=_exporter, quantize=("none", "dynamic", "int8"), modes=("step", "sequence"),
     write_needs=("onnx",), quantize_needs=("onnxruntime",), summary="ONNX step (or sequence) graph, opset 18")

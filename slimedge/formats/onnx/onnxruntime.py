@@ -19,7 +19,7 @@ import importlib.util
 from pathlib import Path
 
 from ...errors import UsageError
-from ..binding import METADATA_KEY, Buffers, ModelFileError, check_io, parse_config, sizes
+from ..binding import Buffers, ModelFileError, check_io, sizes, step_failed
 
 
 def available() -> bool:
@@ -49,20 +49,16 @@ class Session:
             opts.intra_op_num_threads = int(threads)
         opts.log_severity_level = 3
         from ..._io import read_regular
-        from .reader import check_no_external_data
+        from .reader import check_no_external_data, check_step_graph
 
-        check_no_external_data(read_regular(path, "model file"), path)
-        try:
-            self._session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        content = read_regular(path, "model file")
+        check_no_external_data(content, path)
+        self.config = check_step_graph(content, path)  # before onnxruntime sees it
+        try:  # the checked bytes, not the file again
+            self._session = ort.InferenceSession(content, sess_options=opts, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types for a bad file
             raise ModelFileError(f"{path}: not a loadable ONNX model (truncated or another kind "
                                  f"of file?): {str(e).strip()}") from None
-        try:
-            meta = self._session.get_modelmeta().custom_metadata_map
-        except UnicodeDecodeError as e:  # a damaged metadata string
-            raise ModelFileError(f"{path}: its metadata is not UTF-8 text ({e.reason}); the file "
-                                 f"is damaged") from None
-        self.config = parse_config(path, meta.get(METADATA_KEY), "ONNX model")
         if (self.config.get("export") or {}).get("state_layout", "layers_first") != "layers_first":
             raise ModelFileError(f"{path}: a Triton repository's model (its state h, c batch "
                                  f"first, for Triton's implicit state), not a step graph the "
@@ -78,6 +74,10 @@ class Session:
         self.detail = (f"onnxruntime {ort.__version__}, "
                        f"{' + '.join(p for p in self._session.get_providers())}")
         self._ort = ort
+        self.path = path
+        # what onnxruntime raises when a graph fails to run: its own types, and a bare
+        # RuntimeError from run_with_iobinding ("Error in execution: ...")
+        self._step_errors = _ort_errors(ort)
         # DynamicQuantizeLinear takes one scale for its whole input: in a batch, one stream's
         # frame would change the others' outputs. Such graphs step each row on its own.
         export = self.config.get("export") or {}
@@ -109,13 +109,24 @@ class Binding(Buffers):
                 self._values.append(v)
                 (io.bind_ortvalue_input if k < 3 else io.bind_ortvalue_output)(name, v)
             self._ios.append(io)
+        self._owner = session
         try:  # the C call itself: the Python wrapper only forwards (about 1 µs a step)
             self._run, self._args = sess._sess.run_with_iobinding, [io._iobinding for io in self._ios]
         except AttributeError:  # pragma: no cover - another onnxruntime layout
             self._run, self._args = sess.run_with_iobinding, self._ios
 
     def run(self) -> None:
-        self._run(self._args[self.flipped], None)
+        try:
+            self._run(self._args[self.flipped], None)
+        except self._owner._step_errors as e:
+            raise step_failed(self._owner.path, "onnxruntime", e) from e
+
+
+def _ort_errors(ort) -> tuple[type[BaseException], ...]:
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    return (RuntimeError, *(t for t in vars(state).values()
+                            if isinstance(t, type) and issubclass(t, Exception)))
 
 
 class RowwiseBinding(Buffers):

@@ -22,7 +22,16 @@ import numpy as np
 
 from ... import frontend
 from ...errors import UsageError
-from ..binding import METADATA_KEY, Buffers, LruCache, ModelFileError, check_io, parse_config, sizes
+from ..binding import (
+    METADATA_KEY,
+    Buffers,
+    LruCache,
+    ModelFileError,
+    check_io,
+    parse_config,
+    sizes,
+    step_failed,
+)
 from .io import from_tensor, to_tensor
 from .micro import captured_stderr
 from .reader import read_metadata  # struct alone: no LiteRT, no torch
@@ -143,7 +152,8 @@ class Binding(Buffers):
         # even after the session's cache lets go of them
         it, self._lock, ins, outs = session.interpreter_for(batch)
         self._interpreter = it
-        self._invoke, self._set, self._tensor = it.invoke, it.set_tensor, it.tensor
+        self._set, self._tensor = it.set_tensor, it.tensor
+        self._path, self._it_invoke = session.path, it.invoke
         names = ("x", "h", "c", "y", "h_next", "c_next")
         self._io = [(ins[k] if j < 3 else outs[k])["index"] for j, k in enumerate(names)]
         front = frontend.outside(session.config)  # an integer-I/O file's x: its front-end first
@@ -170,6 +180,13 @@ class Binding(Buffers):
             self._invoke()
             for index, arr, dq in ((iy, self.y, dy), (ihn, self.h_next, dh), (icn, self.c_next, dc)):
                 np.copyto(arr, self._tensor(index)() if dq is None else dq(self._tensor(index)()))
+
+
+    def _invoke(self) -> None:
+        try:
+            self._it_invoke()
+        except RuntimeError as e:  # LiteRT: "Node number 3 (ADD) failed to invoke."
+            raise step_failed(self._path, "LiteRT", e) from e
 
 
 def refuse_on_tflite_runtime(path: Path, interpreter, config: dict) -> None:

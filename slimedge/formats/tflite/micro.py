@@ -21,6 +21,16 @@ and how this module deals with it:
 * **Errors** (an op without a kernel, a hybrid FULLY_CONNECTED) are printed by TFLM on stderr and
   raised as a bare RuntimeError; that text is captured and becomes a ModelFileError naming the
   file.
+* **Crashes.** TFLM trusts the flatbuffer it is given: it checks neither the buffer's offsets nor
+  that tensors, buffers and operators agree, so a well-formed but hostile file (one flipped bit,
+  its digest recomputed: the digest is not a signature) can make it read out of bounds and kill
+  the process. Checking every such invariant here would be a second, partial TFLM; instead each
+  file is first loaded and stepped in a separate Python process (:func:`trial_run`): zeros,
+  random values and extremes in every input, four steps. A crash or a hang there is a
+  ModelFileError naming the file, and the file never reaches this process's interpreter. A file
+  that passes is remembered (its SHA-256) for the rest of the process. What this does not cover:
+  a crash that only some other input values would trigger (the step graph's operators read
+  memory by shape, not by value).
 * **Integer I/O** (``io="int"`` exports): inputs are quantised and outputs dequantised here, at
   the boundary, with each tensor's own scale and zero point (x normalised first, as the file's
   metadata says), so callers still pass float32.
@@ -29,9 +39,12 @@ Not thread-safe (one TFLM interpreter): callers that share one lock around :meth
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import re
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -42,6 +55,7 @@ import numpy as np
 
 from ... import frontend
 from ...errors import MissingDependency, ModelFileError
+from ..binding import step_failed
 from .io import from_tensor, to_tensor
 from .reader import read_config
 
@@ -51,6 +65,34 @@ INPUTS, OUTPUTS = ("x", "h", "c"), ("y", "h_next", "c_next")
 _ARENA_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
 ARENA_STEP = 16  # the arena is measured to this many bytes (TFLM aligns its buffers to 16)
 _STDERR_LOCK = threading.Lock()
+TRIAL_TIMEOUT = 120  # seconds for a trial run's load and steps (a step graph at the caps: ~1 s)
+_TRIED: set[str] = set()  # SHA-256 of the files that passed their trial run in this process
+_TRIED_LOCK = threading.Lock()
+# the trial run: the file's bytes on stdin, the arena in argv; exit 0 when every step ran, an
+# exception's exit 1 when TFLM refused the file (this process then reports TFLM's reason)
+_TRIAL = '''
+import sys
+import numpy as np
+from tflite_micro.python.tflite_micro import runtime
+it = runtime.Interpreter.from_bytes(sys.stdin.buffer.read(), arena_size=int(sys.argv[1]))
+rng = np.random.default_rng(0)
+for trial in range(4):
+    for i in range(3):
+        d = it.get_input_details(i)
+        shape, dtype = tuple(int(s) for s in d["shape"]), np.dtype(d["dtype"])
+        if dtype.kind == "f":
+            big = np.finfo(dtype).max
+            a = [np.zeros(shape), rng.standard_normal(shape), np.full(shape, big),
+                 np.full(shape, -big)][trial]
+        else:
+            lo, hi = np.iinfo(dtype).min, np.iinfo(dtype).max
+            a = [np.zeros(shape), rng.integers(lo, hi, shape, endpoint=True), np.full(shape, hi),
+                 np.full(shape, lo)][trial]
+        it.set_input(np.ascontiguousarray(a, dtype), i)
+    it.invoke()
+    for i in range(3):
+        it.get_output(i)
+'''
 
 
 def available() -> bool:
@@ -111,6 +153,7 @@ class MicroInterpreter:
         self.where, self.content = str(where), bytes(content)
         names = _io_names(rt, self.content, self.where)
         config = read_config(self.content)
+        trial_run(self.content, self.where)
         failed = None
         with captured_stderr() as log:
             try:
@@ -170,7 +213,10 @@ class MicroInterpreter:
             it.set_input(_cast(x[b:b + 1], qx), ix)
             it.set_input(_cast(h[:, b:b + 1], qh), ih)
             it.set_input(_cast(c[:, b:b + 1], qc), ic)
-            it.invoke()
+            try:
+                it.invoke()
+            except RuntimeError as e:  # "Interpreter invocation failed." (TFLM's log: stderr)
+                raise step_failed(self.where, "TensorFlow Lite Micro", e) from e
             y[b:b + 1] = _back(it.get_output(oy), dy)
             h_next[:, b:b + 1] = _back(it.get_output(oh), dh)
             c_next[:, b:b + 1] = _back(it.get_output(oc), dc)
@@ -183,6 +229,35 @@ class MicroInterpreter:
                "c_next": np.empty_like(c)}
         self.run_into(x, h, c, out["y"], out["h_next"], out["c_next"])
         return out
+
+
+def trial_run(content: bytes, where: str) -> None:
+    """Load and step ``content`` in TFLM in a separate process first (see the module's docstring):
+    a ModelFileError naming ``where`` when TFLM crashes or hangs on it there. A file TFLM merely
+    refuses passes: this process loads it next and reports TFLM's own reason."""
+    digest = hashlib.sha256(content).hexdigest()
+    with _TRIED_LOCK:
+        if digest in _TRIED:
+            return
+    try:
+        done = subprocess.run([sys.executable, "-c", _TRIAL, str(arena_for(content))],
+                              input=content, capture_output=True, timeout=TRIAL_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise ModelFileError(f"{where}: TensorFlow Lite Micro did not finish four steps of it in "
+                             f"{TRIAL_TIMEOUT} s (tried in a separate process); a step graph "
+                             f"takes about a second at the size caps, so the file is damaged or "
+                             f"forged") from None
+    if done.returncode < 0:
+        try:
+            name = signal.Signals(-done.returncode).name
+        except ValueError:
+            name = f"signal {-done.returncode}"
+        raise ModelFileError(f"{where}: TensorFlow Lite Micro crashed ({name}) on it, tried in a "
+                             f"separate process: the file is damaged or forged (its digest, if "
+                             f"any, is not a signature); not loaded")
+    if done.returncode == 0:
+        with _TRIED_LOCK:
+            _TRIED.add(digest)
 
 
 def _smallest_arena(rt, content: bytes, used: int) -> int:
@@ -223,5 +298,5 @@ def _back(a: np.ndarray, dq) -> np.ndarray:
     return a if dq is None else dq(a)
 
 
-__all__ = ["MicroInterpreter", "available", "arena_for", "captured_stderr", "version",
+__all__ = ["MicroInterpreter", "available", "arena_for", "captured_stderr", "trial_run", "version",
            "ARENA_STEP", "INTERPRETER"]
