@@ -59,11 +59,6 @@ class Session:
         except Exception as e:  # onnxruntime raises its own exception types for a bad file
             raise ModelFileError(f"{path}: not a loadable ONNX model (truncated or another kind "
                                  f"of file?): {str(e).strip()}") from None
-        if (self.config.get("export") or {}).get("state_layout", "layers_first") != "layers_first":
-            raise ModelFileError(f"{path}: a Triton repository's model (its state h, c batch "
-                                 f"first, for Triton's implicit state), not a step graph the "
-                                 f"runtime steps; load the .onnx export it was made from (the "
-                                 f"repository's *_python model holds one)")
         check_io(path, self.config,
                  {i.name: tuple(i.shape) for i in self._session.get_inputs()},
                  {o.name: tuple(o.shape) for o in self._session.get_outputs()})

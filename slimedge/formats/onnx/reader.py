@@ -139,6 +139,11 @@ def check_step_graph(data: bytes, where) -> dict:
                              f"file?)") from None
     config = parse_config(where, {p.key: p.value for p in model.metadata_props}.get(METADATA_KEY),
                           "ONNX model")
+    if (config.get("export") or {}).get("state_layout", "layers_first") != "layers_first":
+        raise ModelFileError(f"{where}: a Triton repository's model (its state h, c batch first, "
+                             f"for Triton's implicit state), not a step graph the runtime steps; "
+                             f"load the .onnx export it was made from (the repository's *_python "
+                             f"model holds one)")
     graph = model.graph
     for node in graph.node:
         if node.op_type == "Scan" and node.domain in ("", "ai.onnx"):
