@@ -166,6 +166,20 @@ def test_bad_search_input_is_one_line_and_writes_nothing(tmp_path):
 
 
 # ---- end to end on SQLite: kill, resume, front, export ------------------------------------------
+def _schema_ready(db: Path) -> bool:
+    """Whether the search has finished creating its SQLite storage's tables (Optuna writes its
+    version row last); read without writing, as a second RDBStorage would create them too."""
+    import sqlite3
+
+    if not db.exists():
+        return False
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+            return con.execute("SELECT count(*) FROM version_info").fetchone()[0] > 0
+    except sqlite3.Error:
+        return False
+
+
 def _trials(url, name="search"):
     return optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
 
@@ -197,6 +211,8 @@ def test_a_search_killed_mid_trial_resumes_with_no_trial_lost_or_run_twice(tmp_p
         deadline = time.time() + 240
         while time.time() < deadline and proc.poll() is None:
             time.sleep(0.3)
+            if not _schema_ready(out / "study.db"):  # opening it now would race its creation
+                continue
             try:
                 ts = _trials(url)
             except Exception:  # the study is not created yet
