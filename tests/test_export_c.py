@@ -120,13 +120,15 @@ def test_a_file_holds_only_its_variants_work(exports):
     path, ckpt, _, _ = exports.get("LSTM6", "1-layer")
     text = path.read_text()
     g = ir.lower(ckpt, fold_normalization=True)
+    # one stream's step (matvecs) and a block of streams' (matrix products), the same ops
     assert text.count("slimedge_matvec_f32(") == len(g.matmul_shapes()) == 2  # W_c·x, U_c·h
-    assert "expf" not in text and text.count("tanhf(") == 2
+    assert text.count("slimedge_matmat_f32(") == 1  # both in one call for a block of streams
+    assert "expf" not in text and text.count("tanhf(") == 2 * 2
     # the fixed gate f = 0.4 is a named constant, the gates at 1.0 are not multiplied at all
     assert "static const float l0_const_f = 0.400000006f;" in text
     assert "* l0_const_f" in text and "* 1.0f" not in text
     lstm0, _, _, _ = exports.get("LSTM0", "1-layer")
-    assert lstm0.read_text().count("expf") == 3  # the i, f, o sigmoids
+    assert lstm0.read_text().count("expf") == 3 * 2  # the i, f, o sigmoids
 
 
 # ---- int8 weights (quantize "dynamic") ---------------------------------------------------------
