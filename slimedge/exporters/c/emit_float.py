@@ -386,7 +386,8 @@ class _Row(fusion.FusedRow):
         if self.matmat_cols:  # the block's matrix products' transposed inputs, one array for all
             self.lines.insert(0, f"    float xt[SLIMEDGE_MM_SCRATCH({self.streams}, "
                                  f"{self.matmat_cols})];")
-            self.scratch_bytes += 4 * self.streams * self.matmat_cols
+            # (a bound: streams padded to whole register tiles, at most 32 streams each)
+            self.scratch_bytes += 4 * -(-self.streams // 32) * 32 * self.matmat_cols
         K = self.g.output_size
         y = self.at_stream("y", K)
         if self.expr.get("y") != y:

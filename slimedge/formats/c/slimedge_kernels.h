@@ -207,7 +207,7 @@ SLIMEDGE_ALWAYS_INLINE void slimedge_matvec_f32(const float *x, int cols, const 
 #endif
 
 /* slimedge_matmat_f32's streams per vector: sixteen where the CPU has 512-bit vectors, else
-   eight; a block of streams is a whole number of such tiles (SLIMEDGE_MM_TILES). */
+   eight; SLIMEDGE_MM_VECTORS such vectors per register tile. */
 #if defined(__AVX512F__)
 #define SLIMEDGE_MM_LANES 16
 #define SLIMEDGE_MM_VECTORS 2  /* 32 vector registers: 8 rows x 2 vectors of sums */
@@ -215,7 +215,9 @@ SLIMEDGE_ALWAYS_INLINE void slimedge_matvec_f32(const float *x, int cols, const 
 #define SLIMEDGE_MM_LANES 8
 #define SLIMEDGE_MM_VECTORS 1
 #endif
-#define SLIMEDGE_MM_TILES(nb) (((nb) + SLIMEDGE_MM_LANES - 1) / SLIMEDGE_MM_LANES)
+#define SLIMEDGE_MM_TILES(nb) \
+    (((nb) + SLIMEDGE_MM_LANES * SLIMEDGE_MM_VECTORS - 1) / (SLIMEDGE_MM_LANES * SLIMEDGE_MM_VECTORS) \
+     * SLIMEDGE_MM_VECTORS)  /* vectors of streams: a whole number of register tiles */
 /* floats of slimedge_matmat_f32's scratch for up to nb streams of cols inputs (both inputs') */
 #define SLIMEDGE_MM_SCRATCH(nb, cols) \
     ((size_t)SLIMEDGE_MM_TILES(nb) * SLIMEDGE_MM_LANES * (size_t)(cols))
@@ -228,9 +230,9 @@ SLIMEDGE_ALWAYS_INLINE void slimedge_matvec_f32(const float *x, int cols, const 
    scratch (SLIMEDGE_MM_SCRATCH(nb, cols + cols2) floats; lanes past nb are zero), then eight
    rows of sums for SLIMEDGE_MM_VECTORS vectors of streams stay in registers, each weight
    broadcast to one multiply-add per vector; a block of eight rows is read once per block of
-   streams, reused from the L1 cache across its tiles. Each sum runs over j in order (W's
-   columns, then W2's), one multiply-add at a time, whatever the lane, so a stream's result does
-   not depend on its batch or its place in it. */
+   streams, reused from the L1 cache across its tiles. Every lane of a batch runs the same
+   instructions (the streams are padded to whole register tiles), so a stream's result does not
+   depend on its batch or its place in it. */
 SLIMEDGE_ALWAYS_INLINE void slimedge_matmat_f32(int nb, const float *x, size_t ldx, int cols,
                                                 const float *w, const float *x2, size_t ldx2,
                                                 int cols2, const float *w2, int rows,
@@ -274,8 +276,7 @@ SLIMEDGE_ALWAYS_INLINE void slimedge_matmat_f32(int nb, const float *x, size_t l
     }
     for (; i + 8 <= rows; i += 8) {
         const float *wp = w + (size_t)i * (size_t)cols, *wq = cols2 ? w2 + (size_t)i * (size_t)cols2 : w;
-        int g = 0;
-        for (; g + SLIMEDGE_MM_VECTORS <= tiles; g += SLIMEDGE_MM_VECTORS) {
+        for (int g = 0; g < tiles; g += SLIMEDGE_MM_VECTORS) {
             const float *xg = xt + (size_t)g * (size_t)all * SLIMEDGE_MM_LANES;
             lanes_t acc[SLIMEDGE_MM_VECTORS][8];
             for (int v = 0; v < SLIMEDGE_MM_VECTORS; v++)
@@ -283,14 +284,6 @@ SLIMEDGE_ALWAYS_INLINE void slimedge_matmat_f32(int nb, const float *x, size_t l
             SLIMEDGE_MM_ROWS(SLIMEDGE_MM_VECTORS, wp, cols, 0)
             if (cols2) SLIMEDGE_MM_ROWS(SLIMEDGE_MM_VECTORS, wq, cols2, cols)
             for (int v = 0; v < SLIMEDGE_MM_VECTORS; v++) SLIMEDGE_MM_OUT(g + v, 8, acc[v]);
-        }
-        for (; g < tiles; g++) {
-            const float *xg = xt + (size_t)g * (size_t)all * SLIMEDGE_MM_LANES;
-            lanes_t acc[1][8];
-            for (int r = 0; r < 8; r++) acc[0][r] = (lanes_t){0.0f};
-            SLIMEDGE_MM_ROWS(1, wp, cols, 0)
-            if (cols2) SLIMEDGE_MM_ROWS(1, wq, cols2, cols)
-            SLIMEDGE_MM_OUT(g, 8, acc[0]);
         }
     }
 #undef SLIMEDGE_MM_ROWS
