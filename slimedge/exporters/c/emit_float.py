@@ -59,6 +59,7 @@ def activation_bound(inputs: int) -> int:
 
 BLOCK_STREAMS = 32  # batched steps: streams per block (each weight read once per block)
 BLOCK_SCRATCH = 512 << 10  # ... 16 where a block's arrays would pass this many bytes
+MATMAT_COLS = 64  # float matmuls of a block with fewer inputs run per stream (see _Row.matmul)
 BLOCK_DOT = 4  # int8 weights: streams whose dot products share each load of a weight row
 
 
@@ -206,6 +207,10 @@ class _Row(fusion.FusedRow):
             second = ("NULL", 0, 0, "NULL")
             if into is not None:
                 (operands, bias_arr), second = self.pending.pop(into), operands
+            elif n_in < MATMAT_COLS:  # few inputs: each stream's matvec (its output in vectors)
+                self.lines.append(self.each_stream(
+                    f"    slimedge_matvec_f32({ae}, {n_in}, {name}, {n_out}, {bias_arr}, {out});"))
+                return
             self.matmat_cols = max(self.matmat_cols, operands[2] + second[2])
             self.lines.append(
                 f"    slimedge_matmat_f32(nb, {', '.join(map(str, operands + second))}, {n_out}, "
