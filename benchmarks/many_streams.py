@@ -152,6 +152,27 @@ def _ratios(idx: dict, ks: list[int], key: tuple, other: str) -> str:
     return ", ".join(f"{r:.2f}×" for r in out)
 
 
+def target_lines(rep: dict) -> list[str]:
+    """The issue's targets, from this run: c at least onnxruntime at every (variant, n, k >= 64),
+    and 2x it for LSTM6 and LSTM_C6 at n = 128, k = 1024 (float)."""
+    idx = _index(rep)
+    ratio = {key[:2] + key[3:]: idx[key]["stream_steps_per_s"]
+             / idx[key[:2] + ("onnxruntime",) + key[3:]]["stream_steps_per_s"]
+             for key in idx if key[2] == "c" and key[:2] + ("onnxruntime",) + key[3:] in idx}
+    big = {k: r for k, r in ratio.items() if k[3] >= 64}
+    below = sorted((k, r) for k, r in big.items() if r < 1.0)
+    out = ["- `c` ≥ onnxruntime at every (variant, n, quantize, k ≥ 64): "
+           + ("met" if not below else "not met at " + ", ".join(
+               f"{v} n{n} {q} k={k} ({r:.2f}×)" for (v, n, q, k), r in below))
+           + (f" (lowest {min(big.values()):.2f}×)." if big else ".")]
+    for v in ("LSTM6", "LSTM_C6"):
+        r = ratio.get((v, 128, "none", 1024))
+        if r is not None:
+            out.append(f"- {v}, n = 128, k = 1,024, float: `c` {r:.2f}× onnxruntime (target ≥ 2×: "
+                       f"{'met' if r >= 2 else 'not met'}).")
+    return out
+
+
 def markdown(rep: dict) -> str:
     idx = _index(rep)
     s = rep["settings"]
@@ -181,6 +202,7 @@ def markdown(rep: dict) -> str:
                              f"{_ratios(idx, ks, (v, n, q), PER_STREAM)} |" if b == "c" else " | | |")
                     lines.append(f"| {v} | {n} | {q} | {b} | " + " | ".join(cells) + extra)
     lines += ["", "Ratios are listed for k = " + ", ".join(str(k) for k in ks) + " in order."]
+    lines += ["", *target_lines(rep)]
     return "\n".join(lines) + "\n"
 
 

@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="the ladder of concurrent streams (stops after two failures in a row)")
     ap.add_argument("--seconds", type=float, default=8.0, help="measured seconds per level")
     ap.add_argument("--warmup", type=float, default=2.0)
-    ap.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "numpy"))
+    ap.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "c", "numpy"))
     ap.add_argument("--tick-ms", type=float, default=20.0,
                     help="the server's --tick-ms (20: larger batches, within the 100 ms budget)")
     ap.add_argument("--idle", type=int, default=1000, help="idle connections for memory")
@@ -330,8 +330,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as d:
         model = zoo.default_model_path()
-        if args.backend == "onnxruntime":
-            model = exporters.export(model, Path(d) / "digits.onnx", validate=False).path
+        if args.backend in ("onnxruntime", "c"):
+            suffix = {"onnxruntime": "onnx", "c": "c"}[args.backend]
+            model = exporters.export(model, Path(d) / f"digits.{suffix}", validate=False).path
         p, url = start_server(model, args.backend, max(levels) + args.idle + 16, args.tick_ms)
         try:
             mem = asyncio.run(idle_memory(url, p.pid, args.idle))

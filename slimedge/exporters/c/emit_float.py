@@ -13,6 +13,18 @@ array only for what later ops read; each op's C expression comes from the table 
 after the last read of the old state, so ``h_next``/``c_next`` may be ``h``/``c`` themselves (in
 place), and the fused loops write only their own arrays (so a compiler may vectorise them).
 
+A batch (``PREFIX_step_io`` with more than one stream) runs the same step on blocks of up to
+:data:`BLOCK_STREAMS` streams in a second function, ``PREFIX_rows``, written from the same graph
+walk: every array gets a row per stream of the block, every element-wise loop runs once per
+stream, and each float matmul is one call of ``slimedge_matmat_f32`` for the whole block (the
+streams across the vector lanes, W·x + b + U·h one call), so each weight is read once per block
+instead of once per stream; int8-weight matmuls read each weight row once per
+:data:`BLOCK_DOT` streams (the same exact integer sums as one stream's). Every stream of a
+batch runs the same instructions, so its result does not depend on the batch it is in; one
+stream alone runs the row function, whose sums run in another order (float32 rounding apart,
+tested). Microcontrollers (and ``-DSLIMEDGE_NO_BLOCKED``) leave ``PREFIX_rows`` out and step a
+batch one stream at a time. BENCHMARKS.md › Many streams: batched C has the speeds.
+
 Matmuls, as measured on this project's CPU (gcc 12, -O3 -march=native -ffast-math) and on the
 emulated Cortex-M4 (arm-none-eabi-gcc -O2):
 
