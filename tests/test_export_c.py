@@ -19,7 +19,7 @@ from slimedge import checkpoint, integrity, ir, variants
 from slimedge.errors import CompilerNotFound
 from slimedge.exporters import c as cx
 from slimedge.exporters import validate
-from slimedge.exporters.c import fixedpoint, source
+from slimedge.exporters.c import emit_float, fixedpoint, source
 from slimedge.formats.c import reader as c_reader
 from slimedge.formats.c import toolchain
 
@@ -141,9 +141,9 @@ def closed_loop(run, frames, h0, c0, k):
     return validate.run_closed_loop(run, "step", frames[:, :k], h0[:, :k], c0[:, :k])
 
 
-@pytest.mark.parametrize("quantize", ["none", "dynamic"])
+@pytest.mark.parametrize("quantize", ["none", "dynamic", "dynamic-dot"])
 @pytest.mark.parametrize("variant", ALL)
-def test_batched_step_equals_one_stream_at_a_time(tmp_path, variant, quantize):
+def test_batched_step_equals_one_stream_at_a_time(tmp_path, monkeypatch, variant, quantize):
     """PREFIX_step_io with a batch (blocks of streams, each matmul one small matrix product;
     int8 weights: each row read once per four streams) against the same export compiled with
     -DSLIMEDGE_NO_BLOCKED (the batch one stream at a time, the row function, as a
@@ -151,7 +151,10 @@ def test_batched_step_equals_one_stream_at_a_time(tmp_path, variant, quantize):
     (3, 17, 64, 100) gives each stream the same bits (its result does not depend on its batch),
     one stream alone the per-stream step's bits, and a batch agrees with the per-stream step to
     float32 rounding (the sums run in another order: 2e-5; int8 weights 2e-4);
-    float files also within 1e-5 of the float64 step IR, per step."""
+    float files also within 1e-5 of the float64 step IR, per step. ``dynamic-dot``: every int8
+    matrix through the block's dot products (by default only large ones, 128 KB and more)."""
+    if quantize == "dynamic-dot":
+        monkeypatch.setattr(emit_float, "BLOCK_INT8_BYTES", 0)
     ckpt, _, _ = make_checkpoint(tmp_path / "m.safetensors", variant, M, WIDE, 2, classes=3)
     path = tmp_path / "m.c"
     if quantize == "none":

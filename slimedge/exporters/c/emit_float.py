@@ -72,6 +72,7 @@ def activation_bound(inputs: int) -> int:
 BLOCK_STREAMS = 32  # batched steps: streams per block (each weight read once per block)
 BLOCK_SCRATCH = 512 << 10  # ... 16 where a block's arrays would pass this many bytes
 MATMAT_COLS = 64  # float matmuls of a block with fewer inputs run per stream (see _Row.matmul)
+BLOCK_INT8_BYTES = 128 << 10  # int8 matrices this large or larger: the block's dot products
 BLOCK_DOT = 4  # int8 weights: streams whose dot products share each load of a weight row
 
 
@@ -249,17 +250,19 @@ class _Row(fusion.FusedRow):
             if self.streams:
                 self.lines.append("    }")
             return
-        if self.streams:
+        if self.streams and n_out * n_in >= BLOCK_INT8_BYTES:
             self._int8_block(out, ae, name, n_out, n_in, b)
             return
         # the input vector in int16 (scaled per call to activation_bound(n_in)), an int32 dot
         # product per output row, then the row's scale times the input's
         L = self.lines
-        L.append("    {")
+        # (a block's small matrix: each stream's own, as one stream runs it; the weights stay
+        # in the cache from one stream to the next)
+        L.append("    for (int s = 0; s < nb; s++) {" if self.streams else "    {")
         L.append("        float amax = 0.0f;")
         L.append(f"        for (int j = 0; j < {n_in}; j++) amax = fmaxf(amax, fabsf({ae}[j]));")
-        L.append(f"        const float s = amax > 0.0f ? amax / {activation_bound(n_in)}.0f : 1.0f;")
-        L.append("        const float inv = 1.0f / s;")
+        L.append(f"        const float sx = amax > 0.0f ? amax / {activation_bound(n_in)}.0f : 1.0f;")
+        L.append("        const float inv = 1.0f / sx;")
         L.append(f"        int16_t aq[{n_in}];")
         self.scratch_bytes += 2 * n_in
         L.append(f"        for (int j = 0; j < {n_in}; j++) {{")
@@ -270,7 +273,7 @@ class _Row(fusion.FusedRow):
         L.append(f"            const int8_t *w = {name} + (size_t)i * {n_in};")
         L.append("            int32_t acc = 0;")
         L.append(f"            for (int j = 0; j < {n_in}; j++) acc += (int32_t)w[j] * (int32_t)aq[j];")
-        L.append(f"            {out}[i] = (float)acc * ({name}_scale[i] * s){tail};")
+        L.append(f"            {out}[i] = (float)acc * ({name}_scale[i] * sx){tail};")
         L.append("        }")
         L.append("    }")
 

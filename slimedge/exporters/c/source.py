@@ -148,7 +148,7 @@ def labels_array(prefix: str, graph: ir.Graph) -> str:
             f"const char *const {prefix}_labels[{len(names)}] = {{\n    {items}\n}};\n")
 
 
-_RESERVED = {"x", "h", "c", "y", "ld", "i", "j", "b", "k", "s", "nb", "sa", "xt", "io", "xq", "hq",
+_RESERVED = {"x", "h", "c", "y", "ld", "i", "j", "b", "k", "s", "sx", "nb", "sa", "xt", "io", "xq", "hq",
              "cq", "yq", "h_out",
              "c_out", "hq_out", "cq_out", "scratch", "auto", "break", "case", "char", "const",
              "continue", "default", "do", "double", "else", "enum", "extern", "float", "for",
