@@ -180,7 +180,9 @@ def markdown(rep: dict) -> str:
     ks = s["streams"]
     lines = [SECTION, "",
              f"`{rep['command']}` — {rep['date']}; {m.get('cpu', '?')}, "
-             f"{m.get('cpu_count', '?')} cores (one thread used); {m.get('c_compiler', '')}. "
+             f"{m.get('cores', '?')} cores shared with other work (load average "
+             f"{' '.join(f'{v:.1f}' for v in m.get('loadavg_before', []))} before the run; "
+             f"one thread used); {m.get('c_compiler', '')}. "
              f"Median of {s['rounds']} interleaved rounds; stream-steps per second (k / call time), "
              f"µs per call in brackets. `c` steps a batch in blocks of streams (each weight read "
              f"once per block); `c/stream` is the same export compiled with "
