@@ -332,7 +332,8 @@ def main(argv: list[str] | None = None) -> None:
         model = zoo.default_model_path()
         if args.backend in ("onnxruntime", "c"):
             suffix = {"onnxruntime": "onnx", "c": "c"}[args.backend]
-            model = exporters.export(model, Path(d) / f"digits.{suffix}", validate=False).path
+            model = exporters.export(model, Path(d) / f"digits.{suffix}", format=suffix,
+                                     validate=False).path
         p, url = start_server(model, args.backend, max(levels) + args.idle + 16, args.tick_ms)
         try:
             mem = asyncio.run(idle_memory(url, p.pid, args.idle))
