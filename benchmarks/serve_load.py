@@ -16,7 +16,7 @@ measured. Latency is the client's, from a chunk's send to its reply's arrival; a
 reply 2 s after the last send is unanswered. N passes when p99 <= 100 ms, every chunk was
 answered and the generator never fell a chunk behind.
 
-Where the time goes, CPU per chunk over each level's run: the backend calls (``step_streams``:
+Where the time goes, CPU per chunk over each level's run: the backend calls (``step_streams_many``:
 the CPU time of the server's stepping thread during them,
 ``slimedge_serve_backend_cpu_seconds_total``), the rest of the server's user CPU (aiohttp,
 asyncio, slimedge's Python), its kernel CPU (loopback TCP, epoll), and the load generator's CPU.
@@ -368,8 +368,9 @@ def main(argv: list[str] | None = None) -> None:
               "warmup_s": args.warmup, "seconds_s": args.seconds, "loadavg_before": load_before,
               "capacity_streams": cap, "levels": rows, "idle_memory": mem,
               "notes": "CPU µs per chunk (10 frames), over each level's whole run: backend = the "
-                       "CPU time of the server's stepping thread in its step_streams calls (their "
-                       "Python gather/scatter of each stream's state included); server Python = "
+                       "CPU time of the server's stepping thread in its step_streams_many calls (one "
+                       "per tick; the Python gather/scatter of each stream's state, once per tick, "
+                       "included); server Python = "
                        "the rest of its user CPU (aiohttp framing, asyncio, batching, replies); "
                        "server kernel = its system CPU (loopback TCP, epoll); load generator = "
                        "this process's CPU. CPU ceiling = the machine's cores / (the four per chunk "
