@@ -461,7 +461,7 @@ assert set(OPS) == set(ir.OPS), "every IR op needs a C mapping"
 
 
 def _header(prefix: str, header: str, graph: ir.Graph, meta: dict, weights: str,
-            stack_bytes: int) -> str:
+            stack_bytes: int, batch_stack_bytes: int) -> str:
     what = ("float32 weights and arithmetic" if weights == "float" else
             "int8 weights (one float scale per output row), float32 activations")
     return src.join([
@@ -474,7 +474,7 @@ def _header(prefix: str, header: str, graph: ir.Graph, meta: dict, weights: str,
         "   zero them (reset) to start a stream. Batched calls lay x out (batch, INPUT_SIZE), y\n"
         "   (batch, OUTPUT_SIZE) and h, c (NUM_LAYERS, batch, HIDDEN_SIZE), like the ONNX and\n"
         "   TFLite step graphs. Inputs are raw frames: the learned normalisation is inside. */",
-        *src.api_header(prefix, graph, stack_bytes),
+        *src.api_header(prefix, graph, stack_bytes, batch_stack_bytes),
         "#ifdef __cplusplus\n}\n#endif\n",
         f"#endif /* {src.guard(prefix)} */",
     ])
@@ -551,7 +551,8 @@ def generate(graph: ir.Graph, prefix: str, *, header: str, weights: str = "float
         src.config_literal(prefix, meta),
         src.descriptor(prefix),
     ])
-    return c_text, _header(prefix, header, graph, meta, weights, row.scratch_bytes), meta["export"]
+    return (c_text, _header(prefix, header, graph, meta, weights, row.scratch_bytes,
+                            block.scratch_bytes), meta["export"])
 
 
 __all__ = ["generate", "OPS", "WEIGHTS"]
