@@ -7,7 +7,10 @@ STAMP  := $(VENV)/.slimedge-installed
 PIP    := $(PY) -m pip install --disable-pip-version-check --progress-bar on
 PYTEST_ARGS ?= -n 2  # the suite on two worker processes (pytest-xdist); README, "On a fresh machine": its measured duration
 
-.PHONY: venv demo test clean
+TRITON_VENV  ?= .venv-triton
+TRITON_STAMP := $(TRITON_VENV)/.slimedge-installed
+
+.PHONY: venv triton-env demo test clean
 
 venv: $(STAMP)
 
@@ -25,11 +28,23 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 	@echo "== $(VENV) is ready"
 
+# the Triton tests' own venv (nvidia-pytriton pins numpy < 2): its tritonserver, tritonclient, onnxruntime
+triton-env: $(TRITON_STAMP)
+
+$(TRITON_STAMP): scripts/triton-requirements.txt pyproject.toml
+	@echo "== Setting up $(TRITON_VENV) for the Triton tests: nvidia-pytriton's tritonserver (numpy < 2,"
+	@echo "== so a venv of its own), tritonclient, onnxruntime: about 450 MB (nothing to do on later runs)."
+	test -x $(TRITON_VENV)/bin/python || $(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/python -m pip install --disable-pip-version-check --progress-bar on -r scripts/triton-requirements.txt
+	@echo "== this checkout into it, editable: the Python backend's stub imports slimedge from there"
+	$(TRITON_VENV)/bin/python -m pip install --disable-pip-version-check --no-deps -e .
+	touch $(TRITON_STAMP)
+
 demo: venv
 	$(VENV)/bin/slimedge demo
 
-test: venv
+test: venv triton-env
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(TRITON_VENV) build *.egg-info

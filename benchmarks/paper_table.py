@@ -28,9 +28,9 @@ import argparse
 import datetime as _dt
 import json
 import os
-import shlex
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from slimedge._report import (  # noqa: E402
     add_output_arguments,
+    command_line,
     machine,
     nothing_written,
     settle_outputs,
@@ -67,32 +68,45 @@ def tasks(args) -> dict[str, dict]:
 
 
 def _command() -> str:
-    """The command a reader can run: this script's relative path and its arguments, less
-    ``--workdir`` and ``--out`` (this machine's scratch paths; they change nothing in the
-    results)."""
-    args, skip = [], False
-    for a in sys.argv[1:]:
-        if skip or a.startswith(("--workdir=", "--out=")):
-            skip = False
-            continue
-        if a in ("--workdir", "--out"):
-            skip = True
-            continue
-        args.append(a)
-    return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT), *args])
+    """The command a reader can run (less --workdir and --out: scratch paths)."""
+    return command_line(__file__, sys.argv[1:], ROOT)
+
+
+def _train_cell(task: str, settings: dict, name: str, seed: int, threads: int, path: str) -> dict:
+    """One cell of the grid: ``name`` trained on ``task`` (in whichever process or Ray worker
+    the executor gives it; the data are loaded there)."""
+    import torch
+
+    from slimedge import variants
+    from slimedge.search.trial import load_splits
+    from slimedge.train import TrainConfig, train
+
+    torch.set_num_threads(threads)
+    splits = load_splits(settings["data"], 0, settings["limit"])
+    cfg = TrainConfig(variant=name, seed=seed, threads=threads, **settings)
+    r = train(cfg, path, device="cpu", quiet=True, progress=False, splits=splits,
+              overwrite=True)  # its scratch folder
+    return {"variant": name, "params": r.log["model"]["params"],
+            "lstm_params": variants.get(name).num_params(splits.input_size,
+                                                         settings["hidden_size"]),
+            "test_accuracy": r.test["accuracy"], "best_val_accuracy": r.best["val_accuracy"],
+            "best_epoch": r.best["epoch"], "epochs_run": len(r.history),
+            "train_seconds_per_epoch": r.log["train_seconds_per_epoch"],
+            "final_train_loss": r.history[-1]["train_loss"], "diverged": r.diverged}
 
 
 def run(args) -> dict:
-    import torch
-
+    """The grid (task x variant), each cell trained once; the cells run on the search's executor
+    (:func:`slimedge.search.executor.map_calls`: ``--workers`` local processes, or a Ray cluster
+    with ``--backend ray --address``), so the results are written once every cell is done."""
     from slimedge import data, variants
-    from slimedge.train import TrainConfig, train
+    from slimedge.search.executor import map_calls
+    from slimedge.train import TrainConfig
 
-    torch.set_num_threads(args.threads)
     names = [variants.canonical_name(v) for v in args.variants.split(",")] if args.variants \
         else list(variants.VARIANTS)
     result = {"machine": machine(), "date": _dt.date.today().isoformat(),
-              "command": _command(),
+              "command": _command(), "workers": args.workers, "backend": args.backend,
               "threads": args.threads, "seed": args.seed, "tasks": {}}
     if args.keep and args.source.exists():  # start from the tasks already measured
         old = json.loads(args.source.read_text())
@@ -100,35 +114,43 @@ def run(args) -> dict:
         result["commands"] = _commands(old) + [result["command"]]
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="paper_table_"))
     earlier = _earlier_runs(args.reuse)
+    cells, rows = [], {}
     for task in args.tasks.split(","):
         settings = tasks(args)[task]
         splits = data.load(settings["data"], limit=settings["limit"])
-        entry = {"settings": settings, "data": splits.summary(), "runs": []}
-        result["tasks"][task] = entry
+        result["tasks"][task] = {"settings": settings, "data": splits.summary(), "runs": []}
         for name in names:
             cfg = TrainConfig(variant=name, seed=args.seed, threads=args.threads,
                               **{k: v for k, v in settings.items()})
             key = _config_key(cfg.to_dict())
             if key in earlier:  # the same deterministic run, already done (e.g. by zoo.build)
                 r, source = earlier[key]
+                rows[task, name] = {
+                    "variant": name, "params": r.log["model"]["params"],
+                    "lstm_params": variants.get(name).num_params(splits.input_size,
+                                                                 settings["hidden_size"]),
+                    "test_accuracy": r.test["accuracy"],
+                    "best_val_accuracy": r.best["val_accuracy"], "best_epoch": r.best["epoch"],
+                    "epochs_run": len(r.history),
+                    "train_seconds_per_epoch": r.log["train_seconds_per_epoch"],
+                    "final_train_loss": r.history[-1]["train_loss"], "diverged": r.diverged,
+                    "reused_from": source}
             else:
-                r = train(cfg, workdir / f"{task}_{name}.safetensors", device="cpu", quiet=True,
-                          progress=False, splits=splits, overwrite=True)  # its scratch folder
-                source = None
-            row = {"variant": name, "params": r.log["model"]["params"],
-                   "lstm_params": variants.get(name).num_params(splits.input_size,
-                                                                settings["hidden_size"]),
-                   "test_accuracy": r.test["accuracy"], "best_val_accuracy": r.best["val_accuracy"],
-                   "best_epoch": r.best["epoch"], "epochs_run": len(r.history),
-                   "train_seconds_per_epoch": r.log["train_seconds_per_epoch"],
-                   "final_train_loss": r.history[-1]["train_loss"], "diverged": r.diverged}
-            if source:
-                row["reused_from"] = source
-            entry["runs"].append(row)
+                cells.append((task, settings, name, args.seed, args.threads,
+                              str(workdir / f"{task}_{name}.safetensors")))
+    t0 = time.perf_counter()
+    for cell, row in zip(cells, map_calls(_train_cell, cells, backend=args.backend,
+                                          workers=args.workers, address=args.address)):
+        rows[cell[0], cell[2]] = row
+    result["grid_wall_seconds"] = time.perf_counter() - t0
+    for task in args.tasks.split(","):
+        for name in names:
+            row = rows[task, name]
+            result["tasks"][task]["runs"].append(row)
             print(f"{task:11s} {name:8s} params {row['params']:7,d}  test acc "
                   f"{row['test_accuracy']:.4f}  val {row['best_val_accuracy']:.4f}  "
                   f"{row['train_seconds_per_epoch']:.1f} s/epoch", flush=True)
-            save(result, args.out)
+    save(result, args.out)
     return result
 
 
@@ -589,6 +611,11 @@ def main(argv=None) -> None:
     p.add_argument("--merge", action="append", default=[], type=Path, metavar="JSON",
                    help="with --patience --table-only: merge these results into --out first")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1,
+                   help="the fixed-budget grid: cells trained at once (local processes or Ray tasks)")
+    p.add_argument("--backend", default="local", choices=("local", "ray"),
+                   help="the grid's executor (slimedge.search.executor); ray: the cluster extra")
+    p.add_argument("--address", default=None, help="--backend ray: the cluster's address")
     p.add_argument("--workdir", default=None,
                    help="where the checkpoints go (default: a temp dir); with --patience a run "
                         "this directory holds with the same config is taken as it is where this "

@@ -1,6 +1,7 @@
 """What every measurement report shares: the machine it ran on, and its section of BENCHMARKS.md."""
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -77,7 +78,49 @@ def settle_outputs(args, results: Path) -> None:
     args.markdown = bool(args.update) and not getattr(args, "no_markdown", False)
 
 
+def command_line(script: str | os.PathLike, argv: list[str], root: str | os.PathLike,
+                 drop: tuple[str, ...] = ("--workdir", "--out")) -> str:
+    """The command a reader can run: ``script``'s path relative to ``root`` and ``argv``, less the
+    options in ``drop`` (this machine's scratch paths; they change nothing in the results)."""
+    import shlex
+
+    args, skip = [], False
+    for a in argv:
+        if skip or a.startswith(tuple(f"{d}=" for d in drop)):
+            skip = False
+            continue
+        if a in drop:
+            skip = True
+            continue
+        args.append(a)
+    return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(script, root), *args])
+
+
 def nothing_written(results: Path) -> str:
     """The line a benchmark ends with when it wrote no file (neither --update nor --out)."""
     return (f"(no file written: --update writes benchmarks/results/{Path(results).name} and "
             f"BENCHMARKS.md; --out JSON writes the results where you say)")
+
+
+def publish(args, result: dict | None, results: Path, bench: Path, section: str, markdown) -> None:
+    """A benchmark's last step. ``result`` None (``--table-only``): the section from the JSON
+    (``args.source``), printed, or written into ``bench`` with ``--update``. Else ``result`` is
+    written where ``--update``/``--out`` say, and with ``--update`` its section (``markdown(result)``
+    under the heading ``section``) too; without either nothing is written, and it says so."""
+    if result is None:
+        text = markdown(json.loads(Path(args.source).read_text()))
+        if args.markdown:
+            update_markdown_section(bench, section, text)
+            print("rewrote BENCHMARKS.md from", args.source)
+        else:
+            print(text)
+        return
+    if args.out is None:
+        print(nothing_written(results))
+        return
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    _io.write_text(args.out, json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    if args.markdown:
+        update_markdown_section(bench, section, markdown(result))
+        print("and BENCHMARKS.md's section")

@@ -117,7 +117,7 @@ def render(res: DemoResult, console) -> None:
     from rich.table import Table
     from rich.text import Text  # names from metadata: shown as written
 
-    from .profile.report import _size
+    from .profile.report import _size, names
 
     cfg = res.config
     lstm = cfg["lstm"]
@@ -137,13 +137,15 @@ def render(res: DemoResult, console) -> None:
                       f"{100 * card['test_accuracy']:.1f}%; LSTM0 trained with the same budget: "
                       f"{l0['params']:,} parameters, {100 * l0['test_accuracy']:.1f}% "
                       f"(slimedge/zoo/README.md).", highlight=False, soft_wrap=True)
-    t = Table(title="Exported, validated, and run through the runtime on the test split")
-    for col in ("file", "backend", "size", "export check", "test accuracy"):
-        t.add_column(col, justify="left" if col in ("file", "export check") else "right")
-    for e in res.exports:
-        name = Path(e["path"]).name
+    t = Table(title="Exported, validated, and run through the runtime: accuracy on the test split")
+    for col in ("file", "backend", "size", "export check", "accuracy"):
+        # in 80 columns a file name keeps up to 22 cells (fsdd_def…dynamic.tflite); the check wraps
+        t.add_column(col, justify="left" if col in ("file", "export check") else "right",
+                     no_wrap=col != "export check", **({"max_width": 22} if col == "file" else {}))
+    shown = names([Path(e["path"]).name for e in res.exports])
+    for e, name in zip(res.exports, shown):
         if e.get("error"):
-            t.add_row(Text(name), "–", "–", Text(f"failed: {e['error'][:70]}", style="red"), "–")
+            t.add_row(name, "–", "–", Text(f"failed: {e['error'][:70]}", style="red"), "–")
             continue
         v, task = e.get("validation"), e.get("task")
         if task:
@@ -156,7 +158,7 @@ def render(res: DemoResult, console) -> None:
             check = "the source model"
         if v is not None and not v.get("passed", True):
             check = f"[red]{check}[/]"
-        t.add_row(Text(name), e.get("backend", "–"), _size(e.get("size_bytes")), check,
+        t.add_row(name, e.get("backend", "–"), _size(e.get("size_bytes")), check,
                   f"{100 * e['test_accuracy']:.1f}%" if e.get("test_accuracy") is not None
                   else "–")
     console.print(t)
@@ -176,9 +178,8 @@ def render(res: DemoResult, console) -> None:
 def compact_table(report: dict):
     """One line per configuration: the numbers a new user compares."""
     from rich.table import Table
-    from rich.text import Text  # names from metadata: shown as written
 
-    from .profile.report import _fmt, _size, _times
+    from .profile.report import _fmt, _size, _times, names
 
     s = report["settings"]
     t = Table(title=(f"Profile: batch 1, {s['threads']} thread, {s['steps']} steps per "
@@ -187,15 +188,14 @@ def compact_table(report: dict):
     # what fits 80 columns (the label folds); profile.csv/json beside it have every number
     for col in ("configuration", "p50 µs", "× LSTM0", "× torch.onnx", "file", "peak MiB"):
         if col == "configuration":
-            t.add_column(col, overflow="fold", ratio=1, min_width=12)
+            t.add_column(col, ratio=1, min_width=12)
         else:
             t.add_column(col, justify="right", no_wrap=True)
     style = {"model": "bold", "lstm0": "dim", "torch.onnx": "yellow"}
-    for r in report["results"]:
-        if not r.get("latency_us"):
-            continue
+    measured = [r for r in report["results"] if r.get("latency_us")]
+    for r, name in zip(measured, names([r["config"]["label"] for r in measured])):
         l0, tox = r.get("vs_lstm0") or {}, r.get("vs_torch_onnx") or {}
-        t.add_row(Text(r["config"]["label"]), _fmt(r["latency_us"]["p50"]),
+        t.add_row(name, _fmt(r["latency_us"]["p50"]),
                   _times(l0.get("speedup")), _times(tox.get("speedup")), _size(r["size_bytes"]),
                   _fmt((r.get("memory_mb") or {}).get("peak"), ".0f"),
                   style=style.get(r["config"]["role"]))

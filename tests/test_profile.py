@@ -8,6 +8,7 @@ import importlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -304,10 +305,14 @@ def test_demo_leaves_files_and_one_screen(tmp_path):
         assert (out / f).is_file()
     roles = {r["config"]["role"] for r in res.report["results"]}
     assert roles == {"model", "lstm0", "torch.onnx"}
-    console = Console(record=True, width=130)
+    console = Console(record=True, width=80)
     demo.render(res, console)
     text = console.export_text()
-    assert "test accuracy" in text and "× torch.onnx" in text and str(out) in text
+    assert "accuracy" in text and "× torch.onnx" in text and str(out) in text
+    rows = [line for line in text.splitlines() if line[:1] in "┏┃┡│└"]
+    assert rows and max(len(line) for line in rows) <= 80  # the tables fit 80 columns
+    for e in res.exports:  # each file's whole name (these fit), on one line
+        assert any(line.startswith(f"│ {Path(e['path']).name} ") for line in rows), e["path"]
 
 
 def test_cuda_backend_is_planned_when_a_gpu_is_present(tiny, tmp_path, monkeypatch):
@@ -389,3 +394,111 @@ def test_a_variant_name_is_shown_as_written(tmp_path):
                                    "--steps", "5", "--warmup", "1"])
     assert res.exit_code == 0, res.output
     assert "[bold red]X[/] numpy" in res.output
+
+
+def test_c_size_is_the_compiled_code_and_constants(tiny, tmp_path):
+    """A C export's size is what its compiled object holds (flash), not its source text; the
+    source's size is kept for --wide. Checked against binutils' `size` on an object this test
+    compiles itself with the backend's flags."""
+    from rich.console import Console
+
+    from slimedge import exporters
+    from slimedge.formats.c import toolchain
+
+    c = exporters.export(tiny, tmp_path / "m.c", format="c").path
+    facts = profile.file_facts(c)
+    obj = tmp_path / "m.o"
+    subprocess.run([*toolchain.find_compiler(), *toolchain.DEFAULT_CFLAGS, "-std=c99", "-fPIC",
+                    "-c", "-o", str(obj), str(c)], check=True)
+    sections = subprocess.run(["size", "-A", str(obj)], check=True, capture_output=True,
+                              text=True).stdout.splitlines()
+    want = sum(int(line.split()[1]) for line in sections
+               if line.startswith((".text", ".rodata", ".data")))
+    assert facts["size_bytes"] == want and facts["source_bytes"] == c.stat().st_size
+    assert want < c.stat().st_size
+    rep = profile.run([c], backends=["c"], steps=5, warmup=1, rounds=1, baseline="none")
+    (res,) = rep["results"]
+    assert res["size_bytes"] == want and res["source_bytes"] == c.stat().st_size
+    kib = lambda b: f"{b / 1024:.1f} KiB"  # noqa: E731
+    narrow, wide = Console(width=80, record=True), Console(width=200, record=True)
+    for t in profile.tables(rep):
+        narrow.print(t)
+    for t in profile.tables(rep, wide=True):
+        wide.print(t)
+    narrow, wide = narrow.export_text(), wide.export_text()
+    assert kib(want) in narrow and kib(c.stat().st_size) not in narrow
+    assert kib(want) in wide and kib(c.stat().st_size) in wide
+
+
+def test_names_lose_their_middle_not_the_end_that_tells_rows_apart(report):
+    """At 80 columns each configuration stays on one line with its start and its end (backend,
+    quantisation) visible: fsdd_def…dynamic.onnx, not fsdd_default.dy…"""
+    from rich.console import Console
+
+    from slimedge import demo
+    from slimedge.profile.report import middle
+
+    assert middle("fsdd_default.dynamic.onnx", 21) == "fsdd_def…dynamic.onnx"
+    assert middle("short", 21) == "short"
+    rep = json.loads(json.dumps(profile.to_json(report)))
+    start = "an_experiment_with_a_long_name_v3 "
+    for r in rep["results"]:
+        r["config"]["label"] = start + r["config"]["label"]
+    console = Console(width=80, record=True)
+    for t in [*profile.tables(rep), demo.compact_table(rep)]:
+        console.print(t)
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    labels = [r["config"]["label"] for r in rep["results"]]
+    shown = [line.split("│")[1].strip() for line in lines if line.startswith("│ an_")]
+    assert len(shown) == 4 * len(labels)  # latency, size, streams, the demo's: one line each
+    for k in range(4):
+        table = shown[k * len(labels):(k + 1) * len(labels)]
+        assert len(set(table)) == len(labels), table  # the rows stay apart
+        for label, cell in zip(labels, table):
+            head, _, tail = cell.partition("…")
+            assert cell == label or (label.startswith(head) and label.endswith(tail)
+                                     and len(tail) >= len(head)), (label, cell)
+
+
+def test_plot_tags_do_not_overlap(report, tmp_path, monkeypatch):
+    """The size/latency plot's tags overlapped each other when points were close: measured on
+    the rendered figure (Agg), no two tags' text boxes overlap, none covers the legend, and each
+    lies inside its axes."""
+    import matplotlib.figure
+    from matplotlib.text import Annotation, Text
+
+    rep = json.loads(json.dumps(profile.to_json(report)))
+    base = rep["results"][0]
+    crowd = []
+    for k in range(9):  # nine configurations within a few percent of each other
+        r = json.loads(json.dumps(base))
+        r["config"]["label"] = f"config {k} onnxruntime"
+        r["size_bytes"] = 20_000 * (1 + 0.02 * k)
+        r["latency_us"] = {key: v * (1 + 0.03 * (k % 3)) for key, v in r["latency_us"].items()}
+        crowd.append(r)
+    rep["results"] = crowd
+    seen, save = [], matplotlib.figure.Figure.savefig
+
+    def spy(fig, *a, **k):
+        out = save(fig, *a, **k)
+        renderer = fig.canvas.get_renderer()
+        ax = fig.axes[1]
+        boxes = []
+        for ann in ax.texts:
+            if isinstance(ann, Annotation):
+                ann.update_positions(renderer)
+                boxes.append(Text.get_window_extent(ann, renderer))
+        seen.append((boxes, ax.get_window_extent(renderer),
+                     ax.get_legend().get_window_extent(renderer)))
+        return out
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+    profile.plot(rep, tmp_path / "p.png")
+    ((boxes, frame, legend),) = seen
+    assert len(boxes) == 9
+    for i, a in enumerate(boxes):
+        assert frame.x0 <= a.x0 and a.x1 <= frame.x1 and frame.y0 <= a.y0 and a.y1 <= frame.y1
+        assert not a.overlaps(legend)
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), (a, b)

@@ -255,3 +255,197 @@ def test_microcontroller_figures_are_the_results_files():
     ]
     stale = [s for s in quoted if s not in text]
     assert not stale, "README.md no longer quotes benchmarks/results/mcu.json:\n" + "\n".join(stale)
+
+
+def _results(name: str) -> dict:
+    import json
+
+    return json.loads((ROOT / "benchmarks" / "results" / name).read_text())
+
+
+def _stale(quoted: list[str], name: str) -> None:
+    """Each of ``quoted`` (built from ``benchmarks/results/NAME``) must be in the README, as written
+    there (whitespace folded)."""
+    text = " ".join(README.read_text().split())
+    stale = [q for q in quoted if " ".join(q.split()) not in text]
+    assert not stale, f"README.md no longer quotes benchmarks/results/{name}:\n" + "\n".join(stale)
+
+
+WORDS = dict(enumerate("zero one two three four five six seven eight nine ten eleven twelve".split()))
+
+
+def _times(r: float) -> str:
+    return f"{r:.2f}×" if r < 10 else f"{r:.1f}×"
+
+
+def test_paper_comparison_figures_are_the_results_file():
+    """"How close to LSTM0 they come": every accuracy, and which variants come within 2 points,
+    from benchmarks/results/paper_table_converged.json."""
+    r = _results("paper_table_converged.json")["tasks"]
+
+    def acc(v, sd=False):
+        return f"{100 * v['test_accuracy_mean']:.1f}" + (
+            f" ± {100 * v['test_accuracy_std']:.1f}" if sd else "")
+
+    quoted = []
+    for task, n in (("mnist-rows", 100), ("fsdd", 64)):
+        vs = [v for v in r[task]["variants"] if not v.get("constants")]
+        l0, rest = vs[0], vs[1:]
+        assert l0["variant"] == "LSTM0" and r[task]["settings"]["hidden_size"] == n
+        near = [v for v in rest if v["test_accuracy_mean"] >= l0["test_accuracy_mean"] - 0.02]
+        far = sorted((v for v in rest if v not in near), key=lambda v: -v["test_accuracy_mean"])
+        if task == "mnist-rows":
+            quoted.append(f"MNIST row by row (n = {n}): LSTM0 {acc(l0, True)}; within 2 points: "
+                          + ", ".join(f"{v['variant']} {acc(v)}" for v in near) + "; not: "
+                          + ", ".join(f"{v['variant']} {acc(v)}" for v in far) + ".")
+        else:
+            quoted.append(f"FSDD (n = {n}): LSTM0 {acc(l0, True)}; within 2 points: "
+                          + ", ".join(v["variant"] for v in near) + f"; not: the other {WORDS[len(far)]}.")
+    px = r["mnist-pixels"]
+    vs = {v["variant"]: v for v in px["variants"]}
+    plain = [v for v in px["variants"] if not v.get("constants") and v["variant"] != "LSTM0"]
+    assert all(v["test_accuracy_mean"] < vs["LSTM0"]["test_accuracy_mean"] - 0.02 for v in plain)
+    above = sorted((v for v in plain if v["test_accuracy_mean"] >= 0.12),
+                   key=lambda v: -v["test_accuracy_mean"])
+    chance = len(plain) - len(above)
+    c6 = vs["LSTM_C6 f=0.99"]
+
+    def per_epoch(v):
+        return np.mean([run["train_seconds_per_epoch"] for run in v["runs"]])
+
+    quoted += [
+        f"({px['data']['limit']:,} images, b_f = {px['settings']['forget_bias']:g}",
+        f"LSTM0 {acc(vs['LSTM0'], True)}; none of the {WORDS[len(plain) + 1]} within 2 points ("
+        + ", ".join(f"{v['variant']} {acc(v)}" for v in above)
+        + f", the other {WORDS[chance]} at chance)",
+        f"reached {acc(c6, True)} with {c6['params']} parameters at "
+        f"{per_epoch(c6) / per_epoch(vs['LSTM0']):.2f}× LSTM0's time per epoch",
+    ]
+    _stale(quoted, "paper_table_converged.json")
+
+
+def test_training_speed_figures_are_the_results_file():
+    """The training-speed ratios per shape, the repeat runs' ranges and the page-fault figures,
+    from benchmarks/results/train_speed.json."""
+    r = _results("train_speed.json")
+    quoted = []
+    for k, shape in enumerate(r["shapes"]):
+        m = shape["models"]
+        dims = ", ".join(str(shape[x]) for x in ("T", "batch", "m", "n"))
+        quoted.append(("(T, batch, m, n) = " if k == 0 else "") + f"({dims}) " + ", ".join(
+            f"{v} {_times(m[v]['ratio'])}" for v in ("LSTM0", "LSTM6", "LSTM10", "LSTM11", "LSTM_C6")))
+    ranges = re.search(r"this run and three of that command gave (.*?): LSTM0's", r["notes"][0])
+    quoted.append(f"(over four runs on {r['date']}: {ranges.group(1)})")
+    t, c6 = r["shapes"][1]["models"]["torch.nn.LSTM"], r["shapes"][1]["models"]["LSTM_C6"]
+    assert r["shapes"][1]["T"] == 784
+    quoted += [f"torch.nn.LSTM spends {100 * t['system_ms'] / t['ms']:.0f}% of its step on them, "
+               f"{t['system_ms']:.0f} of {t['ms']:.0f} ms",
+               f"torch.nn.LSTM's step less its page faults is {t['ms'] - t['system_ms']:.0f} ms), "
+               f"and LSTM_C6 would still be {(t['ms'] - t['system_ms']) / c6['ms']:.1f}× ahead"]
+    _stale(quoted, "train_speed.json")
+
+
+def test_c_backend_figures_are_the_results_file():
+    """"The `c` backend, measured" and the C export's int8 accuracy, from
+    benchmarks/results/step_latency.json (its targets, this run's and the run before's)."""
+    r = _results("step_latency.json")
+    t = {x["key"]: x for x in r["targets"]}
+    before = {x["key"]: x for x in r["earlier_runs"][0]["targets"]}
+    shipped = {x["config"]["label"]: x for x in r["shipped"]["results"]}
+    bare = {x["config"]["label"]: x["latency_us"]["p50"] for x in r["bare_c"]}
+    lit, ort = t["shipped_step_c_vs_litert_none"], t["shipped_step_c_vs_onnxruntime_none"]
+    c = shipped["LSTM6 c"]
+    acc = t["shipped_int8_accuracy"]
+
+    def x(key, d=2):
+        return f"{t[key]['ratio']:.{d}f}×"
+
+    def was(key, d=2):
+        return f"{before[key]['ratio']:.{d}f}×"
+
+    l6, c6, l0 = ("bare_LSTM6_512_vs_torch_onnx", "bare_LSTM_C6_512_vs_torch_onnx",
+                  "bare_LSTM0_512_dyn_vs_float")
+    quoted = [
+        f"(`python benchmarks/step_latency.py`, {r['date'][:10]},",
+        f"takes {lit['fast_us']:.2f} µs on `c` against {lit['slow_us']:.2f} µs on LiteRT and "
+        f"{ort['slow_us']:.2f} µs on onnxruntime: **{x(lit['key'])} and {x(ort['key'])}** "
+        f"({was(lit['key'])}, {was(ort['key'])}; target ≥ {lit['goal']:g}×)",
+        f"the C step itself takes {bare['shipped c none']:.2f} µs, the bare backend call (ctypes "
+        f"around it) {c['bare_us']['p50']:.2f} µs, and `Stream.step`'s own work the other "
+        f"{c['stream_overhead_us']:.2f} µs",
+        f"LSTM6 at n = 512 takes {t[l6]['fast_us']:.1f} µs against {t[l6]['slow_us']:.0f} µs for "
+        f"the torch.onnx LSTM's bare onnxruntime call: **{x(l6, 1)}** ({was(l6, 1)}; target ≥ "
+        f"{t[l6]['goal']:g}×); LSTM_C6 {t[c6]['fast_us']:.2f} µs: **{x(c6, 0)}** ({was(c6, 0)}; "
+        f"target ≥ {t[c6]['goal']:g}×)",
+        f"**{x(l0)}** faster than float ({was(l0)}; target ≥ {t[l0]['goal']:g}×): "
+        f"{t[l0]['fast_us']:.0f} vs {t[l0]['slow_us']:.0f} µs",
+        f"they gain {bare['LSTM0 n64 c none'] / bare['LSTM0 n64 c dynamic']:.2f}×",
+        f"scores **{100 * acc['int8']:.2f} %** on the test split against {100 * acc['float']:.2f} % "
+        f"in float C and in the checkpoint (+{acc['delta_points']:.2f} points",
+        f"one of the {acc['sequences']} test sequences is {100 / acc['sequences']:.2f} points",
+        f"test accuracy {100 * acc['int8']:.2f}% (float {100 * acc['float']:.2f}%)",
+    ]
+    _stale(quoted, "step_latency.json")
+
+
+def test_serving_figures_are_the_results_file():
+    """The server's capacity, CPU per chunk and memory per idle stream, from
+    benchmarks/results/serve_load.json (this run and the earlier ones it records)."""
+    r = _results("serve_load.json")
+    runs = [*r["earlier_runs"], {"capacity_streams": r["capacity_streams"],
+                                 "p99_ms_at_capacity": next(
+                                     lv["p99_ms"] for lv in r["levels"]
+                                     if lv["streams"] == r["capacity_streams"])}]
+    caps = [f"{x['capacity_streams']:,}" for x in runs]
+    p99 = [x["p99_ms_at_capacity"] for x in runs]
+    level = next(lv for lv in r["levels"] if lv["streams"] == r["capacity_streams"])
+    us = level["us_per_chunk"]
+    total = sum(us.values())
+    quoted = [
+        f"{WORDS[len(runs)]} runs found {', '.join(caps[:-1])} and {caps[-1]} streams (p99 "
+        f"{min(p99):.0f}–"
+        f"{max(p99):.0f} ms there",
+        f"at {r['capacity_streams']} streams {total:.0f} µs of CPU per 100 ms chunk, "
+        f"{100 * us['backend_step_streams'] / total:.0f}% of it the backend",
+        f"(the load generator's {us['generator']:.0f} µs included); "
+        f"{r['idle_memory']['kb_per_idle_stream']:.1f} KB per idle stream",
+    ]
+    _stale(quoted, "serve_load.json")
+
+
+def test_tflite_weight_scale_figures_are_the_results_file():
+    """The shipped model's TFLite accuracy and int8 weight bytes under per-tensor scales, from
+    benchmarks/results/quantization.json."""
+    r = _results("quantization.json")
+    (shipped,) = [m for m in r["models"] if m["model"] == "shipped"]
+    tfl = shipped["formats"]["tflite"]
+    assert tfl["dynamic"]["test_accuracy"] == tfl["int8"]["test_accuracy"]
+    _stale([f"per-tensor scales keep the test accuracy ({100 * tfl['int8']['test_accuracy']:.1f}% "
+            f"dynamic and int8) and the int8 files' weight bytes, scales included, at "
+            f"{tfl['int8']['weight_ratio_with_qparams']:.2f}× of the float file's"],
+           "quantization.json")
+
+
+def test_tflm_table_is_measured(tmp_path):
+    """The README's TFLite Micro table of the shipped model (its sizes had gone stale): each
+    row's file size (KiB), test accuracy on TFLM and arena, measured here on fresh exports."""
+    pytest.importorskip("tflite_micro")
+    from slimedge import data, exporters, formats, runtime, zoo
+    from slimedge.devices import tflm
+    from slimedge.profile.report import _size
+
+    model = zoo.default_model_path()
+    test = data.load_as_recorded(formats.info(model).data).test
+    rows = []
+    for name, q, opts in (("float", "none", {}), ("int8", "int8", {}),
+                          ('int8, `io="int"`', "int8", {"io": "int"})):
+        path = tmp_path / f"m{len(rows)}.tflite"
+        exporters.export(model, path, format="tflite", quantize=q, compat="tflm", validate=False,
+                         **opts)
+        arena = tflm.measure(path)
+        acc = runtime.evaluate(runtime.load(path, backend="tflm"), test)
+        assert acc.n == 300
+        rows.append(f"| {name} | {_size(path.stat().st_size)} | {100 * acc.accuracy:.1f}% | "
+                    f"{arena['arena_bytes']:,} B | {arena['arena_used_bytes']:,} B |")
+    table = "\n".join(rows)
+    assert table in README.read_text(), f"the README's TFLM table is now:\n{table}"

@@ -17,20 +17,6 @@
 
 static float h[STATE_CAPACITY], c[STATE_CAPACITY], y[OUTPUT_CAPACITY];
 
-static void put_int(const char *before, long v, const char *after)
-{
-    char buf[64], digits[24];
-    int n = 0, k = 0;
-    for (const char *p = before; *p && n < 20; p++) buf[n++] = *p;
-    unsigned long u = v < 0 ? -(unsigned long)v : (unsigned long)v;
-    do { digits[k++] = (char)('0' + u % 10); u /= 10; } while (u);
-    if (v < 0) buf[n++] = '-';
-    while (k) buf[n++] = digits[--k];
-    for (const char *p = after; *p && n < 62; p++) buf[n++] = *p;
-    buf[n] = 0;
-    semihost_write(buf);
-}
-
 int main(void)
 {
     const slimedge_model *const model = &SLIMEDGE_MODEL;
@@ -46,10 +32,10 @@ int main(void)
     int best = 0;
     for (int k = 1; k < model->output_size; k++)
         if (y[k] > y[best]) best = k;
-    put_int("frames: ", FRAMES_COUNT, "\n");
+    semihost_write_int("frames: ", FRAMES_COUNT, "\n");
     semihost_write("predicted: ");
     semihost_write(model->labels[best]);
     semihost_write("\n");
-    put_int("expected: ", FRAMES_LABEL, "\n");
+    semihost_write_int("expected: ", FRAMES_LABEL, "\n");
     return 0;
 }

@@ -10,7 +10,7 @@ of stderr; everything else on it passes.
 """
 from __future__ import annotations  # noqa: I001 - the commands are imported in the order of --help
 
-from . import commands_train, commands_export, commands_run, commands_profile, commands_serve  # noqa: F401
+from . import commands_train, commands_export, commands_run, commands_profile, commands_serve, commands_search  # noqa: F401
 from .app import (  # noqa: F401 - the choices the commands offer, shown in --help
     ACTIVATIONS,
     COMPAT,

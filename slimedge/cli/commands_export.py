@@ -43,6 +43,8 @@ def export_cmd(
     calibration_samples: Optional[int] = typer.Option(None, "--calibration-samples", min=1, show_default=False, help="int8: training sequences whose float rollouts calibrate the activation ranges [default: 128]."),
     compat: str = typer.Option("litert", "--compat", metavar=_choices(COMPAT), help="TFLite target interpreter: litert; tflite-runtime (per-tensor weight scales, which that old interpreter computes correctly); or tflm (TensorFlow Lite Micro: only its ops, validated on it, no dynamic)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON instead of a table."),
+    triton: Optional[Path] = typer.Option(None, "--triton", metavar="DIR", show_default=False, help="Write a Triton model repository in DIR instead of one file: MODEL/ (onnxruntime backend, h and c kept by the sequence batcher as implicit state) and MODEL_python/ (Python backend stepping the slimedge runtime on the --format file, one stream per correlation id)."),
+    triton_max_sequences: int = typer.Option(1024, "--triton-max-sequences", min=1, help="--triton: streams one model instance serves at once (the sequence batcher's candidates); a stream beyond them waits until one ends."),
 ) -> None:
     """Export a model to ONNX, TFLite or C; the file is validated against the model before it is kept."""
     from .. import exporters
@@ -55,12 +57,18 @@ def export_cmd(
                          f"this is a {kind.name} file; export the checkpoint it was made from")
     if quantize not in QUANTIZE:  # before anything reads the checkpoint
         raise UsageError(f"unknown quantize {quantize!r}; valid: {', '.join(QUANTIZE)}")
-    if format is None:
-        named = formats.by_suffix(output.suffix) if output is not None else None
-        format = named.name if named is not None and named.exportable else "onnx"
     if no_validate:
         _ignored(ctx, [("atol", "--atol"), ("validation_steps", "--validation-steps")],
                  "--no-validate runs no validation")
+    if triton is not None:
+        _triton(path, triton, format or "onnx", mode, quantize, compat, output, no_validate, atol,
+                validation_steps, data, calibration_samples, as_json, triton_max_sequences)
+        return
+    _ignored(ctx, [("triton_max_sequences", "--triton-max-sequences")],
+             "it sets the model repository of --triton DIR")
+    if format is None:
+        named = formats.by_suffix(output.suffix) if output is not None else None
+        format = named.name if named is not None and named.exportable else "onnx"
     if quantize == "none":
         _ignored(ctx, [("data", "--data")], "it calibrates and checks quantised files "
                                        "(--quantize dynamic or int8)")
@@ -125,6 +133,40 @@ def export_cmd(
         console.print(f"ran on {result.target['interpreter']}: tensor arena {arena:,} bytes "
                       f"({result.target['arena_used_bytes']:,} held after allocation)",
                       highlight=False, soft_wrap=True)
+
+
+def _triton(path: Path, folder: Path, format: str, mode: str, quantize: str, compat: str,
+            output: Optional[Path], no_validate: bool, atol: Optional[float],
+            validation_steps: int, data: Optional[str], samples: Optional[int],
+            as_json: bool, max_sequences: int) -> None:
+    """``export --triton DIR``: a Triton model repository (:mod:`slimedge.triton_server`)."""
+    from .. import triton_server
+
+    if output is not None:
+        raise UsageError("--triton DIR writes a model repository (its files named by Triton's "
+                         "layout); drop -o/--output")
+    if mode != "step":
+        raise UsageError("--triton serves step graphs (Triton's sequence batcher steps each "
+                         "stream); drop --mode sequence")
+    options = _quantize_options(format, quantize, samples, compat)
+    if atol is not None:
+        options["atol"] = atol
+    if data is not None:
+        options["data"] = data
+    repo = triton_server.write(path, folder, format=format, quantize=quantize,
+                               validate=not no_validate, validation_steps=validation_steps,
+                               sequencing=triton_server.Sequencing(max_sequences=max_sequences),
+                               **options)
+    if as_json:
+        sys.stdout.write(json.dumps(repo.to_dict(), indent=2) + "\n")
+        return
+    checked = "" if no_validate else ", validated against the model"
+    console.print(f"wrote a Triton model repository in {repo.root}{checked}:\n"
+                  f"  {repo.onnx_model.name}/ onnxruntime backend, h and c as implicit state "
+                  f"(a full Triton server)\n"
+                  f"  {repo.python_model.name}/ Python backend, slimedge runtime on "
+                  f"{repo.exports['python'].path.name} (needs slimedge in Triton's Python)",
+                  highlight=False, soft_wrap=True, markup=False)
 
 
 def _warn_replacing(output: Path, format: str, mode: str, quantize: str,

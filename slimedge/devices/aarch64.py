@@ -27,6 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..formats.c import toolchain
 from . import timing, toolchains
 from .reference import Export, HostReference, check_against_host, summary
 from .toolchains import DeviceError
@@ -95,21 +96,7 @@ def build(export: Export, workdir: Path, *, opt: str = DEFAULT_OPT) -> tuple[Pat
     toolchains.run(cmd, f"compiling {export.path.name} for aarch64")
     obj = workdir / f"{export.prefix}.o"
     toolchains.run([gcc, *flags, "-c", "-o", str(obj), str(export.path)], "compiling the object")
-    return exe, _object_sizes(obj), cmd
-
-
-def _object_sizes(obj: Path) -> dict:
-    from elftools.elf.elffile import ELFFile
-
-    sizes = {"code": 0, "constants": 0}
-    with open(obj, "rb") as f:
-        for s in ELFFile(f).iter_sections():
-            if s.name.startswith(".text"):
-                sizes["code"] += int(s["sh_size"])
-            elif s.name.startswith((".rodata", ".data")):
-                sizes["constants"] += int(s["sh_size"])
-    sizes["total"] = sizes["code"] + sizes["constants"]
-    return sizes
+    return exe, toolchain.object_sizes(obj), cmd
 
 
 def _write_inputs(path: Path, inputs: Sequence[np.ndarray], dtype) -> None:

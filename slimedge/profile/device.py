@@ -153,7 +153,8 @@ def tables(report: dict, wide: bool = False) -> list:
     with ``wide`` every column (cycles, RTF, TFLM's arena and RAM/arena, the check's sequences,
     stack and the flash's code and constants: about 150 columns)."""
     from rich.table import Table
-    from rich.text import Text  # names from metadata: shown as written
+
+    from .report import names  # names from metadata: shown as written, their end kept
 
     dev = report["device"]
     res = report["results"]
@@ -174,10 +175,14 @@ def tables(report: dict, wide: bool = False) -> list:
     for col in cols:
         if col in keep:
             t.add_column(col, justify="left" if col in ("model", "C") else "right")
-    for r in res:
+    from rich.text import Text
+
+    labels = [_label(r) for r in res]
+    shown = [Text(x) for x in labels] if wide else names(labels)  # whole with --wide
+    for r, name in zip(res, shown):
         tf = r.get("tflm") or {}
         cycles = (r["cycles_per_step_estimate"] or {}).get("mean", r["time"]["cycles_per_step"])
-        cells = [Text(_label(r)), r["quantize"], _fmt(r["flash_bytes"]["total"]),
+        cells = [name, r["quantize"], _fmt(r["flash_bytes"]["total"]),
                  _fmt(r["ram_bytes"]["total"]), _fmt(r["instructions_per_step"]["mean"]),
                  _fmt(cycles), _fmt(r["time"]["us_per_step"], ",.1f"),
                  _fmt(r["time"]["rtf"], ".4f"),
@@ -196,11 +201,11 @@ def tables(report: dict, wide: bool = False) -> list:
         if col in keep:
             c.add_column(col, justify="left" if col in ("model", "C export", "outputs and state",
                                                         "predicted") else "right")
-    for r in res:
+    for r, name in zip(res, shown):
         ch = r["check"]
         how = ("equal" if ch["exact"] else
                f"within {max(ch['max_abs_diff'].values()):.1e} (tol {ch['atol']:g})")
-        cells = [Text(_label(r)), r["quantize"], str(ch["sequences"]), str(ch["frames"]),
+        cells = [name, r["quantize"], str(ch["sequences"]), str(ch["frames"]),
                  how if ch["passed"] else "FAILED", " ".join(map(str, ch["predicted"])),
                  _fmt(r["ram_bytes"].get("stack")), _fmt(r["flash_bytes"]["code"]),
                  _fmt(r["flash_bytes"]["constants"])]

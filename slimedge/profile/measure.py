@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .. import formats
-from ..errors import UsageError
+from ..errors import CompileError, CompilerNotFound, UsageError
 from .plan import Config
 from .worker import ProfileError, WorkerProcess
 
@@ -46,8 +46,26 @@ def _ops(path: Path, fmt: formats.Format, info: formats.ModelInfo, graph: dict) 
     return dict(graph.get("census", {}))
 
 
+def _compiled(path: Path) -> dict:
+    """A C export's compiled size (code + constants of its object, as the ``c`` backend compiles
+    it): what it occupies in flash; its source text's size says little about that."""
+    from .. import extras
+    from ..formats.c import toolchain
+
+    extras.require("profile", f"the compiled size of {path.name}", "elftools")
+    try:
+        sizes = toolchain.compiled_size(path)
+    except (CompileError, CompilerNotFound) as e:  # the c backend's load says so for its row
+        return {"size_bytes": None, "source_bytes": _size_bytes(path), "size_of": None,
+                "size_error": str(e).splitlines()[0]}
+    return {"size_bytes": sizes["total"], "source_bytes": _size_bytes(path),
+            "size_of": f"compiled code + constants ({sizes['flags']})"}
+
+
 def file_facts(path: str | os.PathLike) -> dict:
-    """Size, parameters, MACs per step and op census of a model file (no backend needed)."""
+    """Size, parameters, MACs per step and op census of a model file. ``size_bytes`` is the
+    file's size, except for a C export: its compiled code + constants (``source_bytes``: the
+    source text's), which needs the host compiler (the ``c`` backend's)."""
     path = Path(path)
     info = formats.info(path)  # ModelFileError naming the file when it is foreign or damaged
     graph = info.config.get("graph")
@@ -55,9 +73,12 @@ def file_facts(path: str | os.PathLike) -> dict:
         from .. import ir
 
         graph = ir.lower(path).summary()
-    return {"size_bytes": _size_bytes(path), "params": graph.get("params"),
+    fmt = formats.for_path(path)
+    size = (_compiled(path) if fmt.name == "c" else
+            {"size_bytes": _size_bytes(path), "source_bytes": None, "size_of": "file"})
+    return {**size, "params": graph.get("params"),
             "macs_per_step": graph.get("macs_per_step"),
-            "ops": _ops(path, formats.for_path(path), info, graph),
+            "ops": _ops(path, fmt, info, graph),
             "graph_ops": graph.get("census", {}), "quantize": info.quantize,
             "variant": info.variant, "input_size": graph.get("input_size"),
             "hidden_size": graph.get("hidden_size"), "num_layers": graph.get("num_layers"),

@@ -79,7 +79,7 @@ def write_json(report: dict, path: str | os.PathLike) -> Path:
 
 
 CSV_COLUMNS = ["label", "name", "role", "backend", "device", "format", "quantize", "size_bytes",
-               "params", "macs_per_step", "ops", "load_ms", "first_step_us",
+               "source_bytes", "params", "macs_per_step", "ops", "load_ms", "first_step_us",
                *[f"{k}_us" for k in STAT_KEYS], "count", "steps_per_s", "rtf", "bare_p50_us",
                "stream_overhead_us", "memory_after_imports_mb", "memory_loaded_mb",
                "memory_peak_mb", "speedup_vs_lstm0", "size_ratio_vs_lstm0",
@@ -93,7 +93,8 @@ def rows(report: dict) -> list[dict]:
         c, lat, mem = r["config"], r.get("latency_us") or {}, r.get("memory_mb") or {}
         row = {k: c.get(k) for k in ("label", "name", "role", "backend", "device", "format",
                                      "quantize")}
-        row.update(size_bytes=r.get("size_bytes"), params=r.get("params"),
+        row.update(size_bytes=r.get("size_bytes"), source_bytes=r.get("source_bytes"),
+                   params=r.get("params"),
                    macs_per_step=r.get("macs_per_step"),
                    ops=" ".join(f"{k}:{v}" for k, v in (r.get("ops") or {}).items()),
                    load_ms=r.get("load_ms"), first_step_us=r.get("first_step_us"),
@@ -156,10 +157,73 @@ def _times(x) -> str:
 
 
 STYLE = {"model": "bold", "lstm0": "dim", "torch.onnx": "yellow"}
+ELLIPSIS = "…"
+
+
+def middle(text: str, width: int, keep_end: int = 0) -> str:
+    """``text`` in at most ``width`` terminal cells, its middle replaced by an ellipsis when it is
+    longer: the start and the end stay, where names differ (the backend and quantisation of a
+    configuration, the suffixes of a file: ``fsdd_def…dynamic.onnx``). The end keeps 60% of the
+    room, or its last ``keep_end`` characters where they fit beside a 3-character start (the part
+    that differs from the other names of a column: :func:`names`)."""
+    from rich.cells import cell_len
+
+    if cell_len(text) <= width:
+        return text
+    if width <= 1:
+        return ELLIPSIS[:max(width, 0)]
+    room = width - 1
+    tail = max(room - room * 2 // 5, min(keep_end, room - 3))
+    end = ""
+    for ch in reversed(text):
+        if cell_len(ch + end) > tail:
+            break
+        end = ch + end
+    start = ""
+    for ch in text:
+        if cell_len(start + ch) + cell_len(end) > room:
+            break
+        start += ch
+    return start + ELLIPSIS + end
+
+
+class Name:
+    """A name in a table cell, shown on one line: when the column is narrower than the name, its
+    middle gives way (:func:`middle`), never its end. The text is shown as written (no markup)."""
+
+    def __init__(self, text: str, min_width: int = 12, keep_end: int = 0) -> None:
+        self.text, self.min_width, self.keep_end = str(text), min_width, keep_end
+
+    def __rich_measure__(self, console, options):
+        from rich.cells import cell_len
+        from rich.measure import Measurement
+
+        n = cell_len(self.text)
+        return Measurement(min(n, self.min_width), n).clamp(max_width=options.max_width)
+
+    def __rich_console__(self, console, options):
+        from rich.text import Text
+
+        yield Text(middle(self.text, options.max_width, self.keep_end), no_wrap=True,
+                   overflow="crop")
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def names(texts: list[str]) -> list[Name]:
+    """The names of a column as :class:`Name` cells that keep, where they must be shortened, what
+    follows the start they all share (``an_exp…LSTM6 onnxruntime``, not ``an_exp…onnxruntime``)."""
+    import os.path
+
+    texts = [str(t) for t in texts]
+    common = len(os.path.commonprefix(texts)) if len(texts) > 1 else 0
+    return [Name(t, keep_end=len(t) - common if common else 0) for t in texts]
 
 
 def _table(title: str, columns: list[str], caption: str | None = None):
-    """A table whose first column (the configuration) folds and whose numbers never do."""
+    """A table whose first column (the configuration, a :class:`Name`) takes the room the
+    numbers leave, and whose numbers never fold."""
     from rich.table import Table
 
     t = Table(title=title, caption=caption, caption_justify="left", title_justify="left")
@@ -177,8 +241,6 @@ def tables(report: dict, wide: bool = False) -> list:
     By default the columns a comparison needs, which fit 80 columns (the configuration's label
     folds); ``wide`` adds every statistic (p90, mean ± std, min, max, RTF, load, first step, step
     overhead, ...): give it a console as wide as it needs, about 170 columns."""
-    from rich.text import Text  # labels hold names from metadata: shown as written, no markup
-
     s = report["settings"]
     ok = [r for r in report["results"] if r.get("latency_us")]
     lat_cols = (["configuration", "p50", "p90", "p99", "mean ± std", "min", "max", "steps/s",
@@ -189,6 +251,11 @@ def tables(report: dict, wide: bool = False) -> list:
     lat_t = _table(f"Per-step latency (µs), batch 1, {s['threads']} thread(s): {s['steps']} "
                    f"steps after {s['warmup']} warm-up, interleaved in {s['rounds']} rounds",
                    lat_cols, caption)
+    from rich.text import Text
+
+    labels = [r["config"]["label"] for r in report["results"]]
+    # whole labels (folded) with --wide; else one line each, shortened from the middle
+    shown = dict(zip(labels, [Text(x) for x in labels] if wide else names(labels)))
     for r in ok:
         lat, c = r["latency_us"], r["config"]
         l0, tox = r.get("vs_lstm0") or {}, r.get("vs_torch_onnx") or {}
@@ -197,25 +264,29 @@ def tables(report: dict, wide: bool = False) -> list:
                  "max": _fmt(lat["max"], ".0f"), "steps/s": _fmt(r["steps_per_s"], ",.0f"),
                  "RTF": _fmt(r.get("rtf"), ".4f"), "× LSTM0": _times(l0.get("speedup")),
                  "× torch.onnx": _times(tox.get("speedup"))}
-        lat_t.add_row(Text(c["label"]), *(cells[k] for k in lat_cols[1:]), style=STYLE.get(c["role"]))
-    size_cols = (["configuration", "file", "size × LSTM0", "size × torch.onnx", "params",
-                  "MACs/step", "ops", "load ms", "1st step µs", "step overhead µs", "peak MiB",
-                  "model MiB"] if wide else
+        lat_t.add_row(shown[c["label"]], *(cells[k] for k in lat_cols[1:]), style=STYLE.get(c["role"]))
+    has_c = any(r.get("source_bytes") is not None for r in report["results"])
+    size_cols = (["configuration", "file", *(["C source"] if has_c else []), "size × LSTM0",
+                  "size × torch.onnx", "params", "MACs/step", "ops", "load ms", "1st step µs",
+                  "step overhead µs", "peak MiB", "model MiB"] if wide else
                  ["configuration", "file", "× LSTM0", "× torch.onnx", "MACs/step", "peak MiB"])
-    caption = ("size × = this file / the baseline's. step overhead = Stream.step p50 - the bare "
-               "backend call's p50. peak = the worker process's peak RSS (VmHWM); model = RSS "
-               "added by loading." if wide else
-               "× = this file's size / the baseline's; peak = the worker process's peak RSS. "
-               "--wide: params, ops, load, first step, overhead.")
+    c_note = ("file = the file's size; for a C export (c) its compiled code + constants, as "
+              "flash holds them")
+    caption = (f"{c_note}, and C source its source text. size × = this file / the baseline's. "
+               "step overhead = Stream.step p50 - the bare backend call's p50. peak = the worker "
+               "process's peak RSS (VmHWM); model = RSS added by loading." if wide else
+               f"{c_note}. × = this size / the baseline's; peak = the worker process's peak "
+               "RSS. --wide: C source, params, ops, load, first step, overhead.")
     size_t = _table("Size, work and memory", size_cols, caption)
     for r in report["results"]:
         c, mem = r["config"], r.get("memory_mb") or {}
         l0, tox = r.get("vs_lstm0") or {}, r.get("vs_torch_onnx") or {}
         if r.get("error"):
-            size_t.add_row(Text(c["label"]), _size(r.get("size_bytes")),
+            size_t.add_row(shown[c["label"]], _size(r.get("size_bytes")),
                            *["–"] * (len(size_cols) - 2), style="red")
             continue
-        cells = {"size × LSTM0": _times(l0.get("size_ratio")),
+        cells = {"C source": _size(r.get("source_bytes")),
+                 "size × LSTM0": _times(l0.get("size_ratio")),
                  "size × torch.onnx": _times(tox.get("size_ratio")),
                  "params": _fmt(r["params"], ","), "MACs/step": _fmt(r["macs_per_step"], ","),
                  "ops": _fmt(sum((r.get("ops") or {}).values()), "d"),
@@ -224,7 +295,7 @@ def tables(report: dict, wide: bool = False) -> list:
                  "peak MiB": _fmt(mem.get("peak"), ".0f"), "model MiB": _fmt(mem.get("model"), ".1f")}
         cells["× LSTM0"], cells["× torch.onnx"] = cells["size × LSTM0"], cells["size × torch.onnx"]
         cells["file"] = _size(r["size_bytes"])
-        size_t.add_row(Text(c["label"]), *(cells[k] for k in size_cols[1:]), style=STYLE.get(c["role"]))
+        size_t.add_row(shown[c["label"]], *(cells[k] for k in size_cols[1:]), style=STYLE.get(c["role"]))
     out = [lat_t, size_t]
     extra = [r for r in ok if r.get("streams")]
     if extra:
@@ -233,7 +304,7 @@ def tables(report: dict, wide: bool = False) -> list:
                    ["configuration", "call p50 µs", "µs per stream-step", "stream-steps/s"])
         for r in extra:
             st = r["streams"][str(k)]
-            t.add_row(Text(r["config"]["label"]), _fmt(st["call_us"]["p50"]),
+            t.add_row(shown[r["config"]["label"]], _fmt(st["call_us"]["p50"]),
                       _fmt(st["us_per_stream_step"], ".2f"), _fmt(st["stream_steps_per_s"], ",.0f"),
                       style=STYLE.get(r["config"]["role"]))
         out.append(t)

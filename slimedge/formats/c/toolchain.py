@@ -140,20 +140,17 @@ def included_header(c_text: bytes, default: str) -> str:
     return m.group(1).decode("utf-8", "replace") if m else default
 
 
-def compile_library(c_path: str | os.PathLike, out: str | os.PathLike, *,
-                    flags: list[str] | None = None, cc: list[str] | None = None,
-                    extra: tuple[str, ...] = (), name: str | os.PathLike | None = None,
-                    own_kernels: bool = True) -> list[str]:
-    """Compile ``c_path`` (its header beside it) into the shared library ``out``; returns the
-    command used. Raises :class:`CompileError` with the compiler's messages, naming the file
-    as ``name`` (default: ``c_path``)."""
+def compile_object(c_path: str | os.PathLike, obj: str | os.PathLike, *,
+                   flags: list[str] | None = None, cc: list[str] | None = None,
+                   extra: tuple[str, ...] = (), name: str | os.PathLike | None = None,
+                   own_kernels: bool = True) -> tuple[list[str], list[str]]:
+    """Compile ``c_path`` (its header beside it) into the object file ``obj`` with the backend's
+    flags (``flags``, else ``$SLIMEDGE_CFLAGS``, else :data:`DEFAULT_CFLAGS`); returns the
+    command used and the flags it ended with. Raises :class:`CompileError` with the compiler's
+    messages, naming the file as ``name`` (default: ``c_path``)."""
     cc = cc or find_compiler()
     own = flags is None and user_cflags() is None
     flags = list(flags) if flags is not None else (user_cflags() or list(DEFAULT_CFLAGS))
-    obj = Path(out).with_suffix(".o")
-    # Compiled and linked in two steps: linked with -ffast-math, gcc adds crtfastmath.o to the
-    # library, which switches the whole process that loads it to flush denormals to zero
-    # (numpy and everything else in the app would then compute differently).
     # the kernel header: beside the source first (a quoted #include looks there), else the
     # package's own copy
     # (``own_kernels=False``: only the files beside the source, as the cache's builds copy them)
@@ -167,15 +164,51 @@ def compile_library(c_path: str | os.PathLike, out: str | os.PathLike, *,
         flags = [f for f in flags if f != "-march=native"]
         cmd = compile_cmd(flags)
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
-    if res.returncode == 0:
-        link = [*cc, "-shared", "-o", os.fspath(out), os.fspath(obj), *LIBS]
-        res = subprocess.run(link, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
-        cmd = [*cmd, "&&", *link]
-        obj.unlink(missing_ok=True)
+    if res.returncode != 0:
+        raise CompileError(f"{name or c_path}: the C compiler failed ({' '.join(cmd)}):\n"
+                           f"{(res.stderr or res.stdout).strip()[-4000:]}")
+    return cmd, flags
+
+
+def compile_library(c_path: str | os.PathLike, out: str | os.PathLike, *,
+                    flags: list[str] | None = None, cc: list[str] | None = None,
+                    extra: tuple[str, ...] = (), name: str | os.PathLike | None = None,
+                    own_kernels: bool = True) -> list[str]:
+    """Compile ``c_path`` (its header beside it) into the shared library ``out``; returns the
+    command used. Raises :class:`CompileError` with the compiler's messages, naming the file
+    as ``name`` (default: ``c_path``)."""
+    cc = cc or find_compiler()
+    obj = Path(out).with_suffix(".o")
+    # Compiled and linked in two steps: linked with -ffast-math, gcc adds crtfastmath.o to the
+    # library, which switches the whole process that loads it to flush denormals to zero
+    # (numpy and everything else in the app would then compute differently).
+    cmd, _ = compile_object(c_path, obj, flags=flags, cc=cc, extra=extra, name=name,
+                            own_kernels=own_kernels)
+    link = [*cc, "-shared", "-o", os.fspath(out), os.fspath(obj), *LIBS]
+    res = subprocess.run(link, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
+    obj.unlink(missing_ok=True)
+    cmd = [*cmd, "&&", *link]
     if res.returncode != 0:
         raise CompileError(f"{name or c_path}: the C compiler failed ({' '.join(cmd)}):\n"
                            f"{(res.stderr or res.stdout).strip()[-4000:]}")
     return cmd
+
+
+def object_sizes(obj: str | os.PathLike) -> dict:
+    """Bytes of an ELF object file that a program image holds: ``code`` (``.text*``) and
+    ``constants`` (``.rodata*`` and ``.data*``: read-only data, and initialised data stored in
+    flash and copied to RAM), and their ``total``. Needs pyelftools."""
+    from elftools.elf.elffile import ELFFile
+
+    sizes = {"code": 0, "constants": 0}
+    with open(obj, "rb") as f:
+        for s in ELFFile(f).iter_sections():
+            if s.name.startswith(".text"):
+                sizes["code"] += int(s["sh_size"])
+            elif s.name.startswith((".rodata", ".data")):
+                sizes["constants"] += int(s["sh_size"])
+    sizes["total"] = sizes["code"] + sizes["constants"]
+    return sizes
 
 
 class Sources(NamedTuple):
@@ -337,6 +370,41 @@ def _entry(folder: Path, key: str) -> Path | None:
     return None
 
 
+def _stage(work: Path, c_path: Path, srcs: Sources) -> Path:
+    """The checked bytes written into the folder ``work`` to be compiled there: the ``.c`` under
+    its name, the ``.h`` under the name the ``.c`` includes (the pair may have been renamed), the
+    kernel header; returns the ``.c``'s path there."""
+    (work / c_path.name).write_bytes(srcs.c)
+    if srcs.h is not None:
+        (work / included_header(srcs.c, c_path.with_suffix(src.HEADER_SUFFIX).name)).write_bytes(srcs.h)
+    (work / src.KERNELS).write_bytes(srcs.kernels)
+    return work / c_path.name
+
+
+def compiled_size(c_path: str | os.PathLike, srcs: Sources | None = None) -> dict:
+    """What the export's compiled code occupies (its flash on a device): the ``code`` and
+    ``constants`` bytes (and their ``total``) of its object file, compiled as :func:`build`
+    compiles it (same compiler and flags), every function and constant of the file counted (the
+    weights, the labels, the config JSON); also the ``compiler`` and ``flags``. Raises
+    :class:`CompileError` when the object is not an ELF file (pyelftools reads it)."""
+    from elftools.common.exceptions import ELFError
+
+    c_path = Path(c_path)
+    srcs = srcs if srcs is not None else sources(c_path)
+    cc = find_compiler()
+    with tempfile.TemporaryDirectory(prefix="slimedge-size-") as tmp:
+        work = Path(tmp)
+        obj = work / "step.o"
+        _, flags = compile_object(_stage(work, c_path, srcs), obj, cc=cc, name=c_path,
+                                  own_kernels=False)
+        try:
+            sizes = object_sizes(obj)
+        except ELFError as e:
+            raise CompileError(f"{c_path}: the compiled object is not an ELF file ({e}); its "
+                               f"size is read from ELF sections") from None
+    return {**sizes, "compiler": compiler_identity(cc), "flags": " ".join(flags)}
+
+
 def build(c_path: str | os.PathLike, srcs: Sources | None = None) -> Path:
     """The shared library of the export ``c_path``, from the cache or compiled into it now.
 
@@ -359,12 +427,8 @@ def build(c_path: str | os.PathLike, srcs: Sources | None = None) -> Path:
         return lib
     with tempfile.TemporaryDirectory(prefix=".build-", dir=folder) as tmp:
         work = Path(tmp)
-        (work / c_path.name).write_bytes(srcs.c)
-        if srcs.h is not None:  # under the name the .c includes (the pair may have been renamed)
-            (work / included_header(srcs.c, c_path.with_suffix(src.HEADER_SUFFIX).name)).write_bytes(srcs.h)
-        (work / src.KERNELS).write_bytes(srcs.kernels)
         out = work / f"lib{library_suffix()}"
-        compile_library(work / c_path.name, out, cc=cc, name=c_path, own_kernels=False)
+        compile_library(_stage(work, c_path, srcs), out, cc=cc, name=c_path, own_kernels=False)
         lib = folder / f"{key}-{_sha(out.read_bytes())}{library_suffix()}"
         os.replace(out, lib)  # atomic: another process may have put the same library there
     return lib
@@ -452,6 +516,7 @@ def describe() -> str:
 
 
 __all__ = ["find_compiler", "have_compiler", "build", "load", "sources", "Sources", "private_cache",
-           "target_cpu", "ENV_PREBUILT", "compile_library", "prebuilt",
+           "target_cpu", "ENV_PREBUILT", "compile_library", "compile_object", "compiled_size",
+           "object_sizes", "prebuilt",
            "cache_dir", "describe", "library_suffix", "CompilerNotFound", "CompileError",
            "DEFAULT_CFLAGS", "embedded_config"]

@@ -63,6 +63,11 @@ class Session:
             raise ModelFileError(f"{path}: its metadata is not UTF-8 text ({e.reason}); the file "
                                  f"is damaged") from None
         self.config = parse_config(path, meta.get(METADATA_KEY), "ONNX model")
+        if (self.config.get("export") or {}).get("state_layout", "layers_first") != "layers_first":
+            raise ModelFileError(f"{path}: a Triton repository's model (its state h, c batch "
+                                 f"first, for Triton's implicit state), not a step graph the "
+                                 f"runtime steps; load the .onnx export it was made from (the "
+                                 f"repository's *_python model holds one)")
         check_io(path, self.config,
                  {i.name: tuple(i.shape) for i in self._session.get_inputs()},
                  {o.name: tuple(o.shape) for o in self._session.get_outputs()})

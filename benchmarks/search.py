@@ -1,0 +1,222 @@
+"""A real budgeted search (``slimedge search``) for the shipped model's task, FSDD digits from
+13 MFCCs (25 ms frames), under a Cortex-M4 budget; its Pareto front goes to BENCHMARKS.md.
+
+    python benchmarks/search.py                       # the default: see --help; prints the front
+    python benchmarks/search.py --update              # and writes results/search_m4.json + BENCHMARKS.md
+    python benchmarks/search.py --target cortex-m0plus --flash 16KB --ram 4KB \\
+        --max-cycles-per-second "" --quantize int8 --results search_m0plus.json
+
+Each trial trains with the same seed and settings, is exported as C in its quantisation,
+scored on the validation split through the exported file itself, and measured on the emulated
+device (flash, RAM, cycles per step -> cycles per second at the frame rate). The report says,
+per variant, its best feasible trial and whether it is on the front, how many candidates the size
+model rejected before training, and how far its predictions were from the measurements.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from slimedge._report import (  # noqa: E402
+    add_output_arguments,
+    command_line,
+    machine,
+    nothing_written,
+    settle_outputs,
+    update_markdown_section,
+)
+
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+DEFAULT_VARIANTS = "LSTM0,LSTM2,LSTM3,LSTM5,LSTM6,LSTM_C6"
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--target", default="cortex-m4")
+    p.add_argument("--flash", default="32KB", help='"" for no limit')
+    p.add_argument("--ram", default="8KB", help='"" for no limit')
+    p.add_argument("--max-cycles-per-second", default="4M", help='"" for no limit')
+    p.add_argument("--frame-ms", type=float, default=25.0, help="FSDD's MFCC hop: 200 samples at 8 kHz")
+    p.add_argument("--variants", default=DEFAULT_VARIANTS)
+    p.add_argument("--hidden-sizes", default="8,16,32,64")
+    p.add_argument("--quantize", default="none,int8")
+    p.add_argument("--constant", default="f=0.5,0.9")
+    p.add_argument("--trials", type=int, default=16)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--limit", type=int, default=600, help="train sequences (FSDD: val and test stay 300)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--backend", default="local")
+    p.add_argument("--address", default=None)
+    p.add_argument("--workdir", default=None, help="the search's folder (default: a temporary one)")
+    p.add_argument("--results", default="search_m4.json",
+                   help="the tracked results' file name under benchmarks/results")
+    p.add_argument("--table-only", action="store_true",
+                   help="no search: BENCHMARKS.md's section from the results JSON (--out or the tracked one)")
+    add_output_arguments(p, RESULTS_DIR / "search_m4.json")
+    args = p.parse_args(argv)
+    settle_outputs(args, RESULTS_DIR / args.results)
+    return args
+
+
+def _command() -> str:
+    """The command a reader can run (less --workdir and --out: scratch paths)."""
+    return command_line(__file__, sys.argv[1:], ROOT)
+
+
+def run(args) -> dict:
+    from slimedge.cli.commands_search import _space
+    from slimedge.search import Budget, parse_bytes, parse_count, settings_of
+    from slimedge.search import run as run_search
+
+    limits = {k: f(v) for k, f, v in (("flash", parse_bytes, args.flash),
+                                      ("ram", parse_bytes, args.ram),
+                                      ("cycles_per_second", parse_count,
+                                       args.max_cycles_per_second)) if v}
+    budget = Budget(args.target, limits, args.frame_ms)
+    space = _space(None, args.variants, args.hidden_sizes, "1",
+                   [args.constant] if args.constant else [], args.quantize, "onnx", args.target)
+    base = {"data": "fsdd", "limit": args.limit, "epochs": args.epochs, "batch_size": 32,
+            "lr": 3e-3, "schedule": "cosine", "seed": 0, "split_seed": 0}
+    out = Path(args.workdir or tempfile.mkdtemp(prefix="search_bench_"))
+    t0 = time.time()
+    s = run_search(out, settings_of(space, budget, base, args.trials), backend=args.backend,
+                   workers=args.workers, address=args.address, log=lambda m: print(m, flush=True))
+    wall = time.time() - t0
+    return {"machine": machine(), "date": _dt.date.today().isoformat(), "command": _command(),
+            "wall_seconds": wall, "workers": args.workers, "backend": args.backend,
+            "summary": s, "analysis": analyse(out, s), "shipped": shipped(budget)}
+
+
+def shipped(budget) -> dict | None:
+    """The shipped model's recorded validation accuracy and its device figures on the budget's
+    target (benchmarks/results/mcu.json, same compiler and emulator), per quantisation."""
+    from slimedge import formats, zoo
+
+    info = formats.info(zoo.default_model_path()).config
+    mcu = RESULTS_DIR / "mcu.json"
+    rows = json.loads(mcu.read_text())["shipped"]["devices"].get(budget.target, []) \
+        if mcu.exists() else []
+    lstm = info["lstm"]
+    return {"variant": lstm["variant"]["name"], "constants": lstm["variant"].get("constants"),
+            "hidden_size": lstm["hidden_size"], "val_accuracy": info["info"]["best"]["val_accuracy"],
+            "epochs": info["info"]["best"]["epoch"],
+            "figures": {r["quantize"]: {
+                "flash": r["flash_bytes"]["total"], "ram": r["ram_bytes"]["total"],
+                "cycles_per_second": r["cycles_per_step_estimate"]["mean"] * 1000 / budget.frame_ms}
+                for r in rows if r.get("role") == "model"}}
+
+
+def analyse(out: Path, s: dict) -> dict:
+    """Per variant: its best feasible trial and whether it is on the front; the size model's
+    error on every trained trial."""
+    import optuna
+
+    from slimedge.search.study import open_study, storage_url
+
+    study = open_study(storage_url(None, out), s["study"])
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    front = {r["trial"] for r in s["front"]}
+    per_variant: dict = {}
+    errors: dict = {}
+    for t in done:
+        feasible = all(v <= 0 for v in t.user_attrs.get("violation", [0.0]))
+        v = t.params.get("variant")
+        best = per_variant.get(v)
+        row = {"trial": t.number, "label": t.user_attrs.get("label"), "val_accuracy": t.values[0],
+               "feasible": feasible, "on_front": t.number in front}
+        if best is None or (feasible, t.values[0]) > (best["feasible"], best["val_accuracy"]):
+            per_variant[v] = row
+        for metric, pred in (t.user_attrs.get("predicted") or {}).items():
+            measured = t.user_attrs["measured"][metric]
+            errors.setdefault(metric, []).append(abs(pred - measured) / measured)
+    tried = {t.params.get("variant") for t in study.get_trials(deepcopy=False)}
+    return {"per_variant": per_variant, "variants_never_trained": sorted(tried - set(per_variant)),
+            "size_model_relative_error": {m: {"max": max(e), "mean": sum(e) / len(e), "n": len(e)}
+                                          for m, e in errors.items()}}
+
+
+def markdown(result: dict) -> str:
+    s = result["summary"]
+    b = s["settings"]["budget"]
+    p = s["progress"]
+    lim = ", ".join(f"{k} ≤ {v:,.0f}" for k, v in sorted(b["limits"].items()))
+    lines = [f"## Search: which model fits a {b['target']}", "",
+             f"`{result['command']}` — {result['date']}, {result['machine'].get('cpu', '')} "
+             f"({result['machine'].get('cores')} cores shared with other jobs: load average "
+             f"{result['machine'].get('loadavg', [0])[0]:.1f} as it ended), "
+             f"{result['workers']} {result['backend']} workers, {result['wall_seconds'] / 60:.1f} "
+             f"min wall.", "",
+             f"FSDD MFCC digits ({s['settings']['base']['limit']} training sequences, "
+             f"{s['settings']['base']['epochs']} epochs per trial, validation split only), budget "
+             f"{lim} at {b['frame_ms']:g} ms frames. {p['trained']} trials trained "
+             f"({p['pruned_at_epoch']} stopped early by the pruner), {p['rejected']} candidates "
+             f"rejected before training by the size model, {p['duplicate_of']} repeats skipped.",
+             "", "| trial | model | val acc | flash B | RAM B | cycles/s |",
+             "|---:|---|---:|---:|---:|---:|"]
+    for r in s["front"]:
+        lines.append(f"| {r['trial']} | {r['label']} | {r['val_accuracy']:.4f} | "
+                     f"{r['flash']:,.0f} | {r['ram']:,.0f} | {r['cycles_per_second']:,.0f} |")
+    a = result["analysis"]
+    lines += ["", "Where each variant landed (its best trial):", "",
+              "| variant | best trial | val acc | within budget | on the front |",
+              "|---|---|---:|---|---|"]
+    for v, r in sorted(a["per_variant"].items()):
+        lines.append(f"| {v} | {r['label']} | {r['val_accuracy']:.4f} | "
+                     f"{'yes' if r['feasible'] else 'no'} | {'yes' if r['on_front'] else 'no'} |")
+    if a["variants_never_trained"]:
+        lines.append(f"\nNever trained (rejected or not sampled): "
+                     f"{', '.join(map(str, a['variants_never_trained']))}.")
+    err = ", ".join(f"{m} {e['mean'] * 100:.1f}% mean / {e['max'] * 100:.1f}% max"
+                    for m, e in sorted(a["size_model_relative_error"].items()))
+    lines += ["", f"Size model (fitted on exports with initial weights) against the trained "
+                  f"trials' measurements: {err}."]
+    sh = result.get("shipped")
+    if sh:
+        figs = "; ".join(f"{q}: {f['flash']:,.0f} B flash, {f['cycles_per_second']:,.0f} cycles/s"
+                         for q, f in sorted(sh["figures"].items()))
+        beats = [r for r in s["front"] for q, f in sh["figures"].items()
+                 if r["val_accuracy"] > sh["val_accuracy"] and r["flash"] <= f["flash"]
+                 and r["cycles_per_second"] <= f["cycles_per_second"]]
+        lines += ["", f"The shipped model ({sh['variant']} n={sh['hidden_size']}, "
+                      f"{', '.join(f'{k}={v:g}' for k, v in (sh['constants'] or {}).items())}; "
+                      f"{figs}) has validation accuracy {sh['val_accuracy']:.4f} (its own training "
+                      f"run, the zoo's: best epoch {sh['epochs']}, on the full training split). "
+                      + (f"Front models that beat it at equal or smaller flash and cycles: "
+                         f"{', '.join(str(r['trial']) for r in beats)}." if beats else
+                         "No front model beats it at equal or smaller flash and cycles: this "
+                         "search's budget per trial (the training subset and epochs above) is far "
+                         "smaller than the shipped model's, so its accuracies are lower across "
+                         "the board; a longer budget per trial is the next run.")]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    args = parse(argv)
+    if args.table_only:
+        result = json.loads(args.source.read_text())
+        args.out = None if args.out == args.source else args.out
+    else:
+        result = run(args)
+    text = markdown(result)
+    print(text)
+    if args.out and not args.table_only:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    if args.markdown:
+        heading = text.splitlines()[0]
+        update_markdown_section(BENCHMARKS_MD, heading, text)
+    if not args.out and not args.markdown:
+        print(nothing_written(RESULTS_DIR / args.results))
+
+
+if __name__ == "__main__":
+    main()
