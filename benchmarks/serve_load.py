@@ -16,7 +16,7 @@ measured. Latency is the client's, from a chunk's send to its reply's arrival; a
 reply 2 s after the last send is unanswered. N passes when p99 <= 100 ms, every chunk was
 answered and the generator never fell a chunk behind.
 
-Where the time goes, CPU per chunk over each level's run: the backend calls (``step_streams``:
+Where the time goes, CPU per chunk over each level's run: the backend calls (``step_streams_many``:
 the CPU time of the server's stepping thread during them,
 ``slimedge_serve_backend_cpu_seconds_total``), the rest of the server's user CPU (aiohttp,
 asyncio, slimedge's Python), its kernel CPU (loopback TCP, epoll), and the load generator's CPU.
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="the ladder of concurrent streams (stops after two failures in a row)")
     ap.add_argument("--seconds", type=float, default=8.0, help="measured seconds per level")
     ap.add_argument("--warmup", type=float, default=2.0)
-    ap.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "numpy"))
+    ap.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "c", "numpy"))
     ap.add_argument("--tick-ms", type=float, default=20.0,
                     help="the server's --tick-ms (20: larger batches, within the 100 ms budget)")
     ap.add_argument("--idle", type=int, default=1000, help="idle connections for memory")
@@ -330,8 +330,10 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as d:
         model = zoo.default_model_path()
-        if args.backend == "onnxruntime":
-            model = exporters.export(model, Path(d) / "digits.onnx", validate=False).path
+        if args.backend in ("onnxruntime", "c"):
+            suffix = {"onnxruntime": "onnx", "c": "c"}[args.backend]
+            model = exporters.export(model, Path(d) / f"digits.{suffix}", format=suffix,
+                                     validate=False).path
         p, url = start_server(model, args.backend, max(levels) + args.idle + 16, args.tick_ms)
         try:
             mem = asyncio.run(idle_memory(url, p.pid, args.idle))
@@ -366,8 +368,9 @@ def main(argv: list[str] | None = None) -> None:
               "warmup_s": args.warmup, "seconds_s": args.seconds, "loadavg_before": load_before,
               "capacity_streams": cap, "levels": rows, "idle_memory": mem,
               "notes": "CPU µs per chunk (10 frames), over each level's whole run: backend = the "
-                       "CPU time of the server's stepping thread in its step_streams calls (their "
-                       "Python gather/scatter of each stream's state included); server Python = "
+                       "CPU time of the server's stepping thread in its step_streams_many calls (one "
+                       "per tick; the Python gather/scatter of each stream's state, once per tick, "
+                       "included); server Python = "
                        "the rest of its user CPU (aiohttp framing, asyncio, batching, replies); "
                        "server kernel = its system CPU (loopback TCP, epoll); load generator = "
                        "this process's CPU. CPU ceiling = the machine's cores / (the four per chunk "

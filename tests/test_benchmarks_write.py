@@ -18,6 +18,7 @@ FROM_JSON = {"step_latency": ("--table-only", "step_latency.json"),
              "train_speed": ("--table-only", "train_speed.json"),
              "quantization": ("--from-json", "quantization.json"),
              "serve_load": ("--table-only", "serve_load.json"),
+             "many_streams": ("--table-only", "many_streams.json"),
              "triton_serve": ("--table-only", "triton_serve.json")}
 
 

@@ -525,18 +525,23 @@ def test_training_bar_and_log_lines(tmp_path, dataset, monkeypatch):
 
 
 # ---- streams a server can keep -----------------------------------------------------------------
-@pytest.mark.parametrize("suffix, atol", [(".onnx", 1e-6), (".tflite", 1e-6),
-                                          (".safetensors", 2e-5)])
-def test_step_streams_batches_any_streams_in_any_order(tmp_path, model, suffix, atol):
-    """StreamBatch.remove(i) shifts later indices, so a server had to track positions:
-    Model.step_streams batches any list of Stream objects instead."""
+def loaded_as(model, tmp_path, suffix):
+    """The checkpoint ``model`` exported to ``suffix`` (as is for .safetensors) and loaded."""
     if suffix == ".tflite":
         pytest.importorskip("ai_edge_litert")
     if suffix == ".onnx":
         pytest.importorskip("onnxruntime")
     path = model if suffix == ".safetensors" else exporters.export(
         model, tmp_path / f"m{suffix}", format=formats.by_suffix(suffix).name).path
-    m = runtime.load(path)
+    return runtime.load(path)
+
+
+@pytest.mark.parametrize("suffix, atol", [(".onnx", 1e-6), (".tflite", 1e-6),
+                                          (".safetensors", 2e-5)])
+def test_step_streams_batches_any_streams_in_any_order(tmp_path, model, suffix, atol):
+    """StreamBatch.remove(i) shifts later indices, so a server had to track positions:
+    Model.step_streams batches any list of Stream objects instead."""
+    m = loaded_as(model, tmp_path, suffix)
     rng = np.random.default_rng(7)
     together = {k: m.stream() for k in range(6)}
     alone = {k: m.stream() for k in range(6)}
@@ -558,10 +563,38 @@ def test_step_streams_batches_any_streams_in_any_order(tmp_path, model, suffix, 
         m.step_streams([s, s], np.zeros((2, M)))
     with pytest.raises(runtime.InputError, match=r"expected shape \(1, 3\)"):
         m.step_streams([s], np.zeros((2, M)))
-    other = runtime.load(path)
+    other = runtime.load(m.path)
     with pytest.raises(ValueError, match="of another model"):
         m.step_streams([other.stream()], np.zeros((1, M)))
     assert m.step_streams([], np.zeros((0, M))).shape == (0, K)
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".safetensors"])
+def test_step_streams_many_is_steps_of_step_streams(tmp_path, model, suffix):
+    """A server's tick: several frames per stream in one call, stream j taking its first
+    counts[j] (a prefix of the streams at each step), each stream's state gathered and
+    scattered once; the same bits as one step_streams call per step (the same batch sizes),
+    and the states, step counts and zero rows past a stream's count as that leaves them."""
+    m = loaded_as(model, tmp_path, suffix)
+    rng = np.random.default_rng(11)
+    many, once = [m.stream() for _ in range(7)], [m.stream() for _ in range(7)]
+    for tick, counts in enumerate(([4] * 7, [5, 5, 3, 3, 3, 1, 0], [2, 1, 1, 0, 0, 0, 0])):
+        frames = rng.normal(size=(max(counts), 7, M)).astype(np.float32)
+        ys = m.step_streams_many(many, frames, counts)
+        for i in range(max(counts)):
+            width = sum(c > i for c in counts)
+            want = m.step_streams(once[:width], frames[i, :width])
+            np.testing.assert_array_equal(ys[i, :width], want, err_msg=f"tick {tick} step {i}")
+            assert not ys[i, width:].any()
+        for a, b in zip(many, once):
+            np.testing.assert_array_equal(a.state[0], b.state[0])
+            np.testing.assert_array_equal(a.state[1], b.state[1])
+            assert a.steps == b.steps
+    assert many[0].steps == 4 + 5 + 2 and many[6].steps == 4
+    with pytest.raises(ValueError, match="not increasing"):
+        m.step_streams_many(many[:2], np.zeros((2, 2, M)), [1, 2])
+    with pytest.raises(runtime.InputError, match=r"expected shape \(steps, 2, 3\)"):
+        m.step_streams_many(many[:2], np.zeros((2, M)))
 
 
 def test_profile_device_is_renamed_target(tmp_path):

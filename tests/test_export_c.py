@@ -19,7 +19,7 @@ from slimedge import checkpoint, integrity, ir, variants
 from slimedge.errors import CompilerNotFound
 from slimedge.exporters import c as cx
 from slimedge.exporters import validate
-from slimedge.exporters.c import fixedpoint, source
+from slimedge.exporters.c import emit_float, fixedpoint, source
 from slimedge.formats.c import reader as c_reader
 from slimedge.formats.c import toolchain
 
@@ -120,13 +120,76 @@ def test_a_file_holds_only_its_variants_work(exports):
     path, ckpt, _, _ = exports.get("LSTM6", "1-layer")
     text = path.read_text()
     g = ir.lower(ckpt, fold_normalization=True)
+    # one stream's step (matvecs) and a block of streams' (matrix products), the same ops
     assert text.count("slimedge_matvec_f32(") == len(g.matmul_shapes()) == 2  # W_c·x, U_c·h
-    assert "expf" not in text and text.count("tanhf(") == 2
+    assert text.count("slimedge_matmat_f32(") == 1  # both in one call for a block of streams
+    assert "expf" not in text and text.count("tanhf(") == 2 * 2
     # the fixed gate f = 0.4 is a named constant, the gates at 1.0 are not multiplied at all
     assert "static const float l0_const_f = 0.400000006f;" in text
     assert "* l0_const_f" in text and "* 1.0f" not in text
     lstm0, _, _, _ = exports.get("LSTM0", "1-layer")
-    assert lstm0.read_text().count("expf") == 3  # the i, f, o sigmoids
+    assert lstm0.read_text().count("expf") == 3 * 2  # the i, f, o sigmoids
+
+
+# ---- many streams: a batch runs in blocks of streams -------------------------------------------
+BATCHES = (1, 3, 17, 64, 100)  # one, fewer than a vector of streams, odd, whole blocks, a partial one
+WIDE = 40  # hidden size: U·h has >= SMALL_INPUT inputs (the int8 dot-product path)
+
+
+def closed_loop(run, frames, h0, c0, k):
+    """The first k streams stepped in one batch per step, carrying their own state."""
+    return validate.run_closed_loop(run, "step", frames[:, :k], h0[:, :k], c0[:, :k])
+
+
+@pytest.mark.parametrize("quantize", ["none", "dynamic", "dynamic-dot"])
+@pytest.mark.parametrize("variant", ALL)
+def test_batched_step_equals_one_stream_at_a_time(tmp_path, monkeypatch, variant, quantize):
+    """PREFIX_step_io with a batch (blocks of streams, each matmul one small matrix product;
+    int8 weights: each row read once per four streams) against the same export compiled with
+    -DSLIMEDGE_NO_BLOCKED (the batch one stream at a time, the row function, as a
+    microcontroller runs it), 12 steps of a closed loop, 2 layers, a head: every batch size
+    (3, 17, 64, 100) gives each stream the same bits (its result does not depend on its batch),
+    one stream alone the per-stream step's bits, and a batch agrees with the per-stream step to
+    float32 rounding (the sums run in another order: 2e-5; int8 weights 2e-4);
+    float files also within 1e-5 of the float64 step IR, per step. ``dynamic-dot``: every int8
+    matrix through the block's dot products (by default only large ones, 128 KB and more)."""
+    if quantize == "dynamic-dot":
+        monkeypatch.setattr(emit_float, "BLOCK_INT8_BYTES", 0)
+    ckpt, _, _ = make_checkpoint(tmp_path / "m.safetensors", variant, M, WIDE, 2, classes=3)
+    path = tmp_path / "m.c"
+    if quantize == "none":
+        cx.write(ir.lower(ckpt, fold_normalization=True), path)
+    else:
+        cx.write_int8_weights(ir.lower(ckpt), path, mode="step", splits=None,
+                              options=SimpleNamespace(calibration_samples=None))
+    assert f"{c_reader.read_config(path)['export']['prefix']}_rows(" in path.read_text()
+    blocked = c_runner(path)
+    with environ({toolchain.ENV_CFLAGS: f"{SESSION_CFLAGS} -DSLIMEDGE_NO_BLOCKED"}):
+        per_stream = c_runner(path)
+    B, steps = max(BATCHES), 12
+    rng = seeded("batched", variant, quantize)
+    frames = rng.normal(size=(steps, B, M)).astype(np.float32)
+    h0, c0 = (rng.normal(size=(2, 2, B, WIDE)) * 0.5).astype(np.float32)
+    full = closed_loop(blocked, frames, h0, c0, B)
+    alone = closed_loop(per_stream, frames, h0, c0, B)
+    for k in BATCHES[:-1]:  # one stream alone runs the row function, as before: the same bits
+        part = closed_loop(blocked, frames, h0, c0, k)
+        for key in ("y", "h_next", "c_next"):
+            want = (alone if k == 1 else full)[key][..., :k, :]
+            np.testing.assert_array_equal(part[key], want, err_msg=f"{key}, {k} streams")
+    # int8 weights: a last-bit difference may round an input element to the next int16 step
+    # (2^-15 of the largest), a difference the closed loop carries on
+    tol = 2e-5 if quantize == "none" else 2e-4
+    for key in ("y", "h_next", "c_next"):
+        scale = max(1.0, float(np.abs(alone[key]).max()))
+        assert np.abs(full[key] - alone[key]).max() <= tol * scale, key
+    if quantize == "none":  # per step, each from the float64 reference's state
+        ref = validate.reference(ir.lower(ckpt), frames, h0, c0, with_state=True)
+        step = validate.run_per_step(blocked, "step", frames, ref["h"].astype(np.float32),
+                                     ref["c"].astype(np.float32))
+        scale = max(1.0, float(np.abs(ref["c_next"]).max()))
+        for key in ("y", "h_next", "c_next"):
+            assert np.abs(step[key] - ref[key]).max() <= 1e-5 * scale, key
 
 
 # ---- int8 weights (quantize "dynamic") ---------------------------------------------------------

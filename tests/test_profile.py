@@ -415,7 +415,9 @@ def test_c_size_is_the_compiled_code_and_constants(tiny, tmp_path):
     want = sum(int(line.split()[1]) for line in sections
                if line.startswith((".text", ".rodata", ".data")))
     assert facts["size_bytes"] == want and facts["source_bytes"] == c.stat().st_size
-    assert want < c.stat().st_size
+    # (not the source's size: with the desktop's batched step, blocks of streams in unrolled
+    # vector code, a tiny model's object is larger than its source, a large model's smaller)
+    assert want != c.stat().st_size
     rep = profile.run([c], backends=["c"], steps=5, warmup=1, rounds=1, baseline="none")
     (res,) = rep["results"]
     assert res["size_bytes"] == want and res["source_bytes"] == c.stat().st_size

@@ -215,13 +215,87 @@ class Model:
         stream leaves. The result is the streams' own ``step`` results (tested). A binding per
         batch size is kept per thread (the 4 most recent sizes); each stream belongs to one
         thread at a time."""
-        streams = list(streams)
+        streams = self._own_streams(streams)
         k, m = len(streams), self.input_size
         a = np.asarray(frames)
         if a.shape != (k, m):
             raise InputError(f"frames: expected shape ({k}, {m}) (one frame per stream), got "
                              f"{a.shape}")
+        return self.step_streams_many(streams, a[None], checked=True)[0]
+
+    def step_streams_many(self, streams: Iterable["Stream"], frames, counts=None, *,
+                          checked: bool = False) -> np.ndarray:
+        """Several steps of any streams of this model: ``frames`` (T, k, m), stream j taking its
+        first ``counts[j]`` frames (all T by default; the counts must not increase with j, so
+        step i is a prefix of the streams) -> outputs (T, k, K), zero past a stream's count.
+
+        The same as T calls of :meth:`step_streams` (the same batch sizes, so the same results),
+        with each stream's state read from it once at the start and written back once, when it
+        has taken its last frame: a server's tick of 100 ms chunks costs one gather and one
+        scatter per stream, not one per frame."""
+        if not checked:
+            streams = self._own_streams(streams)
+        k, m, K = len(streams), self.input_size, self.output_size
+        a = np.asarray(frames)
+        if a.ndim != 3 or a.shape[1:] != (k, m):
+            raise InputError(f"frames: expected shape (steps, {k}, {m}) (steps of one frame per "
+                             f"stream), got {a.shape}")
         _check_dtype("frames", a)
+        T = a.shape[0]
+        if counts is None:
+            counts = [T] * k
+        counts = [int(c) for c in counts]
+        if len(counts) != k or any(not 0 <= c <= T for c in counts) \
+                or any(x < y for x, y in zip(counts, counts[1:])):
+            raise UsageError(f"counts: one per stream ({k}), each from 0 to {T}, not increasing "
+                             f"from one stream to the next; got {counts[:8]}"
+                             + (" ..." if k > 8 else ""))
+        y = np.zeros((T, k, K), np.float32)
+        width = sum(1 for c in counts if c > 0)
+        if width == 0:
+            return y
+        x = np.empty((T, k, m), np.float32)
+        with np.errstate(over="ignore"):
+            np.copyto(x, a, casting="unsafe")
+        if not math.isfinite(float(np.vdot(x, x))):
+            _finite("frames", x)
+        b = self._streams_binding(width)
+        # gather: each stream's current state, once
+        np.concatenate([s._b.h for s in streams[:width]], axis=1, out=b.h)
+        np.concatenate([s._b.c for s in streams[:width]], axis=1, out=b.c)
+        for i in range(T):
+            now = width
+            while now and counts[now - 1] <= i:
+                now -= 1
+            if now < width:  # streams now..width took their last frame: their state goes back
+                self._scatter(streams, b, now, width)
+                if now == 0:
+                    break
+                narrower = self._streams_binding(now)
+                narrower.h[...] = b.h[:, :now]
+                narrower.c[...] = b.c[:, :now]
+                b, width = narrower, now
+            b.x[...] = x[i, :width]
+            b.run()
+            b.advance()
+            y[i, :width] = b.y
+        else:
+            self._scatter(streams, b, 0, width)
+        for s, c in zip(streams, counts):
+            s.steps += c
+        return y
+
+    @staticmethod
+    def _scatter(streams, b, lo: int, hi: int) -> None:
+        """The state of rows lo..hi of binding ``b`` back into their streams."""
+        for j in range(lo, hi):
+            s = streams[j]
+            s._b.h[:, 0] = b.h[:, j]
+            s._b.c[:, 0] = b.c[:, j]
+
+    def _own_streams(self, streams: Iterable["Stream"]) -> list["Stream"]:
+        """``streams`` as a list, each a Stream of this model, none twice (UsageError)."""
+        streams = list(streams)
         seen: set[int] = set()
         for s in streams:
             if not isinstance(s, Stream) or s.model is not self:
@@ -232,20 +306,7 @@ class Model:
                 raise UsageError("step_streams: a stream appears twice in one call; each stream "
                                  "takes one frame per step")
             seen.add(id(s))
-        if k == 0:
-            return np.zeros((0, self.output_size), np.float32)
-        b = self._streams_binding(k)
-        with np.errstate(over="ignore"):
-            np.copyto(b.x, a, casting="unsafe")
-        if not math.isfinite(float(np.vdot(b.x, b.x))):
-            _finite("frames", b.x)
-        for j, s in enumerate(streams):  # gather: each stream's current state
-            b.h[:, j], b.c[:, j] = s._b.h[:, 0], s._b.c[:, 0]
-        b.run()
-        for j, s in enumerate(streams):  # scatter: the new state back into each stream
-            s._b.h[:, 0], s._b.c[:, 0] = b.h_next[:, j], b.c_next[:, j]
-            s.steps += 1
-        return b.y.copy()
+        return streams
 
     def _streams_binding(self, k: int):
         """This thread's binding for k rows (step_streams), the 4 most recent sizes kept."""

@@ -1,6 +1,7 @@
 """Batching across connections: every tick, the frames that arrived since the last one are stepped
-through :meth:`Model.step_streams`, one backend call per round (round i holds the i-th waiting
-frame of every stream that has one), in a single worker thread that alone touches the streams.
+through :meth:`Model.step_streams_many`, one backend call per round (round i holds the i-th
+waiting frame of every stream that has one), in a single worker thread that alone touches the
+streams.
 
 A :class:`Session` is one client's stream: its :class:`~slimedge.runtime.Stream` (the state), the
 chunks it sent that wait for the batcher or for their reply, and its backpressure and rate-limit
@@ -195,24 +196,18 @@ class Batcher:
                     s.give(y)
 
     def _step(self, work):
-        """In the worker thread: round i steps the i-th frame of each session that has one."""
-        work = sorted(work, key=lambda w: -len(w[1]))       # round i: a prefix of the sessions
+        """In the worker thread: step i takes the i-th frame of each session that has one, all of
+        a tick's steps in one :meth:`Model.step_streams_many` call (each stream's state gathered
+        and scattered once per tick)."""
+        work = sorted(work, key=lambda w: -len(w[1]))       # step i: a prefix of the sessions
         counts = [len(f) for _, f in work]
         k, rounds = len(work), counts[0]
         m = work[0][1].shape[1]
         x = np.zeros((rounds, k, m), np.float32)
         for j, (_, f) in enumerate(work):
             x[:len(f), j] = f
-        y = np.empty((rounds, k, self.model.output_size), np.float32)
-        streams = [s.stream for s, _ in work]
-        seconds = cpu = 0.0
-        width = k
-        for i in range(rounds):
-            while counts[width - 1] <= i:
-                width -= 1
-            t, c = time.perf_counter(), time.thread_time()
-            y[i, :width] = self.model.step_streams(streams[:width], x[i, :width])
-            seconds += time.perf_counter() - t
-            cpu += time.thread_time() - c
+        t, c = time.perf_counter(), time.thread_time()
+        y = self.model.step_streams_many([s.stream for s, _ in work], x, counts)
+        seconds, cpu = time.perf_counter() - t, time.thread_time() - c
         outputs = [(s, y[:c, j]) for j, ((s, _), c) in enumerate(zip(work, counts))]
         return outputs, rounds, seconds, cpu

@@ -1009,9 +1009,50 @@ static void fsdd_default_row(const float *x, const float *h, const float *c, siz
     for (int i = 0; i < 64; i++) c_out[i] = l0_c_next_v[i];
 }
 
+#if SLIMEDGE_BLOCKED
+/* Streams s < nb (32 at most) of a batch, each as fsdd_default_row steps one: stream s's x
+   at x + s * 13, state layer k at h + s * 64 + k * ld, output at y + s * 10; each matmul
+   one small matrix product for the block (each weight read once). */
+static void fsdd_default_rows(int nb, const float *x, const float *h, const float *c, size_t ld,
+                          float *y, float *h_out, float *c_out)
+{
+    (void)ld;
+    float xt[SLIMEDGE_MM_SCRATCH(32, 77)];
+    float l0_xW[2048]; /* l0.xW */
+    slimedge_matmat_f32(nb, (x + 0 * 13), 13, 13, l0_W_c, (h + 0 * 64), 64, 64, l0_U_c, 64, l0_b_c, 0, (l0_xW + 0 * 64), 64, xt); /* l0.xW + l0.hU */
+    float l0_c_next_v[2048]; /* l0.c_next */
+    float l0_g_c_v[2048]; /* l0.g_c */
+    for (int s = 0; s < nb; s++)
+    for (int i = 0; i < 64; i++) {
+        const float l0_cand = tanhf((l0_xW + s * 64)[i]); /* l0.cand */
+        const float l0_fc = (c + s * 64)[i] * l0_const_f; /* l0.fc */
+        const float l0_c_next = l0_fc + l0_cand; /* l0.c_next */
+        (l0_c_next_v + s * 64)[i] = l0_c_next;
+        const float l0_g_c = tanhf(l0_c_next); /* l0.g_c */
+        (l0_g_c_v + s * 64)[i] = l0_g_c;
+    }
+    slimedge_matmat_f32(nb, (l0_g_c_v + 0 * 64), 64, 64, head_weight, NULL, 0, 0, NULL, 10, head_bias, 0, (y + 0 * 10), 10, xt);
+    /* the new state and the output, after every read of the old */
+    for (int s = 0; s < nb; s++)
+        for (int i = 0; i < 64; i++) (h_out + s * 64)[i] = (l0_g_c_v + s * 64)[i];
+    for (int s = 0; s < nb; s++)
+        for (int i = 0; i < 64; i++) (c_out + s * 64)[i] = (l0_c_next_v + s * 64)[i];
+}
+#endif
+
 void fsdd_default_step_io(const fsdd_default_io *io)
 {
     const size_t ld = (size_t)io->batch * 64;
+#if SLIMEDGE_BLOCKED
+    if (io->batch > 1) {
+        for (int b = 0; b < io->batch; b += 32) {
+            const int nb = io->batch - b < 32 ? io->batch - b : 32;
+            fsdd_default_rows(nb, io->x + (size_t)b * 13, io->h + (size_t)b * 64, io->c + (size_t)b * 64, ld,
+                          io->y + (size_t)b * 10, io->h_next + (size_t)b * 64, io->c_next + (size_t)b * 64);
+        }
+        return;
+    }
+#endif
     for (int b = 0; b < io->batch; b++)
         fsdd_default_row(io->x + (size_t)b * 13, io->h + (size_t)b * 64, io->c + (size_t)b * 64, ld,
                      io->y + (size_t)b * 10, io->h_next + (size_t)b * 64, io->c_next + (size_t)b * 64);
@@ -1039,14 +1080,15 @@ void fsdd_default_reset(float *h, float *c)
 
 /* the model's config JSON (slimedge reads it without compiling) */
 const char fsdd_default_config[] =
-    "{\"file_sha256\": \"7ead90c5a57691d55a4a27d4cc97c39aa4903c39bbc6fd06172a369a48d56d81\", "
-    "\"export\": {\"abi\": 1, \"activations\": \"float32\", "
-    "\"arithmetic\": \"float32 weights stored transposed (in, out); float32 arithmetic\", \"format\": \"c\", "
-    "\"header_sha256\": \"e1e0fbb17364e51ce74c984b185dcb20457e94ed369a348d59ac8c6691a9884d\", "
-    "\"kernels_sha256\": \"49ae5b2bc53cbe1f1907f42b0d95297d6172c86acfd3315452f1547819abbe60\", "
+    "{\"export\": {\"abi\": 1, \"activations\": \"float32\", "
+    "\"arithmetic\": \"float32 weights stored transposed (in, out); float32 arithmetic\", "
+    "\"batch_stack_bytes\": 34944, \"block_streams\": 32, \"format\": \"c\", "
+    "\"header_sha256\": \"f4f67161c2d849c3bc4361f820edee62c0bce4b6f3af932587e27f18372aad16\", "
+    "\"kernels_sha256\": \"fa32d5c0117f3def51f7f1b1dd5e70bf78c28c1f27763b79ced20aa9027a2414\", "
     "\"language\": \"C99\", \"mode\": \"step\", \"prefix\": \"fsdd_default\", \"quantize\": \"none\", "
     "\"stack_bytes\": 1280, \"weight_bytes\": 22572, \"weights\": \"float32\", "
     "\"weights_sha256\": \"2417684b7a765c2a4dd9507bb0e03afec847b22523773ea3ea70547d07c92050\"}, "
+    "\"file_sha256\": \"f3f74aff02838fa5720caab4bed0752317a6ca4899fdbed3f42da8606e13c29e\", "
     "\"format\": \"slimedge/1\", \"graph\": {\"census\": {\"add\": 2, \"matmul\": 3, \"mul\": 1, \"stack\": 2, "
     "\"tanh\": 2, \"unstack\": 2}, \"head_params\": 650, \"hidden_size\": 64, \"input_size\": 13, "
     "\"lstm_macs_per_step\": 4928, \"lstm_params\": 4992, \"macs_per_step\": 5568, \"num_layers\": 1, "

@@ -26,6 +26,10 @@ extern "C" {
    arrays plus 512 for call frames and the C library's functions. */
 #define FSDD_DEFAULT_STACK_BYTES 1280
 
+/* The same for a fsdd_default_step_batch or fsdd_default_step_io call of more than one stream on a
+   desktop CPU (blocks of streams: slimedge_kernels.h, SLIMEDGE_BLOCKED). */
+#define FSDD_DEFAULT_BATCH_STACK_BYTES 34944
+
 typedef slimedge_io fsdd_default_io;  /* batch, x, h, c (in), y, h_next, c_next (out) */
 
 extern const char fsdd_default_config[];  /* the model's config JSON */

@@ -21,7 +21,10 @@ header has the sizes and ``PREFIX_STACK_BYTES`` (an upper bound of the stack a s
 macros, the labels, the descriptor ``const slimedge_model PREFIX_model`` (firmware calls
 ``slimedge_step(&PREFIX_model, x, h, c, y)`` for any model) and, as thin wrappers over it,
 ``PREFIX_step`` (one stream, state in place), ``PREFIX_step_batch`` (B streams, state laid out
-(layers, B, n) like the ONNX/TFLite step graphs), ``PREFIX_step_io`` (one struct argument; new
+(layers, B, n) like the ONNX/TFLite step graphs; on a desktop CPU in blocks of streams, each
+matmul one small matrix product per block, so each weight is read once per block, not once per
+stream: :mod:`.emit_float`; on a microcontroller, or with ``-DSLIMEDGE_NO_BLOCKED``, one stream
+at a time), ``PREFIX_step_io`` (one struct argument; new
 state to separate arrays or in place: the runtime's call) and ``PREFIX_reset``. The identifier
 prefix is the file's stem made a C identifier (``digits-v2.c`` -> ``digits_v2_step``); several
 models link into one program, the kernels once. The model's config JSON (with an ``export``

@@ -13,6 +13,18 @@ array only for what later ops read; each op's C expression comes from the table 
 after the last read of the old state, so ``h_next``/``c_next`` may be ``h``/``c`` themselves (in
 place), and the fused loops write only their own arrays (so a compiler may vectorise them).
 
+A batch (``PREFIX_step_io`` with more than one stream) runs the same step on blocks of up to
+:data:`BLOCK_STREAMS` streams in a second function, ``PREFIX_rows``, written from the same graph
+walk: every array gets a row per stream of the block, every element-wise loop runs once per
+stream, and each float matmul is one call of ``slimedge_matmat_f32`` for the whole block (the
+streams across the vector lanes, W·x + b + U·h one call), so each weight is read once per block
+instead of once per stream; int8-weight matmuls read each weight row once per
+:data:`BLOCK_DOT` streams (the same exact integer sums as one stream's). Every stream of a
+batch runs the same instructions, so its result does not depend on the batch it is in; one
+stream alone runs the row function, whose sums run in another order (float32 rounding apart,
+tested). Microcontrollers (and ``-DSLIMEDGE_NO_BLOCKED``) leave ``PREFIX_rows`` out and step a
+batch one stream at a time. BENCHMARKS.md › Many streams: batched C has the speeds.
+
 Matmuls, as measured on this project's CPU (gcc 12, -O3 -march=native -ffast-math) and on the
 emulated Cortex-M4 (arm-none-eabi-gcc -O2):
 
@@ -33,6 +45,7 @@ emulated Cortex-M4 (arm-none-eabi-gcc -O2):
 """
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 import numpy as np
@@ -56,6 +69,20 @@ def activation_bound(inputs: int) -> int:
     return int(min(2 ** ACTIVATION_BITS - 1, (2 ** 31 - 1) // (127 * inputs)))
 
 
+BLOCK_STREAMS = 32  # batched steps: streams per block (each weight read once per block)
+BLOCK_SCRATCH = 512 << 10  # ... 16 where a block's arrays would pass this many bytes
+MATMAT_COLS = 64  # float matmuls of a block with fewer inputs run per stream (see _Row.matmul)
+BLOCK_INT8_BYTES = 128 << 10  # int8 matrices this large or larger: the block's dot products
+BLOCK_DOT = 4  # int8 weights: streams whose dot products share each load of a weight row
+
+
+def block_streams(row_scratch: int) -> int:
+    """Streams per block of a batched step: :data:`BLOCK_STREAMS`, 16 (a whole number of
+    vectors of streams, ``SLIMEDGE_MM_LANES`` 8 or 16) where the block's arrays
+    (``row_scratch`` bytes per stream) would pass :data:`BLOCK_SCRATCH`."""
+    return 16 if row_scratch * BLOCK_STREAMS > BLOCK_SCRATCH else BLOCK_STREAMS
+
+
 SIGMOID_CLAMP = 30.0  # |z| beyond this: σ(z) is 0 or 1 in float32; keeps expf finite
 
 
@@ -63,12 +90,16 @@ class _Row(fusion.FusedRow):
     """The body of the row function for one graph: C lines and each value's C expression."""
 
     def __init__(self, graph: ir.Graph, prefix: str, weights: str,
-                 names: src.Names | None = None) -> None:
+                 names: src.Names | None = None, streams: int = 0) -> None:
         self.g, self.p, self.weights = graph, prefix, weights
         self.names = names or src.Names()
+        self.streams = streams  # > 0: the rows of a block of up to this many streams
         self.lines: list[str] = []
         self.arrays: list[str] = []  # const definitions (file scope)
-        self.expr: dict[str, str] = {"x": "x"}  # value -> C expression of a float pointer
+        # value -> C expression of a float pointer (in a block: stream s's, and the distance
+        # from one stream's to the next in floats)
+        self.expr: dict[str, str] = {"x": self.at_stream("x", graph.input_size)}
+        self.stride: dict[str, int] = {"x": graph.input_size}
         self.const_names: dict[str, str] = {}
         self.deferred: list[str] = []  # state and output writes, after every read
         self.weight_bytes = 0
@@ -78,14 +109,26 @@ class _Row(fusion.FusedRow):
         self.scalar: dict[str, str] = {}  # value -> its scalar in that loop
         self.stored: set[str] = set()  # new-state values written out in a fused loop
         self.accumulate: dict[str, str] = {}  # matmul result -> the result it is added onto
+        self.matmat_cols = 0  # a block's float matmuls: the most inputs (their shared scratch)
+        self.pending: dict[str, tuple] = {}  # a block's W·x waiting for the U·h added to it
 
     # ---- names ------------------------------------------------------------------------------
+    def at_stream(self, base: str, stride: int) -> str:
+        """Stream s's part of an array of the block (one stream: the array itself)."""
+        return f"({base} + s * {stride})" if self.streams else base
+
+    def each_stream(self, line: str) -> str:
+        """A statement run for every stream of the block (as is for one stream)."""
+        return f"    for (int s = 0; s < nb; s++)\n    {line}" if self.streams else line
+
     def local(self, value: str, size: int, ctype: str = "float") -> str:
         name = self.names.get(value)
-        self.lines.append(f"    {ctype} {name}[{size}]; /* {value} */")
-        self.expr[value] = name
-        self.scratch_bytes += (4 if ctype == "float" else 2) * size
-        return name
+        rows = max(self.streams, 1)
+        self.lines.append(f"    {ctype} {name}[{rows * size}]; /* {value} */")
+        self.expr[value] = self.at_stream(name, size)
+        self.stride[value] = size
+        self.scratch_bytes += (4 if ctype == "float" else 2) * size * rows
+        return self.expr[value]
 
     def size(self, value: str) -> int:
         shape = self.g.shapes[value]
@@ -125,7 +168,8 @@ class _Row(fusion.FusedRow):
         (see :mod:`.fusion`)."""
         if self.group is None:
             out = self.local(value, size)
-            self.lines.append(f"    for (int i = 0; i < {size}; i++) {out}[i] = {expr('i')};")
+            self.lines.append(self.each_stream(
+                f"    for (int i = 0; i < {size}; i++) {out}[i] = {expr('i')};"))
             return
         name = self.names.get(value)
         self.group.body.append(f"        const float {name} = {expr('i')}; /* {value} */")
@@ -135,7 +179,7 @@ class _Row(fusion.FusedRow):
             self.group.body.append(f"        {arr}[i] = {name};")
         if value in self.group.stores:
             state, k = self.group.stores[value]
-            self.group.tail.append(f"        {_state_dst(state, k)}[i] = {name};")
+            self.group.tail.append(f"        {self.state_dst(state, k)}[i] = {name};")
             self.stored.add(value)
 
     # ---- ops --------------------------------------------------------------------------------
@@ -145,11 +189,13 @@ class _Row(fusion.FusedRow):
         n_out, n_in = W.shape
         into = self.accumulate.get(n.outputs[0])
         if n.outputs[0] == "y" and self.weights == "float":  # the output array itself
-            out = self.expr["y"] = "y"
+            out = self.expr["y"] = self.at_stream("y", n_out)
+            self.stride["y"] = n_out
         elif into is None:
             out = self.local(n.outputs[0], n_out)
         else:  # onto the other matmul's result: y = W·a + y
             out = self.expr[n.outputs[0]] = self.expr[into]
+            self.stride[n.outputs[0]] = self.stride[into]
         ae = self.expr[a]
         name = self.names.get(wname)
         self.const_names[wname] = name
@@ -161,8 +207,27 @@ class _Row(fusion.FusedRow):
             self.weight_bytes += 4 * W.size
             bias_arr = out if into is not None else self.const_names[bias[0]] if bias else "NULL"
             note = f" /* {into} + {n.outputs[0]} */" if into is not None else ""
-            self.lines.append(f"    slimedge_matvec_f32({ae}, {n_in}, {name}, {n_out}, {bias_arr}, "
-                              f"{out});{note}")
+            if not self.streams:
+                self.lines.append(f"    slimedge_matvec_f32({ae}, {n_in}, {name}, {n_out}, "
+                                  f"{bias_arr}, {out});{note}")
+                return
+            # the block's streams in one small matrix product: each weight read once; a sum
+            # W·x + b + U·h is one call, where U·h is made (x and W wait for it)
+            operands = (_first(ae), self.stride[a], n_in, name)
+            if n.outputs[0] in self.accumulate.values():
+                self.pending[n.outputs[0]] = (operands, bias_arr)
+                return
+            second = ("NULL", 0, 0, "NULL")
+            if into is not None:
+                (operands, bias_arr), second = self.pending.pop(into), operands
+            elif n_in < MATMAT_COLS:  # few inputs: each stream's matvec (its output in vectors)
+                self.lines.append(self.each_stream(
+                    f"    slimedge_matvec_f32({ae}, {n_in}, {name}, {n_out}, {bias_arr}, {out});"))
+                return
+            self.matmat_cols = max(self.matmat_cols, operands[2] + second[2])
+            self.lines.append(
+                f"    slimedge_matmat_f32(nb, {', '.join(map(str, operands + second))}, {n_out}, "
+                f"{_first(bias_arr)}, 0, {_first(out)}, {self.stride[n.outputs[0]]}, xt);{note}")
             return
         scale = np.abs(W).max(axis=1) / 127.0
         scale[scale == 0] = 1.0
@@ -177,18 +242,27 @@ class _Row(fusion.FusedRow):
         self.weight_bytes += q.size + 4 * n_out
         tail = f" + {b}" if b else ""
         if by_columns:  # few inputs: float activations as they are, rows scaled at the end
+            if self.streams:
+                self.lines.append("    for (int s = 0; s < nb; s++) {")
             self._columns(out, ae, name, "int8_t", n_out, n_in, "0.0f")
             self.lines.append(f"    for (int i = 0; i < {n_out}; i++) "
                               f"{out}[i] = {out}[i] * {name}_scale[i]{tail};")
+            if self.streams:
+                self.lines.append("    }")
+            return
+        if self.streams and n_out * n_in >= BLOCK_INT8_BYTES:
+            self._int8_block(out, ae, name, n_out, n_in, b)
             return
         # the input vector in int16 (scaled per call to activation_bound(n_in)), an int32 dot
         # product per output row, then the row's scale times the input's
         L = self.lines
-        L.append("    {")
+        # (a block's small matrix: each stream's own, as one stream runs it; the weights stay
+        # in the cache from one stream to the next)
+        L.append("    for (int s = 0; s < nb; s++) {" if self.streams else "    {")
         L.append("        float amax = 0.0f;")
         L.append(f"        for (int j = 0; j < {n_in}; j++) amax = fmaxf(amax, fabsf({ae}[j]));")
-        L.append(f"        const float s = amax > 0.0f ? amax / {activation_bound(n_in)}.0f : 1.0f;")
-        L.append("        const float inv = 1.0f / s;")
+        L.append(f"        const float sx = amax > 0.0f ? amax / {activation_bound(n_in)}.0f : 1.0f;")
+        L.append("        const float inv = 1.0f / sx;")
         L.append(f"        int16_t aq[{n_in}];")
         self.scratch_bytes += 2 * n_in
         L.append(f"        for (int j = 0; j < {n_in}; j++) {{")
@@ -199,7 +273,55 @@ class _Row(fusion.FusedRow):
         L.append(f"            const int8_t *w = {name} + (size_t)i * {n_in};")
         L.append("            int32_t acc = 0;")
         L.append(f"            for (int j = 0; j < {n_in}; j++) acc += (int32_t)w[j] * (int32_t)aq[j];")
-        L.append(f"            {out}[i] = (float)acc * ({name}_scale[i] * s){tail};")
+        L.append(f"            {out}[i] = (float)acc * ({name}_scale[i] * sx){tail};")
+        L.append("        }")
+        L.append("    }")
+
+    def _int8_block(self, out: str, a: str, w: str, n_out: int, n_in: int, b: str | None) -> None:
+        """The int8 matmul of a block: each stream's input scaled to int16 as one stream's is,
+        then each weight row read once for the block, four streams' int32 dot products at a
+        time (the same exact sums, the same float epilogue: a stream's result is the one it
+        gets alone)."""
+        T = BLOCK_DOT
+        L = self.lines
+        L.append("    {")
+        L.append(f"        int16_t aq[{self.streams * n_in}];")
+        L.append(f"        float sa[{self.streams}];")
+        self.scratch_bytes += 2 * n_in * self.streams + 4 * self.streams
+        L.append("        for (int s = 0; s < nb; s++) {")
+        L.append("            float amax = 0.0f;")
+        L.append(f"            for (int j = 0; j < {n_in}; j++) amax = fmaxf(amax, fabsf({a}[j]));")
+        L.append(f"            sa[s] = amax > 0.0f ? amax / {activation_bound(n_in)}.0f : 1.0f;")
+        L.append("            const float inv = 1.0f / sa[s];")
+        L.append(f"            for (int j = 0; j < {n_in}; j++) {{")
+        L.append(f"                const float v = {a}[j] * inv;")
+        L.append(f"                aq[s * {n_in} + j] = (int16_t)(v < 0.0f ? v - 0.5f : v + 0.5f);")
+        L.append("            }")
+        L.append("        }")
+        L.append(f"        for (int i = 0; i < {n_out}; i++) {{")
+        L.append(f"            const int8_t *w = {w} + (size_t)i * {n_in};")
+        L.append("            int s = 0;")
+        L.append(f"            for (; s + {T} <= nb; s += {T}) {{")
+        L.append(f"                const int16_t *q = aq + s * {n_in};")
+        L.append("                int32_t " + ", ".join(f"a{t} = 0" for t in range(T)) + ";")
+        L.append(f"                for (int j = 0; j < {n_in}; j++) {{")
+        L.append("                    const int32_t wj = w[j];")
+        L.append("                    " + " ".join(f"a{t} += wj * (int32_t)q[{t * n_in} + j];"
+                                                    for t in range(T)))
+        L.append("                }")
+        for t in range(T):
+            st = f"(s + {t})" if t else "s"
+            tail = f" + {_on_stream(b, st)}" if b else ""
+            L.append(f"                {_on_stream(out, st)}[i] = (float)a{t} * ({w}_scale[i] * "
+                     f"sa[{st}]){tail};")
+        L.append("            }")
+        L.append("            for (; s < nb; s++) {")
+        L.append(f"                const int16_t *q = aq + s * {n_in};")
+        L.append("                int32_t acc = 0;")
+        L.append(f"                for (int j = 0; j < {n_in}; j++) acc += (int32_t)w[j] * (int32_t)q[j];")
+        tail = f" + {b}" if b else ""
+        L.append(f"                {out}[i] = (float)acc * ({w}_scale[i] * sa[s]){tail};")
+        L.append("            }")
         L.append("        }")
         L.append("    }")
 
@@ -231,20 +353,24 @@ class _Row(fusion.FusedRow):
         base, offset = self.expr[n.inputs[0]], 0
         for o, s in zip(n.outputs, n.attrs["kernel"]["sizes"]):
             self.expr[o] = base if offset == 0 else f"({base} + {offset})"
+            self.stride[o] = self.stride.get(n.inputs[0], 0)
             offset += int(s)
 
     def unstack(self, n: ir.Node) -> None:
         (state,) = n.inputs
+        base = self.at_stream(state, self.g.hidden_size)
         for k, o in enumerate(n.outputs):
-            self.expr[o] = state if k == 0 else f"({state} + {k} * ld)"
+            self.expr[o] = base if k == 0 else f"({base} + {k} * ld)"
+            self.stride[o] = self.g.hidden_size
 
     def stack(self, n: ir.Node) -> None:
         state = fusion.STATE_OF_STACK[n.outputs[0]]
         for k, v in enumerate(n.inputs):
             if v in self.stored:
                 continue
-            self.deferred.append(f"    for (int i = 0; i < {self.size(v)}; i++) "
-                                 f"{_state_dst(state, k)}[i] = {self.operand(v)('i')};")
+            self.deferred.append(self.each_stream(
+                f"    for (int i = 0; i < {self.size(v)}; i++) "
+                f"{self.state_dst(state, k)}[i] = {self.operand(v)('i')};"))
 
     def accumulating(self, nodes: list[ir.Node]) -> list[ir.Node]:
         """``nodes`` with each sum of two matmul results that nothing else reads (W·x + b + U·h)
@@ -260,6 +386,12 @@ class _Row(fusion.FusedRow):
 
     def identity(self, n: ir.Node) -> None:
         self.expr[n.outputs[0]] = self.expr[n.inputs[0]]
+        if n.inputs[0] in self.stride:
+            self.stride[n.outputs[0]] = self.stride[n.inputs[0]]
+
+    def state_dst(self, state: str, k: int) -> str:
+        target = self.at_stream({"h": "h_out", "c": "c_out"}[state], self.g.hidden_size)
+        return target if k == 0 else f"({target} + {k} * ld)"
 
     def emit(self) -> None:
         nodes = self.accumulating(self.g.nodes)
@@ -271,9 +403,16 @@ class _Row(fusion.FusedRow):
             g.escapes |= set(g.stores)
             g.stores = {}
         self.walk(nodes, groups, OPS)
+        if self.matmat_cols:  # the block's matrix products' transposed inputs, one array for all
+            self.lines.insert(0, f"    float xt[SLIMEDGE_MM_SCRATCH({self.streams}, "
+                                 f"{self.matmat_cols})];")
+            # (a bound: streams padded to whole register tiles, at most 32 streams each)
+            self.scratch_bytes += 4 * -(-self.streams // 32) * 32 * self.matmat_cols
         K = self.g.output_size
-        if self.expr.get("y") != "y":
-            self.deferred.append(f"    for (int i = 0; i < {K}; i++) y[i] = {self.operand('y')('i')};")
+        y = self.at_stream("y", K)
+        if self.expr.get("y") != y:
+            self.deferred.append(self.each_stream(
+                f"    for (int i = 0; i < {K}; i++) {y}[i] = {self.operand('y')('i')};"))
 
 
 def f32_layout(W: np.ndarray) -> np.ndarray:
@@ -286,9 +425,14 @@ def f32_layout(W: np.ndarray) -> np.ndarray:
     return np.concatenate([blocks.ravel(), W[full:].ravel()])
 
 
-def _state_dst(state: str, k: int) -> str:
-    target = {"h": "h_out", "c": "c_out"}[state]
-    return target if k == 0 else f"({target} + {k} * ld)"
+def _on_stream(expr: str, stream: str) -> str:
+    """A block's C expression written for stream ``s`` taken at stream ``stream``."""
+    return re.sub(r"\bs\b", stream, expr)
+
+
+def _first(expr: str) -> str:
+    """A block's pointer expression at its first stream."""
+    return _on_stream(expr, "0")
 
 
 def _sigmoid(a: str) -> str:
@@ -317,7 +461,7 @@ assert set(OPS) == set(ir.OPS), "every IR op needs a C mapping"
 
 
 def _header(prefix: str, header: str, graph: ir.Graph, meta: dict, weights: str,
-            stack_bytes: int) -> str:
+            stack_bytes: int, batch_stack_bytes: int) -> str:
     what = ("float32 weights and arithmetic" if weights == "float" else
             "int8 weights (one float scale per output row), float32 activations")
     return src.join([
@@ -330,7 +474,7 @@ def _header(prefix: str, header: str, graph: ir.Graph, meta: dict, weights: str,
         "   zero them (reset) to start a stream. Batched calls lay x out (batch, INPUT_SIZE), y\n"
         "   (batch, OUTPUT_SIZE) and h, c (NUM_LAYERS, batch, HIDDEN_SIZE), like the ONNX and\n"
         "   TFLite step graphs. Inputs are raw frames: the learned normalisation is inside. */",
-        *src.api_header(prefix, graph, stack_bytes),
+        *src.api_header(prefix, graph, stack_bytes, batch_stack_bytes),
         "#ifdef __cplusplus\n}\n#endif\n",
         f"#endif /* {src.guard(prefix)} */",
     ])
@@ -344,17 +488,25 @@ def generate(graph: ir.Graph, prefix: str, *, header: str, weights: str = "float
         raise ValueError(f"unknown weight format {weights!r}; valid: {', '.join(WEIGHTS)}")
     row = _Row(graph, prefix, weights)
     row.emit()
+    # the same step for a block of streams (batched calls on a desktop CPU): the same names,
+    # so it reads the same weight arrays
+    streams = block_streams(row.scratch_bytes)
+    block = _Row(graph, prefix, weights, streams=streams)
+    block.emit()
+    assert block.arrays == row.arrays, "the block's step must read the row's weights"
     quantize = "none" if weights == "float" else "dynamic"
     info = {"weights": "float32" if weights == "float" else "int8 symmetric, one scale per row",
             "activations": "float32", "weight_bytes": row.weight_bytes, "arithmetic": LAYOUT[weights],
-            "stack_bytes": row.scratch_bytes + src.FRAME_BYTES}
+            "stack_bytes": row.scratch_bytes + src.FRAME_BYTES, "block_streams": streams,
+            "batch_stack_bytes": block.scratch_bytes + src.FRAME_BYTES}
     if weights == "int8":
         info["max_abs_weight_error"] = max(row.weight_error.values(), default=0.0)
     info["weights_sha256"] = src.digest(row.arrays)
     meta = src.export_meta(graph, prefix, quantize, **info, **(meta_info or {}))
     m, n, K = graph.input_size, graph.hidden_size, graph.output_size
-    body = "\n".join(row.lines + ["    /* the new state and the output, after every read of the old */"]
-                     + row.deferred)
+    after = ["    /* the new state and the output, after every read of the old */"]
+    body = "\n".join(row.lines + after + row.deferred)
+    block_body = "\n".join(block.lines + after + block.deferred)
     c_text = src.join([
         f"/* {header[:-2]}.c: a slimedge step function in C99, generated from the step IR by slimedge "
         f"(see {header}).\n   No allocation, no mutable globals: the weights are const arrays and "
@@ -367,8 +519,29 @@ def generate(graph: ir.Graph, prefix: str, *, header: str, weights: str = "float
         f"static void {prefix}_row(const float *x, const float *h, const float *c, size_t ld,\n"
         f"                         float *y, float *h_out, float *c_out)\n{{\n"
         f"    (void)ld;\n{body}\n}}\n",
+        f"#if SLIMEDGE_BLOCKED\n"
+        f"/* Streams s < nb ({streams} at most) of a batch, each as {prefix}_row steps one: stream s's x\n"
+        f"   at x + s * {m}, state layer k at h + s * {n} + k * ld, output at y + s * {K}; each matmul\n"
+        f"   one small matrix product for the block (each weight read once). */\n"
+        f"static void {prefix}_rows(int nb, const float *x, const float *h, const float *c, "
+        f"size_t ld,\n"
+        f"                          float *y, float *h_out, float *c_out)\n{{\n"
+        f"    (void)ld;\n{block_body}\n}}\n"
+        f"#endif\n",
         f"void {prefix}_step_io(const {prefix}_io *io)\n{{\n"
         f"    const size_t ld = (size_t)io->batch * {n};\n"
+        f"#if SLIMEDGE_BLOCKED\n"
+        f"    if (io->batch > 1) {{\n"
+        f"        for (int b = 0; b < io->batch; b += {streams}) {{\n"
+        f"            const int nb = io->batch - b < {streams} ? io->batch - b : {streams};\n"
+        f"            {prefix}_rows(nb, io->x + (size_t)b * {m}, io->h + (size_t)b * {n}, "
+        f"io->c + (size_t)b * {n}, ld,\n"
+        f"                          io->y + (size_t)b * {K}, io->h_next + (size_t)b * {n}, "
+        f"io->c_next + (size_t)b * {n});\n"
+        f"        }}\n"
+        f"        return;\n"
+        f"    }}\n"
+        f"#endif\n"
         f"    for (int b = 0; b < io->batch; b++)\n"
         f"        {prefix}_row(io->x + (size_t)b * {m}, io->h + (size_t)b * {n}, "
         f"io->c + (size_t)b * {n}, ld,\n"
@@ -378,7 +551,8 @@ def generate(graph: ir.Graph, prefix: str, *, header: str, weights: str = "float
         src.config_literal(prefix, meta),
         src.descriptor(prefix),
     ])
-    return c_text, _header(prefix, header, graph, meta, weights, row.scratch_bytes), meta["export"]
+    return (c_text, _header(prefix, header, graph, meta, weights, row.scratch_bytes,
+                            block.scratch_bytes), meta["export"])
 
 
 __all__ = ["generate", "OPS", "WEIGHTS"]

@@ -38,6 +38,7 @@ class FusedRow:
     ``lines``: the function's body)."""
 
     group: Group | None = None
+    streams = 0  # rows written for a block of up to this many streams (0: one stream)
 
     def flush(self) -> None:
         """Close the fused element-wise loop: the arrays it fills, then the one loop."""
@@ -45,6 +46,8 @@ class FusedRow:
             return
         g, self.group = self.group, None
         self.scalar.clear()
+        if self.streams:  # a block of streams: the loop once per stream s < nb
+            self.lines.append("    for (int s = 0; s < nb; s++)")
         self.lines.append(f"    for (int i = 0; i < {g.size}; i++) {{")
         self.lines.extend(g.body + g.tail)
         self.lines.append("    }")

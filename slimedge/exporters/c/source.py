@@ -160,7 +160,8 @@ def labels_array(prefix: str, graph: ir.Graph) -> str:
             f"const char *const {prefix}_labels[{len(names)}] = {{\n    {items}\n}};\n")
 
 
-_RESERVED = {"x", "h", "c", "y", "ld", "i", "j", "b", "k", "io", "xq", "hq", "cq", "yq", "h_out",
+_RESERVED = {"x", "h", "c", "y", "ld", "i", "j", "b", "k", "s", "sx", "nb", "sa", "xt", "io", "xq", "hq",
+             "cq", "yq", "h_out",
              "c_out", "hq_out", "cq_out", "scratch", "auto", "break", "case", "char", "const",
              "continue", "default", "do", "double", "else", "enum", "extern", "float", "for",
              "goto", "if", "inline", "int", "long", "register", "restrict", "return", "short",
@@ -187,7 +188,8 @@ class Names:
         return out
 
 
-def api_header(prefix: str, graph: ir.Graph, stack_bytes: int) -> list[str]:
+def api_header(prefix: str, graph: ir.Graph, stack_bytes: int,
+               batch_stack_bytes: int | None = None) -> list[str]:
     """The header's common part: the kernel header, the sizes, the stack bound, the io type, the
     descriptor and the float API's prototypes."""
     P, U = prefix, prefix.upper()
@@ -197,6 +199,10 @@ def api_header(prefix: str, graph: ir.Graph, stack_bytes: int) -> list[str]:
         f"/* An upper bound of the stack one {P}_step or {P}_step_io call uses (bytes): the step's\n"
         f"   arrays plus {FRAME_BYTES} for call frames and the C library's functions. */\n"
         f"#define {U}_STACK_BYTES {stack_bytes + FRAME_BYTES}\n",
+        (f"/* The same for a {P}_step_batch or {P}_step_io call of more than one stream on a\n"
+         f"   desktop CPU (blocks of streams: slimedge_kernels.h, SLIMEDGE_BLOCKED). */\n"
+         f"#define {U}_BATCH_STACK_BYTES {batch_stack_bytes + FRAME_BYTES}\n"
+         if batch_stack_bytes is not None else ""),
         f"typedef slimedge_io {P}_io;  /* batch, x, h, c (in), y, h_next, c_next (out) */",
         f"extern const char {P}_config[];  /* the model's config JSON */",
         f"extern const char *const {P}_labels[{U}_OUTPUT_SIZE];",

@@ -196,6 +196,129 @@ SLIMEDGE_ALWAYS_INLINE void slimedge_matvec_f32(const float *x, int cols, const 
     }
 }
 
+/* Streams stepped together (PREFIX_step_io with batch > 1): on a desktop CPU the step runs on
+   blocks of streams, each matmul one call of slimedge_matmat_f32 per block, so each weight is
+   read once per block, not once per stream. Microcontrollers (M profile), or -DSLIMEDGE_NO_BLOCKED,
+   step a batch one stream at a time (no block scratch on a small stack). */
+#if !(defined(__ARM_ARCH_PROFILE) && __ARM_ARCH_PROFILE == 'M') && !defined(SLIMEDGE_NO_BLOCKED)
+#define SLIMEDGE_BLOCKED 1
+#else
+#define SLIMEDGE_BLOCKED 0
+#endif
+
+/* slimedge_matmat_f32's streams per vector: sixteen where the CPU has 512-bit vectors, else
+   eight; SLIMEDGE_MM_VECTORS such vectors per register tile. */
+#if defined(__AVX512F__)
+#define SLIMEDGE_MM_LANES 16
+#define SLIMEDGE_MM_VECTORS 2  /* 32 vector registers: 8 rows x 2 vectors of sums */
+#else
+#define SLIMEDGE_MM_LANES 8
+#define SLIMEDGE_MM_VECTORS 1
+#endif
+#define SLIMEDGE_MM_TILES(nb) \
+    (((nb) + SLIMEDGE_MM_LANES * SLIMEDGE_MM_VECTORS - 1) / (SLIMEDGE_MM_LANES * SLIMEDGE_MM_VECTORS) \
+     * SLIMEDGE_MM_VECTORS)  /* vectors of streams: a whole number of register tiles */
+/* floats of slimedge_matmat_f32's scratch for up to nb streams of cols inputs (both inputs') */
+#define SLIMEDGE_MM_SCRATCH(nb, cols) \
+    ((size_t)SLIMEDGE_MM_TILES(nb) * SLIMEDGE_MM_LANES * (size_t)(cols))
+
+/* y_s[i] = bias_s[i] + sum_j W[i][j] x_s[j] + sum_j W2[i][j] x2_s[j] for the streams s < nb,
+   i < rows: x_s = x + s * ldx (cols inputs), x2_s = x2 + s * ldx2 (cols2 inputs; none where
+   cols2 is 0), y_s = y + s * ldy, bias_s = bias + s * ldb (ldb 0: one bias for all streams),
+   bias may be NULL; W and W2 laid out as SLIMEDGE_F32_INDEX says (W x + U h in one call). A small
+   matrix product with the streams across the vector lanes: the inputs are transposed once into
+   scratch (SLIMEDGE_MM_SCRATCH(nb, cols + cols2) floats; lanes past nb are zero), then eight
+   rows of sums for SLIMEDGE_MM_VECTORS vectors of streams stay in registers, each weight
+   broadcast to one multiply-add per vector; a block of eight rows is read once per block of
+   streams, reused from the L1 cache across its tiles. Every lane of a batch runs the same
+   instructions (the streams are padded to whole register tiles), so a stream's result does not
+   depend on its batch or its place in it. */
+SLIMEDGE_ALWAYS_INLINE void slimedge_matmat_f32(int nb, const float *x, size_t ldx, int cols,
+                                                const float *w, const float *x2, size_t ldx2,
+                                                int cols2, const float *w2, int rows,
+                                                const float *bias, size_t ldb, float *y,
+                                                size_t ldy, float *xt)
+{
+    const int tiles = SLIMEDGE_MM_TILES(nb), all = cols + cols2;
+    for (int g = 0; g < tiles; g++)
+        for (int j = 0; j < all; j++) {
+            float *dst = xt + ((size_t)g * (size_t)all + (size_t)j) * SLIMEDGE_MM_LANES;
+            for (int t = 0; t < SLIMEDGE_MM_LANES; t++) {
+                const int s = g * SLIMEDGE_MM_LANES + t;
+                dst[t] = s >= nb ? 0.0f : j < cols ? x[(size_t)s * ldx + (size_t)j]
+                                                   : x2[(size_t)s * ldx2 + (size_t)(j - cols)];
+            }
+        }
+    /* the sums of rows i.. (one per row, a vector of streams each) out to y, stream by stream */
+#define SLIMEDGE_MM_OUT(tile, nrows, acc) do { \
+        float v_[8][SLIMEDGE_MM_LANES]; \
+        for (int r_ = 0; r_ < (nrows); r_++) memcpy(v_[r_], &(acc)[r_], sizeof v_[r_]); \
+        for (int t = 0; t < SLIMEDGE_MM_LANES && (tile) * SLIMEDGE_MM_LANES + t < nb; t++) { \
+            const size_t s_ = (size_t)((tile) * SLIMEDGE_MM_LANES + t); \
+            float *ys_ = y + s_ * ldy + (size_t)i; \
+            const float *bs_ = bias ? bias + s_ * ldb + (size_t)i : NULL; \
+            for (int r_ = 0; r_ < (nrows); r_++) ys_[r_] = bs_ ? v_[r_][t] + bs_[r_] : v_[r_][t]; \
+        } \
+    } while (0)
+    int i = 0;
+#if defined(__GNUC__)
+    typedef float lanes_t __attribute__((vector_size(4 * SLIMEDGE_MM_LANES)));
+#define SLIMEDGE_MM_ROWS(V, wb, n, at) \
+    for (int j = 0; j < (n); j++) { \
+        lanes_t xv[V]; \
+        for (int v = 0; v < (V); v++) \
+            memcpy(&xv[v], xg + ((size_t)v * (size_t)all + (size_t)((at) + j)) * SLIMEDGE_MM_LANES, \
+                   sizeof xv[v]); \
+        for (int r = 0; r < 8; r++) { \
+            const float wr = (wb)[8 * (size_t)j + r]; \
+            for (int v = 0; v < (V); v++) acc[v][r] += wr * xv[v]; \
+        } \
+    }
+    for (; i + 8 <= rows; i += 8) {
+        const float *wp = w + (size_t)i * (size_t)cols, *wq = cols2 ? w2 + (size_t)i * (size_t)cols2 : w;
+        for (int g = 0; g < tiles; g += SLIMEDGE_MM_VECTORS) {
+            const float *xg = xt + (size_t)g * (size_t)all * SLIMEDGE_MM_LANES;
+            lanes_t acc[SLIMEDGE_MM_VECTORS][8];
+            for (int v = 0; v < SLIMEDGE_MM_VECTORS; v++)
+                for (int r = 0; r < 8; r++) acc[v][r] = (lanes_t){0.0f};
+            SLIMEDGE_MM_ROWS(SLIMEDGE_MM_VECTORS, wp, cols, 0)
+            if (cols2) SLIMEDGE_MM_ROWS(SLIMEDGE_MM_VECTORS, wq, cols2, cols)
+            for (int v = 0; v < SLIMEDGE_MM_VECTORS; v++) SLIMEDGE_MM_OUT(g + v, 8, acc[v]);
+        }
+    }
+#undef SLIMEDGE_MM_ROWS
+    for (; i < rows; i++) {
+        const float *wp = w + (size_t)i * (size_t)cols, *wq = cols2 ? w2 + (size_t)i * (size_t)cols2 : w;
+        for (int g = 0; g < tiles; g++) {
+            const float *xg = xt + (size_t)g * (size_t)all * SLIMEDGE_MM_LANES;
+            lanes_t acc[1] = {{0.0f}};
+            for (int j = 0; j < all; j++) {
+                lanes_t xv;
+                memcpy(&xv, xg + (size_t)j * SLIMEDGE_MM_LANES, sizeof xv);
+                acc[0] += (j < cols ? wp[j] : wq[j - cols]) * xv;
+            }
+            SLIMEDGE_MM_OUT(g, 1, acc);
+        }
+    }
+#else
+    for (; i < rows; i++) {
+        for (int g = 0; g < tiles; g++) {
+            float acc[1][SLIMEDGE_MM_LANES];
+            for (int t = 0; t < SLIMEDGE_MM_LANES; t++) acc[0][t] = 0.0f;
+            for (int j = 0; j < all; j++) {
+                const float wv = j < cols ? w[SLIMEDGE_F32_INDEX(i, j, rows, cols)]
+                                          : w2[SLIMEDGE_F32_INDEX(i, j - cols, rows, cols2)];
+                const float *xv = xt + ((size_t)g * (size_t)all + (size_t)j) * SLIMEDGE_MM_LANES;
+                for (int t = 0; t < SLIMEDGE_MM_LANES; t++)
+                    acc[0][t] = SLIMEDGE_FMA(wv, xv[t], acc[0][t]);
+            }
+            SLIMEDGE_MM_OUT(g, 1, acc);
+        }
+    }
+#endif
+#undef SLIMEDGE_MM_OUT
+}
+
 /* ---- integer kernels ------------------------------------------------------------------------ */
 #define SLIMEDGE_Z_FRAC_BITS 16      /* pre-activations: int32 Q16 */
 #define SLIMEDGE_GATE_FRAC_BITS 15   /* gate and tanh outputs: int16 Q15 */
