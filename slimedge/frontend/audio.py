@@ -26,6 +26,13 @@ from . import logmel, microfrontend
 AUDIO: dict[str, type] = {logmel.KIND: logmel.LogMel, microfrontend.KIND: microfrontend.Micro}
 """Audio front-end kind -> its class."""
 
+DEFAULT = {"kind": "microfrontend", "sample_rate": 8000, "upper_hz": 3800.0}
+"""The front-end ``slimedge train --data DIR`` uses unless told otherwise (FSDD's 8 kHz)."""
+
+PRESETS = {"logmel": {"kind": "logmel"}, "mfcc": {"kind": "logmel", "dct": 13},
+           "microfrontend": DEFAULT}
+"""Named starting points for ``--frontend`` (fields set with ``--frontend-option``)."""
+
 
 def from_config(spec: Mapping):
     """The audio front-end a spec describes; ValueError for an unknown kind or field."""
@@ -88,4 +95,4 @@ def features(audio, samples) -> np.ndarray:
     return AudioStream(audio).push(samples)
 
 
-__all__ = ["AUDIO", "AudioStream", "as_pcm", "features", "from_config"]
+__all__ = ["AUDIO", "DEFAULT", "PRESETS", "AudioStream", "as_pcm", "features", "from_config"]

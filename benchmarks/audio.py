@@ -1,0 +1,190 @@
+"""Audio in, digit out: accuracy on raw FSDD through an audio front-end, and the Python front-ends'
+speed.
+
+    nice -n 10 .venv/bin/python benchmarks/audio.py [--data ../shared/data/fsdd] [--epochs 12]
+        [--augment shift,gain,noise] [--only official|loso|speed] [--update]
+
+* **official**: the dataset's own split (index 0-4 of every speaker is the test set, a stratified
+  10% of the rest validation), for the shipped variant (LSTM6, its forget gate fixed at a value
+  that suits the frame rate) and LSTM0 with the same budget;
+* **loso**: leave-one-speaker-out over the five speakers (the held-out speaker's 500 clips are the
+  test set; validation is 10% of the other speakers' clips, so nothing about the held-out voice
+  picks the epoch): mean and worst fold, for the same two variants;
+* **speed**: the Python front-ends on a stream (20 ms pushes) and on whole clips, as real-time
+  factors on one core (seconds of audio per second of CPU time);
+* ``--sweep "none;shift,gain;..."``: leave-one-speaker-out for each augmentation recipe, for the
+  shipped variant (the measurement that chose the shipped recipe).
+
+Training runs the front-end exactly as a stream does (every clip from a fresh state). Prints a
+table; ``--update`` writes benchmarks/results/audio.json and BENCHMARKS.md's section.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from slimedge import _report  # noqa: E402
+from slimedge.data import audio as wavdata  # noqa: E402
+from slimedge.frontend import audio as fe_audio  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "audio.json"
+HEADING = "## Audio: raw FSDD through the front-end"
+FRONTEND = {"kind": "microfrontend", "sample_rate": 8000, "window_ms": 60, "hop_ms": 20,
+            "lower_hz": 62.5, "upper_hz": 3750.0}
+SHIPPED = ("LSTM6", {"f": 0.8})  # fixed forget gate for 20 ms frames (0.4 forgets in ~2 frames)
+
+
+def train_once(data: str, variant: str, constants: dict, args, **split) -> dict:
+    from slimedge.train import TrainConfig, train
+
+    cfg = TrainConfig(variant=variant, data=data, constants=constants, hidden_size=args.hidden,
+                      epochs=args.epochs, lr=3e-3, schedule="cosine", seed=args.seed,
+                      audio=args.frontend, augment=args.augment_recipe,
+                      augment_copies=args.copies if args.augment_recipe else 0, **split)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.process_time()
+        r = train(cfg, Path(tmp) / "m.safetensors", quiet=True)
+        seconds = time.process_time() - t0
+    params = r.log["model"]["params"]
+    return {"variant": variant, "constants": constants, "params": params,
+            "val_accuracy": r.best["val_accuracy"], "test_accuracy": r.test["accuracy"],
+            "test_n": r.test["n"], "best_epoch": r.best["epoch"], "cpu_seconds": seconds}
+
+
+def loso(data: str, variant: str, constants: dict, args) -> dict:
+    speakers = sorted({c.speaker for c in wavdata.scan_wavs(data)})
+    folds = [{"speaker": s, **train_once(data, variant, constants, args, split="speaker",
+                                         test_speakers=[s])} for s in speakers]
+    for f in folds:
+        print(f"  {variant} loso {f['speaker']}: {f['test_accuracy']:.3f}", flush=True)
+    acc = [f["test_accuracy"] for f in folds]
+    return {"variant": variant, "constants": constants, "params": folds[0]["params"],
+            "mean": float(np.mean(acc)), "worst": float(np.min(acc)),
+            "worst_speaker": folds[int(np.argmin(acc))]["speaker"], "folds": folds}
+
+
+def speed(data: str, clips: int = 40) -> dict:
+    """Real-time factors of the Python front-ends: whole clips, and 20 ms pushes."""
+    paths = [c.path for c in wavdata.scan_wavs(data)][:clips]
+    from slimedge.data.wav import read_wav
+    waves = [read_wav(p)[0] for p in paths]
+    seconds_audio = sum(len(w) for w in waves) / 8000
+    out = {}
+    for name, spec in (("microfrontend", FRONTEND), ("logmel", {"kind": "logmel"}),
+                       ("mfcc", {"kind": "logmel", "dct": 13})):
+        audio = fe_audio.from_config(spec)
+        row = {}
+        for mode, chunk in (("whole_clip", None), ("push_20ms", 160)):
+            t0 = time.process_time()
+            for w in waves:
+                s = fe_audio.AudioStream(audio)
+                for i in range(0, len(w), chunk or len(w)):
+                    s.push(w[i:i + (chunk or len(w))])
+            row[mode] = seconds_audio / (time.process_time() - t0)
+        out[name] = row
+        print(f"  {name}: {row['whole_clip']:.0f}x real time per whole clip, "
+              f"{row['push_20ms']:.0f}x in 20 ms pushes", flush=True)
+    return {"clips": len(waves), "audio_seconds": seconds_audio, "real_time_factor": out}
+
+
+def markdown(res: dict) -> str:
+    a = res["settings"]
+    lines = [HEADING, "",
+             f"Raw FSDD (five speakers, 8 kHz) through the front-end `{json.dumps(a['frontend'])}`"
+             f", one layer, n = {a['hidden']}, {a['epochs']} epochs, Adam 3e-3 cosine, seed "
+             f"{a['seed']}, augmentation `{a['augment'] or 'none'}`"
+             + (f" ({a['copies']} copies)" if a["augment"] else "") + ". "
+             f"Machine: {_report.describe(res['machine'])}; {res['date']}.", "",
+             "```", "nice -n 10 .venv/bin/python benchmarks/audio.py --update"
+             + (f" --augment {a['augment']}" if a["augment"] else ""), "```", ""]
+    if "official" in res or "loso" in res:
+        lines += ["| variant | params | official split (index 0-4 test) | LOSO mean | LOSO worst "
+                  "fold |", "|---|---:|---:|---:|---:|"]
+        for k, row in enumerate(res.get("official") or res.get("loso")):
+            off = (res.get("official") or [None] * 9)[k]
+            lo = (res.get("loso") or [None] * 9)[k]
+            name = row["variant"] + "".join(f" {g}={v}" for g, v in row["constants"].items())
+            lines.append(f"| {name} | {row['params']:,} | "
+                         + (f"{off['test_accuracy']:.1%}" if off else "–") + " | "
+                         + (f"{lo['mean']:.1%} | {lo['worst']:.1%} ({lo['worst_speaker']})"
+                            if lo else "– | –") + " |")
+        lines.append("")
+    if "sweep" in res:
+        lines += ["Augmentation sweep (leave-one-speaker-out, shipped variant):", "",
+                  "| augmentation | LOSO mean | worst fold |", "|---|---:|---:|"]
+        for r in res["sweep"]:
+            lines.append(f"| `{r['augment'] or 'none'}` | {r['mean']:.1%} | {r['worst']:.1%} "
+                         f"({r['worst_speaker']}) |")
+        lines.append("")
+    if "speed" in res:
+        lines += ["Python front-ends, real time per core (seconds of audio per CPU second):", "",
+                  "| front-end | whole clip | 20 ms pushes |", "|---|---:|---:|"]
+        for name, r in res["speed"]["real_time_factor"].items():
+            lines.append(f"| {name} | {r['whole_clip']:.0f}× | {r['push_20ms']:.0f}× |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "fsdd"))
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--augment", default="", help="a recipe of slimedge.data.augment")
+    ap.add_argument("--copies", type=int, default=2)
+    ap.add_argument("--only", choices=("official", "loso", "speed"), action="append")
+    ap.add_argument("--sweep", default=None, metavar="R1;R2;...",
+                    help="leave-one-speaker-out per augmentation recipe ('none' for none)")
+    ap.add_argument("--variants", default="shipped,LSTM0")
+    _report.add_output_arguments(ap, RESULTS)
+    args = ap.parse_args()
+    _report.settle_outputs(args, RESULTS)
+    from slimedge.data import augment
+    args.frontend = FRONTEND
+    todo = args.only or ["official", "loso", "speed"]
+    runs = [SHIPPED if v == "shipped" else (v, {}) for v in args.variants.split(",")]
+    res: dict = {"machine": _report.machine(), "date": time.strftime("%Y-%m-%d"),
+                 "settings": {"frontend": FRONTEND, "hidden": args.hidden, "epochs": args.epochs,
+                              "seed": args.seed, "augment": args.augment,
+                              "copies": args.copies}}
+    if args.sweep is not None:
+        res["sweep"] = []
+        for recipe in args.sweep.split(";"):
+            args.augment_recipe = augment.parse(recipe)
+            print(f"sweep: {recipe or 'none'}", flush=True)
+            r = loso(args.data, *SHIPPED, args)
+            res["sweep"].append({"augment": recipe, **r})
+            print(f"  mean {r['mean']:.3f} worst {r['worst']:.3f}", flush=True)
+        todo = []
+    args.augment_recipe = augment.parse(args.augment)
+    if "official" in todo:
+        res["official"] = [train_once(args.data, v, c, args, split="fsdd") for v, c in runs]
+        for r in res["official"]:
+            print(f"official {r['variant']}: {r['test_accuracy']:.3f}", flush=True)
+    if "loso" in todo:
+        res["loso"] = [loso(args.data, v, c, args) for v, c in runs]
+        for r in res["loso"]:
+            print(f"loso {r['variant']}: mean {r['mean']:.3f} worst {r['worst']:.3f} "
+                  f"({r['worst_speaker']})", flush=True)
+    if "speed" in todo:
+        res["speed"] = speed(args.data)
+    print(markdown(res))
+    if args.out:
+        from slimedge import _io
+        _io.write_text(args.out, json.dumps(res, indent=2) + "\n")
+    if args.markdown:
+        _report.update_markdown_section(ROOT / "BENCHMARKS.md", HEADING, markdown(res))
+
+
+if __name__ == "__main__":
+    main()
