@@ -54,6 +54,10 @@ def train_once(data: str, variant: str, constants: dict, args, **split) -> dict:
         t0 = time.process_time()
         r = train(cfg, Path(tmp) / "m.safetensors", quiet=True)
         seconds = time.process_time() - t0
+        if args.keep and split.get("split") == "fsdd":  # the official split's models, kept
+            import shutil
+            Path(args.keep).mkdir(parents=True, exist_ok=True)
+            shutil.copy(r.output, Path(args.keep) / f"{variant}.safetensors")
     params = r.log["model"]["params"]
     return {"variant": variant, "constants": constants, "params": params,
             "val_accuracy": r.best["val_accuracy"], "test_accuracy": r.test["accuracy"],
@@ -79,14 +83,17 @@ def speed(data: str, clips: int = 40) -> dict:
     waves = [read_wav(p)[0] for p in paths]
     seconds_audio = sum(len(w) for w in waves) / 8000
     out = {}
-    for name, spec in (("microfrontend", FRONTEND), ("logmel", {"kind": "logmel"}),
-                       ("mfcc", {"kind": "logmel", "dct": 13})):
+    fe_audio.features(fe_audio.from_config(FRONTEND), waves[0], compiled=True)  # compile once
+    for name, spec, compiled in (("microfrontend (numpy)", FRONTEND, False),
+                                 ("microfrontend (compiled)", FRONTEND, True),
+                                 ("logmel", {"kind": "logmel"}, False),
+                                 ("mfcc", {"kind": "logmel", "dct": 13}, False)):
         audio = fe_audio.from_config(spec)
         row = {}
         for mode, chunk in (("whole_clip", None), ("push_20ms", 160)):
             t0 = time.process_time()
             for w in waves:
-                s = fe_audio.AudioStream(audio)
+                s = fe_audio.AudioStream(audio, compiled)
                 for i in range(0, len(w), chunk or len(w)):
                     s.push(w[i:i + (chunk or len(w))])
             row[mode] = seconds_audio / (time.process_time() - t0)
@@ -146,6 +153,8 @@ def main() -> None:
     ap.add_argument("--sweep", default=None, metavar="R1;R2;...",
                     help="leave-one-speaker-out per augmentation recipe ('none' for none)")
     ap.add_argument("--variants", default="shipped,LSTM0")
+    ap.add_argument("--keep", default=None, metavar="DIR",
+                    help="keep the official split's checkpoints here (VARIANT.safetensors)")
     _report.add_output_arguments(ap, RESULTS)
     args = ap.parse_args()
     _report.settle_outputs(args, RESULTS)

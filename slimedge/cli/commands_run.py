@@ -100,7 +100,7 @@ SHOWN_CLASSES = 10  # `run --input` shows every class's probability up to this m
 @user_errors
 def run_cmd(
     ctx: typer.Context,
-    model: Optional[Path] = typer.Argument(None, help="An exported .onnx or .tflite file, or a checkpoint; default: the shipped model."),
+    model: Optional[Path] = typer.Argument(None, help="An exported .onnx or .tflite file, or a checkpoint; default: the shipped model (with --audio: the shipped raw-audio model)."),
     input: Optional[Path] = typer.Option(None, "--input", "-i", metavar="FILE.npy", help="Frames to stream, a .npy array (T, m): prints each frame's top class and probabilities."),
     audio: Optional[Path] = typer.Option(None, "--audio", "-a", metavar="FILE.wav", help="A WAV file (mono, 16-bit PCM or float, at the model's rate) through the model's audio front-end: prints the recognised class and its probability."),
     data: Optional[str] = typer.Option(None, "--data", "-d", metavar="NAME|FILE.npz|DIR", help="A data set (fsdd, mnist-rows, mnist-pixels, a .npz file, or a folder of WAV files for a model that reads audio): prints accuracy."),
@@ -129,7 +129,11 @@ def run_cmd(
         _ignored(ctx, [("split", "--split"), ("split_seed", "--split-seed"), ("limit", "--limit"),
                        ("split_by", "--split-by"), ("test_speakers", "--test-speakers")],
                  "they choose the --data split, and --input/--audio stream a file")
-    path = model if model is not None else default_model_path()
+    if model is None and audio is not None:  # the shipped model that reads audio
+        from ..zoo import audio_model_path
+        path = audio_model_path()
+    else:
+        path = model if model is not None else default_model_path()
     m = _load_runtime_model(path, backend, threads, verify=not no_verify)
     if audio is not None:
         _run_audio(m, path, audio, as_json)

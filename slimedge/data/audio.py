@@ -136,7 +136,7 @@ def clip_frames(clips: Sequence[Clip], audio, labels: Sequence[str], name: str =
     waves = []
     for c in clips:
         x, _ = read_wav(c.path, sample_rate=audio.sample_rate)
-        f = features(audio, x)
+        f = features(audio, x, compiled=True)
         if len(f) == 0:
             raise DataError(f"{c.path}: {len(x)} samples, shorter than one frame "
                             f"({audio.window_samples} samples)")
@@ -153,7 +153,7 @@ def clip_frames(clips: Sequence[Clip], audio, labels: Sequence[str], name: str =
                 if wave_aug:
                     y = augment_mod.waveform(as_pcm(x, integer=False), recipe, audio.sample_rate,
                                              rng)
-                    f = features(audio, y)
+                    f = features(audio, y, compiled=True)
                     if len(f) == 0:  # a copy sped up below one frame: keep the clean frames
                         f = frames[k]
                 else:

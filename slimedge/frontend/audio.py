@@ -66,10 +66,13 @@ def as_pcm(samples, integer: bool) -> np.ndarray:
 
 
 class AudioStream:
-    """One audio front-end run on a live signal: :meth:`push` samples, get frames (T, features)."""
+    """One audio front-end run on a live signal: :meth:`push` samples, get frames (T, features).
+    ``compiled``: run the integer front-end's compiled kernel (:mod:`.micro_fast`; the same
+    values; numba compiles it once per process, seconds, so it pays for a server's many pushes
+    or training's many clips, not for one clip)."""
 
-    def __init__(self, audio) -> None:
-        self.audio = audio
+    def __init__(self, audio, compiled: bool = False) -> None:
+        self.audio, self.compiled = audio, bool(compiled)
         self.integer = isinstance(audio, microfrontend.Micro)
         self.reset()
 
@@ -85,14 +88,14 @@ class AudioStream:
             self.buffer = x
             return np.zeros((0, self.audio.output_size))
         frames = np.lib.stride_tricks.sliding_window_view(x, W)[::H][:n]
-        out, self.state = self.audio.process(frames, self.state)
+        out, self.state = self.audio.process(frames, self.state, self.compiled)
         self.buffer = x[n * H:].copy()
         return np.asarray(out, np.float64)
 
 
-def features(audio, samples) -> np.ndarray:
+def features(audio, samples, compiled: bool = False) -> np.ndarray:
     """A whole clip's frames from a fresh state (the same as pushing it in any pieces)."""
-    return AudioStream(audio).push(samples)
+    return AudioStream(audio, compiled).push(samples)
 
 
 __all__ = ["AUDIO", "DEFAULT", "PRESETS", "AudioStream", "as_pcm", "features", "from_config"]

@@ -8,7 +8,9 @@ The audio front-end (:mod:`slimedge.frontend.audio`, recorded in the model's con
 NumPy, exactly as in training; each frame it completes is one :meth:`Stream.step
 <slimedge.runtime.streams.Stream.step>` of the model on its backend (which applies the per-frame
 stages, e.g. the standardisation, inside the file's graph). State: the front-end's (sample
-overlap, noise estimates) and the model's (h, c); :meth:`reset` clears both.
+overlap, noise estimates) and the model's (h, c); :meth:`reset` clears both. ``compiled=True``
+runs the integer front-end's compiled kernel (numba, compiled once per process: for servers and
+long streams; the same values).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ class AudioStream:
     """One stream of audio through a model: :meth:`push` samples, get the outputs (n, K) of the
     n frames they completed (n may be 0)."""
 
-    def __init__(self, model) -> None:
+    def __init__(self, model, compiled: bool = False) -> None:
         fe = Frontend.from_config(model.config)
         if fe.audio is None:
             raise UsageError(f"{model.path}: its config records no audio front-end (the model "
@@ -32,7 +34,7 @@ class AudioStream:
             raise UsageError(f"{model.path}: its audio front-end makes {fe.audio.output_size} "
                              f"features per frame, the model reads {model.input_size}")
         self.model, self.audio = model, fe.audio
-        self.frontend = FrontendStream(fe.audio)
+        self.frontend = FrontendStream(fe.audio, compiled)
         self.stream = model.stream()
 
     @property

@@ -17,6 +17,11 @@ from pathlib import Path
 
 DEFAULT_MODEL = "fsdd_default.safetensors"
 CARD = "fsdd_default.json"
+AUDIO_MODEL = "fsdd_audio.safetensors"
+"""The shipped raw-audio digit model: its config records the integer microfrontend it reads audio
+through (``slimedge run --audio FILE.wav`` uses it when no model is named); card
+``fsdd_audio.json``, built by ``benchmarks/audio.py --keep``."""
+AUDIO_CARD = "fsdd_audio.json"
 # the shipped exports, by format, in the order a runtime-only install looks for them
 EXPORTS = {"tflite": "fsdd_default.tflite", "onnx": "fsdd_default.onnx", "c": "fsdd_default.c"}
 
@@ -40,6 +45,11 @@ def default_model_path(format: str | None = None) -> Path:
         raise UsageError(f"the default model ships as safetensors, {', '.join(EXPORTS)}; "
                          f"not {format!r}")
     return _file(EXPORTS[format])
+
+
+def audio_model_path() -> Path:
+    """Path of the shipped raw-audio model (8 kHz WAVs in, a digit out)."""
+    return _file(AUDIO_MODEL)
 
 
 def for_runtime(backend: str = "auto") -> Path:
@@ -66,4 +76,4 @@ def card() -> dict:
     return json.loads(_file(CARD).read_text())
 
 
-__all__ = ["default_model_path", "for_runtime", "card", "EXPORTS"]
+__all__ = ["default_model_path", "audio_model_path", "for_runtime", "card", "EXPORTS"]
