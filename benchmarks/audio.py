@@ -141,6 +141,52 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
+def card(res: dict, model: Path) -> dict:
+    """The shipped raw-audio model's card (slimedge/zoo/fsdd_audio.json) from a run's results
+    and its kept official-split checkpoint."""
+    from slimedge import formats
+
+    info = formats.info(model)
+    off = {r["variant"]: r for r in res["official"]}
+    loso = {r["variant"]: r for r in res.get("loso", [])}
+    name = info.variant
+    out = {"model": "fsdd_audio.safetensors", "bytes": model.stat().st_size,
+           "variant": name, "constants": dict(info.spec.constants),
+           "params": off[name]["params"],
+           "input": "8 kHz mono 16-bit PCM, through the integer microfrontend recorded in the "
+                    "checkpoint (frontend.audio): 60 ms window, 20 ms hop, 40 channels",
+           "frontend": res["settings"]["frontend"], "labels": info.labels,
+           "training": {k: res["settings"][k] for k in ("hidden", "epochs", "seed", "augment",
+                                                          "copies")},
+           "selection": ("front-end, variant and forget-gate constant fixed before any run (the "
+                         "microfrontend was the feasibility study's best on unheard speakers; "
+                         "f = 0.8 suits 20 ms frames); the augmentation from the leave-one-"
+                         "speaker-out sweep (benchmarks/results/audio_augment.json); the "
+                         "checkpoint is the epoch with the best validation accuracy (10% of the "
+                         "training clips)"),
+           "val_accuracy": off[name]["val_accuracy"],
+           "official_split": {"test_accuracy": off[name]["test_accuracy"],
+                              "test_n": off[name]["test_n"],
+                              "rule": "FSDD's own: index 0-4 of every speaker is the test set"},
+           "leave_one_speaker_out": {k: loso[name][k] for k in ("mean", "worst",
+                                                                 "worst_speaker")}
+           if name in loso else None,
+           "lstm0": {"params": off["LSTM0"]["params"],
+                     "official_split": off["LSTM0"]["test_accuracy"],
+                     "leave_one_speaker_out": {k: loso["LSTM0"][k] for k in
+                                               ("mean", "worst", "worst_speaker")}
+                     if "LSTM0" in loso else None} if "LSTM0" in off else None,
+           "data": "Free Spoken Digit Dataset, five speakers (george, jackson, lucas, nicolas, "
+                   "yweweler), 2,500 recordings; Zohar Jackson and contributors, CC BY-SA 4.0",
+           "license": "CC BY-SA 4.0 (the weights, trained on FSDD)",
+           "reproduce": "nice -n 10 .venv/bin/python benchmarks/audio.py --keep DIR "
+                        "(DIR/LSTM6.safetensors)",
+           "check": "slimedge evaluate slimedge/zoo/fsdd_audio.safetensors --data "
+                    "../shared/data/fsdd --split-by fsdd",
+           "date": res["date"]}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "fsdd"))
@@ -155,6 +201,10 @@ def main() -> None:
     ap.add_argument("--variants", default="shipped,LSTM0")
     ap.add_argument("--keep", default=None, metavar="DIR",
                     help="keep the official split's checkpoints here (VARIANT.safetensors)")
+    ap.add_argument("--merge", default=None, metavar="A.json,B.json",
+                    help="no runs: merge these results (e.g. one process per variant)")
+    ap.add_argument("--card", default=None, metavar="MODEL",
+                    help="write slimedge/zoo/fsdd_audio.json for this kept official checkpoint")
     _report.add_output_arguments(ap, RESULTS)
     args = ap.parse_args()
     _report.settle_outputs(args, RESULTS)
@@ -166,7 +216,17 @@ def main() -> None:
                  "settings": {"frontend": FRONTEND, "hidden": args.hidden, "epochs": args.epochs,
                               "seed": args.seed, "augment": args.augment,
                               "copies": args.copies}}
-    if args.sweep is not None:
+    if args.merge:
+        parts = [json.loads(Path(p).read_text()) for p in args.merge.split(",")]
+        res = parts[0]
+        for other in parts[1:]:
+            for key in ("official", "loso", "sweep"):
+                if key in other:
+                    res[key] = res.get(key, []) + other[key]
+            if "speed" in other:
+                res["speed"] = other["speed"]
+        todo = [t for t in (args.only or []) if t == "speed"]
+    elif args.sweep is not None:
         res["sweep"] = []
         for recipe in args.sweep.split(";"):
             args.augment_recipe = augment.parse(recipe)
@@ -193,6 +253,10 @@ def main() -> None:
         _io.write_text(args.out, json.dumps(res, indent=2) + "\n")
     if args.markdown:
         _report.update_markdown_section(ROOT / "BENCHMARKS.md", HEADING, markdown(res))
+    if args.card:
+        from slimedge import _io
+        _io.write_text(ROOT / "slimedge" / "zoo" / "fsdd_audio.json",
+                       json.dumps(card(res, Path(args.card)), indent=2) + "\n")
 
 
 if __name__ == "__main__":

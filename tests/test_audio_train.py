@@ -197,3 +197,27 @@ def test_augmentation_recipes_parse_and_refuse():
     for bad in ("gain=1", "speed=0:1", "gain=a:b", "pitch"):
         with pytest.raises(UsageError):
             augment.parse(bad)
+
+
+# ---- the shipped raw-audio model --------------------------------------------------------------
+def test_one_command_classifies_the_shipped_sample():
+    from slimedge import zoo
+    r = json.loads(_ok(runner.invoke(app, ["run", "--audio", str(zoo.sample_wav_path()),
+                                           "--json"])).splitlines()[-1])
+    assert r["model"] == str(zoo.audio_model_path())
+    assert r["label"] == "7" and r["probability"] > 0.5
+
+
+def test_the_audio_models_card_is_what_evaluate_measures():
+    """The card's official-split accuracy, recomputed from the recordings (index 0-4 test)."""
+    from slimedge import zoo
+    fsdd = Path(__file__).parents[2] / "shared" / "data" / "fsdd"
+    card = zoo.audio_card()
+    r = json.loads(_ok(runner.invoke(app, ["evaluate", str(zoo.audio_model_path()), "--data",
+                                           str(fsdd), "--split-by", "fsdd", "--json"])))
+    assert r["n"] == card["official_split"]["test_n"] == 250
+    assert r["accuracy"] == pytest.approx(card["official_split"]["test_accuracy"], abs=1e-12)
+    info = formats.info(zoo.audio_model_path())
+    assert info.frontend.audio.to_config() == {**wavdata_default("microfrontend"),
+                                               **card["frontend"]}
+    assert (info.variant, dict(info.spec.constants)) == (card["variant"], card["constants"])

@@ -46,6 +46,8 @@ def as_pcm(samples, integer: bool) -> np.ndarray:
     """1-D samples for a front-end: int16 PCM for an integer one (float input in [-1, 1) is
     scaled by 32768, rounded and clipped), float64 in [-1, 1) for a float one (int16 / 32768)."""
     x = np.asarray(samples)
+    if integer and x.dtype == np.int16 and x.ndim == 1:  # a stream's usual push: as it is
+        return x
     if x.ndim != 1:
         raise ValueError(f"audio samples must be one channel (1-D), got shape {x.shape}")
     is_int = np.issubdtype(x.dtype, np.integer)
@@ -87,7 +89,9 @@ class AudioStream:
         if n == 0:
             self.buffer = x
             return np.zeros((0, self.audio.output_size))
-        frames = np.lib.stride_tricks.sliding_window_view(x, W)[::H][:n]
+        # frame t is x[t * H : t * H + W] (a read-only view; one frame: a plain slice)
+        frames = x[None, :W] if n == 1 else \
+            np.lib.stride_tricks.sliding_window_view(x, W)[::H][:n]
         out, self.state = self.audio.process(frames, self.state, self.compiled)
         self.buffer = x[n * H:].copy()
         return np.asarray(out, np.float64)

@@ -23,8 +23,11 @@ from . import micro_tables as mt
 
 def available() -> bool:
     """Whether the compiled kernel can be used (numba importable, not turned off)."""
-    if os.environ.get("SLIMEDGE_NO_NUMBA"):
-        return False
+    return not os.environ.get("SLIMEDGE_NO_NUMBA") and _numba_installed()
+
+
+@functools.cache
+def _numba_installed() -> bool:
     try:
         import numba  # noqa: F401
     except ImportError:
@@ -271,9 +274,14 @@ def _constants(spec) -> tuple:
 def process(spec, frames: np.ndarray, estimate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """:meth:`Micro.process` compiled: int16 frames (T, window), the noise estimate (channels,)
     -> (T, channels) int64 features and the estimate after the last frame."""
+    frames, estimate = np.asarray(frames), np.asarray(estimate)
     # contiguous and writeable (a read-only view would compile a second specialisation)
-    frames = np.require(frames, np.int16, ["C", "W"])
-    return _kernel()(frames, np.require(estimate, np.int64, ["C", "W"]), *_constants(spec))
+    if frames.dtype != np.int16 or not (frames.flags.c_contiguous and frames.flags.writeable):
+        frames = np.array(frames, np.int16, order="C")
+    if estimate.dtype != np.int64 or not (estimate.flags.c_contiguous
+                                          and estimate.flags.writeable):
+        estimate = np.array(estimate, np.int64, order="C")
+    return _kernel()(frames, estimate, *_constants(spec))
 
 
 __all__ = ["available", "process"]

@@ -22,6 +22,10 @@ AUDIO_MODEL = "fsdd_audio.safetensors"
 through (``slimedge run --audio FILE.wav`` uses it when no model is named); card
 ``fsdd_audio.json``, built by ``benchmarks/audio.py --keep``."""
 AUDIO_CARD = "fsdd_audio.json"
+SAMPLE_WAV = "fsdd_sample_7_jackson_3.wav"
+"""One FSDD recording (a "7" by jackson, index 3: the official test split), 8 kHz mono 16-bit, to
+try ``slimedge run --audio`` on. Free Spoken Digit Dataset, Zohar Jackson and contributors,
+CC BY-SA 4.0 (https://github.com/Jakobovski/free-spoken-digit-dataset), unchanged."""
 # the shipped exports, by format, in the order a runtime-only install looks for them
 EXPORTS = {"tflite": "fsdd_default.tflite", "onnx": "fsdd_default.onnx", "c": "fsdd_default.c"}
 
@@ -52,6 +56,17 @@ def audio_model_path() -> Path:
     return _file(AUDIO_MODEL)
 
 
+def sample_wav_path() -> Path:
+    """Path of the shipped sample recording (:data:`SAMPLE_WAV`)."""
+    return _file(SAMPLE_WAV)
+
+
+def audio_card() -> dict:
+    """The raw-audio model's card: front-end, training, official-split and leave-one-speaker-out
+    accuracy beside LSTM0's."""
+    return json.loads(_file(AUDIO_CARD).read_text())
+
+
 def for_runtime(backend: str = "auto") -> Path:
     """The shipped model in a format this install can step: the checkpoint where a backend that
     reads it is installed (it is the source), else the first of ``.tflite``, ``.onnx``, ``.c``
@@ -76,4 +91,5 @@ def card() -> dict:
     return json.loads(_file(CARD).read_text())
 
 
-__all__ = ["default_model_path", "audio_model_path", "for_runtime", "card", "EXPORTS"]
+__all__ = ["default_model_path", "audio_model_path", "sample_wav_path", "audio_card",
+           "for_runtime", "card", "EXPORTS"]
