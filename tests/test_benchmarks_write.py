@@ -17,7 +17,8 @@ FROM_JSON = {"step_latency": ("--table-only", "step_latency.json"),
              "paper_table": ("--table-only", "paper_table.json"),
              "train_speed": ("--table-only", "train_speed.json"),
              "quantization": ("--from-json", "quantization.json"),
-             "serve_load": ("--table-only", "serve_load.json")}
+             "serve_load": ("--table-only", "serve_load.json"),
+             "audio": ("--table-only", "audio.json")}
 
 
 def load(name: str):

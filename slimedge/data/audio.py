@@ -36,6 +36,7 @@ from .wav import read_wav
 MANIFEST = "labels.csv"
 SPLITS = ("random", "speaker", "fsdd", "all")
 FSDD_TEST_INDICES = range(5)
+COMPILE_FROM_CLIPS = 500  # clips (copies included) from which the compiled front-end is used
 _FSDD_NAME = re.compile(r"^([^_]+)_([^_]+)_(\d+)$")
 
 
@@ -132,11 +133,13 @@ def clip_frames(clips: Sequence[Clip], audio, labels: Sequence[str], name: str =
     frame raises DataError naming it."""
     from ..frontend.audio import as_pcm, features
     recipe = augment_mod.check(augment or {})
+    # the compiled integer front-end pays its compilation (seconds) back over many clips only
+    compiled = len(clips) * (1 + int(copies)) >= COMPILE_FROM_CLIPS
     frames, lengths, ys = [], [], []
     waves = []
     for c in clips:
         x, _ = read_wav(c.path, sample_rate=audio.sample_rate)
-        f = features(audio, x, compiled=True)
+        f = features(audio, x, compiled)
         if len(f) == 0:
             raise DataError(f"{c.path}: {len(x)} samples, shorter than one frame "
                             f"({audio.window_samples} samples)")
@@ -153,7 +156,7 @@ def clip_frames(clips: Sequence[Clip], audio, labels: Sequence[str], name: str =
                 if wave_aug:
                     y = augment_mod.waveform(as_pcm(x, integer=False), recipe, audio.sample_rate,
                                              rng)
-                    f = features(audio, y, compiled=True)
+                    f = features(audio, y, compiled)
                     if len(f) == 0:  # a copy sped up below one frame: keep the clean frames
                         f = frames[k]
                 else:
