@@ -105,6 +105,12 @@ def speed(data: str, clips: int = 40) -> dict:
     return {"clips": len(waves), "audio_seconds": seconds_audio, "real_time_factor": out}
 
 
+def _table(title: str, header: str, rows: list[str]) -> list[str]:
+    """A titled markdown table: the header's columns, the first left-aligned, then the rows."""
+    n = header.count("|") - 1
+    return [title, "", header, "|---|" + "---:|" * (n - 1), *rows, ""]
+
+
 def markdown(res: dict) -> str:
     a = res["settings"]
     lines = [HEADING, "",
@@ -139,22 +145,19 @@ def markdown(res: dict) -> str:
                             if lo else "– | –") + " |")
         lines.append("")
     if "sweep" in res:
-        lines += ["Augmentation sweep (leave-one-speaker-out, shipped variant, 10 epochs, 2 "
-                  "augmented copies; `none` trains on the clean clips only; a second seed moves "
-                  "a fold by up to 5-10 points):", "",
-                  "| augmentation | LOSO mean | worst fold |", "|---|---:|---:|"]
-        for r in res["sweep"]:
-            lines.append(f"| `{r['augment'] or 'none'}` | {r['mean']:.1%} | {r['worst']:.1%} "
-                         f"({r['worst_speaker']}) |")
-        lines.append("")
+        lines += _table("Augmentation sweep (leave-one-speaker-out, shipped variant, 10 epochs, 2 "
+                        "augmented copies; `none` trains on the clean clips only; a second seed "
+                        "moves a fold by up to 5-10 points):",
+                        "| augmentation | LOSO mean | worst fold |",
+                        [f"| `{r['augment'] or 'none'}` | {r['mean']:.1%} | {r['worst']:.1%} "
+                         f"({r['worst_speaker']}) |" for r in res["sweep"]])
     if "speed" in res:
-        lines += ["Python front-ends, real time per core (seconds of audio per CPU second, "
-                  "40 FSDD clips, a fresh stream per clip; compiled: `AudioStream(compiled=True)`"
-                  ", numba, the same values as NumPy; target ≥ 500× in 20 ms pushes):", "",
-                  "| front-end | whole clip | 20 ms pushes |", "|---|---:|---:|"]
-        for name, r in res["speed"]["real_time_factor"].items():
-            lines.append(f"| {name} | {r['whole_clip']:.0f}× | {r['push_20ms']:.0f}× |")
-        lines.append("")
+        lines += _table("Python front-ends, real time per core (seconds of audio per CPU second, "
+                        "40 FSDD clips, a fresh stream per clip; compiled: "
+                        "`AudioStream(compiled=True)`, numba, the same values as NumPy; target "
+                        "≥ 500× in 20 ms pushes):", "| front-end | whole clip | 20 ms pushes |",
+                        [f"| {name} | {r['whole_clip']:.0f}× | {r['push_20ms']:.0f}× |"
+                         for name, r in res["speed"]["real_time_factor"].items()])
     return "\n".join(lines)
 
 
