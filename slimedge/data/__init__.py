@@ -11,6 +11,8 @@ Data sets (``load(name)``):
                   10% of the official 60,000 training images; train = the rest (54,000).
     mnist-pixels  MNIST pixel by pixel (T=784, m=1), same splits.
     PATH.npz      your own sequences (see :func:`load_npz` for the format).
+    DIR           a folder of WAV files, through an audio front-end (``load(DIR, audio=spec,
+                  wav={"split": ..., "test_speakers": [...]})``; :mod:`.audio`).
 
 Frames keep their stored dtype (MNIST stays uint8, 0-255); batches are float32. Feature scaling is
 the model's job: :class:`~slimedge.models.SequenceClassifier` learns a per-feature mean and std
