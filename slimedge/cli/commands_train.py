@@ -235,7 +235,9 @@ def evaluate_cmd(
         from ..train import evaluate_checkpoint
         from .commands_run import wav_split
 
-        wav = wav_split(formats.info(path).data, data, split_by, test_speakers)
+        folder = data is not None and Path(data).is_dir()  # its record read only then
+        wav = wav_split(formats.info(path).data if folder else None, data, split_by,
+                        test_speakers)
         ev, meta = evaluate_checkpoint(path, data, split, split_seed=split_seed, limit=limit,
                                        device=device, threads=threads or 1, wav=wav)
     if as_json:
