@@ -161,14 +161,16 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
-def card(res: dict, model: Path) -> dict:
+def card(res: dict, model: Path, loso_res: dict | None = None) -> dict:
     """The shipped raw-audio model's card (slimedge/zoo/fsdd_audio.json) from a run's results
-    and its kept official-split checkpoint."""
+    and its kept official-split checkpoint; the leave-one-speaker-out figures from ``loso_res``
+    (another run's results, its budget recorded) or the same run."""
     from slimedge import formats
 
     info = formats.info(model)
     off = {r["variant"]: r for r in res["official"]}
-    loso = {r["variant"]: r for r in res.get("loso", [])}
+    loso_res = loso_res or res
+    loso = {r["variant"]: r for r in loso_res.get("loso", [])}
     name = info.variant
     out = {"model": "fsdd_audio.safetensors", "bytes": model.stat().st_size,
            "variant": name, "constants": dict(info.spec.constants),
@@ -191,6 +193,8 @@ def card(res: dict, model: Path) -> dict:
            "leave_one_speaker_out": {k: loso[name][k] for k in ("mean", "worst",
                                                                  "worst_speaker")}
            if name in loso else None,
+           "leave_one_speaker_out_budget": {k: loso_res["settings"][k] for k in
+                                            ("epochs", "augment", "copies")},
            "lstm0": {"params": off["LSTM0"]["params"],
                      "official_split": off["LSTM0"]["test_accuracy"],
                      "leave_one_speaker_out": {k: loso["LSTM0"][k] for k in
@@ -199,8 +203,11 @@ def card(res: dict, model: Path) -> dict:
            "data": "Free Spoken Digit Dataset, five speakers (george, jackson, lucas, nicolas, "
                    "yweweler), 2,500 recordings; Zohar Jackson and contributors, CC BY-SA 4.0",
            "license": "CC BY-SA 4.0 (the weights, trained on FSDD)",
-           "reproduce": "nice -n 10 .venv/bin/python benchmarks/audio.py --keep DIR "
-                        "(DIR/LSTM6.safetensors)",
+           "reproduce": (f"nice -n 10 .venv/bin/python benchmarks/audio.py --only official "
+                         f"--variants shipped,LSTM0 --epochs {res['settings']['epochs']} --copies "
+                         f"{res['settings']['copies']} --augment {res['settings']['augment']} "
+                         f"--keep DIR (DIR/LSTM6.safetensors), then --merge RESULTS.json --card "
+                         f"DIR/LSTM6.safetensors --loso-from benchmarks/results/audio.json"),
            "check": "slimedge evaluate slimedge/zoo/fsdd_audio.safetensors --data "
                     "../shared/data/fsdd --split-by fsdd",
            "date": res["date"]}
@@ -225,6 +232,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="no runs: merge these results (e.g. one process per variant)")
     ap.add_argument("--card", default=None, metavar="MODEL",
                     help="write slimedge/zoo/fsdd_audio.json for this kept official checkpoint")
+    ap.add_argument("--loso-from", default=None, metavar="JSON",
+                    help="with --card: the leave-one-speaker-out figures from these results")
     _report.add_output_arguments(ap, RESULTS)
     ap.add_argument("--table-only", action="store_true",
                     help="no runs: the markdown of the results JSON (--out, or the tracked one)")
@@ -284,7 +293,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.card:
         from slimedge import _io
         _io.write_text(ROOT / "slimedge" / "zoo" / "fsdd_audio.json",
-                       json.dumps(card(res, Path(args.card)), indent=2) + "\n")
+                       json.dumps(card(res, Path(args.card), json.loads(
+                           Path(args.loso_from).read_text()) if args.loso_from else None),
+                                  indent=2) + "\n")
 
 
 if __name__ == "__main__":
