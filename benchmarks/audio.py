@@ -126,6 +126,8 @@ def markdown(res: dict) -> str:
              + " --update   # official split, LOSO, speed",
              f"nice -n 10 .venv/bin/python benchmarks/audio.py --epochs 10 --copies 2 --sweep "
              f"\"{SWEEP}\" --out benchmarks/results/audio_augment.json",
+             "nice -n 10 .venv/bin/python benchmarks/audio.py --epochs 12 --copies 4 --sweep "
+             "shift,gain,noise --out c4.json   # its row added to audio_augment.json",
              "```", "",
              "(Here the two variants ran as two processes, `--variants shipped --out A.json` and "
              "`--variants LSTM0 --out B.json`, merged with `--merge A.json,B.json --update`.) "
@@ -145,12 +147,14 @@ def markdown(res: dict) -> str:
                             if lo else "– | –") + " |")
         lines.append("")
     if "sweep" in res:
-        lines += _table("Augmentation sweep (leave-one-speaker-out, shipped variant, 10 epochs, 2 "
-                        "augmented copies; `none` trains on the clean clips only; a second seed "
-                        "moves a fold by up to 5-10 points):",
-                        "| augmentation | LOSO mean | worst fold |",
-                        [f"| `{r['augment'] or 'none'}` | {r['mean']:.1%} | {r['worst']:.1%} "
-                         f"({r['worst_speaker']}) |" for r in res["sweep"]])
+        lines += _table("Augmentation sweep (leave-one-speaker-out, shipped variant; copies: "
+                        "augmented copies of each training clip, `none` trains on the clean clips "
+                        "only; a second seed moves a fold by up to 5-10 points):",
+                        "| augmentation | epochs | copies | LOSO mean | worst fold |",
+                        [f"| `{r['augment'] or 'none'}` | {r.get('epochs', 10)} | "
+                         f"{r.get('copies', 2 if r['augment'] not in ('', 'none') else 0)} | "
+                         f"{r['mean']:.1%} | {r['worst']:.1%} ({r['worst_speaker']}) |"
+                         for r in res["sweep"]])
     if "speed" in res:
         lines += _table("Python front-ends, real time per core (seconds of audio per CPU second, "
                         "40 FSDD clips, a fresh stream per clip; compiled: "
@@ -269,7 +273,8 @@ def main(argv: list[str] | None = None) -> None:
             args.augment_recipe = augment.parse(recipe)
             print(f"sweep: {recipe or 'none'}", flush=True)
             r = loso(args.data, *SHIPPED, args)
-            res["sweep"].append({"augment": recipe, **r})
+            res["sweep"].append({"augment": recipe, "epochs": args.epochs,
+                                 "copies": args.copies if args.augment_recipe else 0, **r})
             print(f"  mean {r['mean']:.3f} worst {r['worst']:.3f}", flush=True)
         todo = []
     args.augment_recipe = augment.parse(args.augment)
