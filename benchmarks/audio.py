@@ -230,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sweep", default=None, metavar="R1;R2;...",
                     help="leave-one-speaker-out per augmentation recipe ('none' for none)")
     ap.add_argument("--variants", default="shipped,LSTM0")
+    ap.add_argument("--frontend", default=None, metavar="JSON",
+                    help="another audio front-end's spec [default: the shipped model's]")
     ap.add_argument("--keep", default=None, metavar="DIR",
                     help="keep the official split's checkpoints here (VARIANT.safetensors)")
     ap.add_argument("--merge", default=None, metavar="A.json,B.json",
@@ -244,12 +246,12 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     _report.settle_outputs(args, RESULTS)
     from slimedge.data import augment
-    args.frontend = FRONTEND
+    args.frontend = json.loads(args.frontend) if args.frontend else FRONTEND
     todo = args.only or ["official", "loso", "speed"]
     runs = [SHIPPED if v == "shipped" else (v, {}) for v in args.variants.split(",")]
     res: dict = {"machine": _report.machine(), "date": time.strftime("%Y-%m-%d"),
-                 "settings": {"frontend": FRONTEND, "hidden": args.hidden, "epochs": args.epochs,
-                              "seed": args.seed, "augment": args.augment,
+                 "settings": {"frontend": args.frontend, "hidden": args.hidden,
+                              "epochs": args.epochs, "seed": args.seed, "augment": args.augment,
                               "copies": args.copies}}
     if args.table_only:
         res = json.loads(Path(args.source).read_text())
