@@ -2,8 +2,9 @@
 as :mod:`.microfrontend` and :mod:`.kissfft` (NumPy), bit for bit, for a stream pushed in small
 chunks (one 20 ms push is one frame; NumPy's per-call overhead made that about 25x real time).
 
-Used by :meth:`Micro.process <slimedge.frontend.microfrontend.Micro.process>` when numba is
-installed (the ``train`` and ``serve`` extras; ``SLIMEDGE_NO_NUMBA=1`` turns it off); the NumPy
+Used by :meth:`Micro.process <slimedge.frontend.microfrontend.Micro.process>` when asked
+(``compiled=True``) and numba is installed (the ``train`` extra, or ``pip install numba``;
+``SLIMEDGE_NO_NUMBA=1`` turns it off); the NumPy
 code stays the reference, and ``tests/test_audio_frontend.py`` checks the two agree on every
 value. The kernel compiles once per process (a few seconds), on first use.
 
