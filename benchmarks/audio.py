@@ -146,6 +146,18 @@ def markdown(res: dict) -> str:
                          + (f"{lo['mean']:.1%} | {lo['worst']:.1%} ({lo['worst_speaker']})"
                             if lo else "– | –") + " |")
         lines.append("")
+    if "official_longer" in res:
+        r = res["official_longer"]
+        lines += _table(f"Official split at {r['settings']['epochs']} epochs (the shipped "
+                        f"raw-audio model, slimedge/zoo/fsdd_audio.safetensors, is this LSTM6: its "
+                        f"validation accuracy beat the {a['epochs']}-epoch run's; "
+                        f"benchmarks/results/audio_shipped.json):",
+                        "| variant | params | validation | official split | best epoch |",
+                        [f"| {o['variant']}"
+                         + "".join(f" {g}={v}" for g, v in o["constants"].items())
+                         + f" | {o['params']:,} | {o['val_accuracy']:.1%} | "
+                         f"{o['test_accuracy']:.1%} | {o['best_epoch']} |"
+                         for o in r["official"]])
     if "sweep" in res:
         lines += _table("Augmentation sweep (leave-one-speaker-out, shipped variant; copies: "
                         "augmented copies of each training clip, `none` trains on the clean clips "
