@@ -126,7 +126,7 @@ def train_cmd(
     output: Path = typer.Option(..., "--output", "-o", help="Best checkpoint (*.safetensors); the training state (.state.safetensors) and JSON log (.log.json) go beside it."),
     variant: str = typer.Option("LSTM6", "--variant", "-v", help="A variant name or alias (see `slimedge variants`)."),
     data: str = typer.Option("fsdd", "--data", "-d", metavar="NAME|FILE.npz|DIR", help="fsdd, mnist-rows, mnist-pixels, a .npz file, or a folder of WAV files (labels from the names LABEL_SPEAKER_INDEX.wav or a labels.csv; see README)."),
-    frontend: Optional[str] = typer.Option(None, "--frontend", metavar="logmel|mfcc|microfrontend", show_default=False, help="With a WAV folder: the audio front-end the model reads audio through (recorded in the checkpoint) [default: microfrontend, 8 kHz]."),
+    frontend: Optional[str] = typer.Option(None, "--frontend", metavar="logmel|mfcc|microfrontend", show_default=False, help="With a WAV folder: the audio front-end the model reads audio through (recorded in the checkpoint) [default: microfrontend, 8 kHz, 60 ms window, 20 ms hop]."),
     frontend_option: list[str] = typer.Option([], "--frontend-option", metavar="KEY=VALUE", show_default=False, help="A front-end field (repeatable), e.g. hop_ms=20, mel_channels=32, sample_rate=16000."),
     split_by: str = typer.Option("random", "--split-by", "--split", metavar="random|speaker|fsdd", help="With a WAV folder: random (stratified), speaker (--test-speakers are the test set) or fsdd (index 0-4 test)."),
     test_speakers: Optional[str] = typer.Option(None, "--test-speakers", metavar="A,B", show_default=False, help="With a WAV folder: these speakers' clips are the test set (implies --split-by speaker)."),
