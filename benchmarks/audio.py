@@ -104,6 +104,12 @@ def speed(data: str, clips: int = 40) -> dict:
     return {"clips": len(waves), "audio_seconds": seconds_audio, "real_time_factor": out}
 
 
+def _short(spec: dict) -> str:
+    """An audio front-end's spec in a few words: its kind, window and hop."""
+    f = fe_audio.from_config(spec)
+    return f"{f.kind} {f.window_ms:g}/{f.hop_ms:g} ms"
+
+
 def _table(title: str, header: str, rows: list[str]) -> list[str]:
     """A titled markdown table: the header's columns, the first left-aligned, then the rows."""
     n = header.count("|") - 1
@@ -127,6 +133,9 @@ def markdown(res: dict) -> str:
              f"\"{SWEEP}\" --out benchmarks/results/audio_augment.json",
              "nice -n 10 .venv/bin/python benchmarks/audio.py --epochs 12 --copies 4 --sweep "
              "shift,gain,noise --out c4.json   # its row added to audio_augment.json",
+             "nice -n 10 .venv/bin/python benchmarks/audio.py --epochs 10 --copies 2 --sweep "
+             "shift,gain,noise --frontend '{\"kind\": \"logmel\", \"window_ms\": 50, "
+             "\"hop_ms\": 20}' --out lm.json   # likewise",
              "```", "",
              "(Here the two variants ran as two processes, `--variants shipped --out A.json` and "
              "`--variants LSTM0 --out B.json`, merged with `--merge A.json,B.json --update`.) "
@@ -158,11 +167,13 @@ def markdown(res: dict) -> str:
                          f"{o['test_accuracy']:.1%} | {o['best_epoch']} |"
                          for o in r["official"]])
     if "sweep" in res:
-        lines += _table("Augmentation sweep (leave-one-speaker-out, shipped variant; copies: "
+        lines += _table("Augmentation and front-end sweep (leave-one-speaker-out, shipped "
+                        "variant; copies: "
                         "augmented copies of each training clip, `none` trains on the clean clips "
                         "only; a second seed moves a fold by up to 5-10 points):",
-                        "| augmentation | epochs | copies | LOSO mean | worst fold |",
-                        [f"| `{r['augment'] or 'none'}` | {r.get('epochs', 10)} | "
+                        "| front-end | augmentation | epochs | copies | LOSO mean | worst fold |",
+                        [f"| {_short(r.get('frontend', FRONTEND))} | "
+                         f"`{r['augment'] or 'none'}` | {r.get('epochs', 10)} | "
                          f"{r.get('copies', 2 if r['augment'] not in ('', 'none') else 0)} | "
                          f"{r['mean']:.1%} | {r['worst']:.1%} ({r['worst_speaker']}) |"
                          for r in res["sweep"]])
@@ -286,7 +297,8 @@ def main(argv: list[str] | None = None) -> None:
             args.augment_recipe = augment.parse(recipe)
             print(f"sweep: {recipe or 'none'}", flush=True)
             r = loso(args.data, *SHIPPED, args)
-            res["sweep"].append({"augment": recipe, "epochs": args.epochs,
+            res["sweep"].append({"augment": recipe, "frontend": args.frontend,
+                                 "epochs": args.epochs,
                                  "copies": args.copies if args.augment_recipe else 0, **r})
             print(f"  mean {r['mean']:.3f} worst {r['worst']:.3f}", flush=True)
         todo = []
