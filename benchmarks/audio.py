@@ -104,6 +104,11 @@ def speed(data: str, clips: int = 40) -> dict:
     return {"clips": len(waves), "audio_seconds": seconds_audio, "real_time_factor": out}
 
 
+def _name(row: dict) -> str:
+    """A run's variant with its fixed gates, e.g. 'LSTM6 f=0.8'."""
+    return row["variant"] + "".join(f" {g}={v}" for g, v in row["constants"].items())
+
+
 def _short(spec: dict) -> str:
     """An audio front-end's spec in a few words: its kind, window and hop."""
     f = fe_audio.from_config(spec)
@@ -148,8 +153,7 @@ def markdown(res: dict) -> str:
         for k, row in enumerate(res.get("official") or res.get("loso")):
             off = (res.get("official") or [None] * 9)[k]
             lo = (res.get("loso") or [None] * 9)[k]
-            name = row["variant"] + "".join(f" {g}={v}" for g, v in row["constants"].items())
-            lines.append(f"| {name} | {row['params']:,} | "
+            lines.append(f"| {_name(row)} | {row['params']:,} | "
                          + (f"{off['test_accuracy']:.1%}" if off else "–") + " | "
                          + (f"{lo['mean']:.1%} | {lo['worst']:.1%} ({lo['worst_speaker']})"
                             if lo else "– | –") + " |")
@@ -161,11 +165,8 @@ def markdown(res: dict) -> str:
                         f"validation accuracy beat the {a['epochs']}-epoch run's; "
                         f"benchmarks/results/audio_shipped.json):",
                         "| variant | params | validation | official split | best epoch |",
-                        [f"| {o['variant']}"
-                         + "".join(f" {g}={v}" for g, v in o["constants"].items())
-                         + f" | {o['params']:,} | {o['val_accuracy']:.1%} | "
-                         f"{o['test_accuracy']:.1%} | {o['best_epoch']} |"
-                         for o in r["official"]])
+                        [f"| {_name(o)} | {o['params']:,} | {o['val_accuracy']:.1%} | "
+                         f"{o['test_accuracy']:.1%} | {o['best_epoch']} |" for o in r["official"]])
     if "sweep" in res:
         lines += _table("Augmentation and front-end sweep (leave-one-speaker-out, shipped "
                         "variant; copies: "
