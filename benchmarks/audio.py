@@ -141,6 +141,8 @@ def markdown(res: dict) -> str:
              "nice -n 10 .venv/bin/python benchmarks/audio.py --epochs 10 --copies 2 --sweep "
              "shift,gain,noise --frontend '{\"kind\": \"logmel\", \"window_ms\": 50, "
              "\"hop_ms\": 20}' --out lm.json   # likewise",
+             "nice -n 10 .venv/bin/python benchmarks/audio.py --epochs 10 --copies 2 --seed 1 "
+             "--sweep shift,gain,noise --out s1.json   # likewise",
              "```", "",
              "(Here the two variants ran as two processes, `--variants shipped --out A.json` and "
              "`--variants LSTM0 --out B.json`, merged with `--merge A.json,B.json --update`.) "
@@ -172,9 +174,10 @@ def markdown(res: dict) -> str:
                         "variant; copies: "
                         "augmented copies of each training clip, `none` trains on the clean clips "
                         "only; a second seed moves a fold by up to 5-10 points):",
-                        "| front-end | augmentation | epochs | copies | LOSO mean | worst fold |",
+                        "| front-end | augmentation | seed | epochs | copies | LOSO mean "
+                        "| worst fold |",
                         [f"| {_short(r.get('frontend', FRONTEND))} | "
-                         f"`{r['augment'] or 'none'}` | {r.get('epochs', 10)} | "
+                         f"`{r['augment'] or 'none'}` | {r.get('seed', 0)} | {r.get('epochs', 10)} | "
                          f"{r.get('copies', 2 if r['augment'] not in ('', 'none') else 0)} | "
                          f"{r['mean']:.1%} | {r['worst']:.1%} ({r['worst_speaker']}) |"
                          for r in res["sweep"]])
@@ -299,7 +302,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"sweep: {recipe or 'none'}", flush=True)
             r = loso(args.data, *SHIPPED, args)
             res["sweep"].append({"augment": recipe, "frontend": args.frontend,
-                                 "epochs": args.epochs,
+                                 "seed": args.seed, "epochs": args.epochs,
                                  "copies": args.copies if args.augment_recipe else 0, **r})
             print(f"  mean {r['mean']:.3f} worst {r['worst']:.3f}", flush=True)
         todo = []
