@@ -171,8 +171,20 @@ def render(res: DemoResult, console) -> None:
     try_run = (f"slimedge run {res.out}/{res.model.stem}.tflite"
                + (f" --data {data}" if data else " --input frames.npy"))
     console.print(f"Files in {res.out}/ (the profile too: profile.json, profile.csv, "
-                  f"profile.png). Next: [bold]{try_run}[/], [bold]slimedge profile --help[/]. "
-                  f"({res.elapsed_s:.0f} s)", highlight=False, soft_wrap=True)
+                  f"profile.png). Next: [bold]{try_run}[/], [bold]slimedge profile --help[/]; "
+                  f"a spoken digit in a WAV file (8 kHz mono): [bold]slimedge run --audio "
+                  f"{_sample_wav()}[/]. ({res.elapsed_s:.0f} s)", highlight=False,
+                  soft_wrap=True)
+
+
+def _sample_wav() -> str:
+    """The shipped sample recording's path, as the demo suggests classifying it."""
+    from .zoo import sample_wav_path
+
+    try:
+        return str(sample_wav_path())
+    except FileNotFoundError:
+        return "FILE.wav"
 
 
 def compact_table(report: dict):

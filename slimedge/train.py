@@ -48,6 +48,8 @@ except ImportError as e:  # say which extra, not only "No module named 'torch'"
 
 from . import _io, checkpoint, formats, metrics
 from . import data as _data
+from .frontend import Frontend, Standardize
+from .frontend import audio as audio_frontends
 from .metrics import Evaluation
 from .models import SequenceClassifier
 from .train_config import SCHEDULES as SCHEDULES  # the schedules TrainConfig takes
@@ -99,17 +101,31 @@ def flushing_denormals() -> bool:
     return bool(torch.tensor(2.0 ** -149) * 1.0 == 0)
 
 
+def load_splits(config: TrainConfig) -> _data.DataSplits:
+    """The data a config trains on: a named data set, a .npz file, or a folder of WAV files
+    through the config's audio front-end (split and augmented as it says)."""
+    return _data.load(config.data, split_seed=config.split_seed,
+                      val_fraction=config.val_fraction, test_fraction=config.test_fraction,
+                      limit=config.limit, audio=config.audio,
+                      wav={"split": config.split, "test_speakers": config.test_speakers,
+                           "augment": config.augment, "copies": config.augment_copies,
+                           "augment_seed": config.seed})
+
+
 # ---- model -------------------------------------------------------------------------------------
 def build_model(config: TrainConfig, splits: _data.DataSplits) -> SequenceClassifier:
     """A fresh classifier for the data (weights from ``config.seed``), its front-end fitted on the
     training split (the standardisation: its per-feature mean and std)."""
     torch.manual_seed(config.seed)
+    audio = (splits.info.get("frontend") or {}).get("audio")
+    frontend = Frontend((Standardize(),), audio_frontends.from_config(audio)) if audio else \
+        Frontend((Standardize(),))
     model = SequenceClassifier(config.variant, splits.input_size, config.hidden_size,
                                len(splits.labels), config.num_layers, config.dropout,
                                labels=splits.labels, gate_activation=config.gate_activation,
                                activation=config.activation, constants=config.constants or None,
                                init=config.init, forget_bias=config.forget_bias,
-                               input_only_cell=config.input_only_cell)
+                               input_only_cell=config.input_only_cell, frontend=frontend)
     model.frontend.fit(splits.train)
     return model
 
@@ -218,9 +234,7 @@ def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool
     # one run per output at a time: a second `train -o` of the same file is refused, not mixed in
     with _io.locked(out, "train -o"), _TorchSettings(config.threads, config.flush_denormals):
         if splits is None:
-            splits = _data.load(config.data, split_seed=config.split_seed,
-                                val_fraction=config.val_fraction,
-                                test_fraction=config.test_fraction, limit=config.limit)
+            splits = load_splits(config)
         if resume:
             model = SequenceClassifier.from_checkpoint(ckpt).train()
         else:
@@ -349,14 +363,16 @@ def _train_epoch(model, optimizer, splits, config: TrainConfig, epoch: int, dev,
 
 def evaluate_checkpoint(model_path: str | os.PathLike, data: str | None = None, split: str = "test", *,
                         split_seed: int | None = None, limit: int | None = None,
-                        device: str = "cpu", threads: int = 1) -> tuple[Evaluation, dict]:
+                        device: str = "cpu", threads: int = 1,
+                        wav: dict | None = None) -> tuple[Evaluation, dict]:
     """Evaluate a checkpoint on a split of a data set. The split seed, fractions and ``limit``
     default to those the model was trained with, as recorded in its checkpoint, so ``test`` is its
     test set. Torch runs on ``threads`` threads (1, as in training), so the numbers repeat
     exactly."""
     model = checkpoint.load(model_path)
-    recorded = formats.info(model_path).data
-    splits = _data.load_as_recorded(recorded, data, split_seed=split_seed, limit=limit)
+    info = formats.info(model_path)
+    splits = _data.load_as_recorded(info.data, data, split_seed=split_seed, limit=limit,
+                                    audio=info.frontend.audio, wav=wav)
     dev = resolve_device(device)
     with _TorchSettings(threads):
         ev = evaluate(model.to(dev), splits[split], device=dev)

@@ -52,6 +52,13 @@ class TrainConfig:
     input_only_cell: bool = False
     threads: int = 1
     flush_denormals: bool = False
+    # a folder of WAV files (``data`` a directory): the audio front-end's spec (None: the default,
+    # slimedge.frontend.audio.DEFAULT), how the folder is split, and the training augmentations
+    audio: dict | None = None
+    split: str = "random"
+    test_speakers: list[str] = field(default_factory=list)
+    augment: dict = field(default_factory=dict)
+    augment_copies: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.variant, Mapping):  # a spec's config, as to_dict() stores one
@@ -107,6 +114,41 @@ class TrainConfig:
             if value not in valid:
                 raise UsageError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
         variants.get(self.variant, constants=self.constants, input_only_cell=self.input_only_cell)
+        self._check_audio()
+
+    def _check_audio(self) -> None:
+        """The WAV-folder settings: a known front-end, split and augmentations; none of them
+        for a data set of frames."""
+        from .data import augment
+        from .data.audio import SPLITS as WAV_SPLITS
+        from .frontend import audio
+
+        self.test_speakers = [str(s) for s in (self.test_speakers or [])]
+        if self.test_speakers and self.split == "random":
+            self.split = "speaker"  # --test-speakers alone says how to split
+        if self.split not in WAV_SPLITS or self.split == "all":
+            raise UsageError(f"a training split must be one of random, speaker, fsdd; got "
+                             f"{self.split!r}")
+        if self.split == "speaker" and not self.test_speakers:
+            raise UsageError("a speaker split needs the test speakers (--test-speakers a,b)")
+        self.augment = augment.check(self.augment)
+        if int(self.augment_copies) < 0:
+            raise UsageError(f"augment copies must be >= 0, got {self.augment_copies}")
+        if self.augment and not self.augment_copies:
+            self.augment_copies = augment.DEFAULT_COPIES
+        folder = isinstance(self.data, (str, os.PathLike)) and Path(self.data).is_dir()
+        if not folder:
+            given = [what for what, v in (("an audio front-end", self.audio),
+                                          ("a split other than random", self.split != "random"),
+                                          ("augmentations", self.augment)) if v]
+            if given:
+                raise UsageError(f"{', '.join(given)} apply to a folder of WAV files; "
+                                 f"{self.data} is not one")
+            return
+        try:
+            self.audio = audio.from_config(self.audio or audio.DEFAULT).to_config()
+        except ValueError as e:
+            raise UsageError(f"audio front-end: {e}") from None
 
     def to_dict(self) -> dict:
         d = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self)

@@ -36,26 +36,51 @@ def _load_runtime_model(path: Path, backend: str, threads: Optional[int],
     return m
 
 
+def wav_split(recorded: Optional[dict], data: Optional[str], split_by: Optional[str],
+              test_speakers: Optional[str]) -> Optional[dict]:
+    """How a folder of WAVs given to ``evaluate``/``run`` is split: ``--split-by`` and
+    ``--test-speakers`` as given; without them, as the model records for the folder it was trained
+    on, and every clip as the test set for any other folder. None when ``data`` is no folder."""
+    speakers = [t.strip() for t in (test_speakers or "").split(",") if t.strip()]
+    if data is None or not Path(data).is_dir():
+        if split_by is not None or speakers:
+            raise UsageError("--split-by and --test-speakers apply to a folder of WAV files "
+                             "given with --data DIR")
+        return None
+    if split_by is None and not speakers:
+        trained_on = (recorded or {}).get("path")
+        same = trained_on is not None and Path(trained_on).resolve() == Path(data).resolve()
+        return {} if same else {"split": "all"}
+    return {"split": split_by or "speaker", "test_speakers": speakers}
+
+
 def _runtime_split(model, path: Path, data: Optional[str], split: str,
-                   split_seed: Optional[int], limit: Optional[int]):
+                   split_seed: Optional[int], limit: Optional[int], wav: Optional[dict] = None):
     """The data split to evaluate ``model`` on: by default the data set, split seed, fractions and
-    limit it was trained with, as its config records them (as ``evaluate`` does for checkpoints)."""
+    limit it was trained with, as its config records them (as ``evaluate`` does for checkpoints).
+    A folder of WAVs goes through the model's audio front-end, split as ``wav`` says."""
     from .. import data as _data
 
     if split not in _data.SPLITS:
         raise UsageError(f"unknown split {split!r}; valid: {', '.join(_data.SPLITS)}")
     # every export carries its checkpoint's record of the data it was trained on
-    splits = _data.load_as_recorded(model.info.data, data, split_seed=split_seed, limit=limit)
+    splits = _data.load_as_recorded(model.info.data, data, split_seed=split_seed, limit=limit,
+                                    audio=model.info.frontend.audio, wav=wav)
+    if not len(splits[split]):
+        raise UsageError(f"the {split} split of {data} is empty (every clip of a folder the "
+                         f"model was not trained on is its test split)")
     return splits, splits[split]
 
 
 def _evaluate_runtime(path: Path, data: Optional[str], split: str, split_seed: Optional[int],
                       limit: Optional[int], backend: str, threads: Optional[int],
-                      device: Optional[str] = None):
+                      device: Optional[str] = None, split_by: Optional[str] = None,
+                      test_speakers: Optional[str] = None):
     from .. import runtime
 
     m = _load_runtime_model(path, backend, threads, device)
-    splits, part = _runtime_split(m, path, data, split, split_seed, limit)
+    splits, part = _runtime_split(m, path, data, split, split_seed, limit,
+                                  wav_split(m.info.data, data, split_by, test_speakers))
     ev = runtime.evaluate(m, part)
     return ev, {"data": splits.summary(), "split": split, "model": str(path),
                 "variant": m.variant, "backend": m.backend}
@@ -76,9 +101,12 @@ SHOWN_CLASSES = 10  # `run --input` shows every class's probability up to this m
 @user_errors
 def run_cmd(
     ctx: typer.Context,
-    model: Optional[Path] = typer.Argument(None, help="An exported .onnx or .tflite file, or a checkpoint; default: the shipped model."),
+    model: Optional[Path] = typer.Argument(None, help="An exported .onnx or .tflite file, or a checkpoint; default: the shipped model (with --audio: the shipped raw-audio model)."),
     input: Optional[Path] = typer.Option(None, "--input", "-i", metavar="FILE.npy", help="Frames to stream, a .npy array (T, m): prints each frame's top class and probabilities."),
-    data: Optional[str] = typer.Option(None, "--data", "-d", metavar="NAME|FILE.npz", help="A data set (fsdd, mnist-rows, mnist-pixels or a .npz file): prints accuracy."),
+    audio: Optional[Path] = typer.Option(None, "--audio", "-a", metavar="FILE.wav", help="A WAV file (mono, 16-bit PCM or float, at the model's rate) through the model's audio front-end: prints the recognised class and its probability."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", metavar="NAME|FILE.npz|DIR", help="A data set (fsdd, mnist-rows, mnist-pixels, a .npz file, or a folder of WAV files for a model that reads audio): prints accuracy."),
+    split_by: Optional[str] = typer.Option(None, "--split-by", metavar="random|speaker|fsdd|all", show_default=False, help="With --data DIR: how the folder is split [default: as the model was trained, for its training folder; all (every clip is test) for another]."),
+    test_speakers: Optional[str] = typer.Option(None, "--test-speakers", metavar="A,B", show_default=False, help="With --data DIR: these speakers' clips are the test split."),
     split: str = typer.Option("test", "--split", metavar=_choices(SPLITS), help="The split to run (with --data)."),
     split_seed: Optional[int] = typer.Option(None, "--split-seed", help="Default: the seed the model was trained with (with --data)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Cap every split at N sequences (with --data)."),
@@ -87,22 +115,33 @@ def run_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Load the model even when its bytes do not match the integrity digest it records (a corrupted file: at your own risk)."),
 ) -> None:
-    """Stream frames through a model with the runtime, one step per frame."""
+    """Stream frames (or a WAV file, or a data set) through a model with the runtime, one step per
+    frame."""
     import numpy as np
 
     from .. import runtime
     from ..zoo import default_model_path
 
-    if (input is None) == (data is None):
-        raise UsageError("give exactly one of --input FILE.npy (print each frame's output) and "
-                         "--data NAME (print accuracy)")
-    if input is not None:
-        _ignored(ctx, [("split", "--split"), ("split_seed", "--split-seed"), ("limit", "--limit")],
-                 "they choose the --data split, and --input streams a file")
-    path = model if model is not None else default_model_path()
+    if sum(x is not None for x in (input, data, audio)) != 1:
+        raise UsageError("give exactly one of --input FILE.npy (print each frame's output), "
+                         "--audio FILE.wav (print the recognised class) and --data NAME|DIR "
+                         "(print accuracy)")
+    if data is None:
+        _ignored(ctx, [("split", "--split"), ("split_seed", "--split-seed"), ("limit", "--limit"),
+                       ("split_by", "--split-by"), ("test_speakers", "--test-speakers")],
+                 "they choose the --data split, and --input/--audio stream a file")
+    if model is None and audio is not None:  # the shipped model that reads audio
+        from ..zoo import audio_model_path
+        path = audio_model_path()
+    else:
+        path = model if model is not None else default_model_path()
     m = _load_runtime_model(path, backend, threads, verify=not no_verify)
+    if audio is not None:
+        _run_audio(m, path, audio, as_json)
+        return
     if data is not None:
-        splits, part = _runtime_split(m, path, data, split, split_seed, limit)
+        splits, part = _runtime_split(m, path, data, split, split_seed, limit,
+                                      wav_split(m.info.data, data, split_by, test_speakers))
         t0 = time.perf_counter()
         ev = runtime.evaluate(m, part)
         seconds = time.perf_counter() - t0
@@ -158,6 +197,39 @@ def run_cmd(
                                      probs.astype(np.float32).tolist()}) + "\n")
         return
     _print_frames(outputs, probs, labels, names, top)
+
+
+def _run_audio(m, path: Path, wav: Path, as_json: bool) -> None:
+    """One WAV file through the model's audio front-end and the model, as a stream from a fresh
+    state: the class after the last frame and its probability."""
+    import numpy as np
+
+    from .._io import check_regular_file
+    from ..data.wav import read_wav
+
+    fe = m.info.frontend.audio
+    if fe is None:
+        raise UsageError(f"{path}: the model reads frames of {m.input_size} features, not audio "
+                         f"(its config records no audio front-end): stream frames with --input "
+                         f"FILE.npy, or train a model on WAV files (slimedge train --data DIR)")
+    check_regular_file(wav, "WAV file")  # a FIFO would block forever
+    samples, rate = read_wav(wav, sample_rate=fe.sample_rate)
+    outputs = m.audio_stream().push(samples)
+    if not len(outputs):
+        raise UsageError(f"{wav}: {len(samples)} samples, shorter than one frame of the model's "
+                         f"front-end ({fe.window_samples} samples)")
+    labels = m.labels or [str(k) for k in range(m.output_size)]
+    p = _softmax(outputs[-1].astype(np.float64))
+    k = int(p.argmax())
+    result = {"file": str(wav), "model": str(path), "backend": m.backend, "label": labels[k],
+              "probability": float(p[k]), "frames": len(outputs),
+              "seconds": len(samples) / rate, "labels": labels,
+              "probabilities": p.astype(np.float32).tolist()}
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+        return
+    sys.stdout.write(f"{labels[k]}  (probability {p[k]:.3f}; {wav.name}, "
+                     f"{result['seconds']:.2f} s, {len(outputs)} frames)\n")
 
 
 def _print_frames(outputs, probs, labels, names, top) -> None:

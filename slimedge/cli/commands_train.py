@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .. import extras, formats, variants
+from ..data import augment as _augment
 from ..errors import UsageError
 from . import app as _shared  # err_console is set per command (see user_errors)
 from .app import (
@@ -82,7 +83,40 @@ _RUN_SETTINGS = [("variant", "--variant"), ("data", "--data"), ("hidden_size", "
                  ("gate_activation", "--gate-activation"), ("activation", "--activation"),
                  ("constant", "--constant"), ("init", "--init"), ("forget_bias", "--forget-bias"),
                  ("input_only_cell", "--input-only-cell"), ("threads", "--threads"),
-                 ("flush_denormals", "--flush-denormals")]
+                 ("flush_denormals", "--flush-denormals"), ("frontend", "--frontend"),
+                 ("frontend_option", "--frontend-option"), ("split_by", "--split-by"),
+                 ("test_speakers", "--test-speakers"), ("augment", "--augment"),
+                 ("augment_copies", "--augment-copies")]
+
+
+def _audio_spec(frontend: Optional[str], options: list[str]) -> Optional[dict]:
+    """``--frontend NAME`` and ``--frontend-option KEY=VALUE`` -> an audio front-end's spec (None
+    when neither is given: the default for a WAV folder)."""
+    from ..frontend.audio import DEFAULT, PRESETS
+
+    if frontend is None and not options:
+        return None
+    if frontend is not None and frontend not in PRESETS:
+        raise UsageError(f"unknown front-end {frontend!r}; valid: {', '.join(PRESETS)}")
+    spec = dict(PRESETS[frontend] if frontend else DEFAULT)
+    for item in options:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--frontend-option takes KEY=VALUE (e.g. hop_ms=20), got {item!r}")
+        spec[key.strip()] = _option_value(value.strip())
+    return spec
+
+
+def _option_value(text: str):
+    """A front-end option's value as JSON would type it: int, float, true/false, else a string."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 @app.command("train")
@@ -91,7 +125,13 @@ def train_cmd(
     ctx: typer.Context,
     output: Path = typer.Option(..., "--output", "-o", help="Best checkpoint (*.safetensors); the training state (.state.safetensors) and JSON log (.log.json) go beside it."),
     variant: str = typer.Option("LSTM6", "--variant", "-v", help="A variant name or alias (see `slimedge variants`)."),
-    data: str = typer.Option("fsdd", "--data", "-d", metavar="NAME|FILE.npz", help="fsdd, mnist-rows, mnist-pixels, or a .npz file (see README)."),
+    data: str = typer.Option("fsdd", "--data", "-d", metavar="NAME|FILE.npz|DIR", help="fsdd, mnist-rows, mnist-pixels, a .npz file, or a folder of WAV files (labels from the names LABEL_SPEAKER_INDEX.wav or a labels.csv; see README)."),
+    frontend: Optional[str] = typer.Option(None, "--frontend", metavar="logmel|mfcc|microfrontend", show_default=False, help="With a WAV folder: the audio front-end the model reads audio through (recorded in the checkpoint) [default: microfrontend, 8 kHz, 60 ms window, 20 ms hop]."),
+    frontend_option: list[str] = typer.Option([], "--frontend-option", metavar="KEY=VALUE", show_default=False, help="A front-end field (repeatable), e.g. hop_ms=20, mel_channels=32, sample_rate=16000."),
+    split_by: str = typer.Option("random", "--split-by", "--split", metavar="random|speaker|fsdd", help="With a WAV folder: random (stratified), speaker (--test-speakers are the test set) or fsdd (index 0-4 test)."),
+    test_speakers: Optional[str] = typer.Option(None, "--test-speakers", metavar="A,B", show_default=False, help="With a WAV folder: these speakers' clips are the test set (implies --split-by speaker)."),
+    augment: Optional[str] = typer.Option(None, "--augment", metavar="RECIPE", show_default=False, help="With a WAV folder: training augmentations, e.g. shift,gain,noise or gain=-12:6,speed=0.9:1.1 (shift, gain, noise, speed, time_mask, freq_mask; see slimedge.data.augment)."),
+    augment_copies: int = typer.Option(0, "--augment-copies", min=0, help="Augmented copies of each training clip [0 with --augment: 4]."),
     hidden_size: int = typer.Option(64, "--hidden-size", "-n", help="Hidden size n."),
     layers: int = typer.Option(1, "--layers", help="Number of stacked SLIM layers."),
     epochs: Optional[int] = typer.Option(None, "--epochs", show_default=False, help="Epochs in total [default: 10; with --resume: the run's own]."),
@@ -136,7 +176,11 @@ def train_cmd(
                          gate_activation=gate_activation, activation=activation,
                          constants=_parse_constants(constant), init=init,
                          forget_bias=forget_bias, input_only_cell=input_only_cell, threads=threads,
-                         flush_denormals=flush_denormals)
+                         flush_denormals=flush_denormals,
+                         audio=_audio_spec(frontend, frontend_option), split=split_by,
+                         test_speakers=[t.strip() for t in (test_speakers or "").split(",")
+                                        if t.strip()],
+                         augment=_augment.parse(augment or ""), augment_copies=augment_copies)
     spec = variants.get(config.variant)
     if forget_bias is not None and not resume and not spec.has("f", "b"):
         warn(f"--forget-bias is ignored: {spec.name} learns no b_f")
@@ -156,8 +200,10 @@ def train_cmd(
 def evaluate_cmd(
     ctx: typer.Context,
     model: Optional[Path] = typer.Argument(None, help="A checkpoint or an exported file; default: the shipped model."),
-    data: Optional[str] = typer.Option(None, "--data", "-d", metavar="NAME|FILE.npz", help="fsdd, mnist-rows, mnist-pixels or a .npz file; default: the model's training data."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", metavar="NAME|FILE.npz|DIR", help="fsdd, mnist-rows, mnist-pixels, a .npz file or a folder of WAV files (a model that reads audio); default: the model's training data."),
     split: str = typer.Option("test", "--split", metavar=_choices(SPLITS), help="The split to evaluate."),
+    split_by: Optional[str] = typer.Option(None, "--split-by", metavar="random|speaker|fsdd|all", show_default=False, help="With --data DIR: how the folder is split [default: as the model was trained, for its training folder; all (every clip is test) for another]."),
+    test_speakers: Optional[str] = typer.Option(None, "--test-speakers", metavar="A,B", show_default=False, help="With --data DIR: these speakers' clips are the test split."),
     split_seed: Optional[int] = typer.Option(None, "--split-seed", help="Default: the seed the model was trained with."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Cap every split at N sequences."),
     device: str = typer.Option("cpu", "--device", metavar=_choices(TORCH_DEVICES), help="Where torch evaluates a checkpoint (also the torch backend's device)."),
@@ -183,12 +229,17 @@ def evaluate_cmd(
         from .commands_run import _evaluate_runtime  # exports go through the runtime
 
         ev, meta = _evaluate_runtime(path, data, split, split_seed, limit, backend or "auto",
-                                     threads, device if backend == "torch" else None)
+                                     threads, device if backend == "torch" else None,
+                                     split_by, test_speakers)
     else:
         from ..train import evaluate_checkpoint
+        from .commands_run import wav_split
 
+        folder = data is not None and Path(data).is_dir()  # its record read only then
+        wav = wav_split(formats.info(path).data if folder else None, data, split_by,
+                        test_speakers)
         ev, meta = evaluate_checkpoint(path, data, split, split_seed=split_seed, limit=limit,
-                                       device=device, threads=threads or 1)
+                                       device=device, threads=threads or 1, wav=wav)
     if as_json:
         sys.stdout.write(json.dumps({**meta, **ev.to_dict()}, indent=2) + "\n")
         return

@@ -11,6 +11,8 @@ Data sets (``load(name)``):
                   10% of the official 60,000 training images; train = the rest (54,000).
     mnist-pixels  MNIST pixel by pixel (T=784, m=1), same splits.
     PATH.npz      your own sequences (see :func:`load_npz` for the format).
+    DIR           a folder of WAV files, through an audio front-end (``load(DIR, audio=spec,
+                  wav={"split": ..., "test_speakers": [...]})``; :mod:`.audio`).
 
 Frames keep their stored dtype (MNIST stays uint8, 0-255); batches are float32. Feature scaling is
 the model's job: :class:`~slimedge.models.SequenceClassifier` learns a per-feature mean and std
@@ -58,8 +60,13 @@ DATASETS: dict[str, tuple[Callable[..., DataSplits], str]] = {
 
 
 def load(name: str | Path, *, split_seed: int = 0, val_fraction: float = DEFAULT_VAL_FRACTION,
-         test_fraction: float = DEFAULT_TEST_FRACTION, limit: int | None = None) -> DataSplits:
-    """A data set by name (``fsdd``, ``mnist-rows``, ``mnist-pixels``) or a ``.npz`` path.
+         test_fraction: float = DEFAULT_TEST_FRACTION, limit: int | None = None,
+         audio=None, wav: dict | None = None) -> DataSplits:
+    """A data set by name (``fsdd``, ``mnist-rows``, ``mnist-pixels``), a ``.npz`` path, or a
+    folder of WAV files (through the audio front-end ``audio``, a spec or its dict; ``wav``: the
+    folder's split and augmentation, the keyword arguments of
+    :func:`~.audio.load_wav_folder` ``split``, ``test_speakers``, ``augment``, ``copies``,
+    ``augment_seed``).
 
     ``limit`` caps every split at that many sequences (a seeded, stratified subset), for quick runs.
     """
@@ -68,18 +75,31 @@ def load(name: str | Path, *, split_seed: int = 0, val_fraction: float = DEFAULT
               limit=limit)
     if key in DATASETS:
         return DATASETS[key][0](**kw)
+    if Path(str(name)).is_dir():
+        if audio is None:
+            raise DataError(f"{name}: a folder of WAV files needs an audio front-end to make "
+                            f"frames of (e.g. --frontend logmel)")
+        return load_wav_folder(name, audio, seed=split_seed, val_fraction=val_fraction,
+                               test_fraction=test_fraction, limit=limit, **(wav or {}))
     if str(name).endswith(".npz") or Path(str(name)).is_file():
         return load_npz(name, **kw)
     raise DataError(f"unknown data set {str(name)!r}; valid: {', '.join(DATASETS)}, "
-                     f"or a path to a .npz file")
+                     f"a path to a .npz file, or a folder of WAV files")
+
+
+WAV_SPLIT_KEYS = ("split", "test_speakers")
+"""What a folder of WAVs' record adds to the split seed and fractions to give the same split."""
 
 
 def load_as_recorded(recorded: dict | None, data: str | Path | None = None, *,
-                     split_seed: int | None = None, limit: int | None = None) -> DataSplits:
+                     split_seed: int | None = None, limit: int | None = None,
+                     audio=None, wav: dict | None = None) -> DataSplits:
     """The splits a model was trained on, from the ``info.data`` record its checkpoint (and every
     export of it) carries: its data set, split seed, fractions and limit, so ``test`` is that
     model's test set. ``data`` names another data set (then only ``split_seed``/``limit`` given
-    here apply); ``split_seed`` and ``limit`` override the record. This is the one reader of that
+    here apply); ``split_seed`` and ``limit`` override the record. A folder of WAV files goes
+    through ``audio`` (the model's audio front-end), split as recorded (``split``,
+    ``test_speakers``) unless ``wav`` gives them. This is the one reader of that
     record: callers pass the dict here instead of reading its keys themselves."""
     recorded = recorded or {}
     if data is None:
@@ -87,18 +107,26 @@ def load_as_recorded(recorded: dict | None, data: str | Path | None = None, *,
         if not data:
             raise DataError("the model does not record the data set it was trained on: "
                              "pass --data")
-        if recorded.get("path") and Path(recorded["path"]).is_file():
-            data = recorded["path"]  # a .npz file: where it was, wherever we are now
+        path = recorded.get("path")
+        if path and (Path(path).is_file() or Path(path).is_dir()):
+            data = path  # a .npz file or a WAV folder: where it was, wherever we are now
+        elif recorded.get("kind") == "wav-folder":
+            raise DataError(f"the model was trained on the WAV folder {path}, which is not "
+                            f"there: pass --data DIR")
     kw: dict = {"split_seed": 0}
     name = str(recorded.get("name", "")).lower()
     same = bool(name) and name in (str(data).lower(), Path(str(data)).name.lower())
+    folder_split: dict = {}
     if same:
         kw.update({k: recorded[k] for k in ("split_seed", "val_fraction", "test_fraction")
                    if recorded.get(k) is not None})
+        folder_split = {k: recorded[k] for k in WAV_SPLIT_KEYS if recorded.get(k) is not None}
         if limit is None:
             limit = recorded.get("limit")
     if split_seed is not None:
         kw["split_seed"] = split_seed
+    if Path(str(data)).is_dir():
+        kw = {**kw, "audio": audio, "wav": {**folder_split, **(wav or {})}}
     splits = load(data, limit=limit, **kw)
     if same and recorded.get("sha256") and splits.info.get("sha256") != recorded["sha256"]:
         raise DataError(f"{data}: not the file the model was trained on (its sha256 differs "

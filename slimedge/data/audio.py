@@ -10,7 +10,8 @@ field the speaker and the third the index. :func:`split_clips` divides them:
 * ``"random"``: seeded, stratified by label (``val_fraction``, ``test_fraction``);
 * ``"speaker"``: the clips of ``test_speakers`` are the test set (no speaker in two sets), the
   validation set a seeded, stratified ``val_fraction`` of the other speakers' clips;
-* ``"fsdd"``: the dataset's own rule, index 0-4 test, a stratified ``val_fraction`` of the rest.
+* ``"fsdd"``: the dataset's own rule, index 0-4 test, a stratified ``val_fraction`` of the rest;
+* ``"all"``: every clip is the test set (evaluating a model on a folder it was not trained on).
 
 :func:`clip_frames` runs an audio front-end (:mod:`slimedge.frontend.audio`) over every clip from
 a fresh state, exactly as a stream would, into :class:`~slimedge.data.sequences.SequenceData`;
@@ -27,13 +28,15 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import DataError
+from . import augment as augment_mod
 from .sequences import SequenceData
 from .splits import DataSplits, stratified_split, stratified_subset
 from .wav import read_wav
 
 MANIFEST = "labels.csv"
-SPLITS = ("random", "speaker", "fsdd")
+SPLITS = ("random", "speaker", "fsdd", "all")
 FSDD_TEST_INDICES = range(5)
+COMPILE_FROM_CLIPS = 500  # clips (copies included) from which the compiled front-end is used
 _FSDD_NAME = re.compile(r"^([^_]+)_([^_]+)_(\d+)$")
 
 
@@ -94,6 +97,8 @@ def split_clips(clips: Sequence[Clip], split: str = "random", *,
     if split == "random":
         va, te, tr = stratified_split(y, [val_fraction, test_fraction], seed)
         return _pick(clips, tr, va, te)
+    if split == "all":
+        return _pick(clips, [], [], idx)
     if split == "speaker":
         if not test_speakers:
             raise DataError("split 'speaker' needs test_speakers")
@@ -120,33 +125,62 @@ def _pick(clips, tr, va, te) -> dict[str, list[Clip]]:
             (("train", tr), ("val", va), ("test", te))}
 
 
-def clip_frames(clips: Sequence[Clip], audio, labels: Sequence[str], name: str = "") \
-        -> SequenceData:
-    """Every clip through the audio front-end ``audio`` from a fresh state. A clip shorter than
-    one frame raises DataError naming it."""
-    from ..frontend.audio import features
-    frames, lengths = [], []
+def clip_frames(clips: Sequence[Clip], audio, labels: Sequence[str], name: str = "", *,
+                augment: dict | None = None, copies: int = 0, seed: int = 0) -> SequenceData:
+    """Every clip through the audio front-end ``audio`` from a fresh state (as a stream on the
+    device would run it). With an ``augment`` recipe (:mod:`.augment`), ``copies`` augmented
+    copies of every clip follow the clean clips, drawn from ``seed``. A clip shorter than one
+    frame raises DataError naming it."""
+    from ..frontend.audio import as_pcm, features
+    recipe = augment_mod.check(augment or {})
+    # the compiled integer front-end pays its compilation (seconds) back over many clips only
+    compiled = len(clips) * (1 + int(copies)) >= COMPILE_FROM_CLIPS
+    frames, lengths, ys = [], [], []
+    waves = []
     for c in clips:
         x, _ = read_wav(c.path, sample_rate=audio.sample_rate)
-        f = features(audio, x)
+        f = features(audio, x, compiled)
         if len(f) == 0:
             raise DataError(f"{c.path}: {len(x)} samples, shorter than one frame "
                             f"({audio.window_samples} samples)")
         frames.append(f.astype(np.float32))
         lengths.append(len(f))
+        ys.append(list(labels).index(c.label))
+        waves.append(x)
+    if copies and recipe and clips:
+        rng = np.random.default_rng([int(seed), 0x4A5D])
+        fill = np.concatenate(frames).astype(np.float64).mean(axis=0)
+        wave_aug = any(k in recipe for k in augment_mod.WAVEFORM)
+        for _ in range(int(copies)):
+            for k, x in enumerate(waves):
+                if wave_aug:
+                    y = augment_mod.waveform(as_pcm(x, integer=False), recipe, audio.sample_rate,
+                                             rng)
+                    f = features(audio, y, compiled)
+                    if len(f) == 0:  # a copy sped up below one frame: keep the clean frames
+                        f = frames[k]
+                else:
+                    f = frames[k]
+                f = augment_mod.frames(f, recipe, fill, rng)
+                frames.append(f.astype(np.float32))
+                lengths.append(len(f))
+                ys.append(ys[k])
     if not frames:
         return SequenceData(np.zeros((0, audio.output_size), np.float32), np.zeros(1, np.int64),
                             np.zeros(0, np.int64), list(labels), name)
     return SequenceData(np.concatenate(frames), np.concatenate([[0], np.cumsum(lengths)]),
-                        np.array([list(labels).index(c.label) for c in clips]), list(labels), name)
+                        np.array(ys), list(labels), name)
 
 
 def load_wav_folder(folder: str | Path, audio, *, split: str = "random",
                     test_speakers: Sequence[str] = (), val_fraction: float = 0.1,
                     test_fraction: float = 0.1, seed: int = 0,
-                    limit: int | None = None) -> DataSplits:
+                    limit: int | None = None, augment: dict | None = None,
+                    copies: int = 0, augment_seed: int = 0) -> DataSplits:
     """A folder of WAVs as train/val/test frames through ``audio`` (an audio front-end or its
-    spec). ``limit`` keeps a seeded, stratified ``limit`` clips per split (quick runs)."""
+    spec). ``limit`` keeps a seeded, stratified ``limit`` clips per split (quick runs). The
+    training split gets ``copies`` augmented copies of each clip (``augment``, a recipe of
+    :mod:`.augment`, drawn from ``augment_seed``); validation and test stay clean."""
     from ..frontend.audio import from_config
     if isinstance(audio, dict):
         audio = from_config(audio)
@@ -157,11 +191,24 @@ def load_wav_folder(folder: str | Path, audio, *, split: str = "random",
     if limit is not None:
         parts = {k: [v[i] for i in stratified_subset(
             np.array([labels.index(c.label) for c in v]), limit, seed)] for k, v in parts.items()}
-    data = {k: clip_frames(v, audio, labels, f"{Path(folder).name}/{k}")
+    data = {k: clip_frames(v, audio, labels, f"{Path(folder).name}/{k}",
+                           **({"augment": augment, "copies": copies, "seed": augment_seed}
+                              if k == "train" else {}))
             for k, v in parts.items()}
-    info = {"source": str(folder), "split": split, "test_speakers": list(test_speakers),
+    for k, v in parts.items():
+        if not v and split != "all":
+            raise DataError(f"{folder}: the {k} split is empty (split {split!r}); use more data "
+                            f"or other speakers / fractions")
+    info = {"name": Path(folder).name, "path": str(Path(folder).resolve()), "kind": "wav-folder",
+            "split": split, "test_speakers": list(test_speakers), "split_seed": int(seed),
+            "val_fraction": float(val_fraction),
+            "test_fraction": float(test_fraction) if split == "random" else None,
+            "limit": limit, "source": str(folder),
             "frontend": {"audio": audio.to_config()},
-            "speakers": {k: sorted({c.speaker for c in v if c.speaker}) for k, v in parts.items()}}
+            "speakers": {k: sorted({c.speaker for c in v if c.speaker}) for k, v in parts.items()},
+            "clips": {k: len(v) for k, v in parts.items()}}
+    if copies and augment:
+        info["augment"] = {"recipe": augment_mod.check(augment), "copies": int(copies)}
     return DataSplits(Path(folder).name, data["train"], data["val"], data["test"], info)
 
 

@@ -26,6 +26,16 @@ from . import logmel, microfrontend
 AUDIO: dict[str, type] = {logmel.KIND: logmel.LogMel, microfrontend.KIND: microfrontend.Micro}
 """Audio front-end kind -> its class."""
 
+DEFAULT = {"kind": "microfrontend", "sample_rate": 8000, "window_ms": 60, "hop_ms": 20,
+           "lower_hz": 62.5, "upper_hz": 3750.0}
+"""The front-end ``slimedge train --data DIR`` uses unless told otherwise: the microfrontend's
+16 kHz configuration (30 ms window, 10 ms hop, 125-7500 Hz) scaled to FSDD's 8 kHz with the same
+FFT size (the shipped raw-audio model's; benchmarks/audio.py)."""
+
+PRESETS = {"logmel": {"kind": "logmel"}, "mfcc": {"kind": "logmel", "dct": 13},
+           "microfrontend": DEFAULT}
+"""Named starting points for ``--frontend`` (fields set with ``--frontend-option``)."""
+
 
 def from_config(spec: Mapping):
     """The audio front-end a spec describes; ValueError for an unknown kind or field."""
@@ -39,6 +49,8 @@ def as_pcm(samples, integer: bool) -> np.ndarray:
     """1-D samples for a front-end: int16 PCM for an integer one (float input in [-1, 1) is
     scaled by 32768, rounded and clipped), float64 in [-1, 1) for a float one (int16 / 32768)."""
     x = np.asarray(samples)
+    if integer and x.dtype == np.int16 and x.ndim == 1:  # a stream's usual push: as it is
+        return x
     if x.ndim != 1:
         raise ValueError(f"audio samples must be one channel (1-D), got shape {x.shape}")
     is_int = np.issubdtype(x.dtype, np.integer)
@@ -59,10 +71,13 @@ def as_pcm(samples, integer: bool) -> np.ndarray:
 
 
 class AudioStream:
-    """One audio front-end run on a live signal: :meth:`push` samples, get frames (T, features)."""
+    """One audio front-end run on a live signal: :meth:`push` samples, get frames (T, features).
+    ``compiled``: run the integer front-end's compiled kernel (:mod:`.micro_fast`; the same
+    values; numba compiles it once per process, seconds, so it pays for a server's many pushes
+    or training's many clips, not for one clip)."""
 
-    def __init__(self, audio) -> None:
-        self.audio = audio
+    def __init__(self, audio, compiled: bool = False) -> None:
+        self.audio, self.compiled = audio, bool(compiled)
         self.integer = isinstance(audio, microfrontend.Micro)
         self.reset()
 
@@ -77,15 +92,17 @@ class AudioStream:
         if n == 0:
             self.buffer = x
             return np.zeros((0, self.audio.output_size))
-        frames = np.lib.stride_tricks.sliding_window_view(x, W)[::H][:n]
-        out, self.state = self.audio.process(frames, self.state)
+        # frame t is x[t * H : t * H + W] (a read-only view; one frame: a plain slice)
+        frames = x[None, :W] if n == 1 else \
+            np.lib.stride_tricks.sliding_window_view(x, W)[::H][:n]
+        out, self.state = self.audio.process(frames, self.state, self.compiled)
         self.buffer = x[n * H:].copy()
         return np.asarray(out, np.float64)
 
 
-def features(audio, samples) -> np.ndarray:
+def features(audio, samples, compiled: bool = False) -> np.ndarray:
     """A whole clip's frames from a fresh state (the same as pushing it in any pieces)."""
-    return AudioStream(audio).push(samples)
+    return AudioStream(audio, compiled).push(samples)
 
 
-__all__ = ["AUDIO", "AudioStream", "as_pcm", "features", "from_config"]
+__all__ = ["AUDIO", "DEFAULT", "PRESETS", "AudioStream", "as_pcm", "features", "from_config"]

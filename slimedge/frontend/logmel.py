@@ -112,9 +112,10 @@ class LogMel(AudioSpec):
     def initial_state(self) -> None:
         return None
 
-    def process(self, frames: np.ndarray, state=None) -> tuple[np.ndarray, None]:
+    def process(self, frames: np.ndarray, state=None,
+                compiled: bool = False) -> tuple[np.ndarray, None]:
         """float64 (T, window) samples -> (T, output_size) features (no state besides the
-        overlap, which the stream keeps)."""
+        overlap, which the stream keeps; ``compiled`` changes nothing here)."""
         t = self.tables
         x = np.asarray(frames, np.float64) * t["window"]
         # frame by frame and without BLAS, so a frame's value does not depend on how many

@@ -32,7 +32,7 @@ from functools import cached_property
 
 import numpy as np
 
-from . import kissfft
+from . import kissfft, micro_fast
 from . import micro_tables as mt
 from .audio_spec import AudioSpec
 
@@ -226,9 +226,18 @@ class Micro(AudioSpec):
         out = ((((loge << self.scale_shift) & 0xFFFFFFFF) + half) >> L) & 0xFFFFFFFF
         return np.where(v > 1, out, 0)
 
-    def process(self, frames: np.ndarray, estimate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def process(self, frames: np.ndarray, estimate: np.ndarray,
+                compiled: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Every step for int16 frames (T, window) from ``estimate``: (T, channels) int64 and the
-        estimate after the last frame."""
+        estimate after the last frame. ``compiled``: by :mod:`.micro_fast` (the same values,
+        compiled once per process) where numba is installed; else :meth:`process_numpy`."""
+        if compiled and len(frames) and micro_fast.available():
+            return micro_fast.process(self, frames, estimate)
+        return self.process_numpy(frames, estimate)
+
+    def process_numpy(self, frames: np.ndarray,
+                      estimate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`process` in NumPy, every frame's steps vectorised over the frames."""
         energy, _ = self.spectrum_energy(frames)
         return self.steps(energy, estimate)
 

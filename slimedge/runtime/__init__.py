@@ -192,12 +192,13 @@ class Model:
         """A new stream at the zero state."""
         return Stream(self)
 
-    def audio_stream(self):
+    def audio_stream(self, compiled: bool = False):
         """A new stream of audio through the model (:class:`~slimedge.runtime.audio.AudioStream`:
         ``push(pcm)`` -> one output per completed frame), for a model whose config records an
-        audio front-end; UsageError otherwise."""
+        audio front-end; UsageError otherwise. ``compiled``: the integer front-end's compiled
+        kernel (numba; the same values, for servers and long streams)."""
         from .audio import AudioStream
-        return AudioStream(self)
+        return AudioStream(self, compiled)
 
     def streams(self, k: int) -> "StreamBatch":
         """k new streams at the zero state, stepped together in one backend call."""

@@ -12,6 +12,8 @@ carries its front-end runs it in C instead: ``PREFIX_listen``, front-end and ste
 as a firmware does (:mod:`slimedge.formats.c.audio`). ONNX and TFLite files hold the model's step
 only: the front-end is a companion their config records and this class applies. State: the
 front-end's (sample overlap, noise estimates) and the model's (h, c); :meth:`reset` clears both.
+``compiled=True`` runs the integer front-end's compiled kernel (numba, compiled once per process:
+for servers and long streams; the same values) where the front-end runs in NumPy.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ class AudioStream:
     """One stream of audio through a model: :meth:`push` samples, get the outputs (n, K) of the
     n frames they completed (n may be 0)."""
 
-    def __init__(self, model) -> None:
+    def __init__(self, model, compiled: bool = False) -> None:
         fe = Frontend.from_config(model.config)
         if fe.audio is None:
             raise UsageError(f"{model.path}: its config records no audio front-end (the model "
@@ -40,7 +42,7 @@ class AudioStream:
             from ..formats.c import audio as caudio
             if caudio.has_frontend(model.config):
                 self.listener = caudio.Listener(model.session)
-        self.frontend = FrontendStream(fe.audio)
+        self.frontend = FrontendStream(fe.audio, compiled)
         self.stream = model.stream()
 
     @property

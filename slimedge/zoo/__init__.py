@@ -17,6 +17,15 @@ from pathlib import Path
 
 DEFAULT_MODEL = "fsdd_default.safetensors"
 CARD = "fsdd_default.json"
+AUDIO_MODEL = "fsdd_audio.safetensors"
+"""The shipped raw-audio digit model: its config records the integer microfrontend it reads audio
+through (``slimedge run --audio FILE.wav`` uses it when no model is named); card
+``fsdd_audio.json``, built by ``benchmarks/audio.py --keep``."""
+AUDIO_CARD = "fsdd_audio.json"
+SAMPLE_WAV = "fsdd_sample_7_jackson_3.wav"
+"""One FSDD recording (a "7" by jackson, index 3: the official test split), 8 kHz mono 16-bit, to
+try ``slimedge run --audio`` on. Free Spoken Digit Dataset, Zohar Jackson and contributors,
+CC BY-SA 4.0 (https://github.com/Jakobovski/free-spoken-digit-dataset), unchanged."""
 # the shipped exports, by format, in the order a runtime-only install looks for them
 EXPORTS = {"tflite": "fsdd_default.tflite", "onnx": "fsdd_default.onnx", "c": "fsdd_default.c"}
 
@@ -40,6 +49,22 @@ def default_model_path(format: str | None = None) -> Path:
         raise UsageError(f"the default model ships as safetensors, {', '.join(EXPORTS)}; "
                          f"not {format!r}")
     return _file(EXPORTS[format])
+
+
+def audio_model_path() -> Path:
+    """Path of the shipped raw-audio model (8 kHz WAVs in, a digit out)."""
+    return _file(AUDIO_MODEL)
+
+
+def sample_wav_path() -> Path:
+    """Path of the shipped sample recording (:data:`SAMPLE_WAV`)."""
+    return _file(SAMPLE_WAV)
+
+
+def audio_card() -> dict:
+    """The raw-audio model's card: front-end, training, official-split and leave-one-speaker-out
+    accuracy beside LSTM0's."""
+    return json.loads(_file(AUDIO_CARD).read_text())
 
 
 def for_runtime(backend: str = "auto") -> Path:
@@ -66,4 +91,5 @@ def card() -> dict:
     return json.loads(_file(CARD).read_text())
 
 
-__all__ = ["default_model_path", "for_runtime", "card", "EXPORTS"]
+__all__ = ["default_model_path", "audio_model_path", "sample_wav_path", "audio_card",
+           "for_runtime", "card", "EXPORTS"]

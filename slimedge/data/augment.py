@@ -1,0 +1,121 @@
+"""Augmentations of a training clip: on the waveform before the audio front-end, and SpecAugment-
+style masks on its frames after it.
+
+An augmentation recipe is a dict of named augmentations and their parameters, recorded in the
+training config (``TrainConfig.augment``); :func:`parse` reads the command line's form
+``shift,gain,noise`` (each with its default parameters, :data:`DEFAULTS`) or
+``gain=-12:6,noise=20:40`` (a range given). Every augmentation draws from one seeded generator, so
+a recipe, a seed and a clip give the same copy everywhere.
+
+Waveform (float in [-1, 1), before the front-end; an integer front-end rounds the result to int16):
+
+* ``shift`` (ms): ``max`` ms of silence put before the clip, uniform in [0, max] (where a word
+  starts in the window differs from one recording to another);
+* ``gain`` (dB): a gain uniform in [lo, hi] (a speaker nearer or farther from the microphone);
+  the result is clipped to [-1, 1);
+* ``noise`` (dB): white noise at an SNR uniform in [lo, hi] over the clip's own mean power;
+* ``speed``: resampling by a factor uniform in [lo, hi] (linear interpolation): tempo and pitch
+  change together, the cheap form of vocal-tract-length perturbation.
+
+Frames (after the front-end, before the standardisation; masked values become the training set's
+per-feature mean, which the standardisation maps to 0):
+
+* ``time_mask`` (frames): two masks of up to ``max`` consecutive frames;
+* ``freq_mask`` (channels): two masks of up to ``max`` consecutive features.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from ..errors import UsageError
+
+DEFAULTS: dict[str, tuple[float, ...]] = {
+    "shift": (150.0,), "gain": (-24.0, 6.0), "noise": (10.0, 40.0), "speed": (0.9, 1.1),
+    "time_mask": (5.0,), "freq_mask": (4.0,)}
+"""Each augmentation's parameters when the command line names it without any."""
+WAVEFORM = ("shift", "gain", "noise", "speed")
+FRAMES = ("time_mask", "freq_mask")
+MASKS = 2  # masks of each kind per clip
+DEFAULT_COPIES = 4  # augmented copies of each training clip when a recipe gives none
+
+
+def parse(text: str) -> dict[str, list[float]]:
+    """``"shift,gain=-12:6"`` -> ``{"shift": [150.0], "gain": [-12.0, 6.0]}``; ``""``/``none`` ->
+    ``{}``. UsageError names a bad item."""
+    out: dict[str, list[float]] = {}
+    for item in (x.strip() for x in str(text).split(",")):
+        if not item or item == "none":
+            continue
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if name not in DEFAULTS:
+            raise UsageError(f"unknown augmentation {name!r}; valid: {', '.join(DEFAULTS)}")
+        try:
+            params = [float(v) for v in value.split(":")] if sep else list(DEFAULTS[name])
+        except ValueError:
+            raise UsageError(f"augmentation {item!r}: its parameters are numbers separated by "
+                             f"':' (e.g. gain=-12:6)") from None
+        out[name] = params
+    return check(out)
+
+
+def check(recipe: Mapping) -> dict[str, list[float]]:
+    """The recipe with each augmentation's parameters checked (count, order, range)."""
+    out = {}
+    for name, params in dict(recipe or {}).items():
+        if name not in DEFAULTS:
+            raise UsageError(f"unknown augmentation {name!r}; valid: {', '.join(DEFAULTS)}")
+        p = [float(v) for v in (params if isinstance(params, (list, tuple)) else [params])]
+        want = len(DEFAULTS[name])
+        if len(p) != want or not all(np.isfinite(p)):
+            raise UsageError(f"augmentation {name} takes {want} number(s), got {params!r}")
+        if want == 2 and p[0] > p[1]:
+            raise UsageError(f"augmentation {name}: the range {p[0]}:{p[1]} is reversed")
+        if (name == "speed" and p[0] <= 0) or (want == 1 and p[0] < 0):
+            raise UsageError(f"augmentation {name}: {params!r} out of range")
+        out[name] = p
+    return out
+
+
+def waveform(x: np.ndarray, recipe: Mapping, sample_rate: int,
+             rng: np.random.Generator) -> np.ndarray:
+    """float64 samples in [-1, 1) -> an augmented copy (the recipe's waveform augmentations)."""
+    x = np.asarray(x, np.float64)
+    if "speed" in recipe:
+        lo, hi = recipe["speed"]
+        r = rng.uniform(lo, hi)
+        n = max(2, int(round(len(x) / r)))
+        x = np.interp(np.arange(n) * r, np.arange(len(x)), x)
+    if "gain" in recipe:
+        x = x * 10.0 ** (rng.uniform(*recipe["gain"]) / 20.0)
+    if "shift" in recipe:
+        n = int(rng.uniform(0, recipe["shift"][0]) * sample_rate / 1000)
+        x = np.concatenate([np.zeros(n), x])
+    if "noise" in recipe:
+        power = float(np.mean(x * x)) or 1e-10
+        snr = rng.uniform(*recipe["noise"])
+        x = x + rng.standard_normal(len(x)) * np.sqrt(power / 10.0 ** (snr / 10.0))
+    return np.clip(x, -1.0, 32767 / 32768)
+
+
+def frames(f: np.ndarray, recipe: Mapping, fill: np.ndarray,
+           rng: np.random.Generator) -> np.ndarray:
+    """(T, m) frames -> a copy with the recipe's time and feature masks (set to ``fill``)."""
+    f = np.array(f)
+    T, m = f.shape
+    for _ in range(MASKS if "time_mask" in recipe else 0):
+        w = int(rng.integers(0, int(recipe["time_mask"][0]) + 1))
+        if 0 < w < T:
+            s = int(rng.integers(0, T - w + 1))
+            f[s:s + w] = fill
+    for _ in range(MASKS if "freq_mask" in recipe else 0):
+        w = int(rng.integers(0, int(recipe["freq_mask"][0]) + 1))
+        if 0 < w < m:
+            s = int(rng.integers(0, m - w + 1))
+            f[:, s:s + w] = fill[s:s + w]
+    return f
+
+
+__all__ = ["DEFAULTS", "parse", "check", "waveform", "frames"]
