@@ -1080,7 +1080,8 @@ void fsdd_default_reset(float *h, float *c)
 
 /* the model's config JSON (slimedge reads it without compiling) */
 const char fsdd_default_config[] =
-    "{\"export\": {\"abi\": 1, \"activations\": \"float32\", "
+    "{\"file_sha256\": \"f559104264b6a62d2b21989135eda37c5a5f464ca3021edfe5b043da3ec244ef\", "
+    "\"export\": {\"abi\": 1, \"activations\": \"float32\", "
     "\"arithmetic\": \"float32 weights stored transposed (in, out); float32 arithmetic\", "
     "\"batch_stack_bytes\": 34944, \"block_streams\": 32, \"format\": \"c\", "
     "\"header_sha256\": \"f4f67161c2d849c3bc4361f820edee62c0bce4b6f3af932587e27f18372aad16\", "
@@ -1088,7 +1089,6 @@ const char fsdd_default_config[] =
     "\"language\": \"C99\", \"mode\": \"step\", \"prefix\": \"fsdd_default\", \"quantize\": \"none\", "
     "\"stack_bytes\": 1280, \"weight_bytes\": 22572, \"weights\": \"float32\", "
     "\"weights_sha256\": \"2417684b7a765c2a4dd9507bb0e03afec847b22523773ea3ea70547d07c92050\"}, "
-    "\"file_sha256\": \"f3f74aff02838fa5720caab4bed0752317a6ca4899fdbed3f42da8606e13c29e\", "
     "\"format\": \"slimedge/1\", \"graph\": {\"census\": {\"add\": 2, \"matmul\": 3, \"mul\": 1, \"stack\": 2, "
     "\"tanh\": 2, \"unstack\": 2}, \"head_params\": 650, \"hidden_size\": 64, \"input_size\": 13, "
     "\"lstm_macs_per_step\": 4928, \"lstm_params\": 4992, \"macs_per_step\": 5568, \"num_layers\": 1, "
