@@ -324,6 +324,7 @@ def main(argv: list[str] | None = None) -> None:
             print(text)
         return
     from slimedge import exporters, zoo
+    from slimedge.serve import run
 
     levels = [int(x) for x in args.streams.split(",")]
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -336,12 +337,12 @@ def main(argv: list[str] | None = None) -> None:
                                      validate=False).path
         p, url = start_server(model, args.backend, max(levels) + args.idle + 16, args.tick_ms)
         try:
-            mem = asyncio.run(idle_memory(url, p.pid, args.idle))
+            mem = run(idle_memory(url, p.pid, args.idle))
             mem["kb_per_runtime_stream"] = stream_kb(model, args.backend)
             print(f"idle: {mem['kb_per_idle_stream']} KB per stream "
                   f"({mem['rss_before_mb']} -> {mem['rss_after_mb']} MB)", flush=True)
             for n in levels:
-                row = asyncio.run(one_level(url, p.pid, n, args.warmup, args.seconds))
+                row = run(one_level(url, p.pid, n, args.warmup, args.seconds))
                 rows.append(row)
                 u = row["us_per_chunk"]
                 print(f"{n:5d} streams: p50 {row['p50_ms']:.1f} p90 {row['p90_ms']:.1f} p99 "

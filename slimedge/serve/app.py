@@ -23,6 +23,15 @@ def _error_response(status: int, name: str, message: str) -> web.Response:
     return web.json_response({"type": "error", "error": name, "message": message}, status=status)
 
 
+def _writable(transport):
+    """Whether a reply can be written to this connection now without waiting: its send buffer is
+    at or under the transport's low-water mark (so the write cannot pause the protocol)."""
+    if transport is None:
+        return lambda: True      # gone: the write fails at once, and the session closes
+    low = transport.get_write_buffer_limits()[0]
+    return lambda: transport.get_write_buffer_size() <= low
+
+
 class Server:
     """A model served on ``host:port`` (``port=0``: a free one, read back from :attr:`port`)."""
 
@@ -114,7 +123,7 @@ class Server:
         self.sessions.add(session)
         self.metrics.connections_total += 1
         reader = asyncio.create_task(self._read(ws, session))
-        writer = asyncio.create_task(self._write(ws, session, reader))
+        session.attach(self._writer(ws, reader), _writable(request.transport))
         self._readers.add(reader)
         try:
             await ws.send_str(json.dumps(self._ready()))
@@ -126,7 +135,6 @@ class Server:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(session.drained(), self.limits.shutdown_timeout_s)
             session.close()
-            writer.cancel()
             if error is not None and not ws.closed:
                 if error.name != "shutting_down":
                     self.metrics.errors[error.name] += 1
@@ -138,7 +146,6 @@ class Server:
         finally:
             session.close()
             reader.cancel()
-            writer.cancel()
             self._readers.discard(reader)
             self.sessions.discard(session)
             self.metrics.streams -= 1
@@ -173,12 +180,11 @@ class Server:
         except asyncio.CancelledError:
             return None
 
-    async def _write(self, ws: web.WebSocketResponse, session: Session,
-                     reader: asyncio.Task) -> None:
-        """Write each stepped chunk's reply; a connection gone stops the reader too (it may be
-        waiting for room that only replies make)."""
-        while True:
-            chunk = await session.replies.get()
+    @staticmethod
+    def _writer(ws: web.WebSocketResponse, reader: asyncio.Task):
+        """The session's reply writer; a connection gone stops the reader too (it may be waiting
+        for room that only replies make)."""
+        async def write(chunk: Chunk) -> bool:
             try:
                 if chunk.binary:
                     await ws.send_bytes(encode_binary(chunk.outputs))
@@ -186,8 +192,9 @@ class Server:
                     await ws.send_str(encode_json(chunk.outputs))
             except (ConnectionError, RuntimeError):
                 reader.cancel()
-                return
-            session.answered(chunk)
+                return False
+            return True
+        return write
 
     # -- one-shot HTTP -------------------------------------------------------------------------
     async def _run(self, request: web.Request):
@@ -213,10 +220,15 @@ class Server:
                                        e.message)
             self.metrics.requests_total += 1
             session = self._session()
+            done = asyncio.get_running_loop().create_future()
+
+            async def write(chunk: Chunk) -> bool:
+                done.set_result(chunk)
+                return True
+            session.attach(write, lambda: True)
             try:
                 self.batcher.submit(session, Chunk(frames, self.model.output_size, binary))
-                chunk = await session.replies.get()
-                session.answered(chunk)
+                chunk = await done
             finally:
                 session.close()
         finally:

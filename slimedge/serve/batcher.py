@@ -6,7 +6,9 @@ streams.
 A :class:`Session` is one client's stream: its :class:`~slimedge.runtime.Stream` (the state), the
 chunks it sent that wait for the batcher or for their reply, and its backpressure and rate-limit
 accounting. The event loop only queues frames and sends replies; while the worker steps one tick,
-the loop reads the next tick's frames."""
+the loop reads the next tick's frames. After a tick the batcher writes each finished chunk's reply
+itself, at once, while the connection's send buffer has room (a write then cannot wait); a slow
+reader's replies go to a task of that session's own, so it never holds up the others."""
 from __future__ import annotations
 
 import asyncio
@@ -43,7 +45,9 @@ class Session:
         self.stream = stream
         self.limits, self.metrics, self.output_size = limits, metrics, output_size
         self.chunks: collections.deque[Chunk] = collections.deque()   # not fully stepped
-        self.replies: asyncio.Queue[Chunk] = asyncio.Queue()             # stepped, to write
+        self.replies: collections.deque[Chunk] = collections.deque()     # stepped, to write
+        self._write = self._writable = None     # set by attach()
+        self._sender: asyncio.Task | None = None
         self.waiting = 0        # frames not yet taken by the batcher
         self.unanswered = 0
         self.closed = False
@@ -53,6 +57,11 @@ class Session:
         self._drained.set()
         self._tokens = float(limits.max_queued_frames)
         self._refilled = time.monotonic()
+
+    def attach(self, write, writable) -> None:
+        """How replies leave: ``await write(chunk)`` sends one (False: the client is gone);
+        ``writable()``: whether a reply can be written now without waiting for the client."""
+        self._write, self._writable = write, writable
 
     # -- the reader's side ---------------------------------------------------------------------
     async def room(self) -> None:
@@ -125,7 +134,32 @@ class Session:
             i += n
             if c.done == len(c.frames):
                 self.chunks.popleft()
-                self.replies.put_nowait(c)
+                self.replies.append(c)
+
+    async def send_replies(self) -> None:
+        """Write the finished chunks' replies, in order: here while the connection takes them at
+        once, else (a client slow to read) in a task of this session's own."""
+        if self._sender is not None:
+            return                       # the slow path owns the replies until it has sent all
+        while self.replies and not self.closed:
+            if not self._writable():
+                self._sender = asyncio.create_task(self._send_slowly())
+                return
+            await self._send_one()
+
+    async def _send_one(self) -> None:
+        chunk = self.replies.popleft()
+        if await self._write(chunk):
+            self.answered(chunk)
+        else:
+            self.close()
+
+    async def _send_slowly(self) -> None:
+        try:
+            while self.replies and not self.closed:
+                await self._send_one()
+        finally:
+            self._sender = None
 
     def answered(self, chunk: Chunk) -> None:
         self.unanswered -= len(chunk.frames)
@@ -138,6 +172,9 @@ class Session:
         self.metrics.queued_frames -= self.waiting
         self.waiting = 0
         self.chunks.clear()
+        self.replies.clear()
+        if self._sender is not None and self._sender is not asyncio.current_task():
+            self._sender.cancel()
 
 
 class Batcher:
@@ -194,18 +231,22 @@ class Batcher:
             for s, y in outputs:
                 if not s.closed:
                     s.give(y)
+                    await s.send_replies()
 
     def _step(self, work):
         """In the worker thread: step i takes the i-th frame of each session that has one, all of
         a tick's steps in one :meth:`Model.step_streams_many` call (each stream's state gathered
         and scattered once per tick)."""
-        work = sorted(work, key=lambda w: -len(w[1]))       # step i: a prefix of the sessions
         counts = [len(f) for _, f in work]
-        k, rounds = len(work), counts[0]
-        m = work[0][1].shape[1]
-        x = np.zeros((rounds, k, m), np.float32)
-        for j, (_, f) in enumerate(work):
-            x[:len(f), j] = f
+        if min(counts) == max(counts):      # the usual tick: every stream sent the same chunk size
+            x = np.stack([f for _, f in work], axis=1)
+        else:
+            work = sorted(work, key=lambda w: -len(w[1]))   # step i: a prefix of the sessions
+            counts = [len(f) for _, f in work]
+            x = np.zeros((counts[0], len(work), work[0][1].shape[1]), np.float32)
+            for j, (_, f) in enumerate(work):
+                x[:len(f), j] = f
+        rounds = counts[0]
         t, c = time.perf_counter(), time.thread_time()
         y = self.model.step_streams_many([s.stream for s, _ in work], x, counts)
         seconds, cpu = time.perf_counter() - t, time.thread_time() - c

@@ -66,8 +66,7 @@ def parse_binary(data: bytes, m: int, max_frames: int) -> np.ndarray:
         raise ProtocolError("frame_size", f"binary message of {len(data)} bytes: expected a "
                                           f"multiple of {4 * m} ({m} float32 values per frame)")
     _count(len(data) // (4 * m), max_frames)
-    a = np.frombuffer(data, "<f4").reshape(-1, m)
-    return _finite(a).astype(np.float32)
+    return _finite(np.frombuffer(data, "<f4").reshape(-1, m))   # a read-only view, no copy
 
 
 def parse_json(text: str, m: int, max_frames: int) -> np.ndarray:
