@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> None:
                       f"{'pass' if row['passed'] else 'FAIL'}"
                       + (f" ({row['chunks_unanswered']} unanswered, generator behind "
                          f"{row['generator_behind']})" if not row["passed"] else ""), flush=True)
-                if not any(r["passed"] for r in rows[-2:]):
+                if len(rows) >= 2 and not any(r["passed"] for r in rows[-2:]):
                     break           # two levels in a row failed
         finally:
             p.terminate()

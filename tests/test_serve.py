@@ -444,3 +444,57 @@ def test_without_aiohttp_serve_names_its_extra():
     assert r.returncode == 2, r.stderr
     assert "aiohttp" in r.stderr and "pip install 'slimedge[serve]'" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_a_client_slow_to_read_gets_exact_replies_late_others_on_time(model, local):
+    """A client with a 4 KB receive buffer (and the server's sockets 4 KB send buffers, so that
+    the kernel does not absorb it all) sends 20,000 frames and reads nothing for a while: its
+    replies back up in the server's send buffer, so they go to a writer task of its own (counted),
+    and all arrive, exact, once it reads; meanwhile another client streams and is answered."""
+    import socket
+
+    srv = ThreadServer(model, Limits(max_frames_per_message=100, max_queued_frames=400,
+                                     tick_s=0.002))
+    for listener in next(iter(srv.server._runner.sites))._server.sockets:   # accepted: inherited
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    slow_frames = np.random.default_rng(5).normal(size=(20000, M)).astype(np.float32)
+    fast_frames = np.random.default_rng(6).normal(size=(200, M)).astype(np.float32)
+
+    def small_receive_buffer(addr_info):
+        family, type_, proto, _, _ = addr_info
+        sock = socket.socket(family, type_, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        return sock
+
+    def slow_writes():
+        return parse(srv.call(srv.server.metrics.render))["slimedge_serve_slow_writes_total"]
+
+    try:
+        async def main():
+            connector = aiohttp.TCPConnector(socket_factory=small_receive_buffer)
+            async with aiohttp.ClientSession(timeout=TIMEOUT, connector=connector) as slow_s, \
+                    aiohttp.ClientSession(timeout=TIMEOUT) as s:
+                async with slow_s.ws_connect(srv.ws_url) as ws:
+                    await ws.receive_json(timeout=20)
+                    chunks = chunks_of(slow_frames, [100] * 200)
+
+                    async def send():
+                        for c in chunks:
+                            await send_chunk(ws, c, True)
+                    sender = asyncio.create_task(send())
+                    for _ in range(500):       # the slow client reads nothing until then
+                        if slow_writes() >= 1:
+                            break
+                        await asyncio.sleep(0.02)
+                    assert slow_writes() >= 1, "the slow client's replies never backed up"
+                    fast = await stream_all(s, srv.ws_url, chunks_of(fast_frames, [10] * 20),
+                                            True)
+                    replies = [await read_reply(ws, True) for _ in chunks]
+                    await sender
+            return fast, np.concatenate(replies)
+
+        fast, slow = asyncio.run(main())
+        np.testing.assert_array_equal(fast, expected(local, fast_frames))
+        np.testing.assert_array_equal(slow, expected(local, slow_frames))
+    finally:
+        srv.stop()

@@ -143,6 +143,7 @@ class Session:
             return                       # the slow path owns the replies until it has sent all
         while self.replies and not self.closed:
             if not self._writable():
+                self.metrics.slow_writes_total += 1
                 self._sender = asyncio.create_task(self._send_slowly())
                 return
             await self._send_one()
