@@ -24,13 +24,15 @@ from .metrics import Metrics
 
 
 class Chunk:
-    """One message's frames and, as they are stepped, their outputs."""
+    """One message's frames and, as they are stepped, their outputs (a view of the tick's outputs
+    where one tick stepped the whole chunk, else gathered over ticks)."""
 
-    __slots__ = ("frames", "outputs", "taken", "done", "received", "binary")
+    __slots__ = ("frames", "outputs", "taken", "done", "received", "binary", "output_size")
 
     def __init__(self, frames: np.ndarray, output_size: int, binary: bool):
         self.frames = frames
-        self.outputs = np.empty((len(frames), output_size), np.float32)
+        self.outputs = None
+        self.output_size = output_size
         self.taken = self.done = 0
         self.received = time.perf_counter()
         self.binary = binary
@@ -129,7 +131,12 @@ class Session:
         while i < len(outputs):
             c = self.chunks[0]
             n = min(c.taken - c.done, len(outputs) - i)
-            c.outputs[c.done:c.done + n] = outputs[i:i + n]
+            if c.done == 0 and n == len(c.frames):
+                c.outputs = outputs[i:i + n]
+            else:
+                if c.outputs is None:
+                    c.outputs = np.empty((len(c.frames), c.output_size), np.float32)
+                c.outputs[c.done:c.done + n] = outputs[i:i + n]
             c.done += n
             i += n
             if c.done == len(c.frames):
