@@ -8,8 +8,9 @@ with p99 chunk-to-reply latency <= 100 ms, where the time goes, and memory per i
     python benchmarks/serve_load.py --streams 100,200,400 --seconds 8 --backend onnxruntime
 
 The server is ``python -m slimedge serve`` in a subprocess on 127.0.0.1 (the shipped model exported
-to ONNX, onnxruntime with one thread, or the checkpoint on numpy); the load generator is this
-process, one asyncio loop with an aiohttp client, on the same machine (the issue's target counts
+to ONNX, onnxruntime with one thread, the C export, or the checkpoint on numpy); the load generator
+is this process, one event loop (uvloop where installed, as the server's) with an aiohttp client
+and every message encoded before the run, on the same machine (the issue's target counts
 it). For each N of the ladder (stopping after two failures in a row): N streams connect, start in
 20 phases 5 ms apart (one timer per phase), run ``--warmup`` s unmeasured, then ``--seconds`` s
 measured. Latency is the client's, from a chunk's send to its reply's arrival; a chunk without a
@@ -25,7 +26,8 @@ nothing sent), divided by their number.
 
 The frames are random normal values (the model's inputs are standardised MFCCs; the server's work
 does not depend on the values). Only with ``--update`` does it write
-``benchmarks/results/serve_load.json`` and the "Serving" section of BENCHMARKS.md.
+``benchmarks/results/serve_load.json`` and the "Serving" section of BENCHMARKS.md (another
+backend: ``serve_load_BACKEND.json`` and a section of its own).
 """
 from __future__ import annotations
 
@@ -50,6 +52,15 @@ BENCH = ROOT / "BENCHMARKS.md"
 SECTION = "## Serving: `slimedge serve` under load (`benchmarks/serve_load.py`)"
 CHUNK_FRAMES, M, PERIOD_S, TARGET_P99_S = 10, 13, 0.1, 0.1
 TICK = os.sysconf("SC_CLK_TCK")
+
+
+def results_path(backend: str) -> Path:
+    return RESULTS if backend == "onnxruntime" else RESULTS.with_name(f"serve_load_{backend}.json")
+
+
+def section(backend: str) -> str:
+    return SECTION if backend == "onnxruntime" else (
+        f"## Serving on the `{backend}` backend (`benchmarks/serve_load.py --backend {backend}`)")
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
@@ -247,12 +258,12 @@ def summary(result: dict) -> dict:
 def markdown(result: dict) -> str:
     r = result
     cap = r["capacity_streams"]
-    lines = [SECTION, "",
+    lines = [section(r["backend"]), "",
              f"`{r['command']}` on {r['machine'].get('cpu', 'this machine')} "
              f"({r['machine'].get('cores', '?')} cores, shared with other work; load average "
              f"{r['loadavg_before']} before the run), {r['date']}. The server "
              f"(`python -m slimedge serve`, {r['backend']}, 1 thread, tick {r['tick_ms']:g} ms) and "
-             f"the load generator (one asyncio loop, aiohttp client) on the same 2 cores, over "
+             f"the load generator (one uvloop event loop, aiohttp client) on the same 2 cores, over "
              f"127.0.0.1. Each stream sends a 100 ms chunk (10 frames × 13 features, binary "
              f"float32) every 100 ms, in 20 phases 5 ms apart; latency is the client's, send to reply; "
              f"{r['warmup_s']:g} s warm-up, {r['seconds_s']:g} s measured per level. The load "
@@ -285,7 +296,7 @@ def markdown(result: dict) -> str:
               f"{mem['rss_after_mb']} MB over {mem['idle_streams']:,} connections), of which "
               f"{mem['kb_per_runtime_stream']:.1f} KB is the runtime `Stream` ({r['backend']}: "
               f"its state and backend binding); the rest is the connection (aiohttp's request, "
-              f"WebSocket reader and writer, three asyncio tasks, the session's queues).", "",
+              f"WebSocket reader and writer, two asyncio tasks, the session's queues).", "",
               r["notes"], ""]
     return "\n".join(lines)
 
@@ -314,11 +325,11 @@ def main(argv: list[str] | None = None) -> None:
 
     add_output_arguments(ap, RESULTS)
     args = ap.parse_args(argv)
-    settle_outputs(args, RESULTS)
+    settle_outputs(args, results_path(args.backend))
     if args.table_only:
         text = markdown(json.loads(args.source.read_text()))
         if args.markdown:
-            update_markdown_section(BENCH, SECTION, text)
+            update_markdown_section(BENCH, section(args.backend), text)
             print("rewrote BENCHMARKS.md from", args.source)
         else:
             print(text)
@@ -387,7 +398,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
     if args.markdown:
-        update_markdown_section(BENCH, SECTION, markdown(result))
+        update_markdown_section(BENCH, section(args.backend), markdown(result))
         print("and BENCHMARKS.md's section")
 
 
