@@ -41,8 +41,10 @@ def serve(model, limits: Limits | None = None, *, host: str = "127.0.0.1", port:
 
 
 def run(main):
-    """Run a coroutine on uvloop (libuv's event loop, in C: about half the per-message loop and
-    transport cost of asyncio's own; in the ``serve`` extra) where it is installed, else asyncio's."""
+    """Run a coroutine on uvloop (libuv's event loop, in C; in the ``serve`` extra) where it is
+    installed, else on asyncio's. Measured on the shared 2-core machine at 300 streams (load
+    average 9, so within noise): the server's CPU per chunk 45 and 45 µs on asyncio, 45 and 38 on
+    uvloop; the load generator's 31 µs on asyncio, 26 on uvloop."""
     try:
         import uvloop
     except ImportError:    # Windows, or the serve extra's optional part left out
