@@ -263,7 +263,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--merge", default=None, metavar="A.json,B.json",
                     help="no runs: merge these results (e.g. one process per variant)")
     ap.add_argument("--card", default=None, metavar="MODEL",
-                    help="write slimedge/zoo/fsdd_audio.json for this kept official checkpoint")
+                    help="write slimedge/zoo/fsdd_audio.json for this kept official checkpoint "
+                         "(then benchmarks/mcu_audio.py --update and python -m "
+                         "slimedge.zoo.audio_markdown --write add its Cortex-M4 figures)")
     ap.add_argument("--loso-from", default=None, metavar="JSON",
                     help="with --card: the leave-one-speaker-out figures from these results")
     _report.add_output_arguments(ap, RESULTS)

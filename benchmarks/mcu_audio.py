@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -47,6 +48,7 @@ from slimedge.devices import audio as daudio  # noqa: E402
 from slimedge.devices import timing, toolchains  # noqa: E402
 from slimedge.devices.reference import Export  # noqa: E402
 from slimedge.exporters import export  # noqa: E402
+from slimedge.frontend import Frontend  # noqa: E402
 from slimedge.frontend import audio as frontends  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "mcu_audio.json"
@@ -68,6 +70,18 @@ def audio_model(path: Path, log) -> tuple[dict, object, list]:
     log(f"front-end over {len(clips)} clips")
     splits = wavs.load_wav_folder(FSDD, audio, split="fsdd")
     return audio.to_config(), splits, wavs.split_clips(clips, "fsdd")["test"]
+
+
+def logmel_twin(path: Path, spec: dict, work: Path) -> Path:
+    """The model behind the float log-mel front-end with the same sample rate, window, hop and
+    channels (40 log-mel energies): the same shapes, so its C stage costs what a log-mel model of
+    this size costs (the weights read another front-end's features: no accuracy from it)."""
+    model = checkpoint.load(path)
+    fa = frontends.from_config({"kind": "logmel", "sample_rate": spec["sample_rate"],
+                                "window_ms": spec["window_ms"], "hop_ms": spec["hop_ms"],
+                                "mel_channels": spec["channels"]})
+    model.frontend.spec = Frontend(model.frontend.spec.stages, fa)
+    return checkpoint.save(model, work / "logmel-twin.safetensors")
 
 
 def firmware(c_path: Path, clips: list, work: Path, hop: int) -> dict:
@@ -138,7 +152,10 @@ def markdown(r: dict) -> str:
               f"mark (the front-end's scratch, the FFT's buffer of "
               f"{i['ram_bytes']['frontend']['frontend_scratch_in_stack']:,} B, is in it) + "
               ".data/.bss (0); the model's state is the listener's less the front-end's. "
-              "Flash: the image's code and constants (no config JSON).", "",
+              "Flash: the image's code and constants (no config JSON). logmel-float: the same "
+              "model behind the float log-mel front-end (same rate, window, hop, 40 channels), "
+              "float C export, for its cost only (the weights read the microfrontend's features,"
+              " so no accuracy from it).", "",
               f"Targets, integer front-end + model: {cyc / 1e6:.2f} M cycles per second of audio "
               f"(≤ {t['cycles_per_second'] / 1e6:g} M: {ok(cyc, t['cycles_per_second'])}), RAM "
               f"{ram:,} B (≤ {t['ram_bytes']:,}: {ok(ram, t['ram_bytes'])}), flash {flash:,} B "
@@ -183,12 +200,18 @@ def main(argv: list[str] | None = None) -> int:
                 fw_clips = test[:args.firmware_clips] if args.firmware_clips else test
                 log(f"firmware under QEMU on {len(fw_clips)} clips")
                 fw = firmware(c_path, fw_clips, work, hop)
+        log(f"float log-mel twin: {len(pcm)} clips on the Cortex-M4")
+        twin = export(logmel_twin(ckpt, spec, work), work / "kws_logmel.c", format="c",
+                      quantize="none", data=splits).path
+        runs["logmel-float"] = daudio.measure(twin, "cortex-m4", pcm, workdir=work / "dev-logmel")
         labels = [c.label for c in test]
         predicted = runs["int8"]["check"]["predicted"]
         report = {"date": _dt.date.today().isoformat(), "machine": machine(),
                   "elapsed_s": time.time() - started,
                   "compiler": toolchains.version("arm-none-eabi-gcc"),
-                  "model": _model_name(ckpt), "variant": runs["int8"]["variant"],
+                  "model": _model_name(ckpt),
+                  "model_sha256": hashlib.sha256(Path(ckpt).read_bytes()).hexdigest(),
+                  "variant": runs["int8"]["variant"],
                   "hidden_size": runs["int8"]["hidden_size"], "frontend": spec,
                   "frontend_description": frontends.from_config(spec).description,
                   "clips": len(test), "audio_seconds": runs["int8"]["audio_seconds"],
