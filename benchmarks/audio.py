@@ -143,6 +143,8 @@ def markdown(res: dict) -> str:
              "\"hop_ms\": 20}' --out lm.json   # likewise",
              "nice -n 10 .venv/bin/python benchmarks/audio.py --epochs 10 --copies 2 --seed 1 "
              "--sweep shift,gain,noise --out s1.json   # likewise",
+             "nice -n 10 .venv/bin/python benchmarks/audio.py --epochs 10 --copies 2 [--seed 1] "
+             "--sweep shift,gain,noise,vtlp --out v.json   # likewise",
              "```", "",
              "(Here the two variants ran as two processes, `--variants shipped --out A.json` and "
              "`--variants LSTM0 --out B.json`, merged with `--merge A.json,B.json --update`.) "

@@ -93,3 +93,17 @@ def test_the_readme_quotes_the_measured_device_figures():
               f"{r['ram_bytes']['together']['total']:,} B of RAM with the stack, "
               f"{r['flash_bytes']['together']['total']:,} B of flash")
     assert quoted in " ".join((ROOT / "README.md").read_text().split()), quoted
+
+
+def test_the_readme_quotes_the_augmentation_sweep():
+    """The README's leave-one-speaker-out sentence: every mean it quotes for the recipes it
+    compares is a row of benchmarks/results/audio_augment.json (10 epochs, 2 copies)."""
+    rows = {(r["augment"], r.get("seed", 0)): r["mean"]
+            for r in results("audio_augment.json")["sweep"] if r.get("epochs", 10) == 10
+            and (r.get("frontend") or {}).get("kind", "microfrontend") == "microfrontend"}
+    text = " ".join((ROOT / "README.md").read_text().split())
+    quoted = (f"`vtlp` ({100 * rows['shift,gain,noise,vtlp', 0]:.1f}% and "
+              f"{100 * rows['shift,gain,noise,vtlp', 1]:.1f}% over two seeds against "
+              f"{100 * rows['shift,gain,noise', 0]:.1f}% and "
+              f"{100 * rows['shift,gain,noise', 1]:.1f}% without it")
+    assert quoted in text, quoted
