@@ -143,6 +143,8 @@ def markdown(res: dict) -> str:
              "\"hop_ms\": 20}' --out lm.json   # likewise",
              "nice -n 10 .venv/bin/python benchmarks/audio.py --epochs 10 --copies 2 --seed 1 "
              "--sweep shift,gain,noise --out s1.json   # likewise",
+             "nice -n 10 .venv/bin/python benchmarks/audio.py --epochs 10 --copies 2 [--seed 1] "
+             "--sweep shift,gain,noise,vtlp --out v.json   # likewise",
              "```", "",
              "(Here the two variants ran as two processes, `--variants shipped --out A.json` and "
              "`--variants LSTM0 --out B.json`, merged with `--merge A.json,B.json --update`.) "
@@ -263,7 +265,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--merge", default=None, metavar="A.json,B.json",
                     help="no runs: merge these results (e.g. one process per variant)")
     ap.add_argument("--card", default=None, metavar="MODEL",
-                    help="write slimedge/zoo/fsdd_audio.json for this kept official checkpoint")
+                    help="write slimedge/zoo/fsdd_audio.json for this kept official checkpoint "
+                         "(then benchmarks/mcu_audio.py --update and python -m "
+                         "slimedge.zoo.audio_markdown --write add its Cortex-M4 figures)")
     ap.add_argument("--loso-from", default=None, metavar="JSON",
                     help="with --card: the leave-one-speaker-out figures from these results")
     _report.add_output_arguments(ap, RESULTS)

@@ -1,27 +1,27 @@
-"""Audio in, digit out on a Cortex-M4: the integer front-end + an LSTM6 (n = 64) in C, per second
-of audio, on FSDD's whole official test split.
+"""Audio in, digit out on a Cortex-M4: the integer front-end + the shipped raw-audio model in C,
+per second of audio, on FSDD's whole official test split.
 
-The front-end is the feasibility study's integer microfrontend (facts.md: 8 kHz, 60 ms windows
-every 20 ms, 40 channels, noise reduction, PCAN, log); the model an LSTM6 of the shipped model's
-size (n = 64, forget gate fixed at 0.8, which suits 20 ms frames) trained here briefly on FSDD's
-official split (index 0-4 test) through that front-end, exported to C full integer (calibrated
-on the training clips) and in float. Each export's C stage (``PREFIX_listen``: front-end, input
-quantisation, step) runs in unicorn on every test clip, pushed in 20 ms buffers
-(:mod:`slimedge.devices.audio`): instructions and cycles per second of audio for the front-end,
-the model and both, flash, RAM (state, stack), every output checked against the host build
-(integer: equal). examples/mcu's audio firmware then runs under QEMU on the test clips (PCM read
-through semihosting), its digit and outputs hash compared with the host build's. Targets (issue
-23): integer front-end + model at 80 MHz <= 4 M cycles per second of audio, RAM <= 12 KB with
-the stack, flash <= 32 KB. Prints the tables; ``--update`` writes
-``benchmarks/results/mcu_audio.json`` and the ``## Audio on a microcontroller`` section of
-BENCHMARKS.md.
+The model is the shipped one, slimedge/zoo/fsdd_audio.safetensors (LSTM6, n = 64, f = 0.8,
+trained on FSDD's official split through the integer microfrontend its config records: 8 kHz,
+60 ms windows every 20 ms, 40 channels, noise reduction, PCAN, log; ``--model`` names another
+audio checkpoint), exported to C full integer (calibrated on the official split's training
+clips) and in float. Each export's C stage (``PREFIX_listen``: front-end, input quantisation,
+step) runs in unicorn on every test clip, pushed in 20 ms buffers (:mod:`slimedge.devices.audio`):
+instructions and cycles per second of audio for the front-end, the model and both, flash, RAM
+(state, stack), every output checked against the host build (integer: equal). examples/mcu's
+audio firmware then runs under QEMU on the test clips (PCM read through semihosting), its digit
+and outputs hash compared with the host build's. Targets (issue 23): integer front-end + model
+at 80 MHz <= 4 M cycles per second of audio, RAM <= 12 KB with the stack, flash <= 32 KB.
+Prints the tables; ``--update`` writes ``benchmarks/results/mcu_audio.json`` and the
+``## Audio on a microcontroller`` section of BENCHMARKS.md.
 
-    python benchmarks/mcu_audio.py [--clips N] [--firmware-clips N] [--epochs 6] [--update]
+    python benchmarks/mcu_audio.py [--model PATH] [--clips N] [--firmware-clips N] [--update]
 """
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from slimedge import checkpoint, devices  # noqa: E402
+from slimedge import checkpoint, devices, zoo  # noqa: E402
 from slimedge._report import (  # noqa: E402
     add_output_arguments,
     describe,
@@ -56,34 +56,35 @@ BENCH = ROOT / "BENCHMARKS.md"
 SECTION = "## Audio on a microcontroller"
 FSDD = ROOT.parent / "shared" / "data" / "fsdd" / "recordings"
 MCU = ROOT / "examples" / "mcu"
-FRONTEND = {"kind": "microfrontend", "sample_rate": 8000, "window_ms": 60, "hop_ms": 20,
-            "channels": 40, "upper_hz": 3800.0}
 TARGETS = {"cycles_per_second": 4e6, "ram_bytes": 12 * 1024, "flash_bytes": 32 * 1024}
 
 
-def trained_model(work: Path, epochs: int, log) -> tuple[Path, object, list]:
-    """An LSTM6 n = 64 trained on FSDD's official split through the front-end; the checkpoint,
-    the splits and the test clips."""
-    from slimedge.train import train
-    from slimedge.train_config import TrainConfig
-
-    fa = frontends.from_config(FRONTEND)
-    clips = wavs.scan_wavs(FSDD)
-    test = wavs.split_clips(clips, "fsdd")["test"]
-    log(f"front-end over {len(clips)} clips")
-    splits = wavs.load_wav_folder(FSDD, fa, split="fsdd")
-    cfg = TrainConfig(variant="LSTM6", hidden_size=64, epochs=epochs, lr=3e-3, schedule="cosine",
-                      constants={"i": 1.0, "f": 0.8, "o": 1.0}, seed=0)
-    log(f"training LSTM6 n=64 for {epochs} epochs")
-    path = work / "lstm6.safetensors"
-    train(cfg, path, splits=splits, quiet=True, progress=False)
+def audio_model(path: Path, log) -> tuple[dict, object, list]:
+    """The audio checkpoint's front-end spec, FSDD's official split through that front-end
+    (the training clips calibrate the integer export) and the test clips."""
     model = checkpoint.load(path)
-    model.frontend.spec = Frontend(model.frontend.spec.stages, fa)  # it reads audio
-    audio_path = checkpoint.save(model, work / "lstm6-audio.safetensors")
-    return audio_path, splits, test
+    audio = model.frontend.spec.audio
+    if audio is None:
+        raise SystemExit(f"{path}: not an audio model (its front-end has no audio section)")
+    clips = wavs.scan_wavs(FSDD)
+    log(f"front-end over {len(clips)} clips")
+    splits = wavs.load_wav_folder(FSDD, audio, split="fsdd")
+    return audio.to_config(), splits, wavs.split_clips(clips, "fsdd")["test"]
 
 
-def firmware(c_path: Path, clips: list, work: Path) -> dict:
+def logmel_twin(path: Path, spec: dict, work: Path) -> Path:
+    """The model behind the float log-mel front-end with the same sample rate, window, hop and
+    channels (40 log-mel energies): the same shapes, so its C stage costs what a log-mel model of
+    this size costs (the weights read another front-end's features: no accuracy from it)."""
+    model = checkpoint.load(path)
+    fa = frontends.from_config({"kind": "logmel", "sample_rate": spec["sample_rate"],
+                                "window_ms": spec["window_ms"], "hop_ms": spec["hop_ms"],
+                                "mel_channels": spec["channels"]})
+    model.frontend.spec = Frontend(model.frontend.spec.stages, fa)
+    return checkpoint.save(model, work / "logmel-twin.safetensors")
+
+
+def firmware(c_path: Path, clips: list, work: Path, hop: int) -> dict:
     """examples/mcu's audio firmware (PCM through semihosting) on each clip under QEMU, against
     the host build's outputs in the same 20 ms buffers."""
     build = work / "fw"
@@ -92,7 +93,6 @@ def firmware(c_path: Path, clips: list, work: Path) -> dict:
                             f"{build}/audio-file.elf"], capture_output=True, text=True)
     if first.returncode:
         raise SystemExit(first.stdout + first.stderr)
-    hop = frontends.from_config(FRONTEND).hop_samples
     pcm = [read_wav(c.path, sample_rate=8000)[0] for c in clips]
     host, _, _ = daudio.host_outputs(Export.read(c_path), pcm, hop)
     agree = correct = 0
@@ -111,13 +111,21 @@ def firmware(c_path: Path, clips: list, work: Path) -> dict:
     return {"clips": len(clips), "equal_to_host": agree, "correct": correct}
 
 
+def _model_name(path: Path) -> str:
+    """The checkpoint as the report names it: relative to the repository when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return Path(path).name
+
+
 def markdown(r: dict) -> str:
     lines = [SECTION, "",
              f"`python benchmarks/mcu_audio.py --update` ({r['date']}; {describe(r['machine'])}; "
              f"{r['elapsed_s'] / 60:.1f} min). {r['compiler']}, `-O2`, Cortex-M4F in unicorn. "
-             f"Front-end: {r['frontend_description']}. Model: LSTM6, n = 64, f = 0.8, trained "
-             f"here for {r['epochs']} epochs on FSDD's official split through the front-end "
-             f"(not the shipped model; the figures below do not depend on the weights). "
+             f"Front-end: {r['frontend_description']}. Model: the shipped raw-audio model "
+             f"`{r['model']}` ({r['variant']}, n = {r['hidden_size']}), exported by the "
+             f"benchmark. "
              f"{r['clips']} test clips, {r['audio_seconds']:.1f} s of audio, pushed in 20 ms "
              f"buffers; cycles estimated from the executed instruction mix and the core's "
              f"cycle table, at {timing.CLOCK_NOTE['cortex-m4']}.", "",
@@ -144,7 +152,10 @@ def markdown(r: dict) -> str:
               f"mark (the front-end's scratch, the FFT's buffer of "
               f"{i['ram_bytes']['frontend']['frontend_scratch_in_stack']:,} B, is in it) + "
               ".data/.bss (0); the model's state is the listener's less the front-end's. "
-              "Flash: the image's code and constants (no config JSON).", "",
+              "Flash: the image's code and constants (no config JSON). logmel-float: the same "
+              "model behind the float log-mel front-end (same rate, window, hop, 40 channels), "
+              "float C export, for its cost only (the weights read the microfrontend's features,"
+              " so no accuracy from it).", "",
               f"Targets, integer front-end + model: {cyc / 1e6:.2f} M cycles per second of audio "
               f"(≤ {t['cycles_per_second'] / 1e6:g} M: {ok(cyc, t['cycles_per_second'])}), RAM "
               f"{ram:,} B (≤ {t['ram_bytes']:,}: {ok(ram, t['ram_bytes'])}), flash {flash:,} B "
@@ -164,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", type=int, default=None, help="test clips on the device (all)")
     ap.add_argument("--firmware-clips", type=int, default=None, help="under QEMU (all)")
-    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--model", type=Path, default=None,
+                    help="an audio checkpoint (default: the shipped raw-audio model)")
     add_output_arguments(ap, RESULTS)
     args = ap.parse_args(argv)
     settle_outputs(args, RESULTS)
@@ -173,7 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     log = lambda s: print(f"[{time.time() - started:6.0f} s] {s}", flush=True)  # noqa: E731
     work = Path(tempfile.mkdtemp(prefix="slimedge-mcu-audio-"))
     try:
-        ckpt, splits, test = trained_model(work, args.epochs, log)
+        ckpt = args.model or zoo.audio_model_path()
+        spec, splits, test = audio_model(ckpt, log)
+        hop = frontends.from_config(spec).hop_samples
         test = test[:args.clips] if args.clips else test
         pcm = [read_wav(c.path, sample_rate=8000)[0] for c in test]
         runs = {}
@@ -185,14 +199,21 @@ def main(argv: list[str] | None = None) -> int:
             if q == "int8":
                 fw_clips = test[:args.firmware_clips] if args.firmware_clips else test
                 log(f"firmware under QEMU on {len(fw_clips)} clips")
-                fw = firmware(c_path, fw_clips, work)
+                fw = firmware(c_path, fw_clips, work, hop)
+        log(f"float log-mel twin: {len(pcm)} clips on the Cortex-M4")
+        twin = export(logmel_twin(ckpt, spec, work), work / "kws_logmel.c", format="c",
+                      quantize="none", data=splits).path
+        runs["logmel-float"] = daudio.measure(twin, "cortex-m4", pcm, workdir=work / "dev-logmel")
         labels = [c.label for c in test]
         predicted = runs["int8"]["check"]["predicted"]
         report = {"date": _dt.date.today().isoformat(), "machine": machine(),
                   "elapsed_s": time.time() - started,
-                  "compiler": toolchains.version("arm-none-eabi-gcc"), "epochs": args.epochs,
-                  "frontend": FRONTEND,
-                  "frontend_description": frontends.from_config(FRONTEND).description,
+                  "compiler": toolchains.version("arm-none-eabi-gcc"),
+                  "model": _model_name(ckpt),
+                  "model_sha256": hashlib.sha256(Path(ckpt).read_bytes()).hexdigest(),
+                  "variant": runs["int8"]["variant"],
+                  "hidden_size": runs["int8"]["hidden_size"], "frontend": spec,
+                  "frontend_description": frontends.from_config(spec).description,
                   "clips": len(test), "audio_seconds": runs["int8"]["audio_seconds"],
                   "device_accuracy": float(np.mean([str(p) == lab
                                                     for p, lab in zip(predicted, labels)])),

@@ -203,3 +203,39 @@ def test_the_audio_stage_is_bit_exact_on_a_cortex_m0plus(int8_export):
     assert r["check"]["passed"] and r["check"]["exact"]
     assert r["check"]["outputs_max_abs_diff_vs_host"] == 0.0
     assert r["check"]["frontend_max_abs_diff_vs_python"] == 0.0
+
+
+@needs_m4
+def test_profile_target_audio_through_the_cli_on_the_shipped_model():
+    """``slimedge profile --target cortex-m4 MODEL --audio FILE.wav`` on the shipped raw-audio
+    model and its sample WAV: float and full-integer exports (the latter calibrated on the
+    model's recorded WAV folder through its own front-end), each checked against the host build,
+    with the audio rows and the digit the file name says; a missing WAV is a one-line error."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from slimedge import checkpoint, zoo
+    from slimedge.cli import app
+    model, wav = zoo.audio_model_path(), zoo.sample_wav_path()
+    r = CliRunner().invoke(app, ["profile", "--target", "cortex-m4", str(model), "--audio",
+                                 str(wav), "--baseline", "none", "--json"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout[r.stdout.index("{"):])
+    rows = {row["quantize"]: row for row in report["results"]}
+    assert set(rows) == {"none", "int8"}
+    spec = checkpoint.load(model).frontend.spec.audio.to_config()
+    digit = wav.name.split("_")[2]  # fsdd_sample_<digit>_<speaker>_<index>.wav
+    for q, row in rows.items():
+        a = row["audio"]
+        assert a["check"]["passed"] and a["check"]["clips"] == 1
+        assert a["check"]["exact"] == (q == "int8")
+        assert a["frontend"] == spec
+        assert [str(p) for p in a["check"]["predicted"]] == [digit]
+        parts = a["per_second_of_audio"]
+        for k in ("instructions", "cycles"):
+            assert parts["together"][k] == pytest.approx(parts["frontend"][k] + parts["model"][k])
+    bad = CliRunner().invoke(app, ["profile", "--target", "cortex-m4", str(model), "--audio",
+                                   "no-such.wav", "--baseline", "none"])
+    assert bad.exit_code != 0 and "no-such.wav" in bad.output
+    assert "Traceback" not in bad.output

@@ -191,10 +191,38 @@ def test_augmentations_do_what_they_say():
     assert np.array_equal(a, b)
 
 
+def test_vtlp_warps_the_filterbank_and_the_copies_use_it(tmp_path):
+    """``vtlp``: a tone at 1.1 f0 through the front-end warped by 1.1 lands in the channel a tone
+    at f0 does unwarped (log-mel), and the augmented copies of a clip are its frames through the
+    front-end with edges scaled by the factor (microfrontend, the upper edge below Nyquist)."""
+    from slimedge.frontend import audio as fe
+
+    lm = fe.from_config({"kind": "logmel"})
+    t = np.arange(4000) / RATE
+    for f0 in (300.0, 700.0, 1500.0):
+        warped = augment.warp(lm, {"vtlp": [1.1, 1.1]}, np.random.default_rng(0))
+        assert (warped.f_min, warped.f_max) == pytest.approx((lm.f_min * 1.1, RATE / 2 - 1))
+        plain = fe.features(lm, 0.3 * np.sin(2 * np.pi * f0 * t))[5:].mean(axis=0)
+        moved = fe.features(warped, 0.3 * np.sin(2 * np.pi * 1.1 * f0 * t))[5:].mean(axis=0)
+        assert abs(int(plain.argmax()) - int(moved.argmax())) <= 1, f0
+    folder = _tone_folder(tmp_path / "w", speakers=("ann",), per=1)
+    clips = wavdata.scan_wavs(folder)[:2]
+    mf = fe.from_config(fe.DEFAULT)
+    d = wavdata.clip_frames(clips, mf, sorted({c.label for c in clips}),
+                            augment={"vtlp": [0.9, 0.9]}, copies=1)
+    want_fe = fe.from_config({**fe.DEFAULT, "lower_hz": fe.DEFAULT["lower_hz"] * 0.9,
+                              "upper_hz": fe.DEFAULT["upper_hz"] * 0.9})
+    for k, c in enumerate(clips):
+        x, _ = read_wav(c.path, sample_rate=RATE)
+        np.testing.assert_array_equal(d.sequence(len(clips) + k), fe.features(want_fe, x))
+        assert not np.array_equal(d.sequence(k), d.sequence(len(clips) + k))
+
+
 def test_augmentation_recipes_parse_and_refuse():
     assert augment.parse("shift,gain=-12:6") == {"shift": [150.0], "gain": [-12.0, 6.0]}
     assert augment.parse("") == augment.parse("none") == {}
-    for bad in ("gain=1", "speed=0:1", "gain=a:b", "pitch"):
+    assert augment.parse("vtlp") == {"vtlp": [0.9, 1.1]}
+    for bad in ("gain=1", "speed=0:1", "gain=a:b", "pitch", "vtlp=0:1"):
         with pytest.raises(UsageError):
             augment.parse(bad)
 

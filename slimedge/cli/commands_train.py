@@ -130,7 +130,7 @@ def train_cmd(
     frontend_option: list[str] = typer.Option([], "--frontend-option", metavar="KEY=VALUE", show_default=False, help="A front-end field (repeatable), e.g. hop_ms=20, mel_channels=32, sample_rate=16000."),
     split_by: str = typer.Option("random", "--split-by", "--split", metavar="random|speaker|fsdd", help="With a WAV folder: random (stratified), speaker (--test-speakers are the test set) or fsdd (index 0-4 test)."),
     test_speakers: Optional[str] = typer.Option(None, "--test-speakers", metavar="A,B", show_default=False, help="With a WAV folder: these speakers' clips are the test set (implies --split-by speaker)."),
-    augment: Optional[str] = typer.Option(None, "--augment", metavar="RECIPE", show_default=False, help="With a WAV folder: training augmentations, e.g. shift,gain,noise or gain=-12:6,speed=0.9:1.1 (shift, gain, noise, speed, time_mask, freq_mask; see slimedge.data.augment)."),
+    augment: Optional[str] = typer.Option(None, "--augment", metavar="RECIPE", show_default=False, help="With a WAV folder: training augmentations, e.g. shift,gain,noise or gain=-12:6,speed=0.9:1.1 (shift, gain, noise, speed, time_mask, freq_mask, vtlp; see slimedge.data.augment)."),
     augment_copies: int = typer.Option(0, "--augment-copies", min=0, help="Augmented copies of each training clip [0 with --augment: 4]."),
     hidden_size: int = typer.Option(64, "--hidden-size", "-n", help="Hidden size n."),
     layers: int = typer.Option(1, "--layers", help="Number of stacked SLIM layers."),

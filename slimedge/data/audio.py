@@ -151,12 +151,13 @@ def clip_frames(clips: Sequence[Clip], audio, labels: Sequence[str], name: str =
         rng = np.random.default_rng([int(seed), 0x4A5D])
         fill = np.concatenate(frames).astype(np.float64).mean(axis=0)
         wave_aug = any(k in recipe for k in augment_mod.WAVEFORM)
+        fe_aug = any(k in recipe for k in augment_mod.FRONTEND)
         for _ in range(int(copies)):
             for k, x in enumerate(waves):
-                if wave_aug:
+                if wave_aug or fe_aug:
                     y = augment_mod.waveform(as_pcm(x, integer=False), recipe, audio.sample_rate,
-                                             rng)
-                    f = features(audio, y, compiled)
+                                             rng) if wave_aug else x
+                    f = features(augment_mod.warp(audio, recipe, rng), y, compiled)
                     if len(f) == 0:  # a copy sped up below one frame: keep the clean frames
                         f = frames[k]
                 else:

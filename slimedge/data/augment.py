@@ -17,6 +17,13 @@ Waveform (float in [-1, 1), before the front-end; an integer front-end rounds th
 * ``speed``: resampling by a factor uniform in [lo, hi] (linear interpolation): tempo and pitch
   change together, the cheap form of vocal-tract-length perturbation.
 
+Front-end:
+
+* ``vtlp``: vocal-tract-length perturbation as a filterbank warp: the front-end's band edges
+  (microfrontend ``lower_hz``/``upper_hz``, log-mel ``f_min``/``f_max``) scaled by a factor
+  uniform in [lo, hi] (on a 0.025 grid; the upper edge kept below Nyquist), the spectrum's
+  formants thus moved against the channels with the tempo left alone.
+
 Frames (after the front-end, before the standardisation; masked values become the training set's
 per-feature mean, which the standardisation maps to 0):
 
@@ -33,10 +40,12 @@ from ..errors import UsageError
 
 DEFAULTS: dict[str, tuple[float, ...]] = {
     "shift": (150.0,), "gain": (-24.0, 6.0), "noise": (10.0, 40.0), "speed": (0.9, 1.1),
-    "time_mask": (5.0,), "freq_mask": (4.0,)}
+    "time_mask": (5.0,), "freq_mask": (4.0,), "vtlp": (0.9, 1.1)}
 """Each augmentation's parameters when the command line names it without any."""
 WAVEFORM = ("shift", "gain", "noise", "speed")
 FRAMES = ("time_mask", "freq_mask")
+FRONTEND = ("vtlp",)
+VTLP_STEP = 0.025  # warp factors on this grid: a few front-ends, each built (and its tables) once
 MASKS = 2  # masks of each kind per clip
 DEFAULT_COPIES = 4  # augmented copies of each training clip when a recipe gives none
 
@@ -73,7 +82,7 @@ def check(recipe: Mapping) -> dict[str, list[float]]:
             raise UsageError(f"augmentation {name} takes {want} number(s), got {params!r}")
         if want == 2 and p[0] > p[1]:
             raise UsageError(f"augmentation {name}: the range {p[0]}:{p[1]} is reversed")
-        if (name == "speed" and p[0] <= 0) or (want == 1 and p[0] < 0):
+        if (name in ("speed", "vtlp") and p[0] <= 0) or (want == 1 and p[0] < 0):
             raise UsageError(f"augmentation {name}: {params!r} out of range")
         out[name] = p
     return out
@@ -100,6 +109,19 @@ def waveform(x: np.ndarray, recipe: Mapping, sample_rate: int,
     return np.clip(x, -1.0, 32767 / 32768)
 
 
+def warp(audio, recipe: Mapping, rng: np.random.Generator):
+    """The front-end ``audio`` with its band edges warped (``vtlp``), or itself."""
+    if "vtlp" not in recipe:
+        return audio
+    import dataclasses
+
+    a = round(rng.uniform(*recipe["vtlp"]) / VTLP_STEP) * VTLP_STEP
+    lo, hi = ("lower_hz", "upper_hz") if hasattr(audio, "lower_hz") else ("f_min", "f_max")
+    top = 0.5 * audio.sample_rate - 1.0
+    return dataclasses.replace(audio, **{lo: round(getattr(audio, lo) * a, 6),
+                                         hi: round(min(getattr(audio, hi) * a, top), 6)})
+
+
 def frames(f: np.ndarray, recipe: Mapping, fill: np.ndarray,
            rng: np.random.Generator) -> np.ndarray:
     """(T, m) frames -> a copy with the recipe's time and feature masks (set to ``fill``)."""
@@ -118,4 +140,4 @@ def frames(f: np.ndarray, recipe: Mapping, fill: np.ndarray,
     return f
 
 
-__all__ = ["DEFAULTS", "parse", "check", "waveform", "frames"]
+__all__ = ["DEFAULTS", "parse", "check", "waveform", "warp", "frames"]

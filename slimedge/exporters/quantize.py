@@ -95,11 +95,12 @@ def model_data(model: Checkpoint | Mapping, data=None):
     if data is not None and not isinstance(data, (str, os.PathLike)):
         return data
     config = model.config if isinstance(model, Checkpoint) else model
-    recorded = formats.ModelInfo.from_config(config).data
+    info = formats.ModelInfo.from_config(config)
+    recorded = info.data
     if data is None and not (recorded or {}).get("name"):
         raise UsageError("quantisation needs real data for calibration and validation, and this "
                          "checkpoint records no data set (info.data); pass data=<name or DataSplits>")
-    return _data.load_as_recorded(recorded, data)
+    return _data.load_as_recorded(recorded, data, audio=info.frontend.audio)
 
 
 # ---- running files on data --------------------------------------------------------------------

@@ -137,7 +137,7 @@ def _data_set_frames(ckpt: Checkpoint, steps: int, batch: int, *, seed: int, spl
     try:
         if splits is None:
             from .. import data
-            splits = data.load_as_recorded(rec)
+            splits = data.load_as_recorded(rec, audio=info.frontend.audio)
         d = splits[split]
     except (ImportError, ValueError, OSError, KeyError) as e:
         return None, f"data set {name!r} not available ({type(e).__name__}: {e})"

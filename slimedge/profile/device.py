@@ -44,7 +44,7 @@ def _splits(info: formats.ModelInfo, where: str):
     if not info.data or not info.data.get("name"):
         raise UsageError(f"{where} records no data set: profile --target steps real test "
                          f"frames and calibrates the full-integer export on its training split")
-    return data.load_as_recorded(info.data)
+    return data.load_as_recorded(info.data, audio=info.frontend.audio)
 
 
 AUDIO_CALIBRATION_CLIPS = 100  # training clips through the front-end, to calibrate int8

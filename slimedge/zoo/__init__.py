@@ -63,7 +63,8 @@ def sample_wav_path() -> Path:
 
 def audio_card() -> dict:
     """The raw-audio model's card: front-end, training, official-split and leave-one-speaker-out
-    accuracy beside LSTM0's."""
+    accuracy beside LSTM0's, and its Cortex-M4 figures (``fsdd_audio.md`` says the same in prose,
+    both written by :mod:`slimedge.zoo.audio_markdown`)."""
     return json.loads(_file(AUDIO_CARD).read_text())
 
 

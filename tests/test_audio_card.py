@@ -1,0 +1,109 @@
+"""The shipped raw-audio model's card (slimedge/zoo/fsdd_audio.json and fsdd_audio.md) holds what
+issue 23 asks, each figure as the benchmark that measured it recorded it: official-split
+accuracy (benchmarks/results/audio_shipped.json), leave-one-speaker-out mean and worst fold for
+it and LSTM0 (benchmarks/results/audio.json, recomputed here from the folds), parameters (counted
+from the checkpoint), and flash, RAM and instructions per second of audio on the Cortex-M4 for
+front-end + model (benchmarks/results/mcu_audio.json, measured on this very checkpoint)."""
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from slimedge import zoo
+from slimedge.zoo import audio_markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def results(name: str) -> dict:
+    return json.loads((RESULTS / name).read_text())
+
+
+@pytest.fixture(scope="module")
+def card() -> dict:
+    return zoo.audio_card()
+
+
+def test_accuracy_figures_are_the_benchmarks(card):
+    off = {r["variant"]: r for r in results("audio_shipped.json")["official"]}
+    loso_run = results("audio.json")
+    loso = {r["variant"]: r for r in loso_run["loso"]}
+    assert card["official_split"]["test_accuracy"] == off[card["variant"]]["test_accuracy"]
+    assert card["official_split"]["test_n"] == 250
+    assert card["lstm0"]["official_split"] == off["LSTM0"]["test_accuracy"]
+    assert card["params"] == off[card["variant"]]["params"]
+    assert card["lstm0"]["params"] == off["LSTM0"]["params"]
+    for got, variant in ((card["leave_one_speaker_out"], card["variant"]),
+                         (card["lstm0"]["leave_one_speaker_out"], "LSTM0")):
+        folds = loso[variant]["folds"]
+        assert sorted(f["speaker"] for f in folds) == ["george", "jackson", "lucas", "nicolas",
+                                                        "yweweler"]
+        acc = np.array([f["test_accuracy"] for f in folds], dtype=np.float64)
+        assert got["mean"] == pytest.approx(acc.mean(), abs=1e-12)
+        assert got["worst"] == acc.min()
+        assert got["worst_speaker"] == folds[int(acc.argmin())]["speaker"]
+    budget = card["leave_one_speaker_out_budget"]
+    assert budget == {k: loso_run["settings"][k] for k in ("epochs", "augment", "copies")}
+
+
+def test_parameters_are_the_checkpoints(card):
+    """Trainable parameters: the checkpoint's tensors less the input normalisation's."""
+    tensors = load_file(str(zoo.audio_model_path()))
+    trainable = sum(v.size for k, v in tensors.items() if not k.startswith(("norm.", "frontend.")))
+    assert trainable == card["params"]
+
+
+def test_device_figures_are_the_measured_ones_on_this_checkpoint(card):
+    mcu = results("mcu_audio.json")
+    assert mcu["model_sha256"] == hashlib.sha256(zoo.audio_model_path().read_bytes()).hexdigest()
+    dev = card["cortex_m4"]
+    for q, key in (("int8", "int8"), ("float", "none")):
+        run = mcu["runs"][key]
+        for part in ("frontend", "model", "together"):
+            for k in ("instructions", "cycles", "rtf"):
+                assert dev[q]["per_second_of_audio"][part][k] == run["per_second_of_audio"][part][k]
+            assert dev[q]["flash_bytes"][part] == run["flash_bytes"][part]["total"]
+        assert dev[q]["ram_bytes"]["total"] == run["ram_bytes"]["together"]["total"]
+    i8 = dev["int8"]
+    together = i8["per_second_of_audio"]["together"]
+    assert together["cycles"] == pytest.approx(
+        i8["per_second_of_audio"]["frontend"]["cycles"] + i8["per_second_of_audio"]["model"]["cycles"])
+    assert dev["device_accuracy"] == mcu["device_accuracy"]
+
+
+def test_the_markdown_card_is_written_from_the_json(card):
+    text = (Path(zoo.__file__).parent / "fsdd_audio.md").read_text()
+    assert text == audio_markdown.markdown(card)
+    for figure in (f"{100 * card['official_split']['test_accuracy']:.1f}%",
+                   f"{100 * card['leave_one_speaker_out']['worst']:.1f}%",
+                   f"{card['cortex_m4']['int8']['per_second_of_audio']['together']['cycles']:,.0f}",
+                   f"{card['cortex_m4']['int8']['ram_bytes']['total']:,} B"):
+        assert figure in text, figure
+
+
+def test_the_readme_quotes_the_measured_device_figures():
+    r = results("mcu_audio.json")["runs"]["int8"]
+    t = r["per_second_of_audio"]["together"]
+    quoted = (f"front-end + model on a Cortex-M4 at 80 MHz: {t['cycles'] / 1e6:.2f} M cycles per "
+              f"second of audio ({100 * t['rtf']:.1f}% of the core), "
+              f"{r['ram_bytes']['together']['total']:,} B of RAM with the stack, "
+              f"{r['flash_bytes']['together']['total']:,} B of flash")
+    assert quoted in " ".join((ROOT / "README.md").read_text().split()), quoted
+
+
+def test_the_readme_quotes_the_augmentation_sweep():
+    """The README's leave-one-speaker-out sentence: every mean it quotes for the recipes it
+    compares is a row of benchmarks/results/audio_augment.json (10 epochs, 2 copies)."""
+    rows = {(r["augment"], r.get("seed", 0)): r["mean"]
+            for r in results("audio_augment.json")["sweep"] if r.get("epochs", 10) == 10
+            and (r.get("frontend") or {}).get("kind", "microfrontend") == "microfrontend"}
+    text = " ".join((ROOT / "README.md").read_text().split())
+    quoted = (f"`vtlp` ({100 * rows['shift,gain,noise,vtlp', 0]:.1f}% and "
+              f"{100 * rows['shift,gain,noise,vtlp', 1]:.1f}% over two seeds against "
+              f"{100 * rows['shift,gain,noise', 0]:.1f}% and "
+              f"{100 * rows['shift,gain,noise', 1]:.1f}% without it")
+    assert quoted in text, quoted
