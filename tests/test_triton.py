@@ -280,7 +280,10 @@ def test_bundled_tritonserver_streams_equal_local_streams(repo, tmp_path):
         got = results[name]
         assert got["errors"].size == 0, got["errors"]
         want = local_streams(model, frames.astype(np.float32), set(restarts))
-        np.testing.assert_array_equal(got["y"], want)
+        if model.backend == "c":  # batched rows: the blocked kernel, up to float32 rounding
+            np.testing.assert_allclose(got["y"], want, atol=1e-5, rtol=0)
+        else:
+            np.testing.assert_array_equal(got["y"], want)
         assert (got["latency_s"] > 0).all()
     # a NaN frame is refused by the model, alone: the next request of its sequence steps
     assert "sequence 991: input x holds NaN or inf" in errors["nan"], errors
