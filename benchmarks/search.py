@@ -48,6 +48,8 @@ BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 DEFAULT_VARIANTS = "LSTM0,LSTM2,LSTM3,LSTM5,LSTM6,LSTM_C6"
 RULE = ("among the trials within every limit of the budget, the highest validation accuracy; a "
         "tie goes to fewer cycles per second, then to less flash")
+STOPPED_NOTE = (" (first trial's start to last trial's end; the size model's calibration before "
+                "it not counted); stopped at ")
 SHIPPED_AUDIO = ROOT / "slimedge" / "zoo" / "fsdd_audio.safetensors"
 
 
@@ -77,6 +79,9 @@ def parse(argv=None):
     p.add_argument("--workdir", default=None, help="the search's folder (default: a temporary one)")
     p.add_argument("--results", default="search_m4.json",
                    help="the tracked results' file name under benchmarks/results")
+    p.add_argument("--stopped", action="store_true",
+                   help="report the search in --workdir as far as it got (stopped by hand), "
+                        "without running it; the same options as the run")
     p.add_argument("--table-only", action="store_true",
                    help="no search: BENCHMARKS.md's section from the results JSON (--out or the tracked one)")
     add_output_arguments(p, RESULTS_DIR / "search_m4.json")
@@ -112,9 +117,21 @@ def run(args) -> dict:
         base.update(data=str(Path(args.data).resolve()), audio=dict(DEFAULT), split=args.split_by)
     out = Path(args.workdir or tempfile.mkdtemp(prefix="search_bench_"))
     t0 = time.time()
-    s = run_search(out, settings_of(space, budget, base, args.trials), backend=args.backend,
-                   workers=args.workers, address=args.address, log=lambda m: print(m, flush=True))
-    wall = time.time() - t0
+    if args.stopped:  # the search in --workdir, as far as it got (trials still running dropped)
+        from slimedge.search.study import open_study, storage_url, summary
+
+        study = open_study(storage_url(None, out), "search", settings_of(space, budget, base,
+                                                                          args.trials))
+        s = summary(study)
+        times = [t for t in study.get_trials(deepcopy=False) if t.datetime_complete]
+        wall = (max(t.datetime_complete for t in times)
+                - min(t.datetime_start for t in times)).total_seconds() if times else 0.0
+        s["stopped_at"] = f"{s['progress']['trained']} of {args.trials} trials (stopped by hand)"
+    else:
+        s = run_search(out, settings_of(space, budget, base, args.trials), backend=args.backend,
+                       workers=args.workers, address=args.address,
+                       log=lambda m: print(m, flush=True))
+        wall = time.time() - t0
     return {"machine": machine(), "date": _dt.date.today().isoformat(), "command": _command(),
             "wall_seconds": wall, "workers": args.workers, "backend": args.backend,
             "rule": RULE, "summary": s, "analysis": analyse(out, s),
@@ -231,7 +248,7 @@ def markdown(result: dict) -> str:
              f"({result['machine'].get('cores')} cores shared with other jobs: load average "
              f"{result['machine'].get('loadavg', [0])[0]:.1f} as it ended), "
              f"{result['workers']} {result['backend']} workers, {result['wall_seconds'] / 60:.1f} "
-             f"min wall.", "",
+             f"min wall{STOPPED_NOTE + s['stopped_at'] if s.get('stopped_at') else ''}.", "",
              data_text + f" {p['trained']} trials trained "
              f"({p['pruned_at_epoch']} stopped early by the pruner), {p['rejected']} candidates "
              f"rejected before training by the size model, {p['duplicate_of']} repeats skipped.",
@@ -261,7 +278,9 @@ def markdown(result: dict) -> str:
                          f"{pk['val_accuracy']:.4f})." if pk else "No trial is within the budget.")]
     sh = result.get("shipped")
     if sh:
-        figs = "; ".join(f"{q}: {f['flash']:,.0f} B flash, {f['cycles_per_second']:,.0f} cycles/s"
+        figs = "; ".join(f"{q}: {f['flash']:,.0f} B flash, "
+                         + (f"{f['ram']:,.0f} B RAM, " if "ram" in f else "")
+                         + f"{f['cycles_per_second']:,.0f} cycles/s"
                          for q, f in sorted(sh["figures"].items()))
         beats = [r for r in s["front"] for q, f in sh["figures"].items()
                  if r["val_accuracy"] > sh["val_accuracy"] and r["flash"] <= f["flash"]
