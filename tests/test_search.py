@@ -260,6 +260,46 @@ def test_a_search_killed_mid_trial_resumes_with_no_trial_lost_or_run_twice(tmp_p
     assert r.returncode == 2 and "has no model" in r.stderr
 
 
+@pytest.mark.slow
+def test_a_killed_local_worker_process_is_replaced_and_no_trial_is_lost_or_run_twice(tmp_path):
+    """``search run --workers 2``: one of its worker processes is SIGKILLed mid-trial; the
+    command still succeeds (the worker is started again), the killed trial is queued again once
+    its heartbeat is stale and runs once, and every candidate trains exactly once."""
+    out = tmp_path / "s"
+    url = f"sqlite:///{(out / 'study.db').resolve()}"
+    args = _search_args(out, "--trials", 4, "--workers", 2, "--hidden-sizes", "4,8,12,16",
+                        "--flash", "64KB")
+    proc = subprocess.Popen([sys.executable, "-m", "slimedge", *map(str, args)], env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    killed = None
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None and killed is None:
+            time.sleep(0.3)
+            if not _schema_ready(out / "study.db"):
+                continue
+            try:
+                ts = _trials(url)
+            except Exception:  # the study is not created yet
+                continue
+            running = [t for t in ts if t.state == optuna.trial.TrialState.RUNNING
+                       and "quantize" in t.params and ":" in t.user_attrs.get("worker", "")]
+            if running:
+                pid = int(running[0].user_attrs["worker"].rsplit(":", 1)[1])
+                assert pid != proc.pid  # a worker process, not the command
+                os.kill(pid, signal.SIGKILL)
+                killed = running[0].number
+        output, _ = proc.communicate(timeout=400)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert killed is not None, "no worker ran a trial"
+    assert proc.returncode == 0, output.decode()[-3000:]
+    _check_recovered(url, killed, [4, 8, 12, 16])
+
+
 # ---- raw audio: front-end settings searched, the device runs front-end + model --------------------
 def test_a_raw_audio_search_tries_frontend_settings_and_measures_frontend_plus_model(tmp_path):
     """--data DIR: each trial trains on the frames of its own front-end setting (recorded in its
