@@ -126,7 +126,9 @@ def run(args) -> dict:
         times = [t for t in study.get_trials(deepcopy=False) if t.datetime_complete]
         wall = (max(t.datetime_complete for t in times)
                 - min(t.datetime_start for t in times)).total_seconds() if times else 0.0
-        s["stopped_at"] = f"{s['progress']['trained']} of {args.trials} trials (stopped by hand)"
+        s["stopped_at"] = (f"{s['progress']['trained']} of {args.trials} trials"
+                           + (" (stopped by hand)" if s["progress"]["trained"] < args.trials
+                              else " (reported from its study after the run)"))
     else:
         s = run_search(out, settings_of(space, budget, base, args.trials), backend=args.backend,
                        workers=args.workers, address=args.address,
@@ -135,12 +137,14 @@ def run(args) -> dict:
     return {"machine": machine(), "date": _dt.date.today().isoformat(), "command": _command(),
             "wall_seconds": wall, "workers": args.workers, "backend": args.backend,
             "rule": RULE, "summary": s, "analysis": analyse(out, s),
-            "shipped": shipped_audio(budget, base, out) if audio else shipped(budget)}
+            "shipped": shipped_audio(budget, base, out, space.get("quantize").values())
+            if audio else shipped(budget)}
 
 
-def shipped_audio(budget, base: dict, out: Path) -> dict:
+def shipped_audio(budget, base: dict, out: Path, quantize) -> dict:
     """The shipped raw-audio model: its recorded validation accuracy, and its C export's
-    listener measured as the search measures a trial (same target, same validation clips)."""
+    listener measured as the search measures a trial (same target, same validation clips), in
+    each of the space's quantisation modes."""
     from slimedge import checkpoint
     from slimedge.search.trial import candidate_splits, measure_export
 
@@ -148,7 +152,7 @@ def shipped_audio(budget, base: dict, out: Path) -> dict:
     train = config["info"]["train"]
     splits = candidate_splits({}, {**base, "audio": train["audio"]})
     figures = {}
-    for q in ("int8", "none"):
+    for q in quantize:
         r = measure_export(SHIPPED_AUDIO, {"quantize": q}, budget, splits,
                            out / "shipped" / q, score=False)
         figures[q] = r["measured"]
