@@ -88,7 +88,9 @@ def markdown(r: dict) -> str:
         f"2 workers / serial = {r['ratio']:.2f} (target ≤ 0.6: "
         f"{'met' if r['ratio'] <= 0.6 else 'missed'}). On 2 cores a second worker gains only the "
         f"CPU the other jobs leave: with a load average above the core count, each process gets "
-        f"a share of a core, not a core.", ""])
+        f"a share of a core, not a core; and each call of the local executor starts a fresh "
+        f"process (spawn, imports, data loading: seconds each under this load), the serial run "
+        f"none.", ""])
 
 
 def main(argv=None) -> None:
