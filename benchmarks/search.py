@@ -5,6 +5,15 @@
     python benchmarks/search.py --update              # and writes results/search_m4.json + BENCHMARKS.md
     python benchmarks/search.py --target cortex-m0plus --flash 16KB --ram 4KB \\
         --max-cycles-per-second "" --quantize int8 --results search_m0plus.json
+    python benchmarks/search.py --data ../shared/data/fsdd --split-by fsdd \\
+        --frontend-values channels=20,40 --results search_audio_m4.json   # raw audio
+
+With ``--data DIR`` (a folder of WAV files: the shipped raw-audio model's task) each trial trains
+on the frames of its own front-end setting (``--frontend-values``), and its device figures are
+the C export's listener, front-end + model, per second of audio (slimedge.devices.audio); the
+shipped raw-audio model (slimedge/zoo/fsdd_audio.safetensors) is exported and measured the same
+way on the same clips. The rule that picks a model from the front is fixed here, before any run
+(:data:`RULE`), and its pick is reported.
 
 Each trial trains with the same seed and settings, is exported as C in its quantisation,
 scored on the validation split through the exported file itself, and measured on the emulated
@@ -37,6 +46,11 @@ from slimedge._report import (  # noqa: E402
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 DEFAULT_VARIANTS = "LSTM0,LSTM2,LSTM3,LSTM5,LSTM6,LSTM_C6"
+RULE = ("among the trials within every limit of the budget, the highest validation accuracy; a "
+        "tie goes to fewer cycles per second, then to less flash")
+STOPPED_NOTE = (" (first trial's start to last trial's end; the size model's calibration before "
+                "it not counted); stopped at ")
+SHIPPED_AUDIO = ROOT / "slimedge" / "zoo" / "fsdd_audio.safetensors"
 
 
 def parse(argv=None):
@@ -52,13 +66,22 @@ def parse(argv=None):
     p.add_argument("--constant", default="f=0.5,0.9")
     p.add_argument("--trials", type=int, default=16)
     p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--limit", type=int, default=600, help="train sequences (FSDD: val and test stay 300)")
+    p.add_argument("--limit", type=int, default=600,
+                   help="train sequences (FSDD: val and test stay 300); a WAV folder: clips per "
+                        "split at most; 0: no cap")
+    p.add_argument("--data", default="fsdd", help="fsdd (MFCC frames) or a folder of WAV files (raw audio)")
+    p.add_argument("--split-by", default="fsdd", help="a WAV folder's split (as slimedge train)")
+    p.add_argument("--frontend-values", action="append", default=[], metavar="KEY=V1,V2",
+                   help="a WAV folder: front-end values to search (repeatable)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--backend", default="local")
     p.add_argument("--address", default=None)
     p.add_argument("--workdir", default=None, help="the search's folder (default: a temporary one)")
     p.add_argument("--results", default="search_m4.json",
                    help="the tracked results' file name under benchmarks/results")
+    p.add_argument("--stopped", action="store_true",
+                   help="report the search in --workdir as far as it got (stopped by hand), "
+                        "without running it; the same options as the run")
     p.add_argument("--table-only", action="store_true",
                    help="no search: BENCHMARKS.md's section from the results JSON (--out or the tracked one)")
     add_output_arguments(p, RESULTS_DIR / "search_m4.json")
@@ -83,17 +106,62 @@ def run(args) -> dict:
                                        args.max_cycles_per_second)) if v}
     budget = Budget(args.target, limits, args.frame_ms)
     space = _space(None, args.variants, args.hidden_sizes, "1",
-                   [args.constant] if args.constant else [], args.quantize, "onnx", args.target)
-    base = {"data": "fsdd", "limit": args.limit, "epochs": args.epochs, "batch_size": 32,
-            "lr": 3e-3, "schedule": "cosine", "seed": 0, "split_seed": 0}
+                   [args.constant] if args.constant else [], args.quantize, "onnx", args.target,
+                   args.frontend_values)
+    base = {"data": args.data, "limit": args.limit or None, "epochs": args.epochs,
+            "batch_size": 32, "lr": 3e-3, "schedule": "cosine", "seed": 0, "split_seed": 0}
+    audio = Path(args.data).is_dir()
+    if audio:
+        from slimedge.frontend.audio import DEFAULT
+
+        base.update(data=str(Path(args.data).resolve()), audio=dict(DEFAULT), split=args.split_by)
     out = Path(args.workdir or tempfile.mkdtemp(prefix="search_bench_"))
     t0 = time.time()
-    s = run_search(out, settings_of(space, budget, base, args.trials), backend=args.backend,
-                   workers=args.workers, address=args.address, log=lambda m: print(m, flush=True))
-    wall = time.time() - t0
+    if args.stopped:  # the search in --workdir, as far as it got (trials still running dropped)
+        from slimedge.search.study import open_study, storage_url, summary
+
+        study = open_study(storage_url(None, out), "search", settings_of(space, budget, base,
+                                                                          args.trials))
+        s = summary(study)
+        times = [t for t in study.get_trials(deepcopy=False) if t.datetime_complete]
+        wall = (max(t.datetime_complete for t in times)
+                - min(t.datetime_start for t in times)).total_seconds() if times else 0.0
+        s["stopped_at"] = (f"{s['progress']['trained']} of {args.trials} trials"
+                           + (" (stopped by hand)" if s["progress"]["trained"] < args.trials
+                              else " (reported from its study after the run)"))
+    else:
+        s = run_search(out, settings_of(space, budget, base, args.trials), backend=args.backend,
+                       workers=args.workers, address=args.address,
+                       log=lambda m: print(m, flush=True))
+        wall = time.time() - t0
     return {"machine": machine(), "date": _dt.date.today().isoformat(), "command": _command(),
             "wall_seconds": wall, "workers": args.workers, "backend": args.backend,
-            "summary": s, "analysis": analyse(out, s), "shipped": shipped(budget)}
+            "rule": RULE, "summary": s, "analysis": analyse(out, s),
+            "shipped": shipped_audio(budget, base, out, space.get("quantize").values())
+            if audio else shipped(budget)}
+
+
+def shipped_audio(budget, base: dict, out: Path, quantize) -> dict:
+    """The shipped raw-audio model: its recorded validation accuracy, and its C export's
+    listener measured as the search measures a trial (same target, same validation clips), in
+    each of the space's quantisation modes."""
+    from slimedge import checkpoint
+    from slimedge.search.trial import candidate_splits, measure_export
+
+    config = checkpoint.read(SHIPPED_AUDIO).config
+    train = config["info"]["train"]
+    splits = candidate_splits({}, {**base, "audio": train["audio"]})
+    figures = {}
+    for q in quantize:
+        r = measure_export(SHIPPED_AUDIO, {"quantize": q}, budget, splits,
+                           out / "shipped" / q, score=False)
+        figures[q] = r["measured"]
+    return {"variant": train["variant"], "constants": train["constants"],
+            "hidden_size": train["hidden_size"], "frontend": train["audio"],
+            "val_accuracy": config["info"]["best"]["val_accuracy"],
+            "epochs": config["info"]["best"]["epoch"],
+            "training": {k: train[k] for k in ("epochs", "augment", "augment_copies")},
+            "figures": figures}
 
 
 def shipped(budget) -> dict | None:
@@ -139,9 +207,27 @@ def analyse(out: Path, s: dict) -> dict:
             measured = t.user_attrs["measured"][metric]
             errors.setdefault(metric, []).append(abs(pred - measured) / measured)
     tried = {t.params.get("variant") for t in study.get_trials(deepcopy=False)}
-    return {"per_variant": per_variant, "variants_never_trained": sorted(tried - set(per_variant)),
+    # RULE: within every limit, the most accurate; then fewer cycles, then less flash
+    feasible = [t for t in done if all(v <= 0 for v in t.user_attrs.get("violation", [0.0]))]
+    pick = min(feasible, default=None, key=lambda t: (
+        -t.values[0], t.user_attrs["measured"].get("cycles_per_second", 0),
+        t.user_attrs["measured"]["flash"]))
+    return {"picked": None if pick is None else {
+                "trial": pick.number, "label": pick.user_attrs.get("label"),
+                "val_accuracy": pick.values[0], "measured": pick.user_attrs["measured"]},
+            "per_variant": per_variant, "variants_never_trained": sorted(tried - set(per_variant)),
             "size_model_relative_error": {m: {"max": max(e), "mean": sum(e) / len(e), "n": len(e)}
                                           for m, e in errors.items()}}
+
+
+def _frontend_text(s: dict) -> str:
+    """The base front-end's window and hop, and the front-end values searched."""
+    audio = s["settings"]["base"]["audio"]
+    searched = {k.split(".", 1)[1]: v for k, v in s["settings"]["space"].items()
+                if k.startswith("frontend.")}
+    fixed = ", ".join(f"{k} {audio[k]}" for k in ("window_ms", "hop_ms", "channels")
+                      if k not in searched)
+    return fixed + "".join(f", {k} searched over {v}" for k, v in searched.items())
 
 
 def markdown(result: dict) -> str:
@@ -149,15 +235,25 @@ def markdown(result: dict) -> str:
     b = s["settings"]["budget"]
     p = s["progress"]
     lim = ", ".join(f"{k} ≤ {v:,.0f}" for k, v in sorted(b["limits"].items()))
-    lines = [f"## Search: which model fits a {b['target']}", "",
+    base = s["settings"]["base"]
+    audio = base.get("audio")
+    if audio:
+        cap = f" capped at {base['limit']} clips per split" if base.get("limit") else ""
+        data_text = (f"FSDD raw audio ({base.get('split')} split{cap}, through the integer "
+                     f"microfrontend: {_frontend_text(s)}; {base['epochs']} epochs per trial, no "
+                     f"augmentation, validation split only; device figures: the C export's "
+                     f"listener, front-end + model, per second of audio), budget {lim}.")
+    else:
+        data_text = (f"FSDD MFCC digits ({base['limit']} training sequences, {base['epochs']} "
+                     f"epochs per trial, validation split only), budget {lim} at "
+                     f"{b['frame_ms']:g} ms frames.")
+    lines = [f"## Search{' (raw audio)' if audio else ''}: which model fits a {b['target']}", "",
              f"`{result['command']}` — {result['date']}, {result['machine'].get('cpu', '')} "
              f"({result['machine'].get('cores')} cores shared with other jobs: load average "
              f"{result['machine'].get('loadavg', [0])[0]:.1f} as it ended), "
              f"{result['workers']} {result['backend']} workers, {result['wall_seconds'] / 60:.1f} "
-             f"min wall.", "",
-             f"FSDD MFCC digits ({s['settings']['base']['limit']} training sequences, "
-             f"{s['settings']['base']['epochs']} epochs per trial, validation split only), budget "
-             f"{lim} at {b['frame_ms']:g} ms frames. {p['trained']} trials trained "
+             f"min wall{STOPPED_NOTE + s['stopped_at'] if s.get('stopped_at') else ''}.", "",
+             data_text + f" {p['trained']} trials trained "
              f"({p['pruned_at_epoch']} stopped early by the pruner), {p['rejected']} candidates "
              f"rejected before training by the size model, {p['duplicate_of']} repeats skipped.",
              "", "| trial | model | val acc | flash B | RAM B | cycles/s |",
@@ -179,17 +275,27 @@ def markdown(result: dict) -> str:
                     for m, e in sorted(a["size_model_relative_error"].items()))
     lines += ["", f"Size model (fitted on exports with initial weights) against the trained "
                   f"trials' measurements: {err}."]
+    if result.get("rule"):
+        pk = a.get("picked")
+        lines += ["", f"Rule for picking the model, fixed before the search: {result['rule']}. "
+                      + (f"It picks trial {pk['trial']} ({pk['label']}, validation accuracy "
+                         f"{pk['val_accuracy']:.4f})." if pk else "No trial is within the budget.")]
     sh = result.get("shipped")
     if sh:
-        figs = "; ".join(f"{q}: {f['flash']:,.0f} B flash, {f['cycles_per_second']:,.0f} cycles/s"
+        figs = "; ".join(f"{q}: {f['flash']:,.0f} B flash, "
+                         + (f"{f['ram']:,.0f} B RAM, " if "ram" in f else "")
+                         + f"{f['cycles_per_second']:,.0f} cycles/s"
                          for q, f in sorted(sh["figures"].items()))
         beats = [r for r in s["front"] for q, f in sh["figures"].items()
                  if r["val_accuracy"] > sh["val_accuracy"] and r["flash"] <= f["flash"]
                  and r["cycles_per_second"] <= f["cycles_per_second"]]
+        own = (f"{sh['training']['epochs']} epochs with {sh['training']['augment_copies']} "
+               f"augmented copies of every training clip" if sh.get("training") else
+               "on the full training split")
         lines += ["", f"The shipped model ({sh['variant']} n={sh['hidden_size']}, "
                       f"{', '.join(f'{k}={v:g}' for k, v in (sh['constants'] or {}).items())}; "
                       f"{figs}) has validation accuracy {sh['val_accuracy']:.4f} (its own training "
-                      f"run, the zoo's: best epoch {sh['epochs']}, on the full training split). "
+                      f"run, the zoo's: best epoch {sh['epochs']}, {own}). "
                       + (f"Front models that beat it at equal or smaller flash and cycles: "
                          f"{', '.join(str(r['trial']) for r in beats)}." if beats else
                          "No front model beats it at equal or smaller flash and cycles: this "

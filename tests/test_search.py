@@ -260,6 +260,102 @@ def test_a_search_killed_mid_trial_resumes_with_no_trial_lost_or_run_twice(tmp_p
     assert r.returncode == 2 and "has no model" in r.stderr
 
 
+@pytest.mark.slow
+def test_a_killed_local_worker_process_is_replaced_and_no_trial_is_lost_or_run_twice(tmp_path):
+    """``search run --workers 2``: one of its worker processes is SIGKILLed mid-trial; the
+    command still succeeds (the worker is started again), the killed trial is queued again once
+    its heartbeat is stale and runs once, and every candidate trains exactly once."""
+    out = tmp_path / "s"
+    url = f"sqlite:///{(out / 'study.db').resolve()}"
+    args = _search_args(out, "--trials", 4, "--workers", 2, "--hidden-sizes", "4,8,12,16",
+                        "--flash", "64KB")
+    proc = subprocess.Popen([sys.executable, "-m", "slimedge", *map(str, args)], env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    killed = None
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None and killed is None:
+            time.sleep(0.3)
+            if not _schema_ready(out / "study.db"):
+                continue
+            try:
+                ts = _trials(url)
+            except Exception:  # the study is not created yet
+                continue
+            running = [t for t in ts if t.state == optuna.trial.TrialState.RUNNING
+                       and "quantize" in t.params and ":" in t.user_attrs.get("worker", "")]
+            if running:
+                pid = int(running[0].user_attrs["worker"].rsplit(":", 1)[1])
+                assert pid != proc.pid  # a worker process, not the command
+                os.kill(pid, signal.SIGKILL)
+                killed = running[0].number
+        output, _ = proc.communicate(timeout=400)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert killed is not None, "no worker ran a trial"
+    assert proc.returncode == 0, output.decode()[-3000:]
+    _check_recovered(url, killed, [4, 8, 12, 16])
+
+
+# ---- raw audio: front-end settings searched, the device runs front-end + model --------------------
+def test_a_raw_audio_search_tries_frontend_settings_and_measures_frontend_plus_model(tmp_path):
+    """--data DIR: each trial trains on the frames of its own front-end setting (recorded in its
+    checkpoint), and its device figures are the listener's (front-end + model per second of
+    audio) on the first validation clips, as slimedge.devices.audio measures the export."""
+    from slimedge.data import audio as wavdata
+    from slimedge.data.wav import read_wav
+    from slimedge.devices import audio as device_audio
+    from slimedge.frontend import Frontend
+    from test_audio_train import _tone_folder
+
+    folder = _tone_folder(tmp_path / "wavs", per=4)
+    out = tmp_path / "s"
+    r = _cli("search", "run", out, "--target", "cortex-m4", "--data", folder, "--variants",
+             "LSTM6", "--hidden-sizes", "4", "--quantize", "int8", "--frontend-values",
+             "channels=8,16", "--frontend-option", "hop_ms=30", "--epochs", 1, "--trials", 2,
+             "--workers", 1, "--no-prune", "--flash", "32KB", "--ram", "12KB")
+    assert r.returncode == 0, r.stderr[-3000:]
+    complete = [t for t in _trials(f"sqlite:///{out / 'study.db'}")
+                if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(t.params["frontend.channels"] for t in complete) == [8, 16]
+    flash = {}
+    for t in complete:
+        channels = t.params["frontend.channels"]
+        audio = Frontend.from_config(checkpoint.read(t.user_attrs["checkpoint"]).config).audio
+        assert (audio.kind, audio.channels, audio.hop_ms) == ("microfrontend", channels, 30)
+        splits = data.load(folder, audio=audio)  # the default random split, as the search's
+        val = wavdata.split_clips_of(splits.info, "val")
+        clips = [read_wav(c.path)[0] for c in val]
+        # the split's clips are the frames' clips, in order
+        for k, x in enumerate(clips):
+            np.testing.assert_array_equal(
+                splits.val.sequence(k), device_audio.python_features(audio, x).astype(np.float32))
+        m = device_audio.measure(t.user_attrs["export"], "cortex-m4", clips[:2])
+        seconds = sum(len(x) for x in clips[:2]) / 8000
+        assert t.user_attrs["measured"] == {
+            "flash": m["flash_bytes"]["together"]["total"],
+            "ram": m["ram_bytes"]["together"]["total"],
+            "cycles_per_second": pytest.approx(m["per_second_of_audio"]["together"]["cycles"])}
+        assert m["per_second_of_audio"]["together"]["cycles"] * seconds > \
+            m["per_second_of_audio"]["frontend"]["cycles"] * seconds > 0
+        assert t.values[1:] == [t.user_attrs["measured"][k]
+                                for k in ("flash", "ram", "cycles_per_second")]
+        flash[channels] = t.user_attrs["measured"]["flash"]
+    assert flash[16] > flash[8]  # the filterbank's tables and the wider input layer
+
+
+def test_frontend_dimensions_are_checked_before_any_work(tmp_path):
+    with pytest.raises(UsageError, match="'frontend.chanels': not a field of an audio front-end"):
+        SearchSpace.from_dict({"frontend.chanels": [8]})
+    out = tmp_path / "s"
+    r = _cli("search", "run", out, "--data", "fsdd", "--frontend-values", "channels=8,16")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "WAV files" in r.stderr, r.stderr
+    assert not out.exists()
+
+
 # ---- PostgreSQL: one study, two workers --------------------------------------------------------
 def _free_port() -> int:
     with socket.socket() as s:

@@ -31,7 +31,8 @@ def _list(text: str, kind=str, what: str = "list") -> list:
                          f"{text!r}") from None
 
 
-def _space(space_file, variants_, hidden, layers, constants, quantize, formats_, target):
+def _space(space_file, variants_, hidden, layers, constants, quantize, formats_, target,
+           frontend_values=()):
     from ..search import SearchSpace
 
     if space_file is not None:
@@ -47,7 +48,22 @@ def _space(space_file, variants_, hidden, layers, constants, quantize, formats_,
         if not sep:
             raise UsageError(f"--constant takes GATE=V1,V2 (e.g. f=0.5,0.9), got {item!r}")
         d[f"constant.{gate.strip()}"] = _list(values, float, "--constant")
+    for item in frontend_values:
+        key, sep, values = item.partition("=")
+        if not sep:
+            raise UsageError(f"--frontend-values takes KEY=V1,V2 (e.g. hop_ms=20,30), got "
+                             f"{item!r}")
+        d[f"frontend.{key.strip()}"] = [_number(v) for v in _list(values, str,
+                                                                  "--frontend-values")]
     return SearchSpace.from_dict(d)
+
+
+def _number(text: str):
+    """``20`` -> 20, ``62.5`` -> 62.5, ``true`` -> True; anything else as written."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def _run_options(study: str, storage: Optional[str], out: Path):
@@ -74,7 +90,11 @@ def run_cmd(
     constant: list[str] = typer.Option([], "--constant", metavar="GATE=V1,V2", show_default=False, help="Values to try for a fixed gate (repeatable), e.g. f=0.5,0.9; used where the variant fixes that gate."),
     quantize: Optional[str] = typer.Option(None, "--quantize", show_default=False, help="Quantisation modes to try [default: none,int8; cortex-m0plus: int8; host: none,dynamic]."),
     formats_: str = typer.Option("onnx,tflite", "--format", help="host: export formats to try (a device runs the C export)."),
-    data: str = typer.Option("fsdd", "--data", "-d", metavar="NAME|FILE.npz", help="The data set (scored on its validation split only)."),
+    data: str = typer.Option("fsdd", "--data", "-d", metavar="NAME|FILE.npz|DIR", help="The data set (scored on its validation split only), or a folder of WAV files (through --frontend; measured on the device with its front-end, per second of audio)."),
+    frontend: Optional[str] = typer.Option(None, "--frontend", metavar="logmel|mfcc|microfrontend", show_default=False, help="With a WAV folder: the audio front-end (as slimedge train) [default: microfrontend]."),
+    frontend_option: list[str] = typer.Option([], "--frontend-option", metavar="KEY=VALUE", show_default=False, help="With a WAV folder: a front-end field fixed for every trial (repeatable)."),
+    frontend_values: list[str] = typer.Option([], "--frontend-values", metavar="KEY=V1,V2", show_default=False, help="With a WAV folder: values to try for a front-end field (repeatable), e.g. hop_ms=20,30."),
+    split_by: str = typer.Option("random", "--split-by", metavar="random|speaker|fsdd", help="With a WAV folder: how it is split (as slimedge train)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Cap every split at N sequences."),
     epochs: int = typer.Option(10, "--epochs", help="Epochs per trial."),
     batch_size: int = typer.Option(32, "--batch-size", help="Mini-batch size."),
@@ -116,12 +136,27 @@ def run_cmd(
     if max_latency is not None:
         limits["latency_us"] = float(max_latency)
     budget = Budget(target, limits, frame_ms)
-    space = _space(space_file, variants_, hidden, layers, constant, quantize, formats_, target)
+    space = _space(space_file, variants_, hidden, layers, constant, quantize, formats_, target,
+                   frontend_values)
     base = {"data": data, "limit": limit, "epochs": epochs, "batch_size": batch_size, "lr": lr,
             "schedule": schedule, "seed": seed, "split_seed": 0}
+    if Path(data).is_dir():
+        from ..frontend.audio import DEFAULT
+        from .commands_train import _audio_spec
+
+        base.update(audio=_audio_spec(frontend, frontend_option) or dict(DEFAULT),
+                    split=split_by)
+    elif frontend or frontend_option or frontend_values or split_by != "random":
+        raise UsageError(f"--frontend, --frontend-option, --frontend-values and --split-by "
+                         f"apply to a folder of WAV files; {data} is not one")
     from ..train_config import TrainConfig
 
     TrainConfig(**{k: v for k, v in base.items()})  # every setting checked before any work
+    from ..search.runner import calibration_candidates
+    from ..search.space import train_settings
+
+    for c in calibration_candidates(space):  # each front-end setting too
+        TrainConfig(**train_settings(c, base))
     settings = settings_of(space, budget, base, trials, prune=prune, startup_trials=startup_trials,
                            grace_s=grace)
     with progress(f"search on {target}: {trials} trials, {workers} worker(s)") as log:

@@ -173,6 +173,26 @@ def clip_frames(clips: Sequence[Clip], audio, labels: Sequence[str], name: str =
                         np.array(ys), list(labels), name)
 
 
+def _parts(folder, split, test_speakers, val_fraction, test_fraction, seed, limit):
+    """(labels, {"train", "val", "test"}: clips), ``limit`` clips per split at most."""
+    clips = scan_wavs(folder)
+    labels = sorted({c.label for c in clips})
+    parts = split_clips(clips, split, test_speakers=test_speakers, val_fraction=val_fraction,
+                        test_fraction=test_fraction, seed=seed)
+    if limit is not None:
+        parts = {k: [v[i] for i in stratified_subset(
+            np.array([labels.index(c.label) for c in v]), limit, seed)] for k, v in parts.items()}
+    return labels, parts
+
+
+def split_clips_of(info: dict, name: str) -> list[Clip]:
+    """The clips of split ``name`` of the data :func:`load_wav_folder` described in ``info``
+    (its ``DataSplits.info``): the same clips, in the same order, as its frames."""
+    return _parts(info["path"], info["split"], info["test_speakers"], info["val_fraction"],
+                  info["test_fraction"] if info["test_fraction"] is not None else 0.1,
+                  info["split_seed"], info["limit"])[1][name]
+
+
 def load_wav_folder(folder: str | Path, audio, *, split: str = "random",
                     test_speakers: Sequence[str] = (), val_fraction: float = 0.1,
                     test_fraction: float = 0.1, seed: int = 0,
@@ -185,13 +205,7 @@ def load_wav_folder(folder: str | Path, audio, *, split: str = "random",
     from ..frontend.audio import from_config
     if isinstance(audio, dict):
         audio = from_config(audio)
-    clips = scan_wavs(folder)
-    labels = sorted({c.label for c in clips})
-    parts = split_clips(clips, split, test_speakers=test_speakers, val_fraction=val_fraction,
-                        test_fraction=test_fraction, seed=seed)
-    if limit is not None:
-        parts = {k: [v[i] for i in stratified_subset(
-            np.array([labels.index(c.label) for c in v]), limit, seed)] for k, v in parts.items()}
+    labels, parts = _parts(folder, split, test_speakers, val_fraction, test_fraction, seed, limit)
     data = {k: clip_frames(v, audio, labels, f"{Path(folder).name}/{k}",
                            **({"augment": augment, "copies": copies, "seed": augment_seed}
                               if k == "train" else {}))
@@ -213,4 +227,5 @@ def load_wav_folder(folder: str | Path, audio, *, split: str = "random",
     return DataSplits(Path(folder).name, data["train"], data["val"], data["test"], info)
 
 
-__all__ = ["Clip", "scan_wavs", "split_clips", "clip_frames", "load_wav_folder", "SPLITS"]
+__all__ = ["Clip", "scan_wavs", "split_clips", "clip_frames", "load_wav_folder", "split_clips_of",
+           "SPLITS"]

@@ -16,14 +16,14 @@ from typing import Callable, Mapping
 from ..errors import UsageError
 from . import executor, report
 from .budget import Budget, SizeModel
-from .space import SearchSpace
+from .space import FRONTEND, SearchSpace
 from .study import GRACE_S, SIZE_MODEL_KEY, open_study, storage_url, summary, work
 
 
 def calibration_candidates(space: SearchSpace) -> list[dict]:
     """The grid the size model is fitted on: every variant x the smallest, middle and largest
-    hidden size x the fewest and most layers x every quantisation mode; other dimensions at
-    their first value."""
+    hidden size x the fewest and most layers x every quantisation mode x every front-end
+    setting; other dimensions at their first value."""
     def ends(name, default, middle=False):
         d = space.get(name)
         if d is None:
@@ -34,19 +34,23 @@ def calibration_candidates(space: SearchSpace) -> list[dict]:
 
     variants_ = space.get("variant").values() if space.get("variant") else ["LSTM6"]
     quant = space.get("quantize").values() if space.get("quantize") else ["none"]
+    frontend = [d for d in space.dimensions if d.name.startswith(FRONTEND)]
     fixed = {d.name: d.values()[0] for d in space.dimensions
-             if d.name not in ("variant", "hidden_size", "num_layers", "quantize")}
+             if d.name not in ("variant", "hidden_size", "num_layers", "quantize")
+             and not d.name.startswith(FRONTEND)}
     out = []
-    for v, n, layers, q in itertools.product(variants_, ends("hidden_size", 64, middle=True),
-                                             ends("num_layers", 1), quant):
-        out.append({**fixed, "variant": v, "hidden_size": n, "num_layers": layers, "quantize": q})
+    for v, n, layers, q, *fe in itertools.product(
+            variants_, ends("hidden_size", 64, middle=True), ends("num_layers", 1), quant,
+            *(d.values() for d in frontend)):
+        out.append({**fixed, "variant": v, "hidden_size": n, "num_layers": layers, "quantize": q,
+                    **{d.name: x for d, x in zip(frontend, fe)}})
     return out
 
 
 def _calibrate(candidate, base, budget_dict, workdir):
-    from .trial import calibration_point, load_splits
+    from .trial import calibration_point, candidate_splits
 
-    splits = load_splits(base["data"], base.get("split_seed", 0), base.get("limit"))
+    splits = candidate_splits(candidate, base)
     return calibration_point(candidate, base, Budget.from_dict(budget_dict), splits, Path(workdir))
 
 

@@ -7,6 +7,10 @@ and :meth:`SearchSpace.suggest` asks an Optuna trial for one value per dimension
     hidden_size    ints (a list, or {"low": 8, "high": 64, "step": 8})
     num_layers     ints
     constant.G     values of the fixed gate G (f, i, o); used only where the variant fixes G
+    frontend.K     values of the audio front-end's field K (window_ms, hop_ms, channels, ...),
+                   over the base's front-end (data a folder of WAV files): each value changes
+                   the frames the model reads and the front-end the device runs; give choices
+                   (the size model is fitted per front-end setting)
     quantize       none | dynamic | int8
     format         c (the only format a device runs) | onnx | tflite (host latency)
     any other name a field of :class:`~slimedge.train_config.TrainConfig` (lr, batch_size,
@@ -31,6 +35,7 @@ from ..train_config import TrainConfig
 QUANTIZE = ("none", "dynamic", "int8")
 FORMATS = ("c", "onnx", "tflite")
 CONSTANT = "constant."
+FRONTEND = "frontend."
 # what the trial itself settles (everything else is a TrainConfig field)
 OWN = ("quantize", "format")
 
@@ -131,9 +136,15 @@ class SearchSpace:
                 gate = d.name[len(CONSTANT):]
                 if gate not in ("i", "f", "o"):
                     raise UsageError(f"search space {d.name!r}: gates are i, f, o; got {gate!r}")
+            elif d.name.startswith(FRONTEND):
+                key = d.name[len(FRONTEND):]
+                if key not in _frontend_fields():
+                    raise UsageError(f"search space {d.name!r}: not a field of an audio "
+                                     f"front-end; valid: {', '.join(sorted(_frontend_fields()))}")
             elif d.name not in (*OWN, *fields):
                 raise UsageError(f"search space: unknown dimension {d.name!r}; valid: "
-                                 f"{', '.join(sorted((*OWN, *fields)))}, constant.f (i, o)")
+                                 f"{', '.join(sorted((*OWN, *fields)))}, constant.f (i, o), "
+                                 f"frontend.FIELD")
         for name, valid in (("quantize", QUANTIZE), ("format", FORMATS)):
             d = self.get(name)
             for v in (d.values() if d else ()):
@@ -148,6 +159,17 @@ class SearchSpace:
         return {d.name: d.suggest(trial) for d in self.dimensions}
 
 
+def _frontend_fields() -> set[str]:
+    from ..frontend.audio import AUDIO
+
+    return {f.name for cls in AUDIO.values() for f in dataclasses.fields(cls)} | {"kind"}
+
+
+def frontend_settings(candidate: Mapping[str, Any]) -> dict:
+    """The candidate's front-end fields (``{"hop_ms": 20}`` of ``frontend.hop_ms``)."""
+    return {k[len(FRONTEND):]: v for k, v in candidate.items() if k.startswith(FRONTEND)}
+
+
 def spec_of(variant: Any) -> variants.VariantSpec:
     """The spec of a catalogue name, alias, or inline spec ("Mine:i=W,f=W,o=W,c=WUb")."""
     return variants.parse(variant) if "=" in str(variant) else variants.get(variant)
@@ -157,7 +179,13 @@ def train_settings(candidate: Mapping[str, Any], base: Mapping[str, Any]) -> dic
     """The TrainConfig keyword arguments of ``candidate`` over ``base`` (data, epochs, seed, ...):
     its gate constants kept only where the variant fixes that gate."""
     out = dict(base)
-    out.update({k: v for k, v in candidate.items() if k not in OWN and not k.startswith(CONSTANT)})
+    out.update({k: v for k, v in candidate.items()
+                if k not in OWN and not k.startswith((CONSTANT, FRONTEND))})
+    fe = frontend_settings(candidate)
+    if fe:
+        from ..frontend.audio import DEFAULT
+
+        out["audio"] = {**(base.get("audio") or DEFAULT), **fe}
     fixed = spec_of(out.get("variant", TrainConfig.variant)).constants
     out["constants"] = {k[len(CONSTANT):]: float(v) for k, v in candidate.items()
                         if k.startswith(CONSTANT) and k[len(CONSTANT):] in fixed}
@@ -183,11 +211,11 @@ def candidate_label(candidate: Mapping[str, Any]) -> str:
     parts.append(str(candidate.get("quantize", "none")))
     if candidate.get("format", "c") != "c":
         parts.append(str(candidate["format"]))
-    parts += [f"{k}={v}" for k, v in candidate.items()
+    parts += [f"{k.removeprefix(FRONTEND)}={v}" for k, v in candidate.items()
               if k not in ("variant", "hidden_size", "num_layers", *OWN)
               and not k.startswith(CONSTANT)]
     return " ".join(parts)
 
 
 __all__ = ["SearchSpace", "Dimension", "spec_of", "effective", "train_settings", "candidate_label",
-           "QUANTIZE", "FORMATS"]
+           "frontend_settings", "QUANTIZE", "FORMATS", "FRONTEND"]

@@ -176,7 +176,7 @@ def work(url: str, name: str, out: str, worker: int = 0) -> dict:
     asked. Returns its counts."""
     import optuna
 
-    from .trial import load_splits
+    from .trial import candidate_splits
 
     study = open_study(url, name, seed=_seed(url, name, worker))
     settings = study.user_attrs[SETTINGS_KEY]
@@ -184,7 +184,6 @@ def work(url: str, name: str, out: str, worker: int = 0) -> dict:
     budget = Budget.from_dict(settings["budget"])
     base = settings["base"]
     size_model = SizeModel.from_dict(study.user_attrs[SIZE_MODEL_KEY])
-    splits = load_splits(base["data"], base.get("split_seed", 0), base.get("limit"))
     n_trials = int(settings["n_trials"])
     pruner = _pruner(url, name, settings) if settings.get("prune", True) else None
     workdir = Path(out)
@@ -201,6 +200,7 @@ def work(url: str, name: str, out: str, worker: int = 0) -> dict:
         if dup is not None:
             trial.set_user_attr("duplicate_of", dup)
             raise optuna.TrialPruned(f"same parameters as trial {dup}")
+        splits = candidate_splits(candidate, base)
         feats = candidate_features(candidate, base, splits)
         q, v = candidate.get("quantize", "none"), variant_name(candidate)
         trial.set_user_attr("features", feats)
@@ -237,7 +237,8 @@ def work(url: str, name: str, out: str, worker: int = 0) -> dict:
         if curve is not None:
             pruner.tell(curve, r["torch_val_accuracy"])
         for key in ("measured", "checkpoint", "export", "val_loss", "train_seconds",
-                    "best_epoch", "torch_val_accuracy", "instructions_per_step"):
+                    "best_epoch", "torch_val_accuracy", "instructions_per_step",
+                    "instructions_per_second", "frontend_cycles_per_second"):
             if key in r:
                 trial.set_user_attr(key, r[key])
         _set_violation(trial, budget, budget.violations(r["measured"]))

@@ -8,6 +8,7 @@ validation accuracy to ``on_epoch`` (where the search's pruner decides).
 from __future__ import annotations
 
 import functools
+import json
 import time
 from pathlib import Path
 from typing import Callable, Mapping
@@ -16,7 +17,7 @@ import numpy as np
 
 from .. import data as _data
 from .budget import Budget, features
-from .space import spec_of, train_settings
+from .space import frontend_settings, spec_of, train_settings
 
 MEASURE_SEQUENCES = 2   # validation utterances stepped on the device (the host build checks each)
 LATENCY_STEPS = 200      # host: steps timed per candidate (the median is kept)
@@ -27,6 +28,28 @@ def load_splits(data: str, split_seed: int, limit: int | None) -> _data.DataSpli
     return _data.load(data, split_seed=split_seed, limit=limit)
 
 
+# the TrainConfig fields that decide the data a candidate trains on
+DATA_FIELDS = ("data", "split_seed", "val_fraction", "test_fraction", "limit", "audio", "split",
+               "test_speakers", "augment", "augment_copies", "seed")
+
+
+@functools.lru_cache(maxsize=4)
+def _load(key: str) -> _data.DataSplits:
+    from ..train import TrainConfig
+    from ..train import load_splits as train_splits
+
+    return train_splits(TrainConfig(**json.loads(key)))
+
+
+def candidate_splits(candidate: Mapping, base: Mapping) -> _data.DataSplits:
+    """The data ``candidate`` trains on over ``base``, as ``slimedge train`` loads it (a folder of
+    WAV files through the candidate's front-end); the last few kept in memory."""
+    from ..train import TrainConfig
+
+    d = TrainConfig(**train_settings(candidate, base)).to_dict()
+    return _load(json.dumps({k: d[k] for k in DATA_FIELDS}, sort_keys=True))
+
+
 def candidate_features(candidate: Mapping, base: Mapping, splits: _data.DataSplits) -> dict:
     s = train_settings(candidate, base)
     return features(spec_of(s.get("variant", "LSTM6")), splits.input_size,
@@ -35,8 +58,30 @@ def candidate_features(candidate: Mapping, base: Mapping, splits: _data.DataSpli
 
 
 def variant_name(candidate: Mapping) -> str:
-    """The size model's key for the candidate's variant (its canonical name)."""
-    return spec_of(candidate.get("variant", "LSTM6")).name
+    """The size model's key for the candidate's variant (its canonical name) and front-end
+    setting (``LSTM6@hop_ms=20,window_ms=60``: the front-end's code and state are fitted apart)."""
+    name = spec_of(candidate.get("variant", "LSTM6")).name
+    fe = frontend_settings(candidate)
+    return name + ("@" + ",".join(f"{k}={v}" for k, v in sorted(fe.items())) if fe else "")
+
+
+def _audio_measurement(path: Path, budget: Budget, splits: _data.DataSplits,
+                       workdir: Path) -> dict:
+    """A C export that listens to audio on the device: front-end + model per second of audio
+    (:mod:`slimedge.devices.audio`) over the first validation clips."""
+    from ..data.audio import split_clips_of
+    from ..data.wav import read_wav
+    from ..devices import audio as device_audio
+
+    clips = [read_wav(c.path)[0] for c in split_clips_of(splits.info, "val")[:MEASURE_SEQUENCES]]
+    r = device_audio.measure(path, budget.target, clips, workdir=workdir / budget.target)
+    together = r["per_second_of_audio"]["together"]
+    return {"measured": {"flash": float(r["flash_bytes"]["together"]["total"]),
+                         "ram": float(r["ram_bytes"]["together"]["total"]),
+                         "cycles_per_second": float(together["cycles"])},
+            "instructions_per_second": float(together["instructions"]),
+            "frontend_cycles_per_second":
+                float(r["per_second_of_audio"]["frontend"]["cycles"])}
 
 
 def _host_latency_us(path: Path, input_size: int) -> float:
@@ -71,7 +116,9 @@ def measure_export(checkpoint: Path, candidate: Mapping, budget: Budget,
     if score:
         ev = runtime.evaluate(runtime.load(path, threads=1), splits.val)
         out.update(val_accuracy=float(ev.accuracy), val_loss=float(ev.loss))
-    if budget.kind == "device":
+    if budget.kind == "device" and (splits.info.get("frontend") or {}).get("audio"):
+        out.update(_audio_measurement(path, budget, splits, workdir))
+    elif budget.kind == "device":
         frames = [splits.val.sequence(k) for k in range(min(MEASURE_SEQUENCES, len(splits.val)))]
         r = devices.measure(path, budget.target, frames, frame_ms=budget.frame_ms,
                             workdir=workdir / budget.target)
@@ -126,4 +173,4 @@ def calibration_point(candidate: Mapping, base: Mapping, budget: Budget,
 
 __all__ = ["run_candidate", "measure_export", "calibration_point", "candidate_features",
            "variant_name",
-           "load_splits"]
+           "load_splits", "candidate_splits"]
