@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -104,7 +105,7 @@ def dynamic(graph: ir.Graph, path, *, mode: str, splits, options) -> dict:
 
     _step_only(mode)
     per_channel = options.per_channel
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=Path(path).parent) as tmp:  # beside the output
         src = _float_onnx(graph, tmp, matmul=True)
         quantize_dynamic(src, os.fspath(path), weight_type=QuantType.QInt8, per_channel=per_channel)
     info = {"format": "onnx", "mode": "step", "quantize": "dynamic",
@@ -126,7 +127,7 @@ def int8(graph: ir.Graph, path, *, mode: str, splits, options) -> dict:
     if scope not in SCOPES:
         raise UsageError(f"unknown scope {scope!r}; valid: {', '.join(SCOPES)}")
     reader = calibration.reader(graph, splits["train"], samples=samples, seed=options.seed)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=Path(path).parent) as tmp:  # beside the output
         src = _float_onnx(graph, tmp, matmul=False)
         quantize_static(src, os.fspath(path), reader, quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=SCOPES[scope],
