@@ -55,8 +55,8 @@ class Settings:
         if self.arithmetic not in ("int", "float"):
             raise UsageError(f"decoder arithmetic: expected 'int' or 'float', got "
                              f"{self.arithmetic!r}")
-        if not 0.0 <= float(self.threshold) <= 1.0:
-            raise UsageError(f"decoder threshold: expected a probability in [0, 1], got "
+        if not 0.0 < float(self.threshold) <= 1.0:
+            raise UsageError(f"decoder threshold: expected a probability in (0, 1], got "
                              f"{self.threshold}")
         if int(self.min_count) < 1:
             raise UsageError(f"decoder min_count: expected at least 1, got {self.min_count}")
@@ -85,8 +85,8 @@ class Settings:
 
     @property
     def threshold_q(self) -> int:
-        """The threshold on the integer scale."""
-        return int(math.floor(float(self.threshold) * LEVELS + 0.5))
+        """The threshold on the integer scale (at least 1: a zero average never fires)."""
+        return max(1, int(math.floor(float(self.threshold) * LEVELS + 0.5)))
 
 
 @dataclass(frozen=True)
@@ -237,8 +237,12 @@ class Decoder:
                 start = t - n + 1 + j
                 break
         score = (np.float32(avg[best]) / np.float32(LEVELS)) if self.integer else avg[best]
-        return Event(self.labels[best], best, t * self.hop + self.win, start * self.hop,
-                     float(np.float32(score)), t, start)
+        return self.event(best, t, start, score)
+
+    def event(self, index: int, frame: int, start: int, score) -> Event:
+        """The event of class ``index`` fired at ``frame``, started at ``start_frame``."""
+        return Event(self.labels[index], int(index), frame * self.hop + self.win,
+                     start * self.hop, float(np.float32(score)), int(frame), int(start))
 
 
 def decode(config: dict, outputs, **overrides) -> list[Event]:
