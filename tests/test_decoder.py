@@ -40,13 +40,15 @@ def synthetic_logits(frames: int, seed: str) -> np.ndarray:
 
 def reference(y: np.ndarray, window: int, threshold: float, min_count: int, refractory: int,
               integer: bool):
-    """The decoder as specified, written independently: softmax in float64, the averages by
-    cumulative sums, then the run / refractory rule. Events (index, frame, start, score)."""
-    z = y.astype(np.float64)
-    p = np.exp(z - z.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
+    """The decoder as specified, written independently: the softmax of exp(-k / 32) rounded to
+    Q15 (k the float32 distance below the top logit in 1/32 steps), the averages by cumulative
+    sums, then the run / refractory rule. Events (index, frame, start, score)."""
+    k = np.floor((y.max(1, keepdims=True) - y) * np.float32(32)).astype(np.float64)
+    e = np.floor(32768 * np.exp(-np.minimum(k, 4000) / 32) + 0.5).astype(np.int64)
+    s = e.sum(1, keepdims=True)
+    p = e / s
     if integer:
-        p = np.minimum(np.floor(p * 255 + 0.5), 255).astype(np.int64)
+        p = (255 * e + s // 2) // s
         thr = max(1, int(np.floor(threshold * 255 + 0.5)))
     else:
         thr = threshold
@@ -199,3 +201,26 @@ def test_cli_listen(models, tmp_path):
     assert len(lines) == len(want) and lines[0].split()[1] == want[0].label
     bad = subprocess.run(cmd + [str(wav), "--threshold", "2"], capture_output=True, text=True)
     assert bad.returncode != 0 and "threshold" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.skipif(not __import__("slimedge.devices", fromlist=["available"]).available("cortex-m4"),
+                    reason="the cortex-m4 tools are not installed")
+def test_the_whole_chain_on_the_cortex_m4(tmp_path):
+    """PREFIX_events of a full-integer export in unicorn: the host build's events bit for bit,
+    and the decoder's share of the cycles measured."""
+    from slimedge.devices import audio as daudio
+    from test_audio_c import feature_splits
+    ckpt = continuous_model(tmp_path / "m.safetensors", "int", 0.35)
+    path = export(ckpt, tmp_path / "m.c", format="c", quantize="int8", data=feature_splits(MF8),
+                  accuracy_tolerance=1.0).path
+    pcm = long_stream(4)
+    r = daudio.measure(path, "cortex-m4", [pcm])
+    ev = r["check"]["events"]
+    assert ev["passed"] and ev["exact"] and ev["events"] >= 3
+    # the host's events are the Python decoder's on the same export
+    m = runtime.load(path, backend="c")
+    assert ev["events"] == len(m.listen().push(pcm))
+    per = r["per_second_of_audio"]
+    assert per["chain"]["cycles"] == pytest.approx(per["together"]["cycles"] + per["decoder"]["cycles"])
+    assert 0 < per["decoder"]["cycles"] < per["model"]["cycles"]
+    assert r["ram_bytes"]["decoder"]["state"] > 5 * 11  # the window of quantised posteriors

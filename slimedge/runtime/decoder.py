@@ -13,7 +13,11 @@ into events, as TFLite Micro's RecognizeCommands does, with the usual knobs (the
     arithmetic     "int": posteriors quantised to 0..255, an integer running sum and an integer
                    division (what a microcontroller runs); "float": float32 sums
 
-Frame by frame: the outputs (logits) go through a softmax (float64, rounded to float32); the
+Frame by frame, the outputs (logits) become posteriors through a softmax without libm or double
+precision (a Cortex-M4's FPU is single precision): each logit's distance below the largest, in
+float32 and in steps of 1/32, indexes a table of ``round(32768 * exp(-step / 32))`` (:data:`EXP`);
+a class's posterior is its entry over the entries' sum, as the integer ``(255 * e + sum / 2) /
+sum`` or the float32 ``e / sum``. The
 window keeps the last ``W = max(1, round(window_ms / hop_ms))`` posteriors (fewer at the start:
 the average divides by the frames it holds); the leading non-background class of the average is
 the candidate; a candidate at or above the threshold for ``min_count`` frames in a row fires once
@@ -39,6 +43,10 @@ DEFAULTS = {"window_ms": 200.0, "threshold": 0.6, "min_count": 3, "refractory_ms
 #: labels a decoder never fires besides the config's background
 UNKNOWN = "_unknown_"
 LEVELS = 255  # the integer arithmetic's posterior scale: q = round(p * 255)
+EXP_STEPS = 32  # the softmax table's steps per unit of logit
+#: round(32768 * exp(-k / 32)), k = 0, 1, ... up to the first zero
+EXP = np.array([int(math.floor(32768 * math.exp(-k / EXP_STEPS) + 0.5)) for k in range(1024)
+                if k == 0 or 32768 * math.exp(-(k - 1) / EXP_STEPS) >= 0.5], np.int64)
 
 
 @dataclass(frozen=True)
@@ -139,15 +147,12 @@ def background_indices(config: dict) -> list[int]:
     return [i for i, name in enumerate(labels) if name in (bg, UNKNOWN)]
 
 
-def softmax32(y: np.ndarray) -> np.ndarray:
-    """Posteriors of one frame's outputs as the C decoder computes them: float64 exp of
-    (y - max), divided by their float64 sum (added in order), rounded to float32."""
-    y = np.asarray(y, np.float32).astype(np.float64)
-    e = np.exp(y - y.max())
-    total = 0.0
-    for v in e:
-        total += float(v)
-    return (e / total).astype(np.float32)
+def exp_entries(y: np.ndarray) -> np.ndarray:
+    """One frame's outputs -> their softmax table entries (see the module's docstring)."""
+    y = np.asarray(y, np.float32)
+    d = (y.max() - y) * np.float32(EXP_STEPS)  # float32, >= 0
+    idx = np.where(d < np.float32(len(EXP) - 1), d, np.float32(len(EXP) - 1)).astype(np.int64)
+    return EXP[idx]
 
 
 class Decoder:
@@ -184,23 +189,23 @@ class Decoder:
                              f"{y.shape}")
         events = []
         for row in y:
-            e = self._frame(softmax32(row))
+            e = self._frame(exp_entries(row))
             if e is not None:
                 events.append(e)
         return events
 
-    def _frame(self, p: np.ndarray) -> Event | None:
+    def _frame(self, e: np.ndarray) -> Event | None:
         W, t = self.W, self.frame
         self.frame += 1
         # the window: a ring, the oldest at head once full
         slot = (self.head + self.filled) % W if self.filled < W else self.head
+        total = int(e.sum())
         if self.integer:
-            q = np.floor(p * np.float32(LEVELS) + np.float32(0.5)).astype(np.int64)
-            q = np.minimum(q, LEVELS)
+            q = (LEVELS * e + total // 2) // total
             self.sums += q - self.ring[slot]
             self.ring[slot] = q
         else:
-            self.ring[slot] = p
+            self.ring[slot] = e.astype(np.float32) / np.float32(total)
         if self.filled < W:
             self.filled += 1
         else:
@@ -250,5 +255,5 @@ def decode(config: dict, outputs, **overrides) -> list[Event]:
     return Decoder(config, **overrides).push(outputs)
 
 
-__all__ = ["DEFAULTS", "Settings", "Event", "Decoder", "decode", "softmax32", "timing",
+__all__ = ["DEFAULTS", "Settings", "Event", "Decoder", "decode", "exp_entries", "EXP", "timing",
            "background_indices"]

@@ -16,12 +16,13 @@ An event: ``label`` (the class index), ``frame`` (the frame that fired it: time
 """
 from __future__ import annotations
 
-from ...runtime.decoder import LEVELS, Settings, background_indices, timing
+import numpy as np
+
+from ...runtime.decoder import EXP, EXP_STEPS, LEVELS, Settings, background_indices, timing
 from . import source as src
 
 _DECODER_C = r"""
 /* ---- the event decoder: softmax, moving average, threshold, run, suppression --------------- */
-#include <math.h>
 /* IEEE arithmetic in this part whatever the flags (-ffast-math would reorder the sums, use
    reciprocals and fused multiply-adds): the Python decoder performs the same operations */
 #if defined(__clang__)
@@ -32,37 +33,35 @@ _DECODER_C = r"""
 #endif
 const size_t @P@_detector_bytes = sizeof(@P@_detector);
 
+@TABLE@
 static const uint8_t @P@_decoder_candidate[@U@_OUTPUT_SIZE] = { @CAND@ };
 
 void @P@_decoder_reset(@P@_decoder *d)
 {
-    memset(d, 0, sizeof(*d));
-    d->run_label = -1;
-    d->last = -1;
+    memset(d, 0, sizeof(*d));  /* the zero state is the start: no run, no event yet */
 }
 
 int @P@_decode(@P@_decoder *d, const float *y, @P@_event *ev)
 {
     const int32_t t = d->frame++;
-    /* the posteriors: float64 exp of (y - max) over their sum, rounded to float32 */
-    double e[@U@_OUTPUT_SIZE], total = 0.0;
+    /* the posteriors: exp(-(max - y) in 1/32 steps) from the table, over their sum */
+    int32_t e[@U@_OUTPUT_SIZE], total = 0;
     float top = y[0];
     for (int k = 1; k < @U@_OUTPUT_SIZE; k++) if (y[k] > top) top = y[k];
     for (int k = 0; k < @U@_OUTPUT_SIZE; k++) {
-        e[k] = exp((double)y[k] - (double)top);
+        const float d = (top - y[k]) * (float)@STEPS@;
+        e[k] = @P@_decoder_exp[d < (float)(@N@ - 1) ? (int)d : @N@ - 1];
         total += e[k];
     }
     const int W = @U@_DECODER_WINDOW;
     const int slot = d->filled < W ? (d->head + d->filled) % W : d->head;
     for (int k = 0; k < @U@_OUTPUT_SIZE; k++) {
-        const float p = (float)(e[k] / total);
 #if @U@_DECODER_INTEGER
-        int32_t q = (int32_t)floorf(p * (float)@LEVELS@ + 0.5f);
-        if (q > @LEVELS@) q = @LEVELS@;
+        const int32_t q = (@LEVELS@ * e[k] + total / 2) / total;
         d->sums[k] += q - (int32_t)d->ring[slot][k];
         d->ring[slot][k] = (uint8_t)q;
 #else
-        d->ring[slot][k] = p;
+        d->ring[slot][k] = (float)e[k] / (float)total;
 #endif
     }
     if (d->filled < W) d->filled++;
@@ -84,16 +83,17 @@ int @P@_decode(@P@_decoder *d, const float *y, @P@_event *ev)
     int best = -1;
     for (int k = 0; k < @U@_OUTPUT_SIZE; k++)
         if (@P@_decoder_candidate[k] && (best < 0 || avg[k] > avg[best])) best = k;
-    if (avg[best] >= thr) {
-        if (best == d->run_label) d->run++;
-        else { d->run_label = best; d->run = 1; d->run_start = t; d->fired = 0; }
+    if (avg[best] >= thr) {  /* run_label: the leading class + 1 (0: no run) */
+        if (best + 1 == d->run_label) d->run++;
+        else { d->run_label = best + 1; d->run = 1; d->run_start = t; d->fired = 0; }
     } else {
-        d->run_label = -1; d->run = 0; d->fired = 0;
+        d->run_label = 0; d->run = 0; d->fired = 0;
     }
+    /* last: the frame of the previous event + 1 (0: none yet) */
     if (d->run < @U@_DECODER_MIN_COUNT || d->fired
-        || (d->last >= 0 && t - d->last < @U@_DECODER_REFRACTORY)) return 0;
+        || (d->last > 0 && t + 1 - d->last < @U@_DECODER_REFRACTORY)) return 0;
     d->fired = 1;
-    d->last = t;
+    d->last = t + 1;
     int32_t start = d->run_start;
     for (int j = 0; j < n; j++)
         if (d->ring[(d->head + j) % W][best] >= thr) { start = t - n + 1 + j; break; }
@@ -162,7 +162,7 @@ def _header(config: dict, s: Settings, P: str, U: str) -> str:
         f"score;    /* the average posterior that fired it */\n}} {P}_event;",
         f"typedef struct {{\n    {ring} ring[{U}_DECODER_WINDOW][{U}_OUTPUT_SIZE];  /* the last "
         f"posteriors */\n{sums}    int32_t filled, head, frame, run_label, run, run_start, fired, "
-        f"last;\n}} {P}_decoder;",
+        f"last;  /* all zero: the start */\n}} {P}_decoder;",
         f"typedef struct {{\n    {P}_listener listener;\n    {P}_decoder decoder;\n}} "
         f"{P}_detector;",
         f"extern const size_t {P}_detector_bytes;\n",
@@ -187,7 +187,10 @@ def generate(config: dict, prefix: str) -> tuple[str, str] | None:
     bg = set(background_indices(config))
     P, U = prefix, prefix.upper()
     cand = ", ".join("0" if k in bg else "1" for k in range(len(labels)))
-    c = (_DECODER_C.replace("@CAND@", cand).replace("@LEVELS@", str(LEVELS))
+    table = src.array("uint16_t", f"{P}_decoder_exp", EXP.astype(np.uint16),
+                      comment="round(32768 * exp(-k / 32))")
+    c = (_DECODER_C.replace("@TABLE@", table).replace("@STEPS@", str(EXP_STEPS))
+         .replace("@N@", str(len(EXP))).replace("@CAND@", cand).replace("@LEVELS@", str(LEVELS))
          .replace("@P@", P).replace("@U@", U))
     return c, _header(config, s, P, U)
 
