@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from dataclasses import astuple
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -224,3 +225,37 @@ def test_the_whole_chain_on_the_cortex_m4(tmp_path):
     assert per["chain"]["cycles"] == pytest.approx(per["together"]["cycles"] + per["decoder"]["cycles"])
     assert 0 < per["decoder"]["cycles"] < per["model"]["cycles"]
     assert r["ram_bytes"]["decoder"]["state"] > 5 * 11  # the window of quantised posteriors
+
+
+@pytest.mark.skipif(not __import__("slimedge.devices", fromlist=["available"]).available("cortex-m4"),
+                    reason="the cortex-m4 tools are not installed")
+def test_the_events_firmware_prints_the_hosts_events(tmp_path):
+    """examples/mcu/events.c under QEMU on a 20-second stream read through semihosting: one line
+    per event, the same events as model.listen() on the host build of the same export."""
+    import wave
+
+    from test_audio_c import feature_splits
+    ckpt = continuous_model(tmp_path / "m.safetensors", "int", 0.35)
+    path = export(ckpt, tmp_path / "m.c", format="c", quantize="int8", data=feature_splits(MF8),
+                  accuracy_tolerance=1.0).path
+    pcm = long_stream(20)
+    wav = tmp_path / "stream.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(pcm.tobytes())
+    want = runtime.load(path, backend="c").listen().push(pcm)
+    assert len(want) >= 5
+    mcu = Path(__file__).resolve().parent.parent / "examples" / "mcu"
+    res = subprocess.run(["make", "-C", str(mcu), "-f", "events.mk", "run", f"MODEL={path}",
+                          f"WAV={wav}", f"BUILD={tmp_path / 'b'}", f"PYTHON={sys.executable}"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    got = [line.split()[1:] for line in res.stdout.splitlines() if line.startswith("event: ")]
+    fa = audio.from_config(MF8)
+    hop, win = fa.hop_samples, fa.window_samples
+    assert got == [[str((e.frame * hop + win) * 1000 // 8000), e.label,
+                    str(int(np.floor(np.float32(e.score) * np.float32(1000) + np.float32(0.5)))),
+                    str(e.start_frame * hop * 1000 // 8000)] for e in want]
+    assert f"samples: {len(pcm)}" in res.stdout and f"events: {len(want)}" in res.stdout
