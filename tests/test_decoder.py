@@ -248,7 +248,7 @@ def test_the_events_firmware_prints_the_hosts_events(tmp_path):
     want = runtime.load(path, backend="c").listen().push(pcm)
     assert len(want) >= 5
     mcu = Path(__file__).resolve().parent.parent / "examples" / "mcu"
-    res = subprocess.run(["make", "-C", str(mcu), "-f", "events.mk", "run", f"MODEL={path}",
+    res = subprocess.run(["make", "-C", str(mcu), "-f", "audio.mk", "run-events", f"MODEL={path}",
                           f"WAV={wav}", f"BUILD={tmp_path / 'b'}", f"PYTHON={sys.executable}"],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr

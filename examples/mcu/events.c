@@ -8,9 +8,9 @@
    time is when the event fired (the end of the frame that fired it), start the decoder's estimate
    of the word's beginning, score the average posterior. The PCM comes from a file of raw 16-bit
    little-endian samples on the host, read buffer by buffer through semihosting (PCM_FILE="path"):
-   minutes or hours of audio without flash to hold them. The Makefile (events.mk) names the export
-   as audio.mk does. State: the detector (front-end window, noise estimates, the model's h and c,
-   the decoder's window of posteriors) in .bss. */
+   minutes or hours of audio without flash to hold them. The Makefile (audio.mk, target
+   run-events) names the export. State: the detector (front-end window, noise estimates, the
+   model's h and c, the decoder's window of posteriors) in .bss. */
 #include <stdint.h>
 
 #include SLIMEDGE_MODEL_HEADER
@@ -27,18 +27,6 @@
 static API(_detector) detector;
 static API(_event) events[SIZE(_AUDIO_MAX_FRAMES)(BUFFER)];
 
-static const char *decimal(long v, char *buf)
-{
-    char tmp[24];
-    int n = 0, k = 0;
-    unsigned long u = v < 0 ? -(unsigned long)v : (unsigned long)v;
-    do { tmp[k++] = (char)('0' + u % 10); u /= 10; } while (u);
-    if (v < 0) buf[n++] = '-';
-    while (k) buf[n++] = tmp[--k];
-    buf[n] = 0;
-    return buf;
-}
-
 /* a frame's end (fired) or beginning (start) in milliseconds */
 static long ms(long frame, int end)
 {
@@ -48,22 +36,15 @@ static long ms(long frame, int end)
 
 static void print(const API(_event) *e)
 {
-    char buf[24];
-    semihost_write("event: ");
-    semihost_write(decimal(ms(e->frame, 1), buf));
-    semihost_write(" ");
+    semihost_write_int("event: ", ms(e->frame, 1), " ");
     semihost_write(API(_labels)[e->label]);
-    semihost_write(" ");
-    semihost_write(decimal((long)(e->score * 1000.0f + 0.5f), buf));
-    semihost_write(" ");
-    semihost_write(decimal(ms(e->start, 0), buf));
-    semihost_write("\n");
+    semihost_write_int(" ", (long)(e->score * 1000.0f + 0.5f), "");
+    semihost_write_int(" ", ms(e->start, 0), "\n");
 }
 
 int main(void)
 {
     static API(_audio_sample) pcm[BUFFER];
-    char buf[24];
     long count = 0, samples = 0;
     API(_detector_reset)(&detector);
     const int file = semihost_open(PCM_FILE);
@@ -80,10 +61,7 @@ int main(void)
         samples += got;
     }
     semihost_close(file);
-    semihost_write("samples: ");
-    semihost_write(decimal(samples, buf));
-    semihost_write("\nevents: ");
-    semihost_write(decimal(count, buf));
-    semihost_write("\n");
+    semihost_write_int("samples: ", samples, "\n");
+    semihost_write_int("events: ", count, "\n");
     return 0;
 }
