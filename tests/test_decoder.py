@@ -181,16 +181,20 @@ def test_c_events_identical_to_python(models):
     assert other.where == "python"
 
 
-def test_cli_listen(models, tmp_path):
+def write_wav(path, pcm: np.ndarray):
     import wave
-    ckpt, _ = models
-    pcm = long_stream(6)
-    wav = tmp_path / "s.wav"
-    with wave.open(str(wav), "wb") as w:
+    with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(8000)
         w.writeframes(pcm.tobytes())
+    return path
+
+
+def test_cli_listen(models, tmp_path):
+    ckpt, _ = models
+    pcm = long_stream(6)
+    wav = write_wav(tmp_path / "s.wav", pcm)
     want = runtime.load(ckpt).listen().push(pcm)
     assert want
     cmd = [sys.executable, "-m", "slimedge", "listen", str(ckpt)]
@@ -204,16 +208,26 @@ def test_cli_listen(models, tmp_path):
     assert bad.returncode != 0 and "threshold" in bad.stderr and "Traceback" not in bad.stderr
 
 
-@pytest.mark.skipif(not __import__("slimedge.devices", fromlist=["available"]).available("cortex-m4"),
-                    reason="the cortex-m4 tools are not installed")
-def test_the_whole_chain_on_the_cortex_m4(tmp_path):
+needs_m4 = pytest.mark.skipif(not __import__("slimedge.devices", fromlist=["available"])
+                              .available("cortex-m4"), reason="the cortex-m4 tools are not installed")
+
+
+@pytest.fixture(scope="module")
+def int8_export(tmp_path_factory):
+    """The continuous model exported to C full integer (calibrated on mf8 frames)."""
+    from test_audio_c import feature_splits
+    d = tmp_path_factory.mktemp("continuous-int8")
+    ckpt = continuous_model(d / "m.safetensors", "int", 0.35)
+    return export(ckpt, d / "m.c", format="c", quantize="int8", data=feature_splits(MF8),
+                  accuracy_tolerance=1.0).path
+
+
+@needs_m4
+def test_the_whole_chain_on_the_cortex_m4(int8_export):
     """PREFIX_events of a full-integer export in unicorn: the host build's events bit for bit,
     and the decoder's share of the cycles measured."""
     from slimedge.devices import audio as daudio
-    from test_audio_c import feature_splits
-    ckpt = continuous_model(tmp_path / "m.safetensors", "int", 0.35)
-    path = export(ckpt, tmp_path / "m.c", format="c", quantize="int8", data=feature_splits(MF8),
-                  accuracy_tolerance=1.0).path
+    path = int8_export
     pcm = long_stream(4)
     r = daudio.measure(path, "cortex-m4", [pcm])
     ev = r["check"]["events"]
@@ -227,24 +241,13 @@ def test_the_whole_chain_on_the_cortex_m4(tmp_path):
     assert r["ram_bytes"]["decoder"]["state"] > 5 * 11  # the window of quantised posteriors
 
 
-@pytest.mark.skipif(not __import__("slimedge.devices", fromlist=["available"]).available("cortex-m4"),
-                    reason="the cortex-m4 tools are not installed")
-def test_the_events_firmware_prints_the_hosts_events(tmp_path):
+@needs_m4
+def test_the_events_firmware_prints_the_hosts_events(int8_export, tmp_path):
     """examples/mcu/events.c under QEMU on a 20-second stream read through semihosting: one line
     per event, the same events as model.listen() on the host build of the same export."""
-    import wave
-
-    from test_audio_c import feature_splits
-    ckpt = continuous_model(tmp_path / "m.safetensors", "int", 0.35)
-    path = export(ckpt, tmp_path / "m.c", format="c", quantize="int8", data=feature_splits(MF8),
-                  accuracy_tolerance=1.0).path
+    path = int8_export
     pcm = long_stream(20)
-    wav = tmp_path / "stream.wav"
-    with wave.open(str(wav), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(pcm.tobytes())
+    wav = write_wav(tmp_path / "stream.wav", pcm)
     want = runtime.load(path, backend="c").listen().push(pcm)
     assert len(want) >= 5
     mcu = Path(__file__).resolve().parent.parent / "examples" / "mcu"
