@@ -64,8 +64,7 @@ def measure(model, audio, clips, *, n_streams: int, count: int, background: str,
         tot["bg_frames"] += int((y == bg).sum())
         tot["bg_digit"] += int(((y == bg) & (pred != bg)).sum())
         for c in m.placed:
-            lo = (c.start - audio.window_samples // 2 + audio.hop_samples - 1) // audio.hop_samples
-            hi = (c.end - 1 - audio.window_samples // 2) // audio.hop_samples
+            lo, hi = streams.frame_span(c, audio.window_samples, audio.hop_samples)
             if hi >= len(y) or hi < lo:
                 continue
             want = labels.index(c.label)

@@ -110,7 +110,7 @@ def _end_frames(materials, audio, T: int) -> list[int]:
     out = []
     for b, m in enumerate(materials):
         for p in m.placed:
-            t = (p.end - 1 - audio.window_samples // 2) // audio.hop_samples
+            t = streams_mod.frame_span(p, audio.window_samples, audio.hop_samples)[1]
             if 0 <= t < T:
                 out.append(b * T + t)
     return out

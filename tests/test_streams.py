@@ -118,3 +118,14 @@ def test_frame_labels_cover_each_clip(clips):
         assert y[j] == (labels.index(inside[0].label) if inside else 0)
     with pytest.raises(DataError, match="no background class"):
         streams.frame_labels(m, window, hop, frames, labels[1:])
+
+
+def test_frame_span_is_the_labelled_frames(clips):
+    m = streams.make_stream(clips, RATE, count=5, seed=4, background_kind="silence")
+    window, hop = 480, 160
+    frames = (len(m.samples) - window) // hop + 1
+    y = streams.frame_labels(m, window, hop, frames, [streams.BACKGROUND_LABEL] +
+                             [str(d) for d in range(10)])
+    for p in m.placed:
+        lo, hi = streams.frame_span(p, window, hop)
+        assert y[lo - 1] == 0 and y[hi + 1] == 0 and (y[lo:hi + 1] != 0).all()

@@ -169,6 +169,12 @@ def split_streams(clips: Sequence[Clip], sample_rate: int, *, split: str = "fsdd
     return out
 
 
+def frame_span(p: Placed, window: int, hop: int) -> tuple[int, int]:
+    """(first, last) frame whose window's centre lies in the clip ``p`` (:func:`frame_labels`'s
+    frames of it; last < first for a clip shorter than a hop between two centres)."""
+    return (-(-(p.start - window // 2) // hop), (p.end - 1 - window // 2) // hop)
+
+
 def frame_labels(material: Material, window: int, hop: int, frames: int, labels: Sequence[str],
                  background_label: str = BACKGROUND_LABEL) -> np.ndarray:
     """int64 (frames,): frame j (samples [j*hop, j*hop + window)) is its clip's label index when
@@ -186,4 +192,4 @@ def frame_labels(material: Material, window: int, hop: int, frames: int, labels:
 
 
 __all__ = ["BACKGROUND_LABEL", "BACKGROUNDS", "Placed", "Material", "background", "make_stream",
-           "split_streams", "frame_labels"]
+           "split_streams", "frame_span", "frame_labels"]
