@@ -60,7 +60,7 @@ class StreamTrainConfig:
     streams: int = 16          # training streams per epoch (the batch)
     clips_per_stream: int = 40
     chunk: int = 100           # frames per truncated-BPTT chunk
-    val_streams: int = 4
+    val_streams: int = 2
     gap_s: tuple = (0.3, 1.0)
     level_db: tuple = (-65.0, -35.0)
     gain_db: tuple = (-18.0, 6.0)
