@@ -84,6 +84,7 @@ def markdown(res: dict) -> str:
              f"background at -60..-40 dBFS, gains -12..+6 dB, one state per stream. Machine: "
              f"{_report.describe(res['machine'])}; {res['date']}.", "",
              "Command: `nice -n 10 .venv/bin/python benchmarks/streams.py --update`", "",
+             f"Training (from the checkpoint): {res.get('training', '')}", "",
              "| clips | background | clips placed | frame acc. | at clip end | span mean | "
              "background frames read as a digit |", "|---|---|---:|---:|---:|---:|---:|"]
     for r in res["rows"]:
@@ -117,7 +118,14 @@ def main(argv: list[str] | None = None) -> None:
                   f"{r['end_accuracy']:.3f}  spans {r['span_accuracy']:.3f}  background read as "
                   f"digit {r['background_digit_frames']:.3f}", flush=True)
     name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
-    res = {"machine": _report.machine(), "date": time.strftime("%Y-%m-%d"), "model": str(name),
+    info = checkpoint.read_config(path).get("info") or {}
+    t, best = info.get("train_stream") or {}, info.get("best") or {}
+    training = (f"{t.get('variant')} {t.get('constants')} n={t.get('hidden_size')}, "
+                f"{t.get('epochs')} epochs of {t.get('streams')} fresh streams x "
+                f"{t.get('clips_per_stream')} clips, {t.get('chunk')}-frame chunks, state never "
+                f"reset; kept epoch {best.get('epoch')} (best accuracy at clip ends on "
+                f"{t.get('val_streams')} validation streams)") if t else "not recorded"
+    res = {"training": training, "machine": _report.machine(), "date": time.strftime("%Y-%m-%d"), "model": str(name),
            "settings": {"streams": args.streams, "clips": args.clips, "seed": args.seed},
            "rows": rows}
     text = markdown(res)
