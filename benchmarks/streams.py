@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"{t.get('clips_per_stream')} clips, {t.get('chunk')}-frame chunks, state never "
                 f"reset; kept epoch {best.get('epoch')} (best accuracy at clip ends on "
                 f"{t.get('val_streams')} validation streams)") if t else "not recorded"
-    res = {"training": training, "machine": _report.machine(), "date": time.strftime("%Y-%m-%d"), "model": str(name),
+    res = {"training": training, "machine": _report.machine(),
+           "date": time.strftime("%Y-%m-%d"), "model": str(name),
            "settings": {"streams": args.streams, "clips": args.clips, "seed": args.seed},
            "rows": rows}
     text = markdown(res)
