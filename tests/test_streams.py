@@ -129,3 +129,29 @@ def test_frame_span_is_the_labelled_frames(clips):
     for p in m.placed:
         lo, hi = streams.frame_span(p, window, hop)
         assert y[lo - 1] == 0 and y[hi + 1] == 0 and (y[lo:hi + 1] != 0).all()
+
+
+@pytest.mark.parametrize("name", sorted(streams.RECORDINGS))
+def test_a_real_recording_as_background(name, clips, tmp_path):
+    """The installed sound-icons recordings (16 kHz) as an 8 kHz background: at the level asked,
+    and the recording itself (a float64 band-limited reference made here by zeroing the FFT above
+    4 kHz at 16 kHz, then taking every other sample)."""
+    path = Path(streams.RECORDINGS[name])
+    rec, rate = read_wav(path)
+    assert rate == 16000
+    x = streams.background(path, 3 * RATE, RATE, -35.0, np.random.default_rng(0))
+    assert 10 * np.log10(np.mean(x * x)) == pytest.approx(-35.0, abs=1e-9)
+    n = len(rec) - len(rec) % 2  # an even length: 8 kHz is every other sample
+    write_wav(tmp_path / "even.wav", rec[:n], rate)
+    x = streams.background(tmp_path / "even.wav", 3 * RATE, RATE, -35.0,
+                           np.random.default_rng(0))
+    spec = np.fft.fft(rec[:n].astype(np.float64))
+    f = np.abs(np.fft.fftfreq(n, 1 / rate))
+    spec[f >= RATE / 2] = 0
+    ref = np.real(np.fft.ifft(spec))[::2]
+    ref = ref / np.sqrt(np.mean(ref * ref)) * 10 ** (-35 / 20)
+    k = int(np.argmax(np.correlate(np.tile(ref, 2), x[:len(ref)], "valid")))
+    a, b = x[:len(ref)], np.roll(ref, -k)  # the level is over the 3 s asked for, not one loop
+    assert np.dot(a, b) / np.sqrt(np.dot(a, a) * np.dot(b, b)) > 0.9999
+    m = streams.make_stream(clips, RATE, count=4, background_kind=path, level_db=-40, seed=1)
+    assert m.settings["background"] == str(path) and len(m.placed) == 4

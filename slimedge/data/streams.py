@@ -13,8 +13,10 @@ drawn uniformly from ``level_db``:
 * ``white``: Gaussian white noise;
 * ``pink``: Gaussian noise shaped to 1/f power (a 1/sqrt(f) amplitude filter in the frequency
   domain), closer to room and fan noise than white;
-* a path to a WAV file (mono, at the clips' rate): a real recording, looped from a seeded offset
-  and scaled to the level.
+* a path to a WAV file (mono; resampled to the clips' rate when it has another): a real
+  recording, looped from a seeded offset and scaled to the level. :data:`RECORDINGS` names real
+  non-speech recordings of the Debian package ``sound-icons`` (GPL-2+; installed by ``.ci/run``,
+  not shipped), used when present.
 
 Speaker-disjoint material comes from :func:`split_streams`: the clips are divided by
 :func:`~slimedge.data.audio.split_clips` first (``split="speaker"`` or ``"fsdd"``) and each part's
@@ -41,6 +43,10 @@ from .wav import read_wav
 BACKGROUND_LABEL = "_silence_"
 BACKGROUNDS = ("silence", "white", "pink")
 FULL_SCALE = 32768.0
+RECORDINGS = {"water": "/usr/share/sounds/sound-icons/glass-water-1.wav",
+              "canary": "/usr/share/sounds/sound-icons/canary-long.wav"}
+"""Real non-speech recordings (16 kHz) from the Debian package sound-icons (Brailcom, GPL-2+):
+water poured into a glass, a canary's song. ``apt-get install sound-icons``."""
 
 
 @dataclass(frozen=True)
@@ -95,14 +101,24 @@ def background(kind: str | Path, n: int, rate: int, level_db: float,
         if not path.is_file():
             raise DataError(f"background {kind!r}: neither one of {', '.join(BACKGROUNDS)} nor a "
                             f"WAV file")
-        rec, _ = read_wav(path, sample_rate=rate)
-        rec = rec.astype(np.float64)
+        rec, rec_rate = read_wav(path)
+        rec = resample(rec.astype(np.float64), rec_rate, rate)
         if not np.any(rec):
             raise DataError(f"{path}: the background recording is all zeros")
         start = int(rng.integers(0, len(rec)))
         x = np.resize(np.roll(rec, -start), n)  # looped from a seeded offset
     rms = float(np.sqrt(np.mean(x * x))) or 1.0
     return x * (10.0 ** (level_db / 20.0) / rms)
+
+
+def resample(x: np.ndarray, rate: int, to: int) -> np.ndarray:
+    """``x`` at ``rate`` Hz -> at ``to`` Hz by the FFT (band-limited: what lies above the lower
+    rate's Nyquist frequency is dropped). For background recordings, not for the clips."""
+    if rate == to:
+        return x
+    n = max(1, int(round(len(x) * to / rate)))
+    spectrum = np.fft.rfft(x)[:n // 2 + 1]
+    return np.fft.irfft(spectrum, n) * (n / len(x))
 
 
 def _draw(rng: np.random.Generator, bounds) -> float:
@@ -191,5 +207,5 @@ def frame_labels(material: Material, window: int, hop: int, frames: int, labels:
     return y
 
 
-__all__ = ["BACKGROUND_LABEL", "BACKGROUNDS", "Placed", "Material", "background", "make_stream",
-           "split_streams", "frame_span", "frame_labels"]
+__all__ = ["BACKGROUND_LABEL", "BACKGROUNDS", "RECORDINGS", "resample", "Placed", "Material",
+           "background", "make_stream", "split_streams", "frame_span", "frame_labels"]
