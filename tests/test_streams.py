@@ -137,6 +137,8 @@ def test_a_real_recording_as_background(name, clips, tmp_path):
     and the recording itself (a float64 band-limited reference made here by zeroing the FFT above
     4 kHz at 16 kHz, then taking every other sample)."""
     path = Path(streams.RECORDINGS[name])
+    if not path.is_file():
+        pytest.skip(f"{path}: Debian's sound-icons is not installed (.ci/run installs it)")
     rec, rate = read_wav(path)
     assert rate == 16000
     x = streams.background(path, 3 * RATE, RATE, -35.0, np.random.default_rng(0))
