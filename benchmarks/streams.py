@@ -23,6 +23,7 @@ benchmarks/results/streams.json and BENCHMARKS.md's section.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -94,6 +95,32 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
+CARD = ROOT / "slimedge" / "zoo" / "fsdd_stream.json"
+
+
+def write_card(res: dict) -> None:
+    """The shipped continuous model's card: what it is, how it was trained, its licence, and the
+    per-frame figures of ``res`` (this benchmark's results)."""
+    from slimedge import _io
+
+    path = zoo.stream_model_path()
+    cfg = checkpoint.read_config(path)
+    info = cfg.get("info") or {}
+    card = {"model": path.name, "bytes": path.stat().st_size, "labels": cfg["head"]["labels"],
+            "stream": cfg["stream"], "frontend": cfg["frontend"]["audio"],
+            "variant": cfg["lstm"]["variant"]["name"],
+            "constants": cfg["lstm"]["variant"]["constants"],
+            "hidden_size": cfg["lstm"]["hidden_size"], "training": res.get("training"),
+            "train_stream": info.get("train_stream"), "speakers": info["data"]["speakers"],
+            "per_frame": res["rows"], "measured": {"date": res["date"],
+                                                   "command": "python benchmarks/streams.py"},
+            "licence": "CC BY-SA 4.0 (the weights): trained on the Free Spoken Digit Dataset, "
+                       "Zohar Jackson and contributors, CC BY-SA 4.0 "
+                       "(https://github.com/Jakobovski/free-spoken-digit-dataset)"}
+    _io.write_text(CARD, json.dumps(card, indent=2) + "\n")
+    print(f"wrote {CARD}")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "fsdd" / "recordings"))
@@ -101,9 +128,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--streams", type=int, default=4)
     ap.add_argument("--clips", type=int, default=50)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--card", action="store_true",
+                    help="no runs: write slimedge/zoo/fsdd_stream.json from the tracked results")
     _report.add_output_arguments(ap, RESULTS)
     args = ap.parse_args(argv)
     _report.settle_outputs(args, RESULTS)
+    if args.card:
+        return write_card(json.loads(Path(args.source).read_text()))
     path = Path(args.model) if args.model else zoo.stream_model_path()
     model = checkpoint.load(path)
     audio = formats.info(path).frontend.audio

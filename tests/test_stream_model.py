@@ -36,6 +36,14 @@ def test_the_shipped_model_meets_the_contract(model):
     assert model.spec.name == "LSTM6" and model.spec.constants["f"] == 0.8
     speakers = cfg["info"]["data"]["speakers"]
     assert cfg["info"]["data"]["split"] == "fsdd" and speakers["test"] == speakers["train"]
+    # its card (benchmarks/streams.py --card) says the same and quotes the tracked results
+    import json
+    card = json.loads((zoo.stream_model_path().parent / "fsdd_stream.json").read_text())
+    results = json.loads((Path(__file__).parents[1] / "benchmarks" / "results" /
+                          "streams.json").read_text())
+    assert card["stream"] == cfg["stream"] and card["labels"] == model.labels
+    assert card["bytes"] == zoo.stream_model_path().stat().st_size
+    assert card["per_frame"] == results["rows"] and "CC BY-SA 4.0" in card["licence"]
 
 
 def test_an_hour_without_reset_stays_bounded_and_a_clip_recurring_late_gives_the_same(model):
