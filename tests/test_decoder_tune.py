@@ -68,3 +68,22 @@ def test_tune_finds_settings_the_streams_reward():
     d = Decoder(CONFIG, best)
     assert top["events"] == sum(len(Decoder(CONFIG, best).push(y)) for y in outs[:3])
     assert d.settings == best
+
+
+def test_a_false_alarm_budget_ranks_quiet_settings_first():
+    """The most accurate settings fire on the background: with a budget of false alarms per
+    hour, the best row is the most accurate of those within it."""
+    streams = [labelled_stream(f"budget-{k}", 20) for k in range(2)]
+    background = seeded("budget-bg").normal(0, 1.5, (3000, 11)).astype(np.float32)
+    background[:, 0] += 1.0  # a weak background class: low thresholds fire on the noise
+    outs = [y for y, _ in streams] + [background]
+    truths = [t for _, t in streams] + [[]]
+    grid = {"window_ms": [20.0, 100.0], "threshold": [0.3, 0.6, 0.9], "min_count": [1, 3],
+            "refractory_ms": [0.0, 300.0]}
+    _, free = tune.tune(CONFIG, outs, truths, grid)
+    assert free[0]["false_alarms"] > 0  # else this test shows nothing
+    best, rows = tune.tune(CONFIG, outs, truths, grid, max_false_alarms_per_hour=0.0)
+    quiet = [r for r in rows if r["false_alarms"] == 0]
+    assert quiet and rows[0]["false_alarms"] == 0
+    assert rows[0]["sequence_accuracy"] == max(r["sequence_accuracy"] for r in quiet)
+    assert tune.evaluate(CONFIG, outs, truths, best) == rows[0]
