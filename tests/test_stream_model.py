@@ -138,3 +138,31 @@ def test_train_streams_learns_per_frame_labels_and_writes_the_contract(tmp_path)
     r = CliRunner().invoke(app, ["train", "--data", "fsdd", "--streams", "2", "-o",
                                  str(tmp_path / "x.safetensors")])
     assert r.exit_code != 0 and "folder of WAV clips" in r.output
+
+
+def test_the_shipped_model_exports_its_decoder(tmp_path):
+    """`slimedge export` of the shipped continuous model to C carries its "stream" section and the
+    decoder at its settings (PREFIX_events), and the export hears on a stream what the
+    checkpoint's model.listen() hears, event for event (integer decoder)."""
+    import subprocess
+    import sys
+
+    from slimedge import runtime
+    from slimedge.runtime.decoder import Settings
+
+    out = tmp_path / "fs.c"
+    r = subprocess.run([sys.executable, "-m", "slimedge", "export", str(zoo.stream_model_path()),
+                        "-f", "c", "-o", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    header = (tmp_path / "fs.h").read_text()
+    s = Settings.from_config(checkpoint.read_config(zoo.stream_model_path()))
+    assert "int fs_events(fs_detector *d, const fs_audio_sample *pcm" in header
+    assert (f"window {s.window_ms:g} ms, threshold {s.threshold:g}, min_count {s.min_count}, "
+            f"refractory {s.refractory_ms:g} ms, {s.arithmetic}") in header
+    m = streams.make_stream([wavdata.Clip(zoo.sample_wav_path(), "7", "jackson")], 8000, count=4,
+                            background_kind="pink", level_db=(-55.0, -45.0), seed=3)
+    want = runtime.load(zoo.stream_model_path()).listen().push(m.samples)
+    got = runtime.load(out, backend="c").listen().push(m.samples)
+    assert [e.label for e in want] == ["7"] * 4  # the sample, heard each time
+    assert [(e.label, e.frame, e.start_frame, e.score) for e in got] == \
+        [(e.label, e.frame, e.start_frame, e.score) for e in want]

@@ -265,16 +265,19 @@ def _print_frames(outputs, probs, labels, names, top) -> None:
 LISTEN_CHUNK = 4096  # samples read and pushed at a time (stdin: as they arrive)
 
 
+from ..runtime.decoder import DEFAULTS as _DECODER  # noqa: E402  (the help's defaults)
+
+
 @app.command("listen")
 @user_errors
 def listen_cmd(
     model: Path = typer.Argument(..., help="A continuous model (a checkpoint or a C export with an audio front-end and a background class)."),
     source: str = typer.Argument(..., metavar="FILE.wav|-", help="A WAV file at the model's rate, or - for raw 16-bit little-endian mono PCM on stdin at the model's rate."),
-    window_ms: Optional[float] = typer.Option(None, "--window-ms", show_default=False, help="The moving average's length [default: the model's decoder section, else 200]."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", show_default=False, help="The average posterior that makes a class a candidate [default: the model's, else 0.6]."),
-    min_count: Optional[int] = typer.Option(None, "--min-count", show_default=False, help="Frames in a row a candidate must lead before it fires [default: the model's, else 3]."),
-    refractory_ms: Optional[float] = typer.Option(None, "--refractory-ms", show_default=False, help="No event within this time after the previous one [default: the model's, else 300]."),
-    arithmetic: Optional[str] = typer.Option(None, "--arithmetic", metavar="int|float", show_default=False, help="The decoder's arithmetic [default: the model's, else int]."),
+    window_ms: Optional[float] = typer.Option(None, "--window-ms", show_default=False, help=f"The moving average's length [default: the model's decoder section, else {_DECODER['window_ms']:g}]."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", show_default=False, help=f"The average posterior that makes a class a candidate [default: the model's, else {_DECODER['threshold']:g}]."),
+    min_count: Optional[int] = typer.Option(None, "--min-count", show_default=False, help=f"Frames in a row a candidate must lead before it fires [default: the model's, else {_DECODER['min_count']}]."),
+    refractory_ms: Optional[float] = typer.Option(None, "--refractory-ms", show_default=False, help=f"No event within this time after the previous one [default: the model's, else {_DECODER['refractory_ms']:g}]."),
+    arithmetic: Optional[str] = typer.Option(None, "--arithmetic", metavar="int|float", show_default=False, help=f"The decoder's arithmetic [default: the model's, else {_DECODER['arithmetic']}]."),
     backend: str = typer.Option("auto", "--backend", "-b", metavar=_choices(RUN_BACKENDS), help="The runtime backend."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines, one per event."),
 ) -> None:
