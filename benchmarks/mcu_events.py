@@ -5,18 +5,19 @@ The chain of issue 24 measured on compiled code in unicorn (:mod:`slimedge.devic
 the feasibility study's integer microfrontend (8 kHz, 60 ms windows every 20 ms, 40 channels),
 an LSTM6 of the shipped model's size (n = 64, f = 0.8) with a head of 11 classes
 (``_silence_`` and the digits) applied every frame, exported full integer, and the decoder
-(integer arithmetic, its default settings). Without ``--model`` the network's weights are random
-(cycles, flash and RAM hardly depend on them; the events do: the head is scaled so that
-they fire): the continuous model itself is
-trained on another branch; ``--model CKPT`` measures that one (a continuous model whose config
-records the same front-end). The stream: ``--clips`` FSDD test clips (index 0-4) joined by
+(integer arithmetic, its default settings). By default the shipped continuous model
+(``slimedge/zoo/fsdd_stream.safetensors``: its own front-end, which differs from the one above
+only in its upper edge, 3750 Hz); ``--model CKPT`` measures another continuous model,
+``--random`` an LSTM6 of the same size with random weights behind the front-end above (cycles,
+flash and RAM hardly depend on the weights; the events do: its head is scaled so that they
+fire). The stream: ``--clips`` FSDD test clips (index 0-4) joined by
 0.3-1.0 s of low noise, pushed in 20 ms buffers. Reports instructions and cycles per second of
 audio for the front-end, the model, the decoder and the chain, flash, RAM, and the device's
 events against the host build's (equal). Target (issue 24): the chain <= 5 % of an 80 MHz core,
 RAM <= 12 KB. ``--update`` writes ``benchmarks/results/mcu_events.json`` and the ``## Events on
 a microcontroller`` section of BENCHMARKS.md.
 
-    python benchmarks/mcu_events.py [--clips 40] [--model CKPT] [--update]
+    python benchmarks/mcu_events.py [--clips 40] [--model CKPT | --random] [--update]
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from slimedge import checkpoint, devices  # noqa: E402
+from slimedge import checkpoint, devices, zoo  # noqa: E402
 from slimedge._report import (  # noqa: E402
     add_output_arguments,
     describe,
@@ -91,11 +92,12 @@ def stream(pcm: list) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def calibration(pcm: list):
-    """The int8 export's calibration frames: the front-end's features of the clips."""
+def calibration(pcm: list, audio: dict):
+    """The int8 export's calibration frames: the features of the clips by the model's audio
+    front-end (its config's ``frontend.audio``)."""
     from slimedge.data.sequences import SequenceData
     from slimedge.data.splits import DataSplits
-    fa = frontends.from_config(FRONTEND)
+    fa = frontends.from_config(audio)
     seqs = [frontends.features(fa, x).astype(np.float32) for x in pcm]
     offsets = np.concatenate([[0], np.cumsum([len(s) for s in seqs])])
     d = SequenceData(np.concatenate(seqs), offsets, np.arange(len(seqs)) % len(LABELS), LABELS)
@@ -138,11 +140,19 @@ def markdown(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def shown(path: Path) -> str:
+    """A checkpoint's path relative to the checkout where it lies there."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", type=int, default=40, help="test clips in the stream")
     ap.add_argument("--model", type=Path, default=None, help="a continuous model's checkpoint "
-                    "(default: random weights of the shipped size)")
+                    "(default: the shipped fsdd_stream)")
+    ap.add_argument("--random", action="store_true",
+                    help="random weights of the shipped size instead of a trained model")
     add_output_arguments(ap, RESULTS)
     args = ap.parse_args(argv)
     settle_outputs(args, RESULTS)
@@ -152,18 +162,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         test = wavs.split_clips(wavs.scan_wavs(FSDD), "fsdd")["test"][:args.clips]
         pcm = [read_wav(c.path, sample_rate=8000)[0] for c in test]
-        ckpt = args.model or random_model(work, pcm)
+        ckpt = (random_model(work, pcm) if args.random
+                else args.model or zoo.stream_model_path())
         config = checkpoint.read(ckpt).config
+        audio = config["frontend"]["audio"]
         c_path = export(ckpt, work / "events.c", format="c", quantize="int8",
-                        data=calibration(pcm), accuracy_tolerance=1.0).path
+                        data=calibration(pcm, audio), accuracy_tolerance=1.0).path
         run = daudio.measure(c_path, "cortex-m4", [stream(pcm)], workdir=work / "dev")
         report = {"date": _dt.date.today().isoformat(), "machine": machine(),
                   "elapsed_s": time.time() - started,
                   "compiler": toolchains.version("arm-none-eabi-gcc"),
-                  "frontend": FRONTEND,
-                  "frontend_description": frontends.from_config(FRONTEND).description,
-                  "model": (str(args.model) if args.model else
-                            "LSTM6 n = 64, f = 0.8, 11 classes, random weights (the head x 6)"),
+                  "frontend": audio,
+                  "frontend_description": frontends.from_config(audio).description,
+                  "model": ("LSTM6 n = 64, f = 0.8, 11 classes, random weights (the head x 6)"
+                            if args.random else shown(Path(ckpt))),
                   "decoder": ", ".join(f"{k} {v}" for k, v in
                                        Settings.from_config(config).as_config().items()),
                   "clips": len(test), "targets": TARGETS, "run": run}
