@@ -1,7 +1,7 @@
 """A continuous model on generated streams: per-frame accuracy at the true clip spans.
 
     nice -n 10 .venv/bin/python benchmarks/streams.py [--model M.safetensors] [--streams 4]
-        [--clips 50] [--update]
+        [--clips 50] [--update | --table-only]
 
 For the shipped continuous model (``slimedge/zoo/fsdd_stream.safetensors``) by default: streams
 of the official split's test clips (index 0-4, speakers heard in training, clips not) and of its
@@ -40,7 +40,7 @@ from slimedge.frontend.audio import features  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "streams.json"
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
-HEADING = "Streams: the continuous model per frame"
+HEADING = "## Streams: the continuous model per frame"
 BACKGROUNDS = ("silence", "white", "pink")
 
 
@@ -81,7 +81,7 @@ def measure(model, audio, clips, *, n_streams: int, count: int, background: str,
 
 
 def markdown(res: dict) -> str:
-    lines = [f"Model: `{res['model']}`; streams of clips joined by 0.3-1.0 s gaps over each "
+    lines = [HEADING, "", f"Model: `{res['model']}`; streams of clips joined by 0.3-1.0 s gaps over each "
              f"background at -60..-40 dBFS, gains -12..+6 dB, one state per stream. Machine: "
              f"{_report.describe(res['machine'])}; {res['date']}.", "",
              "Command: `nice -n 10 .venv/bin/python benchmarks/streams.py --update`", "",
@@ -128,6 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--streams", type=int, default=4)
     ap.add_argument("--clips", type=int, default=50)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--table-only", action="store_true",
+                    help="no runs: BENCHMARKS.md's section from the JSON")
     ap.add_argument("--card", action="store_true",
                     help="no runs: write slimedge/zoo/fsdd_stream.json from the tracked results")
     _report.add_output_arguments(ap, RESULTS)
@@ -135,6 +137,8 @@ def main(argv: list[str] | None = None) -> None:
     _report.settle_outputs(args, RESULTS)
     if args.card:
         return write_card(json.loads(Path(args.source).read_text()))
+    if args.table_only:
+        return _report.publish(args, None, RESULTS, BENCHMARKS_MD, HEADING, markdown)
     path = Path(args.model) if args.model else zoo.stream_model_path()
     model = checkpoint.load(path)
     audio = formats.info(path).frontend.audio
