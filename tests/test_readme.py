@@ -456,3 +456,17 @@ def test_tflm_table_is_measured(tmp_path):
                     f"{arena['arena_bytes']:,} B | {arena['arena_used_bytes']:,} B |")
     table = "\n".join(rows)
     assert table in README.read_text(), f"the README's TFLM table is now:\n{table}"
+
+
+def test_decoder_defaults_are_the_decoders():
+    """The decoder's defaults the README states (section "Audio: events on a continuous stream")
+    are slimedge.runtime.decoder.DEFAULTS."""
+    from slimedge.runtime.decoder import DEFAULTS
+
+    text = " ".join(README.read_text().split())
+    m = re.search(r"section holds them \(defaults ([\d.]+) ms, ([\d.]+), (\d+), ([\d.]+) ms, "
+                  r"(\w+)", text)
+    assert m, "README.md: the decoder's defaults are no longer stated as expected"
+    assert (float(m[1]), float(m[2]), int(m[3]), float(m[4]), m[5]) == (
+        DEFAULTS["window_ms"], DEFAULTS["threshold"], DEFAULTS["min_count"],
+        DEFAULTS["refractory_ms"], DEFAULTS["arithmetic"])
