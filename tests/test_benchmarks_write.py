@@ -20,7 +20,9 @@ FROM_JSON = {"step_latency": ("--table-only", "step_latency.json"),
              "serve_load": ("--table-only", "serve_load.json"),
              "many_streams": ("--table-only", "many_streams.json"),
              "triton_serve": ("--table-only", "triton_serve.json"),
-             "audio": ("--table-only", "audio.json")}
+             "audio": ("--table-only", "audio.json"),
+             "events": ("--table-only", "events.json"),
+             "streams": ("--table-only", "streams.json")}
 
 
 def load(name: str):

@@ -296,7 +296,7 @@ def test_sdist_is_complete_and_builds_a_typed_wheel(tmp_path):
     assert "slimedge/py.typed" in names and "slimedge/zoo/fsdd_default.safetensors" in names
     for name in [*zoo.EXPORTS.values(), "fsdd_default.h", "slimedge_kernels.h"]:
         assert f"slimedge/zoo/{name}" in names, name  # a runtime-only install steps these
-    for name in (zoo.AUDIO_MODEL, zoo.AUDIO_CARD, zoo.SAMPLE_WAV):  # `run --audio` needs them
+    for name in (zoo.AUDIO_MODEL, zoo.AUDIO_CARD, zoo.SAMPLE_WAV, zoo.STREAM_MODEL):
         assert f"slimedge/zoo/{name}" in names, name
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert "Provides-Extra: litert" in meta and "Requires-Dist: numpy>=1.26" in meta

@@ -139,14 +139,21 @@ def test_the_parser_sees_markers():
 @pytest.fixture(scope="module")
 def fixtures(tmp_path_factory):
     """What a reader has at hand: their checkpoint under the names the README gives it (the
-    shipped model stands in), its exports, a frames file, and a ``slimedge`` command."""
+    shipped model stands in), its exports, a frames file, their continuous model (the shipped
+    one) and a stream WAV (the shipped sample three times over pink noise), and a ``slimedge``
+    command."""
     from slimedge import exporters
-    from slimedge.zoo import default_model_path
+    from slimedge.data import audio, streams, wav
+    from slimedge.zoo import default_model_path, sample_wav_path, stream_model_path
 
     d = tmp_path_factory.mktemp("readme-fixtures")
     src = default_model_path()
     for name in ("MODEL.safetensors", "model.safetensors"):
         shutil.copy(src, d / name)
+    shutil.copy(stream_model_path(), d / "continuous.safetensors")
+    m = streams.make_stream([audio.Clip(sample_wav_path(), "7", "jackson")], 8000, count=3,
+                            background_kind="pink", level_db=(-55.0, -45.0), seed=1)
+    wav.write_wav(d / "stream.wav", m.samples, 8000)
     for name, fmt, q in [("model.onnx", "onnx", "none"), ("model.tflite", "tflite", "none"),
                          ("MODEL.tflite", "tflite", "none"), ("MODEL.int8.tflite", "tflite", "int8")]:
         exporters.export(src, d / name, format=fmt, quantize=q, validate=False)
@@ -449,3 +456,17 @@ def test_tflm_table_is_measured(tmp_path):
                     f"{arena['arena_bytes']:,} B | {arena['arena_used_bytes']:,} B |")
     table = "\n".join(rows)
     assert table in README.read_text(), f"the README's TFLM table is now:\n{table}"
+
+
+def test_decoder_defaults_are_the_decoders():
+    """The decoder's defaults the README states (section "Audio: events on a continuous stream")
+    are slimedge.runtime.decoder.DEFAULTS."""
+    from slimedge.runtime.decoder import DEFAULTS
+
+    text = " ".join(README.read_text().split())
+    m = re.search(r"section holds them \(defaults ([\d.]+) ms, ([\d.]+), (\d+), ([\d.]+) ms, "
+                  r"(\w+)", text)
+    assert m, "README.md: the decoder's defaults are no longer stated as expected"
+    assert (float(m[1]), float(m[2]), int(m[3]), float(m[4]), m[5]) == (
+        DEFAULTS["window_ms"], DEFAULTS["threshold"], DEFAULTS["min_count"],
+        DEFAULTS["refractory_ms"], DEFAULTS["arithmetic"])

@@ -3,6 +3,8 @@
 #
 #   make -f audio.mk run MODEL=model.c WAV=clip.wav   # the clip as a constant array (pcm.h)
 #   make -f audio.mk run-file MODEL=model.c WAV=clip.wav  # the clip read through semihosting
+#   make -f audio.mk run-events MODEL=model.c WAV=stream.wav  # events.c: a continuous model's
+#                                          # events (PREFIX_events) on a long stream, one a line
 #
 # Needs what the Makefile's firmware needs (arm-none-eabi-gcc with newlib, qemu-system-arm) and a
 # python3 for pcm.py (standard library only). PREFIX is the export's identifier prefix (its file
@@ -23,11 +25,11 @@ WARN := -std=c99 -Wall -Wextra -Werror
 MACROS := -DSLIMEDGE_MODEL_HEADER='"$(notdir $(HEADER))"' -DSLIMEDGE_PREFIX=$(PREFIX) \
           -DSLIMEDGE_UPPER=$(UPPER) -I$(dir $(MODEL)) -I$(BUILD) -I.
 LINK := -nostartfiles -Wl,--gc-sections -T mps2-an386.ld --specs=nano.specs --specs=nosys.specs
-SOURCES := audio.c startup.c semihost.h semihost_file.h mps2-an386.ld $(MODEL) $(HEADER) $(KERNELS)
+SOURCES := audio.c events.c startup.c semihost.h semihost_file.h mps2-an386.ld $(MODEL) $(HEADER) $(KERNELS)
 RUN = $(QEMU) -M mps2-an386 -display none -monitor none -serial none -chardev stdio,id=console \
 	    -semihosting-config enable=on,target=native,chardev=console -kernel
 
-.PHONY: all run run-file clean
+.PHONY: all run run-file run-events clean
 all: $(BUILD)/audio.elf
 
 $(BUILD)/pcm.h: pcm.py $(WAV)
@@ -47,11 +49,19 @@ $(BUILD)/audio-file.elf: $(SOURCES)
 	$(CC) $(CPU) $(CFLAGS) $(WARN) -ffunction-sections -fdata-sections $(MACROS) \
 	    -DPCM_FILE='"$(BUILD)/clip.pcm"' $(LINK) -o $@ startup.c audio.c $(MODEL) -lm
 
+$(BUILD)/events.elf: $(SOURCES)
+	mkdir -p $(BUILD)
+	$(CC) $(CPU) $(CFLAGS) $(WARN) -ffunction-sections -fdata-sections $(MACROS) \
+	    -DPCM_FILE='"$(BUILD)/clip.pcm"' $(LINK) -o $@ startup.c events.c $(MODEL) -lm
+
 run: $(BUILD)/audio.elf
 	$(RUN) $<
 
 run-file: $(BUILD)/audio-file.elf $(BUILD)/clip.pcm
 	$(RUN) $<
 
+run-events: $(BUILD)/events.elf $(BUILD)/clip.pcm
+	$(RUN) $<
+
 clean:
-	rm -f $(BUILD)/audio.elf $(BUILD)/audio-file.elf $(BUILD)/pcm.h $(BUILD)/clip.pcm
+	rm -f $(BUILD)/audio.elf $(BUILD)/audio-file.elf $(BUILD)/events.elf $(BUILD)/pcm.h $(BUILD)/clip.pcm

@@ -259,3 +259,65 @@ def _print_frames(outputs, probs, labels, names, top) -> None:
     sys.stdout.write(header.rstrip() + "\n" + "".join(line + "\n" for line in lines))
 
 
+
+
+# ---- listen (a continuous model's events on a long signal) ---------------------------------------
+LISTEN_CHUNK = 4096  # samples read and pushed at a time (stdin: as they arrive)
+
+
+from ..runtime.decoder import DEFAULTS as _DECODER  # noqa: E402  (the help's defaults)
+
+
+@app.command("listen")
+@user_errors
+def listen_cmd(
+    model: Path = typer.Argument(..., help="A continuous model (a checkpoint or a C export with an audio front-end and a background class)."),
+    source: str = typer.Argument(..., metavar="FILE.wav|-", help="A WAV file at the model's rate, or - for raw 16-bit little-endian mono PCM on stdin at the model's rate."),
+    window_ms: Optional[float] = typer.Option(None, "--window-ms", show_default=False, help=f"The moving average's length [default: the model's decoder section, else {_DECODER['window_ms']:g}]."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", show_default=False, help=f"The average posterior that makes a class a candidate [default: the model's, else {_DECODER['threshold']:g}]."),
+    min_count: Optional[int] = typer.Option(None, "--min-count", show_default=False, help=f"Frames in a row a candidate must lead before it fires [default: the model's, else {_DECODER['min_count']}]."),
+    refractory_ms: Optional[float] = typer.Option(None, "--refractory-ms", show_default=False, help=f"No event within this time after the previous one [default: the model's, else {_DECODER['refractory_ms']:g}]."),
+    arithmetic: Optional[str] = typer.Option(None, "--arithmetic", metavar="int|float", show_default=False, help=f"The decoder's arithmetic [default: the model's, else {_DECODER['arithmetic']}]."),
+    backend: str = typer.Option("auto", "--backend", "-b", metavar=_choices(RUN_BACKENDS), help="The runtime backend."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON lines, one per event."),
+) -> None:
+    """Events on a long signal: one line per digit (or command) a continuous model detects, with
+    its time, as the samples arrive."""
+    import numpy as np
+
+    from .._io import check_regular_file
+    from ..data.wav import read_wav
+
+    m = _load_runtime_model(model, backend, None)
+    s = m.listen(window_ms=window_ms, threshold=threshold, min_count=min_count,
+                 refractory_ms=refractory_ms, arithmetic=arithmetic)
+    if source == "-":
+        chunks = _stdin_pcm()
+    else:
+        check_regular_file(Path(source), "WAV file")
+        samples, _ = read_wav(source, sample_rate=s.sample_rate)
+        chunks = (samples[k:k + LISTEN_CHUNK] for k in range(0, len(samples), LISTEN_CHUNK))
+    for chunk in chunks:
+        for e in s.push(np.asarray(chunk)):
+            if as_json:
+                sys.stdout.write(json.dumps(e.as_dict()) + "\n")
+            else:
+                sys.stdout.write(f"{e.time:9.3f}  {e.label}  (start {e.start:.3f} s, score "
+                                 f"{e.score:.3f})\n")
+            sys.stdout.flush()
+
+
+def _stdin_pcm():
+    """Raw int16 little-endian PCM from stdin, chunk by chunk as it arrives (an odd byte waits
+    for its pair)."""
+    import numpy as np
+    stream, rest = sys.stdin.buffer, b""
+    while True:
+        data = stream.read1(2 * LISTEN_CHUNK) if hasattr(stream, "read1") else stream.read(2 * LISTEN_CHUNK)
+        if not data:
+            break
+        data = rest + data
+        cut = len(data) - len(data) % 2
+        rest = data[cut:]
+        if cut:
+            yield np.frombuffer(data[:cut], "<i2").astype(np.int16)

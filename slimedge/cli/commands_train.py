@@ -155,8 +155,15 @@ def train_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue the run recorded beside -o with its own settings (only --epochs is taken from the command line)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start a new run at -o, replacing the run there (its checkpoint, training state and log); without it or --resume an existing run is refused."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar and no per-epoch lines."),
+    streams: int = typer.Option(0, "--streams", min=0, help="With a WAV folder: train a continuous model instead (per-frame outputs with the background class _silence_, for `listen`) on this many generated streams per epoch, its state never reset (see slimedge.train_stream)."),
+    clips_per_stream: int = typer.Option(40, "--clips-per-stream", min=1, help="With --streams: clips in each generated training stream."),
 ) -> None:
     """Train a SLIM classifier: validation each epoch, the best checkpoint kept, resumable."""
+    if streams:
+        return _train_streams(output, variant, data, frontend, frontend_option, split_by,
+                              test_speakers, hidden_size, epochs, lr, seed, split_seed,
+                              _parse_constants(constant), threads, streams, clips_per_stream,
+                              overwrite, quiet)
     if output.suffix != formats.CHECKPOINT.suffix and not output.is_dir():  # before torch
         raise UsageError(f"{output}: a checkpoint is a {formats.CHECKPOINT.suffix} file (`run` and "
                          f"`export` tell files by their suffix); name it "
@@ -192,6 +199,38 @@ def train_cmd(
              f"`slimedge train -o {output} --resume`", 130)
     console.print(f"test accuracy {result.test['accuracy']:.4f} (best epoch "
                   f"{result.best['epoch']}) -> {result.output}; log {result.log_path}",
+                  highlight=False, soft_wrap=True, markup=False)
+
+
+def _train_streams(output, variant, data, frontend, frontend_option, split_by, test_speakers,
+                   hidden_size, epochs, lr, seed, split_seed, constants, threads, streams,
+                   clips_per_stream, overwrite, quiet) -> None:
+    """``train --streams N``: a continuous model (:mod:`slimedge.train_stream`)."""
+    from ..frontend.audio import DEFAULT
+
+    if output.suffix != formats.CHECKPOINT.suffix:
+        raise UsageError(f"{output}: a checkpoint is a {formats.CHECKPOINT.suffix} file; name it "
+                         f"{output.with_suffix(formats.CHECKPOINT.suffix).name}")
+    if not Path(data).is_dir():
+        raise UsageError(f"--streams trains on a folder of WAV clips; --data {data} is not one")
+    if output.exists() and not overwrite:
+        raise UsageError(f"{output} exists; pass --overwrite to replace it")
+    extras.require("train", "slimedge train --streams", "torch", "safetensors")
+    from ..train_stream import StreamTrainConfig, train_stream
+
+    speakers = [t.strip() for t in (test_speakers or "").split(",") if t.strip()]
+    cfg = StreamTrainConfig(data=str(data), audio=_audio_spec(frontend, frontend_option) or
+                            dict(DEFAULT), variant=variant, constants=constants,
+                            hidden_size=hidden_size, split="speaker" if speakers else split_by,
+                            test_speakers=speakers, split_seed=split_seed,
+                            epochs=10 if epochs is None else epochs, streams=streams,
+                            clips_per_stream=clips_per_stream, lr=lr, seed=seed, threads=threads)
+    log = train_stream(cfg, output, say=(lambda *a: None) if quiet else
+                       (lambda line: _shared.err_console.print(line, markup=False,
+                                                               highlight=False)))
+    best = log["best"]
+    console.print(f"best epoch {best['epoch']}: validation streams, accuracy at clip ends "
+                  f"{best['end_accuracy']:.4f}, per frame {best['frame_accuracy']:.4f} -> {output}",
                   highlight=False, soft_wrap=True, markup=False)
 
 

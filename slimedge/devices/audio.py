@@ -118,6 +118,30 @@ def _run(b: cortexm.Build, fn: str, state_bytes: int, pcm_clips, width: int, hop
     return outs, {"instructions": instructions, "cycles": cycles, "calls": calls, "ram": ram}
 
 
+def _events(export: Export, device: str, wd, opt: str, pcm, hop: int, buffer: int,
+            sample_dtype) -> dict:
+    """A continuous model's whole chain, ``PREFIX_events`` (front-end + model + decoder), on the
+    device and on the host: the events per clip as (label, frame, start, score) tuples, the
+    device's counts and RAM, the image's flash."""
+    P = export.prefix
+    b = cortexm.build(export, device, wd, opt=opt, function=f"{P}_events")
+    with HostReference(export) as host:
+        session = SimpleNamespace(config=export.config, lib=host.lib, prefix=P, path=export.path)
+        det = caudio.Detector(session)
+        state_bytes = ctypes.c_size_t.in_dll(host.lib, f"{P}_detector_bytes").value
+        want = []
+        for x in pcm:
+            det.reset()
+            want.append([e for i in range(0, len(x), buffer) for e in det.push(x[i:i + buffer])])
+    # an event is 16 bytes: int32 label, frame, start and a float32 score (4 "outputs" wide)
+    outs, counts = _run(b, f"{P}_events", state_bytes, pcm, 4, hop, buffer, sample_dtype)
+    got = []
+    for o in outs:
+        ints = o.view(np.int32)
+        got.append([(int(r[0]), int(r[1]), int(r[2]), float(s)) for r, s in zip(ints, o[:, 3])])
+    return {"device": got, "host": want, "counts": counts, "flash": b.flash}
+
+
 def measure(path: str | os.PathLike, device: str, clips: Sequence[np.ndarray], *,
             opt: str = cortexm.DEFAULT_OPT, buffer: int | None = None, atol: float = FLOAT_ATOL,
             workdir: str | os.PathLike | None = None) -> dict:
@@ -150,6 +174,8 @@ def measure(path: str | os.PathLike, device: str, clips: Sequence[np.ndarray], *
                          sample_dtype)
         outs, both = _run(b_all, f"{P}_listen", sizes[1], pcm, export.k, hop, buffer,
                           sample_dtype)
+        events = _events(export, device, wd, opt, pcm, hop, buffer, sample_dtype) \
+            if caudio.has_decoder(export.config) else None
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -166,6 +192,16 @@ def measure(path: str | os.PathLike, device: str, clips: Sequence[np.ndarray], *
              "host_predicted": [int(np.argmax(w[-1])) if len(w) else -1 for w in want],
              "hashes": [output_hash(g) for g in outs],
              "host_compiler": compiler}
+    if events is not None:
+        # the decoder's events: bit for bit where the outputs are; else the same labels and frames
+        key = (lambda e: e) if exact else (lambda e: e[:3])
+        same = [list(map(key, e)) for e in events["device"]] == \
+            [list(map(key, e)) for e in events["host"]]
+        check["events"] = {"events": sum(len(e) for e in events["host"]), "exact": exact,
+                           "passed": bool(same)}
+        if not same:
+            raise toolchains.DeviceError(f"{export.path.name} on {device}: the decoder's events "
+                                         f"differ from the host build's")
     if not passed:
         raise toolchains.DeviceError(
             f"{export.path.name} on {device}: the audio stage's outputs differ from the host "
@@ -182,6 +218,20 @@ def measure(path: str | os.PathLike, device: str, clips: Sequence[np.ndarray], *
     for ram in (fe["ram"], both["ram"]):
         ram["frontend_scratch_in_stack"] = scratch
     model_ram = {"state": both["ram"]["state"] - fe["ram"]["state"]}
+    per = {"frontend": per_second(fe["instructions"], fe["cycles"]),
+           "model": per_second(model_ins, model_cyc),
+           "together": per_second(both["instructions"], both["cycles"])}
+    flash = {"frontend": b_fe.flash, "model": b_model.flash, "together": b_all.flash}
+    rams = {"frontend": fe["ram"], "model": model_ram, "together": both["ram"]}
+    if events is not None:  # the whole chain: front-end + model + decoder (PREFIX_events)
+        ev = events["counts"]
+        per["decoder"] = per_second(ev["instructions"] - both["instructions"],
+                                    ev["cycles"] - both["cycles"])
+        per["chain"] = per_second(ev["instructions"], ev["cycles"])
+        flash["chain"] = events["flash"]
+        rams["decoder"] = {"state": ev["ram"]["state"] - both["ram"]["state"]}
+        ev["ram"]["frontend_scratch_in_stack"] = scratch
+        rams["chain"] = ev["ram"]
     return {
         "device": device, "target": cortexm.TARGETS[device].summary, "file": export.path.name,
         "variant": export.variant, "hidden_size": export.n, "quantize": export.quantize,
@@ -190,11 +240,9 @@ def measure(path: str | os.PathLike, device: str, clips: Sequence[np.ndarray], *
         "clock_hz": clock, "clock": timing.CLOCK_NOTE[device],
         "basis": "cycles from the executed instruction mix and the core's TRM cycle table",
         "audio_seconds": seconds, "buffer_samples": buffer, "frames": frames,
-        "per_second_of_audio": {"frontend": per_second(fe["instructions"], fe["cycles"]),
-                                "model": per_second(model_ins, model_cyc),
-                                "together": per_second(both["instructions"], both["cycles"])},
-        "flash_bytes": {"frontend": b_fe.flash, "model": b_model.flash, "together": b_all.flash},
-        "ram_bytes": {"frontend": fe["ram"], "model": model_ram, "together": both["ram"]},
+        "per_second_of_audio": per,
+        "flash_bytes": flash,
+        "ram_bytes": rams,
         "check": check,
     }
 

@@ -200,6 +200,14 @@ class Model:
         from .audio import AudioStream
         return AudioStream(self, compiled)
 
+    def listen(self, compiled: bool = False, **decoder):
+        """A continuous model listening (:class:`~slimedge.runtime.audio.EventStream`:
+        ``push(pcm)`` -> the events fired), for a model with an audio front-end and a background
+        class (its config's "stream" section); ``decoder``: settings over the config's "decoder"
+        section (window_ms, threshold, min_count, refractory_ms, arithmetic)."""
+        from .audio import EventStream
+        return EventStream(self, compiled, **decoder)
+
     def streams(self, k: int) -> "StreamBatch":
         """k new streams at the zero state, stepped together in one backend call."""
         return StreamBatch(self, k)

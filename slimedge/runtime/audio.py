@@ -71,4 +71,43 @@ class AudioStream:
         self.stream.reset()
 
 
-__all__ = ["AudioStream"]
+class EventStream:
+    """A continuous model listening: :meth:`push` PCM chunks, get the events
+    (:class:`~slimedge.runtime.decoder.Event`) they fired. The model's audio stream feeds the
+    decoder (:mod:`slimedge.runtime.decoder`, its settings the config's "decoder" section with
+    the overrides given). On the ``c`` backend, an export that carries the decoder with the same
+    settings runs it in C (``PREFIX_events``: front-end, model and decoder, as a firmware does);
+    the events are the same."""
+
+    def __init__(self, model, compiled: bool = False, **overrides) -> None:
+        from . import decoder as dec
+        self.decoder = dec.Decoder(model.config, **overrides)
+        self.detector = None
+        if model.backend == "c":
+            from ..formats.c import audio as caudio
+            exported = (model.config.get("export") or {}).get("decoder")
+            if exported and dec.Settings(**exported) == self.decoder.settings:
+                self.detector = caudio.Detector(model.session)
+        self.audio = None if self.detector is not None else AudioStream(model, compiled)
+        self.sample_rate = (self.detector.audio if self.audio is None else self.audio.audio
+                            ).sample_rate
+
+    @property
+    def where(self) -> str:
+        """Where the decoder runs: "C" (the export's own) or "python"."""
+        return "python" if self.detector is None else "C"
+
+    def push(self, samples) -> list:
+        """Samples (1-D int16 PCM, or float in [-1, 1)) -> the events fired, in order."""
+        if self.detector is None:
+            return self.decoder.push(self.audio.push(samples))
+        d = self.decoder
+        return [d.event(label, frame, start, score)
+                for label, frame, start, score in self.detector.push(samples)]
+
+    def reset(self) -> None:
+        self.decoder.reset()
+        (self.audio or self.detector).reset()
+
+
+__all__ = ["AudioStream", "EventStream"]

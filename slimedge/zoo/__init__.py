@@ -22,6 +22,11 @@ AUDIO_MODEL = "fsdd_audio.safetensors"
 through (``slimedge run --audio FILE.wav`` uses it when no model is named); card
 ``fsdd_audio.json``, built by ``benchmarks/audio.py --keep``."""
 AUDIO_CARD = "fsdd_audio.json"
+STREAM_MODEL = "fsdd_stream.safetensors"
+"""The shipped continuous digit model (issue 24): the raw-audio model's front-end and variant
+(microfrontend, LSTM6 f = 0.8, 20 ms frames) with the background class ``_silence_``, trained per
+frame on generated streams whose state was never reset (``slimedge train --streams``); its head
+is read at every frame. Trained on FSDD's official training speakers' clips: CC BY-SA 4.0."""
 SAMPLE_WAV = "fsdd_sample_7_jackson_3.wav"
 """One FSDD recording (a "7" by jackson, index 3: the official test split), 8 kHz mono 16-bit, to
 try ``slimedge run --audio`` on. Free Spoken Digit Dataset, Zohar Jackson and contributors,
@@ -54,6 +59,11 @@ def default_model_path(format: str | None = None) -> Path:
 def audio_model_path() -> Path:
     """Path of the shipped raw-audio model (8 kHz WAVs in, a digit out)."""
     return _file(AUDIO_MODEL)
+
+
+def stream_model_path() -> Path:
+    """Path of the shipped continuous model (:data:`STREAM_MODEL`)."""
+    return _file(STREAM_MODEL)
 
 
 def sample_wav_path() -> Path:
@@ -92,5 +102,5 @@ def card() -> dict:
     return json.loads(_file(CARD).read_text())
 
 
-__all__ = ["default_model_path", "audio_model_path", "sample_wav_path", "audio_card",
+__all__ = ["default_model_path", "audio_model_path", "stream_model_path", "sample_wav_path", "audio_card",
            "for_runtime", "card", "EXPORTS"]

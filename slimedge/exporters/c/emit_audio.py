@@ -36,6 +36,7 @@ from ...frontend import Frontend, kissfft
 from ...frontend import micro_tables as mt
 from ...frontend.logmel import LogMel
 from ...frontend.microfrontend import Micro
+from . import emit_decoder
 from . import source as src
 
 
@@ -630,6 +631,9 @@ def attach(c_text: str, h_text: str, config: dict, prefix: str, *,
     if got is None:
         return c_text, h_text
     c_part, h_part = got
+    decoder = emit_decoder.generate(config, prefix)  # a continuous model's: PREFIX_events
+    if decoder is not None:
+        c_part, h_part = c_part + decoder[0], h_part + decoder[1]
     close = "#ifdef __cplusplus\n}\n#endif\n"
     at = h_text.rfind(close)
     if at < 0:

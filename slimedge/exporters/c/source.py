@@ -129,6 +129,10 @@ def export_meta(graph: ir.Graph, prefix: str, quantize: str, **info) -> dict:
     audio = (graph.config.get("frontend") or {}).get("audio")
     if audio:  # the .c carries it (emit_audio): PREFIX_audio_push, PREFIX_listen
         meta["export"]["audio_frontend"] = audio["kind"]
+        from .emit_decoder import present
+        if present(graph.config):  # and a continuous model's decoder: PREFIX_events
+            from ...runtime.decoder import Settings
+            meta["export"]["decoder"] = Settings.from_config(graph.config).as_config()
     return meta
 
 

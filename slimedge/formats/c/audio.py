@@ -73,6 +73,41 @@ class Frontend(_Stage):
         return self.audio.output_size
 
 
+class CEvent(ctypes.Structure):
+    """``PREFIX_event``."""
+    _fields_ = [("label", ctypes.c_int32), ("frame", ctypes.c_int32), ("start", ctypes.c_int32),
+                ("score", ctypes.c_float)]
+
+
+def has_decoder(config: dict) -> bool:
+    """The C export carries a continuous model's event decoder (``PREFIX_events``)."""
+    return bool((config.get("export") or {}).get("decoder"))
+
+
+class Detector(_Stage):
+    """The C front-end, the model's step and the event decoder (``PREFIX_events``): ``push(pcm)``
+    -> the events fired, as (label index, frame, start frame, score) tuples."""
+
+    push_name, bytes_name, reset_name = "events", "detector_bytes", "detector_reset"
+
+    def __init__(self, session) -> None:
+        if not has_decoder(session.config):
+            raise ModelFileError(f"{session.path}: this C export has no event decoder (a "
+                                 f"continuous model's, exported by this version of slimedge)")
+        super().__init__(session)
+
+    def _width(self, session) -> int:
+        return 0
+
+    def push(self, samples) -> list[tuple[int, int, int, float]]:
+        x = as_pcm(samples, self.integer)
+        x = np.ascontiguousarray(x, np.int16 if self.integer else np.float32)
+        hop = self.audio.hop_samples
+        out = (CEvent * max(1, (len(x) + hop - 1) // hop))()
+        n = self._push(self._state, x.ctypes.data_as(ctypes.c_void_p), ctypes.c_int(len(x)), out)
+        return [(e.label, e.frame, e.start, e.score) for e in out[:n]]
+
+
 class Listener(_Stage):
     """The C front-end and the model's step: ``push(pcm)`` -> outputs (frames, output_size)."""
 
@@ -82,4 +117,4 @@ class Listener(_Stage):
         return sizes(session.config)[-1]
 
 
-__all__ = ["Frontend", "Listener", "has_frontend"]
+__all__ = ["Frontend", "Listener", "Detector", "CEvent", "has_frontend", "has_decoder"]

@@ -1,0 +1,202 @@
+"""Training a continuous model: per-frame outputs with a background class, on generated streams
+whose state is never reset.
+
+A continuous model is an ordinary :class:`~slimedge.models.SequenceClassifier` checkpoint whose
+labels include the background class ``_silence_`` and whose head is read at every frame; its config
+has the section ``"stream": {"background": "_silence_", "frame_ms": <hop>}`` (what a decoder reads).
+
+Each epoch draws ``streams`` fresh training streams (:func:`slimedge.data.streams.make_stream`,
+seeded by (seed, epoch, k)) from the training clips of :func:`~slimedge.data.audio.split_clips`,
+each over a background drawn from silence / white / pink noise (or the given recordings), runs each
+through the audio front-end from a fresh state exactly as the device does (one long push), and
+labels every frame (:func:`~slimedge.data.streams.frame_labels`: a digit over its whole clip, the
+background elsewhere). The streams are one batch; training walks them in chunks of ``chunk``
+frames (truncated backpropagation through time) carrying the LSTM's state from chunk to chunk and
+from epoch to epoch within a stream: the model only ever sees a state that was never reset.
+
+Validation: fixed validation streams (the validation clips, seeded by ``seed``) run from start to
+end with one state; the metrics are the per-frame accuracy and the accuracy at the clips' last
+frames (what a decoder waiting for the end of a digit sees). The best epoch (highest accuracy at
+clip ends, ties to the per-frame accuracy) is kept.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import checkpoint
+from .data import audio as wavdata
+from .data import streams as streams_mod
+from .data.sequences import SequenceData
+from .errors import UsageError
+from .frontend import Frontend, Standardize
+from .frontend import audio as audio_frontends
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:  # pragma: no cover - the train extra
+    torch = None
+
+BACKGROUND = streams_mod.BACKGROUND_LABEL
+
+
+@dataclass
+class StreamTrainConfig:
+    data: str
+    audio: dict
+    variant: str = "LSTM6"
+    constants: dict = field(default_factory=lambda: {"f": 0.8})
+    hidden_size: int = 64
+    split: str = "fsdd"
+    test_speakers: list = field(default_factory=list)
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    epochs: int = 10
+    streams: int = 16          # training streams per epoch (the batch)
+    clips_per_stream: int = 40
+    chunk: int = 100           # frames per truncated-BPTT chunk
+    val_streams: int = 2
+    gap_s: tuple = (0.3, 1.0)
+    level_db: tuple = (-65.0, -35.0)
+    gain_db: tuple = (-18.0, 6.0)
+    backgrounds: tuple = ("silence", "white", "pink")
+    lr: float = 3e-3
+    clip: float = 1.0
+    seed: int = 0
+    threads: int = 1
+
+
+def _frames(audio, m: streams_mod.Material, labels) -> tuple[np.ndarray, np.ndarray]:
+    f = audio_frontends.features(audio, m.samples, compiled=True).astype(np.float32)
+    y = streams_mod.frame_labels(m, audio.window_samples, audio.hop_samples, len(f), labels)
+    return f, y
+
+
+def _material(clips, cfg: StreamTrainConfig, rate: int, seed_parts, k: int):
+    seed = int(np.random.SeedSequence(list(seed_parts) + [k]).generate_state(1)[0])
+    kind = cfg.backgrounds[k % len(cfg.backgrounds)]
+    return streams_mod.make_stream(clips, rate, count=cfg.clips_per_stream, gap_s=cfg.gap_s,
+                                   background_kind=kind, level_db=cfg.level_db,
+                                   gain_db=cfg.gain_db, seed=seed)
+
+
+def _batch(pairs):
+    T = min(len(f) for f, _ in pairs)  # the batch's streams cut to the shortest
+    return (np.stack([f[:T] for f, _ in pairs]), np.stack([y[:T] for _, y in pairs]))
+
+
+@torch.no_grad()
+def stream_metrics(model, frames: np.ndarray, targets: np.ndarray, ends: list[int]) -> dict:
+    """Per-frame accuracy and cross-entropy of ``model`` run over whole streams (B, T, m) with
+    one state, and the accuracy at the frames ``ends`` (flat indices b*T + t)."""
+    model.eval()
+    logits, _ = model.forward_steps(torch.from_numpy(frames))
+    K = logits.shape[-1]
+    flat = logits.reshape(-1, K)
+    y = torch.from_numpy(targets.reshape(-1))
+    pred = flat.argmax(1)
+    return {"frame_accuracy": float((pred == y).float().mean()),
+            "loss": float(F.cross_entropy(flat, y)),
+            "end_accuracy": float((pred[ends] == y[ends]).float().mean()) if ends else None}
+
+
+def _end_frames(materials, audio, T: int) -> list[int]:
+    """Flat indices of each clip's last labelled frame (whose window centre is in the clip)."""
+    out = []
+    for b, m in enumerate(materials):
+        for p in m.placed:
+            t = streams_mod.frame_span(p, audio.window_samples, audio.hop_samples)[1]
+            if 0 <= t < T:
+                out.append(b * T + t)
+    return out
+
+
+def train_stream(cfg: StreamTrainConfig, output: str | Path, *, say=print) -> dict:
+    """Train a continuous model to ``output``; returns the log (also written beside it as
+    ``.log.json``)."""
+    from .models import SequenceClassifier
+
+    if torch is None:
+        raise UsageError("training needs torch (the train extra)")
+    out = Path(output)
+    audio = audio_frontends.from_config(cfg.audio)
+    rate = audio.sample_rate
+    clips = wavdata.scan_wavs(cfg.data)
+    labels = sorted({c.label for c in clips} | {BACKGROUND})
+    parts = wavdata.split_clips(clips, cfg.split, test_speakers=cfg.test_speakers,
+                                val_fraction=cfg.val_fraction, seed=cfg.split_seed)
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    val_m = [_material(parts["val"], cfg, rate, [cfg.seed, 0xEA1], k)
+             for k in range(cfg.val_streams)]
+    val_x, val_y = _batch([_frames(audio, m, labels) for m in val_m])
+    val_ends = _end_frames(val_m, audio, val_x.shape[1])
+
+    model = SequenceClassifier(cfg.variant, audio.output_size, cfg.hidden_size, len(labels), 1,
+                               0.0, labels=labels, constants=cfg.constants,
+                               frontend=Frontend((Standardize(),), audio))
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    state = None
+    history, best = [], None
+    stream_cfg = {"background": BACKGROUND, "frame_ms": audio.hop_samples * 1000 / rate}
+    for epoch in range(cfg.epochs):
+        t0 = time.perf_counter()
+        mats = [_material(parts["train"], cfg, rate, [cfg.seed, epoch], k)
+                for k in range(cfg.streams)]
+        x, y = _batch([_frames(audio, m, labels) for m in mats])
+        if epoch == 0:  # the standardisation from the first epoch's streams
+            model.frontend.fit(SequenceData(x.reshape(-1, x.shape[-1]),
+                                            np.array([0, x.shape[0] * x.shape[1]]),
+                                            np.zeros(1, np.int64), labels))
+        lr = cfg.lr * 0.5 * (1 + np.cos(np.pi * epoch / cfg.epochs))  # cosine
+        for g in opt.param_groups:
+            g["lr"] = lr
+        model.train()
+        loss_sum, n = 0.0, 0
+        for s in range(0, x.shape[1], cfg.chunk):
+            xb = torch.from_numpy(x[:, s:s + cfg.chunk])
+            yb = torch.from_numpy(y[:, s:s + cfg.chunk])
+            logits, state = model.forward_steps(xb, state)
+            state = tuple(t.detach() for t in state)  # carried on, never reset
+            loss = F.cross_entropy(logits.reshape(-1, len(labels)), yb.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            opt.step()
+            loss_sum += float(loss.detach()) * yb.numel()
+            n += yb.numel()
+        val = stream_metrics(model, val_x, val_y, val_ends)
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / n,
+               "train_frames": n, "seconds": time.perf_counter() - t0, **val}
+        key = (val["end_accuracy"], val["frame_accuracy"])
+        row["best"] = best is None or key > (best["end_accuracy"], best["frame_accuracy"])
+        if row["best"]:
+            best = dict(row)
+            config, tensors = model.checkpoint_state()
+            config = {**config, "stream": stream_cfg,
+                      "info": {"train_stream": _jsonable(asdict(cfg)), "best": best,
+                               "data": {"path": str(cfg.data), "split": cfg.split,
+                                        "speakers": {k: sorted({c.speaker for c in v
+                                                                if c.speaker})
+                                                     for k, v in parts.items()}}}}
+            checkpoint.write(out, config, {k: v.detach().cpu().numpy()
+                                           for k, v in tensors.items()})
+        history.append(row)
+        say(f"epoch {epoch + 1}/{cfg.epochs} train loss {row['train_loss']:.4f}  val frames "
+            f"{val['frame_accuracy']:.4f} ends {val['end_accuracy']:.4f}  {row['seconds']:.1f} s"
+            + ("  best" if row["best"] else ""))
+    log = {"config": _jsonable(asdict(cfg)), "epochs": history, "best": best}
+    out.with_suffix(".log.json").write_text(json.dumps(log, indent=1))
+    return log
+
+
+def _jsonable(d):
+    return json.loads(json.dumps(d, default=list))
+
+
+__all__ = ["StreamTrainConfig", "train_stream", "stream_metrics"]

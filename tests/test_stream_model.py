@@ -1,0 +1,168 @@
+"""Continuous models (slimedge.train_stream, the shipped zoo/fsdd_stream.safetensors): they run an
+hour without a reset with a bounded state and give the same outputs for a clip whether it comes
+10 seconds or 10 minutes into the stream; training writes the contract's checkpoint."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from slimedge import checkpoint, formats, zoo
+from slimedge.data import audio as wavdata
+from slimedge.data import streams
+from slimedge.frontend.audio import features
+
+FSDD = Path(__file__).parents[2] / "shared" / "data" / "fsdd" / "recordings"
+HOUR_FRAMES = 3600 * 50  # 20 ms frames
+TOLERANCE = 0.02  # on any class probability; why: see test_a_clip_recurring_late_gives_the_same
+
+
+@pytest.fixture(scope="module")
+def model():
+    return checkpoint.load(zoo.stream_model_path())
+
+
+def _segment(clips, audio, seed, **kw):
+    m = streams.make_stream(clips, audio.sample_rate, seed=seed, **kw)
+    return features(audio, m.samples).astype(np.float32), m
+
+
+def test_the_shipped_model_meets_the_contract(model):
+    cfg = checkpoint.read_config(zoo.stream_model_path())
+    assert cfg["stream"] == {"background": "_silence_", "frame_ms": 20.0}
+    assert "_silence_" in model.labels and set(map(str, range(10))) < set(model.labels)
+    audio = formats.info(zoo.stream_model_path()).frontend.audio.to_config()
+    assert audio == formats.info(zoo.audio_model_path()).frontend.audio.to_config()
+    assert model.spec.name == "LSTM6" and model.spec.constants["f"] == 0.8
+    speakers = cfg["info"]["data"]["speakers"]
+    assert cfg["info"]["data"]["split"] == "fsdd" and speakers["test"] == speakers["train"]
+    # its card (benchmarks/streams.py --card) says the same and quotes the tracked results
+    import json
+    card = json.loads((zoo.stream_model_path().parent / "fsdd_stream.json").read_text())
+    results = json.loads((Path(__file__).parents[1] / "benchmarks" / "results" /
+                          "streams.json").read_text())
+    assert card["stream"] == cfg["stream"] and card["labels"] == model.labels
+    assert card["bytes"] == zoo.stream_model_path().stat().st_size
+    assert card["per_frame"] == results["rows"] and "CC BY-SA 4.0" in card["licence"]
+
+
+def test_an_hour_without_reset_stays_bounded_and_a_clip_recurring_late_gives_the_same(model):
+    """An hour of stream (about a minute of digits over white noise, as front-end frames, repeated
+    to an hour) run with one state, with one probe segment (pink noise, a test clip, pink noise)
+    put in twice: about 10 s in, and at the same place of the tile that starts about 10 minutes
+    in. The probe's recent past (the tile's first seconds of digits) is the same both times; what
+    differs is the state the tile started from: a fresh one, against the one 10 minutes of stream
+    left.
+
+    Bounded: with i = o = 1 and f = 0.8 fixed, c' = 0.8 c + tanh(.) so |c| <= 1 / (1 - 0.8) = 5
+    whatever the input, and |h| < 1; checked on the state carried between every 3,000-frame
+    chunk and on h at every frame, and finite throughout.
+
+    Same outputs: the tolerance is :data:`TOLERANCE` (0.02) on any class probability at any frame
+    of the probe. A decoder thresholds smoothed probabilities at tenths, so 0.02 cannot flip a
+    decision; a model whose state drifted or saturated over the hour would carry that into the
+    probe. (Measured with the shipped model: 2.4e-7, float32 rounding.)"""
+    audio = formats.info(zoo.stream_model_path()).frontend.audio
+    clips = wavdata.split_clips(wavdata.scan_wavs(FSDD), "fsdd")
+    base, bm = _segment(clips["train"][::25], audio, 1, count=40, background_kind="white",
+                        level_db=-50)
+    probe, pm = _segment(clips["test"][:50], audio, 2, count=1, gap_s=0.5, lead_s=0.5,
+                         background_kind="pink", level_db=-50)
+    # just after the first clip of the tile that ends 10 s in: the probe follows a digit's gap
+    end = next(p.end for p in bm.placed if p.end >= 10 * audio.sample_rate)
+    offset = -(-end // audio.hop_samples) + 5
+    reps = -(-HOUR_FRAMES // len(base))
+    hour = np.tile(base, (reps, 1))[:HOUR_FRAMES]
+    late_tile = -(-600 * 50 // len(base))
+    at = [offset, late_tile * len(base) + offset]
+    for a in at:
+        hour[a:a + len(probe)] = probe
+    state, outs, chunk = None, [], 3000
+    c_max, h_max = 0.0, 0.0
+    with torch.no_grad():
+        for s in range(0, HOUR_FRAMES, chunk):
+            x = torch.from_numpy(hour[None, s:s + chunk])
+            h_seq, state = model.lstm(model.normalize(x), state)
+            outs.append(torch.softmax(model.head(h_seq), -1)[0].numpy())
+            h, c = state
+            assert torch.isfinite(h).all() and torch.isfinite(c).all()
+            assert torch.isfinite(h_seq).all()
+            c_max = max(c_max, float(c.abs().max()))
+            h_max = max(h_max, float(h_seq.abs().max()))
+    assert c_max <= 5.0 and h_max < 1.0
+    p = np.concatenate(outs)
+    early, late = p[at[0]:at[0] + len(probe)], p[at[1]:at[1] + len(probe)]
+    assert np.abs(early - late).max() <= TOLERANCE, np.abs(early - late).max()
+    # and the probe is recognised (the mean probability over its clip's frames, what a smoothing
+    # decoder reads), not two equal wrong answers
+    lo = -(-(pm.placed[0].start - audio.window_samples // 2) // audio.hop_samples)
+    hi = (pm.placed[0].end - 1 - audio.window_samples // 2) // audio.hop_samples
+    assert model.labels[int(late[lo:hi + 1].mean(0).argmax())] == pm.placed[0].label
+
+
+def test_train_streams_learns_per_frame_labels_and_writes_the_contract(tmp_path):
+    """`train --streams` on a folder of tones (a class is a tone): the checkpoint carries the
+    background class and the "stream" section, and on a new stream of the held-out speaker, run
+    with one state, the frames at each clip's end say its tone."""
+    from typer.testing import CliRunner
+
+    from slimedge.cli import app
+    from test_audio_train import _ok, _tone_folder
+
+    folder = _tone_folder(tmp_path / "tones")
+    out = tmp_path / "s.safetensors"
+    args = ["train", "--data", str(folder), "--frontend", "mfcc", "--frontend-option",
+            "hop_ms=20", "--test-speakers", "cid", "--variant", "LSTM0", "-n", "8",
+            "--epochs", "8", "--lr", "0.02", "--streams", "4", "--clips-per-stream", "8",
+            "-o", str(out), "--quiet"]
+    _ok(CliRunner().invoke(app, args))
+    cfg = checkpoint.read_config(out)
+    assert cfg["stream"] == {"background": "_silence_", "frame_ms": 20.0}
+    model = checkpoint.load(out)
+    assert model.labels == ["_silence_", "hi", "lo"]
+    audio = formats.info(out).frontend.audio
+    test = [c for c in wavdata.scan_wavs(folder) if c.speaker == "cid"]
+    m = streams.make_stream(test, audio.sample_rate, count=12, seed=99, background_kind="pink")
+    f = features(audio, m.samples).astype(np.float32)
+    with torch.no_grad():
+        pred = model.forward_steps(torch.from_numpy(f[None]))[0][0].argmax(-1).numpy()
+    ends = [(p.end - 1 - audio.window_samples // 2) // audio.hop_samples for p in m.placed]
+    right = sum(model.labels[pred[t]] == p.label for t, p in zip(ends, m.placed))
+    assert right >= 10, (right, len(ends))
+    # between digits (the middle of each gap), the background class
+    mids = [((a.end + b.start) // 2 - audio.window_samples // 2) // audio.hop_samples
+            for a, b in zip(m.placed, m.placed[1:])]
+    assert sum(pred[t] == 0 for t in mids) >= len(mids) - 2
+    r = CliRunner().invoke(app, args)  # an existing output is not replaced
+    assert r.exit_code != 0 and "--overwrite" in r.output
+    r = CliRunner().invoke(app, ["train", "--data", "fsdd", "--streams", "2", "-o",
+                                 str(tmp_path / "x.safetensors")])
+    assert r.exit_code != 0 and "folder of WAV clips" in r.output
+
+
+def test_the_shipped_model_exports_its_decoder(tmp_path):
+    """`slimedge export` of the shipped continuous model to C carries its "stream" section and the
+    decoder at its settings (PREFIX_events), and the export hears on a stream what the
+    checkpoint's model.listen() hears, event for event (integer decoder)."""
+    import subprocess
+    import sys
+
+    from slimedge import runtime
+    from slimedge.runtime.decoder import Settings
+
+    out = tmp_path / "fs.c"
+    r = subprocess.run([sys.executable, "-m", "slimedge", "export", str(zoo.stream_model_path()),
+                        "-f", "c", "-o", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    header = (tmp_path / "fs.h").read_text()
+    s = Settings.from_config(checkpoint.read_config(zoo.stream_model_path()))
+    assert "int fs_events(fs_detector *d, const fs_audio_sample *pcm" in header
+    assert (f"window {s.window_ms:g} ms, threshold {s.threshold:g}, min_count {s.min_count}, "
+            f"refractory {s.refractory_ms:g} ms, {s.arithmetic}") in header
+    m = streams.make_stream([wavdata.Clip(zoo.sample_wav_path(), "7", "jackson")], 8000, count=4,
+                            background_kind="pink", level_db=(-55.0, -45.0), seed=3)
+    want = runtime.load(zoo.stream_model_path()).listen().push(m.samples)
+    got = runtime.load(out, backend="c").listen().push(m.samples)
+    assert [e.label for e in want] == ["7"] * 4  # the sample, heard each time
+    assert [(e.label, e.frame, e.start_frame, e.score) for e in got] == \
+        [(e.label, e.frame, e.start_frame, e.score) for e in want]
