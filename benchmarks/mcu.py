@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import os
 import sys
 import tempfile
@@ -36,9 +35,8 @@ from slimedge._report import (  # noqa: E402
     add_output_arguments,
     describe,
     machine,
-    nothing_written,
     settle_outputs,
-    update_markdown_section,
+    write_outputs,
 )
 from slimedge.devices import cortexm, tflm, timing  # noqa: E402
 
@@ -271,15 +269,7 @@ def main(argv: list[str] | None = None) -> int:
               "variants": rows, "shipped": ship}
     text = markdown(report)
     print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1, default=float) + "\n")
-        print(f"wrote {args.out}")
-    if args.markdown:
-        update_markdown_section(BENCH, SECTION, text)
-        print(f"wrote the {SECTION!r} section of {BENCH}")
-    elif args.out is None:
-        print(nothing_written(RESULTS))
+    write_outputs(args, RESULTS, report, text, BENCH, SECTION)
     return 0
 
 

@@ -100,8 +100,6 @@ def write_outputs(args, results: Path, report: dict, text: str, bench: Path,
                   section: str) -> None:
     """Write what ``settle_outputs`` decided: the JSON ``report`` to ``args.out``, ``text`` as
     ``section`` of ``bench`` (BENCHMARKS.md); says what it wrote, or that it wrote nothing."""
-    import json
-
     if args.out is not None:
         _io.write_text(Path(args.out), json.dumps(report, indent=1, default=float) + "\n")
         print(f"wrote {args.out}")
@@ -131,12 +129,4 @@ def publish(args, result: dict | None, results: Path, bench: Path, section: str,
         else:
             print(text)
         return
-    if args.out is None:
-        print(nothing_written(results))
-        return
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    _io.write_text(args.out, json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
-    if args.markdown:
-        update_markdown_section(bench, section, markdown(result))
-        print("and BENCHMARKS.md's section")
+    write_outputs(args, results, result, markdown(result), bench, section)

@@ -9,22 +9,11 @@
 # Needs what the Makefile's firmware needs (arm-none-eabi-gcc with newlib, qemu-system-arm) and a
 # python3 for pcm.py (standard library only). PREFIX is the export's identifier prefix (its file
 # stem made a C identifier).
-MODEL ?= model.c
+include toolchain.mk
 WAV ?= clip.wav
-BUILD ?= build
 PYTHON ?= python3
-PREFIX ?= $(subst -,_,$(subst .,_,$(basename $(notdir $(MODEL)))))
-UPPER := $(shell echo '$(PREFIX)' | tr a-z A-Z)
-HEADER := $(basename $(MODEL)).h
-KERNELS := $(dir $(MODEL))slimedge_kernels.h
-CC := arm-none-eabi-gcc
-QEMU ?= qemu-system-arm
-CPU ?= -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16
-CFLAGS ?= -O2
-WARN := -std=c99 -Wall -Wextra -Werror
 MACROS := -DSLIMEDGE_MODEL_HEADER='"$(notdir $(HEADER))"' -DSLIMEDGE_PREFIX=$(PREFIX) \
           -DSLIMEDGE_UPPER=$(UPPER) -I$(dir $(MODEL)) -I$(BUILD) -I.
-LINK := -nostartfiles -Wl,--gc-sections -T mps2-an386.ld --specs=nano.specs --specs=nosys.specs
 SOURCES := audio.c events.c startup.c semihost.h semihost_file.h mps2-an386.ld $(MODEL) $(HEADER) $(KERNELS)
 RUN = $(QEMU) -M mps2-an386 -display none -monitor none -serial none -chardev stdio,id=console \
 	    -semihosting-config enable=on,target=native,chardev=console -kernel
