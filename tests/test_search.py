@@ -185,14 +185,20 @@ def _trials(url, name="search"):
 
 
 def _check_recovered(url, killed: int, sizes: list[int]) -> None:
-    """The killed trial failed and was run again exactly once, to completion; every candidate
-    (its hidden size) trained exactly once; nothing else failed or is left running."""
+    """The killed trial failed and was queued again exactly once; its candidate, like every
+    other (its hidden size), trained exactly once; nothing else failed or is left running. The
+    retry completes, or, when the candidate was already trained again by the time it ran (a
+    replaced local worker reruns its call), it is skipped as a duplicate of that trial."""
     ts = {t.number: t for t in _trials(url)}
     assert ts[killed].state == optuna.trial.TrialState.FAIL
     assert [n for n, t in ts.items() if t.state == optuna.trial.TrialState.FAIL] == [killed]
     retries = [t for t in ts.values() if t.system_attrs.get("failed_trial") == killed]
-    assert len(retries) == 1 and retries[0].state == optuna.trial.TrialState.COMPLETE
-    assert retries[0].params == ts[killed].params
+    assert len(retries) == 1 and retries[0].params == ts[killed].params
+    retry = retries[0]
+    if retry.state != optuna.trial.TrialState.COMPLETE:
+        assert retry.state == optuna.trial.TrialState.PRUNED, retry.state
+        twin = ts[retry.user_attrs["duplicate_of"]]
+        assert twin.state == optuna.trial.TrialState.COMPLETE and twin.params == retry.params
     complete = [t for t in ts.values() if t.state == optuna.trial.TrialState.COMPLETE]
     assert sorted(t.params["hidden_size"] for t in complete) == sizes
     assert not [t for t in ts.values() if t.state == optuna.trial.TrialState.RUNNING]
