@@ -273,8 +273,9 @@ def test_a_killed_local_worker_process_is_replaced_and_no_trial_is_lost_or_run_t
     its heartbeat is stale and runs once, and every candidate trains exactly once."""
     out = tmp_path / "s"
     url = f"sqlite:///{(out / 'study.db').resolve()}"
+    # 6 epochs (not the helper's 2): on a quiet machine a 2-epoch trial could end between polls
     args = _search_args(out, "--trials", 4, "--workers", 2, "--hidden-sizes", "4,8,12,16",
-                        "--flash", "64KB")
+                        "--flash", "64KB", "--epochs", 6)
     proc = subprocess.Popen([sys.executable, "-m", "slimedge", *map(str, args)], env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -282,7 +283,7 @@ def test_a_killed_local_worker_process_is_replaced_and_no_trial_is_lost_or_run_t
     try:
         deadline = time.time() + 300
         while time.time() < deadline and proc.poll() is None and killed is None:
-            time.sleep(0.3)
+            time.sleep(0.05)
             if not _schema_ready(out / "study.db"):
                 continue
             try:
