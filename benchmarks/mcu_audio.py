@@ -40,6 +40,7 @@ from slimedge._report import (  # noqa: E402
     describe,
     machine,
     settle_outputs,
+    shown_path,
     write_outputs,
 )
 from slimedge.data import audio as wavs  # noqa: E402
@@ -109,14 +110,6 @@ def firmware(c_path: Path, clips: list, work: Path, hop: int) -> dict:
         agree += same
         correct += out.get("predicted") == c.label
     return {"clips": len(clips), "equal_to_host": agree, "correct": correct}
-
-
-def _model_name(path: Path) -> str:
-    """The checkpoint as the report names it: relative to the repository when inside it."""
-    try:
-        return str(Path(path).resolve().relative_to(ROOT))
-    except ValueError:
-        return Path(path).name
 
 
 def markdown(r: dict) -> str:
@@ -209,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         report = {"date": _dt.date.today().isoformat(), "machine": machine(),
                   "elapsed_s": time.time() - started,
                   "compiler": toolchains.version("arm-none-eabi-gcc"),
-                  "model": _model_name(ckpt),
+                  "model": shown_path(ckpt, ROOT),
                   "model_sha256": hashlib.sha256(Path(ckpt).read_bytes()).hexdigest(),
                   "variant": runs["int8"]["variant"],
                   "hidden_size": runs["int8"]["hidden_size"], "frontend": spec,

@@ -40,6 +40,7 @@ from slimedge._report import (  # noqa: E402
     describe,
     machine,
     settle_outputs,
+    shown_path,
     write_outputs,
 )
 from slimedge.data import audio as wavs  # noqa: E402
@@ -140,12 +141,6 @@ def markdown(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def shown(path: Path) -> str:
-    """A checkpoint's path relative to the checkout where it lies there."""
-    path = path.resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", type=int, default=40, help="test clips in the stream")
@@ -175,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                   "frontend": audio,
                   "frontend_description": frontends.from_config(audio).description,
                   "model": ("LSTM6 n = 64, f = 0.8, 11 classes, random weights (the head x 6)"
-                            if args.random else shown(Path(ckpt))),
+                            if args.random else shown_path(ckpt, ROOT)),
                   "decoder": ", ".join(f"{k} {v}" for k, v in
                                        Settings.from_config(config).as_config().items()),
                   "clips": len(test), "targets": TARGETS, "run": run}

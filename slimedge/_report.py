@@ -78,6 +78,13 @@ def settle_outputs(args, results: Path) -> None:
     args.markdown = bool(args.update) and not getattr(args, "no_markdown", False)
 
 
+def shown_path(path: str | os.PathLike, root: str | os.PathLike) -> str:
+    """A file as a report names it: relative to ``root`` (the checkout) when inside it, else by
+    its name alone (a scratch folder's path means nothing to a reader)."""
+    path, root = Path(path).resolve(), Path(root).resolve()
+    return str(path.relative_to(root)) if path.is_relative_to(root) else path.name
+
+
 def command_line(script: str | os.PathLike, argv: list[str], root: str | os.PathLike,
                  drop: tuple[str, ...] = ("--workdir", "--out")) -> str:
     """The command a reader can run: ``script``'s path relative to ``root`` and ``argv``, less the
