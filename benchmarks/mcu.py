@@ -11,8 +11,10 @@ integer I/O). Every step of every run is checked against the host build (integer
 within 1e-4). Then the shipped (trained) model on the three devices with ``profile --target``'s
 own code, and the shipped model's integer step at -Os/-O2/-O3. The float step's instructions per
 multiply-accumulate (the whole step, nonlinearities included, over its matmuls' MACs) and stack
-high-water mark are in the per-variant tables. Prints the tables; ``--update`` writes
-``benchmarks/results/mcu.json`` and the ``## Microcontrollers`` section of BENCHMARKS.md.
+high-water mark are in the per-variant tables; the matrix products' own cost per MAC is the
+slope of a fit over the sizes (``mac_slopes``). Prints the tables; ``--update`` writes
+``benchmarks/results/mcu.json`` and the ``## Microcontrollers`` section of BENCHMARKS.md
+(``--table-only`` rewrites the section from the JSON).
 
     python benchmarks/mcu.py [--sizes 32,64,128] [--variants LSTM0,LSTM6] [--jobs 2] [--update]
 """
@@ -35,6 +37,7 @@ from slimedge._report import (  # noqa: E402
     add_output_arguments,
     describe,
     machine,
+    publish,
     settle_outputs,
     write_outputs,
 )
@@ -145,6 +148,28 @@ def shipped(sequences: int) -> dict:
     return out
 
 
+def mac_slopes(rows: list[dict]) -> dict[str, dict]:
+    """The float step's instructions per multiply-accumulate of its matrix products on the
+    Cortex-M4, apart from the rest of the step: per variant, the least-squares fit of
+    instructions = a·MACs + b·n + c over its sizes (a: per MAC, b: the element-wise work per
+    unit, c: the fixed cost). Only variants whose MACs grow faster than n (an n×n matrix) at
+    three or more sizes: for the others MACs and n move together and no fit separates them."""
+    import numpy as np
+
+    out = {}
+    for v in dict.fromkeys(r["variant"] for r in rows):
+        runs = [r["runs"]["cortex-m4/none"] | {"n": r["hidden_size"]} for r in rows
+                if r["variant"] == v]
+        A = np.array([[x["macs_per_step"], x["n"], 1.0] for x in runs])
+        if len(runs) < 3 or np.linalg.matrix_rank(A) < 3:
+            continue
+        y = np.array([x["instructions_per_step"]["mean"] for x in runs])
+        (a, b, c), *_ = np.linalg.lstsq(A, y, rcond=None)
+        out[v] = {"per_mac": float(a), "per_unit": float(b), "fixed": float(c),
+                  "sizes": [x["n"] for x in runs]}
+    return out
+
+
 def _k(v: float) -> str:
     return f"{v:,.0f}"
 
@@ -224,6 +249,22 @@ def markdown(report: dict) -> str:
     if crashed:
         lines += ["", f"TFLM arena –: TensorFlow Lite Micro crashed (a segmentation fault in its "
                       f"allocator) while the smallest arena was searched for: {', '.join(crashed)}."]
+    slopes = mac_slopes(rows)
+    if slopes:
+        lines += ["", "### The float step's matrix products per multiply-accumulate (Cortex-M4)", "",
+                  "The tables' *M4 float instr/MAC* divides the whole step (activations from "
+                  "libm included) by its MACs. The matrix products alone cost the slope *a* of the "
+                  "least-squares fit instructions = a·MACs + b·n + c over the sizes above (b: the "
+                  "element-wise work per hidden unit, mostly `expf`/`tanhf`; c: the fixed cost). "
+                  "Variants whose MACs grow only linearly with n are left out: for them the fit "
+                  "cannot tell MACs from element-wise work. With three sizes the fit is exact; the "
+                  "agreement of the slopes across variants whose element-wise work differs is "
+                  "its check.", "",
+                  "| variant | sizes | instr per MAC (a) | instr per unit (b) | fixed instr (c) |",
+                  "|---|---|---:|---:|---:|"]
+        for v, f in slopes.items():
+            lines.append(f"| {v} | {', '.join(map(str, f['sizes']))} | {f['per_mac']:.2f} | "
+                         f"{_k(f['per_unit'])} | {_k(f['fixed'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -233,9 +274,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default=",".join(variants.VARIANTS))
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--sequences", type=int, default=SEQUENCES)
+    ap.add_argument("--table-only", action="store_true",
+                    help="only the BENCHMARKS.md section, from the JSON (--out, else the tracked one)")
     add_output_arguments(ap, RESULTS)
     args = ap.parse_args(argv)
     settle_outputs(args, RESULTS)
+    if args.table_only:
+        publish(args, None, RESULTS, BENCH, SECTION, markdown)
+        return 0
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     if "LSTM0" not in names:
         names.insert(0, "LSTM0")  # every ratio needs it
