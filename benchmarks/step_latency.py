@@ -581,7 +581,10 @@ def markdown(rep: dict) -> str:
     if rep.get("streams"):
         ks = sorted({int(k) for r in rep["streams"] if r.get("streams") for k in r["streams"]})
         lines += ["### Many streams: StreamBatch, one backend call per step for k streams", "",
-                  "Stream-steps per second at the p50 call time (µs per call in brackets).", ""]
+                  "Stream-steps per second at the p50 call time (µs per call in brackets), "
+                  f"measured on {rep['date']} with the rest of this section. The `c` rows may "
+                  "predate the batched C step: its own section, *Many streams: batched C* "
+                  "(`benchmarks/many_streams.py`), times the current one against onnxruntime.", ""]
         by = {(r["config"]["name"], r["config"]["group"], r["config"]["backend"],
                r["config"]["quantize"]): r["streams"] for r in rep["streams"] if r.get("streams")}
         kmax = str(ks[-1])
