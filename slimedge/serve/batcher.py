@@ -5,10 +5,13 @@ streams.
 
 A :class:`Session` is one client's stream: its :class:`~slimedge.runtime.Stream` (the state), the
 chunks it sent that wait for the batcher or for their reply, and its backpressure and rate-limit
-accounting. The event loop only queues frames and sends replies; while the worker steps one tick,
-the loop reads the next tick's frames. After a tick the batcher writes each finished chunk's reply
-itself, at once, while the connection's send buffer has room (a write then cannot wait); a slow
-reader's replies go to a task of that session's own, so it never holds up the others."""
+accounting; for an audio stream also its front-end's state, and for events its decoder's (both
+run per connection, on the event loop: the front-end before its chunk is queued, the decoder on
+its outputs as the reply is written). The event loop only queues frames and sends replies; while
+the worker steps one tick, the loop reads the next tick's frames. After a tick the batcher writes
+each finished chunk's reply itself, at once, while the connection's send buffer has room (a write
+then cannot wait); a slow reader's replies go to a task of that session's own, so it never holds
+up the others."""
 from __future__ import annotations
 
 import asyncio
@@ -25,13 +28,17 @@ from .metrics import Metrics
 
 class Chunk:
     """One message's frames and, as they are stepped, their outputs (a view of the tick's outputs
-    where one tick stepped the whole chunk, else gathered over ticks)."""
+    where one tick stepped the whole chunk, else gathered over ticks). An audio message may
+    complete no frame: its chunk has none and is answered (empty) after the chunks before it.
+    ``cost``: what it counts against the stream's queue (its frames, at least 1)."""
 
-    __slots__ = ("frames", "outputs", "taken", "done", "received", "binary", "output_size")
+    __slots__ = ("frames", "outputs", "taken", "done", "received", "binary", "output_size",
+                 "cost")
 
     def __init__(self, frames: np.ndarray, output_size: int, binary: bool):
         self.frames = frames
-        self.outputs = None
+        self.outputs = None if len(frames) else np.empty((0, output_size), np.float32)
+        self.cost = max(1, len(frames))
         self.output_size = output_size
         self.taken = self.done = 0
         self.received = time.perf_counter()
@@ -41,15 +48,20 @@ class Chunk:
 class Session:
     """One client's stream and its queue. ``unanswered``: frames received and not yet replied to
     (waiting, being stepped, or stepped and not yet written); reading waits while another message
-    could take it past ``max_queued_frames``."""
+    could take it past ``max_queued_frames``. ``frontend``: the audio front-end's stream
+    (:class:`slimedge.frontend.audio.AudioStream`) for a stream of audio, else None; ``decoder``:
+    the event decoder (:class:`slimedge.runtime.decoder.Decoder`) for a stream of events."""
 
-    def __init__(self, stream, limits: Limits, metrics: Metrics, output_size: int):
+    def __init__(self, stream, limits: Limits, metrics: Metrics, output_size: int,
+                 frontend=None, decoder=None):
         self.stream = stream
+        self.frontend, self.decoder = frontend, decoder
         self.limits, self.metrics, self.output_size = limits, metrics, output_size
         self.chunks: collections.deque[Chunk] = collections.deque()   # not fully stepped
         self.replies: collections.deque[Chunk] = collections.deque()     # stepped, to write
         self._write = self._writable = None     # set by attach()
         self._sender: asyncio.Task | None = None
+        self._sending = False    # send_replies is writing (one writer at a time keeps the order)
         self.waiting = 0        # frames not yet taken by the batcher
         self.unanswered = 0
         self.closed = False
@@ -95,14 +107,18 @@ class Session:
                                             f"(a burst of {self.limits.max_queued_frames} allowed)")
         self._tokens -= n
 
-    def add(self, chunk: Chunk) -> None:
+    def add(self, chunk: Chunk) -> bool:
+        """Queue a chunk; True when it has no frames and nothing before it waits to be stepped:
+        its (empty) reply is ready, to be sent with :meth:`send_replies`."""
         n = len(chunk.frames)
-        self.chunks.append(chunk)
-        self.waiting += n
-        self.unanswered += n
-        self.metrics.queued_frames += n
+        self.unanswered += chunk.cost
         self.metrics.queue_high_water = max(self.metrics.queue_high_water, self.unanswered)
+        ready = n == 0 and not self.chunks
+        (self.replies if ready else self.chunks).append(chunk)
+        self.waiting += n
+        self.metrics.queued_frames += n
         self._update_room()
+        return ready
 
     async def drained(self) -> None:
         """Every frame received so far has been answered."""
@@ -142,18 +158,24 @@ class Session:
             if c.done == len(c.frames):
                 self.chunks.popleft()
                 self.replies.append(c)
+        while self.chunks and not len(self.chunks[0].frames):   # empty chunks behind those
+            self.replies.append(self.chunks.popleft())
 
     async def send_replies(self) -> None:
         """Write the finished chunks' replies, in order: here while the connection takes them at
         once, else (a client slow to read) in a task of this session's own."""
-        if self._sender is not None:
-            return                       # the slow path owns the replies until it has sent all
-        while self.replies and not self.closed:
-            if not self._writable():
-                self.metrics.slow_writes_total += 1
-                self._sender = asyncio.create_task(self._send_slowly())
-                return
-            await self._send_one()
+        if self._sender is not None or self._sending:
+            return          # the slow path, or a write in progress, sends these after its own
+        self._sending = True
+        try:
+            while self.replies and not self.closed:
+                if not self._writable():
+                    self.metrics.slow_writes_total += 1
+                    self._sender = asyncio.create_task(self._send_slowly())
+                    return
+                await self._send_one()
+        finally:
+            self._sending = False
 
     async def _send_one(self) -> None:
         chunk = self.replies.popleft()
@@ -170,7 +192,7 @@ class Session:
             self._sender = None
 
     def answered(self, chunk: Chunk) -> None:
-        self.unanswered -= len(chunk.frames)
+        self.unanswered -= chunk.cost
         self.metrics.chunk_done(time.perf_counter() - chunk.received)
         self._update_room()
 
@@ -200,10 +222,15 @@ class Batcher:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="slimedge-batcher")
 
-    def submit(self, session: Session, chunk: Chunk) -> None:
-        session.add(chunk)
-        self.ready[session] = None
-        self._wake.set()
+    def submit(self, session: Session, chunk: Chunk) -> bool:
+        """Queue a chunk for the next tick; True when it has no frames to step and its empty reply
+        is ready now (the caller sends it: :meth:`Session.send_replies`)."""
+        if session.add(chunk):
+            return True
+        if len(chunk.frames):
+            self.ready[session] = None
+            self._wake.set()
+        return False
 
     async def stop(self) -> None:
         if self._task is not None:
