@@ -6,6 +6,7 @@ with p99 chunk-to-reply latency <= 100 ms, where the time goes, and memory per i
     python benchmarks/serve_load.py --update                 # ... and writes them (below)
     python benchmarks/serve_load.py --table-only --update    # BENCHMARKS.md from the JSON
     python benchmarks/serve_load.py --streams 100,200,400 --seconds 8 --backend onnxruntime
+    python benchmarks/serve_load.py --audio                  # PCM in, events out (below)
 
 The server is ``python -m slimedge serve`` in a subprocess on 127.0.0.1 (the shipped model exported
 to ONNX, onnxruntime with one thread, the C export, or the checkpoint on numpy); the load generator
@@ -28,6 +29,13 @@ The frames are random normal values (the model's inputs are standardised MFCCs; 
 does not depend on the values). Only with ``--update`` does it write
 ``benchmarks/results/serve_load.json`` and the "Serving" section of BENCHMARKS.md (another
 backend: ``serve_load_BACKEND.json`` and a section of its own).
+
+``--audio``: the shipped continuous model (``slimedge/zoo/fsdd_stream.safetensors``, exported
+likewise), each stream sending 100 ms of int16 PCM (800 samples at 8 kHz, 5 frames) every 100 ms
+on ``/v1/stream?input=s16le&output=events`` and reading one events reply per chunk: the server
+runs each connection's front-end and decoder besides the batched steps. The audio is the shipped
+sample "7" said again and again over pink noise, each stream starting at its own place in it
+(``serve_load_audio.json``, a section of its own).
 """
 from __future__ import annotations
 
@@ -51,16 +59,38 @@ RESULTS = ROOT / "benchmarks" / "results" / "serve_load.json"
 BENCH = ROOT / "BENCHMARKS.md"
 SECTION = "## Serving: `slimedge serve` under load (`benchmarks/serve_load.py`)"
 CHUNK_FRAMES, M, PERIOD_S, TARGET_P99_S = 10, 13, 0.1, 0.1
+AUDIO_QUERY = "?input=s16le&output=events"
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def results_path(backend: str) -> Path:
-    return RESULTS if backend == "onnxruntime" else RESULTS.with_name(f"serve_load_{backend}.json")
+def results_path(backend: str, audio: bool = False) -> Path:
+    name = "serve_load_audio" if audio else "serve_load"
+    return RESULTS.with_name(name + ("" if backend == "onnxruntime" else f"_{backend}") + ".json")
 
 
-def section(backend: str) -> str:
+def section(backend: str, audio: bool = False) -> str:
+    if audio:
+        return ("## Serving audio: PCM in, events out (`benchmarks/serve_load.py --audio"
+                + ("" if backend == "onnxruntime" else f" --backend {backend}") + "`)")
     return SECTION if backend == "onnxruntime" else (
         f"## Serving on the `{backend}` backend (`benchmarks/serve_load.py --backend {backend}`)")
+
+
+def audio_payloads(count: int = 64) -> list[bytes]:
+    """``count`` consecutive 100 ms chunks of int16 PCM: the shipped sample over pink noise."""
+    from slimedge import zoo
+    from slimedge.data import audio, streams
+
+    rate = 8000
+    pcm = np.zeros(0, np.int16)
+    seed = 0
+    while len(pcm) < count * rate // 10:
+        pcm = np.concatenate([pcm, streams.make_stream(
+            [audio.Clip(zoo.sample_wav_path(), "7", "jackson")], rate, count=4,
+            background_kind="pink", level_db=(-55.0, -45.0), seed=seed).samples])
+        seed += 1
+    step = rate // 10
+    return [pcm[k * step:(k + 1) * step].astype("<i2").tobytes() for k in range(count)]
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
@@ -98,11 +128,17 @@ async def scrape(session, url: str) -> dict[str, float]:
         return parse(await r.text())
 
 
-async def one_level(url: str, pid: int, n: int, warmup: float, seconds: float) -> dict:
+async def one_level(url: str, pid: int, n: int, warmup: float, seconds: float,
+                    audio: bool = False) -> dict:
     import aiohttp
 
     rng = np.random.default_rng(n)
-    payloads = [rng.normal(size=(CHUNK_FRAMES, M)).astype("<f4").tobytes() for _ in range(64)]
+    if audio:
+        payloads, query = audio_payloads(), AUDIO_QUERY
+    else:
+        payloads = [rng.normal(size=(CHUNK_FRAMES, M)).astype("<f4").tobytes() for _ in range(64)]
+        query = ""
+    events = [0]
     t_start = t_end = 0.0
     latencies: list[float] = []
     sent_measured = [0]
@@ -112,7 +148,8 @@ async def one_level(url: str, pid: int, n: int, warmup: float, seconds: float) -
                                      timeout=aiohttp.ClientTimeout(total=None)) as s:
         sockets = []
         for i in range(0, n, 100):   # connect in batches of 100
-            sockets += await asyncio.gather(*(s.ws_connect(url + "/v1/stream", compress=0)
+            sockets += await asyncio.gather(*(s.ws_connect(url + "/v1/stream" + query,
+                                                           compress=0)
                                               for _ in range(min(100, n - i))))
         await asyncio.gather(*(ws.receive() for ws in sockets))   # the ready messages
         t0 = time.perf_counter()
@@ -124,7 +161,9 @@ async def one_level(url: str, pid: int, n: int, warmup: float, seconds: float) -
         async def reader(i: int, ws) -> None:
             while True:
                 msg = await ws.receive()
-                if msg.type != aiohttp.WSMsgType.BINARY:
+                if msg.type == aiohttp.WSMsgType.TEXT and audio:     # one events reply
+                    events[0] += msg.data.count('"label"')
+                elif msg.type != aiohttp.WSMsgType.BINARY:
                     return
                 t = sent[i][got[i]]
                 if t >= t_start:
@@ -183,7 +222,7 @@ async def one_level(url: str, pid: int, n: int, warmup: float, seconds: float) -
     row = {
         "streams": n, "loadavg_1min": round(os.getloadavg()[0], 2),
         "chunks_measured": measured, "chunks_unanswered": missing,
-        "generator_behind": behind[0],
+        "generator_behind": behind[0], "events": events[0],
         "p50_ms": 1e3 * q[50], "p90_ms": 1e3 * q[90], "p99_ms": 1e3 * q[99],
         "server_p50_ms": 1e3 * after['slimedge_serve_chunk_latency_seconds{quantile="0.5"}'],
         "server_p99_ms": 1e3 * after['slimedge_serve_chunk_latency_seconds{quantile="0.99"}'],
@@ -205,7 +244,7 @@ async def one_level(url: str, pid: int, n: int, warmup: float, seconds: float) -
     return row
 
 
-async def idle_memory(url: str, pid: int, n: int) -> dict:
+async def idle_memory(url: str, pid: int, n: int, query: str = "") -> dict:
     import aiohttp
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
@@ -213,7 +252,8 @@ async def idle_memory(url: str, pid: int, n: int) -> dict:
         rss0 = rss_mb(pid)
         sockets = []
         for i in range(0, n, 100):
-            sockets += await asyncio.gather(*(s.ws_connect(url + "/v1/stream", compress=0)
+            sockets += await asyncio.gather(*(s.ws_connect(url + "/v1/stream" + query,
+                                                           compress=0)
                                               for _ in range(min(100, n - i))))
         await asyncio.gather(*(ws.receive() for ws in sockets))
         await asyncio.sleep(0.5)
@@ -258,14 +298,18 @@ def summary(result: dict) -> dict:
 def markdown(result: dict) -> str:
     r = result
     cap = r["capacity_streams"]
-    lines = [section(r["backend"]), "",
+    audio = r.get("audio", False)
+    chunk = ("100 ms of int16 PCM (800 samples at 8 kHz: 5 frames of the continuous model) on "
+             "`?input=s16le&output=events`, answered with its events" if audio else
+             "a 100 ms chunk (10 frames × 13 features, binary float32)")
+    lines = [section(r["backend"], audio), "",
              f"`{r['command']}` on {r['machine'].get('cpu', 'this machine')} "
              f"({r['machine'].get('cores', '?')} cores, shared with other work; load average "
              f"{r['loadavg_before']} before the run), {r['date']}. The server "
              f"(`python -m slimedge serve`, {r['backend']}, 1 thread, tick {r['tick_ms']:g} ms) and "
              f"the load generator (one uvloop event loop, aiohttp client) on the same 2 cores, over "
-             f"127.0.0.1. Each stream sends a 100 ms chunk (10 frames × 13 features, binary "
-             f"float32) every 100 ms, in 20 phases 5 ms apart; latency is the client's, send to reply; "
+             f"127.0.0.1. Each stream sends {chunk} every 100 ms, in 20 phases 5 ms apart; "
+             f"latency is the client's, send to reply; "
              f"{r['warmup_s']:g} s warm-up, {r['seconds_s']:g} s measured per level. The load "
              f"average column is the 1-minute load when each level ended: above 2, other work "
              f"(other engineers' test runs) held part of the 2 cores, so these capacities are "
@@ -311,6 +355,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tick-ms", type=float, default=20.0,
                     help="the server's --tick-ms (20: larger batches, within the 100 ms budget)")
     ap.add_argument("--idle", type=int, default=1000, help="idle connections for memory")
+    ap.add_argument("--audio", action="store_true",
+                    help="the shipped continuous model, 100 ms PCM chunks in, events out")
     ap.add_argument("--table-only", action="store_true",
                     help="the BENCHMARKS.md section from the JSON (printed; written with "
                          "--update), measure nothing")
@@ -325,11 +371,11 @@ def main(argv: list[str] | None = None) -> None:
 
     add_output_arguments(ap, RESULTS)
     args = ap.parse_args(argv)
-    settle_outputs(args, results_path(args.backend))
+    settle_outputs(args, results_path(args.backend, args.audio))
     if args.table_only:
         text = markdown(json.loads(args.source.read_text()))
         if args.markdown:
-            update_markdown_section(BENCH, section(args.backend), text)
+            update_markdown_section(BENCH, section(args.backend, args.audio), text)
             print("rewrote BENCHMARKS.md from", args.source)
         else:
             print(text)
@@ -341,19 +387,19 @@ def main(argv: list[str] | None = None) -> None:
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     rows = []
     with tempfile.TemporaryDirectory() as d:
-        model = zoo.default_model_path()
+        model = zoo.stream_model_path() if args.audio else zoo.default_model_path()
         if args.backend in ("onnxruntime", "c"):
             suffix = {"onnxruntime": "onnx", "c": "c"}[args.backend]
             model = exporters.export(model, Path(d) / f"digits.{suffix}", format=suffix,
                                      validate=False).path
         p, url = start_server(model, args.backend, max(levels) + args.idle + 16, args.tick_ms)
         try:
-            mem = run(idle_memory(url, p.pid, args.idle))
+            mem = run(idle_memory(url, p.pid, args.idle, AUDIO_QUERY if args.audio else ""))
             mem["kb_per_runtime_stream"] = stream_kb(model, args.backend)
             print(f"idle: {mem['kb_per_idle_stream']} KB per stream "
                   f"({mem['rss_before_mb']} -> {mem['rss_after_mb']} MB)", flush=True)
             for n in levels:
-                row = run(one_level(url, p.pid, n, args.warmup, args.seconds))
+                row = run(one_level(url, p.pid, n, args.warmup, args.seconds, args.audio))
                 rows.append(row)
                 u = row["us_per_chunk"]
                 print(f"{n:5d} streams: p50 {row['p50_ms']:.1f} p90 {row['p90_ms']:.1f} p99 "
@@ -376,20 +422,24 @@ def main(argv: list[str] | None = None) -> None:
     command = "python benchmarks/serve_load.py " + " ".join(
         a for a in sys.argv[1:] if a != "--update")
     result = {"machine": machine(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-              "command": command.strip(), "backend": args.backend, "tick_ms": args.tick_ms,
+              "command": command.strip(), "backend": args.backend, "audio": args.audio,
+              "tick_ms": args.tick_ms,
               "warmup_s": args.warmup, "seconds_s": args.seconds, "loadavg_before": load_before,
               "capacity_streams": cap, "levels": rows, "idle_memory": mem,
-              "notes": "CPU µs per chunk (10 frames), over each level's whole run: backend = the "
+              "notes": f"CPU µs per chunk ({5 if args.audio else 10} frames), over each level's "
+                       "whole run: backend = the "
                        "CPU time of the server's stepping thread in its step_streams_many calls (one "
                        "per tick; the Python gather/scatter of each stream's state, once per tick, "
                        "included); server Python = "
-                       "the rest of its user CPU (aiohttp framing, asyncio, batching, replies); "
+                       "the rest of its user CPU (aiohttp framing, asyncio, batching, replies"
+                       + ("; each connection's front-end and decoder" if args.audio else "")
+                       + "); "
                        "server kernel = its system CPU (loopback TCP, epoll); load generator = "
                        "this process's CPU. CPU ceiling = the machine's cores / (the four per chunk "
                        "× 10 chunks per stream-second): the streams that would saturate every core "
                        "with nothing else running, an upper bound, not a capacity."}
     if args.out is None:
-        print(nothing_written(RESULTS))
+        print(nothing_written(results_path(args.backend, args.audio)))
         return
     if args.out.exists():       # the capacity of each earlier run stays on record
         prev = json.loads(args.out.read_text())
@@ -398,7 +448,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
     if args.markdown:
-        update_markdown_section(BENCH, section(args.backend), markdown(result))
+        update_markdown_section(BENCH, section(args.backend, args.audio), markdown(result))
         print("and BENCHMARKS.md's section")
 
 
