@@ -300,15 +300,15 @@ def markdown(result: dict) -> str:
     cap = r["capacity_streams"]
     audio = r.get("audio", False)
     chunk = ("100 ms of int16 PCM (800 samples at 8 kHz: 5 frames of the continuous model) on "
-             "`?input=s16le&output=events`, answered with its events" if audio else
-             "a 100 ms chunk (10 frames × 13 features, binary float32)")
+             "`?input=s16le&output=events` every 100 ms, each answered with its events" if audio
+             else "a 100 ms chunk (10 frames × 13 features, binary float32) every 100 ms")
     lines = [section(r["backend"], audio), "",
              f"`{r['command']}` on {r['machine'].get('cpu', 'this machine')} "
              f"({r['machine'].get('cores', '?')} cores, shared with other work; load average "
              f"{r['loadavg_before']} before the run), {r['date']}. The server "
              f"(`python -m slimedge serve`, {r['backend']}, 1 thread, tick {r['tick_ms']:g} ms) and "
              f"the load generator (one uvloop event loop, aiohttp client) on the same 2 cores, over "
-             f"127.0.0.1. Each stream sends {chunk} every 100 ms, in 20 phases 5 ms apart; "
+             f"127.0.0.1. Each stream sends {chunk}, in 20 phases 5 ms apart; "
              f"latency is the client's, send to reply; "
              f"{r['warmup_s']:g} s warm-up, {r['seconds_s']:g} s measured per level. The load "
              f"average column is the 1-minute load when each level ended: above 2, other work "
