@@ -432,7 +432,8 @@ def main(argv: list[str] | None = None) -> None:
                        "per tick; the Python gather/scatter of each stream's state, once per tick, "
                        "included); server Python = "
                        "the rest of its user CPU (aiohttp framing, asyncio, batching, replies"
-                       + ("; each connection's front-end and decoder" if args.audio else "")
+                       + ("; each connection's front-end, run in the stepping thread between "
+                          "its steps, and decoder" if args.audio else "")
                        + "); "
                        "server kernel = its system CPU (loopback TCP, epoll); load generator = "
                        "this process's CPU. CPU ceiling = the machine's cores / (the four per chunk "

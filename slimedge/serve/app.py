@@ -157,17 +157,20 @@ class Server:
         """The most samples one message may carry: those that complete at most ``frames``."""
         return frames * self.audio.hop_samples
 
-    def _frames(self, session: Session, mode: Mode, data, binary: bool, most: int) -> np.ndarray:
-        """A message's frames: parsed (frames), or computed by the session's front-end (audio)."""
+    def _chunk(self, mode: Mode, data, binary: bool, most: int) -> Chunk:
+        """A message's chunk: its frames (input=frames), or its samples (audio: the session's
+        front-end makes their frames)."""
+        K = self.model.output_size
         if not mode.audio:
             m = self.model.input_size
-            return parse_binary(data, m, most) if binary else parse_json(data, m, most)
+            return Chunk(parse_binary(data, m, most) if binary else parse_json(data, m, most), K,
+                         binary)
         if not binary:
             raise ProtocolError("bad_message", f"this stream takes audio: binary messages of "
                                 f"{mode.input} samples (input={mode.input}), not text")
         pcm = parse_pcm(data, mode.input, self._max_samples(most))
         self.metrics.audio_seconds_total += len(pcm) / self.audio.sample_rate
-        return session.frontend.push(pcm).astype(np.float32)
+        return Chunk.audio(pcm, K, self.audio.hop_samples)
 
     # -- WebSocket streams ---------------------------------------------------------------------
     async def _stream(self, request: web.Request):
@@ -253,10 +256,9 @@ class Server:
                 msg = await ws.receive()
                 if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT):
                     return None  # CLOSE, CLOSED, ERROR (over max_message_bytes: closed 1009)
-                binary = msg.type == WSMsgType.BINARY
-                frames = self._frames(session, mode, msg.data, binary, most)
-                session.charge(len(frames))
-                if self.batcher.submit(session, Chunk(frames, self.model.output_size, binary)):
+                chunk = self._chunk(mode, msg.data, msg.type == WSMsgType.BINARY, most)
+                session.charge(chunk.cost)
+                if self.batcher.submit(session, chunk):
                     await session.send_replies()    # no frame completed: its empty reply
         except ProtocolError as e:
             return e
@@ -303,16 +305,17 @@ class Server:
                 mode = self._mode(request.query)
                 binary = mode.audio or request.content_type in BINARY_TYPES
                 session = self._session(mode)
-                frames = self._frames(session, mode, body if binary else
-                                      body.decode("utf-8", "replace"), binary,
-                                      self.limits.max_frames_per_request)
+                chunk = self._chunk(mode, body if binary else body.decode("utf-8", "replace"),
+                                    binary, self.limits.max_frames_per_request)
             except ProtocolError as e:
                 self.metrics.errors[e.name] += 1
                 return _error_response(413 if e.name.startswith("too_many") else 400, e.name,
                                        e.message)
             self.metrics.requests_total += 1
-            chunk = Chunk(frames, self.model.output_size, binary)
-            if len(frames):
+            if chunk.frames is None:     # a whole recording: its front-end off the event loop
+                frames = await asyncio.to_thread(session.frontend.push, chunk.pcm)
+                chunk.set_frames(frames.astype(np.float32))
+            if len(chunk.frames):
                 done = asyncio.get_running_loop().create_future()
 
                 async def write(chunk: Chunk) -> bool:
