@@ -217,6 +217,8 @@ async def one_level(url: str, pid: int, n: int, warmup: float, seconds: float,
                     - before["slimedge_serve_backend_seconds_total"])
     frames = after["slimedge_serve_frames_total"] - before["slimedge_serve_frames_total"]
     calls = after["slimedge_serve_backend_calls_total"] - before["slimedge_serve_backend_calls_total"]
+    frontend_s = (after["slimedge_serve_frontend_cpu_seconds_total"]
+                  - before["slimedge_serve_frontend_cpu_seconds_total"])
     server_user, server_sys = cpu_s1[0] - cpu_s0[0], cpu_s1[1] - cpu_s0[1]
     per_chunk = lambda x: 1e6 * x / max(chunks_all, 1)   # noqa: E731
     row = {
@@ -234,7 +236,8 @@ async def one_level(url: str, pid: int, n: int, warmup: float, seconds: float,
                            "generator": (cpu_c1 - cpu_c0) / (wall1 - wall0)},
         "backend_wall_us_per_chunk": per_chunk(backend_wall),
         "us_per_chunk": {"backend_step_streams": per_chunk(backend_s),
-                         "server_python_other": per_chunk(server_user - backend_s),
+                         **({"frontend": per_chunk(frontend_s)} if audio else {}),
+                         "server_python_other": per_chunk(server_user - backend_s - frontend_s),
                          "server_kernel_network": per_chunk(server_sys),
                          "generator": per_chunk(cpu_c1 - cpu_c0)},
     }
@@ -322,16 +325,20 @@ def markdown(result: dict) -> str:
                        + ", ".join(f"{n} at p99 {q} ms" for n, q in e["failed"]) + "."
                        for e in r.get("earlier_runs", [])), "",
              "| streams | load avg | p50 ms | p90 ms | p99 ms | server p99 ms | stream-steps/s | frames per "
-             "backend call | µs/chunk: backend | server Python | server kernel (TCP) | load "
-             "generator | CPU ceiling (streams) | passed |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "backend call | µs/chunk: backend | " + ("front-end | " if audio else "")
+             + "server Python | server kernel (TCP) | load generator | CPU ceiling (streams) | "
+             "passed |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if audio else "")
+             + "---:|---:|---:|---:|---|"]
     for row in r["levels"]:
         u = row["us_per_chunk"]
         lines.append(f"| {row['streams']:,} | {row['loadavg_1min']:.1f} | {row['p50_ms']:.1f} | "
                      f"{row['p90_ms']:.1f} | "
                      f"{row['p99_ms']:.1f} | {row['server_p99_ms']:.1f} | "
                      f"{row['stream_steps_per_s']:,.0f} | {row['frames_per_backend_call']:.0f} | "
-                     f"{u['backend_step_streams']:.0f} | {u['server_python_other']:.0f} | "
+                     f"{u['backend_step_streams']:.0f} | "
+                     + (f"{u['frontend']:.0f} | " if audio else "")
+                     + f"{u['server_python_other']:.0f} | "
                      f"{u['server_kernel_network']:.0f} | {u['generator']:.0f} | "
                      f"{row['cpu_ceiling_streams']:,} | {'yes' if row['passed'] else 'no'} |")
     mem = r["idle_memory"]
@@ -406,7 +413,9 @@ def main(argv: list[str] | None = None) -> None:
                       f"{row['p99_ms']:.1f} ms (server p99 {row['server_p99_ms']:.1f}), "
                       f"{row['stream_steps_per_s']:,.0f} steps/s, "
                       f"{row['frames_per_backend_call']:.0f} per call; µs/chunk backend "
-                      f"{u['backend_step_streams']:.0f} server-py {u['server_python_other']:.0f} "
+                      f"{u['backend_step_streams']:.0f} "
+                      + (f"front-end {u['frontend']:.0f} " if "frontend" in u else "")
+                      + f"server-py {u['server_python_other']:.0f} "
                       f"kernel {u['server_kernel_network']:.0f} generator {u['generator']:.0f}; "
                       f"{'pass' if row['passed'] else 'FAIL'}"
                       + (f" ({row['chunks_unanswered']} unanswered, generator behind "
@@ -430,10 +439,11 @@ def main(argv: list[str] | None = None) -> None:
                        "whole run: backend = the "
                        "CPU time of the server's stepping thread in its step_streams_many calls (one "
                        "per tick; the Python gather/scatter of each stream's state, once per tick, "
-                       "included); server Python = "
+                       "included); " + ("front-end = the stepping thread's CPU in the connections' "
+                       "audio front-ends (between its steps, each tick); " if args.audio else "")
+                       + "server Python = "
                        "the rest of its user CPU (aiohttp framing, asyncio, batching, replies"
-                       + ("; each connection's front-end, run in the stepping thread between "
-                          "its steps, and decoder" if args.audio else "")
+                       + ("; each connection's decoder" if args.audio else "")
                        + "); "
                        "server kernel = its system CPU (loopback TCP, epoll); load generator = "
                        "this process's CPU. CPU ceiling = the machine's cores / (the four per chunk "

@@ -316,9 +316,12 @@ class Batcher:
         self.audio.clear()
 
         def run():
-            return [[s.frontend.push(c.pcm).astype(np.float32) for c in chunks]
-                    for s, chunks in pending]
-        framed = await loop.run_in_executor(self._worker, run)
+            cpu = time.thread_time()
+            framed = [[s.frontend.push(c.pcm).astype(np.float32) for c in chunks]
+                      for s, chunks in pending]
+            return framed, time.thread_time() - cpu
+        framed, cpu = await loop.run_in_executor(self._worker, run)
+        self.metrics.frontend_cpu_seconds_total += cpu
         for (s, chunks), frames in zip(pending, framed):
             if s.closed:
                 continue

@@ -32,6 +32,7 @@ class Metrics:
         self.queued_frames = 0              # frames waiting for the batcher, all streams
         self.queue_high_water = 0           # the most any one stream ever had waiting
         self.audio_seconds_total = 0.0      # audio received by audio streams, in seconds
+        self.frontend_cpu_seconds_total = 0.0   # the stepping thread's CPU in audio front-ends
         self.events_total = 0               # events sent to event streams
         self.slow_writes_total = 0          # times a client slow to read got its own writer task
         self.latencies = collections.deque(maxlen=WINDOW)
@@ -106,6 +107,8 @@ class Metrics:
                [("", self.queue_high_water)])
         metric("audio_seconds_total", "counter", "Seconds of audio received (input=s16le or "
                "f32le streams and requests).", [("", self.audio_seconds_total)])
+        metric("frontend_cpu_seconds_total", "counter", "CPU seconds of the stepping thread in "
+               "the audio streams' front-ends.", [("", self.frontend_cpu_seconds_total)])
         metric("events_total", "counter", "Events sent (output=events).",
                [("", self.events_total)])
         metric("slow_writes_total", "counter", "Times a stream's send buffer was over its "
