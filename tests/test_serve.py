@@ -67,21 +67,30 @@ async def _call(fn):
     return fn()
 
 
+def exported(tmp_path_factory, checkpoint, name):
+    """The checkpoint exported to ONNX as ``name`` in a fresh folder."""
+    return exporters.export(checkpoint, tmp_path_factory.mktemp("serve") / name,
+                            validate=False).path
+
+
+def on_onnxruntime(path):
+    return runtime.load(path, backend="onnxruntime", threads=1)
+
+
 @pytest.fixture(scope="module")
 def onnx_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("serve") / "digits.onnx"
-    return exporters.export(zoo.default_model_path(), path, validate=False).path
+    return exported(tmp_path_factory, zoo.default_model_path(), "digits.onnx")
 
 
 @pytest.fixture(scope="module")
 def model(onnx_path):
-    return runtime.load(onnx_path, backend="onnxruntime", threads=1)
+    return on_onnxruntime(onnx_path)
 
 
 @pytest.fixture(scope="module")
 def local(onnx_path):
     """The client side's own copy of the model: what a local Stream gives."""
-    return runtime.load(onnx_path, backend="onnxruntime", threads=1)
+    return on_onnxruntime(onnx_path)
 
 
 @pytest.fixture(scope="module")
@@ -511,18 +520,17 @@ AUDIO_K = 11
 
 @pytest.fixture(scope="module")
 def stream_onnx(tmp_path_factory):
-    path = tmp_path_factory.mktemp("serve-audio") / "continuous.onnx"
-    return exporters.export(zoo.stream_model_path(), path, validate=False).path
+    return exported(tmp_path_factory, zoo.stream_model_path(), "continuous.onnx")
 
 
 @pytest.fixture(scope="module")
 def audio_local(stream_onnx):
-    return runtime.load(stream_onnx, backend="onnxruntime", threads=1)
+    return on_onnxruntime(stream_onnx)
 
 
 @pytest.fixture(scope="module")
 def audio_server(stream_onnx):
-    s = ThreadServer(runtime.load(stream_onnx, backend="onnxruntime", threads=1),
+    s = ThreadServer(on_onnxruntime(stream_onnx),
                      Limits(max_connections=64, max_frames_per_message=10, max_queued_frames=40,
                             max_message_bytes=8192, tick_s=0.002))
     yield s
