@@ -739,3 +739,51 @@ def test_http_one_shot_audio_outputs_and_events(server, audio_server, audio_loca
     y, events = asyncio.run(main())
     np.testing.assert_array_equal(y, audio_local.audio_stream().push(pcm))
     assert events == event_dicts(audio_local.listen().push(pcm)) and events
+
+
+def test_audio_sent_too_fast_is_held_back_and_answered_exactly(stream_onnx, audio_local):
+    """40 s of audio sent at once in 200 ms messages (10 frames each) against a queue of 40
+    frames: the server stops reading while the samples waiting for their front-end and the frames
+    waiting for a step could pass it; every reply is exact. Then a graceful stop with chunks still
+    queued (a 300 ms tick holds them): each is answered before the close 1001."""
+    srv = ThreadServer(on_onnxruntime(stream_onnx),
+                       Limits(max_frames_per_message=10, max_queued_frames=40, tick_s=0.005))
+    pcm = np.concatenate([digits_pcm(seed=s, count=4) for s in range(4)])[:40 * SR]
+    pieces = [pcm[i:i + 10 * HOP] for i in range(0, len(pcm), 10 * HOP)]
+    try:
+        async def main():
+            async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
+                return await audio_client(s, srv.ws_url, pieces)
+
+        _, replies = asyncio.run(main())
+        a = audio_local.audio_stream()
+        for p, r in zip(pieces, replies):
+            np.testing.assert_array_equal(r, a.push(p))
+        m = parse(srv.call(srv.server.metrics.render))
+        assert m["slimedge_serve_queue_high_water_frames"] <= 40
+        assert m["slimedge_serve_frames_total"] == sum(len(r) for r in replies)
+    finally:
+        srv.stop()
+
+    srv = ThreadServer(on_onnxruntime(stream_onnx),
+                       Limits(max_frames_per_message=10, max_queued_frames=40, tick_s=0.3))
+    try:
+        async def stopped():
+            async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
+                async with s.ws_connect(srv.ws_url + "?input=s16le&output=events") as ws:
+                    await ws.receive_json(timeout=20)
+                    for p in pieces[:4]:
+                        await ws.send_bytes(p.astype("<i2").tobytes())
+                    await asyncio.sleep(0.05)
+                    stopping = asyncio.get_running_loop().run_in_executor(None, srv.stop)
+                    replies = [(await ws.receive_json(timeout=20))["events"] for _ in range(4)]
+                    await expect_error(ws, "shutting_down", 1001)
+                    await stopping
+                    return replies
+
+        replies = asyncio.run(stopped())
+        listener = audio_local.listen()
+        assert replies == [event_dicts(listener.push(p)) for p in pieces[:4]]
+    finally:
+        if srv.thread.is_alive():
+            srv.stop()
