@@ -6,6 +6,7 @@ with p99 chunk-to-reply latency <= 100 ms, where the time goes, and memory per i
     python benchmarks/serve_load.py --update                 # ... and writes them (below)
     python benchmarks/serve_load.py --table-only --update    # BENCHMARKS.md from the JSON
     python benchmarks/serve_load.py --streams 100,200,400 --seconds 8 --backend onnxruntime
+    python benchmarks/serve_load.py --audio                  # PCM in, events out (below)
 
 The server is ``python -m slimedge serve`` in a subprocess on 127.0.0.1 (the shipped model exported
 to ONNX, onnxruntime with one thread, the C export, or the checkpoint on numpy); the load generator
@@ -28,6 +29,13 @@ The frames are random normal values (the model's inputs are standardised MFCCs; 
 does not depend on the values). Only with ``--update`` does it write
 ``benchmarks/results/serve_load.json`` and the "Serving" section of BENCHMARKS.md (another
 backend: ``serve_load_BACKEND.json`` and a section of its own).
+
+``--audio``: the shipped continuous model (``slimedge/zoo/fsdd_stream.safetensors``, exported
+likewise), each stream sending 100 ms of int16 PCM (800 samples at 8 kHz, 5 frames) every 100 ms
+on ``/v1/stream?input=s16le&output=events`` and reading one events reply per chunk: the server
+runs each connection's front-end and decoder besides the batched steps. The audio is the shipped
+sample "7" said again and again over pink noise, each stream starting at its own place in it
+(``serve_load_audio.json``, a section of its own).
 """
 from __future__ import annotations
 
@@ -51,16 +59,38 @@ RESULTS = ROOT / "benchmarks" / "results" / "serve_load.json"
 BENCH = ROOT / "BENCHMARKS.md"
 SECTION = "## Serving: `slimedge serve` under load (`benchmarks/serve_load.py`)"
 CHUNK_FRAMES, M, PERIOD_S, TARGET_P99_S = 10, 13, 0.1, 0.1
+AUDIO_QUERY = "?input=s16le&output=events"
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def results_path(backend: str) -> Path:
-    return RESULTS if backend == "onnxruntime" else RESULTS.with_name(f"serve_load_{backend}.json")
+def results_path(backend: str, audio: bool = False) -> Path:
+    name = "serve_load_audio" if audio else "serve_load"
+    return RESULTS.with_name(name + ("" if backend == "onnxruntime" else f"_{backend}") + ".json")
 
 
-def section(backend: str) -> str:
+def section(backend: str, audio: bool = False) -> str:
+    if audio:
+        return ("## Serving audio: PCM in, events out (`benchmarks/serve_load.py --audio"
+                + ("" if backend == "onnxruntime" else f" --backend {backend}") + "`)")
     return SECTION if backend == "onnxruntime" else (
         f"## Serving on the `{backend}` backend (`benchmarks/serve_load.py --backend {backend}`)")
+
+
+def audio_payloads(count: int = 64) -> list[bytes]:
+    """``count`` consecutive 100 ms chunks of int16 PCM: the shipped sample over pink noise."""
+    from slimedge import zoo
+    from slimedge.data import audio, streams
+
+    rate = 8000
+    pcm = np.zeros(0, np.int16)
+    seed = 0
+    while len(pcm) < count * rate // 10:
+        pcm = np.concatenate([pcm, streams.make_stream(
+            [audio.Clip(zoo.sample_wav_path(), "7", "jackson")], rate, count=4,
+            background_kind="pink", level_db=(-55.0, -45.0), seed=seed).samples])
+        seed += 1
+    step = rate // 10
+    return [pcm[k * step:(k + 1) * step].astype("<i2").tobytes() for k in range(count)]
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
@@ -98,11 +128,17 @@ async def scrape(session, url: str) -> dict[str, float]:
         return parse(await r.text())
 
 
-async def one_level(url: str, pid: int, n: int, warmup: float, seconds: float) -> dict:
+async def one_level(url: str, pid: int, n: int, warmup: float, seconds: float,
+                    audio: bool = False) -> dict:
     import aiohttp
 
     rng = np.random.default_rng(n)
-    payloads = [rng.normal(size=(CHUNK_FRAMES, M)).astype("<f4").tobytes() for _ in range(64)]
+    if audio:
+        payloads, query = audio_payloads(), AUDIO_QUERY
+    else:
+        payloads = [rng.normal(size=(CHUNK_FRAMES, M)).astype("<f4").tobytes() for _ in range(64)]
+        query = ""
+    events = [0]
     t_start = t_end = 0.0
     latencies: list[float] = []
     sent_measured = [0]
@@ -112,7 +148,8 @@ async def one_level(url: str, pid: int, n: int, warmup: float, seconds: float) -
                                      timeout=aiohttp.ClientTimeout(total=None)) as s:
         sockets = []
         for i in range(0, n, 100):   # connect in batches of 100
-            sockets += await asyncio.gather(*(s.ws_connect(url + "/v1/stream", compress=0)
+            sockets += await asyncio.gather(*(s.ws_connect(url + "/v1/stream" + query,
+                                                           compress=0)
                                               for _ in range(min(100, n - i))))
         await asyncio.gather(*(ws.receive() for ws in sockets))   # the ready messages
         t0 = time.perf_counter()
@@ -124,7 +161,9 @@ async def one_level(url: str, pid: int, n: int, warmup: float, seconds: float) -
         async def reader(i: int, ws) -> None:
             while True:
                 msg = await ws.receive()
-                if msg.type != aiohttp.WSMsgType.BINARY:
+                if msg.type == aiohttp.WSMsgType.TEXT and audio:     # one events reply
+                    events[0] += msg.data.count('"label"')
+                elif msg.type != aiohttp.WSMsgType.BINARY:
                     return
                 t = sent[i][got[i]]
                 if t >= t_start:
@@ -178,12 +217,14 @@ async def one_level(url: str, pid: int, n: int, warmup: float, seconds: float) -
                     - before["slimedge_serve_backend_seconds_total"])
     frames = after["slimedge_serve_frames_total"] - before["slimedge_serve_frames_total"]
     calls = after["slimedge_serve_backend_calls_total"] - before["slimedge_serve_backend_calls_total"]
+    frontend_s = (after["slimedge_serve_frontend_cpu_seconds_total"]
+                  - before["slimedge_serve_frontend_cpu_seconds_total"])
     server_user, server_sys = cpu_s1[0] - cpu_s0[0], cpu_s1[1] - cpu_s0[1]
     per_chunk = lambda x: 1e6 * x / max(chunks_all, 1)   # noqa: E731
     row = {
         "streams": n, "loadavg_1min": round(os.getloadavg()[0], 2),
         "chunks_measured": measured, "chunks_unanswered": missing,
-        "generator_behind": behind[0],
+        "generator_behind": behind[0], "events": events[0],
         "p50_ms": 1e3 * q[50], "p90_ms": 1e3 * q[90], "p99_ms": 1e3 * q[99],
         "server_p50_ms": 1e3 * after['slimedge_serve_chunk_latency_seconds{quantile="0.5"}'],
         "server_p99_ms": 1e3 * after['slimedge_serve_chunk_latency_seconds{quantile="0.99"}'],
@@ -195,7 +236,8 @@ async def one_level(url: str, pid: int, n: int, warmup: float, seconds: float) -
                            "generator": (cpu_c1 - cpu_c0) / (wall1 - wall0)},
         "backend_wall_us_per_chunk": per_chunk(backend_wall),
         "us_per_chunk": {"backend_step_streams": per_chunk(backend_s),
-                         "server_python_other": per_chunk(server_user - backend_s),
+                         **({"frontend": per_chunk(frontend_s)} if audio else {}),
+                         "server_python_other": per_chunk(server_user - backend_s - frontend_s),
                          "server_kernel_network": per_chunk(server_sys),
                          "generator": per_chunk(cpu_c1 - cpu_c0)},
     }
@@ -205,7 +247,7 @@ async def one_level(url: str, pid: int, n: int, warmup: float, seconds: float) -
     return row
 
 
-async def idle_memory(url: str, pid: int, n: int) -> dict:
+async def idle_memory(url: str, pid: int, n: int, query: str = "") -> dict:
     import aiohttp
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
@@ -213,7 +255,8 @@ async def idle_memory(url: str, pid: int, n: int) -> dict:
         rss0 = rss_mb(pid)
         sockets = []
         for i in range(0, n, 100):
-            sockets += await asyncio.gather(*(s.ws_connect(url + "/v1/stream", compress=0)
+            sockets += await asyncio.gather(*(s.ws_connect(url + "/v1/stream" + query,
+                                                           compress=0)
                                               for _ in range(min(100, n - i))))
         await asyncio.gather(*(ws.receive() for ws in sockets))
         await asyncio.sleep(0.5)
@@ -258,14 +301,18 @@ def summary(result: dict) -> dict:
 def markdown(result: dict) -> str:
     r = result
     cap = r["capacity_streams"]
-    lines = [section(r["backend"]), "",
+    audio = r.get("audio", False)
+    chunk = ("100 ms of int16 PCM (800 samples at 8 kHz: 5 frames of the continuous model) on "
+             "`?input=s16le&output=events` every 100 ms, each answered with its events" if audio
+             else "a 100 ms chunk (10 frames × 13 features, binary float32) every 100 ms")
+    lines = [section(r["backend"], audio), "",
              f"`{r['command']}` on {r['machine'].get('cpu', 'this machine')} "
              f"({r['machine'].get('cores', '?')} cores, shared with other work; load average "
              f"{r['loadavg_before']} before the run), {r['date']}. The server "
              f"(`python -m slimedge serve`, {r['backend']}, 1 thread, tick {r['tick_ms']:g} ms) and "
              f"the load generator (one uvloop event loop, aiohttp client) on the same 2 cores, over "
-             f"127.0.0.1. Each stream sends a 100 ms chunk (10 frames × 13 features, binary "
-             f"float32) every 100 ms, in 20 phases 5 ms apart; latency is the client's, send to reply; "
+             f"127.0.0.1. Each stream sends {chunk}, in 20 phases 5 ms apart; "
+             f"latency is the client's, send to reply; "
              f"{r['warmup_s']:g} s warm-up, {r['seconds_s']:g} s measured per level. The load "
              f"average column is the 1-minute load when each level ended: above 2, other work "
              f"(other engineers' test runs) held part of the 2 cores, so these capacities are "
@@ -278,16 +325,20 @@ def markdown(result: dict) -> str:
                        + ", ".join(f"{n} at p99 {q} ms" for n, q in e["failed"]) + "."
                        for e in r.get("earlier_runs", [])), "",
              "| streams | load avg | p50 ms | p90 ms | p99 ms | server p99 ms | stream-steps/s | frames per "
-             "backend call | µs/chunk: backend | server Python | server kernel (TCP) | load "
-             "generator | CPU ceiling (streams) | passed |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "backend call | µs/chunk: backend | " + ("front-end | " if audio else "")
+             + "server Python | server kernel (TCP) | load generator | CPU ceiling (streams) | "
+             "passed |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if audio else "")
+             + "---:|---:|---:|---:|---|"]
     for row in r["levels"]:
         u = row["us_per_chunk"]
         lines.append(f"| {row['streams']:,} | {row['loadavg_1min']:.1f} | {row['p50_ms']:.1f} | "
                      f"{row['p90_ms']:.1f} | "
                      f"{row['p99_ms']:.1f} | {row['server_p99_ms']:.1f} | "
                      f"{row['stream_steps_per_s']:,.0f} | {row['frames_per_backend_call']:.0f} | "
-                     f"{u['backend_step_streams']:.0f} | {u['server_python_other']:.0f} | "
+                     f"{u['backend_step_streams']:.0f} | "
+                     + (f"{u['frontend']:.0f} | " if audio else "")
+                     + f"{u['server_python_other']:.0f} | "
                      f"{u['server_kernel_network']:.0f} | {u['generator']:.0f} | "
                      f"{row['cpu_ceiling_streams']:,} | {'yes' if row['passed'] else 'no'} |")
     mem = r["idle_memory"]
@@ -311,6 +362,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tick-ms", type=float, default=20.0,
                     help="the server's --tick-ms (20: larger batches, within the 100 ms budget)")
     ap.add_argument("--idle", type=int, default=1000, help="idle connections for memory")
+    ap.add_argument("--audio", action="store_true",
+                    help="the shipped continuous model, 100 ms PCM chunks in, events out")
     ap.add_argument("--table-only", action="store_true",
                     help="the BENCHMARKS.md section from the JSON (printed; written with "
                          "--update), measure nothing")
@@ -325,11 +378,11 @@ def main(argv: list[str] | None = None) -> None:
 
     add_output_arguments(ap, RESULTS)
     args = ap.parse_args(argv)
-    settle_outputs(args, results_path(args.backend))
+    settle_outputs(args, results_path(args.backend, args.audio))
     if args.table_only:
         text = markdown(json.loads(args.source.read_text()))
         if args.markdown:
-            update_markdown_section(BENCH, section(args.backend), text)
+            update_markdown_section(BENCH, section(args.backend, args.audio), text)
             print("rewrote BENCHMARKS.md from", args.source)
         else:
             print(text)
@@ -341,26 +394,28 @@ def main(argv: list[str] | None = None) -> None:
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     rows = []
     with tempfile.TemporaryDirectory() as d:
-        model = zoo.default_model_path()
+        model = zoo.stream_model_path() if args.audio else zoo.default_model_path()
         if args.backend in ("onnxruntime", "c"):
             suffix = {"onnxruntime": "onnx", "c": "c"}[args.backend]
             model = exporters.export(model, Path(d) / f"digits.{suffix}", format=suffix,
                                      validate=False).path
         p, url = start_server(model, args.backend, max(levels) + args.idle + 16, args.tick_ms)
         try:
-            mem = run(idle_memory(url, p.pid, args.idle))
+            mem = run(idle_memory(url, p.pid, args.idle, AUDIO_QUERY if args.audio else ""))
             mem["kb_per_runtime_stream"] = stream_kb(model, args.backend)
             print(f"idle: {mem['kb_per_idle_stream']} KB per stream "
                   f"({mem['rss_before_mb']} -> {mem['rss_after_mb']} MB)", flush=True)
             for n in levels:
-                row = run(one_level(url, p.pid, n, args.warmup, args.seconds))
+                row = run(one_level(url, p.pid, n, args.warmup, args.seconds, args.audio))
                 rows.append(row)
                 u = row["us_per_chunk"]
                 print(f"{n:5d} streams: p50 {row['p50_ms']:.1f} p90 {row['p90_ms']:.1f} p99 "
                       f"{row['p99_ms']:.1f} ms (server p99 {row['server_p99_ms']:.1f}), "
                       f"{row['stream_steps_per_s']:,.0f} steps/s, "
                       f"{row['frames_per_backend_call']:.0f} per call; µs/chunk backend "
-                      f"{u['backend_step_streams']:.0f} server-py {u['server_python_other']:.0f} "
+                      f"{u['backend_step_streams']:.0f} "
+                      + (f"front-end {u['frontend']:.0f} " if "frontend" in u else "")
+                      + f"server-py {u['server_python_other']:.0f} "
                       f"kernel {u['server_kernel_network']:.0f} generator {u['generator']:.0f}; "
                       f"{'pass' if row['passed'] else 'FAIL'}"
                       + (f" ({row['chunks_unanswered']} unanswered, generator behind "
@@ -376,20 +431,26 @@ def main(argv: list[str] | None = None) -> None:
     command = "python benchmarks/serve_load.py " + " ".join(
         a for a in sys.argv[1:] if a != "--update")
     result = {"machine": machine(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-              "command": command.strip(), "backend": args.backend, "tick_ms": args.tick_ms,
+              "command": command.strip(), "backend": args.backend, "audio": args.audio,
+              "tick_ms": args.tick_ms,
               "warmup_s": args.warmup, "seconds_s": args.seconds, "loadavg_before": load_before,
               "capacity_streams": cap, "levels": rows, "idle_memory": mem,
-              "notes": "CPU µs per chunk (10 frames), over each level's whole run: backend = the "
+              "notes": f"CPU µs per chunk ({5 if args.audio else 10} frames), over each level's "
+                       "whole run: backend = the "
                        "CPU time of the server's stepping thread in its step_streams_many calls (one "
                        "per tick; the Python gather/scatter of each stream's state, once per tick, "
-                       "included); server Python = "
-                       "the rest of its user CPU (aiohttp framing, asyncio, batching, replies); "
+                       "included); " + ("front-end = the stepping thread's CPU in the connections' "
+                       "audio front-ends (between its steps, each tick); " if args.audio else "")
+                       + "server Python = "
+                       "the rest of its user CPU (aiohttp framing, asyncio, batching, replies"
+                       + ("; each connection's decoder" if args.audio else "")
+                       + "); "
                        "server kernel = its system CPU (loopback TCP, epoll); load generator = "
                        "this process's CPU. CPU ceiling = the machine's cores / (the four per chunk "
                        "× 10 chunks per stream-second): the streams that would saturate every core "
                        "with nothing else running, an upper bound, not a capacity."}
     if args.out is None:
-        print(nothing_written(RESULTS))
+        print(nothing_written(results_path(args.backend, args.audio)))
         return
     if args.out.exists():       # the capacity of each earlier run stays on record
         prev = json.loads(args.out.read_text())
@@ -398,7 +459,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
     if args.markdown:
-        update_markdown_section(BENCH, section(args.backend), markdown(result))
+        update_markdown_section(BENCH, section(args.backend, args.audio), markdown(result))
         print("and BENCHMARKS.md's section")
 
 

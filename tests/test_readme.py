@@ -420,6 +420,25 @@ def test_serving_figures_are_the_results_file():
     _stale(quoted, "serve_load.json")
 
 
+def test_serving_audio_figures_are_the_results_file():
+    """The server's capacity with audio in and events out, its p99 there, where the CPU went and
+    the earlier run's capacity, from benchmarks/results/serve_load_audio.json."""
+    r = _results("serve_load_audio.json")
+    cap = r["capacity_streams"]
+    level = next(lv for lv in r["levels"] if lv["streams"] == cap)
+    failed = next(lv["streams"] for lv in r["levels"] if lv["streams"] > cap)
+    us = level["us_per_chunk"]
+    (earlier,) = r["earlier_runs"]
+    _stale([f"(load average {r['loadavg_before'].split()[0]} before the run) the server carried "
+            f"{cap:,} streams at p99 {level['p99_ms']:.0f} ms, and {failed:,} failed",
+            f"at {cap:,} streams: {us['frontend']:.0f} µs in the front-ends",
+            f"{us['server_python_other']:.0f} µs in the rest of the server's Python",
+            f"and {us['backend_step_streams']:.0f} µs in the backend",
+            f"(load average {earlier['loadavg_before'].split()[0]}), carried "
+            f"{earlier['capacity_streams']:,} streams"],
+           "serve_load_audio.json")
+
+
 def test_tflite_weight_scale_figures_are_the_results_file():
     """The shipped model's TFLite accuracy and int8 weight bytes under per-tensor scales, from
     benchmarks/results/quantization.json."""

@@ -67,21 +67,30 @@ async def _call(fn):
     return fn()
 
 
+def exported(tmp_path_factory, checkpoint, name):
+    """The checkpoint exported to ONNX as ``name`` in a fresh folder."""
+    return exporters.export(checkpoint, tmp_path_factory.mktemp("serve") / name,
+                            validate=False).path
+
+
+def on_onnxruntime(path):
+    return runtime.load(path, backend="onnxruntime", threads=1)
+
+
 @pytest.fixture(scope="module")
 def onnx_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("serve") / "digits.onnx"
-    return exporters.export(zoo.default_model_path(), path, validate=False).path
+    return exported(tmp_path_factory, zoo.default_model_path(), "digits.onnx")
 
 
 @pytest.fixture(scope="module")
 def model(onnx_path):
-    return runtime.load(onnx_path, backend="onnxruntime", threads=1)
+    return on_onnxruntime(onnx_path)
 
 
 @pytest.fixture(scope="module")
 def local(onnx_path):
     """The client side's own copy of the model: what a local Stream gives."""
-    return runtime.load(onnx_path, backend="onnxruntime", threads=1)
+    return on_onnxruntime(onnx_path)
 
 
 @pytest.fixture(scope="module")
@@ -498,3 +507,283 @@ def test_a_client_slow_to_read_gets_exact_replies_late_others_on_time(model, loc
         np.testing.assert_array_equal(slow, expected(local, slow_frames))
     finally:
         srv.stop()
+
+
+# ---- audio in, outputs or events out ---------------------------------------------------------
+# The shipped continuous model (microfrontend, 8 kHz, 20 ms hop; background "_silence_") exported
+# to ONNX, on onnxruntime (one thread) both sides, as above: each client's replies are what a
+# local model.audio_stream() / model.listen() gives for the same PCM, bit for bit and event for
+# event (the local side runs the NumPy front-end, the server the compiled one: the same values).
+SR, HOP = 8000, 160
+AUDIO_K = 11
+
+
+@pytest.fixture(scope="module")
+def stream_onnx(tmp_path_factory):
+    return exported(tmp_path_factory, zoo.stream_model_path(), "continuous.onnx")
+
+
+@pytest.fixture(scope="module")
+def audio_local(stream_onnx):
+    return on_onnxruntime(stream_onnx)
+
+
+@pytest.fixture(scope="module")
+def audio_server(stream_onnx):
+    s = ThreadServer(on_onnxruntime(stream_onnx),
+                     Limits(max_connections=64, max_frames_per_message=10, max_queued_frames=40,
+                            max_message_bytes=8192, tick_s=0.002))
+    yield s
+    s.stop()
+
+
+def digits_pcm(seed, count=2):
+    """A stream of the shipped sample "7" over pink noise: int16 PCM at 8 kHz."""
+    from slimedge.data import audio as wavdata
+    from slimedge.data import streams
+
+    return streams.make_stream([wavdata.Clip(zoo.sample_wav_path(), "7", "jackson")], SR,
+                               count=count, background_kind="pink", level_db=(-55.0, -45.0),
+                               seed=seed).samples
+
+
+def odd_pieces(pcm, rng, most):
+    """The PCM cut into pieces of odd lengths: 1, a few samples, under and over a hop, up to
+    ``most``."""
+    sizes = [1, 7, HOP - 1, HOP + 1, 3, most, 2 * HOP + 5]
+    out, i = [], 0
+    while i < len(pcm):
+        n = sizes[len(out)] if len(out) < len(sizes) else int(rng.integers(1, most + 1))
+        out.append(pcm[i:i + n])
+        i += n
+    return out
+
+
+def event_dicts(events):
+    from dataclasses import asdict
+    return [asdict(e) for e in events]
+
+
+async def audio_client(session, url, pieces, input_="s16le", output="outputs", query=""):
+    """Send every piece (reading the replies concurrently); returns the ready message and the
+    replies: outputs (n, K) arrays or lists of event dicts, one per piece."""
+    async with session.ws_connect(f"{url}?input={input_}&output={output}{query}") as ws:
+        ready = await ws.receive_json(timeout=20)
+        assert ready["type"] == "ready", ready
+        assert (ready["input"], ready["output"], ready["sample_rate"]) == (input_, output, SR)
+
+        async def send():
+            for p in pieces:
+                await ws.send_bytes(p.astype("<i2" if input_ == "s16le" else "<f4").tobytes())
+
+        sender = asyncio.create_task(send())
+        replies = []
+        for _ in pieces:
+            msg = await ws.receive(timeout=20)
+            if output == "events":
+                assert msg.type == aiohttp.WSMsgType.TEXT, msg
+                doc = json.loads(msg.data)
+                assert doc["type"] == "events", doc
+                replies.append(doc["events"])
+            else:
+                assert msg.type == aiohttp.WSMsgType.BINARY, msg
+                replies.append(np.frombuffer(msg.data, "<f4").reshape(-1, AUDIO_K))
+        await sender
+        return ready, replies
+
+
+def test_concurrent_audio_clients_get_a_local_audio_streams_outputs_and_events(audio_server,
+                                                                               audio_local):
+    """12 clients at once, PCM in odd pieces (1 sample, 7, a hop less or more one, ...): int16
+    and float32 audio for outputs, int16 audio for events (two with decoder settings of their
+    own); each gets, piece by piece, exactly what a local audio stream or listener gives for the
+    same pieces, and the streams were stepped in shared batches."""
+    rng = np.random.default_rng(23)
+    most = 10 * HOP       # max_samples_per_message: 10 frames' worth
+    clients = []
+    for i in range(12):
+        pcm = digits_pcm(seed=i)
+        pieces = odd_pieces(pcm, rng, most)
+        if i % 3 == 2:    # float32 in [-1, 1): what the local stream is given too
+            pieces = [(p / 32768.0).astype(np.float32) for p in pieces]
+        output = "events" if i % 2 else "outputs"
+        query = "&threshold=0.8&min_count=2" if i in (1, 5) else ""
+        clients.append((pieces, "f32le" if i % 3 == 2 else "s16le", output, query))
+
+    async def main():
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
+            return await asyncio.gather(*(audio_client(s, audio_server.ws_url, *c)
+                                          for c in clients))
+
+    got = asyncio.run(main())
+    fired = 0
+    for (pieces, _, output, query), (ready, replies) in zip(clients, got):
+        assert ready["max_samples_per_message"] == most and ready["hop_samples"] == HOP
+        if output == "outputs":
+            a = audio_local.audio_stream()
+            for p, r in zip(pieces, replies):
+                np.testing.assert_array_equal(r, a.push(p).astype(np.float32))
+            assert any(len(r) == 0 for r in replies)   # a piece that completed no frame
+        else:
+            knobs = {"threshold": 0.8, "min_count": 2} if query else {}
+            assert ready["decoder"]["threshold"] == knobs.get("threshold", 0.9)
+            a = audio_local.listen(**knobs)
+            for p, r in zip(pieces, replies):
+                assert r == event_dicts(a.push(p))
+            fired += sum(len(r) for r in replies)
+            assert {e["label"] for r in replies for e in r} <= {"7"}
+    assert fired >= 6      # the sample was heard, most of the 12 times it was said
+    m = parse(audio_server.call(audio_server.server.metrics.render))
+    assert m["slimedge_serve_backend_calls_total"] < m["slimedge_serve_frames_total"]
+    assert m["slimedge_serve_events_total"] >= fired
+    total = sum(len(p) for c in clients for p in c[0])
+    assert m["slimedge_serve_audio_seconds_total"] == pytest.approx(total / SR)
+    asyncio.run(wait_idle(audio_server))
+
+
+AUDIO_GARBAGE = [
+    ("s16le", b"\x00" * 3, "sample_size", 1007, "multiple of 2"),
+    ("f32le", b"\x00" * 6, "sample_size", 1007, "multiple of 4"),
+    ("s16le", b"", "sample_size", 1007, "at least one sample"),
+    ("f32le", np.array([0.0, np.nan], "<f4").tobytes(), "not_finite", 1007, "sample 1"),
+    ("s16le", "{\"frame\": [0]}", "bad_message", 1007, "binary messages of s16le samples"),
+    ("s16le", b"\x00" * (2 * 1601), "too_many_samples", 1009, "at most 1600"),
+]
+
+
+def test_audio_garbage_gets_a_named_error_after_what_came_before(audio_server, audio_local):
+    pcm = digits_pcm(seed=40, count=1)[:4000]
+
+    async def garbage(s, input_, payload, name, code, words):
+        async with s.ws_connect(f"{audio_server.ws_url}?input={input_}") as ws:
+            await ws.receive_json(timeout=20)
+            good = pcm[:1000] if input_ == "s16le" else (pcm[:1000] / 32768.0).astype("<f4")
+            await ws.send_bytes(good.astype("<i2" if input_ == "s16le" else "<f4").tobytes())
+            await (ws.send_bytes(payload) if isinstance(payload, bytes) else ws.send_str(payload))
+            y = np.frombuffer((await ws.receive(timeout=20)).data, "<f4").reshape(-1, AUDIO_K)
+            np.testing.assert_array_equal(y, audio_local.audio_stream().push(good))
+            message = await expect_error(ws, name, code)
+            assert words.lower() in message.lower(), message
+
+    async def main():
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
+            await asyncio.gather(*(garbage(s, *g) for g in AUDIO_GARBAGE))
+            await wait_idle(audio_server)
+
+    asyncio.run(main())
+
+
+def test_what_a_model_cannot_serve_is_refused_before_ready(server, audio_server):
+    """Audio to a frames-only model, events from a model without a background class, and a
+    query not understood: the error instead of ready, then the close (1003: unsupported; 1008:
+    a bad query); a frames stream of the audio model's features still works as before."""
+    cases = [
+        (server, "?input=s16le", "unsupported", 1003, "no audio front-end"),
+        (server, "?input=f32le&output=events", "unsupported", 1003, "no audio front-end"),
+        (server, "?output=events", "unsupported", 1003, "not a continuous one"),
+        (audio_server, "?input=wav", "bad_query", 1008, "s16le"),
+        (audio_server, "?output=labels", "bad_query", 1008, "events"),
+        (audio_server, "?input=s16le&rate=8000", "bad_query", 1008, "unknown query parameter"),
+        (audio_server, "?input=s16le&threshold=0.5", "bad_query", 1008, "needs output=events"),
+        (audio_server, "?output=events&threshold=2", "bad_query", 1008, "threshold"),
+        (audio_server, "?output=events&min_count=x", "bad_query", 1008, "an integer"),
+        (audio_server, "?output=events&window_ms=inf", "bad_query", 1008, "finite"),
+        (audio_server, "?input=s16le&input=f32le", "bad_query", 1008, "twice"),
+    ]
+
+    async def refused(s, srv, query, name, code, words):
+        async with s.ws_connect(srv.ws_url + query) as ws:
+            message = await expect_error(ws, name, code)
+            assert words.lower() in message.lower(), (query, message)
+
+    async def main():
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
+            await asyncio.gather(*(refused(s, *c) for c in cases))
+            async with s.ws_connect(audio_server.ws_url) as ws:     # frames, as before
+                ready = await ws.receive_json(timeout=20)
+                assert (ready["input"], ready["output"], ready["input_size"]) == \
+                    ("frames", "outputs", 40)
+                await ws.send_bytes(np.zeros((3, 40), "<f4").tobytes())
+                y = np.frombuffer((await ws.receive(timeout=20)).data, "<f4")
+                assert y.shape == (3 * AUDIO_K,)
+            await wait_idle(server)
+            await wait_idle(audio_server)
+
+    asyncio.run(main())
+    m = parse(server.call(server.server.metrics.render))
+    assert m['slimedge_serve_protocol_errors_total{error="unsupported"}'] >= 3
+
+
+def test_http_one_shot_audio_outputs_and_events(server, audio_server, audio_local):
+    pcm = digits_pcm(seed=7)
+
+    async def main():
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
+            url = audio_server.url + "/v1/run"
+            async with s.post(url + "?input=s16le", data=pcm.astype("<i2").tobytes()) as r:
+                assert r.status == 200 and r.content_type == "application/octet-stream"
+                y = np.frombuffer(await r.read(), "<f4").reshape(-1, AUDIO_K)
+            async with s.post(url + "?input=s16le&output=events",
+                              data=pcm.astype("<i2").tobytes()) as r:
+                assert r.status == 200
+                events = (await r.json())["events"]
+            async with s.post(url + "?input=s16le&output=events", data=b"\0" * 20) as r:
+                assert r.status == 200 and (await r.json()) == {"type": "events", "events": []}
+            async with s.post(url + "?input=s16le", data=b"\0" * 3) as r:
+                assert r.status == 400 and (await r.json())["error"] == "sample_size"
+            async with s.post(server.url + "/v1/run?input=s16le", data=b"\0" * 20) as r:
+                body = await r.json()
+                assert r.status == 400 and body["error"] == "unsupported", body
+            return y, events
+
+    y, events = asyncio.run(main())
+    np.testing.assert_array_equal(y, audio_local.audio_stream().push(pcm))
+    assert events == event_dicts(audio_local.listen().push(pcm)) and events
+
+
+def test_audio_sent_too_fast_is_held_back_and_answered_exactly(stream_onnx, audio_local):
+    """40 s of audio sent at once in 200 ms messages (10 frames each) against a queue of 40
+    frames: the server stops reading while the samples waiting for their front-end and the frames
+    waiting for a step could pass it; every reply is exact. Then a graceful stop with chunks still
+    queued (a 300 ms tick holds them): each is answered before the close 1001."""
+    srv = ThreadServer(on_onnxruntime(stream_onnx),
+                       Limits(max_frames_per_message=10, max_queued_frames=40, tick_s=0.005))
+    pcm = np.concatenate([digits_pcm(seed=s, count=4) for s in range(4)])[:40 * SR]
+    pieces = [pcm[i:i + 10 * HOP] for i in range(0, len(pcm), 10 * HOP)]
+    try:
+        async def main():
+            async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
+                return await audio_client(s, srv.ws_url, pieces)
+
+        _, replies = asyncio.run(main())
+        a = audio_local.audio_stream()
+        for p, r in zip(pieces, replies):
+            np.testing.assert_array_equal(r, a.push(p))
+        m = parse(srv.call(srv.server.metrics.render))
+        assert m["slimedge_serve_queue_high_water_frames"] <= 40
+        assert m["slimedge_serve_frames_total"] == sum(len(r) for r in replies)
+    finally:
+        srv.stop()
+
+    srv = ThreadServer(on_onnxruntime(stream_onnx),
+                       Limits(max_frames_per_message=10, max_queued_frames=40, tick_s=0.3))
+    try:
+        async def stopped():
+            async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
+                async with s.ws_connect(srv.ws_url + "?input=s16le&output=events") as ws:
+                    await ws.receive_json(timeout=20)
+                    for p in pieces[:4]:
+                        await ws.send_bytes(p.astype("<i2").tobytes())
+                    await asyncio.sleep(0.05)
+                    stopping = asyncio.get_running_loop().run_in_executor(None, srv.stop)
+                    replies = [(await ws.receive_json(timeout=20))["events"] for _ in range(4)]
+                    await expect_error(ws, "shutting_down", 1001)
+                    await stopping
+                    return replies
+
+        replies = asyncio.run(stopped())
+        listener = audio_local.listen()
+        assert replies == [event_dicts(listener.push(p)) for p in pieces[:4]]
+    finally:
+        if srv.thread.is_alive():
+            srv.stop()

@@ -27,8 +27,10 @@ def serve_cmd(
     shutdown_timeout: float = typer.Option(10.0, "--shutdown-timeout", min=0.0, help="Seconds SIGINT/SIGTERM waits for queued frames to be answered."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Load the model even when its bytes do not match the integrity digest it records."),
 ) -> None:
-    """Serve a model's streams: WebSocket /v1/stream (one stream per connection), POST /v1/run,
-    /health, /metrics; batched across connections every tick."""
+    """Serve a model's streams: WebSocket /v1/stream (one stream per connection; frames, or PCM
+    audio for a model with an audio front-end, in; outputs, or a continuous model's events, out:
+    ?input=s16le&output=events), POST /v1/run, /health, /metrics; batched across connections
+    every tick."""
     from .. import extras, serve
     from ..zoo import default_model_path
     from .commands_run import _load_runtime_model

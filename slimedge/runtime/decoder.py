@@ -152,9 +152,10 @@ def background_indices(config: dict) -> list[int]:
 
 
 def exp_entries(y: np.ndarray) -> np.ndarray:
-    """One frame's outputs -> their softmax table entries (see the module's docstring)."""
+    """One frame's outputs (K,) -> their softmax table entries (see the module's docstring); or
+    several frames' (n, K), row by row."""
     y = np.asarray(y, np.float32)
-    d = (y.max() - y) * np.float32(EXP_STEPS)  # float32, >= 0
+    d = (y.max(axis=-1, keepdims=True) - y) * np.float32(EXP_STEPS)  # float32, >= 0
     idx = np.where(d < np.float32(len(EXP) - 1), d, np.float32(len(EXP) - 1)).astype(np.int64)
     return EXP[idx]
 
@@ -191,25 +192,29 @@ class Decoder:
         if y.ndim != 2 or y.shape[1] != len(self.labels):
             raise UsageError(f"decoder: expected outputs (frames, {len(self.labels)}), got "
                              f"{y.shape}")
+        # each frame's posteriors, all frames at once (elementwise: the same values one by one)
+        e = exp_entries(y)
+        total = e.sum(axis=1, keepdims=True)
+        if self.integer:
+            posteriors = (LEVELS * e + total // 2) // total
+        else:
+            posteriors = e.astype(np.float32) / total.astype(np.float32)
         events = []
-        for row in y:
-            e = self._frame(exp_entries(row))
-            if e is not None:
-                events.append(e)
+        for p in posteriors:
+            event = self._frame(p)
+            if event is not None:
+                events.append(event)
         return events
 
-    def _frame(self, e: np.ndarray) -> Event | None:
+    def _frame(self, p: np.ndarray) -> Event | None:
+        """One frame, its posteriors ``p`` (integer 0..255 or float32) given."""
         W, t = self.W, self.frame
         self.frame += 1
         # the window: a ring, the oldest at head once full
         slot = (self.head + self.filled) % W if self.filled < W else self.head
-        total = int(e.sum())
         if self.integer:
-            q = (LEVELS * e + total // 2) // total
-            self.sums += q - self.ring[slot]
-            self.ring[slot] = q
-        else:
-            self.ring[slot] = e.astype(np.float32) / np.float32(total)
+            self.sums += p - self.ring[slot]
+        self.ring[slot] = p
         if self.filled < W:
             self.filled += 1
         else:
@@ -225,10 +230,8 @@ class Decoder:
                 s += self.ring[j]
             avg = s / np.float32(n)
             thr = self.thr_f
-        best = self.candidates[0]
-        for k in self.candidates[1:]:
-            if avg[k] > avg[best]:
-                best = k
+        avg = avg.tolist()   # exact (int64, float32 -> Python int, float): compared as they are
+        best = max(self.candidates, key=avg.__getitem__)   # the first of the largest
         if avg[best] >= thr:
             if best == self.run_label:
                 self.run += 1

@@ -2,7 +2,9 @@
 
 One WebSocket connection is one stream (its :class:`~slimedge.runtime.Stream` holds the state);
 every tick the frames that arrived since the last one are stepped together through
-:meth:`Model.step_streams` in one worker thread. Plain HTTP takes one-shot requests (a whole
+:meth:`Model.step_streams` in one worker thread. A stream sends frames, or PCM audio that its own
+front-end state turns into frames (a model with an audio front-end), and gets outputs, or the
+events its own decoder finds in them (a continuous model). Plain HTTP takes one-shot requests (a whole
 sequence in, its outputs out), ``/health`` and Prometheus' ``/metrics``. The wire protocol, its
 limits and its errors: :mod:`slimedge.serve.protocol` and :class:`Limits`.
 

@@ -1,6 +1,7 @@
-"""The aiohttp application: ``GET /v1/stream`` (WebSocket, one stream per connection),
-``POST /v1/run`` (one sequence in, its outputs out), ``GET /health``, ``GET /metrics``; and
-:class:`Server`, which runs it on a port and shuts it down gracefully."""
+"""The aiohttp application: ``GET /v1/stream`` (WebSocket, one stream per connection: frames or
+audio in, outputs or events out, as its query asks), ``POST /v1/run`` (one sequence in, its
+outputs or events out), ``GET /health``, ``GET /metrics``; and :class:`Server`, which runs it on a
+port and shuts it down gracefully."""
 from __future__ import annotations
 
 import asyncio
@@ -8,13 +9,28 @@ import contextlib
 import json
 import signal
 
+import numpy as np
 from aiohttp import WSMsgType, web
 
-from ..errors import ProtocolError
+from ..errors import ProtocolError, UsageError
+from ..frontend import Frontend
+from ..frontend.audio import AudioStream as FrontendStream
+from ..runtime.decoder import Decoder, Settings
 from .batcher import Batcher, Chunk, Session
 from .limits import Limits
 from .metrics import Metrics
-from .protocol import close_code, encode_binary, encode_json, error_json, parse_binary, parse_json
+from .protocol import (
+    Mode,
+    close_code,
+    encode_binary,
+    encode_events,
+    encode_json,
+    error_json,
+    parse_binary,
+    parse_json,
+    parse_mode,
+    parse_pcm,
+)
 
 BINARY_TYPES = ("application/octet-stream",)
 
@@ -45,6 +61,13 @@ class Server:
         self._readers: set[asyncio.Task] = set()
         self._runner: web.AppRunner | None = None
         self.batcher: Batcher | None = None
+        # what the model can serve besides frames: audio (its front-end) and events (a decoder)
+        self.audio = Frontend.from_config(model.config).audio
+        try:
+            Decoder(model.config)
+            self.no_events = None
+        except UsageError as e:     # not a continuous model: why not
+            self.no_events = str(e)
         self.app = web.Application(client_max_size=self.limits.max_request_bytes)
         self.app.router.add_get("/v1/stream", self._stream)
         self.app.router.add_post("/v1/run", self._run)
@@ -58,6 +81,9 @@ class Server:
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
+        if self.audio is not None:   # the compiled front-end compiles now, not on a first client
+            FrontendStream(self.audio, compiled=True).push(
+                np.zeros(self.audio.window_samples, np.int16))
         self.batcher = Batcher(self.model, self.limits, self.metrics)
         self.batcher.start()
         self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None,
@@ -104,8 +130,47 @@ class Server:
                                    f"({self.limits.max_connections} connections)")
         return None
 
-    def _session(self) -> Session:
-        return Session(self.model.stream(), self.limits, self.metrics, self.model.output_size)
+    def _mode(self, query) -> Mode:
+        """The mode a request's query asks for, if this model can serve it (ProtocolError)."""
+        mode = parse_mode(query)
+        name = self.model.path.name
+        if mode.audio and self.audio is None:
+            raise ProtocolError("unsupported", f"input={mode.input}: {name} records no audio "
+                                f"front-end; it reads frames of {self.model.input_size} "
+                                f"features (input=frames)")
+        if mode.events:
+            if self.no_events is not None:
+                raise ProtocolError("unsupported", f"output=events: {name}: {self.no_events}")
+            try:
+                Settings.from_config(self.model.config, **mode.decoder)
+            except UsageError as e:
+                raise ProtocolError("bad_query", str(e)) from None
+        return mode
+
+    def _session(self, mode: Mode) -> Session:
+        frontend = FrontendStream(self.audio, compiled=True) if mode.audio else None
+        decoder = Decoder(self.model.config, **mode.decoder) if mode.events else None
+        return Session(self.model.stream(), self.limits, self.metrics, self.model.output_size,
+                       frontend, decoder)
+
+    def _max_samples(self, frames: int) -> int:
+        """The most samples one message may carry: those that complete at most ``frames``."""
+        return frames * self.audio.hop_samples
+
+    def _chunk(self, mode: Mode, data, binary: bool, most: int) -> Chunk:
+        """A message's chunk: its frames (input=frames), or its samples (audio: the session's
+        front-end makes their frames)."""
+        K = self.model.output_size
+        if not mode.audio:
+            m = self.model.input_size
+            return Chunk(parse_binary(data, m, most) if binary else parse_json(data, m, most), K,
+                         binary)
+        if not binary:
+            raise ProtocolError("bad_message", f"this stream takes audio: binary messages of "
+                                f"{mode.input} samples (input={mode.input}), not text")
+        pcm = parse_pcm(data, mode.input, self._max_samples(most))
+        self.metrics.audio_seconds_total += len(pcm) / self.audio.sample_rate
+        return Chunk.audio(pcm, K, self.audio.hop_samples)
 
     # -- WebSocket streams ---------------------------------------------------------------------
     async def _stream(self, request: web.Request):
@@ -119,14 +184,25 @@ class Server:
         except BaseException:
             self.metrics.streams -= 1
             raise
-        session = self._session()
+        try:
+            mode = self._mode(request.query)
+        except ProtocolError as e:   # the error instead of ready, then the close
+            try:
+                self.metrics.errors[e.name] += 1
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await ws.send_str(error_json(e))
+                await ws.close(code=close_code(e), message=e.name.encode())
+            finally:
+                self.metrics.streams -= 1
+            return ws
+        session = self._session(mode)
         self.sessions.add(session)
         self.metrics.connections_total += 1
-        reader = asyncio.create_task(self._read(ws, session))
-        session.attach(self._writer(ws, reader), _writable(request.transport))
+        reader = asyncio.create_task(self._read(ws, session, mode))
+        session.attach(self._writer(ws, reader, session), _writable(request.transport))
         self._readers.add(reader)
         try:
-            await ws.send_str(json.dumps(self._ready()))
+            await ws.send_str(json.dumps(self._ready(mode, session)))
             error = await reader
             if error is None and self.closing and not ws.closed:
                 error = ProtocolError("shutting_down", "the server is shutting down; every "
@@ -151,42 +227,52 @@ class Server:
             self.metrics.streams -= 1
         return ws
 
-    def _ready(self) -> dict:
+    def _ready(self, mode: Mode, session: Session) -> dict:
         m = self.model
-        return {"type": "ready", "input_size": m.input_size, "output_size": m.output_size,
-                "labels": list(m.labels) if m.labels else None, "backend": m.backend,
-                "max_frames_per_message": self.limits.max_frames_per_message,
-                "max_queued_frames": self.limits.max_queued_frames,
-                "max_frames_per_second": self.limits.max_frames_per_second}
+        ready = {"type": "ready", "input_size": m.input_size, "output_size": m.output_size,
+                 "labels": list(m.labels) if m.labels else None, "backend": m.backend,
+                 "max_frames_per_message": self.limits.max_frames_per_message,
+                 "max_queued_frames": self.limits.max_queued_frames,
+                 "max_frames_per_second": self.limits.max_frames_per_second,
+                 "input": mode.input, "output": mode.output}
+        if mode.audio:
+            a = self.audio
+            ready.update(sample_rate=a.sample_rate, hop_samples=a.hop_samples,
+                         window_samples=a.window_samples,
+                         max_samples_per_message=self._max_samples(
+                             self.limits.max_frames_per_message))
+        if mode.events:
+            ready["decoder"] = session.decoder.settings.as_config()
+        return ready
 
-    async def _read(self, ws: web.WebSocketResponse, session: Session) -> ProtocolError | None:
+    async def _read(self, ws: web.WebSocketResponse, session: Session,
+                    mode: Mode) -> ProtocolError | None:
         """Read chunks until the client leaves (None), breaks the protocol (the error), or the
         server shuts down (cancelled: None)."""
-        m, most = self.model.input_size, self.limits.max_frames_per_message
+        most = self.limits.max_frames_per_message
         try:
             while True:
                 await session.room()
                 msg = await ws.receive()
-                if msg.type == WSMsgType.BINARY:
-                    frames, binary = parse_binary(msg.data, m, most), True
-                elif msg.type == WSMsgType.TEXT:
-                    frames, binary = parse_json(msg.data, m, most), False
-                else:    # CLOSE, CLOSED, ERROR (a message over max_message_bytes: closed 1009)
-                    return None
-                session.charge(len(frames))
-                self.batcher.submit(session, Chunk(frames, self.model.output_size, binary))
+                if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT):
+                    return None  # CLOSE, CLOSED, ERROR (over max_message_bytes: closed 1009)
+                chunk = self._chunk(mode, msg.data, msg.type == WSMsgType.BINARY, most)
+                session.charge(chunk.cost)
+                if self.batcher.submit(session, chunk):
+                    await session.send_replies()    # no frame completed: its empty reply
         except ProtocolError as e:
             return e
         except asyncio.CancelledError:
             return None
 
-    @staticmethod
-    def _writer(ws: web.WebSocketResponse, reader: asyncio.Task):
+    def _writer(self, ws: web.WebSocketResponse, reader: asyncio.Task, session: Session):
         """The session's reply writer; a connection gone stops the reader too (it may be waiting
         for room that only replies make)."""
         async def write(chunk: Chunk) -> bool:
             try:
-                if chunk.binary:
+                if session.decoder is not None:
+                    await ws.send_str(self._events(session, chunk))
+                elif chunk.binary:
                     await ws.send_bytes(encode_binary(chunk.outputs))
                 else:
                     await ws.send_str(encode_json(chunk.outputs))
@@ -195,6 +281,12 @@ class Server:
                 return False
             return True
         return write
+
+    def _events(self, session: Session, chunk: Chunk) -> str:
+        """A chunk's outputs through the session's decoder: the events reply."""
+        events = session.decoder.push(chunk.outputs)
+        self.metrics.events_total += len(events)
+        return encode_events(events)
 
     # -- one-shot HTTP -------------------------------------------------------------------------
     async def _run(self, request: web.Request):
@@ -209,30 +301,37 @@ class Server:
                 self.metrics.errors["too_big"] += 1
                 return _error_response(413, "too_big", f"request body over "
                                        f"{self.limits.max_request_bytes} bytes")
-            binary = request.content_type in BINARY_TYPES
-            m, most = self.model.input_size, self.limits.max_frames_per_request
             try:
-                frames = (parse_binary(body, m, most) if binary
-                          else parse_json(body.decode("utf-8", "replace"), m, most))
+                mode = self._mode(request.query)
+                binary = mode.audio or request.content_type in BINARY_TYPES
+                session = self._session(mode)
+                chunk = self._chunk(mode, body if binary else body.decode("utf-8", "replace"),
+                                    binary, self.limits.max_frames_per_request)
             except ProtocolError as e:
                 self.metrics.errors[e.name] += 1
-                return _error_response(413 if e.name == "too_many_frames" else 400, e.name,
+                return _error_response(413 if e.name.startswith("too_many") else 400, e.name,
                                        e.message)
             self.metrics.requests_total += 1
-            session = self._session()
-            done = asyncio.get_running_loop().create_future()
+            if chunk.frames is None:     # a whole recording: its front-end off the event loop
+                frames = await asyncio.to_thread(session.frontend.push, chunk.pcm)
+                chunk.set_frames(frames.astype(np.float32))
+            if len(chunk.frames):
+                done = asyncio.get_running_loop().create_future()
 
-            async def write(chunk: Chunk) -> bool:
-                done.set_result(chunk)
-                return True
-            session.attach(write, lambda: True)
-            try:
-                self.batcher.submit(session, Chunk(frames, self.model.output_size, binary))
-                chunk = await done
-            finally:
-                session.close()
+                async def write(chunk: Chunk) -> bool:
+                    done.set_result(chunk)
+                    return True
+                session.attach(write, lambda: True)
+                try:
+                    self.batcher.submit(session, chunk)
+                    chunk = await done
+                finally:
+                    session.close()
         finally:
             self.metrics.requests_in_flight -= 1
+        if session.decoder is not None:
+            return web.Response(text=self._events(session, chunk),
+                                content_type="application/json")
         if binary:
             return web.Response(body=encode_binary(chunk.outputs), content_type=BINARY_TYPES[0])
         return web.Response(text=encode_json(chunk.outputs), content_type="application/json")

@@ -31,6 +31,9 @@ class Metrics:
         self.ticks_total = 0
         self.queued_frames = 0              # frames waiting for the batcher, all streams
         self.queue_high_water = 0           # the most any one stream ever had waiting
+        self.audio_seconds_total = 0.0      # audio received by audio streams, in seconds
+        self.frontend_cpu_seconds_total = 0.0   # the stepping thread's CPU in audio front-ends
+        self.events_total = 0               # events sent to event streams
         self.slow_writes_total = 0          # times a client slow to read got its own writer task
         self.latencies = collections.deque(maxlen=WINDOW)
         self.latency_sum = 0.0
@@ -102,6 +105,12 @@ class Metrics:
         metric("queued_frames", "gauge", "Frames waiting for the batcher.", [("", self.queued_frames)])
         metric("queue_high_water_frames", "gauge", "The most frames one stream ever had waiting.",
                [("", self.queue_high_water)])
+        metric("audio_seconds_total", "counter", "Seconds of audio received (input=s16le or "
+               "f32le streams and requests).", [("", self.audio_seconds_total)])
+        metric("frontend_cpu_seconds_total", "counter", "CPU seconds of the stepping thread in "
+               "the audio streams' front-ends.", [("", self.frontend_cpu_seconds_total)])
+        metric("events_total", "counter", "Events sent (output=events).",
+               [("", self.events_total)])
         metric("slow_writes_total", "counter", "Times a stream's send buffer was over its "
                "low-water mark after a tick (a client slow to read), so that its replies went to a "
                "task of its own instead of being written by the batcher.",
