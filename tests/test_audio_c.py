@@ -159,7 +159,7 @@ def test_export_refuses_a_c_frontend_that_is_not_bit_exact(tmp_path, monkeypatch
     """A C microfrontend one rounding off (the window's Q12 shift by one) fails validation and no
     file is left; a log-mel with an FFT size C cannot run is refused before writing."""
     path = audio_model(tmp_path, MF8)
-    broken = emit_audio._MICRO_C.replace("_window[2 * j]) >> 12", "_window[2 * j]) >> 13")
+    broken = emit_audio._MICRO_C.replace("@P@_lo(win)) >> 12", "@P@_lo(win)) >> 13")
     assert broken != emit_audio._MICRO_C
     monkeypatch.setattr(emit_audio, "_MICRO_C", broken)
     with pytest.raises(AudioValidationError, match="differs from the Python one"):

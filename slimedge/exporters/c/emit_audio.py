@@ -72,10 +72,27 @@ static inline int @P@_bits32(uint32_t x)
 #endif
 }
 
-/* floor(sqrt(v)): Newton's iteration from above (from 2^ceil(bits / 2) > sqrt(v), it
-   decreases to the floor of the root and stops there) */
+/* floor(sqrt(v)). With a single-precision FPU (32-bit Arm): the float root of (float)v is
+   within 0.01 of the real one (v rounded to 24 bits, then the root rounded), so its integer
+   part is the floor or one off, and one step either way corrects it. Elsewhere Newton's
+   iteration from above (from 2^ceil(bits / 2) > sqrt(v), it decreases to the floor of the
+   root and stops there) */
+#if defined(__GNUC__) && defined(__thumb2__) && defined(__ARM_FP) && (__ARM_FP & 4) \
+    && !defined(SLIMEDGE_NO_DSP)
+#define @U@_VSQRT 1
+#else
+#define @U@_VSQRT 0
+#endif
 static uint32_t @P@_isqrt32(uint32_t v)
 {
+#if @U@_VSQRT
+    float f = (float)v;
+    __asm__("vsqrt.f32 %0, %1" : "=t"(f) : "t"(f));
+    uint32_t x = (uint32_t)f;
+    if ((uint64_t)x * x > v) return x - 1;
+    if ((uint64_t)(x + 1) * (x + 1) <= v) return x + 1;
+    return x;
+#else
     if (v < 2) return v;
     uint32_t x = (uint32_t)1 << ((@P@_bits32(v) + 1) >> 1);
     for (;;) {
@@ -83,6 +100,7 @@ static uint32_t @P@_isqrt32(uint32_t v)
         if (y >= x) return x;
         x = y;
     }
+#endif
 }
 
 /* floor(sqrt(v)), + 1 when the remainder exceeds the root (TFLM's Sqrt64 rounding, which stops
@@ -123,10 +141,30 @@ static inline uint32_t @P@_pack(int32_t lo, int32_t hi)
 {
     return (uint32_t)(uint16_t)lo | ((uint32_t)(uint16_t)hi << 16);
 }
-/* (re >> 15, im >> 15) packed: bits 31..16 of im << 1 are those of im >> 15 (one PKHBT) */
+#if @U@_DSP
+/* PKHTB: bits 31..16 of `top` above bits 30..15 of `low` */
+static inline uint32_t @P@_pkhtb15(uint32_t top, int32_t low)
+{
+    uint32_t r;
+    __asm__("pkhtb %0, %1, %2, asr #15" : "=r"(r) : "r"(top), "r"(low));
+    return r;
+}
+/* PKHBT: the low half of `low` below the top half of `top` */
+static inline uint32_t @P@_pkhbt(uint32_t low, uint32_t top)
+{
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2" : "=r"(r) : "r"(low), "r"(top));
+    return r;
+}
+#endif
+/* (re >> 15, im >> 15) packed: bits 31..16 of im << 1 are those of im >> 15 (one PKHTB) */
 static inline uint32_t @P@_pack_q15(int32_t re, int32_t im)
 {
+#if @U@_DSP
+    return @P@_pkhtb15((uint32_t)im << 1, re);
+#else
     return ((uint32_t)(re >> 15) & 0xFFFFu) | (((uint32_t)im << 1) & 0xFFFF0000u);
+#endif
 }
 static inline uint32_t @P@_add(uint32_t a, uint32_t b)
 {
@@ -166,65 +204,157 @@ static inline uint32_t @P@_add_i(uint32_t a, uint32_t b)
 static inline uint32_t @P@_cmul(uint32_t a, uint32_t t)
 {
 #if @U@_DSP
-    const int32_t re = __smusd((int32_t)a, (int32_t)t), im = __smuadx((int32_t)a, (int32_t)t);
+    const int32_t re = __smlsd((int32_t)a, (int32_t)t, 1 << 14);
+    const int32_t im = __smladx((int32_t)a, (int32_t)t, 1 << 14);
 #else
-    const int32_t re = @P@_lo(a) * @P@_lo(t) - @P@_hi(a) * @P@_hi(t);
-    const int32_t im = @P@_lo(a) * @P@_hi(t) + @P@_hi(a) * @P@_lo(t);
-#endif
-    return @P@_pack_q15(re + (1 << 14), im + (1 << 14));
-}
-/* C_FIXDIV: both halves times k = 32767 / p, with sround */
-static inline uint32_t @P@_div(uint32_t z, int32_t k)
-{
-#if @U@_DSP
-    const int32_t re = __smlabb((int32_t)z, k, 1 << 14), im = __smlatb((int32_t)z, k, 1 << 14);
-#else
-    const int32_t re = @P@_lo(z) * k + (1 << 14), im = @P@_hi(z) * k + (1 << 14);
+    const int32_t re = @P@_lo(a) * @P@_lo(t) - @P@_hi(a) * @P@_hi(t) + (1 << 14);
+    const int32_t im = @P@_lo(a) * @P@_hi(t) + @P@_hi(a) * @P@_lo(t) + (1 << 14);
 #endif
     return @P@_pack_q15(re, im);
 }
-/* re^2 + im^2 as the int32 KISS FFT's energy computes it (wrapping), in its uint32 bits */
-static inline uint32_t @P@_energy(uint32_t z)
+/* C_FIXDIV: both halves times k = 32767 / p, with sround. On the DSP the imaginary half is
+   multiplied by 2k (+ 2^15): its bits 31..16 are those of im * k + 2^14 >> 15 */
+static inline uint32_t @P@_div(uint32_t z, int32_t k)
 {
 #if @U@_DSP
-    return (uint32_t)__smuad((int32_t)z, (int32_t)z);
+    const int32_t kk = (int32_t)((uint32_t)k | ((uint32_t)(2 * k) << 16));
+    return @P@_pkhtb15((uint32_t)__smlatt((int32_t)z, kk, 1 << 15),
+                       __smlabb((int32_t)z, kk, 1 << 14));
 #else
-    return (uint32_t)(@P@_lo(z) * @P@_lo(z)) + (uint32_t)(@P@_hi(z) * @P@_hi(z));
+    return @P@_pack_q15(@P@_lo(z) * k + (1 << 14), @P@_hi(z) * k + (1 << 14));
+#endif
+}
+/* C_FIXDIV of the conjugate (re, -im), -im wrapping to int16 as in KISS FFT */
+static inline uint32_t @P@_div_conj(uint32_t z, int32_t k)
+{
+#if @U@_DSP
+    const int32_t kk = (int32_t)((uint32_t)k | ((uint32_t)(2 * k) << 16));
+    const int32_t neg = __ssub16(0, (int32_t)z);
+    return @P@_pkhtb15((uint32_t)__smlatt(neg, kk, 1 << 15), __smlabb((int32_t)z, kk, 1 << 14));
+#else
+    return @P@_div(@P@_pack(@P@_lo(z), -@P@_hi(z)), k);
+#endif
+}
+/* ((a.re + b.re) >> 1, (a.im + b.im) >> 1) and ((a.re - b.re) >> 1, (b.im - a.im) >> 1): the
+   real FFT's HALF_OF, exact in 17 bits */
+static inline uint32_t @P@_half_add(uint32_t a, uint32_t b)
+{
+#if @U@_DSP
+    return (uint32_t)__shadd16((int32_t)a, (int32_t)b);
+#else
+    return @P@_pack((@P@_lo(a) + @P@_lo(b)) >> 1, (@P@_hi(a) + @P@_hi(b)) >> 1);
+#endif
+}
+static inline uint32_t @P@_half_sub_conj(uint32_t a, uint32_t b)
+{
+#if @U@_DSP
+    return (uint32_t)__shsub16((int32_t)@P@_pkhbt(a, b), (int32_t)@P@_pkhbt(b, a));
+#else
+    return @P@_pack((@P@_lo(a) - @P@_lo(b)) >> 1, (@P@_hi(b) - @P@_hi(a)) >> 1);
+#endif
+}
+/* re^2 + im^2 as the int32 KISS FFT's energy computes it (wrapping), as int32 */
+static inline int32_t @P@_energy(uint32_t z)
+{
+#if @U@_DSP
+    return __smuad((int32_t)z, (int32_t)z);
+#else
+    return (int32_t)((uint32_t)(@P@_lo(z) * @P@_lo(z)) + (uint32_t)(@P@_hi(z) * @P@_hi(z)));
 #endif
 }
 
-/* the fixed-point complex FFT (KISS FFT, FIXED_POINT=16) over z, already in its input order:
-   the stages innermost first, radix 4 or 2 */
-static void @P@_cfft(uint32_t *z)
+#if defined(__GNUC__)
+#define @U@_INLINE static inline __attribute__((always_inline))
+#else
+#define @U@_INLINE static inline
+#endif
+/* both halves << shift, each wrapping to 16 bits */
+@U@_INLINE uint32_t @P@_shl(uint32_t z, int shift)
 {
-    for (int s = 0; s < @U@_FFT_STAGES; s++) {
-        const int m = @P@_stage_m[s], fs = @P@_stage_stride[s];
-        if (@P@_stage_radix[s] == 2) {
-            for (int g = 0; g < @U@_NCFFT; g += 2 * m)
-                for (int k = 0; k < m; k++) {
-                    uint32_t *f = z + g + k;
-                    const uint32_t a = @P@_div(f[0], 16383);
-                    const uint32_t t = @P@_cmul(@P@_div(f[m], 16383), @P@_twiddles[k * fs]);
-                    f[0] = @P@_add(a, t);
-                    f[m] = @P@_sub(a, t);
-                }
-        } else {
-            for (int g = 0; g < @U@_NCFFT; g += 4 * m)
-                for (int k = 0; k < m; k++) {
-                    uint32_t *f = z + g + k;
-                    const uint32_t a = @P@_div(f[0], 8191);
-                    const uint32_t s0 = @P@_cmul(@P@_div(f[m], 8191), @P@_twiddles[k * fs]);
-                    const uint32_t s1 = @P@_cmul(@P@_div(f[2 * m], 8191), @P@_twiddles[2 * k * fs]);
-                    const uint32_t s2 = @P@_cmul(@P@_div(f[3 * m], 8191), @P@_twiddles[3 * k * fs]);
-                    const uint32_t s5 = @P@_sub(a, s1), f0 = @P@_add(a, s1);
-                    const uint32_t s3 = @P@_add(s0, s2), s4 = @P@_sub(s0, s2);
-                    f[0] = @P@_add(f0, s3);
-                    f[m] = @P@_add_mi(s5, s4);
-                    f[2 * m] = @P@_sub(f0, s3);
-                    f[3 * m] = @P@_add_i(s5, s4);
-                }
-        }
+#if @U@_DSP
+    return @P@_pkhbt(z << shift, (z & 0xFFFF0000u) << shift);
+#else
+    return ((z & 0xFFFF0000u) << shift) | ((z << shift) & 0xFFFFu);
+#endif
+}
+
+/* The butterflies of the fixed-point complex FFT (KISS FFT, FIXED_POINT=16), radix 2 and 4, in
+   place over f[0], f[m], ...; twiddles t1.. The first stage shifts its inputs (`first`, a
+   constant where it is inlined) */
+@U@_INLINE void @P@_bfly2(uint32_t *f, const int m, uint32_t t1, const int first, int shift)
+{
+    uint32_t x0 = f[0], x1 = f[m];
+    if (first) { x0 = @P@_shl(x0, shift); x1 = @P@_shl(x1, shift); }
+    const uint32_t a = @P@_div(x0, 16383);
+    const uint32_t t = @P@_cmul(@P@_div(x1, 16383), t1);
+    f[0] = @P@_add(a, t);
+    f[m] = @P@_sub(a, t);
+}
+@U@_INLINE void @P@_bfly4(uint32_t *f, const int m, uint32_t t1, uint32_t t2, uint32_t t3,
+                           const int first, int shift)
+{
+    uint32_t x0 = f[0], x1 = f[m], x2 = f[2 * m], x3 = f[3 * m];
+    if (first) {
+        x0 = @P@_shl(x0, shift); x1 = @P@_shl(x1, shift);
+        x2 = @P@_shl(x2, shift); x3 = @P@_shl(x3, shift);
     }
+    const uint32_t a = @P@_div(x0, 8191);
+    const uint32_t s0 = @P@_cmul(@P@_div(x1, 8191), t1);
+    const uint32_t s1 = @P@_cmul(@P@_div(x2, 8191), t2);
+    const uint32_t s2 = @P@_cmul(@P@_div(x3, 8191), t3);
+    const uint32_t s5 = @P@_sub(a, s1), f0 = @P@_add(a, s1);
+    const uint32_t s3 = @P@_add(s0, s2), s4 = @P@_sub(s0, s2);
+    f[0] = @P@_add(f0, s3);
+    f[m] = @P@_add_mi(s5, s4);
+    f[2 * m] = @P@_sub(f0, s3);
+    f[3 * m] = @P@_add_i(s5, s4);
+}
+/* One stage over groups of p m values, twiddle stride fs: twiddle by twiddle (k), each loaded
+   once per stage; a stage of one group loops over k alone */
+@U@_INLINE void @P@_radix2(uint32_t *z, const int m, const int fs, const int first, int shift)
+{
+    for (int k = 0; k < m; k++) {
+        const uint32_t t1 = @P@_twiddles[k * fs];
+        if (2 * m == @U@_NCFFT)
+            @P@_bfly2(z + k, m, t1, first, shift);
+        else
+            for (uint32_t *f = z + k; f < z + @U@_NCFFT; f += 2 * m)
+                @P@_bfly2(f, m, t1, first, shift);
+    }
+}
+@U@_INLINE void @P@_radix4(uint32_t *z, const int m, const int fs, const int first, int shift)
+{
+    for (int k = 0; k < m; k++) {
+        const uint32_t t1 = @P@_twiddles[k * fs], t2 = @P@_twiddles[2 * k * fs];
+        const uint32_t t3 = @P@_twiddles[3 * k * fs];
+        if (4 * m == @U@_NCFFT)
+            @P@_bfly4(z + k, m, t1, t2, t3, first, shift);
+        else
+            for (uint32_t *f = z + k; f < z + @U@_NCFFT; f += 4 * m)
+                @P@_bfly4(f, m, t1, t2, t3, first, shift);
+    }
+}
+
+/* the complex FFT over z, already in its input order, its inputs << shift first: the stages
+   innermost first */
+static void @P@_cfft(uint32_t *z, int shift)
+{
+@STAGES@
+}
+
+/* windowed sample pairs j0..j1 - 1 (from s) into the FFT's input places; returns `bits` or-ed
+   with every |w| (the bit length of the or is that of the largest) */
+static uint32_t @P@_windowed(const int16_t *s, int j0, int j1, uint32_t *z, uint32_t bits)
+{
+    for (int j = j0; j < j1; j++, s += 2) {
+        uint32_t x;
+        memcpy(&x, s, sizeof(x));
+        const uint32_t win = @P@_window2[j];
+        const int32_t w0 = (@P@_lo(x) * @P@_lo(win)) >> 12, w1 = (@P@_hi(x) * @P@_hi(win)) >> 12;
+        bits |= (uint32_t)(w0 < 0 ? -w0 : w0) | (uint32_t)(w1 < 0 ? -w1 : w1);
+        z[@P@_fft_slot[j]] = @P@_pack(w0, w1);
+    }
+    return bits;
 }
 
 /* PCAN's gain for a noise estimate (TFLM's WideDynamicFunction) */
@@ -262,25 +392,15 @@ static uint32_t @P@_log(uint32_t v)
 static void @P@_audio_frame(const int16_t *ring, int head, uint32_t *noise, float *out)
 {
     uint32_t z[@U@_NCFFT + 1];
-    int32_t mag = 0;
-    for (int j = 0; j <= @U@_NCFFT; j++) z[j] = 0;
     /* windowed sample pairs (2j, 2j + 1) are complex input j of the FFT, at z[fft_slot[j]];
        WINDOW and HOP are even, so the oldest sample (head) is at an even place of the ring and
-       no pair wraps */
-    for (int j = 0, at = head; j < @U@_AUDIO_WINDOW / 2; j++) {
-        const int32_t w0 = ((int32_t)ring[at] * @P@_window[2 * j]) >> 12;
-        const int32_t w1 = ((int32_t)ring[at + 1] * @P@_window[2 * j + 1]) >> 12;
-        at += 2;
-        if (at == @U@_AUDIO_WINDOW) at = 0;
-        const int32_t a0 = w0 < 0 ? -w0 : w0, a1 = w1 < 0 ? -w1 : w1;
-        if (a0 > mag && w0 != -32768) mag = a0;
-        if (a1 > mag && w1 != -32768) mag = a1;
-        z[@P@_fft_slot[j]] = @P@_pack(w0, w1);
-    }
-    const int shift = 15 - @P@_bits32((uint32_t)mag);
-    for (int j = 0; j < @U@_NCFFT; j++)  /* both halves << shift, each wrapping to 16 bits */
-        z[j] = ((z[j] & 0xFFFF0000u) << shift) | ((z[j] << shift) & 0xFFFFu);
-    @P@_cfft(z);
+       no pair wraps. |w| = 32768 (w = -32768) is left out of the largest magnitude: bit 15 */
+    const int wrap = (@U@_AUDIO_WINDOW - head) / 2;
+    uint32_t bits = @P@_windowed(ring + head, 0, wrap, z, 0);
+    bits = @P@_windowed(ring, wrap, @U@_AUDIO_WINDOW / 2, z, bits);
+    for (int j = @U@_AUDIO_WINDOW / 2; j < @U@_NCFFT; j++) z[@P@_fft_slot[j]] = 0;
+    const int shift = 15 - @P@_bits32(bits & 0x7FFFu);
+    @P@_cfft(z, shift);
     /* the real FFT's split, in place (each pair k, NCFFT - k read before it is written) */
     {
         const uint32_t dc = @P@_div(z[0], 16383);
@@ -288,33 +408,29 @@ static void @P@_audio_frame(const int16_t *ring, int head, uint32_t *noise, floa
         z[@U@_NCFFT] = @P@_pack(@P@_lo(dc) - @P@_hi(dc), 0);
         for (int k = 1; k <= @U@_NCFFT / 2; k++) {
             const int nk = @U@_NCFFT - k;
-            const uint32_t pk = @P@_div(z[k], 16383);
-            const uint32_t pnk = @P@_div(@P@_pack(@P@_lo(z[nk]), -@P@_hi(z[nk])), 16383);
-            const uint32_t f1 = @P@_add(pk, pnk), f2 = @P@_sub(pk, pnk);
-            const uint32_t tw = @P@_cmul(f2, @P@_super_twiddles[k - 1]);
-            const int32_t f1r = @P@_lo(f1), f1i = @P@_hi(f1), twr = @P@_lo(tw), twi = @P@_hi(tw);
-            z[k] = @P@_pack((f1r + twr) >> 1, (f1i + twi) >> 1);
-            z[nk] = @P@_pack((f1r - twr) >> 1, (twi - f1i) >> 1);
+            const uint32_t pk = @P@_div(z[k], 16383), pnk = @P@_div_conj(z[nk], 16383);
+            const uint32_t f1 = @P@_add(pk, pnk);
+            const uint32_t tw = @P@_cmul(@P@_sub(pk, pnk), @P@_super_twiddles[k - 1]);
+            z[k] = @P@_half_add(f1, tw);
+            z[nk] = @P@_half_sub_conj(f1, tw);
         }
     }
     /* filterbank: band c's weighted energies to channel c - 1, its unweighted ones to c. An
        energy is the int32 re^2 + im^2 (it wraps to -2^31 only for re = im = -32768), taken to
-       64 bits with its sign as in TFLM */
+       64 bits with its sign as in TFLM: sums modulo 2^64 */
     uint64_t carry = 0;
-    int at = 0;
+    const uint16_t *weight = @P@_weights, *unweight = @P@_unweights;
     for (int c = 0; c <= @U@_AUDIO_FEATURES; c++) {
         uint64_t w = carry, u = 0;
-        const int start = @P@_band_start[c], width = @P@_band_width[c];
-        for (int j = 0; j < width; j++, at++) {
-            const uint32_t e = @P@_energy(z[start + j]);
-            if (e & 0x80000000u) {  /* (uint64)(int64)(int32)e = e - 2^32 */
-                w += (uint64_t)@P@_weights[at] * e - ((uint64_t)@P@_weights[at] << 32);
-                u += (uint64_t)@P@_unweights[at] * e - ((uint64_t)@P@_unweights[at] << 32);
-            } else {
-                w += (uint64_t)@P@_weights[at] * e;
-                u += (uint64_t)@P@_unweights[at] * e;
-            }
+        const uint32_t *bin = z + @P@_band_start[c];
+        const int width = @P@_band_width[c];
+        for (int j = 0; j < width; j++) {
+            const int64_t e = @P@_energy(bin[j]);
+            w += (uint64_t)(e * (int32_t)weight[j]);
+            u += (uint64_t)(e * (int32_t)unweight[j]);
         }
+        weight += width;
+        unweight += width;
         carry = u;
         if (c == 0) continue;
         /* channel c - 1: noise reduction, PCAN, log */
@@ -362,8 +478,7 @@ def _micro(a: Micro, P: str, U: str) -> tuple[list[str], list[str]]:
     cb = a.correction_bits
     correct = f"((v) << {cb})" if cb >= 0 else f"((v) >> {-cb})"
     snr_shift = a.gain_bits - cb - mt.PCAN_SNR_BITS
-    macros = [f"#define {U}_NCFFT {ncfft}", f"#define {U}_FFT_STAGES {len(stages)}",
-              f"#define {U}_SMOOTHING_BITS {a.smoothing_bits}",
+    macros = [f"#define {U}_NCFFT {ncfft}", f"#define {U}_SMOOTHING_BITS {a.smoothing_bits}",
               f"#define {U}_EVEN_SMOOTHING {t['even']}u", f"#define {U}_ODD_SMOOTHING {t['odd']}u",
               f"#define {U}_MIN_REMAINING {t['min_remaining']}u",
               f"#define {U}_PCAN {int(a.pcan)}", f"#define {U}_LOG {int(a.log)}",
@@ -378,11 +493,9 @@ def _micro(a: Micro, P: str, U: str) -> tuple[list[str], list[str]]:
     c = [
         "/* ---- the audio front-end's constants (from slimedge.frontend.microfrontend) ---- */",
         "\n".join(macros) + "\n",
-        _arr("int16_t", f"{P}_window", t["window"], "Hann window, Q12"),
+        _arr("uint32_t", f"{P}_window2", _packed(t["window"].reshape(-1, 2)),
+             "Hann window, Q12, by pairs (sample 2j | sample 2j + 1 << 16)"),
         _arr("uint16_t", f"{P}_fft_slot", slot, "where complex input j starts the FFT"),
-        _arr("uint8_t", f"{P}_stage_radix", [p for p, _, _ in stages], "FFT stages, innermost first"),
-        _arr("uint16_t", f"{P}_stage_m", [m for _, m, _ in stages]),
-        _arr("uint16_t", f"{P}_stage_stride", [f for _, _, f in stages]),
         _arr("uint32_t", f"{P}_twiddles", _packed(kissfft.twiddles(ncfft)),
              "complex twiddles, Q15 (re | im << 16)"),
         _arr("uint32_t", f"{P}_super_twiddles", _packed(kissfft.super_twiddles(n)),
@@ -393,7 +506,10 @@ def _micro(a: Micro, P: str, U: str) -> tuple[list[str], list[str]]:
         _arr("uint16_t", f"{P}_unweights", np.concatenate(fb.unweights), "unweights, Q12"),
         _arr("int16_t", f"{P}_gain_lut", t["gain_lut"], "PCAN gain table"),
         _arr("int32_t", f"{P}_log_lut", t["log_lut"], "log2 correction table"),
-        _MICRO_C.replace("@P@", P).replace("@U@", U),
+        _MICRO_C.replace("@STAGES@", "\n".join(
+            f"    @P@_radix{p}(z, {m}, {f}, {int(k == 0)}, shift);"
+            for k, (p, m, f) in enumerate(stages)))
+        .replace("@P@", P).replace("@U@", U),
     ]
     return c, []
 
