@@ -350,9 +350,20 @@ static uint32_t @P@_windowed(const int16_t *s, int j0, int j1, uint32_t *z, uint
         uint32_t x;
         memcpy(&x, s, sizeof(x));
         const uint32_t win = @P@_window2[j];
+#if @U@_DSP
+        /* the products' bits 27..12 (>> 12) in each half: one ASR and one PKHBT; |w| per half
+           by SSUB16 (its GE flags: w <= 0) and SEL, in one asm so that nothing comes between */
+        const int32_t p0 = (@P@_lo(x) * @P@_lo(win)) >> 12, p1 = @P@_hi(x) * @P@_hi(win);
+        uint32_t w, a;
+        __asm__("pkhbt %0, %1, %2, lsl #4" : "=r"(w) : "r"(p0), "r"(p1));
+        __asm__("ssub16 %0, %2, %1\n\tsel %0, %0, %1" : "=&r"(a) : "r"(w), "r"(0) : "cc");
+        bits |= a | (a >> 16);
+        z[@P@_fft_slot[j]] = w;
+#else
         const int32_t w0 = (@P@_lo(x) * @P@_lo(win)) >> 12, w1 = (@P@_hi(x) * @P@_hi(win)) >> 12;
         bits |= (uint32_t)(w0 < 0 ? -w0 : w0) | (uint32_t)(w1 < 0 ? -w1 : w1);
         z[@P@_fft_slot[j]] = @P@_pack(w0, w1);
+#endif
     }
     return bits;
 }
