@@ -11,7 +11,7 @@ from helpers import seeded
 from slimedge import checkpoint, runtime
 from slimedge.errors import AudioValidationError, UsageError
 from slimedge.exporters import export
-from slimedge.exporters.c import emit_audio
+from slimedge.exporters.c import emit_audio, emit_micro
 from slimedge.exporters.validate_audio import FLOAT_ATOL, probe_signal
 from slimedge.formats.c import audio as caudio
 from slimedge.frontend import Frontend, Standardize, audio
@@ -159,9 +159,9 @@ def test_export_refuses_a_c_frontend_that_is_not_bit_exact(tmp_path, monkeypatch
     """A C microfrontend one rounding off (the window's Q12 shift by one) fails validation and no
     file is left; a log-mel with an FFT size C cannot run is refused before writing."""
     path = audio_model(tmp_path, MF8)
-    broken = emit_audio._MICRO_C.replace("@P@_lo(win)) >> 12", "@P@_lo(win)) >> 13")
-    assert broken != emit_audio._MICRO_C
-    monkeypatch.setattr(emit_audio, "_MICRO_C", broken)
+    broken = emit_micro._MICRO_C.replace("@P@_lo(win)) >> 12", "@P@_lo(win)) >> 13")
+    assert broken != emit_micro._MICRO_C
+    monkeypatch.setattr(emit_micro, "_MICRO_C", broken)
     with pytest.raises(AudioValidationError, match="differs from the Python one"):
         export(path, tmp_path / "bad.c", format="c")
     assert not list(tmp_path.glob("bad*"))
