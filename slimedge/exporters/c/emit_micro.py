@@ -94,8 +94,7 @@ static uint32_t @P@_sqrt64(uint64_t v)
 static uint32_t @P@_windowed(const int16_t *s, int j0, int j1, uint32_t *z, uint32_t bits)
 {
     for (int j = j0; j < j1; j++, s += 2) {
-        uint32_t x;
-        memcpy(&x, s, sizeof(x));
+        const uint32_t x = @P@_pack(s[0], s[1]);  /* one 32-bit load where the compiler sees it */
         const uint32_t win = @P@_window2[j];
 #if @U@_DSP
         /* the products' bits 27..12 (>> 12) in each half: one ASR and one PKHBT; |w| per half
