@@ -125,6 +125,22 @@ def test_c_microfrontend_is_bit_exact_with_python(exported, name):
     assert fe.push(np.zeros(1, np.int16)).shape == (1, fa.output_size)
 
 
+def test_the_c_ffts_first_stage_may_skip_its_products():
+    """The C FFT's first stage (m = 1: every twiddle is twiddles[0]) skips C_MUL (emit_kissfft):
+    for every int16 value, KISS FFT's division by the radix then the product by twiddles[0] give
+    the division alone."""
+    from slimedge.frontend import kissfft
+    x = np.arange(-32768, 32768).astype(np.int16)
+    for n in (64, 128, 256):
+        assert kissfft.twiddles(n)[0].tolist() == [32767, 0]
+        assert kissfft._plan(n)[1][0][1] == 1  # the innermost stage's m
+    t = kissfft.twiddles(256)[0]
+    for p in (2, 4):
+        d = kissfft._fixdiv(x, p)
+        re, im = kissfft._cmul(d, d, t[0], t[1])
+        assert np.array_equal(re, d) and np.array_equal(im, d)
+
+
 @pytest.mark.parametrize("name", ["logmel", "mfcc"])
 def test_c_logmel_is_within_its_tolerance(exported, name):
     """The float32 C log-mel / MFCC against the float64 front-end: within FLOAT_ATOL over FSDD

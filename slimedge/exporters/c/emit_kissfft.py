@@ -175,14 +175,20 @@ static inline int32_t @P@_energy(uint32_t z)
 }
 
 /* The butterflies of the fixed-point complex FFT (KISS FFT, FIXED_POINT=16), radix 2 and 4, in
-   place over f[0], f[m], ...; twiddles t1.. The first stage shifts its inputs (`first`, a
-   constant where it is inlined) */
+   place over f[0], f[m], ...; twiddles t1.. The first stage (`first`, a constant where it is
+   inlined) shifts its inputs, and skips its products: its m is 1, so every twiddle is
+   twiddles[0] = (32767, 0), and C_MUL by it is sround(d * 32767) per half, which is d itself
+   for |d| <= 16383, where the stage's division leaves every value */
+@U@_INLINE uint32_t @P@_twiddled(uint32_t d, uint32_t t, const int first)
+{
+    return first ? d : @P@_cmul(d, t);
+}
 @U@_INLINE void @P@_bfly2(uint32_t *f, const int m, uint32_t t1, const int first, int shift)
 {
     uint32_t x0 = f[0], x1 = f[m];
     if (first) { x0 = @P@_shl(x0, shift); x1 = @P@_shl(x1, shift); }
     const uint32_t a = @P@_div(x0, 16383);
-    const uint32_t t = @P@_cmul(@P@_div(x1, 16383), t1);
+    const uint32_t t = @P@_twiddled(@P@_div(x1, 16383), t1, first);
     f[0] = @P@_add(a, t);
     f[m] = @P@_sub(a, t);
 }
@@ -195,9 +201,9 @@ static inline int32_t @P@_energy(uint32_t z)
         x2 = @P@_shl(x2, shift); x3 = @P@_shl(x3, shift);
     }
     const uint32_t a = @P@_div(x0, 8191);
-    const uint32_t s0 = @P@_cmul(@P@_div(x1, 8191), t1);
-    const uint32_t s1 = @P@_cmul(@P@_div(x2, 8191), t2);
-    const uint32_t s2 = @P@_cmul(@P@_div(x3, 8191), t3);
+    const uint32_t s0 = @P@_twiddled(@P@_div(x1, 8191), t1, first);
+    const uint32_t s1 = @P@_twiddled(@P@_div(x2, 8191), t2, first);
+    const uint32_t s2 = @P@_twiddled(@P@_div(x3, 8191), t3, first);
     const uint32_t s5 = @P@_sub(a, s1), f0 = @P@_add(a, s1);
     const uint32_t s3 = @P@_add(s0, s2), s4 = @P@_sub(s0, s2);
     f[0] = @P@_add(f0, s3);
