@@ -11,7 +11,7 @@ from helpers import seeded
 from slimedge import checkpoint, runtime
 from slimedge.errors import AudioValidationError, UsageError
 from slimedge.exporters import export
-from slimedge.exporters.c import emit_audio
+from slimedge.exporters.c import emit_audio, emit_micro
 from slimedge.exporters.validate_audio import FLOAT_ATOL, probe_signal
 from slimedge.formats.c import audio as caudio
 from slimedge.frontend import Frontend, Standardize, audio
@@ -125,6 +125,22 @@ def test_c_microfrontend_is_bit_exact_with_python(exported, name):
     assert fe.push(np.zeros(1, np.int16)).shape == (1, fa.output_size)
 
 
+def test_the_c_ffts_first_stage_may_skip_its_products():
+    """The C FFT's first stage (m = 1: every twiddle is twiddles[0]) skips C_MUL (emit_kissfft):
+    for every int16 value, KISS FFT's division by the radix then the product by twiddles[0] give
+    the division alone."""
+    from slimedge.frontend import kissfft
+    x = np.arange(-32768, 32768).astype(np.int16)
+    for n in (64, 128, 256):
+        assert kissfft.twiddles(n)[0].tolist() == [32767, 0]
+        assert kissfft._plan(n)[1][0][1] == 1  # the innermost stage's m
+    t = kissfft.twiddles(256)[0]
+    for p in (2, 4):
+        d = kissfft._fixdiv(x, p)
+        re, im = kissfft._cmul(d, d, t[0], t[1])
+        assert np.array_equal(re, d) and np.array_equal(im, d)
+
+
 @pytest.mark.parametrize("name", ["logmel", "mfcc"])
 def test_c_logmel_is_within_its_tolerance(exported, name):
     """The float32 C log-mel / MFCC against the float64 front-end: within FLOAT_ATOL over FSDD
@@ -159,9 +175,9 @@ def test_export_refuses_a_c_frontend_that_is_not_bit_exact(tmp_path, monkeypatch
     """A C microfrontend one rounding off (the window's Q12 shift by one) fails validation and no
     file is left; a log-mel with an FFT size C cannot run is refused before writing."""
     path = audio_model(tmp_path, MF8)
-    broken = emit_audio._MICRO_C.replace("_window[2 * j]) >> 12", "_window[2 * j]) >> 13")
-    assert broken != emit_audio._MICRO_C
-    monkeypatch.setattr(emit_audio, "_MICRO_C", broken)
+    broken = emit_micro._MICRO_C.replace("@P@_lo(win)) >> 12", "@P@_lo(win)) >> 13")
+    assert broken != emit_micro._MICRO_C
+    monkeypatch.setattr(emit_micro, "_MICRO_C", broken)
     with pytest.raises(AudioValidationError, match="differs from the Python one"):
         export(path, tmp_path / "bad.c", format="c")
     assert not list(tmp_path.glob("bad*"))

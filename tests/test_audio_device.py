@@ -1,6 +1,7 @@
 """Audio in, digit out on an emulated Cortex-M4: the C export's front-end + model measured in
 unicorn (per second of audio, flash, RAM) and checked bit for bit against the host build, and
 examples/mcu's audio firmware under QEMU printing the host's digit and outputs hash."""
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,151 @@ def test_the_audio_stage_on_the_device_is_bit_exact_and_measured(int8_export):
     # the FFT's buffer (257 packed complex values) is in the stack, not beside it
     assert ram["frontend_scratch_in_stack"] == 257 * 4 < ram["stack"]
     assert r["ram_bytes"]["model"]["state"] == m.n * 3
+
+
+def extreme_signals(seconds: float = 0.5) -> list[np.ndarray]:
+    """int16 PCM at the ends of the range: DC at -32768, full-scale Nyquist and square waves,
+    full-scale noise and random rails, silence, +-2 LSB noise, and the validation's test signal
+    (a tone, noise from -60 to 0 dBFS, a clipped tone)."""
+    from slimedge.exporters.validate_audio import probe_signal
+    rng = np.random.default_rng(7)
+    n = int(seconds * 8000)
+    square = np.where(np.sin(np.arange(n) * 0.3) >= 0, 32767, -32768).astype(np.int16)
+    return [np.full(n, -32768, np.int16),
+            np.resize(np.array([32767, -32768], np.int16), n),
+            np.resize(np.array([-32768, -32768, 32767, 32767], np.int16), n),
+            square,
+            rng.integers(-32768, 32768, n).astype(np.int16),
+            np.where(rng.random(n) < 0.5, -32768, 32767).astype(np.int16),
+            np.zeros(n, np.int16),
+            rng.integers(-2, 3, n).astype(np.int16),
+            probe_signal(8000, seed=5)]
+
+
+@needs_m4
+def test_the_dsp_arithmetic_is_bit_exact_at_the_extremes(int8_export):
+    """The Cortex-M4 build (the Arm DSP extension's packed butterflies, PKHTB/PKHBT, the halving
+    adds, the FPU's square root) on signals at the ends of the int16 range: every frame equals the
+    Python front-end's integers and every output the host build's."""
+    r = daudio.measure(int8_export, "cortex-m4", extreme_signals())
+    ch = r["check"]
+    assert ch["passed"] and ch["exact"] and ch["frontend_max_abs_diff_vs_python"] == 0.0
+    assert ch["outputs_max_abs_diff_vs_host"] == 0.0 and ch["frames"] > 100
+
+
+PRIMITIVES = r"""
+#include "m.c"  /* the export: its front-end's static functions */
+uint32_t probe(uint32_t op, uint32_t a, uint32_t b)
+{
+    switch (op) {
+    case 0: return @P@_div(a, 8191);
+    case 1: return @P@_div(a, 16383);
+    case 2: return @P@_div_conj(a, 16383);
+    case 3: return @P@_cmul(a, b);
+    case 4: return @P@_half_add(a, b);
+    case 5: return @P@_half_sub_conj(a, b);
+    case 6: return @P@_shl(a, (int)b);
+    case 7: return (uint32_t)@P@_energy(a);
+    case 8: return @P@_isqrt32(a);
+    default: return @P@_sqrt64(((uint64_t)b << 32) | a);
+    }
+}
+"""
+
+
+def _halves(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    z = z.astype(np.int64)
+    return ((z & 0xFFFF) ^ 0x8000) - 0x8000, ((z >> 16) ^ 0x8000) - 0x8000
+
+
+def _primitive_reference(op: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """KISS FFT's fixed-point operations (int16 values, int32 sums, ``sround``) and the
+    microfrontend's roots, in int64 NumPy, on packed (re | im << 16) values."""
+    from slimedge.frontend.kissfft import wrap16, wrap32
+    from slimedge.frontend.microfrontend import _rounded_sqrt
+    ar, ai = _halves(a)
+    br, bi = _halves(b)
+    sround = lambda x: wrap16(wrap32(x + (1 << 14)) >> 15)  # noqa: E731
+    pack = lambda re, im: (wrap16(re) & 0xFFFF) | ((wrap16(im) & 0xFFFF) << 16)  # noqa: E731
+    if op in (0, 1, 2):
+        k = 8191 if op == 0 else 16383
+        im = wrap16(-ai) if op == 2 else ai
+        return pack(sround(ar * k), sround(im * k))
+    if op == 3:
+        return pack(sround(wrap32(ar * br - ai * bi)), sround(wrap32(ar * bi + ai * br)))
+    if op == 4:
+        return pack((ar + br) >> 1, (ai + bi) >> 1)
+    if op == 5:
+        return pack((ar - br) >> 1, (bi - ai) >> 1)
+    if op == 6:
+        return pack(ar << b, ai << b)
+    if op == 7:
+        return wrap32(ar * ar + ai * ai) & 0xFFFFFFFF
+    v = a.astype(np.uint64) | (b.astype(np.uint64) << np.uint64(32))
+    if op == 8:
+        return np.array([math.isqrt(int(x)) for x in v], np.int64)
+    return _rounded_sqrt(v).astype(np.int64)
+
+
+def _primitive_inputs(op: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    edges = np.array([-32768, -32767, -16384, -2, -1, 0, 1, 2, 16383, 16384, 32766, 32767])
+    n = 600
+
+    def packed(limit: int = 32768):
+        re = np.concatenate([np.repeat(edges, len(edges)), rng.integers(-limit, limit, n)])
+        im = np.concatenate([np.tile(edges, len(edges)), rng.integers(-limit, limit, n)])
+        re, im = np.clip(re, -limit, limit - 1), np.clip(im, -limit, limit - 1)
+        return ((re & 0xFFFF) | ((im & 0xFFFF) << 16)).astype(np.int64)
+    a = packed()
+    if op == 3:  # a twiddle: -32767..32767
+        b = rng.permutation(packed(32767))
+    elif op in (4, 5):
+        b = rng.permutation(a)
+    elif op == 6:  # the window's shift: 0..15
+        b = rng.integers(0, 16, len(a))
+    elif op in (8, 9):  # around squares (where the rounding turns), and at the ends of the range
+        top = 1 << 16 if op == 8 else 1 << 24
+        k = np.concatenate([np.arange(1, 40), rng.integers(1, top, 150), np.arange(top - 40, top)])
+        v = np.concatenate([k * k + d for d in (-1, 0, 1, k, k + 1, 2 * k)] + [
+            np.array([0, 1, 2, 3, 0xFFFFFFFF] if op == 8 else [0, 1, 1 << 32, (1 << 48) - 1])])
+        v = v[(v >= 0) & (v < (1 << 32 if op == 8 else 1 << 48))].astype(np.uint64)
+        return (v & np.uint64(0xFFFFFFFF)).astype(np.int64), (v >> np.uint64(32)).astype(np.int64)
+    else:
+        b = np.zeros_like(a)
+    return a, b
+
+
+@pytest.mark.parametrize("device", [
+    pytest.param(d, marks=pytest.mark.skipif(not devices.available(d),
+                                             reason=f"the {d} tools are not installed"))
+    for d in ("cortex-m4", "cortex-m0plus")])
+def test_the_fft_and_root_primitives_are_kiss_ffts_arithmetic(int8_export, device, tmp_path):
+    """The front-end's arithmetic compiled for the device (on the Cortex-M4 the Arm DSP
+    extension's packed multiplies, PKHTB/PKHBT, the halving adds, the FPU's square root; on the
+    Cortex-M0+ the portable C) called one value at a time in unicorn, against KISS FFT's
+    operations and the microfrontend's roots in NumPy: every int16 edge pair and random values,
+    numbers around squares up to 2^48."""
+    from types import SimpleNamespace
+
+    from slimedge.devices import cortexm
+    e = Export.read(int8_export)
+    harness = int8_export.parent / f"primitives_{device}.c"
+    harness.write_text(PRIMITIVES.replace("m.c", int8_export.name).replace("@P@", e.prefix))
+    b = cortexm.build(SimpleNamespace(path=harness, function="probe", integer=True), device,
+                      tmp_path)
+    mach = cortexm.Machine(b)
+    r0 = mach._a.UC_ARM_REG_R0
+    rng = np.random.default_rng(11)
+    for op in range(10):
+        a, arg = _primitive_inputs(op, rng)
+        got = []
+        for x, y in zip(a.tolist(), arg.tolist()):
+            mach.call("probe", op, x & 0xFFFFFFFF, y & 0xFFFFFFFF)
+            got.append(mach.uc.reg_read(r0))
+        want = _primitive_reference(op, a, arg)
+        bad = np.flatnonzero(np.asarray(got, np.int64) != want)
+        assert not len(bad), (op, [(hex(a[i]), hex(arg[i]), hex(got[i]), hex(want[i]))
+                                   for i in bad[:5]])
 
 
 @needs_m4
