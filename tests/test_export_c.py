@@ -149,6 +149,7 @@ def test_batched_step_equals_one_stream_at_a_time(tmp_path, monkeypatch, variant
     -DSLIMEDGE_NO_BLOCKED (the batch one stream at a time, the row function, as a
     microcontroller runs it), 12 steps of a closed loop, 2 layers, a head: every batch size
     (3, 17, 64, 100) gives each stream the same bits (its result does not depend on its batch),
+    and so does the batch in reverse order (nor on its place in it),
     one stream alone the per-stream step's bits, and a batch agrees with the per-stream step to
     float32 rounding (the sums run in another order: 2e-5; int8 weights 2e-4);
     float files also within 1e-5 of the float64 step IR, per step. ``dynamic-dot``: every int8
@@ -171,6 +172,11 @@ def test_batched_step_equals_one_stream_at_a_time(tmp_path, monkeypatch, variant
     frames = rng.normal(size=(steps, B, M)).astype(np.float32)
     h0, c0 = (rng.normal(size=(2, 2, B, WIDE)) * 0.5).astype(np.float32)
     full = closed_loop(blocked, frames, h0, c0, B)
+    # nor on its place in it: the streams in reverse order (each in another lane of a block of
+    # streams, another block), each the same bits
+    back = closed_loop(blocked, *(np.ascontiguousarray(a[:, ::-1]) for a in (frames, h0, c0)), B)
+    for key in ("y", "h_next", "c_next"):
+        np.testing.assert_array_equal(back[key][..., ::-1, :], full[key], err_msg=key)
     alone = closed_loop(per_stream, frames, h0, c0, B)
     for k in BATCHES[:-1]:  # one stream alone runs the row function, as before: the same bits
         part = closed_loop(blocked, frames, h0, c0, k)

@@ -46,11 +46,15 @@ class FusedRow:
             return
         g, self.group = self.group, None
         self.scalar.clear()
-        if self.streams:  # a block of streams: the loop once per stream s < nb
-            self.lines.append("    for (int s = 0; s < nb; s++)")
-        self.lines.append(f"    for (int i = 0; i < {g.size}; i++) {{")
+        self.lines.extend(self.loop_head(g.size))
         self.lines.extend(g.body + g.tail)
         self.lines.append("    }")
+
+    def loop_head(self, size: int) -> list[str]:
+        """The head of a fused loop over ``size`` elements (``i``), opening one brace."""
+        # a block of streams (stream-major arrays): the loop once per stream s < nb
+        return ((["    for (int s = 0; s < nb; s++)"] if self.streams else [])
+                + [f"    for (int i = 0; i < {size}; i++) {{"])
 
     def walk(self, nodes: list[ir.Node], groups: dict[int, Group], ops: dict) -> None:
         """Each node through ``ops`` (op -> emitting function), inside its group's loop where it
