@@ -20,15 +20,16 @@ block's stream s at ``[i * lanes + s]``, the streams across the vector lanes); x
 transposed in once, y and the new state out once; each matmul is one call of
 ``slimedge_matmat_f32`` for the whole block (W·x + b + U·h one call), so each weight is read
 once per block instead of once per stream, and writes whole vectors of streams, which the
-element-wise loops (elements outside, lanes inside) read as whole vectors (tanhf and expf
-through the C library's vector versions). int8 weights: every array gets a row per stream,
-every element-wise loop runs once per stream, and the matmuls read each weight row once per
-:data:`BLOCK_DOT` streams (the same exact integer sums as one stream's). Every stream of a
-batch runs the same instructions, so its result does not depend on the batch it is in nor on
-its place in it; one stream alone runs the row function, whose sums run in another order
-(float32 rounding apart, tested). Microcontrollers (and ``-DSLIMEDGE_NO_BLOCKED``) leave
-``PREFIX_rows`` out and step a batch one stream at a time. BENCHMARKS.md › Many streams:
-batched C has the speeds.
+element-wise loops (elements outside, lanes inside) read as whole vectors (tanh and sigmoid as
+``slimedge_tanh_block``, a rational function of plain arithmetic, no C library call: within
+3.3e-7 of tanh; a loop splits where a tanh would read another's result, see
+:func:`.fusion.plan`). int8 weights: every array gets a row per stream, every element-wise loop
+runs once per stream, and the matmuls read each weight row once per :data:`BLOCK_DOT` streams
+(the same exact integer sums as one stream's). Every stream of a batch runs the same
+instructions, so its result does not depend on the batch it is in nor on its place in it; one
+stream alone runs the row function, whose sums run in another order (float32 rounding apart,
+tested). Microcontrollers (and ``-DSLIMEDGE_NO_BLOCKED``) leave ``PREFIX_rows`` out and step a
+batch one stream at a time. BENCHMARKS.md › Many streams: batched C has the speeds.
 
 Matmuls, as measured on this project's CPU (gcc 12, -O3 -march=native -ffast-math) and on the
 emulated Cortex-M4 (arm-none-eabi-gcc -O2):
@@ -326,6 +327,15 @@ class _Row(fusion.FusedRow):
         L.append(f"        for (int i = 0; i < {n_out}; i++) {out}[i] += (float)w[i] * aj;")
         L.append("    }")
 
+    @staticmethod
+    def sigmoid(a: str) -> str:
+        lim = src.c_float(SIGMOID_CLAMP)
+        return f"1.0f / (1.0f + expf(-fminf(fmaxf({a}, -{lim}), {lim})))"
+
+    @staticmethod
+    def tanh(a: str) -> str:
+        return f"tanhf({a})"
+
     def binary(self, symbol: str) -> Callable[[ir.Node], None]:
         def emit(n: ir.Node) -> None:
             a, b = (self.operand(v) for v in n.inputs)
@@ -383,10 +393,12 @@ class _Row(fusion.FusedRow):
         target = self.at_stream({"h": "h_out", "c": "c_out"}[state], self.g.hidden_size)
         return target if k == 0 else f"({target} + {k} * ld)"
 
+    chains = False  # fusion.plan's: a block's loops split where two tanh/sigmoid would chain
+
     def walk_step(self) -> None:
         """Every node of the step, the element-wise runs fused into loops."""
         nodes = self.accumulating(self.g.nodes)
-        groups = fusion.plan(nodes, self.size)
+        groups = fusion.plan(nodes, self.size, self.chains)
         for g in groups.values():
             # the new state goes to arrays and is written after the row: a fused loop that
             # writes only its own arrays may be vectorised (tanhf and expf included, where the
@@ -419,6 +431,16 @@ class _Lanes(_Row):
         self.expr = {"x": self.inputs["x"]}
         n, L = graph.hidden_size, streams
         self.scratch_bytes += 4 * L * (graph.input_size + 2 * graph.num_layers * n)
+
+    chains = True
+
+    @staticmethod
+    def sigmoid(a: str) -> str:
+        return f"slimedge_sigmoid_block({a})"
+
+    @staticmethod
+    def tanh(a: str) -> str:
+        return f"slimedge_tanh_block({a})"
 
     def elem(self, base: str, i: str) -> str:
         return f"{base}[{i} * {self.streams} + s]"
@@ -532,11 +554,6 @@ def _on_stream(expr: str, stream: str) -> str:
     return re.sub(r"\bs\b", stream, expr)
 
 
-def _sigmoid(a: str) -> str:
-    lim = src.c_float(SIGMOID_CLAMP)
-    return f"1.0f / (1.0f + expf(-fminf(fmaxf({a}, -{lim}), {lim})))"
-
-
 def _clip(a: str, lo: float | None, hi: float | None) -> str:
     a = a if lo is None else f"fmaxf({a}, {src.c_float(lo)})"
     return a if hi is None else f"fminf({a}, {src.c_float(hi)})"
@@ -546,8 +563,8 @@ OPS: dict[str, Callable[[_Row, ir.Node], None]] = {
     "matmul": lambda r, n: r.matmul(n),
     "add": lambda r, n: r.binary("+")(n),
     "mul": lambda r, n: r.binary("*")(n),
-    "sigmoid": lambda r, n: r.unary(_sigmoid)(n),
-    "tanh": lambda r, n: r.unary(lambda a: f"tanhf({a})")(n),
+    "sigmoid": lambda r, n: r.unary(r.sigmoid)(n),
+    "tanh": lambda r, n: r.unary(r.tanh)(n),
     "clip": lambda r, n: r.unary(lambda a: _clip(a, **n.attrs["kernel"]))(n),
     "split": lambda r, n: r.split(n),
     "unstack": lambda r, n: r.unstack(n),

