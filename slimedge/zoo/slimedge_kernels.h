@@ -291,42 +291,42 @@ static inline float slimedge_sigmoid_block(float x)
 SLIMEDGE_ALWAYS_INLINE void slimedge_lanes_in(int nb, const float *src, size_t ld, int n,
                                               int lanes, float *dst)
 {
-    int i = 0;
+    int s = 0;
 #if SLIMEDGE_T16
-    for (; i + 16 <= n; i += 16) {
-        int s = 0;
-        for (; s + 16 <= nb; s += 16)
+    /* sixteen streams at a time, each read from start to end (sixteen sequential reads) */
+    for (; s + 16 <= nb; s += 16) {
+        int i = 0;
+        for (; i + 16 <= n; i += 16)
             slimedge_t16(src + (size_t)s * ld + (size_t)i, ld, dst + (size_t)i * (size_t)lanes + s,
                          (size_t)lanes);
-        for (int r = 0; r < 16; r++)
-            for (int t = s; t < lanes; t++)
-                dst[(size_t)(i + r) * (size_t)lanes + t] =
-                    t < nb ? src[(size_t)t * ld + (size_t)(i + r)] : 0.0f;
+        for (; i < n; i++)
+            for (int t = s; t < s + 16; t++)
+                dst[(size_t)i * (size_t)lanes + t] = src[(size_t)t * ld + (size_t)i];
     }
 #endif
-    for (; i < n; i++)
-        for (int s = 0; s < lanes; s++)
-            dst[(size_t)i * (size_t)lanes + s] = s < nb ? src[(size_t)s * ld + (size_t)i] : 0.0f;
+    for (int i = 0; i < n; i++)
+        for (int t = s; t < lanes; t++)
+            dst[(size_t)i * (size_t)lanes + t] = t < nb ? src[(size_t)t * ld + (size_t)i] : 0.0f;
 }
 
 /* Out of a block: dst[s * ld + i] = src[i * lanes + s] for the streams s < nb, i < n. */
 SLIMEDGE_ALWAYS_INLINE void slimedge_lanes_out(int nb, const float *src, int n, int lanes,
                                                float *dst, size_t ld)
 {
-    int i = 0;
+    int s = 0;
 #if SLIMEDGE_T16
-    for (; i + 16 <= n; i += 16) {
-        int s = 0;
-        for (; s + 16 <= nb; s += 16)
+    /* sixteen streams at a time, each written from start to end */
+    for (; s + 16 <= nb; s += 16) {
+        int i = 0;
+        for (; i + 16 <= n; i += 16)
             slimedge_t16(src + (size_t)i * (size_t)lanes + s, (size_t)lanes,
                          dst + (size_t)s * ld + (size_t)i, ld);
-        for (; s < nb; s++)
-            for (int r = 0; r < 16; r++)
-                dst[(size_t)s * ld + (size_t)(i + r)] = src[(size_t)(i + r) * (size_t)lanes + s];
+        for (int t = s; t < s + 16; t++)
+            for (int r = i; r < n; r++) dst[(size_t)t * ld + (size_t)r] = src[(size_t)r * (size_t)lanes + t];
     }
 #endif
-    for (int s = 0; s < nb; s++)
-        for (int r = i; r < n; r++) dst[(size_t)s * ld + (size_t)r] = src[(size_t)r * (size_t)lanes + s];
+    for (; s < nb; s++)
+        for (int r = 0; r < n; r++) dst[(size_t)s * ld + (size_t)r] = src[(size_t)r * (size_t)lanes + s];
 }
 
 /* y[i][s] = bias[i] + sum_j W[i][j] x[j][s] + sum_j W2[i][j] x2[j][s] for i < rows and the
