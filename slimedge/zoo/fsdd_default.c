@@ -1088,12 +1088,12 @@ void fsdd_default_reset(float *h, float *c)
 
 /* the model's config JSON (slimedge reads it without compiling) */
 const char fsdd_default_config[] =
-    "{\"file_sha256\": \"12b7420815bbf7d7088e89b2ecbba4ff8ee063302011aec25f4e54eb0f8065b3\", "
+    "{\"file_sha256\": \"c42fac06134353fe641c1af8de4090ba910287a08a07481db7dae6ba2084a5f3\", "
     "\"export\": {\"abi\": 1, \"activations\": \"float32\", "
     "\"arithmetic\": \"float32 weights stored transposed (in, out); float32 arithmetic\", "
     "\"batch_stack_bytes\": 44416, \"block_streams\": 32, \"format\": \"c\", "
     "\"header_sha256\": \"e7639c41df3024ab97a1eaea07d1290fb2198a85787c2ffe4db174fad7223c46\", "
-    "\"kernels_sha256\": \"8f3ee3eb929d1890938b0882f556d41ef95d838602ebd6b6fd0c33ad8e7a9b06\", "
+    "\"kernels_sha256\": \"ef44a157a738d9f04115a6501b8a9b9a6dcb3c0f19ce4a547d92186a7c29c658\", "
     "\"language\": \"C99\", \"mode\": \"step\", \"prefix\": \"fsdd_default\", \"quantize\": \"none\", "
     "\"stack_bytes\": 1280, \"weight_bytes\": 22572, \"weights\": \"float32\", "
     "\"weights_sha256\": \"2417684b7a765c2a4dd9507bb0e03afec847b22523773ea3ea70547d07c92050\"}, "

@@ -229,12 +229,18 @@ SLIMEDGE_ALWAYS_INLINE void slimedge_matvec_f32(const float *x, int cols, const 
 #endif
 
 #if SLIMEDGE_T16
-/* d[i * ldd + s] = a[s * lda + i] for s, i < 16: sixteen loads, four rounds of shuffles
-   (pairs of floats, of doubles, then of 128-bit quarters twice), sixteen stores */
-SLIMEDGE_ALWAYS_INLINE void slimedge_t16(const float *a, size_t lda, float *d, size_t ldd)
+/* d[i * ldd + s] = a[s * lda + i] for i < cols and s < rows (both at most 16): rows (masked)
+   loads, four rounds of shuffles (pairs of floats, of doubles, then of 128-bit quarters twice),
+   cols (masked) stores; nothing outside those rows and columns is read or written */
+SLIMEDGE_ALWAYS_INLINE void slimedge_t16(const float *a, size_t lda, float *d, size_t ldd,
+                                         int rows, int cols)
 {
     __m512 r[16], t[16];
-    for (int k = 0; k < 16; k++) r[k] = _mm512_loadu_ps(a + (size_t)k * lda);
+    const __mmask16 in = (__mmask16)((1u << cols) - 1u), out = (__mmask16)((1u << rows) - 1u);
+    for (int k = 0; k < 16; k++)
+        r[k] = k >= rows ? _mm512_setzero_ps()
+               : cols == 16 ? _mm512_loadu_ps(a + (size_t)k * lda)
+               : _mm512_maskz_loadu_ps(in, a + (size_t)k * lda);
     for (int k = 0; k < 16; k += 2) {
         t[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
         t[k + 1] = _mm512_unpackhi_ps(r[k], r[k + 1]);
@@ -259,7 +265,10 @@ SLIMEDGE_ALWAYS_INLINE void slimedge_t16(const float *a, size_t lda, float *d, s
         r[4 + m] = _mm512_shuffle_f32x4(t[4 + m], t[12 + m], 0x88);
         r[12 + m] = _mm512_shuffle_f32x4(t[4 + m], t[12 + m], 0xdd);
     }
-    for (int c = 0; c < 16; c++) _mm512_storeu_ps(d + (size_t)c * ldd, r[c]);
+    for (int c = 0; c < cols; c++) {
+        if (rows == 16) _mm512_storeu_ps(d + (size_t)c * ldd, r[c]);
+        else _mm512_mask_storeu_ps(d + (size_t)c * ldd, out, r[c]);
+    }
 }
 #endif
 
@@ -294,15 +303,10 @@ SLIMEDGE_ALWAYS_INLINE void slimedge_lanes_in(int nb, const float *src, size_t l
     int s = 0;
 #if SLIMEDGE_T16
     /* sixteen streams at a time, each read from start to end (sixteen sequential reads) */
-    for (; s + 16 <= nb; s += 16) {
-        int i = 0;
-        for (; i + 16 <= n; i += 16)
+    for (; s + 16 <= nb; s += 16)
+        for (int i = 0; i < n; i += 16)
             slimedge_t16(src + (size_t)s * ld + (size_t)i, ld, dst + (size_t)i * (size_t)lanes + s,
-                         (size_t)lanes);
-        for (; i < n; i++)
-            for (int t = s; t < s + 16; t++)
-                dst[(size_t)i * (size_t)lanes + t] = src[(size_t)t * ld + (size_t)i];
-    }
+                         (size_t)lanes, 16, n - i < 16 ? n - i : 16);
 #endif
     for (int i = 0; i < n; i++)
         for (int t = s; t < lanes; t++)
@@ -316,14 +320,10 @@ SLIMEDGE_ALWAYS_INLINE void slimedge_lanes_out(int nb, const float *src, int n, 
     int s = 0;
 #if SLIMEDGE_T16
     /* sixteen streams at a time, each written from start to end */
-    for (; s + 16 <= nb; s += 16) {
-        int i = 0;
-        for (; i + 16 <= n; i += 16)
+    for (; s + 16 <= nb; s += 16)
+        for (int i = 0; i < n; i += 16)
             slimedge_t16(src + (size_t)i * (size_t)lanes + s, (size_t)lanes,
-                         dst + (size_t)s * ld + (size_t)i, ld);
-        for (int t = s; t < s + 16; t++)
-            for (int r = i; r < n; r++) dst[(size_t)t * ld + (size_t)r] = src[(size_t)r * (size_t)lanes + t];
-    }
+                         dst + (size_t)s * ld + (size_t)i, ld, n - i < 16 ? n - i : 16, 16);
 #endif
     for (; s < nb; s++)
         for (int r = 0; r < n; r++) dst[(size_t)s * ld + (size_t)r] = src[(size_t)r * (size_t)lanes + s];
