@@ -285,7 +285,7 @@ def markdown(rep: dict) -> str:
              f"µs per call in brackets. `c` steps a batch in blocks of streams (each weight read "
              f"once per block); `c/stream` is the same export compiled with "
              f"`{s['per_stream_flag']}` (one stream at a time, as before). Ratios are of this run."
-             + (f" This core's float32 multiply-add peak, measured in the same rounds "
+             + (f" This core's float32 multiply-add peak, measured in the same run "
                 f"({m.get('fma_peak_kernel', '')}, the same compiler and flags; the largest of "
                 f"{len(m.get('fma_peak_samples_gmacs', []))} measurements before and after the rounds): "
                 f"**{peak:.0f} GMAC/s**; the last column is each row's multiply-adds per second "
