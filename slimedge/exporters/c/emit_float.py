@@ -114,7 +114,6 @@ class _Row(fusion.FusedRow):
         self.scalar: dict[str, str] = {}  # value -> its scalar in that loop
         self.stored: set[str] = set()  # new-state values written out in a fused loop
         self.accumulate: dict[str, str] = {}  # matmul result -> the result it is added onto
-        self.pending: dict[str, tuple] = {}  # a block's W·x waiting for the U·h added to it
 
     # ---- names ------------------------------------------------------------------------------
     def at_stream(self, base: str, stride: int) -> str:
@@ -427,6 +426,7 @@ class _Lanes(_Row):
     def __init__(self, graph: ir.Graph, prefix: str, streams: int,
                  names: src.Names | None = None) -> None:
         super().__init__(graph, prefix, "float", names, streams)
+        self.pending: dict[str, tuple] = {}  # W·x + b waiting for the U·h added to it
         self.inputs = {v: self.names.get(f"{v}_lanes") for v in ("x", "h", "c")}
         self.expr = {"x": self.inputs["x"]}
         n, L = graph.hidden_size, streams
