@@ -18,6 +18,14 @@ every configuration and k in turn), so the load of a shared machine falls on all
 configuration's figure is the median call time over its rounds, reported as stream-steps per
 second (k / call time), and every comparison is a ratio of two figures of this run.
 
+Before the rounds every configuration steps :data:`WARM_UP` times untimed (first calls fault in
+the state's pages and fill the caches). The same run measures this core's float32 multiply-add
+peak before and after the rounds (:data:`PEAK_C`: 12 independent chains of vector multiply-adds
+as wide as the batched kernel's, compiled by the c backend's toolchain with its flags; the
+largest of the measurements): each row's multiply-adds per second (stream-steps per second times
+the model's multiply-adds per stream-step, ``ir.lower(checkpoint).macs_per_step(None)``) are
+reported as a share of it, and so is what 2x onnxruntime would need.
+
 Results: ``benchmarks/results/many_streams.json`` and BENCHMARKS.md's "## Many streams: batched C"
 (with ``--update``).
 """
@@ -41,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import step_latency  # noqa: E402  (its exports: the same checkpoints as the step-latency sweep)
-from slimedge import profile, runtime, variants  # noqa: E402
+from slimedge import ir, profile, runtime, variants  # noqa: E402
 from slimedge._report import (  # noqa: E402
     add_output_arguments,
     nothing_written,
@@ -56,7 +64,30 @@ SECTION = "## Many streams: batched C"
 PER_STREAM = "c/stream"
 PER_STREAM_FLAG = "-DSLIMEDGE_NO_BLOCKED"
 # timed calls per configuration and round, by k (fewer where a call is long)
-CALLS = {1: 200, 64: 12, 1024: 2}
+CALLS = {1: 200, 64: 12, 1024: 3}
+WARM_UP = 8  # untimed calls of each configuration before the first round
+PEAK_CHAINS = 12  # independent multiply-add chains: enough to hide the latency on current cores
+# the peak: PEAK_CHAINS chains of multiply-adds of vectors as wide as slimedge_matmat_f32's
+PEAK_C = f"""#include "slimedge_kernels.h"
+#ifndef SLIMEDGE_MM_LANES
+#define SLIMEDGE_MM_LANES 8
+#endif
+typedef float peak_t __attribute__((vector_size(4 * SLIMEDGE_MM_LANES)));
+int peak_lanes(void) {{ return {PEAK_CHAINS} * SLIMEDGE_MM_LANES; }}
+float peak(long rounds, float m, float a)
+{{
+    peak_t acc[{PEAK_CHAINS}];
+    for (int k = 0; k < {PEAK_CHAINS}; k++) acc[k] = (peak_t){{0.0f}} + (float)k;
+    for (long i = 0; i < rounds; i++)
+        for (int k = 0; k < {PEAK_CHAINS}; k++) acc[k] = acc[k] * m + a;
+    float s = 0.0f;
+    for (int k = 0; k < {PEAK_CHAINS}; k++)
+        for (int t = 0; t < SLIMEDGE_MM_LANES; t++) s += acc[k][t];
+    return s;
+}}
+"""
+PEAK_ROUNDS = 2_000_000  # per call: about 3 ms at 134 G multiply-adds per second
+PEAK_TIMES = 5  # the peak measured before the rounds and again after them; the largest is kept
 
 
 def log(msg: str) -> None:
@@ -80,6 +111,34 @@ def load(path: str, backend: str):
             os.environ[toolchain.ENV_CFLAGS] = old
 
 
+class Peak:
+    """This core's float32 multiply-adds per second: :data:`PEAK_C` compiled by the c backend's
+    toolchain (its compiler and flags), the best of three calls each time it is measured
+    (:attr:`samples`, multiply-adds per second)."""
+
+    def __init__(self, work: Path) -> None:
+        import ctypes
+
+        c = work / "peak.c"
+        c.write_text(PEAK_C)
+        lib = work / f"peak{toolchain.library_suffix()}"
+        toolchain.compile_library(c, lib)
+        self.lib = ctypes.CDLL(str(lib))
+        self.lib.peak.argtypes = [ctypes.c_long, ctypes.c_float, ctypes.c_float]
+        self.lib.peak.restype = ctypes.c_float
+        self.lanes = self.lib.peak_lanes()
+        self.samples: list[float] = []
+
+    def measure(self) -> None:
+        best = min(self._time() for _ in range(3))
+        self.samples.append(self.lanes * PEAK_ROUNDS / best)
+
+    def _time(self) -> float:
+        t = time.perf_counter()
+        self.lib.peak(PEAK_ROUNDS, 0.999999, 1e-7)
+        return time.perf_counter() - t
+
+
 def sweep(args) -> dict:
     from slimedge import data
 
@@ -95,6 +154,11 @@ def sweep(args) -> dict:
     with tempfile.TemporaryDirectory(prefix="slimedge-streams-") as tmp:
         configs = step_latency.build(Path(tmp), hidden, names, quantize, ["onnxruntime", "c"],
                                      splits, 16, torch_onnx=False)
+        peak = Peak(Path(tmp))
+        macs = {}  # (variant, n) -> multiply-adds of one stream-step
+        for c in configs:
+            if (c.name, c.group) not in macs:
+                macs[(c.name, c.group)] = ir.lower(c.source).macs_per_step(None)
         for c in configs:
             for backend in ([c.backend] if c.backend != "c" else ["c", PER_STREAM]):
                 log(f"load {c.name} n{c.group} {backend} {c.quantize}")
@@ -105,6 +169,12 @@ def sweep(args) -> dict:
                                  "batch": model.streams(k),
                                  "frames": rng.normal(size=(k, 13)).astype(np.float32),
                                  "times": []})
+        log(f"warm-up: every configuration steps {WARM_UP} times, untimed")
+        for row in rows:  # first calls: the state's pages, the caches, the stack
+            for _ in range(WARM_UP):
+                row["batch"].step(row["frames"])
+        for _ in range(PEAK_TIMES):
+            peak.measure()
         for r in range(args.rounds):
             log(f"round {r + 1}/{args.rounds}: {len(rows)} configurations")
             for row in rows:
@@ -114,13 +184,23 @@ def sweep(args) -> dict:
                     t = time.perf_counter()
                     step(frames)
                     row["times"].append(time.perf_counter() - t)
+        for _ in range(PEAK_TIMES):
+            peak.measure()
+    fma_peak = max(peak.samples)
     results = []
     for row in rows:
         p50 = statistics.median(row["times"])
+        mac = macs[(row["variant"], row["hidden"])]
         results.append({k: row[k] for k in ("variant", "hidden", "backend", "quantize", "k")}
                        | {"calls": len(row["times"]), "p50_us": p50 * 1e6,
-                          "stream_steps_per_s": row["k"] / p50})
+                          "stream_steps_per_s": row["k"] / p50, "macs_per_step": mac,
+                          "gmacs": row["k"] / p50 * mac / 1e9,
+                          "of_peak": row["k"] / p50 * mac / fma_peak})
     mach = profile.machine()
+    mach["fma_peak_gmacs"] = fma_peak / 1e9
+    mach["fma_peak_samples_gmacs"] = [v / 1e9 for v in peak.samples]
+    mach["fma_peak_kernel"] = (f"{PEAK_CHAINS} chains of {peak.lanes // PEAK_CHAINS}-lane float32 "
+                               "vector multiply-adds")
     mach["loadavg_before"] = load_before
     mach["c_compiler"] = toolchain.describe()
     return {"machine": mach,
@@ -165,11 +245,27 @@ def target_lines(rep: dict) -> list[str]:
            + ("met" if not below else "not met at " + ", ".join(
                f"{v} n{n} {q} k={k} ({r:.2f}×)" for (v, n, q, k), r in below))
            + (f" (lowest {min(big.values()):.2f}×)." if big else ".")]
+    peak = rep["machine"].get("fma_peak_gmacs")
     for v in ("LSTM6", "LSTM_C6"):
         r = ratio.get((v, 128, "none", 1024))
-        if r is not None:
-            out.append(f"- {v}, n = 128, k = 1,024, float: `c` {r:.2f}× onnxruntime (target ≥ 2×: "
-                       f"{'met' if r >= 2 else 'not met'}).")
+        if r is None:
+            continue
+        line = (f"- {v}, n = 128, k = 1,024, float: `c` {r:.2f}× onnxruntime (target ≥ 2×: "
+                f"{'met' if r >= 2 else 'not met'}).")
+        ort = idx.get((v, 128, "onnxruntime", "none", 1024), {})
+        c = idx.get((v, 128, "c", "none", 1024), {})
+        if peak and "gmacs" in ort and c:
+            budget = ort["p50_us"] / 2  # µs per call at 2x onnxruntime
+            macs_us = ort["macs_per_step"] * 1024 / (peak * 1e3)  # at the peak, in µs
+            line += (f" 2× onnxruntime is {budget:.0f} µs per call, {2 * ort['gmacs']:.0f} GMAC/s "
+                     f"({2 * ort['gmacs'] / peak:.0%} of this core's float32 multiply-add peak "
+                     f"over the whole step); the {ort['macs_per_step']:,} multiply-adds per "
+                     f"stream-step alone take {macs_us:.0f} µs at the peak, which "
+                     + (f"leaves {budget - macs_us:.0f} µs" if budget > macs_us else "leaves nothing")
+                     + f" for the rest (two tanh per unit, the state into and out of the block); "
+                     f"`c` takes {c['p50_us']:.0f} µs ({c['gmacs']:.0f} GMAC/s, "
+                     f"{c['gmacs'] / peak:.0%} of the peak).")
+        out.append(line)
     return out
 
 
@@ -178,6 +274,8 @@ def markdown(rep: dict) -> str:
     s = rep["settings"]
     m = rep["machine"]
     ks = s["streams"]
+    big = ks[-1]
+    peak = m.get("fma_peak_gmacs")
     lines = [SECTION, "",
              f"`{rep['command']}` — {rep['date']}; {m.get('cpu', '?')}, "
              f"{m.get('cores', '?')} cores shared with other work (load average "
@@ -186,11 +284,19 @@ def markdown(rep: dict) -> str:
              f"Median of {s['rounds']} interleaved rounds; stream-steps per second (k / call time), "
              f"µs per call in brackets. `c` steps a batch in blocks of streams (each weight read "
              f"once per block); `c/stream` is the same export compiled with "
-             f"`{s['per_stream_flag']}` (one stream at a time, as before). Ratios are of this run.",
+             f"`{s['per_stream_flag']}` (one stream at a time, as before). Ratios are of this run."
+             + (f" This core's float32 multiply-add peak, measured in the same run "
+                f"({m.get('fma_peak_kernel', '')}, the same compiler and flags; the largest of "
+                f"{len(m.get('fma_peak_samples_gmacs', []))} measurements before and after the rounds): "
+                f"**{peak:.0f} GMAC/s**; the last column is each row's multiply-adds per second "
+                f"at k = {big:,} (stream-steps per second × multiply-adds per stream-step) and "
+                f"their share of that peak (float weights; int8 weights multiply in integers)." if peak
+                else ""),
              "",
              "| model | n | quantize | backend | " + " | ".join(f"k = {k}" for k in ks)
-             + " | c / onnxruntime | c / c-per-stream |",
-             "|---|---:|---|---|" + "---:|" * len(ks) + "---|---|"]
+             + " | c / onnxruntime | c / c-per-stream |"
+             + (f" GMAC/s at k = {big:,} (of peak) |" if peak else ""),
+             "|---|---:|---|---|" + "---:|" * len(ks) + "---|---|" + ("---:|" if peak else "")]
     for v in s["variants"]:
         for n in s["hidden"]:
             for q in s["quantize"]:
@@ -202,6 +308,10 @@ def markdown(rep: dict) -> str:
                                      if r else "–")
                     extra = (f" | {_ratios(idx, ks, (v, n, q), 'onnxruntime')} | "
                              f"{_ratios(idx, ks, (v, n, q), PER_STREAM)} |" if b == "c" else " | | |")
+                    r = idx.get((v, n, b, q, big))
+                    if peak:
+                        share = f" ({r['of_peak']:.0%})" if q == "none" else ""  # (a float peak)
+                        extra += f" {r['gmacs']:.1f}{share} |" if r and "gmacs" in r else " – |"
                     lines.append(f"| {v} | {n} | {q} | {b} | " + " | ".join(cells) + extra)
     lines += ["", "Ratios are listed for k = " + ", ".join(str(k) for k in ks) + " in order."]
     lines += ["", *target_lines(rep)]
@@ -217,7 +327,7 @@ def main(argv=None) -> None:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--calls", type=int, default=100,
                    help="timed calls per round, in percent of the default (200 at k = 1, 12 at "
-                        "k = 64, 2 at k = 1024)")
+                        "k = 64, 3 at k = 1024)")
     p.add_argument("--table-only", action="store_true",
                    help="only the BENCHMARKS.md section, from the JSON (--out, else the tracked one)")
     add_output_arguments(p, RESULTS)

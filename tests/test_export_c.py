@@ -19,7 +19,7 @@ from slimedge import checkpoint, integrity, ir, variants
 from slimedge.errors import CompilerNotFound
 from slimedge.exporters import c as cx
 from slimedge.exporters import validate
-from slimedge.exporters.c import emit_float, fixedpoint, source
+from slimedge.exporters.c import emit_float, fixedpoint, fusion, source
 from slimedge.formats.c import reader as c_reader
 from slimedge.formats.c import toolchain
 
@@ -123,12 +123,44 @@ def test_a_file_holds_only_its_variants_work(exports):
     # one stream's step (matvecs) and a block of streams' (matrix products), the same ops
     assert text.count("slimedge_matvec_f32(") == len(g.matmul_shapes()) == 2  # W_c·x, U_c·h
     assert text.count("slimedge_matmat_f32(") == 1  # both in one call for a block of streams
-    assert "expf" not in text and text.count("tanhf(") == 2 * 2
+    assert "expf" not in text and text.count("tanhf(") == 2  # one stream's
+    assert text.count("slimedge_tanh_block(") == 2  # a block's
     # the fixed gate f = 0.4 is a named constant, the gates at 1.0 are not multiplied at all
     assert "static const float l0_const_f = 0.400000006f;" in text
     assert "* l0_const_f" in text and "* 1.0f" not in text
     lstm0, _, _, _ = exports.get("LSTM0", "1-layer")
-    assert lstm0.read_text().count("expf") == 3 * 2  # the i, f, o sigmoids
+    assert lstm0.read_text().count("expf") == 3  # the i, f, o sigmoids (one stream's)
+    assert lstm0.read_text().count("slimedge_sigmoid_block(") == 3  # (a block's)
+
+
+def _chained(graph, groups) -> list[str]:
+    """The tanh/sigmoid nodes of ``groups`` (fused loops) that read, through their own loop's
+    values, the result of another tanh/sigmoid of that loop."""
+    out = []
+    for g in groups.values():
+        derived: set[str] = set()
+        for n in graph.nodes[g.start:g.end + 1]:
+            if n.op in ("tanh", "sigmoid") and derived & set(n.inputs):
+                out.append(n.outputs[0])
+            if n.op in ("tanh", "sigmoid") or derived & set(n.inputs):
+                derived |= set(n.outputs)
+    return out
+
+
+@pytest.mark.parametrize("variant", ALL)
+def test_a_blocks_loops_never_chain_two_activations(exports, variant):
+    """A block of streams' element-wise loops (fusion.plan with chains): no loop holds a tanh or
+    sigmoid of another's result (tanh(c') after the gates: such a loop, vectorised, waits on
+    itself), and still every element-wise op in a loop; one stream's loops fuse them."""
+    _, ckpt, _, _ = exports.get(variant, "2-layer+head+norm")
+    g = ir.lower(ckpt, fold_normalization=True)
+    size = lambda v: int(g.shapes[v][-1])  # noqa: E731
+    block, row = (fusion.plan(g.nodes, size, chains) for chains in (True, False))
+    assert _chained(g, block) == []
+    assert len(_chained(g, row)) == 2  # tanh(c') of each layer, in one stream's loops
+    covered = lambda groups: sorted(k for gr in groups.values()  # noqa: E731
+                                    for k in range(gr.start, gr.end + 1))
+    assert covered(block) == covered(row) and len(block) == len(row) + 2
 
 
 # ---- many streams: a batch runs in blocks of streams -------------------------------------------
@@ -149,6 +181,7 @@ def test_batched_step_equals_one_stream_at_a_time(tmp_path, monkeypatch, variant
     -DSLIMEDGE_NO_BLOCKED (the batch one stream at a time, the row function, as a
     microcontroller runs it), 12 steps of a closed loop, 2 layers, a head: every batch size
     (3, 17, 64, 100) gives each stream the same bits (its result does not depend on its batch),
+    and so does the batch in reverse order (nor on its place in it),
     one stream alone the per-stream step's bits, and a batch agrees with the per-stream step to
     float32 rounding (the sums run in another order: 2e-5; int8 weights 2e-4);
     float files also within 1e-5 of the float64 step IR, per step. ``dynamic-dot``: every int8
@@ -171,6 +204,11 @@ def test_batched_step_equals_one_stream_at_a_time(tmp_path, monkeypatch, variant
     frames = rng.normal(size=(steps, B, M)).astype(np.float32)
     h0, c0 = (rng.normal(size=(2, 2, B, WIDE)) * 0.5).astype(np.float32)
     full = closed_loop(blocked, frames, h0, c0, B)
+    # nor on its place in it: the streams in reverse order (each in another lane of a block of
+    # streams, another block), each the same bits
+    back = closed_loop(blocked, *(np.ascontiguousarray(a[:, ::-1]) for a in (frames, h0, c0)), B)
+    for key in ("y", "h_next", "c_next"):
+        np.testing.assert_array_equal(back[key][..., ::-1, :], full[key], err_msg=key)
     alone = closed_loop(per_stream, frames, h0, c0, B)
     for k in BATCHES[:-1]:  # one stream alone runs the row function, as before: the same bits
         part = closed_loop(blocked, frames, h0, c0, k)
@@ -402,6 +440,30 @@ def test_nonlinearities_in_c_match_their_stated_bound(tmp_path):
     bounds = info["nonlinearities"]["max_abs_error"]
     assert np.abs(t / 32768.0 - np.tanh(x)).max() <= bounds["tanh"]
     assert np.abs(s / 32768.0 - 1 / (1 + np.exp(-x))).max() <= bounds["sigmoid"] + 1e-12
+
+
+def test_block_activations_match_their_stated_bound(tmp_path):
+    """A block of streams' tanh and sigmoid (float weights: slimedge_tanh_block, a rational
+    function) within the bounds the kernel header states of the exact functions, at every
+    float32 step of 2^-12 in [-24, 24] and at large inputs; odd, and within [-1, 1] and [0, 1]."""
+    probe = tmp_path / "probe.c"
+    probe.write_text('#include <stddef.h>\n#include "slimedge_kernels.h"\n'
+                     "void probe(int n, const float *z, float *t, float *s);\n"
+                     "void probe(int n, const float *z, float *t, float *s)\n{\n"
+                     "    for (int i = 0; i < n; i++) { t[i] = slimedge_tanh_block(z[i]); "
+                     "s[i] = slimedge_sigmoid_block(z[i]); }\n}\n")
+    toolchain.compile_library(probe, tmp_path / "probe.so")
+    lib = ctypes.CDLL(str(tmp_path / "probe.so"))
+    z = np.concatenate([np.arange(-24 * 4096, 24 * 4096 + 1) / 4096.0,
+                        [-1e30, -1e4, 1e4, 1e30]]).astype(np.float32)
+    t, s = np.zeros_like(z), np.zeros_like(z)
+    lib.probe(len(z), *(a.ctypes.data_as(ctypes.c_void_p) for a in (z, t, s)))
+    x = z.astype(np.float64)
+    assert np.abs(t - np.tanh(x)).max() <= 3.3e-7
+    assert np.abs(s - (1 + np.tanh(x / 2)) / 2).max() <= 2e-7  # (the sigmoid, exactly)
+    grid = t[:-4]  # symmetric about 0
+    np.testing.assert_array_equal(grid[::-1], -grid)
+    assert np.abs(t).max() <= 1.0 and s.min() >= 0.0 and s.max() <= 1.0
 
 
 # ---- builds: -Werror with gcc and clang -----------------------------------------------------------

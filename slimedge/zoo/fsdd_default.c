@@ -1017,26 +1017,34 @@ static void fsdd_default_rows(int nb, const float *x, const float *h, const floa
                           float *y, float *h_out, float *c_out)
 {
     (void)ld;
-    float xt[SLIMEDGE_MM_SCRATCH(32, 77)];
-    float l0_xW[2048]; /* l0.xW */
-    slimedge_matmat_f32(nb, (x + 0 * 13), 13, 13, l0_W_c, (h + 0 * 64), 64, 64, l0_U_c, 64, l0_b_c, 0, (l0_xW + 0 * 64), 64, xt); /* l0.xW + l0.hU */
-    float l0_c_next_v[2048]; /* l0.c_next */
-    float l0_g_c_v[2048]; /* l0.g_c */
-    for (int s = 0; s < nb; s++)
-    for (int i = 0; i < 64; i++) {
-        const float l0_cand = tanhf((l0_xW + s * 64)[i]); /* l0.cand */
-        const float l0_fc = (c + s * 64)[i] * l0_const_f; /* l0.fc */
-        const float l0_c_next = l0_fc + l0_cand; /* l0.c_next */
-        (l0_c_next_v + s * 64)[i] = l0_c_next;
-        const float l0_g_c = tanhf(l0_c_next); /* l0.g_c */
-        (l0_g_c_v + s * 64)[i] = l0_g_c;
+    float x_lanes[416], h_lanes[2048], c_lanes[2048];
+    slimedge_lanes_in(nb, x, 13, 13, 32, x_lanes);
+    for (int k = 0; k < 1; k++) {
+        slimedge_lanes_in(nb, h + k * ld, 64, 64, 32, h_lanes + k * 2048);
+        slimedge_lanes_in(nb, c + k * ld, 64, 64, 32, c_lanes + k * 2048);
     }
-    slimedge_matmat_f32(nb, (l0_g_c_v + 0 * 64), 64, 64, head_weight, NULL, 0, 0, NULL, 10, head_bias, 0, (y + 0 * 10), 10, xt);
+    float l0_xW[2048]; /* l0.xW */
+    slimedge_matmat_f32(32, x_lanes, 13, l0_W_c, h_lanes, 64, l0_U_c, 64, l0_b_c, l0_xW); /* l0.xW + l0.hU */
+    float l0_c_next_v[2048]; /* l0.c_next */
+    for (int i = 0; i < 64; i++)
+    for (int s = 0; s < 32; s++) {
+        const float l0_cand = slimedge_tanh_block(l0_xW[i * 32 + s]); /* l0.cand */
+        const float l0_fc = c_lanes[i * 32 + s] * l0_const_f; /* l0.fc */
+        const float l0_c_next = l0_fc + l0_cand; /* l0.c_next */
+        l0_c_next_v[i * 32 + s] = l0_c_next;
+    }
+    float l0_g_c_v[2048]; /* l0.g_c */
+    for (int i = 0; i < 64; i++)
+    for (int s = 0; s < 32; s++) {
+        const float l0_g_c = slimedge_tanh_block(l0_c_next_v[i * 32 + s]); /* l0.g_c */
+        l0_g_c_v[i * 32 + s] = l0_g_c;
+    }
+    float y_v[320]; /* y */
+    slimedge_matmat_f32(32, l0_g_c_v, 64, head_weight, NULL, 0, NULL, 10, head_bias, y_v);
     /* the new state and the output, after every read of the old */
-    for (int s = 0; s < nb; s++)
-        for (int i = 0; i < 64; i++) (h_out + s * 64)[i] = (l0_g_c_v + s * 64)[i];
-    for (int s = 0; s < nb; s++)
-        for (int i = 0; i < 64; i++) (c_out + s * 64)[i] = (l0_c_next_v + s * 64)[i];
+    slimedge_lanes_out(nb, l0_g_c_v, 64, 32, h_out, 64);
+    slimedge_lanes_out(nb, l0_c_next_v, 64, 32, c_out, 64);
+    slimedge_lanes_out(nb, y_v, 10, 32, y, 10);
 }
 #endif
 
@@ -1080,12 +1088,12 @@ void fsdd_default_reset(float *h, float *c)
 
 /* the model's config JSON (slimedge reads it without compiling) */
 const char fsdd_default_config[] =
-    "{\"file_sha256\": \"f559104264b6a62d2b21989135eda37c5a5f464ca3021edfe5b043da3ec244ef\", "
+    "{\"file_sha256\": \"c42fac06134353fe641c1af8de4090ba910287a08a07481db7dae6ba2084a5f3\", "
     "\"export\": {\"abi\": 1, \"activations\": \"float32\", "
     "\"arithmetic\": \"float32 weights stored transposed (in, out); float32 arithmetic\", "
-    "\"batch_stack_bytes\": 34944, \"block_streams\": 32, \"format\": \"c\", "
-    "\"header_sha256\": \"f4f67161c2d849c3bc4361f820edee62c0bce4b6f3af932587e27f18372aad16\", "
-    "\"kernels_sha256\": \"fa32d5c0117f3def51f7f1b1dd5e70bf78c28c1f27763b79ced20aa9027a2414\", "
+    "\"batch_stack_bytes\": 44416, \"block_streams\": 32, \"format\": \"c\", "
+    "\"header_sha256\": \"e7639c41df3024ab97a1eaea07d1290fb2198a85787c2ffe4db174fad7223c46\", "
+    "\"kernels_sha256\": \"ef44a157a738d9f04115a6501b8a9b9a6dcb3c0f19ce4a547d92186a7c29c658\", "
     "\"language\": \"C99\", \"mode\": \"step\", \"prefix\": \"fsdd_default\", \"quantize\": \"none\", "
     "\"stack_bytes\": 1280, \"weight_bytes\": 22572, \"weights\": \"float32\", "
     "\"weights_sha256\": \"2417684b7a765c2a4dd9507bb0e03afec847b22523773ea3ea70547d07c92050\"}, "

@@ -197,127 +197,222 @@ SLIMEDGE_ALWAYS_INLINE void slimedge_matvec_f32(const float *x, int cols, const 
 }
 
 /* Streams stepped together (PREFIX_step_io with batch > 1): on a desktop CPU the step runs on
-   blocks of streams, each matmul one call of slimedge_matmat_f32 per block, so each weight is
-   read once per block, not once per stream. Microcontrollers (M profile), or -DSLIMEDGE_NO_BLOCKED,
-   step a batch one stream at a time (no block scratch on a small stack). */
+   blocks of streams. Float weights: every array of the block lane-major, element i of stream s at
+   [i * lanes + s] (the block's streams across the vector lanes), each matmul one call of
+   slimedge_matmat_f32 per block (each weight read once per block), each element-wise loop over
+   whole vectors of streams; x, h and c are transposed in (slimedge_lanes_in) and y and the new
+   h and c out (slimedge_lanes_out) once per call. Microcontrollers (M profile), or
+   -DSLIMEDGE_NO_BLOCKED, step a batch one stream at a time (no block scratch on a small stack). */
 #if !(defined(__ARM_ARCH_PROFILE) && __ARM_ARCH_PROFILE == 'M') && !defined(SLIMEDGE_NO_BLOCKED)
 #define SLIMEDGE_BLOCKED 1
 #else
 #define SLIMEDGE_BLOCKED 0
 #endif
 
+#if SLIMEDGE_BLOCKED
 /* slimedge_matmat_f32's streams per vector: sixteen where the CPU has 512-bit vectors, else
-   eight; SLIMEDGE_MM_VECTORS such vectors per register tile. */
+   eight; SLIMEDGE_MM_VECTORS such vectors per register tile. A block's lanes are a multiple of
+   SLIMEDGE_MM_LANES * SLIMEDGE_MM_VECTORS (16 or 32). */
 #if defined(__AVX512F__)
 #define SLIMEDGE_MM_LANES 16
 #define SLIMEDGE_MM_VECTORS 2  /* 32 vector registers: 8 rows x 2 vectors of sums */
+#if defined(__GNUC__)
+#include <immintrin.h>
+#define SLIMEDGE_T16 1  /* 16 x 16 transposes in registers */
+#endif
 #else
 #define SLIMEDGE_MM_LANES 8
 #define SLIMEDGE_MM_VECTORS 1
 #endif
-#define SLIMEDGE_MM_TILES(nb) \
-    (((nb) + SLIMEDGE_MM_LANES * SLIMEDGE_MM_VECTORS - 1) / (SLIMEDGE_MM_LANES * SLIMEDGE_MM_VECTORS) \
-     * SLIMEDGE_MM_VECTORS)  /* vectors of streams: a whole number of register tiles */
-/* floats of slimedge_matmat_f32's scratch for up to nb streams of cols inputs (both inputs') */
-#define SLIMEDGE_MM_SCRATCH(nb, cols) \
-    ((size_t)SLIMEDGE_MM_TILES(nb) * SLIMEDGE_MM_LANES * (size_t)(cols))
+#ifndef SLIMEDGE_T16
+#define SLIMEDGE_T16 0
+#endif
 
-/* y_s[i] = bias_s[i] + sum_j W[i][j] x_s[j] + sum_j W2[i][j] x2_s[j] for the streams s < nb,
-   i < rows: x_s = x + s * ldx (cols inputs), x2_s = x2 + s * ldx2 (cols2 inputs; none where
-   cols2 is 0), y_s = y + s * ldy, bias_s = bias + s * ldb (ldb 0: one bias for all streams),
-   bias may be NULL; W and W2 laid out as SLIMEDGE_F32_INDEX says (W x + U h in one call). A small
-   matrix product with the streams across the vector lanes: the inputs are transposed once into
-   scratch (SLIMEDGE_MM_SCRATCH(nb, cols + cols2) floats; lanes past nb are zero), then eight
-   rows of sums for SLIMEDGE_MM_VECTORS vectors of streams stay in registers, each weight
-   broadcast to one multiply-add per vector; a block of eight rows is read once per block of
-   streams, reused from the L1 cache across its tiles. Every lane of a batch runs the same
-   instructions (the streams are padded to whole register tiles), so a stream's result does not
-   depend on its batch or its place in it. */
-SLIMEDGE_ALWAYS_INLINE void slimedge_matmat_f32(int nb, const float *x, size_t ldx, int cols,
-                                                const float *w, const float *x2, size_t ldx2,
-                                                int cols2, const float *w2, int rows,
-                                                const float *bias, size_t ldb, float *y,
-                                                size_t ldy, float *xt)
+#if SLIMEDGE_T16
+/* d[i * ldd + s] = a[s * lda + i] for i < cols and s < rows (both at most 16): rows (masked)
+   loads, four rounds of shuffles (pairs of floats, of doubles, then of 128-bit quarters twice),
+   cols (masked) stores; nothing outside those rows and columns is read or written */
+SLIMEDGE_ALWAYS_INLINE void slimedge_t16(const float *a, size_t lda, float *d, size_t ldd,
+                                         int rows, int cols)
 {
-    const int tiles = SLIMEDGE_MM_TILES(nb), all = cols + cols2;
-    for (int g = 0; g < tiles; g++)
-        for (int j = 0; j < all; j++) {
-            float *dst = xt + ((size_t)g * (size_t)all + (size_t)j) * SLIMEDGE_MM_LANES;
-            for (int t = 0; t < SLIMEDGE_MM_LANES; t++) {
-                const int s = g * SLIMEDGE_MM_LANES + t;
-                dst[t] = s >= nb ? 0.0f : j < cols ? x[(size_t)s * ldx + (size_t)j]
-                                                   : x2[(size_t)s * ldx2 + (size_t)(j - cols)];
-            }
-        }
-    /* the sums of rows i.. (one per row, a vector of streams each) out to y, stream by stream */
-#define SLIMEDGE_MM_OUT(tile, nrows, acc) do { \
-        float v_[8][SLIMEDGE_MM_LANES]; \
-        for (int r_ = 0; r_ < (nrows); r_++) memcpy(v_[r_], &(acc)[r_], sizeof v_[r_]); \
-        for (int t = 0; t < SLIMEDGE_MM_LANES && (tile) * SLIMEDGE_MM_LANES + t < nb; t++) { \
-            const size_t s_ = (size_t)((tile) * SLIMEDGE_MM_LANES + t); \
-            float *ys_ = y + s_ * ldy + (size_t)i; \
-            const float *bs_ = bias ? bias + s_ * ldb + (size_t)i : NULL; \
-            for (int r_ = 0; r_ < (nrows); r_++) ys_[r_] = bs_ ? v_[r_][t] + bs_[r_] : v_[r_][t]; \
-        } \
-    } while (0)
-    int i = 0;
+    __m512 r[16], t[16];
+    const __mmask16 in = (__mmask16)((1u << cols) - 1u), out = (__mmask16)((1u << rows) - 1u);
+    for (int k = 0; k < 16; k++)
+        r[k] = k >= rows ? _mm512_setzero_ps()
+               : cols == 16 ? _mm512_loadu_ps(a + (size_t)k * lda)
+               : _mm512_maskz_loadu_ps(in, a + (size_t)k * lda);
+    for (int k = 0; k < 16; k += 2) {
+        t[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
+        t[k + 1] = _mm512_unpackhi_ps(r[k], r[k + 1]);
+    }
+#define SLIMEDGE_PD(f, a_, b_) _mm512_castpd_ps(f(_mm512_castps_pd(a_), _mm512_castps_pd(b_)))
+    for (int k = 0; k < 16; k += 4) {  /* r[k + m]: rows k..k+3 of column 4q + m in quarter q */
+        r[k] = SLIMEDGE_PD(_mm512_unpacklo_pd, t[k], t[k + 2]);
+        r[k + 1] = SLIMEDGE_PD(_mm512_unpackhi_pd, t[k], t[k + 2]);
+        r[k + 2] = SLIMEDGE_PD(_mm512_unpacklo_pd, t[k + 1], t[k + 3]);
+        r[k + 3] = SLIMEDGE_PD(_mm512_unpackhi_pd, t[k + 1], t[k + 3]);
+    }
+#undef SLIMEDGE_PD
+    for (int m = 0; m < 4; m++) {
+        t[m] = _mm512_shuffle_f32x4(r[m], r[4 + m], 0x88);
+        t[4 + m] = _mm512_shuffle_f32x4(r[m], r[4 + m], 0xdd);
+        t[8 + m] = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0x88);
+        t[12 + m] = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0xdd);
+    }
+    for (int m = 0; m < 4; m++) {  /* r[c]: column c */
+        r[m] = _mm512_shuffle_f32x4(t[m], t[8 + m], 0x88);
+        r[8 + m] = _mm512_shuffle_f32x4(t[m], t[8 + m], 0xdd);
+        r[4 + m] = _mm512_shuffle_f32x4(t[4 + m], t[12 + m], 0x88);
+        r[12 + m] = _mm512_shuffle_f32x4(t[4 + m], t[12 + m], 0xdd);
+    }
+    for (int c = 0; c < cols; c++) {
+        if (rows == 16) _mm512_storeu_ps(d + (size_t)c * ldd, r[c]);
+        else _mm512_mask_storeu_ps(d + (size_t)c * ldd, out, r[c]);
+    }
+}
+#endif
+
+/* The activations of a block of streams (float weights). tanh(x) = x P(x^2) / Q(x^2), |x| clamped
+   to 8.5 (tanh(8.5) is 1 within 9e-8): a rational approximation fitted for slimedge (weighted
+   least squares toward the least largest error on [0, 8.5]), max |error| 3.3e-7 in float32
+   (glibc's tanhf: 6e-8). Plain arithmetic, one division: a loop of them vectorises whole on any
+   compiler, without the C library's vector functions (on AVX-512 about 1.6x as fast as glibc's
+   vector tanhf); odd, and within [-1, 1]. sigmoid(x) = (1 + tanh(x / 2)) / 2: max |error| 2e-7,
+   within [0, 1]. */
+static inline float slimedge_tanh_block(float x)
+{
+    x = x < -8.5f ? -8.5f : x > 8.5f ? 8.5f : x;
+    const float t = x * x;
+    const float p = ((((2.027755394e-11f * t - 1.353121881e-08f) * t + 9.506256902e-06f) * t
+                      + 2.946025459e-03f) * t + 1.294236928e-01f) * t + 9.999998212e-01f;
+    const float q = ((2.316467144e-04f * t + 2.386553958e-02f) * t + 4.627564251e-01f) * t + 1.0f;
+    const float y = x * p / q;
+    return y < -1.0f ? -1.0f : y > 1.0f ? 1.0f : y;
+}
+
+static inline float slimedge_sigmoid_block(float x)
+{
+    return 0.5f + 0.5f * slimedge_tanh_block(0.5f * x);
+}
+
+/* Into a block: dst[i * lanes + s] = src[s * ld + i] for the streams s < nb, zero for the lanes
+   past them, i < n. */
+SLIMEDGE_ALWAYS_INLINE void slimedge_lanes_in(int nb, const float *src, size_t ld, int n,
+                                              int lanes, float *dst)
+{
+    int s = 0;
+#if SLIMEDGE_T16
+    /* sixteen streams at a time, each read from start to end (sixteen sequential reads) */
+    for (; s + 16 <= nb; s += 16)
+        for (int i = 0; i < n; i += 16)
+            slimedge_t16(src + (size_t)s * ld + (size_t)i, ld, dst + (size_t)i * (size_t)lanes + s,
+                         (size_t)lanes, 16, n - i < 16 ? n - i : 16);
+#endif
+    for (int i = 0; i < n; i++)
+        for (int t = s; t < lanes; t++)
+            dst[(size_t)i * (size_t)lanes + t] = t < nb ? src[(size_t)t * ld + (size_t)i] : 0.0f;
+}
+
+/* Out of a block: dst[s * ld + i] = src[i * lanes + s] for the streams s < nb, i < n. */
+SLIMEDGE_ALWAYS_INLINE void slimedge_lanes_out(int nb, const float *src, int n, int lanes,
+                                               float *dst, size_t ld)
+{
+    int s = 0;
+#if SLIMEDGE_T16
+    /* sixteen streams at a time, each written from start to end */
+    for (; s + 16 <= nb; s += 16)
+        for (int i = 0; i < n; i += 16)
+            slimedge_t16(src + (size_t)i * (size_t)lanes + s, (size_t)lanes,
+                         dst + (size_t)s * ld + (size_t)i, ld, n - i < 16 ? n - i : 16, 16);
+#endif
+    for (; s < nb; s++)
+        for (int r = 0; r < n; r++) dst[(size_t)s * ld + (size_t)r] = src[(size_t)r * (size_t)lanes + s];
+}
+
+/* y[i][s] = bias[i] + sum_j W[i][j] x[j][s] + sum_j W2[i][j] x2[j][s] for i < rows and the
+   block's lanes s < lanes, every array lane-major (x[j][s] at x[j * lanes + s]); x2, W2 none
+   where cols2 is 0 (W x + b + U h in one call); bias may be NULL (zero); W and W2 laid out as
+   SLIMEDGE_F32_INDEX says. Eight rows of sums for SLIMEDGE_MM_VECTORS vectors of streams stay in
+   registers, each weight broadcast to one multiply-add per vector; the last rows % 8 rows
+   together, their inputs split in two halves (even and odd j) of independent sums. Every lane
+   runs the same instructions, so a stream's result does not depend on its place in the block. */
+SLIMEDGE_ALWAYS_INLINE void slimedge_matmat_f32(int lanes, const float *x, int cols,
+                                                const float *w, const float *x2, int cols2,
+                                                const float *w2, int rows, const float *bias,
+                                                float *y)
+{
+    const int full = rows / 8 * 8, rest = rows - full;
 #if defined(__GNUC__)
     typedef float lanes_t __attribute__((vector_size(4 * SLIMEDGE_MM_LANES)));
-#define SLIMEDGE_MM_ROWS(V, wb, n, at) \
-    for (int j = 0; j < (n); j++) { \
-        lanes_t xv[V]; \
-        for (int v = 0; v < (V); v++) \
-            memcpy(&xv[v], xg + ((size_t)v * (size_t)all + (size_t)((at) + j)) * SLIMEDGE_MM_LANES, \
-                   sizeof xv[v]); \
-        for (int r = 0; r < 8; r++) { \
-            const float wr = (wb)[8 * (size_t)j + r]; \
-            for (int v = 0; v < (V); v++) acc[v][r] += wr * xv[v]; \
+    enum { V = SLIMEDGE_MM_VECTORS, L = SLIMEDGE_MM_LANES };
+    /* a vector of the block's lanes from or to memory (one unaligned load or store) */
+#define SLIMEDGE_LD(dst, p) memcpy(&(dst), (p), sizeof(lanes_t))
+#define SLIMEDGE_ST(p, src) memcpy((p), &(src), sizeof(lanes_t))
+    /* input j's vectors of streams (V of them), times each row's weight wr(r), into acc[r] */
+#define SLIMEDGE_MM_STEP(xs, j, nr, wr, acc) do { \
+        lanes_t xv_[V]; \
+        for (int v = 0; v < V; v++) \
+            SLIMEDGE_LD(xv_[v], (xs) + (size_t)(j) * (size_t)lanes + g + v * L); \
+        for (int r = 0; r < (nr); r++) { \
+            const float w_ = (wr); \
+            for (int v = 0; v < V; v++) (acc)[r][v] += w_ * xv_[v]; \
         } \
-    }
-    for (; i + 8 <= rows; i += 8) {
-        const float *wp = w + (size_t)i * (size_t)cols, *wq = cols2 ? w2 + (size_t)i * (size_t)cols2 : w;
-        for (int g = 0; g < tiles; g += SLIMEDGE_MM_VECTORS) {
-            const float *xg = xt + (size_t)g * (size_t)all * SLIMEDGE_MM_LANES;
-            lanes_t acc[SLIMEDGE_MM_VECTORS][8];
-            for (int v = 0; v < SLIMEDGE_MM_VECTORS; v++)
-                for (int r = 0; r < 8; r++) acc[v][r] = (lanes_t){0.0f};
-            SLIMEDGE_MM_ROWS(SLIMEDGE_MM_VECTORS, wp, cols, 0)
-            if (cols2) SLIMEDGE_MM_ROWS(SLIMEDGE_MM_VECTORS, wq, cols2, cols)
-            for (int v = 0; v < SLIMEDGE_MM_VECTORS; v++) SLIMEDGE_MM_OUT(g + v, 8, acc[v]);
+    } while (0)
+    for (int g = 0; g < lanes; g += V * L) {  /* V vectors of streams at a time */
+        for (int i = 0; i < full; i += 8) {
+            const float *wp = w + (size_t)i * (size_t)cols;
+            const float *wq = cols2 ? w2 + (size_t)i * (size_t)cols2 : w;
+            lanes_t acc[8][V];
+            for (int r = 0; r < 8; r++)
+                for (int v = 0; v < V; v++) acc[r][v] = (lanes_t){0.0f} + (bias ? bias[i + r] : 0.0f);
+            for (int j = 0; j < cols; j++) SLIMEDGE_MM_STEP(x, j, 8, wp[8 * (size_t)j + r], acc);
+            for (int j = 0; j < cols2; j++) SLIMEDGE_MM_STEP(x2, j, 8, wq[8 * (size_t)j + r], acc);
+            for (int r = 0; r < 8; r++)
+                for (int v = 0; v < V; v++)
+                    SLIMEDGE_ST(y + (size_t)(i + r) * (size_t)lanes + g + v * L, acc[r][v]);
         }
-    }
-#undef SLIMEDGE_MM_ROWS
-    for (; i < rows; i++) {
-        const float *wp = w + (size_t)i * (size_t)cols, *wq = cols2 ? w2 + (size_t)i * (size_t)cols2 : w;
-        for (int g = 0; g < tiles; g++) {
-            const float *xg = xt + (size_t)g * (size_t)all * SLIMEDGE_MM_LANES;
-            lanes_t acc[1] = {{0.0f}};
-            for (int j = 0; j < all; j++) {
-                lanes_t xv;
-                memcpy(&xv, xg + (size_t)j * SLIMEDGE_MM_LANES, sizeof xv);
-                acc[0] += (j < cols ? wp[j] : wq[j - cols]) * xv;
+        if (rest) {  /* the last rows, row-major: even and odd inputs in separate sums */
+            const float *wp = w + (size_t)full * (size_t)cols;
+            const float *wq = cols2 ? w2 + (size_t)full * (size_t)cols2 : w;
+            lanes_t even[7][V], odd[7][V];
+            for (int r = 0; r < rest; r++)
+                for (int v = 0; v < V; v++) even[r][v] = odd[r][v] = (lanes_t){0.0f};
+            int j = 0;
+            for (; j + 2 <= cols; j += 2) {
+                SLIMEDGE_MM_STEP(x, j, rest, wp[(size_t)r * (size_t)cols + (size_t)j], even);
+                SLIMEDGE_MM_STEP(x, j + 1, rest, wp[(size_t)r * (size_t)cols + (size_t)j + 1], odd);
             }
-            SLIMEDGE_MM_OUT(g, 1, acc);
+            if (j < cols) SLIMEDGE_MM_STEP(x, j, rest, wp[(size_t)r * (size_t)cols + (size_t)j], even);
+            for (j = 0; j + 2 <= cols2; j += 2) {
+                SLIMEDGE_MM_STEP(x2, j, rest, wq[(size_t)r * (size_t)cols2 + (size_t)j], even);
+                SLIMEDGE_MM_STEP(x2, j + 1, rest, wq[(size_t)r * (size_t)cols2 + (size_t)j + 1], odd);
+            }
+            if (j < cols2) SLIMEDGE_MM_STEP(x2, j, rest, wq[(size_t)r * (size_t)cols2 + (size_t)j], even);
+            for (int r = 0; r < rest; r++)
+                for (int v = 0; v < V; v++) {
+                    lanes_t a = even[r][v] + odd[r][v] + (bias ? bias[full + r] : 0.0f);
+                    SLIMEDGE_ST(y + (size_t)(full + r) * (size_t)lanes + g + v * L, a);
+                }
         }
     }
+#undef SLIMEDGE_MM_STEP
+#undef SLIMEDGE_LD
+#undef SLIMEDGE_ST
 #else
-    for (; i < rows; i++) {
-        for (int g = 0; g < tiles; g++) {
-            float acc[1][SLIMEDGE_MM_LANES];
-            for (int t = 0; t < SLIMEDGE_MM_LANES; t++) acc[0][t] = 0.0f;
-            for (int j = 0; j < all; j++) {
-                const float wv = j < cols ? w[SLIMEDGE_F32_INDEX(i, j, rows, cols)]
-                                          : w2[SLIMEDGE_F32_INDEX(i, j - cols, rows, cols2)];
-                const float *xv = xt + ((size_t)g * (size_t)all + (size_t)j) * SLIMEDGE_MM_LANES;
-                for (int t = 0; t < SLIMEDGE_MM_LANES; t++)
-                    acc[0][t] = SLIMEDGE_FMA(wv, xv[t], acc[0][t]);
-            }
-            SLIMEDGE_MM_OUT(g, 1, acc);
+    (void)full; (void)rest;
+    for (int i = 0; i < rows; i++)
+        for (int s = 0; s < lanes; s++) {
+            float a = bias ? bias[i] : 0.0f;
+            for (int j = 0; j < cols; j++)
+                a = SLIMEDGE_FMA(w[SLIMEDGE_F32_INDEX(i, j, rows, cols)], x[(size_t)j * (size_t)lanes + s], a);
+            for (int j = 0; j < cols2; j++)
+                a = SLIMEDGE_FMA(w2[SLIMEDGE_F32_INDEX(i, j, rows, cols2)],
+                                 x2[(size_t)j * (size_t)lanes + s], a);
+            y[(size_t)i * (size_t)lanes + s] = a;
         }
-    }
 #endif
-#undef SLIMEDGE_MM_OUT
 }
+#endif /* SLIMEDGE_BLOCKED */
 
 /* ---- integer kernels ------------------------------------------------------------------------ */
 #define SLIMEDGE_Z_FRAC_BITS 16      /* pre-activations: int32 Q16 */

@@ -15,12 +15,18 @@ place), and the fused loops write only their own arrays (so a compiler may vecto
 
 A batch (``PREFIX_step_io`` with more than one stream) runs the same step on blocks of up to
 :data:`BLOCK_STREAMS` streams in a second function, ``PREFIX_rows``, written from the same graph
-walk: every array gets a row per stream of the block, every element-wise loop runs once per
-stream, and each float matmul is one call of ``slimedge_matmat_f32`` for the whole block (the
-streams across the vector lanes, W·x + b + U·h one call), so each weight is read once per block
-instead of once per stream; int8-weight matmuls read each weight row once per
-:data:`BLOCK_DOT` streams (the same exact integer sums as one stream's). Every stream of a
-batch runs the same instructions, so its result does not depend on the batch it is in; one
+walk. Float weights (:class:`_Lanes`): every array of the block is lane-major (element i of the
+block's stream s at ``[i * lanes + s]``, the streams across the vector lanes); x, h and c are
+transposed in once, y and the new state out once; each matmul is one call of
+``slimedge_matmat_f32`` for the whole block (W·x + b + U·h one call), so each weight is read
+once per block instead of once per stream, and writes whole vectors of streams, which the
+element-wise loops (elements outside, lanes inside) read as whole vectors (tanh and sigmoid as
+``slimedge_tanh_block``, a rational function of plain arithmetic, no C library call: within
+3.3e-7 of tanh; a loop splits where a tanh would read another's result, see
+:func:`.fusion.plan`). int8 weights: every array gets a row per stream, every element-wise loop
+runs once per stream, and the matmuls read each weight row once per :data:`BLOCK_DOT` streams
+(the same exact integer sums as one stream's). Every stream of a batch runs the same
+instructions, so its result does not depend on the batch it is in nor on its place in it; one
 stream alone runs the row function, whose sums run in another order (float32 rounding apart,
 tested). Microcontrollers (and ``-DSLIMEDGE_NO_BLOCKED``) leave ``PREFIX_rows`` out and step a
 batch one stream at a time. BENCHMARKS.md › Many streams: batched C has the speeds.
@@ -71,7 +77,6 @@ def activation_bound(inputs: int) -> int:
 
 BLOCK_STREAMS = 32  # batched steps: streams per block (each weight read once per block)
 BLOCK_SCRATCH = 512 << 10  # ... 16 where a block's arrays would pass this many bytes
-MATMAT_COLS = 64  # float matmuls of a block with fewer inputs run per stream (see _Row.matmul)
 BLOCK_INT8_BYTES = 128 << 10  # int8 matrices this large or larger: the block's dot products
 BLOCK_DOT = 4  # int8 weights: streams whose dot products share each load of a weight row
 
@@ -109,8 +114,6 @@ class _Row(fusion.FusedRow):
         self.scalar: dict[str, str] = {}  # value -> its scalar in that loop
         self.stored: set[str] = set()  # new-state values written out in a fused loop
         self.accumulate: dict[str, str] = {}  # matmul result -> the result it is added onto
-        self.matmat_cols = 0  # a block's float matmuls: the most inputs (their shared scratch)
-        self.pending: dict[str, tuple] = {}  # a block's W·x waiting for the U·h added to it
 
     # ---- names ------------------------------------------------------------------------------
     def at_stream(self, base: str, stride: int) -> str:
@@ -200,34 +203,13 @@ class _Row(fusion.FusedRow):
         name = self.names.get(wname)
         self.const_names[wname] = name
         b = self.operand(bias[0])("i") if bias else None
-        if self.weights == "float":
-            comment = (f"{wname}: {n_out} x {n_in}, blocks of 8 rows column by column "
-                       f"(SLIMEDGE_F32_INDEX)")
-            self.arrays.append(src.array("float", name, f32_layout(W), comment=comment))
-            self.weight_bytes += 4 * W.size
+        if self.weights == "float":  # one stream (a block of float weights: _Lanes)
+            assert not self.streams, "a block of float weights is _Lanes's"
+            self.float_weights(wname, W, name)
             bias_arr = out if into is not None else self.const_names[bias[0]] if bias else "NULL"
             note = f" /* {into} + {n.outputs[0]} */" if into is not None else ""
-            if not self.streams:
-                self.lines.append(f"    slimedge_matvec_f32({ae}, {n_in}, {name}, {n_out}, "
-                                  f"{bias_arr}, {out});{note}")
-                return
-            # the block's streams in one small matrix product: each weight read once; a sum
-            # W·x + b + U·h is one call, where U·h is made (x and W wait for it)
-            operands = (_first(ae), self.stride[a], n_in, name)
-            if n.outputs[0] in self.accumulate.values():
-                self.pending[n.outputs[0]] = (operands, bias_arr)
-                return
-            second = ("NULL", 0, 0, "NULL")
-            if into is not None:
-                (operands, bias_arr), second = self.pending.pop(into), operands
-            elif n_in < MATMAT_COLS:  # few inputs: each stream's matvec (its output in vectors)
-                self.lines.append(self.each_stream(
-                    f"    slimedge_matvec_f32({ae}, {n_in}, {name}, {n_out}, {bias_arr}, {out});"))
-                return
-            self.matmat_cols = max(self.matmat_cols, operands[2] + second[2])
-            self.lines.append(
-                f"    slimedge_matmat_f32(nb, {', '.join(map(str, operands + second))}, {n_out}, "
-                f"{_first(bias_arr)}, 0, {_first(out)}, {self.stride[n.outputs[0]]}, xt);{note}")
+            self.lines.append(f"    slimedge_matvec_f32({ae}, {n_in}, {name}, {n_out}, "
+                              f"{bias_arr}, {out});{note}")
             return
         scale = np.abs(W).max(axis=1) / 127.0
         scale[scale == 0] = 1.0
@@ -276,6 +258,14 @@ class _Row(fusion.FusedRow):
         L.append(f"            {out}[i] = (float)acc * ({name}_scale[i] * sx){tail};")
         L.append("        }")
         L.append("    }")
+
+    def float_weights(self, wname: str, W: np.ndarray, name: str) -> None:
+        """The const array of a float matmul's weights, as slimedge_matvec_f32 reads them."""
+        n_out, n_in = W.shape
+        comment = (f"{wname}: {n_out} x {n_in}, blocks of 8 rows column by column "
+                   f"(SLIMEDGE_F32_INDEX)")
+        self.arrays.append(src.array("float", name, f32_layout(W), comment=comment))
+        self.weight_bytes += 4 * W.size
 
     def _int8_block(self, out: str, a: str, w: str, n_out: int, n_in: int, b: str | None) -> None:
         """The int8 matmul of a block: each stream's input scaled to int16 as one stream's is,
@@ -336,6 +326,15 @@ class _Row(fusion.FusedRow):
         L.append(f"        for (int i = 0; i < {n_out}; i++) {out}[i] += (float)w[i] * aj;")
         L.append("    }")
 
+    @staticmethod
+    def sigmoid(a: str) -> str:
+        lim = src.c_float(SIGMOID_CLAMP)
+        return f"1.0f / (1.0f + expf(-fminf(fmaxf({a}, -{lim}), {lim})))"
+
+    @staticmethod
+    def tanh(a: str) -> str:
+        return f"tanhf({a})"
+
     def binary(self, symbol: str) -> Callable[[ir.Node], None]:
         def emit(n: ir.Node) -> None:
             a, b = (self.operand(v) for v in n.inputs)
@@ -393,9 +392,12 @@ class _Row(fusion.FusedRow):
         target = self.at_stream({"h": "h_out", "c": "c_out"}[state], self.g.hidden_size)
         return target if k == 0 else f"({target} + {k} * ld)"
 
-    def emit(self) -> None:
+    chains = False  # fusion.plan's: a block's loops split where two tanh/sigmoid would chain
+
+    def walk_step(self) -> None:
+        """Every node of the step, the element-wise runs fused into loops."""
         nodes = self.accumulating(self.g.nodes)
-        groups = fusion.plan(nodes, self.size)
+        groups = fusion.plan(nodes, self.size, self.chains)
         for g in groups.values():
             # the new state goes to arrays and is written after the row: a fused loop that
             # writes only its own arrays may be vectorised (tanhf and expf included, where the
@@ -403,16 +405,138 @@ class _Row(fusion.FusedRow):
             g.escapes |= set(g.stores)
             g.stores = {}
         self.walk(nodes, groups, OPS)
-        if self.matmat_cols:  # the block's matrix products' transposed inputs, one array for all
-            self.lines.insert(0, f"    float xt[SLIMEDGE_MM_SCRATCH({self.streams}, "
-                                 f"{self.matmat_cols})];")
-            # (a bound: streams padded to whole register tiles, at most 32 streams each)
-            self.scratch_bytes += 4 * -(-self.streams // 32) * 32 * self.matmat_cols
+
+    def emit(self) -> None:
+        self.walk_step()
         K = self.g.output_size
         y = self.at_stream("y", K)
         if self.expr.get("y") != y:
             self.deferred.append(self.each_stream(
                 f"    for (int i = 0; i < {K}; i++) {y}[i] = {self.operand('y')('i')};"))
+
+
+class _Lanes(_Row):
+    """The body of the block function for float weights: every array lane-major, element i of
+    the block's stream s at ``[i * lanes + s]`` (``lanes`` = :attr:`streams`, 16 or 32: whole
+    vectors of streams); x, h and c transposed in at the start, y and the new h and c out at
+    the end; each matmul one ``slimedge_matmat_f32`` for the block (W·x + b + U·h one call);
+    each element-wise loop over the elements and, inside, the lanes (whole vectors). The lanes
+    past the block's nb streams hold zeros in and are never written out."""
+
+    def __init__(self, graph: ir.Graph, prefix: str, streams: int,
+                 names: src.Names | None = None) -> None:
+        super().__init__(graph, prefix, "float", names, streams)
+        self.pending: dict[str, tuple] = {}  # W·x + b waiting for the U·h added to it
+        self.inputs = {v: self.names.get(f"{v}_lanes") for v in ("x", "h", "c")}
+        self.expr = {"x": self.inputs["x"]}
+        n, L = graph.hidden_size, streams
+        self.scratch_bytes += 4 * L * (graph.input_size + 2 * graph.num_layers * n)
+
+    chains = True
+
+    @staticmethod
+    def sigmoid(a: str) -> str:
+        return f"slimedge_sigmoid_block({a})"
+
+    @staticmethod
+    def tanh(a: str) -> str:
+        return f"slimedge_tanh_block({a})"
+
+    def elem(self, base: str, i: str) -> str:
+        return f"{base}[{i} * {self.streams} + s]"
+
+    def local(self, value: str, size: int, ctype: str = "float") -> str:
+        assert ctype == "float"
+        return super().local(value, size, ctype)
+
+    def at_stream(self, base: str, stride: int) -> str:
+        return base  # lane-major: an array's base (element i of stream s: elem)
+
+    def loop_head(self, size: int) -> list[str]:
+        return [f"    for (int i = 0; i < {size}; i++)",
+                f"    for (int s = 0; s < {self.streams}; s++) {{"]
+
+    def operand(self, value: str) -> Callable[[str], str]:
+        if value in self.scalar or value in self.g.initializers:
+            return super().operand(value)
+        e = self.expr[value]
+        return lambda i: self.elem(e, i)
+
+    def define(self, value: str, size: int, expr) -> None:
+        if self.group is None:
+            out = self.local(value, size)
+            self.lines += [*self.loop_head(size), f"        {self.elem(out, 'i')} = {expr('i')};",
+                           "    }"]
+            return
+        name = self.names.get(value)
+        self.group.body.append(f"        const float {name} = {expr('i')}; /* {value} */")
+        self.scalar[value] = name
+        assert value not in self.group.stores  # (walk_step: the new state is written at the end)
+        if value in self.group.escapes:
+            self.group.body.append(f"        {self.elem(self.local(value, size), 'i')} = {name};")
+
+    def matmul(self, n: ir.Node) -> None:
+        a, wname, *bias = n.inputs
+        W = self.g.initializers[wname]
+        n_out, n_in = W.shape
+        into = self.accumulate.get(n.outputs[0])
+        if into is None:
+            out = self.local(n.outputs[0], n_out)
+        else:  # U·h, in one call with the W·x + b it is added onto
+            out = self.expr[n.outputs[0]] = self.expr[into]
+        name = self.names.get(wname)
+        self.const_names[wname] = name
+        if bias:
+            self.operand(bias[0])
+        self.float_weights(wname, W, name)
+        operands = (self.expr[a], n_in, name)
+        bias_arr = self.const_names[bias[0]] if bias else "NULL"
+        if n.outputs[0] in self.accumulate.values():  # W·x + b waits for the U·h added to it
+            self.pending[n.outputs[0]] = (operands, bias_arr)
+            return
+        second, note = ("NULL", 0, "NULL"), ""
+        if into is not None:
+            (operands, bias_arr), second = self.pending.pop(into), operands
+            note = f" /* {into} + {n.outputs[0]} */"
+        self.lines.append(f"    slimedge_matmat_f32({self.streams}, "
+                          f"{', '.join(map(str, operands + second))}, {n_out}, {bias_arr}, "
+                          f"{out});{note}")
+
+    def split(self, n: ir.Node) -> None:
+        base, offset = self.expr[n.inputs[0]], 0
+        for o, s in zip(n.outputs, n.attrs["kernel"]["sizes"]):
+            self.expr[o] = base if offset == 0 else f"({base} + {offset * self.streams})"
+            offset += int(s)
+
+    def unstack(self, n: ir.Node) -> None:
+        (state,) = n.inputs
+        base, layer = self.inputs[state], self.g.hidden_size * self.streams
+        for k, o in enumerate(n.outputs):
+            self.expr[o] = base if k == 0 else f"({base} + {k * layer})"
+
+    def stack(self, n: ir.Node) -> None:
+        state = {"h": "h_out", "c": "c_out"}[fusion.STATE_OF_STACK[n.outputs[0]]]
+        for k, v in enumerate(n.inputs):
+            self.deferred.append(self.lanes_out(self.expr[v], self.size(v),
+                                                state if k == 0 else f"{state} + {k} * ld",
+                                                self.g.hidden_size))
+
+    def lanes_out(self, src_: str, size: int, dst: str, ld: int) -> str:
+        return f"    slimedge_lanes_out(nb, {src_}, {size}, {self.streams}, {dst}, {ld});"
+
+    def emit(self) -> None:
+        self.walk_step()
+        g, L = self.g, self.streams
+        m, n, layers, K = g.input_size, g.hidden_size, g.num_layers, g.output_size
+        self.deferred.append(self.lanes_out(self.expr["y"], K, "y", K))
+        x, h, c = (self.inputs[v] for v in ("x", "h", "c"))
+        self.lines[:0] = [
+            f"    float {x}[{m * L}], {h}[{layers * n * L}], {c}[{layers * n * L}];",
+            f"    slimedge_lanes_in(nb, x, {m}, {m}, {L}, {x});",
+            f"    for (int k = 0; k < {layers}; k++) {{",
+            f"        slimedge_lanes_in(nb, h + k * ld, {n}, {n}, {L}, {h} + k * {n * L});",
+            f"        slimedge_lanes_in(nb, c + k * ld, {n}, {n}, {L}, {c} + k * {n * L});",
+            "    }"]
 
 
 def f32_layout(W: np.ndarray) -> np.ndarray:
@@ -430,32 +554,22 @@ def _on_stream(expr: str, stream: str) -> str:
     return re.sub(r"\bs\b", stream, expr)
 
 
-def _first(expr: str) -> str:
-    """A block's pointer expression at its first stream."""
-    return _on_stream(expr, "0")
-
-
-def _sigmoid(a: str) -> str:
-    lim = src.c_float(SIGMOID_CLAMP)
-    return f"1.0f / (1.0f + expf(-fminf(fmaxf({a}, -{lim}), {lim})))"
-
-
 def _clip(a: str, lo: float | None, hi: float | None) -> str:
     a = a if lo is None else f"fmaxf({a}, {src.c_float(lo)})"
     return a if hi is None else f"fminf({a}, {src.c_float(hi)})"
 
 
 OPS: dict[str, Callable[[_Row, ir.Node], None]] = {
-    "matmul": _Row.matmul,
+    "matmul": lambda r, n: r.matmul(n),
     "add": lambda r, n: r.binary("+")(n),
     "mul": lambda r, n: r.binary("*")(n),
-    "sigmoid": lambda r, n: r.unary(_sigmoid)(n),
-    "tanh": lambda r, n: r.unary(lambda a: f"tanhf({a})")(n),
+    "sigmoid": lambda r, n: r.unary(r.sigmoid)(n),
+    "tanh": lambda r, n: r.unary(r.tanh)(n),
     "clip": lambda r, n: r.unary(lambda a: _clip(a, **n.attrs["kernel"]))(n),
-    "split": _Row.split,
-    "unstack": _Row.unstack,
-    "stack": _Row.stack,
-    "identity": _Row.identity,
+    "split": lambda r, n: r.split(n),
+    "unstack": lambda r, n: r.unstack(n),
+    "stack": lambda r, n: r.stack(n),
+    "identity": lambda r, n: r.identity(n),
 }
 assert set(OPS) == set(ir.OPS), "every IR op needs a C mapping"
 
@@ -491,7 +605,8 @@ def generate(graph: ir.Graph, prefix: str, *, header: str, weights: str = "float
     # the same step for a block of streams (batched calls on a desktop CPU): the same names,
     # so it reads the same weight arrays
     streams = block_streams(row.scratch_bytes)
-    block = _Row(graph, prefix, weights, streams=streams)
+    block = (_Lanes(graph, prefix, streams) if weights == "float"
+             else _Row(graph, prefix, weights, streams=streams))
     block.emit()
     assert block.arrays == row.arrays, "the block's step must read the row's weights"
     quantize = "none" if weights == "float" else "dynamic"
