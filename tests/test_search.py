@@ -548,3 +548,61 @@ def test_paper_tables_grid_runs_on_the_executor_with_the_results_of_a_serial_run
               for c in cells]
     keys = ("variant", "params", "test_accuracy", "best_val_accuracy", "final_train_loss")
     assert [{k: r[k] for k in keys} for r in parallel] == [{k: r[k] for k in keys} for r in serial]
+
+
+# ---- the local executor: long-lived worker processes ---------------------------------------------
+def _worker_info() -> dict:
+    import torch
+
+    return {"pid": os.getpid(), "torch_threads": torch.get_num_threads(),
+            "omp": os.environ.get("OMP_NUM_THREADS")}
+
+
+def _die_once(marker: str) -> int:
+    """SIGKILLs its own process the first time (the marker records it), returns its pid after."""
+    if not os.path.exists(marker):
+        Path(marker).touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return os.getpid()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_local_workers_take_call_after_call_with_their_share_of_the_cores():
+    """Two processes for every call of both maps (torch imported and data loaded once each, not
+    once per call), none of them this one; each with the threads its share of the cores allows;
+    both ended when the pool closes."""
+    from slimedge.search import executor
+
+    threads = executor.threads_per_worker(2)
+    assert threads == max(1, len(os.sched_getaffinity(0)) // 2)
+    with executor.pool("local", 2) as p:
+        first = p.map(_worker_info, [()] * 5)
+        second = p.map(_worker_info, [()] * 3)
+    pids = {r["pid"] for r in first + second}
+    assert len(pids) == 2 and os.getpid() not in pids, pids
+    assert {r["pid"] for r in second} <= {r["pid"] for r in first}
+    assert all(r["torch_threads"] == threads and r["omp"] == str(threads) for r in first + second)
+    deadline = time.time() + 30
+    while not all(map(_gone, pids)) and time.time() < deadline:
+        time.sleep(0.1)
+    assert all(map(_gone, pids))
+
+
+def test_a_local_worker_killed_mid_call_is_replaced_and_its_call_runs_again(tmp_path):
+    from slimedge.search import executor
+
+    markers = [str(tmp_path / f"{k}") for k in range(3)]
+    with executor.pool("local", 2) as p:
+        pids = p.map(_die_once, [(m,) for m in markers])
+        again = p.map(_worker_info, [()] * 2)
+    # every call ran to its end in a process other than the one that died for it; the pool went
+    # on with its replacements (two processes at most at any time)
+    assert all(os.path.exists(m) for m in markers) and len(pids) == 3
+    assert os.getpid() not in pids and {r["pid"] for r in again} <= set(pids)

@@ -36,6 +36,7 @@ from .space import SearchSpace, candidate_label, effective
 SETTINGS_KEY = "slimedge_search"
 SIZE_MODEL_KEY = "size_model"
 HEARTBEAT_S = 1       # a running trial's heartbeat
+WAIT_S = 0.2          # a worker with no trial to start (the last ones run elsewhere) looks again
 GRACE_S = 60          # stale after this long without one (default; a study's own: settings)
 CAP_FACTOR = 20       # trials asked at most: CAP_FACTOR x n_trials (duplicates and rejections)
 CANDIDATE_ERRORS = (TrainingDiverged, ExportValidationError, QuantizationError)
@@ -256,8 +257,9 @@ def work(url: str, name: str, out: str, worker: int = 0) -> dict:
                 or done["asked"] >= CAP_FACTOR * n_trials:
             break
         if done["trained"] + done["running"] >= n_trials:
-            # the rest is running elsewhere: wait, to take over a trial whose worker dies
-            time.sleep(HEARTBEAT_S)
+            # the rest is running elsewhere: wait, to take over a trial whose worker dies (or
+            # to see the last one end: the search's wall time waits for this worker's return)
+            time.sleep(WAIT_S)
             continue
         try:
             study.optimize(objective, n_trials=1, catch=())
