@@ -606,3 +606,12 @@ def test_a_local_worker_killed_mid_call_is_replaced_and_its_call_runs_again(tmp_
     # on with its replacements (two processes at most at any time)
     assert all(os.path.exists(m) for m in markers) and len(pids) == 3
     assert os.getpid() not in pids and {r["pid"] for r in again} <= set(pids)
+    # a worker killed while idle, between two maps, is replaced too
+    with executor.pool("local", 2) as p:
+        idle = {r["pid"] for r in p.map(_worker_info, [()] * 2)}
+        for pid in idle:
+            os.kill(pid, signal.SIGKILL)
+        while not all(map(_gone, idle)):  # reaped by the pool's own thread
+            time.sleep(0.05)
+        after = {r["pid"] for r in p.map(_worker_info, [()] * 2)}
+    assert after and not after & idle

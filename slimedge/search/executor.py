@@ -137,13 +137,22 @@ class LocalPool:
         self.busy: dict = {}  # future -> (slot, call index)
 
     def _submit(self, slot: int, fn: Callable, args: tuple):
-        if self.slots[slot] is None:
-            self.slots[slot] = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start_worker, initargs=(self.threads,))
-        # a spawned process starts in submit (not with fork) and takes this environment
-        with _thread_variables(self.threads):
-            return self.slots[slot].submit(fn, *args)
+        for _ in range(2):  # a process that died while idle: a new one, once
+            if self.slots[slot] is None:
+                self.slots[slot] = ProcessPoolExecutor(
+                    max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_start_worker, initargs=(self.threads,))
+            try:
+                # a spawned process starts in submit (not with fork) and takes this environment
+                with _thread_variables(self.threads):
+                    return self.slots[slot].submit(fn, *args)
+            except BrokenProcessPool:
+                self._replace(slot)
+        raise RuntimeError("a new worker process could not be started")
+
+    def _replace(self, slot: int) -> None:
+        self.slots[slot].shutdown(wait=True)
+        self.slots[slot] = None
 
     def map(self, fn: Callable, calls: Sequence[tuple]) -> list[Any]:
         """``[fn(*args) for args in calls]``; a call whose process died runs again (an exception
@@ -164,8 +173,7 @@ class LocalPool:
                     try:
                         results[k] = f.result()
                     except BrokenProcessPool:
-                        self.slots[s].shutdown(wait=True)
-                        self.slots[s] = None
+                        self._replace(s)
                         restarts[k] += 1
                         if restarts[k] > RESTARTS:
                             raise RuntimeError(
