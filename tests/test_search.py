@@ -602,10 +602,12 @@ def test_a_local_worker_killed_mid_call_is_replaced_and_its_call_runs_again(tmp_
     with executor.pool("local", 2) as p:
         pids = p.map(_die_once, [(m,) for m in markers])
         again = p.map(_worker_info, [()] * 2)
-    # every call ran to its end in a process other than the one that died for it; the pool went
-    # on with its replacements (two processes at most at any time)
+    # every call ran to its end in a process other than the one that died for it, and the pool
+    # went on: the next map runs one call in each slot, one of them the process that returned
+    # the last result (a slot whose process died may be started again only when next needed)
     assert all(os.path.exists(m) for m in markers) and len(pids) == 3
-    assert os.getpid() not in pids and {r["pid"] for r in again} <= set(pids)
+    assert os.getpid() not in pids and len(again) == 2
+    assert {r["pid"] for r in again} & set(pids)
     # a worker killed while idle, between two maps, is replaced too
     with executor.pool("local", 2) as p:
         idle = {r["pid"] for r in p.map(_worker_info, [()] * 2)}
