@@ -617,3 +617,33 @@ def test_a_local_worker_killed_mid_call_is_replaced_and_its_call_runs_again(tmp_
             time.sleep(0.05)
         after = {r["pid"] for r in p.map(_worker_info, [()] * 2)}
     assert after and not after & idle
+
+
+def test_on_sqlite_a_trial_state_change_waits_for_the_one_before_it(tmp_path):
+    """Two workers on one SQLite study both took the same queued retry (SQLite ignores Optuna's
+    FOR UPDATE): it trained twice at once. A state change now holds a lock beside the database
+    from its read to its commit: the second worker reads the first's change and is refused."""
+    import threading
+
+    import filelock
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    mine = study_mod._storage(url)
+    study = optuna.create_study(study_name="x", storage=mine)
+    study.enqueue_trial({"n": 1})
+    (waiting,) = study.get_trials(deepcopy=False)
+    assert waiting.state == optuna.trial.TrialState.WAITING
+    other = filelock.FileLock(mine.state_lock)  # another worker, in the middle of its change
+    other.acquire()
+    taken = []
+    t = threading.Thread(target=lambda: taken.append(mine.set_trial_state_values(
+        waiting._trial_id, optuna.trial.TrialState.RUNNING)))
+    t.start()
+    t.join(0.5)
+    assert t.is_alive()  # waits
+    # the other worker's change: it takes the trial
+    assert optuna.storages.RDBStorage(url).set_trial_state_values(
+        waiting._trial_id, optuna.trial.TrialState.RUNNING)
+    other.release()
+    t.join(30)
+    assert taken == [False]  # this one sees it running, and leaves it
