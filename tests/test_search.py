@@ -647,3 +647,26 @@ def test_on_sqlite_a_trial_state_change_waits_for_the_one_before_it(tmp_path):
     other.release()
     t.join(30)
     assert taken == [False]  # this one sees it running, and leaves it
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # heartbeat without optimize; experimental
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_queued_again(
+        tmp_path):
+    """Optuna never finds a running trial with no heartbeat stale: a worker killed between the
+    trial's creation and its first beat left it running for ever, and the search waited for it.
+    A worker adopts such a trial once the grace is over (one beat, marked), so it goes stale."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="x", storage=study_mod._storage(url, grace_s=2),
+                                directions=["maximize"])
+    orphan = study.ask({"n": optuna.distributions.IntDistribution(1, 4)})  # its worker "died"
+    time.sleep(2.5)
+    optuna.storages.fail_stale_trials(study)
+    assert study.get_trials()[0].state == optuna.trial.TrialState.RUNNING  # Optuna alone: stuck
+    study_mod._adopt_silent_trials(study, 2)
+    assert "worker" in study.get_trials()[0].user_attrs
+    time.sleep(3.5)  # its one beat goes stale
+    optuna.storages.fail_stale_trials(study)
+    ts = study.get_trials()
+    assert ts[0].number == orphan.number and ts[0].state == optuna.trial.TrialState.FAIL
+    (retry,) = [t for t in ts if t.system_attrs.get("failed_trial") == orphan.number]
+    assert retry.state == optuna.trial.TrialState.WAITING and retry.params == ts[0].params
