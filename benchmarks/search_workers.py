@@ -134,10 +134,12 @@ def markdown(r: dict) -> str:
     loads = [x[k] for g in r["grids"] for x in g["runs"] for k in ("loadavg_before",
                                                                     "loadavg_after")]
     cores = r["machine"].get("cores") or 1
-    if max(loads) >= cores:
-        lines += ["", f"Other jobs held the machine during these runs (load average up to "
-                      f"{max(loads):.1f} on {cores} cores): each process got a share of a core, "
-                      f"and a second worker gains only what the other jobs leave."]
+    if max(loads) >= 1:
+        lines += ["", f"The machine's load average was {min(loads):.1f} to {max(loads):.1f} on "
+                      f"{cores} cores (a one-minute average: it carries the previous run's own "
+                      f"processes as well as other jobs'). Where other jobs run, a second worker "
+                      f"gains only the share of the cores they leave; the ratio varies from run "
+                      f"to run with it."]
     lines += ["", once_per_process(r), ""]
     return "\n".join(lines)
 
