@@ -38,9 +38,8 @@ from slimedge._report import (  # noqa: E402
     add_output_arguments,
     command_line,
     machine,
-    nothing_written,
     settle_outputs,
-    update_markdown_section,
+    write_outputs,
 )
 
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -314,14 +313,8 @@ def main(argv=None) -> None:
         result = run(args)
     text = markdown(result)
     print(text)
-    if args.out and not args.table_only:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    if args.markdown:
-        heading = text.splitlines()[0]
-        update_markdown_section(BENCHMARKS_MD, heading, text)
-    if not args.out and not args.markdown:
-        print(nothing_written(RESULTS_DIR / args.results))
+    write_outputs(args, RESULTS_DIR / args.results, result, text, BENCHMARKS_MD,
+                  text.splitlines()[0])
 
 
 if __name__ == "__main__":

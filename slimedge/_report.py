@@ -108,6 +108,7 @@ def write_outputs(args, results: Path, report: dict, text: str, bench: Path,
     """Write what ``settle_outputs`` decided: the JSON ``report`` to ``args.out``, ``text`` as
     ``section`` of ``bench`` (BENCHMARKS.md); says what it wrote, or that it wrote nothing."""
     if args.out is not None:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         _io.write_text(Path(args.out), json.dumps(report, indent=1, default=float) + "\n")
         print(f"wrote {args.out}")
     if args.markdown:

@@ -22,7 +22,9 @@ FROM_JSON = {"step_latency": ("--table-only", "step_latency.json"),
              "triton_serve": ("--table-only", "triton_serve.json"),
              "audio": ("--table-only", "audio.json"),
              "events": ("--table-only", "events.json"),
-             "streams": ("--table-only", "streams.json")}
+             "streams": ("--table-only", "streams.json"),
+             "search": ("--table-only", "search_m4.json"),
+             "search_workers": ("--table-only", "search_workers.json")}
 
 
 def load(name: str):

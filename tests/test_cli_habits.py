@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -499,6 +500,27 @@ def test_third_party_chatter_is_filtered(tmp_path, trained, dataset):
                     "-o", str(tmp_path / "q.onnx"), "--data", str(dataset))
     assert out.returncode == 0, out.stderr
     assert "pre-processing" not in out.stderr and "Please consider" not in out.stderr
+
+
+def test_the_chatter_filter_ends_with_the_command_though_a_child_holds_stderr(capfd):
+    """A child process that outlives the command (multiprocessing's resource tracker, started by
+    `search run`'s workers) keeps the filtering pipe open: the command waited 2 s at its end for
+    the pipe's end. The filter now drains the pipe and stops; what the command wrote still gets
+    through, its chatter still does not."""
+    from slimedge.cli.app import quiet_chatter
+
+    before = set(threading.enumerate())
+    with quiet_chatter():
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\nstill shown\n")
+    try:
+        # the filter's thread ended, while the child still holds the pipe
+        assert set(threading.enumerate()) - before == set() and child.poll() is None
+    finally:
+        child.kill()
+        child.wait()
+    err = capfd.readouterr().err
+    assert "still shown" in err and "XNNPACK" not in err
 
 
 # ---- training output ---------------------------------------------------------------------------

@@ -548,3 +548,125 @@ def test_paper_tables_grid_runs_on_the_executor_with_the_results_of_a_serial_run
               for c in cells]
     keys = ("variant", "params", "test_accuracy", "best_val_accuracy", "final_train_loss")
     assert [{k: r[k] for k in keys} for r in parallel] == [{k: r[k] for k in keys} for r in serial]
+
+
+# ---- the local executor: long-lived worker processes ---------------------------------------------
+def _worker_info() -> dict:
+    import torch
+
+    return {"pid": os.getpid(), "torch_threads": torch.get_num_threads(),
+            "omp": os.environ.get("OMP_NUM_THREADS")}
+
+
+def _die_once(marker: str) -> int:
+    """SIGKILLs its own process the first time (the marker records it), returns its pid after."""
+    if not os.path.exists(marker):
+        Path(marker).touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return os.getpid()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_local_workers_take_call_after_call_with_their_share_of_the_cores():
+    """Two processes for every call of both maps (torch imported and data loaded once each, not
+    once per call), none of them this one; each with the threads its share of the cores allows;
+    both ended when the pool closes."""
+    from slimedge.search import executor
+
+    threads = executor.threads_per_worker(2)
+    assert threads == max(1, len(os.sched_getaffinity(0)) // 2)
+    with executor.pool("local", 2) as p:
+        first = p.map(_worker_info, [()] * 5)
+        second = p.map(_worker_info, [()] * 3)
+    pids = {r["pid"] for r in first + second}
+    assert len(pids) == 2 and os.getpid() not in pids, pids
+    assert {r["pid"] for r in second} <= {r["pid"] for r in first}
+    assert all(r["torch_threads"] == threads and r["omp"] == str(threads) for r in first + second)
+    deadline = time.time() + 30
+    while not all(map(_gone, pids)) and time.time() < deadline:
+        time.sleep(0.1)
+    assert all(map(_gone, pids))
+
+
+def test_a_local_worker_killed_mid_call_is_replaced_and_its_call_runs_again(tmp_path):
+    from slimedge.search import executor
+
+    markers = [str(tmp_path / f"{k}") for k in range(3)]
+    with executor.pool("local", 2) as p:
+        pids = p.map(_die_once, [(m,) for m in markers])
+        again = p.map(_worker_info, [()] * 2)
+    # every call ran to its end in a process other than the one that died for it, and the pool
+    # went on: the next map runs one call in each slot, one of them the process that returned
+    # the last result (a slot whose process died may be started again only when next needed)
+    assert all(os.path.exists(m) for m in markers) and len(pids) == 3
+    assert os.getpid() not in pids and len(again) == 2
+    assert {r["pid"] for r in again} & set(pids)
+    # a worker killed while idle, between two maps, is replaced too
+    with executor.pool("local", 2) as p:
+        idle = {r["pid"] for r in p.map(_worker_info, [()] * 2)}
+        for pid in idle:
+            os.kill(pid, signal.SIGKILL)
+        while not all(map(_gone, idle)):  # reaped by the pool's own thread
+            time.sleep(0.05)
+        after = {r["pid"] for r in p.map(_worker_info, [()] * 2)}
+    assert after and not after & idle
+
+
+def test_on_sqlite_a_trial_state_change_waits_for_the_one_before_it(tmp_path):
+    """Two workers on one SQLite study both took the same queued retry (SQLite ignores Optuna's
+    FOR UPDATE): it trained twice at once. A state change now holds a lock beside the database
+    from its read to its commit: the second worker reads the first's change and is refused."""
+    import threading
+
+    import filelock
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    mine = study_mod._storage(url)
+    study = optuna.create_study(study_name="x", storage=mine)
+    study.enqueue_trial({"n": 1})
+    (waiting,) = study.get_trials(deepcopy=False)
+    assert waiting.state == optuna.trial.TrialState.WAITING
+    other = filelock.FileLock(mine.state_lock)  # another worker, in the middle of its change
+    other.acquire()
+    taken = []
+    t = threading.Thread(target=lambda: taken.append(mine.set_trial_state_values(
+        waiting._trial_id, optuna.trial.TrialState.RUNNING)))
+    t.start()
+    t.join(0.5)
+    assert t.is_alive()  # waits
+    # the other worker's change: it takes the trial
+    assert optuna.storages.RDBStorage(url).set_trial_state_values(
+        waiting._trial_id, optuna.trial.TrialState.RUNNING)
+    other.release()
+    t.join(30)
+    assert taken == [False]  # this one sees it running, and leaves it
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # heartbeat without optimize; experimental
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_queued_again(
+        tmp_path):
+    """Optuna never finds a running trial with no heartbeat stale: a worker killed between the
+    trial's creation and its first beat left it running for ever, and the search waited for it.
+    A worker adopts such a trial once the grace is over (one beat, marked), so it goes stale."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="x", storage=study_mod._storage(url, grace_s=2),
+                                directions=["maximize"])
+    orphan = study.ask({"n": optuna.distributions.IntDistribution(1, 4)})  # its worker "died"
+    time.sleep(2.5)
+    optuna.storages.fail_stale_trials(study)
+    assert study.get_trials()[0].state == optuna.trial.TrialState.RUNNING  # Optuna alone: stuck
+    study_mod._adopt_silent_trials(study, 2)
+    assert "worker" in study.get_trials()[0].user_attrs
+    time.sleep(3.5)  # its one beat goes stale
+    optuna.storages.fail_stale_trials(study)
+    ts = study.get_trials()
+    assert ts[0].number == orphan.number and ts[0].state == optuna.trial.TrialState.FAIL
+    (retry,) = [t for t in ts if t.system_attrs.get("failed_trial") == orphan.number]
+    assert retry.state == optuna.trial.TrialState.WAITING and retry.params == ts[0].params

@@ -8,6 +8,7 @@ import functools
 import logging
 import os
 import re
+import select
 import sys
 import threading
 import time
@@ -120,12 +121,18 @@ def _is_chatter(line: bytes) -> bool:
     return any(p.match(line) for p in CHATTER)
 
 
-def _forward(read_fd: int, write_fd: int) -> None:
+def _forward(read_fd: int, write_fd: int, done: threading.Event) -> None:
     """Copy the pipe to the real stderr without the chatter lines; a partial line goes on at once
-    unless it may still become one of them (a progress spinner is not held back)."""
+    unless it may still become one of them (a progress spinner is not held back). Ends at the
+    pipe's end, or once ``done`` is set and the pipe is empty: a child process that outlives the
+    command (multiprocessing's resource tracker) holds the pipe open until this process exits."""
     pending = b""
     while True:
         try:
+            if not select.select([read_fd], [], [], 0.05)[0]:
+                if done.is_set():
+                    break
+                continue
             chunk = os.read(read_fd, 65536)
         except OSError:
             break
@@ -162,7 +169,8 @@ def quiet_chatter() -> Iterator[None]:
             root.removeFilter(drop)
         return
     read_fd, write_fd = os.pipe()
-    thread = threading.Thread(target=_forward, args=(read_fd, saved), daemon=True)
+    done = threading.Event()
+    thread = threading.Thread(target=_forward, args=(read_fd, saved, done), daemon=True)
     thread.start()
     os.dup2(write_fd, 2)
     os.close(write_fd)
@@ -172,6 +180,7 @@ def quiet_chatter() -> Iterator[None]:
         with contextlib.suppress(Exception):
             sys.stderr.flush()
         os.dup2(saved, 2)  # the pipe's last writer here closes: the thread sees its end
+        done.set()  # or, where a child still holds it, drains it and stops
         thread.join(timeout=2.0)
         with contextlib.suppress(OSError):
             os.close(read_fd)

@@ -79,18 +79,17 @@ def run(out: str | Path, settings: Mapping | None, *, study_name: str = "search"
     url = storage_url(storage, out)
     study = open_study(url, study_name, settings)
     settings = study.user_attrs["slimedge_search"]
-    if SIZE_MODEL_KEY not in study.user_attrs:
-        space = SearchSpace.from_dict(settings["space"])
-        cands = calibration_candidates(space)
-        log(f"size model: measuring {len(cands)} exports with initial weights")
-        points = executor.map_calls(
-            _calibrate, [(c, settings["base"], settings["budget"], str(out / "size-model" / f"{k}"))
-                         for k, c in enumerate(cands)], backend=backend, workers=workers,
-            address=address)
-        study.set_user_attr(SIZE_MODEL_KEY, SizeModel.fit(points).to_dict())
-    log(f"running {workers} worker(s) on {backend}")
-    executor.map_calls(work, [(url, study_name, str(out), k) for k in range(workers)],
-                       backend=backend, workers=workers, address=address)
+    with executor.pool(backend, workers, address) as p:  # one set of processes for both
+        if SIZE_MODEL_KEY not in study.user_attrs:
+            space = SearchSpace.from_dict(settings["space"])
+            cands = calibration_candidates(space)
+            log(f"size model: measuring {len(cands)} exports with initial weights")
+            points = p.map(_calibrate, [(c, settings["base"], settings["budget"],
+                                         str(out / "size-model" / f"{k}"))
+                                        for k, c in enumerate(cands)])
+            study.set_user_attr(SIZE_MODEL_KEY, SizeModel.fit(points).to_dict())
+        log(f"running {workers} worker(s) on {backend}")
+        p.map(work, [(url, study_name, str(out), k) for k in range(workers)])
     s = summary(study)
     report.write(s, study, out)
     return s

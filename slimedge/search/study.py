@@ -19,6 +19,7 @@ finished) or ``error`` (the candidate diverged or its export failed validation).
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -36,6 +37,7 @@ from .space import SearchSpace, candidate_label, effective
 SETTINGS_KEY = "slimedge_search"
 SIZE_MODEL_KEY = "size_model"
 HEARTBEAT_S = 1       # a running trial's heartbeat
+WAIT_S = 0.2          # a worker with no trial to start (the last ones run elsewhere) looks again
 GRACE_S = 60          # stale after this long without one (default; a study's own: settings)
 CAP_FACTOR = 20       # trials asked at most: CAP_FACTOR x n_trials (duplicates and rejections)
 CANDIDATE_ERRORS = (TrainingDiverged, ExportValidationError, QuantizationError)
@@ -72,12 +74,38 @@ def _storage(url: str, grace_s: float | None = None):
                 "heartbeat_interval": HEARTBEAT_S, "grace_period": int(grace_s),
                 "heartbeat_stale_trial_callback":
                     optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
+            if url.startswith("sqlite:///"):
+                storage = _serialized_sqlite_storage()(url, engine_kwargs=kwargs, **extra)
+                storage.state_lock = url[len("sqlite:///"):] + ".state-lock"
+                return storage
             return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **extra)
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.ArgumentError,
             ModuleNotFoundError) as e:  # unreachable, refused, a bad URL, no driver
         reason = getattr(e, "orig", None) or e
         raise UsageError(f"cannot open the study storage {_safe(url)}: "
                          f"{str(reason).splitlines()[0]}") from None
+
+
+@functools.cache
+def _serialized_sqlite_storage():
+    """Optuna's RDB storage whose trial state changes, on one SQLite file, run one at a time
+    across processes (a file lock beside the database). Optuna reads a trial ``FOR UPDATE``
+    before changing its state, and a change is refused when another process made it first (a
+    queued trial taken to run, a stale one failed); SQLite ignores ``FOR UPDATE`` and its driver
+    starts no transaction before the write, so two workers could both take the same queued retry
+    and run it twice (seen: two trainings of one trial), or both fail a stale trial and queue two
+    retries. PostgreSQL honours ``FOR UPDATE`` itself."""
+    import filelock
+    import optuna
+
+    class SerializedSQLiteStorage(optuna.storages.RDBStorage):
+        state_lock: str
+
+        def set_trial_state_values(self, trial_id, state, values=None):
+            with filelock.FileLock(self.state_lock):
+                return super().set_trial_state_values(trial_id, state, values)
+
+    return SerializedSQLiteStorage
 
 
 def objectives(budget: Budget) -> list[str]:
@@ -185,6 +213,7 @@ def work(url: str, name: str, out: str, worker: int = 0) -> dict:
     base = settings["base"]
     size_model = SizeModel.from_dict(study.user_attrs[SIZE_MODEL_KEY])
     n_trials = int(settings["n_trials"])
+    grace_s = float(settings.get("grace_s", GRACE_S))
     pruner = _pruner(url, name, settings) if settings.get("prune", True) else None
     workdir = Path(out)
     ran = 0
@@ -192,10 +221,14 @@ def work(url: str, name: str, out: str, worker: int = 0) -> dict:
     def objective(trial):
         from .trial import candidate_features, run_candidate, variant_name
 
+        # Optuna's heartbeat thread records its first beat when it gets to it; a trial with no
+        # beat is never stale, so one whose worker dies before that would stay running for ever
+        # (and the search wait for it): beat once now, before anything else
+        trial.storage.record_heartbeat(trial._trial_id)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         candidate = space.suggest(trial)
         trial.set_user_attr("label", candidate_label(candidate))
         trial.set_user_attr("host", socket.gethostname())
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         dup = _duplicate(study, trial, candidate)
         if dup is not None:
             trial.set_user_attr("duplicate_of", dup)
@@ -249,6 +282,7 @@ def work(url: str, name: str, out: str, worker: int = 0) -> dict:
         # a trial whose worker died (no heartbeat for GRACE_S) fails now and is queued again
         with warnings.catch_warnings():  # "experimental" since Optuna 2.9
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            _adopt_silent_trials(study, grace_s)
             optuna.storages.fail_stale_trials(study)
         done = progress(study)
         finished = done["trained"] + done["rejected"]
@@ -256,8 +290,9 @@ def work(url: str, name: str, out: str, worker: int = 0) -> dict:
                 or done["asked"] >= CAP_FACTOR * n_trials:
             break
         if done["trained"] + done["running"] >= n_trials:
-            # the rest is running elsewhere: wait, to take over a trial whose worker dies
-            time.sleep(HEARTBEAT_S)
+            # the rest is running elsewhere: wait, to take over a trial whose worker dies (or
+            # to see the last one end: the search's wall time waits for this worker's return)
+            time.sleep(WAIT_S)
             continue
         try:
             study.optimize(objective, n_trials=1, catch=())
@@ -267,6 +302,22 @@ def work(url: str, name: str, out: str, worker: int = 0) -> dict:
             pass
         ran += 1
     return {"worker": worker, "trials_run": ran}
+
+
+def _adopt_silent_trials(study, grace_s: float) -> None:
+    """A running trial that has no ``worker`` after the grace (its worker died between Optuna
+    creating it and the objective's first beat) is beaten once here, and marked: its heartbeat
+    then goes stale like any other, and it is failed and queued again."""
+    import datetime
+
+    import optuna
+
+    now = datetime.datetime.now()
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if "worker" not in t.user_attrs and t.datetime_start is not None and \
+                (now - t.datetime_start).total_seconds() > grace_s:
+            study._storage.record_heartbeat(t._trial_id)
+            study._storage.set_trial_user_attr(t._trial_id, "worker", "none (died at its start)")
 
 
 def _seed(url: str, name: str, worker: int) -> int:
