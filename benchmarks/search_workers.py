@@ -37,9 +37,12 @@ from slimedge._report import (  # noqa: E402
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 HEADING = "## Search: 2 local workers against serial"
-# name -> hidden sizes, FSDD MFCC sequences per split (None: all), epochs per trial
-GRIDS = {"small": ("8,16,24,32", 300, 3),
-         "full": ("8,16,24,32,40,48,56,64", None, 40)}
+# name -> hidden sizes, FSDD MFCC sequences per split (None: all), epochs per trial, variants
+# (None: --variants); "wide" is a search of 40 candidates, the size the 60-minute target
+# names, over five catalogue variants
+GRIDS = {"small": ("8,16,24,32", 300, 3, None),
+         "full": ("8,16,24,32,40,48,56,64", None, 40, None),
+         "wide": ("8,16,24,32,40,48,56,64", None, 40, "LSTM6,LSTM_C6,LSTM10,LSTM3,LSTM4a")}
 
 
 def parse(argv=None):
@@ -68,11 +71,12 @@ def one(args, grid: str, workers: int) -> dict:
 
     from slimedge.search.study import storage_url
 
-    sizes, limit, epochs = GRIDS[grid]
+    sizes, limit, epochs, names = GRIDS[grid]
+    names = names or args.variants
     out = Path(tempfile.mkdtemp(prefix=f"search_workers{workers}_")) / "s"
-    n = len(sizes.split(",")) * len(args.variants.split(","))
+    n = len(sizes.split(",")) * len(names.split(","))
     command = [sys.executable, "-m", "slimedge", "search", "run", str(out), "--target",
-               args.target, "--variants", args.variants, "--hidden-sizes", sizes,
+               args.target, "--variants", names, "--hidden-sizes", sizes,
                "--layers", "1", "--quantize", "int8", "--frame-ms", "25", "--data", "fsdd",
                *(["--limit", str(limit)] if limit else []), "--epochs", str(epochs),
                "--trials", str(n), "--no-prune", "--workers", str(workers)]
@@ -98,11 +102,11 @@ def one(args, grid: str, workers: int) -> dict:
 
 
 def measure(args, grid: str) -> dict:
-    sizes, limit, epochs = GRIDS[grid]
+    sizes, limit, epochs, names = GRIDS[grid]
     runs = [one(args, grid, 1), one(args, grid, 2)]
     if runs[0]["trials"] != runs[1]["trials"]:
         raise RuntimeError(f"the two runs trained different trials: {runs}")
-    return {"name": grid, "grid": f"{args.variants} n ∈ {{{sizes}}}, int8, FSDD MFCC "
+    return {"name": grid, "grid": f"{names or args.variants} n ∈ {{{sizes}}}, int8, FSDD MFCC "
                                   f"{f'{limit} sequences per split' if limit else 'all of it'}, "
                                   f"{epochs} epochs, measured on the {args.target}",
             "runs": runs, "ratio": runs[1]["wall_seconds"] / runs[0]["wall_seconds"]}
@@ -171,7 +175,7 @@ def _once_per_process_child() -> None:
     from slimedge.search import Budget, runner
     from slimedge.search import trial as trial_mod
     out = {"import_seconds": time.perf_counter() - t}
-    sizes, limit, epochs = GRIDS["small"]
+    sizes, limit, epochs, _ = GRIDS["small"]
     cands = runner.calibration_candidates(
         _space(None, "LSTM6", sizes, "1", [], "int8", "onnx", "cortex-m4"))
     base = {"data": "fsdd", "limit": limit, "epochs": epochs, "batch_size": 32, "lr": 3e-3,
