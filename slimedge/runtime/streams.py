@@ -115,8 +115,11 @@ class StreamBatch:
         if self._k == 0:
             return np.zeros((0, self.model.output_size), np.float32)
         b = self._b
-        with np.errstate(over="ignore"):
-            np.copyto(b.x, a, casting="unsafe")
+        if a.dtype is _F32:  # nothing to convert: no overflow to silence
+            np.copyto(b.x, a)
+        else:
+            with np.errstate(over="ignore"):
+                np.copyto(b.x, a, casting="unsafe")
         if not math.isfinite(float(np.vdot(b.x, b.x))):
             _finite("frames", b.x)
         b.run()
