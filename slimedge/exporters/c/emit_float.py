@@ -17,7 +17,9 @@ A batch (``PREFIX_step_io`` with more than one stream) runs the same step on blo
 :data:`BLOCK_STREAMS` streams in a second function, ``PREFIX_rows``, written from the same graph
 walk. Float weights (:class:`~.emit_lanes.Lanes`): every array of the block lane-major, the
 streams across the vector lanes, each matmul one ``slimedge_matmat_f32`` for the whole block
-(each weight read once per block). int8 weights (:mod:`.emit_int8w`): every array gets a row per
+(each weight read once per block); or (:class:`~.emit_lanes.StreamLanes`, where it transposes
+fewer floats) the element-wise arrays stream-major and only the matmuls' inputs and results
+transposed. int8 weights (:mod:`.emit_int8w`): every array gets a row per
 stream, every element-wise loop runs once per stream, and the large matmuls read each weight
 row once per few streams
 (the same exact integer sums as one stream's). Every stream of a batch runs the same
@@ -37,7 +39,7 @@ from __future__ import annotations
 from ... import ir
 from . import source as src
 from .emit_int8w import SMALL_INPUT
-from .emit_lanes import Lanes
+from .emit_lanes import Lanes, StreamLanes
 from .emit_row import Row
 
 WEIGHTS = ("float", "int8")
@@ -88,9 +90,14 @@ def generate(graph: ir.Graph, prefix: str, *, header: str, weights: str = "float
     # the same step for a block of streams (batched calls on a desktop CPU): the same names,
     # so it reads the same weight arrays
     streams = block_streams(row.scratch_bytes)
-    block = (Lanes(graph, prefix, streams) if weights == "float"
-             else Row(graph, prefix, weights, streams=streams))
-    block.emit()
+    if weights == "float":  # of the two layouts of a block, the one that transposes less
+        lanes, rows = Lanes(graph, prefix, streams), StreamLanes(graph, prefix, streams)
+        lanes.emit()
+        rows.emit()
+        block = rows if rows.transposed < lanes.transposed else lanes
+    else:
+        block = Row(graph, prefix, weights, streams=streams)
+        block.emit()
     assert block.arrays == row.arrays, "the block's step must read the row's weights"
     quantize = "none" if weights == "float" else "dynamic"
     info = {"weights": "float32" if weights == "float" else "int8 symmetric, one scale per row",

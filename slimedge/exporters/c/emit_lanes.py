@@ -7,6 +7,13 @@ stream, and writes whole vectors of streams, which the element-wise loops (eleme
 lanes inside) read as whole vectors (tanh and sigmoid as ``slimedge_tanh_block``, a rational
 function of plain arithmetic, no C library call: within 3.3e-7 of tanh; a loop splits where a
 tanh would read another's result, see :func:`.fusion.plan`). See :mod:`.emit_float`.
+
+The other layout, :class:`StreamLanes`: the element-wise arrays stream-major, as one stream's,
+only each matmul's input transposed into lanes and its result out. ``generate`` keeps the one
+that transposes fewer floats per stream (:attr:`Lanes.transposed`; a tie keeps :class:`Lanes`):
+LSTM_C6 n = 128, 1,024 streams, 93 -> 79 us per call (its state is read only element-wise:
+x and W·x in and out and h into the head, instead of h and c in and out); LSTM6 and LSTM10 no
+slower (this machine, BENCHMARKS.md › Many streams: batched C).
 """
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ from typing import Callable
 from ... import ir
 from . import fusion
 from . import source as src
+from .emit_int8w import _on_stream
 from .emit_row import Row
 
 
@@ -34,6 +42,8 @@ class Lanes(Row):
         self.expr = {"x": self.inputs["x"]}
         n, L = graph.hidden_size, streams
         self.scratch_bytes += 4 * L * (graph.input_size + 2 * graph.num_layers * n)
+        # floats of a stream transposed into or out of the block (x, h and c in; more in emit)
+        self.transposed = graph.input_size + 2 * graph.num_layers * n
 
     chains = True
 
@@ -125,6 +135,7 @@ class Lanes(Row):
                                                 self.g.hidden_size))
 
     def lanes_out(self, src_: str, size: int, dst: str, ld: int) -> str:
+        self.transposed += size
         return f"    slimedge_lanes_out(nb, {src_}, {size}, {self.streams}, {dst}, {ld});"
 
     def emit(self) -> None:
@@ -142,4 +153,74 @@ class Lanes(Row):
             "    }"]
 
 
-__all__ = ["Lanes"]
+class StreamLanes(Row):
+    """The body of the block function for float weights with every element-wise array
+    stream-major, as one stream's (stream s's row of each at ``base + s * size``, the old and new
+    state read and written in place): only each matmul's input is transposed into lanes (once per
+    value) and its result out, around one ``slimedge_matmat_f32`` for the block (W·x + b + U·h
+    one call). Chosen over :class:`Lanes` where it transposes fewer floats per stream: a step
+    whose state no matmul reads (LSTM_C6: h and c only element-wise) transposes x and W·x in and
+    out, and h into the head, instead of h and c in and out. Each element-wise loop runs over a
+    stream's elements (vectors of elements), the same instructions for every stream."""
+
+    chains = True
+
+    def __init__(self, graph: ir.Graph, prefix: str, streams: int,
+                 names: src.Names | None = None) -> None:
+        super().__init__(graph, prefix, "float", names, streams)
+        self.pending: dict[str, tuple] = {}  # W·x + b waiting for the U·h added to it
+        self.lanes: dict[str, str] = {}  # value -> its lane-major copy in the block
+        self.transposed = 0
+
+    sigmoid = staticmethod(Lanes.sigmoid)
+    tanh = staticmethod(Lanes.tanh)
+
+    def lanes_of(self, value: str) -> str:
+        """The lane-major copy of ``value`` (element i of stream s at ``[i * lanes + s]``),
+        transposed in at its first use."""
+        if value not in self.lanes:
+            name, size, L = self.names.get(f"{value}_lanes"), self.size(value), self.streams
+            self.lines += [f"    float {name}[{size * L}];",
+                           f"    slimedge_lanes_in(nb, {_on_stream(self.expr[value], '0')}, "
+                           f"{self.stride[value]}, {size}, {L}, {name});"]
+            self.scratch_bytes += 4 * size * L
+            self.transposed += size
+            self.lanes[value] = name
+        return self.lanes[value]
+
+    def matmul(self, n: ir.Node) -> None:
+        a, wname, *bias = n.inputs
+        W = self.g.initializers[wname]
+        n_out, n_in = W.shape
+        into = self.accumulate.get(n.outputs[0])
+        name = self.names.get(wname)
+        self.const_names[wname] = name
+        if bias:
+            self.operand(bias[0])
+        self.float_weights(wname, W, name)
+        operands = (self.lanes_of(a), n_in, name)
+        bias_arr = self.const_names[bias[0]] if bias else "NULL"
+        if n.outputs[0] in self.accumulate.values():  # W·x + b waits for the U·h added to it
+            self.pending[n.outputs[0]] = (operands, bias_arr)
+            return
+        second, note = ("NULL", 0, "NULL"), ""
+        if into is not None:
+            (operands, bias_arr), second = self.pending.pop(into), operands
+            note = f" /* {into} + {n.outputs[0]} */"
+        value, L = into or n.outputs[0], self.streams
+        tmp = self.names.get(f"{value}_mm")
+        self.lines += [f"    float {tmp}[{n_out * L}];",
+                       f"    slimedge_matmat_f32({L}, {', '.join(map(str, operands + second))}, "
+                       f"{n_out}, {bias_arr}, {tmp});{note}"]
+        self.scratch_bytes += 4 * n_out * L
+        if value == "y":  # straight into the output
+            self.expr["y"], self.stride["y"], base = self.at_stream("y", n_out), n_out, "y"
+        else:
+            base = _on_stream(self.local(value, n_out), "0")
+        if into is not None:
+            self.expr[n.outputs[0]], self.stride[n.outputs[0]] = self.expr[value], n_out
+        self.lines.append(f"    slimedge_lanes_out(nb, {tmp}, {n_out}, {L}, {base}, {n_out});")
+        self.transposed += n_out
+
+
+__all__ = ["Lanes", "StreamLanes"]
