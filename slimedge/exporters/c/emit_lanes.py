@@ -89,31 +89,15 @@ class Lanes(Row):
             self.group.body.append(f"        {self.elem(self.local(value, size), 'i')} = {name};")
 
     def matmul(self, n: ir.Node) -> None:
-        a, wname, *bias = n.inputs
-        W = self.g.initializers[wname]
-        n_out, n_in = W.shape
+        n_out = self.g.initializers[n.inputs[1]].shape[0]
         into = self.accumulate.get(n.outputs[0])
         if into is None:
             out = self.local(n.outputs[0], n_out)
         else:  # U·h, in one call with the W·x + b it is added onto
             out = self.expr[n.outputs[0]] = self.expr[into]
-        name = self.names.get(wname)
-        self.const_names[wname] = name
-        if bias:
-            self.operand(bias[0])
-        self.float_weights(wname, W, name)
-        operands = (self.expr[a], n_in, name)
-        bias_arr = self.const_names[bias[0]] if bias else "NULL"
-        if n.outputs[0] in self.accumulate.values():  # W·x + b waits for the U·h added to it
-            self.pending[n.outputs[0]] = (operands, bias_arr)
-            return
-        second, note = ("NULL", 0, "NULL"), ""
-        if into is not None:
-            (operands, bias_arr), second = self.pending.pop(into), operands
-            note = f" /* {into} + {n.outputs[0]} */"
-        self.lines.append(f"    slimedge_matmat_f32({self.streams}, "
-                          f"{', '.join(map(str, operands + second))}, {n_out}, {bias_arr}, "
-                          f"{out});{note}")
+        call = _matmat(self, n, self.expr.__getitem__)
+        if call is not None:
+            self.lines.append(f"    {call[0]}{out});{call[1]}")
 
     def split(self, n: ir.Node) -> None:
         base, offset = self.expr[n.inputs[0]], 0
@@ -189,29 +173,14 @@ class StreamLanes(Row):
         return self.lanes[value]
 
     def matmul(self, n: ir.Node) -> None:
-        a, wname, *bias = n.inputs
-        W = self.g.initializers[wname]
-        n_out, n_in = W.shape
-        into = self.accumulate.get(n.outputs[0])
-        name = self.names.get(wname)
-        self.const_names[wname] = name
-        if bias:
-            self.operand(bias[0])
-        self.float_weights(wname, W, name)
-        operands = (self.lanes_of(a), n_in, name)
-        bias_arr = self.const_names[bias[0]] if bias else "NULL"
-        if n.outputs[0] in self.accumulate.values():  # W·x + b waits for the U·h added to it
-            self.pending[n.outputs[0]] = (operands, bias_arr)
+        call = _matmat(self, n, self.lanes_of)
+        if call is None:
             return
-        second, note = ("NULL", 0, "NULL"), ""
-        if into is not None:
-            (operands, bias_arr), second = self.pending.pop(into), operands
-            note = f" /* {into} + {n.outputs[0]} */"
+        n_out = self.g.initializers[n.inputs[1]].shape[0]
+        into = self.accumulate.get(n.outputs[0])
         value, L = into or n.outputs[0], self.streams
         tmp = self.names.get(f"{value}_mm")
-        self.lines += [f"    float {tmp}[{n_out * L}];",
-                       f"    slimedge_matmat_f32({L}, {', '.join(map(str, operands + second))}, "
-                       f"{n_out}, {bias_arr}, {tmp});{note}"]
+        self.lines += [f"    float {tmp}[{n_out * L}];", f"    {call[0]}{tmp});{call[1]}"]
         self.scratch_bytes += 4 * n_out * L
         if value == "y":  # straight into the output
             self.expr["y"], self.stride["y"], base = self.at_stream("y", n_out), n_out, "y"
@@ -221,6 +190,33 @@ class StreamLanes(Row):
             self.expr[n.outputs[0]], self.stride[n.outputs[0]] = self.expr[value], n_out
         self.lines.append(f"    slimedge_lanes_out(nb, {tmp}, {n_out}, {L}, {base}, {n_out});")
         self.transposed += n_out
+
+
+def _matmat(row: Row, n: ir.Node, lanes_of: Callable[[str], str]) -> tuple[str, str] | None:
+    """A block's matmul ``n`` as one ``slimedge_matmat_f32`` call, its weights (and bias) made
+    arrays of ``row``: the call up to its output argument and a note, or None for a W·x + b that
+    waits for the U·h added to it (both in the U·h's call). ``lanes_of``: a value's lane-major
+    array."""
+    a, wname, *bias = n.inputs
+    W = row.g.initializers[wname]
+    n_out, n_in = W.shape
+    into = row.accumulate.get(n.outputs[0])
+    name = row.names.get(wname)
+    row.const_names[wname] = name
+    if bias:
+        row.operand(bias[0])
+    row.float_weights(wname, W, name)
+    operands = (lanes_of(a), n_in, name)
+    bias_arr = row.const_names[bias[0]] if bias else "NULL"
+    if n.outputs[0] in row.accumulate.values():
+        row.pending[n.outputs[0]] = (operands, bias_arr)
+        return None
+    second, note = ("NULL", 0, "NULL"), ""
+    if into is not None:
+        (operands, bias_arr), second = row.pending.pop(into), operands
+        note = f" /* {into} + {n.outputs[0]} */"
+    return (f"slimedge_matmat_f32({row.streams}, {', '.join(map(str, operands + second))}, "
+            f"{n_out}, {bias_arr}, ", note)
 
 
 __all__ = ["Lanes", "StreamLanes"]
