@@ -19,7 +19,7 @@ from slimedge import checkpoint, integrity, ir, variants
 from slimedge.errors import CompilerNotFound
 from slimedge.exporters import c as cx
 from slimedge.exporters import validate
-from slimedge.exporters.c import emit_float, fixedpoint, fusion, source
+from slimedge.exporters.c import emit_int8w, fixedpoint, fusion, source
 from slimedge.formats.c import reader as c_reader
 from slimedge.formats.c import toolchain
 
@@ -187,7 +187,7 @@ def test_batched_step_equals_one_stream_at_a_time(tmp_path, monkeypatch, variant
     float files also within 1e-5 of the float64 step IR, per step. ``dynamic-dot``: every int8
     matrix through the block's dot products (by default only large ones, 128 KB and more)."""
     if quantize == "dynamic-dot":
-        monkeypatch.setattr(emit_float, "BLOCK_INT8_BYTES", 0)
+        monkeypatch.setattr(emit_int8w, "BLOCK_INT8_BYTES", 0)
     ckpt, _, _ = make_checkpoint(tmp_path / "m.safetensors", variant, M, WIDE, 2, classes=3)
     path = tmp_path / "m.c"
     if quantize == "none":

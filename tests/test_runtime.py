@@ -1,5 +1,6 @@
 """The streaming runtime: every backend against the float64 reference, streams, batches, threads."""
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -391,6 +392,16 @@ def test_bad_states_batches_and_sequences_are_refused(files, backend):
         b.step(np.ones(M))
     with pytest.raises(InputError, match="finite"):
         b.step(np.full((3, M), np.nan))
+    # float32 frames are copied as they are, others converted: either way a non-finite frame is
+    # named, and a float64 beyond float32's range is refused without a warning
+    f32, f64 = np.zeros((3, M), np.float32), np.zeros((3, M))
+    f32[2, 0], f64[1, 2] = np.inf, 1e39
+    with pytest.raises(InputError, match=r"got inf at index \(2, 0\)"):
+        b.step(f32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InputError, match=r"got inf at index \(1, 2\)"):
+            b.step(f64)
     with pytest.raises(IndexError, match="out of range"):
         b.reset(3)
     with pytest.raises(InputError, match=r"state h: expected shape \(2, 3, 8\)"):

@@ -44,7 +44,7 @@ from .. import extras, formats, metrics
 from ..errors import MissingDependency, ModelFileError, UsageError
 from ..metrics import Evaluation  # numpy only: evaluate's result, exported with it
 from ..rollout import rollout
-from .streams import InputError, Stream, StreamBatch, _check_dtype, _check_state, _finite
+from .streams import InputError, Stream, StreamBatch, _check_dtype, _check_state, _copy_float32, _finite
 
 log = logging.getLogger(__name__)
 
@@ -264,8 +264,7 @@ class Model:
         if width == 0:
             return y
         x = np.empty((T, k, m), np.float32)
-        with np.errstate(over="ignore"):
-            np.copyto(x, a, casting="unsafe")
+        _copy_float32(x, a)
         if not math.isfinite(float(np.vdot(x, x))):
             _finite("frames", x)
         b = self._streams_binding(width)

@@ -115,8 +115,7 @@ class StreamBatch:
         if self._k == 0:
             return np.zeros((0, self.model.output_size), np.float32)
         b = self._b
-        with np.errstate(over="ignore"):
-            np.copyto(b.x, a, casting="unsafe")
+        _copy_float32(b.x, a)
         if not math.isfinite(float(np.vdot(b.x, b.x))):
             _finite("frames", b.x)
         b.run()
@@ -189,6 +188,17 @@ class StreamBatch:
 def _check_dtype(what: str, a: np.ndarray) -> None:
     if a.dtype.kind not in "fiu":
         raise InputError(f"{what}: expected a float (or integer) array, got dtype {a.dtype}")
+
+
+def _copy_float32(dst: np.ndarray, a: np.ndarray) -> None:
+    """``dst[...] = a`` in float32: float32 frames as they are (nothing to convert, no overflow
+    to silence); other dtypes converted, a float64 beyond float32's range becoming inf (which the
+    caller's finite check then names)."""
+    if a.dtype is _F32:
+        np.copyto(dst, a)
+    else:
+        with np.errstate(over="ignore"):
+            np.copyto(dst, a, casting="unsafe")
 
 
 def _finite(what: str, a: np.ndarray) -> np.ndarray:

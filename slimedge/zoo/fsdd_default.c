@@ -1017,34 +1017,38 @@ static void fsdd_default_rows(int nb, const float *x, const float *h, const floa
                           float *y, float *h_out, float *c_out)
 {
     (void)ld;
-    float x_lanes[416], h_lanes[2048], c_lanes[2048];
-    slimedge_lanes_in(nb, x, 13, 13, 32, x_lanes);
-    for (int k = 0; k < 1; k++) {
-        slimedge_lanes_in(nb, h + k * ld, 64, 64, 32, h_lanes + k * 2048);
-        slimedge_lanes_in(nb, c + k * ld, 64, 64, 32, c_lanes + k * 2048);
-    }
+    float x_lanes[416];
+    slimedge_lanes_in(nb, (x + 0 * 13), 13, 13, 32, x_lanes);
+    float h_in_lanes[2048];
+    slimedge_lanes_in(nb, (h + 0 * 64), 64, 64, 32, h_in_lanes);
+    float l0_xW_mm[2048];
+    slimedge_matmat_f32(32, x_lanes, 13, l0_W_c, h_in_lanes, 64, l0_U_c, 64, l0_b_c, l0_xW_mm); /* l0.xW + l0.hU */
     float l0_xW[2048]; /* l0.xW */
-    slimedge_matmat_f32(32, x_lanes, 13, l0_W_c, h_lanes, 64, l0_U_c, 64, l0_b_c, l0_xW); /* l0.xW + l0.hU */
+    slimedge_lanes_out(nb, l0_xW_mm, 64, 32, (l0_xW + 0 * 64), 64);
     float l0_c_next_v[2048]; /* l0.c_next */
-    for (int i = 0; i < 64; i++)
-    for (int s = 0; s < 32; s++) {
-        const float l0_cand = slimedge_tanh_block(l0_xW[i * 32 + s]); /* l0.cand */
-        const float l0_fc = c_lanes[i * 32 + s] * l0_const_f; /* l0.fc */
+    for (int s = 0; s < nb; s++)
+    for (int i = 0; i < 64; i++) {
+        const float l0_cand = slimedge_tanh_block((l0_xW + s * 64)[i]); /* l0.cand */
+        const float l0_fc = (c + s * 64)[i] * l0_const_f; /* l0.fc */
         const float l0_c_next = l0_fc + l0_cand; /* l0.c_next */
-        l0_c_next_v[i * 32 + s] = l0_c_next;
+        (l0_c_next_v + s * 64)[i] = l0_c_next;
     }
     float l0_g_c_v[2048]; /* l0.g_c */
-    for (int i = 0; i < 64; i++)
-    for (int s = 0; s < 32; s++) {
-        const float l0_g_c = slimedge_tanh_block(l0_c_next_v[i * 32 + s]); /* l0.g_c */
-        l0_g_c_v[i * 32 + s] = l0_g_c;
+    for (int s = 0; s < nb; s++)
+    for (int i = 0; i < 64; i++) {
+        const float l0_g_c = slimedge_tanh_block((l0_c_next_v + s * 64)[i]); /* l0.g_c */
+        (l0_g_c_v + s * 64)[i] = l0_g_c;
     }
-    float y_v[320]; /* y */
-    slimedge_matmat_f32(32, l0_g_c_v, 64, head_weight, NULL, 0, NULL, 10, head_bias, y_v);
+    float l0_g_c_lanes[2048];
+    slimedge_lanes_in(nb, (l0_g_c_v + 0 * 64), 64, 64, 32, l0_g_c_lanes);
+    float y_mm[320];
+    slimedge_matmat_f32(32, l0_g_c_lanes, 64, head_weight, NULL, 0, NULL, 10, head_bias, y_mm);
+    slimedge_lanes_out(nb, y_mm, 10, 32, y, 10);
     /* the new state and the output, after every read of the old */
-    slimedge_lanes_out(nb, l0_g_c_v, 64, 32, h_out, 64);
-    slimedge_lanes_out(nb, l0_c_next_v, 64, 32, c_out, 64);
-    slimedge_lanes_out(nb, y_v, 10, 32, y, 10);
+    for (int s = 0; s < nb; s++)
+        for (int i = 0; i < 64; i++) (h_out + s * 64)[i] = (l0_g_c_v + s * 64)[i];
+    for (int s = 0; s < nb; s++)
+        for (int i = 0; i < 64; i++) (c_out + s * 64)[i] = (l0_c_next_v + s * 64)[i];
 }
 #endif
 
@@ -1088,11 +1092,11 @@ void fsdd_default_reset(float *h, float *c)
 
 /* the model's config JSON (slimedge reads it without compiling) */
 const char fsdd_default_config[] =
-    "{\"file_sha256\": \"c42fac06134353fe641c1af8de4090ba910287a08a07481db7dae6ba2084a5f3\", "
+    "{\"file_sha256\": \"26d8bc64e236eaaace297c5618dc33c0ce356d37ef5bbf4434590a118d01fde8\", "
     "\"export\": {\"abi\": 1, \"activations\": \"float32\", "
     "\"arithmetic\": \"float32 weights stored transposed (in, out); float32 arithmetic\", "
-    "\"batch_stack_bytes\": 44416, \"block_streams\": 32, \"format\": \"c\", "
-    "\"header_sha256\": \"e7639c41df3024ab97a1eaea07d1290fb2198a85787c2ffe4db174fad7223c46\", "
+    "\"batch_stack_bytes\": 52608, \"block_streams\": 32, \"format\": \"c\", "
+    "\"header_sha256\": \"a9e5722a6893ba5ea0d5279eec6c4c51ab7e417090f028d74b592bcfe43375f2\", "
     "\"kernels_sha256\": \"ef44a157a738d9f04115a6501b8a9b9a6dcb3c0f19ce4a547d92186a7c29c658\", "
     "\"language\": \"C99\", \"mode\": \"step\", \"prefix\": \"fsdd_default\", \"quantize\": \"none\", "
     "\"stack_bytes\": 1280, \"weight_bytes\": 22572, \"weights\": \"float32\", "

@@ -28,7 +28,7 @@ extern "C" {
 
 /* The same for a fsdd_default_step_batch or fsdd_default_step_io call of more than one stream on a
    desktop CPU (blocks of streams: slimedge_kernels.h, SLIMEDGE_BLOCKED). */
-#define FSDD_DEFAULT_BATCH_STACK_BYTES 44416
+#define FSDD_DEFAULT_BATCH_STACK_BYTES 52608
 
 typedef slimedge_io fsdd_default_io;  /* batch, x, h, c (in), y, h_next, c_next (out) */
 

@@ -46,7 +46,7 @@ import numpy as np
 from ... import ir
 from ...errors import UsageError
 from ..calibration import DEFAULT_CALIBRATION_SAMPLES, STATE_HEADROOM, calibrate
-from . import emit_float, fusion
+from . import emit_row, fusion
 from . import fixedpoint as fx
 from . import source as src
 from .emit_int_files import files
@@ -442,9 +442,9 @@ def generate(graph: ir.Graph, prefix: str, *, header: str, splits=None,
     names = src.Names()
     row = _IntRow(graph, prefix, ranges, xin, s_x, s_h, s_c, names)
     row.emit(graph.model_nodes())
-    fl = emit_float._Row(graph, prefix, "float", names)  # the front-end, in float
+    fl = emit_row.Row(graph, prefix, "float", names)  # the front-end, in float
     for n in graph.frontend_nodes():
-        emit_float.OPS[n.op](fl, n)
+        emit_row.OPS[n.op](fl, n)
     bounds = dict(fx.error_bounds())
     info = {"weights": "int8 symmetric, one scale per output row (point-wise u: int16)",
             "activations": "int8 x and h, int16 cell state, int32 Q16 pre-activations, Q15 gates",

@@ -55,7 +55,7 @@ def _header(graph: ir.Graph, prefix: str, header: str, meta: dict, s_x: float,
 def files(graph: ir.Graph, prefix: str, header: str, meta: dict, row, fl, xin: str, s_x: float,
           s_h: list[float], s_c: list[float], stack_bytes: int) -> tuple[str, str]:
     """(.c text, .h text) around the integer row function ``row`` (an ``emit_int._IntRow``) and
-    the float front-end ``fl`` (an ``emit_float._Row`` over the front-end's nodes)."""
+    the float front-end ``fl`` (an ``emit_row.Row`` over the front-end's nodes)."""
     P, U = prefix, prefix.upper()
     m, n, L, K = graph.input_size, graph.hidden_size, graph.num_layers, graph.output_size
     fx_in = fl.expr.get(xin, "x")
