@@ -670,3 +670,39 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_queu
     assert ts[0].number == orphan.number and ts[0].state == optuna.trial.TrialState.FAIL
     (retry,) = [t for t in ts if t.system_attrs.get("failed_trial") == orphan.number]
     assert retry.state == optuna.trial.TrialState.WAITING and retry.params == ts[0].params
+
+
+def test_two_askers_of_one_model_train_it_once_and_a_failed_holder_hands_it_on(tmp_path):
+    """Workers asking at the same moment can be given the same candidate (seen: two trainings
+    of LSTM6 n=24 and none of n=16 in a 2-worker grid search). Eight trials claim one model at
+    once: exactly one trains it and the seven others name that one; another model is free; once
+    the holder failed (its worker died) the claim passes to exactly one of two retries."""
+    import threading
+
+    from slimedge.search import claims
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="x", storage=study_mod._storage(url))
+    trials = [study.ask() for _ in range(8)]
+    model = {"variant": "LSTM6", "hidden_size": 24, "quantize": "int8"}
+    gate = threading.Barrier(len(trials))
+    got: dict[int, int | None] = {}
+
+    def ask(t):
+        gate.wait()
+        got[t.number] = claims.claim(url, study, t.number, model)
+
+    threads = [threading.Thread(target=ask, args=(t,)) for t in trials]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    winners = [n for n, holder in got.items() if holder is None]
+    assert len(got) == 8 and len(winners) == 1, got
+    assert {h for n, h in got.items() if n != winners[0]} == {winners[0]}
+    assert claims.claim(url, study, trials[0].number, {**model, "hidden_size": 16}) is None
+    assert claims.claim(url, study, winners[0], model) is None  # its own claim, asked again
+    study.tell(winners[0], state=optuna.trial.TrialState.FAIL)
+    retries = [study.ask(), study.ask()]
+    first, second = (claims.claim(url, study, r.number, model) for r in retries)
+    assert first is None and second == retries[0].number

@@ -12,8 +12,8 @@ finished trial runs again.
 A trial ends in one of these ways (``state`` / user attribute): COMPLETE with values (accuracy on
 the validation split, then the budget's metrics) and ``violation`` (feasible when all <= 0);
 PRUNED with ``rejected`` (the size model says it cannot fit; never trained), ``pruned_at_epoch``
-(the pruner stopped its training), ``duplicate_of`` (the sampler asked for parameters already
-finished) or ``error`` (the candidate diverged or its export failed validation). The budget of
+(the pruner stopped its training), ``duplicate_of`` (another trial holds the claim to the same
+model: :mod:`.claims`) or ``error`` (the candidate diverged or its export failed validation). The budget of
 ``n_trials`` counts trials that trained: COMPLETE, and PRUNED with ``pruned_at_epoch`` or
 ``error``.
 """
@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Mapping
 
 from ..errors import ExportValidationError, QuantizationError, TrainingDiverged, UsageError
+from . import claims
 from .budget import Budget, SizeModel
-from .space import SearchSpace, candidate_label, effective
+from .space import SearchSpace, candidate_label
 
 SETTINGS_KEY = "slimedge_search"
 SIZE_MODEL_KEY = "size_model"
@@ -229,7 +230,7 @@ def work(url: str, name: str, out: str, worker: int = 0) -> dict:
         candidate = space.suggest(trial)
         trial.set_user_attr("label", candidate_label(candidate))
         trial.set_user_attr("host", socket.gethostname())
-        dup = _duplicate(study, trial, candidate)
+        dup = claims.claim(url, study, trial.number, candidate)
         if dup is not None:
             trial.set_user_attr("duplicate_of", dup)
             raise optuna.TrialPruned(f"same parameters as trial {dup}")
@@ -324,23 +325,6 @@ def _seed(url: str, name: str, worker: int) -> int:
     import zlib
 
     return zlib.crc32(f"{name}/{worker}".encode()) & 0x7FFFFFFF
-
-
-def _duplicate(study, trial, candidate: Mapping) -> int | None:
-    """A trial finished or running with the same model (:func:`~.space.effective`: a gate
-    constant the variant does not fix is no difference); the earliest of two running ones
-    runs; a trial that failed, whose retry ``trial`` may be, does not count."""
-    import optuna
-
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
-                                                       optuna.trial.TrialState.PRUNED,
-                                                       optuna.trial.TrialState.RUNNING)):
-        if t.state == optuna.trial.TrialState.RUNNING and t.number > trial.number:
-            continue  # two asking at once: the earlier one runs it
-        if t.number != trial.number and effective(t.params) == effective(candidate) and \
-                "duplicate_of" not in t.user_attrs:
-            return t.number
-    return None
 
 
 def _pruner(url: str, name: str, settings: Mapping):
