@@ -318,8 +318,11 @@ def markdown(result: dict) -> str:
              f"(other engineers' test runs) held part of the 2 cores, so these capacities are "
              f"what the server and generator reached with a share of the machine.", "",
              f"**Capacity found: {cap if cap else 'none of the levels tried'} concurrent real-time "
-             f"streams** with p99 ≤ 100 ms (the issue's target: ≥ 1,000 — "
-             f"{'reached' if cap and cap >= 1000 else 'not reached'})."
+             f"streams** with p99 ≤ 100 ms (the issue's target: ≥ 1,000 streams of audio or "
+             f"frames; "
+             + (f"with audio in and events out {'reached' if cap and cap >= 1000 else 'not reached'}"
+                f" here, with frames see the frames sections)." if audio else
+                f"{'reached' if cap and cap >= 1000 else 'not reached'}).")
              + "".join(f" Earlier run, {e['date']} (load average {e['loadavg_before']}): "
                        f"{e['capacity_streams']} streams (p99 {e['p99_ms_at_capacity']} ms); failed "
                        + ", ".join(f"{n} at p99 {q} ms" for n, q in e["failed"]) + "."
