@@ -73,6 +73,8 @@ def parse(argv=None):
     p.add_argument("--frontend-values", action="append", default=[], metavar="KEY=V1,V2",
                    help="a WAV folder: front-end values to search (repeatable)")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--no-prune", dest="prune", action="store_false",
+                   help="train every candidate to its last epoch (as slimedge search run)")
     p.add_argument("--backend", default="local")
     p.add_argument("--address", default=None)
     p.add_argument("--workdir", default=None, help="the search's folder (default: a temporary one)")
@@ -120,7 +122,8 @@ def run(args) -> dict:
         from slimedge.search.study import open_study, storage_url, summary
 
         study = open_study(storage_url(None, out), "search", settings_of(space, budget, base,
-                                                                          args.trials))
+                                                                          args.trials,
+                                                                          prune=args.prune))
         s = summary(study)
         times = [t for t in study.get_trials(deepcopy=False) if t.datetime_complete]
         wall = (max(t.datetime_complete for t in times)
@@ -129,7 +132,8 @@ def run(args) -> dict:
                            + (" (stopped by hand)" if s["progress"]["trained"] < args.trials
                               else " (reported from its study after the run)"))
     else:
-        s = run_search(out, settings_of(space, budget, base, args.trials), backend=args.backend,
+        s = run_search(out, settings_of(space, budget, base, args.trials, prune=args.prune),
+                       backend=args.backend,
                        workers=args.workers, address=args.address,
                        log=lambda m: print(m, flush=True))
         wall = time.time() - t0
@@ -205,6 +209,16 @@ def analyse(out: Path, s: dict) -> dict:
         for metric, pred in (t.user_attrs.get("predicted") or {}).items():
             measured = t.user_attrs["measured"][metric]
             errors.setdefault(metric, []).append(abs(pred - measured) / measured)
+    # a variant whose every trained trial the pruner stopped: its best accuracy when stopped
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,)):
+        v, acc = t.params.get("variant"), t.user_attrs.get("val_accuracy_when_pruned")
+        if "pruned_at_epoch" not in t.user_attrs or acc is None or \
+                (v in per_variant and not per_variant[v].get("pruned_at_epoch")):
+            continue
+        if v not in per_variant or acc > per_variant[v]["val_accuracy"]:
+            per_variant[v] = {"trial": t.number, "label": t.user_attrs.get("label"),
+                              "val_accuracy": acc, "feasible": None, "on_front": False,
+                              "pruned_at_epoch": t.user_attrs["pruned_at_epoch"]}
     tried = {t.params.get("variant") for t in study.get_trials(deepcopy=False)}
     # RULE: within every limit, the most accurate; then fewer cycles, then less flash
     feasible = [t for t in done if all(v <= 0 for v in t.user_attrs.get("violation", [0.0]))]
@@ -265,8 +279,10 @@ def markdown(result: dict) -> str:
               "| variant | best trial | val acc | within budget | on the front |",
               "|---|---|---:|---|---|"]
     for v, r in sorted(a["per_variant"].items()):
-        lines.append(f"| {v} | {r['label']} | {r['val_accuracy']:.4f} | "
-                     f"{'yes' if r['feasible'] else 'no'} | {'yes' if r['on_front'] else 'no'} |")
+        within = ({True: "yes", False: "no"}[r["feasible"]] if r["feasible"] is not None else
+                  f"stopped by the pruner at epoch {r['pruned_at_epoch']} (not measured)")
+        lines.append(f"| {v} | {r['label']} | {r['val_accuracy']:.4f} | {within} | "
+                     f"{'yes' if r['on_front'] else 'no'} |")
     if a["variants_never_trained"]:
         lines.append(f"\nNever trained (rejected or not sampled): "
                      f"{', '.join(map(str, a['variants_never_trained']))}.")

@@ -252,6 +252,7 @@ def work(url: str, name: str, out: str, worker: int = 0) -> dict:
             curve.report(row["val_accuracy"], row["epoch"])
             if curve.should_prune():
                 trial.set_user_attr("pruned_at_epoch", row["epoch"])
+                trial.set_user_attr("val_accuracy_when_pruned", row["val_accuracy"])
                 raise optuna.TrialPruned(f"validation accuracy {row['val_accuracy']:.3f} at "
                                          f"epoch {row['epoch']}")
         tdir = workdir / "trials" / f"{trial.number:05d}"
