@@ -291,9 +291,10 @@ def work(url: str, name: str, out: str, worker: int = 0) -> dict:
         if done["trained"] >= n_trials or finished >= total \
                 or done["asked"] >= CAP_FACTOR * n_trials:
             break
-        if done["trained"] + done["running"] >= n_trials:
-            # the rest is running elsewhere: wait, to take over a trial whose worker dies (or
-            # to see the last one end: the search's wall time waits for this worker's return)
+        if done["trained"] + done["running"] >= n_trials or finished + done["running"] >= total:
+            # the rest is running elsewhere (or every candidate of a finite space is taken:
+            # asking again would only give repeats): wait, to take over a trial whose worker
+            # dies (or to see the last one end: the search's wall time waits for this worker)
             time.sleep(WAIT_S)
             continue
         try:
