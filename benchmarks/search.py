@@ -313,10 +313,12 @@ def markdown(result: dict) -> str:
                       f"run, the zoo's: best epoch {sh['epochs']}, {own}). "
                       + (f"Front models that beat it at equal or smaller flash and cycles: "
                          f"{', '.join(str(r['trial']) for r in beats)}." if beats else
-                         "No front model beats it at equal or smaller flash and cycles: this "
-                         "search's budget per trial (the training subset and epochs above) is far "
-                         "smaller than the shipped model's, so its accuracies are lower across "
-                         "the board; a longer budget per trial is the next run.")]
+                         f"No front model beats it at equal or smaller flash and cycles. The "
+                         f"trials trained {base['epochs']} epochs on "
+                         f"{'at most ' + str(base['limit']) if base.get('limit') else 'all the'} "
+                         f"training clips without augmentation, the shipped model {own}; the "
+                         f"front's best validation accuracy is "
+                         f"{max((r['val_accuracy'] for r in s['front']), default=0):.4f}.")]
     return "\n".join(lines) + "\n"
 
 
