@@ -338,7 +338,7 @@ def _train_epoch(model, optimizer, splits, config: TrainConfig, epoch: int, dev,
         for done, idx in enumerate(order, 1):
             x, lengths, y = _to_torch(train.batch(idx), dev)
             logits = model(x, lengths)
-            loss = F.cross_entropy(logits, y)
+            loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.clip > 0:

@@ -39,6 +39,7 @@ class TrainConfig:
     schedule: str = "constant"
     clip: float = 1.0
     dropout: float = 0.0
+    label_smoothing: float = 0.0  # cross-entropy's targets: 1 - ls on the label, ls spread evenly
     seed: int = 0
     split_seed: int = 0
     val_fraction: float = DEFAULT_VAL_FRACTION
@@ -86,7 +87,8 @@ class TrainConfig:
                 raise UsageError(f"{name} is {int(value):,}, over slimedge's limit of {cap:,}")
         # every float setting a finite number (NaN passes any comparison test), before any data
         for name, value in (("learning rate", self.lr), ("gradient clip", self.clip),
-                            ("dropout", self.dropout), ("val fraction", self.val_fraction),
+                            ("dropout", self.dropout), ("label smoothing", self.label_smoothing),
+                            ("val fraction", self.val_fraction),
                             ("test fraction", self.test_fraction),
                             *((f"gate constant {k}", v) for k, v in self.constants.items()),
                             *((("forget bias", self.forget_bias),)
@@ -105,6 +107,8 @@ class TrainConfig:
             raise UsageError(f"gradient clip must be >= 0 (0 = off), got {self.clip}")
         if not 0 <= self.dropout < 1:
             raise UsageError(f"dropout must lie in [0, 1), got {self.dropout}")
+        if not 0 <= self.label_smoothing < 1:
+            raise UsageError(f"label smoothing must lie in [0, 1), got {self.label_smoothing}")
         if self.schedule not in SCHEDULES:
             raise UsageError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
         # fail on bad choices and constants before any data is read

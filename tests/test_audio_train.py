@@ -191,6 +191,25 @@ def test_augmentations_do_what_they_say():
     assert np.array_equal(a, b)
 
 
+def test_eq_colours_each_frequency_by_its_drawn_gain():
+    """``eq``: two bin-exact tones come out scaled by the gains a separately written response
+    gives at their frequencies (the same draws: three amplitudes and phases, in order)."""
+    n = 8000
+    t = np.arange(n)
+    bins = (400, 2600)  # 400 and 2600 Hz at 8 kHz, one second: exact FFT bins
+    x = sum(0.2 * np.sin(2 * np.pi * b * t / n) for b in bins)
+    y = augment.waveform(x, {"eq": [12.0]}, RATE, np.random.default_rng(7))
+    draws = np.random.default_rng(7)
+    terms = [(draws.uniform(-12.0, 12.0), k, draws.uniform(0, 2 * np.pi)) for k in (1, 2, 3)]
+    for b in bins:
+        u = b / (n / 2)  # the tone's frequency over Nyquist
+        gain_db = sum(a * np.cos(np.pi * k * u + p) for a, k, p in terms) / 2
+        amp = 2 * abs(np.fft.rfft(y)[b]) / n
+        assert amp == pytest.approx(0.2 * 10 ** (gain_db / 20), rel=1e-6), b
+    np.testing.assert_allclose(augment.waveform(x, {"eq": [0.0]}, RATE,
+                                                np.random.default_rng(7)), x, atol=1e-12)
+
+
 def test_vtlp_warps_the_filterbank_and_the_copies_use_it(tmp_path):
     """``vtlp``: a tone at 1.1 f0 through the front-end warped by 1.1 lands in the channel a tone
     at f0 does unwarped (log-mel), and the augmented copies of a clip are its frames through the

@@ -68,6 +68,31 @@ def test_same_seed_same_weights(tmp_path, fsdd_small):
     assert not _same(_tensors(a.output), _tensors(c.output))
 
 
+def test_label_smoothing_is_the_loss_trained_on(tmp_path, fsdd_small):
+    """With a learning rate too small to move a weight, an epoch's training loss is the mean
+    smoothed cross-entropy of the initial model: (1 - ls) * -log p_y + ls * mean_k -log p_k,
+    written here in float64 NumPy from the initial model's logits."""
+    from slimedge.train import build_model
+
+    cfg = TrainConfig(variant="LSTM6", hidden_size=16, epochs=1, batch_size=400, lr=1e-30,
+                      label_smoothing=0.3, limit=400)
+    model = build_model(cfg, fsdd_small)
+    x, lengths, y = fsdd_small.train.batch(np.arange(len(fsdd_small.train)))
+    with torch.no_grad():
+        z = model(torch.from_numpy(x), torch.from_numpy(lengths)).double().numpy()
+    logp = z - z.max(1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+    want = np.mean(-0.7 * logp[np.arange(len(y)), y] - 0.3 * logp.mean(1))
+    r = train(cfg, tmp_path / "m.safetensors", device="cpu", quiet=True, splits=fsdd_small)
+    assert r.history[0]["train_loss"] == pytest.approx(want, rel=1e-5)
+    assert r.log["config"]["label_smoothing"] == 0.3
+    plain = train(TrainConfig(**{**cfg.to_dict(), "label_smoothing": 0.0}),
+                  tmp_path / "p.safetensors", device="cpu", quiet=True, splits=fsdd_small)
+    assert plain.history[0]["train_loss"] == pytest.approx(np.mean(-logp[np.arange(len(y)), y]),
+                                                           rel=1e-5)
+    assert abs(plain.history[0]["train_loss"] - r.history[0]["train_loss"]) > 1e-3
+
+
 def test_flush_denormals_holds_while_training_only(tmp_path, fsdd_small):
     """--flush-denormals: on during the run (every epoch sees it), off again after it, recorded
     in the log; the weights are those of a run without it up to the last bits."""
@@ -132,7 +157,7 @@ def test_bad_settings_fail_early():
 
 
 @pytest.mark.parametrize("field", ["lr", "clip", "dropout", "val_fraction", "test_fraction",
-                                   "forget_bias"])
+                                   "forget_bias", "label_smoothing"])
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), "abc"])
 def test_non_finite_settings_are_refused(field, value):
     with pytest.raises(ValueError, match="must be a finite number"):
@@ -142,6 +167,7 @@ def test_non_finite_settings_are_refused(field, value):
 @pytest.mark.parametrize("kw, message", [
     ({"clip": -1.0}, "gradient clip must be >= 0"), ({"lr": 0.0}, "learning rate must be positive"),
     ({"dropout": 1.0}, r"dropout must lie in \[0, 1\)"), ({"dropout": -0.1}, "dropout"),
+    ({"label_smoothing": 1.0}, r"label smoothing must lie in \[0, 1\)"),
     ({"variant": "LSTM6", "constants": {"f": float("nan")}}, "gate constant f must be a finite"),
 ])
 def test_out_of_range_settings_are_refused(kw, message):

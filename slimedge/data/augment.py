@@ -15,7 +15,10 @@ Waveform (float in [-1, 1), before the front-end; an integer front-end rounds th
   the result is clipped to [-1, 1);
 * ``noise`` (dB): white noise at an SNR uniform in [lo, hi] over the clip's own mean power;
 * ``speed``: resampling by a factor uniform in [lo, hi] (linear interpolation): tempo and pitch
-  change together, the cheap form of vocal-tract-length perturbation.
+  change together, the cheap form of vocal-tract-length perturbation;
+* ``eq`` (dB): a random smooth colouring of the spectrum (another microphone and room): the clip's
+  spectrum times ``10 ** (g(f) / 20)`` with ``g`` half the sum of three cosines over 0..Nyquist
+  (1, 2 and 3 half-periods, random phases) whose amplitudes are uniform in [-max, max] dB.
 
 Front-end:
 
@@ -40,9 +43,9 @@ from ..errors import UsageError
 
 DEFAULTS: dict[str, tuple[float, ...]] = {
     "shift": (150.0,), "gain": (-24.0, 6.0), "noise": (10.0, 40.0), "speed": (0.9, 1.1),
-    "time_mask": (5.0,), "freq_mask": (4.0,), "vtlp": (0.9, 1.1)}
+    "time_mask": (5.0,), "freq_mask": (4.0,), "vtlp": (0.9, 1.1), "eq": (10.0,)}
 """Each augmentation's parameters when the command line names it without any."""
-WAVEFORM = ("shift", "gain", "noise", "speed")
+WAVEFORM = ("shift", "gain", "noise", "speed", "eq")
 FRAMES = ("time_mask", "freq_mask")
 FRONTEND = ("vtlp",)
 VTLP_STEP = 0.025  # warp factors on this grid: a few front-ends, each built (and its tables) once
@@ -97,6 +100,8 @@ def waveform(x: np.ndarray, recipe: Mapping, sample_rate: int,
         r = rng.uniform(lo, hi)
         n = max(2, int(round(len(x) / r)))
         x = np.interp(np.arange(n) * r, np.arange(len(x)), x)
+    if "eq" in recipe:
+        x = _colour(x, recipe["eq"][0], rng)
     if "gain" in recipe:
         x = x * 10.0 ** (rng.uniform(*recipe["gain"]) / 20.0)
     if "shift" in recipe:
@@ -107,6 +112,15 @@ def waveform(x: np.ndarray, recipe: Mapping, sample_rate: int,
         snr = rng.uniform(*recipe["noise"])
         x = x + rng.standard_normal(len(x)) * np.sqrt(power / 10.0 ** (snr / 10.0))
     return np.clip(x, -1.0, 32767 / 32768)
+
+
+def _colour(x: np.ndarray, max_db: float, rng: np.random.Generator) -> np.ndarray:
+    """``x`` through a random smooth frequency response (``eq``): see the module's docstring."""
+    spectrum = np.fft.rfft(x)
+    f = np.linspace(0.0, 1.0, len(spectrum))  # 0 .. Nyquist
+    g = sum(rng.uniform(-max_db, max_db) * np.cos(np.pi * k * f + rng.uniform(0, 2 * np.pi))
+            for k in (1, 2, 3)) / 2
+    return np.fft.irfft(spectrum * 10.0 ** (g / 20.0), len(x))
 
 
 def warp(audio, recipe: Mapping, rng: np.random.Generator):
