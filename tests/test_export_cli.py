@@ -101,10 +101,8 @@ def test_bad_output_paths(tmp_path, model):
 def test_no_model_and_no_shipped_default(tmp_path, monkeypatch):
     import slimedge.zoo
 
-    def missing():
-        raise FileNotFoundError("the shipped file fsdd_default.safetensors is missing; "
-                                "name a model explicitly")
-    monkeypatch.setattr(slimedge.zoo, "default_model_path", missing)
+    real = slimedge.zoo._file  # its own message, for a shipped file that is not there
+    monkeypatch.setattr(slimedge.zoo, "_file", lambda name: real("missing_" + name))
     r = runner.invoke(app, ["export", "-o", str(tmp_path / "m.onnx")])
     assert r.exit_code == 2 and "name a model explicitly" in r.stderr
     assert files(tmp_path) == []

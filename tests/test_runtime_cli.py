@@ -135,3 +135,31 @@ def test_shipped_model_exports_reach_the_card_accuracy(tmp_path):
     r = runner.invoke(app, ["run", "--data", rec["name"], "--json"])  # the default model
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["n"] == n
+
+
+def test_shipped_models_by_name(tmp_path, monkeypatch):
+    """A shipped model's name stands for its checkpoint in any MODEL argument; with no model,
+    audio input (--audio, --data DIR) takes the raw-audio model; a user's file of that name wins."""
+    from slimedge import zoo
+
+    wav = str(zoo.sample_wav_path())
+    by_name = runner.invoke(app, ["run", "fsdd_audio", "--audio", wav, "--json"])
+    by_path = runner.invoke(app, ["run", str(zoo.audio_model_path()), "--audio", wav, "--json"])
+    default = runner.invoke(app, ["run", "--audio", wav, "--json"])
+    assert by_name.exit_code == by_path.exit_code == default.exit_code == 0, by_name.output
+    want = json.loads(by_path.stdout)
+    assert json.loads(by_name.stdout) == json.loads(default.stdout) == want and want["label"] == "7"
+    folder = tmp_path / "wavs"
+    folder.mkdir()
+    (folder / "7_jackson_3.wav").write_bytes(zoo.sample_wav_path().read_bytes())
+    r = runner.invoke(app, ["evaluate", "--data", str(folder), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["model"] == str(zoo.audio_model_path())
+    r = runner.invoke(app, ["evaluate", "fsdd_mfcc", "--json", "--limit", "20"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["model"] == str(zoo.default_model_path())
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fsdd_audio").write_bytes(b"not a model")  # the user's own file, not the zoo's
+    r = runner.invoke(app, ["run", "fsdd_audio", "--audio", wav])
+    assert r.exit_code != 0 and "fsdd_audio" in r.output and "Traceback" not in r.output
+    assert zoo.resolve(None) == zoo.default_model_path()
+    assert zoo.resolve("fsdd_stream") == zoo.stream_model_path()

@@ -31,7 +31,7 @@ from .app import (
 @user_errors
 def export_cmd(
     ctx: typer.Context,
-    model: Optional[Path] = typer.Argument(None, help="A checkpoint (*.safetensors); default: the shipped model."),
+    model: Optional[Path] = typer.Argument(None, help="A checkpoint (*.safetensors); default: the shipped model. Or a shipped model by name: fsdd_mfcc, fsdd_audio, fsdd_stream."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="The file to write, ending in the format's suffix; default: the model's name, the mode and interpreter where not the default, the quantisation and the format's suffix (model.int8.tflite, model.tflm.int8.tflite), in the current directory."),
     format: Optional[str] = typer.Option(None, "--format", "-f", metavar=_choices(formats.exportable()), show_default=False, help="[default: from -o's suffix, else onnx]"),
     mode: str = typer.Option("step", "--mode", metavar=_choices(formats.MODES), help="step (one time step: x, h, c -> y, h_next, c_next) or sequence (a whole sequence, time symbolic)."),
@@ -48,9 +48,9 @@ def export_cmd(
 ) -> None:
     """Export a model to ONNX, TFLite or C; the file is validated against the model before it is kept."""
     from .. import exporters
-    from ..zoo import default_model_path
+    from ..zoo import resolve
 
-    path = model if model is not None else default_model_path()
+    path = resolve(model)
     kind = formats.by_suffix(path.suffix)
     if kind is not None and kind is not formats.CHECKPOINT:
         raise UsageError(f"{path}: export takes a checkpoint ({formats.CHECKPOINT.suffix}), and "

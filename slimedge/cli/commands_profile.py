@@ -58,7 +58,7 @@ def _profile_device(models, device, frame_ms, baseline, keep, as_json, json_out,
 @user_errors
 def profile_cmd(
     ctx: typer.Context,
-    models: Optional[list[Path]] = typer.Argument(None, help="Checkpoints (.safetensors; exported here for each backend) or exports (.onnx, .tflite); default: the shipped model."),
+    models: Optional[list[Path]] = typer.Argument(None, help="Checkpoints (.safetensors; exported here for each backend) or exports (.onnx, .tflite); default: the shipped model. Or a shipped model by name: fsdd_mfcc, fsdd_audio, fsdd_stream."),
     backend: list[str] = typer.Option([], "--backend", "-b", metavar=_choices(PROFILE_BACKENDS), show_default=False, help="Repeatable [default: every installed one, and torch-cuda when a GPU is present]."),
     quantize: list[str] = typer.Option([], "--quantize", "-q", metavar=_choices(QUANTIZE), show_default=False, help="Modes to export checkpoints in (repeatable) [default: none]; an export is profiled as it is."),
     threads: int = typer.Option(1, "--threads", "-t", min=1, help="Backend threads."),
@@ -85,6 +85,9 @@ def profile_cmd(
         if path is not None:  # before the measurement, not after it
             check_writable(path, option)
     from .._io import check_distinct  # a report over a model it profiles would replace the model
+    from ..zoo import resolve
+
+    models = [resolve(m) for m in models] if models else models  # shipped models by name too
 
     check_distinct([("--json-out", json_out), ("--csv", csv_out), ("--plot", plot_out)],
                    [("model profiled", m) for m in models or []])
@@ -145,12 +148,14 @@ def demo_cmd(
     """The shipped model exported to ONNX and TFLite in every quantisation, validated, its test
     accuracy through the runtime, and a short profile beside the standard LSTM."""
     from .. import demo, profile
+    from ..zoo import resolve
 
     # everything the demo needs, before its first minute of work: exporters, both interpreters,
     # matplotlib for the PNG
     extras.require("profile", "slimedge demo")
     with profile.quiet_native_output() as real_err, progress("demo", real_err) as log:
-        result = demo.run(out, model=model, profile_steps=steps, log=log)
+        result = demo.run(out, model=None if model is None else resolve(model),
+                          profile_steps=steps, log=log)
     demo.render(result, console)
 
 

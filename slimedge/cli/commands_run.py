@@ -36,13 +36,18 @@ def _load_runtime_model(path: Path, backend: str, threads: Optional[int],
     return m
 
 
+def _is_dir(data: Optional[str]) -> bool:
+    """Whether ``--data`` names a folder (of WAV files: data for a model that reads audio)."""
+    return data is not None and Path(data).is_dir()
+
+
 def wav_split(recorded: Optional[dict], data: Optional[str], split_by: Optional[str],
               test_speakers: Optional[str]) -> Optional[dict]:
     """How a folder of WAVs given to ``evaluate``/``run`` is split: ``--split-by`` and
     ``--test-speakers`` as given; without them, as the model records for the folder it was trained
     on, and every clip as the test set for any other folder. None when ``data`` is no folder."""
     speakers = [t.strip() for t in (test_speakers or "").split(",") if t.strip()]
-    if data is None or not Path(data).is_dir():
+    if not _is_dir(data):
         if split_by is not None or speakers:
             raise UsageError("--split-by and --test-speakers apply to a folder of WAV files "
                              "given with --data DIR")
@@ -101,7 +106,7 @@ SHOWN_CLASSES = 10  # `run --input` shows every class's probability up to this m
 @user_errors
 def run_cmd(
     ctx: typer.Context,
-    model: Optional[Path] = typer.Argument(None, help="An exported .onnx or .tflite file, or a checkpoint; default: the shipped model (with --audio: the shipped raw-audio model)."),
+    model: Optional[Path] = typer.Argument(None, help="An exported .onnx or .tflite file, or a checkpoint; default: the shipped model (with --audio or --data DIR: the shipped raw-audio model). Or a shipped model by name: fsdd_mfcc, fsdd_audio, fsdd_stream."),
     input: Optional[Path] = typer.Option(None, "--input", "-i", metavar="FILE.npy", help="Frames to stream, a .npy array (T, m): prints each frame's top class and probabilities."),
     audio: Optional[Path] = typer.Option(None, "--audio", "-a", metavar="FILE.wav", help="A WAV file (mono, 16-bit PCM or float, at the model's rate) through the model's audio front-end: prints the recognised class and its probability."),
     data: Optional[str] = typer.Option(None, "--data", "-d", metavar="NAME|FILE.npz|DIR", help="A data set (fsdd, mnist-rows, mnist-pixels, a .npz file, or a folder of WAV files for a model that reads audio): prints accuracy."),
@@ -120,7 +125,7 @@ def run_cmd(
     import numpy as np
 
     from .. import runtime
-    from ..zoo import default_model_path
+    from ..zoo import AUDIO_MODEL, DEFAULT_MODEL, resolve
 
     if sum(x is not None for x in (input, data, audio)) != 1:
         raise UsageError("give exactly one of --input FILE.npy (print each frame's output), "
@@ -130,11 +135,8 @@ def run_cmd(
         _ignored(ctx, [("split", "--split"), ("split_seed", "--split-seed"), ("limit", "--limit"),
                        ("split_by", "--split-by"), ("test_speakers", "--test-speakers")],
                  "they choose the --data split, and --input/--audio stream a file")
-    if model is None and audio is not None:  # the shipped model that reads audio
-        from ..zoo import audio_model_path
-        path = audio_model_path()
-    else:
-        path = model if model is not None else default_model_path()
+    # with no model: the shipped one that reads what was given (audio, or frames)
+    path = resolve(model, AUDIO_MODEL if audio is not None or _is_dir(data) else DEFAULT_MODEL)
     m = _load_runtime_model(path, backend, threads, verify=not no_verify)
     if audio is not None:
         _run_audio(m, path, audio, as_json)
@@ -271,7 +273,7 @@ from ..runtime.decoder import DEFAULTS as _DECODER  # noqa: E402  (the help's de
 @app.command("listen")
 @user_errors
 def listen_cmd(
-    model: Path = typer.Argument(..., help="A continuous model (a checkpoint or a C export with an audio front-end and a background class)."),
+    model: Path = typer.Argument(..., help="A continuous model (a checkpoint or a C export with an audio front-end and a background class), or fsdd_stream: the shipped one."),
     source: str = typer.Argument(..., metavar="FILE.wav|-", help="A WAV file at the model's rate, or - for raw 16-bit little-endian mono PCM on stdin at the model's rate."),
     window_ms: Optional[float] = typer.Option(None, "--window-ms", show_default=False, help=f"The moving average's length [default: the model's decoder section, else {_DECODER['window_ms']:g}]."),
     threshold: Optional[float] = typer.Option(None, "--threshold", show_default=False, help=f"The average posterior that makes a class a candidate [default: the model's, else {_DECODER['threshold']:g}]."),
@@ -287,8 +289,9 @@ def listen_cmd(
 
     from .._io import check_regular_file
     from ..data.wav import read_wav
+    from ..zoo import resolve
 
-    m = _load_runtime_model(model, backend, None)
+    m = _load_runtime_model(resolve(model), backend, None)
     s = m.listen(window_ms=window_ms, threshold=threshold, min_count=min_count,
                  refractory_ms=refractory_ms, arithmetic=arithmetic)
     if source == "-":

@@ -12,7 +12,7 @@ from .app import RUN_BACKENDS, _choices, app, shown, user_errors
 @app.command("serve")
 @user_errors
 def serve_cmd(
-    model: Optional[Path] = typer.Argument(None, help="An exported .onnx, .tflite or .c file, or a checkpoint; default: the shipped model."),
+    model: Optional[Path] = typer.Argument(None, help="An exported .onnx, .tflite or .c file, or a checkpoint; default: the shipped model. Or a shipped model by name: fsdd_mfcc, fsdd_audio, fsdd_stream."),
     host: str = typer.Option("127.0.0.1", "--host", help="The address to listen on (0.0.0.0: every interface)."),
     port: int = typer.Option(8000, "--port", "-p", min=0, max=65535, help="The TCP port (0: a free one, printed)."),
     backend: str = typer.Option("auto", "--backend", "-b", metavar=_choices(RUN_BACKENDS), help="The runtime backend."),
@@ -32,7 +32,7 @@ def serve_cmd(
     ?input=s16le&output=events), POST /v1/run, /health, /metrics; batched across connections
     every tick."""
     from .. import extras, serve
-    from ..zoo import default_model_path
+    from ..zoo import resolve
     from .commands_run import _load_runtime_model
 
     extras.require("serve", "slimedge serve", "aiohttp")   # uvloop: used where installed
@@ -41,7 +41,7 @@ def serve_cmd(
                           max_queued_frames=max_queued_frames, max_frames_per_second=max_fps,
                           max_frames_per_request=max_request_frames, tick_s=tick_ms / 1000,
                           shutdown_timeout_s=shutdown_timeout)
-    path = model if model is not None else default_model_path()
+    path = resolve(model)
     m = _load_runtime_model(path, backend, threads, verify=not no_verify)
 
     def ready(server) -> None:

@@ -240,7 +240,7 @@ def _train_streams(output, variant, data, frontend, frontend_option, split_by, t
 @user_errors
 def evaluate_cmd(
     ctx: typer.Context,
-    model: Optional[Path] = typer.Argument(None, help="A checkpoint or an exported file; default: the shipped model."),
+    model: Optional[Path] = typer.Argument(None, help="A checkpoint or an exported file; default: the shipped model (with --data DIR: the shipped raw-audio model). Or a shipped model by name: fsdd_mfcc, fsdd_audio, fsdd_stream."),
     data: Optional[str] = typer.Option(None, "--data", "-d", metavar="NAME|FILE.npz|DIR", help="fsdd, mnist-rows, mnist-pixels, a .npz file or a folder of WAV files (a model that reads audio); default: the model's training data."),
     split: str = typer.Option("test", "--split", metavar=_choices(SPLITS), help="The split to evaluate."),
     split_by: Optional[str] = typer.Option(None, "--split-by", metavar="random|speaker|fsdd|all", show_default=False, help="With --data DIR: how the folder is split [default: as the model was trained, for its training folder; all (every clip is test) for another]."),
@@ -253,11 +253,12 @@ def evaluate_cmd(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads of the runtime backend, or of torch for a checkpoint (default 1 there, so training's numbers repeat exactly)."),
 ) -> None:
     """Accuracy and confusion matrix of a model (a checkpoint or an exported file) on a data split."""
-    from ..zoo import default_model_path
+    from ..zoo import AUDIO_MODEL, DEFAULT_MODEL, resolve
+    from .commands_run import _is_dir
 
     if split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
-    path = model if model is not None else default_model_path()
+    path = resolve(model, AUDIO_MODEL if _is_dir(data) else DEFAULT_MODEL)
     is_checkpoint = formats.for_path(path) is formats.CHECKPOINT
     if is_checkpoint and backend is None and not extras.installed("torch"):
         backend = "numpy"  # the same numbers through the runtime, no torch needed

@@ -120,7 +120,7 @@ def run(models: Sequence[str | os.PathLike | None] = (None,), device: str = "cor
     results: list[dict] = []
     try:
         for group, model in enumerate(models or [None]):
-            path = Path(model) if model is not None else zoo.default_model_path()
+            path = zoo.resolve(model)
             info = formats.info(path)
             fa = Frontend.from_config(info.config).audio
             clips = None

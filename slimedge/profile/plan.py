@@ -220,10 +220,9 @@ def plan(models: Sequence[str | os.PathLike | None], *, backends: Sequence[str] 
                               str(source) if source else None, group))
 
     for group, model in enumerate(models):
-        if model is None:
-            from ..zoo import default_model_path
+        from ..zoo import resolve
 
-            model = default_model_path()
+        model = resolve(model)
         info = formats.info(model)
         fmt = formats.for_path(model)
         variant = info.variant or model.stem

@@ -31,6 +31,11 @@ SAMPLE_WAV = "fsdd_sample_7_jackson_3.wav"
 """One FSDD recording (a "7" by jackson, index 3: the official test split), 8 kHz mono 16-bit, to
 try ``slimedge run --audio`` on. Free Spoken Digit Dataset, Zohar Jackson and contributors,
 CC BY-SA 4.0 (https://github.com/Jakobovski/free-spoken-digit-dataset), unchanged."""
+NAMES = {"fsdd_mfcc": DEFAULT_MODEL, "fsdd_default": DEFAULT_MODEL, "fsdd_audio": AUDIO_MODEL,
+         "fsdd_stream": STREAM_MODEL}
+"""The shipped checkpoints by name, for any command's MODEL argument (:func:`resolve`):
+``fsdd_mfcc`` (alias ``fsdd_default``) the MFCC model, ``fsdd_audio`` the raw-audio model,
+``fsdd_stream`` the continuous one."""
 # the shipped exports, by format, in the order a runtime-only install looks for them
 EXPORTS = {"tflite": "fsdd_default.tflite", "onnx": "fsdd_default.onnx", "c": "fsdd_default.c"}
 
@@ -54,6 +59,18 @@ def default_model_path(format: str | None = None) -> Path:
         raise UsageError(f"the default model ships as safetensors, {', '.join(EXPORTS)}; "
                          f"not {format!r}")
     return _file(EXPORTS[format])
+
+
+def resolve(model, default: str = DEFAULT_MODEL) -> Path:
+    """A command's MODEL argument as a path: ``None`` is the shipped ``default`` checkpoint; a
+    shipped model's name (:data:`NAMES`) is its checkpoint unless a file of that name exists
+    (a user's file always wins); anything else is the path as given."""
+    if model is None:
+        return _file(default)
+    path = Path(model)
+    if str(model) in NAMES and not path.exists():
+        return _file(NAMES[str(model)])
+    return path
 
 
 def audio_model_path() -> Path:
