@@ -50,6 +50,7 @@ def train_once(data: str, variant: str, constants: dict, args, **split) -> dict:
     cfg = TrainConfig(variant=variant, data=data, constants=constants, hidden_size=args.hidden,
                       epochs=args.epochs, lr=3e-3, schedule="cosine", seed=args.seed,
                       audio=args.frontend, augment=args.augment_recipe,
+                      label_smoothing=args.label_smoothing,
                       augment_copies=args.copies if args.augment_recipe else 0, **split)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.process_time()
@@ -58,11 +59,25 @@ def train_once(data: str, variant: str, constants: dict, args, **split) -> dict:
         if args.keep and split.get("split") == "fsdd":  # the official split's models, kept
             import shutil
             Path(args.keep).mkdir(parents=True, exist_ok=True)
-            shutil.copy(r.output, Path(args.keep) / f"{variant}.safetensors")
+            shutil.copy(r.output, Path(args.keep) / f"{variant}.seed{args.seed}.safetensors")
     params = r.log["model"]["params"]
     return {"variant": variant, "constants": constants, "params": params,
-            "val_accuracy": r.best["val_accuracy"], "test_accuracy": r.test["accuracy"],
+            "seed": args.seed, "val_accuracy": r.best["val_accuracy"],
+            "val_loss": r.best["val_loss"], "test_accuracy": r.test["accuracy"],
             "test_n": r.test["n"], "best_epoch": r.best["epoch"], "cpu_seconds": seconds}
+
+
+def by_validation(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Official-split runs of one or more seeds -> (the run with the best validation accuracy,
+    then lower validation loss, per variant in first-seen order; every run). The test split
+    plays no part in the choice."""
+    best: dict = {}
+    for r in rows:
+        name = _name(r)
+        if name not in best or ((r["val_accuracy"], -r.get("val_loss", 0.0))
+                                > (best[name]["val_accuracy"], -best[name].get("val_loss", 0.0))):
+            best[name] = r
+    return list(best.values()), rows
 
 
 def loso(data: str, variant: str, constants: dict, args) -> dict:
@@ -121,33 +136,39 @@ def _table(title: str, header: str, rows: list[str]) -> list[str]:
     return [title, "", header, "|---|" + "---:|" * (n - 1), *rows, ""]
 
 
+def _budget(a: dict) -> str:
+    """A run's augmentation and label smoothing as command-line options."""
+    return ((f" --copies {a['copies']} --augment {a['augment']}" if a["augment"] else "")
+            + (f" --label-smoothing {a['label_smoothing']:g}" if a.get("label_smoothing") else ""))
+
+
 def markdown(res: dict) -> str:
     a = res["settings"]
+    seeds = ",".join(str(x) for x in sorted({r.get("seed", a["seed"])
+                                             for r in res.get("official_seeds", [])}
+                                            or {a["seed"]}))
     lines = [HEADING, "",
              f"Raw FSDD (five speakers, 8 kHz) through the front-end `{json.dumps(a['frontend'])}`"
              f", one layer, n = {a['hidden']}, {a['epochs']} epochs, Adam 3e-3 cosine, seed "
-             f"{a['seed']}, augmentation `{a['augment'] or 'none'}`"
-             + (f" ({a['copies']} copies)" if a["augment"] else "") + ". "
+             f"{a['seed']} (official split: seeds {seeds}), augmentation `{a['augment'] or 'none'}`"
+             + (f" ({a['copies']} copies)" if a["augment"] else "")
+             + (f", label smoothing {a['label_smoothing']:g}" if a.get("label_smoothing") else "")
+             + ". "
              f"Machine: {_report.describe(res['machine'])}; {res['date']} (a loaded machine: "
              f"2 cores shared with other jobs).", "",
              "```",
-             f"nice -n 10 .venv/bin/python benchmarks/audio.py --epochs {a['epochs']} --copies "
-             f"{a['copies']}" + (f" --augment {a['augment']}" if a["augment"] else "")
-             + " --update   # official split, LOSO, speed",
-             f"nice -n 10 .venv/bin/python benchmarks/audio.py --epochs 10 --copies 2 --sweep "
-             f"\"{SWEEP}\" --out benchmarks/results/audio_augment.json",
-             "nice -n 10 .venv/bin/python benchmarks/audio.py --epochs 12 --copies 4 --sweep "
-             "shift,gain,noise --out c4.json   # its row added to audio_augment.json",
-             "nice -n 10 .venv/bin/python benchmarks/audio.py --epochs 10 --copies 2 --sweep "
-             "shift,gain,noise --frontend '{\"kind\": \"logmel\", \"window_ms\": 50, "
-             "\"hop_ms\": 20}' --out lm.json   # likewise",
-             "nice -n 10 .venv/bin/python benchmarks/audio.py --epochs 10 --copies 2 --seed 1 "
-             "--sweep shift,gain,noise --out s1.json   # likewise",
-             "nice -n 10 .venv/bin/python benchmarks/audio.py --epochs 10 --copies 2 [--seed 1] "
-             "--sweep shift,gain,noise,vtlp --out v.json   # likewise",
+             f"nice -n 10 .venv/bin/python benchmarks/audio.py --only official --seeds "
+             f"{seeds} --epochs {a['epochs']}{_budget(a)} --keep DIR --out O.json   # both "
+             f"variants; the shipped model is DIR/LSTM6.seedS.safetensors of the reported seed",
+             f"nice -n 10 .venv/bin/python benchmarks/audio.py --only loso --variants shipped "
+             f"--epochs {a['epochs']}{_budget(a)} --out A.json   # and --variants LSTM0 --out B.json",
+             "nice -n 10 .venv/bin/python benchmarks/audio.py --only speed --out S.json",
+             "nice -n 10 .venv/bin/python benchmarks/audio.py --sweep RECIPE --epochs E --copies C "
+             "[--seed S] [--label-smoothing LS] [--frontend JSON] --out W.json   # a sweep row",
+             "python benchmarks/audio.py --merge O.json,A.json,B.json,S.json,W.json --update",
              "```", "",
-             "(Here the two variants ran as two processes, `--variants shipped --out A.json` and "
-             "`--variants LSTM0 --out B.json`, merged with `--merge A.json,B.json --update`.) "
+             "(The sweep rows state their own settings; `benchmarks/results/audio_augment.json` "
+             "keeps them too.) "
              "Targets (issue 23): official split shipped ≥ 97.5%, LSTM0 ≥ 98.5%; leave-one-"
              "speaker-out mean ≥ 80%, no fold below 70%. The shipped variant's forget gate is "
              "fixed at 0.8 for 20 ms frames (0.4 forgets within about two frames).", ""]
@@ -162,24 +183,27 @@ def markdown(res: dict) -> str:
                          + (f"{lo['mean']:.1%} | {lo['worst']:.1%} ({lo['worst_speaker']})"
                             if lo else "– | –") + " |")
         lines.append("")
-    if "official_longer" in res:
-        r = res["official_longer"]
-        lines += _table(f"Official split at {r['settings']['epochs']} epochs (the shipped "
-                        f"raw-audio model, slimedge/zoo/fsdd_audio.safetensors, is this LSTM6: its "
-                        f"validation accuracy beat the {a['epochs']}-epoch run's; "
-                        f"benchmarks/results/audio_shipped.json):",
-                        "| variant | params | validation | official split | best epoch |",
-                        [f"| {_name(o)} | {o['params']:,} | {o['val_accuracy']:.1%} | "
-                         f"{o['test_accuracy']:.1%} | {o['best_epoch']} |" for o in r["official"]])
+    seeds = res.get("official_seeds", [])
+    if len(seeds) > len(res.get("official", [])):
+        chosen = {(_name(r), r.get("seed")) for r in res["official"]}
+        lines += _table("Official split, every seed (each variant's reported run is the one with "
+                        "the best validation accuracy, then the lower validation loss; the test "
+                        "split played no part in the choice):",
+                        "| variant | seed | validation | official split | best epoch | reported |",
+                        [f"| {_name(o)} | {o.get('seed', 0)} | {o['val_accuracy']:.1%} | "
+                         f"{o['test_accuracy']:.1%} | {o['best_epoch']} | "
+                         f"{'yes' if (_name(o), o.get('seed')) in chosen else ''} |"
+                         for o in sorted(seeds, key=lambda o: (_name(o), o.get("seed", 0)))])
     if "sweep" in res:
         lines += _table("Augmentation and front-end sweep (leave-one-speaker-out, shipped "
                         "variant; copies: "
                         "augmented copies of each training clip, `none` trains on the clean clips "
                         "only; a second seed moves a fold by up to 5-10 points):",
-                        "| front-end | augmentation | seed | epochs | copies | LOSO mean "
-                        "| worst fold |",
+                        "| front-end | augmentation | label smoothing | seed | epochs | copies "
+                        "| LOSO mean | worst fold |",
                         [f"| {_short(r.get('frontend', FRONTEND))} | "
-                         f"`{r['augment'] or 'none'}` | {r.get('seed', 0)} | {r.get('epochs', 10)} | "
+                         f"`{r['augment'] or 'none'}` | {r.get('label_smoothing', 0):g} | "
+                         f"{r.get('seed', 0)} | {r.get('epochs', 10)} | "
                          f"{r.get('copies', 2 if r['augment'] not in ('', 'none') else 0)} | "
                          f"{r['mean']:.1%} | {r['worst']:.1%} ({r['worst_speaker']}) |"
                          for r in res["sweep"]])
@@ -204,20 +228,27 @@ def card(res: dict, model: Path, loso_res: dict | None = None) -> dict:
     loso_res = loso_res or res
     loso = {r["variant"]: r for r in loso_res.get("loso", [])}
     name = info.variant
+    out_seeds = sorted({r.get("seed", 0) for r in res.get("official_seeds", res["official"])})
     out = {"model": "fsdd_audio.safetensors", "bytes": model.stat().st_size,
            "variant": name, "constants": dict(info.spec.constants),
            "params": off[name]["params"],
            "input": "8 kHz mono 16-bit PCM, through the integer microfrontend recorded in the "
                     "checkpoint (frontend.audio): 60 ms window, 20 ms hop, 40 channels",
            "frontend": res["settings"]["frontend"], "labels": info.labels,
-           "training": {k: res["settings"][k] for k in ("hidden", "epochs", "seed", "augment",
-                                                          "copies")},
+           "training": {**{k: res["settings"].get(k, 0.0) for k in ("hidden", "epochs",
+                                                                    "augment", "copies",
+                                                                    "label_smoothing")},
+                        "seed": off[name].get("seed", res["settings"]["seed"]),
+                        "seeds_run": out_seeds},
            "selection": ("front-end, variant and forget-gate constant fixed before any run (the "
                          "microfrontend was the feasibility study's best on unheard speakers; "
                          "f = 0.8 suits 20 ms frames); the augmentation from the leave-one-"
-                         "speaker-out sweep (benchmarks/results/audio_augment.json); the "
-                         "checkpoint is the epoch with the best validation accuracy (10% of the "
-                         "training clips)"),
+                         "speaker-out sweep (benchmarks/results/audio_augment.json: shift, "
+                         "gain, noise), eq and label smoothing 0.1 added after exploratory runs "
+                         "(not in this benchmark) gained 1-3 points, about the seeds' spread; "
+                         "the checkpoint is the epoch with the best validation accuracy (10% of "
+                         "the training clips), and of the seeds run the one with the best "
+                         "validation accuracy"),
            "val_accuracy": off[name]["val_accuracy"],
            "official_split": {"test_accuracy": off[name]["test_accuracy"],
                               "test_n": off[name]["test_n"],
@@ -226,7 +257,8 @@ def card(res: dict, model: Path, loso_res: dict | None = None) -> dict:
                                                                  "worst_speaker")}
            if name in loso else None,
            "leave_one_speaker_out_budget": {k: loso_res["settings"][k] for k in
-                                            ("epochs", "augment", "copies")},
+                                            ("epochs", "augment", "copies",
+                                                             "label_smoothing") if k in loso_res["settings"]},
            "lstm0": {"params": off["LSTM0"]["params"],
                      "official_split": off["LSTM0"]["test_accuracy"],
                      "leave_one_speaker_out": {k: loso["LSTM0"][k] for k in
@@ -236,10 +268,12 @@ def card(res: dict, model: Path, loso_res: dict | None = None) -> dict:
                    "yweweler), 2,500 recordings; Zohar Jackson and contributors, CC BY-SA 4.0",
            "license": "CC BY-SA 4.0 (the weights, trained on FSDD)",
            "reproduce": (f"nice -n 10 .venv/bin/python benchmarks/audio.py --only official "
-                         f"--variants shipped,LSTM0 --epochs {res['settings']['epochs']} --copies "
-                         f"{res['settings']['copies']} --augment {res['settings']['augment']} "
-                         f"--keep DIR (DIR/LSTM6.safetensors), then --merge RESULTS.json --card "
-                         f"DIR/LSTM6.safetensors --loso-from benchmarks/results/audio.json"),
+                         f"--variants shipped,LSTM0 --seeds "
+                         f"{','.join(str(x) for x in out_seeds)} --epochs "
+                         f"{res['settings']['epochs']}{_budget(res['settings'])} --keep DIR "
+                         f"--out RESULTS.json, then --merge RESULTS.json --card "
+                         f"DIR/{name}.seed{off[name].get('seed', 0)}.safetensors --loso-from "
+                         f"benchmarks/results/audio.json"),
            "check": "slimedge evaluate slimedge/zoo/fsdd_audio.safetensors --data "
                     "../shared/data/fsdd --split-by fsdd",
            "date": res["date"]}
@@ -254,14 +288,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--augment", default="", help="a recipe of slimedge.data.augment")
     ap.add_argument("--copies", type=int, default=2)
+    ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--only", choices=("official", "loso", "speed"), action="append")
     ap.add_argument("--sweep", default=None, metavar="R1;R2;...",
                     help="leave-one-speaker-out per augmentation recipe ('none' for none)")
     ap.add_argument("--variants", default="shipped,LSTM0")
     ap.add_argument("--frontend", default=None, metavar="JSON",
                     help="another audio front-end's spec [default: the shipped model's]")
+    ap.add_argument("--seeds", default=None, metavar="S1,S2,...",
+                    help="official split: one run per seed, each variant's best by validation "
+                         "reported (every run kept in the results) [default: --seed]")
     ap.add_argument("--keep", default=None, metavar="DIR",
-                    help="keep the official split's checkpoints here (VARIANT.safetensors)")
+                    help="keep the official split's checkpoints here (VARIANT.seedS.safetensors)")
     ap.add_argument("--merge", default=None, metavar="A.json,B.json",
                     help="no runs: merge these results (e.g. one process per variant)")
     ap.add_argument("--card", default=None, metavar="MODEL",
@@ -282,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
     res: dict = {"machine": _report.machine(), "date": time.strftime("%Y-%m-%d"),
                  "settings": {"frontend": args.frontend, "hidden": args.hidden,
                               "epochs": args.epochs, "seed": args.seed, "augment": args.augment,
-                              "copies": args.copies}}
+                              "copies": args.copies, "label_smoothing": args.label_smoothing}}
     if args.table_only:
         res = json.loads(Path(args.source).read_text())
         print(markdown(res))
@@ -293,7 +331,11 @@ def main(argv: list[str] | None = None) -> None:
         parts = [json.loads(Path(p).read_text()) for p in args.merge.split(",")]
         res = parts[0]
         for other in parts[1:]:
-            for key in ("official", "loso", "sweep"):
+            if "official" in other:  # runs of other seeds: the choice is made again
+                res["official_seeds"] = (res.get("official_seeds", res.get("official", []))
+                                         + other.get("official_seeds", other["official"]))
+                res["official"] = by_validation(res["official_seeds"])[0]
+            for key in ("loso", "sweep"):
                 if key in other:
                     res[key] = res.get(key, []) + other[key]
             if "speed" in other:
@@ -307,12 +349,18 @@ def main(argv: list[str] | None = None) -> None:
             r = loso(args.data, *SHIPPED, args)
             res["sweep"].append({"augment": recipe, "frontend": args.frontend,
                                  "seed": args.seed, "epochs": args.epochs,
+                                 "label_smoothing": args.label_smoothing,
                                  "copies": args.copies if args.augment_recipe else 0, **r})
             print(f"  mean {r['mean']:.3f} worst {r['worst']:.3f}", flush=True)
         todo = []
     args.augment_recipe = augment.parse(args.augment)
     if "official" in todo:
-        res["official"] = [train_once(args.data, v, c, args, split="fsdd") for v, c in runs]
+        runs_by_seed, seed0 = [], args.seed
+        for seed in [int(x) for x in (args.seeds or str(args.seed)).split(",")]:
+            args.seed = seed
+            runs_by_seed += [train_once(args.data, v, c, args, split="fsdd") for v, c in runs]
+        args.seed = seed0
+        res["official"], res["official_seeds"] = by_validation(runs_by_seed)
         for r in res["official"]:
             print(f"official {r['variant']}: {r['test_accuracy']:.3f}", flush=True)
     if "loso" in todo:
