@@ -7,12 +7,20 @@ has the section ``"stream": {"background": "_silence_", "frame_ms": <hop>}`` (wh
 
 Each epoch draws ``streams`` fresh training streams (:func:`slimedge.data.streams.make_stream`,
 seeded by (seed, epoch, k)) from the training clips of :func:`~slimedge.data.audio.split_clips`,
-each over a background drawn from silence / white / pink noise (or the given recordings), runs each
+each over a background drawn in turn from ``backgrounds``: silence / white / pink noise at
+``level_db``, or ``"recordings"``: one of the non-speech recordings
+:data:`~slimedge.data.streams.TRAIN_RECORDINGS` (seeded; never the benchmarks' held-out
+:data:`~slimedge.data.streams.RECORDINGS`) at ``recording_level_db``; it runs each
 through the audio front-end from a fresh state exactly as the device does (one long push), and
 labels every frame (:func:`~slimedge.data.streams.frame_labels`: a digit over its whole clip, the
 background elsewhere). The streams are one batch; training walks them in chunks of ``chunk``
 frames (truncated backpropagation through time) carrying the LSTM's state from chunk to chunk and
 from epoch to epoch within a stream: the model only ever sees a state that was never reset.
+
+Warm start (``init``): a clip classifier trained on the same front-end with the same variant,
+constants and size (e.g. ``zoo/fsdd_audio.safetensors``) gives the LSTM's weights, the input
+standardisation and the head's rows of its labels; the background row starts at zero. The init
+model's path and SHA-256 are recorded in the checkpoint's ``info.init``.
 
 Validation: fixed validation streams (the validation clips, seeded by ``seed``) run from start to
 end with one state; the metrics are the per-frame accuracy and the accuracy at the clips' last
@@ -21,6 +29,7 @@ clip ends, ties to the per-frame accuracy) is kept.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -43,6 +52,7 @@ except ImportError:  # pragma: no cover - the train extra
     torch = None
 
 BACKGROUND = streams_mod.BACKGROUND_LABEL
+RECORDINGS = "recordings"  # the background kind: one of streams.TRAIN_RECORDINGS per stream
 
 
 @dataclass
@@ -65,6 +75,8 @@ class StreamTrainConfig:
     level_db: tuple = (-65.0, -35.0)
     gain_db: tuple = (-18.0, 6.0)
     backgrounds: tuple = ("silence", "white", "pink")
+    recording_level_db: tuple = (-55.0, -30.0)
+    init: str | None = None    # a clip classifier to start from (see the module's docstring)
     lr: float = 3e-3
     clip: float = 1.0
     seed: int = 0
@@ -79,9 +91,12 @@ def _frames(audio, m: streams_mod.Material, labels) -> tuple[np.ndarray, np.ndar
 
 def _material(clips, cfg: StreamTrainConfig, rate: int, seed_parts, k: int):
     seed = int(np.random.SeedSequence(list(seed_parts) + [k]).generate_state(1)[0])
-    kind = cfg.backgrounds[k % len(cfg.backgrounds)]
+    kind, level = cfg.backgrounds[k % len(cfg.backgrounds)], cfg.level_db
+    if kind == RECORDINGS:
+        pick = np.random.default_rng([seed, 0xB6]).integers(len(streams_mod.TRAIN_RECORDINGS))
+        kind, level = streams_mod.TRAIN_RECORDINGS[pick], cfg.recording_level_db
     return streams_mod.make_stream(clips, rate, count=cfg.clips_per_stream, gap_s=cfg.gap_s,
-                                   background_kind=kind, level_db=cfg.level_db,
+                                   background_kind=kind, level_db=level,
                                    gain_db=cfg.gain_db, seed=seed)
 
 
@@ -140,6 +155,7 @@ def train_stream(cfg: StreamTrainConfig, output: str | Path, *, say=print) -> di
     model = SequenceClassifier(cfg.variant, audio.output_size, cfg.hidden_size, len(labels), 1,
                                0.0, labels=labels, constants=cfg.constants,
                                frontend=Frontend((Standardize(),), audio))
+    init = _warm_start(model, cfg) if cfg.init else None
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     state = None
     history, best = [], None
@@ -149,7 +165,7 @@ def train_stream(cfg: StreamTrainConfig, output: str | Path, *, say=print) -> di
         mats = [_material(parts["train"], cfg, rate, [cfg.seed, epoch], k)
                 for k in range(cfg.streams)]
         x, y = _batch([_frames(audio, m, labels) for m in mats])
-        if epoch == 0:  # the standardisation from the first epoch's streams
+        if epoch == 0 and init is None:  # the standardisation from the first epoch's streams
             model.frontend.fit(SequenceData(x.reshape(-1, x.shape[-1]),
                                             np.array([0, x.shape[0] * x.shape[1]]),
                                             np.zeros(1, np.int64), labels))
@@ -180,6 +196,7 @@ def train_stream(cfg: StreamTrainConfig, output: str | Path, *, say=print) -> di
             config, tensors = model.checkpoint_state()
             config = {**config, "stream": stream_cfg,
                       "info": {"train_stream": _jsonable(asdict(cfg)), "best": best,
+                               **({"init": init} if init else {}),
                                "data": {"path": str(cfg.data), "split": cfg.split,
                                         "speakers": {k: sorted({c.speaker for c in v
                                                                 if c.speaker})
@@ -193,6 +210,39 @@ def train_stream(cfg: StreamTrainConfig, output: str | Path, *, say=print) -> di
     log = {"config": _jsonable(asdict(cfg)), "epochs": history, "best": best}
     out.with_suffix(".log.json").write_text(json.dumps(log, indent=1))
     return log
+
+
+def _warm_start(model, cfg: StreamTrainConfig) -> dict:
+    """Copy the clip classifier ``cfg.init`` into ``model`` (see the module's docstring); returns
+    its path and SHA-256 for the checkpoint. A model of another front-end, variant, constants or
+    size, or without the stream's labels, is refused (UsageError naming both sides)."""
+    from .models import SequenceClassifier
+
+    path = Path(cfg.init)
+    ckpt = checkpoint.read(path)
+    if ckpt.config.get("kind") != "classifier":
+        raise UsageError(f"--init {path}: expected a classifier checkpoint, got kind "
+                         f"{ckpt.config.get('kind')!r}")
+    src = SequenceClassifier.from_checkpoint(ckpt)
+    want, got = model.checkpoint_state()[0], src.checkpoint_state()[0]
+    for key, name in (("frontend", "front-end"), ("lstm", "LSTM (variant, constants, size)")):
+        if want[key] != got[key]:
+            raise UsageError(f"--init {path}: its {name} differs from the one trained: "
+                             f"{json.dumps(got[key], sort_keys=True)} vs "
+                             f"{json.dumps(want[key], sort_keys=True)}")
+    missing = [k for k in model.labels if k != BACKGROUND and k not in src.labels]
+    if missing:
+        raise UsageError(f"--init {path}: its labels {src.labels} lack {missing}")
+    with torch.no_grad():
+        model.lstm.load_state_dict(src.lstm.state_dict())
+        model.frontend.load_state_dict(src.frontend.state_dict())
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+        for j, label in enumerate(model.labels):
+            if label in src.labels:
+                model.head.weight[j] = src.head.weight[src.labels.index(label)]
+                model.head.bias[j] = src.head.bias[src.labels.index(label)]
+    return {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def _jsonable(d):

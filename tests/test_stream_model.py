@@ -166,3 +166,67 @@ def test_the_shipped_model_exports_its_decoder(tmp_path):
     assert [e.label for e in want] == ["7"] * 4  # the sample, heard each time
     assert [(e.label, e.frame, e.start_frame, e.score) for e in got] == \
         [(e.label, e.frame, e.start_frame, e.score) for e in want]
+
+
+def _clip_classifier(path, audio_spec, hidden, labels, seed):
+    """A clip classifier checkpoint (random weights, a non-trivial standardisation), as `train`
+    writes one."""
+    from slimedge.frontend import Frontend, Standardize
+    from slimedge.frontend.audio import from_config
+    from slimedge.models import SequenceClassifier
+
+    torch.manual_seed(seed)
+    audio = from_config(audio_spec)
+    model = SequenceClassifier("LSTM0", audio.output_size, hidden, len(labels), 1, 0.0,
+                               labels=labels, frontend=Frontend((Standardize(),), audio))
+    config, tensors = model.checkpoint_state()
+    arrays = {k: v.detach().numpy() for k, v in tensors.items()}
+    rng = np.random.default_rng(seed)
+    arrays["norm.mean"] = rng.normal(0, 2, arrays["norm.mean"].shape).astype(np.float32)
+    arrays["norm.std"] = rng.uniform(0.5, 3, arrays["norm.std"].shape).astype(np.float32)
+    checkpoint.write(path, config, arrays)
+    return path
+
+
+def test_train_streams_init_from_a_clip_classifier_starts_from_its_weights(tmp_path):
+    """`train --streams --init-from CLIP.safetensors`: the continuous model starts as the clip
+    classifier (at a learning rate of 0 it stays it): on any frames, its logits for the clip
+    model's labels are the clip model's own, step for step, and the background's are 0; the
+    checkpoint names the init file and its SHA-256. A clip model of another size or front-end is
+    refused with a one-line error naming both."""
+    import hashlib
+
+    from typer.testing import CliRunner
+
+    from slimedge.cli import app
+    from slimedge.cli.commands_train import _audio_spec
+    from test_audio_train import _tone_folder
+
+    folder = _tone_folder(tmp_path / "tones")
+    spec = _audio_spec("mfcc", ["hop_ms=20"])
+    init = _clip_classifier(tmp_path / "clip.safetensors", spec, 8, ["hi", "lo"], 1)
+    out = tmp_path / "s.safetensors"
+    args = ["train", "--data", str(folder), "--frontend", "mfcc", "--frontend-option",
+            "hop_ms=20", "--test-speakers", "cid", "--variant", "LSTM0", "-n", "8",
+            "--epochs", "1", "--lr", "0", "--streams", "2", "--clips-per-stream", "4", "-o"]
+    r = CliRunner().invoke(app, args + [str(out), "--quiet", "--init-from", str(init)])
+    assert r.exit_code == 0, r.output
+    info = checkpoint.read_config(out)["info"]["init"]
+    assert info == {"path": str(init), "sha256": hashlib.sha256(init.read_bytes()).hexdigest()}
+    model, clip = checkpoint.load(out), checkpoint.load(init)
+    assert model.labels == ["_silence_", "hi", "lo"]
+    x = torch.from_numpy(np.random.default_rng(5).normal(3, 4, (2, 60, 13)).astype(np.float32))
+    with torch.no_grad():
+        got, want = model.forward_steps(x)[0], clip.forward_steps(x)[0]
+    assert torch.allclose(got[..., 1:], want, atol=1e-6) and not got[..., 0].any()
+    for other, why in ((_clip_classifier(tmp_path / "n16.safetensors", spec, 16, ["hi", "lo"],
+                                         2), "LSTM (variant, constants, size) differs"),
+                       (_clip_classifier(tmp_path / "hop.safetensors",
+                                         _audio_spec("mfcc", ["hop_ms=10"]), 8, ["hi", "lo"],
+                                         3), "front-end differs"),
+                       (_clip_classifier(tmp_path / "lab.safetensors", spec, 8, ["hi", "mid"],
+                                         4), "lack ['lo']")):
+        r = CliRunner().invoke(app, args + [str(tmp_path / "x.safetensors"), "--quiet",
+                                            "--init-from", str(other)])
+        assert r.exit_code != 0 and why in r.output and str(other) in r.output, r.output
+        assert "Traceback" not in r.output and not (tmp_path / "x.safetensors").exists()

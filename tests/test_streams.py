@@ -157,3 +157,17 @@ def test_a_real_recording_as_background(name, clips, tmp_path):
     assert np.dot(a, b) / np.sqrt(np.dot(a, a) * np.dot(b, b)) > 0.9999
     m = streams.make_stream(clips, RATE, count=4, background_kind=path, level_db=-40, seed=1)
     assert m.settings["background"] == str(path) and len(m.placed) == 4
+
+
+def test_the_training_recordings_are_the_other_sound_icons():
+    """What a continuous model trains on (TRAIN_RECORDINGS) and what the benchmarks hold out
+    (RECORDINGS) are disjoint, and together they are every WAV of the installed sound-icons (no
+    recording left unused, none named that is not there)."""
+    held_out = set(streams.RECORDINGS.values())
+    train = set(streams.TRAIN_RECORDINGS)
+    assert len(train) == len(streams.TRAIN_RECORDINGS) == 30 and not train & held_out
+    installed = {str(p) for p in streams.SOUND_ICONS.glob("*.wav")}
+    if not installed:
+        pytest.skip(f"{streams.SOUND_ICONS}: Debian's sound-icons is not installed (.ci/run "
+                    f"installs it)")
+    assert train | held_out == installed

@@ -43,10 +43,22 @@ from .wav import read_wav
 BACKGROUND_LABEL = "_silence_"
 BACKGROUNDS = ("silence", "white", "pink")
 FULL_SCALE = 32768.0
-RECORDINGS = {"water": "/usr/share/sounds/sound-icons/glass-water-1.wav",
-              "canary": "/usr/share/sounds/sound-icons/canary-long.wav"}
+SOUND_ICONS = Path("/usr/share/sounds/sound-icons")
+RECORDINGS = {"water": str(SOUND_ICONS / "glass-water-1.wav"),
+              "canary": str(SOUND_ICONS / "canary-long.wav")}
 """Real non-speech recordings (16 kHz) from the Debian package sound-icons (Brailcom, GPL-2+):
-water poured into a glass, a canary's song. ``apt-get install sound-icons``."""
+water poured into a glass, a canary's song. ``apt-get install sound-icons``. Held out: benchmarks
+only (``benchmarks/events.py``'s background streams), never heard in training."""
+TRAIN_RECORDINGS = tuple(str(SOUND_ICONS / f"{name}.wav") for name in (
+    "cembalo-1", "cembalo-10", "cembalo-11", "cembalo-12", "cembalo-2", "cembalo-3", "cembalo-6",
+    "chord-7", "cockchafer-gentleman-1", "cymbaly-1", "electric-piano-3", "guitar-12",
+    "guitar-13", "gummy-cat-2", "klavichord-4", "percussion-10", "percussion-12",
+    "percussion-28", "percussion-50", "piano-3", "pipe", "pisk-down-cink", "pisk-down",
+    "pisk-up-cink", "pisk-up", "prompt", "trumpet-1", "trumpet-12", "violoncello-7", "xylofon"))
+"""The other 30 recordings of sound-icons (instruments, percussion, a beetle, a cat, beeps): the
+non-speech backgrounds a continuous model trains on (the kind ``"recordings"`` of
+:mod:`slimedge.train_stream`). Disjoint from :data:`RECORDINGS` by construction (checked by a
+test), so a benchmark's false alarms on water and the canary are on sounds never trained on."""
 
 
 @dataclass(frozen=True)
@@ -207,5 +219,5 @@ def frame_labels(material: Material, window: int, hop: int, frames: int, labels:
     return y
 
 
-__all__ = ["BACKGROUND_LABEL", "BACKGROUNDS", "RECORDINGS", "resample", "Placed", "Material",
-           "background", "make_stream", "split_streams", "frame_span", "frame_labels"]
+__all__ = ["BACKGROUND_LABEL", "BACKGROUNDS", "RECORDINGS", "TRAIN_RECORDINGS", "resample",
+           "Placed", "Material", "background", "make_stream", "split_streams", "frame_span", "frame_labels"]
