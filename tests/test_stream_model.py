@@ -230,3 +230,41 @@ def test_train_streams_init_from_a_clip_classifier_starts_from_its_weights(tmp_p
                                             "--init-from", str(other)])
         assert r.exit_code != 0 and why in r.output and str(other) in r.output, r.output
         assert "Traceback" not in r.output and not (tmp_path / "x.safetensors").exists()
+
+
+def test_training_material_onset_ignore_and_background_streams():
+    """The training streams' labels with onset_ignore (the first fraction of each clip's frames
+    ignored, the rest its digit, background elsewhere), and the background-only streams (no clip,
+    at their own level, longer than any digit stream so the batch keeps the digit streams whole)."""
+    from slimedge import train_stream as ts
+
+    audio = formats.info(zoo.stream_model_path()).frontend.audio
+    clips = wavdata.split_clips(wavdata.scan_wavs(FSDD), "fsdd")["train"][:60]
+    cfg = ts.StreamTrainConfig(data=str(FSDD), audio=audio.to_config(), clips_per_stream=8,
+                               onset_ignore=0.5, background_streams=2, streams=3,
+                               background_level_db=(-25.0, -25.0),
+                               backgrounds=("white", "pink", ts.RECORDINGS))
+    labels = [str(d) for d in range(10)] + [ts.BACKGROUND]
+    digit = [ts._material(clips, cfg, 8000, [0, 1], k) for k in range(3)]
+    m = digit[0]
+    f, y = ts._frames(audio, m, labels, cfg.onset_ignore)
+    _, full = ts._frames(audio, m, labels)
+    centre = np.arange(len(f)) * audio.hop_samples + audio.window_samples // 2
+    inside = np.zeros(len(f), bool)
+    for p in m.placed:
+        frames = np.flatnonzero((centre >= p.start) & (centre < p.end))
+        cut = int(0.5 * len(frames))
+        assert (y[frames[:cut]] == ts.IGNORE).all()
+        assert (y[frames[cut:]] == labels.index(p.label)).all() and len(frames[cut:]) > 0
+        inside[frames] = True
+    assert (y[~inside] == labels.index(ts.BACKGROUND)).all() and (y == full)[~inside].all()
+    # the recordings kind: one of the training recordings, never a held-out one
+    assert digit[2].settings["background"] in streams.TRAIN_RECORDINGS
+    for k in (3, 4):
+        b = ts._material(clips, cfg, 8000, [0, 1], k)
+        assert not b.placed and len(b.samples) > max(len(d.samples) for d in digit)
+        x = b.samples.astype(np.float64) / 32768
+        assert 10 * np.log10(np.mean(x * x)) == pytest.approx(-25.0, abs=0.1)
+    val = ts._material(clips, ts.StreamTrainConfig(**{**cfg.__dict__, "speed": (0.5, 0.5)}),
+                       8000, [0, 1], 0, train=False)
+    assert val.samples.tolist() == m.samples.tolist()  # validation: no speed change

@@ -37,6 +37,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import DataError
+from . import augment
 from .audio import Clip, split_clips
 from .wav import read_wav
 
@@ -143,12 +144,14 @@ def _draw(rng: np.random.Generator, bounds) -> float:
 def make_stream(clips: Sequence[Clip], sample_rate: int, *, count: int | None = None,
                 seconds: float | None = None, gap_s=(0.3, 1.0), lead_s: float = 0.5,
                 background_kind: str | Path = "white", level_db=(-60.0, -40.0),
-                gain_db=(-12.0, 6.0), seed: int = 0) -> Material:
+                gain_db=(-12.0, 6.0), speed=None, seed: int = 0) -> Material:
     """A stream of ``count`` clips drawn (seeded, without replacement until every clip was used)
     from ``clips``, each after a gap uniform in ``gap_s`` seconds (``lead_s`` before the first),
     scaled by a gain uniform in ``gain_db``, over a background at ``level_db`` dBFS. With
     ``count=0`` (or no clips) and ``seconds``: background alone for that long. The stream ends one
-    gap after the last clip, or at ``seconds`` when that is longer."""
+    gap after the last clip, or at ``seconds`` when that is longer. ``speed`` (lo, hi): each clip
+    resampled by a factor uniform in it (:func:`slimedge.data.augment.waveform`'s ``speed``: tempo
+    and pitch together; training material), its place in the stream the resampled length."""
     if count is None and seconds is None:
         raise DataError("make_stream needs count (clips) or seconds")
     if count and not clips:
@@ -162,6 +165,8 @@ def make_stream(clips: Sequence[Clip], sample_rate: int, *, count: int | None = 
     pieces, placed, pos = [], [], int(round(lead_s * sample_rate))
     for i in order:
         x = _clean(clips[i], sample_rate)
+        if speed is not None:
+            x = augment.waveform(x, {"speed": list(speed)}, sample_rate, rng)
         g = _draw(rng, gain_db)
         placed.append(Placed(clips[i].label, pos, pos + len(x), g, str(clips[i].path),
                              clips[i].speaker))
@@ -175,7 +180,7 @@ def make_stream(clips: Sequence[Clip], sample_rate: int, *, count: int | None = 
     pcm = np.clip(np.round(y * FULL_SCALE), -32768, 32767).astype(np.int16)
     settings = {"seed": int(seed), "count": n_clips, "seconds": seconds, "gap_s": gap_s,
                 "lead_s": lead_s, "background": str(background_kind), "level_db": level,
-                "gain_db": gain_db}
+                "gain_db": gain_db, **({"speed": list(speed)} if speed is not None else {})}
     return Material(pcm, sample_rate, placed, settings)
 
 
