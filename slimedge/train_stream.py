@@ -81,12 +81,12 @@ class StreamTrainConfig:
     gap_s: tuple = (0.3, 1.0)
     level_db: tuple = (-65.0, -35.0)
     gain_db: tuple = (-18.0, 6.0)
-    backgrounds: tuple = ("silence", "white", "pink")
+    backgrounds: tuple = ("silence", "white", "pink", "recordings")
     recording_level_db: tuple = (-55.0, -30.0)
     init: str | None = None    # a clip classifier to start from (see the module's docstring)
-    onset_ignore: float = 0.0  # this fraction of each clip's first frames carries no loss
-    speed: tuple | None = None  # each clip resampled by a factor in (lo, hi) (streams.make_stream)
-    background_streams: int = 0  # more streams per epoch: background alone, loud
+    onset_ignore: float = 0.5  # this fraction of each clip's first frames carries no loss
+    speed: tuple | None = (0.9, 1.1)  # each clip resampled by a factor in (lo, hi)
+    background_streams: int = 4  # more streams per epoch: background alone, loud
     background_level_db: tuple = (-50.0, -20.0)
     lr: float = 3e-3
     clip: float = 1.0
