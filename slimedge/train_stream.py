@@ -249,18 +249,18 @@ def _warm_start(model, cfg: StreamTrainConfig) -> dict:
     path = Path(cfg.init)
     ckpt = checkpoint.read(path)
     if ckpt.config.get("kind") != "classifier":
-        raise UsageError(f"--init {path}: expected a classifier checkpoint, got kind "
+        raise UsageError(f"--init-from {path}: expected a classifier checkpoint, got kind "
                          f"{ckpt.config.get('kind')!r}")
     src = SequenceClassifier.from_checkpoint(ckpt)
     want, got = model.checkpoint_state()[0], src.checkpoint_state()[0]
     for key, name in (("frontend", "front-end"), ("lstm", "LSTM (variant, constants, size)")):
         if want[key] != got[key]:
-            raise UsageError(f"--init {path}: its {name} differs from the one trained: "
+            raise UsageError(f"--init-from {path}: its {name} differs from the one trained: "
                              f"{json.dumps(got[key], sort_keys=True)} vs "
                              f"{json.dumps(want[key], sort_keys=True)}")
     missing = [k for k in model.labels if k != BACKGROUND and k not in src.labels]
     if missing:
-        raise UsageError(f"--init {path}: its labels {src.labels} lack {missing}")
+        raise UsageError(f"--init-from {path}: its labels {src.labels} lack {missing}")
     with torch.no_grad():
         model.lstm.load_state_dict(src.lstm.state_dict())
         model.frontend.load_state_dict(src.frontend.state_dict())
