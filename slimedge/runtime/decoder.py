@@ -42,7 +42,7 @@ from ..errors import UsageError
 #: of the official split's validation clips and on background alone, the most accurate settings
 #: with no false alarm there (``python benchmarks/events.py --tune``; their test figures:
 #: benchmarks/results/events.json). A model tuned otherwise records its own "decoder" section.
-DEFAULTS = {"window_ms": 200.0, "threshold": 0.5, "min_count": 1, "refractory_ms": 100.0,
+DEFAULTS = {"window_ms": 100.0, "threshold": 0.5, "min_count": 5, "refractory_ms": 500.0,
             "arithmetic": "int"}
 #: labels a decoder never fires besides the config's background
 UNKNOWN = "_unknown_"
