@@ -1,7 +1,8 @@
 """The shipped continuous model and its decoder on generated streams: events against the truth.
 
     nice -n 10 python benchmarks/events.py [--model M.safetensors] [--streams 2] [--clips 40]
-        [--background-s 120] [--update | --table-only]
+        [--background-s 120] [--only official,loso,lstm0] [--jobs 2] [--loso-epochs N]
+        [--update | --table-only]
 
 For the shipped continuous model (``slimedge/zoo/fsdd_stream.safetensors``) and its decoder at the
 settings it runs with by default (the config's "decoder" section over
@@ -17,15 +18,38 @@ never reset). Sets (:func:`slimedge.runtime.tune.evaluate` scores each):
   (:data:`slimedge.data.streams.RECORDINGS`: water, a canary) at -40..-20 dBFS, no digit: false
   alarms per hour.
 
-Targets (issue 24): sequence accuracy >= 95 %, <= 1 false alarm per hour, latency p90 <= 150 ms.
-Prints a table; ``--update`` writes benchmarks/results/events.json and BENCHMARKS.md's section.
+Two more parts train their models here (``--only``; ``--jobs`` trainings at once, one thread
+each), each with the shipped models' recipes as their checkpoints record them: a clip classifier
+with the shipped raw-audio model's (``zoo/fsdd_audio.safetensors``: info.train) on the part's
+split, then a continuous model with the shipped continuous model's (info.train_stream) warm-started
+from it; the decoder is then tuned on that split's validation streams as ``--tune`` tunes the
+shipped one (same grid, same false-alarm budget):
+
+* ``loso``: leave-one-speaker-out, one such pair per held-out speaker (``split="speaker"``: none of
+  the speaker's clips in training or validation, the init included), scored on streams of the
+  held-out speaker's clips (as many streams and clips as ``test``'s, same gaps, noises and gains)
+  and on the background streams; ``--loso-epochs`` trains the continuous models for fewer epochs
+  than the recipe's (the table says so);
+* ``lstm0``: the same pair with LSTM0 (no gate fixed, n alike) on the official split, scored like
+  the shipped model: LSTM0 at the same budget.
+
+A run of some parts keeps the other parts of the results file it updates.
+
+Targets (issue 24): sequence accuracy >= 95 %, >= 85 % mean over leave-one-speaker-out, <= 1 false
+alarm per hour, latency p90 <= 150 ms. Prints a table; ``--update`` writes
+benchmarks/results/events.json and BENCHMARKS.md's section.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -40,15 +64,19 @@ RESULTS = ROOT / "benchmarks" / "results" / "events.json"
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 HEADING = "## Events: the continuous model and its decoder on streams"
 NOISES = ("white", "pink")
+PARTS = ("official", "loso", "lstm0")
 
 
 def sets(clips, rate: int, *, n_streams: int, count: int, background_s: float, seed: int,
-         part: str = "test"):
+         part: str = "test", split: dict | None = None):
     """(name, background, [Material]) per set: ``part``'s digits (the split's "test" or "val"
-    clips) over each noise floor, then background alone (each noise, each recording)."""
+    clips; ``split``: :func:`~slimedge.data.streams.split_streams`'s split arguments, default
+    the official split) over each noise floor, then background alone (each noise, each
+    recording)."""
+    split = split or {"split": "fsdd"}
     for j, bg in enumerate(NOISES):
         yield part, bg, streams.split_streams(
-            clips, rate, split="fsdd", streams=n_streams, count=count, seed=seed * 10 + j,
+            clips, rate, **split, streams=n_streams, count=count, seed=seed * 10 + j,
             background_kind=bg, level_db=(-60.0, -40.0))[part]
     kinds = [(bg, bg, (-50.0, -30.0)) for bg in NOISES]
     kinds += [(name, path, (-40.0, -20.0)) for name, path in streams.RECORDINGS.items()]
@@ -92,20 +120,37 @@ def row_line(r: dict) -> str:
             f"{_f(r['false_alarms_per_hour'], '.1f')} |")
 
 
+def _decoder(d: dict) -> str:
+    return (f"window {d['window_ms']:g} ms, threshold {d['threshold']:g}, min count "
+            f"{d['min_count']}, refractory {d['refractory_ms']:g} ms, {d['arithmetic']}")
+
+
+def _total_cells(t: dict) -> str:
+    return (f"{t['sequence_accuracy']:.3f} | {t['misses']} | {t['insertions']} | "
+            f"{_f(t['latency_p90_s'] and t['latency_p90_s'] * 1000, '.0f')} | "
+            f"{t['false_alarms']} | {t['false_alarms_per_hour']:.1f}")
+
+
 def markdown(res: dict) -> str:
+    commands = res.get("commands") or {"official": res["command"]}
+    lines = [HEADING, "", *(_official(res) if "totals" in res else []), "Commands:", "", "```",
+             *commands.values(), "```"]
+    lines += _trained(res)
+    return "\n".join(lines)
+
+
+def _official(res: dict) -> list[str]:
     t = res["totals"]
     d = res["decoder"]
-    lines = [HEADING, "",
-             f"Model: `{res['model']}`, decoder at its defaults (window {d['window_ms']:g} ms, "
-             f"threshold {d['threshold']:g}, min count {d['min_count']}, refractory "
-             f"{d['refractory_ms']:g} ms, {d['arithmetic']}); one state per "
+    lines = [
+             f"Model: `{res['model']}`, decoder at its defaults ({_decoder(d)}); one state per "
              f"stream. Test streams: the official split's test clips, gaps 0.3-1.0 s over white "
              f"or pink noise at -60..-40 dBFS, gains -12..+6 dB. Background streams: noise at "
-             f"-50..-30 dBFS, the sound-icons recordings (water, canary) at -40..-20 dBFS, no "
+             f"-50..-30 dBFS, the sound-icons recordings (water, canary; never in training: "
+             f"`slimedge.data.streams.RECORDINGS` vs `TRAIN_RECORDINGS`) at -40..-20 dBFS, no "
              f"digit. Latency: event time - the digit's end (matched events: right label, "
              f"between the digit's start and 0.3 s after its end). Machine: "
              f"{_report.describe(res['machine'])}; {res['date']}.", "",
-             f"Command: `{res['command']}`", "",
              "| set | background | seconds | digits | sequence acc. | misses | insertions | "
              "latency median ms | latency p90 ms | false alarms | per hour |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -114,8 +159,46 @@ def markdown(res: dict) -> str:
               f">= 0.95), latency p90 {t['latency_p90_s'] * 1000:.0f} ms (target <= 150 ms); "
               f"all background: {t['false_alarms']} false alarms in {t['background_hours']:.3f} h"
               f" = {t['false_alarms_per_hour']:.1f} per hour (target <= 1; one alarm in this "
-              f"much audio is {1 / t['background_hours']:.1f} per hour)."]
-    return "\n".join(lines)
+              f"much audio is {1 / t['background_hours']:.1f} per hour).", ""]
+    return lines
+
+
+def _streams(r: dict) -> str:
+    s = r["settings"]
+    return (f"{s['streams']} streams of {s['clips']} clips per noise, "
+            f"{2 * s['streams'] * s['clips']} digits")
+
+
+def _trained(res: dict) -> list[str]:
+    lines = []
+    trained = [r for r in ([res["lstm0"]] if "lstm0" in res else []) +
+               (res["loso"]["folds"] if "loso" in res else [])]
+    if trained:
+        lines += ["", "Models trained by the benchmark (`--only loso,lstm0`): a clip classifier "
+                  "with the shipped raw-audio model's recipe, then a continuous model with the "
+                  "shipped one's warm-started from it, on the row's split; the decoder tuned on "
+                  "that split's validation streams under the same false-alarm budget as the "
+                  "shipped one's (1 per hour: none in the validation background, "
+                  f"{trained[0]['settings']['background_s']:g} s of each kind). Test streams as "
+                  f"above ({_streams(trained[0])}) of the "
+                  "official split's test clips (LSTM0) or of the held-out speaker's clips "
+                  "(leave-one-speaker-out: none of that speaker's clips in either model's "
+                  "training or validation); background streams as above, "
+                  f"{trained[0]['settings']['background_s']:g} s each.", "",
+                  "| model | split | epochs (best) | decoder | digits | sequence acc. | misses | "
+                  "insertions | latency p90 ms | false alarms | per hour |",
+                  "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in trained:
+            split = ("official" if r["split"]["split"] == "fsdd" else
+                     "held out: " + ",".join(r["split"]["test_speakers"]))
+            name = r["variant"] + "".join(f" {k}={v:g}" for k, v in r["constants"].items())
+            lines.append(f"| {name} | {split} | {r['epochs']} ({r['best_epoch']}) | "
+                         f"{_decoder(r['decoder'])} | {r['totals']['n']} | "
+                         f"{_total_cells(r['totals'])} |")
+        if "loso" in res:
+            lines += ["", f"Leave-one-speaker-out mean sequence accuracy: "
+                      f"{res['loso']['mean_sequence_accuracy']:.3f} (target >= 0.85)."]
+    return lines
 
 
 #: the grid --tune searches (:data:`slimedge.runtime.tune.GRID` with higher thresholds)
@@ -125,18 +208,120 @@ TUNE_GRID = {"window_ms": [60.0, 100.0, 200.0, 300.0],
 
 
 def tune_on_validation(model, config: dict, clips, rate: int, *, n_streams: int, count: int,
-                       background_s: float, seed: int, budget: float) -> None:
-    """The decoder's settings tuned on streams of the official split's validation clips and on
+                       background_s: float, seed: int, budget: float, split: dict | None = None,
+                       show: int = 8) -> Settings:
+    """The decoder's settings tuned on streams of the split's validation clips and on
     background alone (other seeds than the benchmark's), within ``budget`` false alarms per
-    hour: prints the best rows (what :data:`slimedge.runtime.decoder.DEFAULTS` records)."""
+    hour: prints the best ``show`` rows (the official split's: what
+    :data:`slimedge.runtime.decoder.DEFAULTS` records) and returns the best settings."""
     data = [(m.samples, m.events()) for _, _, ms in sets(
         clips, rate, n_streams=n_streams, count=count, background_s=background_s, seed=seed,
-        part="val") for m in ms]
+        part="val", split=split) for m in ms]
     best, rows = tune.tune(config, tune.outputs(model, data), [t for _, t in data], TUNE_GRID,
                            max_false_alarms_per_hour=budget)
-    for r in rows[:8]:
+    for r in rows[:show]:
         print({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()})
     print("best:", best.as_config())
+    return best
+
+
+def recipes() -> tuple[dict, dict]:
+    """The shipped models' training recipes, as their checkpoints record them: the clip
+    classifier's (:class:`slimedge.train_config.TrainConfig` fields) and the continuous model's
+    (:class:`slimedge.train_stream.StreamTrainConfig` fields)."""
+    clip = checkpoint.read_config(zoo.audio_model_path())["info"]["train"]
+    stream = checkpoint.read_config(zoo.stream_model_path())["info"]["train_stream"]
+    return clip, stream
+
+
+def train_pair(data: str, variant: str, constants: dict, split: dict, workdir: Path,
+               epochs: int | None = None) -> Path:
+    """A clip classifier, then a continuous model warm-started from it, both on ``split`` with
+    the shipped recipes (:func:`recipes`) but ``variant`` and ``constants`` (and the continuous
+    model's ``epochs`` when given): the continuous checkpoint's path."""
+    from slimedge.train import train
+    from slimedge.train_config import TrainConfig
+    from slimedge.train_stream import StreamTrainConfig, train_stream
+
+    clip_recipe, stream_recipe = recipes()
+    common = {"data": data, "variant": variant, "constants": constants, **split}
+    clip = workdir / "clip.safetensors"
+    train(TrainConfig.from_dict({**clip_recipe, **common}), clip, quiet=True)
+    out = workdir / "stream.safetensors"
+    cfg = {**stream_recipe, **common, "init": str(clip)}
+    train_stream(StreamTrainConfig(**{**cfg, **({"epochs": epochs} if epochs else {})}), out,
+                 say=lambda *a: None)
+    return out
+
+
+def trained_run(job: dict) -> dict:
+    """One trained part's model (:func:`train_pair`), its decoder tuned on its split's
+    validation streams, scored on its split's test streams and on background (:func:`measure`):
+    the row of the results. Runs in a worker process."""
+    import torch
+
+    torch.set_num_threads(1)
+    clips = wavdata.scan_wavs(job["data"])
+    t0 = time.process_time()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = train_pair(job["data"], job["variant"], job["constants"], job["split"],
+                          Path(tmp), job.get("epochs"))
+        train_s = time.process_time() - t0
+        model, config = runtime.load(path), checkpoint.read_config(path)
+        rate = config["frontend"]["audio"]["sample_rate"]
+        kw = {k: job[k] for k in ("n_streams", "count", "background_s")}
+        settings = tune_on_validation(model, config, clips, rate, seed=job["seed"] + 1000,
+                                      budget=1.0, split=job["split"], show=0, **kw)
+        rows, pooled = measure(model, config, settings, clips, rate, seed=job["seed"],
+                               split=job["split"], **kw)
+        best = config["info"]["best"]
+    return {"name": job["name"], "variant": job["variant"], "constants": job["constants"],
+            "split": job["split"], "epochs": job.get("epochs") or recipes()[1]["epochs"],
+            "settings": {"streams": job["n_streams"], "clips": job["count"],
+                         "background_s": job["background_s"], "seed": job["seed"]},
+            "best_epoch": best["epoch"], "train_cpu_s": train_s,
+            "decoder": settings.as_config(), "rows": rows, "totals": totals(rows, pooled)}
+
+
+def totals(rows: list[dict], pooled: dict) -> dict:
+    """The test streams pooled (``pooled``: :func:`measure`'s) and false alarms summed over the
+    background rows."""
+    bg = [r for r in rows if not r["n"]]
+    hours = sum(r["seconds"] for r in bg) / 3600.0
+    alarms = sum(r["false_alarms"] for r in bg)
+    return {**{k: pooled[k] for k in ("n", "edit_distance", "sequence_accuracy", "misses",
+                                      "insertions", "latency_median_s", "latency_p90_s")},
+            "false_alarms": alarms, "background_hours": hours,
+            "false_alarms_per_hour": alarms / hours}
+
+
+def trained_parts(parts: list[str], args, clips) -> dict:
+    """``loso`` and ``lstm0`` (see the module's docstring), ``args.jobs`` trainings at once."""
+    common = {"data": args.data, "n_streams": args.streams, "count": args.clips,
+              "background_s": args.background_s, "seed": args.seed}
+    jobs = []
+    if "lstm0" in parts:
+        jobs.append({**common, "name": "lstm0", "variant": "LSTM0", "constants": {},
+                     "split": {"split": "fsdd"}})
+    if "loso" in parts:
+        variant, constants = recipes()[1]["variant"], recipes()[1]["constants"]
+        jobs += [{**common, "name": f"loso-{s}", "variant": variant, "constants": constants,
+                  "split": {"split": "speaker", "test_speakers": [s]}, "epochs": args.loso_epochs}
+                 for s in sorted({c.speaker for c in clips if c.speaker})]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        done = list(pool.map(trained_run, jobs))
+    for r in done:
+        t = r["totals"]
+        print(f"{r['name']}: sequence accuracy {t['sequence_accuracy']:.3f}, false alarms "
+              f"{t['false_alarms']}, latency p90 {_f(t['latency_p90_s'], '.3f')} s", flush=True)
+    out = {}
+    if "lstm0" in parts:
+        out["lstm0"] = next(r for r in done if r["name"] == "lstm0")
+    if "loso" in parts:
+        folds = [r for r in done if r["name"].startswith("loso-")]
+        out["loso"] = {"folds": folds, "mean_sequence_accuracy": float(np.mean(
+            [r["totals"]["sequence_accuracy"] for r in folds]))}
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -152,6 +337,11 @@ def main(argv: list[str] | None = None) -> None:
                     help="no benchmark: tune the decoder on validation streams (prints)")
     ap.add_argument("--table-only", action="store_true",
                     help="no runs: the section from the JSON")
+    ap.add_argument("--only", default="official",
+                    help=f"the parts to run, some of {','.join(PARTS)} (see the docstring)")
+    ap.add_argument("--jobs", type=int, default=1, help="trainings at once (loso, lstm0)")
+    ap.add_argument("--loso-epochs", type=int, default=None,
+                    help="the loso parts' continuous models' epochs [default: the recipe's]")
     _report.add_output_arguments(ap, RESULTS)
     args = ap.parse_args(argv)
     _report.settle_outputs(args, RESULTS)
@@ -167,23 +357,24 @@ def main(argv: list[str] | None = None) -> None:
         return tune_on_validation(model, config, clips, rate, n_streams=args.streams,
                                   count=args.clips, background_s=args.background_s,
                                   seed=args.seed + 1000, budget=1.0)
-    rows, pooled = measure(model, config, settings, clips, rate, n_streams=args.streams,
-                           count=args.clips, background_s=args.background_s, seed=args.seed)
-    bg = [r for r in rows if not r["n"]]
-    hours = sum(r["seconds"] for r in bg) / 3600.0
-    alarms = sum(r["false_alarms"] for r in bg)
-    totals = {**{k: pooled[k] for k in ("n", "edit_distance", "sequence_accuracy", "misses",
-                                        "insertions", "latency_median_s", "latency_p90_s")},
-              "false_alarms": alarms,
-              "background_hours": hours, "false_alarms_per_hour": alarms / hours}
-    name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
-    res = {"model": str(name), "decoder": settings.as_config(), "machine": _report.machine(),
-           "date": time.strftime("%Y-%m-%d"),
-           "command": "nice -n 10 " + _report.command_line(__file__, sys.argv[1:] if argv is None
-                                                           else argv, ROOT),
-           "settings": {"streams": args.streams, "clips": args.clips,
-                        "background_s": args.background_s, "seed": args.seed},
-           "rows": rows, "totals": totals}
+    parts = [p.strip() for p in args.only.split(",") if p.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown or not parts:
+        ap.error(f"--only: expected some of {','.join(PARTS)}, got {args.only!r}")
+    res = (json.loads(args.source.read_text()) if args.out is not None and args.source.exists()
+           and set(parts) != set(PARTS) else {})  # the parts not run are kept
+    if "official" in parts:
+        rows, pooled = measure(model, config, settings, clips, rate, n_streams=args.streams,
+                               count=args.clips, background_s=args.background_s, seed=args.seed)
+        name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+        res.update({"model": str(name), "decoder": settings.as_config(), "rows": rows,
+                    "totals": totals(rows, pooled)})
+        res["settings"] = {"streams": args.streams, "clips": args.clips,
+                           "background_s": args.background_s, "seed": args.seed}
+    res.update(trained_parts([p for p in parts if p != "official"], args, clips))
+    res.update({"machine": _report.machine(), "date": time.strftime("%Y-%m-%d")})
+    res.setdefault("commands", {})[",".join(parts)] = "nice -n 10 " + _report.command_line(
+        __file__, sys.argv[1:] if argv is None else argv, ROOT)
     print(markdown(res))
     _report.write_outputs(args, RESULTS, res, markdown(res), BENCHMARKS_MD, HEADING)
 

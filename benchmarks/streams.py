@@ -155,11 +155,16 @@ def main(argv: list[str] | None = None) -> None:
     name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
     info = checkpoint.read_config(path).get("info") or {}
     t, best = info.get("train_stream") or {}, info.get("best") or {}
-    training = (f"{t.get('variant')} {t.get('constants')} n={t.get('hidden_size')}, "
-                f"{t.get('epochs')} epochs of {t.get('streams')} fresh streams x "
-                f"{t.get('clips_per_stream')} clips, {t.get('chunk')}-frame chunks, state never "
-                f"reset; kept epoch {best.get('epoch')} (best accuracy at clip ends on "
-                f"{t.get('val_streams')} validation streams)") if t else "not recorded"
+    init = (info.get("init") or {}).get("path")
+    training = (f"{t.get('variant')} {t.get('constants')} n={t.get('hidden_size')}"
+                + (f", warm-started from {init}" if init else "") +
+                f", {t.get('epochs')} epochs of {t.get('streams')} fresh streams x "
+                f"{t.get('clips_per_stream')} clips (backgrounds {', '.join(t['backgrounds'])}"
+                f"; speed {t.get('speed')}; first {t.get('onset_ignore', 0):g} of each clip "
+                f"without loss) and {t.get('background_streams', 0)} background-only streams, "
+                f"{t.get('chunk')}-frame chunks, state never reset; kept epoch "
+                f"{best.get('epoch')} (best accuracy at clip ends on {t.get('val_streams')} "
+                f"validation streams)") if t else "not recorded"
     res = {"training": training, "machine": _report.machine(),
            "date": time.strftime("%Y-%m-%d"), "model": str(name),
            "settings": {"streams": args.streams, "clips": args.clips, "seed": args.seed},

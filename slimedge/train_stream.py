@@ -7,12 +7,25 @@ has the section ``"stream": {"background": "_silence_", "frame_ms": <hop>}`` (wh
 
 Each epoch draws ``streams`` fresh training streams (:func:`slimedge.data.streams.make_stream`,
 seeded by (seed, epoch, k)) from the training clips of :func:`~slimedge.data.audio.split_clips`,
-each over a background drawn from silence / white / pink noise (or the given recordings), runs each
+each over a background drawn in turn from ``backgrounds``: silence / white / pink noise at
+``level_db``, or ``"recordings"``: one of the non-speech recordings
+:data:`~slimedge.data.streams.TRAIN_RECORDINGS` (seeded; never the benchmarks' held-out
+:data:`~slimedge.data.streams.RECORDINGS`) at ``recording_level_db``; it runs each
 through the audio front-end from a fresh state exactly as the device does (one long push), and
 labels every frame (:func:`~slimedge.data.streams.frame_labels`: a digit over its whole clip, the
-background elsewhere). The streams are one batch; training walks them in chunks of ``chunk``
+background elsewhere; with ``onset_ignore``, the first such fraction of each clip's frames carries
+no loss: a digit cannot be named from its first sound, and the background label is wrong there).
+``speed`` resamples each training clip by a factor drawn in (lo, hi) (tempo and pitch together).
+``background_streams`` more streams per epoch hold background alone (the same kinds in turn) at
+``background_level_db``, louder than under digits: non-speech and loud noise labelled background
+with no digit drowned under them. The streams are one batch; training walks them in chunks of ``chunk``
 frames (truncated backpropagation through time) carrying the LSTM's state from chunk to chunk and
 from epoch to epoch within a stream: the model only ever sees a state that was never reset.
+
+Warm start (``init``): a clip classifier trained on the same front-end with the same variant,
+constants and size (e.g. ``zoo/fsdd_audio.safetensors``) gives the LSTM's weights, the input
+standardisation and the head's rows of its labels; the background row starts at zero. The init
+model's path and SHA-256 are recorded in the checkpoint's ``info.init``.
 
 Validation: fixed validation streams (the validation clips, seeded by ``seed``) run from start to
 end with one state; the metrics are the per-frame accuracy and the accuracy at the clips' last
@@ -21,6 +34,7 @@ clip ends, ties to the per-frame accuracy) is kept.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -43,6 +57,9 @@ except ImportError:  # pragma: no cover - the train extra
     torch = None
 
 BACKGROUND = streams_mod.BACKGROUND_LABEL
+RECORDINGS = "recordings"  # the background kind: one of streams.TRAIN_RECORDINGS per stream
+IGNORE = -100  # a frame label without loss (torch's cross_entropy ignore_index)
+MAX_CLIP_S = 1.0  # about the longest FSDD clip (1.31 s; the mean is 0.44 s)
 
 
 @dataclass
@@ -64,25 +81,50 @@ class StreamTrainConfig:
     gap_s: tuple = (0.3, 1.0)
     level_db: tuple = (-65.0, -35.0)
     gain_db: tuple = (-18.0, 6.0)
-    backgrounds: tuple = ("silence", "white", "pink")
+    backgrounds: tuple = ("silence", "white", "pink", "recordings")
+    recording_level_db: tuple = (-55.0, -30.0)
+    init: str | None = None    # a clip classifier to start from (see the module's docstring)
+    onset_ignore: float = 0.5  # this fraction of each clip's first frames carries no loss
+    speed: tuple | None = (0.9, 1.1)  # each clip resampled by a factor in (lo, hi)
+    background_streams: int = 4  # more streams per epoch: background alone, loud
+    background_level_db: tuple = (-50.0, -20.0)
     lr: float = 3e-3
     clip: float = 1.0
     seed: int = 0
     threads: int = 1
 
 
-def _frames(audio, m: streams_mod.Material, labels) -> tuple[np.ndarray, np.ndarray]:
+def _frames(audio, m: streams_mod.Material, labels,
+            onset_ignore: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """The stream's front-end frames and their labels; with ``onset_ignore``, the first such
+    fraction of each clip's frames gets the label IGNORE (no loss: nobody can name a digit from
+    its first sound, and the background label would be wrong there)."""
     f = audio_frontends.features(audio, m.samples, compiled=True).astype(np.float32)
     y = streams_mod.frame_labels(m, audio.window_samples, audio.hop_samples, len(f), labels)
+    if onset_ignore > 0:
+        for p in m.placed:
+            lo, hi = streams_mod.frame_span(p, audio.window_samples, audio.hop_samples)
+            y[max(lo, 0):max(lo, 0) + int(onset_ignore * (hi - lo + 1))] = IGNORE
     return f, y
 
 
-def _material(clips, cfg: StreamTrainConfig, rate: int, seed_parts, k: int):
+def _material(clips, cfg: StreamTrainConfig, rate: int, seed_parts, k: int,
+              train: bool = True):
+    """Stream ``k`` of an epoch (``train``; validation's: no speed change); from ``k =
+    cfg.streams`` on, training's background-only streams."""
     seed = int(np.random.SeedSequence(list(seed_parts) + [k]).generate_state(1)[0])
-    kind = cfg.backgrounds[k % len(cfg.backgrounds)]
+    kind, level = cfg.backgrounds[k % len(cfg.backgrounds)], cfg.level_db
+    if kind == RECORDINGS:
+        pick = np.random.default_rng([seed, 0xB6]).integers(len(streams_mod.TRAIN_RECORDINGS))
+        kind, level = streams_mod.TRAIN_RECORDINGS[pick], cfg.recording_level_db
+    if train and k >= cfg.streams:  # longer than a digit stream (the batch is cut to the shortest)
+        seconds = cfg.clips_per_stream * (MAX_CLIP_S + max(cfg.gap_s)) + 1.0
+        return streams_mod.make_stream([], rate, count=0, seconds=seconds, background_kind=kind,
+                                       level_db=cfg.background_level_db, seed=seed)
     return streams_mod.make_stream(clips, rate, count=cfg.clips_per_stream, gap_s=cfg.gap_s,
-                                   background_kind=kind, level_db=cfg.level_db,
-                                   gain_db=cfg.gain_db, seed=seed)
+                                   background_kind=kind, level_db=level,
+                                   gain_db=cfg.gain_db, speed=cfg.speed if train else None,
+                                   seed=seed)
 
 
 def _batch(pairs):
@@ -132,7 +174,7 @@ def train_stream(cfg: StreamTrainConfig, output: str | Path, *, say=print) -> di
                                 val_fraction=cfg.val_fraction, seed=cfg.split_seed)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    val_m = [_material(parts["val"], cfg, rate, [cfg.seed, 0xEA1], k)
+    val_m = [_material(parts["val"], cfg, rate, [cfg.seed, 0xEA1], k, train=False)
              for k in range(cfg.val_streams)]
     val_x, val_y = _batch([_frames(audio, m, labels) for m in val_m])
     val_ends = _end_frames(val_m, audio, val_x.shape[1])
@@ -140,6 +182,7 @@ def train_stream(cfg: StreamTrainConfig, output: str | Path, *, say=print) -> di
     model = SequenceClassifier(cfg.variant, audio.output_size, cfg.hidden_size, len(labels), 1,
                                0.0, labels=labels, constants=cfg.constants,
                                frontend=Frontend((Standardize(),), audio))
+    init = _warm_start(model, cfg) if cfg.init else None
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     state = None
     history, best = [], None
@@ -147,9 +190,9 @@ def train_stream(cfg: StreamTrainConfig, output: str | Path, *, say=print) -> di
     for epoch in range(cfg.epochs):
         t0 = time.perf_counter()
         mats = [_material(parts["train"], cfg, rate, [cfg.seed, epoch], k)
-                for k in range(cfg.streams)]
-        x, y = _batch([_frames(audio, m, labels) for m in mats])
-        if epoch == 0:  # the standardisation from the first epoch's streams
+                for k in range(cfg.streams + cfg.background_streams)]
+        x, y = _batch([_frames(audio, m, labels, cfg.onset_ignore) for m in mats])
+        if epoch == 0 and init is None:  # the standardisation from the first epoch's streams
             model.frontend.fit(SequenceData(x.reshape(-1, x.shape[-1]),
                                             np.array([0, x.shape[0] * x.shape[1]]),
                                             np.zeros(1, np.int64), labels))
@@ -163,13 +206,14 @@ def train_stream(cfg: StreamTrainConfig, output: str | Path, *, say=print) -> di
             yb = torch.from_numpy(y[:, s:s + cfg.chunk])
             logits, state = model.forward_steps(xb, state)
             state = tuple(t.detach() for t in state)  # carried on, never reset
-            loss = F.cross_entropy(logits.reshape(-1, len(labels)), yb.reshape(-1))
+            loss = F.cross_entropy(logits.reshape(-1, len(labels)), yb.reshape(-1),
+                                   ignore_index=IGNORE)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
             opt.step()
-            loss_sum += float(loss.detach()) * yb.numel()
-            n += yb.numel()
+            loss_sum += float(loss.detach()) * int((yb != IGNORE).sum())
+            n += int((yb != IGNORE).sum())
         val = stream_metrics(model, val_x, val_y, val_ends)
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / n,
                "train_frames": n, "seconds": time.perf_counter() - t0, **val}
@@ -180,6 +224,7 @@ def train_stream(cfg: StreamTrainConfig, output: str | Path, *, say=print) -> di
             config, tensors = model.checkpoint_state()
             config = {**config, "stream": stream_cfg,
                       "info": {"train_stream": _jsonable(asdict(cfg)), "best": best,
+                               **({"init": init} if init else {}),
                                "data": {"path": str(cfg.data), "split": cfg.split,
                                         "speakers": {k: sorted({c.speaker for c in v
                                                                 if c.speaker})
@@ -193,6 +238,39 @@ def train_stream(cfg: StreamTrainConfig, output: str | Path, *, say=print) -> di
     log = {"config": _jsonable(asdict(cfg)), "epochs": history, "best": best}
     out.with_suffix(".log.json").write_text(json.dumps(log, indent=1))
     return log
+
+
+def _warm_start(model, cfg: StreamTrainConfig) -> dict:
+    """Copy the clip classifier ``cfg.init`` into ``model`` (see the module's docstring); returns
+    its path and SHA-256 for the checkpoint. A model of another front-end, variant, constants or
+    size, or without the stream's labels, is refused (UsageError naming both sides)."""
+    from .models import SequenceClassifier
+
+    path = Path(cfg.init)
+    ckpt = checkpoint.read(path)
+    if ckpt.config.get("kind") != "classifier":
+        raise UsageError(f"--init-from {path}: expected a classifier checkpoint, got kind "
+                         f"{ckpt.config.get('kind')!r}")
+    src = SequenceClassifier.from_checkpoint(ckpt)
+    want, got = model.checkpoint_state()[0], src.checkpoint_state()[0]
+    for key, name in (("frontend", "front-end"), ("lstm", "LSTM (variant, constants, size)")):
+        if want[key] != got[key]:
+            raise UsageError(f"--init-from {path}: its {name} differs from the one trained: "
+                             f"{json.dumps(got[key], sort_keys=True)} vs "
+                             f"{json.dumps(want[key], sort_keys=True)}")
+    missing = [k for k in model.labels if k != BACKGROUND and k not in src.labels]
+    if missing:
+        raise UsageError(f"--init-from {path}: its labels {src.labels} lack {missing}")
+    with torch.no_grad():
+        model.lstm.load_state_dict(src.lstm.state_dict())
+        model.frontend.load_state_dict(src.frontend.state_dict())
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+        for j, label in enumerate(model.labels):
+            if label in src.labels:
+                model.head.weight[j] = src.head.weight[src.labels.index(label)]
+                model.head.bias[j] = src.head.bias[src.labels.index(label)]
+    return {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def _jsonable(d):

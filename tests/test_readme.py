@@ -140,17 +140,18 @@ def test_the_parser_sees_markers():
 def fixtures(tmp_path_factory):
     """What a reader has at hand: their checkpoint under the names the README gives it (the
     shipped model stands in), its exports, a frames file, their continuous model (the shipped
-    one) and a stream WAV (the shipped sample three times over pink noise), and a ``slimedge``
-    command."""
+    one), the shipped raw-audio model under its file name, and a stream WAV (the shipped sample
+    three times over pink noise), and a ``slimedge`` command."""
     from slimedge import exporters
     from slimedge.data import audio, streams, wav
-    from slimedge.zoo import default_model_path, sample_wav_path, stream_model_path
+    from slimedge.zoo import audio_model_path, default_model_path, sample_wav_path, stream_model_path
 
     d = tmp_path_factory.mktemp("readme-fixtures")
     src = default_model_path()
     for name in ("MODEL.safetensors", "model.safetensors"):
         shutil.copy(src, d / name)
     shutil.copy(stream_model_path(), d / "continuous.safetensors")
+    shutil.copy(audio_model_path(), d / "fsdd_audio.safetensors")
     m = streams.make_stream([audio.Clip(sample_wav_path(), "7", "jackson")], 8000, count=3,
                             background_kind="pink", level_db=(-55.0, -45.0), seed=1)
     wav.write_wav(d / "stream.wav", m.samples, 8000)

@@ -598,6 +598,8 @@ def test_concurrent_audio_clients_get_a_local_audio_streams_outputs_and_events(a
     and float32 audio for outputs, int16 audio for events (two with decoder settings of their
     own); each gets, piece by piece, exactly what a local audio stream or listener gives for the
     same pieces, and the streams were stepped in shared batches."""
+    from slimedge.runtime.decoder import DEFAULTS
+
     rng = np.random.default_rng(23)
     most = 10 * HOP       # max_samples_per_message: 10 frames' worth
     clients = []
@@ -626,7 +628,7 @@ def test_concurrent_audio_clients_get_a_local_audio_streams_outputs_and_events(a
             assert any(len(r) == 0 for r in replies)   # a piece that completed no frame
         else:
             knobs = {"threshold": 0.8, "min_count": 2} if query else {}
-            assert ready["decoder"]["threshold"] == knobs.get("threshold", 0.9)
+            assert ready["decoder"]["threshold"] == knobs.get("threshold", DEFAULTS["threshold"])
             a = audio_local.listen(**knobs)
             for p, r in zip(pieces, replies):
                 assert r == event_dicts(a.push(p))

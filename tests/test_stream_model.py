@@ -93,11 +93,13 @@ def test_an_hour_without_reset_stays_bounded_and_a_clip_recurring_late_gives_the
     p = np.concatenate(outs)
     early, late = p[at[0]:at[0] + len(probe)], p[at[1]:at[1] + len(probe)]
     assert np.abs(early - late).max() <= TOLERANCE, np.abs(early - late).max()
-    # and the probe is recognised (the mean probability over its clip's frames, what a smoothing
-    # decoder reads), not two equal wrong answers
-    lo = -(-(pm.placed[0].start - audio.window_samples // 2) // audio.hop_samples)
-    hi = (pm.placed[0].end - 1 - audio.window_samples // 2) // audio.hop_samples
-    assert model.labels[int(late[lo:hi + 1].mean(0).argmax())] == pm.placed[0].label
+    # and the probe is recognised, not two equal wrong answers: the decoder at its defaults,
+    # reading the late probe's outputs (log-probabilities: the same softmax), fires its digit once
+    from slimedge.runtime.decoder import Decoder
+
+    cfg = checkpoint.read_config(zoo.stream_model_path())
+    events = Decoder(cfg).push(np.log(np.maximum(late, 1e-30)))
+    assert [e.label for e in events] == [pm.placed[0].label]
 
 
 def test_train_streams_learns_per_frame_labels_and_writes_the_contract(tmp_path):
@@ -113,7 +115,7 @@ def test_train_streams_learns_per_frame_labels_and_writes_the_contract(tmp_path)
     out = tmp_path / "s.safetensors"
     args = ["train", "--data", str(folder), "--frontend", "mfcc", "--frontend-option",
             "hop_ms=20", "--test-speakers", "cid", "--variant", "LSTM0", "-n", "8",
-            "--epochs", "8", "--lr", "0.02", "--streams", "4", "--clips-per-stream", "8",
+            "--epochs", "16", "--lr", "0.02", "--streams", "4", "--clips-per-stream", "8",
             "-o", str(out), "--quiet"]
     _ok(CliRunner().invoke(app, args))
     cfg = checkpoint.read_config(out)
@@ -166,3 +168,107 @@ def test_the_shipped_model_exports_its_decoder(tmp_path):
     assert [e.label for e in want] == ["7"] * 4  # the sample, heard each time
     assert [(e.label, e.frame, e.start_frame, e.score) for e in got] == \
         [(e.label, e.frame, e.start_frame, e.score) for e in want]
+
+
+def _clip_classifier(path, audio_spec, hidden, labels, seed):
+    """A clip classifier checkpoint (random weights, a non-trivial standardisation), as `train`
+    writes one."""
+    from slimedge.frontend import Frontend, Standardize
+    from slimedge.frontend.audio import from_config
+    from slimedge.models import SequenceClassifier
+
+    torch.manual_seed(seed)
+    audio = from_config(audio_spec)
+    model = SequenceClassifier("LSTM0", audio.output_size, hidden, len(labels), 1, 0.0,
+                               labels=labels, frontend=Frontend((Standardize(),), audio))
+    config, tensors = model.checkpoint_state()
+    arrays = {k: v.detach().numpy() for k, v in tensors.items()}
+    rng = np.random.default_rng(seed)
+    arrays["norm.mean"] = rng.normal(0, 2, arrays["norm.mean"].shape).astype(np.float32)
+    arrays["norm.std"] = rng.uniform(0.5, 3, arrays["norm.std"].shape).astype(np.float32)
+    checkpoint.write(path, config, arrays)
+    return path
+
+
+def test_train_streams_init_from_a_clip_classifier_starts_from_its_weights(tmp_path):
+    """`train --streams --init-from CLIP.safetensors`: the continuous model starts as the clip
+    classifier (at a learning rate of 0 it stays it): on any frames, its logits for the clip
+    model's labels are the clip model's own, step for step, and the background's are 0; the
+    checkpoint names the init file and its SHA-256. A clip model of another size or front-end is
+    refused with a one-line error naming both."""
+    import hashlib
+
+    from typer.testing import CliRunner
+
+    from slimedge.cli import app
+    from slimedge.cli.commands_train import _audio_spec
+    from test_audio_train import _tone_folder
+
+    folder = _tone_folder(tmp_path / "tones")
+    spec = _audio_spec("mfcc", ["hop_ms=20"])
+    init = _clip_classifier(tmp_path / "clip.safetensors", spec, 8, ["hi", "lo"], 1)
+    out = tmp_path / "s.safetensors"
+    args = ["train", "--data", str(folder), "--frontend", "mfcc", "--frontend-option",
+            "hop_ms=20", "--test-speakers", "cid", "--variant", "LSTM0", "-n", "8",
+            "--epochs", "1", "--lr", "0", "--streams", "2", "--clips-per-stream", "4", "-o"]
+    r = CliRunner().invoke(app, args + [str(out), "--quiet", "--init-from", str(init)])
+    assert r.exit_code == 0, r.output
+    info = checkpoint.read_config(out)["info"]["init"]
+    assert info == {"path": str(init), "sha256": hashlib.sha256(init.read_bytes()).hexdigest()}
+    model, clip = checkpoint.load(out), checkpoint.load(init)
+    assert model.labels == ["_silence_", "hi", "lo"]
+    x = torch.from_numpy(np.random.default_rng(5).normal(3, 4, (2, 60, 13)).astype(np.float32))
+    with torch.no_grad():
+        got, want = model.forward_steps(x)[0], clip.forward_steps(x)[0]
+    assert torch.allclose(got[..., 1:], want, atol=1e-6) and not got[..., 0].any()
+    for other, why in ((_clip_classifier(tmp_path / "n16.safetensors", spec, 16, ["hi", "lo"],
+                                         2), "LSTM (variant, constants, size) differs"),
+                       (_clip_classifier(tmp_path / "hop.safetensors",
+                                         _audio_spec("mfcc", ["hop_ms=10"]), 8, ["hi", "lo"],
+                                         3), "front-end differs"),
+                       (_clip_classifier(tmp_path / "lab.safetensors", spec, 8, ["hi", "mid"],
+                                         4), "lack ['lo']")):
+        r = CliRunner().invoke(app, args + [str(tmp_path / "x.safetensors"), "--quiet",
+                                            "--init-from", str(other)])
+        assert r.exit_code != 0 and why in r.output and str(other) in r.output, r.output
+        assert "Traceback" not in r.output and not (tmp_path / "x.safetensors").exists()
+
+
+def test_training_material_onset_ignore_and_background_streams():
+    """The training streams' labels with onset_ignore (the first fraction of each clip's frames
+    ignored, the rest its digit, background elsewhere), and the background-only streams (no clip,
+    at their own level, longer than any digit stream so the batch keeps the digit streams whole)."""
+    from slimedge import train_stream as ts
+
+    audio = formats.info(zoo.stream_model_path()).frontend.audio
+    clips = wavdata.split_clips(wavdata.scan_wavs(FSDD), "fsdd")["train"][:60]
+    cfg = ts.StreamTrainConfig(data=str(FSDD), audio=audio.to_config(), clips_per_stream=8,
+                               onset_ignore=0.5, background_streams=2, streams=3,
+                               background_level_db=(-25.0, -25.0),
+                               backgrounds=("white", "pink", ts.RECORDINGS))
+    labels = [str(d) for d in range(10)] + [ts.BACKGROUND]
+    digit = [ts._material(clips, cfg, 8000, [0, 1], k) for k in range(3)]
+    m = digit[0]
+    f, y = ts._frames(audio, m, labels, cfg.onset_ignore)
+    _, full = ts._frames(audio, m, labels)
+    centre = np.arange(len(f)) * audio.hop_samples + audio.window_samples // 2
+    inside = np.zeros(len(f), bool)
+    for p in m.placed:
+        frames = np.flatnonzero((centre >= p.start) & (centre < p.end))
+        cut = int(0.5 * len(frames))
+        assert (y[frames[:cut]] == ts.IGNORE).all()
+        assert (y[frames[cut:]] == labels.index(p.label)).all() and len(frames[cut:]) > 0
+        inside[frames] = True
+    assert (y[~inside] == labels.index(ts.BACKGROUND)).all() and (y == full)[~inside].all()
+    # the recordings kind: one of the training recordings, never a held-out one
+    assert digit[2].settings["background"] in streams.TRAIN_RECORDINGS
+    for k in (3, 4):
+        b = ts._material(clips, cfg, 8000, [0, 1], k)
+        assert not b.placed and len(b.samples) > max(len(d.samples) for d in digit)
+        x = b.samples.astype(np.float64) / 32768
+        assert 10 * np.log10(np.mean(x * x)) == pytest.approx(-25.0, abs=0.1)
+    plain = ts._material(clips, ts.StreamTrainConfig(**{**cfg.__dict__, "speed": None}),
+                         8000, [0, 1], 0)
+    val = ts._material(clips, cfg, 8000, [0, 1], 0, train=False)
+    assert cfg.speed and m.samples.tolist() != plain.samples.tolist()
+    assert val.samples.tolist() == plain.samples.tolist()  # validation: no speed change

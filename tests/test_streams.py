@@ -157,3 +157,41 @@ def test_a_real_recording_as_background(name, clips, tmp_path):
     assert np.dot(a, b) / np.sqrt(np.dot(a, a) * np.dot(b, b)) > 0.9999
     m = streams.make_stream(clips, RATE, count=4, background_kind=path, level_db=-40, seed=1)
     assert m.settings["background"] == str(path) and len(m.placed) == 4
+
+
+def test_the_training_recordings_are_the_other_sound_icons():
+    """What a continuous model trains on (TRAIN_RECORDINGS) and what the benchmarks hold out
+    (RECORDINGS) are disjoint, and together they are every WAV of the installed sound-icons (no
+    recording left unused, none named that is not there)."""
+    held_out = set(streams.RECORDINGS.values())
+    train = set(streams.TRAIN_RECORDINGS)
+    assert len(train) == len(streams.TRAIN_RECORDINGS) == 30 and not train & held_out
+    installed = {str(p) for p in streams.SOUND_ICONS.glob("*.wav")}
+    if not installed:
+        pytest.skip(f"{streams.SOUND_ICONS}: Debian's sound-icons is not installed (.ci/run "
+                    f"installs it)")
+    assert train | held_out == installed
+
+
+def test_speed_resamples_each_clip_and_places_the_resampled_length(clips):
+    """make_stream(speed=(lo, hi)): each placed clip is its WAV read at another tempo, its length
+    len/r for one factor r in [lo, hi]; checked against a linear interpolation written here, at
+    the factor found from the placed length, over silence (so the stream holds the clip alone)."""
+    m = streams.make_stream(clips, RATE, count=6, background_kind="silence", gain_db=0.0,
+                            speed=(0.8, 1.25), seed=4)
+    factors = []
+    for p in m.placed:
+        x, _ = read_wav(p.path, sample_rate=RATE)
+        x = x.astype(np.float64)
+        n = p.end - p.start
+        r = len(x) / n
+        assert 0.8 - 0.01 <= r <= 1.25 + 0.01
+        t = np.arange(n) * r  # at this r the reference may differ from the drawn one by < 1/n
+        k = np.minimum(t.astype(int), len(x) - 2)
+        ref = x[k] + (t - k) * (x[k + 1] - x[k])
+        got = m.samples[p.start:p.end].astype(np.float64)
+        assert np.corrcoef(got, ref)[0, 1] > 0.99
+        factors.append(r)
+    assert max(factors) - min(factors) > 0.1  # a factor per clip, not one for the stream
+    plain = streams.make_stream(clips, RATE, count=6, background_kind="silence", seed=4)
+    assert "speed" not in plain.settings and m.settings["speed"] == [0.8, 1.25]

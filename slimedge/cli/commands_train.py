@@ -159,13 +159,17 @@ def train_cmd(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar and no per-epoch lines."),
     streams: int = typer.Option(0, "--streams", min=0, help="With a WAV folder: train a continuous model instead (per-frame outputs with the background class _silence_, for `listen`) on this many generated streams per epoch, its state never reset (see slimedge.train_stream)."),
     clips_per_stream: int = typer.Option(40, "--clips-per-stream", min=1, help="With --streams: clips in each generated training stream."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", metavar="MODEL.safetensors", show_default=False, help="With --streams: start from this clip classifier of the same front-end, variant, constants and size (its LSTM, standardisation and label rows; e.g. the zoo's fsdd_audio)."),
 ) -> None:
     """Train a SLIM classifier: validation each epoch, the best checkpoint kept, resumable."""
     if streams:
         return _train_streams(output, variant, data, frontend, frontend_option, split_by,
                               test_speakers, hidden_size, epochs, lr, seed, split_seed,
                               _parse_constants(constant), threads, streams, clips_per_stream,
-                              overwrite, quiet)
+                              init_from, overwrite, quiet)
+    if init_from is not None:
+        raise UsageError("--init-from starts a continuous model (--streams N) from a clip "
+                         "classifier; without --streams it has no use")
     if output.suffix != formats.CHECKPOINT.suffix and not output.is_dir():  # before torch
         raise UsageError(f"{output}: a checkpoint is a {formats.CHECKPOINT.suffix} file (`run` and "
                          f"`export` tell files by their suffix); name it "
@@ -206,7 +210,7 @@ def train_cmd(
 
 def _train_streams(output, variant, data, frontend, frontend_option, split_by, test_speakers,
                    hidden_size, epochs, lr, seed, split_seed, constants, threads, streams,
-                   clips_per_stream, overwrite, quiet) -> None:
+                   clips_per_stream, init_from, overwrite, quiet) -> None:
     """``train --streams N``: a continuous model (:mod:`slimedge.train_stream`)."""
     from ..frontend.audio import DEFAULT
 
@@ -217,6 +221,8 @@ def _train_streams(output, variant, data, frontend, frontend_option, split_by, t
         raise UsageError(f"--streams trains on a folder of WAV clips; --data {data} is not one")
     if output.exists() and not overwrite:
         raise UsageError(f"{output} exists; pass --overwrite to replace it")
+    if init_from is not None and not init_from.is_file():
+        raise UsageError(f"--init-from {init_from}: no such file")
     extras.require("train", "slimedge train --streams", "torch", "safetensors")
     from ..train_stream import StreamTrainConfig, train_stream
 
@@ -226,7 +232,8 @@ def _train_streams(output, variant, data, frontend, frontend_option, split_by, t
                             hidden_size=hidden_size, split="speaker" if speakers else split_by,
                             test_speakers=speakers, split_seed=split_seed,
                             epochs=10 if epochs is None else epochs, streams=streams,
-                            clips_per_stream=clips_per_stream, lr=lr, seed=seed, threads=threads)
+                            clips_per_stream=clips_per_stream, lr=lr, seed=seed, threads=threads,
+                            init=None if init_from is None else str(init_from))
     log = train_stream(cfg, output, say=(lambda *a: None) if quiet else
                        (lambda line: _shared.err_console.print(line, markup=False,
                                                                highlight=False)))

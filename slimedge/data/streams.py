@@ -37,16 +37,29 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import DataError
+from . import augment
 from .audio import Clip, split_clips
 from .wav import read_wav
 
 BACKGROUND_LABEL = "_silence_"
 BACKGROUNDS = ("silence", "white", "pink")
 FULL_SCALE = 32768.0
-RECORDINGS = {"water": "/usr/share/sounds/sound-icons/glass-water-1.wav",
-              "canary": "/usr/share/sounds/sound-icons/canary-long.wav"}
+SOUND_ICONS = Path("/usr/share/sounds/sound-icons")
+RECORDINGS = {"water": str(SOUND_ICONS / "glass-water-1.wav"),
+              "canary": str(SOUND_ICONS / "canary-long.wav")}
 """Real non-speech recordings (16 kHz) from the Debian package sound-icons (Brailcom, GPL-2+):
-water poured into a glass, a canary's song. ``apt-get install sound-icons``."""
+water poured into a glass, a canary's song. ``apt-get install sound-icons``. Held out: benchmarks
+only (``benchmarks/events.py``'s background streams), never heard in training."""
+TRAIN_RECORDINGS = tuple(str(SOUND_ICONS / f"{name}.wav") for name in (
+    "cembalo-1", "cembalo-10", "cembalo-11", "cembalo-12", "cembalo-2", "cembalo-3", "cembalo-6",
+    "chord-7", "cockchafer-gentleman-1", "cymbaly-1", "electric-piano-3", "guitar-12",
+    "guitar-13", "gummy-cat-2", "klavichord-4", "percussion-10", "percussion-12",
+    "percussion-28", "percussion-50", "piano-3", "pipe", "pisk-down-cink", "pisk-down",
+    "pisk-up-cink", "pisk-up", "prompt", "trumpet-1", "trumpet-12", "violoncello-7", "xylofon"))
+"""The other 30 recordings of sound-icons (instruments, percussion, a beetle, a cat, beeps): the
+non-speech backgrounds a continuous model trains on (the kind ``"recordings"`` of
+:mod:`slimedge.train_stream`). Disjoint from :data:`RECORDINGS` by construction (checked by a
+test), so a benchmark's false alarms on water and the canary are on sounds never trained on."""
 
 
 @dataclass(frozen=True)
@@ -131,12 +144,14 @@ def _draw(rng: np.random.Generator, bounds) -> float:
 def make_stream(clips: Sequence[Clip], sample_rate: int, *, count: int | None = None,
                 seconds: float | None = None, gap_s=(0.3, 1.0), lead_s: float = 0.5,
                 background_kind: str | Path = "white", level_db=(-60.0, -40.0),
-                gain_db=(-12.0, 6.0), seed: int = 0) -> Material:
+                gain_db=(-12.0, 6.0), speed=None, seed: int = 0) -> Material:
     """A stream of ``count`` clips drawn (seeded, without replacement until every clip was used)
     from ``clips``, each after a gap uniform in ``gap_s`` seconds (``lead_s`` before the first),
     scaled by a gain uniform in ``gain_db``, over a background at ``level_db`` dBFS. With
     ``count=0`` (or no clips) and ``seconds``: background alone for that long. The stream ends one
-    gap after the last clip, or at ``seconds`` when that is longer."""
+    gap after the last clip, or at ``seconds`` when that is longer. ``speed`` (lo, hi): each clip
+    resampled by a factor uniform in it (:func:`slimedge.data.augment.waveform`'s ``speed``: tempo
+    and pitch together; training material), its place in the stream the resampled length."""
     if count is None and seconds is None:
         raise DataError("make_stream needs count (clips) or seconds")
     if count and not clips:
@@ -150,6 +165,8 @@ def make_stream(clips: Sequence[Clip], sample_rate: int, *, count: int | None = 
     pieces, placed, pos = [], [], int(round(lead_s * sample_rate))
     for i in order:
         x = _clean(clips[i], sample_rate)
+        if speed is not None:
+            x = augment.waveform(x, {"speed": list(speed)}, sample_rate, rng)
         g = _draw(rng, gain_db)
         placed.append(Placed(clips[i].label, pos, pos + len(x), g, str(clips[i].path),
                              clips[i].speaker))
@@ -163,7 +180,7 @@ def make_stream(clips: Sequence[Clip], sample_rate: int, *, count: int | None = 
     pcm = np.clip(np.round(y * FULL_SCALE), -32768, 32767).astype(np.int16)
     settings = {"seed": int(seed), "count": n_clips, "seconds": seconds, "gap_s": gap_s,
                 "lead_s": lead_s, "background": str(background_kind), "level_db": level,
-                "gain_db": gain_db}
+                "gain_db": gain_db, **({"speed": list(speed)} if speed is not None else {})}
     return Material(pcm, sample_rate, placed, settings)
 
 
@@ -207,5 +224,5 @@ def frame_labels(material: Material, window: int, hop: int, frames: int, labels:
     return y
 
 
-__all__ = ["BACKGROUND_LABEL", "BACKGROUNDS", "RECORDINGS", "resample", "Placed", "Material",
-           "background", "make_stream", "split_streams", "frame_span", "frame_labels"]
+__all__ = ["BACKGROUND_LABEL", "BACKGROUNDS", "RECORDINGS", "TRAIN_RECORDINGS", "resample",
+           "Placed", "Material", "background", "make_stream", "split_streams", "frame_span", "frame_labels"]

@@ -40,9 +40,10 @@ from ..errors import UsageError
 #: the decoder's defaults (where the model's config has no "decoder" section, or lacks a key):
 #: tuned for the shipped continuous model (``slimedge/zoo/fsdd_stream.safetensors``) on streams
 #: of the official split's validation clips and on background alone, the most accurate settings
-#: with no false alarm there (``python benchmarks/events.py --tune``; their test figures:
+#: with no false alarm in an hour of it (``python benchmarks/events.py --tune --background-s 900``;
+#: their test figures:
 #: benchmarks/results/events.json). A model tuned otherwise records its own "decoder" section.
-DEFAULTS = {"window_ms": 100.0, "threshold": 0.9, "min_count": 3, "refractory_ms": 500.0,
+DEFAULTS = {"window_ms": 100.0, "threshold": 0.6, "min_count": 5, "refractory_ms": 100.0,
             "arithmetic": "int"}
 #: labels a decoder never fires besides the config's background
 UNKNOWN = "_unknown_"
