@@ -155,9 +155,10 @@ def main(argv: list[str] | None = None) -> None:
     name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
     info = checkpoint.read_config(path).get("info") or {}
     t, best = info.get("train_stream") or {}, info.get("best") or {}
-    init = (info.get("init") or {}).get("path")
+    init = info.get("init") or {}
     training = (f"{t.get('variant')} {t.get('constants')} n={t.get('hidden_size')}"
-                + (f", warm-started from {init}" if init else "") +
+                + (f", warm-started from {init['path']} (sha256 {init['sha256'][:16]})"
+                   if init else "") +
                 f", {t.get('epochs')} epochs of {t.get('streams')} fresh streams x "
                 f"{t.get('clips_per_stream')} clips (backgrounds {', '.join(t['backgrounds'])}"
                 f"; speed {t.get('speed')}; first {t.get('onset_ignore', 0):g} of each clip "
