@@ -174,8 +174,12 @@ def _trained(res: dict) -> list[str]:
     trained = [r for r in ([res["lstm0"]] if "lstm0" in res else []) +
                (res["loso"]["folds"] if "loso" in res else [])]
     if trained:
+        cr = trained[0].get("clip_recipe")
         lines += ["", "Models trained by the benchmark (`--only loso,lstm0`): a clip classifier "
-                  "with the shipped raw-audio model's recipe, then a continuous model with the "
+                  "with the shipped raw-audio model's recipe at the time of the run"
+                  + (f" ({cr['epochs']} epochs, augmentation `{cr['augment']}`, {cr['copies']} "
+                     f"copies, label smoothing {cr['label_smoothing']:g})" if cr else "")
+                  + ", then a continuous model with the "
                   "shipped one's warm-started from it, on the row's split; the decoder tuned on "
                   "that split's validation streams under the same false-alarm budget as the "
                   "shipped one's (1 per hour: none in the validation background, "
@@ -280,7 +284,16 @@ def trained_run(job: dict) -> dict:
             "settings": {"streams": job["n_streams"], "clips": job["count"],
                          "background_s": job["background_s"], "seed": job["seed"]},
             "best_epoch": best["epoch"], "train_cpu_s": train_s,
-            "decoder": settings.as_config(), "rows": rows, "totals": totals(rows, pooled)}
+            "clip_recipe": clip_recipe(), "decoder": settings.as_config(), "rows": rows,
+            "totals": totals(rows, pooled)}
+
+
+def clip_recipe() -> dict:
+    """The clip classifier's recipe a trained part used (the shipped raw-audio model's), in a
+    few fields: epochs, augmentation, copies, label smoothing."""
+    r = recipes()[0]
+    return {"epochs": r["epochs"], "augment": ",".join(sorted(r.get("augment") or {})) or "none",
+            "copies": r.get("augment_copies", 0), "label_smoothing": r.get("label_smoothing") or 0}
 
 
 def totals(rows: list[dict], pooled: dict) -> dict:
