@@ -415,8 +415,10 @@ def test_two_workers_on_one_postgresql_study_lose_nothing_when_one_is_killed(tmp
     """``search run`` (one worker) and ``search worker`` (a second process joining through the
     database); the second is SIGKILLed mid-trial: the first takes its trial over once its
     heartbeat is stale, and every candidate trains exactly once."""
+    # trials long enough (12 epochs each) that the first worker is still at work when the second
+    # has started (its imports take seconds) and taken one
     args = _search_args(tmp_path / "a", "--trials", 6, "--workers", 1, "--storage", postgres,
-                        "--hidden-sizes", "4,8,12,16,20,24")
+                        "--hidden-sizes", "4,8,12,16,20,24", "--epochs", 12)
     first = subprocess.Popen([sys.executable, "-m", "slimedge", *map(str, args)], env=ENV,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              start_new_session=True)
@@ -449,7 +451,7 @@ def test_two_workers_on_one_postgresql_study_lose_nothing_when_one_is_killed(tmp
                 os.killpg(p.pid, signal.SIGKILL)
             if p is not None:
                 p.wait()
-    assert killed is not None, "the second worker never ran a trial"
+    assert killed is not None, "the second worker never ran a trial: " + out.decode()[-3000:]
     assert first.returncode == 0, out.decode()[-3000:]
     _check_recovered(postgres, killed, [4, 8, 12, 16, 20, 24])
     ts = _trials(postgres)

@@ -38,6 +38,7 @@ from .space import SearchSpace, candidate_label
 SETTINGS_KEY = "slimedge_search"
 SIZE_MODEL_KEY = "size_model"
 HEARTBEAT_S = 1       # a running trial's heartbeat
+SCHEMA_TRIES = 5      # opening a fresh database that other workers are creating at the same time
 WAIT_S = 0.2          # a worker with no trial to start (the last ones run elsewhere) looks again
 GRACE_S = 60          # stale after this long without one (default; a study's own: settings)
 CAP_FACTOR = 20       # trials asked at most: CAP_FACTOR x n_trials (duplicates and rejections)
@@ -79,7 +80,15 @@ def _storage(url: str, grace_s: float | None = None):
                 storage = _serialized_sqlite_storage()(url, engine_kwargs=kwargs, **extra)
                 storage.state_lock = url[len("sqlite:///"):] + ".state-lock"
                 return storage
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **extra)
+            # a fresh database: workers started together each create Optuna's tables, and all
+            # but the first are refused a name that now exists; by the next try it is complete
+            for attempt in range(SCHEMA_TRIES):
+                try:
+                    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **extra)
+                except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+                    if attempt == SCHEMA_TRIES - 1:
+                        raise
+                    time.sleep(0.5 * (attempt + 1))
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.ArgumentError,
             ModuleNotFoundError) as e:  # unreachable, refused, a bad URL, no driver
         reason = getattr(e, "orig", None) or e
