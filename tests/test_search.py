@@ -273,9 +273,10 @@ def test_a_killed_local_worker_process_is_replaced_and_no_trial_is_lost_or_run_t
     its heartbeat is stale and runs once, and every candidate trains exactly once."""
     out = tmp_path / "s"
     url = f"sqlite:///{(out / 'study.db').resolve()}"
-    # 6 epochs (not the helper's 2): on a quiet machine a 2-epoch trial could end between polls
+    # 150 epochs (not the helper's 2): a short trial can end between two polls, and a poll (a
+    # fresh storage on the SQLite file) is slow on a loaded machine (CI once saw none running)
     args = _search_args(out, "--trials", 4, "--workers", 2, "--hidden-sizes", "4,8,12,16",
-                        "--flash", "64KB", "--epochs", 6)
+                        "--flash", "64KB", "--epochs", 150)
     proc = subprocess.Popen([sys.executable, "-m", "slimedge", *map(str, args)], env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -302,7 +303,7 @@ def test_a_killed_local_worker_process_is_replaced_and_no_trial_is_lost_or_run_t
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert killed is not None, "no worker ran a trial"
+    assert killed is not None, "no worker ran a trial: " + output.decode()[-3000:]
     assert proc.returncode == 0, output.decode()[-3000:]
     _check_recovered(url, killed, [4, 8, 12, 16])
 
