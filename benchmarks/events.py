@@ -239,15 +239,14 @@ def recipes() -> tuple[dict, dict]:
 
 
 def train_pair(data: str, variant: str, constants: dict, split: dict, workdir: Path,
-               epochs: int | None = None) -> Path:
+               clip_recipe: dict, stream_recipe: dict, epochs: int | None = None) -> Path:
     """A clip classifier, then a continuous model warm-started from it, both on ``split`` with
-    the shipped recipes (:func:`recipes`) but ``variant`` and ``constants`` (and the continuous
+    the given recipes (:func:`recipes`) but ``variant`` and ``constants`` (and the continuous
     model's ``epochs`` when given): the continuous checkpoint's path."""
     from slimedge.train import train
     from slimedge.train_config import TrainConfig
     from slimedge.train_stream import StreamTrainConfig, train_stream
 
-    clip_recipe, stream_recipe = recipes()
     common = {"data": data, "variant": variant, "constants": constants, **split}
     clip = workdir / "clip.safetensors"
     train(TrainConfig.from_dict({**clip_recipe, **common}), clip, quiet=True)
@@ -266,10 +265,11 @@ def trained_run(job: dict) -> dict:
 
     torch.set_num_threads(1)
     clips = wavdata.scan_wavs(job["data"])
+    clip_recipe, stream_recipe = recipes()
     t0 = time.process_time()
     with tempfile.TemporaryDirectory() as tmp:
         path = train_pair(job["data"], job["variant"], job["constants"], job["split"],
-                          Path(tmp), job.get("epochs"))
+                          Path(tmp), clip_recipe, stream_recipe, job.get("epochs"))
         train_s = time.process_time() - t0
         model, config = runtime.load(path), checkpoint.read_config(path)
         rate = config["frontend"]["audio"]["sample_rate"]
@@ -280,18 +280,17 @@ def trained_run(job: dict) -> dict:
                                split=job["split"], **kw)
         best = config["info"]["best"]
     return {"name": job["name"], "variant": job["variant"], "constants": job["constants"],
-            "split": job["split"], "epochs": job.get("epochs") or recipes()[1]["epochs"],
+            "split": job["split"], "epochs": job.get("epochs") or stream_recipe["epochs"],
             "settings": {"streams": job["n_streams"], "clips": job["count"],
                          "background_s": job["background_s"], "seed": job["seed"]},
             "best_epoch": best["epoch"], "train_cpu_s": train_s,
-            "clip_recipe": clip_recipe(), "decoder": settings.as_config(), "rows": rows,
+            "clip_recipe": _summary(clip_recipe), "decoder": settings.as_config(), "rows": rows,
             "totals": totals(rows, pooled)}
 
 
-def clip_recipe() -> dict:
-    """The clip classifier's recipe a trained part used (the shipped raw-audio model's), in a
-    few fields: epochs, augmentation, copies, label smoothing."""
-    r = recipes()[0]
+def _summary(r: dict) -> dict:
+    """A clip classifier's recipe (:func:`recipes`' first) in the few fields the table states:
+    epochs, augmentation, copies, label smoothing."""
     return {"epochs": r["epochs"], "augment": ",".join(sorted(r.get("augment") or {})) or "none",
             "copies": r.get("augment_copies", 0), "label_smoothing": r.get("label_smoothing") or 0}
 
@@ -317,7 +316,8 @@ def trained_parts(parts: list[str], args, clips) -> dict:
         jobs.append({**common, "name": "lstm0", "variant": "LSTM0", "constants": {},
                      "split": {"split": "fsdd"}})
     if "loso" in parts:
-        variant, constants = recipes()[1]["variant"], recipes()[1]["constants"]
+        stream_recipe = recipes()[1]
+        variant, constants = stream_recipe["variant"], stream_recipe["constants"]
         jobs += [{**common, "name": f"loso-{s}", "variant": variant, "constants": constants,
                   "split": {"split": "speaker", "test_speakers": [s]}, "epochs": args.loso_epochs}
                  for s in sorted({c.speaker for c in clips if c.speaker})]

@@ -212,8 +212,9 @@ def train_stream(cfg: StreamTrainConfig, output: str | Path, *, say=print) -> di
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
             opt.step()
-            loss_sum += float(loss.detach()) * int((yb != IGNORE).sum())
-            n += int((yb != IGNORE).sum())
+            counted = int((yb != IGNORE).sum())
+            loss_sum += float(loss.detach()) * counted
+            n += counted
         val = stream_metrics(model, val_x, val_y, val_ends)
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / n,
                "train_frames": n, "seconds": time.perf_counter() - t0, **val}

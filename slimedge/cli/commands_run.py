@@ -125,7 +125,7 @@ def run_cmd(
     import numpy as np
 
     from .. import runtime
-    from ..zoo import AUDIO_MODEL, DEFAULT_MODEL, resolve
+    from ..zoo import resolve
 
     if sum(x is not None for x in (input, data, audio)) != 1:
         raise UsageError("give exactly one of --input FILE.npy (print each frame's output), "
@@ -136,7 +136,7 @@ def run_cmd(
                        ("split_by", "--split-by"), ("test_speakers", "--test-speakers")],
                  "they choose the --data split, and --input/--audio stream a file")
     # with no model: the shipped one that reads what was given (audio, or frames)
-    path = resolve(model, AUDIO_MODEL if audio is not None or _is_dir(data) else DEFAULT_MODEL)
+    path = resolve(model, audio=audio is not None or _is_dir(data))
     m = _load_runtime_model(path, backend, threads, verify=not no_verify)
     if audio is not None:
         _run_audio(m, path, audio, as_json)

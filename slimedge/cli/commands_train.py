@@ -260,12 +260,12 @@ def evaluate_cmd(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads of the runtime backend, or of torch for a checkpoint (default 1 there, so training's numbers repeat exactly)."),
 ) -> None:
     """Accuracy and confusion matrix of a model (a checkpoint or an exported file) on a data split."""
-    from ..zoo import AUDIO_MODEL, DEFAULT_MODEL, resolve
+    from ..zoo import resolve
     from .commands_run import _is_dir
 
     if split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
-    path = resolve(model, AUDIO_MODEL if _is_dir(data) else DEFAULT_MODEL)
+    path = resolve(model, audio=_is_dir(data))
     is_checkpoint = formats.for_path(path) is formats.CHECKPOINT
     if is_checkpoint and backend is None and not extras.installed("torch"):
         backend = "numpy"  # the same numbers through the runtime, no torch needed

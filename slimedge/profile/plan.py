@@ -219,9 +219,9 @@ def plan(models: Sequence[str | os.PathLike | None], *, backends: Sequence[str] 
                               format_of(backend).name, quantize_,
                               str(source) if source else None, group))
 
-    for group, model in enumerate(models):
-        from ..zoo import resolve
+    from ..zoo import resolve
 
+    for group, model in enumerate(models):
         model = resolve(model)
         info = formats.info(model)
         fmt = formats.for_path(model)

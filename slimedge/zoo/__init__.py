@@ -61,12 +61,13 @@ def default_model_path(format: str | None = None) -> Path:
     return _file(EXPORTS[format])
 
 
-def resolve(model, default: str = DEFAULT_MODEL) -> Path:
-    """A command's MODEL argument as a path: ``None`` is the shipped ``default`` checkpoint; a
-    shipped model's name (:data:`NAMES`) is its checkpoint unless a file of that name exists
-    (a user's file always wins); anything else is the path as given."""
+def resolve(model, audio: bool = False) -> Path:
+    """A command's MODEL argument as a path: ``None`` is the shipped default checkpoint (with
+    ``audio``, for audio input, the raw-audio model); a shipped model's name (:data:`NAMES`) is
+    its checkpoint unless a file of that name exists (a user's file always wins); anything else
+    is the path as given."""
     if model is None:
-        return _file(default)
+        return _file(AUDIO_MODEL if audio else DEFAULT_MODEL)
     path = Path(model)
     if str(model) in NAMES and not path.exists():
         return _file(NAMES[str(model)])
