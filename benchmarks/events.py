@@ -1,7 +1,8 @@
 """The shipped continuous model and its decoder on generated streams: events against the truth.
 
     nice -n 10 python benchmarks/events.py [--model M.safetensors] [--streams 2] [--clips 40]
-        [--background-s 120] [--only official,loso,lstm0] [--jobs 2] [--loso-epochs N]
+        [--background-s 120] [--only official,loso,lstm0,candidates] [--jobs 2]
+        [--loso-epochs N] [--candidates LSTM3:64,LSTM1:48,...]
         [--update | --table-only]
 
 For the shipped continuous model (``slimedge/zoo/fsdd_stream.safetensors``) and its decoder at the
@@ -31,7 +32,11 @@ shipped one (same grid, same false-alarm budget):
   and on the background streams; ``--loso-epochs`` trains the continuous models for fewer epochs
   than the recipe's (the table says so);
 * ``lstm0``: the same pair with LSTM0 (no gate fixed, n alike) on the official split, scored like
-  the shipped model: LSTM0 at the same budget.
+  the shipped model: LSTM0 at the same budget;
+* ``candidates``: the same pair for each of ``--candidates`` (``VARIANT:N[:k=v]``, default
+  :data:`CANDIDATES`) on the official split, reporting the tuned decoder's validation figures
+  too: the measurement that chose the shipped model's variant and size (the best validation
+  sequence accuracy).
 
 A run of some parts keeps the other parts of the results file it updates.
 
@@ -64,7 +69,9 @@ RESULTS = ROOT / "benchmarks" / "results" / "events.json"
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 HEADING = "## Events: the continuous model and its decoder on streams"
 NOISES = ("white", "pink")
-PARTS = ("official", "loso", "lstm0")
+PARTS = ("official", "loso", "lstm0", "candidates")
+#: the variants and sizes ``--only candidates`` compares by default (within the Cortex-M4 budget)
+CANDIDATES = "LSTM6:64:f=0.8,LSTM3:64,LSTM3:80,LSTM1:48,LSTM1:56"
 
 
 def sets(clips, rate: int, *, n_streams: int, count: int, background_s: float, seed: int,
@@ -135,8 +142,34 @@ def markdown(res: dict) -> str:
     commands = res.get("commands") or {"official": res["command"]}
     lines = [HEADING, "", *(_official(res) if "totals" in res else []), "Commands:", "", "```",
              *commands.values(), "```"]
-    lines += _trained(res)
+    lines += _trained(res) + _candidates(res)
     return "\n".join(lines)
+
+
+def _candidates(res: dict) -> list[str]:
+    rows = res.get("candidates")
+    if not rows:
+        return []
+    best = max(rows, key=lambda r: r["validation"]["sequence_accuracy"])
+    lines = ["", "Choosing the continuous model (`--only candidates`): per candidate, a clip "
+             "classifier and a continuous model trained as the LSTM0 row's (the shipped recipes, "
+             "the official split, the candidate's variant and size), the decoder tuned on "
+             "validation streams within 1 false alarm per hour; the pick is the best validation "
+             "sequence accuracy (**bold**); the test columns only report. A candidate's cost on the "
+             "Cortex-M4 grows with its multiply-adds per frame (about its params): "
+             "`python benchmarks/mcu_events.py --model CKPT` measures one.", "",
+             "| candidate | params | val. sequence acc. | val. false alarms | decoder | test "
+             "sequence acc. | misses | insertions | latency p90 ms | false alarms | per hour |",
+             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        name = (f"{r['variant']} n={r['hidden_size']}"
+                + "".join(f" {k}={v:g}" for k, v in r["constants"].items()))
+        v = r["validation"]
+        acc = f"{v['sequence_accuracy']:.3f}"
+        lines.append(f"| {name} | {r['params']:,} | {f'**{acc}**' if r is best else acc} | "
+                     f"{v['false_alarms']} | {_decoder(r['decoder'])} | "
+                     f"{_total_cells(r['totals'])} |")
+    return lines
 
 
 def _official(res: dict) -> list[str]:
@@ -213,11 +246,12 @@ TUNE_GRID = {"window_ms": [60.0, 100.0, 200.0, 300.0],
 
 def tune_on_validation(model, config: dict, clips, rate: int, *, n_streams: int, count: int,
                        background_s: float, seed: int, budget: float, split: dict | None = None,
-                       show: int = 8) -> Settings:
+                       show: int = 8) -> tuple[Settings, dict]:
     """The decoder's settings tuned on streams of the split's validation clips and on
     background alone (other seeds than the benchmark's), within ``budget`` false alarms per
     hour: prints the best ``show`` rows (the official split's: what
-    :data:`slimedge.runtime.decoder.DEFAULTS` records) and returns the best settings."""
+    :data:`slimedge.runtime.decoder.DEFAULTS` records) and returns the best settings and their
+    validation figures."""
     data = [(m.samples, m.events()) for _, _, ms in sets(
         clips, rate, n_streams=n_streams, count=count, background_s=background_s, seed=seed,
         part="val", split=split) for m in ms]
@@ -226,7 +260,7 @@ def tune_on_validation(model, config: dict, clips, rate: int, *, n_streams: int,
     for r in rows[:show]:
         print({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()})
     print("best:", best.as_config())
-    return best
+    return best, rows[0]
 
 
 def recipes() -> tuple[dict, dict]:
@@ -239,15 +273,18 @@ def recipes() -> tuple[dict, dict]:
 
 
 def train_pair(data: str, variant: str, constants: dict, split: dict, workdir: Path,
-               clip_recipe: dict, stream_recipe: dict, epochs: int | None = None) -> Path:
+               clip_recipe: dict, stream_recipe: dict, epochs: int | None = None,
+               hidden_size: int | None = None) -> Path:
     """A clip classifier, then a continuous model warm-started from it, both on ``split`` with
     the given recipes (:func:`recipes`) but ``variant`` and ``constants`` (and the continuous
-    model's ``epochs`` when given): the continuous checkpoint's path."""
+    model's ``epochs`` when given), both of the continuous recipe's hidden size (or
+    ``hidden_size``): the continuous checkpoint's path."""
     from slimedge.train import train
     from slimedge.train_config import TrainConfig
     from slimedge.train_stream import StreamTrainConfig, train_stream
 
-    common = {"data": data, "variant": variant, "constants": constants, **split}
+    common = {"data": data, "variant": variant, "constants": constants,
+              "hidden_size": hidden_size or stream_recipe["hidden_size"], **split}
     clip = workdir / "clip.safetensors"
     train(TrainConfig.from_dict({**clip_recipe, **common}), clip, quiet=True)
     out = workdir / "stream.safetensors"
@@ -269,22 +306,27 @@ def trained_run(job: dict) -> dict:
     t0 = time.process_time()
     with tempfile.TemporaryDirectory() as tmp:
         path = train_pair(job["data"], job["variant"], job["constants"], job["split"],
-                          Path(tmp), clip_recipe, stream_recipe, job.get("epochs"))
+                          Path(tmp), clip_recipe, stream_recipe, job.get("epochs"),
+                          job.get("hidden_size"))
         train_s = time.process_time() - t0
         model, config = runtime.load(path), checkpoint.read_config(path)
         rate = config["frontend"]["audio"]["sample_rate"]
         kw = {k: job[k] for k in ("n_streams", "count", "background_s")}
-        settings = tune_on_validation(model, config, clips, rate, seed=job["seed"] + 1000,
-                                      budget=1.0, split=job["split"], show=0, **kw)
+        settings, val = tune_on_validation(model, config, clips, rate, seed=job["seed"] + 1000,
+                                           budget=1.0, split=job["split"], show=0, **kw)
         rows, pooled = measure(model, config, settings, clips, rate, seed=job["seed"],
                                split=job["split"], **kw)
         best = config["info"]["best"]
+        params = sum(p.numel() for p in checkpoint.load(path).parameters())
     return {"name": job["name"], "variant": job["variant"], "constants": job["constants"],
+            "hidden_size": job.get("hidden_size") or stream_recipe["hidden_size"],
             "split": job["split"], "epochs": job.get("epochs") or stream_recipe["epochs"],
             "settings": {"streams": job["n_streams"], "clips": job["count"],
                          "background_s": job["background_s"], "seed": job["seed"]},
-            "best_epoch": best["epoch"], "train_cpu_s": train_s,
+            "best_epoch": best["epoch"], "train_cpu_s": train_s, "params": params,
             "clip_recipe": _summary(clip_recipe), "decoder": settings.as_config(), "rows": rows,
+            "validation": {k: val[k] for k in ("n", "sequence_accuracy", "misses", "insertions",
+                                               "false_alarms", "false_alarms_per_hour")},
             "totals": totals(rows, pooled)}
 
 
@@ -307,6 +349,15 @@ def totals(rows: list[dict], pooled: dict) -> dict:
             "false_alarms_per_hour": alarms / hours}
 
 
+def parse_candidates(text: str) -> list[tuple[str, int, dict]]:
+    """``VARIANT:N[:k=v...]`` items, comma-separated -> (variant, hidden size, constants)."""
+    out = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        variant, n, *consts = item.split(":")
+        out.append((variant, int(n), {k: float(v) for k, v in (c.split("=") for c in consts)}))
+    return out
+
+
 def trained_parts(parts: list[str], args, clips) -> dict:
     """``loso`` and ``lstm0`` (see the module's docstring), ``args.jobs`` trainings at once."""
     common = {"data": args.data, "n_streams": args.streams, "count": args.clips,
@@ -315,6 +366,10 @@ def trained_parts(parts: list[str], args, clips) -> dict:
     if "lstm0" in parts:
         jobs.append({**common, "name": "lstm0", "variant": "LSTM0", "constants": {},
                      "split": {"split": "fsdd"}})
+    if "candidates" in parts:
+        jobs += [{**common, "name": f"candidate-{v}-{n}", "variant": v, "constants": c,
+                  "hidden_size": n, "split": {"split": "fsdd"}}
+                 for v, n, c in parse_candidates(args.candidates)]
     if "loso" in parts:
         stream_recipe = recipes()[1]
         variant, constants = stream_recipe["variant"], stream_recipe["constants"]
@@ -330,6 +385,8 @@ def trained_parts(parts: list[str], args, clips) -> dict:
     out = {}
     if "lstm0" in parts:
         out["lstm0"] = next(r for r in done if r["name"] == "lstm0")
+    if "candidates" in parts:
+        out["candidates"] = [r for r in done if r["name"].startswith("candidate-")]
     if "loso" in parts:
         folds = [r for r in done if r["name"].startswith("loso-")]
         out["loso"] = {"folds": folds, "mean_sequence_accuracy": float(np.mean(
@@ -353,6 +410,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", default="official",
                     help=f"the parts to run, some of {','.join(PARTS)} (see the docstring)")
     ap.add_argument("--jobs", type=int, default=1, help="trainings at once (loso, lstm0)")
+    ap.add_argument("--candidates", default=CANDIDATES,
+                    help="the candidates part's VARIANT:N[:k=v] items [default: %(default)s]")
     ap.add_argument("--loso-epochs", type=int, default=None,
                     help="the loso parts' continuous models' epochs [default: the recipe's]")
     _report.add_output_arguments(ap, RESULTS)
