@@ -146,6 +146,12 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
+def _variant(r: dict, size: bool = False) -> str:
+    """A trained row's model, e.g. 'LSTM6 n=64 f=0.8' (its hidden size with ``size``)."""
+    return (r["variant"] + (f" n={r['hidden_size']}" if size else "")
+            + "".join(f" {k}={v:g}" for k, v in r["constants"].items()))
+
+
 def _candidates(res: dict) -> list[str]:
     rows = res.get("candidates")
     if not rows:
@@ -162,11 +168,9 @@ def _candidates(res: dict) -> list[str]:
              "sequence acc. | misses | insertions | latency p90 ms | false alarms | per hour |",
              "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        name = (f"{r['variant']} n={r['hidden_size']}"
-                + "".join(f" {k}={v:g}" for k, v in r["constants"].items()))
         v = r["validation"]
         acc = f"{v['sequence_accuracy']:.3f}"
-        lines.append(f"| {name} | {r['params']:,} | {f'**{acc}**' if r is best else acc} | "
+        lines.append(f"| {_variant(r, size=True)} | {r['params']:,} | {f'**{acc}**' if r is best else acc} | "
                      f"{v['false_alarms']} | {_decoder(r['decoder'])} | "
                      f"{_total_cells(r['totals'])} |")
     return lines
@@ -228,8 +232,7 @@ def _trained(res: dict) -> list[str]:
         for r in trained:
             split = ("official" if r["split"]["split"] == "fsdd" else
                      "held out: " + ",".join(r["split"]["test_speakers"]))
-            name = r["variant"] + "".join(f" {k}={v:g}" for k, v in r["constants"].items())
-            lines.append(f"| {name} | {split} | {r['epochs']} ({r['best_epoch']}) | "
+            lines.append(f"| {_variant(r)} | {split} | {r['epochs']} ({r['best_epoch']}) | "
                          f"{_decoder(r['decoder'])} | {r['totals']['n']} | "
                          f"{_total_cells(r['totals'])} |")
         if "loso" in res:
@@ -319,7 +322,7 @@ def trained_run(job: dict) -> dict:
         best = config["info"]["best"]
         params = sum(p.numel() for p in checkpoint.load(path).parameters())
     return {"name": job["name"], "variant": job["variant"], "constants": job["constants"],
-            "hidden_size": job.get("hidden_size") or stream_recipe["hidden_size"],
+            "hidden_size": config["lstm"]["hidden_size"],
             "split": job["split"], "epochs": job.get("epochs") or stream_recipe["epochs"],
             "settings": {"streams": job["n_streams"], "clips": job["count"],
                          "background_s": job["background_s"], "seed": job["seed"]},
@@ -350,7 +353,8 @@ def totals(rows: list[dict], pooled: dict) -> dict:
 
 
 def parse_candidates(text: str) -> list[tuple[str, int, dict]]:
-    """``VARIANT:N[:k=v...]`` items, comma-separated -> (variant, hidden size, constants)."""
+    """``VARIANT:N[:k=v...]`` items, comma-separated -> (variant, hidden size, constants); a
+    malformed item raises ValueError (argparse's error for ``--candidates``)."""
     out = []
     for item in filter(None, (t.strip() for t in text.split(","))):
         variant, n, *consts = item.split(":")
@@ -369,7 +373,7 @@ def trained_parts(parts: list[str], args, clips) -> dict:
     if "candidates" in parts:
         jobs += [{**common, "name": f"candidate-{v}-{n}", "variant": v, "constants": c,
                   "hidden_size": n, "split": {"split": "fsdd"}}
-                 for v, n, c in parse_candidates(args.candidates)]
+                 for v, n, c in args.candidates]
     if "loso" in parts:
         stream_recipe = recipes()[1]
         variant, constants = stream_recipe["variant"], stream_recipe["constants"]
@@ -410,7 +414,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", default="official",
                     help=f"the parts to run, some of {','.join(PARTS)} (see the docstring)")
     ap.add_argument("--jobs", type=int, default=1, help="trainings at once (loso, lstm0)")
-    ap.add_argument("--candidates", default=CANDIDATES,
+    ap.add_argument("--candidates", default=CANDIDATES, type=parse_candidates,
                     help="the candidates part's VARIANT:N[:k=v] items [default: %(default)s]")
     ap.add_argument("--loso-epochs", type=int, default=None,
                     help="the loso parts' continuous models' epochs [default: the recipe's]")
