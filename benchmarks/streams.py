@@ -121,6 +121,16 @@ def write_card(res: dict) -> None:
     print(f"wrote {CARD}")
 
 
+def _kept(recipe: dict) -> str:
+    """What a continuous model's training kept its epoch by (StreamTrainConfig.select; before
+    the field existed, the accuracy at clip ends)."""
+    if recipe.get("select", "ends") == "ends":
+        return "accuracy at clip ends"
+    d = recipe["val_decoder"]
+    return (f"sequence accuracy of the decoder at {d['window_ms']:g} ms, {d['threshold']:g}, "
+            f"{d['min_count']}, {d['refractory_ms']:g} ms")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "fsdd" / "recordings"))
@@ -164,8 +174,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"; speed {t.get('speed')}; first {t.get('onset_ignore', 0):g} of each clip "
                 f"without loss) and {t.get('background_streams', 0)} background-only streams, "
                 f"{t.get('chunk')}-frame chunks, state never reset; kept epoch "
-                f"{best.get('epoch')} (best accuracy at clip ends on {t.get('val_streams')} "
-                f"validation streams)") if t else "not recorded"
+                f"{best.get('epoch')} (best {_kept(t)} on {t.get('val_streams')} validation "
+                f"streams)") if t else "not recorded"
     res = {"training": training, "machine": _report.machine(),
            "date": time.strftime("%Y-%m-%d"), "model": str(name),
            "settings": {"streams": args.streams, "clips": args.clips, "seed": args.seed},

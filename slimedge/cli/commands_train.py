@@ -238,7 +238,9 @@ def _train_streams(output, variant, data, frontend, frontend_option, split_by, t
                        (lambda line: _shared.err_console.print(line, markup=False,
                                                                highlight=False)))
     best = log["best"]
-    console.print(f"best epoch {best['epoch']}: validation streams, accuracy at clip ends "
+    seq = best.get("sequence_accuracy")
+    console.print(f"best epoch {best['epoch']}: validation streams, sequence accuracy "
+                  f"{'-' if seq is None else f'{seq:.4f}'}, accuracy at clip ends "
                   f"{best['end_accuracy']:.4f}, per frame {best['frame_accuracy']:.4f} -> {output}",
                   highlight=False, soft_wrap=True, markup=False)
 

@@ -29,6 +29,8 @@ from .decoder import Decoder, Event, Settings
 #: the default grid of :func:`tune` (window_ms, threshold, min_count, refractory_ms)
 GRID = {"window_ms": [60.0, 100.0, 200.0, 300.0], "threshold": [0.4, 0.5, 0.6, 0.7, 0.8],
         "min_count": [1, 2, 3, 5], "refractory_ms": [100.0, 200.0, 300.0, 500.0]}
+#: how long after a digit's end an event of its label still matches it (seconds)
+TOLERANCE_S = 0.3
 
 
 def outputs(model, streams: Iterable[tuple]) -> list[np.ndarray]:
@@ -48,7 +50,8 @@ def edit_distance(a: Sequence, b: Sequence) -> int:
     return prev[-1]
 
 
-def score(events: Sequence[Event], truth: Sequence[tuple], tolerance_s: float = 0.3) -> dict:
+def score(events: Sequence[Event], truth: Sequence[tuple],
+          tolerance_s: float = TOLERANCE_S) -> dict:
     """One stream's events against its truth (see the module's docstring)."""
     used = [False] * len(events)
     latencies, misses = [], 0
@@ -66,7 +69,7 @@ def score(events: Sequence[Event], truth: Sequence[tuple], tolerance_s: float = 
 
 
 def evaluate(config: dict, stream_outputs: Sequence[np.ndarray], truths: Sequence[Sequence],
-             settings: Settings, tolerance_s: float = 0.3) -> dict:
+             settings: Settings, tolerance_s: float = TOLERANCE_S) -> dict:
     """The decoder at ``settings`` over every stream: sequence accuracy over the streams with a
     truth, misses, insertions, latency (median, p90, seconds after the digit's end) and false
     alarms per hour over the streams without one (background only)."""
@@ -121,4 +124,4 @@ def tune(config: dict, stream_outputs: Sequence[np.ndarray], truths: Sequence[Se
     return replace(base, **{k: best[k] for k in keys}), rows
 
 
-__all__ = ["GRID", "outputs", "edit_distance", "score", "evaluate", "tune"]
+__all__ = ["GRID", "TOLERANCE_S", "outputs", "edit_distance", "score", "evaluate", "tune"]
