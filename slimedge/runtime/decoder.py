@@ -43,7 +43,7 @@ from ..errors import UsageError
 #: with no false alarm in an hour of it (``python benchmarks/events.py --tune --background-s 900``;
 #: their test figures:
 #: benchmarks/results/events.json). A model tuned otherwise records its own "decoder" section.
-DEFAULTS = {"window_ms": 200.0, "threshold": 0.5, "min_count": 1, "refractory_ms": 300.0,
+DEFAULTS = {"window_ms": 200.0, "threshold": 0.5, "min_count": 2, "refractory_ms": 500.0,
             "arithmetic": "int"}
 #: labels a decoder never fires besides the config's background
 UNKNOWN = "_unknown_"
