@@ -36,7 +36,7 @@ shipped one (same grid, same false-alarm budget):
 * ``candidates``: the same pair for each of ``--candidates`` (``VARIANT:N[:k=v]``, default
   :data:`CANDIDATES`) on the official split, reporting the tuned decoder's validation figures
   too: the measurement that chose the shipped model's variant and size (the best validation
-  sequence accuracy).
+  sequence accuracy; a tie goes to fewer parameters).
 
 A run of some parts keeps the other parts of the results file it updates.
 
@@ -156,13 +156,14 @@ def _candidates(res: dict) -> list[str]:
     rows = res.get("candidates")
     if not rows:
         return []
-    best = max(rows, key=lambda r: r["validation"]["sequence_accuracy"])
+    best = max(rows, key=lambda r: (r["validation"]["sequence_accuracy"], -r["params"]))
     lines = ["", "Choosing the continuous model (`--only candidates`): per candidate, a clip "
              "classifier and a continuous model trained as the LSTM0 row's (the shipped recipes, "
              "the official split, the candidate's variant and size), the decoder tuned on "
              "validation streams within 1 false alarm per hour; the pick is the best validation "
-             "sequence accuracy (**bold**); the test columns only report. A candidate's cost on the "
-             "Cortex-M4 grows with its multiply-adds per frame (about its params): "
+             "sequence accuracy, a tie to fewer params (**bold**); the test columns only "
+             "report. A candidate's cost on the Cortex-M4 grows with its multiply-adds per "
+             "frame (about its params): "
              "`python benchmarks/mcu_events.py --model CKPT` measures one.", "",
              "| candidate | params | val. sequence acc. | val. false alarms | decoder | test "
              "sequence acc. | misses | insertions | latency p90 ms | false alarms | per hour |",

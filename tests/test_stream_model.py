@@ -169,8 +169,8 @@ def test_train_streams_learns_per_frame_labels_and_writes_the_contract(tmp_path)
     mids = [((a.end + b.start) // 2 - audio.window_samples // 2) // audio.hop_samples
             for a, b in zip(m.placed, m.placed[1:])]
     assert sum(pred[t] == 0 for t in mids) >= len(mids) - 2
-    # the kept epoch: the first with the best validation sequence accuracy under the decoder's
-    # defaults, ties to the accuracy at clip ends, then per frame
+    # the kept epoch: the first with the best validation sequence accuracy under the recipe's
+    # val_decoder, ties to the accuracy at clip ends, then per frame
     log = json.loads(out.with_suffix(".log.json").read_text())
     rows = log["epochs"]
     assert all(0.0 <= r["sequence_accuracy"] <= 1.0 for r in rows)
