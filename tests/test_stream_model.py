@@ -55,16 +55,16 @@ def _cell_bound(cell) -> np.ndarray:
     n = cell.hidden_size
     if "f" in cell.constants:
         return np.full(n, 1.0 / (1.0 - cell.constants["f"]))
-    assert "f" not in cell._slots_of["W"], "a forget gate reading x: no bound from the weights"
+    terms = cell.terms()  # the papers' names: W_f, U_f, u_f, b_f where the variant has them
+    assert "W_f" not in terms, "a forget gate reading x: no bound from the weights"
     pre = np.zeros(n)
     with torch.no_grad():
-        if "f" in cell._slots_of["b"]:
-            pre += cell.b[cell._slots_of["b"].index("f")].abs().double().numpy()
-        if "f" in cell._slots_of["U"]:
-            k = cell._slots_of["U"].index("f")
-            pre += cell.U[k * n:(k + 1) * n].abs().sum(1).double().numpy()
-        if "f" in cell._slots_of["u"]:
-            pre += cell.u[cell._slots_of["u"].index("f")].abs().double().numpy()
+        if "b_f" in terms:
+            pre += terms["b_f"].abs().double().numpy()
+        if "U_f" in terms:
+            pre += terms["U_f"].abs().sum(1).double().numpy()
+        if "u_f" in terms:
+            pre += terms["u_f"].abs().double().numpy()
     f_max = 1.0 / (1.0 + np.exp(-pre))
     assert np.all(f_max < 1.0)
     return 1.0 / (1.0 - f_max)
