@@ -21,10 +21,10 @@ never reset). Sets (:func:`slimedge.runtime.tune.evaluate` scores each):
 
 Two more parts train their models here (``--only``; ``--jobs`` trainings at once, one thread
 each), each with the shipped models' recipes as their checkpoints record them: a clip classifier
-with the shipped raw-audio model's (``zoo/fsdd_audio.safetensors``: info.train) on the part's
-split, then a continuous model with the shipped continuous model's (info.train_stream) warm-started
-from it; the decoder is then tuned on that split's validation streams as ``--tune`` tunes the
-shipped one (same grid, same false-alarm budget):
+with the shipped raw-audio model's (``zoo/fsdd_audio.safetensors``: info.train; its front-end
+the continuous model's) on the part's split, then a continuous model with the shipped continuous
+model's (info.train_stream) warm-started from it; the decoder is then tuned on that split's
+validation streams as ``--tune`` tunes the shipped one (same grid, same false-alarm budget):
 
 * ``loso``: leave-one-speaker-out, one such pair per held-out speaker (``split="speaker"``: none of
   the speaker's clips in training or validation, the init included), scored on streams of the
@@ -282,13 +282,15 @@ def train_pair(data: str, variant: str, constants: dict, split: dict, workdir: P
     """A clip classifier, then a continuous model warm-started from it, both on ``split`` with
     the given recipes (:func:`recipes`) but ``variant`` and ``constants`` (and the continuous
     model's ``epochs`` when given), both of the continuous recipe's hidden size (or
-    ``hidden_size``): the continuous checkpoint's path."""
+    ``hidden_size``) and front-end (the clip recipe's may differ: a warm start needs the same):
+    the continuous checkpoint's path."""
     from slimedge.train import train
     from slimedge.train_config import TrainConfig
     from slimedge.train_stream import StreamTrainConfig, train_stream
 
     common = {"data": data, "variant": variant, "constants": constants,
-              "hidden_size": hidden_size or stream_recipe["hidden_size"], **split}
+              "hidden_size": hidden_size or stream_recipe["hidden_size"],
+              "audio": stream_recipe["audio"], **split}
     clip = workdir / "clip.safetensors"
     train(TrainConfig.from_dict({**clip_recipe, **common}), clip, quiet=True)
     out = workdir / "stream.safetensors"

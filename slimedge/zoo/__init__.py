@@ -23,8 +23,8 @@ through (``slimedge run --audio FILE.wav`` uses it when no model is named); card
 ``fsdd_audio.json``, built by ``benchmarks/audio.py --keep``."""
 AUDIO_CARD = "fsdd_audio.json"
 STREAM_MODEL = "fsdd_stream.safetensors"
-"""The shipped continuous digit model (issue 24): the raw-audio model's front-end and variant
-(microfrontend, LSTM6 f = 0.8, 20 ms frames) with the background class ``_silence_``, trained per
+"""The shipped continuous digit model (issue 24): LSTM1, n = 48, through the default
+microfrontend (20 ms frames; noise reduction on) with the background class ``_silence_``, trained per
 frame on generated streams whose state was never reset (``slimedge train --streams``); its head
 is read at every frame. Trained on FSDD's official training speakers' clips: CC BY-SA 4.0."""
 SAMPLE_WAV = "fsdd_sample_7_jackson_3.wav"
