@@ -1,9 +1,10 @@
 """Audio in, digit out on a Cortex-M4: the integer front-end + the shipped raw-audio model in C,
 per second of audio, on FSDD's whole official test split.
 
-The model is the shipped one, slimedge/zoo/fsdd_audio.safetensors (LSTM6, n = 64, f = 0.8,
+The model is the shipped one, slimedge/zoo/fsdd_audio.safetensors (LSTM1, n = 48,
 trained on FSDD's official split through the integer microfrontend its config records: 8 kHz,
-60 ms windows every 20 ms, 40 channels, noise reduction, PCAN, log; ``--model`` names another
+60 ms windows every 20 ms, 40 channels, the noise estimate (its subtraction off: noise
+reduction's min_signal_remaining 1), PCAN, log; ``--model`` names another
 audio checkpoint), exported to C full integer (calibrated on the official split's training
 clips) and in float. Each export's C stage (``PREFIX_listen``: front-end, input quantisation,
 step) runs in unicorn on every test clip, pushed in 20 ms buffers (:mod:`slimedge.devices.audio`):

@@ -307,8 +307,13 @@ def markdown(result: dict) -> str:
         own = (f"{sh['training']['epochs']} epochs with {sh['training']['augment_copies']} "
                f"augmented copies of every training clip" if sh.get("training") else
                "on the full training split")
-        lines += ["", f"The shipped model ({sh['variant']} n={sh['hidden_size']}, "
-                      f"{', '.join(f'{k}={v:g}' for k, v in (sh['constants'] or {}).items())}; "
+        consts = ", ".join(f"{k}={v:g}" for k, v in (sh["constants"] or {}).items())
+        from slimedge.frontend import audio as frontends
+
+        fe = (f", front-end: {frontends.from_config(sh['frontend']).description}"
+              if sh.get("frontend") else "")
+        lines += ["", f"The shipped model ({sh['variant']} n={sh['hidden_size']}"
+                      f"{', ' + consts if consts else ''}{fe}; "
                       f"{figs}) has validation accuracy {sh['val_accuracy']:.4f} (its own training "
                       f"run, the zoo's: best epoch {sh['epochs']}, {own}). "
                       + (f"Front models that beat it at equal or smaller flash and cycles: "

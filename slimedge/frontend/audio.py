@@ -30,7 +30,8 @@ DEFAULT = {"kind": "microfrontend", "sample_rate": 8000, "window_ms": 60, "hop_m
            "lower_hz": 62.5, "upper_hz": 3750.0}
 """The front-end ``slimedge train --data DIR`` uses unless told otherwise: the microfrontend's
 16 kHz configuration (30 ms window, 10 ms hop, 125-7500 Hz) scaled to FSDD's 8 kHz with the same
-FFT size (the shipped raw-audio model's; benchmarks/audio.py)."""
+FFT size: the shipped continuous model's (the shipped raw-audio model turns its noise reduction
+off, ``min_signal_remaining`` 1: benchmarks/audio.py)."""
 
 PRESETS = {"logmel": {"kind": "logmel"}, "mfcc": {"kind": "logmel", "dct": 13},
            "microfrontend": DEFAULT}

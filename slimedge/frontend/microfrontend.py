@@ -81,7 +81,15 @@ class Micro(AudioSpec):
     log: bool = True
     scale_shift: int = 6
     kind = KIND
-    description = "integer microfrontend (fixed-point FFT, filterbank, noise reduction, PCAN, log)"
+
+    @property
+    def description(self) -> str:
+        """The stages this configuration runs, in a few words."""
+        stages = ["fixed-point FFT", "filterbank",
+                  "noise reduction" if self.min_signal_remaining < 1 else
+                  "noise estimate, no subtraction"]
+        stages += ["PCAN"] * self.pcan + ["log"] * self.log
+        return f"integer microfrontend ({', '.join(stages)})"
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0 or self.window_ms <= 0 or self.hop_ms <= 0 or self.channels < 1:

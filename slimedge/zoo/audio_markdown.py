@@ -62,8 +62,9 @@ def markdown(card: dict) -> str:
     met = lambda ok: "met" if ok else "not met"  # noqa: E731
     lines = [
         f"# Model card: `{card['model']}` (the shipped raw-audio digit model)", "",
-        f"{card['variant']} (n = {card['training']['hidden']}, constants "
-        f"{', '.join(f'{k} = {v:g}' for k, v in card['constants'].items())}) + a linear head over "
+        f"{card['variant']} (n = {card['training']['hidden']}"
+        + (f", constants {', '.join(f'{k} = {v:g}' for k, v in card['constants'].items())}"
+           if card["constants"] else "") + ") + a linear head over "
         f"{len(card['labels'])} digits, {card['params']:,} parameters, {card['bytes']:,} bytes. "
         f"Input: {card['input']}. Front-end: {fe['kind']}, {fe['sample_rate']} Hz, "
         f"{fe['window_ms']:g} ms window, {fe['hop_ms']:g} ms hop, {fe['lower_hz']:g}-"
