@@ -1092,12 +1092,12 @@ void fsdd_default_reset(float *h, float *c)
 
 /* the model's config JSON (slimedge reads it without compiling) */
 const char fsdd_default_config[] =
-    "{\"file_sha256\": \"26d8bc64e236eaaace297c5618dc33c0ce356d37ef5bbf4434590a118d01fde8\", "
+    "{\"file_sha256\": \"dc4b93c0a8b4cb8f57ccb6c61a37d85e2722c09b70e9c884c16684d01a1ec093\", "
     "\"export\": {\"abi\": 1, \"activations\": \"float32\", "
     "\"arithmetic\": \"float32 weights stored transposed (in, out); float32 arithmetic\", "
     "\"batch_stack_bytes\": 52608, \"block_streams\": 32, \"format\": \"c\", "
     "\"header_sha256\": \"a9e5722a6893ba5ea0d5279eec6c4c51ab7e417090f028d74b592bcfe43375f2\", "
-    "\"kernels_sha256\": \"ef44a157a738d9f04115a6501b8a9b9a6dcb3c0f19ce4a547d92186a7c29c658\", "
+    "\"kernels_sha256\": \"928320e7fb028d6dcb25c1dc85914b58cae878fe3965bbb29b0d517500fb2de0\", "
     "\"language\": \"C99\", \"mode\": \"step\", \"prefix\": \"fsdd_default\", \"quantize\": \"none\", "
     "\"stack_bytes\": 1280, \"weight_bytes\": 22572, \"weights\": \"float32\", "
     "\"weights_sha256\": \"2417684b7a765c2a4dd9507bb0e03afec847b22523773ea3ea70547d07c92050\"}, "
