@@ -118,7 +118,7 @@ def _variant_arg(text: str) -> tuple[str, dict]:
 
 def _noise_reduction(spec: dict) -> str:
     """The microfrontend's noise reduction in a word: on, or off (min_signal_remaining 1)."""
-    return "off" if fe_audio.from_config(spec).min_signal_remaining >= 1.0 else "on"
+    return "on" if fe_audio.from_config(spec).reduces_noise else "off"
 
 
 def loso(data: str, variant: str, constants: dict, args) -> dict:
@@ -208,8 +208,9 @@ def markdown(res: dict) -> str:
              "nice -n 10 .venv/bin/python benchmarks/audio.py --only speed --out S.json",
              "nice -n 10 .venv/bin/python benchmarks/audio.py --sweep RECIPE --epochs E --copies C "
              "[--seed S] [--label-smoothing LS] [--frontend JSON] --out W.json   # a sweep row",
-             "nice -n 10 .venv/bin/python benchmarks/audio.py --only official --variants "
-             "LSTM1 --hidden 48 --seeds 0,1,2 --frontend JSON --out C.json   # a candidate "
+             f"nice -n 10 .venv/bin/python benchmarks/audio.py --only official --variants "
+             f"{SHIPPED[0]} --hidden {SHIPPED_HIDDEN} --seeds 0,1,2 --frontend JSON --out C.json"
+             "   # a candidate "
              "(also --variants LSTM6:f=0.8 --hidden 64; the same budget as above)",
              "python benchmarks/audio.py --merge O.json,A.json,B.json,S.json,W.json --choice "
              "C1.json,C2.json,C3.json,C4.json --update",

@@ -41,6 +41,7 @@ from slimedge._report import (  # noqa: E402
     settle_outputs,
     write_outputs,
 )
+from slimedge.frontend import audio as frontends  # noqa: E402
 
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
@@ -308,8 +309,6 @@ def markdown(result: dict) -> str:
                f"augmented copies of every training clip" if sh.get("training") else
                "on the full training split")
         consts = ", ".join(f"{k}={v:g}" for k, v in (sh["constants"] or {}).items())
-        from slimedge.frontend import audio as frontends
-
         fe = (f", front-end: {frontends.from_config(sh['frontend']).description}"
               if sh.get("frontend") else "")
         lines += ["", f"The shipped model ({sh['variant']} n={sh['hidden_size']}"

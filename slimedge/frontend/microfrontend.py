@@ -83,11 +83,16 @@ class Micro(AudioSpec):
     kind = KIND
 
     @property
+    def reduces_noise(self) -> bool:
+        """Whether the noise estimate is subtracted (``min_signal_remaining`` below 1); at 1 the
+        estimate only drives PCAN's gain."""
+        return self.min_signal_remaining < 1
+
+    @property
     def description(self) -> str:
         """The stages this configuration runs, in a few words."""
         stages = ["fixed-point FFT", "filterbank",
-                  "noise reduction" if self.min_signal_remaining < 1 else
-                  "noise estimate, no subtraction"]
+                  "noise reduction" if self.reduces_noise else "noise estimate, no subtraction"]
         stages += ["PCAN"] * self.pcan + ["log"] * self.log
         return f"integer microfrontend ({', '.join(stages)})"
 
