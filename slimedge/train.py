@@ -48,6 +48,7 @@ except ImportError as e:  # say which extra, not only "No module named 'torch'"
 
 from . import _io, checkpoint, formats, metrics
 from . import data as _data
+from .data import augment as _augment
 from .frontend import Frontend, Standardize
 from .frontend import audio as audio_frontends
 from .metrics import Evaluation
@@ -306,6 +307,26 @@ def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool
                        log, diverged)
 
 
+def sequence_loss(model: SequenceClassifier, x: torch.Tensor, lengths: torch.Tensor | None,
+                  y: torch.Tensor, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch's training loss and its last-step logits: the cross-entropy (with the config's
+    label smoothing) of each sequence's label at its last step, plus ``frame_loss`` times its
+    mean over every step from ``frame_loss_from`` of each sequence's length on (the word heard
+    in part already names it: no step may lean on the end alone)."""
+    if not config.frame_loss:
+        logits = model(x, lengths)
+        return F.cross_entropy(logits, y, label_smoothing=config.label_smoothing), logits
+    steps, _ = model.forward_steps(x, lengths=lengths)  # (B, T, K)
+    n = lengths if lengths is not None else torch.full_like(y, steps.shape[1])
+    logits = steps[torch.arange(len(y), device=steps.device), n - 1]
+    t = torch.arange(steps.shape[1], device=steps.device)[None, :]
+    mask = ((t >= (n[:, None] * config.frame_loss_from).long()) & (t < n[:, None])).float()
+    each = F.cross_entropy(steps.transpose(1, 2), y[:, None].expand(-1, steps.shape[1]),
+                           reduction="none", label_smoothing=config.label_smoothing)
+    return (F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+            + config.frame_loss * (each * mask).sum() / mask.sum()), logits
+
+
 def _train_epoch(model, optimizer, splits, config: TrainConfig, epoch: int, dev, show: bool,
                  console) -> dict:
     from rich.progress import (
@@ -336,9 +357,11 @@ def _train_epoch(model, optimizer, splits, config: TrainConfig, epoch: int, dev,
     with Progress(*columns, console=console, transient=True, disable=not show or lines) as bar:
         task = bar.add_task("train", total=len(order), loss="–", acc="–")  # no batch seen yet
         for done, idx in enumerate(order, 1):
-            x, lengths, y = _to_torch(train.batch(idx), dev)
-            logits = model(x, lengths)
-            loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+            x, lengths, y = train.batch(idx)
+            if "stretch" in config.augment:  # per epoch: drawn from the epoch's seed and batch
+                x, lengths = _augment.stretch(x, lengths, config.augment["stretch"],
+                                              np.random.default_rng([eseed, done]))
+            loss, logits = sequence_loss(model, *_to_torch((x, lengths, y), dev), config)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.clip > 0:

@@ -40,6 +40,10 @@ class TrainConfig:
     clip: float = 1.0
     dropout: float = 0.0
     label_smoothing: float = 0.0  # cross-entropy's targets: 1 - ls on the label, ls spread evenly
+    # beside the last step's loss, this weight times the mean cross-entropy of the label at every
+    # step from this fraction of each sequence on (0: the last step's alone)
+    frame_loss: float = 0.0
+    frame_loss_from: float = 0.5
     seed: int = 0
     split_seed: int = 0
     val_fraction: float = DEFAULT_VAL_FRACTION
@@ -88,6 +92,8 @@ class TrainConfig:
         # every float setting a finite number (NaN passes any comparison test), before any data
         for name, value in (("learning rate", self.lr), ("gradient clip", self.clip),
                             ("dropout", self.dropout), ("label smoothing", self.label_smoothing),
+                            ("frame loss", self.frame_loss),
+                            ("frame loss start", self.frame_loss_from),
                             ("val fraction", self.val_fraction),
                             ("test fraction", self.test_fraction),
                             *((f"gate constant {k}", v) for k, v in self.constants.items()),
@@ -109,6 +115,10 @@ class TrainConfig:
             raise UsageError(f"dropout must lie in [0, 1), got {self.dropout}")
         if not 0 <= self.label_smoothing < 1:
             raise UsageError(f"label smoothing must lie in [0, 1), got {self.label_smoothing}")
+        if self.frame_loss < 0:
+            raise UsageError(f"frame loss must be >= 0 (0 = off), got {self.frame_loss}")
+        if not 0 <= self.frame_loss_from < 1:
+            raise UsageError(f"frame loss start must lie in [0, 1), got {self.frame_loss_from}")
         if self.schedule not in SCHEDULES:
             raise UsageError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
         # fail on bad choices and constants before any data is read
@@ -138,8 +148,8 @@ class TrainConfig:
         self.augment = augment.check(self.augment)
         if int(self.augment_copies) < 0:
             raise UsageError(f"augment copies must be >= 0, got {self.augment_copies}")
-        if self.augment and not self.augment_copies:
-            self.augment_copies = augment.DEFAULT_COPIES
+        if not self.augment_copies and any(k not in augment.EPOCH for k in self.augment):
+            self.augment_copies = augment.DEFAULT_COPIES  # per-epoch ones alone: no copies
         folder = isinstance(self.data, (str, os.PathLike)) and Path(self.data).is_dir()
         if not folder:
             given = [what for what, v in (("an audio front-end", self.audio),

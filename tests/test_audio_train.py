@@ -124,6 +124,9 @@ def test_train_with_augmentation_and_the_fsdd_split(tmp_path):
     (["--frontend-option", "hop_ms=90"], "hop_ms"),
     (["--augment", "reverb"], "reverb"),
     (["--augment", "gain=6:-6"], "reversed"),
+    (["--augment", "stretch=0:2"], "out of range"),
+    (["--frame-loss", "-1"], "frame loss"),
+    (["--frame-loss-from", "1"], "frame loss start"),
 ])
 def test_bad_training_options_are_one_line_errors(tmp_path, args, words):
     folder = _tone_folder(tmp_path / "wavs", per=2)
@@ -237,11 +240,54 @@ def test_vtlp_warps_the_filterbank_and_the_copies_use_it(tmp_path):
         assert not np.array_equal(d.sequence(k), d.sequence(len(clips) + k))
 
 
+def test_stretch_resamples_each_sequence_in_time():
+    """``stretch``: each sequence of a padded batch becomes r * length frames (halves up), frame t
+    being input frame floor(t / r), with r drawn log-uniform in the range; padding stays zero."""
+    lengths = np.array([5, 3, 4])
+    x = np.zeros((3, 5, 2), np.float32)
+    for i, n in enumerate(lengths):
+        x[i, :n] = np.arange(n)[:, None] * 10 + i + np.array([0.0, 0.5])
+    for r, want in ((2.0, [[0, 0, 1, 1, 2, 2, 3, 3, 4, 4], [0, 0, 1, 1, 2, 2],
+                           [0, 0, 1, 1, 2, 2, 3, 3]]),
+                    (0.5, [[0, 2, 4], [0, 2], [0, 2]]),
+                    (1.0, [[0, 1, 2, 3, 4], [0, 1, 2], [0, 1, 2, 3]])):
+        y, n = augment.stretch(x, lengths, [r, r], np.random.default_rng(0))
+        assert list(n) == [len(w) for w in want] and y.shape == (3, max(n), 2)
+        for i, w in enumerate(want):
+            np.testing.assert_array_equal(y[i, :n[i]], x[i, w])
+            assert not y[i, n[i]:].any()
+    drawn = [augment.stretch(x[:1], lengths[:1], [0.6, 1.7], np.random.default_rng(s))[1][0]
+             for s in range(200)]
+    assert min(drawn) == 3 and max(drawn) == 8 and sorted(set(drawn)) == list(range(3, 9))
+    a = augment.stretch(x, lengths, [0.6, 1.7], np.random.default_rng(4))
+    b = augment.stretch(x, lengths, [0.6, 1.7], np.random.default_rng(4))
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_stretch_and_the_frame_loss_train_from_the_command_line(tmp_path):
+    """``--augment stretch`` alone makes no copies (it is drawn anew each epoch); with
+    ``--frame-loss`` the run trains and records both."""
+    folder = _tone_folder(tmp_path / "wavs", per=4)
+    assert TrainConfig(data=str(folder), augment={"stretch": [0.8, 1.2]}).augment_copies == 0
+    assert TrainConfig(data=str(folder), augment=augment.parse("gain,stretch")).augment_copies \
+        == augment.DEFAULT_COPIES
+    out = tmp_path / "m.safetensors"
+    _ok(runner.invoke(app, ["train", "--data", str(folder), "--augment", "stretch=0.7:1.4",
+                            "--frame-loss", "1", "--variant", "LSTM1", "-n", "4", "--epochs", "2",
+                            "-o", str(out), "--quiet"]))
+    log = json.loads((tmp_path / "m.log.json").read_text())
+    assert log["config"]["augment"] == {"stretch": [0.7, 1.4]}
+    assert log["config"]["augment_copies"] == 0 and log["config"]["frame_loss"] == 1.0
+    assert log["data"]["sizes"]["train"] == log["data"]["clips"]["train"]  # no copies
+    assert np.isfinite(log["epochs"][-1]["train_loss"])
+
+
 def test_augmentation_recipes_parse_and_refuse():
     assert augment.parse("shift,gain=-12:6") == {"shift": [150.0], "gain": [-12.0, 6.0]}
     assert augment.parse("") == augment.parse("none") == {}
     assert augment.parse("vtlp") == {"vtlp": [0.9, 1.1]}
-    for bad in ("gain=1", "speed=0:1", "gain=a:b", "pitch", "vtlp=0:1"):
+    assert augment.parse("stretch") == {"stretch": [0.6, 1.7]}
+    for bad in ("gain=1", "speed=0:1", "gain=a:b", "pitch", "vtlp=0:1", "stretch=1.2:0.8"):
         with pytest.raises(UsageError):
             augment.parse(bad)
 

@@ -93,6 +93,37 @@ def test_label_smoothing_is_the_loss_trained_on(tmp_path, fsdd_small):
     assert abs(plain.history[0]["train_loss"] - r.history[0]["train_loss"]) > 1e-3
 
 
+def test_frame_loss_is_the_loss_trained_on(tmp_path, fsdd_small):
+    """``frame_loss``: with a learning rate too small to move a weight, an epoch's training loss
+    (one batch) is the last step's smoothed cross-entropy plus the weight times its mean over
+    every step t >= floor(from * length) of the batch, written here in float64 NumPy from each
+    sequence run alone, unpadded."""
+    from slimedge.train import build_model
+
+    cfg = TrainConfig(variant="LSTM1", hidden_size=8, epochs=1, batch_size=512, lr=1e-30,
+                      label_smoothing=0.2, frame_loss=0.7, frame_loss_from=0.3)
+    model = build_model(cfg, fsdd_small)
+    n = len(fsdd_small.train)
+    assert n <= 512 and len(set(fsdd_small.train.lengths)) > 1  # one batch, padded
+    last, steps = [], []
+    with torch.no_grad():
+        for k in range(n):
+            x = fsdd_small.train.sequence(k)
+            z = model.forward_steps(torch.from_numpy(x)[None])[0][0].double().numpy()
+            logp = z - z.max(1, keepdims=True)
+            logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+            ce = -0.8 * logp[:, fsdd_small.train.y[k]] - 0.2 * logp.mean(1)
+            last.append(ce[-1])
+            steps += list(ce[int(np.floor(0.3 * len(x))):])
+    want = np.mean(last) + 0.7 * np.mean(steps)
+    r = train(cfg, tmp_path / "m.safetensors", device="cpu", quiet=True, splits=fsdd_small)
+    assert r.history[0]["train_loss"] == pytest.approx(want, rel=1e-5)
+    assert r.log["config"]["frame_loss"] == 0.7 and r.log["config"]["frame_loss_from"] == 0.3
+    plain = train(TrainConfig(**{**cfg.to_dict(), "frame_loss": 0.0}),
+                  tmp_path / "p.safetensors", device="cpu", quiet=True, splits=fsdd_small)
+    assert plain.history[0]["train_loss"] == pytest.approx(np.mean(last), rel=1e-5)
+
+
 def test_flush_denormals_holds_while_training_only(tmp_path, fsdd_small):
     """--flush-denormals: on during the run (every epoch sees it), off again after it, recorded
     in the log; the weights are those of a run without it up to the last bits."""
@@ -157,7 +188,8 @@ def test_bad_settings_fail_early():
 
 
 @pytest.mark.parametrize("field", ["lr", "clip", "dropout", "val_fraction", "test_fraction",
-                                   "forget_bias", "label_smoothing"])
+                                   "forget_bias", "label_smoothing", "frame_loss",
+                                   "frame_loss_from"])
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), "abc"])
 def test_non_finite_settings_are_refused(field, value):
     with pytest.raises(ValueError, match="must be a finite number"):
@@ -168,6 +200,8 @@ def test_non_finite_settings_are_refused(field, value):
     ({"clip": -1.0}, "gradient clip must be >= 0"), ({"lr": 0.0}, "learning rate must be positive"),
     ({"dropout": 1.0}, r"dropout must lie in \[0, 1\)"), ({"dropout": -0.1}, "dropout"),
     ({"label_smoothing": 1.0}, r"label smoothing must lie in \[0, 1\)"),
+    ({"frame_loss": -0.5}, "frame loss must be >= 0"),
+    ({"frame_loss_from": 1.0}, r"frame loss start must lie in \[0, 1\)"),
     ({"variant": "LSTM6", "constants": {"f": float("nan")}}, "gate constant f must be a finite"),
 ])
 def test_out_of_range_settings_are_refused(kw, message):

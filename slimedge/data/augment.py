@@ -32,10 +32,19 @@ per-feature mean, which the standardisation maps to 0):
 
 * ``time_mask`` (frames): two masks of up to ``max`` consecutive frames;
 * ``freq_mask`` (channels): two masks of up to ``max`` consecutive features.
+
+Per epoch (in the training loop, on every training sequence, clean clips and copies alike, drawn
+anew each epoch from the epoch's seed):
+
+* ``stretch``: the frames resampled in time by a factor drawn log-uniform in [lo, hi], each output
+  frame the nearest earlier input frame: a word said slower or faster with its spectrum left
+  alone (``speed`` moves both). Speakers differ most in how long they hold a digit (FSDD's "two"
+  lasts a median 0.30 s for one speaker and 0.51 s for another); a classifier that learned the
+  training voices' durations mistakes a new voice's slow "two" for "zero".
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -43,11 +52,13 @@ from ..errors import UsageError
 
 DEFAULTS: dict[str, tuple[float, ...]] = {
     "shift": (150.0,), "gain": (-24.0, 6.0), "noise": (10.0, 40.0), "speed": (0.9, 1.1),
-    "time_mask": (5.0,), "freq_mask": (4.0,), "vtlp": (0.9, 1.1), "eq": (10.0,)}
+    "time_mask": (5.0,), "freq_mask": (4.0,), "vtlp": (0.9, 1.1), "eq": (10.0,),
+    "stretch": (0.6, 1.7)}
 """Each augmentation's parameters when the command line names it without any."""
 WAVEFORM = ("shift", "gain", "noise", "speed", "eq")
 FRAMES = ("time_mask", "freq_mask")
 FRONTEND = ("vtlp",)
+EPOCH = ("stretch",)
 VTLP_STEP = 0.025  # warp factors on this grid: a few front-ends, each built (and its tables) once
 MASKS = 2  # masks of each kind per clip
 DEFAULT_COPIES = 4  # augmented copies of each training clip when a recipe gives none
@@ -85,7 +96,7 @@ def check(recipe: Mapping) -> dict[str, list[float]]:
             raise UsageError(f"augmentation {name} takes {want} number(s), got {params!r}")
         if want == 2 and p[0] > p[1]:
             raise UsageError(f"augmentation {name}: the range {p[0]}:{p[1]} is reversed")
-        if (name in ("speed", "vtlp") and p[0] <= 0) or (want == 1 and p[0] < 0):
+        if (name in ("speed", "vtlp", "stretch") and p[0] <= 0) or (want == 1 and p[0] < 0):
             raise UsageError(f"augmentation {name}: {params!r} out of range")
         out[name] = p
     return out
@@ -154,4 +165,19 @@ def frames(f: np.ndarray, recipe: Mapping, fill: np.ndarray,
     return f
 
 
-__all__ = ["DEFAULTS", "parse", "check", "waveform", "warp", "frames"]
+def stretch(x: np.ndarray, lengths: np.ndarray, factors: Sequence[float],
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A zero-padded batch (B, T, m) and its lengths -> each sequence stretched in time
+    (``stretch``: a factor r drawn log-uniform in ``factors``; r * length frames, rounded half
+    up, at least one; output frame t is input frame floor(t / r)), zero-padded again, and the
+    new lengths."""
+    lo, hi = factors
+    r = np.exp(rng.uniform(np.log(lo), np.log(hi), len(lengths)))
+    new = np.maximum(1, np.floor(lengths * r + 0.5)).astype(np.int64)
+    out = np.zeros((len(lengths), int(new.max()), x.shape[2]), x.dtype)
+    for i, (n, k) in enumerate(zip(new, lengths)):
+        out[i, :n] = x[i, np.minimum((np.arange(n) / r[i]).astype(np.int64), k - 1)]
+    return out, new
+
+
+__all__ = ["DEFAULTS", "parse", "check", "waveform", "warp", "frames", "stretch"]
