@@ -55,7 +55,7 @@ def train_once(data: str, variant: str, constants: dict, args, **split) -> dict:
     cfg = TrainConfig(variant=variant, data=data, constants=constants, hidden_size=args.hidden,
                       epochs=args.epochs, lr=3e-3, schedule="cosine", seed=args.seed,
                       audio=args.frontend, augment=args.augment_recipe,
-                      label_smoothing=args.label_smoothing,
+                      label_smoothing=args.label_smoothing, frame_loss=args.frame_loss,
                       augment_copies=args.copies if args.augment_recipe else 0, **split)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.process_time()
@@ -133,6 +133,60 @@ def loso(data: str, variant: str, constants: dict, args) -> dict:
             "worst_speaker": folds[int(np.argmin(acc))]["speaker"], "folds": folds}
 
 
+def _recipe(text: str) -> tuple[str, float]:
+    """``--nested``' item: ``shift,gain@1`` -> ("shift,gain", 1.0): an augmentation recipe and
+    the frame loss (0 when no ``@``)."""
+    aug, _, fl = text.partition("@")
+    try:
+        return aug, float(fl or 0)
+    except ValueError:
+        raise SystemExit(f"--nested: {text!r} is not AUGMENT[@FRAME_LOSS]") from None
+
+
+def nested(data: str, recipes: list[str], args) -> dict:
+    """The training recipe chosen where the held-out speaker plays no part: for each speaker
+    held out, each recipe's leave-one-speaker-out over the other four (trained on three, tested
+    on the fourth; the held-out speaker's files are not in the folder the runs read); the pick
+    for that speaker is the recipe with the best mean over those inner folds."""
+    import os
+
+    from slimedge.data import augment
+
+    clips = wavdata.scan_wavs(data)
+    speakers = sorted({c.speaker for c in clips})
+    rows = []
+    for outer in speakers:
+        with tempfile.TemporaryDirectory() as tmp:
+            for c in clips:
+                if c.speaker != outer:
+                    os.symlink(Path(c.path).resolve(), Path(tmp) / Path(c.path).name)
+            for text in recipes:
+                aug, args.frame_loss = _recipe(text)
+                args.augment_recipe = augment.parse(aug)
+                inner = {s: train_once(tmp, *SHIPPED, args, split="speaker",
+                                       test_speakers=[s])["test_accuracy"]
+                         for s in speakers if s != outer}
+                rows.append({"held_out": outer, "recipe": text, "inner": inner,
+                             "mean": float(np.mean(list(inner.values())))})
+                print(f"  held out {outer}, {text}: inner mean {rows[-1]['mean']:.3f}", flush=True)
+    return {"recipes": recipes, "rows": rows, "picks": _picks(rows), "seed": args.seed,
+            "epochs": args.epochs, "copies": args.copies,
+            "label_smoothing": args.label_smoothing}
+
+
+def _overall(rows: list[dict]) -> dict:
+    """Per recipe, its mean over every inner fold of every speaker held out."""
+    return {rec: float(np.mean([a for r in rows if r["recipe"] == rec
+                                for a in r["inner"].values()]))
+            for rec in dict.fromkeys(r["recipe"] for r in rows)}
+
+
+def _picks(rows: list[dict]) -> dict:
+    """Per speaker held out, the recipe with the best mean over its inner folds."""
+    return {o: max((r for r in rows if r["held_out"] == o), key=lambda r: r["mean"])["recipe"]
+            for o in sorted({r["held_out"] for r in rows})}
+
+
 def speed(data: str, clips: int = 40) -> dict:
     """Real-time factors of the Python front-ends: whole clips, and 20 ms pushes."""
     paths = [c.path for c in wavdata.scan_wavs(data)][:clips]
@@ -168,7 +222,8 @@ def _name(row: dict) -> str:
 def _short(spec: dict) -> str:
     """An audio front-end's spec in a few words: its kind, window and hop."""
     f = fe_audio.from_config(spec)
-    return f"{f.kind} {f.window_ms:g}/{f.hop_ms:g} ms"
+    return (f"{f.kind} {f.window_ms:g}/{f.hop_ms:g} ms"
+            + ("" if getattr(f, "reduces_noise", True) else ", noise reduction off"))
 
 
 def _table(title: str, header: str, rows: list[str]) -> list[str]:
@@ -180,7 +235,8 @@ def _table(title: str, header: str, rows: list[str]) -> list[str]:
 def _budget(a: dict) -> str:
     """A run's augmentation and label smoothing as command-line options."""
     return ((f" --copies {a['copies']} --augment {a['augment']}" if a["augment"] else "")
-            + (f" --label-smoothing {a['label_smoothing']:g}" if a.get("label_smoothing") else ""))
+            + (f" --label-smoothing {a['label_smoothing']:g}" if a.get("label_smoothing") else "")
+            + (f" --frame-loss {a['frame_loss']:g}" if a.get("frame_loss") else ""))
 
 
 def markdown(res: dict) -> str:
@@ -194,6 +250,7 @@ def markdown(res: dict) -> str:
              f"{a['seed']} (official split: seeds {seeds}), augmentation `{a['augment'] or 'none'}`"
              + (f" ({a['copies']} copies)" if a["augment"] else "")
              + (f", label smoothing {a['label_smoothing']:g}" if a.get("label_smoothing") else "")
+             + (f", frame loss {a['frame_loss']:g}" if a.get("frame_loss") else "")
              + ". "
              f"Machine: {_report.describe(res['machine'])}; {res['date']} (a loaded machine: "
              f"2 cores shared with other jobs).", "",
@@ -206,8 +263,12 @@ def markdown(res: dict) -> str:
              f"--hidden {a['hidden']} --epochs {a['epochs']}{_budget(a)} --out A.json   # and "
              f"--variants LSTM0 --out B.json",
              "nice -n 10 .venv/bin/python benchmarks/audio.py --only speed --out S.json",
+             f"nice -n 10 .venv/bin/python benchmarks/audio.py --nested 'RECIPE@FRAME_LOSS' "
+             f"--epochs {a['epochs']} --copies {a['copies']} --label-smoothing "
+             f"{a.get('label_smoothing', 0):g} --out N.json   # one per recipe, merged",
              "nice -n 10 .venv/bin/python benchmarks/audio.py --sweep RECIPE --epochs E --copies C "
-             "[--seed S] [--label-smoothing LS] [--frontend JSON] --out W.json   # a sweep row",
+             "[--seed S] [--label-smoothing LS] [--frame-loss W] [--frontend JSON] --out W.json"
+             "   # a sweep row",
              f"nice -n 10 .venv/bin/python benchmarks/audio.py --only official --variants "
              f"{SHIPPED[0]} --hidden {SHIPPED_HIDDEN} --seeds 0,1,2 --frontend JSON --out C.json"
              "   # a candidate "
@@ -233,7 +294,8 @@ def markdown(res: dict) -> str:
     if "choice" in res:
         ch = res["choice"]
         lines += _table("Choosing the shipped model (`--choice`): each candidate's official-split "
-                        "runs, seeds 0, 1, 2 at the budget above; the pick (**bold**) is the best "
+                        "runs, seeds 0, 1, 2 at the budget above without the frame loss (the "
+                        "choice came first); the pick (**bold**) is the best "
                         "mean validation accuracy, a tie to fewer params; the test column only "
                         "reports. Noise reduction off is `min_signal_remaining` 1 (the noise "
                         "estimate still drives PCAN's gain).",
@@ -262,14 +324,37 @@ def markdown(res: dict) -> str:
                         "variant when each ran; copies: "
                         "augmented copies of each training clip, `none` trains on the clean clips "
                         "only; a second seed moves a fold by up to 5-10 points):",
-                        "| variant | front-end | augmentation | label smoothing | seed | epochs | "
-                        "copies | LOSO mean | worst fold |",
+                        "| variant | front-end | augmentation | label smoothing | frame loss | seed "
+                        "| epochs | copies | LOSO mean | worst fold |",
                         [f"| {_name(r)} | {_short(r.get('frontend', FRONTEND))} | "
                          f"`{r['augment'] or 'none'}` | {r.get('label_smoothing', 0):g} | "
+                         f"{r.get('frame_loss', 0):g} | "
                          f"{r.get('seed', 0)} | {r.get('epochs', 10)} | "
                          f"{r.get('copies', 2 if r['augment'] not in ('', 'none') else 0)} | "
                          f"{r['mean']:.1%} | {r['worst']:.1%} ({r['worst_speaker']}) |"
                          for r in res["sweep"]])
+    if "nested" in res:
+        n = res["nested"]
+        held = sorted(n["picks"])
+        overall = _overall(n["rows"])
+        lines += _table("The training recipe, chosen without the held-out speaker (`--nested`): "
+                        "for each speaker held out, each recipe's leave-one-speaker-out over the "
+                        "other four (trained on three, tested on the fourth), the mean over those "
+                        f"four folds; seed {n['seed']}, {n['epochs']} epochs, {n['copies']} "
+                        f"copies, label smoothing {n['label_smoothing']:g}; a recipe is "
+                        "`AUGMENTATION@FRAME_LOSS`; **bold**: the pick for that speaker, and in "
+                        "the last column the recipe shipped (the best mean over all twenty "
+                        "folds):",
+                        "| recipe | " + " | ".join(f"without {s}" for s in held)
+                        + " | all folds |",
+                        [f"| `{rec}` | " + " | ".join(
+                            (lambda r: f"**{r['mean']:.1%}**" if n["picks"][s] == rec
+                             else f"{r['mean']:.1%}")(next(r for r in n["rows"]
+                                                           if r["held_out"] == s
+                                                           and r["recipe"] == rec))
+                            for s in held)
+                         + (f" | **{overall[rec]:.1%}** |" if rec == max(overall, key=overall.get)
+                            else f" | {overall[rec]:.1%} |") for rec in n["recipes"]])
     if "speed" in res:
         lines += _table("Python front-ends, real time per core (seconds of audio per CPU second, "
                         "40 FSDD clips, a fresh stream per clip; compiled: "
@@ -291,6 +376,9 @@ def card(res: dict, model: Path, loso_res: dict | None = None) -> dict:
     loso_res = loso_res or res
     loso = {r["variant"]: r for r in loso_res.get("loso", [])}
     name = info.variant
+    nested_means = ", ".join(f"{rec} {m:.1%}" for rec, m in
+                             _overall(loso_res["nested"]["rows"]).items()) \
+        if "nested" in loso_res else "not run"
     out_seeds = sorted({r.get("seed", 0) for r in res.get("official_seeds", res["official"])})
     out = {"model": "fsdd_audio.safetensors", "bytes": model.stat().st_size,
            "variant": name, "constants": dict(info.spec.constants),
@@ -301,7 +389,8 @@ def card(res: dict, model: Path, loso_res: dict | None = None) -> dict:
            "frontend": res["settings"]["frontend"], "labels": info.labels,
            "training": {**{k: res["settings"].get(k, 0.0) for k in ("hidden", "epochs",
                                                                     "augment", "copies",
-                                                                    "label_smoothing")},
+                                                                    "label_smoothing",
+                                                                    "frame_loss")},
                         "seed": off[name].get("seed", res["settings"]["seed"]),
                         "seeds_run": out_seeds},
            "selection": ("the variant, size and front-end by the official split's validation "
@@ -312,7 +401,10 @@ def card(res: dict, model: Path, loso_res: dict | None = None) -> dict:
                          "an LSTM1 clip classifier trained with it for the continuous model had "
                          "scored well, on test clips too; the augmentation from the leave-one-"
                          "speaker-out sweep (shift, gain, noise), eq and label smoothing 0.1 "
-                         "from exploratory runs with the model before; the checkpoint is the "
+                         "from exploratory runs with the model before; the frame loss as the "
+                         "recipe with the best mean over twenty leave-one-speaker-out folds of "
+                         "four speakers, each of the five left out in turn (benchmarks/results/"
+                         f"audio.json: nested: {nested_means}); the checkpoint is the "
                          "epoch with the best validation accuracy, and of the seeds run the one "
                          "with the best validation accuracy"),
            "val_accuracy": off[name]["val_accuracy"],
@@ -323,8 +415,8 @@ def card(res: dict, model: Path, loso_res: dict | None = None) -> dict:
                                                                  "worst_speaker")}
            if name in loso else None,
            "leave_one_speaker_out_budget": {k: loso_res["settings"][k] for k in
-                                            ("epochs", "augment", "copies",
-                                                             "label_smoothing") if k in loso_res["settings"]},
+                                            ("epochs", "augment", "copies", "label_smoothing",
+                                             "frame_loss") if k in loso_res["settings"]},
            "lstm0": {"params": off["LSTM0"]["params"],
                      "official_split": off["LSTM0"]["test_accuracy"],
                      "leave_one_speaker_out": {k: loso["LSTM0"][k] for k in
@@ -356,9 +448,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--augment", default="", help="a recipe of slimedge.data.augment")
     ap.add_argument("--copies", type=int, default=2)
     ap.add_argument("--label-smoothing", type=float, default=0.0)
+    ap.add_argument("--frame-loss", type=float, default=0.0,
+                    help="the label's cross-entropy at every step of each clip's second half, "
+                         "this weight beside the last step's (TrainConfig.frame_loss)")
     ap.add_argument("--only", choices=("official", "loso", "speed"), action="append")
     ap.add_argument("--sweep", default=None, metavar="R1;R2;...",
                     help="leave-one-speaker-out per augmentation recipe ('none' for none)")
+    ap.add_argument("--nested", default=None, metavar="R1;R2;...",
+                    help="choose among training recipes (AUGMENT[@FRAME_LOSS]) without the "
+                         "held-out speaker: leave-one-speaker-out over the other four, per "
+                         "speaker held out")
     ap.add_argument("--variants", default="shipped,LSTM0",
                     help="shipped, or VARIANT[:gate=value...] (e.g. LSTM6:f=0.8), comma-separated")
     ap.add_argument("--frontend", default=None, metavar="JSON",
@@ -391,7 +490,8 @@ def main(argv: list[str] | None = None) -> None:
     res: dict = {"machine": _report.machine(), "date": time.strftime("%Y-%m-%d"),
                  "settings": {"frontend": args.frontend, "hidden": args.hidden,
                               "epochs": args.epochs, "seed": args.seed, "augment": args.augment,
-                              "copies": args.copies, "label_smoothing": args.label_smoothing}}
+                              "copies": args.copies, "label_smoothing": args.label_smoothing,
+                              "frame_loss": args.frame_loss}}
     if args.table_only:
         res = json.loads(Path(args.source).read_text())
         print(markdown(res))
@@ -409,8 +509,16 @@ def main(argv: list[str] | None = None) -> None:
             for key in ("loso", "sweep"):
                 if key in other:
                     res[key] = res.get(key, []) + other[key]
-            if "speed" in other:
-                res["speed"] = other["speed"]
+            if "nested" in other and "nested" in res:  # other recipes, the same budget
+                n = res["nested"]
+                n["recipes"] += [r for r in other["nested"]["recipes"] if r not in n["recipes"]]
+                n["rows"] += other["nested"]["rows"]
+                n["picks"] = _picks(n["rows"])
+            elif "nested" in other:
+                res["nested"] = other["nested"]
+            for key in ("speed", "choice"):
+                if key in other:
+                    res[key] = other[key]
         todo = [t for t in (args.only or []) if t == "speed"]
     elif args.sweep is not None:
         res["sweep"] = []
@@ -421,8 +529,12 @@ def main(argv: list[str] | None = None) -> None:
             res["sweep"].append({"augment": recipe, "frontend": args.frontend,
                                  "seed": args.seed, "epochs": args.epochs,
                                  "label_smoothing": args.label_smoothing,
+                                 "frame_loss": args.frame_loss,
                                  "copies": args.copies if args.augment_recipe else 0, **r})
             print(f"  mean {r['mean']:.3f} worst {r['worst']:.3f}", flush=True)
+        todo = []
+    elif args.nested is not None:
+        res["nested"] = nested(args.data, args.nested.split(";"), args)
         todo = []
     args.augment_recipe = augment.parse(args.augment)
     if "official" in todo:
