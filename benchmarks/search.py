@@ -164,7 +164,8 @@ def shipped_audio(budget, base: dict, out: Path, quantize) -> dict:
             "hidden_size": train["hidden_size"], "frontend": train["audio"],
             "val_accuracy": config["info"]["best"]["val_accuracy"],
             "epochs": config["info"]["best"]["epoch"],
-            "training": {k: train[k] for k in ("epochs", "augment", "augment_copies")},
+            "training": {k: train[k] for k in ("epochs", "augment", "augment_copies",
+                                               "label_smoothing", "frame_loss") if k in train},
             "figures": figures}
 
 
@@ -305,9 +306,13 @@ def markdown(result: dict) -> str:
         beats = [r for r in s["front"] for q, f in sh["figures"].items()
                  if r["val_accuracy"] > sh["val_accuracy"] and r["flash"] <= f["flash"]
                  and r["cycles_per_second"] <= f["cycles_per_second"]]
-        own = (f"{sh['training']['epochs']} epochs with {sh['training']['augment_copies']} "
-               f"augmented copies of every training clip" if sh.get("training") else
-               "on the full training split")
+        tr = sh.get("training")
+        own = (f"{tr['epochs']} epochs with {tr['augment_copies']} augmented copies of every "
+               f"training clip"
+               + (f", label smoothing {tr['label_smoothing']:g}" if tr.get("label_smoothing")
+                  else "")
+               + (f", frame loss {tr['frame_loss']:g}" if tr.get("frame_loss") else "")
+               if tr else "on the full training split")
         consts = ", ".join(f"{k}={v:g}" for k, v in (sh["constants"] or {}).items())
         fe = (f", front-end: {frontends.from_config(sh['frontend']).description}"
               if sh.get("frontend") else "")
