@@ -46,6 +46,8 @@ HEADING = "## Audio: raw FSDD through the front-end"
 FRONTEND = {**fe_audio.DEFAULT, "min_signal_remaining": 1.0}
 SHIPPED = ("LSTM1", {})  # the shipped variant, at SHIPPED_HIDDEN
 SHIPPED_HIDDEN = 48
+BUDGET = ("epochs", "augment", "copies", "label_smoothing", "frame_loss")
+"""A run's training budget: the settings a card records with its figures."""
 SWEEP = "none;shift,gain,noise;shift,gain,noise,speed;shift,gain,noise,speed,time_mask,freq_mask"
 
 
@@ -337,6 +339,9 @@ def markdown(res: dict) -> str:
         n = res["nested"]
         held = sorted(n["picks"])
         overall = _overall(n["rows"])
+        shipped = max(overall, key=overall.get)
+        mean = {(r["held_out"], r["recipe"]): r["mean"] for r in n["rows"]}
+        bold = lambda x, yes: f"**{x:.1%}**" if yes else f"{x:.1%}"  # noqa: E731
         lines += _table("The training recipe, chosen without the held-out speaker (`--nested`): "
                         "for each speaker held out, each recipe's leave-one-speaker-out over the "
                         "other four (trained on three, tested on the fourth), the mean over those "
@@ -347,14 +352,9 @@ def markdown(res: dict) -> str:
                         "folds):",
                         "| recipe | " + " | ".join(f"without {s}" for s in held)
                         + " | all folds |",
-                        [f"| `{rec}` | " + " | ".join(
-                            (lambda r: f"**{r['mean']:.1%}**" if n["picks"][s] == rec
-                             else f"{r['mean']:.1%}")(next(r for r in n["rows"]
-                                                           if r["held_out"] == s
-                                                           and r["recipe"] == rec))
-                            for s in held)
-                         + (f" | **{overall[rec]:.1%}** |" if rec == max(overall, key=overall.get)
-                            else f" | {overall[rec]:.1%} |") for rec in n["recipes"]])
+                        [f"| `{rec}` | " + " | ".join(bold(mean[s, rec], n["picks"][s] == rec)
+                                                      for s in held)
+                         + f" | {bold(overall[rec], rec == shipped)} |" for rec in n["recipes"]])
     if "speed" in res:
         lines += _table("Python front-ends, real time per core (seconds of audio per CPU second, "
                         "40 FSDD clips, a fresh stream per clip; compiled: "
@@ -387,10 +387,7 @@ def card(res: dict, model: Path, loso_res: dict | None = None) -> dict:
                     "checkpoint (frontend.audio): 60 ms window, 20 ms hop, 40 channels, noise "
                     f"reduction {_noise_reduction(res['settings']['frontend'])}",
            "frontend": res["settings"]["frontend"], "labels": info.labels,
-           "training": {**{k: res["settings"].get(k, 0.0) for k in ("hidden", "epochs",
-                                                                    "augment", "copies",
-                                                                    "label_smoothing",
-                                                                    "frame_loss")},
+           "training": {**{k: res["settings"].get(k, 0.0) for k in ("hidden", *BUDGET)},
                         "seed": off[name].get("seed", res["settings"]["seed"]),
                         "seeds_run": out_seeds},
            "selection": ("the variant, size and front-end by the official split's validation "
@@ -414,9 +411,8 @@ def card(res: dict, model: Path, loso_res: dict | None = None) -> dict:
            "leave_one_speaker_out": {k: loso[name][k] for k in ("mean", "worst",
                                                                  "worst_speaker")}
            if name in loso else None,
-           "leave_one_speaker_out_budget": {k: loso_res["settings"][k] for k in
-                                            ("epochs", "augment", "copies", "label_smoothing",
-                                             "frame_loss") if k in loso_res["settings"]},
+           "leave_one_speaker_out_budget": {k: loso_res["settings"][k] for k in BUDGET
+                                            if k in loso_res["settings"]},
            "lstm0": {"params": off["LSTM0"]["params"],
                      "official_split": off["LSTM0"]["test_accuracy"],
                      "leave_one_speaker_out": {k: loso["LSTM0"][k] for k in

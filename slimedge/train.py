@@ -318,13 +318,13 @@ def sequence_loss(model: SequenceClassifier, x: torch.Tensor, lengths: torch.Ten
         return F.cross_entropy(logits, y, label_smoothing=config.label_smoothing), logits
     steps, _ = model.forward_steps(x, lengths=lengths)  # (B, T, K)
     n = lengths if lengths is not None else torch.full_like(y, steps.shape[1])
-    logits = steps[torch.arange(len(y), device=steps.device), n - 1]
+    last = torch.arange(len(y), device=steps.device), n - 1
     t = torch.arange(steps.shape[1], device=steps.device)[None, :]
     mask = ((t >= (n[:, None] * config.frame_loss_from).long()) & (t < n[:, None])).float()
     each = F.cross_entropy(steps.transpose(1, 2), y[:, None].expand(-1, steps.shape[1]),
-                           reduction="none", label_smoothing=config.label_smoothing)
-    return (F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
-            + config.frame_loss * (each * mask).sum() / mask.sum()), logits
+                           reduction="none", label_smoothing=config.label_smoothing)  # (B, T)
+    return (each[last].mean() + config.frame_loss * (each * mask).sum() / mask.sum(),
+            steps[last])
 
 
 def _train_epoch(model, optimizer, splits, config: TrainConfig, epoch: int, dev, show: bool,
