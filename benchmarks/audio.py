@@ -46,8 +46,10 @@ HEADING = "## Audio: raw FSDD through the front-end"
 FRONTEND = {**fe_audio.DEFAULT, "min_signal_remaining": 1.0}
 SHIPPED = ("LSTM1", {})  # the shipped variant, at SHIPPED_HIDDEN
 SHIPPED_HIDDEN = 48
-BUDGET = ("epochs", "augment", "copies", "label_smoothing", "frame_loss")
+BUDGET = ("epochs", "augment", "copies", "label_smoothing", "frame_loss", "train_extra")
 """A run's training budget: the settings a card records with its figures."""
+TTS_DIR = "runs/tts-digits"
+"""Where the commands the results print expect ``python -m slimedge tts-digits``'s folder."""
 SWEEP = "none;shift,gain,noise;shift,gain,noise,speed;shift,gain,noise,speed,time_mask,freq_mask"
 
 
@@ -58,7 +60,8 @@ def train_once(data: str, variant: str, constants: dict, args, **split) -> dict:
                       epochs=args.epochs, lr=3e-3, schedule="cosine", seed=args.seed,
                       audio=args.frontend, augment=args.augment_recipe,
                       label_smoothing=args.label_smoothing, frame_loss=args.frame_loss,
-                      augment_copies=args.copies if args.augment_recipe else 0, **split)
+                      augment_copies=args.copies if args.augment_recipe else 0,
+                      train_extra=args.train_extra, **split)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.process_time()
         r = train(cfg, Path(tmp) / "m.safetensors", quiet=True)
@@ -135,45 +138,54 @@ def loso(data: str, variant: str, constants: dict, args) -> dict:
             "worst_speaker": folds[int(np.argmin(acc))]["speaker"], "folds": folds}
 
 
-def _recipe(text: str) -> tuple[str, float]:
-    """``--nested``' item: ``shift,gain@1`` -> ("shift,gain", 1.0): an augmentation recipe and
-    the frame loss (0 when no ``@``)."""
-    aug, _, fl = text.partition("@")
+def _recipe(text: str) -> tuple[str, float, bool]:
+    """``--nested``' item: ``shift,gain@1+extra`` -> ("shift,gain", 1.0, True): an augmentation
+    recipe, the frame loss (0 when no ``@``) and whether the ``--train-extra`` clips join the
+    training split (``+extra``)."""
+    body, plus, extra = text.partition("+")
+    aug, _, fl = body.partition("@")
     try:
-        return aug, float(fl or 0)
+        if plus and extra != "extra":
+            raise ValueError
+        return aug, float(fl or 0), bool(plus)
     except ValueError:
-        raise SystemExit(f"--nested: {text!r} is not AUGMENT[@FRAME_LOSS]") from None
+        raise SystemExit(f"--nested: {text!r} is not AUGMENT[@FRAME_LOSS][+extra]") from None
 
 
 def nested(data: str, recipes: list[str], args) -> dict:
     """The training recipe chosen where the held-out speaker plays no part: for each speaker
     held out, each recipe's leave-one-speaker-out over the other four (trained on three, tested
     on the fourth; the held-out speaker's files are not in the folder the runs read); the pick
-    for that speaker is the recipe with the best mean over those inner folds."""
+    for that speaker is the recipe with the best mean over those inner folds. A recipe ending in
+    ``+extra`` trains with ``args.train_extra``'s clips too (other voices than the five)."""
     import os
 
     from slimedge.data import augment
 
     clips = wavdata.scan_wavs(data)
     speakers = sorted({c.speaker for c in clips})
-    rows = []
+    rows, extra = [], args.train_extra
     for outer in speakers:
         with tempfile.TemporaryDirectory() as tmp:
             for c in clips:
                 if c.speaker != outer:
                     os.symlink(Path(c.path).resolve(), Path(tmp) / Path(c.path).name)
             for text in recipes:
-                aug, args.frame_loss = _recipe(text)
+                aug, args.frame_loss, with_extra = _recipe(text)
+                if with_extra and not extra:
+                    raise SystemExit(f"--nested: {text!r} needs --train-extra DIR")
                 args.augment_recipe = augment.parse(aug)
+                args.train_extra = extra if with_extra else None
                 inner = {s: train_once(tmp, *SHIPPED, args, split="speaker",
                                        test_speakers=[s])["test_accuracy"]
                          for s in speakers if s != outer}
                 rows.append({"held_out": outer, "recipe": text, "inner": inner,
                              "mean": float(np.mean(list(inner.values())))})
                 print(f"  held out {outer}, {text}: inner mean {rows[-1]['mean']:.3f}", flush=True)
+    args.train_extra = extra
     return {"recipes": recipes, "rows": rows, "picks": _picks(rows), "seed": args.seed,
             "epochs": args.epochs, "copies": args.copies,
-            "label_smoothing": args.label_smoothing}
+            "label_smoothing": args.label_smoothing, "train_extra": _extra_record(extra)}
 
 
 def _overall(rows: list[dict]) -> dict:
@@ -216,6 +228,39 @@ def speed(data: str, clips: int = 40) -> dict:
     return {"clips": len(waves), "audio_seconds": seconds_audio, "real_time_factor": out}
 
 
+def _extra_record(folder: str | None) -> dict | None:
+    """What ``--train-extra`` added: the folder's clips and, for a ``tts-digits`` folder, its
+    engines, voices and seed (recorded in its tts.json)."""
+    if not folder:
+        return None
+    from slimedge.data import tts
+
+    rec = {"clips": len(wavdata.scan_wavs(folder))}
+    made = Path(folder) / tts.MANIFEST
+    if made.is_file():
+        m = json.loads(made.read_text())
+        rec.update({"tts": m["engines"], "voices": len(m["voices"]),
+                    "renditions": m["renditions"], "seed": m["seed"]})
+    return rec
+
+
+def _extra_words(extra: dict | None) -> str:
+    """``--train-extra``'s record in words, for the tables."""
+    if not extra:
+        return "none"
+    if "tts" in extra:
+        return (f"{extra['clips']:,} synthetic clips, {extra['voices']} voices "
+                f"({', '.join(extra['tts'].values())})")
+    return f"{extra['clips']:,} extra clips"
+
+
+def _extra_short(extra: dict | None) -> str:
+    """``--train-extra``'s record in a table cell."""
+    if not extra:
+        return "–"
+    return f"{extra['voices']} tts voices" if "tts" in extra else f"{extra['clips']:,} clips"
+
+
 def _name(row: dict) -> str:
     """A run's variant with its fixed gates, e.g. 'LSTM6 f=0.8'."""
     return row["variant"] + "".join(f" {g}={v}" for g, v in row["constants"].items())
@@ -235,10 +280,12 @@ def _table(title: str, header: str, rows: list[str]) -> list[str]:
 
 
 def _budget(a: dict) -> str:
-    """A run's augmentation and label smoothing as command-line options."""
+    """A run's augmentation, label smoothing, frame loss and extra clips as command-line
+    options (the extra clips as the folder ``python -m slimedge tts-digits`` made)."""
     return ((f" --copies {a['copies']} --augment {a['augment']}" if a["augment"] else "")
             + (f" --label-smoothing {a['label_smoothing']:g}" if a.get("label_smoothing") else "")
-            + (f" --frame-loss {a['frame_loss']:g}" if a.get("frame_loss") else ""))
+            + (f" --frame-loss {a['frame_loss']:g}" if a.get("frame_loss") else "")
+            + (f" --train-extra {TTS_DIR}" if a.get("train_extra") else ""))
 
 
 def markdown(res: dict) -> str:
@@ -253,6 +300,9 @@ def markdown(res: dict) -> str:
              + (f" ({a['copies']} copies)" if a["augment"] else "")
              + (f", label smoothing {a['label_smoothing']:g}" if a.get("label_smoothing") else "")
              + (f", frame loss {a['frame_loss']:g}" if a.get("frame_loss") else "")
+             + (f", extra training clips: {_extra_words(a['train_extra'])} "
+                f"(`python -m slimedge tts-digits {TTS_DIR}`; training split only)"
+                if a.get("train_extra") else "")
              + ". "
              f"Machine: {_report.describe(res['machine'])}; {res['date']} (a loaded machine: "
              f"2 cores shared with other jobs).", "",
@@ -326,11 +376,12 @@ def markdown(res: dict) -> str:
                         "variant when each ran; copies: "
                         "augmented copies of each training clip, `none` trains on the clean clips "
                         "only; a second seed moves a fold by up to 5-10 points):",
-                        "| variant | front-end | augmentation | label smoothing | frame loss | seed "
-                        "| epochs | copies | LOSO mean | worst fold |",
+                        "| variant | front-end | augmentation | label smoothing | frame loss | "
+                        "extra clips | seed | epochs | copies | LOSO mean | worst fold |",
                         [f"| {_name(r)} | {_short(r.get('frontend', FRONTEND))} | "
                          f"`{r['augment'] or 'none'}` | {r.get('label_smoothing', 0):g} | "
                          f"{r.get('frame_loss', 0):g} | "
+                         f"{_extra_short(r.get('train_extra'))} | "
                          f"{r.get('seed', 0)} | {r.get('epochs', 10)} | "
                          f"{r.get('copies', 2 if r['augment'] not in ('', 'none') else 0)} | "
                          f"{r['mean']:.1%} | {r['worst']:.1%} ({r['worst_speaker']}) |"
@@ -447,6 +498,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--frame-loss", type=float, default=0.0,
                     help="the label's cross-entropy at every step of each clip's second half, "
                          "this weight beside the last step's (TrainConfig.frame_loss)")
+    ap.add_argument("--train-extra", default=None, metavar="DIR",
+                    help="more training clips (TrainConfig.train_extra), e.g. the synthetic "
+                         "voices of `python -m slimedge tts-digits DIR`: every run's training "
+                         "split gets them; validation and test stay real voices")
     ap.add_argument("--only", choices=("official", "loso", "speed"), action="append")
     ap.add_argument("--sweep", default=None, metavar="R1;R2;...",
                     help="leave-one-speaker-out per augmentation recipe ('none' for none)")
@@ -487,7 +542,8 @@ def main(argv: list[str] | None = None) -> None:
                  "settings": {"frontend": args.frontend, "hidden": args.hidden,
                               "epochs": args.epochs, "seed": args.seed, "augment": args.augment,
                               "copies": args.copies, "label_smoothing": args.label_smoothing,
-                              "frame_loss": args.frame_loss}}
+                              "frame_loss": args.frame_loss,
+                              "train_extra": _extra_record(args.train_extra)}}
     if args.table_only:
         res = json.loads(Path(args.source).read_text())
         print(markdown(res))
@@ -526,6 +582,7 @@ def main(argv: list[str] | None = None) -> None:
                                  "seed": args.seed, "epochs": args.epochs,
                                  "label_smoothing": args.label_smoothing,
                                  "frame_loss": args.frame_loss,
+                                 "train_extra": _extra_record(args.train_extra),
                                  "copies": args.copies if args.augment_recipe else 0, **r})
             print(f"  mean {r['mean']:.3f} worst {r['worst']:.3f}", flush=True)
         todo = []

@@ -110,7 +110,7 @@ def load_splits(config: TrainConfig) -> _data.DataSplits:
                       limit=config.limit, audio=config.audio,
                       wav={"split": config.split, "test_speakers": config.test_speakers,
                            "augment": config.augment, "copies": config.augment_copies,
-                           "augment_seed": config.seed})
+                           "augment_seed": config.seed, "train_extra": config.train_extra})
 
 
 # ---- model -------------------------------------------------------------------------------------

@@ -64,6 +64,8 @@ class TrainConfig:
     test_speakers: list[str] = field(default_factory=list)
     augment: dict = field(default_factory=dict)
     augment_copies: int = 0
+    # another folder of WAV clips for the training split only (e.g. slimedge.data.tts's voices)
+    train_extra: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.variant, Mapping):  # a spec's config, as to_dict() stores one
@@ -154,11 +156,16 @@ class TrainConfig:
         if not folder:
             given = [what for what, v in (("an audio front-end", self.audio),
                                           ("a split other than random", self.split != "random"),
-                                          ("augmentations", self.augment)) if v]
+                                          ("augmentations", self.augment),
+                                          ("extra training clips", self.train_extra)) if v]
             if given:
                 raise UsageError(f"{', '.join(given)} apply to a folder of WAV files; "
                                  f"{self.data} is not one")
             return
+        if self.train_extra is not None:
+            self.train_extra = str(self.train_extra)
+            if not Path(self.train_extra).is_dir():
+                raise UsageError(f"extra training clips: {self.train_extra} is not a folder")
         try:
             self.audio = audio.from_config(self.audio or audio.DEFAULT).to_config()
         except ValueError as e:

@@ -51,7 +51,8 @@ def load_optim(model, optimizer, tensors: Mapping[str, np.ndarray], step: int, p
 def run_info(config: TrainConfig, splits: _data.DataSplits, best: dict, history: list) -> dict:
     return {"data": {k: splits.info.get(k) for k in ("name", "split_seed", "val_fraction",
                                                      "test_fraction", "limit", "path", "sha256",
-                                                     "kind", "split", "test_speakers")
+                                                     "kind", "split", "test_speakers",
+                                                     "train_extra")
                      if k in splits.info},
             "train": {k: v for k, v in config.to_dict().items() if k not in ("data",)},
             "epochs_trained": len(history), "best": best}

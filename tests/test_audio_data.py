@@ -117,3 +117,39 @@ def test_a_clip_shorter_than_a_frame_is_named(tmp_path):
     with pytest.raises(DataError, match="1_ann_0.wav.*shorter than one frame"):
         wavdata.load_wav_folder(tmp_path, {"kind": "logmel"}, split="random", val_fraction=0,
                                 test_fraction=0)
+
+
+def _tone_clips(folder, speakers, labels=("0", "1"), n=2):
+    folder.mkdir()
+    t = np.arange(1600) / 8000
+    for s in speakers:
+        for lab in labels:
+            for k in range(n):
+                write_wav(folder / f"{lab}_{s}_{k}.wav",
+                          (8000 * np.sin(2 * np.pi * (300 + 200 * int(lab) + 7 * k) * t))
+                          .astype(np.int16), 8000)
+    return folder
+
+
+def test_train_extra_joins_the_training_split_only(tmp_path):
+    data = _tone_clips(tmp_path / "data", ["ann", "bob", "cid"], n=4)
+    extra = _tone_clips(tmp_path / "extra", ["syn"], n=3)
+    spec = {"kind": "logmel"}
+    plain = wavdata.load_wav_folder(data, spec, split="speaker", test_speakers=["cid"])
+    more = wavdata.load_wav_folder(data, spec, split="speaker", test_speakers=["cid"],
+                                   train_extra=extra, augment={"gain": [-6, 6]}, copies=1)
+    # validation and test: the same clips, the same frames; training: + 6 extra clips, and each
+    # of them gets its augmented copy like the data's own
+    for k in ("val", "test"):
+        assert np.array_equal(getattr(plain, k).frames, getattr(more, k).frames)
+    assert len(more.train) == 2 * (len(plain.train) + 6)
+    assert more.info["train_extra"] == str(extra.resolve())
+    assert "syn" in more.info["speakers"]["train"] and "syn" not in more.info["speakers"]["val"]
+    got = wavdata.split_clips_of(more.info, "train")  # the record gives the same clips back
+    assert [c.path.name for c in got][-6:] == sorted(p.name for p in extra.glob("*.wav"))
+    with pytest.raises(DataError, match=r"speakers \['cid'\] are also in the test set"):
+        wavdata.load_wav_folder(data, spec, split="speaker", test_speakers=["cid"],
+                                train_extra=_tone_clips(tmp_path / "leak", ["cid"]))
+    with pytest.raises(DataError, match=r"labels \['7'\] are not the data's.*7_syn_0.wav"):
+        wavdata.load_wav_folder(data, spec, split="speaker", test_speakers=["cid"],
+                                train_extra=_tone_clips(tmp_path / "other", ["syn"], ("1", "7")))

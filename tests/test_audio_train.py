@@ -282,6 +282,33 @@ def test_stretch_and_the_frame_loss_train_from_the_command_line(tmp_path):
     assert np.isfinite(log["epochs"][-1]["train_loss"])
 
 
+def test_extra_training_clips_from_the_command_line(tmp_path):
+    """``--train-extra DIR``: its clips join the training split (recorded in the log and the
+    checkpoint), never validation or test; a folder that is not one, a test speaker among its
+    clips, or a continuous model are one-line errors with no file left."""
+    folder = _tone_folder(tmp_path / "wavs", per=3)
+    extra = _tone_folder(tmp_path / "extra", speakers=("syn",), per=4)
+    out = tmp_path / "m.safetensors"
+    _ok(runner.invoke(app, ["train", "--data", str(folder), "--test-speakers", "cid",
+                            "--train-extra", str(extra), "-n", "4", "--epochs", "1",
+                            "-o", str(out), "--quiet"]))
+    log = json.loads((tmp_path / "m.log.json").read_text())
+    assert log["config"]["train_extra"] == str(extra)
+    assert log["data"]["train_extra"] == str(extra.resolve())
+    # ann and bob: 12 clips, a stratified validation clip per label; + the 8 extra
+    assert log["data"]["clips"] == {"train": 12 - 2 + 8, "val": 2, "test": 6}
+    assert formats.info(out).data["train_extra"] == str(extra.resolve())
+    for args, words in ((["--train-extra", str(tmp_path / "none")], "not a folder"),
+                        (["--test-speakers", "cid", "--train-extra",
+                          str(_tone_folder(tmp_path / "leak", speakers=("cid",), per=1))],
+                         "also in the test set"),
+                        (["--streams", "2", "--train-extra", str(extra)], "--streams")):
+        r = runner.invoke(app, ["train", "--data", str(folder), "--epochs", "1", "--quiet",
+                                "-o", str(tmp_path / "x.safetensors"), *args])
+        assert r.exit_code != 0 and words in r.output and "Traceback" not in r.output, r.output
+        assert not (tmp_path / "x.safetensors").exists()
+
+
 def test_augmentation_recipes_parse_and_refuse():
     assert augment.parse("shift,gain=-12:6") == {"shift": [150.0], "gain": [-12.0, 6.0]}
     assert augment.parse("") == augment.parse("none") == {}

@@ -1,4 +1,4 @@
-"""``slimedge variants``, ``train`` and ``evaluate``."""
+"""``slimedge variants``, ``train``, ``evaluate`` and ``tts-digits``."""
 from __future__ import annotations
 
 import json
@@ -12,6 +12,7 @@ from rich.table import Table
 
 from .. import extras, formats, variants
 from ..data import augment as _augment
+from ..data import tts as _tts
 from ..errors import UsageError
 from . import app as _shared  # err_console is set per command (see user_errors)
 from .app import (
@@ -88,7 +89,7 @@ _RUN_SETTINGS = [("variant", "--variant"), ("data", "--data"), ("hidden_size", "
                  ("flush_denormals", "--flush-denormals"), ("frontend", "--frontend"),
                  ("frontend_option", "--frontend-option"), ("split_by", "--split-by"),
                  ("test_speakers", "--test-speakers"), ("augment", "--augment"),
-                 ("augment_copies", "--augment-copies")]
+                 ("augment_copies", "--augment-copies"), ("train_extra", "--train-extra")]
 
 
 def _audio_spec(frontend: Optional[str], options: list[str]) -> Optional[dict]:
@@ -134,6 +135,7 @@ def train_cmd(
     test_speakers: Optional[str] = typer.Option(None, "--test-speakers", metavar="A,B", show_default=False, help="With a WAV folder: these speakers' clips are the test set (implies --split-by speaker)."),
     augment: Optional[str] = typer.Option(None, "--augment", metavar="RECIPE", show_default=False, help="With a WAV folder: training augmentations, e.g. shift,gain,noise or gain=-12:6,speed=0.9:1.1 (shift, gain, noise, speed, eq, time_mask, freq_mask, vtlp, and stretch drawn anew each epoch; see slimedge.data.augment)."),
     augment_copies: int = typer.Option(0, "--augment-copies", min=0, help="Augmented copies of each training clip [0 with --augment: 4]."),
+    train_extra: Optional[Path] = typer.Option(None, "--train-extra", metavar="DIR", show_default=False, help="With a WAV folder: another folder of WAV clips (the same labels, no test speaker) added to the training split only, e.g. synthetic voices from `slimedge tts-digits`."),
     hidden_size: int = typer.Option(64, "--hidden-size", "-n", help="Hidden size n."),
     layers: int = typer.Option(1, "--layers", help="Number of stacked SLIM layers."),
     epochs: Optional[int] = typer.Option(None, "--epochs", show_default=False, help="Epochs in total [default: 10; with --resume: the run's own]."),
@@ -165,6 +167,9 @@ def train_cmd(
     init_from: Optional[Path] = typer.Option(None, "--init-from", metavar="MODEL.safetensors", show_default=False, help="With --streams: start from this clip classifier of the same front-end, variant, constants and size (its LSTM, standardisation and label rows; e.g. the zoo's fsdd_audio)."),
 ) -> None:
     """Train a SLIM classifier: validation each epoch, the best checkpoint kept, resumable."""
+    if streams and train_extra is not None:
+        raise UsageError("--train-extra adds clips to a clip classifier's training split; "
+                         "a continuous model (--streams) does not read it")
     if streams:
         return _train_streams(output, variant, data, frontend, frontend_option, split_by,
                               test_speakers, hidden_size, epochs, lr, seed, split_seed,
@@ -197,7 +202,8 @@ def train_cmd(
                          audio=_audio_spec(frontend, frontend_option), split=split_by,
                          test_speakers=[t.strip() for t in (test_speakers or "").split(",")
                                         if t.strip()],
-                         augment=_augment.parse(augment or ""), augment_copies=augment_copies)
+                         augment=_augment.parse(augment or ""), augment_copies=augment_copies,
+                         train_extra=str(train_extra) if train_extra else None)
     spec = variants.get(config.variant)
     if forget_bias is not None and not resume and not spec.has("f", "b"):
         warn(f"--forget-bias is ignored: {spec.name} learns no b_f")
@@ -210,6 +216,23 @@ def train_cmd(
     console.print(f"test accuracy {result.test['accuracy']:.4f} (best epoch "
                   f"{result.best['epoch']}) -> {result.output}; log {result.log_path}",
                   highlight=False, soft_wrap=True, markup=False)
+
+
+@app.command("tts-digits")
+@user_errors
+def tts_digits_cmd(
+    output: Path = typer.Argument(..., metavar="DIR", help="A new folder for the clips (an existing one is refused)."),
+    rate: int = typer.Option(8000, "--rate", help="Sample rate of the WAVs (the model's front-end's)."),
+    renditions: int = typer.Option(1, "--renditions", min=1, help="espeak-ng voices per accent and variant, each with its own pitch and speed."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the pitches and speeds."),
+    engines: str = typer.Option(",".join(_tts.ENGINES), "--engines", metavar="A,B", help="Text-to-speech engines to use (Debian packages of the same names)."),
+) -> None:
+    """Write spoken digits in synthetic voices (espeak-ng, flite) for `train --train-extra`."""
+    record = _tts.synthesize(output, rate=rate, renditions=renditions, seed=seed,
+                             engines=[e.strip() for e in engines.split(",") if e.strip()])
+    console.print(f"{record['clips']} clips in {len(record['voices'])} voices -> {output} "
+                  f"({', '.join(record['engines'].values())})", highlight=False,
+                  soft_wrap=True, markup=False)
 
 
 def _train_streams(output, variant, data, frontend, frontend_option, split_by, test_speakers,

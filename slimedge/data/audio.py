@@ -13,6 +13,11 @@ field the speaker and the third the index. :func:`split_clips` divides them:
 * ``"fsdd"``: the dataset's own rule, index 0-4 test, a stratified ``val_fraction`` of the rest;
 * ``"all"``: every clip is the test set (evaluating a model on a folder it was not trained on).
 
+A second folder, ``train_extra``, adds its clips to the training split only, whatever the split:
+more voices to learn from (e.g. the synthetic ones :mod:`slimedge.data.tts` makes) that never
+enter validation or test. Its labels must be the data's own, and none of its speakers may be a
+test speaker.
+
 :func:`clip_frames` runs an audio front-end (:mod:`slimedge.frontend.audio`) over every clip from
 a fresh state, exactly as a stream would, into :class:`~slimedge.data.sequences.SequenceData`;
 :func:`load_wav_folder` does it all into :class:`~slimedge.data.splits.DataSplits`.
@@ -173,8 +178,10 @@ def clip_frames(clips: Sequence[Clip], audio, labels: Sequence[str], name: str =
                         np.array(ys), list(labels), name)
 
 
-def _parts(folder, split, test_speakers, val_fraction, test_fraction, seed, limit):
-    """(labels, {"train", "val", "test"}: clips), ``limit`` clips per split at most."""
+def _parts(folder, split, test_speakers, val_fraction, test_fraction, seed, limit,
+           train_extra=None):
+    """(labels, {"train", "val", "test"}: clips), ``limit`` clips per split at most, then the
+    clips of ``train_extra`` added to the training split."""
     clips = scan_wavs(folder)
     labels = sorted({c.label for c in clips})
     parts = split_clips(clips, split, test_speakers=test_speakers, val_fraction=val_fraction,
@@ -182,7 +189,25 @@ def _parts(folder, split, test_speakers, val_fraction, test_fraction, seed, limi
     if limit is not None:
         parts = {k: [v[i] for i in stratified_subset(
             np.array([labels.index(c.label) for c in v]), limit, seed)] for k, v in parts.items()}
+    if train_extra:
+        parts["train"] = parts["train"] + _extra_clips(train_extra, labels, parts["test"])
     return labels, parts
+
+
+def _extra_clips(folder, labels: Sequence[str], test: Sequence[Clip]) -> list[Clip]:
+    """The clips of ``folder`` for the training split: DataError for a label the data does not
+    have, or a speaker of the test set (the split would no longer be speaker-disjoint)."""
+    extra = scan_wavs(folder)
+    unknown = sorted({c.label for c in extra} - set(labels))
+    if unknown:
+        bad = next(c for c in extra if c.label in unknown)
+        raise DataError(f"{folder}: labels {unknown} are not the data's (valid: "
+                        f"{', '.join(labels)}), e.g. {bad.path.name}")
+    shared = sorted({c.speaker for c in extra if c.speaker} & {c.speaker for c in test if c.speaker})
+    if shared:
+        raise DataError(f"{folder}: speakers {shared} are also in the test set; extra training "
+                        f"clips must come from other speakers")
+    return extra
 
 
 def split_clips_of(info: dict, name: str) -> list[Clip]:
@@ -190,22 +215,25 @@ def split_clips_of(info: dict, name: str) -> list[Clip]:
     (its ``DataSplits.info``): the same clips, in the same order, as its frames."""
     return _parts(info["path"], info["split"], info["test_speakers"], info["val_fraction"],
                   info["test_fraction"] if info["test_fraction"] is not None else 0.1,
-                  info["split_seed"], info["limit"])[1][name]
+                  info["split_seed"], info["limit"], info.get("train_extra"))[1][name]
 
 
 def load_wav_folder(folder: str | Path, audio, *, split: str = "random",
                     test_speakers: Sequence[str] = (), val_fraction: float = 0.1,
                     test_fraction: float = 0.1, seed: int = 0,
                     limit: int | None = None, augment: dict | None = None,
-                    copies: int = 0, augment_seed: int = 0) -> DataSplits:
+                    copies: int = 0, augment_seed: int = 0,
+                    train_extra: str | Path | None = None) -> DataSplits:
     """A folder of WAVs as train/val/test frames through ``audio`` (an audio front-end or its
     spec). ``limit`` keeps a seeded, stratified ``limit`` clips per split (quick runs). The
-    training split gets ``copies`` augmented copies of each clip (``augment``, a recipe of
-    :mod:`.augment`, drawn from ``augment_seed``); validation and test stay clean."""
+    training split gets the clips of ``train_extra`` (another folder; after ``limit``) and
+    ``copies`` augmented copies of each clip (``augment``, a recipe of :mod:`.augment`, drawn from
+    ``augment_seed``); validation and test stay clean."""
     from ..frontend.audio import from_config
     if isinstance(audio, dict):
         audio = from_config(audio)
-    labels, parts = _parts(folder, split, test_speakers, val_fraction, test_fraction, seed, limit)
+    labels, parts = _parts(folder, split, test_speakers, val_fraction, test_fraction, seed, limit,
+                           train_extra)
     data = {k: clip_frames(v, audio, labels, f"{Path(folder).name}/{k}",
                            **({"augment": augment, "copies": copies, "seed": augment_seed}
                               if k == "train" else {}))
@@ -219,6 +247,7 @@ def load_wav_folder(folder: str | Path, audio, *, split: str = "random",
             "val_fraction": float(val_fraction),
             "test_fraction": float(test_fraction) if split == "random" else None,
             "limit": limit, "source": str(folder),
+            "train_extra": str(Path(train_extra).resolve()) if train_extra else None,
             "frontend": {"audio": audio.to_config()},
             "speakers": {k: sorted({c.speaker for c in v if c.speaker}) for k, v in parts.items()},
             "clips": {k: len(v) for k, v in parts.items()}}

@@ -196,10 +196,11 @@ MAX_DEPTH = 32
 _MISSING = object()
 _DATA_FIELDS = {"name": str, "source": str, "path": str, "sha256": str, "split": str,
                 "split_seed": int, "limit": int, "val_fraction": (int, float),
-                "test_fraction": (int, float)}
+                "test_fraction": (int, float), "train_extra": str}
 _DATA_KINDS = {"name": "a string", "source": "a string", "path": "a string", "sha256": "a string",
                "split": "a string", "split_seed": "an integer", "limit": "an integer",
-               "val_fraction": "a number", "test_fraction": "a number"}
+               "val_fraction": "a number", "test_fraction": "a number",
+               "train_extra": "a string"}
 
 
 class _Bad(Exception):
