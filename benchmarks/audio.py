@@ -315,12 +315,13 @@ def markdown(res: dict) -> str:
              f"--hidden {a['hidden']} --epochs {a['epochs']}{_budget(a)} --out A.json   # and "
              f"--variants LSTM0 --out B.json",
              "nice -n 10 .venv/bin/python benchmarks/audio.py --only speed --out S.json",
-             f"nice -n 10 .venv/bin/python benchmarks/audio.py --nested 'RECIPE@FRAME_LOSS' "
-             f"--epochs {a['epochs']} --copies {a['copies']} --label-smoothing "
-             f"{a.get('label_smoothing', 0):g} --out N.json   # one per recipe, merged",
+             f"nice -n 10 .venv/bin/python benchmarks/audio.py --nested 'RECIPE@FRAME_LOSS"
+             f"[+extra]' --epochs {a['epochs']} --copies {a['copies']} --label-smoothing "
+             f"{a.get('label_smoothing', 0):g} [--train-extra {TTS_DIR}] --out N.json"
+             "   # one per recipe, merged",
              "nice -n 10 .venv/bin/python benchmarks/audio.py --sweep RECIPE --epochs E --copies C "
-             "[--seed S] [--label-smoothing LS] [--frame-loss W] [--frontend JSON] --out W.json"
-             "   # a sweep row",
+             "[--seed S] [--label-smoothing LS] [--frame-loss W] [--train-extra DIR] "
+             "[--frontend JSON] --out W.json   # a sweep row",
              f"nice -n 10 .venv/bin/python benchmarks/audio.py --only official --variants "
              f"{SHIPPED[0]} --hidden {SHIPPED_HIDDEN} --seeds 0,1,2 --frontend JSON --out C.json"
              "   # a candidate "
@@ -398,7 +399,9 @@ def markdown(res: dict) -> str:
                         "other four (trained on three, tested on the fourth), the mean over those "
                         f"four folds; seed {n['seed']}, {n['epochs']} epochs, {n['copies']} "
                         f"copies, label smoothing {n['label_smoothing']:g}; a recipe is "
-                        "`AUGMENTATION@FRAME_LOSS`; **bold**: the pick for that speaker, and in "
+                        "`AUGMENTATION@FRAME_LOSS`, and `+extra` adds the synthetic voices of "
+                        f"`python -m slimedge tts-digits {TTS_DIR}` to every training split; "
+                        "**bold**: the pick for that speaker, and in "
                         "the last column the recipe shipped (the best mean over all twenty "
                         "folds):",
                         "| recipe | " + " | ".join(f"without {s}" for s in held)
@@ -449,10 +452,12 @@ def card(res: dict, model: Path, loso_res: dict | None = None) -> dict:
                          "an LSTM1 clip classifier trained with it for the continuous model had "
                          "scored well, on test clips too; the augmentation from the leave-one-"
                          "speaker-out sweep (shift, gain, noise), eq and label smoothing 0.1 "
-                         "from exploratory runs with the model before; the frame loss as the "
-                         "recipe with the best mean over twenty leave-one-speaker-out folds of "
-                         "four speakers, each of the five left out in turn (benchmarks/results/"
-                         f"audio.json: nested: {nested_means}); the checkpoint is the "
+                         "from exploratory runs with the model before; the frame loss, then "
+                         "the synthetic voices of `slimedge tts-digits` (training split only), "
+                         "each as the recipe with the best mean over twenty leave-one-speaker-"
+                         "out folds of four speakers, each of the five left out in turn "
+                         f"(benchmarks/results/audio.json: nested: {nested_means}); the "
+                         "checkpoint is the "
                          "epoch with the best validation accuracy, and of the seeds run the one "
                          "with the best validation accuracy"),
            "val_accuracy": off[name]["val_accuracy"],
@@ -472,7 +477,9 @@ def card(res: dict, model: Path, loso_res: dict | None = None) -> dict:
            "data": "Free Spoken Digit Dataset, five speakers (george, jackson, lucas, nicolas, "
                    "yweweler), 2,500 recordings; Zohar Jackson and contributors, CC BY-SA 4.0",
            "license": "CC BY-SA 4.0 (the weights, trained on FSDD)",
-           "reproduce": (f"nice -n 10 .venv/bin/python benchmarks/audio.py --only official "
+           "reproduce": ((f"python -m slimedge tts-digits {TTS_DIR}, then "
+                          if res["settings"].get("train_extra") else "")
+                         + f"nice -n 10 .venv/bin/python benchmarks/audio.py --only official "
                          f"--variants shipped,LSTM0 --seeds "
                          f"{','.join(str(x) for x in out_seeds)} --hidden "
                          f"{res['settings']['hidden']} --epochs "

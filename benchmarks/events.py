@@ -22,9 +22,11 @@ never reset). Sets (:func:`slimedge.runtime.tune.evaluate` scores each):
 Two more parts train their models here (``--only``; ``--jobs`` trainings at once, one thread
 each), each with the shipped models' recipes as their checkpoints record them: a clip classifier
 with the shipped raw-audio model's (``zoo/fsdd_audio.safetensors``: info.train; its front-end
-the continuous model's) on the part's split, then a continuous model with the shipped continuous
-model's (info.train_stream) warm-started from it; the decoder is then tuned on that split's
-validation streams as ``--tune`` tunes the shipped one (same grid, same false-alarm budget):
+the continuous model's; its extra training clips, ``train_extra``, read from where it names them:
+``python -m slimedge tts-digits runs/tts-digits`` first) on the part's split, then a
+continuous model with the shipped continuous model's (info.train_stream) warm-started from it;
+the decoder is then tuned on that split's validation streams as ``--tune`` tunes the shipped one
+(same grid, same false-alarm budget):
 
 * ``loso``: leave-one-speaker-out, one such pair per held-out speaker (``split="speaker"``: none of
   the speaker's clips in training or validation, the init included), scored on streams of the

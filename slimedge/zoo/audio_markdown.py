@@ -55,11 +55,16 @@ def device_section(mcu: dict) -> dict:
 
 def _budget(b: dict) -> str:
     """A training budget in words: epochs, augmentation and copies, label smoothing, frame
-    loss (those recorded)."""
+    loss, extra training clips (those recorded)."""
+    extra = b.get("train_extra")
     return (f"{b['epochs']} epochs, augmentation {b['augment']}"
             + (f" ({b['copies']} copies)" if b.get("copies") else "")
             + (f", label smoothing {b['label_smoothing']:g}" if b.get("label_smoothing") else "")
-            + (f", frame loss {b['frame_loss']:g}" if b.get("frame_loss") else ""))
+            + (f", frame loss {b['frame_loss']:g}" if b.get("frame_loss") else "")
+            + ((f", {extra['clips']:,} synthetic training clips in {extra['voices']} voices "
+                f"(`slimedge tts-digits`: {', '.join(extra['tts'].values())})"
+                if "tts" in extra else f", {extra['clips']:,} extra training clips")
+               if extra else ""))
 
 
 def markdown(card: dict) -> str:
