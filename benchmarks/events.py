@@ -218,7 +218,11 @@ def _trained(res: dict) -> list[str]:
         lines += ["", "Models trained by the benchmark (`--only loso,lstm0`): a clip classifier "
                   "with the shipped raw-audio model's recipe at the time of the run"
                   + (f" ({cr['epochs']} epochs, augmentation `{cr['augment']}`, {cr['copies']} "
-                     f"copies, label smoothing {cr['label_smoothing']:g})" if cr else "")
+                     f"copies, label smoothing {cr['label_smoothing']:g}"
+                     + (f", frame loss {cr['frame_loss']:g}" if cr.get("frame_loss") else "")
+                     + (f", the extra training clips of {cr['train_extra']} (`python -m "
+                        f"slimedge tts-digits {cr['train_extra']}`)" if cr.get("train_extra")
+                        else "") + ")" if cr else "")
                   + ", then a continuous model with the "
                   "shipped one's warm-started from it, on the row's split; the decoder tuned on "
                   "that split's validation streams under the same false-alarm budget as the "
@@ -340,9 +344,10 @@ def trained_run(job: dict) -> dict:
 
 def _summary(r: dict) -> dict:
     """A clip classifier's recipe (:func:`recipes`' first) in the few fields the table states:
-    epochs, augmentation, copies, label smoothing."""
+    epochs, augmentation, copies, label smoothing, frame loss, extra training clips."""
     return {"epochs": r["epochs"], "augment": ",".join(sorted(r.get("augment") or {})) or "none",
-            "copies": r.get("augment_copies", 0), "label_smoothing": r.get("label_smoothing") or 0}
+            "copies": r.get("augment_copies", 0), "label_smoothing": r.get("label_smoothing") or 0,
+            "frame_loss": r.get("frame_loss") or 0, "train_extra": r.get("train_extra")}
 
 
 def totals(rows: list[dict], pooled: dict) -> dict:
