@@ -95,6 +95,25 @@ def atomic_files(path: str | os.PathLike, companions: tuple[str, ...] = ()) -> I
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a fresh temporary folder beside ``path``; when the block succeeds, give it the
+    permissions the umask gives a new folder and rename it to ``path``, which must not exist
+    (UsageError). On any error the folder and what was written in it are removed."""
+    path = Path(path)
+    if path.exists():
+        raise UsageError(f"{path}: already exists; give a new folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
+        os.rename(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def check_writable(path: str | os.PathLike, what: str = "") -> None:
     """Fail now, before minutes of work, if ``path`` cannot be written later: it is a directory, or
     its folder is not one, cannot be created, or takes no new file. Probed for real (a folder made

@@ -70,6 +70,7 @@ def test_synthesize_writes_a_folder_an_fsdd_model_hears(tmp_path):
     with pytest.raises(UsageError, match="already exists"):
         tts.synthesize(out, engines=["flite"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["voices"]  # no temporary left
+    assert out.stat().st_mode & 0o700 == 0o700  # a folder its owner can list and enter
 
 
 def test_cli_refuses_a_missing_engine_and_leaves_nothing(tmp_path, monkeypatch):
@@ -81,3 +82,24 @@ def test_cli_refuses_a_missing_engine_and_leaves_nothing(tmp_path, monkeypatch):
     r = CliRunner().invoke(app, ["tts-digits", str(tmp_path / "v")])
     assert r.exit_code != 0 and "apt-get install espeak-ng flite" in r.output
     assert not (tmp_path / "v").exists()
+
+
+def test_a_failure_midway_leaves_no_folder(tmp_path, monkeypatch):
+    """An engine failing on the third clip: DataError, and neither the folder nor a temporary
+    one is left behind."""
+    _engines()
+    from slimedge.errors import DataError
+
+    calls = []
+    real = tts.speak
+
+    def flaky(voice, text, rate, workdir):
+        calls.append(text)
+        if len(calls) == 3:
+            raise DataError(f"{voice['engine']} failed on {text!r}")
+        return real(voice, text, rate, workdir)
+
+    monkeypatch.setattr(tts, "speak", flaky)
+    with pytest.raises(DataError, match="failed on"):
+        tts.synthesize(tmp_path / "voices", engines=["flite"])
+    assert list(tmp_path.iterdir()) == []

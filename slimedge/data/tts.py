@@ -37,7 +37,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .._io import atomic_files
+from .._io import atomic_dir
 from ..errors import DataError, UsageError
 from .streams import resample
 from .wav import read_wav, write_wav
@@ -143,7 +143,7 @@ def synthesize(out: str | Path, *, words: Mapping[str, str] = DIGITS, rate: int 
     """Write every word of ``words`` (label -> text) in every voice of :func:`voices` to the new
     folder ``out`` (see the module's docstring); return its ``tts.json`` record."""
     out = Path(out)
-    if out.exists():
+    if out.exists():  # before any engine runs (atomic_dir checks again when it starts)
         raise UsageError(f"{out}: already exists; give a new folder")
     for label in words:
         if not label or "_" in label or "/" in label:
@@ -156,8 +156,7 @@ def synthesize(out: str | Path, *, words: Mapping[str, str] = DIGITS, rate: int 
               "renditions": int(renditions), "words": dict(words),
               "clips": len(table) * len(words),
               "voices": [{k: v for k, v in voice.items()} for voice in table]}
-    with atomic_files(out) as tmp, tempfile.TemporaryDirectory() as work:
-        tmp.mkdir()
+    with atomic_dir(out) as tmp, tempfile.TemporaryDirectory() as work:
         for voice in table:
             for label, text in words.items():
                 x = speak(voice, text, rate, Path(work))
