@@ -142,12 +142,10 @@ def _recipe(text: str) -> tuple[str, float, bool]:
     """``--nested``' item: ``shift,gain@1+extra`` -> ("shift,gain", 1.0, True): an augmentation
     recipe, the frame loss (0 when no ``@``) and whether the ``--train-extra`` clips join the
     training split (``+extra``)."""
-    body, plus, extra = text.partition("+")
+    body = text.removesuffix("+extra")
     aug, _, fl = body.partition("@")
     try:
-        if plus and extra != "extra":
-            raise ValueError
-        return aug, float(fl or 0), bool(plus)
+        return aug, float(fl or 0), body != text
     except ValueError:
         raise SystemExit(f"--nested: {text!r} is not AUGMENT[@FRAME_LOSS][+extra]") from None
 
@@ -165,6 +163,10 @@ def nested(data: str, recipes: list[str], args) -> dict:
     clips = wavdata.scan_wavs(data)
     speakers = sorted({c.speaker for c in clips})
     rows, extra = [], args.train_extra
+    for text in recipes:  # every recipe checked before anything trains
+        augment.parse(_recipe(text)[0])
+        if _recipe(text)[2] and not extra:
+            raise SystemExit(f"--nested: {text!r} needs --train-extra DIR")
     for outer in speakers:
         with tempfile.TemporaryDirectory() as tmp:
             for c in clips:
@@ -172,8 +174,6 @@ def nested(data: str, recipes: list[str], args) -> dict:
                     os.symlink(Path(c.path).resolve(), Path(tmp) / Path(c.path).name)
             for text in recipes:
                 aug, args.frame_loss, with_extra = _recipe(text)
-                if with_extra and not extra:
-                    raise SystemExit(f"--nested: {text!r} needs --train-extra DIR")
                 args.augment_recipe = augment.parse(aug)
                 args.train_extra = extra if with_extra else None
                 inner = {s: train_once(tmp, *SHIPPED, args, split="speaker",

@@ -350,6 +350,9 @@ def main(argv=None) -> None:
 
         result = json.loads(args.source.read_text())
         st = result["summary"]["settings"]
+        if not st["base"].get("audio"):
+            raise SystemExit(f"--shipped-only: {args.source.name} is not a raw-audio search "
+                             f"(--results search_audio_m4.json or search_audio_m0plus.json)")
         budget = Budget(st["budget"]["target"], st["budget"]["limits"], st["budget"]["frame_ms"])
         with tempfile.TemporaryDirectory(prefix="search_bench_") as out:
             result["shipped"] = shipped_audio(budget, st["base"], Path(out),

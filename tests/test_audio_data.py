@@ -150,6 +150,19 @@ def test_train_extra_joins_the_training_split_only(tmp_path):
     with pytest.raises(DataError, match=r"speakers \['cid'\] are also in the test set"):
         wavdata.load_wav_folder(data, spec, split="speaker", test_speakers=["cid"],
                                 train_extra=_tone_clips(tmp_path / "leak", ["cid"]))
+    inside = _tone_clips(data / "syn", ["syn"])  # inside the data folder: the data's already
+    with pytest.raises(DataError, match="data's own folder or inside it"):
+        wavdata.load_wav_folder(data, spec, split="speaker", test_speakers=["cid"], train_extra=inside)
+    with pytest.raises(DataError, match="data's own folder or inside it"):
+        wavdata.load_wav_folder(data, spec, split="speaker", test_speakers=["cid"], train_extra=data)
+    import shutil
+    shutil.rmtree(inside)
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / "labels.csv").write_text("path,label\n" + "".join(
+        f"{p},{p.name[0]}\n" for p in sorted(data.glob("*_ann_*.wav"))))
+    with pytest.raises(DataError, match="8 clips are also the data's"):
+        wavdata.load_wav_folder(data, spec, split="speaker", test_speakers=["cid"], train_extra=again)
     with pytest.raises(DataError, match=r"labels \['7'\] are not the data's.*7_syn_0.wav"):
         wavdata.load_wav_folder(data, spec, split="speaker", test_speakers=["cid"],
                                 train_extra=_tone_clips(tmp_path / "other", ["syn"], ("1", "7")))

@@ -34,6 +34,8 @@ def test_voices_are_seeded_distinct_and_name_files():
     assert len({(x["pitch"], x["speed"]) for x in es}) > len(es) // 2
     with pytest.raises(UsageError, match="unknown text-to-speech engines"):
         tts.voices(engines=["say"])
+    with pytest.raises(UsageError, match="no text-to-speech engine given"):
+        tts.voices(engines=[])
 
 
 def test_trim_keeps_the_loud_part_and_a_window_either_side():

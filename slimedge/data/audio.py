@@ -190,14 +190,26 @@ def _parts(folder, split, test_speakers, val_fraction, test_fraction, seed, limi
         parts = {k: [v[i] for i in stratified_subset(
             np.array([labels.index(c.label) for c in v]), limit, seed)] for k, v in parts.items()}
     if train_extra:
-        parts["train"] = parts["train"] + _extra_clips(train_extra, labels, parts["test"])
+        parts["train"] = parts["train"] + _extra_clips(train_extra, labels, parts, folder)
     return labels, parts
 
 
-def _extra_clips(folder, labels: Sequence[str], test: Sequence[Clip]) -> list[Clip]:
-    """The clips of ``folder`` for the training split: DataError for a label the data does not
-    have, or a speaker of the test set (the split would no longer be speaker-disjoint)."""
+def _extra_clips(folder, labels: Sequence[str], parts: dict, data) -> list[Clip]:
+    """The clips of ``folder`` for the training split: DataError for a folder that is the data
+    folder or inside it (its clips are the data's already), a clip of the data's, a label the
+    data does not have, or a speaker of the test set (the split would no longer be
+    speaker-disjoint)."""
+    here, there = Path(folder).resolve(), Path(data).resolve()
+    if here == there or there in here.parents:
+        raise DataError(f"{folder}: the extra training clips are the data's own folder or inside "
+                        f"it ({data}); keep them in a folder of their own")
     extra = scan_wavs(folder)
+    own = {c.path.resolve() for v in parts.values() for c in v}
+    both = [c for c in extra if c.path.resolve() in own]
+    if both:
+        raise DataError(f"{folder}: {len(both)} clips are also the data's, e.g. "
+                        f"{both[0].path.name}; extra training clips must be other recordings")
+    test = parts["test"]
     unknown = sorted({c.label for c in extra} - set(labels))
     if unknown:
         bad = next(c for c in extra if c.label in unknown)

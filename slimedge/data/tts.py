@@ -57,6 +57,7 @@ ENGINES = ("espeak-ng", "flite")
 TRIM_DB = 40.0  # the speech: 10 ms windows within this many dB of the clip's loudest
 PEAK = 0.5  # -6 dBFS
 MANIFEST = "tts.json"
+SPEAK_TIMEOUT_S = 60  # one word; the engines take well under a second
 
 
 def voices(renditions: int = 1, seed: int = 0,
@@ -64,8 +65,9 @@ def voices(renditions: int = 1, seed: int = 0,
     """Every voice :func:`synthesize` speaks with: ``{"speaker", "engine", "command", ...}``,
     the command's word left out. Pitch and speed come from ``seed``."""
     unknown = sorted(set(engines) - set(ENGINES))
-    if unknown:
-        raise UsageError(f"unknown text-to-speech engines {unknown}; valid: {', '.join(ENGINES)}")
+    if unknown or not engines:
+        raise UsageError((f"unknown text-to-speech engines {unknown}" if unknown else
+                          "no text-to-speech engine given") + f"; valid: {', '.join(ENGINES)}")
     if renditions < 1:
         raise UsageError(f"renditions must be at least 1, got {renditions}")
     rng = np.random.default_rng([int(seed), 0x775])
@@ -110,9 +112,14 @@ def engine_versions(engines: Sequence[str] = ENGINES) -> dict[str, str]:
 def speak(voice: Mapping, text: str, rate: int, workdir: Path) -> np.ndarray:
     """``text`` in ``voice`` as float64 samples at ``rate`` Hz, trimmed and normalised."""
     wav = workdir / "say.wav"
+    wav.unlink(missing_ok=True)  # never the last clip again
     cmd = list(voice["command"])
     cmd += ["-w", str(wav), text] if voice["engine"] == "espeak-ng" else ["-t", text, "-o", str(wav)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=SPEAK_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise DataError(f"{voice['engine']} took over {SPEAK_TIMEOUT_S} s on {text!r} "
+                        f"({' '.join(cmd)})") from None
     if done.returncode != 0 or not wav.exists():
         raise DataError(f"{voice['engine']} failed on {text!r} ({' '.join(cmd)}): "
                         f"{done.stderr.strip() or done.returncode}")
@@ -150,8 +157,9 @@ def synthesize(out: str | Path, *, words: Mapping[str, str] = DIGITS, rate: int 
             raise UsageError(f"label {label!r}: labels name the files, so no '_' or '/'")
     if not 1000 <= int(rate) <= 192000:
         raise UsageError(f"sample rate must lie in 1000..192000 Hz, got {rate}")
+    engines = list(dict.fromkeys(engines))  # each once
+    table = voices(renditions, seed, engines)  # checks the engines' names first
     versions = engine_versions(engines)
-    table = voices(renditions, seed, engines)
     record = {"engines": versions, "seed": int(seed), "rate": int(rate),
               "renditions": int(renditions), "words": dict(words),
               "clips": len(table) * len(words),

@@ -30,7 +30,7 @@ def load_splits(data: str, split_seed: int, limit: int | None) -> _data.DataSpli
 
 # the TrainConfig fields that decide the data a candidate trains on
 DATA_FIELDS = ("data", "split_seed", "val_fraction", "test_fraction", "limit", "audio", "split",
-               "test_speakers", "augment", "augment_copies", "seed")
+               "test_speakers", "augment", "augment_copies", "seed", "train_extra")
 
 
 @functools.lru_cache(maxsize=4)
