@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from slimedge import _report  # noqa: E402
 from slimedge.data import audio as wavdata  # noqa: E402
 from slimedge.frontend import audio as fe_audio  # noqa: E402
+from slimedge.zoo import audio_markdown  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "audio.json"
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
@@ -164,8 +165,9 @@ def nested(data: str, recipes: list[str], args) -> dict:
     speakers = sorted({c.speaker for c in clips})
     rows, extra = [], args.train_extra
     for text in recipes:  # every recipe checked before anything trains
-        augment.parse(_recipe(text)[0])
-        if _recipe(text)[2] and not extra:
+        aug, _, with_extra = _recipe(text)
+        augment.parse(aug)
+        if with_extra and not extra:
             raise SystemExit(f"--nested: {text!r} needs --train-extra DIR")
     for outer in speakers:
         with tempfile.TemporaryDirectory() as tmp:
@@ -244,16 +246,6 @@ def _extra_record(folder: str | None) -> dict | None:
     return rec
 
 
-def _extra_words(extra: dict | None) -> str:
-    """``--train-extra``'s record in words, for the tables."""
-    if not extra:
-        return "none"
-    if "tts" in extra:
-        return (f"{extra['clips']:,} synthetic clips, {extra['voices']} voices "
-                f"({', '.join(extra['tts'].values())})")
-    return f"{extra['clips']:,} extra clips"
-
-
 def _extra_short(extra: dict | None) -> str:
     """``--train-extra``'s record in a table cell."""
     if not extra:
@@ -300,9 +292,8 @@ def markdown(res: dict) -> str:
              + (f" ({a['copies']} copies)" if a["augment"] else "")
              + (f", label smoothing {a['label_smoothing']:g}" if a.get("label_smoothing") else "")
              + (f", frame loss {a['frame_loss']:g}" if a.get("frame_loss") else "")
-             + (f", extra training clips: {_extra_words(a['train_extra'])} "
-                f"(`python -m slimedge tts-digits {TTS_DIR}`; training split only)"
-                if a.get("train_extra") else "")
+             + (f", {audio_markdown.extra_words(a['train_extra'])} (`python -m slimedge "
+                f"tts-digits {TTS_DIR}`; training split only)" if a.get("train_extra") else "")
              + ". "
              f"Machine: {_report.describe(res['machine'])}; {res['date']} (a loaded machine: "
              f"2 cores shared with other jobs).", "",
@@ -623,7 +614,6 @@ def main(argv: list[str] | None = None) -> None:
         _report.update_markdown_section(BENCHMARKS_MD, HEADING, markdown(res))
     if args.card:
         from slimedge import _io
-        from slimedge.zoo import audio_markdown
         new = card(res, Path(args.card), json.loads(Path(args.loso_from).read_text())
                    if args.loso_from else None)
         # the card's device figures come from another benchmark (mcu_audio.py): kept as they

@@ -209,13 +209,13 @@ def _extra_clips(folder, labels: Sequence[str], parts: dict, data) -> list[Clip]
     if both:
         raise DataError(f"{folder}: {len(both)} clips are also the data's, e.g. "
                         f"{both[0].path.name}; extra training clips must be other recordings")
-    test = parts["test"]
     unknown = sorted({c.label for c in extra} - set(labels))
     if unknown:
         bad = next(c for c in extra if c.label in unknown)
         raise DataError(f"{folder}: labels {unknown} are not the data's (valid: "
                         f"{', '.join(labels)}), e.g. {bad.path.name}")
-    shared = sorted({c.speaker for c in extra if c.speaker} & {c.speaker for c in test if c.speaker})
+    shared = sorted({c.speaker for c in extra if c.speaker}
+                    & {c.speaker for c in parts["test"] if c.speaker})
     if shared:
         raise DataError(f"{folder}: speakers {shared} are also in the test set; extra training "
                         f"clips must come from other speakers")

@@ -39,6 +39,7 @@ import numpy as np
 
 from .._io import atomic_dir
 from ..errors import DataError, UsageError
+from ..frontend.audio import as_pcm
 from .streams import resample
 from .wav import read_wav, write_wav
 
@@ -124,7 +125,7 @@ def speak(voice: Mapping, text: str, rate: int, workdir: Path) -> np.ndarray:
         raise DataError(f"{voice['engine']} failed on {text!r} ({' '.join(cmd)}): "
                         f"{done.stderr.strip() or done.returncode}")
     x, got = read_wav(wav)
-    return normalize(trim(resample(x.astype(np.float64) / 32768.0, got, rate), rate))
+    return normalize(trim(resample(as_pcm(x, integer=False), got, rate), rate))
 
 
 def trim(x: np.ndarray, rate: int) -> np.ndarray:
@@ -163,13 +164,13 @@ def synthesize(out: str | Path, *, words: Mapping[str, str] = DIGITS, rate: int 
     record = {"engines": versions, "seed": int(seed), "rate": int(rate),
               "renditions": int(renditions), "words": dict(words),
               "clips": len(table) * len(words),
-              "voices": [{k: v for k, v in voice.items()} for voice in table]}
+              "voices": table}
     with atomic_dir(out) as tmp, tempfile.TemporaryDirectory() as work:
         for voice in table:
             for label, text in words.items():
                 x = speak(voice, text, rate, Path(work))
                 write_wav(tmp / f"{label}_{voice['speaker']}_{voice['rendition']}.wav",
-                          np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16), rate)
+                          as_pcm(x, integer=True), rate)
         (tmp / MANIFEST).write_text(json.dumps(record, indent=1) + "\n")
     return record
 

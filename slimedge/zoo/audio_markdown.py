@@ -53,18 +53,23 @@ def device_section(mcu: dict) -> dict:
                                       f"{mcu['firmware']['clips']} clips"}
 
 
+def extra_words(extra: dict) -> str:
+    """A run's extra training clips (benchmarks/audio.py's record of ``--train-extra``) in
+    words."""
+    if "tts" in extra:
+        return (f"{extra['clips']:,} synthetic training clips in {extra['voices']} voices "
+                f"(`slimedge tts-digits`: {', '.join(extra['tts'].values())})")
+    return f"{extra['clips']:,} extra training clips"
+
+
 def _budget(b: dict) -> str:
     """A training budget in words: epochs, augmentation and copies, label smoothing, frame
     loss, extra training clips (those recorded)."""
-    extra = b.get("train_extra")
     return (f"{b['epochs']} epochs, augmentation {b['augment']}"
             + (f" ({b['copies']} copies)" if b.get("copies") else "")
             + (f", label smoothing {b['label_smoothing']:g}" if b.get("label_smoothing") else "")
             + (f", frame loss {b['frame_loss']:g}" if b.get("frame_loss") else "")
-            + ((f", {extra['clips']:,} synthetic training clips in {extra['voices']} voices "
-                f"(`slimedge tts-digits`: {', '.join(extra['tts'].values())})"
-                if "tts" in extra else f", {extra['clips']:,} extra training clips")
-               if extra else ""))
+            + (f", {extra_words(b['train_extra'])}" if b.get("train_extra") else ""))
 
 
 def markdown(card: dict) -> str:
