@@ -15,7 +15,10 @@ through the audio front-end from a fresh state exactly as the device does (one l
 labels every frame (:func:`~slimedge.data.streams.frame_labels`: a digit over its whole clip, the
 background elsewhere; with ``onset_ignore``, the first such fraction of each clip's frames carries
 no loss: a digit cannot be named from its first sound, and the background label is wrong there).
-``speed`` resamples each training clip by a factor drawn in (lo, hi) (tempo and pitch together).
+``train_extra`` names another folder of clips (e.g. :mod:`slimedge.data.tts`'s voices) drawn into
+the training streams beside the training split's (:func:`~slimedge.data.audio.extra_clips` checks
+them); validation streams hold the data's own clips only. ``speed`` resamples each training
+clip by a factor drawn in (lo, hi) (tempo and pitch together).
 ``background_streams`` more streams per epoch hold background alone (the same kinds in turn) at
 ``background_level_db``, louder than under digits: non-speech and loud noise labelled background
 with no digit drowned under them. The streams are one batch; training walks them in chunks of ``chunk``
@@ -98,6 +101,7 @@ class StreamTrainConfig:
     gain_db: tuple = (-18.0, 6.0)
     backgrounds: tuple = ("silence", "white", "pink", "recordings")
     recording_level_db: tuple = (-55.0, -30.0)
+    train_extra: str | None = None  # another folder of clips for the training streams only
     init: str | None = None    # a clip classifier to start from (see the module's docstring)
     onset_ignore: float = 0.5  # this fraction of each clip's first frames carries no loss
     speed: tuple | None = (0.9, 1.1)  # each clip resampled by a factor in (lo, hi)
@@ -223,6 +227,10 @@ def train_stream(cfg: StreamTrainConfig, output: str | Path, *, say=print) -> di
     labels = sorted({c.label for c in clips} | {BACKGROUND})
     parts = wavdata.split_clips(clips, cfg.split, test_speakers=cfg.test_speakers,
                                 val_fraction=cfg.val_fraction, seed=cfg.split_seed)
+    if cfg.train_extra:  # in the training streams only: validation hears the data's voices
+        parts["train"] = parts["train"] + wavdata.extra_clips(cfg.train_extra, labels[:-1] if
+                                                             labels[-1] == BACKGROUND else labels,
+                                                             parts, cfg.data)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     val_m = [_material(parts["val"], cfg, rate, [cfg.seed, 0xEA1], k, train=False)
@@ -279,6 +287,7 @@ def train_stream(cfg: StreamTrainConfig, output: str | Path, *, say=print) -> di
                       "info": {"train_stream": _jsonable(asdict(cfg)), "best": best,
                                **({"init": init} if init else {}),
                                "data": {"path": str(cfg.data), "split": cfg.split,
+                                        "train_extra": cfg.train_extra,
                                         "speakers": {k: sorted({c.speaker for c in v
                                                                 if c.speaker})
                                                      for k, v in parts.items()}}}}

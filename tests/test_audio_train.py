@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 import reference as ref
-from slimedge import formats
+from slimedge import checkpoint, formats
 from slimedge.cli import app
 from slimedge.data import audio as wavdata
 from slimedge.data import augment
@@ -284,8 +284,9 @@ def test_stretch_and_the_frame_loss_train_from_the_command_line(tmp_path):
 
 def test_extra_training_clips_from_the_command_line(tmp_path):
     """``--train-extra DIR``: its clips join the training split (recorded in the log and the
-    checkpoint), never validation or test; a folder that is not one, a test speaker among its
-    clips, or a continuous model are one-line errors with no file left."""
+    checkpoint), never validation or test; a folder that is not one or a test speaker among its
+    clips is a one-line error with no file left. A continuous model (--streams) draws them into
+    its training streams only."""
     folder = _tone_folder(tmp_path / "wavs", per=3)
     extra = _tone_folder(tmp_path / "extra", speakers=("syn",), per=4)
     out = tmp_path / "m.safetensors"
@@ -302,11 +303,22 @@ def test_extra_training_clips_from_the_command_line(tmp_path):
                         (["--test-speakers", "cid", "--train-extra",
                           str(_tone_folder(tmp_path / "leak", speakers=("cid",), per=1))],
                          "also in the test set"),
-                        (["--streams", "2", "--train-extra", str(extra)], "--streams")):
+                        (["--streams", "1", "--test-speakers", "cid", "--train-extra",
+                          str(_tone_folder(tmp_path / "leak2", speakers=("cid",), per=1))],
+                         "also in the test set")):
         r = runner.invoke(app, ["train", "--data", str(folder), "--epochs", "1", "--quiet",
                                 "-o", str(tmp_path / "x.safetensors"), *args])
         assert r.exit_code != 0 and words in r.output and "Traceback" not in r.output, r.output
         assert not (tmp_path / "x.safetensors").exists()
+    stream = tmp_path / "s.safetensors"
+    _ok(runner.invoke(app, ["train", "--data", str(folder), "--test-speakers", "cid",
+                            "--train-extra", str(extra), "--streams", "1", "--clips-per-stream",
+                            "4", "-n", "4", "--epochs", "1", "-o", str(stream), "--quiet"]))
+    info = checkpoint.read_config(stream)["info"]
+    assert info["train_stream"]["train_extra"] == info["data"]["train_extra"] == str(extra)
+    speakers = info["data"]["speakers"]  # the extra voice trains, never validates or tests
+    assert speakers["train"] == ["ann", "bob", "syn"] and speakers["test"] == ["cid"]
+    assert "syn" not in speakers["val"]
 
 
 def test_augmentation_recipes_parse_and_refuse():

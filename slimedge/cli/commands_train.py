@@ -135,7 +135,7 @@ def train_cmd(
     test_speakers: Optional[str] = typer.Option(None, "--test-speakers", metavar="A,B", show_default=False, help="With a WAV folder: these speakers' clips are the test set (implies --split-by speaker)."),
     augment: Optional[str] = typer.Option(None, "--augment", metavar="RECIPE", show_default=False, help="With a WAV folder: training augmentations, e.g. shift,gain,noise or gain=-12:6,speed=0.9:1.1 (shift, gain, noise, speed, eq, time_mask, freq_mask, vtlp, and stretch drawn anew each epoch; see slimedge.data.augment)."),
     augment_copies: int = typer.Option(0, "--augment-copies", min=0, help="Augmented copies of each training clip [0 with --augment: 4]."),
-    train_extra: Optional[Path] = typer.Option(None, "--train-extra", metavar="DIR", show_default=False, help="With a WAV folder: another folder of WAV clips (the same labels, no test speaker) added to the training split only, e.g. synthetic voices from `slimedge tts-digits`."),
+    train_extra: Optional[Path] = typer.Option(None, "--train-extra", metavar="DIR", show_default=False, help="With a WAV folder: another folder of WAV clips (the same labels, no test speaker) added to the training split only (with --streams: drawn into the training streams), e.g. synthetic voices from `slimedge tts-digits`."),
     hidden_size: int = typer.Option(64, "--hidden-size", "-n", help="Hidden size n."),
     layers: int = typer.Option(1, "--layers", help="Number of stacked SLIM layers."),
     epochs: Optional[int] = typer.Option(None, "--epochs", show_default=False, help="Epochs in total [default: 10; with --resume: the run's own]."),
@@ -167,14 +167,11 @@ def train_cmd(
     init_from: Optional[Path] = typer.Option(None, "--init-from", metavar="MODEL.safetensors", show_default=False, help="With --streams: start from this clip classifier of the same front-end, variant, constants and size (its LSTM, standardisation and label rows; e.g. the zoo's fsdd_audio)."),
 ) -> None:
     """Train a SLIM classifier: validation each epoch, the best checkpoint kept, resumable."""
-    if streams and train_extra is not None:
-        raise UsageError("--train-extra adds clips to a clip classifier's training split; "
-                         "a continuous model (--streams) does not read it")
     if streams:
         return _train_streams(output, variant, data, frontend, frontend_option, split_by,
                               test_speakers, hidden_size, epochs, lr, seed, split_seed,
                               _parse_constants(constant), threads, streams, clips_per_stream,
-                              init_from, overwrite, quiet)
+                              init_from, train_extra, overwrite, quiet)
     if init_from is not None:
         raise UsageError("--init-from starts a continuous model (--streams N) from a clip "
                          "classifier; without --streams it has no use")
@@ -237,7 +234,7 @@ def tts_digits_cmd(
 
 def _train_streams(output, variant, data, frontend, frontend_option, split_by, test_speakers,
                    hidden_size, epochs, lr, seed, split_seed, constants, threads, streams,
-                   clips_per_stream, init_from, overwrite, quiet) -> None:
+                   clips_per_stream, init_from, train_extra, overwrite, quiet) -> None:
     """``train --streams N``: a continuous model (:mod:`slimedge.train_stream`)."""
     from ..frontend.audio import DEFAULT
 
@@ -260,7 +257,8 @@ def _train_streams(output, variant, data, frontend, frontend_option, split_by, t
                             test_speakers=speakers, split_seed=split_seed,
                             epochs=10 if epochs is None else epochs, streams=streams,
                             clips_per_stream=clips_per_stream, lr=lr, seed=seed, threads=threads,
-                            init=None if init_from is None else str(init_from))
+                            init=None if init_from is None else str(init_from),
+                            train_extra=None if train_extra is None else str(train_extra))
     log = train_stream(cfg, output, say=(lambda *a: None) if quiet else
                        (lambda line: _shared.err_console.print(line, markup=False,
                                                                highlight=False)))

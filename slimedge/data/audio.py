@@ -190,11 +190,11 @@ def _parts(folder, split, test_speakers, val_fraction, test_fraction, seed, limi
         parts = {k: [v[i] for i in stratified_subset(
             np.array([labels.index(c.label) for c in v]), limit, seed)] for k, v in parts.items()}
     if train_extra:
-        parts["train"] = parts["train"] + _extra_clips(train_extra, labels, parts, folder)
+        parts["train"] = parts["train"] + extra_clips(train_extra, labels, parts, folder)
     return labels, parts
 
 
-def _extra_clips(folder, labels: Sequence[str], parts: dict, data) -> list[Clip]:
+def extra_clips(folder, labels: Sequence[str], parts: dict, data) -> list[Clip]:
     """The clips of ``folder`` for the training split: DataError for a folder that is the data
     folder or inside it (its clips are the data's already), a clip of the data's, a label the
     data does not have, or a speaker of the test set (the split would no longer be
