@@ -287,13 +287,9 @@ def markdown(res: dict) -> str:
                                             or {a["seed"]}))
     lines = [HEADING, "",
              f"Raw FSDD (five speakers, 8 kHz) through the front-end `{json.dumps(a['frontend'])}`"
-             f", one layer, n = {a['hidden']}, {a['epochs']} epochs, Adam 3e-3 cosine, seed "
-             f"{a['seed']} (official split: seeds {seeds}), augmentation `{a['augment'] or 'none'}`"
-             + (f" ({a['copies']} copies)" if a["augment"] else "")
-             + (f", label smoothing {a['label_smoothing']:g}" if a.get("label_smoothing") else "")
-             + (f", frame loss {a['frame_loss']:g}" if a.get("frame_loss") else "")
-             + (f", {audio_markdown.extra_words(a['train_extra'])} (`python -m slimedge "
-                f"tts-digits {TTS_DIR}`; training split only)" if a.get("train_extra") else "")
+             f", one layer, n = {a['hidden']}, Adam 3e-3 cosine, seed {a['seed']} (official "
+             f"split: seeds {seeds}), {audio_markdown.budget_words(a)}"
+             + (" (training split only)" if a.get("train_extra") else "")
              + ". "
              f"Machine: {_report.describe(res['machine'])}; {res['date']} (a loaded machine: "
              f"2 cores shared with other jobs).", "",

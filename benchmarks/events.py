@@ -66,6 +66,7 @@ from slimedge.data import audio as wavdata  # noqa: E402
 from slimedge.data import streams  # noqa: E402
 from slimedge.runtime import tune  # noqa: E402
 from slimedge.runtime.decoder import Settings  # noqa: E402
+from slimedge.zoo import audio_markdown  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "events.json"
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
@@ -217,12 +218,7 @@ def _trained(res: dict) -> list[str]:
         cr = trained[0].get("clip_recipe")
         lines += ["", "Models trained by the benchmark (`--only loso,lstm0`): a clip classifier "
                   "with the shipped raw-audio model's recipe at the time of the run"
-                  + (f" ({cr['epochs']} epochs, augmentation `{cr['augment']}`, {cr['copies']} "
-                     f"copies, label smoothing {cr['label_smoothing']:g}"
-                     + (f", frame loss {cr['frame_loss']:g}" if cr.get("frame_loss") else "")
-                     + (f", the extra training clips of {cr['train_extra']} (`python -m "
-                        f"slimedge tts-digits {cr['train_extra']}`)" if cr.get("train_extra")
-                        else "") + ")" if cr else "")
+                  + (f" ({audio_markdown.budget_words(cr)})" if cr else "")
                   + ", then a continuous model with the "
                   "shipped one's warm-started from it, on the row's split; the decoder tuned on "
                   "that split's validation streams under the same false-alarm budget as the "
@@ -315,6 +311,8 @@ def trained_run(job: dict) -> dict:
     torch.set_num_threads(1)
     clips = wavdata.scan_wavs(job["data"])
     clip_recipe, stream_recipe = recipes()
+    if job.get("stream_extra"):
+        stream_recipe = {**stream_recipe, "train_extra": job["stream_extra"]}
     t0 = time.process_time()
     with tempfile.TemporaryDirectory() as tmp:
         path = train_pair(job["data"], job["variant"], job["constants"], job["split"],
@@ -336,7 +334,9 @@ def trained_run(job: dict) -> dict:
             "settings": {"streams": job["n_streams"], "clips": job["count"],
                          "background_s": job["background_s"], "seed": job["seed"]},
             "best_epoch": best["epoch"], "train_cpu_s": train_s, "params": params,
-            "clip_recipe": _summary(clip_recipe), "decoder": settings.as_config(), "rows": rows,
+            "clip_recipe": _summary(clip_recipe),
+            "stream_extra": stream_recipe.get("train_extra"),
+            "decoder": settings.as_config(), "rows": rows,
             "validation": {k: val[k] for k in ("n", "sequence_accuracy", "misses", "insertions",
                                                "false_alarms", "false_alarms_per_hour")},
             "totals": totals(rows, pooled)}
@@ -375,7 +375,8 @@ def parse_candidates(text: str) -> list[tuple[str, int, dict]]:
 def trained_parts(parts: list[str], args, clips) -> dict:
     """``loso`` and ``lstm0`` (see the module's docstring), ``args.jobs`` trainings at once."""
     common = {"data": args.data, "n_streams": args.streams, "count": args.clips,
-              "background_s": args.background_s, "seed": args.seed}
+              "background_s": args.background_s, "seed": args.seed,
+              "stream_extra": args.stream_extra}
     jobs = []
     if "lstm0" in parts:
         jobs.append({**common, "name": "lstm0", "variant": "LSTM0", "constants": {},
@@ -426,6 +427,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--jobs", type=int, default=1, help="trainings at once (loso, lstm0)")
     ap.add_argument("--candidates", default=CANDIDATES, type=parse_candidates,
                     help="the candidates part's VARIANT:N[:k=v] items [default: %(default)s]")
+    ap.add_argument("--stream-extra", default=None, metavar="DIR",
+                    help="the trained parts' continuous models also hear these clips in their "
+                         "training streams (e.g. runs/tts-digits) [default: the recipe's]")
     ap.add_argument("--loso-epochs", type=int, default=None,
                     help="the loso parts' continuous models' epochs [default: the recipe's]")
     _report.add_output_arguments(ap, RESULTS)

@@ -42,6 +42,7 @@ from slimedge._report import (  # noqa: E402
     write_outputs,
 )
 from slimedge.frontend import audio as frontends  # noqa: E402
+from slimedge.zoo import audio_markdown  # noqa: E402
 
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
@@ -312,13 +313,10 @@ def markdown(result: dict) -> str:
                  if r["val_accuracy"] > sh["val_accuracy"] and r["flash"] <= f["flash"]
                  and r["cycles_per_second"] <= f["cycles_per_second"]]
         tr = sh.get("training")
-        own = (f"{tr['epochs']} epochs with {tr['augment_copies']} augmented copies of every "
-               f"training clip"
-               + (f", label smoothing {tr['label_smoothing']:g}" if tr.get("label_smoothing")
-                  else "")
-               + (f", frame loss {tr['frame_loss']:g}" if tr.get("frame_loss") else "")
-               + (", and the synthetic voices of `slimedge tts-digits` in its training split"
-                  if tr.get("train_extra") else "")
+        own = (audio_markdown.budget_words(
+            {"epochs": tr["epochs"], "augment": ",".join(sorted(tr["augment"] or {})),
+             "copies": tr["augment_copies"], **{k: tr.get(k) for k in
+                                                 ("label_smoothing", "frame_loss", "train_extra")}})
                if tr else "on the full training split")
         consts = ", ".join(f"{k}={v:g}" for k, v in (sh["constants"] or {}).items())
         fe = (f", front-end: {frontends.from_config(sh['frontend']).description}"

@@ -53,20 +53,23 @@ def device_section(mcu: dict) -> dict:
                                       f"{mcu['firmware']['clips']} clips"}
 
 
-def extra_words(extra: dict) -> str:
-    """A run's extra training clips (benchmarks/audio.py's record of ``--train-extra``) in
-    words."""
+def extra_words(extra: dict | str) -> str:
+    """A run's extra training clips in words: benchmarks/audio.py's record of ``--train-extra``,
+    or the folder as a recipe names it."""
+    if isinstance(extra, str):
+        return f"the extra training clips of {extra} (`python -m slimedge tts-digits {extra}`)"
     if "tts" in extra:
         return (f"{extra['clips']:,} synthetic training clips in {extra['voices']} voices "
                 f"(`slimedge tts-digits`: {', '.join(extra['tts'].values())})")
     return f"{extra['clips']:,} extra training clips"
 
 
-def _budget(b: dict) -> str:
-    """A training budget in words: epochs, augmentation and copies, label smoothing, frame
-    loss, extra training clips (those recorded)."""
-    return (f"{b['epochs']} epochs, augmentation {b['augment']}"
-            + (f" ({b['copies']} copies)" if b.get("copies") else "")
+def budget_words(b: dict) -> str:
+    """A clip classifier's training budget in words, for the card and the benchmarks' tables:
+    ``epochs``, ``augment`` (a recipe's names, comma-separated) and its ``copies``, and where
+    given ``label_smoothing``, ``frame_loss`` and ``train_extra`` (:func:`extra_words`)."""
+    return (f"{b['epochs']} epochs, augmentation `{b['augment'] or 'none'}`"
+            + (f" ({b['copies']} copies)" if b["augment"] and b.get("copies") else "")
             + (f", label smoothing {b['label_smoothing']:g}" if b.get("label_smoothing") else "")
             + (f", frame loss {b['frame_loss']:g}" if b.get("frame_loss") else "")
             + (f", {extra_words(b['train_extra'])}" if b.get("train_extra") else ""))
@@ -99,9 +102,9 @@ def markdown(card: dict) -> str:
         f"{pct(l0['leave_one_speaker_out']['worst'])} "
         f"({l0['leave_one_speaker_out']['worst_speaker']}) | {l0['params']:,} |", "",
         f"- **Official split**: {off['rule']} ({off['test_n']} clips). Training: "
-        f"{_budget(card['training'])}, seed {card['training']['seed']}.",
+        f"{budget_words(card['training'])}, seed {card['training']['seed']}.",
         f"- **Leave-one-speaker-out**: each of the five speakers held out in turn (its 500 "
-        f"clips the test set), budget {_budget(card['leave_one_speaker_out_budget'])}. This "
+        f"clips the test set), budget {budget_words(card['leave_one_speaker_out_budget'])}. This "
         f"measures an unheard voice.",
         f"- **Against issue 23's targets**: official split >= 97.5% "
         f"({met(off['test_accuracy'] >= 0.975)}), LSTM0 >= 98.5% "
