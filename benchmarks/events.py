@@ -3,6 +3,7 @@
     nice -n 10 python benchmarks/events.py [--model M.safetensors] [--streams 2] [--clips 40]
         [--background-s 120] [--only official,loso,lstm0,candidates] [--jobs 2]
         [--loso-epochs N] [--candidates LSTM3:64,LSTM1:48,...]
+        [--clip-from CKPT] [--stream-extra DIR] [--keep DIR]
         [--update | --table-only]
 
 For the shipped continuous model (``slimedge/zoo/fsdd_stream.safetensors``) and its decoder at the
@@ -40,7 +41,11 @@ the decoder is then tuned on that split's validation streams as ``--tune`` tunes
   too: the measurement that chose the shipped model's variant and size (the best validation
   sequence accuracy; a tie goes to fewer parameters).
 
-A run of some parts keeps the other parts of the results file it updates.
+``--clip-from CKPT`` takes the clip classifiers' recipe from another checkpoint's info.train;
+``--stream-extra DIR`` draws DIR's clips (``slimedge tts-digits``'s voices) into the continuous
+models' training streams (``StreamTrainConfig.train_extra``), never their validation streams;
+``--keep DIR`` keeps both checkpoints of every trained pair. A run of some parts keeps the other
+parts of the results file it updates.
 
 Targets (issue 24): sequence accuracy >= 95 %, >= 85 % mean over leave-one-speaker-out, <= 1 false
 alarm per hour, latency p90 <= 150 ms. Prints a table; ``--update`` writes
@@ -50,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -217,10 +223,14 @@ def _trained(res: dict) -> list[str]:
     if trained:
         cr = trained[0].get("clip_recipe")
         lines += ["", "Models trained by the benchmark (`--only loso,lstm0`): a clip classifier "
-                  "with the shipped raw-audio model's recipe at the time of the run"
+                  + (f"with the recipe of {trained[0]['clip_from']} (`--clip-from`)"
+                     if trained[0].get("clip_from") else
+                     "with the shipped raw-audio model's recipe at the time of the run")
                   + (f" ({audio_markdown.budget_words(cr)})" if cr else "")
-                  + ", then a continuous model with the "
-                  "shipped one's warm-started from it, on the row's split; the decoder tuned on "
+                  + ", then a continuous model with the shipped one's"
+                  + (f" (and {trained[0]['stream_extra']}'s clips in its training streams, "
+                     f"`--stream-extra`)" if trained[0].get("stream_extra") else "")
+                  + " warm-started from it, on the row's split; the decoder tuned on "
                   "that split's validation streams under the same false-alarm budget as the "
                   "shipped one's (1 per hour: none in the validation background, "
                   f"{trained[0]['settings']['background_s']:g} s of each kind). Test streams as "
@@ -269,11 +279,12 @@ def tune_on_validation(model, config: dict, clips, rate: int, *, n_streams: int,
     return best, rows[0]
 
 
-def recipes() -> tuple[dict, dict]:
+def recipes(clip_from: str | None = None) -> tuple[dict, dict]:
     """The shipped models' training recipes, as their checkpoints record them: the clip
-    classifier's (:class:`slimedge.train_config.TrainConfig` fields) and the continuous model's
+    classifier's (:class:`slimedge.train_config.TrainConfig` fields; from the checkpoint
+    ``clip_from`` instead where given) and the continuous model's
     (:class:`slimedge.train_stream.StreamTrainConfig` fields)."""
-    clip = checkpoint.read_config(zoo.audio_model_path())["info"]["train"]
+    clip = checkpoint.read_config(clip_from or zoo.audio_model_path())["info"]["train"]
     stream = checkpoint.read_config(zoo.stream_model_path())["info"]["train_stream"]
     return clip, stream
 
@@ -310,7 +321,7 @@ def trained_run(job: dict) -> dict:
 
     torch.set_num_threads(1)
     clips = wavdata.scan_wavs(job["data"])
-    clip_recipe, stream_recipe = recipes()
+    clip_recipe, stream_recipe = recipes(job.get("clip_from"))
     if job.get("stream_extra"):
         stream_recipe = {**stream_recipe, "train_extra": job["stream_extra"]}
     t0 = time.process_time()
@@ -318,6 +329,11 @@ def trained_run(job: dict) -> dict:
         path = train_pair(job["data"], job["variant"], job["constants"], job["split"],
                           Path(tmp), clip_recipe, stream_recipe, job.get("epochs"),
                           job.get("hidden_size"))
+        if job.get("keep"):  # both checkpoints, e.g. to ship the continuous one
+            Path(job["keep"]).mkdir(parents=True, exist_ok=True)
+            for name in ("clip", "stream"):
+                shutil.copyfile(Path(tmp) / f"{name}.safetensors",
+                                Path(job["keep"]) / f"{job['name']}.{name}.safetensors")
         train_s = time.process_time() - t0
         model, config = runtime.load(path), checkpoint.read_config(path)
         rate = config["frontend"]["audio"]["sample_rate"]
@@ -335,7 +351,7 @@ def trained_run(job: dict) -> dict:
                          "background_s": job["background_s"], "seed": job["seed"]},
             "best_epoch": best["epoch"], "train_cpu_s": train_s, "params": params,
             "clip_recipe": _summary(clip_recipe),
-            "stream_extra": stream_recipe.get("train_extra"),
+            "stream_extra": stream_recipe.get("train_extra"), "clip_from": job.get("clip_from"),
             "decoder": settings.as_config(), "rows": rows,
             "validation": {k: val[k] for k in ("n", "sequence_accuracy", "misses", "insertions",
                                                "false_alarms", "false_alarms_per_hour")},
@@ -376,7 +392,7 @@ def trained_parts(parts: list[str], args, clips) -> dict:
     """``loso`` and ``lstm0`` (see the module's docstring), ``args.jobs`` trainings at once."""
     common = {"data": args.data, "n_streams": args.streams, "count": args.clips,
               "background_s": args.background_s, "seed": args.seed,
-              "stream_extra": args.stream_extra}
+              "stream_extra": args.stream_extra, "clip_from": args.clip_from, "keep": args.keep}
     jobs = []
     if "lstm0" in parts:
         jobs.append({**common, "name": "lstm0", "variant": "LSTM0", "constants": {},
@@ -427,6 +443,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--jobs", type=int, default=1, help="trainings at once (loso, lstm0)")
     ap.add_argument("--candidates", default=CANDIDATES, type=parse_candidates,
                     help="the candidates part's VARIANT:N[:k=v] items [default: %(default)s]")
+    ap.add_argument("--keep", default=None, metavar="DIR",
+                    help="keep the trained parts' checkpoints there (NAME.clip.safetensors, "
+                         "NAME.stream.safetensors)")
+    ap.add_argument("--clip-from", default=None, metavar="CKPT",
+                    help="the trained parts' clip classifiers take this checkpoint's recipe "
+                         "(info.train) [default: the zoo's raw-audio model's]")
     ap.add_argument("--stream-extra", default=None, metavar="DIR",
                     help="the trained parts' continuous models also hear these clips in their "
                          "training streams (e.g. runs/tts-digits) [default: the recipe's]")
