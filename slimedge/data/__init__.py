@@ -99,7 +99,9 @@ def load_as_recorded(recorded: dict | None, data: str | Path | None = None, *,
     model's test set. ``data`` names another data set (then only ``split_seed``/``limit`` given
     here apply); ``split_seed`` and ``limit`` override the record. A folder of WAV files goes
     through ``audio`` (the model's audio front-end), split as recorded (``split``,
-    ``test_speakers``) unless ``wav`` gives them. This is the one reader of that
+    ``test_speakers``) unless ``wav`` gives them; its training split holds the folder's own
+    clips only (a recorded ``train_extra`` folder is not read again: validation and test are the
+    model's, and int8 calibration hears the recorded voices). This is the one reader of that
     record: callers pass the dict here instead of reading its keys themselves."""
     recorded = recorded or {}
     if data is None:
