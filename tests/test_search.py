@@ -503,15 +503,22 @@ def ray_cluster():
             pytest.fail(f"the second Ray node did not join: {r.stdout} {r.stderr[-1000:]}")
         yield address
     finally:
+        # SIGTERM to `ray start` itself: it drains and stops its processes in about 2 s (sent
+        # to the whole group, its processes die under it and it waits out a 30 s drain)
         for p in reversed(procs):
             if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15  # one grace period for both nodes, not one each
         for p in reversed(procs):
             try:
-                p.wait(timeout=15)
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                pass
+            try:  # whatever is left of the node's session
                 os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+            except ProcessLookupError:
+                pass
+            p.wait()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
