@@ -47,7 +47,7 @@ HEADING = "## Audio: raw FSDD through the front-end"
 FRONTEND = {**fe_audio.DEFAULT, "min_signal_remaining": 1.0}
 SHIPPED = ("LSTM1", {})  # the shipped variant, at SHIPPED_HIDDEN
 SHIPPED_HIDDEN = 48
-BUDGET = ("epochs", "augment", "copies", "label_smoothing", "frame_loss", "train_extra")
+BUDGET = ("epochs", "augment", "copies", "label_smoothing", "frame_loss", "train_extra", "select")
 """A run's training budget: the settings a card records with its figures."""
 TTS_DIR = "runs/tts-digits"
 """Where the commands the results print expect ``python -m slimedge tts-digits``'s folder."""
@@ -62,7 +62,7 @@ def train_once(data: str, variant: str, constants: dict, args, **split) -> dict:
                       audio=args.frontend, augment=args.augment_recipe,
                       label_smoothing=args.label_smoothing, frame_loss=args.frame_loss,
                       augment_copies=args.copies if args.augment_recipe else 0,
-                      train_extra=args.train_extra, **split)
+                      train_extra=args.train_extra, select=args.select, **split)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.process_time()
         r = train(cfg, Path(tmp) / "m.safetensors", quiet=True)
@@ -139,16 +139,20 @@ def loso(data: str, variant: str, constants: dict, args) -> dict:
             "worst_speaker": folds[int(np.argmin(acc))]["speaker"], "folds": folds}
 
 
-def _recipe(text: str) -> tuple[str, float, bool]:
-    """``--nested``' item: ``shift,gain@1+extra`` -> ("shift,gain", 1.0, True): an augmentation
-    recipe, the frame loss (0 when no ``@``) and whether the ``--train-extra`` clips join the
-    training split (``+extra``)."""
-    body = text.removesuffix("+extra")
+def _recipe(text: str) -> tuple[str, float, bool, bool]:
+    """``--nested``' item: ``shift,gain@1+extra+last`` -> ("shift,gain", 1.0, True, True): an
+    augmentation recipe, the frame loss (0 when no ``@``), whether the ``--train-extra`` clips
+    join the training split (``+extra``) and whether the last epoch is kept instead of the best
+    on validation (``+last``)."""
+    body, *flags = text.split("+")
     aug, _, fl = body.partition("@")
+    if set(flags) - {"extra", "last"} or len(set(flags)) < len(flags):
+        raise SystemExit(f"--nested: {text!r} is not AUGMENT[@FRAME_LOSS][+extra][+last]")
     try:
-        return aug, float(fl or 0), body != text
+        return aug, float(fl or 0), "extra" in flags, "last" in flags
     except ValueError:
-        raise SystemExit(f"--nested: {text!r} is not AUGMENT[@FRAME_LOSS][+extra]") from None
+        raise SystemExit(f"--nested: {text!r} is not AUGMENT[@FRAME_LOSS][+extra][+last]") \
+            from None
 
 
 def nested(data: str, recipes: list[str], args) -> dict:
@@ -156,16 +160,17 @@ def nested(data: str, recipes: list[str], args) -> dict:
     held out, each recipe's leave-one-speaker-out over the other four (trained on three, tested
     on the fourth; the held-out speaker's files are not in the folder the runs read); the pick
     for that speaker is the recipe with the best mean over those inner folds. A recipe ending in
-    ``+extra`` trains with ``args.train_extra``'s clips too (other voices than the five)."""
+    ``+extra`` trains with ``args.train_extra``'s clips too (other voices than the five); one
+    with ``+last`` keeps each run's last epoch (``TrainConfig.select``)."""
     import os
 
     from slimedge.data import augment
 
     clips = wavdata.scan_wavs(data)
     speakers = sorted({c.speaker for c in clips})
-    rows, extra = [], args.train_extra
+    rows, extra, select = [], args.train_extra, args.select
     for text in recipes:  # every recipe checked before anything trains
-        aug, _, with_extra = _recipe(text)
+        aug, _, with_extra, _ = _recipe(text)
         augment.parse(aug)
         if with_extra and not extra:
             raise SystemExit(f"--nested: {text!r} needs --train-extra DIR")
@@ -175,16 +180,17 @@ def nested(data: str, recipes: list[str], args) -> dict:
                 if c.speaker != outer:
                     os.symlink(Path(c.path).resolve(), Path(tmp) / Path(c.path).name)
             for text in recipes:
-                aug, args.frame_loss, with_extra = _recipe(text)
+                aug, args.frame_loss, with_extra, last = _recipe(text)
                 args.augment_recipe = augment.parse(aug)
                 args.train_extra = extra if with_extra else None
+                args.select = "last" if last else select
                 inner = {s: train_once(tmp, *SHIPPED, args, split="speaker",
                                        test_speakers=[s])["test_accuracy"]
                          for s in speakers if s != outer}
                 rows.append({"held_out": outer, "recipe": text, "inner": inner,
                              "mean": float(np.mean(list(inner.values())))})
                 print(f"  held out {outer}, {text}: inner mean {rows[-1]['mean']:.3f}", flush=True)
-    args.train_extra = extra
+    args.train_extra, args.select = extra, select
     return {"recipes": recipes, "rows": rows, "picks": _picks(rows), "seed": args.seed,
             "epochs": args.epochs, "copies": args.copies,
             "label_smoothing": args.label_smoothing, "train_extra": _extra_record(extra)}
@@ -277,7 +283,8 @@ def _budget(a: dict) -> str:
     return ((f" --copies {a['copies']} --augment {a['augment']}" if a["augment"] else "")
             + (f" --label-smoothing {a['label_smoothing']:g}" if a.get("label_smoothing") else "")
             + (f" --frame-loss {a['frame_loss']:g}" if a.get("frame_loss") else "")
-            + (f" --train-extra {TTS_DIR}" if a.get("train_extra") else ""))
+            + (f" --train-extra {TTS_DIR}" if a.get("train_extra") else "")
+            + (" --select last" if a.get("select") == "last" else ""))
 
 
 def markdown(res: dict) -> str:
@@ -496,6 +503,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="more training clips (TrainConfig.train_extra), e.g. the synthetic "
                          "voices of `python -m slimedge tts-digits DIR`: every run's training "
                          "split gets them; validation and test stay real voices")
+    ap.add_argument("--select", default="val", choices=("val", "last"),
+                    help="the epoch each run keeps: the best on validation, or the last "
+                         "(TrainConfig.select)")
     ap.add_argument("--only", choices=("official", "loso", "speed"), action="append")
     ap.add_argument("--sweep", default=None, metavar="R1;R2;...",
                     help="leave-one-speaker-out per augmentation recipe ('none' for none)")
@@ -537,7 +547,8 @@ def main(argv: list[str] | None = None) -> None:
                               "epochs": args.epochs, "seed": args.seed, "augment": args.augment,
                               "copies": args.copies, "label_smoothing": args.label_smoothing,
                               "frame_loss": args.frame_loss,
-                              "train_extra": _extra_record(args.train_extra)}}
+                              "train_extra": _extra_record(args.train_extra),
+                              "select": args.select}}
     if args.table_only:
         res = json.loads(Path(args.source).read_text())
         print(markdown(res))

@@ -3,8 +3,9 @@
 One run writes three files beside each other (``OUT`` = ``model.safetensors``):
 
     model.safetensors        the best model so far (highest validation accuracy; ties go to the
-                             lower validation loss), a plain checkpoint; after the last epoch its
-                             test metrics are added to the config's ``info``
+                             lower validation loss; with ``select="last"`` the last epoch's), a
+                             plain checkpoint; after the last epoch its test metrics are added to
+                             the config's ``info``
     model.state.safetensors  the last finished epoch: model, Adam's moments (``optim.*`` tensors)
                              and the run's progress in ``info.train_state``; ``resume=True`` picks
                              up from it and continues exactly as an uninterrupted run would
@@ -268,8 +269,8 @@ def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool
             val = evaluate(model, splits.val, device=dev)
             row.update(val_loss=val.loss, val_accuracy=val.accuracy)
             row["seconds"] = time.perf_counter() - row.pop("_t0")
-            improved = best is None or (val.accuracy, -val.loss) > (best["val_accuracy"],
-                                                                    -best["val_loss"])
+            improved = best is None or config.select == "last" or (
+                (val.accuracy, -val.loss) > (best["val_accuracy"], -best["val_loss"]))
             diverged = not math.isfinite(row["train_loss"])
             row["best"] = bool(improved and not diverged)
             if row["best"]:
@@ -280,9 +281,10 @@ def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool
                 save_state(model, optimizer, state_path, config, epoch + 1, history, best)
             log.update(epochs=history, best=best)
             write_json(log_path, log)
+            kept = "best" if config.select == "val" else "kept"
             say(f"epoch {epoch + 1}/{config.epochs}  train loss {row['train_loss']:.4f} "
                 f"acc {row['train_accuracy']:.4f}  val loss {val.loss:.4f} acc {val.accuracy:.4f}"
-                f"  {row['seconds']:.1f} s" + ("  [green]best[/]" if row["best"] else ""),
+                f"  {row['seconds']:.1f} s" + (f"  [green]{kept}[/]" if row["best"] else ""),
                 highlight=False)
             if on_epoch:
                 on_epoch(row)

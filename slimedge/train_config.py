@@ -21,6 +21,9 @@ from .variants import ACTIVATIONS, GATE_ACTIVATIONS, INITS
 
 SCHEDULES = ("constant", "cosine")
 """Learning-rate schedules: constant, or cosine from ``lr`` down to 0 over the epochs."""
+SELECTS = ("val", "last")
+"""Which epoch's weights a run keeps: the best on validation (accuracy, ties to the lower loss),
+or the last (with a schedule that ends at a low rate; validation still reported each epoch)."""
 
 
 @dataclass
@@ -44,6 +47,7 @@ class TrainConfig:
     # step from this fraction of each sequence on (0: the last step's alone)
     frame_loss: float = 0.0
     frame_loss_from: float = 0.5
+    select: str = "val"  # the kept epoch: SELECTS
     seed: int = 0
     split_seed: int = 0
     val_fraction: float = DEFAULT_VAL_FRACTION
@@ -123,6 +127,9 @@ class TrainConfig:
             raise UsageError(f"frame loss start must lie in [0, 1), got {self.frame_loss_from}")
         if self.schedule not in SCHEDULES:
             raise UsageError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
+        if self.select not in SELECTS:
+            raise UsageError(f"unknown epoch selection {self.select!r}; valid: "
+                             f"{', '.join(SELECTS)}")
         # fail on bad choices and constants before any data is read
         for what, value, valid in (("gate activation", self.gate_activation, GATE_ACTIVATIONS),
                                    ("activation", self.activation, ACTIVATIONS),

@@ -107,3 +107,15 @@ def test_settle_outputs():
     a = p.parse_args(["--out", "mine.json"])
     settle_outputs(a, Path("r/x.json"))
     assert (a.out, a.source, a.markdown) == (Path("mine.json"), Path("mine.json"), False)
+
+
+def test_audio_nested_recipes_parse_and_refuse():
+    """benchmarks/audio.py --nested items: AUGMENT[@FRAME_LOSS][+extra][+last], flags in any
+    order, each once; anything else stops the run before it trains."""
+    parse = load("audio")._recipe
+    assert parse("shift,gain@1") == ("shift,gain", 1.0, False, False)
+    assert parse("shift,gain@1+extra") == ("shift,gain", 1.0, True, False)
+    assert parse("eq+last+extra") == ("eq", 0.0, True, True)
+    for bad in ("eq@x", "eq+extra+extra", "eq+best", "eq@1+"):
+        with pytest.raises(SystemExit):
+            parse(bad)

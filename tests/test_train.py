@@ -48,6 +48,30 @@ def test_short_run_on_real_data_learns(tmp_path, fsdd_small):
     assert log["test"]["accuracy"] == r.test["accuracy"]
 
 
+def test_the_kept_epoch_is_the_best_on_validation_or_the_last(tmp_path, fsdd_small):
+    """select="val" keeps the epoch of the highest validation accuracy (ties to the lower loss);
+    select="last" the last epoch's weights, the same as the run's training state holds. One seed
+    trains the same weights either way: only the kept epoch differs."""
+    cfg = TrainConfig(variant="LSTM5", hidden_size=16, epochs=4, batch_size=16, lr=3e-2,
+                      limit=400)
+    runs = {}
+    for select in ("val", "last"):
+        cfg.select = select
+        out = tmp_path / f"{select}.safetensors"
+        runs[select] = train(cfg, out, device="cpu", quiet=True, splits=fsdd_small)
+    rows = runs["val"].history
+    assert [r["val_accuracy"] for r in rows] == [r["val_accuracy"] for r in runs["last"].history]
+    want = max(rows, key=lambda r: (r["val_accuracy"], -r["val_loss"]))["epoch"]
+    assert runs["val"].best["epoch"] == want and runs["last"].best["epoch"] == 4
+    state = checkpoint.read(side_paths(tmp_path / "last.safetensors")[1]).tensors
+    kept = _tensors(tmp_path / "last.safetensors")
+    assert kept and all(np.array_equal(kept[k], state[k]) for k in kept)
+    assert checkpoint.read(tmp_path / "last.safetensors").config["info"]["train"]["select"] \
+        == "last"
+    with pytest.raises(Exception, match="epoch selection"):
+        TrainConfig(select="best")
+
+
 def test_mnist_rows_subset_learns(tmp_path):
     splits = data.load("mnist-rows", limit=600)
     cfg = TrainConfig(variant="LSTM0", data="mnist-rows", hidden_size=32, epochs=2,

@@ -67,12 +67,14 @@ def extra_words(extra: dict | str) -> str:
 def budget_words(b: dict) -> str:
     """A clip classifier's training budget in words, for the card and the benchmarks' tables:
     ``epochs``, ``augment`` (a recipe's names, comma-separated) and its ``copies``, and where
-    given ``label_smoothing``, ``frame_loss`` and ``train_extra`` (:func:`extra_words`)."""
+    given ``label_smoothing``, ``frame_loss``, ``train_extra`` (:func:`extra_words`) and
+    ``select`` (``"last"``: the last epoch kept, not the best on validation)."""
     return (f"{b['epochs']} epochs, augmentation `{b['augment'] or 'none'}`"
             + (f" ({b['copies']} copies)" if b["augment"] and b.get("copies") else "")
             + (f", label smoothing {b['label_smoothing']:g}" if b.get("label_smoothing") else "")
             + (f", frame loss {b['frame_loss']:g}" if b.get("frame_loss") else "")
-            + (f", {extra_words(b['train_extra'])}" if b.get("train_extra") else ""))
+            + (f", {extra_words(b['train_extra'])}" if b.get("train_extra") else "")
+            + (", the last epoch kept" if b.get("select") == "last" else ""))
 
 
 def markdown(card: dict) -> str:
