@@ -487,6 +487,52 @@ def card(res: dict, model: Path, loso_res: dict | None = None) -> dict:
     return out
 
 
+def merge(parts: list[dict]) -> dict:
+    """Results files merged in order (``--merge``): a later part's official-split runs replace
+    the earlier runs of the same variant and seed (other seeds add to them: the validation
+    choice is made again), its leave-one-speaker-out rows those of the same variant, its sweep
+    rows add, its nested rows add (other recipes, the same budget), its speed and choice
+    replace. The settings (the official and leave-one-speaker-out runs' budget) are the last
+    part's that has such runs; a run left from a part of other settings stops the merge."""
+    res = dict(parts[0])
+    origin = {(_name(r), r.get("seed")): res["settings"]
+              for r in res.get("official_seeds", res.get("official", []))}
+    origin.update({("loso", _name(r)): res["settings"] for r in res.get("loso", [])})
+    for other in parts[1:]:
+        if "official" in other:
+            runs = {(_name(r), r.get("seed")): r
+                    for r in res.get("official_seeds", res.get("official", []))}
+            for r in other.get("official_seeds", other["official"]):
+                runs[_name(r), r.get("seed")] = r
+                origin[_name(r), r.get("seed")] = other["settings"]
+            res["official"], res["official_seeds"] = by_validation(list(runs.values()))
+        if "loso" in other:
+            rows = {_name(r): r for r in res.get("loso", [])}
+            for r in other["loso"]:
+                rows[_name(r)] = r
+                origin["loso", _name(r)] = other["settings"]
+            res["loso"] = list(rows.values())
+        if "official" in other or "loso" in other:
+            res["settings"] = other["settings"]
+        if "sweep" in other:
+            res["sweep"] = res.get("sweep", []) + other["sweep"]
+        if "nested" in other and "nested" in res:  # other recipes, the same budget
+            n = res["nested"]
+            n["recipes"] += [r for r in other["nested"]["recipes"] if r not in n["recipes"]]
+            n["rows"] += other["nested"]["rows"]
+            n["picks"] = _picks(n["rows"])
+        elif "nested" in other:
+            res["nested"] = other["nested"]
+        for key in ("speed", "choice"):
+            if key in other:
+                res[key] = other[key]
+    mixed = sorted(" ".join(map(str, k)) for k, v in origin.items() if v != res["settings"])
+    if mixed:
+        raise SystemExit(f"--merge: runs of other settings than the last part's are left "
+                         f"({', '.join(mixed)}); merge parts that replace them")
+    return res
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "fsdd"))
@@ -556,26 +602,7 @@ def main(argv: list[str] | None = None) -> None:
             _report.update_markdown_section(BENCHMARKS_MD, HEADING, markdown(res))
         return
     if args.merge:
-        parts = [json.loads(Path(p).read_text()) for p in args.merge.split(",")]
-        res = parts[0]
-        for other in parts[1:]:
-            if "official" in other:  # runs of other seeds: the choice is made again
-                res["official_seeds"] = (res.get("official_seeds", res.get("official", []))
-                                         + other.get("official_seeds", other["official"]))
-                res["official"] = by_validation(res["official_seeds"])[0]
-            for key in ("loso", "sweep"):
-                if key in other:
-                    res[key] = res.get(key, []) + other[key]
-            if "nested" in other and "nested" in res:  # other recipes, the same budget
-                n = res["nested"]
-                n["recipes"] += [r for r in other["nested"]["recipes"] if r not in n["recipes"]]
-                n["rows"] += other["nested"]["rows"]
-                n["picks"] = _picks(n["rows"])
-            elif "nested" in other:
-                res["nested"] = other["nested"]
-            for key in ("speed", "choice"):
-                if key in other:
-                    res[key] = other[key]
+        res = merge([json.loads(Path(p).read_text()) for p in args.merge.split(",")])
         todo = [t for t in (args.only or []) if t == "speed"]
     elif args.sweep is not None:
         res["sweep"] = []
@@ -588,6 +615,7 @@ def main(argv: list[str] | None = None) -> None:
                                  "label_smoothing": args.label_smoothing,
                                  "frame_loss": args.frame_loss,
                                  "train_extra": _extra_record(args.train_extra),
+                                 "select": args.select,
                                  "copies": args.copies if args.augment_recipe else 0, **r})
             print(f"  mean {r['mean']:.3f} worst {r['worst']:.3f}", flush=True)
         todo = []

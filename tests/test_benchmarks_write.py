@@ -119,3 +119,30 @@ def test_audio_nested_recipes_parse_and_refuse():
     for bad in ("eq@x", "eq+extra+extra", "eq+best", "eq@1+"):
         with pytest.raises(SystemExit):
             parse(bad)
+
+
+def test_audio_merge_replaces_runs_of_the_same_variant_and_refuses_mixed_budgets():
+    """benchmarks/audio.py --merge: a later part's official runs replace the same variant and
+    seed's (the validation pick is made again over all seeds), its leave-one-speaker-out rows the
+    same variant's; the settings are the last such part's, and a run left over from other
+    settings stops the merge."""
+    merge = load("audio").merge
+    old, new = {"budget": 1}, {"budget": 2}
+
+    def run(variant, seed, val, test):
+        return {"variant": variant, "constants": {}, "seed": seed, "val_accuracy": val,
+                "val_loss": 0.1, "test_accuracy": test}
+    base = {"settings": old, "official_seeds": [run("LSTM1", 0, 0.99, 0.98),
+                                                run("LSTM1", 1, 0.98, 0.97)],
+            "loso": [{"variant": "LSTM1", "constants": {}, "mean": 0.7}],
+            "sweep": [{"augment": "a"}], "speed": {"x": 1}}
+    part = {"settings": new, "official": [run("LSTM1", 0, 0.97, 0.99), run("LSTM1", 1, 0.985, 0.9)],
+            "loso": [{"variant": "LSTM1", "constants": {}, "mean": 0.8}], "sweep": [{"augment": "b"}]}
+    res = merge([base, part])
+    assert res["settings"] == new and [r["mean"] for r in res["loso"]] == [0.8]
+    assert sorted((r["seed"], r["test_accuracy"]) for r in res["official_seeds"]) == \
+        [(0, 0.99), (1, 0.9)]
+    assert [r["seed"] for r in res["official"]] == [1]  # the best validation of the new runs
+    assert [r["augment"] for r in res["sweep"]] == ["a", "b"] and res["speed"] == {"x": 1}
+    with pytest.raises(SystemExit, match="LSTM1 1"):  # seed 1 of the old budget would be left
+        merge([base, {**part, "official": part["official"][:1]}])
