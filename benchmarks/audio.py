@@ -361,7 +361,7 @@ def markdown(res: dict) -> str:
         lines += _table("Official split, every seed (each variant's reported run is the one with "
                         "the best validation accuracy, then the lower validation loss; the test "
                         "split played no part in the choice):",
-                        "| variant | seed | validation | official split | best epoch | reported |",
+                        "| variant | seed | validation | official split | kept epoch | reported |",
                         [f"| {_name(o)} | {o.get('seed', 0)} | {o['val_accuracy']:.1%} | "
                          f"{o['test_accuracy']:.1%} | {o['best_epoch']} | "
                          f"{'yes' if (_name(o), o.get('seed')) in chosen else ''} |"
@@ -372,11 +372,13 @@ def markdown(res: dict) -> str:
                         "augmented copies of each training clip, `none` trains on the clean clips "
                         "only; a second seed moves a fold by up to 5-10 points):",
                         "| variant | front-end | augmentation | label smoothing | frame loss | "
-                        "extra clips | seed | epochs | copies | LOSO mean | worst fold |",
+                        "extra clips | kept epoch | seed | epochs | copies | LOSO mean | "
+                        "worst fold |",
                         [f"| {_name(r)} | {_short(r.get('frontend', FRONTEND))} | "
                          f"`{r['augment'] or 'none'}` | {r.get('label_smoothing', 0):g} | "
                          f"{r.get('frame_loss', 0):g} | "
                          f"{_extra_short(r.get('train_extra'))} | "
+                         f"{'last' if r.get('select') == 'last' else 'best val.'} | "
                          f"{r.get('seed', 0)} | {r.get('epochs', 10)} | "
                          f"{r.get('copies', 2 if r['augment'] not in ('', 'none') else 0)} | "
                          f"{r['mean']:.1%} | {r['worst']:.1%} ({r['worst_speaker']}) |"
@@ -447,13 +449,16 @@ def card(res: dict, model: Path, loso_res: dict | None = None) -> dict:
                          "scored well, on test clips too; the augmentation from the leave-one-"
                          "speaker-out sweep (shift, gain, noise), eq and label smoothing 0.1 "
                          "from exploratory runs with the model before; the frame loss, then "
-                         "the synthetic voices of `slimedge tts-digits` (training split only), "
-                         "each as the recipe with the best mean over twenty leave-one-speaker-"
+                         "the synthetic voices of `slimedge tts-digits` (training split only)"
+                         + (", then keeping the last epoch instead of the best on validation"
+                            if res["settings"].get("select") == "last" else "")
+                         + ", each as the recipe with the best mean over twenty leave-one-speaker-"
                          "out folds of four speakers, each of the five left out in turn "
                          f"(benchmarks/results/audio.json: nested: {nested_means}); the "
                          "checkpoint is the "
-                         "epoch with the best validation accuracy, and of the seeds run the one "
-                         "with the best validation accuracy"),
+                         + ("last epoch" if res["settings"].get("select") == "last" else
+                            "epoch with the best validation accuracy")
+                         + ", and of the seeds run the one with the best validation accuracy"),
            "val_accuracy": off[name]["val_accuracy"],
            "official_split": {"test_accuracy": off[name]["test_accuracy"],
                               "test_n": off[name]["test_n"],
@@ -492,8 +497,9 @@ def merge(parts: list[dict]) -> dict:
     the earlier runs of the same variant and seed (other seeds add to them: the validation
     choice is made again), its leave-one-speaker-out rows those of the same variant, its sweep
     rows add, its nested rows add (other recipes, the same budget), its speed and choice
-    replace. The settings (the official and leave-one-speaker-out runs' budget) are the last
-    part's that has such runs; a run left from a part of other settings stops the merge."""
+    replace. The settings (the official and leave-one-speaker-out runs' budget), machine and date
+    are the last part's that has such runs; a run left from a part of other settings stops the
+    merge."""
     res = dict(parts[0])
     origin = {(_name(r), r.get("seed")): res["settings"]
               for r in res.get("official_seeds", res.get("official", []))}
@@ -512,8 +518,8 @@ def merge(parts: list[dict]) -> dict:
                 rows[_name(r)] = r
                 origin["loso", _name(r)] = other["settings"]
             res["loso"] = list(rows.values())
-        if "official" in other or "loso" in other:
-            res["settings"] = other["settings"]
+        if "official" in other or "loso" in other:  # their budget, machine and date
+            res.update({k: other[k] for k in ("settings", "machine", "date") if k in other})
         if "sweep" in other:
             res["sweep"] = res.get("sweep", []) + other["sweep"]
         if "nested" in other and "nested" in res:  # other recipes, the same budget

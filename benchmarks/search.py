@@ -170,7 +170,8 @@ def shipped_audio(budget, base: dict, out: Path, quantize) -> dict:
             "val_accuracy": config["info"]["best"]["val_accuracy"],
             "epochs": config["info"]["best"]["epoch"],
             "training": {k: train[k] for k in ("epochs", "augment", "augment_copies",
-                                               "label_smoothing", "frame_loss", "train_extra")
+                                               "label_smoothing", "frame_loss", "train_extra",
+                                               "select")
                          if train.get(k) is not None},
             "figures": figures}
 
@@ -316,7 +317,8 @@ def markdown(result: dict) -> str:
         own = (audio_markdown.budget_words(
             {"epochs": tr["epochs"], "augment": ",".join(sorted(tr["augment"] or {})),
              "copies": tr["augment_copies"], **{k: tr.get(k) for k in
-                                                 ("label_smoothing", "frame_loss", "train_extra")}})
+                                                 ("label_smoothing", "frame_loss", "train_extra",
+                                                  "select")}})
                if tr else "on the full training split")
         consts = ", ".join(f"{k}={v:g}" for k, v in (sh["constants"] or {}).items())
         fe = (f", front-end: {frontends.from_config(sh['frontend']).description}"
@@ -324,7 +326,9 @@ def markdown(result: dict) -> str:
         lines += ["", f"The shipped model ({sh['variant']} n={sh['hidden_size']}"
                       f"{', ' + consts if consts else ''}{fe}; "
                       f"{figs}) has validation accuracy {sh['val_accuracy']:.4f} (its own training "
-                      f"run, the zoo's: best epoch {sh['epochs']}, {own}"
+                      f"run, the zoo's: "
+                      + (f"epoch {sh['epochs']} kept, " if (tr or {}).get("select") != "last"
+                         else "") + f"{own}"
                       + (f"; measured {sh['date']} with `--shipped-only`" if sh.get("date")
                          else "") + "). "
                       + (f"Front models that beat it at equal or smaller flash and cycles: "
