@@ -149,10 +149,13 @@ def _recipe(text: str) -> tuple[str, float, bool, bool]:
     if set(flags) - {"extra", "last"} or len(set(flags)) < len(flags):
         raise SystemExit(f"--nested: {text!r} is not AUGMENT[@FRAME_LOSS][+extra][+last]")
     try:
-        return aug, float(fl or 0), "extra" in flags, "last" in flags
+        weight = float(fl or 0)
     except ValueError:
-        raise SystemExit(f"--nested: {text!r} is not AUGMENT[@FRAME_LOSS][+extra][+last]") \
-            from None
+        weight = float("nan")
+    if not weight >= 0 or weight == float("inf"):
+        raise SystemExit(f"--nested: {text!r} is not AUGMENT[@FRAME_LOSS][+extra][+last] "
+                         f"(a frame loss is a number >= 0)")
+    return aug, weight, "extra" in flags, "last" in flags
 
 
 def nested(data: str, recipes: list[str], args) -> dict:
@@ -192,6 +195,7 @@ def nested(data: str, recipes: list[str], args) -> dict:
                 print(f"  held out {outer}, {text}: inner mean {rows[-1]['mean']:.3f}", flush=True)
     args.train_extra, args.select = extra, select
     return {"recipes": recipes, "rows": rows, "picks": _picks(rows), "seed": args.seed,
+            "select": select,
             "epochs": args.epochs, "copies": args.copies,
             "label_smoothing": args.label_smoothing, "train_extra": _extra_record(extra)}
 
@@ -296,7 +300,8 @@ def markdown(res: dict) -> str:
              f"Raw FSDD (five speakers, 8 kHz) through the front-end `{json.dumps(a['frontend'])}`"
              f", one layer, n = {a['hidden']}, Adam 3e-3 cosine, seed {a['seed']} (official "
              f"split: seeds {seeds}), {audio_markdown.budget_words(a)}"
-             + (" (training split only)" if a.get("train_extra") else "")
+             + (f" (`python -m slimedge tts-digits {TTS_DIR}`; training split only)"
+                if a.get("train_extra") else "")
              + ". "
              f"Machine: {_report.describe(res['machine'])}; {res['date']} (a loaded machine: "
              f"2 cores shared with other jobs).", "",
@@ -310,7 +315,7 @@ def markdown(res: dict) -> str:
              f"--variants LSTM0 --out B.json",
              "nice -n 10 .venv/bin/python benchmarks/audio.py --only speed --out S.json",
              f"nice -n 10 .venv/bin/python benchmarks/audio.py --nested 'RECIPE@FRAME_LOSS"
-             f"[+extra]' --epochs {a['epochs']} --copies {a['copies']} --label-smoothing "
+             f"[+extra][+last]' --epochs {a['epochs']} --copies {a['copies']} --label-smoothing "
              f"{a.get('label_smoothing', 0):g} [--train-extra {TTS_DIR}] --out N.json"
              "   # one per recipe, merged",
              "nice -n 10 .venv/bin/python benchmarks/audio.py --sweep RECIPE --epochs E --copies C "
@@ -500,7 +505,10 @@ def merge(parts: list[dict]) -> dict:
     replace. The settings (the official and leave-one-speaker-out runs' budget), machine and date
     are the last part's that has such runs; a run left from a part of other settings stops the
     merge."""
-    res = dict(parts[0])
+    import copy
+
+    parts = copy.deepcopy(parts)
+    res = parts[0]
     origin = {(_name(r), r.get("seed")): res["settings"]
               for r in res.get("official_seeds", res.get("official", []))}
     origin.update({("loso", _name(r)): res["settings"] for r in res.get("loso", [])})
@@ -532,7 +540,11 @@ def merge(parts: list[dict]) -> dict:
         for key in ("speed", "choice"):
             if key in other:
                 res[key] = other[key]
-    mixed = sorted(" ".join(map(str, k)) for k, v in origin.items() if v != res["settings"])
+    def budget(settings: dict) -> dict:  # the seed is each run's own; "val" by default
+        return {**{k: v for k, v in settings.items() if k != "seed"},
+                "select": settings.get("select", "val")}
+    mixed = sorted(" ".join(map(str, k)) for k, v in origin.items()
+                   if budget(v) != budget(res["settings"]))
     if mixed:
         raise SystemExit(f"--merge: runs of other settings than the last part's are left "
                          f"({', '.join(mixed)}); merge parts that replace them")
@@ -562,7 +574,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sweep", default=None, metavar="R1;R2;...",
                     help="leave-one-speaker-out per augmentation recipe ('none' for none)")
     ap.add_argument("--nested", default=None, metavar="R1;R2;...",
-                    help="choose among training recipes (AUGMENT[@FRAME_LOSS]) without the "
+                    help="choose among training recipes (AUGMENT[@FRAME_LOSS][+extra][+last]) without the "
                          "held-out speaker: leave-one-speaker-out over the other four, per "
                          "speaker held out")
     ap.add_argument("--variants", default="shipped,LSTM0",

@@ -359,13 +359,9 @@ def trained_run(job: dict) -> dict:
 
 
 def _summary(r: dict) -> dict:
-    """A clip classifier's recipe (:func:`recipes`' first) in the few fields the table states:
-    epochs, augmentation, copies, label smoothing, frame loss, extra training clips, the kept
-    epoch."""
-    return {"epochs": r["epochs"], "augment": ",".join(sorted(r.get("augment") or {})) or "none",
-            "copies": r.get("augment_copies", 0), "label_smoothing": r.get("label_smoothing") or 0,
-            "frame_loss": r.get("frame_loss") or 0, "train_extra": r.get("train_extra"),
-            "select": r.get("select", "val")}
+    """A clip classifier's recipe (:func:`recipes`' first) in the few fields the table states
+    (:func:`slimedge.zoo.audio_markdown.recipe_budget`)."""
+    return audio_markdown.recipe_budget(r)
 
 
 def totals(rows: list[dict], pooled: dict) -> dict:

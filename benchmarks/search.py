@@ -314,11 +314,7 @@ def markdown(result: dict) -> str:
                  if r["val_accuracy"] > sh["val_accuracy"] and r["flash"] <= f["flash"]
                  and r["cycles_per_second"] <= f["cycles_per_second"]]
         tr = sh.get("training")
-        own = (audio_markdown.budget_words(
-            {"epochs": tr["epochs"], "augment": ",".join(sorted(tr["augment"] or {})),
-             "copies": tr["augment_copies"], **{k: tr.get(k) for k in
-                                                 ("label_smoothing", "frame_loss", "train_extra",
-                                                  "select")}})
+        own = (audio_markdown.budget_words(audio_markdown.recipe_budget(tr))
                if tr else "on the full training split")
         consts = ", ".join(f"{k}={v:g}" for k, v in (sh["constants"] or {}).items())
         fe = (f", front-end: {frontends.from_config(sh['frontend']).description}"

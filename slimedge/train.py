@@ -200,7 +200,8 @@ def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool
           overwrite: bool = False, device: str = "auto", progress: bool = True, quiet: bool = False,
           splits: _data.DataSplits | None = None, console=None,
           on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
-    """Train, validating each epoch and keeping the best checkpoint at ``output``.
+    """Train, validating each epoch and keeping the best checkpoint at ``output`` (with
+    ``config.select == "last"``, the last epoch's).
 
     With ``resume``, the settings come from ``output``'s state file (only ``config.epochs`` is
     taken from the argument, to train longer; pass ``config=None`` to keep the run's own) and
@@ -303,8 +304,9 @@ def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool
                    seconds_total=float(sum(r["seconds"] for r in history)),
                    train_seconds_per_epoch=float(np.mean([r["train_seconds"] for r in history])))
         write_json(log_path, log)
-        say(f"best epoch {best['epoch']}: val acc {best['val_accuracy']:.4f}; "
-            f"test acc {test.accuracy:.4f} -> {out}", highlight=False, soft_wrap=True)
+        say(f"{'best' if config.select == 'val' else 'kept'} epoch {best['epoch']}: val acc "
+            f"{best['val_accuracy']:.4f}; test acc {test.accuracy:.4f} -> {out}", highlight=False,
+            soft_wrap=True)
     return TrainResult(out, state_path, log_path, history, best, test.to_dict(), best_model.cpu(),
                        log, diverged)
 

@@ -228,9 +228,8 @@ def train_stream(cfg: StreamTrainConfig, output: str | Path, *, say=print) -> di
     parts = wavdata.split_clips(clips, cfg.split, test_speakers=cfg.test_speakers,
                                 val_fraction=cfg.val_fraction, seed=cfg.split_seed)
     if cfg.train_extra:  # in the training streams only: validation hears the data's voices
-        parts["train"] = parts["train"] + wavdata.extra_clips(cfg.train_extra, labels[:-1] if
-                                                             labels[-1] == BACKGROUND else labels,
-                                                             parts, cfg.data)
+        parts["train"] = parts["train"] + wavdata.extra_clips(
+            cfg.train_extra, [x for x in labels if x != BACKGROUND], parts, cfg.data)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     val_m = [_material(parts["val"], cfg, rate, [cfg.seed, 0xEA1], k, train=False)

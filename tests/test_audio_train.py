@@ -303,6 +303,7 @@ def test_extra_training_clips_from_the_command_line(tmp_path):
                         (["--test-speakers", "cid", "--train-extra",
                           str(_tone_folder(tmp_path / "leak", speakers=("cid",), per=1))],
                          "also in the test set"),
+                        (["--streams", "1", "--select", "last"], "--select"),
                         (["--streams", "1", "--test-speakers", "cid", "--train-extra",
                           str(_tone_folder(tmp_path / "leak2", speakers=("cid",), per=1))],
                          "also in the test set")):

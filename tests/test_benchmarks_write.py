@@ -116,7 +116,7 @@ def test_audio_nested_recipes_parse_and_refuse():
     assert parse("shift,gain@1") == ("shift,gain", 1.0, False, False)
     assert parse("shift,gain@1+extra") == ("shift,gain", 1.0, True, False)
     assert parse("eq+last+extra") == ("eq", 0.0, True, True)
-    for bad in ("eq@x", "eq+extra+extra", "eq+best", "eq@1+"):
+    for bad in ("eq@x", "eq+extra+extra", "eq+best", "eq@1+", "eq@-1", "eq@nan", "eq@inf"):
         with pytest.raises(SystemExit):
             parse(bad)
 
@@ -146,3 +146,7 @@ def test_audio_merge_replaces_runs_of_the_same_variant_and_refuses_mixed_budgets
     assert [r["augment"] for r in res["sweep"]] == ["a", "b"] and res["speed"] == {"x": 1}
     with pytest.raises(SystemExit, match="LSTM1 1"):  # seed 1 of the old budget would be left
         merge([base, {**part, "official": part["official"][:1]}])
+    # runs of one budget made one seed per process merge; the inputs stay as they were
+    seeds = [{"settings": {**new, "seed": k}, "official": [run("LSTM1", k, 0.9, 0.9)]}
+             for k in (0, 1)]
+    assert len(merge(seeds)["official_seeds"]) == 2 and len(seeds[0]["official"]) == 1

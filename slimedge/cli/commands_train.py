@@ -147,8 +147,8 @@ def train_cmd(
     dropout: float = typer.Option(0.0, "--dropout", help="Dropout between layers."),
     label_smoothing: float = typer.Option(0.0, "--label-smoothing", metavar="LS", help="Cross-entropy against targets 1 - LS on the label, LS spread over all classes (0 = off)."),
     frame_loss: float = typer.Option(0.0, "--frame-loss", metavar="W", help="Add W times the mean cross-entropy of the label at every step from --frame-loss-from of each sequence on, beside the last step's (0 = off)."),
-    select: str = typer.Option("val", "--select", metavar="val|last", help="The epoch whose weights the checkpoint keeps: the best on validation (accuracy, ties to the lower loss), or the last (with --schedule cosine, a low rate at the end); validation is reported each epoch either way."),
     frame_loss_from: float = typer.Option(0.5, "--frame-loss-from", metavar="F", help="With --frame-loss: the fraction of each sequence after which every step carries the label."),
+    select: str = typer.Option("val", "--select", metavar="val|last", help="The epoch whose weights the checkpoint keeps: the best on validation (accuracy, ties to the lower loss), or the last (with --schedule cosine, a low rate at the end); validation is reported each epoch either way."),
     seed: int = typer.Option(0, "--seed", help="Seed for weights, batch order and dropout."),
     split_seed: int = typer.Option(0, "--split-seed", help="Seed of the train/val/test split."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Cap every split at N sequences (a stratified subset), for quick runs."),
@@ -169,6 +169,9 @@ def train_cmd(
     init_from: Optional[Path] = typer.Option(None, "--init-from", metavar="MODEL.safetensors", show_default=False, help="With --streams: start from this clip classifier of the same front-end, variant, constants and size (its LSTM, standardisation and label rows; e.g. the zoo's fsdd_audio)."),
 ) -> None:
     """Train a SLIM classifier: validation each epoch, the best checkpoint kept, resumable."""
+    if streams and select != "val":
+        raise UsageError("--select keeps a clip classifier's epoch; a continuous model (--streams) "
+                         "keeps the epoch of the best validation streams")
     if streams:
         return _train_streams(output, variant, data, frontend, frontend_option, split_by,
                               test_speakers, hidden_size, epochs, lr, seed, split_seed,

@@ -73,8 +73,19 @@ def budget_words(b: dict) -> str:
             + (f" ({b['copies']} copies)" if b["augment"] and b.get("copies") else "")
             + (f", label smoothing {b['label_smoothing']:g}" if b.get("label_smoothing") else "")
             + (f", frame loss {b['frame_loss']:g}" if b.get("frame_loss") else "")
-            + (f", {extra_words(b['train_extra'])}" if b.get("train_extra") else "")
-            + (", the last epoch kept" if b.get("select") == "last" else ""))
+            + (", the last epoch kept" if b.get("select") == "last" else "")
+            + (f", {extra_words(b['train_extra'])}" if b.get("train_extra") else ""))
+
+
+def recipe_budget(train: dict) -> dict:
+    """A clip classifier's recipe (TrainConfig fields, as a checkpoint's ``info.train`` records
+    them) in the fields :func:`budget_words` takes."""
+    return {"epochs": train["epochs"],
+            "augment": ",".join(sorted(train.get("augment") or {})) or "none",
+            "copies": train.get("augment_copies", 0),
+            "label_smoothing": train.get("label_smoothing") or 0,
+            "frame_loss": train.get("frame_loss") or 0, "train_extra": train.get("train_extra"),
+            "select": train.get("select", "val")}
 
 
 def markdown(card: dict) -> str:
