@@ -76,14 +76,17 @@ def _storage(url: str, grace_s: float | None = None):
                 "heartbeat_interval": HEARTBEAT_S, "grace_period": int(grace_s),
                 "heartbeat_stale_trial_callback":
                     optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
-            if url.startswith("sqlite:///"):
-                storage = _serialized_sqlite_storage()(url, engine_kwargs=kwargs, **extra)
-                storage.state_lock = url[len("sqlite:///"):] + ".state-lock"
-                return storage
-            # a fresh database: workers started together each create Optuna's tables, and all
-            # but the first are refused a name that now exists; by the next try it is complete
+            # a fresh database: workers started together each create Optuna's tables (and stamp
+            # its schema version), and all but the first are refused a name or row that now
+            # exists; by the next try it is complete. SQLite too: seen as a UNIQUE failure on
+            # alembic_version when a killed worker's replacement started beside the others
             for attempt in range(SCHEMA_TRIES):
                 try:
+                    if url.startswith("sqlite:///"):
+                        storage = _serialized_sqlite_storage()(url, engine_kwargs=kwargs,
+                                                               **extra)
+                        storage.state_lock = url[len("sqlite:///"):] + ".state-lock"
+                        return storage
                     return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **extra)
                 except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
                     if attempt == SCHEMA_TRIES - 1:
