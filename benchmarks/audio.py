@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import time
@@ -152,7 +153,7 @@ def _recipe(text: str) -> tuple[str, float, bool, bool]:
         weight = float(fl or 0)
     except ValueError:
         weight = float("nan")
-    if not weight >= 0 or weight == float("inf"):
+    if not (math.isfinite(weight) and weight >= 0):
         raise SystemExit(f"--nested: {text!r} is not AUGMENT[@FRAME_LOSS][+extra][+last] "
                          f"(a frame loss is a number >= 0)")
     return aug, weight, "extra" in flags, "last" in flags

@@ -264,6 +264,7 @@ def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool
             for path in (out, state_path, log_path):
                 path.unlink(missing_ok=True)
         diverged = False
+        kept = "best" if config.select == "val" else "kept"  # the kept epoch, in words
         for epoch in range(start_epoch, config.epochs):
             row = _train_epoch(model, optimizer, splits, config, epoch, dev, progress and not quiet,
                                console)
@@ -282,7 +283,6 @@ def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool
                 save_state(model, optimizer, state_path, config, epoch + 1, history, best)
             log.update(epochs=history, best=best)
             write_json(log_path, log)
-            kept = "best" if config.select == "val" else "kept"
             say(f"epoch {epoch + 1}/{config.epochs}  train loss {row['train_loss']:.4f} "
                 f"acc {row['train_accuracy']:.4f}  val loss {val.loss:.4f} acc {val.accuracy:.4f}"
                 f"  {row['seconds']:.1f} s" + (f"  [green]{kept}[/]" if row["best"] else ""),
@@ -304,7 +304,7 @@ def train(config: TrainConfig | None, output: str | os.PathLike, *, resume: bool
                    seconds_total=float(sum(r["seconds"] for r in history)),
                    train_seconds_per_epoch=float(np.mean([r["train_seconds"] for r in history])))
         write_json(log_path, log)
-        say(f"{'best' if config.select == 'val' else 'kept'} epoch {best['epoch']}: val acc "
+        say(f"{kept} epoch {best['epoch']}: val acc "
             f"{best['val_accuracy']:.4f}; test acc {test.accuracy:.4f} -> {out}", highlight=False,
             soft_wrap=True)
     return TrainResult(out, state_path, log_path, history, best, test.to_dict(), best_model.cpu(),
